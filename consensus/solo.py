@@ -1,0 +1,101 @@
+"""The ``solo`` engine: one validator that finalises its own blocks, for development.
+
+It keeps the same contract as the real engines (proposal on request, a signed certificate with
+each block, persisted signing state) so that the node, the store and the API are exercised
+exactly as they will be under PBFT.  The signing guard persists the last height it signed
+before the signature leaves the engine, so a restart can never sign a second, different block
+at a height it already signed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from consensus.engine import (
+    Action,
+    ChainHead,
+    CommitBlock,
+    Persist,
+    RequestProposal,
+    SetTimer,
+)
+from protocol.block import Block, Certificate, Vote, VoteStep
+from protocol.crypto import SigningKey
+from protocol.encoding import Record
+
+LAST_SIGNED_KEY = b"solo/last-signed"
+
+
+class DoubleSignError(RuntimeError):
+    """The engine was asked to sign a different block at a height it already signed."""
+
+
+class SoloEngine:
+    name = "solo"
+
+    def __init__(self, key: SigningKey, chain_id: bytes, block_interval_ms: int) -> None:
+        self._key = key
+        self._chain_id = chain_id
+        self._interval = block_interval_ms
+        self._head = ChainHead(0, b"\x00" * 32, 0)
+        self._next_at = 0
+        self._proposing = False
+        self._last_signed: tuple[int, bytes] = (0, b"")
+
+    def start(self, head: ChainHead, persisted: Mapping[bytes, bytes], now_ms: int) -> list[Action]:
+        self._head = head
+        raw = persisted.get(LAST_SIGNED_KEY)
+        if raw is not None:
+            self._last_signed = (int.from_bytes(raw[:8], "big"), raw[8:])
+        self._next_at = now_ms + self._interval
+        return [SetTimer(self._next_at)]
+
+    def on_tick(self, now_ms: int) -> list[Action]:
+        if self._proposing:
+            return []
+        if now_ms < self._next_at:
+            return [SetTimer(self._next_at)]
+        self._proposing = True
+        return [
+            RequestProposal(
+                height=self._head.height + 1,
+                round=0,
+                prev_hash=self._head.block_hash,
+                min_timestamp_ms=self._head.timestamp_ms + 1,
+            )
+        ]
+
+    def on_message(self, sender: bytes, message: Record, now_ms: int) -> list[Action]:
+        return []  # a solo validator has no peers
+
+    def on_proposal(self, block: Block | None, now_ms: int) -> list[Action]:
+        self._proposing = False
+        if block is None or block.height != self._head.height + 1:
+            self._next_at = now_ms + self._interval
+            return [SetTimer(self._next_at)]
+        block_hash = block.hash()
+        signed_height, signed_hash = self._last_signed
+        if block.height < signed_height or (
+            block.height == signed_height and block_hash != signed_hash
+        ):
+            raise DoubleSignError(
+                f"refusing to sign block {block.height} {block_hash.hex()}: "
+                f"already signed height {signed_height}"
+            )
+        vote = Vote(block.height, 0, block_hash, int(VoteStep.COMMIT))
+        signature = vote.sign(self._key, self._chain_id)
+        self._last_signed = (block.height, block_hash)
+        self._proposing = True  # until the commit comes back
+        return [
+            Persist(LAST_SIGNED_KEY, block.height.to_bytes(8, "big") + block_hash),
+            CommitBlock(block, Certificate(vote, (signature,))),
+        ]
+
+    def on_block_committed(self, head: ChainHead, now_ms: int) -> list[Action]:
+        self._head = head
+        self._proposing = False
+        self._next_at = now_ms + self._interval
+        return [SetTimer(self._next_at)]
+
+    def status(self) -> Mapping[str, int | str]:
+        return {"engine": self.name, "height": self._head.height, "round": 0}

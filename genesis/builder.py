@@ -1,0 +1,87 @@
+"""Build a genesis document and the keys that go with it (pure: keys and time are passed in)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from genesis.schema import DeviceKind, Genesis, parse_genesis
+from protocol.address import address_of, format_address
+from protocol.crypto import SigningKey
+
+#: The source's three-peer testbed: Peer A (PV + battery), Peer B (EV), Peer C (consumer).
+PEER_DEVICES: tuple[tuple[DeviceKind, ...], ...] = (
+    ("PV", "Battery", "Load"),
+    ("EV", "Load"),
+    ("Load",),
+)
+DEFAULT_BALANCE_MC = 1_000_000  # 1,000 credits each
+
+
+@dataclass(frozen=True, slots=True)
+class NamedKey:
+    name: str
+    key: SigningKey
+
+    @property
+    def address(self) -> str:
+        return format_address(address_of(self.key.public_key))
+
+
+@dataclass(frozen=True, slots=True)
+class GenesisBundle:
+    genesis: Genesis
+    validators: tuple[NamedKey, ...]
+    participants: tuple[NamedKey, ...]
+    governance: NamedKey
+
+
+def participant_name(i: int) -> str:
+    return f"peer-{chr(ord('a') + i)}" if i < 26 else f"peer-{i + 1}"
+
+
+def build_genesis(
+    *,
+    chain_name: str,
+    genesis_time_ms: int,
+    validators: int,
+    participants: int,
+    engine: str,
+    new_key: Callable[[], SigningKey],
+    slot_length_ms: int | None = None,
+    block_interval_ms: int | None = None,
+    balance_mc: int = DEFAULT_BALANCE_MC,
+    extra_params: dict[str, Any] | None = None,
+) -> GenesisBundle:
+    """Generate keys and a validated genesis; a wrong value raises GenesisError naming it."""
+    vals = tuple(NamedKey(f"node-{i + 1}", new_key()) for i in range(validators))
+    peers = tuple(NamedKey(participant_name(i), new_key()) for i in range(participants))
+    governance = NamedKey("governance", new_key())
+    params: dict[str, Any] = dict(extra_params or {})
+    if slot_length_ms is not None:
+        params["slot_length_ms"] = slot_length_ms
+    if block_interval_ms is not None:
+        params["block_interval_ms"] = block_interval_ms
+    doc: dict[str, Any] = {
+        "chain_name": chain_name,
+        "genesis_time_ms": genesis_time_ms,
+        "governance_public_key": governance.key.public_key.hex(),
+        "consensus": {"engine": engine},
+        "params": params,
+        "validators": [
+            {"name": v.name, "public_key": v.key.public_key.hex(), "address": v.address}
+            for v in vals
+        ],
+        "participants": [
+            {
+                "name": p.name,
+                "public_key": p.key.public_key.hex(),
+                "address": p.address,
+                "devices": list(PEER_DEVICES[i % len(PEER_DEVICES)]),
+            }
+            for i, p in enumerate(peers)
+        ],
+        "balances": [{"address": p.address, "amount_mc": balance_mc} for p in peers],
+    }
+    return GenesisBundle(parse_genesis(doc), vals, peers, governance)

@@ -1,0 +1,189 @@
+"""``gridchain genesis init``: write genesis.json, one config per validator, one keystore each.
+
+Layout of ``--out DIR``::
+
+    DIR/genesis.json                    the chain (its hash is the chain id)
+    DIR/nodes/<name>/config.toml        a validator's config with its private key (mode 0600)
+    DIR/wallets/<participant>.json      encrypted keystores (GRIDCHAIN_PASSWORD or a prompt)
+    DIR/wallets/governance.json         the governance key, needed to admit participants
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from genesis.builder import GenesisBundle, build_genesis
+from protocol.crypto import SigningKey
+from protocol.errors import GridchainError
+from protocol.keystore import DEFAULT_SCRYPT_N, TESTNET_SCRYPT_N, seal
+
+BASE_API_PORT = 8700
+BASE_P2P_PORT = 9700
+
+
+class OutputExistsError(GridchainError):
+    code = "output_exists"
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read, atomically (write a temp file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def node_config_toml(
+    bundle: GenesisBundle, index: int, *, host: str, base_api_port: int, base_p2p_port: int
+) -> str:
+    v = bundle.validators[index]
+    lines = [
+        "# gridchain validator configuration (local to this machine; the chain is genesis.json).",
+        "# Environment variables override it: GRIDCHAIN_API__PORT=8801, GRIDCHAIN_LOG__LEVEL=debug",
+        "[node]",
+        f'name = "{v.name}"',
+        'data_dir = "data"',
+        'genesis_file = "../../genesis.json"',
+        "# The validator's Ed25519 seed. Keep this file private.",
+        f'private_key = "{v.key.seed.hex()}"',
+        "",
+        "[api]",
+        f'host = "{host}"',
+        f"port = {base_api_port + index}",
+        "",
+        "[p2p]",
+        f'host = "{host}"',
+        f"port = {base_p2p_port + index}",
+    ]
+    for j, peer in enumerate(bundle.validators):
+        if j == index:
+            continue
+        lines += [
+            "",
+            "[[p2p.peers]]",
+            f'name = "{peer.name}"',
+            f'public_key = "{peer.key.public_key.hex()}"',
+            f'host = "{host}"',
+            f"port = {base_p2p_port + j}",
+        ]
+    lines += ["", "[log]", 'level = "info"', ""]
+    return "\n".join(lines)
+
+
+def write_bundle(
+    bundle: GenesisBundle,
+    out: Path,
+    *,
+    password: str,
+    scrypt_n: int,
+    host: str = "127.0.0.1",
+    base_api_port: int = BASE_API_PORT,
+    base_p2p_port: int = BASE_P2P_PORT,
+    force: bool = False,
+) -> None:
+    genesis_path = out / "genesis.json"
+    if genesis_path.exists() and not force:
+        raise OutputExistsError(f"{genesis_path} exists; use --force to replace the chain")
+    out.mkdir(parents=True, exist_ok=True)
+    doc = bundle.genesis.model_dump(mode="json")
+    genesis_path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    for i, v in enumerate(bundle.validators):
+        text = node_config_toml(
+            bundle, i, host=host, base_api_port=base_api_port, base_p2p_port=base_p2p_port
+        )
+        write_private(out / "nodes" / v.name / "config.toml", text)
+    for named in (*bundle.participants, bundle.governance):
+        keystore = seal(named.key, password, name=named.name, n=scrypt_n)
+        write_private(out / "wallets" / f"{named.name}.json", json.dumps(keystore, indent=2))
+
+
+def _password(args: argparse.Namespace) -> str:
+    from_env = os.environ.get("GRIDCHAIN_PASSWORD")
+    if from_env is not None:
+        return from_env
+    import getpass  # noqa: PLC0415 - interactive path only
+    import sys  # noqa: PLC0415
+
+    if not sys.stdin.isatty():
+        raise GridchainError("set GRIDCHAIN_PASSWORD to encrypt the wallets (no terminal to ask)")
+    first = getpass.getpass("Password for the generated wallets: ")
+    if first != getpass.getpass("Repeat the password: "):
+        raise GridchainError("the passwords do not match")
+    return first
+
+
+def _init(args: argparse.Namespace) -> int:
+    bundle = build_genesis(
+        chain_name=args.chain_name,
+        genesis_time_ms=time.time_ns() // 1_000_000,
+        validators=args.validators,
+        participants=args.participants,
+        engine=args.consensus,
+        new_key=SigningKey.generate,
+        slot_length_ms=None if args.slot_seconds is None else args.slot_seconds * 1000,
+        block_interval_ms=args.block_interval_ms,
+    )
+    out = Path(args.out)
+    write_bundle(
+        bundle,
+        out,
+        password=_password(args),
+        scrypt_n=TESTNET_SCRYPT_N if args.fast_kdf else DEFAULT_SCRYPT_N,
+        host=args.host,
+        base_api_port=args.base_api_port,
+        base_p2p_port=args.base_p2p_port,
+        force=args.force,
+    )
+    summary: dict[str, Any] = {
+        "chain_id": bundle.genesis.chain_id.hex(),
+        "genesis": str(out / "genesis.json"),
+        "validators": [
+            {"name": v.name, "config": str(out / "nodes" / v.name / "config.toml")}
+            for v in bundle.validators
+        ],
+        "wallets": [
+            {"name": p.name, "address": p.address, "file": str(out / "wallets" / f"{p.name}.json")}
+            for p in (*bundle.participants, bundle.governance)
+        ],
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"chain id   {summary['chain_id']}")
+        print(f"genesis    {summary['genesis']}")
+        for v in summary["validators"]:
+            print(f"validator  {v['name']:<12} {v['config']}")
+        for w in summary["wallets"]:
+            print(f"wallet     {w['name']:<12} {w['address']}  {w['file']}")
+    return 0
+
+
+def register(sub: Any, name: str, help_text: str) -> None:
+    parser = sub.add_parser(name, help=help_text)
+    gsub = parser.add_subparsers(dest="genesis_command", required=True, metavar="SUBCOMMAND")
+    init = gsub.add_parser("init", help="create a new chain's files")
+    init.add_argument("--out", required=True, help="directory to write")
+    init.add_argument("--validators", type=int, default=1)
+    init.add_argument("--consensus", choices=["solo", "pbft", "pob", "epob"], default="solo")
+    init.add_argument("--participants", type=int, default=3)
+    init.add_argument("--slot-seconds", type=int, default=None)
+    init.add_argument("--block-interval-ms", type=int, default=None)
+    init.add_argument("--chain-name", default="gridchain-local")
+    init.add_argument("--host", default="127.0.0.1", help="address the nodes listen on")
+    init.add_argument("--base-api-port", type=int, default=BASE_API_PORT)
+    init.add_argument("--base-p2p-port", type=int, default=BASE_P2P_PORT)
+    init.add_argument(
+        "--fast-kdf", action="store_true", help="cheaper scrypt for throwaway testnet wallets"
+    )
+    init.add_argument("--force", action="store_true", help="replace an existing genesis.json")
+    init.add_argument("--json", action="store_true")
+    init.set_defaults(handler=_init)

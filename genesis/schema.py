@@ -1,0 +1,242 @@
+"""The genesis document: everything consensus-critical that every validator must agree on.
+
+It is JSON for people and validated here with pydantic in strict mode, so a float where an
+integer belongs, a missing field or an unknown one stops the node with a message naming the
+field.  Its hash, taken over a canonical JSON form, is the chain id: two nodes with different
+genesis documents are on different chains and every signature says which.
+
+Everything here is pure (no file or clock access), so market/ and consensus/ may import it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from protocol.address import address_of, format_address, parse_address
+from protocol.crypto import sha256
+from protocol.errors import GridchainError
+
+GENESIS_DOMAIN = b"gridchain/genesis\x00"
+Engine = Literal["solo", "pbft", "pob", "epob"]
+DeviceKind = Literal["PV", "Battery", "EV", "Load"]
+
+PositiveMs = Annotated[int, Field(gt=0, le=2**63 - 1)]
+NonNegative = Annotated[int, Field(ge=0, le=2**63 - 1)]
+Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+
+
+class GenesisError(GridchainError):
+    code = "invalid_genesis"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+def _check_public_key(value: str) -> str:
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raise ValueError("a public key is 64 hex digits") from None
+    if len(raw) != 32 or value != value.lower():
+        raise ValueError("a public key is 64 lower-case hex digits")
+    return value
+
+
+class KeyedEntity(_Strict):
+    """A validator or participant: a name, its public key and the address derived from it."""
+
+    name: Name
+    public_key: str
+    address: str
+
+    @field_validator("public_key")
+    @classmethod
+    def _pk(cls, v: str) -> str:
+        return _check_public_key(v)
+
+    @model_validator(mode="after")
+    def _address_matches_key(self) -> KeyedEntity:
+        try:
+            parse_address(self.address)
+        except GridchainError as exc:
+            raise ValueError(exc.message) from None
+        expected = format_address(address_of(bytes.fromhex(self.public_key)))
+        if self.address != expected:
+            raise ValueError(f"address {self.address} is not derived from public_key")
+        return self
+
+    @property
+    def public_key_bytes(self) -> bytes:
+        return bytes.fromhex(self.public_key)
+
+    @property
+    def address_bytes(self) -> bytes:
+        return parse_address(self.address)
+
+
+class Validator(KeyedEntity):
+    power: Annotated[int, Field(ge=1, le=1)] = 1
+
+
+class Participant(KeyedEntity):
+    devices: tuple[DeviceKind, ...] = ()
+
+
+class Balance(_Strict):
+    address: str
+    amount_mc: NonNegative
+
+    @field_validator("address")
+    @classmethod
+    def _addr(cls, v: str) -> str:
+        try:
+            parse_address(v)
+        except GridchainError as exc:
+            raise ValueError(exc.message) from None
+        return v
+
+
+class Tariff(_Strict):
+    """Grid prices for the hours [start_hour, end_hour) of every day (UTC)."""
+
+    start_hour: Annotated[int, Field(ge=0, le=23)]
+    end_hour: Annotated[int, Field(ge=1, le=24)]
+    retail_mc_per_kwh: Annotated[int, Field(ge=0, le=10**9)]
+    feed_in_mc_per_kwh: Annotated[int, Field(ge=0, le=10**9)]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Tariff:
+        if self.end_hour <= self.start_hour:
+            raise ValueError("end_hour must be after start_hour")
+        if self.feed_in_mc_per_kwh > self.retail_mc_per_kwh:
+            raise ValueError("feed_in_mc_per_kwh must not exceed retail_mc_per_kwh")
+        return self
+
+
+def _default_tariffs() -> tuple[Tariff, ...]:
+    # A time-of-use retail price with an evening peak and a flat feed-in tariff (mc/kWh).
+    return (
+        Tariff(start_hour=0, end_hour=7, retail_mc_per_kwh=180_000, feed_in_mc_per_kwh=60_000),
+        Tariff(start_hour=7, end_hour=17, retail_mc_per_kwh=250_000, feed_in_mc_per_kwh=60_000),
+        Tariff(start_hour=17, end_hour=21, retail_mc_per_kwh=350_000, feed_in_mc_per_kwh=60_000),
+        Tariff(start_hour=21, end_hour=24, retail_mc_per_kwh=250_000, feed_in_mc_per_kwh=60_000),
+    )
+
+
+class ChainParams(_Strict):
+    block_interval_ms: Annotated[int, Field(ge=10, le=3_600_000)] = 1000
+    empty_blocks: bool = False
+    max_block_txs: Annotated[int, Field(ge=1, le=10_000)] = 2000
+    slot_length_ms: Annotated[int, Field(ge=1000, le=86_400_000)] = 900_000
+    gate_closure_ms: Annotated[int, Field(ge=0, le=7 * 86_400_000)] = 3_600_000
+    settlement_grace_ms: Annotated[int, Field(ge=0, le=86_400_000)] = 300_000
+    penalty_mc_per_kwh: Annotated[int, Field(ge=0, le=10**9)] = 100_000
+    tariffs: tuple[Tariff, ...] = Field(default_factory=_default_tariffs)
+
+    @field_validator("tariffs")
+    @classmethod
+    def _cover_the_day(cls, v: tuple[Tariff, ...]) -> tuple[Tariff, ...]:
+        hour = 0
+        for t in v:
+            if t.start_hour != hour:
+                raise ValueError(
+                    f"tariffs must cover 0-24 h in order without gaps (at hour {hour})"
+                )
+            hour = t.end_hour
+        if hour != 24:
+            raise ValueError("tariffs must cover 0-24 h in order without gaps (end before 24)")
+        return v
+
+
+class ConsensusParams(_Strict):
+    engine: Engine = "solo"
+    #: PBFT: how long a replica waits for progress before it asks for a view change.
+    view_timeout_ms: Annotated[int, Field(ge=100, le=600_000)] = 4000
+
+
+class Genesis(_Strict):
+    chain_name: Name
+    genesis_time_ms: NonNegative
+    governance_public_key: str
+    consensus: ConsensusParams = ConsensusParams()
+    params: ChainParams = ChainParams()
+    validators: tuple[Validator, ...]
+    participants: tuple[Participant, ...] = ()
+    balances: tuple[Balance, ...] = ()
+
+    @field_validator("governance_public_key")
+    @classmethod
+    def _gov(cls, v: str) -> str:
+        return _check_public_key(v)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Genesis:
+        if not self.validators:
+            raise ValueError("validators: at least one validator is required")
+        if self.consensus.engine == "solo" and len(self.validators) != 1:
+            raise ValueError("consensus.engine: solo runs exactly one validator")
+        for group, items in (("validators", self.validators), ("participants", self.participants)):
+            names = [x.name for x in items]
+            if len(set(names)) != len(names):
+                raise ValueError(f"{group}: names must be unique")
+            keys = [x.public_key for x in items]
+            if len(set(keys)) != len(keys):
+                raise ValueError(f"{group}: public keys must be unique")
+        known = {p.address for p in self.participants} | {self.governance_address}
+        seen: set[str] = set()
+        for i, b in enumerate(self.balances):
+            if b.address not in known:
+                raise ValueError(f"balances[{i}].address {b.address} is not a participant")
+            if b.address in seen:
+                raise ValueError(f"balances[{i}].address {b.address} appears twice")
+            seen.add(b.address)
+        if sum(b.amount_mc for b in self.balances) >= 2**63:
+            raise ValueError("balances: the total supply must stay below 2**63 mc")
+        return self
+
+    @property
+    def governance_address(self) -> str:
+        return format_address(address_of(bytes.fromhex(self.governance_public_key)))
+
+    def canonical_json(self) -> bytes:
+        """Sorted keys, no spaces, UTF-8: the bytes the chain id is taken over."""
+        return json.dumps(
+            self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        ).encode("utf-8")
+
+    @property
+    def chain_id(self) -> bytes:
+        return sha256(GENESIS_DOMAIN + self.canonical_json())
+
+    def validator_keys(self) -> tuple[bytes, ...]:
+        return tuple(v.public_key_bytes for v in self.validators)
+
+    def tariff_at_hour(self, hour: int) -> Tariff:
+        for t in self.params.tariffs:
+            if t.start_hour <= hour < t.end_hour:
+                return t
+        raise GenesisError(f"no tariff for hour {hour}")
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per problem, each naming the field path ("params.block_interval_ms: ...")."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err["loc"]) or "genesis"
+        lines.append(f"{loc}: {err['msg']}")
+    return "; ".join(lines)
+
+
+def parse_genesis(data: bytes | str | dict[str, Any]) -> Genesis:
+    """Validate a genesis document, raising GenesisError that names every wrong field."""
+    try:
+        # Always through JSON: strict mode then treats arrays as tuples and still refuses
+        # floats for integers and strings for numbers, as a file on disk would be read.
+        text = json.dumps(data) if isinstance(data, dict) else data
+        return Genesis.model_validate_json(text)
+    except ValidationError as exc:
+        raise GenesisError(f"invalid genesis: {describe_validation_error(exc)}") from None

@@ -1,0 +1,5 @@
+import sys
+
+from gridchain.cli import main
+
+sys.exit(main())

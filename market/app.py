@@ -1,0 +1,211 @@
+"""The application the node calls: check a transaction, execute a block, give the state root.
+
+This is the narrow interface between consensus and the ledger (in the spirit of ABCI): the node
+hands over transactions and a block context (height, time and proposer from the header) and
+gets back the writes and the resulting state root.  Everything here is deterministic: integer
+arithmetic, no clock, no iteration order that depends on hashing.
+
+A block is valid only if every transaction in it applies; the proposer builds blocks from a
+mempool that already applied them in order, so an honest proposal never fails, and a failing
+one is rejected as a whole (nothing of it is written).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from genesis.schema import Genesis
+from market.accounts import (
+    Account,
+    ParticipantRecord,
+    get_account,
+    get_participant,
+    get_supply,
+    put_account,
+    put_participant,
+    put_supply,
+)
+from market.errors import (
+    AlreadyRegisteredError,
+    InsufficientBalanceError,
+    InvalidAmountError,
+    NonceGapError,
+    NotGovernanceError,
+    NotRegisteredError,
+    ReplayedNonceError,
+    SupplyOverflowError,
+    UnknownRecipientError,
+)
+from market.state import MerkleState, Overlay, StateReader
+from protocol.address import address_of, format_address, parse_address
+from protocol.tx import Burn, Mint, RegisterParticipant, Transaction, Transfer
+
+MAX_SUPPLY_MC = 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class BlockContext:
+    height: int
+    timestamp_ms: int
+    proposer: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """The outcome of executing a block's transactions on the committed state."""
+
+    writes: dict[bytes, bytes | None]
+    state_root: bytes
+
+
+class Application:
+    def __init__(self, genesis: Genesis) -> None:
+        self.genesis = genesis
+        self.chain_id = genesis.chain_id
+        self.governance_key = bytes.fromhex(genesis.governance_public_key)
+        self.governance_address = address_of(self.governance_key)
+
+    # --- genesis ------------------------------------------------------------------------
+
+    def genesis_state(self) -> MerkleState:
+        """The state before block 1: participants registered, balances and supply set."""
+        view = Overlay(MerkleState())
+        for p in self.genesis.participants:
+            record = ParticipantRecord(p.public_key_bytes, p.name, 0)
+            put_participant(view, p.address_bytes, record)
+            put_account(view, p.address_bytes, Account())
+        put_account(view, self.governance_address, Account())
+        total = 0
+        for b in self.genesis.balances:
+            address = parse_address(b.address)
+            put_account(view, address, Account(balance_mc=b.amount_mc))
+            total += b.amount_mc
+        put_supply(view, total)
+        state = MerkleState()
+        state.apply(view.writes)
+        return state
+
+    # --- transactions -------------------------------------------------------------------
+
+    def check_tx(self, tx: Transaction, state: StateReader, ctx: BlockContext) -> Overlay:
+        """Verify the signature and try the transaction; return its writes on an overlay.
+
+        The caller decides whether to keep them (the mempool does, to check the next
+        transaction against the pending state) or drop them.
+        """
+        tx.verify_signature(self.chain_id)
+        view = Overlay(state)
+        self.apply_tx(tx, view, ctx)
+        return view
+
+    def apply_tx(self, tx: Transaction, view: Overlay, ctx: BlockContext) -> None:
+        """Apply one transaction whose signature was verified; raise without writing on error.
+
+        Writes go to ``view`` only after every check passed, so a refusal leaves it unchanged.
+        """
+        sender = address_of(tx.sender)
+        is_governance = tx.sender == self.governance_key
+        if not is_governance and get_participant(view, sender) is None:
+            raise NotRegisteredError(f"{format_address(sender)} is not a registered participant")
+        account = get_account(view, sender)
+        if tx.nonce < account.nonce:
+            raise ReplayedNonceError(f"nonce {tx.nonce} already used (next is {account.nonce})")
+        if tx.nonce > account.nonce:
+            raise NonceGapError(f"nonce {tx.nonce} skips ahead (next is {account.nonce})")
+        body = tx.body
+        if isinstance(body, Transfer):
+            self._transfer(view, sender, account, body)
+        elif isinstance(body, RegisterParticipant):
+            self._require_governance(is_governance, "RegisterParticipant")
+            self._register(view, body, ctx)
+            put_account(view, sender, _bump(get_account(view, sender)))
+        elif isinstance(body, Mint):
+            self._require_governance(is_governance, "Mint")
+            self._mint(view, body)
+            put_account(view, sender, _bump(get_account(view, sender)))
+        elif isinstance(body, Burn):
+            self._require_governance(is_governance, "Burn")
+            self._burn(view, body)
+            put_account(view, sender, _bump(get_account(view, sender)))
+        else:  # pragma: no cover - the decoder admits only the kinds above
+            raise InvalidAmountError(f"unsupported transaction kind {tx.kind}")
+
+    @staticmethod
+    def _require_governance(is_governance: bool, kind: str) -> None:
+        if not is_governance:
+            raise NotGovernanceError(f"{kind} must be signed by the governance key")
+
+    def _transfer(self, view: Overlay, sender: bytes, account: Account, body: Transfer) -> None:
+        if body.amount_mc == 0:
+            raise InvalidAmountError("a transfer moves a positive amount")
+        if body.to != self.governance_address and get_participant(view, body.to) is None:
+            raise UnknownRecipientError(
+                f"{format_address(body.to)} is not a registered participant"
+            )
+        spendable = account.balance_mc - account.locked_mc
+        if body.amount_mc > spendable:
+            raise InsufficientBalanceError(
+                f"transfer of {body.amount_mc} mc exceeds the spendable balance of {spendable} mc"
+            )
+        debited = Account(account.balance_mc - body.amount_mc, account.nonce + 1, account.locked_mc)
+        put_account(view, sender, debited)
+        recipient = get_account(view, body.to)  # read after the debit: a self-transfer nets out
+        put_account(
+            view,
+            body.to,
+            Account(recipient.balance_mc + body.amount_mc, recipient.nonce, recipient.locked_mc),
+        )
+
+    @staticmethod
+    def _register(view: Overlay, body: RegisterParticipant, ctx: BlockContext) -> None:
+        address = address_of(body.public_key)
+        if get_participant(view, address) is not None:
+            raise AlreadyRegisteredError(f"{format_address(address)} is already registered")
+        put_participant(view, address, ParticipantRecord(body.public_key, body.name, ctx.height))
+
+    @staticmethod
+    def _mint(view: Overlay, body: Mint) -> None:
+        if body.amount_mc == 0:
+            raise InvalidAmountError("mint a positive amount")
+        supply = get_supply(view)
+        if supply + body.amount_mc > MAX_SUPPLY_MC:
+            raise SupplyOverflowError("mint would take the supply past 2**63 - 1 mc")
+        if get_participant(view, body.to) is None:
+            raise UnknownRecipientError(
+                f"{format_address(body.to)} is not a registered participant"
+            )
+        acct = get_account(view, body.to)
+        put_account(
+            view, body.to, Account(acct.balance_mc + body.amount_mc, acct.nonce, acct.locked_mc)
+        )
+        put_supply(view, supply + body.amount_mc)
+
+    @staticmethod
+    def _burn(view: Overlay, body: Burn) -> None:
+        if body.amount_mc == 0:
+            raise InvalidAmountError("burn a positive amount")
+        acct = get_account(view, body.account)
+        if body.amount_mc > acct.balance_mc - acct.locked_mc:
+            raise InsufficientBalanceError("burn exceeds the account's spendable balance")
+        put_account(
+            view,
+            body.account,
+            Account(acct.balance_mc - body.amount_mc, acct.nonce, acct.locked_mc),
+        )
+        put_supply(view, get_supply(view) - body.amount_mc)
+
+    # --- blocks -------------------------------------------------------------------------
+
+    def execute_block(
+        self, state: MerkleState, txs: Sequence[Transaction], ctx: BlockContext
+    ) -> Execution:
+        """Apply ``txs`` in order (signatures already verified); raise if any fails."""
+        view = Overlay(state)
+        for tx in txs:
+            self.apply_tx(tx, view, ctx)
+        return Execution(writes=dict(view.writes), state_root=state.root_with(view.writes))
+
+
+def _bump(account: Account) -> Account:
+    return Account(account.balance_mc, account.nonce + 1, account.locked_mc)

@@ -1,0 +1,120 @@
+"""Node configuration: a TOML file, overridable from the environment, validated by pydantic.
+
+Configuration is local to one machine (paths, listen addresses, peers, log level); everything
+every validator must agree on is in the genesis document instead.  Environment variables
+override the file with the ``GRIDCHAIN_`` prefix and ``__`` between levels, e.g.
+``GRIDCHAIN_API__PORT=8801``.  A bad value stops the node at start with a message naming it.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from genesis.schema import describe_validation_error
+from protocol.crypto import SigningKey
+from protocol.errors import GridchainError
+
+Port = Annotated[int, Field(ge=0, le=65535)]
+
+
+class ConfigError(GridchainError):
+    code = "invalid_config"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NodeSection(_Section):
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    data_dir: Path
+    genesis_file: Path
+    #: The validator's Ed25519 seed as 64 hex digits.  Keep the file private (mode 0600).
+    private_key: str
+
+    @field_validator("private_key")
+    @classmethod
+    def _key(cls, v: str) -> str:
+        SigningKey.from_hex(v)  # raises a clear error for a malformed key
+        return v
+
+
+class ApiSection(_Section):
+    host: str = "127.0.0.1"
+    port: Port = 8700
+    max_body_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 256 * 1024
+
+
+class PeerEntry(_Section):
+    name: str
+    public_key: str
+    host: str
+    port: Port
+
+
+class P2PSection(_Section):
+    host: str = "127.0.0.1"
+    port: Port = 9700
+    peers: list[PeerEntry] = []
+
+
+class MempoolSection(_Section):
+    max_txs: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
+    max_bytes: Annotated[int, Field(ge=1024, le=1024**3)] = 32 * 1024 * 1024
+
+
+class LogSection(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class NodeConfig(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="GRIDCHAIN_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    node: NodeSection
+    api: ApiSection = ApiSection()
+    p2p: P2PSection = P2PSection()
+    mempool: MempoolSection = MempoolSection()
+    log: LogSection = LogSection()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment wins over the file's values (passed as init settings).
+        return env_settings, init_settings
+
+    @property
+    def signing_key(self) -> SigningKey:
+        return SigningKey.from_hex(self.node.private_key)
+
+
+def load_config(path: Path) -> NodeConfig:
+    """Read and validate a node config; relative paths are taken from the file's folder."""
+    try:
+        raw: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    try:
+        config = NodeConfig(**raw)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid config {path}: {describe_validation_error(exc)}") from None
+    base = path.parent
+    node = config.node
+    node.data_dir = node.data_dir if node.data_dir.is_absolute() else base / node.data_dir
+    if not node.genesis_file.is_absolute():
+        node.genesis_file = base / node.genesis_file
+    return config

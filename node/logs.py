@@ -1,0 +1,29 @@
+"""structlog JSON logs, one object per line, every line carrying the node's name."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
+
+
+def configure_logging(node_name: str, level: str = "info") -> structlog.stdlib.BoundLogger:
+    logging.basicConfig(format="%(message)s", stream=sys.stderr, level=logging.WARNING)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.ERROR)),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    structlog.contextvars.bind_contextvars(node=node_name)
+    logger: structlog.stdlib.BoundLogger = structlog.get_logger("gridchain")
+    return logger

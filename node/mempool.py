@@ -1,0 +1,128 @@
+"""A bounded pool of checked transactions waiting for a block.
+
+Every admitted transaction has been applied, in arrival order, to a *pending state*: an overlay
+on the committed state.  A new transaction is checked against that pending state, so a sender
+can queue several transfers whose nonces follow each other and cannot overspend across them,
+and a block built from the pool in arrival order always executes.  After each commit the pool
+drops what was included and re-applies the rest on the new state (CometBFT calls this
+"recheck"), discarding what no longer applies.
+
+The pool is bounded by count and bytes and says why it refuses a transaction with a typed error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from market.app import Application, BlockContext
+from market.errors import ApplicationError
+from market.state import MerkleState, Overlay
+from protocol.errors import GridchainError
+from protocol.tx import Transaction
+
+
+class MempoolError(GridchainError):
+    code = "mempool_refused"
+
+
+class MempoolFullError(MempoolError):
+    code = "mempool_full"
+    http_status = 503
+
+
+class DuplicateTxError(MempoolError):
+    code = "duplicate_tx"
+    http_status = 409
+
+
+@dataclass(frozen=True, slots=True)
+class PendingTx:
+    tx: Transaction
+    tx_hash: bytes
+    size: int
+
+
+class Mempool:
+    def __init__(
+        self,
+        app: Application,
+        state: MerkleState,
+        context: Callable[[], BlockContext],
+        *,
+        max_txs: int,
+        max_bytes: int,
+    ) -> None:
+        self._app = app
+        self._state = state
+        self._context = context
+        self.max_txs = max_txs
+        self.max_bytes = max_bytes
+        self._txs: dict[bytes, PendingTx] = {}  # insertion order = arrival order
+        self._bytes = 0
+        self._pending = Overlay(state)
+
+    def __len__(self) -> int:
+        return len(self._txs)
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def __contains__(self, tx_hash: bytes) -> bool:
+        return tx_hash in self._txs
+
+    def get(self, tx_hash: bytes) -> Transaction | None:
+        entry = self._txs.get(tx_hash)
+        return None if entry is None else entry.tx
+
+    @property
+    def pending_state(self) -> Overlay:
+        return self._pending
+
+    def add(self, tx: Transaction, size: int) -> bytes:
+        """Admit ``tx`` or raise a typed error saying why; a refusal changes nothing."""
+        tx_hash = tx.hash()
+        if tx_hash in self._txs:
+            raise DuplicateTxError(f"transaction {tx_hash.hex()} is already pending")
+        if len(self._txs) >= self.max_txs or self._bytes + size > self.max_bytes:
+            raise MempoolFullError(
+                f"mempool is full ({len(self._txs)} txs, {self._bytes} bytes); retry later"
+            )
+        trial = self._app.check_tx(tx, self._pending, self._context())
+        trial.merge_into_parent()
+        self._txs[tx_hash] = PendingTx(tx, tx_hash, size)
+        self._bytes += size
+        return tx_hash
+
+    def reap(self, max_txs: int, max_bytes: int) -> list[Transaction]:
+        """Transactions for the next block, in arrival order (which keeps nonces in order)."""
+        out: list[Transaction] = []
+        total = 0
+        for entry in self._txs.values():
+            if len(out) >= max_txs or total + entry.size > max_bytes:
+                break
+            out.append(entry.tx)
+            total += entry.size
+        return out
+
+    def update_after_commit(self, committed: list[Transaction]) -> list[tuple[bytes, str]]:
+        """Drop committed transactions and recheck the rest; return (hash, reason) of drops."""
+        for tx in committed:
+            entry = self._txs.pop(tx.hash(), None)
+            if entry is not None:
+                self._bytes -= entry.size
+        self._pending = Overlay(self._state)
+        dropped: list[tuple[bytes, str]] = []
+        ctx = self._context()
+        for tx_hash, entry in list(self._txs.items()):
+            trial = Overlay(self._pending)
+            try:
+                self._app.apply_tx(entry.tx, trial, ctx)
+            except ApplicationError as exc:
+                del self._txs[tx_hash]
+                self._bytes -= entry.size
+                dropped.append((tx_hash, exc.code))
+                continue
+            trial.merge_into_parent()
+        return dropped

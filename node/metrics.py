@@ -1,0 +1,36 @@
+"""Prometheus metrics of one node (a registry per node, so tests can run several in-process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class NodeMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.height = Gauge(
+            "gridchain_block_height", "Height of the last committed block", registry=r
+        )
+        self.blocks = Counter("gridchain_blocks_committed", "Blocks committed", registry=r)
+        self.txs = Counter("gridchain_txs_committed", "Transactions committed", registry=r)
+        self.txs_received = Counter(
+            "gridchain_txs_received", "Transactions submitted and admitted", registry=r
+        )
+        self.txs_rejected = Counter(
+            "gridchain_txs_rejected", "Transactions refused, by reason", ["code"], registry=r
+        )
+        self.mempool_txs = Gauge("gridchain_mempool_txs", "Transactions pending", registry=r)
+        self.mempool_bytes = Gauge("gridchain_mempool_bytes", "Bytes pending", registry=r)
+        self.commit_seconds = Histogram(
+            "gridchain_block_commit_seconds",
+            "Time to validate, execute and durably write a block",
+            registry=r,
+        )
+        self.consensus_round = Gauge(
+            "gridchain_consensus_round", "Current consensus round or view", registry=r
+        )
+        self.peers = Gauge("gridchain_peers_connected", "Authenticated peer links", registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

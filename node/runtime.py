@@ -1,0 +1,361 @@
+"""The validator runtime: the one place that does I/O around the pure engine and application.
+
+It owns the store, the committed state, the mempool and the consensus engine, and applies the
+engine's actions in order: persist (synced), send, commit, arm the timer.  Committing a block
+means: check its structure and signatures, execute it on an overlay, compare the state root in
+its header with the one computed here (a mismatch halts the node rather than diverge), then
+write block, certificate, indexes and state writes in one synced batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from consensus.engine import (
+    Action,
+    Broadcast,
+    ChainHead,
+    CommitBlock,
+    Engine,
+    Persist,
+    ReportEvidence,
+    RequestProposal,
+    Send,
+    SetTimer,
+)
+from consensus.solo import SoloEngine
+from genesis.schema import Genesis, parse_genesis
+from market.app import Application, BlockContext, Execution
+from market.errors import BlockRejectedError
+from market.state import MerkleState
+from node.config import ConfigError, NodeConfig
+from node.mempool import Mempool
+from node.metrics import NodeMetrics
+from node.store import Store
+from protocol.block import (
+    MAX_BLOCK_BYTES,
+    Block,
+    BlockHeader,
+    Certificate,
+    CommittedBlock,
+    check_block_structure,
+    schedule_root,
+    tx_root,
+)
+from protocol.crypto import SigningKey
+from protocol.errors import GridchainError
+from protocol.tx import Transaction
+
+GENESIS_HASH_HEIGHT = 0
+
+
+class StateDivergenceError(GridchainError):
+    """This node computed another state than the block certifies: stop rather than diverge."""
+
+    code = "state_divergence"
+    http_status = 500
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class CommitEvent:
+    height: int
+    block_hash: bytes
+    tx_hashes: tuple[bytes, ...]
+    timestamp_ms: int
+
+
+def make_engine(genesis: Genesis, key: SigningKey) -> Engine:
+    engine = genesis.consensus.engine
+    if engine == "solo":
+        if key.public_key not in genesis.validator_keys():
+            raise ConfigError("node.private_key is not the key of the genesis validator")
+        return SoloEngine(key, genesis.chain_id, genesis.params.block_interval_ms)
+    raise ConfigError(f"consensus.engine {engine!r} is not available in this build")
+
+
+class Node:
+    def __init__(self, config: NodeConfig, *, clock: Callable[[], int] = now_ms) -> None:
+        self.config = config
+        self.clock = clock
+        self.name = config.node.name
+        self.log = structlog.get_logger("gridchain.node")
+        try:
+            genesis_doc = config.node.genesis_file.read_bytes()
+        except OSError as exc:
+            raise ConfigError(
+                f"node.genesis_file: cannot read {config.node.genesis_file}: {exc}"
+            ) from None
+        self.genesis = parse_genesis(genesis_doc)
+        self.chain_id = self.genesis.chain_id
+        self.key = config.signing_key
+        self.app = Application(self.genesis)
+        self.metrics = NodeMetrics()
+        self.store = Store(config.node.data_dir)
+        try:
+            self.state = self._recover(genesis_doc)
+            self.engine = make_engine(self.genesis, self.key)
+        except BaseException:
+            self.store.close()
+            raise
+        self.mempool = Mempool(
+            self.app,
+            self.state,
+            self._next_context,
+            max_txs=config.mempool.max_txs,
+            max_bytes=config.mempool.max_bytes,
+        )
+        self._executions: dict[bytes, Execution] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._subscribers: set[asyncio.Queue[CommitEvent]] = set()
+        self._halted: str | None = None
+        self._stopped = False
+
+    # --- start-up and recovery ----------------------------------------------------------
+
+    def _recover(self, genesis_doc: bytes) -> MerkleState:
+        """Load the committed state and check it against the head block's state root."""
+        genesis_state = self.app.genesis_state()
+        self.store.bind_chain(self.chain_id, genesis_doc, genesis_state.items())
+        state = MerkleState(dict(self.store.state_items()))
+        head = self.store.head_height()
+        if head > 0:
+            committed = self.store.get_block(head)
+            if committed is None:
+                raise StateDivergenceError(f"the ledger names head {head} but has no such block")
+            if state.root() != committed.block.header.state_root:
+                raise StateDivergenceError(
+                    f"stored state does not match the state root of block {head}"
+                )
+            self.head = self._head_of(committed.block)
+        else:
+            if state.root() != genesis_state.root():
+                raise StateDivergenceError("stored genesis state differs from genesis.json")
+            self.head = ChainHead(0, self.chain_id, self.genesis.genesis_time_ms)
+        self.metrics.height.set(self.head.height)
+        return state
+
+    @staticmethod
+    def _head_of(block: Block) -> ChainHead:
+        return ChainHead(block.height, block.hash(), block.header.timestamp_ms)
+
+    def _next_context(self) -> BlockContext:
+        return BlockContext(
+            self.head.height + 1, max(self.clock(), self.head.timestamp_ms + 1), b""
+        )
+
+    async def start(self) -> None:
+        self.log.info(
+            "node starting",
+            chain_id=self.chain_id.hex(),
+            height=self.head.height,
+            engine=self.engine.name,
+            validator=self.key.public_key.hex(),
+        )
+        records = self.store.consensus_records()
+        self._apply(self.engine.start(self.head, records, self.clock()))
+
+    async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+        self.store.close()
+        self.log.info("node stopped", height=self.head.height)
+
+    @property
+    def halted(self) -> str | None:
+        return self._halted
+
+    # --- transactions ---------------------------------------------------------------------
+
+    def submit(self, tx: Transaction, size: int) -> bytes:
+        """Admit a client transaction to the mempool (raises a typed error on refusal)."""
+        try:
+            tx_hash = self.mempool.add(tx, size)
+        except GridchainError as exc:
+            self.metrics.txs_rejected.labels(code=exc.code).inc()
+            raise
+        self.metrics.txs_received.inc()
+        self._update_mempool_metrics()
+        return tx_hash
+
+    def _update_mempool_metrics(self) -> None:
+        self.metrics.mempool_txs.set(len(self.mempool))
+        self.metrics.mempool_bytes.set(self.mempool.size_bytes)
+
+    # --- engine actions -------------------------------------------------------------------
+
+    def _apply(self, actions: list[Action]) -> None:
+        """Apply a batch in order; persisted records are synced before anything else."""
+        pending = list(actions)
+        while pending and not self._stopped:
+            action = pending.pop(0)
+            if isinstance(action, Persist):
+                self.store.persist_consensus({action.key: action.value})
+            elif isinstance(action, Broadcast | Send):
+                pass  # a single validator has no peers; the network layer handles these
+            elif isinstance(action, RequestProposal):
+                block = self._build_proposal(action)
+                pending.extend(self.engine.on_proposal(block, self.clock()))
+            elif isinstance(action, CommitBlock):
+                if self._commit(action.block, action.certificate):
+                    pending.extend(self.engine.on_block_committed(self.head, self.clock()))
+            elif isinstance(action, SetTimer):
+                self._arm_timer(action.at_ms)
+            elif isinstance(action, ReportEvidence):
+                self.log.warning("misbehaviour", offender=action.offender.hex(), kind=action.kind)
+
+    def _arm_timer(self, at_ms: int) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        delay = max(0.0, (at_ms - self.clock()) / 1000)
+        self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._stopped or self._halted:
+            return
+        try:
+            self._apply(self.engine.on_tick(self.clock()))
+        except GridchainError as exc:
+            self._halt(exc)
+
+    def _halt(self, exc: GridchainError) -> None:
+        self._halted = f"{exc.code}: {exc.message}"
+        self.log.error("node halted", reason=self._halted)
+
+    # --- proposals and commits ------------------------------------------------------------
+
+    def _build_proposal(self, req: RequestProposal) -> Block | None:
+        if req.height != self.head.height + 1 or req.prev_hash != self.head.block_hash:
+            return None
+        params = self.genesis.params
+        txs = self.mempool.reap(params.max_block_txs, MAX_BLOCK_BYTES // 2)
+        if not txs and not params.empty_blocks:
+            return None
+        timestamp = max(self.clock(), req.min_timestamp_ms)
+        ctx = BlockContext(req.height, timestamp, self.key.public_key)
+        execution = self.app.execute_block(self.state, txs, ctx)
+        header = BlockHeader(
+            chain_id=self.chain_id,
+            height=req.height,
+            prev_hash=req.prev_hash,
+            timestamp_ms=timestamp,
+            proposer=self.key.public_key,
+            round=req.round,
+            benefit=0,
+            tx_root=tx_root(tuple(txs)),
+            schedule_root=schedule_root(()),
+            state_root=execution.state_root,
+        )
+        block = Block(header, tuple(txs), ())
+        self._executions[block.hash()] = execution
+        return block
+
+    def validate_block(self, block: Block) -> Execution:
+        """Everything a validator checks before it accepts a block at the head's next height."""
+        header = block.header
+        if header.height != self.head.height + 1:
+            raise BlockRejectedError(f"block {header.height} does not follow {self.head.height}")
+        if header.prev_hash != self.head.block_hash:
+            raise BlockRejectedError("block does not extend the committed head")
+        if header.timestamp_ms <= self.head.timestamp_ms:
+            raise BlockRejectedError("block timestamp does not advance")
+        if header.proposer not in self.genesis.validator_keys():
+            raise BlockRejectedError("block proposer is not a validator")
+        cached = self._executions.get(block.hash())
+        if cached is not None:
+            return cached  # built here from checked transactions
+        check_block_structure(block, self.chain_id)
+        ctx = BlockContext(header.height, header.timestamp_ms, header.proposer)
+        execution = self.app.execute_block(self.state, block.txs, ctx)
+        if execution.state_root != header.state_root:
+            raise BlockRejectedError("block state root differs from the executed state")
+        return execution
+
+    def _commit(self, block: Block, certificate: Certificate) -> bool:
+        started = time.perf_counter()
+        try:
+            certificate.verify(self.chain_id, self.genesis.validator_keys(), self.quorum)
+            if certificate.vote.block_hash != block.hash():
+                raise BlockRejectedError("certificate is for another block")
+            execution = self.validate_block(block)
+        except GridchainError as exc:
+            self.log.error("commit refused", height=block.height, reason=exc.message)
+            self._halt(exc)
+            return False
+        self.store.commit_block(CommittedBlock(block, certificate), execution.writes)
+        self.state.apply(execution.writes)
+        self._executions.clear()
+        self.head = self._head_of(block)
+        dropped = self.mempool.update_after_commit(list(block.txs))
+        elapsed = time.perf_counter() - started
+        self.metrics.commit_seconds.observe(elapsed)
+        self.metrics.blocks.inc()
+        self.metrics.txs.inc(len(block.txs))
+        self.metrics.height.set(block.height)
+        self._update_mempool_metrics()
+        self.log.info(
+            "block committed",
+            height=block.height,
+            hash=block.hash().hex(),
+            txs=len(block.txs),
+            dropped=len(dropped),
+            ms=round(elapsed * 1000, 2),
+        )
+        event = CommitEvent(
+            block.height,
+            block.hash(),
+            tuple(tx.hash() for tx in block.txs),
+            block.header.timestamp_ms,
+        )
+        for queue in list(self._subscribers):
+            if queue.full():
+                self._subscribers.discard(queue)  # a slow reader loses its feed, not our memory
+            else:
+                queue.put_nowait(event)
+        return True
+
+    @property
+    def quorum(self) -> int:
+        n = len(self.genesis.validators)
+        return n - (n - 1) // 3
+
+    # --- read side ----------------------------------------------------------------------
+
+    def subscribe(self) -> asyncio.Queue[CommitEvent]:
+        queue: asyncio.Queue[CommitEvent] = asyncio.Queue(maxsize=1024)
+        self._subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[CommitEvent]) -> None:
+        self._subscribers.discard(queue)
+
+    def status(self) -> dict[str, Any]:
+        committed = self.store.get_block(self.head.height) if self.head.height else None
+        state_root = committed.block.header.state_root if committed else self.state.root()
+        return {
+            "node": self.name,
+            "chain_id": self.chain_id.hex(),
+            "chain_name": self.genesis.chain_name,
+            "height": self.head.height,
+            "head_hash": self.head.block_hash.hex(),
+            "head_time_ms": self.head.timestamp_ms,
+            "state_root": state_root.hex(),
+            "consensus": dict(self.engine.status()),
+            "mempool": {"txs": len(self.mempool), "bytes": self.mempool.size_bytes},
+            "validator": self.key.public_key.hex(),
+            "peers": [],
+            "halted": self._halted,
+        }

@@ -1,0 +1,129 @@
+"""The node's LevelDB ledger: blocks, their certificates, the transaction index and the state.
+
+The one write that matters is :meth:`Store.commit_block`: the block, its certificate, its
+index entries, every state write it produced and the new head height go into a single
+LevelDB write batch written with ``sync=True``.  LevelDB applies a batch atomically through its
+log, so after a power cut or ``kill -9`` the store holds either all of a block or none of it,
+and the head always names a block whose state is fully present.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import plyvel
+
+from node import store_schema as k
+from protocol.block import CommittedBlock, decode_committed
+from protocol.errors import GridchainError
+
+
+class StoreError(GridchainError):
+    code = "store_error"
+    http_status = 500
+
+
+class WrongChainError(StoreError):
+    """The data directory belongs to another chain (another genesis)."""
+
+    code = "wrong_chain"
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = plyvel.DB(str(path), create_if_missing=True)
+        except plyvel.IOError as exc:
+            raise StoreError(f"cannot open the ledger at {path}: {exc}") from None
+        self.path = path
+
+    def close(self) -> None:
+        if not self._db.closed:
+            self._db.close()
+
+    # --- chain identity -------------------------------------------------------------------
+
+    def bind_chain(
+        self, chain_id: bytes, genesis_doc: bytes, genesis_state: Iterator[tuple[bytes, bytes]]
+    ) -> bool:
+        """Bind a new ledger to its chain with the genesis state, in one synced batch.
+
+        Returns True when the ledger was new.  A ledger of another chain is refused, so a
+        validator can never mix two chains' blocks in one data directory.
+        """
+        existing = self._db.get(k.CHAIN_ID)
+        if existing is None:
+            with self._db.write_batch(sync=True, transaction=True) as batch:
+                for key, value in genesis_state:
+                    batch.put(k.state_key(key), value)
+                batch.put(k.GENESIS_DOC, genesis_doc)
+                batch.put(k.SCHEMA_VERSION, k.CURRENT_SCHEMA_VERSION)
+                batch.put(k.HEAD_HEIGHT, k.u64(0))
+                batch.put(k.CHAIN_ID, chain_id)
+            return True
+        if existing != chain_id:
+            raise WrongChainError(
+                f"the ledger at {self.path} belongs to chain {existing.hex()}, "
+                f"not {chain_id.hex()} (wrong genesis for this data directory?)"
+            )
+        return False
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def head_height(self) -> int:
+        raw = self._db.get(k.HEAD_HEIGHT)
+        return 0 if raw is None else k.from_u64(raw)
+
+    def get_block(self, height: int) -> CommittedBlock | None:
+        raw = self._db.get(k.block_key(height))
+        return None if raw is None else decode_committed(raw)
+
+    def get_block_raw(self, height: int) -> bytes | None:
+        raw: bytes | None = self._db.get(k.block_key(height))
+        return raw
+
+    def height_of_block(self, block_hash: bytes) -> int | None:
+        raw = self._db.get(k.block_hash_key(block_hash))
+        return None if raw is None else k.from_u64(raw)
+
+    def tx_location(self, tx_hash: bytes) -> tuple[int, int] | None:
+        raw = self._db.get(k.tx_key(tx_hash))
+        return None if raw is None else k.parse_tx_location(raw)
+
+    def state_items(self) -> Iterator[tuple[bytes, bytes]]:
+        prefix_len = len(k.STATE)
+        for key, value in self._db.iterator(prefix=k.STATE):
+            yield key[prefix_len:], value
+
+    def consensus_records(self) -> dict[bytes, bytes]:
+        prefix_len = len(k.CONSENSUS)
+        return {key[prefix_len:]: v for key, v in self._db.iterator(prefix=k.CONSENSUS)}
+
+    # --- writes -----------------------------------------------------------------------------
+
+    def persist_consensus(self, records: Mapping[bytes, bytes]) -> None:
+        """Synced before the messages that depend on these records are sent."""
+        with self._db.write_batch(sync=True) as batch:
+            for key, value in records.items():
+                batch.put(k.consensus_key(key), value)
+
+    def commit_block(
+        self, committed: CommittedBlock, state_writes: Mapping[bytes, bytes | None]
+    ) -> None:
+        block = committed.block
+        height = block.height
+        if height != self.head_height() + 1:
+            raise StoreError(f"commit of height {height} on head {self.head_height()}")
+        with self._db.write_batch(sync=True, transaction=True) as batch:
+            batch.put(k.block_key(height), committed.encode())
+            batch.put(k.block_hash_key(block.hash()), k.u64(height))
+            for index, tx in enumerate(block.txs):
+                batch.put(k.tx_key(tx.hash()), k.tx_location(height, index))
+            for key, value in state_writes.items():
+                if value is None:
+                    batch.delete(k.state_key(key))
+                else:
+                    batch.put(k.state_key(key), value)
+            batch.put(k.HEAD_HEIGHT, k.u64(height))

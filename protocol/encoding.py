@@ -1,0 +1,402 @@
+"""The canonical encoding: the single way gridchain turns ledger objects into bytes.
+
+Each record type is a frozen dataclass registered under a numeric type tag.  It is encoded as a
+msgpack array ``[tag, version, field_1, ..., field_n]`` in declared field order; nested records
+are encoded the same way.  Maps, floats, extension types and ``None`` outside an explicitly
+optional field never appear.
+
+Decoding is strict because every validator must agree on what a byte string means: an unknown
+tag, a wrong version, a missing or extra field, a value of the wrong type or out of range,
+oversize input, or bytes that are not exactly what re-encoding the decoded value produces (the
+*canonical* form: msgpack allows several encodings of the same integer or string) are refused
+with a typed :class:`~protocol.errors.DecodeError`.  Hashes and signatures are therefore taken
+over bytes that have exactly one meaning.
+
+Field types are read from the dataclass annotations: ``int`` fields carry an :class:`IntRange`
+(``U64`` by default), ``bytes`` and ``str`` fields a :class:`Size`, sequences are ``tuple[T, ...]``
+with a :class:`Size` on the tuple, a field may be a record class, a union of record classes
+(decoded by tag) or ``T | None``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, ClassVar, TypeVar, cast
+
+import msgpack
+
+from protocol.errors import (
+    FieldCountError,
+    FieldTypeError,
+    FieldValueError,
+    MalformedError,
+    NonCanonicalError,
+    OversizeError,
+    UnknownTypeError,
+    UnsupportedVersionError,
+)
+
+#: Upper bound for any single decoded object unless the caller passes a smaller one.
+MAX_ENCODED_BYTES = 4 * 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class IntRange:
+    """Inclusive bounds of an integer field."""
+
+    lo: int
+    hi: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Size:
+    """Inclusive length bounds of a bytes, str or tuple field."""
+
+    lo: int
+    hi: int
+
+
+U8 = Annotated[int, IntRange(0, 2**8 - 1)]
+U32 = Annotated[int, IntRange(0, 2**32 - 1)]
+U64 = Annotated[int, IntRange(0, 2**64 - 1)]
+I64 = Annotated[int, IntRange(-(2**63), 2**63 - 1)]
+Bytes20 = Annotated[bytes, Size(20, 20)]
+Bytes32 = Annotated[bytes, Size(32, 32)]
+Bytes64 = Annotated[bytes, Size(64, 64)]
+
+
+class Record:
+    """Base of every encodable ledger object.  Subclasses are frozen dataclasses."""
+
+    TYPE_TAG: ClassVar[int]
+    VERSION: ClassVar[int] = 1
+
+    def encode(self) -> bytes:
+        return encode(self)
+
+
+R = TypeVar("R", bound=Record)
+
+_REGISTRY: dict[int, type[Record]] = {}
+
+
+def register(tag: int, version: int = 1) -> Callable[[type[R]], type[R]]:
+    """Class decorator: give a record class its tag and version and make it decodable."""
+
+    def apply(cls: type[R]) -> type[R]:
+        if not dataclasses.is_dataclass(cast(Any, cls)):
+            raise TypeError(f"{cls.__name__} must be a dataclass")
+        if tag in _REGISTRY:
+            other = _REGISTRY[tag].__name__
+            raise TypeError(f"type tag {tag:#x} used by {other} and {cls.__name__}")
+        cls.TYPE_TAG = tag
+        cls.VERSION = version
+        _REGISTRY[tag] = cls
+        return cls
+
+    return apply
+
+
+def record_type(tag: int) -> type[Record]:
+    try:
+        return _REGISTRY[tag]
+    except KeyError:
+        raise UnknownTypeError(f"unknown type tag {tag:#x}") from None
+
+
+# --- field codecs ----------------------------------------------------------------------------
+# Each annotation is compiled once into a small codec object: ``to_wire`` maps a Python value
+# to msgpack-native values, ``from_wire`` checks and maps back.  ``path`` names the field in
+# error messages ("Transaction.body.amount_mc").
+
+
+class _Codec:
+    def to_wire(self, value: Any) -> Any:
+        raise NotImplementedError
+
+    def from_wire(self, value: Any, path: str) -> Any:
+        raise NotImplementedError
+
+
+class _IntCodec(_Codec):
+    def __init__(self, rng: IntRange) -> None:
+        self.rng = rng
+
+    def to_wire(self, value: Any) -> Any:
+        if type(value) is not int or not self.rng.lo <= value <= self.rng.hi:
+            raise FieldValueError(
+                f"integer in [{self.rng.lo}, {self.rng.hi}] expected, got {value!r}"
+            )
+        return value
+
+    def from_wire(self, value: Any, path: str) -> Any:
+        if type(value) is not int:
+            raise FieldTypeError(f"{path}: integer expected, got {type(value).__name__}")
+        if not self.rng.lo <= value <= self.rng.hi:
+            raise FieldValueError(f"{path}: {value} outside [{self.rng.lo}, {self.rng.hi}]")
+        return value
+
+
+class _BoolCodec(_Codec):
+    def to_wire(self, value: Any) -> Any:
+        if type(value) is not bool:
+            raise FieldValueError(f"bool expected, got {value!r}")
+        return value
+
+    def from_wire(self, value: Any, path: str) -> Any:
+        if type(value) is not bool:
+            raise FieldTypeError(f"{path}: bool expected, got {type(value).__name__}")
+        return value
+
+
+class _BytesCodec(_Codec):
+    def __init__(self, size: Size) -> None:
+        self.size = size
+
+    def to_wire(self, value: Any) -> Any:
+        if type(value) is not bytes or not self.size.lo <= len(value) <= self.size.hi:
+            raise FieldValueError(f"bytes of length [{self.size.lo}, {self.size.hi}] expected")
+        return value
+
+    def from_wire(self, value: Any, path: str) -> Any:
+        if type(value) is not bytes:
+            raise FieldTypeError(f"{path}: bytes expected, got {type(value).__name__}")
+        if not self.size.lo <= len(value) <= self.size.hi:
+            raise FieldValueError(
+                f"{path}: length {len(value)} outside [{self.size.lo}, {self.size.hi}]"
+            )
+        return value
+
+
+class _StrCodec(_Codec):
+    def __init__(self, size: Size) -> None:
+        self.size = size
+
+    def to_wire(self, value: Any) -> Any:
+        if type(value) is not str or not self.size.lo <= len(value) <= self.size.hi:
+            raise FieldValueError(f"str of length [{self.size.lo}, {self.size.hi}] expected")
+        # A lone surrogate (which json.loads accepts from "\ud800") has no UTF-8 form; without
+        # this check msgpack raised a bare UnicodeEncodeError instead of a typed refusal.
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise FieldValueError("str is not encodable as UTF-8") from None
+        return value
+
+    def from_wire(self, value: Any, path: str) -> Any:
+        if type(value) is not str:
+            raise FieldTypeError(f"{path}: str expected, got {type(value).__name__}")
+        if not self.size.lo <= len(value) <= self.size.hi:
+            raise FieldValueError(
+                f"{path}: length {len(value)} outside [{self.size.lo}, {self.size.hi}]"
+            )
+        return value
+
+
+class _TupleCodec(_Codec):
+    def __init__(self, item: _Codec, size: Size) -> None:
+        self.item = item
+        self.size = size
+
+    def to_wire(self, value: Any) -> Any:
+        if type(value) is not tuple or not self.size.lo <= len(value) <= self.size.hi:
+            raise FieldValueError(f"tuple of length [{self.size.lo}, {self.size.hi}] expected")
+        return [self.item.to_wire(v) for v in value]
+
+    def from_wire(self, value: Any, path: str) -> Any:
+        if type(value) is not list:
+            raise FieldTypeError(f"{path}: array expected, got {type(value).__name__}")
+        if not self.size.lo <= len(value) <= self.size.hi:
+            raise FieldValueError(
+                f"{path}: {len(value)} items outside [{self.size.lo}, {self.size.hi}]"
+            )
+        return tuple(self.item.from_wire(v, f"{path}[{i}]") for i, v in enumerate(value))
+
+
+class _OptionalCodec(_Codec):
+    def __init__(self, inner: _Codec) -> None:
+        self.inner = inner
+
+    def to_wire(self, value: Any) -> Any:
+        return None if value is None else self.inner.to_wire(value)
+
+    def from_wire(self, value: Any, path: str) -> Any:
+        return None if value is None else self.inner.from_wire(value, path)
+
+
+class _RecordCodec(_Codec):
+    """A record field: one class, or a union of classes told apart by their tag."""
+
+    def __init__(self, classes: Sequence[type[Record]]) -> None:
+        self.classes = tuple(classes)
+
+    def _allowed(self) -> dict[int, type[Record]]:
+        # Tags are assigned by @register after the annotations are compiled, so look them up
+        # lazily.
+        return {c.TYPE_TAG: c for c in self.classes}
+
+    def to_wire(self, value: Any) -> Any:
+        if type(value) not in self.classes:
+            names = ", ".join(c.__name__ for c in self.classes)
+            raise FieldValueError(f"one of {names} expected, got {type(value).__name__}")
+        return _record_to_wire(value)
+
+    def from_wire(self, value: Any, path: str) -> Any:
+        return _record_from_wire(value, path, self._allowed())
+
+
+def _compile(annotation: Any, owner: str) -> _Codec:
+    meta: tuple[Any, ...] = ()
+    if typing.get_origin(annotation) is Annotated:
+        annotation, *extra = typing.get_args(annotation)
+        meta = tuple(extra)
+    rng = next((m for m in meta if isinstance(m, IntRange)), None)
+    size = next((m for m in meta if isinstance(m, Size)), None)
+    origin = typing.get_origin(annotation)
+    if annotation is bool:
+        return _BoolCodec()
+    if annotation is int:
+        return _IntCodec(rng or IntRange(0, 2**64 - 1))
+    if annotation is bytes:
+        return _BytesCodec(size or Size(0, MAX_ENCODED_BYTES))
+    if annotation is str:
+        return _StrCodec(size or Size(0, 1024))
+    if origin is tuple:
+        args = typing.get_args(annotation)
+        if len(args) != 2 or args[1] is not Ellipsis:
+            raise TypeError(f"{owner}: only tuple[T, ...] is supported")
+        return _TupleCodec(_compile(args[0], owner), size or Size(0, 65535))
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(annotation)
+        non_none = [a for a in args if a is not type(None)]
+        if len(non_none) < len(args):
+            inner = non_none[0] if len(non_none) == 1 else typing.Union[tuple(non_none)]  # noqa: UP007
+            return _OptionalCodec(_compile(inner, owner))
+        if all(isinstance(a, type) and issubclass(a, Record) for a in args):
+            return _RecordCodec(args)
+        raise TypeError(f"{owner}: unions must be of record classes")
+    if isinstance(annotation, type) and issubclass(annotation, Record):
+        return _RecordCodec([annotation])
+    raise TypeError(f"{owner}: unsupported field annotation {annotation!r}")
+
+
+_FIELD_CACHE: dict[type[Record], tuple[tuple[str, _Codec], ...]] = {}
+
+
+def _fields(cls: type[Record]) -> tuple[tuple[str, _Codec], ...]:
+    cached = _FIELD_CACHE.get(cls)
+    if cached is None:
+        hints = typing.get_type_hints(cls, include_extras=True)
+        cached = tuple(
+            (f.name, _compile(hints[f.name], f"{cls.__name__}.{f.name}"))
+            for f in dataclasses.fields(cast(Any, cls))
+        )
+        _FIELD_CACHE[cls] = cached
+    return cached
+
+
+def _record_to_wire(value: Record) -> list[Any]:
+    cls = type(value)
+    out: list[Any] = [cls.TYPE_TAG, cls.VERSION]
+    for name, codec in _fields(cls):
+        try:
+            out.append(codec.to_wire(getattr(value, name)))
+        except FieldValueError as exc:
+            raise FieldValueError(f"{cls.__name__}.{name}: {exc.message}") from None
+    return out
+
+
+def _record_from_wire(value: Any, path: str, allowed: dict[int, type[Record]] | None) -> Record:
+    if type(value) is not list:
+        raise FieldTypeError(f"{path}: record array expected, got {type(value).__name__}")
+    if len(value) < 2 or type(value[0]) is not int or type(value[1]) is not int:
+        raise MalformedError(f"{path}: a record starts with its type tag and version")
+    tag, version = value[0], value[1]
+    cls = record_type(tag)
+    if allowed is not None and tag not in allowed:
+        names = ", ".join(c.__name__ for c in allowed.values())
+        raise UnknownTypeError(f"{path}: {cls.__name__} where {names} is expected")
+    if version != cls.VERSION:
+        raise UnsupportedVersionError(
+            f"{path}: {cls.__name__} version {version} (supported: {cls.VERSION})"
+        )
+    fields = _fields(cls)
+    if len(value) - 2 != len(fields):
+        raise FieldCountError(
+            f"{path}: {cls.__name__} has {len(fields)} fields, got {len(value) - 2}"
+        )
+    kwargs = {
+        name: codec.from_wire(raw, f"{path}.{name}")
+        for (name, codec), raw in zip(fields, value[2:], strict=True)
+    }
+    return cls(**kwargs)
+
+
+# --- public API -----------------------------------------------------------------------------
+
+
+def encode(value: Record) -> bytes:
+    """Canonical bytes of a record (raises FieldValueError for an out-of-range field)."""
+    return cast(bytes, msgpack.packb(_record_to_wire(value), use_bin_type=True))
+
+
+def decode(data: bytes, expected: type[R], *, max_bytes: int = MAX_ENCODED_BYTES) -> R:
+    """Decode canonical bytes into an instance of ``expected`` or raise a DecodeError."""
+    obj = _decode_any(data, (expected,), max_bytes=max_bytes)
+    return cast(R, obj)
+
+
+def decode_one_of(
+    data: bytes, expected: Sequence[type[Record]], *, max_bytes: int = MAX_ENCODED_BYTES
+) -> Record:
+    """Decode bytes that may be any of several record types (told apart by tag)."""
+    return _decode_any(data, tuple(expected), max_bytes=max_bytes)
+
+
+def _decode_any(data: bytes, expected: tuple[type[Record], ...], *, max_bytes: int) -> Record:
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise FieldTypeError(f"bytes expected, got {type(data).__name__}")
+    data = bytes(data)
+    if len(data) > max_bytes:
+        raise OversizeError(f"{len(data)} bytes exceeds the limit of {max_bytes}")
+    try:
+        raw = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True)
+    except msgpack.ExtraData:
+        raise NonCanonicalError("trailing bytes after the encoded value") from None
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise MalformedError(f"not valid msgpack: {exc}") from None
+    if type(raw) is not list:
+        raise MalformedError(f"a record array expected, got {type(raw).__name__}")
+    allowed = {cls.TYPE_TAG: cls for cls in expected}
+    root = expected[0].__name__ if len(expected) == 1 else "record"
+    value = _record_from_wire(raw, root, allowed)
+    if encode(value) != data:
+        raise NonCanonicalError(f"{type(value).__name__}: bytes are not the canonical encoding")
+    return value
+
+
+def to_jsonable(value: Any, address_text: Callable[[bytes], str] | None = None) -> Any:
+    """A JSON view of a record for people and the HTTP API (bytes as hex, records as objects).
+
+    Fields declared as 20-byte values are addresses; with ``address_text`` they are shown in
+    the form people type.  It is a *view*: JSON is never hashed or signed.
+    """
+    if isinstance(value, Record):
+        out: dict[str, Any] = {"type": type(value).__name__}
+        for name, codec in _fields(type(value)):
+            field = getattr(value, name)
+            is_address = isinstance(codec, _BytesCodec) and codec.size.lo == codec.size.hi == 20
+            if is_address and address_text is not None and isinstance(field, bytes):
+                out[name] = address_text(field)
+            else:
+                out[name] = to_jsonable(field, address_text)
+        return out
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, tuple | list):
+        return [to_jsonable(v, address_text) for v in value]
+    return value

@@ -1,0 +1,92 @@
+"""One exception hierarchy for everything gridchain refuses.
+
+Every error a user or a peer can cause is a subclass of :class:`GridchainError` with a stable,
+machine-readable ``code``.  The HTTP API turns it into ``{"error": {"code", "message"}}`` with
+the class's ``http_status``, the wallet prints its message, and tests assert on the type, so the
+type *is* the contract: callers never parse messages.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class GridchainError(Exception):
+    """Base of every refusal gridchain reports to a caller."""
+
+    code: ClassVar[str] = "error"
+    http_status: ClassVar[int] = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+# --- decoding -----------------------------------------------------------------------------
+
+
+class DecodeError(GridchainError):
+    """Bytes that are not a canonical encoding of the expected type."""
+
+    code = "decode_error"
+
+
+class OversizeError(DecodeError):
+    code = "oversize"
+    http_status = 413
+
+
+class MalformedError(DecodeError):
+    code = "malformed"
+
+
+class UnknownTypeError(DecodeError):
+    code = "unknown_type"
+
+
+class UnsupportedVersionError(DecodeError):
+    code = "unsupported_version"
+
+
+class FieldCountError(DecodeError):
+    code = "field_count"
+
+
+class FieldTypeError(DecodeError):
+    code = "field_type"
+
+
+class FieldValueError(DecodeError):
+    code = "field_value"
+
+
+class NonCanonicalError(DecodeError):
+    code = "non_canonical"
+
+
+# --- keys, signatures, addresses -----------------------------------------------------------
+
+
+class SignatureError(GridchainError):
+    code = "bad_signature"
+
+
+class BadKeyError(GridchainError):
+    code = "bad_key"
+
+
+class AddressError(GridchainError):
+    code = "bad_address"
+
+
+class AddressChecksumError(AddressError):
+    code = "bad_address_checksum"
+
+
+# --- structural validation of transactions and blocks --------------------------------------
+
+
+class ValidationError(GridchainError):
+    """A well-formed object that breaks a rule checkable without ledger state."""
+
+    code = "invalid"
