@@ -70,7 +70,13 @@ class SoloEngine:
 
     def on_proposal(self, block: Block | None, now_ms: int) -> list[Action]:
         self._proposing = False
-        if block is None or block.height != self._head.height + 1:
+        # Sign only a block that extends the committed head: signing one on another parent would
+        # record its height as signed and make the guard refuse the right block after a restart.
+        if (
+            block is None
+            or block.height != self._head.height + 1
+            or block.header.prev_hash != self._head.block_hash
+        ):
             self._next_at = now_ms + self._interval
             return [SetTimer(self._next_at)]
         block_hash = block.hash()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,11 @@ def write_bundle(
     genesis_path = out / "genesis.json"
     if genesis_path.exists() and not force:
         raise OutputExistsError(f"{genesis_path} exists; use --force to replace the chain")
+    if force:
+        # Replacing the chain: the old validators' configs, ledgers and wallets belong to the
+        # old chain and must not linger beside the new genesis.
+        for sub in ("nodes", "wallets"):
+            shutil.rmtree(out / sub, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     doc = bundle.genesis.model_dump(mode="json")
     genesis_path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
@@ -184,6 +190,10 @@ def register(sub: Any, name: str, help_text: str) -> None:
     init.add_argument(
         "--fast-kdf", action="store_true", help="cheaper scrypt for throwaway testnet wallets"
     )
-    init.add_argument("--force", action="store_true", help="replace an existing genesis.json")
+    init.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing chain (deletes its nodes/ and wallets/)",
+    )
     init.add_argument("--json", action="store_true")
     init.set_defaults(handler=_init)

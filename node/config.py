@@ -13,11 +13,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from genesis.schema import describe_validation_error
 from protocol.crypto import SigningKey
-from protocol.errors import GridchainError
+from protocol.errors import BadKeyError, GridchainError
 
 Port = Annotated[int, Field(ge=0, le=65535)]
 
@@ -40,7 +45,12 @@ class NodeSection(_Section):
     @field_validator("private_key")
     @classmethod
     def _key(cls, v: str) -> str:
-        SigningKey.from_hex(v)  # raises a clear error for a malformed key
+        # pydantic turns only ValueError into a ValidationError that names the field; a
+        # BadKeyError escaping here would bypass ConfigError and name no field.
+        try:
+            SigningKey.from_hex(v)
+        except BadKeyError as exc:
+            raise ValueError(exc.message) from None
         return v
 
 
@@ -106,12 +116,16 @@ def load_config(path: Path) -> NodeConfig:
         raw: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
+    except OSError as exc:  # a directory, no permission
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     try:
         config = NodeConfig(**raw)
     except ValidationError as exc:
         raise ConfigError(f"invalid config {path}: {describe_validation_error(exc)}") from None
+    except SettingsError as exc:  # an environment override that is not valid JSON
+        raise ConfigError(f"invalid config {path}: {exc}") from None
     base = path.parent
     node = config.node
     node.data_dir = node.data_dir if node.data_dir.is_absolute() else base / node.data_dir

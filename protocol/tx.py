@@ -4,7 +4,8 @@ The signature covers ``sign_bytes(Domain.TX, chain_id, encode(TxPayload(...)))``
 transaction is bound to one chain.  The transaction hash is SHA-256 of the whole signed
 encoding; Ed25519 signatures are deterministic, so one payload has one hash.
 
-Body type tags 0x10-0x2f are reserved for transaction kinds; see docs/spec/encoding.md.
+Body type tags 0x10-0x1f are reserved for transaction kinds (0x20-0x2f are blocks and
+consensus records); see docs/spec/encoding.md.
 """
 
 from __future__ import annotations

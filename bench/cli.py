@@ -1,0 +1,35 @@
+"""``gridchain bench <name> [options]``: run the benchmark module ``bench/<name>.py``.
+
+Each benchmark module exposes ``main(argv) -> int``, prints a table for people (or JSON with
+``--json``) and the conditions it ran under.  Benchmarks measure; tests never assert timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from typing import Any
+
+BENCHMARKS = {
+    "transfers": "committed transfers/s on one node (synced writes) beside Ed25519 verify/s",
+    "schedule": "EV charge/discharge scheduling: PFL, solve time and competitive ratios",
+}
+
+
+def _run(args: argparse.Namespace) -> int:
+    module: Any = importlib.import_module(f"bench.{args.name}")
+    code: int = module.main(list(args.args))
+    return code
+
+
+def register(sub: Any, name: str, help_text: str) -> None:
+    lines = "\n".join(f"  {k:<10} {v}" for k, v in BENCHMARKS.items())
+    parser = sub.add_parser(
+        name,
+        help=help_text,
+        description=f"benchmarks:\n{lines}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("name", choices=sorted(BENCHMARKS))
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="options of that benchmark")
+    parser.set_defaults(handler=_run)

@@ -1,0 +1,243 @@
+"""A local testnet: validator processes on loopback, started, watched and stopped as a group.
+
+``up`` writes a genesis (if the directory has none), starts each validator as its own
+``gridchain node run`` process with its log in its node folder, waits until every API answers
+/health, and records what it started in ``DIR/testnet.json``.  ``down`` stops exactly those
+processes: a recorded pid is signalled only while its command line still names that node's
+config, so a pid the kernel reused for something else is never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from genesis.builder import build_genesis
+from genesis.cli import BASE_API_PORT, BASE_P2P_PORT, write_bundle
+from protocol.crypto import SigningKey
+from protocol.errors import GridchainError
+from protocol.keystore import TESTNET_SCRYPT_N
+
+STATE_FILE = "testnet.json"
+TESTNET_PASSWORD = "testnet"  # noqa: S105 - the documented throwaway testnet password
+
+
+class TestnetError(GridchainError):
+    code = "testnet_error"
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatorProcess:
+    name: str
+    pid: int
+    api_url: str
+    config: str
+    log: str
+
+
+def testnet_password() -> tuple[str, bool]:
+    """The wallet password and whether it is the documented default."""
+    from_env = os.environ.get("GRIDCHAIN_PASSWORD")
+    return (from_env, False) if from_env is not None else (TESTNET_PASSWORD, True)
+
+
+def ensure_genesis(
+    directory: Path,
+    *,
+    validators: int,
+    participants: int,
+    consensus: str,
+    block_interval_ms: int,
+    slot_seconds: int | None,
+    base_api_port: int,
+    base_p2p_port: int,
+) -> bool:
+    """Write a new testnet into ``directory`` unless it already holds one; True if written."""
+    if (directory / "genesis.json").exists():
+        return False
+    bundle = build_genesis(
+        chain_name="gridchain-testnet",
+        genesis_time_ms=time.time_ns() // 1_000_000,
+        validators=validators,
+        participants=participants,
+        engine=consensus,
+        new_key=SigningKey.generate,
+        slot_length_ms=None if slot_seconds is None else slot_seconds * 1000,
+        block_interval_ms=block_interval_ms,
+    )
+    password, _ = testnet_password()
+    write_bundle(
+        bundle,
+        directory,
+        password=password,
+        scrypt_n=TESTNET_SCRYPT_N,
+        base_api_port=base_api_port,
+        base_p2p_port=base_p2p_port,
+    )
+    return True
+
+
+def _api_url(config_path: Path) -> str:
+    import tomllib  # noqa: PLC0415
+
+    api = tomllib.loads(config_path.read_text(encoding="utf-8")).get("api", {})
+    return f"http://{api.get('host', '127.0.0.1')}:{api.get('port', BASE_API_PORT)}"
+
+
+def get_json(url: str, timeout: float = 2.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback URLs we wrote
+        return json.load(resp)
+
+
+def healthy(api_url: str) -> bool:
+    try:
+        return bool(get_json(api_url + "/health", timeout=1.0).get("status") == "ok")
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\x00", b" ").decode()
+    except OSError:
+        return ""
+
+
+def is_ours(proc: ValidatorProcess) -> bool:
+    """The pid still runs the node we started (and not a process that reused the pid)."""
+    if Path("/proc/self/cmdline").exists():
+        return proc.config in _cmdline(proc.pid)
+    try:
+        os.kill(proc.pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def load_state(directory: Path) -> list[ValidatorProcess]:
+    path = directory / STATE_FILE
+    if not path.exists():
+        return []
+    return [ValidatorProcess(**entry) for entry in json.loads(path.read_text())["validators"]]
+
+
+def _save_state(directory: Path, procs: list[ValidatorProcess]) -> None:
+    doc = {"validators": [asdict(p) for p in procs]}
+    (directory / STATE_FILE).write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def start_validator(directory: Path, name: str) -> ValidatorProcess:
+    config = (directory / "nodes" / name / "config.toml").resolve()
+    log_path = config.parent / "node.log"
+    log = log_path.open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gridchain", "node", "run", "--config", str(config)],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,  # Ctrl-C in the launcher's terminal is handled by `down`
+    )
+    log.close()
+    return ValidatorProcess(name, proc.pid, _api_url(config), str(config), str(log_path))
+
+
+def validator_names(directory: Path) -> list[str]:
+    genesis = json.loads((directory / "genesis.json").read_text())
+    return [v["name"] for v in genesis["validators"]]
+
+
+def up(directory: Path, *, timeout_s: float = 30.0) -> list[ValidatorProcess]:
+    running = [p for p in load_state(directory) if is_ours(p)]
+    if running:
+        names = ", ".join(p.name for p in running)
+        raise TestnetError(f"a testnet is already running in {directory} ({names}); run down first")
+    procs = [start_validator(directory, name) for name in validator_names(directory)]
+    _save_state(directory, procs)
+    deadline = time.monotonic() + timeout_s
+    waiting = list(procs)
+    while waiting and time.monotonic() < deadline:
+        waiting = [p for p in waiting if not healthy(p.api_url)]
+        for p in waiting:
+            if not is_ours(p):
+                down(directory)
+                tail = Path(p.log).read_text(errors="replace")[-2000:]
+                raise TestnetError(f"validator {p.name} exited during start; its log ends:\n{tail}")
+        if waiting:
+            time.sleep(0.1)
+    if waiting:
+        down(directory)
+        names = ", ".join(p.name for p in waiting)
+        raise TestnetError(f"validators did not become healthy within {timeout_s:.0f} s: {names}")
+    return procs
+
+
+def down(directory: Path, *, timeout_s: float = 15.0) -> list[str]:
+    """SIGTERM our validators, wait, SIGKILL stragglers; return the names that were stopped."""
+    procs = [p for p in load_state(directory) if is_ours(p)]
+    for p in procs:
+        os.kill(p.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any(is_ours(p) for p in procs):
+        _reap()
+        time.sleep(0.05)
+    for p in procs:
+        if is_ours(p):
+            os.kill(p.pid, signal.SIGKILL)
+    _reap()
+    state = directory / STATE_FILE
+    if state.exists():
+        state.unlink()
+    return [p.name for p in procs]
+
+
+def _reap() -> None:
+    """Collect exited children of this process so they do not linger as zombies."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def status(directory: Path) -> list[dict[str, Any]]:
+    rows = []
+    for p in load_state(directory):
+        row: dict[str, Any] = {"name": p.name, "api_url": p.api_url, "pid": p.pid}
+        row["running"] = is_ours(p)
+        try:
+            st = get_json(p.api_url + "/v1/status")
+            consensus = st.get("consensus", {})
+            row.update(
+                height=st["height"],
+                view=consensus.get("view", consensus.get("round", 0)),
+                peers=len(st.get("peers", [])),
+                head_hash=st["head_hash"],
+                state_root=st["state_root"],
+            )
+        except (urllib.error.URLError, OSError, ValueError, KeyError):
+            row.update(height=None, view=None, peers=None, head_hash=None, state_root=None)
+        rows.append(row)
+    return rows
+
+
+__all__ = [
+    "BASE_API_PORT",
+    "BASE_P2P_PORT",
+    "TestnetError",
+    "ValidatorProcess",
+    "down",
+    "ensure_genesis",
+    "status",
+    "up",
+]

@@ -1,0 +1,210 @@
+"""``gridchain testnet up | status | down | run``: a local testnet without Docker.
+
+``run`` is the README's main job: it starts the testnet, runs a short scripted wallet session
+(the source's three peers paying each other) so a newcomer sees transfers commit, then keeps
+the validators running and prints each new block until Ctrl-C, when it stops them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from gridchain.cli import main as gridchain_main
+from node.testnet import (
+    BASE_API_PORT,
+    BASE_P2P_PORT,
+    TestnetError,
+    down,
+    ensure_genesis,
+    get_json,
+    status,
+    testnet_password,
+    up,
+)
+
+DEFAULT_DIR = ".testnet"
+
+
+def _announce_password(*, to_stderr: bool) -> None:
+    _, is_default = testnet_password()
+    if is_default:
+        print(
+            "wallets use the documented testnet password 'testnet' "
+            "(set GRIDCHAIN_PASSWORD to choose another)",
+            file=sys.stderr if to_stderr else sys.stdout,
+        )
+
+
+def _up(args: argparse.Namespace) -> int:
+    directory = Path(args.dir)
+    validators = args.validators or (1 if args.consensus == "solo" else 4)
+    created = ensure_genesis(
+        directory,
+        validators=validators,
+        participants=args.participants,
+        consensus=args.consensus,
+        block_interval_ms=args.block_interval_ms,
+        slot_seconds=args.slot_seconds,
+        base_api_port=args.base_api_port,
+        base_p2p_port=args.base_p2p_port,
+    )
+    _announce_password(to_stderr=args.json)
+    procs = up(directory)
+    if args.json:
+        print(json.dumps({"created": created, "validators": [asdict(p) for p in procs]}))
+        return 0
+    print(f"testnet {'created' if created else 'reused'} in {directory}")
+    for p in procs:
+        print(f"  {p.name:<10} {p.api_url:<26} pid {p.pid:<8} log {p.log}")
+    return 0
+
+
+def _format_rows(rows: list[dict[str, Any]]) -> str:
+    header = f"{'validator':<10} {'api':<26} {'height':>7} {'view':>5} {'peers':>5}  head hash"
+    lines = [header]
+    for r in rows:
+        if r["height"] is None:
+            lines.append(f"{r['name']:<10} {r['api_url']:<26} {'down':>7}")
+            continue
+        lines.append(
+            f"{r['name']:<10} {r['api_url']:<26} {r['height']:>7} {r['view']:>5} "
+            f"{r['peers']:>5}  {r['head_hash'][:16]}  state {r['state_root'][:16]}"
+        )
+    return "\n".join(lines)
+
+
+def _status(args: argparse.Namespace) -> int:
+    rows = status(Path(args.dir))
+    if args.json:
+        print(json.dumps({"validators": rows}, indent=2))
+    elif not rows:
+        print(f"no testnet is running in {args.dir}")
+    else:
+        print(_format_rows(rows))
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    stopped = down(Path(args.dir))
+    if args.json:
+        print(json.dumps({"stopped": stopped}))
+    else:
+        print(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
+    return 0
+
+
+def _wallet(directory: Path, name: str, node: str, *argv: str) -> None:
+    wallet = str(directory / "wallets" / f"{name}.json")
+    code = gridchain_main(["wallet", *argv, "--wallet", wallet, "--node", node])
+    if code != 0:
+        raise TestnetError(f"demo step 'wallet {' '.join(argv)}' for {name} failed")
+
+
+def run_demo(directory: Path, api_url: str) -> None:
+    """The scripted session: balances, three transfers around the ring, balances again."""
+    password, _ = testnet_password()
+    os.environ.setdefault("GRIDCHAIN_PASSWORD", password)
+    genesis = json.loads((directory / "genesis.json").read_text())
+    peers = [p["name"] for p in genesis["participants"]]
+    addresses = {p["name"]: p["address"] for p in genesis["participants"]}
+    print("\n== balances before ==")
+    for name in peers:
+        _wallet(directory, name, api_url, "balance")
+    print("\n== transfers (each waits until committed) ==")
+    ring = list(zip(peers, peers[1:] + peers[:1], strict=True))
+    for i, (payer, payee) in enumerate(ring):
+        amount = f"{12.5 + 5 * i:.3f}"
+        print(f"-- {payer} pays {payee} {amount} credits")
+        _wallet(directory, payer, api_url, "transfer", "--to", addresses[payee], "--amount", amount)
+    print("\n== balances after ==")
+    for name in peers:
+        _wallet(directory, name, api_url, "balance")
+
+
+def _follow(directory: Path, api_url: str) -> None:
+    """Print each new block until Ctrl-C or SIGTERM."""
+    stop = {"now": False}
+
+    def _stop(signum: int, frame: Any) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    print("\ntestnet running; Ctrl-C stops it. New blocks:")
+    seen = get_json(api_url + "/v1/status")["height"]
+    while not stop["now"]:
+        time.sleep(0.5)
+        try:
+            height = get_json(api_url + "/v1/status")["height"]
+        except OSError:
+            continue
+        while seen < height:
+            seen += 1
+            block = get_json(f"{api_url}/v1/blocks/{seen}")
+            print(f"  block {seen:>6}  {block['hash'][:16]}  {len(block['txs'])} txs")
+
+
+def _run(args: argparse.Namespace) -> int:
+    directory = Path(args.dir)
+    if args.fresh and directory.exists():
+        down(directory)
+        import shutil  # noqa: PLC0415
+
+        shutil.rmtree(directory)
+    _up(args)
+    procs = status(directory)
+    api_url = procs[0]["api_url"]
+    try:
+        run_demo(directory, api_url)
+        print()
+        print(_format_rows(status(directory)))
+        if not args.exit_after_demo:
+            _follow(directory, api_url)
+    finally:
+        stopped = down(directory)
+        print(f"stopped {', '.join(stopped)}")
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dir", default=DEFAULT_DIR, help=f"testnet directory (default {DEFAULT_DIR})")
+    p.add_argument("--json", action="store_true")
+
+
+def _creation(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--validators", type=int, default=None, help="default: 1 for solo, else 4")
+    p.add_argument("--consensus", choices=["solo", "pbft", "pob", "epob"], default="solo")
+    p.add_argument("--participants", type=int, default=3)
+    p.add_argument("--block-interval-ms", type=int, default=500)
+    p.add_argument("--slot-seconds", type=int, default=None)
+    p.add_argument("--base-api-port", type=int, default=BASE_API_PORT)
+    p.add_argument("--base-p2p-port", type=int, default=BASE_P2P_PORT)
+
+
+def register(sub: Any, name: str, help_text: str) -> None:
+    parser = sub.add_parser(name, help=help_text)
+    tsub = parser.add_subparsers(dest="testnet_command", required=True, metavar="SUBCOMMAND")
+    p_up = tsub.add_parser("up", help="create (if needed) and start the validators")
+    _common(p_up)
+    _creation(p_up)
+    p_up.set_defaults(handler=_up)
+    p_status = tsub.add_parser("status", help="height, view, peers and head of each validator")
+    _common(p_status)
+    p_status.set_defaults(handler=_status)
+    p_down = tsub.add_parser("down", help="stop exactly the validators `up` started")
+    _common(p_down)
+    p_down.set_defaults(handler=_down)
+    p_run = tsub.add_parser("run", help="up, a scripted wallet session, follow blocks, down")
+    _common(p_run)
+    _creation(p_run)
+    p_run.add_argument("--fresh", action="store_true", help="start from a new genesis")
+    p_run.add_argument("--exit-after-demo", action="store_true", help="stop after the demo")
+    p_run.set_defaults(handler=_run)

@@ -1,0 +1,72 @@
+"""The README's main job, end to end: `gridchain testnet run` on a fresh directory.
+
+It must create a chain, start a validator process, show three wallet transfers committing
+with balances before and after, print the status table, and stop exactly what it started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.procs import REPO, free_port_block
+
+pytestmark = pytest.mark.e2e
+
+
+def gridchain(*argv: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "GRIDCHAIN_PASSWORD"}
+    return subprocess.run(
+        [sys.executable, "-m", "gridchain", *argv],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=timeout,
+    )
+
+
+def test_testnet_run_shows_transfers_committing(tmp_path: Path) -> None:
+    directory = tmp_path / "tn"
+    ports = ["--base-api-port", str(free_port_block(1)), "--base-p2p-port", str(free_port_block(1))]
+    done = gridchain("testnet", "run", "--dir", str(directory), "--exit-after-demo", *ports)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "documented testnet password 'testnet'" in out
+    assert out.count("status  committed") == 3
+    assert "== balances after ==" in out
+    assert "stopped node-1" in out
+    assert not (directory / "testnet.json").exists()
+
+
+def test_up_status_down(tmp_path: Path) -> None:
+    directory = tmp_path / "tn"
+    ports = ["--base-api-port", str(free_port_block(1)), "--base-p2p-port", str(free_port_block(1))]
+    started = gridchain("testnet", "up", "--dir", str(directory), "--json", *ports)
+    try:
+        assert started.returncode == 0, started.stderr
+        pids = [v["pid"] for v in json.loads(started.stdout)["validators"]]
+        again = gridchain("testnet", "up", "--dir", str(directory))
+        assert again.returncode == 1
+        assert "already running" in again.stderr
+        st = gridchain("testnet", "status", "--dir", str(directory), "--json")
+        assert st.returncode == 0, st.stderr
+        rows = json.loads(st.stdout)["validators"]
+        assert [r["name"] for r in rows] == ["node-1"]
+        assert rows[0]["running"] is True
+        assert rows[0]["height"] == 0
+        assert len(rows[0]["head_hash"]) == 64
+    finally:
+        stopped = gridchain("testnet", "down", "--dir", str(directory), "--json")
+    assert json.loads(stopped.stdout) == {"stopped": ["node-1"]}
+    for pid in pids:
+        assert (
+            not Path(f"/proc/{pid}").exists()
+            or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+        )

@@ -1,0 +1,196 @@
+"""Deterministic builders shared by the unit, simulation and integration tests.
+
+Nothing here is random: keys come from SHA-256 of a label, genesis documents from a counter of
+such keys, so every run (and every machine) builds byte-identical chains, and a failure seen
+once can be replayed.  Only plain functions live here; pytest fixtures are in the conftest
+files and call these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from genesis.builder import GenesisBundle, NamedKey, build_genesis
+from market.accounts import ACCOUNT_PREFIX, Account, get_account
+from market.app import Application, BlockContext
+from market.state import MerkleState, StateReader
+from protocol.address import address_of
+from protocol.block import (
+    Block,
+    BlockHeader,
+    Certificate,
+    Vote,
+    VoteStep,
+    schedule_root,
+    tx_root,
+)
+from protocol.crypto import SigningKey, sha256
+from protocol.encoding import decode
+from protocol.tx import Burn, Mint, RegisterParticipant, Transaction, Transfer, TxBody, sign_tx
+
+#: 2024-01-01T00:00:00Z: every test chain starts here unless a test says otherwise.
+GENESIS_TIME_MS = 1_704_067_200_000
+DEFAULT_SEED = "gridchain-test"
+
+
+def det_key(label: str) -> SigningKey:
+    """The Ed25519 key whose seed is SHA-256(label): the same label gives the same key."""
+    return SigningKey(sha256(label.encode("utf-8")))
+
+
+def key_factory(seed: str = DEFAULT_SEED) -> Callable[[], SigningKey]:
+    """A ``new_key`` for build_genesis: det_key(f"{seed}/0"), det_key(f"{seed}/1"), ..."""
+    counter = 0
+
+    def new_key() -> SigningKey:
+        nonlocal counter
+        key = det_key(f"{seed}/{counter}")
+        counter += 1
+        return key
+
+    return new_key
+
+
+def small_bundle(
+    validators: int = 1,
+    participants: int = 3,
+    engine: str = "solo",
+    *,
+    seed: str = DEFAULT_SEED,
+    chain_name: str = "gridchain-test",
+    genesis_time_ms: int = GENESIS_TIME_MS,
+    balance_mc: int = 1_000_000,
+    **params: Any,
+) -> GenesisBundle:
+    """A validated genesis with deterministic keys; ``params`` are ChainParams fields.
+
+    Validators are node-1..node-N, participants peer-a, peer-b, ... each holding
+    ``balance_mc``, plus a governance key.  Raises GenesisError for a bad value.
+    """
+    return build_genesis(
+        chain_name=chain_name,
+        genesis_time_ms=genesis_time_ms,
+        validators=validators,
+        participants=participants,
+        engine=engine,
+        new_key=key_factory(seed),
+        balance_mc=balance_mc,
+        extra_params=params,
+    )
+
+
+def addr(key: SigningKey | NamedKey) -> bytes:
+    """The 20-byte address of a key."""
+    public = key.key.public_key if isinstance(key, NamedKey) else key.public_key
+    return address_of(public)
+
+
+def signing_key(key: SigningKey | NamedKey) -> SigningKey:
+    return key.key if isinstance(key, NamedKey) else key
+
+
+def signed(key: SigningKey | NamedKey, chain_id: bytes, nonce: int, body: TxBody) -> Transaction:
+    return sign_tx(signing_key(key), chain_id, nonce, body)
+
+
+def transfer(
+    sender: SigningKey | NamedKey,
+    chain_id: bytes,
+    nonce: int,
+    to: SigningKey | NamedKey | bytes,
+    amount_mc: int,
+    *,
+    memo: str = "",
+) -> Transaction:
+    """A signed Transfer; ``to`` is a key or a raw 20-byte address."""
+    recipient = to if isinstance(to, bytes) else addr(to)
+    return signed(sender, chain_id, nonce, Transfer(recipient, amount_mc, memo))
+
+
+def register(
+    governance: SigningKey | NamedKey,
+    chain_id: bytes,
+    nonce: int,
+    new: SigningKey,
+    name: str,
+) -> Transaction:
+    return signed(governance, chain_id, nonce, RegisterParticipant(new.public_key, name))
+
+
+def mint(
+    governance: SigningKey | NamedKey,
+    chain_id: bytes,
+    nonce: int,
+    to: SigningKey | NamedKey | bytes,
+    amount_mc: int,
+) -> Transaction:
+    recipient = to if isinstance(to, bytes) else addr(to)
+    return signed(governance, chain_id, nonce, Mint(recipient, amount_mc))
+
+
+def burn(
+    governance: SigningKey | NamedKey,
+    chain_id: bytes,
+    nonce: int,
+    account: SigningKey | NamedKey | bytes,
+    amount_mc: int,
+) -> Transaction:
+    target = account if isinstance(account, bytes) else addr(account)
+    return signed(governance, chain_id, nonce, Burn(target, amount_mc))
+
+
+def app_and_state(bundle: GenesisBundle) -> tuple[Application, MerkleState]:
+    """The application of a bundle and a fresh genesis state."""
+    app = Application(bundle.genesis)
+    return app, app.genesis_state()
+
+
+def block_context(height: int = 1, timestamp_ms: int | None = None) -> BlockContext:
+    ts = GENESIS_TIME_MS + 1000 * height if timestamp_ms is None else timestamp_ms
+    return BlockContext(height=height, timestamp_ms=ts, proposer=b"")
+
+
+def make_block(
+    chain_id: bytes,
+    height: int,
+    prev_hash: bytes,
+    txs: Sequence[Transaction] = (),
+    *,
+    state_root: bytes = b"\x00" * 32,
+    proposer: bytes = b"\x00" * 32,
+    timestamp_ms: int | None = None,
+    round_: int = 0,
+) -> Block:
+    """A block with correct tx and schedule roots (the state root is the caller's)."""
+    ts = GENESIS_TIME_MS + 1000 * height if timestamp_ms is None else timestamp_ms
+    header = BlockHeader(
+        chain_id=chain_id,
+        height=height,
+        prev_hash=prev_hash,
+        timestamp_ms=ts,
+        proposer=proposer,
+        round=round_,
+        benefit=0,
+        tx_root=tx_root(tuple(txs)),
+        schedule_root=schedule_root(()),
+        state_root=state_root,
+    )
+    return Block(header, tuple(txs), ())
+
+
+def certify(block: Block, keys: Iterable[SigningKey], chain_id: bytes) -> Certificate:
+    """A commit certificate for ``block`` signed by every key in ``keys``."""
+    vote = Vote(block.height, block.header.round, block.hash(), int(VoteStep.COMMIT))
+    return Certificate(vote, tuple(vote.sign(k, chain_id) for k in keys))
+
+
+def balances_of(state: StateReader, keys: Iterable[NamedKey]) -> dict[str, int]:
+    """Balance of each named key, by name."""
+    return {k.name: get_account(state, addr(k)).balance_mc for k in keys}
+
+
+def all_accounts(state: StateReader) -> dict[bytes, Account]:
+    """Every account record in the state, by address."""
+    n = len(ACCOUNT_PREFIX)
+    return {key[n:]: decode(raw, Account) for key, raw in state.scan(ACCOUNT_PREFIX)}

@@ -1,0 +1,211 @@
+"""Real validator processes for integration and end-to-end tests.
+
+A :class:`Chain` is a genesis written to a temporary directory with free loopback ports;
+:class:`NodeProcess` runs ``python -m gridchain node run`` on one of its configs, exactly as a
+user would, and offers the blunt instruments tests need (SIGTERM, kill -9, restart).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from genesis.builder import GenesisBundle, build_genesis
+from genesis.cli import write_bundle
+from node.ports import free_port
+from protocol.address import parse_address
+from protocol.crypto import SigningKey
+from protocol.keystore import TESTNET_SCRYPT_N
+from protocol.tx import Transaction, Transfer, sign_tx
+
+PASSWORD = "integration-password"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port_block(count: int) -> int:
+    """A base port such that base .. base+count-1 are free right now."""
+    for _ in range(200):
+        base = free_port()
+        if base + count > 65535:
+            continue
+        try:
+            socks = []
+            for p in range(base, base + count):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+        return base
+    raise RuntimeError("no block of free ports")
+
+
+@dataclass
+class Chain:
+    directory: Path
+    bundle: GenesisBundle
+    base_api_port: int
+
+    @property
+    def chain_id(self) -> bytes:
+        return self.bundle.genesis.chain_id
+
+    def config_path(self, index: int = 0) -> Path:
+        return self.directory / "nodes" / self.bundle.validators[index].name / "config.toml"
+
+    def wallet_path(self, name: str) -> Path:
+        return self.directory / "wallets" / f"{name}.json"
+
+    def api_url(self, index: int = 0) -> str:
+        return f"http://127.0.0.1:{self.base_api_port + index}"
+
+    def peer(self, i: int) -> SigningKey:
+        return self.bundle.participants[i].key
+
+    def address(self, i: int) -> bytes:
+        return parse_address(self.bundle.participants[i].address)
+
+    def transfer(
+        self, sender: int, to: int, nonce: int, amount_mc: int, memo: str = ""
+    ) -> Transaction:
+        return sign_tx(
+            self.peer(sender), self.chain_id, nonce, Transfer(self.address(to), amount_mc, memo)
+        )
+
+
+def make_chain(
+    directory: Path, *, validators: int = 1, engine: str = "solo", block_interval_ms: int = 100
+) -> Chain:
+    bundle = build_genesis(
+        chain_name="gridchain-it",
+        genesis_time_ms=time.time_ns() // 1_000_000 - 1000,
+        validators=validators,
+        participants=3,
+        engine=engine,
+        new_key=SigningKey.generate,
+        block_interval_ms=block_interval_ms,
+    )
+    base_api = free_port_block(validators)
+    base_p2p = free_port_block(validators)
+    write_bundle(
+        bundle,
+        directory,
+        password=PASSWORD,
+        scrypt_n=TESTNET_SCRYPT_N,
+        base_api_port=base_api,
+        base_p2p_port=base_p2p,
+    )
+    return Chain(directory, bundle, base_api)
+
+
+@dataclass
+class NodeProcess:
+    config: Path
+    api_url: str
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    def start(self, *, wait: bool = True) -> NodeProcess:
+        log = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gridchain", "node", "run", "--config", str(self.config)],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            cwd=REPO,
+            env={**os.environ, **self.env},
+        )
+        log.close()
+        if wait:
+            self.wait_healthy()
+        return self
+
+    def wait_healthy(self, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"node exited with {self.proc.returncode}:\n{self.log_tail()}")
+            status, _ = http_get(self.api_url + "/health")
+            if status == 200:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"node not healthy after {timeout_s} s:\n{self.log_tail()}")
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def terminate(self, timeout_s: float = 15.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def node_for(chain: Chain, index: int = 0) -> NodeProcess:
+    config = chain.config_path(index)
+    return NodeProcess(config, chain.api_url(index), config.parent / "node.log")
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, Any]:
+    return _http(urllib.request.Request(url), timeout)
+
+
+def http_post(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, Any]:
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": content_type})
+    return _http(req, 10.0)
+
+
+def _http(req: urllib.request.Request, timeout: float) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            raw = resp.read()
+            status = int(resp.status)
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        status = exc.code
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        return 0, None
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw.decode(errors="replace")
+
+
+def submit(api_url: str, tx: Transaction) -> tuple[int, Any]:
+    return http_post(api_url + "/v1/txs", json.dumps({"tx": tx.encode().hex()}).encode())
+
+
+def wait_committed(api_url: str, tx_hash: str, timeout_s: float = 20.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status, body = http_get(f"{api_url}/v1/txs/{tx_hash}")
+        if status == 200 and body["status"] == "committed":
+            result: dict[str, Any] = body
+            return result
+        time.sleep(0.05)
+    raise AssertionError(f"tx {tx_hash} not committed within {timeout_s} s")

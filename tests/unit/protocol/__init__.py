@@ -1,0 +1,1 @@
+"""Tests of the lead's protocol package: encoding, signatures, addresses, Merkle trees."""

@@ -1,0 +1,278 @@
+"""The mempool: admission against the pending state, bounds, reaping and recheck after commit.
+
+Why: a block is built from the pool in arrival order and must always execute, so every
+admitted transaction has already been applied on top of the ones before it; a refused one must
+leave no trace (a half-admitted transaction would poison every later check); the bounds stop a
+flood; and after a commit the pool must drop what was included and whatever the new state made
+invalid, saying why, so clients learn their transaction will never be included.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from genesis.builder import GenesisBundle, NamedKey
+from market.accounts import get_account
+from market.app import Application
+from market.errors import (
+    ApplicationError,
+    InsufficientBalanceError,
+    NonceGapError,
+    ReplayedNonceError,
+)
+from market.state import MerkleState
+from node.mempool import DuplicateTxError, Mempool, MempoolFullError
+from protocol.errors import GridchainError, SignatureError
+from protocol.tx import Transaction, Transfer
+from tests.helpers import addr, block_context, burn, transfer
+
+START_MC = 1_000_000
+
+
+def _pool(
+    app: Application, state: MerkleState, *, max_txs: int = 100, max_bytes: int = 1 << 20
+) -> Mempool:
+    return Mempool(app, state, lambda: block_context(1), max_txs=max_txs, max_bytes=max_bytes)
+
+
+def _add(pool: Mempool, tx: Transaction) -> bytes:
+    return pool.add(tx, len(tx.encode()))
+
+
+def _snapshot(pool: Mempool) -> tuple[int, int, dict[bytes, bytes | None], list[Transaction]]:
+    return len(pool), pool.size_bytes, dict(pool.pending_state.writes), pool.reap(1000, 1 << 30)
+
+
+def _commit(app: Application, state: MerkleState, txs: list[Transaction], height: int) -> None:
+    """What the runtime does before it calls update_after_commit."""
+    state.apply(app.execute_block(state, txs, block_context(height)).writes)
+
+
+def _peers(bundle: GenesisBundle) -> tuple[NamedKey, NamedKey, NamedKey]:
+    a, b, c = bundle.participants
+    return a, b, c
+
+
+# --- admission -------------------------------------------------------------------------------
+
+
+def test_a_sender_queues_transactions_in_nonce_order(
+    app: Application, bundle: GenesisBundle, state: MerkleState, chain_id: bytes
+) -> None:
+    a, b, _ = _peers(bundle)
+    pool = _pool(app, state)
+    txs = [transfer(a, chain_id, n, b, 1_000) for n in range(3)]
+    hashes = [_add(pool, tx) for tx in txs]
+
+    assert hashes == [tx.hash() for tx in txs]
+    assert len(pool) == 3
+    assert pool.size_bytes == sum(len(tx.encode()) for tx in txs)
+    assert all(h in pool and pool.get(h) == tx for h, tx in zip(hashes, txs, strict=True))
+    pending = get_account(pool.pending_state, addr(a))
+    assert (pending.nonce, pending.balance_mc) == (3, START_MC - 3_000)
+    assert get_account(state, addr(a)).nonce == 0  # the committed state is untouched
+
+
+def test_nonces_out_of_order_or_replayed_are_refused(
+    app: Application, bundle: GenesisBundle, state: MerkleState, chain_id: bytes
+) -> None:
+    a, b, _ = _peers(bundle)
+    pool = _pool(app, state)
+    with pytest.raises(NonceGapError):
+        _add(pool, transfer(a, chain_id, 1, b, 10))
+    _add(pool, transfer(a, chain_id, 0, b, 10))
+    with pytest.raises(ReplayedNonceError):
+        _add(pool, transfer(a, chain_id, 0, b, 11))
+    _add(pool, transfer(a, chain_id, 1, b, 10))
+    assert len(pool) == 2
+
+
+def test_queued_transfers_cannot_overspend_together(
+    app: Application, bundle: GenesisBundle, state: MerkleState, chain_id: bytes
+) -> None:
+    a, b, _ = _peers(bundle)
+    pool = _pool(app, state)
+    _add(pool, transfer(a, chain_id, 0, b, 600_000))
+    with pytest.raises(InsufficientBalanceError):
+        _add(pool, transfer(a, chain_id, 1, b, 600_000))
+    assert len(pool) == 1
+
+
+def test_a_duplicate_is_refused(
+    app: Application, bundle: GenesisBundle, state: MerkleState, chain_id: bytes
+) -> None:
+    a, b, _ = _peers(bundle)
+    pool = _pool(app, state)
+    tx = transfer(a, chain_id, 0, b, 10)
+    _add(pool, tx)
+    with pytest.raises(DuplicateTxError):
+        _add(pool, tx)
+    assert len(pool) == 1
+
+
+def test_the_pool_is_bounded_by_count(
+    app: Application, bundle: GenesisBundle, state: MerkleState, chain_id: bytes
+) -> None:
+    a, b, _ = _peers(bundle)
+    pool = _pool(app, state, max_txs=2)
+    _add(pool, transfer(a, chain_id, 0, b, 10))
+    _add(pool, transfer(a, chain_id, 1, b, 10))
+    with pytest.raises(MempoolFullError):
+        _add(pool, transfer(a, chain_id, 2, b, 10))
+    assert len(pool) == 2
+
+
+def test_the_pool_is_bounded_by_bytes(
+    app: Application, bundle: GenesisBundle, state: MerkleState, chain_id: bytes
+) -> None:
+    a, b, _ = _peers(bundle)
+    txs = [transfer(a, chain_id, n, b, 10) for n in range(3)]
+    size = len(txs[0].encode())
+    assert all(len(tx.encode()) == size for tx in txs)
+    pool = _pool(app, state, max_bytes=3 * size - 1)
+    _add(pool, txs[0])
+    _add(pool, txs[1])
+    with pytest.raises(MempoolFullError):
+        _add(pool, txs[2])
+    assert pool.size_bytes == 2 * size
+
+    exact = _pool(app, state, max_bytes=3 * size)
+    for tx in txs:
+        _add(exact, tx)
+    assert exact.size_bytes == 3 * size  # the limit itself is allowed
+
+
+@pytest.mark.parametrize("refusal", ["duplicate", "full", "invalid", "bad_signature"])
+def test_a_refusal_changes_nothing(
+    app: Application, bundle: GenesisBundle, state: MerkleState, chain_id: bytes, refusal: str
+) -> None:
+    a, b, c = _peers(bundle)
+    queued = [transfer(a, chain_id, 0, b, 10), transfer(b, chain_id, 0, c, 20)]
+    pool = _pool(app, state, max_txs=3)
+    for tx in queued:
+        _add(pool, tx)
+    if refusal == "full":
+        _add(pool, transfer(c, chain_id, 0, a, 30))
+        queued.append(transfer(c, chain_id, 0, a, 30))
+    before = _snapshot(pool)
+    good = transfer(a, chain_id, 1, c, 5)
+    bad = {
+        "duplicate": queued[0],
+        "full": good,
+        "invalid": transfer(a, chain_id, 1, c, START_MC),
+        "bad_signature": Transaction(good.sender, 1, Transfer(addr(c), 6), good.signature),
+    }[refusal]
+    expected: type[GridchainError] = {
+        "duplicate": DuplicateTxError,
+        "full": MempoolFullError,
+        "invalid": InsufficientBalanceError,
+        "bad_signature": SignatureError,
+    }[refusal]
+
+    with pytest.raises(expected):
+        _add(pool, bad)
+
+    assert _snapshot(pool) == before
+    assert before[3] == queued
+    assert bad.hash() not in pool or refusal == "duplicate"
+
+
+# --- reaping ---------------------------------------------------------------------------------
+
+
+def test_reap_returns_arrival_order_within_the_limits(
+    app: Application, bundle: GenesisBundle, state: MerkleState, chain_id: bytes
+) -> None:
+    a, b, c = _peers(bundle)
+    txs = [
+        transfer(b, chain_id, 0, a, 1),
+        transfer(a, chain_id, 0, c, 2),
+        transfer(b, chain_id, 1, c, 3),
+        transfer(c, chain_id, 0, b, 4),
+    ]
+    pool = _pool(app, state)
+    sizes = [100, 300, 100, 100]  # the size the caller measured on the wire
+    for tx, size in zip(txs, sizes, strict=True):
+        pool.add(tx, size)
+
+    assert pool.reap(10, 10_000) == txs
+    assert pool.reap(2, 10_000) == txs[:2]
+    assert pool.reap(10, 400) == txs[:2]
+    # Stops at the first transaction that does not fit rather than skip ahead of it (skipping
+    # could put a sender's later nonce in a block without the earlier one).
+    assert pool.reap(10, 250) == txs[:1]
+    assert pool.reap(10, 99) == []
+    assert pool.reap(0, 10_000) == []
+    assert len(pool) == 4  # reaping removes nothing
+
+
+# --- recheck after a commit ------------------------------------------------------------------
+
+
+def test_update_after_commit_drops_the_included_transactions(
+    app: Application, bundle: GenesisBundle, state: MerkleState, chain_id: bytes
+) -> None:
+    a, b, c = _peers(bundle)
+    txs = [transfer(a, chain_id, n, b, 10) for n in range(3)] + [transfer(c, chain_id, 0, a, 7)]
+    pool = _pool(app, state)
+    for tx in txs:
+        _add(pool, tx)
+    block = pool.reap(2, 1 << 20)
+    _commit(app, state, block, 1)
+
+    assert pool.update_after_commit(block) == []
+
+    assert pool.reap(10, 1 << 20) == txs[2:]
+    assert len(pool) == 2
+    assert pool.size_bytes == sum(len(tx.encode()) for tx in txs[2:])
+    assert txs[0].hash() not in pool
+    assert pool.get(txs[0].hash()) is None
+    assert get_account(pool.pending_state, addr(a)).nonce == 3
+    _add(pool, transfer(a, chain_id, 3, b, 10))  # the pending state continues from the block
+    assert len(pool) == 3
+
+
+def test_recheck_drops_what_the_committed_block_made_invalid(
+    app: Application, bundle: GenesisBundle, state: MerkleState, chain_id: bytes
+) -> None:
+    a, b, c = _peers(bundle)
+    gov = bundle.governance
+    mine = transfer(a, chain_id, 0, b, 100)  # a's nonce 0 will be used by another tx
+    follow_up = transfer(a, chain_id, 1, c, 100)  # still valid after that
+    big = transfer(b, chain_id, 0, c, 900_000)  # b loses money in the block
+    pool = _pool(app, state)
+    for tx in (mine, follow_up, big):
+        _add(pool, tx)
+
+    # A block from elsewhere: a's nonce 0 spent differently, and b's balance burned down.
+    other = [transfer(a, chain_id, 0, c, 50), burn(gov, chain_id, 0, b, 500_000)]
+    _commit(app, state, other, 1)
+    dropped = pool.update_after_commit(other)
+
+    assert dropped == [(mine.hash(), "nonce_replayed"), (big.hash(), "insufficient_balance")]
+    assert pool.reap(10, 1 << 20) == [follow_up]
+    assert len(pool) == 1
+    assert pool.size_bytes == len(follow_up.encode())
+    assert get_account(pool.pending_state, addr(a)).nonce == 2
+
+
+def test_recheck_drops_the_followers_of_a_dropped_transaction(
+    app: Application, bundle: GenesisBundle, state: MerkleState, chain_id: bytes
+) -> None:
+    a, b, c = _peers(bundle)
+    first = transfer(c, chain_id, 0, a, 900_000)
+    second = transfer(c, chain_id, 1, a, 50_000)
+    unrelated = transfer(b, chain_id, 0, a, 1)
+    pool = _pool(app, state)
+    for tx in (first, second, unrelated):
+        _add(pool, tx)
+
+    block = [burn(bundle.governance, chain_id, 0, c, 500_000)]
+    _commit(app, state, block, 1)
+    dropped = pool.update_after_commit(block)
+
+    assert dropped == [(first.hash(), "insufficient_balance"), (second.hash(), "nonce_gap")]
+    assert pool.reap(10, 1 << 20) == [unrelated]
+    for tx in (first, second):
+        with pytest.raises(ApplicationError):
+            app.check_tx(tx, state, block_context(2))

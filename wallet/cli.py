@@ -1,0 +1,418 @@
+"""``gridchain wallet new | address | balance | transfer``: a key on disk and the node's API.
+
+Each subcommand takes ``--wallet FILE``, ``--node URL`` and ``--json`` (DESIGN.md section 10),
+so scripts can rely on them everywhere even where one is unused (``new`` talks to no node).
+Human output is a small aligned table; ``--json`` prints exactly one JSON object on stdout, and
+on failure ``{"error": {"code", "message"}}``, so a script never has to scrape text.
+
+The order of work in ``transfer`` is deliberate: arguments are checked first (a typo costs
+nothing), then the keystore is opened (a wrong password fails before any network traffic), then
+the node is asked for the chain id and the account's ``pending_nonce``.  The wallet refuses an
+amount above the spendable balance itself, because that is the common mistake and the node's
+answer would come later and less clearly; but the node remains the authority, and its own
+refusals are passed through with the node's code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from protocol.address import format_address, parse_address
+from protocol.crypto import SigningKey
+from protocol.errors import GridchainError
+from protocol.keystore import open_keystore, seal
+from protocol.tx import Transfer, sign_tx
+from wallet.client import (
+    AccountInfo,
+    CommitTimeoutError,
+    NodeClient,
+    NodeRefusedError,
+    NodeResponseError,
+    resolve_node_url,
+)
+from wallet.keystore_file import (
+    WalletExistsError,
+    default_wallet_path,
+    keystore_address,
+    read_keystore,
+    write_keystore,
+)
+from wallet.password import read_password
+from wallet.units import AmountError, format_credits, parse_credits
+
+DEFAULT_COMMIT_TIMEOUT_S = 30.0
+#: protocol.tx.Memo's bound, checked here so the user sees a sentence, not an encoder error.
+MAX_MEMO_CHARS = 140
+MAX_NAME_CHARS = 64
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class WalletArgumentError(GridchainError):
+    """A value on the command line that the wallet cannot use."""
+
+    code = "bad_argument"
+
+
+class InsufficientBalanceError(GridchainError):
+    """The amount exceeds what the node reports as spendable (checked before signing)."""
+
+    code = "insufficient_balance"
+
+
+class SenderNotRegisteredError(GridchainError):
+    """The wallet's account is not admitted to the chain, so the node would refuse its tx."""
+
+    code = "unregistered_sender"
+
+
+# --- parser ------------------------------------------------------------------------------
+
+
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str
+) -> None:
+    """Add ``gridchain <name>`` with its four subcommands to the top-level parser."""
+    parser = sub.add_parser(
+        name,
+        help=help_text,
+        description="Create a key, show its address and balance, and send credits.",
+    )
+    actions = parser.add_subparsers(dest="wallet_command", required=True, metavar="ACTION")
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--wallet",
+        metavar="FILE",
+        type=Path,
+        default=None,
+        help="keystore file (default: $GRIDCHAIN_WALLET, else ~/.gridchain/wallet.json)",
+    )
+    common.add_argument(
+        "--node",
+        metavar="URL",
+        default=None,
+        help="node API (default: $GRIDCHAIN_NODE, else http://127.0.0.1:8700)",
+    )
+    common.add_argument(
+        "--json", action="store_true", help="print one JSON object instead of a table"
+    )
+
+    new = actions.add_parser(
+        "new",
+        parents=[common],
+        help="generate a key and write an encrypted keystore",
+        description="Generate an Ed25519 key and seal it with the password from "
+        "$GRIDCHAIN_PASSWORD or a prompt (asked twice).",
+    )
+    new.add_argument("--name", default="", help="a label stored in the keystore")
+    new.add_argument("--force", action="store_true", help="replace an existing keystore file")
+    new.set_defaults(handler=cmd_new)
+
+    address = actions.add_parser(
+        "address",
+        parents=[common],
+        help="print the wallet's address (no password needed)",
+        description="Print the gc1... address of the keystore.",
+    )
+    address.set_defaults(handler=cmd_address)
+
+    balance = actions.add_parser(
+        "balance",
+        parents=[common],
+        help="show an account's balance, locked and spendable credits",
+        description="Show the balance of ADDRESS, or of the wallet's own address.",
+    )
+    balance.add_argument("address", nargs="?", metavar="ADDRESS", help="gc1... address")
+    balance.set_defaults(handler=cmd_balance)
+
+    transfer = actions.add_parser(
+        "transfer",
+        parents=[common],
+        help="send credits to an address and wait until committed",
+        description="Sign a Transfer with the wallet's key, submit it, and (unless "
+        "--no-wait) wait until a block commits it.",
+    )
+    transfer.add_argument("--to", required=True, metavar="ADDRESS", help="recipient gc1...")
+    transfer.add_argument(
+        "--amount", required=True, metavar="CREDITS", help="credits, up to 3 decimals: 12.5"
+    )
+    transfer.add_argument("--memo", default="", metavar="TEXT", help="up to 140 characters")
+    transfer.add_argument(
+        "--no-wait", action="store_true", help="return once the node accepted the transaction"
+    )
+    transfer.add_argument(
+        "--timeout",
+        type=_positive_seconds,
+        default=DEFAULT_COMMIT_TIMEOUT_S,
+        metavar="S",
+        help="seconds to wait for the commit (default: %(default)g)",
+    )
+    transfer.set_defaults(handler=cmd_transfer)
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value <= 86_400:
+        raise argparse.ArgumentTypeError(f"between 0 and 86400 seconds: {text!r}")
+    return value
+
+
+# --- output ------------------------------------------------------------------------------
+
+
+def format_table(rows: Sequence[Sequence[str]], *, right: frozenset[int] = frozenset()) -> str:
+    """Align columns with two spaces between them; columns in ``right`` align right."""
+    widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(max(map(len, rows)))]
+    lines = []
+    for row in rows:
+        cells = [
+            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
+            for i, cell in enumerate(row)
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def _emit(args: argparse.Namespace, data: dict[str, Any], human: str) -> None:
+    print(json.dumps(data) if args.json else human)
+
+
+def _json_errors(handler: Handler) -> Handler:
+    """In ``--json`` mode, report a node refusal under the node's own code.
+
+    ``gridchain.cli.main`` prints ``{"error": {"code", "message"}}`` for any GridchainError with
+    the exception's class code; for a refusal the useful code is the node's
+    (``insufficient_balance``, ``nonce_gap``...), and for a commit timeout the hash matters.
+    """
+
+    @functools.wraps(handler)
+    def wrapper(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except NodeRefusedError as exc:
+            if not args.json:
+                raise
+            error: dict[str, Any] = {
+                "code": exc.node_code,
+                "message": exc.node_message,
+                "node": exc.url,
+                "http_status": exc.status,
+            }
+        except CommitTimeoutError as exc:
+            if not args.json:
+                raise
+            error = {"code": exc.code, "message": exc.message, "hash": exc.tx_hash}
+        print(json.dumps({"error": error}))
+        return 1
+
+    return wrapper
+
+
+def _wallet_path(args: argparse.Namespace) -> Path:
+    path: Path | None = args.wallet
+    return path.expanduser() if path is not None else default_wallet_path()
+
+
+def _parse_address_arg(text: str, what: str) -> str:
+    """Canonical text of a typed address; AddressChecksumError's message says 'a typo?'."""
+    try:
+        return format_address(parse_address(text))
+    except GridchainError as exc:
+        raise type(exc)(f"{what}: {exc.message}") from None
+
+
+# --- new ---------------------------------------------------------------------------------
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    path = _wallet_path(args)
+    name: str = args.name
+    if len(name) > MAX_NAME_CHARS or not name.isprintable():
+        raise WalletArgumentError(f"--name is up to {MAX_NAME_CHARS} printable characters")
+    # Checked before the password prompt so nobody types a password twice for nothing;
+    # write_keystore checks again atomically.
+    if path.exists() and not args.force:
+        raise WalletExistsError(
+            f"a wallet already exists at {path}; pass --force to replace it "
+            "(its key is lost unless you have a copy) or choose another --wallet"
+        )
+    password = read_password(new=True)
+    key = SigningKey.generate()
+    doc = seal(key, password, name=name)
+    write_keystore(path, doc, force=args.force)
+    address = str(doc["address"])
+    rows = [["address", address], ["file", str(path)]]
+    if name:
+        rows.append(["name", name])
+    human = (
+        format_table(rows)
+        + "\nKeep a copy of this file and its password: neither can be recovered."
+    )
+    _emit(
+        args,
+        {"address": address, "file": str(path), "name": name, "public_key": key.public_key.hex()},
+        human,
+    )
+    return 0
+
+
+# --- address -----------------------------------------------------------------------------
+
+
+def cmd_address(args: argparse.Namespace) -> int:
+    path = _wallet_path(args)
+    doc = read_keystore(path)
+    address = keystore_address(doc, path)
+    name = doc.get("name") if isinstance(doc.get("name"), str) else ""
+    _emit(
+        args,
+        {"address": address, "name": name, "public_key": doc["public_key"], "file": str(path)},
+        address,
+    )
+    return 0
+
+
+# --- balance -----------------------------------------------------------------------------
+
+
+@_json_errors
+def cmd_balance(args: argparse.Namespace) -> int:
+    if args.address is not None:
+        address = _parse_address_arg(args.address, "ADDRESS")
+    else:
+        path = _wallet_path(args)
+        address = keystore_address(read_keystore(path), path)
+    node_url = resolve_node_url(args.node)
+
+    async def fetch() -> tuple[str, AccountInfo]:
+        async with NodeClient(node_url) as node:
+            return node.url, await node.account(address)
+
+    url, account = asyncio.run(fetch())
+    if account.address != address:
+        raise NodeResponseError(f"asked for account {address}, the node answered {account.address}")
+    data = {
+        "address": address,
+        "name": account.name,
+        "registered": account.registered,
+        "nonce": account.nonce,
+        "pending_nonce": account.pending_nonce,
+        "balance_mc": account.balance_mc,
+        "locked_mc": account.locked_mc,
+        "spendable_mc": account.spendable_mc,
+        "balance": format_credits(account.balance_mc),
+        "locked": format_credits(account.locked_mc),
+        "spendable": format_credits(account.spendable_mc),
+        "node": url,
+    }
+    facts = [
+        ["address", address],
+        ["name", account.name or "-"],
+        ["registered", "yes" if account.registered else "no"],
+        ["nonce", f"{account.nonce} (next {account.pending_nonce})"],
+    ]
+    money = [["", "credits", "mc"]] + [
+        [label, format_credits(mc), str(mc)]
+        for label, mc in (
+            ("balance", account.balance_mc),
+            ("locked", account.locked_mc),
+            ("spendable", account.spendable_mc),
+        )
+    ]
+    # Two tables sharing one label width: in a single table the 51-character address would
+    # widen the credits column and push the numbers far from their labels.
+    width = max(len(row[0]) for row in facts + money)
+    head = format_table([[row[0].ljust(width), *row[1:]] for row in facts])
+    body = format_table([[row[0].ljust(width), *row[1:]] for row in money], right=frozenset({1, 2}))
+    _emit(args, data, f"{head}\n\n{body}")
+    return 0
+
+
+# --- transfer ----------------------------------------------------------------------------
+
+
+@_json_errors
+def cmd_transfer(args: argparse.Namespace) -> int:
+    to_text = _parse_address_arg(args.to, "--to")
+    amount_mc = parse_credits(args.amount)
+    if amount_mc == 0:
+        raise AmountError("a transfer moves a positive amount")
+    memo: str = args.memo
+    if len(memo) > MAX_MEMO_CHARS:
+        raise WalletArgumentError(f"--memo is at most {MAX_MEMO_CHARS} characters")
+    path = _wallet_path(args)
+    doc = read_keystore(path)
+    own = keystore_address(doc, path)
+    key = open_keystore(doc, read_password())
+    node_url = resolve_node_url(args.node)
+    body = Transfer(parse_address(to_text), amount_mc, memo)
+    timeout_s: float = args.timeout
+
+    async def run() -> dict[str, Any]:
+        async with NodeClient(node_url) as node:
+            status = await node.status()
+            account = await node.account(own)
+            if not account.registered:
+                raise SenderNotRegisteredError(
+                    f"{own} is not registered on chain {status.chain_name!r}; "
+                    "the chain's governance must register it before it can send"
+                )
+            if amount_mc > account.spendable_mc:
+                raise InsufficientBalanceError(
+                    f"cannot send {format_credits(amount_mc)} credits: {own} can spend "
+                    f"{format_credits(account.spendable_mc)} ({account.spendable_mc} mc)"
+                )
+            tx = sign_tx(key, status.chain_id, account.pending_nonce, body)
+            tx_hash = await node.submit_tx(tx)
+            result: dict[str, Any] = {
+                "hash": tx_hash,
+                "status": "pending",
+                "height": None,
+                "index": None,
+            }
+            if not args.no_wait:
+                committed = await node.wait_committed(tx_hash, timeout_s=timeout_s)
+                result.update(
+                    status=committed.status, height=committed.height, index=committed.index
+                )
+            result.update(
+                {
+                    "from": own,
+                    "to": to_text,
+                    "amount_mc": amount_mc,
+                    "amount": format_credits(amount_mc),
+                    "memo": memo,
+                    "nonce": account.pending_nonce,
+                    "chain_id": status.chain_id.hex(),
+                    "node": node.url,
+                }
+            )
+            return result
+
+    result = asyncio.run(run())
+    rows = [
+        ["status", str(result["status"])],
+        ["hash", str(result["hash"])],
+    ]
+    if result["height"] is not None:
+        rows.append(["height", str(result["height"])])
+    rows += [
+        ["from", own],
+        ["to", to_text],
+        ["amount", f"{result['amount']} credits ({amount_mc} mc)"],
+        ["nonce", str(result["nonce"])],
+    ]
+    if memo:
+        rows.append(["memo", memo])
+    _emit(args, result, format_table(rows))
+    return 0
