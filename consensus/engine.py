@@ -51,6 +51,24 @@ class RequestProposal:
 
 
 @dataclass(frozen=True, slots=True)
+class ValidateBlock:
+    """Ask the runtime to check and execute ``block`` on the committed head's state.
+
+    The runtime answers with ``on_block_validated(block_hash, valid, now_ms)``, in the same
+    batch or later.  Engines vote for a block only after it was found valid.
+    """
+
+    block: Block
+
+
+@dataclass(frozen=True, slots=True)
+class SyncTo:
+    """The engine saw evidence that the chain reached ``height``: fetch certified blocks."""
+
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
 class CommitBlock:
     block: Block
     certificate: Certificate
@@ -72,7 +90,17 @@ class ReportEvidence:
     evidence: tuple[Record, ...]
 
 
-Action = Persist | Broadcast | Send | RequestProposal | CommitBlock | SetTimer | ReportEvidence
+Action = (
+    Persist
+    | Broadcast
+    | Send
+    | RequestProposal
+    | ValidateBlock
+    | SyncTo
+    | CommitBlock
+    | SetTimer
+    | ReportEvidence
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +121,10 @@ class Engine(Protocol):
         """Resume from the committed head and the engine's own persisted records."""
         ...
 
+    def decode_message(self, data: bytes) -> Record:
+        """Decode a peer's consensus message (raises DecodeError); the runtime calls this."""
+        ...
+
     def on_tick(self, now_ms: int) -> list[Action]: ...
 
     def on_message(self, sender: bytes, message: Record, now_ms: int) -> list[Action]: ...
@@ -101,7 +133,20 @@ class Engine(Protocol):
         """The runtime's answer to RequestProposal; None when there is nothing to propose."""
         ...
 
-    def on_block_committed(self, head: ChainHead, now_ms: int) -> list[Action]: ...
+    def on_block_validated(self, block_hash: bytes, valid: bool, now_ms: int) -> list[Action]:
+        """The runtime's answer to ValidateBlock."""
+        ...
+
+    def on_block_committed(self, head: ChainHead, now_ms: int) -> list[Action]:
+        """A block was committed: one this engine decided, or one fetched while catching up."""
+        ...
+
+    def on_pending_work(self, pending: bool, now_ms: int) -> list[Action]:
+        """The mempool became non-empty (True) or empty (False).
+
+        Lets a replica notice a primary that has work to propose but does not.
+        """
+        ...
 
     def status(self) -> Mapping[str, int | str]:
         """Round/view and similar figures for /v1/status."""

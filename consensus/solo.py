@@ -22,6 +22,7 @@ from consensus.engine import (
 from protocol.block import Block, Certificate, Vote, VoteStep
 from protocol.crypto import SigningKey
 from protocol.encoding import Record
+from protocol.errors import DecodeError
 
 LAST_SIGNED_KEY = b"solo/last-signed"
 
@@ -96,6 +97,15 @@ class SoloEngine:
             Persist(LAST_SIGNED_KEY, block.height.to_bytes(8, "big") + block_hash),
             CommitBlock(block, Certificate(vote, (signature,))),
         ]
+
+    def decode_message(self, data: bytes) -> Record:
+        raise DecodeError("a solo validator takes no consensus messages")
+
+    def on_block_validated(self, block_hash: bytes, valid: bool, now_ms: int) -> list[Action]:
+        return []  # solo validates through the runtime's commit path
+
+    def on_pending_work(self, pending: bool, now_ms: int) -> list[Action]:
+        return []  # the block timer already polls the mempool
 
     def on_block_committed(self, head: ChainHead, now_ms: int) -> list[Action]:
         self._head = head

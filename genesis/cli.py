@@ -44,8 +44,17 @@ def write_private(path: Path, text: str) -> None:
 
 
 def node_config_toml(
-    bundle: GenesisBundle, index: int, *, host: str, base_api_port: int, base_p2p_port: int
+    bundle: GenesisBundle,
+    index: int,
+    *,
+    host: str,
+    base_api_port: int,
+    base_p2p_port: int,
+    peer_host: str | None = None,
 ) -> str:
+    """A validator's config.  ``peer_host`` is how the others reach it, where that differs
+    from the listen address (``{name}`` becomes the validator's name, e.g. a compose service).
+    """
     v = bundle.validators[index]
     lines = [
         "# gridchain validator configuration (local to this machine; the chain is genesis.json).",
@@ -73,7 +82,7 @@ def node_config_toml(
             "[[p2p.peers]]",
             f'name = "{peer.name}"',
             f'public_key = "{peer.key.public_key.hex()}"',
-            f'host = "{host}"',
+            f'host = "{(peer_host or host).format(name=peer.name)}"',
             f"port = {base_p2p_port + j}",
         ]
     lines += ["", "[log]", 'level = "info"', ""]
@@ -89,6 +98,7 @@ def write_bundle(
     host: str = "127.0.0.1",
     base_api_port: int = BASE_API_PORT,
     base_p2p_port: int = BASE_P2P_PORT,
+    peer_host: str | None = None,
     force: bool = False,
 ) -> None:
     genesis_path = out / "genesis.json"
@@ -104,7 +114,12 @@ def write_bundle(
     genesis_path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     for i, v in enumerate(bundle.validators):
         text = node_config_toml(
-            bundle, i, host=host, base_api_port=base_api_port, base_p2p_port=base_p2p_port
+            bundle,
+            i,
+            host=host,
+            base_api_port=base_api_port,
+            base_p2p_port=base_p2p_port,
+            peer_host=peer_host,
         )
         write_private(out / "nodes" / v.name / "config.toml", text)
     for named in (*bundle.participants, bundle.governance):
@@ -147,6 +162,7 @@ def _init(args: argparse.Namespace) -> int:
         host=args.host,
         base_api_port=args.base_api_port,
         base_p2p_port=args.base_p2p_port,
+        peer_host=args.peer_host,
         force=args.force,
     )
     summary: dict[str, Any] = {
@@ -185,6 +201,12 @@ def register(sub: Any, name: str, help_text: str) -> None:
     init.add_argument("--block-interval-ms", type=int, default=None)
     init.add_argument("--chain-name", default="gridchain-local")
     init.add_argument("--host", default="127.0.0.1", help="address the nodes listen on")
+    init.add_argument(
+        "--peer-host",
+        default=None,
+        help="how validators reach each other when not at --host; {name} is the validator's "
+        "name (docker-compose: --host 0.0.0.0 --peer-host {name})",
+    )
     init.add_argument("--base-api-port", type=int, default=BASE_API_PORT)
     init.add_argument("--base-p2p-port", type=int, default=BASE_P2P_PORT)
     init.add_argument(

@@ -121,7 +121,7 @@ async def post_tx(request: web.Request) -> web.Response:
     except DecodeError as exc:
         node.metrics.txs_rejected.labels(code=exc.code).inc()
         raise
-    tx_hash = node.submit(tx, len(raw))
+    tx_hash = node.submit(tx, raw)
     return web.json_response({"hash": tx_hash.hex(), "status": "pending"}, status=202)
 
 

@@ -69,7 +69,7 @@ class Mempool:
     def size_bytes(self) -> int:
         return self._bytes
 
-    def __contains__(self, tx_hash: bytes) -> bool:
+    def __contains__(self, tx_hash: object) -> bool:
         return tx_hash in self._txs
 
     def get(self, tx_hash: bytes) -> Transaction | None:
@@ -107,11 +107,25 @@ class Mempool:
         return out
 
     def update_after_commit(self, committed: list[Transaction]) -> list[tuple[bytes, str]]:
-        """Drop committed transactions and recheck the rest; return (hash, reason) of drops."""
+        """Drop committed transactions and recheck the rest; return (hash, reason) of drops.
+
+        When the block is exactly the oldest pending transactions in pool order (the usual case:
+        the proposer reaps the pool in order and gossip keeps that order), the pending overlay is
+        still right: its base is the committed state, which now holds those transactions'
+        writes, and the rest were applied after them.  Only otherwise is the pool re-applied.
+        """
+        is_prefix = len(committed) <= len(self._txs) and all(
+            tx.hash() == pending_hash
+            for tx, pending_hash in zip(committed, self._txs, strict=False)
+        )
         for tx in committed:
             entry = self._txs.pop(tx.hash(), None)
             if entry is not None:
                 self._bytes -= entry.size
+        if is_prefix:
+            if not self._txs:
+                self._pending = Overlay(self._state)
+            return []
         self._pending = Overlay(self._state)
         dropped: list[tuple[bytes, str]] = []
         ctx = self._context()

@@ -30,6 +30,18 @@ class NodeMetrics:
         self.consensus_round = Gauge(
             "gridchain_consensus_round", "Current consensus round or view", registry=r
         )
+        self.evidence = Counter(
+            "gridchain_misbehaviour_evidence",
+            "Evidence of validator misbehaviour",
+            ["kind"],
+            registry=r,
+        )
+        self.peer_misbehaviour = Counter(
+            "gridchain_peer_misbehaviour",
+            "Peer frames or messages refused, by reason",
+            ["code"],
+            registry=r,
+        )
         self.peers = Gauge("gridchain_peers_connected", "Authenticated peer links", registry=r)
 
     def render(self) -> bytes:

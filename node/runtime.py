@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -28,6 +28,8 @@ from consensus.engine import (
     RequestProposal,
     Send,
     SetTimer,
+    SyncTo,
+    ValidateBlock,
 )
 from consensus.solo import SoloEngine
 from genesis.schema import Genesis, parse_genesis
@@ -45,14 +47,36 @@ from protocol.block import (
     Certificate,
     CommittedBlock,
     check_block_structure,
+    decode_committed,
     schedule_root,
     tx_root,
 )
 from protocol.crypto import SigningKey
-from protocol.errors import GridchainError
-from protocol.tx import Transaction
+from protocol.errors import DecodeError, GridchainError, SignatureError
+from protocol.tx import Transaction, decode_tx
 
-GENESIS_HASH_HEIGHT = 0
+#: How far ahead of this node's clock a block's timestamp may be (clocks of peer devices drift).
+MAX_FUTURE_DRIFT_MS = 10_000
+#: Blocks asked for in one catch-up request.
+SYNC_BATCH = 64
+
+
+class PeerLink(Protocol):
+    """What the runtime needs from the peer network (node.p2p.PeerNetwork)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def broadcast_consensus(self, payload: bytes) -> None: ...
+
+    def send_consensus(self, to: bytes, payload: bytes) -> None: ...
+
+    def gossip_tx(self, tx_bytes: bytes) -> None: ...
+
+    async def fetch_blocks(self, from_height: int, count: int) -> list[bytes]: ...
+
+    def peer_info(self) -> list[dict[str, Any]]: ...
 
 
 class StateDivergenceError(GridchainError):
@@ -80,6 +104,18 @@ def make_engine(genesis: Genesis, key: SigningKey) -> Engine:
         if key.public_key not in genesis.validator_keys():
             raise ConfigError("node.private_key is not the key of the genesis validator")
         return SoloEngine(key, genesis.chain_id, genesis.params.block_interval_ms)
+    if key.public_key not in genesis.validator_keys():
+        raise ConfigError("node.private_key is not the key of any genesis validator")
+    if engine == "pbft":
+        from consensus.pbft import PbftEngine  # noqa: PLC0415 - only validators running PBFT
+
+        return PbftEngine(
+            key,
+            genesis.chain_id,
+            genesis.validator_keys(),
+            block_interval_ms=genesis.params.block_interval_ms,
+            view_timeout_ms=genesis.consensus.view_timeout_ms,
+        )
     raise ConfigError(f"consensus.engine {engine!r} is not available in this build")
 
 
@@ -119,6 +155,10 @@ class Node:
         self._subscribers: set[asyncio.Queue[CommitEvent]] = set()
         self._halted: str | None = None
         self._stopped = False
+        self.network: PeerLink | None = None
+        self._pending_notified = False
+        self._sync_target = 0
+        self._sync_task: asyncio.Task[None] | None = None
 
     # --- start-up and recovery ----------------------------------------------------------
 
@@ -162,7 +202,13 @@ class Node:
             validator=self.key.public_key.hex(),
         )
         records = self.store.consensus_records()
+        if self.network is not None:
+            await self.network.start()
         self._apply(self.engine.start(self.head, records, self.clock()))
+
+    def attach_network(self, network: PeerLink) -> None:
+        """Give the node its peer links (before start); solo validators have none."""
+        self.network = network
 
     async def stop(self) -> None:
         if self._stopped:
@@ -170,6 +216,10 @@ class Node:
         self._stopped = True
         if self._timer is not None:
             self._timer.cancel()
+        if self._sync_task is not None:
+            self._sync_task.cancel()
+        if self.network is not None:
+            await self.network.stop()
         self.store.close()
         self.log.info("node stopped", height=self.head.height)
 
@@ -179,16 +229,59 @@ class Node:
 
     # --- transactions ---------------------------------------------------------------------
 
-    def submit(self, tx: Transaction, size: int) -> bytes:
-        """Admit a client transaction to the mempool (raises a typed error on refusal)."""
+    def submit(self, tx: Transaction, raw: bytes) -> bytes:
+        """Admit a client transaction to the mempool and gossip it (typed error on refusal)."""
         try:
-            tx_hash = self.mempool.add(tx, size)
+            tx_hash = self.mempool.add(tx, len(raw))
         except GridchainError as exc:
             self.metrics.txs_rejected.labels(code=exc.code).inc()
             raise
         self.metrics.txs_received.inc()
-        self._update_mempool_metrics()
+        if self.network is not None:
+            self.network.gossip_tx(raw)
+        self._mempool_changed()
         return tx_hash
+
+    def _mempool_changed(self) -> None:
+        self._update_mempool_metrics()
+        pending = len(self.mempool) > 0
+        if pending != self._pending_notified and not self._stopped:
+            self._pending_notified = pending
+            self._apply(self.engine.on_pending_work(pending, self.clock()))
+
+    # --- the peer network's callbacks (node.p2p.NetworkHandler) ---------------------------
+
+    def on_consensus(self, sender: bytes, payload: bytes) -> None:
+        """A consensus message from an authenticated validator; bad input raises (scored)."""
+        if self._stopped or self._halted:
+            return
+        message = self.engine.decode_message(payload)
+        self._apply(self.engine.on_message(sender, message, self.clock()))
+
+    def on_tx(self, sender: bytes, tx_bytes: bytes) -> None:
+        """A gossiped transaction.  Garbage or a forged signature raises a misbehaviour error
+        (the peer is scored); one that merely does not apply here (already pending, nonce
+        used) raises a plain refusal, so the network neither forwards it nor scores the peer."""
+        tx = decode_tx(tx_bytes)
+        self.mempool.add(tx, len(tx_bytes))
+        self.metrics.txs_received.inc()
+        self._mempool_changed()
+
+    def get_blocks(self, from_height: int, count: int) -> list[bytes]:
+        """Serve certified blocks to a peer that is catching up."""
+        out: list[bytes] = []
+        for height in range(
+            max(1, from_height), min(self.head.height, from_height + count - 1) + 1
+        ):
+            raw = self.store.get_block_raw(height)
+            if raw is None:
+                break
+            out.append(raw)
+        return out
+
+    def on_peer_height(self, sender: bytes, height: int) -> None:
+        if height > self.head.height:
+            self._request_sync(height)
 
     def _update_mempool_metrics(self) -> None:
         self.metrics.mempool_txs.set(len(self.mempool))
@@ -203,17 +296,29 @@ class Node:
             action = pending.pop(0)
             if isinstance(action, Persist):
                 self.store.persist_consensus({action.key: action.value})
-            elif isinstance(action, Broadcast | Send):
-                pass  # a single validator has no peers; the network layer handles these
+            elif isinstance(action, Broadcast):
+                if self.network is not None:
+                    self.network.broadcast_consensus(action.message.encode())
+            elif isinstance(action, Send):
+                if self.network is not None:
+                    self.network.send_consensus(action.to, action.message.encode())
             elif isinstance(action, RequestProposal):
                 block = self._build_proposal(action)
                 pending.extend(self.engine.on_proposal(block, self.clock()))
+            elif isinstance(action, ValidateBlock):
+                valid = self._check_proposal(action.block)
+                pending.extend(
+                    self.engine.on_block_validated(action.block.hash(), valid, self.clock())
+                )
             elif isinstance(action, CommitBlock):
                 if self._commit(action.block, action.certificate):
                     pending.extend(self.engine.on_block_committed(self.head, self.clock()))
+            elif isinstance(action, SyncTo):
+                self._request_sync(action.height)
             elif isinstance(action, SetTimer):
                 self._arm_timer(action.at_ms)
             elif isinstance(action, ReportEvidence):
+                self.metrics.evidence.labels(kind=action.kind).inc()
                 self.log.warning("misbehaviour", offender=action.offender.hex(), kind=action.kind)
 
     def _arm_timer(self, at_ms: int) -> None:
@@ -272,34 +377,62 @@ class Node:
             raise BlockRejectedError("block does not extend the committed head")
         if header.timestamp_ms <= self.head.timestamp_ms:
             raise BlockRejectedError("block timestamp does not advance")
+        if header.timestamp_ms > self.clock() + MAX_FUTURE_DRIFT_MS and header.height > 0:
+            raise BlockRejectedError("block timestamp is too far in the future")
         if header.proposer not in self.genesis.validator_keys():
             raise BlockRejectedError("block proposer is not a validator")
         cached = self._executions.get(block.hash())
         if cached is not None:
             return cached  # built here from checked transactions
-        check_block_structure(block, self.chain_id)
+        check_block_structure(block, self.chain_id, self.mempool)
         ctx = BlockContext(header.height, header.timestamp_ms, header.proposer)
         execution = self.app.execute_block(self.state, block.txs, ctx)
         if execution.state_root != header.state_root:
             raise BlockRejectedError("block state root differs from the executed state")
         return execution
 
-    def _commit(self, block: Block, certificate: Certificate) -> bool:
+    def _check_proposal(self, block: Block) -> bool:
+        """Answer an engine's ValidateBlock: valid blocks keep their execution for the commit."""
+        try:
+            self._executions[block.hash()] = self.validate_block(block)
+        except GridchainError as exc:
+            self.log.warning("proposal rejected", height=block.height, reason=exc.message)
+            return False
+        return True
+
+    def _commit(self, block: Block, certificate: Certificate, *, fetched: bool = False) -> bool:
+        """Verify, execute and durably write a certified block.
+
+        A block the engine decided must commit; failing is a bug or a divergence and halts the
+        node.  A fetched block with a bad certificate is only a lying peer: it is dropped.  A
+        fetched block whose certificate is valid but whose execution differs halts the node:
+        a quorum certified a state this node cannot reproduce.
+        """
         started = time.perf_counter()
         try:
             certificate.verify(self.chain_id, self.genesis.validator_keys(), self.quorum)
             if certificate.vote.block_hash != block.hash():
-                raise BlockRejectedError("certificate is for another block")
+                raise SignatureError("certificate is for another block")
+            if certificate.vote.height != block.height:
+                raise SignatureError("certificate is for another height")
+        except GridchainError as exc:
+            if fetched:
+                self.log.warning("fetched block refused", height=block.height, reason=exc.message)
+                return False
+            self._halt(exc)
+            return False
+        try:
             execution = self.validate_block(block)
         except GridchainError as exc:
             self.log.error("commit refused", height=block.height, reason=exc.message)
-            self._halt(exc)
+            self._halt(StateDivergenceError(f"certified block {block.height}: {exc.message}"))
             return False
         self.store.commit_block(CommittedBlock(block, certificate), execution.writes)
         self.state.apply(execution.writes)
         self._executions.clear()
         self.head = self._head_of(block)
         dropped = self.mempool.update_after_commit(list(block.txs))
+        self._mempool_changed()
         elapsed = time.perf_counter() - started
         self.metrics.commit_seconds.observe(elapsed)
         self.metrics.blocks.inc()
@@ -326,6 +459,54 @@ class Node:
             else:
                 queue.put_nowait(event)
         return True
+
+    # --- catching up --------------------------------------------------------------------
+
+    def _request_sync(self, height: int) -> None:
+        if self.network is None or self._stopped or height <= self.head.height:
+            return
+        self._sync_target = max(self._sync_target, height)
+        if self._sync_task is None or self._sync_task.done():
+            self._sync_task = asyncio.get_running_loop().create_task(self._sync())
+
+    async def _sync(self) -> None:
+        """Fetch certified blocks up to the target height and commit them in order."""
+        assert self.network is not None
+        failures = 0
+        while self.head.height < self._sync_target and not self._stopped and not self._halted:
+            start = self.head.height + 1
+            count = min(SYNC_BATCH, self._sync_target - self.head.height)
+            try:
+                raws = await self.network.fetch_blocks(start, count)
+            except (GridchainError, OSError, TimeoutError) as exc:
+                self.log.info("block fetch failed", height=start, reason=str(exc))
+                raws = []
+            progressed = False
+            for raw in raws:
+                try:
+                    committed = decode_committed(raw)
+                except DecodeError as exc:
+                    self.log.warning("fetched block undecodable", reason=exc.message)
+                    break
+                height = committed.block.height
+                if height <= self.head.height:
+                    continue  # committed meanwhile by consensus
+                if height != self.head.height + 1:
+                    break
+                if not self._commit(committed.block, committed.certificate, fetched=True):
+                    break
+                progressed = True
+                self._apply(self.engine.on_block_committed(self.head, self.clock()))
+            if not progressed:
+                failures += 1
+                if failures >= 20:
+                    self.log.warning(
+                        "catch-up gave up", head=self.head.height, target=self._sync_target
+                    )
+                    return
+                await asyncio.sleep(min(2.0, 0.05 * failures))
+            else:
+                failures = 0
 
     @property
     def quorum(self) -> int:
@@ -356,6 +537,6 @@ class Node:
             "consensus": dict(self.engine.status()),
             "mempool": {"txs": len(self.mempool), "bytes": self.mempool.size_bytes},
             "validator": self.key.public_key.hex(),
-            "peers": [],
+            "peers": [] if self.network is None else self.network.peer_info(),
             "halted": self._halted,
         }

@@ -13,12 +13,46 @@ from aiohttp import web
 from node.api import build_app
 from node.config import NodeConfig, load_config
 from node.logs import configure_logging
+from node.p2p import PeerAddress, PeerNetwork
 from node.runtime import Node
+
+
+class _MetricsObserver:
+    """Maps the peer network's events onto the node's Prometheus metrics."""
+
+    def __init__(self, node: Node) -> None:
+        self._metrics = node.metrics
+
+    def peers_changed(self, connected: int) -> None:
+        self._metrics.peers.set(connected)
+
+    def misbehaviour(self, peer: bytes, code: str) -> None:
+        self._metrics.peer_misbehaviour.labels(code=code).inc()
+
+
+def attach_network(node: Node) -> None:
+    """Give a multi-validator node its authenticated peer links (ADR 0008)."""
+    if node.genesis.consensus.engine == "solo":
+        return
+    config = node.config
+    network = PeerNetwork(
+        key=node.key,
+        chain_id=node.chain_id,
+        validators=node.genesis.validator_keys(),
+        listen_host=config.p2p.host,
+        listen_port=config.p2p.port,
+        peers=[PeerAddress.from_config(p) for p in config.p2p.peers],
+        handler=node,
+        local_height=lambda: node.head.height,
+        observer=_MetricsObserver(node),
+    )
+    node.attach_network(network)
 
 
 async def serve(config: NodeConfig, *, ready: asyncio.Event | None = None) -> None:
     """Start the node and its API; return after a stop signal, with the ledger closed."""
     node = Node(config)
+    attach_network(node)
     runner = web.AppRunner(build_app(node), access_log=None, handle_signals=False)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -221,7 +221,7 @@ def status(directory: Path) -> list[dict[str, Any]]:
             row.update(
                 height=st["height"],
                 view=consensus.get("view", consensus.get("round", 0)),
-                peers=len(st.get("peers", [])),
+                peers=sum(1 for p in st.get("peers", []) if p.get("connected")),
                 head_hash=st["head_hash"],
                 state_root=st["state_root"],
             )

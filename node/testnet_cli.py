@@ -108,25 +108,47 @@ def _wallet(directory: Path, name: str, node: str, *argv: str) -> None:
         raise TestnetError(f"demo step 'wallet {' '.join(argv)}' for {name} failed")
 
 
-def run_demo(directory: Path, api_url: str) -> None:
-    """The scripted session: balances, three transfers around the ring, balances again."""
+def run_demo(directory: Path, api_urls: list[str]) -> None:
+    """The scripted session: three transfers around the ring, each sent to another validator,
+    then the ledger as every validator sees it."""
     password, _ = testnet_password()
     os.environ.setdefault("GRIDCHAIN_PASSWORD", password)
     genesis = json.loads((directory / "genesis.json").read_text())
     peers = [p["name"] for p in genesis["participants"]]
     addresses = {p["name"]: p["address"] for p in genesis["participants"]}
-    print("\n== balances before ==")
-    for name in peers:
-        _wallet(directory, name, api_url, "balance")
-    print("\n== transfers (each waits until committed) ==")
+    print("\n== balance of peer-a before ==")
+    _wallet(directory, peers[0], api_urls[0], "balance")
+    print("\n== transfers (each sent to a different validator, waiting until committed) ==")
     ring = list(zip(peers, peers[1:] + peers[:1], strict=True))
     for i, (payer, payee) in enumerate(ring):
         amount = f"{12.5 + 5 * i:.3f}"
-        print(f"-- {payer} pays {payee} {amount} credits")
-        _wallet(directory, payer, api_url, "transfer", "--to", addresses[payee], "--amount", amount)
-    print("\n== balances after ==")
-    for name in peers:
-        _wallet(directory, name, api_url, "balance")
+        node = api_urls[i % len(api_urls)]
+        print(f"-- {payer} pays {payee} {amount} credits through {node}")
+        _wallet(directory, payer, node, "transfer", "--to", addresses[payee], "--amount", amount)
+    print("\n== the ledger on every validator ==")
+    print(ledger_table(api_urls, peers, addresses))
+
+
+def ledger_table(api_urls: list[str], peers: list[str], addresses: dict[str, str]) -> str:
+    """Height, head, state root and each peer's balance as every validator reports them,
+    once all validators reached the same height (or after 15 s)."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        heights = {get_json(url + "/v1/status")["height"] for url in api_urls}
+        if len(heights) == 1:
+            break
+        time.sleep(0.1)
+    header = f"{'api':<24} {'height':>6}  {'head':<12} {'state root':<12}"
+    header += "".join(f" {name:>12}" for name in peers)
+    lines = [header]
+    for url in api_urls:
+        st = get_json(url + "/v1/status")
+        row = f"{url:<24} {st['height']:>6}  {st['head_hash'][:12]} {st['state_root'][:12]}"
+        for name in peers:
+            balance = get_json(f"{url}/v1/accounts/{addresses[name]}")["balance_mc"]
+            row += f" {balance / 1000:>12.3f}"
+        lines.append(row)
+    return "\n".join(lines)
 
 
 def _follow(directory: Path, api_url: str) -> None:
@@ -160,14 +182,13 @@ def _run(args: argparse.Namespace) -> int:
 
         shutil.rmtree(directory)
     _up(args)
-    procs = status(directory)
-    api_url = procs[0]["api_url"]
+    api_urls = [row["api_url"] for row in status(directory)]
     try:
-        run_demo(directory, api_url)
+        run_demo(directory, api_urls)
         print()
         print(_format_rows(status(directory)))
         if not args.exit_after_demo:
-            _follow(directory, api_url)
+            _follow(directory, api_urls[0])
     finally:
         stopped = down(directory)
         print(f"stopped {', '.join(stopped)}")
@@ -181,7 +202,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _creation(p: argparse.ArgumentParser) -> None:
     p.add_argument("--validators", type=int, default=None, help="default: 1 for solo, else 4")
-    p.add_argument("--consensus", choices=["solo", "pbft", "pob", "epob"], default="solo")
+    p.add_argument("--consensus", choices=["solo", "pbft", "pob", "epob"], default="pbft")
     p.add_argument("--participants", type=int, default=3)
     p.add_argument("--block-interval-ms", type=int, default=500)
     p.add_argument("--slot-seconds", type=int, default=None)

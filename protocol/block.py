@@ -12,7 +12,7 @@ block and lets a node that is behind check a block it fetched without trusting t
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection
+from collections.abc import Collection, Container
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -133,8 +133,14 @@ def schedule_root(schedule: tuple[ScheduleEntry, ...]) -> bytes:
     return merkle_root([e.encode() for e in schedule])
 
 
-def check_block_structure(block: Block, chain_id: bytes) -> None:
-    """Rules that need no ledger state: chain, roots, duplicates, signatures."""
+def check_block_structure(
+    block: Block, chain_id: bytes, already_verified: Container[bytes] = ()
+) -> None:
+    """Rules that need no ledger state: chain, roots, duplicates, signatures.
+
+    ``already_verified`` holds hashes of transactions whose signatures this node checked when
+    it admitted them (its mempool); re-verifying those would double a validator's main cost.
+    """
     h = block.header
     if h.chain_id != chain_id:
         raise ValidationError("block is for another chain")
@@ -144,11 +150,12 @@ def check_block_structure(block: Block, chain_id: bytes) -> None:
         raise ValidationError("tx_root does not match the block's transactions")
     if schedule_root(block.schedule) != h.schedule_root:
         raise ValidationError("schedule_root does not match the block's schedule")
-    hashes = {tx.hash() for tx in block.txs}
-    if len(hashes) != len(block.txs):
+    hashes = [tx.hash() for tx in block.txs]
+    if len(set(hashes)) != len(block.txs):
         raise ValidationError("block contains a transaction twice")
-    for tx in block.txs:
-        tx.verify_signature(chain_id)
+    for tx, tx_hash in zip(block.txs, hashes, strict=True):
+        if tx_hash not in already_verified:
+            tx.verify_signature(chain_id)
 
 
 def decode_committed(data: bytes) -> CommittedBlock:

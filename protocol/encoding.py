@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, ClassVar, TypeVar, cast
 
@@ -344,9 +345,27 @@ def encode(value: Record) -> bytes:
     return cast(bytes, msgpack.packb(_record_to_wire(value), use_bin_type=True))
 
 
+#: Decoded small records by exact bytes.  Records are immutable and decoding is a pure
+#: function of the bytes, so a hit returns what decoding would; it saves the repeated work of
+#: reading the same account or transaction several times per block.
+_DECODE_CACHE: OrderedDict[tuple[type[Record], bytes], Record] = OrderedDict()
+_DECODE_CACHE_ENTRIES = 16384
+_DECODE_CACHE_MAX_BYTES = 2048
+
+
 def decode(data: bytes, expected: type[R], *, max_bytes: int = MAX_ENCODED_BYTES) -> R:
     """Decode canonical bytes into an instance of ``expected`` or raise a DecodeError."""
+    cacheable = type(data) is bytes and len(data) <= min(max_bytes, _DECODE_CACHE_MAX_BYTES)
+    if cacheable:
+        hit = _DECODE_CACHE.get((expected, data))
+        if hit is not None:
+            _DECODE_CACHE.move_to_end((expected, data))
+            return cast(R, hit)
     obj = _decode_any(data, (expected,), max_bytes=max_bytes)
+    if cacheable:
+        _DECODE_CACHE[(expected, data)] = obj
+        if len(_DECODE_CACHE) > _DECODE_CACHE_ENTRIES:
+            _DECODE_CACHE.popitem(last=False)
     return cast(R, obj)
 
 

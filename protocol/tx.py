@@ -11,11 +11,22 @@ consensus records); see docs/spec/encoding.md.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Annotated
 
 from protocol.address import address_of
 from protocol.crypto import Domain, SigningKey, require_valid, sha256
-from protocol.encoding import U64, Bytes20, Bytes32, Bytes64, Record, Size, decode, register
+from protocol.encoding import (
+    U64,
+    Bytes20,
+    Bytes32,
+    Bytes64,
+    Record,
+    Size,
+    decode,
+    encode,
+    register,
+)
 
 #: The largest encoded transaction a node accepts (a MeterReadings batch is the largest kind).
 MAX_TX_BYTES = 64 * 1024
@@ -76,8 +87,15 @@ class TxPayload(Record):
 
 
 @register(0x02)
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Transaction(Record):
+    """A signed transaction.
+
+    Not slotted, so that its canonical bytes and hash are computed once per object: a
+    validator needs them at admission, in gossip, in the block's tx root, in the tx index and
+    at commit.  The cached values are not dataclass fields, so equality and encoding ignore them.
+    """
+
     sender: Bytes32
     nonce: U64
     body: TxBody
@@ -95,8 +113,19 @@ class Transaction(Record):
     def sender_address(self) -> bytes:
         return address_of(self.sender)
 
+    @cached_property
+    def encoded(self) -> bytes:
+        return encode(self)
+
+    def encode(self) -> bytes:
+        return self.encoded
+
+    @cached_property
+    def tx_hash(self) -> bytes:
+        return sha256(self.encoded)
+
     def hash(self) -> bytes:
-        return sha256(self.encode())
+        return self.tx_hash
 
     def verify_signature(self, chain_id: bytes) -> None:
         """Raise SignatureError unless the sender signed this payload for this chain."""
@@ -117,4 +146,7 @@ def sign_tx(key: SigningKey, chain_id: bytes, nonce: int, body: TxBody) -> Trans
 
 
 def decode_tx(data: bytes) -> Transaction:
-    return decode(data, Transaction, max_bytes=MAX_TX_BYTES)
+    tx = decode(data, Transaction, max_bytes=MAX_TX_BYTES)
+    # decode() proved these bytes are the canonical encoding: keep them instead of re-encoding.
+    vars(tx).setdefault("encoded", bytes(data))
+    return tx

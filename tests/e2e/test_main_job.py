@@ -1,7 +1,8 @@
 """The README's main job, end to end: `gridchain testnet run` on a fresh directory.
 
-It must create a chain, start a validator process, show three wallet transfers committing
-with balances before and after, print the status table, and stop exactly what it started.
+It must create a 4-validator PBFT chain, start each validator as its own process, show three
+wallet transfers (each through another validator) committing, show the same ledger on every
+validator, and stop exactly what it started.
 """
 
 from __future__ import annotations
@@ -34,20 +35,24 @@ def gridchain(*argv: str, timeout: float = 180) -> subprocess.CompletedProcess[s
 
 def test_testnet_run_shows_transfers_committing(tmp_path: Path) -> None:
     directory = tmp_path / "tn"
-    ports = ["--base-api-port", str(free_port_block(1)), "--base-p2p-port", str(free_port_block(1))]
+    ports = ["--base-api-port", str(free_port_block(4)), "--base-p2p-port", str(free_port_block(4))]
     done = gridchain("testnet", "run", "--dir", str(directory), "--exit-after-demo", *ports)
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "documented testnet password 'testnet'" in out
     assert out.count("status  committed") == 3
-    assert "== balances after ==" in out
-    assert "stopped node-1" in out
+    ledger = out.split("== the ledger on every validator ==")[1].strip().splitlines()
+    rows = [line.split() for line in ledger[1:5]]
+    assert len(rows) == 4
+    assert len({tuple(row[1:]) for row in rows}) == 1, ledger  # same height, head, root, balances
+    assert int(rows[0][1]) >= 3
+    assert "stopped node-1, node-2, node-3, node-4" in out
     assert not (directory / "testnet.json").exists()
 
 
 def test_up_status_down(tmp_path: Path) -> None:
     directory = tmp_path / "tn"
-    ports = ["--base-api-port", str(free_port_block(1)), "--base-p2p-port", str(free_port_block(1))]
+    ports = ["--base-api-port", str(free_port_block(4)), "--base-p2p-port", str(free_port_block(4))]
     started = gridchain("testnet", "up", "--dir", str(directory), "--json", *ports)
     try:
         assert started.returncode == 0, started.stderr
@@ -58,13 +63,15 @@ def test_up_status_down(tmp_path: Path) -> None:
         st = gridchain("testnet", "status", "--dir", str(directory), "--json")
         assert st.returncode == 0, st.stderr
         rows = json.loads(st.stdout)["validators"]
-        assert [r["name"] for r in rows] == ["node-1"]
-        assert rows[0]["running"] is True
-        assert rows[0]["height"] == 0
-        assert len(rows[0]["head_hash"]) == 64
+        assert [r["name"] for r in rows] == ["node-1", "node-2", "node-3", "node-4"]
+        for row in rows:
+            assert row["running"] is True
+            assert row["height"] == 0
+            assert row["view"] == 0
+            assert len(row["head_hash"]) == 64
     finally:
         stopped = gridchain("testnet", "down", "--dir", str(directory), "--json")
-    assert json.loads(stopped.stdout) == {"stopped": ["node-1"]}
+    assert json.loads(stopped.stdout) == {"stopped": ["node-1", "node-2", "node-3", "node-4"]}
     for pid in pids:
         assert (
             not Path(f"/proc/{pid}").exists()

@@ -276,3 +276,60 @@ def test_recheck_drops_the_followers_of_a_dropped_transaction(
     for tx in (first, second):
         with pytest.raises(ApplicationError):
             app.check_tx(tx, state, block_context(2))
+
+
+# --- the prefix shortcut after a commit -----------------------------------------------------
+
+
+def _recheck_view(
+    app: Application, state: MerkleState, txs: list[Transaction]
+) -> dict[bytes, bytes | None]:
+    """What a full recheck would compute: the remaining txs applied on the committed state."""
+    fresh = _pool(app, state)
+    for tx in txs:
+        _add(fresh, tx)
+    return {k: fresh.pending_state.get(k) for k in fresh.pending_state.writes}
+
+
+def test_committing_the_oldest_pending_txs_keeps_the_pending_state_exact(
+    app: Application, bundle: GenesisBundle, state: MerkleState, chain_id: bytes
+) -> None:
+    a, b, c = _peers(bundle)
+    pool = _pool(app, state)
+    txs = [
+        transfer(a.key, chain_id, 0, b, 100),
+        transfer(b.key, chain_id, 0, c, 40),
+        transfer(a.key, chain_id, 1, c, 7),
+        transfer(c.key, chain_id, 0, a, 3),
+    ]
+    for tx in txs:
+        _add(pool, tx)
+    _commit(app, state, txs[:2], 1)
+    assert pool.update_after_commit(txs[:2]) == []
+    expected = _recheck_view(app, state, txs[2:])
+    for key, value in expected.items():
+        assert pool.pending_state.get(key) == value
+    assert pool.reap(10, 1 << 30) == txs[2:]
+    # The next nonce of each sender is still the pending one, so admission goes on correctly.
+    with pytest.raises(ReplayedNonceError):
+        _add(pool, transfer(a.key, chain_id, 1, c, 8))
+    _add(pool, transfer(a.key, chain_id, 2, c, 1))
+
+
+def test_a_block_that_is_not_the_pool_prefix_triggers_a_full_recheck(
+    app: Application, bundle: GenesisBundle, state: MerkleState, chain_id: bytes
+) -> None:
+    a, b, _ = _peers(bundle)
+    pool = _pool(app, state)
+    first = transfer(a.key, chain_id, 0, b, 10)
+    second = transfer(b.key, chain_id, 0, a, 20)
+    _add(pool, first)
+    _add(pool, second)
+    # Another proposer put only the *second* transaction in the block.
+    _commit(app, state, [second], 1)
+    assert pool.update_after_commit([second]) == []
+    assert pool.reap(10, 1 << 30) == [first]
+    assert (
+        get_account(pool.pending_state, addr(b)).balance_mc
+        == get_account(state, addr(b)).balance_mc + 10
+    )

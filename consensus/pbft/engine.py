@@ -1,0 +1,1139 @@
+"""PBFT as a pure state machine: messages, ticks and runtime answers in, actions out.
+
+One height is decided at a time (the sequence number *is* the block height), so the log of a
+height is the whole PBFT log for that sequence number and a commit certificate finishes it:
+
+* The primary of the view (``validators[view % n]``) asks the runtime for a block
+  (``RequestProposal``) at most every ``block_interval_ms`` after the head was committed and
+  broadcasts a signed ``PrePrepare``; its signature is its prepare vote.
+* A replica accepts a pre-prepare that extends its head, asks the runtime to execute it
+  (``ValidateBlock``) and only then broadcasts a ``Prepare``.  With q matching prepares it is
+  *prepared*: it persists the prepared certificate with the block (its lock) and broadcasts a
+  ``Commit``.  With q matching commits (of any view) the block is decided: ``CommitBlock``
+  with the commit certificate, which the runtime verifies and stores with the block.
+* If a replica has work pending or an accepted block that does not commit within the view
+  timeout, it sends a ``ViewChange`` carrying its lock; the timeout doubles with each view
+  change at one height.  f + 1 view changes for higher views make a replica join the smallest
+  of them.  The new primary, with q view changes, sends a ``NewView`` that re-proposes the
+  block of the highest prepared certificate *unchanged* (or a fresh block when there is none);
+  replicas recompute that choice before they enter the view (see viewchange.py).
+* Every ``checkpoint_interval`` heights replicas sign a ``Checkpoint``; q matching ones make it
+  stable, logs at or below it are dropped, and only messages for heights in
+  (stable, stable + watermark_window] are kept.
+* A replica that is behind catches up through the runtime (``SyncTo``) when f + 1 validators
+  show higher heights, when it sees a valid commit certificate (``Decision``, or q commits)
+  or a stable checkpoint above its head.  Validators answer a message for a height they have
+  already committed with the commit certificate of their head.
+
+Nothing here reads a clock, draws randomness or iterates over a set: time comes in as
+``now_ms`` and every choice among validators is made in genesis order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from consensus.engine import (
+    Action,
+    Broadcast,
+    ChainHead,
+    CommitBlock,
+    Persist,
+    ReportEvidence,
+    RequestProposal,
+    Send,
+    SetTimer,
+    SyncTo,
+    ValidateBlock,
+)
+from consensus.pbft.guard import (
+    LAST_COMMIT_KEY,
+    PREPARE_KEY,
+    PREPARED_KEY,
+    VIEW_KEY,
+    SigningGuard,
+    prepared_record,
+    restore,
+    view_record,
+)
+from consensus.pbft.log import HeightLog
+from consensus.pbft.messages import (
+    Checkpoint,
+    Commit,
+    Decision,
+    NewView,
+    Prepare,
+    PrePrepare,
+    ViewChange,
+    check_shape,
+    decode_message,
+    make_checkpoint,
+    make_commit,
+    make_pre_prepare,
+    make_prepare,
+    make_view_change,
+)
+from consensus.pbft.quorum import PbftConfigError, ValidatorSet
+from consensus.pbft.viewchange import (
+    NewViewError,
+    certificate_valid,
+    check_new_view,
+    highest_prepared,
+    view_change_valid,
+)
+from protocol.block import Block, BlockHeader, Certificate, Vote, VoteSignature, VoteStep
+from protocol.crypto import Domain, SigningKey, verify
+from protocol.encoding import Record
+from protocol.errors import DecodeError
+
+#: protocol.crypto.verify's signature; the simulator passes a cached one.
+Verifier = Callable[[bytes, bytes, Domain, bytes, bytes], bool]
+
+#: How many views above the current one (and, for commits, below it) a log keeps messages for.
+VIEW_WINDOW: Final = 16
+#: The view-change timeout doubles with each view change at one height, at most this often.
+MAX_BACKOFF_EXPONENT: Final = 4
+#: Verified signatures remembered (a NewView repeats signatures the replica already checked).
+SIGNATURE_CACHE_LIMIT: Final = 8192
+HASH_CACHE_LIMIT: Final = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _Awaiting:
+    """An outstanding RequestProposal: for a plain pre-prepare, or for a new view's."""
+
+    view: int
+    height: int
+    view_changes: tuple[ViewChange, ...] | None
+
+
+class PbftEngine:
+    """The PBFT engine of one validator (see the module docstring for the protocol)."""
+
+    name = "pbft"
+
+    def __init__(
+        self,
+        key: SigningKey,
+        chain_id: bytes,
+        validators: tuple[bytes, ...],
+        *,
+        block_interval_ms: int,
+        view_timeout_ms: int,
+        checkpoint_interval: int = 10,
+        watermark_window: int = 20,
+        verifier: Verifier = verify,
+    ) -> None:
+        self._vals = ValidatorSet(validators)
+        if key.public_key not in self._vals:
+            raise PbftConfigError("this node's key is not one of the validators")
+        if block_interval_ms < 1 or view_timeout_ms < 1:
+            raise PbftConfigError("block_interval_ms and view_timeout_ms must be positive")
+        if checkpoint_interval < 1:
+            raise PbftConfigError("checkpoint_interval must be positive")
+        if watermark_window < checkpoint_interval:
+            # The window must reach the next checkpoint or the chain stops below it.
+            raise PbftConfigError("watermark_window must be at least checkpoint_interval")
+        self._key = key
+        self._me = key.public_key
+        self._chain_id = chain_id
+        self._interval = block_interval_ms
+        self._timeout_base = view_timeout_ms
+        self._retransmit_ms = max(1, view_timeout_ms // 2)
+        self._cp_interval = checkpoint_interval
+        self._window = watermark_window
+        self._verifier = verifier
+        self._sig_cache: dict[tuple[bytes, bytes], Record] = {}
+        self._hashes: dict[BlockHeader, bytes] = {}
+        self._guard = SigningGuard()
+        self._head = ChainHead(0, b"\x00" * 32, 0)
+        self._view = 0
+        self._stable = 0
+        self._logs: dict[int, HeightLog] = {}
+        self._checkpoints: dict[int, dict[bytes, Checkpoint]] = {}
+        self._my_checkpoint: Checkpoint | None = None
+        #: validator -> the highest head height its signed messages prove it reached
+        self._claims: dict[bytes, int] = {}
+        self._claims_dirty = False
+        self._sync_requested = 0
+        self._last_cert: Certificate | None = None
+        #: the highest commit certificate seen above the head
+        self._hint: Certificate | None = None
+        self._replied: dict[bytes, int] = {}
+        self._reported: dict[tuple[bytes, str, int, int], None] = {}
+        self._pending_work = False
+        self._armed: int | None = None
+        self._reset_instance()
+
+    # --- per-height state -----------------------------------------------------------------
+
+    def _reset_instance(self) -> None:
+        """Forget everything about the height in flight (called when the head moves)."""
+        self._changing = False
+        self._nv: NewView | None = None
+        #: view -> hash of the pre-prepare accepted in that view (b"" when refused)
+        self._accepted: dict[int, bytes] = {}
+        self._validated: dict[bytes, bool] = {}
+        self._validating: dict[bytes, None] = {}
+        self._lock: Certificate | None = None
+        self._lock_block: Block | None = None
+        self._prepare_sent: dict[int, Prepare | None] = {}
+        self._commit_sent: dict[int, Commit | None] = {}
+        self._my_pp: PrePrepare | None = None
+        self._my_nv: NewView | None = None
+        self._my_vc: ViewChange | None = None
+        self._nv_sent: dict[tuple[bytes, int], None] = {}
+        self._decided: Certificate | None = None
+        self._committing = False
+        self._awaiting: _Awaiting | None = None
+        self._vc_count = 0
+        self._propose_at: int | None = None
+        self._view_deadline: int | None = None
+        self._retransmit_at: int | None = None
+
+    def _begin_instance(self, now_ms: int) -> None:
+        self._reset_instance()
+        if self._vals.primary(self._view) == self._me:
+            self._propose_at = now_ms + self._interval
+        if self._pending_work:
+            self._arm_view_timer(now_ms, extra=self._interval)
+
+    @property
+    def _h(self) -> int:
+        """The height being decided."""
+        return self._head.height + 1
+
+    def _timeout(self) -> int:
+        return self._timeout_base << min(self._vc_count, MAX_BACKOFF_EXPONENT)
+
+    def _arm_view_timer(self, now_ms: int, *, extra: int = 0) -> None:
+        if self._view_deadline is None:
+            self._view_deadline = now_ms + extra + self._timeout()
+        if self._retransmit_at is None:
+            self._retransmit_at = now_ms + extra + self._retransmit_ms
+
+    def _outstanding(self) -> bool:
+        """An accepted block, a lock or a decision at this height waits to be committed."""
+        return any(self._accepted.values()) or self._lock is not None or self._decided is not None
+
+    # --- Engine interface -----------------------------------------------------------------
+
+    def start(self, head: ChainHead, persisted: Mapping[bytes, bytes], now_ms: int) -> list[Action]:
+        records = restore(persisted)
+        self._guard = records.guard()
+        self._head = head
+        self._stable = head.height - head.height % self._cp_interval
+        h = head.height + 1
+        view = 0
+        changing = False
+        if records.view is not None:
+            view = records.view.view
+        cert = records.last_commit
+        if cert is not None and cert.vote.height <= head.height:
+            self._last_cert = cert
+            if cert.vote.height == head.height and (
+                records.view is None or records.view.height <= head.height
+            ):
+                view = cert.vote.round  # the view that committed the head
+        if records.view is not None and records.view.height == h:
+            view, changing = records.view.view, records.view.changing
+        # A vote signed in a view means the replica was in that view, not still asking for it
+        # (entering a view through a new view persists nothing before the first vote).
+        prepare = records.prepare
+        if prepare is not None and prepare.height == h and prepare.round >= view:
+            view, changing = prepare.round, False
+        lock = records.prepared
+        if lock is not None and lock.certificate.vote.height == h:
+            if lock.certificate.vote.round >= view:
+                view, changing = lock.certificate.vote.round, False
+        else:
+            lock = None
+        self._view = view
+        self._begin_instance(now_ms)
+        actions: list[Action] = []
+        if lock is not None:
+            self._lock, self._lock_block = lock.certificate, lock.block
+            log = self._log_at(h)
+            if log is not None:
+                log.blocks.setdefault(self._hash(lock.block), lock.block)
+            self._arm_view_timer(now_ms)
+        if changing:
+            # Re-send the view change this replica had sent: it is rebuilt from the same lock,
+            # and Ed25519 signatures are deterministic, so it is the same message.
+            self._changing = True
+            self._propose_at = None
+            actions.extend(self._send_view_change(now_ms))
+        actions.extend(self._progress(now_ms))
+        return self._finish(actions)
+
+    def decode_message(self, data: bytes) -> Record:
+        return decode_message(data)
+
+    def on_tick(self, now_ms: int) -> list[Action]:
+        self._armed = None  # the runtime's timer fired
+        actions: list[Action] = []
+        if self._propose_at is not None and now_ms >= self._propose_at:
+            actions.extend(self._maybe_propose(now_ms))
+        if self._view_deadline is not None and now_ms >= self._view_deadline:
+            actions.extend(self._on_view_timeout(now_ms))
+        if self._retransmit_at is not None and now_ms >= self._retransmit_at:
+            actions.extend(self._retransmit(now_ms))
+        actions.extend(self._progress(now_ms))
+        return self._finish(actions)
+
+    def on_message(self, sender: bytes, message: Record, now_ms: int) -> list[Action]:
+        """Handle a peer's message.  ``sender`` is not trusted: every message is signed.
+
+        Consensus messages may be relayed, so the signer named in the message, checked against
+        its signature and the validator set, is who it is from.
+        """
+        try:
+            check_shape(message)
+        except DecodeError:
+            return self._finish([])
+        actions: list[Action] = []
+        if isinstance(message, Checkpoint):
+            actions = self._on_checkpoint(message, trusted=False)
+        elif isinstance(message, Decision):
+            actions = self._on_decision(message)
+        elif isinstance(message, PrePrepare | Prepare | Commit | ViewChange | NewView):
+            actions = self._on_height_message(message, now_ms)
+        actions.extend(self._progress(now_ms))
+        return self._finish(actions)
+
+    def on_proposal(self, block: Block | None, now_ms: int) -> list[Action]:
+        awaiting, self._awaiting = self._awaiting, None
+        actions: list[Action] = []
+        if awaiting is None or awaiting.height != self._h or awaiting.view != self._view:
+            return self._finish(actions)
+        if block is not None and not (
+            self._block_fits(block)
+            and block.header.round == awaiting.view
+            and block.header.proposer == self._me
+        ):
+            block = None  # not a block this engine asked for: treat as nothing to propose
+        if awaiting.view_changes is None:
+            if self._changing or self._view in self._accepted:
+                return self._finish(actions)
+            if block is None:
+                self._propose_at = now_ms + self._interval
+            else:
+                actions.extend(self._propose(block, built_here=True))
+        elif self._changing:
+            actions.extend(self._send_new_view(awaiting.view_changes, block, now_ms))
+        actions.extend(self._progress(now_ms))
+        return self._finish(actions)
+
+    def on_block_validated(self, block_hash: bytes, valid: bool, now_ms: int) -> list[Action]:
+        if block_hash not in self._validating:
+            return self._finish([])  # an answer for a height that is over
+        del self._validating[block_hash]
+        self._validated[block_hash] = valid
+        return self._finish(self._progress(now_ms))
+
+    def on_block_committed(self, head: ChainHead, now_ms: int) -> list[Action]:
+        if head.height <= self._head.height:
+            return self._finish([])
+        view_hint: int | None = None
+        decided = self._decided
+        if decided is not None and decided.vote.height == head.height:
+            view_hint = decided.vote.round
+        elif self._hint is not None and self._hint.vote.height == head.height:
+            view_hint = self._hint.vote.round
+            self._last_cert = self._hint
+        if self._hint is not None and self._hint.vote.height <= head.height:
+            self._hint = None
+        self._head = head
+        if view_hint is not None:
+            # Start the next height in the view that decided this one: the others are there.
+            self._view = view_hint
+        for signer in [s for s, height in self._claims.items() if height <= head.height]:
+            del self._claims[signer]
+        actions: list[Action] = []
+        if head.height % self._cp_interval == 0 and head.height > self._stable:
+            checkpoint = make_checkpoint(self._key, self._chain_id, head.height, head.block_hash)
+            self._my_checkpoint = checkpoint
+            actions.append(Broadcast(checkpoint))
+            actions.extend(self._on_checkpoint(checkpoint, trusted=True))
+        self._begin_instance(now_ms)
+        actions.extend(self._progress(now_ms))
+        return self._finish(actions)
+
+    def on_pending_work(self, pending: bool, now_ms: int) -> list[Action]:
+        self._pending_work = pending
+        if pending:
+            self._arm_view_timer(now_ms, extra=self._interval)
+        elif not self._changing and not self._outstanding():
+            self._view_deadline = None
+            self._retransmit_at = None
+        return self._finish([])
+
+    def status(self) -> Mapping[str, int | str]:
+        return {
+            "engine": self.name,
+            "view": self._view,
+            "height": self._head.height,
+            "round": self._view,
+            "primary": self._vals.primary(self._view).hex(),
+        }
+
+    # --- introspection for tests and operators ----------------------------------------------
+
+    @property
+    def view(self) -> int:
+        return self._view
+
+    @property
+    def changing_view(self) -> bool:
+        return self._changing
+
+    @property
+    def stable_checkpoint(self) -> int:
+        return self._stable
+
+    @property
+    def watermarks(self) -> tuple[int, int]:
+        """Messages are kept for heights in (low, high]."""
+        return self._stable, self._stable + self._window
+
+    def log_heights(self) -> list[int]:
+        return sorted(self._logs)
+
+    def log_size(self) -> int:
+        """Messages held in all logs (checkpoints included)."""
+        return sum(log.message_count() for log in self._logs.values()) + sum(
+            len(c) for c in self._checkpoints.values()
+        )
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _finish(self, actions: list[Action]) -> list[Action]:
+        """Append SetTimer when the earliest deadline is not the one the runtime has armed."""
+        deadlines = [
+            t for t in (self._propose_at, self._view_deadline, self._retransmit_at) if t is not None
+        ]
+        if deadlines:
+            earliest = min(deadlines)
+            if earliest != self._armed:
+                self._armed = earliest
+                actions.append(SetTimer(earliest))
+        return actions
+
+    def _check(self, sig: VoteSignature, signed: Record) -> bool:
+        """Verify a Domain.VOTE signature over ``signed``, remembering good ones.
+
+        A valid signature fixes what it signs, so a signature seen again over an equal record
+        needs no second Ed25519 check (a NewView repeats signatures replicas already checked).
+        """
+        key = (sig.validator, sig.signature)
+        known = self._sig_cache.get(key)
+        if known is not None:
+            return known == signed
+        payload = signed.encode()
+        if not self._verifier(sig.validator, sig.signature, Domain.VOTE, self._chain_id, payload):
+            return False
+        if len(self._sig_cache) >= SIGNATURE_CACHE_LIMIT:
+            self._sig_cache.clear()
+        self._sig_cache[key] = signed
+        return True
+
+    def _hash(self, block: Block) -> bytes:
+        """A block's hash, remembered: messages carry the same block many times over."""
+        header = block.header
+        known = self._hashes.get(header)
+        if known is None:
+            if len(self._hashes) >= HASH_CACHE_LIMIT:
+                self._hashes.clear()
+            known = self._hashes[header] = header.hash()
+        return known
+
+    def _pp_vote(self, pp: PrePrepare) -> Vote:
+        return Vote(pp.height, pp.view, self._hash(pp.block), int(VoteStep.PREPARE))
+
+    def _log_at(self, height: int) -> HeightLog | None:
+        """The log of ``height`` if it lies between the watermarks (created on first use)."""
+        log = self._logs.get(height)
+        if log is None and self._stable < height <= self._stable + self._window:
+            log = self._logs[height] = HeightLog(height)
+        return log
+
+    def _view_ok(self, view: int, *, commit: bool = False) -> bool:
+        low = self._view - VIEW_WINDOW if commit else self._view
+        return low <= view <= self._view + VIEW_WINDOW
+
+    def _block_fits(self, block: Block) -> bool:
+        """The block extends this replica's head (the runtime checks the rest by executing it)."""
+        header = block.header
+        return (
+            header.height == self._h
+            and header.prev_hash == self._head.block_hash
+            and header.chain_id == self._chain_id
+            and header.proposer in self._vals
+            and header.round <= self._view
+        )
+
+    def _find_block(self, block_hash: bytes) -> Block | None:
+        log = self._logs.get(self._h)
+        if log is not None and block_hash in log.blocks:
+            return log.blocks[block_hash]
+        if self._lock_block is not None and self._hash(self._lock_block) == block_hash:
+            return self._lock_block
+        return None
+
+    def _claim(self, signer: bytes, head_height: int) -> None:
+        """``signer`` proved (by a signed message) that its head is at least ``head_height``."""
+        if head_height > self._head.height and head_height > self._claims.get(signer, 0):
+            self._claims[signer] = head_height
+            self._claims_dirty = True
+
+    def _evidence(
+        self, offender: bytes, kind: str, at: tuple[int, int], first: Record, second: Record
+    ) -> list[Action]:
+        """Report ``offender`` once per (kind, view, height): ``at`` is (view, height)."""
+        key = (offender, kind, *at)
+        if key in self._reported:
+            return []
+        self._reported[key] = None
+        return [ReportEvidence(offender, kind, (first, second))]
+
+    # --- incoming messages --------------------------------------------------------------------
+
+    def _on_height_message(
+        self, message: PrePrepare | Prepare | Commit | ViewChange | NewView, now_ms: int
+    ) -> list[Action]:
+        height = message.vote.height if isinstance(message, Prepare | Commit) else message.height
+        signer = None if isinstance(message, NewView) else message.signer
+        if signer is not None and signer not in self._vals:
+            return []  # not a member: nothing it signs counts
+        if height <= self._head.height:
+            # A view change for a committed height means its sender is stuck there; other late
+            # messages are normal unless they are more than one height behind.
+            stuck = isinstance(message, ViewChange) or height < self._head.height
+            return self._reply_stale(signer, height) if signer and stuck else []
+        log = self._log_at(height)
+        if log is None:
+            # Outside the watermarks: not stored, but a verified one still shows how far the
+            # chain has gone, which is what a replica that is behind needs to know.
+            if (
+                not isinstance(message, NewView)
+                and height - 1 > self._claims.get(message.signer, 0)
+                and self._message_signature_ok(message)
+            ):
+                self._claim(message.signer, height - 1)
+            return []
+        if isinstance(message, PrePrepare):
+            return self._store_pre_prepare(log, message)
+        if isinstance(message, Prepare):
+            return self._store_vote(log, message, VoteStep.PREPARE)
+        if isinstance(message, Commit):
+            return self._store_vote(log, message, VoteStep.COMMIT)
+        if isinstance(message, ViewChange):
+            return self._store_view_change(log, message)
+        return self._store_new_view(log, message)
+
+    def _message_signature_ok(self, message: PrePrepare | Prepare | Commit | ViewChange) -> bool:
+        if isinstance(message, PrePrepare):
+            return self._check(message.signature, self._pp_vote(message))
+        if isinstance(message, Prepare | Commit):
+            return self._check(message.signature, message.vote)
+        return self._check(message.signature, message.claim())
+
+    def _reply_stale(self, signer: bytes, height: int) -> list[Action]:
+        """``signer`` works on a height this replica committed: show it our latest certificate."""
+        cert = self._last_cert
+        if cert is None or signer == self._me or cert.vote.height < height:
+            return []
+        if self._replied.get(signer, 0) >= cert.vote.height:
+            return []  # once per validator and certificate: bounded, however much it sends
+        self._replied[signer] = cert.vote.height
+        return [Send(signer, Decision(cert))]
+
+    def _store_pre_prepare(self, log: HeightLog, pp: PrePrepare) -> list[Action]:
+        if pp.signer != self._vals.primary(pp.view) or not self._view_ok(pp.view):
+            return []
+        vote = self._pp_vote(pp)
+        block_hash = vote.block_hash
+        known = log.pre_prepares.get(pp.view)
+        if known is not None and self._hash(known.block) == block_hash:
+            return []  # a copy
+        if not self._check(pp.signature, vote):
+            return []
+        if known is not None:
+            return self._evidence(
+                pp.signer, "equivocating-pre-prepare", (pp.view, log.height), known, pp
+            )
+        log.pre_prepares[pp.view] = pp
+        log.blocks.setdefault(block_hash, pp.block)
+        self._claim(pp.signer, log.height - 1)
+        return self._count(log, vote, pp.signature, pp)
+
+    def _store_vote(
+        self, log: HeightLog, message: Prepare | Commit, step: VoteStep
+    ) -> list[Action]:
+        vote = message.vote
+        if not self._view_ok(vote.round, commit=step == VoteStep.COMMIT):
+            return []
+        tally = log.prepares if step == VoteStep.PREPARE else log.commits
+        if tally.voted(vote.round, message.signer) == vote.block_hash:
+            return []  # a copy
+        if not self._check(message.signature, vote):
+            return []
+        self._claim(message.signer, log.height - 1)
+        return self._count(log, vote, message.signature, message)
+
+    def _count(
+        self, log: HeightLog, vote: Vote, signature: VoteSignature, message: Record
+    ) -> list[Action]:
+        """Count a verified vote (a pre-prepare is its primary's prepare); report equivocation."""
+        step, view, block_hash = VoteStep(vote.step), vote.round, vote.block_hash
+        tally = log.prepares if step == VoteStep.PREPARE else log.commits
+        earlier = tally.add(view, block_hash, signature, message)
+        if earlier is not None:
+            kind = "conflicting-prepare" if step == VoteStep.PREPARE else "conflicting-commit"
+            return self._evidence(signature.validator, kind, (view, log.height), earlier, message)
+        if step == VoteStep.COMMIT and log.height > self._h:
+            cert = tally.certificate(
+                Vote(log.height, view, block_hash, int(VoteStep.COMMIT)), self._vals, self._vals.q
+            )
+            if cert is not None:
+                return self._note_certificate(cert)
+        return []
+
+    def _store_view_change(self, log: HeightLog, vc: ViewChange) -> list[Action]:
+        target = vc.new_view
+        if log.height == self._h and (
+            target < self._view or (target == self._view and not self._changing)
+        ):
+            return self._resend_new_view(vc.signer, target)
+        if not self._view_ok(target):
+            return []
+        senders = log.view_changes.setdefault(target, {})
+        known = senders.get(vc.signer)
+        if known is not None:
+            if known.prepared == vc.prepared:
+                self._keep_block(log, vc)
+                return []
+            if view_change_valid(vc, self._vals, self._check):
+                return self._evidence(
+                    vc.signer, "conflicting-view-change", (target, log.height), known, vc
+                )
+            return []
+        if not view_change_valid(vc, self._vals, self._check):
+            return []
+        senders[vc.signer] = vc.without_block()
+        self._keep_block(log, vc)
+        self._claim(vc.signer, log.height - 1)
+        return []
+
+    def _keep_block(self, log: HeightLog, vc: ViewChange) -> None:
+        if vc.block is not None and vc.prepared is not None:
+            block_hash = self._hash(vc.block)
+            if block_hash == vc.prepared.vote.block_hash:
+                log.blocks.setdefault(block_hash, vc.block)
+
+    def _resend_new_view(self, signer: bytes, target: int) -> list[Action]:
+        """A replica still asks for a view this one entered: give it the proof (once)."""
+        nv = self._nv
+        if nv is None or nv.view != self._view or signer == self._me:
+            return []
+        if (signer, nv.view) in self._nv_sent:
+            return []
+        self._nv_sent[(signer, nv.view)] = None
+        return [Send(signer, nv)]
+
+    def _store_new_view(self, log: HeightLog, nv: NewView) -> list[Action]:
+        if nv.view in log.new_views:
+            return []
+        if log.height == self._h and not self._may_enter(nv.view):
+            return []  # this replica is in that view or beyond
+        try:
+            check_new_view(nv, self._vals, self._check)
+        except NewViewError:
+            return []
+        log.new_views[nv.view] = nv
+        for vc in nv.view_changes:
+            self._claim(vc.signer, log.height - 1)
+        actions: list[Action] = []
+        pp = nv.pre_prepare
+        if pp is not None:
+            vote = self._pp_vote(pp)
+            block_hash = vote.block_hash
+            log.blocks.setdefault(block_hash, pp.block)
+            known = log.pre_prepares.get(pp.view)
+            if known is not None and self._hash(known.block) != block_hash:
+                actions.extend(
+                    self._evidence(
+                        pp.signer, "equivocating-pre-prepare", (pp.view, log.height), known, pp
+                    )
+                )
+            actions.extend(self._count(log, vote, pp.signature, pp))
+        return actions
+
+    def _on_decision(self, decision: Decision) -> list[Action]:
+        cert = decision.certificate
+        height = cert.vote.height
+        if height <= self._head.height:
+            return []
+        if self._hint is not None and self._hint.vote.height >= height and height != self._h:
+            return []
+        if not certificate_valid(cert, VoteStep.COMMIT, height, self._vals, self._check):
+            return []
+        return self._note_certificate(cert)
+
+    def _note_certificate(self, cert: Certificate) -> list[Action]:
+        """A valid commit certificate for a height above the head: commit it or catch up."""
+        height = cert.vote.height
+        if height == self._h:
+            if self._decided is None:
+                self._decided = cert
+            return []
+        if self._hint is None or self._hint.vote.height < height:
+            self._hint = cert
+        if height > self._sync_requested:
+            self._sync_requested = height
+            return [SyncTo(height)]
+        return []
+
+    def _on_checkpoint(self, cp: Checkpoint, *, trusted: bool) -> list[Action]:
+        height = cp.height
+        if height <= self._stable or height % self._cp_interval != 0:
+            return []
+        if height > max(self._stable, self._head.height) + self._window:
+            return []
+        if cp.signer not in self._vals:
+            return []
+        at = self._checkpoints.setdefault(height, {})
+        known = at.get(cp.signer)
+        if known is not None and known.block_hash == cp.block_hash:
+            return []
+        if not trusted and not self._check(cp.signature, cp.claim()):
+            return []
+        if known is not None:
+            return self._evidence(cp.signer, "conflicting-checkpoint", (0, height), known, cp)
+        at[cp.signer] = cp
+        self._claim(cp.signer, height)
+        matching = sum(1 for c in at.values() if c.block_hash == cp.block_hash)
+        if matching >= self._vals.q:
+            return self._stabilize(height)
+        return []
+
+    def _stabilize(self, height: int) -> list[Action]:
+        """q validators signed the same block at ``height``: drop everything at or below it."""
+        self._stable = height
+        for old in [h for h in self._logs if h <= height]:
+            del self._logs[old]
+        for old in [h for h in self._checkpoints if h <= height]:
+            del self._checkpoints[old]
+        for key in [k for k in self._reported if k[3] <= height]:
+            del self._reported[key]
+        if height > self._head.height and height > self._sync_requested:
+            self._sync_requested = height
+            return [SyncTo(height)]
+        return []
+
+    # --- timers ---------------------------------------------------------------------------------
+
+    def _maybe_propose(self, now_ms: int) -> list[Action]:
+        self._propose_at = None
+        view = self._view
+        if (
+            self._changing
+            or self._vals.primary(view) != self._me
+            or self._committing
+            or self._decided is not None
+            or view in self._accepted
+            or self._awaiting is not None
+            or (self._nv is not None and self._nv.pre_prepare is not None)
+        ):
+            return []
+        if self._h > self._stable + self._window:
+            self._propose_at = now_ms + self._interval  # above the high watermark: wait
+            return []
+        if self._lock_block is not None:
+            # Locked on a block at this height (after a restart): it is the only one to offer.
+            return self._propose(self._lock_block, built_here=False)
+        self._awaiting = _Awaiting(view, self._h, None)
+        return [
+            RequestProposal(
+                height=self._h,
+                round=view,
+                prev_hash=self._head.block_hash,
+                min_timestamp_ms=self._head.timestamp_ms + 1,
+            )
+        ]
+
+    def _propose(self, block: Block, *, built_here: bool) -> list[Action]:
+        view = self._view
+        block_hash = self._hash(block)
+        if not self._guard.permits(VoteStep.PREPARE, self._h, view, block_hash):
+            return []
+        log = self._log_at(self._h)
+        if log is None:
+            return []
+        self._guard.record(VoteStep.PREPARE, self._h, view, block_hash)
+        pp = make_pre_prepare(self._key, self._chain_id, view, block)
+        self._my_pp = pp
+        if built_here:
+            self._validated[block_hash] = True  # the runtime executed it to build it
+        log.pre_prepares.setdefault(view, pp)
+        log.blocks.setdefault(block_hash, block)
+        vote = self._pp_vote(pp)
+        self._count(log, vote, pp.signature, pp)
+        return [Persist(PREPARE_KEY, vote.encode()), Broadcast(pp)]
+
+    def _on_view_timeout(self, now_ms: int) -> list[Action]:
+        self._view_deadline = None
+        if self._committing:
+            self._arm_view_timer(now_ms)
+            return []
+        actions: list[Action] = []
+        # Stuck: if anyone showed a higher head, ask the runtime to look, even on one claim
+        # (a fetch only accepts certified blocks, so a lie costs a request, never safety).
+        best = max(self._claims.values(), default=0)
+        if self._hint is not None:
+            best = max(best, self._hint.vote.height)
+        if best > self._head.height:
+            self._sync_requested = max(self._sync_requested, best)
+            actions.append(SyncTo(best))
+        if self._pending_work or self._changing or self._outstanding():
+            actions.extend(self._start_view_change(self._view + 1, now_ms))
+        return actions
+
+    def _retransmit(self, now_ms: int) -> list[Action]:
+        """Re-send this replica's messages for the height in flight (links may lose them)."""
+        self._retransmit_at = None
+        if self._committing:
+            return []
+        actions: list[Action] = []
+        if self._changing:
+            if self._my_vc is not None:
+                actions.append(Broadcast(self._my_vc))
+        else:
+            view = self._view
+            if self._my_nv is not None and self._my_nv.view == view:
+                actions.append(Broadcast(self._my_nv))
+            elif self._my_pp is not None and self._my_pp.view == view:
+                actions.append(Broadcast(self._my_pp))
+            prepare = self._prepare_sent.get(view)
+            if prepare is not None:
+                actions.append(Broadcast(prepare))
+        commits = [c for c in self._commit_sent.values() if c is not None]
+        if commits:
+            actions.append(Broadcast(commits[-1]))
+        checkpoint = self._my_checkpoint
+        if checkpoint is not None and checkpoint.height > self._stable:
+            actions.append(Broadcast(checkpoint))
+        if self._view_deadline is not None or self._changing or self._outstanding():
+            self._retransmit_at = now_ms + self._retransmit_ms
+        return actions
+
+    # --- view changes ---------------------------------------------------------------------------
+
+    def _start_view_change(self, target: int, now_ms: int) -> list[Action]:
+        self._vc_count += 1
+        self._view = target
+        self._changing = True
+        self._nv = None
+        self._awaiting = None
+        self._propose_at = None
+        self._view_deadline = None
+        self._retransmit_at = None
+        return [
+            Persist(VIEW_KEY, view_record(self._h, target, True)),
+            *self._send_view_change(now_ms),
+        ]
+
+    def _send_view_change(self, now_ms: int) -> list[Action]:
+        vc = make_view_change(
+            self._key,
+            self._chain_id,
+            self._view,
+            self._h,
+            prepared=self._lock,
+            block=self._lock_block,
+        )
+        self._my_vc = vc
+        log = self._log_at(self._h)
+        if log is not None:
+            log.view_changes.setdefault(self._view, {})[self._me] = vc.without_block()
+            self._keep_block(log, vc)
+        self._arm_view_timer(now_ms)
+        return [Broadcast(vc)]
+
+    def _send_new_view(
+        self, view_changes: tuple[ViewChange, ...], block: Block | None, now_ms: int
+    ) -> list[Action]:
+        """Send the new view for a fresh block (or none): no view change reported a lock."""
+        actions: list[Action] = []
+        pp = None
+        if block is not None:
+            block_hash = self._hash(block)
+            if self._guard.permits(VoteStep.PREPARE, self._h, self._view, block_hash):
+                self._guard.record(VoteStep.PREPARE, self._h, self._view, block_hash)
+                pp = make_pre_prepare(self._key, self._chain_id, self._view, block)
+                self._validated[block_hash] = True
+                actions.append(Persist(PREPARE_KEY, self._pp_vote(pp).encode()))
+        nv = NewView(self._view, self._h, view_changes, pp)
+        actions.append(Broadcast(nv))
+        self._my_nv = nv
+        if pp is not None:
+            self._my_pp = pp
+        log = self._log_at(self._h)
+        if log is not None:
+            log.new_views[nv.view] = nv
+            if pp is not None:
+                log.blocks.setdefault(self._hash(pp.block), pp.block)
+                self._count(log, self._pp_vote(pp), pp.signature, pp)
+        actions.extend(self._enter_view(nv, now_ms))
+        return actions
+
+    def _enter_view(self, nv: NewView, now_ms: int) -> list[Action]:
+        self._view = nv.view
+        self._changing = False
+        self._nv = nv
+        self._awaiting = None
+        self._view_deadline = None
+        self._retransmit_at = None
+        self._arm_view_timer(now_ms)
+        mine = self._vals.primary(nv.view) == self._me
+        self._propose_at = now_ms + self._interval if mine and nv.pre_prepare is None else None
+        return []
+
+    # --- the progress loop ----------------------------------------------------------------------
+
+    def _progress(self, now_ms: int) -> list[Action]:
+        """Take every step the state now allows, most decisive first, until none applies.
+
+        Each step returns None when it cannot act, or its actions after changing the state so
+        that it will not take the same step again.
+        """
+        steps = (
+            self._step_decide,
+            self._step_sync,
+            self._step_new_view,
+            self._step_join,
+            self._step_build_new_view,
+            self._step_accept,
+            self._step_prepare,
+            self._step_commit_vote,
+        )
+        actions: list[Action] = []
+        for _ in range(64):  # a handful of steps settle it; the bound only guards against a bug
+            for step in steps:
+                out = step(now_ms)
+                if out is not None:
+                    actions.extend(out)
+                    break
+            else:
+                break
+        return actions
+
+    def _step_decide(self, now_ms: int) -> list[Action] | None:
+        h = self._h
+        if self._decided is None:
+            log = self._logs.get(h)
+            found = log.commits.quorums(self._vals.q) if log is not None else []
+            if log is not None and found:
+                view, block_hash = found[0]
+                vote = Vote(h, view, block_hash, int(VoteStep.COMMIT))
+                self._decided = log.commits.certificate(vote, self._vals, self._vals.q)
+            elif self._hint is not None and self._hint.vote.height == h:
+                self._decided = self._hint
+            return None if self._decided is None else []
+        if self._committing:
+            return None
+        cert = self._decided
+        block = self._find_block(cert.vote.block_hash)
+        valid = None if block is None else self._validated.get(cert.vote.block_hash)
+        if block is not None and valid is None:
+            if cert.vote.block_hash in self._validating:
+                return None
+            self._validating[cert.vote.block_hash] = None
+            return [ValidateBlock(block)]
+        if block is None or not valid:
+            # Decided, but this replica lacks the block (or cannot execute it): fetch it.
+            if self._sync_requested >= h:
+                return None
+            self._sync_requested = h
+            return [SyncTo(h)]
+        self._committing = True
+        self._last_cert = cert
+        return [Persist(LAST_COMMIT_KEY, cert.encode()), CommitBlock(block, cert)]
+
+    def _step_sync(self, now_ms: int) -> list[Action] | None:
+        if not self._claims_dirty:
+            return None
+        self._claims_dirty = False
+        heads = sorted(self._claims.values(), reverse=True)
+        f = self._vals.f
+        if len(heads) <= f:
+            return []
+        target = heads[f]  # at least f + 1 validators, so one honest one, are this far
+        if target > self._head.height and target > self._sync_requested:
+            self._sync_requested = target
+            return [SyncTo(target)]
+        return []
+
+    def _step_new_view(self, now_ms: int) -> list[Action] | None:
+        log = self._logs.get(self._h)
+        if log is None:
+            return None
+        views = [v for v in log.new_views if self._may_enter(v)]
+        if not views:
+            return None
+        return self._enter_view(log.new_views[max(views)], now_ms)
+
+    def _may_enter(self, view: int) -> bool:
+        """Whether a verified new view for ``view`` would move this replica.
+
+        Also true for the current view when the replica is in it without a new view and has
+        accepted nothing there yet (it started the height in that view): the new view carries
+        the only pre-prepare the view's primary will send.
+        """
+        if view != self._view:
+            return view > self._view
+        return self._changing or (self._nv is None and view not in self._accepted)
+
+    def _step_join(self, now_ms: int) -> list[Action] | None:
+        log = self._logs.get(self._h)
+        if log is None:
+            return None
+        targets = sorted(
+            (t for t in log.highest_targets().values() if t > self._view), reverse=True
+        )
+        if len(targets) <= self._vals.f:
+            return None
+        # f + 1 validators (one of them honest) want views above ours: join the smallest.
+        return self._start_view_change(targets[self._vals.f], now_ms)
+
+    def _step_build_new_view(self, now_ms: int) -> list[Action] | None:
+        view = self._view
+        if (
+            not self._changing
+            or self._vals.primary(view) != self._me
+            or self._awaiting is not None
+            or (self._my_nv is not None and self._my_nv.view == view)
+        ):
+            return None
+        log = self._logs.get(self._h)
+        senders = {} if log is None else log.view_changes.get(view, {})
+        if log is None or len(senders) < self._vals.q:
+            return None
+        ordered = [senders[k] for k in self._vals.ordered(list(senders))]
+        chosen = highest_prepared(ordered)
+        if chosen is None:
+            self._awaiting = _Awaiting(view, self._h, tuple(ordered[: self._vals.q]))
+            return [
+                RequestProposal(
+                    height=self._h,
+                    round=view,
+                    prev_hash=self._head.block_hash,
+                    min_timestamp_ms=self._head.timestamp_ms + 1,
+                )
+            ]
+        block_hash = chosen.vote.block_hash
+        block = self._find_block(block_hash)
+        if block is None or not self._guard.permits(VoteStep.PREPARE, self._h, view, block_hash):
+            return None  # wait for a view change that brings the block
+        holder = next(vc for vc in ordered if vc.prepared == chosen)
+        others = [vc for vc in ordered if vc is not holder][: self._vals.q - 1]
+        chosen_vcs = self._vals.ordered([vc.signer for vc in [holder, *others]])
+        by_signer = {vc.signer: vc for vc in ordered}
+        view_changes = tuple(by_signer[s] for s in chosen_vcs)
+        self._guard.record(VoteStep.PREPARE, self._h, view, block_hash)
+        pp = make_pre_prepare(self._key, self._chain_id, view, block)
+        nv = NewView(view, self._h, view_changes, pp)
+        self._my_nv = nv
+        self._my_pp = pp
+        log.new_views[view] = nv
+        vote = self._pp_vote(pp)
+        self._count(log, vote, pp.signature, pp)
+        return [
+            Persist(PREPARE_KEY, vote.encode()),
+            Broadcast(nv),
+            *self._enter_view(nv, now_ms),
+        ]
+
+    def _step_accept(self, now_ms: int) -> list[Action] | None:
+        view = self._view
+        if self._changing or view in self._accepted:
+            return None
+        nv = self._nv
+        if nv is not None and nv.pre_prepare is not None:
+            pp: PrePrepare | None = nv.pre_prepare
+        else:
+            log = self._logs.get(self._h)
+            pp = None if log is None else log.pre_prepares.get(view)
+        if pp is None:
+            return None
+        block_hash = self._hash(pp.block)
+        # Outside a new view, a replica locked on a block at this height (possible after a
+        # restart) accepts only that block; a verified new view may override the lock.
+        lock_ok = nv is not None or self._lock is None or self._lock.vote.block_hash == block_hash
+        if not (lock_ok and self._block_fits(pp.block)):
+            self._accepted[view] = b""
+            return []
+        self._accepted[view] = block_hash
+        log = self._log_at(self._h)
+        if log is not None:
+            log.blocks.setdefault(block_hash, pp.block)
+        self._arm_view_timer(now_ms)
+        if block_hash in self._validated or block_hash in self._validating:
+            return []
+        self._validating[block_hash] = None
+        return [ValidateBlock(pp.block)]
+
+    def _step_prepare(self, now_ms: int) -> list[Action] | None:
+        view = self._view
+        if self._changing or view in self._prepare_sent:
+            return None
+        block_hash = self._accepted.get(view)
+        if not block_hash or not self._validated.get(block_hash):
+            return None
+        if self._vals.primary(view) == self._me:
+            self._prepare_sent[view] = None  # the pre-prepare was this replica's prepare
+            return []
+        log = self._log_at(self._h)
+        if log is None or not self._guard.permits(VoteStep.PREPARE, self._h, view, block_hash):
+            self._prepare_sent[view] = None  # refuse: it signed another block here before
+            return []
+        self._guard.record(VoteStep.PREPARE, self._h, view, block_hash)
+        vote = Vote(self._h, view, block_hash, int(VoteStep.PREPARE))
+        prepare = make_prepare(self._key, self._chain_id, vote)
+        self._prepare_sent[view] = prepare
+        actions: list[Action] = [Persist(PREPARE_KEY, vote.encode()), Broadcast(prepare)]
+        actions.extend(self._count(log, vote, prepare.signature, prepare))
+        return actions
+
+    def _step_commit_vote(self, now_ms: int) -> list[Action] | None:
+        view = self._view
+        if self._changing or view in self._commit_sent:
+            return None
+        block_hash = self._accepted.get(view)
+        if not block_hash or not self._validated.get(block_hash):
+            return None
+        log = self._logs.get(self._h)
+        if log is None:
+            return None
+        prepared = log.prepares.certificate(
+            Vote(self._h, view, block_hash, int(VoteStep.PREPARE)), self._vals, self._vals.q
+        )
+        if prepared is None:
+            return None
+        if not self._guard.permits(VoteStep.COMMIT, self._h, view, block_hash):
+            self._commit_sent[view] = None
+            return []
+        self._guard.record(VoteStep.COMMIT, self._h, view, block_hash)
+        block = log.blocks[block_hash]
+        self._lock, self._lock_block = prepared, block
+        vote = Vote(self._h, view, block_hash, int(VoteStep.COMMIT))
+        commit = make_commit(self._key, self._chain_id, vote)
+        self._commit_sent[view] = commit
+        actions: list[Action] = [
+            Persist(PREPARED_KEY, prepared_record(prepared, block)),
+            Broadcast(commit),
+        ]
+        actions.extend(self._count(log, vote, commit.signature, commit))
+        return actions

@@ -1,0 +1,196 @@
+"""Wire frames of the peer network: a 4-byte big-endian length, then one canonical record.
+
+The records use the same canonical encoding as every ledger object (protocol.encoding), with
+tags 0x50-0x5f reserved for the network, so a frame is decoded as strictly as a transaction:
+an unknown tag, a missing field or non-canonical bytes is a malformed frame, and a malformed
+frame ends the link.  The length prefix is checked against a bound *before* the body is read,
+so a peer cannot make a node allocate more than that bound: a small one during the handshake
+(an unauthenticated stranger gets at most :data:`HANDSHAKE_MAX_FRAME_BYTES`), the node's
+``max_frame_bytes`` afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from dataclasses import dataclass
+from typing import Annotated, Final, cast
+
+from node.p2p.errors import LinkClosedError
+from protocol.block import MAX_BLOCK_BYTES
+from protocol.encoding import (
+    U32,
+    U64,
+    Bytes32,
+    Bytes64,
+    IntRange,
+    Record,
+    Size,
+    decode_one_of,
+    register,
+)
+from protocol.errors import MalformedError, OversizeError
+from protocol.tx import MAX_TX_BYTES
+
+#: Version of the frame set and handshake; a peer with another version is refused.
+PROTOCOL_VERSION: Final = 1
+#: Bound on every frame before the peer is authenticated (Hello, HelloAuth, Refuse, Ping).
+HANDSHAKE_MAX_FRAME_BYTES: Final = 1024
+#: Smallest ``max_frame_bytes`` a node may use: a largest transaction must fit in a frame.
+MIN_FRAME_BYTES: Final = 2 * MAX_TX_BYTES
+#: Most blocks one GetBlocks may ask for (the responder may send fewer to fit a frame).
+MAX_BLOCKS_PER_REQUEST: Final = 256
+#: Bytes of a Blocks frame that are not block bytes (tag, version, id, array headers).
+BLOCKS_FRAME_OVERHEAD: Final = 64 + 5 * MAX_BLOCKS_PER_REQUEST
+
+_LENGTH = struct.Struct(">I")
+LENGTH_PREFIX_BYTES: Final = _LENGTH.size
+
+Code = Annotated[str, Size(1, 64)]
+Reason = Annotated[str, Size(0, 256)]
+TxBytes = Annotated[bytes, Size(1, MAX_TX_BYTES)]
+Payload = Annotated[bytes, Size(1, MAX_BLOCK_BYTES)]
+BlockBytes = Annotated[bytes, Size(1, MAX_BLOCK_BYTES)]
+
+
+@register(0x50)
+@dataclass(frozen=True, slots=True)
+class Hello(Record):
+    """First frame on every connection, sent by both sides at once.
+
+    ``max_frame_bytes`` is the largest frame the sender accepts, so a peer never sends it a
+    frame it would have to treat as an attack (nodes may be configured differently).
+    """
+
+    version: U32
+    chain_id: Bytes32
+    public_key: Bytes32
+    nonce: Bytes32
+    max_frame_bytes: Annotated[int, IntRange(MIN_FRAME_BYTES, 2**32 - 1)]
+
+
+@register(0x51)
+@dataclass(frozen=True, slots=True)
+class HelloAuth(Record):
+    """The sender's signature over the :class:`HandshakeTranscript` of this connection."""
+
+    signature: Bytes64
+
+
+@register(0x52)
+@dataclass(frozen=True, slots=True)
+class Refuse(Record):
+    """Why the sender will not keep this link; sent just before it closes the connection."""
+
+    code: Code
+    message: Reason
+
+
+@register(0x53)
+@dataclass(frozen=True, slots=True)
+class Ping(Record):
+    """The sender's committed head height.  The first Ping also confirms the handshake."""
+
+    height: U64
+
+
+@register(0x54)
+@dataclass(frozen=True, slots=True)
+class TxGossip(Record):
+    tx: TxBytes
+
+
+@register(0x55)
+@dataclass(frozen=True, slots=True)
+class ConsensusFrame(Record):
+    """An engine message, encoded by the engine; the network never looks inside."""
+
+    payload: Payload
+
+
+@register(0x56)
+@dataclass(frozen=True, slots=True)
+class GetBlocks(Record):
+    request_id: U64
+    from_height: U64
+    count: Annotated[int, IntRange(1, MAX_BLOCKS_PER_REQUEST)]
+
+
+@register(0x57)
+@dataclass(frozen=True, slots=True)
+class Blocks(Record):
+    """Consecutive CommittedBlock encodings from the requested height; empty if none."""
+
+    request_id: U64
+    blocks: Annotated[tuple[BlockBytes, ...], Size(0, MAX_BLOCKS_PER_REQUEST)]
+
+
+@register(0x5F)
+@dataclass(frozen=True, slots=True)
+class HandshakeTranscript(Record):
+    """What each side signs in the handshake.  Never sent; not a frame.
+
+    It binds both keys, both nonces and the signer's role, so a signature is good for exactly
+    one connection and one direction: it cannot be replayed on another connection (fresh
+    nonces) or reflected back to its author as the other side's proof (the role differs).
+    """
+
+    signer_is_initiator: bool
+    version: U32
+    initiator_key: Bytes32
+    responder_key: Bytes32
+    initiator_nonce: Bytes32
+    responder_nonce: Bytes32
+
+
+Frame = Hello | HelloAuth | Refuse | Ping | TxGossip | ConsensusFrame | GetBlocks | Blocks
+FRAME_TYPES: Final[tuple[type[Record], ...]] = (
+    Hello,
+    HelloAuth,
+    Refuse,
+    Ping,
+    TxGossip,
+    ConsensusFrame,
+    GetBlocks,
+    Blocks,
+)
+
+
+def encode_frame(frame: Frame) -> bytes:
+    """Length prefix + canonical record bytes."""
+    body = frame.encode()
+    return _LENGTH.pack(len(body)) + body
+
+
+def decode_frame(body: bytes) -> Frame:
+    """Decode one frame body (without its prefix) or raise a DecodeError."""
+    # decode_one_of returns only the record types it was asked for (it refuses other tags).
+    return cast(Frame, decode_one_of(body, FRAME_TYPES, max_bytes=len(body)))
+
+
+def check_frame_length(length: int, max_bytes: int) -> None:
+    """Refuse a declared body length before anything is allocated for it."""
+    if length == 0:
+        raise MalformedError("empty frame")
+    if length > max_bytes:
+        raise OversizeError(f"frame of {length} bytes exceeds the limit of {max_bytes}")
+
+
+async def read_frame(reader: asyncio.StreamReader, max_bytes: int) -> tuple[Frame, int]:
+    """Read one frame; returns it with its size on the wire.
+
+    Raises LinkClosedError at end of stream (also in the middle of a frame) and a DecodeError
+    (OversizeError, MalformedError, ...) for a frame that must end the link.
+    """
+    try:
+        prefix = await reader.readexactly(LENGTH_PREFIX_BYTES)
+    except asyncio.IncompleteReadError as exc:
+        what = "connection closed" if not exc.partial else "connection closed mid-frame"
+        raise LinkClosedError(what) from None
+    (length,) = _LENGTH.unpack(prefix)
+    check_frame_length(length, max_bytes)
+    try:
+        body = await reader.readexactly(length)
+    except asyncio.IncompleteReadError:
+        raise LinkClosedError("connection closed mid-frame") from None
+    return decode_frame(body), LENGTH_PREFIX_BYTES + length
