@@ -14,6 +14,7 @@ BENCHMARKS = {
     "transfers": "committed transfers/s on one node (synced writes) beside Ed25519 verify/s",
     "consensus": "committed tx/s and commit latency of 4, 7 and 16 validators on loopback",
     "schedule": "EV charge/discharge scheduling: PFL, solve time and competitive ratios",
+    "market": "order matching: engine orders/s in memory, on the state, through a testnet",
 }
 
 

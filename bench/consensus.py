@@ -68,7 +68,12 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 async def _drive(
-    urls: list[str], streams: list[list[Transaction]], timeout_s: float
+    urls: list[str],
+    streams: list[list[Transaction]],
+    timeout_s: float,
+    *,
+    batch: int,
+    rate: float,
 ) -> dict[str, Any]:
     submitted: dict[str, float] = {}
     committed: dict[str, float] = {}
@@ -85,17 +90,25 @@ async def _drive(
                 if len(committed) >= total:
                     return
 
-        async def submit(url: str, txs: list[Transaction]) -> None:
-            for tx in txs:
-                tx_hash = tx.hash().hex()
-                submitted[tx_hash] = time.perf_counter()
-                async with session.post(url + "/v1/txs", json={"tx": tx.encode().hex()}) as resp:
-                    if resp.status != 202:
-                        raise RuntimeError(f"benchmark transfer refused: {await resp.text()}")
+        async def submit(index: int, url: str, txs: list[Transaction]) -> None:
+            for i in range(0, len(txs), batch):
+                if rate > 0:  # open loop: this batch's slot in a steady offered load
+                    due = started + (i * len(streams) + index * batch) / rate
+                    await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                chunk = txs[i : i + batch]
+                now = time.perf_counter()
+                for tx in chunk:
+                    submitted[tx.hash().hex()] = now
+                body = {"txs": [tx.encode().hex() for tx in chunk]}
+                async with session.post(url + "/v1/txs", json=body) as resp:
+                    answer = await resp.json()
+                    refused = [r for r in answer.get("results", []) if "error" in r]
+                    if resp.status != 200 or refused:
+                        raise RuntimeError(f"benchmark transfer refused: {answer}")
 
         listener = asyncio.create_task(listen())
         started = time.perf_counter()
-        await asyncio.gather(*(submit(urls[i % len(urls)], s) for i, s in enumerate(streams)))
+        await asyncio.gather(*(submit(i, urls[i % len(urls)], s) for i, s in enumerate(streams)))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(listener, timeout=timeout_s)
         await ws.close()
@@ -112,7 +125,14 @@ async def _drive(
 
 
 def run_cluster(
-    engine: str, validators: int, senders: int, per_sender: int, block_ms: int
+    engine: str,
+    validators: int,
+    senders: int,
+    per_sender: int,
+    block_ms: int,
+    *,
+    batch: int,
+    rate: float,
 ) -> dict[str, Any]:
     bundle = _bundle(engine, validators, senders, block_ms)
     streams = _streams(bundle, per_sender)
@@ -129,7 +149,8 @@ def run_cluster(
         procs = up(directory, timeout_s=60)
         try:
             time.sleep(1.0)  # let the peer links come up
-            result = asyncio.run(_drive([p.api_url for p in procs], streams, timeout_s=120))
+            urls = [p.api_url for p in procs]
+            result = asyncio.run(_drive(urls, streams, timeout_s=120, batch=batch, rate=rate))
         finally:
             down(directory)
     return result
@@ -149,6 +170,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--txs", type=int, default=4000, help="transfers per cluster")
     parser.add_argument("--senders", type=int, default=16)
     parser.add_argument("--block-interval-ms", type=int, default=100)
+    parser.add_argument(
+        "--batch", type=int, default=50, help="transactions per POST /v1/txs (1: one per request)"
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="offered load in tx/s (open loop); 0 submits as fast as the nodes accept",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     sizes = [int(x) for x in args.validators.split(",") if x]
@@ -160,7 +190,15 @@ def main(argv: list[str]) -> int:
     cores = os.cpu_count() or 1
     rows = []
     for n in sizes:
-        result = run_cluster(args.engine, n, args.senders, per_sender, args.block_interval_ms)
+        result = run_cluster(
+            args.engine,
+            n,
+            args.senders,
+            per_sender,
+            args.block_interval_ms,
+            batch=args.batch,
+            rate=args.rate,
+        )
         result.update(validators=n, bound_tx_per_s=cores * verify / n)
         rows.append(result)
     report = {
@@ -170,6 +208,8 @@ def main(argv: list[str]) -> int:
         "transfers": per_sender * args.senders,
         "senders": args.senders,
         "block_interval_ms": args.block_interval_ms,
+        "batch": args.batch,
+        "offered_tx_per_s": args.rate or None,
         "clusters": rows,
         "conditions": conditions(),
     }
@@ -178,7 +218,9 @@ def main(argv: list[str]) -> int:
         return 0
     print(
         f"gridchain bench consensus: {args.engine}, {report['transfers']} transfers from "
-        f"{args.senders} senders, {args.block_interval_ms} ms block interval, loopback"
+        f"{args.senders} senders in batches of {args.batch}, "
+        f"{'offered ' + str(args.rate) + ' tx/s' if args.rate else 'closed loop'}, "
+        f"{args.block_interval_ms} ms block interval, loopback"
     )
     print(f"Ed25519 verify: {report['verify_per_s_per_core']}/s per core, {cores} cores")
     print(

@@ -22,6 +22,16 @@ from protocol.errors import GridchainError
 GENESIS_DOMAIN = b"gridchain/genesis\x00"
 Engine = Literal["solo", "pbft", "pob", "epob"]
 DeviceKind = Literal["PV", "Battery", "EV", "Load"]
+#: How resting orders are ranked: strict price-time priority, or the source's AdBEV function
+#: f = a*Rank(price) + b*Rank(time) (docs/markets.md).
+MatchingRule = Literal["price_time", "adbev"]
+#: What happens when an iceberg's displayed clip is filled (docs/markets.md): "standard" puts a
+#: new clip at the tail of its price level, still available to the same incoming order;
+#: "aggressive" re-shows the clip in place (the iceberg keeps its time priority); "passive"
+#: re-shows it at the tail only after the incoming order is done; "adaptive" is aggressive when
+#: the book's open demand exceeds its open supply and passive otherwise (the source's Table 4-B).
+IcebergExecution = Literal["standard", "aggressive", "passive", "adaptive"]
+DAY_MS = 86_400_000
 
 PositiveMs = Annotated[int, Field(gt=0, le=2**63 - 1)]
 NonNegative = Annotated[int, Field(ge=0, le=2**63 - 1)]
@@ -136,6 +146,38 @@ class ChainParams(_Strict):
     settlement_grace_ms: Annotated[int, Field(ge=0, le=86_400_000)] = 300_000
     penalty_mc_per_kwh: Annotated[int, Field(ge=0, le=10**9)] = 100_000
     tariffs: tuple[Tariff, ...] = Field(default_factory=_default_tariffs)
+    # --- markets (docs/markets.md) ---
+    #: Gate closure of the day-ahead book; None = the same as ``gate_closure_ms``.
+    day_ahead_gate_closure_ms: Annotated[int, Field(ge=0, le=7 * DAY_MS)] | None = None
+    #: How far ahead of the block time a slot may be traded (bounds the state of open books).
+    order_horizon_ms: Annotated[int, Field(ge=1000, le=31 * DAY_MS)] = 7 * DAY_MS
+    matching_rule: MatchingRule = "price_time"
+    #: The AdBEV weights a (price) and b (time); the source sets a = 10b.
+    adbev_price_weight: Annotated[int, Field(ge=1, le=1000)] = 10
+    adbev_time_weight: Annotated[int, Field(ge=1, le=1000)] = 1
+    iceberg_execution: IcebergExecution = "standard"
+    #: The source's waiting limit WT_max: an iceberg order's open quantity expires this long
+    #: after it was placed (0 = no limit; it expires at gate closure like every order).
+    iceberg_waiting_limit_ms: Annotated[int, Field(ge=0, le=7 * DAY_MS)] = 0
+
+    @model_validator(mode="after")
+    def _market_times(self) -> ChainParams:
+        da = self.day_ahead_gate_closure_ms
+        if da is not None and da < self.gate_closure_ms:
+            raise ValueError(
+                "day_ahead_gate_closure_ms must be at least gate_closure_ms "
+                "(the day-ahead book closes no later than the intraday book)"
+            )
+        longest = max(self.gate_closure_ms, da or 0)
+        if self.order_horizon_ms <= longest:
+            raise ValueError("order_horizon_ms must be longer than the gate closure")
+        return self
+
+    def gate_closure_lead_ms(self, day_ahead: bool) -> int:
+        """How long before a slot starts its book closes."""
+        if day_ahead and self.day_ahead_gate_closure_ms is not None:
+            return self.day_ahead_gate_closure_ms
+        return self.gate_closure_ms
 
     @field_validator("tariffs")
     @classmethod

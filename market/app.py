@@ -7,13 +7,18 @@ arithmetic, no clock, no iteration order that depends on hashing.
 
 A block is valid only if every transaction in it applies; the proposer builds blocks from a
 mempool that already applied them in order, so an honest proposal never fails, and a failing
-one is rejected as a whole (nothing of it is written).
+one is rejected as a whole (nothing of it is written).  Time enters only through the block
+header: the markets close books at gate closure (:meth:`Application.begin_block`), and an order
+that reaches a block after its gate closure is recorded as rejected rather than failing the
+block, because the proposer cannot know at admission how late the block will be.  Should a
+transaction still not apply when the proposer builds a block (the mempool's simulation ran at
+another time), :meth:`Application.build_block` leaves it out instead of failing the proposal.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from genesis.schema import Genesis
 from market.accounts import (
@@ -28,18 +33,30 @@ from market.accounts import (
 )
 from market.errors import (
     AlreadyRegisteredError,
+    ApplicationError,
     InsufficientBalanceError,
     InvalidAmountError,
     NonceGapError,
+    NotAParticipantError,
     NotGovernanceError,
     NotRegisteredError,
     ReplayedNonceError,
     SupplyOverflowError,
     UnknownRecipientError,
 )
+from market.orders import Exchange, MarketEvent, OrderContext
 from market.state import MerkleState, Overlay, StateReader
 from protocol.address import address_of, format_address, parse_address
-from protocol.tx import Burn, Mint, RegisterParticipant, Transaction, Transfer
+from protocol.tx import (
+    AmendOrder,
+    Burn,
+    CancelOrder,
+    Mint,
+    PlaceOrder,
+    RegisterParticipant,
+    Transaction,
+    Transfer,
+)
 
 MAX_SUPPLY_MC = 2**63 - 1
 
@@ -57,6 +74,17 @@ class Execution:
 
     writes: dict[bytes, bytes | None]
     state_root: bytes
+    #: What happened in the markets, in execution order (for /v1/events; not hashed).
+    events: tuple[MarketEvent, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class BlockBuild:
+    """A proposal's transactions after leaving out those that do not apply at its time."""
+
+    txs: tuple[Transaction, ...]
+    left_out: tuple[tuple[Transaction, ApplicationError], ...]
+    execution: Execution
 
 
 class Application:
@@ -65,6 +93,7 @@ class Application:
         self.chain_id = genesis.chain_id
         self.governance_key = bytes.fromhex(genesis.governance_public_key)
         self.governance_address = address_of(self.governance_key)
+        self.exchange = Exchange(genesis.params)
 
     # --- genesis ------------------------------------------------------------------------
 
@@ -96,13 +125,18 @@ class Application:
         """
         tx.verify_signature(self.chain_id)
         view = Overlay(state)
-        self.apply_tx(tx, view, ctx)
+        self.apply_tx(tx, view, ctx, admission=True)
         return view
 
-    def apply_tx(self, tx: Transaction, view: Overlay, ctx: BlockContext) -> None:
+    def apply_tx(
+        self, tx: Transaction, view: Overlay, ctx: BlockContext, *, admission: bool = False
+    ) -> list[MarketEvent]:
         """Apply one transaction whose signature was verified; raise without writing on error.
 
         Writes go to ``view`` only after every check passed, so a refusal leaves it unchanged.
+        ``admission`` is True when the mempool admits a new transaction: an order whose gate
+        has closed is then refused outright instead of being recorded as rejected.  Returns
+        the market events of the transaction.
         """
         sender = address_of(tx.sender)
         is_governance = tx.sender == self.governance_key
@@ -128,8 +162,36 @@ class Application:
             self._require_governance(is_governance, "Burn")
             self._burn(view, body)
             put_account(view, sender, _bump(get_account(view, sender)))
+        elif isinstance(body, PlaceOrder | CancelOrder | AmendOrder):
+            if is_governance:
+                raise NotAParticipantError("the governance key does not trade")
+            return self._order(view, sender, tx, body, ctx, admission=admission)
         else:  # pragma: no cover - the decoder admits only the kinds above
             raise InvalidAmountError(f"unsupported transaction kind {tx.kind}")
+        return []
+
+    def _order(
+        self,
+        view: Overlay,
+        sender: bytes,
+        tx: Transaction,
+        body: PlaceOrder | CancelOrder | AmendOrder,
+        ctx: BlockContext,
+        *,
+        admission: bool,
+    ) -> list[MarketEvent]:
+        # Matching writes as it goes; a nested overlay keeps a refusal from leaving anything.
+        inner = Overlay(view)
+        octx = OrderContext(ctx.height, ctx.timestamp_ms, admission)
+        if isinstance(body, PlaceOrder):
+            events = self.exchange.place(inner, sender, tx.hash(), body, octx)
+        elif isinstance(body, CancelOrder):
+            events = self.exchange.cancel(inner, sender, body, octx)
+        else:
+            events = self.exchange.amend(inner, sender, body, octx)
+        put_account(inner, sender, _bump(get_account(inner, sender)))
+        inner.merge_into_parent()
+        return events
 
     @staticmethod
     def _require_governance(is_governance: bool, kind: str) -> None:
@@ -197,14 +259,52 @@ class Application:
 
     # --- blocks -------------------------------------------------------------------------
 
+    def begin_block(self, view: Overlay, ctx: BlockContext) -> list[MarketEvent]:
+        """What a block does before its transactions: expire orders whose time has come."""
+        return self.exchange.expire_due(view, ctx.timestamp_ms)
+
     def execute_block(
         self, state: MerkleState, txs: Sequence[Transaction], ctx: BlockContext
     ) -> Execution:
         """Apply ``txs`` in order (signatures already verified); raise if any fails."""
         view = Overlay(state)
+        events = self.begin_block(view, ctx)
         for tx in txs:
-            self.apply_tx(tx, view, ctx)
-        return Execution(writes=dict(view.writes), state_root=state.root_with(view.writes))
+            events.extend(self.apply_tx(tx, view, ctx))
+        return Execution(
+            writes=dict(view.writes),
+            state_root=state.root_with(view.writes),
+            events=tuple(events),
+        )
+
+    def build_block(
+        self, state: MerkleState, txs: Sequence[Transaction], ctx: BlockContext
+    ) -> BlockBuild:
+        """Execute a proposal's candidates in order, leaving out each one that does not apply.
+
+        The result executes exactly like :meth:`execute_block` on the kept transactions: a
+        left-out transaction wrote nothing (it ran on its own nested overlay).
+        """
+        view = Overlay(state)
+        events = self.begin_block(view, ctx)
+        kept: list[Transaction] = []
+        left_out: list[tuple[Transaction, ApplicationError]] = []
+        for tx in txs:
+            trial = Overlay(view)
+            try:
+                tx_events = self.apply_tx(tx, trial, ctx)
+            except ApplicationError as exc:
+                left_out.append((tx, exc))
+                continue
+            trial.merge_into_parent()
+            kept.append(tx)
+            events.extend(tx_events)
+        execution = Execution(
+            writes=dict(view.writes),
+            state_root=state.root_with(view.writes),
+            events=tuple(events),
+        )
+        return BlockBuild(tuple(kept), tuple(left_out), execution)
 
 
 def _bump(account: Account) -> Account:

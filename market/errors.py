@@ -60,3 +60,80 @@ class BlockRejectedError(ApplicationError):
     """A proposed block whose execution fails or whose state root differs."""
 
     code = "block_rejected"
+
+
+# --- orders (market/orders.py) ---------------------------------------------------------------
+
+
+class InvalidOrderError(ApplicationError):
+    """An order field that no order may have; the subclasses name the field."""
+
+    code = "invalid_order"
+
+
+class UnknownMarketError(InvalidOrderError):
+    code = "unknown_market"
+
+
+class InvalidSideError(InvalidOrderError):
+    code = "invalid_side"
+
+
+class InvalidDeviceError(InvalidOrderError):
+    """An unknown device kind, or one that cannot take that side (a PV array cannot buy)."""
+
+    code = "invalid_device"
+
+
+class InvalidPriceError(InvalidOrderError):
+    code = "invalid_price"
+
+
+class InvalidQuantityError(InvalidOrderError):
+    code = "invalid_quantity"
+
+
+class InvalidPeakError(InvalidOrderError):
+    """An iceberg peak that hides nothing (not below the total) or shows nothing."""
+
+    code = "invalid_peak"
+
+
+class InvalidExpiryError(InvalidOrderError):
+    code = "invalid_expiry"
+
+
+class SlotOutOfRangeError(InvalidOrderError):
+    """A delivery slot beyond the genesis order horizon."""
+
+    code = "slot_out_of_range"
+
+
+class GateClosedError(ApplicationError):
+    """The slot's book is past its gate closure: no new orders, amendments or cancels."""
+
+    code = "gate_closed"
+
+
+class UnknownOrderError(ApplicationError):
+    code = "unknown_order"
+    http_status = 404
+
+
+class NotOrderOwnerError(ApplicationError):
+    code = "not_order_owner"
+    http_status = 403
+
+
+class OrderNotOpenError(ApplicationError):
+    """The order was filled, cancelled or expired: nothing of it is open any more."""
+
+    code = "order_not_open"
+    http_status = 409
+
+
+class NotAParticipantError(ApplicationError):
+    """Only registered participants trade (the governance key is not one)."""
+
+    code = "not_a_participant"
+    http_status = 403

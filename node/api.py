@@ -17,12 +17,27 @@ import structlog
 from aiohttp import WSMsgType, web
 
 from market.accounts import get_account, get_participant
+from market.book import BUY, SELL
+from market.orders import (
+    OrderStatus,
+    book_levels,
+    contracts,
+    get_order,
+    orders_of,
+)
+from market.pool import sdr_prices
 from node.openapi import openapi_document
 from node.runtime import Node
-from node.views import committed_view, tx_view
+from node.views import (
+    committed_view,
+    contract_view,
+    market_event_view,
+    order_view,
+    tx_view,
+)
 from protocol.address import format_address, parse_address
 from protocol.errors import DecodeError, GridchainError
-from protocol.tx import MAX_TX_BYTES, decode_tx
+from protocol.tx import MARKET_BY_LABEL, Market, decode_tx
 
 NODE_KEY = web.AppKey("node", Node)
 log = structlog.get_logger("gridchain.api")
@@ -93,36 +108,64 @@ def _parse_hash(text: str) -> bytes:
     return raw
 
 
-async def _read_tx_bytes(request: web.Request) -> bytes:
+#: Transactions one batch request may carry.
+MAX_BATCH_TXS = 1000
+
+
+def _hex_tx(value: object, what: str) -> bytes:
+    if not isinstance(value, str):
+        raise RequestError(f"{what} must be a hex string")
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        raise RequestError(f"{what} is not valid hex") from None
+
+
+async def _read_txs(request: web.Request) -> tuple[list[bytes], bool]:
+    """The raw transactions of a submission and whether it was the batch form."""
     body = await request.read()
     if request.content_type in ("application/msgpack", "application/octet-stream"):
-        return body
+        return [body], False
     try:
         doc = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise MalformedJsonError("request body is not valid JSON") from None
-    if not isinstance(doc, dict) or set(doc) != {"tx"}:
-        raise RequestError('expected a JSON object {"tx": "<hex of the encoded transaction>"}')
-    if not isinstance(doc["tx"], str):
-        raise RequestError('"tx" must be a hex string')
-    try:
-        return bytes.fromhex(doc["tx"])
-    except ValueError:
-        raise RequestError('"tx" is not valid hex') from None
+    if isinstance(doc, dict) and set(doc) == {"tx"}:
+        return [_hex_tx(doc["tx"], '"tx"')], False
+    if isinstance(doc, dict) and set(doc) == {"txs"} and isinstance(doc["txs"], list):
+        if not 1 <= len(doc["txs"]) <= MAX_BATCH_TXS:
+            raise RequestError(f'"txs" holds 1 to {MAX_BATCH_TXS} transactions')
+        return [_hex_tx(v, f'"txs"[{i}]') for i, v in enumerate(doc["txs"])], True
+    raise RequestError(
+        'expected {"tx": "<hex of the encoded transaction>"} or {"txs": ["<hex>", ...]}'
+    )
 
 
-async def post_tx(request: web.Request) -> web.Response:
-    node = _node(request)
-    if node.halted:
-        raise UnavailableError(f"node halted: {node.halted}")
-    raw = await _read_tx_bytes(request)
+def _admit(node: Node, raw: bytes) -> str:
     try:
         tx = decode_tx(raw)
     except DecodeError as exc:
         node.metrics.txs_rejected.labels(code=exc.code).inc()
         raise
-    tx_hash = node.submit(tx, raw)
-    return web.json_response({"hash": tx_hash.hex(), "status": "pending"}, status=202)
+    return node.submit(tx, raw).hex()
+
+
+async def post_tx(request: web.Request) -> web.Response:
+    """Submit one transaction, or a batch: each item of a batch is admitted or refused alone
+    (in order, so one sender's nonces may follow each other within a batch)."""
+    node = _node(request)
+    if node.halted:
+        raise UnavailableError(f"node halted: {node.halted}")
+    raws, batch = await _read_txs(request)
+    if not batch:
+        return web.json_response({"hash": _admit(node, raws[0]), "status": "pending"}, status=202)
+    results: list[dict[str, object]] = []
+    for raw in raws:
+        try:
+            results.append({"hash": _admit(node, raw), "status": "pending"})
+        except GridchainError as exc:
+            results.append({"error": {"code": exc.code, "message": exc.message}})
+    return web.json_response({"results": results}, status=200)
 
 
 async def get_tx(request: web.Request) -> web.Response:
@@ -194,6 +237,212 @@ async def get_account_view(request: web.Request) -> web.Response:
     )
 
 
+# --- markets -----------------------------------------------------------------------------
+
+#: Most items one list request returns.
+MAX_LIST = 1000
+HOUR_MS = 3_600_000
+#: SDR values (in thousandths) at which /v1/pool/prices shows the price curve.
+CURVE_PERMILLE = (0, 250, 500, 750, 1000)
+
+
+def _uint(text: str, what: str, *, lo: int = 0, hi: int = 2**64 - 1) -> int:
+    if not (text.isascii() and text.isdigit()) or len(text) > 20:
+        raise RequestError(f"{what} is a non-negative integer, got {text!r}")
+    value = int(text)
+    if not lo <= value <= hi:
+        raise RequestError(f"{what} must be {lo} to {hi}, got {value}")
+    return value
+
+
+def _query_opt(request: web.Request, name: str, *, lo: int = 0, hi: int = 2**64 - 1) -> int | None:
+    text = request.query.get(name)
+    return None if text is None else _uint(text, name, lo=lo, hi=hi)
+
+
+def _query_int(
+    request: web.Request, name: str, default: int, *, lo: int = 0, hi: int = 2**64 - 1
+) -> int:
+    value = _query_opt(request, name, lo=lo, hi=hi)
+    return default if value is None else value
+
+
+def _market(text: str) -> Market:
+    if text in MARKET_BY_LABEL:
+        return MARKET_BY_LABEL[text]
+    if text in ("0", "1"):
+        return Market(int(text))
+    raise RequestError(f"market is day_ahead or intraday, got {text!r}")
+
+
+def _query_address(request: web.Request, name: str) -> bytes | None:
+    text = request.query.get(name)
+    return None if text is None else parse_address(text)
+
+
+def _limit(request: web.Request) -> int:
+    return _query_int(request, "limit", 100, lo=1, hi=MAX_LIST)
+
+
+async def get_markets(request: web.Request) -> web.Response:
+    """The market rules of this chain and the slots open for trading now."""
+    node = _node(request)
+    params = node.genesis.params
+    exchange = node.app.exchange
+    now = node.clock()
+    first_open = {
+        m.label: (now + params.gate_closure_lead_ms(m == Market.DAY_AHEAD)) // params.slot_length_ms
+        + 1
+        for m in Market
+    }
+    return web.json_response(
+        {
+            "markets": [m.label for m in Market],
+            "slot_length_ms": params.slot_length_ms,
+            "gate_closure_ms": params.gate_closure_ms,
+            "day_ahead_gate_closure_ms": params.gate_closure_lead_ms(True),
+            "order_horizon_ms": params.order_horizon_ms,
+            "matching_rule": params.matching_rule,
+            "adbev_price_weight": params.adbev_price_weight,
+            "adbev_time_weight": params.adbev_time_weight,
+            "iceberg_execution": params.iceberg_execution,
+            "iceberg_waiting_limit_ms": params.iceberg_waiting_limit_ms,
+            "now_ms": now,
+            "current_slot": exchange.slot_of(now),
+            "first_open_slot": first_open,
+        }
+    )
+
+
+def _levels(rows: list[tuple[int, int, int]]) -> list[dict[str, int]]:
+    return [{"price_mc_per_kwh": p, "quantity_wh": q, "orders": n} for p, q, n in rows]
+
+
+async def get_book(request: web.Request) -> web.Response:
+    """One book's price levels, best first, with displayed quantities only."""
+    node = _node(request)
+    market = _market(request.match_info["market"])
+    slot = _uint(request.match_info["slot"], "slot")
+    exchange = node.app.exchange
+    bids = book_levels(node.state, market, slot, BUY)
+    asks = book_levels(node.state, market, slot, SELL)
+    gate = exchange.gate_closure_ms(market, slot)
+    start = exchange.slot_start_ms(slot)
+    return web.json_response(
+        {
+            "market": market.label,
+            "slot": slot,
+            "start_ms": start,
+            "end_ms": start + node.genesis.params.slot_length_ms,
+            "gate_closure_ms": gate,
+            "open": node.clock() < gate,
+            "height": node.head.height,
+            "matching_rule": node.genesis.params.matching_rule,
+            "bids": _levels(bids),
+            "asks": _levels(asks),
+            "best_bid": bids[0][0] if bids else None,
+            "best_ask": asks[0][0] if asks else None,
+        }
+    )
+
+
+async def get_order_by_id(request: web.Request) -> web.Response:
+    node = _node(request)
+    order_id = _parse_hash(request.match_info["id"])
+    record = get_order(node.state, order_id)
+    if record is None:
+        raise NotFoundError(f"no order {order_id.hex()} (an order's id is its transaction hash)")
+    return web.json_response(order_view(record))
+
+
+async def list_orders(request: web.Request) -> web.Response:
+    """An address's orders (by slot, then id), optionally of one slot and status."""
+    node = _node(request)
+    address = _query_address(request, "address")
+    if address is None:
+        raise RequestError("GET /v1/orders needs ?address=gc1...")
+    slot = _query_opt(request, "slot")
+    status_text = request.query.get("status")
+    statuses = {s.label: s for s in OrderStatus}
+    if status_text is not None and status_text not in statuses:
+        raise RequestError(f"status is one of {', '.join(statuses)}, got {status_text!r}")
+    limit = _limit(request)
+    out = []
+    for record in orders_of(node.state, address, slot):
+        if status_text is not None and record.status != statuses[status_text]:
+            continue
+        out.append(order_view(record))
+        if len(out) >= limit:
+            break
+    return web.json_response({"address": format_address(address), "orders": out})
+
+
+async def list_trades(request: web.Request) -> web.Response:
+    """Trades (contracts) by slot and trade id, filtered by address, slot and market."""
+    node = _node(request)
+    address = _query_address(request, "address")
+    slot = _query_opt(request, "slot")
+    market_text = request.query.get("market")
+    market = None if market_text is None else _market(market_text)
+    limit = _limit(request)
+    out = []
+    for contract in contracts(node.state, party=address, slot=slot):
+        if market is not None and contract.market != market:
+            continue
+        out.append(contract_view(contract))
+        if len(out) >= limit:
+            break
+    return web.json_response({"trades": out})
+
+
+async def get_pool_prices(request: web.Request) -> web.Response:
+    """The real-time pool's tariffs and SDR price curve per interval (and a quote)."""
+    node = _node(request)
+    params = node.genesis.params
+    exchange = node.app.exchange
+    first = _query_int(request, "slot", exchange.slot_of(node.clock()))
+    count = _query_int(request, "count", 4, lo=1, hi=96)
+    supply = _query_opt(request, "supply_wh", hi=2**62)
+    demand = _query_opt(request, "demand_wh", hi=2**62)
+    if (supply is None) != (demand is None):
+        raise RequestError("a quote needs both supply_wh and demand_wh")
+    intervals = []
+    for slot in range(first, first + count):
+        start = exchange.slot_start_ms(slot)
+        hour = start // HOUR_MS % 24
+        tariff = node.genesis.tariff_at_hour(hour)
+        r_buy, r_sell = tariff.retail_mc_per_kwh, tariff.feed_in_mc_per_kwh
+        curve = []
+        for permille in CURVE_PERMILLE:
+            prices = sdr_prices(permille, 1000, r_buy, r_sell)
+            curve.append(
+                {
+                    "sdr_permille": permille,
+                    "p_sell_mc_per_kwh": prices.p_sell_mc_per_kwh,
+                    "p_buy_mc_per_kwh": prices.p_buy_mc_per_kwh,
+                }
+            )
+        interval: dict[str, object] = {
+            "slot": slot,
+            "start_ms": start,
+            "end_ms": start + params.slot_length_ms,
+            "hour_utc": hour,
+            "r_buy_mc_per_kwh": r_buy,
+            "r_sell_mc_per_kwh": r_sell,
+            "curve": curve,
+        }
+        if supply is not None and demand is not None:
+            quote = sdr_prices(supply, demand, r_buy, r_sell)
+            interval["quote"] = {
+                "tsp_wh": supply,
+                "tbp_wh": demand,
+                "p_sell_mc_per_kwh": quote.p_sell_mc_per_kwh,
+                "p_buy_mc_per_kwh": quote.p_buy_mc_per_kwh,
+            }
+        intervals.append(interval)
+    return web.json_response({"intervals": intervals})
+
+
 async def get_status(request: web.Request) -> web.Response:
     return web.json_response(_node(request).status())
 
@@ -214,7 +463,8 @@ async def get_openapi(request: web.Request) -> web.Response:
 
 
 async def events(request: web.Request) -> web.WebSocketResponse:
-    """Websocket feed: one JSON message per committed block."""
+    """Websocket feed: one JSON message per committed block, then one per trade and per
+    order change of that block (``type`` "trade" or "order")."""
     node = _node(request)
     ws = web.WebSocketResponse(heartbeat=30)
     await ws.prepare(request)
@@ -230,8 +480,11 @@ async def events(request: web.Request) -> web.WebSocketResponse:
                     "hash": event.block_hash.hex(),
                     "timestamp_ms": event.timestamp_ms,
                     "txs": [h.hex() for h in event.tx_hashes],
+                    "market_events": len(event.market_events),
                 }
             )
+            for market_event in event.market_events:
+                await ws.send_json(market_event_view(market_event, event.height))
 
     sender = asyncio.create_task(forward())
     try:
@@ -247,7 +500,7 @@ async def events(request: web.Request) -> web.WebSocketResponse:
 def build_app(node: Node) -> web.Application:
     app = web.Application(
         middlewares=[error_middleware],
-        client_max_size=min(node.config.api.max_body_bytes, 2 * MAX_TX_BYTES + 1024),
+        client_max_size=node.config.api.max_body_bytes,
     )
     app[NODE_KEY] = node
     app.router.add_get("/v1/status", get_status)
@@ -255,6 +508,12 @@ def build_app(node: Node) -> web.Application:
     app.router.add_get("/v1/txs/{hash}", get_tx)
     app.router.add_get("/v1/blocks/{height}", get_block)
     app.router.add_get("/v1/accounts/{address}", get_account_view)
+    app.router.add_get("/v1/markets", get_markets)
+    app.router.add_get("/v1/markets/{market}/slots/{slot}/book", get_book)
+    app.router.add_get("/v1/orders", list_orders)
+    app.router.add_get("/v1/orders/{id}", get_order_by_id)
+    app.router.add_get("/v1/trades", list_trades)
+    app.router.add_get("/v1/pool/prices", get_pool_prices)
     app.router.add_get("/v1/events", events)
     app.router.add_get("/health", get_health)
     app.router.add_get("/metrics", get_metrics)

@@ -106,13 +106,18 @@ class Mempool:
             total += entry.size
         return out
 
-    def update_after_commit(self, committed: list[Transaction]) -> list[tuple[bytes, str]]:
+    def update_after_commit(
+        self, committed: list[Transaction], *, recheck: bool = False
+    ) -> list[tuple[bytes, str]]:
         """Drop committed transactions and recheck the rest; return (hash, reason) of drops.
 
         When the block is exactly the oldest pending transactions in pool order (the usual case:
         the proposer reaps the pool in order and gossip keeps that order), the pending overlay is
         still right: its base is the committed state, which now holds those transactions'
-        writes, and the rest were applied after them.  Only otherwise is the pool re-applied.
+        writes, and the rest were applied after them.  Only otherwise, or when the caller says
+        the block did something the pool could not foresee (``recheck``: orders expired at
+        the block's time, or recorded as rejected because their gate closed before the block),
+        is the pool re-applied.
         """
         is_prefix = len(committed) <= len(self._txs) and all(
             tx.hash() == pending_hash
@@ -122,10 +127,22 @@ class Mempool:
             entry = self._txs.pop(tx.hash(), None)
             if entry is not None:
                 self._bytes -= entry.size
-        if is_prefix:
+        if is_prefix and not recheck:
             if not self._txs:
                 self._pending = Overlay(self._state)
             return []
+        return self._reapply()
+
+    def evict(self, tx_hashes: list[bytes]) -> list[tuple[bytes, str]]:
+        """Drop transactions a proposal had to leave out, and recheck the rest (whose nonces
+        or balances may have depended on them); return (hash, reason) of further drops."""
+        for tx_hash in tx_hashes:
+            entry = self._txs.pop(tx_hash, None)
+            if entry is not None:
+                self._bytes -= entry.size
+        return self._reapply()
+
+    def _reapply(self) -> list[tuple[bytes, str]]:
         self._pending = Overlay(self._state)
         dropped: list[tuple[bytes, str]] = []
         ctx = self._context()

@@ -31,6 +31,213 @@ def _path_param(name: str, description: str) -> dict[str, Any]:
     }
 
 
+def _query_param(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
+_UINT = {"type": "integer", "minimum": 0}
+_LEVEL = {
+    "type": "object",
+    "required": ["price_mc_per_kwh", "quantity_wh", "orders"],
+    "properties": {
+        "price_mc_per_kwh": _UINT,
+        "quantity_wh": {**_UINT, "description": "displayed quantity only"},
+        "orders": _UINT,
+    },
+}
+
+
+def _market_paths() -> dict[str, Any]:
+    """The order books, orders, trades and pool of docs/markets.md."""
+    list_limit = _query_param(
+        "limit", "most items returned (1-1000, default 100)", {"type": "integer"}
+    )
+    return {
+        "/v1/markets": {
+            "get": {
+                "summary": "Market rules of this chain and the first slot open per market",
+                "responses": {"200": _json("Markets", "Rules and open slots")},
+            }
+        },
+        "/v1/markets/{market}/slots/{slot}/book": {
+            "get": {
+                "summary": "An order book's price levels, best first (displayed quantities only)",
+                "parameters": [
+                    _path_param("market", "day_ahead or intraday"),
+                    _path_param("slot", "slot index: delivery in [slot*L, (slot+1)*L) ms"),
+                ],
+                "responses": {"200": _json("Book", "The book"), "400": _ERROR},
+            }
+        },
+        "/v1/orders": {
+            "get": {
+                "summary": "An address's orders, by slot then id",
+                "parameters": [
+                    {
+                        "name": "address",
+                        "in": "query",
+                        "required": True,
+                        "description": "gc1 address",
+                        "schema": {"type": "string"},
+                    },
+                    _query_param("slot", "only this slot", {"type": "integer"}),
+                    _query_param(
+                        "status",
+                        "only this status",
+                        {"enum": ["open", "filled", "cancelled", "expired", "rejected"]},
+                    ),
+                    list_limit,
+                ],
+                "responses": {"200": _json("OrderList", "The orders"), "400": _ERROR},
+            }
+        },
+        "/v1/orders/{id}": {
+            "get": {
+                "summary": "An order (its id is the hash of its PlaceOrder transaction)",
+                "parameters": [_path_param("id", "64 hex digits")],
+                "responses": {"200": _json("Order", "Found"), "400": _ERROR, "404": _ERROR},
+            }
+        },
+        "/v1/trades": {
+            "get": {
+                "summary": "Trades (contracts awaiting settlement), by slot then trade id",
+                "parameters": [
+                    _query_param("address", "as buyer or seller", {"type": "string"}),
+                    _query_param("slot", "only this slot", {"type": "integer"}),
+                    _query_param("market", "day_ahead or intraday", {"type": "string"}),
+                    list_limit,
+                ],
+                "responses": {"200": _json("TradeList", "The trades"), "400": _ERROR},
+            }
+        },
+        "/v1/pool/prices": {
+            "get": {
+                "summary": "Real-time pool: tariffs and SDR price curve per interval",
+                "parameters": [
+                    _query_param("slot", "first interval (default: now)", {"type": "integer"}),
+                    _query_param("count", "intervals (1-96, default 4)", {"type": "integer"}),
+                    _query_param("supply_wh", "total net supply for a quote", {"type": "integer"}),
+                    _query_param("demand_wh", "total net demand for a quote", {"type": "integer"}),
+                ],
+                "responses": {"200": _json("PoolPrices", "Per interval"), "400": _ERROR},
+            }
+        },
+    }
+
+
+def _market_schemas() -> dict[str, Any]:
+    string = {"type": "string"}
+    order = {
+        "type": "object",
+        "required": ["id", "owner", "market", "slot", "side", "status", "open_wh"],
+        "properties": {
+            "id": string,
+            "owner": string,
+            "market": {"enum": ["day_ahead", "intraday"]},
+            "slot": _UINT,
+            "side": {"enum": ["buy", "sell"]},
+            "device": {"enum": ["EV", "Battery", "PV", "Load"]},
+            "price_mc_per_kwh": _UINT,
+            "quantity_wh": _UINT,
+            "iceberg": {"type": "boolean"},
+            "peak_wh": _UINT,
+            "open_wh": _UINT,
+            "display_wh": _UINT,
+            "hidden_wh": _UINT,
+            "filled_wh": _UINT,
+            "cancelled_wh": _UINT,
+            "locked_mc": _UINT,
+            "status": {"enum": ["open", "filled", "cancelled", "expired", "rejected"]},
+            "seq": _UINT,
+            "placed_height": _UINT,
+            "placed_ms": _UINT,
+            "expires_ms": _UINT,
+        },
+    }
+    trade = {
+        "type": "object",
+        "required": ["trade_id", "slot", "seller", "buyer", "quantity_wh", "price_mc_per_kwh"],
+        "properties": {
+            "trade_id": _UINT,
+            "market": {"enum": ["day_ahead", "intraday"]},
+            "slot": _UINT,
+            "seller": string,
+            "buyer": string,
+            "sell_order": string,
+            "buy_order": string,
+            "quantity_wh": _UINT,
+            "price_mc_per_kwh": _UINT,
+            "amount_mc": {**_UINT, "description": "held in the buyer's escrow until settlement"},
+            "aggressor": {"enum": ["buy", "sell"]},
+            "height": _UINT,
+            "timestamp_ms": _UINT,
+            "status": {"enum": ["awaiting_settlement"]},
+        },
+    }
+    return {
+        "Markets": {
+            "type": "object",
+            "required": ["markets", "slot_length_ms", "gate_closure_ms", "matching_rule"],
+            "properties": {
+                "markets": {"type": "array", "items": string},
+                "slot_length_ms": _UINT,
+                "gate_closure_ms": _UINT,
+                "day_ahead_gate_closure_ms": _UINT,
+                "order_horizon_ms": _UINT,
+                "matching_rule": {"enum": ["price_time", "adbev"]},
+                "adbev_price_weight": _UINT,
+                "adbev_time_weight": _UINT,
+                "iceberg_execution": {"enum": ["standard", "aggressive", "passive", "adaptive"]},
+                "iceberg_waiting_limit_ms": _UINT,
+                "now_ms": _UINT,
+                "current_slot": _UINT,
+                "first_open_slot": {"type": "object", "additionalProperties": _UINT},
+            },
+        },
+        "Book": {
+            "type": "object",
+            "required": ["market", "slot", "gate_closure_ms", "bids", "asks"],
+            "properties": {
+                "market": string,
+                "slot": _UINT,
+                "start_ms": _UINT,
+                "end_ms": _UINT,
+                "gate_closure_ms": {"type": "integer"},
+                "open": {"type": "boolean"},
+                "height": _UINT,
+                "matching_rule": string,
+                "bids": {"type": "array", "items": _LEVEL},
+                "asks": {"type": "array", "items": _LEVEL},
+                "best_bid": {"type": ["integer", "null"]},
+                "best_ask": {"type": ["integer", "null"]},
+            },
+        },
+        "Order": order,
+        "OrderList": {
+            "type": "object",
+            "required": ["address", "orders"],
+            "properties": {"address": string, "orders": {"type": "array", "items": order}},
+        },
+        "Trade": trade,
+        "TradeList": {
+            "type": "object",
+            "required": ["trades"],
+            "properties": {"trades": {"type": "array", "items": trade}},
+        },
+        "PoolPrices": {
+            "type": "object",
+            "required": ["intervals"],
+            "properties": {"intervals": {"type": "array", "items": {"type": "object"}}},
+        },
+    }
+
+
 def openapi_document() -> dict[str, Any]:
     obj = {"type": "object"}
     return {
@@ -56,15 +263,33 @@ def openapi_document() -> dict[str, Any]:
                         "content": {
                             "application/json": {
                                 "schema": {
-                                    "type": "object",
-                                    "required": ["tx"],
-                                    "additionalProperties": False,
-                                    "properties": {
-                                        "tx": {
-                                            "type": "string",
-                                            "description": "hex of the canonical encoding",
-                                        }
-                                    },
+                                    "oneOf": [
+                                        {
+                                            "type": "object",
+                                            "required": ["tx"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "tx": {
+                                                    "type": "string",
+                                                    "description": "hex of the canonical encoding",
+                                                }
+                                            },
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["txs"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "txs": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "maxItems": 1000,
+                                                    "items": {"type": "string"},
+                                                    "description": "a batch, admitted in order",
+                                                }
+                                            },
+                                        },
+                                    ]
                                 }
                             },
                             "application/msgpack": {
@@ -73,6 +298,7 @@ def openapi_document() -> dict[str, Any]:
                         },
                     },
                     "responses": {
+                        "200": _json("BatchResults", "A batch: one result per transaction"),
                         "202": _json("Accepted", "Admitted to the mempool"),
                         "400": _ERROR,
                         "403": _ERROR,
@@ -104,9 +330,11 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": _json("Account", "The account"), "400": _ERROR},
                 }
             },
+            **_market_paths(),
             "/v1/events": {
                 "get": {
-                    "summary": "Websocket: one JSON message per committed block",
+                    "summary": "Websocket: one JSON message per committed block, then one per "
+                    'trade ("type": "trade") and per order change ("type": "order")',
                     "responses": {"101": {"description": "Switching to websocket"}},
                 }
             },
@@ -155,6 +383,21 @@ def openapi_document() -> dict[str, Any]:
                     "required": ["hash", "status"],
                     "properties": {"hash": {"type": "string"}, "status": {"const": "pending"}},
                 },
+                "BatchResults": {
+                    "type": "object",
+                    "required": ["results"],
+                    "properties": {
+                        "results": {
+                            "type": "array",
+                            "items": {
+                                "oneOf": [
+                                    {"$ref": "#/components/schemas/Accepted"},
+                                    {"$ref": "#/components/schemas/Error"},
+                                ]
+                            },
+                        }
+                    },
+                },
                 "Status": {
                     "type": "object",
                     "required": ["node", "chain_id", "height", "head_hash", "state_root"],
@@ -197,6 +440,7 @@ def openapi_document() -> dict[str, Any]:
                         "certificate": obj,
                     },
                 },
+                **_market_schemas(),
                 "Account": {
                     "type": "object",
                     "required": ["address", "balance_mc", "nonce", "pending_nonce"],

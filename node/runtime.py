@@ -35,6 +35,7 @@ from consensus.solo import SoloEngine
 from genesis.schema import Genesis, parse_genesis
 from market.app import Application, BlockContext, Execution
 from market.errors import BlockRejectedError
+from market.orders import MarketEvent, OrderEvent
 from market.state import MerkleState
 from node.config import ConfigError, NodeConfig
 from node.mempool import Mempool
@@ -96,6 +97,13 @@ class CommitEvent:
     block_hash: bytes
     tx_hashes: tuple[bytes, ...]
     timestamp_ms: int
+    #: Trades and order changes of the block, in execution order.
+    market_events: tuple[MarketEvent, ...] = ()
+
+
+def _needs_recheck(events: tuple[MarketEvent, ...]) -> bool:
+    """Whether a block did something at its time that the mempool's simulation could not."""
+    return any(isinstance(e, OrderEvent) and e.kind in ("expired", "rejected") for e in events)
 
 
 def make_engine(genesis: Genesis, key: SigningKey) -> Engine:
@@ -159,6 +167,7 @@ class Node:
         self._pending_notified = False
         self._sync_target = 0
         self._sync_task: asyncio.Task[None] | None = None
+        self._mempool_dirty = False
 
     # --- start-up and recovery ----------------------------------------------------------
 
@@ -320,6 +329,10 @@ class Node:
             elif isinstance(action, ReportEvidence):
                 self.metrics.evidence.labels(kind=action.kind).inc()
                 self.log.warning("misbehaviour", offender=action.offender.hex(), kind=action.kind)
+        if self._mempool_dirty and not self._stopped:
+            # A proposal evicted transactions: tell the engine once its batch is done.
+            self._mempool_dirty = False
+            self._mempool_changed()
 
     def _arm_timer(self, at_ms: int) -> None:
         if self._timer is not None:
@@ -346,12 +359,21 @@ class Node:
         if req.height != self.head.height + 1 or req.prev_hash != self.head.block_hash:
             return None
         params = self.genesis.params
-        txs = self.mempool.reap(params.max_block_txs, MAX_BLOCK_BYTES // 2)
-        if not txs and not params.empty_blocks:
+        candidates = self.mempool.reap(params.max_block_txs, MAX_BLOCK_BYTES // 2)
+        if not candidates and not params.empty_blocks:
             return None
         timestamp = max(self.clock(), req.min_timestamp_ms)
         ctx = BlockContext(req.height, timestamp, self.key.public_key)
-        execution = self.app.execute_block(self.state, txs, ctx)
+        built = self.app.build_block(self.state, candidates, ctx)
+        if built.left_out:
+            for tx, exc in built.left_out:
+                self.log.info("transaction left out", tx=tx.hash().hex(), reason=exc.code)
+            self.mempool.evict([tx.hash() for tx, _ in built.left_out])
+            self._mempool_dirty = True
+        txs = list(built.txs)
+        if not txs and not params.empty_blocks:
+            return None
+        execution = built.execution
         header = BlockHeader(
             chain_id=self.chain_id,
             height=req.height,
@@ -431,7 +453,9 @@ class Node:
         self.state.apply(execution.writes)
         self._executions.clear()
         self.head = self._head_of(block)
-        dropped = self.mempool.update_after_commit(list(block.txs))
+        dropped = self.mempool.update_after_commit(
+            list(block.txs), recheck=_needs_recheck(execution.events)
+        )
         self._mempool_changed()
         elapsed = time.perf_counter() - started
         self.metrics.commit_seconds.observe(elapsed)
@@ -452,6 +476,7 @@ class Node:
             block.hash(),
             tuple(tx.hash() for tx in block.txs),
             block.header.timestamp_ms,
+            execution.events,
         )
         for queue in list(self._subscribers):
             if queue.full():

@@ -300,7 +300,17 @@ def _fields(cls: type[Record]) -> tuple[tuple[str, _Codec], ...]:
     return cached
 
 
+_WIRE_CACHE_ATTR = "_wire"
+
+
 def _record_to_wire(value: Record) -> list[Any]:
+    # Records without __slots__ (Transaction) keep their wire form: a transaction is encoded
+    # inside every block, proposal, stored block and canonical check that carries it.
+    memo: dict[str, Any] | None = getattr(value, "__dict__", None)
+    if memo is not None:
+        cached: list[Any] | None = memo.get(_WIRE_CACHE_ATTR)
+        if cached is not None:
+            return cached
     cls = type(value)
     out: list[Any] = [cls.TYPE_TAG, cls.VERSION]
     for name, codec in _fields(cls):
@@ -308,6 +318,8 @@ def _record_to_wire(value: Record) -> list[Any]:
             out.append(codec.to_wire(getattr(value, name)))
         except FieldValueError as exc:
             raise FieldValueError(f"{cls.__name__}.{name}: {exc.message}") from None
+    if memo is not None:
+        memo[_WIRE_CACHE_ATTR] = out
     return out
 
 

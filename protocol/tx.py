@@ -5,18 +5,20 @@ transaction is bound to one chain.  The transaction hash is SHA-256 of the whole
 encoding; Ed25519 signatures are deterministic, so one payload has one hash.
 
 Body type tags 0x10-0x1f are reserved for transaction kinds (0x20-0x2f are blocks and
-consensus records); see docs/spec/encoding.md.
+consensus records); see docs/spec/encoding.md.  0x14 is held for RegisterMeter.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
 from functools import cached_property
 from typing import Annotated
 
 from protocol.address import address_of
 from protocol.crypto import Domain, SigningKey, require_valid, sha256
 from protocol.encoding import (
+    U8,
     U64,
     Bytes20,
     Bytes32,
@@ -72,8 +74,101 @@ class Burn(Record):
     amount_mc: U64
 
 
-TxBody = Transfer | RegisterParticipant | Mint | Burn
-TX_BODY_TYPES: tuple[type[Record], ...] = (Transfer, RegisterParticipant, Mint, Burn)
+class Market(IntEnum):
+    """The two order books of every delivery slot (DESIGN section 6)."""
+
+    DAY_AHEAD = 0
+    INTRADAY = 1
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class Side(IntEnum):
+    """Buy = charge or import energy; sell = discharge or export."""
+
+    BUY = 0
+    SELL = 1
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class Device(IntEnum):
+    """The device an order is for (the source's meter types that trade)."""
+
+    EV = 0
+    BATTERY = 1
+    PV = 2
+    LOAD = 3
+
+    @property
+    def label(self) -> str:
+        return {0: "EV", 1: "Battery", 2: "PV", 3: "Load"}[self.value]
+
+
+MARKET_BY_LABEL: dict[str, Market] = {m.label: m for m in Market}
+SIDE_BY_LABEL: dict[str, Side] = {s.label: s for s in Side}
+DEVICE_BY_LABEL: dict[str, Device] = {d.label: d for d in Device}
+
+
+@register(0x15)
+@dataclass(frozen=True, slots=True)
+class PlaceOrder(Record):
+    """A limit order for one delivery slot of one market.
+
+    ``slot`` is the slot index: the slot delivers in [slot * L, (slot + 1) * L) ms since the
+    epoch, L being the genesis ``slot_length_ms``.  ``peak_wh`` > 0 makes it an iceberg order
+    that shows at most ``peak_wh`` of ``quantity_wh`` at a time.  ``expiry_ms`` = 0 keeps the
+    order until its gate closure.  The order's id is the hash of the transaction.  Enumerated
+    fields are plain integers on the wire (see :class:`Market`, :class:`Side`,
+    :class:`Device`); the application refuses unknown values with a typed error.
+    """
+
+    market: U8
+    slot: U64
+    side: U8
+    device: U8
+    price_mc_per_kwh: U64
+    quantity_wh: U64
+    peak_wh: U64 = 0
+    expiry_ms: U64 = 0
+
+
+@register(0x16)
+@dataclass(frozen=True, slots=True)
+class CancelOrder(Record):
+    """Cancel what is still open of one's own order (its matched part stays a contract)."""
+
+    order_id: Bytes32
+
+
+@register(0x17)
+@dataclass(frozen=True, slots=True)
+class AmendOrder(Record):
+    """Give the open (unmatched) part of one's own order a new price and quantity.
+
+    ``quantity_wh`` is the new open quantity; what was already matched is a contract and is
+    not touched.  Only a smaller quantity at the same price keeps the order's time priority.
+    """
+
+    order_id: Bytes32
+    price_mc_per_kwh: U64
+    quantity_wh: U64
+
+
+TxBody = Transfer | RegisterParticipant | Mint | Burn | PlaceOrder | CancelOrder | AmendOrder
+TX_BODY_TYPES: tuple[type[Record], ...] = (
+    Transfer,
+    RegisterParticipant,
+    Mint,
+    Burn,
+    PlaceOrder,
+    CancelOrder,
+    AmendOrder,
+)
 
 
 @register(0x01)

@@ -87,8 +87,15 @@ class Chain:
 
 
 def make_chain(
-    directory: Path, *, validators: int = 1, engine: str = "solo", block_interval_ms: int = 100
+    directory: Path,
+    *,
+    validators: int = 1,
+    engine: str = "solo",
+    block_interval_ms: int = 100,
+    **params: Any,
 ) -> Chain:
+    """A fresh chain in ``directory``; ``params`` are further genesis ChainParams fields
+    (``slot_length_ms=2000, gate_closure_ms=1000`` for a market test that runs in seconds)."""
     bundle = build_genesis(
         chain_name="gridchain-it",
         genesis_time_ms=time.time_ns() // 1_000_000 - 1000,
@@ -97,6 +104,7 @@ def make_chain(
         engine=engine,
         new_key=SigningKey.generate,
         block_interval_ms=block_interval_ms,
+        extra_params=params,
     )
     base_api = free_port_block(validators)
     base_p2p = free_port_block(validators)

@@ -1,5 +1,7 @@
 """``gridchain wallet new | address | balance | transfer``: a key on disk and the node's API.
 
+The market commands (``order``, ``orders``, ``book``, ``trades``) are in wallet/trading.py.
+
 Each subcommand takes ``--wallet FILE``, ``--node URL`` and ``--json`` (DESIGN.md section 10),
 so scripts can rely on them everywhere even where one is unused (``new`` talks to no node).
 Human output is a small aligned table; ``--json`` prints exactly one JSON object on stdout, and
@@ -82,7 +84,8 @@ def register(
     parser = sub.add_parser(
         name,
         help=help_text,
-        description="Create a key, show its address and balance, and send credits.",
+        description="Create a key, show its address and balance, send credits, and trade "
+        "energy in the order books.",
     )
     actions = parser.add_subparsers(dest="wallet_command", required=True, metavar="ACTION")
 
@@ -155,6 +158,11 @@ def register(
         help="seconds to wait for the commit (default: %(default)g)",
     )
     transfer.set_defaults(handler=cmd_transfer)
+
+    # The market commands live in wallet.trading, which builds on this module's helpers.
+    from wallet.trading import add_commands  # noqa: PLC0415 - wallet.trading imports this module
+
+    add_commands(actions, common)
 
 
 def _positive_seconds(text: str) -> float:

@@ -117,6 +117,131 @@ class TxStatus:
     index: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class MarketInfo:
+    """The chain's market rules as ``GET /v1/markets`` reports them."""
+
+    slot_length_ms: int
+    gate_closure_ms: int
+    day_ahead_gate_closure_ms: int
+    matching_rule: str
+    iceberg_execution: str
+    now_ms: int
+    current_slot: int
+    first_open_slot: dict[str, int]
+
+    def gate_closure_of(self, market: str, slot: int) -> int:
+        lead = self.day_ahead_gate_closure_ms if market == "day_ahead" else self.gate_closure_ms
+        return slot * self.slot_length_ms - lead
+
+
+@dataclass(frozen=True, slots=True)
+class OrderInfo:
+    id: str
+    owner: str
+    market: str
+    slot: int
+    side: str
+    device: str
+    price_mc_per_kwh: int
+    quantity_wh: int
+    peak_wh: int
+    open_wh: int
+    display_wh: int
+    filled_wh: int
+    cancelled_wh: int
+    locked_mc: int
+    status: str
+    expires_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class TradeInfo:
+    trade_id: int
+    market: str
+    slot: int
+    seller: str
+    buyer: str
+    sell_order: str
+    buy_order: str
+    quantity_wh: int
+    price_mc_per_kwh: int
+    amount_mc: int
+    aggressor: str
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    price_mc_per_kwh: int
+    quantity_wh: int
+    orders: int
+
+
+@dataclass(frozen=True, slots=True)
+class BookInfo:
+    market: str
+    slot: int
+    start_ms: int
+    gate_closure_ms: int
+    open: bool
+    height: int
+    bids: tuple[Level, ...]
+    asks: tuple[Level, ...]
+
+
+def _order_info(doc: Any, what: str) -> OrderInfo:
+    f = _Fields(doc, what)
+    return OrderInfo(
+        id=f.string("id"),
+        owner=f.string("owner"),
+        market=f.string("market"),
+        slot=f.integer("slot"),
+        side=f.string("side"),
+        device=f.string("device"),
+        price_mc_per_kwh=f.integer("price_mc_per_kwh"),
+        quantity_wh=f.integer("quantity_wh"),
+        peak_wh=f.integer("peak_wh"),
+        open_wh=f.integer("open_wh"),
+        display_wh=f.integer("display_wh"),
+        filled_wh=f.integer("filled_wh"),
+        cancelled_wh=f.integer("cancelled_wh"),
+        locked_mc=f.integer("locked_mc"),
+        status=f.string("status"),
+        expires_ms=f.integer("expires_ms"),
+    )
+
+
+def _trade_info(doc: Any, what: str) -> TradeInfo:
+    f = _Fields(doc, what)
+    return TradeInfo(
+        trade_id=f.integer("trade_id"),
+        market=f.string("market"),
+        slot=f.integer("slot"),
+        seller=f.string("seller"),
+        buyer=f.string("buyer"),
+        sell_order=f.string("sell_order"),
+        buy_order=f.string("buy_order"),
+        quantity_wh=f.integer("quantity_wh"),
+        price_mc_per_kwh=f.integer("price_mc_per_kwh"),
+        amount_mc=f.integer("amount_mc"),
+        aggressor=f.string("aggressor"),
+        height=f.integer("height"),
+    )
+
+
+def _levels(doc: Any, what: str) -> tuple[Level, ...]:
+    if not isinstance(doc, list):
+        raise NodeResponseError(f"{what}: a list of price levels was expected")
+    out = []
+    for item in doc:
+        f = _Fields(item, what)
+        out.append(
+            Level(f.integer("price_mc_per_kwh"), f.integer("quantity_wh"), f.integer("orders"))
+        )
+    return tuple(out)
+
+
 def resolve_node_url(flag: str | None, environ: Mapping[str, str] | None = None) -> str:
     """``--node`` if given, else ``$GRIDCHAIN_NODE`` if non-empty, else the local default."""
     if flag:
@@ -176,6 +301,20 @@ class _Fields:
         if not isinstance(value, bool):
             raise self._bad(key, "true or false")
         return value
+
+    def items(self, key: str) -> list[Any]:
+        value = self._get(key)
+        if not isinstance(value, list):
+            raise self._bad(key, "a list")
+        return value
+
+    def int_map(self, key: str) -> dict[str, int]:
+        value = self._get(key)
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and type(v) is int and v >= 0 for k, v in value.items()
+        ):
+            raise self._bad(key, "an object of non-negative integers")
+        return dict(value)
 
     def hex_bytes(self, key: str, size: int) -> bytes:
         text = self.string(key)
@@ -237,6 +376,56 @@ class NodeClient:
             pending_nonce=f.integer("pending_nonce"),
             registered=f.flag("registered"),
             name=f.opt_string("name"),
+        )
+
+    async def markets(self) -> MarketInfo:
+        f = _Fields(await self._request("GET", "/v1/markets"), "GET /v1/markets")
+        return MarketInfo(
+            slot_length_ms=f.integer("slot_length_ms"),
+            gate_closure_ms=f.integer("gate_closure_ms"),
+            day_ahead_gate_closure_ms=f.integer("day_ahead_gate_closure_ms"),
+            matching_rule=f.string("matching_rule"),
+            iceberg_execution=f.string("iceberg_execution"),
+            now_ms=f.integer("now_ms"),
+            current_slot=f.integer("current_slot"),
+            first_open_slot=f.int_map("first_open_slot"),
+        )
+
+    async def order(self, order_id: str) -> OrderInfo:
+        path = f"/v1/orders/{order_id}"
+        return _order_info(await self._request("GET", path), f"GET {path}")
+
+    async def orders(
+        self, address_text: str, *, slot: int | None = None, status: str | None = None
+    ) -> list[OrderInfo]:
+        path = _with_query(
+            "/v1/orders", {"address": address_text, "slot": slot, "status": status, "limit": 1000}
+        )
+        f = _Fields(await self._request("GET", path), f"GET {path}")
+        return [_order_info(item, f"GET {path}") for item in f.items("orders")]
+
+    async def trades(
+        self, *, address: str | None = None, slot: int | None = None, market: str | None = None
+    ) -> list[TradeInfo]:
+        path = _with_query(
+            "/v1/trades", {"address": address, "slot": slot, "market": market, "limit": 1000}
+        )
+        f = _Fields(await self._request("GET", path), f"GET {path}")
+        return [_trade_info(item, f"GET {path}") for item in f.items("trades")]
+
+    async def book(self, market: str, slot: int) -> BookInfo:
+        path = f"/v1/markets/{market}/slots/{slot}/book"
+        what = f"GET {path}"
+        f = _Fields(await self._request("GET", path), what)
+        return BookInfo(
+            market=f.string("market"),
+            slot=f.integer("slot"),
+            start_ms=f.integer("start_ms"),
+            gate_closure_ms=f.integer("gate_closure_ms"),
+            open=f.flag("open"),
+            height=f.integer("height"),
+            bids=_levels(f.items("bids"), what),
+            asks=_levels(f.items("asks"), what),
         )
 
     async def submit_tx(self, tx: Transaction) -> str:
@@ -362,6 +551,12 @@ class NodeClient:
         raise NodeResponseError(
             f"{method} {path}: HTTP {status} from {self.url} without a gridchain error object"
         )
+
+
+def _with_query(path: str, params: Mapping[str, object]) -> str:
+    """``path`` with the given (non-None) query parameters, URL-encoded."""
+    pairs = {k: str(v) for k, v in params.items() if v is not None}
+    return str(URL(path).with_query(pairs)) if pairs else path
 
 
 def _reason(error: OSError) -> str:

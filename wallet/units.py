@@ -75,3 +75,70 @@ def format_credits(mc: int) -> str:
     sign = "-" if mc < 0 else ""
     whole, frac = divmod(abs(mc), MC_PER_CREDIT)
     return f"{sign}{whole}.{frac:0{DECIMALS}d}"
+
+
+# --- prices and energy -------------------------------------------------------------------
+#
+# The chain counts energy in Wh and prices in mc per kWh.  People think in kWh and in credits
+# per kWh, so those are the defaults; the chain's own units are accepted with a suffix, for
+# scripts that already hold integers.  The same exact decimal conversion as for credits applies:
+# nothing is rounded.
+
+_PRICE_RE = re.compile(r"(?P<number>[0-9.]+)\s*(?P<unit>mc)?\s*(?:/\s*kwh)?", re.IGNORECASE)
+_ENERGY_RE = re.compile(r"(?P<number>[0-9.]+)\s*(?P<unit>kwh|wh)?", re.IGNORECASE)
+
+
+class UnitError(GridchainError):
+    """A price or an energy quantity the wallet cannot read exactly."""
+
+    code = "bad_unit"
+
+
+def _decimal_thousandths(number: str, what: str, text: str) -> int:
+    """``"1.5"`` -> 1500: a decimal with at most three places, times 1000, exactly."""
+    try:
+        return parse_credits(number)
+    except AmountError:
+        raise UnitError(
+            f"{what} has at most {DECIMALS} decimals and no sign or exponent: {text!r}"
+        ) from None
+
+
+def parse_price(text: str) -> int:
+    """A price in mc/kWh from ``"120"`` / ``"120.5/kWh"`` (credits per kWh) or ``"120500mc"``."""
+    match = _PRICE_RE.fullmatch(text.strip())
+    if match is None or len(text) > _MAX_TEXT:
+        raise UnitError(
+            f"a price is credits per kWh (120.5 or 120.5/kWh) or mc per kWh (120500mc): {text!r}"
+        )
+    number = match.group("number")
+    if match.group("unit"):
+        if not number.isdigit():
+            raise UnitError(f"a price in mc/kWh is a whole number: {text!r}")
+        return int(number)
+    return _decimal_thousandths(number, "a price in credits/kWh", text)
+
+
+def parse_energy(text: str) -> int:
+    """Energy in Wh from ``"1.5"`` / ``"1.5kWh"`` (kWh, the default) or ``"1500Wh"``."""
+    match = _ENERGY_RE.fullmatch(text.strip())
+    if match is None or len(text) > _MAX_TEXT:
+        raise UnitError(f"energy is kWh (1.5 or 1.5kWh) or Wh (1500Wh): {text!r}")
+    number = match.group("number")
+    unit = (match.group("unit") or "kwh").lower()
+    if unit == "wh":
+        if not number.isdigit():
+            raise UnitError(f"energy in Wh is a whole number: {text!r}")
+        return int(number)
+    return _decimal_thousandths(number, "energy in kWh", text)
+
+
+def format_price(mc_per_kwh: int) -> str:
+    """``120500`` -> ``"120.500/kWh"`` (credits per kWh)."""
+    return f"{format_credits(mc_per_kwh)}/kWh"
+
+
+def format_energy(wh: int) -> str:
+    """``1500`` -> ``"1.500 kWh"``."""
+    whole, frac = divmod(wh, 1000)
+    return f"{whole}.{frac:03d} kWh"

@@ -150,6 +150,8 @@ class PbftEngine:
         self._guard = SigningGuard()
         self._head = ChainHead(0, b"\x00" * 32, 0)
         self._view = 0
+        #: the last view this replica was in (not merely asking for)
+        self._active_view = 0
         self._stable = 0
         self._logs: dict[int, HeightLog] = {}
         self._checkpoints: dict[int, dict[bytes, Checkpoint]] = {}
@@ -195,6 +197,7 @@ class PbftEngine:
 
     def _begin_instance(self, now_ms: int) -> None:
         self._reset_instance()
+        self._active_view = self._view
         if self._vals.primary(self._view) == self._me:
             self._propose_at = now_ms + self._interval
         if self._pending_work:
@@ -349,6 +352,11 @@ class PbftEngine:
         if view_hint is not None:
             # Start the next height in the view that decided this one: the others are there.
             self._view = view_hint
+        elif self._changing:
+            # Caught up while asking for a view nobody granted: go back to the last view this
+            # replica was in (safe at a new height, see the ADR), from where the f + 1 rule can
+            # take it up to wherever the others go; a view it asked for alone could only wait.
+            self._view = self._active_view
         for signer in [s for s, height in self._claims.items() if height <= head.height]:
             del self._claims[signer]
         actions: list[Action] = []
@@ -890,7 +898,7 @@ class PbftEngine:
         return actions
 
     def _enter_view(self, nv: NewView, now_ms: int) -> list[Action]:
-        self._view = nv.view
+        self._view = self._active_view = nv.view
         self._changing = False
         self._nv = nv
         self._awaiting = None

@@ -54,8 +54,11 @@ from protocol.errors import (
 )
 from protocol.tx import (
     MAX_TX_BYTES,
+    AmendOrder,
     Burn,
+    CancelOrder,
     Mint,
+    PlaceOrder,
     RegisterParticipant,
     Transaction,
     Transfer,
@@ -86,7 +89,22 @@ transfers = st.builds(Transfer, to=b20, amount_mc=u64, memo=text(0, 140))
 registrations = st.builds(RegisterParticipant, public_key=b32, name=text(1, 64))
 mints = st.builds(Mint, to=b20, amount_mc=u64)
 burns = st.builds(Burn, account=b20, amount_mc=u64)
-bodies = st.one_of(transfers, registrations, mints, burns)
+place_orders = st.builds(
+    PlaceOrder,
+    market=u8,
+    slot=u64,
+    side=u8,
+    device=u8,
+    price_mc_per_kwh=u64,
+    quantity_wh=u64,
+    peak_wh=u64,
+    expiry_ms=u64,
+)
+cancel_orders = st.builds(CancelOrder, order_id=b32)
+amend_orders = st.builds(AmendOrder, order_id=b32, price_mc_per_kwh=u64, quantity_wh=u64)
+bodies = st.one_of(
+    transfers, registrations, mints, burns, place_orders, cancel_orders, amend_orders
+)
 payloads = st.builds(TxPayload, sender=b32, nonce=u64, body=bodies)
 transactions = st.builds(Transaction, sender=b32, nonce=u64, body=bodies, signature=b64)
 headers = st.builds(
@@ -121,6 +139,9 @@ STRATEGIES: dict[type[Record], st.SearchStrategy[Record]] = {
     RegisterParticipant: registrations,
     Mint: mints,
     Burn: burns,
+    PlaceOrder: place_orders,
+    CancelOrder: cancel_orders,
+    AmendOrder: amend_orders,
     TxPayload: payloads,
     Transaction: transactions,
     BlockHeader: headers,
@@ -151,6 +172,9 @@ SAMPLES: dict[type[Record], Record] = {
     RegisterParticipant: RegisterParticipant(b"\x22" * 32, "alice"),
     Mint: Mint(b"\x33" * 20, 1000),
     Burn: Burn(b"\x44" * 20, 7),
+    PlaceOrder: PlaceOrder(1, 1_893_456, 0, 3, 250_000, 1500, 500, 0),
+    CancelOrder: CancelOrder(b"\x66" * 32),
+    AmendOrder: AmendOrder(b"\x66" * 32, 240_000, 1000),
     TxPayload: SAMPLE_TX.payload,
     Transaction: SAMPLE_TX,
     BlockHeader: SAMPLE_HEADER,
@@ -245,6 +269,9 @@ def test_type_tags_and_versions_are_pinned() -> None:
         "RegisterParticipant": (0x11, 1),
         "Mint": (0x12, 1),
         "Burn": (0x13, 1),
+        "PlaceOrder": (0x15, 1),
+        "CancelOrder": (0x16, 1),
+        "AmendOrder": (0x17, 1),
         "BlockHeader": (0x20, 1),
         "ScheduleEntry": (0x21, 1),
         "Block": (0x22, 1),
@@ -268,6 +295,18 @@ def test_field_layouts_are_pinned() -> None:
         "RegisterParticipant": ["public_key", "name"],
         "Mint": ["to", "amount_mc"],
         "Burn": ["account", "amount_mc"],
+        "PlaceOrder": [
+            "market",
+            "slot",
+            "side",
+            "device",
+            "price_mc_per_kwh",
+            "quantity_wh",
+            "peak_wh",
+            "expiry_ms",
+        ],
+        "CancelOrder": ["order_id"],
+        "AmendOrder": ["order_id", "price_mc_per_kwh", "quantity_wh"],
         "TxPayload": ["sender", "nonce", "body"],
         "Transaction": ["sender", "nonce", "body", "signature"],
         "BlockHeader": [
@@ -567,7 +606,7 @@ def test_known_tag_of_the_wrong_type_is_refused() -> None:
 
 
 def test_wrong_record_inside_a_union_is_refused() -> None:
-    """A transaction body is Transfer | RegisterParticipant | Mint | Burn and nothing else."""
+    """A transaction body is one of the TxBody kinds (TX_BODY_TYPES) and nothing else."""
     w = wire(SAMPLE_TX)
     w[index_of(Transaction, "body")] = wire(SAMPLE_VOTE)
     with pytest.raises(UnknownTypeError):

@@ -1,0 +1,1255 @@
+"""A deterministic simulator of whole PBFT clusters: the real engine, a fake network and clock.
+
+Why: consensus bugs live in interleavings (a message late here, a crash there) that tests with
+fixed sequences never reach, and that real clusters reach once a month.  Following TigerBeetle,
+every run is driven by one seeded RNG: message delays, drops, duplicates, partitions, crashes
+and the Byzantine validators' choices are all drawn from it, so a seed names one exact history
+and a failure replays (``python -m tests.sim.replay --seed N --scenario NAME``).
+
+What is real: :class:`~consensus.pbft.PbftEngine` (every byte a node sends is encoded and
+decoded with the engine's codec), the application (:class:`market.app.Application` on an
+in-memory :class:`market.state.MerkleState`), real signed transfer transactions, block
+building, validation and execution, and commit-certificate checks with
+:meth:`protocol.block.Certificate.verify`.  :class:`SimNode` applies an engine's actions
+exactly as node/runtime.py does: in order, persisted records stored before anything after
+them, proposals and validations answered in the same batch, catch-up fetches only certified
+blocks.  What is simulated: time, the network, the mempool (transactions reach every node by
+gossip; it keeps them by sender and nonce and proposes consecutive nonces), and disks (a node's
+persisted records and committed chain survive a crash, its memory does not).
+
+Three pure functions are computed once and shared, which changes nothing but the run time
+(1,000 seeds must fit in CI): Ed25519 verification, by its exact inputs
+(:func:`cached_signatures`); decoding a payload, by its exact bytes (with the engine's own
+decoder); and executing a block, by (parent hash, block hash), the parent hash committing to
+the parent state.
+
+Invariants, checked after every event: no two honest nodes commit different blocks at one
+height; every committed block carries a certificate that verifies with quorum q; no honest
+node signs two different blocks for one (view, height, step), even across restarts; an honest
+node's vote never leaves before the record that guards it is persisted; evidence is only ever
+reported against Byzantine validators.  Liveness, checked at the end: once faults stop (the
+network heals, crashed nodes restart; at most f validators stay Byzantine), every honest node
+commits new blocks within a bounded simulated time.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import msgpack
+
+import protocol.block
+import protocol.crypto
+from consensus.engine import (
+    Action,
+    Broadcast,
+    ChainHead,
+    CommitBlock,
+    Persist,
+    ReportEvidence,
+    RequestProposal,
+    Send,
+    SetTimer,
+    SyncTo,
+    ValidateBlock,
+)
+from consensus.pbft import PbftEngine
+from consensus.pbft.guard import PREPARE_KEY, PREPARED_KEY, VIEW_KEY
+from consensus.pbft.messages import (
+    Checkpoint,
+    Commit,
+    Decision,
+    NewView,
+    Prepare,
+    PreparedRecord,
+    PrePrepare,
+    ViewChange,
+    ViewRecord,
+    decode_record,
+    make_checkpoint,
+    make_commit,
+    make_pre_prepare,
+    make_prepare,
+    make_view_change,
+)
+from genesis.builder import GenesisBundle
+from market.accounts import get_account
+from market.app import Application, BlockContext, Execution
+from market.state import MerkleState
+from protocol.address import address_of
+from protocol.block import (
+    Block,
+    BlockHeader,
+    Certificate,
+    CommittedBlock,
+    Vote,
+    VoteSignature,
+    VoteStep,
+    check_block_structure,
+    schedule_root,
+    tx_root,
+)
+from protocol.crypto import Domain, SigningKey, sha256
+from protocol.encoding import Record
+from protocol.errors import DecodeError, GridchainError
+from protocol.tx import Transaction, Transfer, sign_tx
+from tests.helpers import GENESIS_TIME_MS, det_key, small_bundle
+
+BLOCK_INTERVAL_MS = 100
+VIEW_TIMEOUT_MS = 500
+CHECKPOINT_INTERVAL = 5
+WATERMARK_WINDOW = 10
+#: node/runtime.py refuses blocks further ahead of its clock than this.
+MAX_FUTURE_DRIFT_MS = 10_000
+MAX_BLOCK_TXS = 8
+PARTICIPANTS = 4
+TXS_PER_PARTICIPANT = 400
+#: After the faults stop, every honest node must commit this many blocks beyond the highest
+#: height any honest node had then ...
+LIVENESS_BLOCKS = 3
+#: ... within this much simulated time.
+LIVENESS_BOUND_MS = 60_000
+TRACE_EVENTS = 400
+
+
+class SimFailure(AssertionError):  # noqa: N818 - it is a test failure, named as one
+    """An invariant broke; the message names the seed and how to replay it."""
+
+
+# --- signature cache --------------------------------------------------------------------------
+
+_real_verify = protocol.crypto.verify
+_verified: dict[tuple[bytes, bytes, Domain, bytes, bytes], bool] = {}
+
+
+def cached_verify(
+    public_key: bytes, signature: bytes, domain: Domain, chain_id: bytes, payload: bytes
+) -> bool:
+    """protocol.crypto.verify, remembered by its exact inputs (it is a pure function)."""
+    key = (public_key, signature, domain, chain_id, payload)
+    known = _verified.get(key)
+    if known is None:
+        known = _real_verify(public_key, signature, domain, chain_id, payload)
+        if len(_verified) > 500_000:
+            _verified.clear()
+        _verified[key] = known
+    return known
+
+
+@contextmanager
+def cached_signatures() -> Iterator[None]:
+    """Route protocol's signature checks (transactions, certificates) through the cache."""
+    saved = (protocol.crypto.verify, protocol.block.verify)  # type: ignore[attr-defined]
+    protocol.crypto.verify = cached_verify
+    protocol.block.verify = cached_verify  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        protocol.crypto.verify, protocol.block.verify = saved  # type: ignore[attr-defined]
+
+
+# --- scenarios ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """A fault mix; the seed decides when and where the faults strike."""
+
+    name: str
+    n: int = 4
+    drop: float = 0.0
+    #: extra loss for commit votes and decisions: blocks get prepared (and locked) by many,
+    #: committed by few, which is what view changes must then get right
+    drop_commits: float = 0.0
+    duplicate: float = 0.0
+    delay_ms: tuple[int, int] = (1, 30)
+    partitions: bool = False
+    #: honest validators that may be down at the same time (crash and restart)
+    crashes: int = 0
+    #: crash every validator at once at some point, then restart them all
+    crash_all: bool = False
+    #: misbehaviours of Byzantine validators (one validator each)
+    byzantine: tuple[str, ...] = ()
+    #: a key outside the validator set that sends well-formed, signed messages
+    outsider: bool = False
+    chaos_ms: tuple[int, int] = (1_000, 3_000)
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario("calm"),
+        Scenario("lost-commits", drop=0.05, drop_commits=0.5, delay_ms=(1, 150)),
+        Scenario(
+            "lost-commits-byzantine",
+            drop=0.05,
+            drop_commits=0.4,
+            delay_ms=(1, 120),
+            crashes=1,
+            byzantine=("equivocate",),
+        ),
+        Scenario("lossy", drop=0.15, duplicate=0.1, delay_ms=(1, 80)),
+        Scenario("partitions", drop=0.05, partitions=True),
+        Scenario("crashes", drop=0.05, duplicate=0.05, crashes=1),
+        Scenario("crash-all", drop=0.05, crash_all=True),
+        Scenario("equivocating-primary", drop=0.05, byzantine=("equivocate",)),
+        Scenario("silent-primary", drop=0.05, byzantine=("silent",)),
+        Scenario("bad-signatures", drop=0.05, byzantine=("bad-signatures",)),
+        Scenario("conflicting-votes", drop=0.05, duplicate=0.05, byzantine=("conflicting",)),
+        Scenario("outsider", drop=0.05, outsider=True),
+        Scenario("byzantine-partitions", drop=0.1, partitions=True, byzantine=("equivocate",)),
+        Scenario("byzantine-crashes", drop=0.05, crashes=1, byzantine=("conflicting",)),
+        Scenario(
+            "n7-mixed",
+            n=7,
+            drop=0.1,
+            duplicate=0.05,
+            partitions=True,
+            byzantine=("equivocate", "conflicting"),
+            outsider=True,
+        ),
+        Scenario("n7-crashes", n=7, drop=0.05, crashes=2, byzantine=("silent",)),
+        Scenario("n7-lost-commits", n=7, drop=0.05, drop_commits=0.5, delay_ms=(1, 150)),
+    )
+}
+SCENARIO_NAMES: tuple[str, ...] = tuple(SCENARIOS)
+
+
+def scenario_for_seed(seed: int) -> str:
+    return SCENARIO_NAMES[seed % len(SCENARIO_NAMES)]
+
+
+# --- the chain every simulated cluster of one size shares -------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Fixture:
+    bundle: GenesisBundle
+    chain_id: bytes
+    keys: tuple[SigningKey, ...]
+    validators: tuple[bytes, ...]
+    genesis_items: tuple[tuple[bytes, bytes], ...]
+    #: signed transfers in submission order (nonces in order per sender)
+    txs: tuple[Transaction, ...]
+
+
+@cache
+def fixture(n: int) -> Fixture:
+    """Genesis, keys and a pool of signed transfers for n validators (built once per process)."""
+    bundle = small_bundle(
+        validators=n,
+        participants=PARTICIPANTS,
+        engine="pbft",
+        seed=f"sim-{n}",
+        block_interval_ms=BLOCK_INTERVAL_MS,
+    )
+    chain_id = bundle.genesis.chain_id
+    people = bundle.participants
+    txs = []
+    for nonce in range(TXS_PER_PARTICIPANT):
+        for i, sender in enumerate(people):
+            to = people[(i + 1) % len(people)]
+            body = Transfer(address_of(to.key.public_key), 1 + nonce % 7)
+            txs.append(sign_tx(sender.key, chain_id, nonce, body))
+    state = Application(bundle.genesis).genesis_state()
+    keys = tuple(v.key for v in bundle.validators)
+    return Fixture(
+        bundle,
+        chain_id,
+        keys,
+        tuple(k.public_key for k in keys),
+        tuple(state.items()),
+        tuple(txs),
+    )
+
+
+# --- events ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Event:
+    kind: str
+    node: int = -1
+    sender: bytes = b""
+    payload: bytes = b""
+    generation: int = 0
+    detail: Any = None
+
+
+@dataclass(slots=True)
+class TraceEntry:
+    time: int
+    kind: str
+    node: int
+    detail: Any
+
+    def render(self, names: Callable[[bytes], str]) -> str:
+        return f"{self.time:>8} ms  n{self.node:<2} {self.kind:<10} {describe(self.detail, names)}"
+
+
+def describe(detail: Any, names: Callable[[bytes], str]) -> str:
+    """A one-line account of a message or action for the trace."""
+    if isinstance(detail, PrePrepare):
+        return (
+            f"PrePrepare v{detail.view} h{detail.height} {detail.block.hash().hex()[:8]} "
+            f"from {names(detail.signer)}"
+        )
+    if isinstance(detail, Prepare | Commit):
+        v = detail.vote
+        return (
+            f"{type(detail).__name__} v{v.round} h{v.height} {v.block_hash.hex()[:8]} "
+            f"from {names(detail.signer)}"
+        )
+    if isinstance(detail, ViewChange):
+        prepared = detail.prepared
+        lock = (
+            "-"
+            if prepared is None
+            else f"v{prepared.vote.round}:{prepared.vote.block_hash.hex()[:8]}"
+        )
+        who = names(detail.signer)
+        return f"ViewChange to v{detail.new_view} h{detail.height} lock {lock} from {who}"
+    if isinstance(detail, NewView):
+        pp = detail.pre_prepare
+        block = "-" if pp is None else pp.block.hash().hex()[:8]
+        return f"NewView v{detail.view} h{detail.height} block {block}"
+    if isinstance(detail, Checkpoint):
+        return (
+            f"Checkpoint h{detail.height} {detail.block_hash.hex()[:8]} from {names(detail.signer)}"
+        )
+    if isinstance(detail, Decision):
+        v = detail.certificate.vote
+        return f"Decision h{v.height} v{v.round} {v.block_hash.hex()[:8]}"
+    if isinstance(detail, CommitBlock):
+        return f"COMMIT h{detail.block.height} {detail.block.hash().hex()[:8]}"
+    if isinstance(detail, Record):
+        return type(detail).__name__
+    return "" if detail is None else str(detail)
+
+
+# --- one simulated validator ------------------------------------------------------------------
+
+
+class PersistedGuard:
+    """What a node's persisted records say it signed last, for the outgoing-vote audit.
+
+    It reads the records the engine persisted (not the engine's memory), so a vote that leaves
+    before its record is stored fails the audit.  The prepared record carries a whole block;
+    only its certificate's vote is read (with msgpack, structurally) to keep the audit cheap.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[VoteStep, tuple[int, int, bytes]] = {}
+
+    def note(self, key: bytes, value: bytes) -> None:
+        if key == PREPARE_KEY:
+            vote = decode_record(value, Vote)
+            step = VoteStep.PREPARE
+        else:
+            # The prepared certificate guards the commit vote for the same view and block.
+            step = VoteStep.COMMIT
+            fields = msgpack.unpackb(value, raw=False)  # [tag, version, certificate, block]
+            cert = fields[2]  # [tag, version, vote, signatures]
+            if fields[0] != PreparedRecord.TYPE_TAG or cert[0] != Certificate.TYPE_TAG:
+                raise SimFailure("a persisted prepared record has the wrong type")
+            vote = Vote(*cert[2][2:])
+        self._last[step] = (vote.height, vote.round, vote.block_hash)
+
+    def covers(self, step: VoteStep, vote: Vote) -> bool:
+        """After a crash now, the restarted engine would refuse to contradict ``vote``."""
+        last = self._last.get(step)
+        if last is None:
+            return False
+        if (last[0], last[1]) != (vote.height, vote.round):
+            return (last[0], last[1]) > (vote.height, vote.round)
+        return last[2] == vote.block_hash
+
+
+class SimNode:
+    """A validator's runtime: the engine, the ledger, the mempool, the persisted records."""
+
+    def __init__(
+        self, cluster: Cluster, index: int, key: SigningKey, behaviour: str | None
+    ) -> None:
+        self.cluster = cluster
+        self.index = index
+        self.key = key
+        self.public_key = key.public_key
+        self.behaviour = behaviour
+        self.honest = behaviour is None
+        fx = cluster.fixture
+        self.app = Application(fx.bundle.genesis)
+        self.state = MerkleState(dict(fx.genesis_items))
+        self.chain: list[CommittedBlock] = []
+        self.head = ChainHead(0, fx.chain_id, fx.bundle.genesis.genesis_time_ms)
+        self.persisted: dict[bytes, bytes] = {}
+        self.guard = PersistedGuard()
+        self.engine: PbftEngine | None = None
+        self.mempool: dict[tuple[bytes, int], Transaction] = {}
+        self.pending_notified = False
+        self.executions: dict[bytes, Execution] = {}
+        self.nonces: dict[bytes, int] = {}
+        self.timer_generation = 0
+        self.halted: str | None = None
+        self.syncing = False
+        self.sync_target = 0
+
+    def is_alive(self) -> bool:
+        """Running: not crashed, not halted (a method, so type narrowing never caches it)."""
+        return self.engine is not None and self.halted is None
+
+    def name(self) -> str:
+        return f"n{self.index}"
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def boot(self) -> None:
+        fx = self.cluster.fixture
+        self.engine = PbftEngine(
+            self.key,
+            fx.chain_id,
+            fx.validators,
+            block_interval_ms=BLOCK_INTERVAL_MS,
+            view_timeout_ms=VIEW_TIMEOUT_MS,
+            checkpoint_interval=CHECKPOINT_INTERVAL,
+            watermark_window=WATERMARK_WINDOW,
+            verifier=cached_verify,
+        )
+        self.pending_notified = False
+        self.apply(self.engine.start(self.head, dict(self.persisted), self.cluster.now))
+        self.mempool_changed()
+
+    def crash(self) -> None:
+        """Lose everything in memory; the ledger and persisted records survive."""
+        self.engine = None
+        self.mempool.clear()
+        self.executions.clear()
+        self.timer_generation += 1
+        self.syncing = False
+        self.sync_target = 0
+
+    # --- the runtime's action loop ------------------------------------------------------
+
+    def apply(self, actions: list[Action]) -> None:
+        pending = deque(actions)
+        while pending and self.is_alive():
+            engine = self.engine
+            assert engine is not None
+            action = pending.popleft()
+            now = self.cluster.now
+            if isinstance(action, Persist):
+                self.persisted[action.key] = action.value
+                if action.key in (PREPARE_KEY, PREPARED_KEY):
+                    self.guard.note(action.key, action.value)
+            elif isinstance(action, Broadcast):
+                self.cluster.transmit(self, None, action.message)
+            elif isinstance(action, Send):
+                self.cluster.transmit(self, action.to, action.message)
+            elif isinstance(action, RequestProposal):
+                pending.extend(engine.on_proposal(self.build_proposal(action), now))
+            elif isinstance(action, ValidateBlock):
+                valid = self.check_proposal(action.block)
+                pending.extend(engine.on_block_validated(action.block.hash(), valid, now))
+            elif isinstance(action, CommitBlock):
+                self.cluster.record(self, "commit", action)
+                if self.commit(action.block, action.certificate, fetched=False):
+                    pending.extend(engine.on_block_committed(self.head, now))
+            elif isinstance(action, SyncTo):
+                self.request_sync(action.height)
+            elif isinstance(action, SetTimer):
+                self.timer_generation += 1
+                self.cluster.schedule(
+                    max(action.at_ms, now),
+                    Event("timer", self.index, generation=self.timer_generation),
+                )
+            elif isinstance(action, ReportEvidence):
+                self.cluster.on_evidence(self, action)
+
+    # --- proposals, validation, commits (as node/runtime.py) ------------------------------
+
+    def reap(self) -> list[Transaction]:
+        """Consecutive nonces per sender from the committed account nonce, senders in order."""
+        out: list[Transaction] = []
+        senders = sorted({sender for sender, _ in self.mempool})
+        for sender in senders:
+            nonce = self.app_nonce(sender)
+            while (sender, nonce) in self.mempool and len(out) < MAX_BLOCK_TXS:
+                out.append(self.mempool[(sender, nonce)])
+                nonce += 1
+        return out
+
+    def app_nonce(self, sender: bytes) -> int:
+        """The sender's next nonce in the committed state (cached until the next commit)."""
+        nonce = self.nonces.get(sender)
+        if nonce is None:
+            nonce = self.nonces[sender] = get_account(self.state, address_of(sender)).nonce
+        return nonce
+
+    def build_proposal(self, req: RequestProposal) -> Block | None:
+        if req.height != self.head.height + 1 or req.prev_hash != self.head.block_hash:
+            return None
+        txs = self.reap()
+        if not txs:
+            return None
+        timestamp = max(self.cluster.now, req.min_timestamp_ms)
+        return self.make_block(req.height, req.round, txs, timestamp)
+
+    def make_block(self, height: int, round_: int, txs: list[Transaction], timestamp: int) -> Block:
+        ctx = BlockContext(height, timestamp, self.public_key)
+        execution = self.app.execute_block(self.state, txs, ctx)
+        header = BlockHeader(
+            chain_id=self.cluster.fixture.chain_id,
+            height=height,
+            prev_hash=self.head.block_hash,
+            timestamp_ms=timestamp,
+            proposer=self.public_key,
+            round=round_,
+            benefit=0,
+            tx_root=tx_root(tuple(txs)),
+            schedule_root=schedule_root(()),
+            state_root=execution.state_root,
+        )
+        block = Block(header, tuple(txs), ())
+        self.executions[block.hash()] = execution
+        self.cluster.executions[(self.head.block_hash, block.hash())] = execution
+        return block
+
+    def validate_block(self, block: Block) -> Execution:
+        header = block.header
+        fx = self.cluster.fixture
+        if header.height != self.head.height + 1:
+            raise GridchainError(f"block {header.height} does not follow {self.head.height}")
+        if header.prev_hash != self.head.block_hash:
+            raise GridchainError("block does not extend the committed head")
+        if header.timestamp_ms <= self.head.timestamp_ms:
+            raise GridchainError("block timestamp does not advance")
+        if header.timestamp_ms > self.cluster.now + MAX_FUTURE_DRIFT_MS:
+            raise GridchainError("block timestamp is too far in the future")
+        if header.proposer not in fx.validators:
+            raise GridchainError("block proposer is not a validator")
+        block_hash = block.hash()
+        cached = self.executions.get(block_hash)
+        if cached is not None:
+            return cached
+        # Execution is a pure function of the parent state and the block, and the parent's hash
+        # commits to the parent state: honest nodes at one head share the result (or refusal).
+        key = (self.head.block_hash, block_hash)
+        shared = self.cluster.executions.get(key)
+        if isinstance(shared, Execution):
+            return shared
+        if shared is not None:
+            raise GridchainError(shared)
+        try:
+            check_block_structure(block, fx.chain_id)
+            ctx = BlockContext(header.height, header.timestamp_ms, header.proposer)
+            execution = self.app.execute_block(self.state, block.txs, ctx)
+            if execution.state_root != header.state_root:
+                raise GridchainError("block state root differs from the executed state")
+        except GridchainError as exc:
+            self.cluster.executions[key] = exc.message
+            raise
+        self.cluster.executions[key] = execution
+        return execution
+
+    def check_proposal(self, block: Block) -> bool:
+        try:
+            self.executions[block.hash()] = self.validate_block(block)
+        except GridchainError:
+            return False
+        return True
+
+    def commit(self, block: Block, certificate: Certificate, *, fetched: bool) -> bool:
+        fx = self.cluster.fixture
+        try:
+            certificate.verify(fx.chain_id, fx.validators, self.cluster.quorum)
+            if certificate.vote.block_hash != block.hash():
+                raise GridchainError("certificate is for another block")
+            if certificate.vote.height != block.height:
+                raise GridchainError("certificate is for another height")
+            if certificate.vote.step != VoteStep.COMMIT:
+                raise GridchainError("certificate is not for commit votes")
+        except GridchainError as exc:
+            if fetched:
+                return False
+            self.fail_or_halt(f"engine committed h{block.height} with a bad certificate: {exc}")
+            return False
+        try:
+            execution = self.validate_block(block)
+        except GridchainError as exc:
+            self.fail_or_halt(f"certified block h{block.height} does not execute: {exc}")
+            return False
+        self.chain.append(CommittedBlock(block, certificate))
+        self.state.apply(execution.writes)
+        self.nonces.clear()
+        self.executions.clear()
+        self.head = ChainHead(block.height, block.hash(), block.header.timestamp_ms)
+        for key in [k for k in self.mempool if k[1] < self.app_nonce(k[0])]:
+            del self.mempool[key]
+        self.cluster.on_commit(self, block)
+        self.mempool_changed()
+        return True
+
+    def fail_or_halt(self, reason: str) -> None:
+        if self.honest:
+            self.cluster.fail(f"{self.name()}: {reason}")
+        self.halted = reason
+
+    # --- mempool --------------------------------------------------------------------------
+
+    def receive_tx(self, tx: Transaction) -> None:
+        if not self.is_alive() or tx.nonce < self.app_nonce(tx.sender):
+            return
+        self.mempool.setdefault((tx.sender, tx.nonce), tx)
+        self.mempool_changed()
+
+    def mempool_changed(self) -> None:
+        # As the runtime's mempool holds only transactions that apply in order, "pending"
+        # means a proposal could be built now.
+        pending = any(
+            (sender, self.app_nonce(sender)) in self.mempool for sender, _ in self.mempool
+        )
+        if pending != self.pending_notified and self.is_alive():
+            self.pending_notified = pending
+            assert self.engine is not None
+            self.apply(self.engine.on_pending_work(pending, self.cluster.now))
+
+    # --- catching up ----------------------------------------------------------------------
+
+    def request_sync(self, height: int) -> None:
+        if height <= self.head.height:
+            return
+        self.sync_target = max(self.sync_target, height)
+        if not self.syncing:
+            self.syncing = True
+            self.cluster.schedule_sync(self, attempt=0)
+
+    def run_sync(self, attempt: int) -> None:
+        """Fetch certified blocks from a reachable honest node, like node/runtime.py's _sync."""
+        self.syncing = False
+        if not self.is_alive() or self.head.height >= self.sync_target:
+            return
+        source = self.cluster.sync_source(self)
+        progressed = False
+        if source is not None:
+            for committed in source.chain[self.head.height : self.sync_target]:
+                if committed.block.height != self.head.height + 1:
+                    break
+                if not self.commit(committed.block, committed.certificate, fetched=True):
+                    break
+                progressed = True
+                assert self.engine is not None
+                self.apply(self.engine.on_block_committed(self.head, self.cluster.now))
+                if not self.is_alive():
+                    return
+        if self.head.height < self.sync_target and attempt < 20:
+            self.syncing = True
+            self.cluster.schedule_sync(self, attempt=0 if progressed else attempt + 1)
+
+
+# --- the cluster ----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Outcome:
+    seed: int
+    scenario: str
+    heights: dict[str, int]
+    sim_time_ms: int
+    events: int
+    view_changes: int
+    evidence: dict[str, int] = field(default_factory=dict)
+
+
+class Cluster:
+    """Nodes, a network and a clock, all driven by one seeded RNG."""
+
+    def __init__(self, scenario: Scenario, seed: int, *, full_trace: bool = False) -> None:
+        self.scenario = scenario
+        self.seed = seed
+        self.rng = random.Random(f"{scenario.name}/{seed}")
+        self.fixture = fixture(scenario.n)
+        self.n = scenario.n
+        self.f = (self.n - 1) // 3
+        self.quorum = self.n - self.f
+        self.now = GENESIS_TIME_MS + 1_000
+        self.start_ms = self.now
+        self._queue: list[tuple[int, int, Event]] = []
+        self._seq = 0
+        self.trace: deque[TraceEntry] = deque(maxlen=None if full_trace else TRACE_EVENTS)
+        self.events = 0
+        byzantine = list(scenario.byzantine)
+        if len(byzantine) > self.f:
+            raise ValueError(f"{scenario.name}: more Byzantine validators than f = {self.f}")
+        chosen = self.rng.sample(range(self.n), len(byzantine))
+        roles: dict[int, str] = dict(zip(chosen, byzantine, strict=True))
+        self.nodes = [SimNode(self, i, k, roles.get(i)) for i, k in enumerate(self.fixture.keys)]
+        self.by_key = {node.public_key: node for node in self.nodes}
+        self.outsider = det_key(f"outsider/{seed}") if scenario.outsider else None
+        self.canonical: dict[int, bytes] = {}
+        self.signed: dict[tuple[bytes, int, int, int], bytes] = {}
+        self.evidence: dict[str, int] = {}
+        self.view_changes = 0
+        self.groups: list[int] | None = None  # partition group of each node, or None
+        self.faulty_network = True
+        chaos = self.rng.randint(*scenario.chaos_ms)
+        self.heal_at = self.now + chaos
+        self.liveness_base: int | None = None
+        self.deadline = self.heal_at + LIVENESS_BOUND_MS
+        self.next_tx = 0
+        self.recent: deque[Record] = deque(maxlen=32)  # what the outsider has overheard
+        self.decoded: dict[bytes, Record] = {}
+        self.executions: dict[tuple[bytes, bytes], Execution | str] = {}
+
+    # --- reporting ------------------------------------------------------------------------
+
+    def names(self, key: bytes) -> str:
+        node = self.by_key.get(key)
+        if node is not None:
+            return node.name() + ("*" if not node.honest else "")
+        return "outsider" if self.outsider and key == self.outsider.public_key else key.hex()[:8]
+
+    def record(self, node: SimNode | None, kind: str, detail: Any) -> None:
+        self.trace.append(
+            TraceEntry(self.now - self.start_ms, kind, -1 if node is None else node.index, detail)
+        )
+
+    def render_trace(self) -> str:
+        return "\n".join(entry.render(self.names) for entry in self.trace)
+
+    def replay_command(self) -> str:
+        return f"python -m tests.sim.replay --seed {self.seed} --scenario {self.scenario.name}"
+
+    def fail(self, reason: str) -> None:
+        roles = ", ".join(f"n{n.index}={n.behaviour}" for n in self.nodes if not n.honest) or "none"
+        heights = " ".join(f"n{n.index}:{n.head.height}" for n in self.nodes)
+        raise SimFailure(
+            f"PBFT simulation failed: seed={self.seed} scenario={self.scenario.name}\n"
+            f"  {reason}\n"
+            f"  at t={self.now - self.start_ms} ms; Byzantine: {roles}; heights: {heights}\n"
+            f"  replay: {self.replay_command()}\n"
+            f"last {len(self.trace)} events:\n{self.render_trace()}"
+        )
+
+    # --- scheduling ----------------------------------------------------------------------
+
+    def schedule(self, at: int, event: Event) -> None:
+        self._seq += 1
+        heapq.heappush(self._queue, (at, self._seq, event))
+
+    def schedule_sync(self, node: SimNode, *, attempt: int) -> None:
+        delay = self.rng.randint(*self.scenario.delay_ms) * 2 + 50 * attempt
+        self.schedule(self.now + delay, Event("sync", node.index, generation=attempt))
+
+    # --- the network -----------------------------------------------------------------------
+
+    def reachable(self, a: int, b: int) -> bool:
+        return self.groups is None or self.groups[a] == self.groups[b]
+
+    def transmit(self, sender: SimNode, to: bytes | None, message: Record) -> None:
+        """Send a node's message to one validator or all others, through its behaviour."""
+        if sender.honest:
+            self.audit_outgoing(sender, message)
+        self.recent.append(message)
+        targets = [n for n in self.nodes if n is not sender] if to is None else [self.by_key[to]]
+        if sender.behaviour is None:
+            payload = message.encode()
+            for target in targets:
+                self.post(sender.index, sender.public_key, target, message, payload)
+        else:
+            misbehave(self, sender, targets, message)
+
+    def post(
+        self,
+        src: int,
+        sender_key: bytes,
+        target: SimNode,
+        message: Record,
+        payload: bytes | None = None,
+    ) -> None:
+        """Put one message on the wire: maybe dropped, delayed, duplicated."""
+        if src >= 0 and not self.reachable(src, target.index):
+            return
+        rng = self.rng
+        if self.faulty_network:
+            loss = self.scenario.drop
+            if isinstance(message, Commit | Decision):
+                loss += self.scenario.drop_commits
+            if rng.random() < loss:
+                return
+        if payload is None:
+            payload = message.encode()
+        copies = 2 if self.faulty_network and rng.random() < self.scenario.duplicate else 1
+        for _ in range(copies):
+            delay = rng.randint(*self.scenario.delay_ms)
+            self.schedule(self.now + delay, Event("deliver", target.index, sender_key, payload))
+
+    def audit_outgoing(self, node: SimNode, message: Record) -> None:
+        """An honest vote leaves only when the record guarding it is persisted, and never twice."""
+        for step, vote in signed_votes(node.public_key, message):
+            key = (node.public_key, int(step), vote.height, vote.round)
+            earlier = self.signed.setdefault(key, vote.block_hash)
+            if earlier != vote.block_hash:
+                self.fail(
+                    f"{node.name()} signed two blocks for {step.name} at height {vote.height} "
+                    f"view {vote.round}: {earlier.hex()[:8]} and {vote.block_hash.hex()[:8]}"
+                )
+            if not node.guard.covers(step, vote):
+                self.fail(f"{node.name()} sent a {step.name} vote its guard record does not cover")
+        if isinstance(message, ViewChange) and message.signer == node.public_key:
+            raw = node.persisted.get(VIEW_KEY)
+            record = None if raw is None else decode_record(raw, ViewRecord)
+            if record is None or (record.height, record.view) < (message.height, message.new_view):
+                self.fail(f"{node.name()} sent a view change before persisting its view")
+
+    # --- callbacks from nodes ---------------------------------------------------------------
+
+    def on_commit(self, node: SimNode, block: Block) -> None:
+        if not node.honest:
+            return
+        block_hash = block.hash()
+        known = self.canonical.setdefault(block.height, block_hash)
+        if known != block_hash:
+            self.fail(
+                f"agreement violated at height {block.height}: {node.name()} committed "
+                f"{block_hash.hex()[:8]}, another honest node {known.hex()[:8]}"
+            )
+
+    def on_evidence(self, node: SimNode, action: ReportEvidence) -> None:
+        self.record(node, "evidence", f"{action.kind} against {self.names(action.offender)}")
+        offender = self.by_key.get(action.offender)
+        if node.honest and offender is not None and offender.honest:
+            self.fail(f"{node.name()} reported {action.kind} against honest {offender.name()}")
+        self.evidence[action.kind] = self.evidence.get(action.kind, 0) + 1
+
+    def sync_source(self, node: SimNode) -> SimNode | None:
+        sources = [
+            other
+            for other in self.nodes
+            if other is not node
+            and other.honest
+            and other.halted is None
+            and self.reachable(node.index, other.index)
+            and other.head.height > node.head.height
+        ]
+        if not sources:
+            return None
+        return max(sources, key=lambda other: (other.head.height, -other.index))
+
+    # --- faults ------------------------------------------------------------------------------
+
+    def plan_faults(self) -> None:
+        s = self.scenario
+        rng = self.rng
+        span = self.heal_at - self.now
+        if s.partitions:
+            t = self.now + rng.randint(100, 600)
+            while t < self.heal_at:
+                self.schedule(t, Event("partition"))
+                t += rng.randint(200, 900)
+                self.schedule(min(t, self.heal_at), Event("heal"))
+                t += rng.randint(100, 700)
+        if s.crashes:
+            t = self.now + rng.randint(100, 500)
+            while t < self.heal_at:
+                self.schedule(t, Event("crash", rng.randrange(self.n)))
+                t += rng.randint(150, 800)
+        if s.crash_all:
+            t = self.now + rng.randint(span // 4, span // 2)
+            for node in self.nodes:
+                self.schedule(t, Event("crash", node.index, detail="all"))
+                self.schedule(t + rng.randint(50, 400), Event("restart", node.index))
+        self.schedule(self.heal_at, Event("faults-end"))
+
+    def partition(self) -> None:
+        ids = list(range(self.n))
+        self.rng.shuffle(ids)
+        cut = self.rng.randint(1, self.n - 1)
+        groups = [0] * self.n
+        for i in ids[cut:]:
+            groups[i] = 1
+        self.groups = groups
+        self.record(
+            None,
+            "partition",
+            " | ".join(",".join(f"n{i}" for i in range(self.n) if groups[i] == g) for g in (0, 1)),
+        )
+
+    def crash(self, index: int, *, everyone: bool) -> None:
+        node = self.nodes[index]
+        if node.engine is None:
+            return
+        if not everyone:
+            down = sum(1 for n in self.nodes if n.honest and n.engine is None)
+            if not node.honest or down >= self.scenario.crashes:
+                return
+            self.schedule(self.now + self.rng.randint(100, 1_200), Event("restart", index))
+        self.record(node, "crash", None)
+        node.crash()
+
+    def restart(self, index: int) -> None:
+        node = self.nodes[index]
+        if node.engine is not None or node.halted is not None:
+            return
+        self.record(node, "restart", f"head h{node.head.height}")
+        node.boot()
+
+    def end_faults(self) -> None:
+        """The network heals and crashed validators come back; Byzantine ones stay."""
+        self.faulty_network = False
+        self.groups = None
+        self.record(None, "heal-all", None)
+        for node in self.nodes:
+            if node.engine is None:
+                self.restart(node.index)
+        self.liveness_base = max(n.head.height for n in self.nodes if n.honest)
+
+    # --- clients ---------------------------------------------------------------------------
+
+    def submit_next_tx(self) -> None:
+        txs = self.fixture.txs
+        if self.next_tx >= len(txs):
+            return
+        tx = txs[self.next_tx]
+        self.next_tx += 1
+        for node in self.nodes:
+            delay = self.rng.randint(*self.scenario.delay_ms)
+            self.schedule(self.now + delay, Event("tx", node.index, detail=tx))
+        self.schedule(self.now + self.rng.randint(5, 60), Event("client"))
+
+    def resubmit(self) -> None:
+        """Wallets retry what has not committed (crashed nodes lost their mempools)."""
+        committed = max((n for n in self.nodes if n.honest), key=lambda n: n.head.height)
+        seen: dict[bytes, int] = {}
+        for tx in self.fixture.txs[: self.next_tx]:
+            sender = tx.sender
+            if sender not in seen:
+                seen[sender] = committed.app_nonce(sender)
+            if seen[sender] <= tx.nonce < seen[sender] + MAX_BLOCK_TXS:
+                for node in self.nodes:
+                    delay = self.rng.randint(*self.scenario.delay_ms)
+                    self.schedule(self.now + delay, Event("tx", node.index, detail=tx))
+        self.schedule(self.now + 500, Event("resubmit"))
+
+    def outsider_act(self) -> None:
+        """A key outside the validator set sends messages that look right; all must be ignored."""
+        assert self.outsider is not None
+        key = self.outsider
+        fx = self.fixture
+        honest = [n for n in self.nodes if n.honest]
+        top = max(honest, key=lambda n: n.head.height)
+        height = top.head.height + 1
+        rng = self.rng
+        choice = rng.randrange(6)
+        fake_hash = sha256(b"outsider %d" % rng.randrange(1 << 30))
+        message: Record
+        if choice == 0:
+            block = Block(
+                BlockHeader(
+                    fx.chain_id,
+                    height,
+                    top.head.block_hash,
+                    self.now,
+                    key.public_key,
+                    0,
+                    0,
+                    tx_root(()),
+                    schedule_root(()),
+                    fake_hash,
+                ),
+                (),
+                (),
+            )
+            message = make_pre_prepare(key, fx.chain_id, rng.randrange(4), block)
+        elif choice == 1:
+            message = make_prepare(
+                key, fx.chain_id, Vote(height, 0, fake_hash, int(VoteStep.PREPARE))
+            )
+        elif choice == 2:
+            message = make_commit(
+                key, fx.chain_id, Vote(height, 0, fake_hash, int(VoteStep.COMMIT))
+            )
+        elif choice == 3:
+            message = make_view_change(
+                key, fx.chain_id, rng.randrange(1, 50), height, prepared=None, block=None
+            )
+        elif choice == 4:
+            message = make_checkpoint(
+                key,
+                fx.chain_id,
+                CHECKPOINT_INTERVAL * (1 + height // CHECKPOINT_INTERVAL),
+                fake_hash,
+            )
+        else:
+            vote = Vote(height + rng.randrange(3), 0, fake_hash, int(VoteStep.COMMIT))
+            sig = VoteSignature(key.public_key, key.sign(Domain.VOTE, fx.chain_id, vote.encode()))
+            message = Decision(Certificate(vote, (sig,)))
+        for target in self.nodes:
+            self.post(-1, key.public_key, target, message)
+        if self.recent and rng.random() < 0.5:
+            relayed = rng.choice(list(self.recent))  # replaying others' messages is harmless too
+            self.post(-1, key.public_key, rng.choice(self.nodes), relayed)
+        self.schedule(self.now + rng.randint(20, 150), Event("outsider"))
+
+    # --- the main loop -------------------------------------------------------------------------
+
+    def run(self) -> Outcome:
+        with cached_signatures():
+            return self._run()
+
+    def _run(self) -> Outcome:
+        for node in self.nodes:
+            node.boot()
+        self.plan_faults()
+        self.schedule(self.now + 1, Event("client"))
+        self.schedule(self.now + 500, Event("resubmit"))
+        if self.outsider is not None:
+            self.schedule(self.now + 10, Event("outsider"))
+        while self._queue:
+            at, _, event = heapq.heappop(self._queue)
+            if at > self.deadline:
+                self.fail_liveness()
+            self.now = at
+            self.events += 1
+            self.dispatch(event)
+            self.check_invariants()
+            if self.live():
+                return self.outcome()
+        self.fail_liveness()
+        raise AssertionError("unreachable")
+
+    def dispatch(self, event: Event) -> None:
+        kind = event.kind
+        if kind == "deliver":
+            node = self.nodes[event.node]
+            if not node.is_alive() or node.engine is None:
+                return
+            message = self.decoded.get(event.payload)
+            if message is None:
+                # Decoding is a pure function of the bytes: each distinct payload is decoded
+                # once, by the engine's own decoder, and the (immutable) result shared.
+                try:
+                    message = node.engine.decode_message(event.payload)
+                except DecodeError as exc:
+                    sender = self.by_key.get(event.sender)
+                    if sender is not None and sender.honest:
+                        self.fail(f"{node.name()} could not decode an honest message: {exc}")
+                    return
+                if len(self.decoded) > 50_000:
+                    self.decoded.clear()
+                self.decoded[event.payload] = message
+            self.record(node, "deliver", message)
+            if isinstance(message, ViewChange):
+                self.view_changes += 1
+            node.apply(node.engine.on_message(event.sender, message, self.now))
+        elif kind == "timer":
+            node = self.nodes[event.node]
+            if (
+                node.is_alive()
+                and node.engine is not None
+                and event.generation == node.timer_generation
+            ):
+                node.apply(node.engine.on_tick(self.now))
+        elif kind == "tx":
+            self.nodes[event.node].receive_tx(event.detail)
+        elif kind == "client":
+            self.submit_next_tx()
+        elif kind == "resubmit":
+            self.resubmit()
+        elif kind == "outsider":
+            self.outsider_act()
+        elif kind == "sync":
+            node = self.nodes[event.node]
+            if node.is_alive():
+                node.run_sync(event.generation)
+        elif kind == "partition":
+            self.partition()
+        elif kind == "heal":
+            self.groups = None
+            self.record(None, "heal", None)
+        elif kind == "crash":
+            self.crash(event.node, everyone=event.detail == "all")
+        elif kind == "restart":
+            self.restart(event.node)
+        elif kind == "faults-end":
+            self.end_faults()
+
+    def check_invariants(self) -> None:
+        """After every event: honest heads agree with what the others committed there."""
+        canonical = self.canonical
+        for node in self.nodes:
+            head = node.head
+            if node.honest and head.height and canonical.get(head.height) != head.block_hash:
+                self.fail(f"{node.name()}'s head h{head.height} is not the agreed block")
+
+    def live(self) -> bool:
+        if self.liveness_base is None:
+            return False
+        goal = self.liveness_base + LIVENESS_BLOCKS
+        return all(n.head.height >= goal for n in self.nodes if n.honest and n.is_alive())
+
+    def fail_liveness(self) -> None:
+        goal = (self.liveness_base or 0) + LIVENESS_BLOCKS
+        lagging = [
+            f"{n.name()} at h{n.head.height} view {n.engine.view if n.engine else '-'}"
+            for n in self.nodes
+            if n.honest and n.is_alive() and n.head.height < goal
+        ]
+        self.fail(
+            f"liveness: {LIVENESS_BOUND_MS} ms after the faults stopped, honest nodes had not "
+            f"all reached h{goal}: {', '.join(lagging)}"
+        )
+
+    def outcome(self) -> Outcome:
+        return Outcome(
+            self.seed,
+            self.scenario.name,
+            {n.name(): n.head.height for n in self.nodes},
+            self.now - self.start_ms,
+            self.events,
+            self.view_changes,
+            dict(sorted(self.evidence.items())),
+        )
+
+
+def signed_votes(signer: bytes, message: Record) -> list[tuple[VoteStep, Vote]]:
+    """The votes ``signer`` signed in ``message`` (a pre-prepare is its primary's prepare)."""
+    out: list[tuple[VoteStep, Vote]] = []
+    if isinstance(message, PrePrepare) and message.signer == signer:
+        out.append((VoteStep.PREPARE, message.vote()))
+    elif isinstance(message, Prepare | Commit) and message.signer == signer:
+        out.append((VoteStep(message.vote.step), message.vote))
+    elif isinstance(message, NewView) and message.pre_prepare is not None:
+        out.extend(signed_votes(signer, message.pre_prepare))
+    return out
+
+
+# --- Byzantine behaviours ---------------------------------------------------------------------
+
+
+def misbehave(cluster: Cluster, node: SimNode, targets: list[SimNode], message: Record) -> None:
+    """Send ``message`` the way ``node.behaviour`` dictates (the engine itself stays honest)."""
+    rng = cluster.rng
+    behaviour = node.behaviour
+    chain_id = cluster.fixture.chain_id
+    post = cluster.post
+
+    def send_all(msg: Record, to: list[SimNode]) -> None:
+        for target in to:
+            post(node.index, node.public_key, target, msg)
+
+    if behaviour == "silent" and isinstance(message, PrePrepare | NewView):
+        return  # a primary that never proposes nor completes a view change
+    if behaviour == "equivocate" and isinstance(message, PrePrepare) and len(targets) > 1:
+        block = message.block
+        other = node.make_block(
+            block.height,
+            block.header.round,
+            list(block.txs),
+            block.header.timestamp_ms + 1 + rng.randrange(5),
+        )
+        twin = make_pre_prepare(node.key, chain_id, message.view, other)
+        shuffled = list(targets)
+        rng.shuffle(shuffled)
+        half = len(shuffled) // 2
+        send_all(message, shuffled[:half])
+        send_all(twin, shuffled[half:])
+        if rng.random() < 0.5:
+            send_all(twin if rng.random() < 0.5 else message, [rng.choice(shuffled)])
+        return
+    if (
+        behaviour == "equivocate"
+        and isinstance(message, NewView)
+        and message.pre_prepare is not None
+        and len(targets) > 1
+    ):
+        # Half the replicas get a new view proposing another block: where a block was
+        # prepared, honest replicas must see that it is the wrong one.
+        pp = message.pre_prepare
+        other = node.make_block(
+            pp.block.height, pp.view, list(pp.block.txs), pp.block.header.timestamp_ms + 7
+        )
+        twin_nv = NewView(
+            message.view,
+            message.height,
+            message.view_changes,
+            make_pre_prepare(node.key, chain_id, pp.view, other),
+        )
+        for target in targets:
+            post(node.index, node.public_key, target, message if rng.random() < 0.5 else twin_nv)
+        return
+    if behaviour == "conflicting" and isinstance(message, ViewChange) and message.prepared:
+        # Lie about the lock to some replicas (a Byzantine validator may; it is signed).
+        liar = make_view_change(
+            node.key, chain_id, message.new_view, message.height, prepared=None, block=None
+        )
+        for target in targets:
+            post(node.index, node.public_key, target, message if rng.random() < 0.5 else liar)
+        return
+    if behaviour == "conflicting" and isinstance(message, Prepare | Commit | Checkpoint):
+        fake = sha256(b"conflict %d" % rng.randrange(1 << 30))
+        conflicting: Record
+        if isinstance(message, Checkpoint):
+            conflicting = make_checkpoint(node.key, chain_id, message.height, fake)
+        elif isinstance(message, Prepare):
+            vote = Vote(message.vote.height, message.vote.round, fake, message.vote.step)
+            conflicting = make_prepare(node.key, chain_id, vote)
+        else:
+            vote = Vote(message.vote.height, message.vote.round, fake, message.vote.step)
+            conflicting = make_commit(node.key, chain_id, vote)
+        for target in targets:
+            post(
+                node.index, node.public_key, target, message if rng.random() < 0.5 else conflicting
+            )
+        return
+    if behaviour == "bad-signatures" and rng.random() < 0.6:
+        send_all(corrupt(message, rng), targets)
+        return
+    send_all(message, targets)
+
+
+def corrupt(message: Record, rng: random.Random) -> Record:
+    """The same message with its signature damaged (or, for a new view, its proposal's)."""
+
+    def bad(sig: VoteSignature) -> VoteSignature:
+        raw = bytearray(sig.signature)
+        raw[rng.randrange(len(raw))] ^= 1 << rng.randrange(8)
+        return VoteSignature(sig.validator, bytes(raw))
+
+    if isinstance(message, PrePrepare):
+        return PrePrepare(message.view, message.height, message.block, bad(message.signature))
+    if isinstance(message, Prepare):
+        return Prepare(message.vote, bad(message.signature))
+    if isinstance(message, Commit):
+        return Commit(message.vote, bad(message.signature))
+    if isinstance(message, ViewChange):
+        return ViewChange(
+            message.new_view,
+            message.height,
+            message.prepared,
+            message.block,
+            bad(message.signature),
+        )
+    if isinstance(message, Checkpoint):
+        return Checkpoint(message.height, message.block_hash, bad(message.signature))
+    if isinstance(message, NewView) and message.pre_prepare is not None:
+        pp = message.pre_prepare
+        return NewView(
+            message.view,
+            message.height,
+            message.view_changes,
+            PrePrepare(pp.view, pp.height, pp.block, bad(pp.signature)),
+        )
+    return message
+
+
+def run_seed(seed: int, scenario: str | None = None, *, full_trace: bool = False) -> Outcome:
+    """Run one seeded simulation; raises SimFailure with the replay command on a violation."""
+    name = scenario_for_seed(seed) if scenario is None else scenario
+    return Cluster(SCENARIOS[name], seed, full_trace=full_trace).run()

@@ -1,0 +1,582 @@
+"""``gridchain wallet order buy|sell|cancel|amend``, ``orders``, ``book``, ``trades``.
+
+Units a person types (docs/wallet.md): prices in credits per kWh (``120.5``) or the chain's
+mc per kWh (``120500mc``); energy in kWh (``1.5``) or Wh (``1500Wh``); the delivery slot by its
+index (``--slot``) or by any time inside it (``--delivery 2024-05-01T18:30Z``).  The wallet
+converts exactly or refuses (wallet.units), and checks what it can before asking for a
+password or a signature: the gate closure from ``GET /v1/markets`` and, for a buy, that the
+escrow fits the spendable balance.  The node stays the authority; its refusals are passed
+through with its own code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+from datetime import UTC, datetime
+from typing import Any
+
+from protocol.crypto import SigningKey
+from protocol.errors import GridchainError
+from protocol.keystore import open_keystore
+from protocol.tx import (
+    DEVICE_BY_LABEL,
+    MARKET_BY_LABEL,
+    SIDE_BY_LABEL,
+    AmendOrder,
+    CancelOrder,
+    PlaceOrder,
+    TxBody,
+    sign_tx,
+)
+from wallet.cli import (
+    DEFAULT_COMMIT_TIMEOUT_S,
+    InsufficientBalanceError,
+    SenderNotRegisteredError,
+    WalletArgumentError,
+    _emit,
+    _json_errors,
+    _parse_address_arg,
+    _positive_seconds,
+    _wallet_path,
+    format_table,
+)
+from wallet.client import BookInfo, MarketInfo, NodeClient, OrderInfo, TradeInfo, resolve_node_url
+from wallet.keystore_file import keystore_address, read_keystore
+from wallet.password import read_password
+from wallet.units import (
+    format_credits,
+    format_energy,
+    format_price,
+    parse_energy,
+    parse_price,
+)
+
+#: The device an order is for when --device is not given.
+DEFAULT_DEVICE = {"buy": "Load", "sell": "PV"}
+
+
+class GateClosedError(GridchainError):
+    """The slot's book has passed its gate closure (checked before signing)."""
+
+    code = "gate_closed"
+
+
+def _order_id(text: str) -> str:
+    value = text.strip().lower()
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raise WalletArgumentError(f"an order id is 64 hex digits, got {text!r}") from None
+    if len(raw) != 32:
+        raise WalletArgumentError(f"an order id is 64 hex digits, got {len(value)} characters")
+    return value
+
+
+def parse_time_ms(text: str, what: str) -> int:
+    """ISO 8601 with ``Z`` or an offset (``2024-05-01T18:30Z``), or milliseconds since the epoch.
+
+    A time without a zone is refused: 18:30 means different instants on different devices.
+    """
+    stripped = text.strip()
+    if stripped.isascii() and stripped.isdigit() and len(stripped) <= 19:
+        return int(stripped)
+    try:
+        when = datetime.fromisoformat(stripped)
+    except ValueError:
+        raise WalletArgumentError(
+            f"{what} is an ISO 8601 time like 2024-05-01T18:30Z, or ms since the epoch: {text!r}"
+        ) from None
+    if when.tzinfo is None:
+        raise WalletArgumentError(
+            f"{what} needs a zone: add Z (UTC) or an offset like +05:30: {text!r}"
+        )
+    return int(when.timestamp() * 1000)
+
+
+def iso_ms(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- parser ------------------------------------------------------------------------------
+
+
+def add_commands(
+    actions: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    """Add ``order``, ``orders``, ``book`` and ``trades`` to ``gridchain wallet``."""
+    order = actions.add_parser(
+        "order",
+        help="place, amend or cancel an order in a delivery slot's book",
+        description="Orders for energy in a delivery slot (docs/markets.md).",
+    )
+    kinds = order.add_subparsers(dest="order_command", required=True, metavar="ACTION")
+
+    waiting = argparse.ArgumentParser(add_help=False)
+    waiting.add_argument(
+        "--no-wait", action="store_true", help="return once the node accepted the transaction"
+    )
+    waiting.add_argument(
+        "--timeout",
+        type=_positive_seconds,
+        default=DEFAULT_COMMIT_TIMEOUT_S,
+        metavar="S",
+        help="seconds to wait for the commit (default: %(default)g)",
+    )
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument(
+        "--market",
+        choices=sorted(MARKET_BY_LABEL),
+        default="day_ahead",
+        help="the book (default: %(default)s)",
+    )
+    slot = where.add_mutually_exclusive_group(required=True)
+    slot.add_argument("--slot", type=int, metavar="N", help="delivery slot index")
+    slot.add_argument(
+        "--delivery", metavar="TIME", help="any time in the slot: 2024-05-01T18:30Z or epoch ms"
+    )
+
+    for side in ("buy", "sell"):
+        verb = "charge or import" if side == "buy" else "discharge or export"
+        place = kinds.add_parser(
+            side,
+            parents=[common, where, waiting],
+            help=f"offer to {side} energy ({verb}) in a delivery slot",
+            description=f"Place a limit order to {side} energy; it matches at once against "
+            "the book and rests with what is left until gate closure.",
+        )
+        place.add_argument(
+            "--price",
+            required=True,
+            metavar="PRICE",
+            help="limit price: credits/kWh (120.5) or mc/kWh (120500mc)",
+        )
+        place.add_argument(
+            "--quantity", required=True, metavar="ENERGY", help="kWh (1.5) or Wh (1500Wh)"
+        )
+        place.add_argument(
+            "--peak",
+            metavar="ENERGY",
+            help="iceberg: show at most this much at a time (below --quantity)",
+        )
+        place.add_argument(
+            "--device",
+            choices=sorted(DEVICE_BY_LABEL),
+            default=DEFAULT_DEVICE[side],
+            help="the device the energy is for (default: %(default)s)",
+        )
+        place.add_argument(
+            "--expiry", metavar="TIME", help="withdraw the rest at this time (before gate closure)"
+        )
+        place.set_defaults(handler=cmd_place, side=side)
+
+    cancel = kinds.add_parser(
+        "cancel",
+        parents=[common, waiting],
+        help="cancel what is still open of one of your orders",
+        description="Cancel the open part of an order; its matched part stays a contract.",
+    )
+    cancel.add_argument("order_id", metavar="ORDER_ID", help="the order's id (64 hex digits)")
+    cancel.set_defaults(handler=cmd_cancel)
+
+    amend = kinds.add_parser(
+        "amend",
+        parents=[common, waiting],
+        help="change the price and open quantity of one of your orders",
+        description="Give the open part of an order a new price and quantity. Less at the "
+        "same price keeps the order's place; anything else re-enters the book at the tail.",
+    )
+    amend.add_argument("order_id", metavar="ORDER_ID", help="the order's id (64 hex digits)")
+    amend.add_argument("--price", required=True, metavar="PRICE", help="the new limit price")
+    amend.add_argument("--quantity", required=True, metavar="ENERGY", help="the new open quantity")
+    amend.set_defaults(handler=cmd_amend)
+
+    orders = actions.add_parser(
+        "orders",
+        parents=[common],
+        help="list an account's orders",
+        description="The orders of ADDRESS, or of the wallet's own address.",
+    )
+    orders.add_argument("address", nargs="?", metavar="ADDRESS", help="gc1... address")
+    orders.add_argument("--slot", type=int, metavar="N", help="only this delivery slot")
+    orders.add_argument(
+        "--status",
+        choices=("open", "filled", "cancelled", "expired", "rejected"),
+        help="only orders in this state",
+    )
+    orders.set_defaults(handler=cmd_orders)
+
+    book = actions.add_parser(
+        "book",
+        parents=[common, where],
+        help="show a delivery slot's order book",
+        description="The book's price levels with their displayed quantities (icebergs "
+        "show their visible clip only).",
+    )
+    book.set_defaults(handler=cmd_book)
+
+    trades = actions.add_parser(
+        "trades",
+        parents=[common],
+        help="list trades (contracts awaiting settlement)",
+        description="Trades of ADDRESS (default: the wallet's own), optionally of one slot.",
+    )
+    trades.add_argument("address", nargs="?", metavar="ADDRESS", help="gc1... address")
+    trades.add_argument("--slot", type=int, metavar="N", help="only this delivery slot")
+    trades.add_argument("--market", choices=sorted(MARKET_BY_LABEL), help="only this market")
+    trades.add_argument(
+        "--all", action="store_true", help="every account's trades, not only one address's"
+    )
+    trades.set_defaults(handler=cmd_trades)
+
+
+# --- shared ------------------------------------------------------------------------------
+
+
+def _slot_of(args: argparse.Namespace, markets: MarketInfo) -> int:
+    if args.slot is not None:
+        if args.slot < 0:
+            raise WalletArgumentError(f"--slot is a non-negative index, got {args.slot}")
+        slot: int = args.slot
+        return slot
+    return parse_time_ms(args.delivery, "--delivery") // markets.slot_length_ms
+
+
+def _own_address(args: argparse.Namespace) -> str:
+    path = _wallet_path(args)
+    return keystore_address(read_keystore(path), path)
+
+
+def _order_json(order: OrderInfo | None) -> dict[str, Any] | None:
+    return None if order is None else dataclasses.asdict(order)
+
+
+def _order_rows(order: OrderInfo, slot_length_ms: int | None) -> list[list[str]]:
+    what = (
+        f"{order.side} {format_energy(order.quantity_wh)} at {format_price(order.price_mc_per_kwh)}"
+    )
+    what += (
+        f" ({order.device}{', iceberg ' + format_energy(order.peak_wh) if order.peak_wh else ''})"
+    )
+    rows = [
+        ["order", order.id],
+        ["what", what],
+        ["book", f"{order.market} slot {order.slot}"],
+    ]
+    if slot_length_ms:
+        start = order.slot * slot_length_ms
+        rows.append(["delivery", f"{iso_ms(start)} to {iso_ms(start + slot_length_ms)}"])
+    rows += [
+        ["state", order.status],
+        ["filled", format_energy(order.filled_wh)],
+        ["open", format_energy(order.open_wh)],
+    ]
+    if order.cancelled_wh:
+        rows.append(["cancelled", format_energy(order.cancelled_wh)])
+    if order.locked_mc:
+        rows.append(["escrow", f"{format_credits(order.locked_mc)} credits"])
+    return rows
+
+
+def _open_key(args: argparse.Namespace) -> tuple[str, SigningKey]:
+    """The wallet's address and key: opened before any network traffic, so a wrong password
+    costs nothing (the same order of work as ``transfer``)."""
+    path = _wallet_path(args)
+    doc = read_keystore(path)
+    return keystore_address(doc, path), open_keystore(doc, read_password())
+
+
+async def _send(
+    args: argparse.Namespace,
+    node: NodeClient,
+    own: str,
+    key: SigningKey,
+    body: TxBody,
+    *,
+    escrow_mc: int = 0,
+) -> dict[str, Any]:
+    """Sign ``body`` with the wallet's key, submit it and (unless --no-wait) wait for it."""
+    status = await node.status()
+    account = await node.account(own)
+    if not account.registered:
+        raise SenderNotRegisteredError(
+            f"{own} is not registered on chain {status.chain_name!r}; "
+            "the chain's governance must register it before it can trade"
+        )
+    if escrow_mc > account.spendable_mc:
+        raise InsufficientBalanceError(
+            f"the order needs {format_credits(escrow_mc)} credits in escrow; {own} can spend "
+            f"{format_credits(account.spendable_mc)} ({account.spendable_mc} mc)"
+        )
+    tx = sign_tx(key, status.chain_id, account.pending_nonce, body)
+    tx_hash = await node.submit_tx(tx)
+    result: dict[str, Any] = {
+        "hash": tx_hash,
+        "status": "pending",
+        "height": None,
+        "index": None,
+        "nonce": account.pending_nonce,
+        "node": node.url,
+    }
+    if not args.no_wait:
+        committed = await node.wait_committed(tx_hash, timeout_s=args.timeout)
+        result.update(status=committed.status, height=committed.height, index=committed.index)
+    return result
+
+
+def _tx_rows(result: dict[str, Any]) -> list[list[str]]:
+    rows = [["status", str(result["status"])], ["hash", str(result["hash"])]]
+    if result["height"] is not None:
+        rows.append(["height", str(result["height"])])
+    return rows
+
+
+# --- order buy / sell ----------------------------------------------------------------------
+
+
+@_json_errors
+def cmd_place(args: argparse.Namespace) -> int:
+    side: str = args.side
+    price = parse_price(args.price)
+    quantity = parse_energy(args.quantity)
+    peak = 0 if args.peak is None else parse_energy(args.peak)
+    if price == 0 or quantity == 0:
+        raise WalletArgumentError("--price and --quantity must be positive")
+    if args.peak is not None and not 0 < peak < quantity:
+        raise WalletArgumentError("--peak must be positive and below --quantity")
+    expiry = 0 if args.expiry is None else parse_time_ms(args.expiry, "--expiry")
+    own, key = _open_key(args)
+    market: str = args.market
+    node_url = resolve_node_url(args.node)
+
+    async def run() -> tuple[dict[str, Any], OrderInfo | None, MarketInfo]:
+        async with NodeClient(node_url) as node:
+            markets = await node.markets()
+            slot = _slot_of(args, markets)
+            gate = markets.gate_closure_of(market, slot)
+            if markets.now_ms >= gate:
+                raise GateClosedError(
+                    f"{market} slot {slot} closed at {iso_ms(gate)} (gate closure); the first "
+                    f"open slot is {markets.first_open_slot.get(market, '?')}"
+                )
+            body = PlaceOrder(
+                market=int(MARKET_BY_LABEL[market]),
+                slot=slot,
+                side=int(SIDE_BY_LABEL[side]),
+                device=int(DEVICE_BY_LABEL[args.device]),
+                price_mc_per_kwh=price,
+                quantity_wh=quantity,
+                peak_wh=peak,
+                expiry_ms=expiry,
+            )
+            escrow = -(-price * quantity // 1000) if side == "buy" else 0
+            result = await _send(args, node, own, key, body, escrow_mc=escrow)
+            order = None if result["height"] is None else await node.order(result["hash"])
+            return result, order, markets
+
+    result, order, markets = asyncio.run(run())
+    result["order_id"] = result["hash"]
+    result["order"] = _order_json(order)
+    rows = _tx_rows(result)
+    if order is not None:
+        rows += _order_rows(order, markets.slot_length_ms)
+    else:
+        rows.append(["order", str(result["hash"])])
+    _emit(args, result, format_table(rows))
+    return 0
+
+
+# --- order cancel / amend ----------------------------------------------------------------
+
+
+@_json_errors
+def cmd_cancel(args: argparse.Namespace) -> int:
+    order_id = _order_id(args.order_id)
+    own, key = _open_key(args)
+    node_url = resolve_node_url(args.node)
+
+    async def run() -> tuple[dict[str, Any], OrderInfo | None]:
+        async with NodeClient(node_url) as node:
+            before = await node.order(order_id)
+            if before.owner != own:
+                raise WalletArgumentError(f"order {order_id} belongs to {before.owner}, not {own}")
+            result = await _send(args, node, own, key, CancelOrder(bytes.fromhex(order_id)))
+            after = None if result["height"] is None else await node.order(order_id)
+            return result, after
+
+    result, after = asyncio.run(run())
+    result["order_id"] = order_id
+    result["order"] = _order_json(after)
+    rows = _tx_rows(result)
+    if after is not None:
+        rows += _order_rows(after, None)
+    _emit(args, result, format_table(rows))
+    return 0
+
+
+@_json_errors
+def cmd_amend(args: argparse.Namespace) -> int:
+    order_id = _order_id(args.order_id)
+    price = parse_price(args.price)
+    quantity = parse_energy(args.quantity)
+    if price == 0 or quantity == 0:
+        raise WalletArgumentError("--price and --quantity must be positive")
+    own, key = _open_key(args)
+    node_url = resolve_node_url(args.node)
+
+    async def run() -> tuple[dict[str, Any], OrderInfo | None]:
+        async with NodeClient(node_url) as node:
+            before = await node.order(order_id)
+            if before.owner != own:
+                raise WalletArgumentError(f"order {order_id} belongs to {before.owner}, not {own}")
+            escrow = 0
+            if before.side == "buy":
+                escrow = max(0, -(-price * quantity // 1000) - before.locked_mc)
+            body = AmendOrder(bytes.fromhex(order_id), price, quantity)
+            result = await _send(args, node, own, key, body, escrow_mc=escrow)
+            after = None if result["height"] is None else await node.order(order_id)
+            return result, after
+
+    result, after = asyncio.run(run())
+    result["order_id"] = order_id
+    result["order"] = _order_json(after)
+    rows = _tx_rows(result)
+    if after is not None:
+        rows += _order_rows(after, None)
+    _emit(args, result, format_table(rows))
+    return 0
+
+
+# --- orders / book / trades ----------------------------------------------------------------
+
+
+@_json_errors
+def cmd_orders(args: argparse.Namespace) -> int:
+    address = _parse_address_arg(args.address, "ADDRESS") if args.address else _own_address(args)
+    node_url = resolve_node_url(args.node)
+
+    async def run() -> list[OrderInfo]:
+        async with NodeClient(node_url) as node:
+            return await node.orders(address, slot=args.slot, status=args.status)
+
+    orders = asyncio.run(run())
+    rows = [["order", "book", "slot", "side", "price/kWh", "kWh", "filled", "open", "state"]]
+    for o in orders:
+        rows.append(
+            [
+                o.id[:16],
+                o.market,
+                str(o.slot),
+                o.side + (" (iceberg)" if o.peak_wh else ""),
+                format_credits(o.price_mc_per_kwh),
+                format_credits(o.quantity_wh),
+                format_credits(o.filled_wh),
+                format_credits(o.open_wh),
+                o.status,
+            ]
+        )
+    human = format_table(rows, right=frozenset({2, 4, 5, 6, 7})) if orders else "no orders"
+    _emit(
+        args,
+        {"address": address, "orders": [dataclasses.asdict(o) for o in orders]},
+        human,
+    )
+    return 0
+
+
+def _book_table(book: BookInfo) -> str:
+    state = "open" if book.open else "closed"
+    head = (
+        f"{book.market} slot {book.slot}  delivery {iso_ms(book.start_ms)}  "
+        f"gate closure {iso_ms(book.gate_closure_ms)} ({state})"
+    )
+    rows = [["", "price/kWh", "kWh", "orders"]]
+    for level in reversed(book.asks):
+        rows.append(
+            [
+                "ask",
+                format_credits(level.price_mc_per_kwh),
+                format_credits(level.quantity_wh),
+                str(level.orders),
+            ]
+        )
+    for level in book.bids:
+        rows.append(
+            [
+                "bid",
+                format_credits(level.price_mc_per_kwh),
+                format_credits(level.quantity_wh),
+                str(level.orders),
+            ]
+        )
+    if len(rows) == 1:
+        return f"{head}\nthe book is empty"
+    return f"{head}\n{format_table(rows, right=frozenset({1, 2, 3}))}"
+
+
+@_json_errors
+def cmd_book(args: argparse.Namespace) -> int:
+    market: str = args.market
+    node_url = resolve_node_url(args.node)
+
+    async def run() -> BookInfo:
+        async with NodeClient(node_url) as node:
+            slot = args.slot if args.slot is not None else _slot_of(args, await node.markets())
+            if slot < 0:
+                raise WalletArgumentError(f"--slot is a non-negative index, got {slot}")
+            return await node.book(market, slot)
+
+    book = asyncio.run(run())
+    data = dataclasses.asdict(book)
+    _emit(args, data, _book_table(book))
+    return 0
+
+
+def _trade_rows(trades: list[TradeInfo], address: str | None) -> list[list[str]]:
+    rows = [["trade", "book", "slot", "side", "price/kWh", "kWh", "credits", "counterparty"]]
+    for t in trades:
+        if address is None:
+            side, other = "-", f"{t.seller[:14]}.. -> {t.buyer[:14]}.."
+        elif t.buyer == address:
+            side, other = "bought", t.seller
+        else:
+            side, other = "sold", t.buyer
+        rows.append(
+            [
+                str(t.trade_id),
+                t.market,
+                str(t.slot),
+                side,
+                format_credits(t.price_mc_per_kwh),
+                format_credits(t.quantity_wh),
+                format_credits(t.amount_mc),
+                other,
+            ]
+        )
+    return rows
+
+
+@_json_errors
+def cmd_trades(args: argparse.Namespace) -> int:
+    address: str | None = None
+    if not args.all:
+        address = (
+            _parse_address_arg(args.address, "ADDRESS") if args.address else _own_address(args)
+        )
+    node_url = resolve_node_url(args.node)
+
+    async def run() -> list[TradeInfo]:
+        async with NodeClient(node_url) as node:
+            return await node.trades(address=address, slot=args.slot, market=args.market)
+
+    trades = asyncio.run(run())
+    rows = _trade_rows(trades, address)
+    human = format_table(rows, right=frozenset({0, 2, 4, 5, 6})) if trades else "no trades"
+    _emit(
+        args,
+        {"address": address, "trades": [dataclasses.asdict(t) for t in trades]},
+        human,
+    )
+    return 0
