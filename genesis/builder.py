@@ -17,6 +17,16 @@ PEER_DEVICES: tuple[tuple[DeviceKind, ...], ...] = (
     ("Load",),
 )
 DEFAULT_BALANCE_MC = 1_000_000  # 1,000 credits each
+#: A testnet household's meters, in the order of their Modbus slave ids (4i+1..4i+4 for
+#: participant i), as ``gridchain meterbridge simulate`` serves them: (meter id suffix, meter
+#: type, profile, the device that must be present for the meter to be registered).
+HOUSEHOLD_METERS: tuple[tuple[str, str, str, DeviceKind | None], ...] = (
+    ("net", "Netmeter", "eastron-sdm630", None),
+    ("pv", "PV", "eastron-sdm120", "PV"),
+    ("ev", "EV", "generic", "EV"),
+    ("battery", "Battery", "eastron-sdm120", "Battery"),
+)
+SLAVES_PER_HOUSEHOLD = len(HOUSEHOLD_METERS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +45,17 @@ class GenesisBundle:
     validators: tuple[NamedKey, ...]
     participants: tuple[NamedKey, ...]
     governance: NamedKey
+    #: One meter-bridge key per participant (same order), when built ``with_meters``.
+    bridges: tuple[NamedKey, ...] = ()
+
+
+def household_meter_ids(participant: str, devices: tuple[str, ...]) -> list[tuple[int, str]]:
+    """(slot in the household 0..3, meter id) of the meters a participant's household has."""
+    return [
+        (slot, f"{participant}-{suffix}")
+        for slot, (suffix, _, _, device) in enumerate(HOUSEHOLD_METERS)
+        if device is None or device in devices
+    ]
 
 
 def participant_name(i: int) -> str:
@@ -53,8 +74,14 @@ def build_genesis(
     block_interval_ms: int | None = None,
     balance_mc: int = DEFAULT_BALANCE_MC,
     extra_params: dict[str, Any] | None = None,
+    with_meters: bool = False,
 ) -> GenesisBundle:
-    """Generate keys and a validated genesis; a wrong value raises GenesisError naming it."""
+    """Generate keys and a validated genesis; a wrong value raises GenesisError naming it.
+
+    ``with_meters`` also makes one bridge key per participant and registers the meters of
+    its household (a net meter, and PV, EV, battery meters for the devices it has) in
+    ``genesis.meters``, so a testnet's bridges can send readings from the first block.
+    """
     vals = tuple(NamedKey(f"node-{i + 1}", new_key()) for i in range(validators))
     peers = tuple(NamedKey(participant_name(i), new_key()) for i in range(participants))
     governance = NamedKey("governance", new_key())
@@ -84,4 +111,22 @@ def build_genesis(
         ],
         "balances": [{"address": p.address, "amount_mc": balance_mc} for p in peers],
     }
-    return GenesisBundle(parse_genesis(doc), vals, peers, governance)
+    bridges: tuple[NamedKey, ...] = ()
+    if with_meters:
+        bridges = tuple(NamedKey(f"{p.name}-bridge", new_key()) for p in peers)
+        meters = []
+        for i, (p, bridge) in enumerate(zip(peers, bridges, strict=True)):
+            devices = PEER_DEVICES[i % len(PEER_DEVICES)]
+            for slot, meter_id in household_meter_ids(p.name, devices):
+                _, meter_type, profile, _ = HOUSEHOLD_METERS[slot]
+                meters.append(
+                    {
+                        "meter_id": meter_id,
+                        "owner": p.address,
+                        "meter_type": meter_type,
+                        "bridge_public_key": bridge.key.public_key.hex(),
+                        "profile": profile,
+                    }
+                )
+        doc["meters"] = meters
+    return GenesisBundle(parse_genesis(doc), vals, peers, governance, bridges)

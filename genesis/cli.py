@@ -6,6 +6,8 @@ Layout of ``--out DIR``::
     DIR/nodes/<name>/config.toml        a validator's config with its private key (mode 0600)
     DIR/wallets/<participant>.json      encrypted keystores (GRIDCHAIN_PASSWORD or a prompt)
     DIR/wallets/governance.json         the governance key, needed to admit participants
+    DIR/bridges/<participant>/config.toml   with ``--with-meters``: that participant's meter
+                                        bridge config with its bridge key (mode 0600)
 """
 
 from __future__ import annotations
@@ -18,13 +20,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-from genesis.builder import GenesisBundle, build_genesis
+from genesis.builder import (
+    PEER_DEVICES,
+    SLAVES_PER_HOUSEHOLD,
+    GenesisBundle,
+    build_genesis,
+    household_meter_ids,
+)
 from protocol.crypto import SigningKey
 from protocol.errors import GridchainError
 from protocol.keystore import DEFAULT_SCRYPT_N, TESTNET_SCRYPT_N, seal
 
 BASE_API_PORT = 8700
 BASE_P2P_PORT = 9700
+#: The meter simulator's RTU-over-TCP port and the bridges' smart-agent API ports (the
+#: source's agent listened on 4012) on a generated testnet with meters.
+METER_SIM_PORT = 5020
+BASE_AGENT_PORT = 4012
+DEFAULT_BRIDGE_INTERVAL_S = 5.0
 
 
 class OutputExistsError(GridchainError):
@@ -89,6 +102,51 @@ def node_config_toml(
     return "\n".join(lines)
 
 
+def bridge_config_toml(
+    bundle: GenesisBundle,
+    index: int,
+    *,
+    node_url: str,
+    sim_host: str,
+    sim_port: int,
+    interval_s: float,
+    agent_port: int,
+) -> str:
+    """Participant ``index``'s meter bridge: its household's meters on the simulator's bus."""
+    participant, bridge = bundle.participants[index], bundle.bridges[index]
+    devices = PEER_DEVICES[index % len(PEER_DEVICES)]
+    lines = [
+        f"# Meter bridge of {participant.name} (gridchain meterbridge run --config this file).",
+        f'name = "{participant.name}"',
+        f'node_url = "{node_url}"',
+        'data_dir = "data"',
+        f"interval_s = {interval_s}",
+        "# The bridge key registered for these meters in genesis.json. Keep this file private.",
+        f'key_seed_hex = "{bridge.key.seed.hex()}"',
+        "",
+        "[agent_api]",
+        'host = "127.0.0.1"',
+        f"port = {agent_port}",
+        "",
+        "[[buses]]",
+        'name = "simulator"',
+        'kind = "rtu-over-tcp"',
+        f'host = "{sim_host}"',
+        f"port = {sim_port}",
+    ]
+    meters = {m.meter_id: m for m in bundle.genesis.meters}
+    for slot, meter_id in household_meter_ids(participant.name, devices):
+        lines += [
+            "",
+            "[[meters]]",
+            f'meter_id = "{meter_id}"',
+            'bus = "simulator"',
+            f"slave_id = {SLAVES_PER_HOUSEHOLD * index + slot + 1}",
+            f'profile = "{meters[meter_id].profile}"',
+        ]
+    return "\n".join([*lines, ""])
+
+
 def write_bundle(
     bundle: GenesisBundle,
     out: Path,
@@ -100,6 +158,9 @@ def write_bundle(
     base_p2p_port: int = BASE_P2P_PORT,
     peer_host: str | None = None,
     force: bool = False,
+    meter_sim_port: int = METER_SIM_PORT,
+    bridge_interval_s: float = DEFAULT_BRIDGE_INTERVAL_S,
+    base_agent_port: int = BASE_AGENT_PORT,
 ) -> None:
     genesis_path = out / "genesis.json"
     if genesis_path.exists() and not force:
@@ -107,7 +168,7 @@ def write_bundle(
     if force:
         # Replacing the chain: the old validators' configs, ledgers and wallets belong to the
         # old chain and must not linger beside the new genesis.
-        for sub in ("nodes", "wallets"):
+        for sub in ("nodes", "wallets", "bridges"):
             shutil.rmtree(out / sub, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     doc = bundle.genesis.model_dump(mode="json")
@@ -125,6 +186,18 @@ def write_bundle(
     for named in (*bundle.participants, bundle.governance):
         keystore = seal(named.key, password, name=named.name, n=scrypt_n)
         write_private(out / "wallets" / f"{named.name}.json", json.dumps(keystore, indent=2))
+    for i, participant in enumerate(bundle.participants[: len(bundle.bridges)]):
+        api_host = "127.0.0.1" if host == "0.0.0.0" else host  # noqa: S104 - a comparison
+        text = bridge_config_toml(
+            bundle,
+            i,
+            node_url=f"http://{api_host}:{base_api_port + i % len(bundle.validators)}",
+            sim_host="127.0.0.1",
+            sim_port=meter_sim_port,
+            interval_s=bridge_interval_s,
+            agent_port=base_agent_port + i,
+        )
+        write_private(out / "bridges" / participant.name / "config.toml", text)
 
 
 def _password(args: argparse.Namespace) -> str:
@@ -152,6 +225,7 @@ def _init(args: argparse.Namespace) -> int:
         new_key=SigningKey.generate,
         slot_length_ms=None if args.slot_seconds is None else args.slot_seconds * 1000,
         block_interval_ms=args.block_interval_ms,
+        with_meters=args.with_meters,
     )
     out = Path(args.out)
     write_bundle(
@@ -216,6 +290,12 @@ def register(sub: Any, name: str, help_text: str) -> None:
         "--force",
         action="store_true",
         help="replace an existing chain (deletes its nodes/ and wallets/)",
+    )
+    init.add_argument(
+        "--with-meters",
+        action="store_true",
+        help="register each participant's household meters in genesis and write a meter "
+        "bridge config per participant under DIR/bridges/ (for `meterbridge simulate`)",
     )
     init.add_argument("--json", action="store_true")
     init.set_defaults(handler=_init)

@@ -32,6 +32,16 @@ MatchingRule = Literal["price_time", "adbev"]
 #: the book's open demand exceeds its open supply and passive otherwise (the source's Table 4-B).
 IcebergExecution = Literal["standard", "aggressive", "passive", "adaptive"]
 DAY_MS = 86_400_000
+#: The source's meter types (seed 000's meter type table; protocol.meter.MeterType).
+MeterTypeName = Literal["PV", "ExternalGenerator", "EV", "Battery", "Loadmeter", "Netmeter"]
+METER_TYPE_NAMES: tuple[str, ...] = (
+    "PV",
+    "ExternalGenerator",
+    "EV",
+    "Battery",
+    "Loadmeter",
+    "Netmeter",
+)
 
 PositiveMs = Annotated[int, Field(gt=0, le=2**63 - 1)]
 NonNegative = Annotated[int, Field(ge=0, le=2**63 - 1)]
@@ -108,6 +118,43 @@ class Balance(_Strict):
         except GridchainError as exc:
             raise ValueError(exc.message) from None
         return v
+
+
+class GenesisMeter(_Strict):
+    """A meter registered from the start, as a RegisterMeter transaction would register it."""
+
+    meter_id: Annotated[str, Field(min_length=1, max_length=64)]
+    owner: str
+    meter_type: MeterTypeName
+    bridge_public_key: str
+    profile: Annotated[str, Field(min_length=1, max_length=64)]
+
+    @field_validator("owner")
+    @classmethod
+    def _owner(cls, v: str) -> str:
+        try:
+            parse_address(v)
+        except GridchainError as exc:
+            raise ValueError(exc.message) from None
+        return v
+
+    @field_validator("bridge_public_key")
+    @classmethod
+    def _bridge(cls, v: str) -> str:
+        return _check_public_key(v)
+
+    @field_validator("meter_id", "profile")
+    @classmethod
+    def _utf8_size(cls, v: str) -> str:
+        # The wire limit is 64 bytes of UTF-8, not 64 characters.
+        if len(v.encode("utf-8")) > 64:
+            raise ValueError("at most 64 bytes of UTF-8")
+        return v
+
+    @property
+    def meter_type_code(self) -> int:
+        """The wire value (protocol.meter.MeterType), 1-based in the source table's order."""
+        return METER_TYPE_NAMES.index(self.meter_type) + 1
 
 
 class Tariff(_Strict):
@@ -209,6 +256,7 @@ class Genesis(_Strict):
     validators: tuple[Validator, ...]
     participants: tuple[Participant, ...] = ()
     balances: tuple[Balance, ...] = ()
+    meters: tuple[GenesisMeter, ...] = ()
 
     @field_validator("governance_public_key")
     @classmethod
@@ -236,6 +284,14 @@ class Genesis(_Strict):
             if b.address in seen:
                 raise ValueError(f"balances[{i}].address {b.address} appears twice")
             seen.add(b.address)
+        owners = {p.address for p in self.participants}
+        meter_ids: set[str] = set()
+        for i, m in enumerate(self.meters):
+            if m.owner not in owners:
+                raise ValueError(f"meters[{i}].owner {m.owner} is not a participant")
+            if m.meter_id in meter_ids:
+                raise ValueError(f"meters[{i}].meter_id {m.meter_id!r} appears twice")
+            meter_ids.add(m.meter_id)
         if sum(b.amount_mc for b in self.balances) >= 2**63:
             raise ValueError("balances: the total supply must stay below 2**63 mc")
         return self
@@ -245,10 +301,17 @@ class Genesis(_Strict):
         return format_address(address_of(bytes.fromhex(self.governance_public_key)))
 
     def canonical_json(self) -> bytes:
-        """Sorted keys, no spaces, UTF-8: the bytes the chain id is taken over."""
-        return json.dumps(
-            self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-        ).encode("utf-8")
+        """Sorted keys, no spaces, UTF-8: the bytes the chain id is taken over.
+
+        An empty ``meters`` list is left out, so documents written before meters existed keep
+        their chain id.
+        """
+        doc = self.model_dump(mode="json")
+        if not doc["meters"]:
+            del doc["meters"]
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
+            "utf-8"
+        )
 
     @property
     def chain_id(self) -> bytes:

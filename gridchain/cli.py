@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "node": ("node.cli", "run a validator node"),
     "testnet": ("node.testnet_cli", "run a local testnet of validator processes"),
     "wallet": ("wallet.cli", "keys, balances and transactions"),
+    "meterbridge": ("meterbridge.cli", "read Modbus meters and send signed readings; simulate"),
     "bench": ("bench.cli", "benchmarks that measure and print"),
 }
 

@@ -44,15 +44,19 @@ from market.errors import (
     SupplyOverflowError,
     UnknownRecipientError,
 )
+from market.meters import apply_readings, register_meter
 from market.orders import Exchange, MarketEvent, OrderContext
+from market.settlement import settle_due
 from market.state import MerkleState, Overlay, StateReader
 from protocol.address import address_of, format_address, parse_address
 from protocol.tx import (
     AmendOrder,
     Burn,
     CancelOrder,
+    MeterReadings,
     Mint,
     PlaceOrder,
+    RegisterMeter,
     RegisterParticipant,
     Transaction,
     Transfer,
@@ -111,6 +115,18 @@ class Application:
             put_account(view, address, Account(balance_mc=b.amount_mc))
             total += b.amount_mc
         put_supply(view, total)
+        for m in self.genesis.meters:
+            register_meter(
+                view,
+                RegisterMeter(
+                    meter_id=m.meter_id,
+                    owner=parse_address(m.owner),
+                    meter_type=m.meter_type_code,
+                    bridge_key=bytes.fromhex(m.bridge_public_key),
+                    profile=m.profile,
+                ),
+                0,
+            )
         state = MerkleState()
         state.apply(view.writes)
         return state
@@ -140,7 +156,10 @@ class Application:
         """
         sender = address_of(tx.sender)
         is_governance = tx.sender == self.governance_key
-        if not is_governance and get_participant(view, sender) is None:
+        # A bridge key need not be a participant: it signs readings for its meters only, and
+        # apply_readings refuses a reading of any meter not registered to that very key.
+        is_readings = isinstance(tx.body, MeterReadings)
+        if not is_governance and not is_readings and get_participant(view, sender) is None:
             raise NotRegisteredError(f"{format_address(sender)} is not a registered participant")
         account = get_account(view, sender)
         if tx.nonce < account.nonce:
@@ -161,6 +180,20 @@ class Application:
         elif isinstance(body, Burn):
             self._require_governance(is_governance, "Burn")
             self._burn(view, body)
+            put_account(view, sender, _bump(get_account(view, sender)))
+        elif isinstance(body, RegisterMeter):
+            self._require_governance(is_governance, "RegisterMeter")
+            register_meter(view, body, ctx.height)
+            put_account(view, sender, _bump(get_account(view, sender)))
+        elif isinstance(body, MeterReadings):
+            apply_readings(
+                view,
+                body,
+                sender_key=tx.sender,
+                chain_id=self.chain_id,
+                height=ctx.height,
+                block_ms=ctx.timestamp_ms,
+            )
             put_account(view, sender, _bump(get_account(view, sender)))
         elif isinstance(body, PlaceOrder | CancelOrder | AmendOrder):
             if is_governance:
@@ -260,8 +293,11 @@ class Application:
     # --- blocks -------------------------------------------------------------------------
 
     def begin_block(self, view: Overlay, ctx: BlockContext) -> list[MarketEvent]:
-        """What a block does before its transactions: expire orders whose time has come."""
-        return self.exchange.expire_due(view, ctx.timestamp_ms)
+        """What a block does before its transactions: expire orders whose time has come, then
+        settle every slot whose grace period for readings is over (market/settlement.py)."""
+        events = self.exchange.expire_due(view, ctx.timestamp_ms)
+        settle_due(self.genesis, view, ctx.height, ctx.timestamp_ms)
+        return events
 
     def execute_block(
         self, state: MerkleState, txs: Sequence[Transaction], ctx: BlockContext

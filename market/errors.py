@@ -137,3 +137,80 @@ class NotAParticipantError(ApplicationError):
 
     code = "not_a_participant"
     http_status = 403
+
+
+# --- meters and readings (market/meters.py) --------------------------------------------------
+
+
+class MeterExistsError(ApplicationError):
+    """A RegisterMeter for a meter id that is already registered (ids are never reused)."""
+
+    code = "meter_exists"
+    http_status = 409
+
+
+class InvalidMeterTypeError(ApplicationError):
+    code = "invalid_meter_type"
+
+
+class InvalidMeterIdError(ApplicationError):
+    """A meter id longer than 64 bytes of UTF-8 (the wire bounds code points, keys bytes)."""
+
+    code = "invalid_meter_id"
+
+
+class UnknownMeterOwnerError(ApplicationError):
+    """A meter's owner must be a registered participant: settlement pays and fines the owner."""
+
+    code = "unknown_meter_owner"
+
+
+class UnregisteredMeterError(ApplicationError):
+    code = "unregistered_meter"
+    http_status = 404
+
+
+class BridgeKeyMismatchError(ApplicationError):
+    """The transaction's sender is not the bridge key registered for the reading's meter."""
+
+    code = "bridge_key_mismatch"
+    http_status = 403
+
+
+class ReadingSignatureError(ApplicationError):
+    """The record's signature is not the registered bridge key's over this chain's record."""
+
+    code = "bad_reading_signature"
+    http_status = 403
+
+
+class ReadingSequenceError(ApplicationError):
+    """The sequence is not exactly the next one: a replay, a duplicate or a gap."""
+
+    code = "reading_sequence"
+    http_status = 409
+
+
+class ReadingChainError(ApplicationError):
+    """prev_hash does not name the last accepted record of the meter."""
+
+    code = "reading_hash_chain"
+    http_status = 409
+
+
+class DecreasingRegisterError(ApplicationError):
+    """A cumulative import or export register went down: the meter or the bridge is wrong."""
+
+    code = "decreasing_register"
+
+
+class ReadingIntervalError(ApplicationError):
+    """The interval ends before it starts, or starts before the previous record's end."""
+
+    code = "reading_interval"
+
+
+class ReadingTimeError(ApplicationError):
+    """The interval ends too far after the block time: a reading cannot come from the future."""
+
+    code = "reading_time_out_of_bounds"

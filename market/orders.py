@@ -100,6 +100,8 @@ class OrderStatus(IntEnum):
 
 class ContractStatus(IntEnum):
     AWAITING_SETTLEMENT = 0
+    #: Settled against the meters (market/settlement.py); its receipt is under ``stl:``.
+    SETTLED = 1
 
     @property
     def label(self) -> str:

@@ -18,6 +18,7 @@ from aiohttp import WSMsgType, web
 
 from market.accounts import get_account, get_participant
 from market.book import BUY, SELL
+from market.meters import get_meter, readings_from
 from market.orders import (
     OrderStatus,
     book_levels,
@@ -26,13 +27,17 @@ from market.orders import (
     orders_of,
 )
 from market.pool import sdr_prices
+from market.settlement import receipts
 from node.openapi import openapi_document
 from node.runtime import Node
 from node.views import (
     committed_view,
     contract_view,
     market_event_view,
+    meter_view,
     order_view,
+    reading_view,
+    receipt_view,
     tx_view,
 )
 from protocol.address import format_address, parse_address
@@ -443,6 +448,47 @@ async def get_pool_prices(request: web.Request) -> web.Response:
     return web.json_response({"intervals": intervals})
 
 
+# --- meters and settlement ---------------------------------------------------------------
+
+
+def _meter_id(request: web.Request) -> str:
+    meter_id = request.match_info["id"]
+    if not 1 <= len(meter_id.encode("utf-8")) <= 64:
+        raise RequestError("a meter id is 1 to 64 bytes of UTF-8")
+    return meter_id
+
+
+async def get_meter_view(request: web.Request) -> web.Response:
+    """A meter and the head of its reading chain (a bridge resumes from it)."""
+    node = _node(request)
+    meter_id = _meter_id(request)
+    meter = get_meter(node.state, meter_id)
+    if meter is None:
+        raise NotFoundError(f"no meter {meter_id!r}")
+    return web.json_response(meter_view(meter))
+
+
+async def list_meter_readings(request: web.Request) -> web.Response:
+    """A meter's accepted readings in sequence order, from ``from_seq`` (default 0)."""
+    node = _node(request)
+    meter_id = _meter_id(request)
+    meter = get_meter(node.state, meter_id)
+    if meter is None:
+        raise NotFoundError(f"no meter {meter_id!r}")
+    from_seq = _query_int(request, "from_seq", 0)
+    found = readings_from(node.state, meter_id, from_seq, _limit(request))
+    return web.json_response({"meter_id": meter_id, "readings": [reading_view(r) for r in found]})
+
+
+async def list_settlements(request: web.Request) -> web.Response:
+    """Settlement receipts by slot and trade id, of one address (buyer or seller) and slot."""
+    node = _node(request)
+    address = _query_address(request, "address")
+    slot = _query_opt(request, "slot")
+    found = receipts(node.state, party=address, slot=slot)[: _limit(request)]
+    return web.json_response({"receipts": [receipt_view(r) for r in found]})
+
+
 async def get_status(request: web.Request) -> web.Response:
     return web.json_response(_node(request).status())
 
@@ -514,6 +560,9 @@ def build_app(node: Node) -> web.Application:
     app.router.add_get("/v1/orders/{id}", get_order_by_id)
     app.router.add_get("/v1/trades", list_trades)
     app.router.add_get("/v1/pool/prices", get_pool_prices)
+    app.router.add_get("/v1/meters/{id}", get_meter_view)
+    app.router.add_get("/v1/meters/{id}/readings", list_meter_readings)
+    app.router.add_get("/v1/settlements", list_settlements)
     app.router.add_get("/v1/events", events)
     app.router.add_get("/health", get_health)
     app.router.add_get("/metrics", get_metrics)

@@ -177,7 +177,7 @@ def _market_schemas() -> dict[str, Any]:
             "aggressor": {"enum": ["buy", "sell"]},
             "height": _UINT,
             "timestamp_ms": _UINT,
-            "status": {"enum": ["awaiting_settlement"]},
+            "status": {"enum": ["awaiting_settlement", "settled"]},
         },
     }
     return {
@@ -234,6 +234,152 @@ def _market_schemas() -> dict[str, Any]:
             "type": "object",
             "required": ["intervals"],
             "properties": {"intervals": {"type": "array", "items": {"type": "object"}}},
+        },
+    }
+
+
+def _meter_paths() -> dict[str, Any]:
+    """Meters, their readings and settlement receipts (docs/markets.md, Settlement)."""
+    list_limit = _query_param(
+        "limit", "most items returned (1-1000, default 100)", {"type": "integer"}
+    )
+    return {
+        "/v1/meters/{id}": {
+            "get": {
+                "summary": "A meter and the head of its reading chain (a bridge resumes from it)",
+                "parameters": [_path_param("id", "meter id (1-64 bytes of UTF-8)")],
+                "responses": {"200": _json("Meter", "Found"), "400": _ERROR, "404": _ERROR},
+            }
+        },
+        "/v1/meters/{id}/readings": {
+            "get": {
+                "summary": "A meter's accepted readings in sequence order",
+                "parameters": [
+                    _path_param("id", "meter id"),
+                    _query_param("from_seq", "first sequence (default 0)", {"type": "integer"}),
+                    list_limit,
+                ],
+                "responses": {
+                    "200": _json("ReadingList", "The readings"),
+                    "400": _ERROR,
+                    "404": _ERROR,
+                },
+            }
+        },
+        "/v1/settlements": {
+            "get": {
+                "summary": "Settlement receipts (one per settled trade), by slot then trade id",
+                "parameters": [
+                    _query_param("address", "as buyer or seller", {"type": "string"}),
+                    _query_param("slot", "only this slot", {"type": "integer"}),
+                    list_limit,
+                ],
+                "responses": {"200": _json("ReceiptList", "The receipts"), "400": _ERROR},
+            }
+        },
+    }
+
+
+def _meter_schemas() -> dict[str, Any]:
+    string = {"type": "string"}
+    integer = {"type": "integer"}
+    nullable_uint = {"type": ["integer", "null"], "minimum": 0}
+    party_reading = {
+        "type": "object",
+        "description": "summed registers: export (seller) or import (buyer); import - export "
+        "for net meters",
+        "properties": {
+            "start_wh": integer,
+            "end_wh": integer,
+            "metered_wh": _UINT,
+            "metering": {"enum": ["complete", "missing_readings", "no_meter"]},
+        },
+    }
+    reading = {
+        "type": "object",
+        "required": ["sequence", "interval_start_ms", "interval_end_ms", "hash"],
+        "properties": {
+            "sequence": _UINT,
+            "interval_start_ms": _UINT,
+            "interval_end_ms": _UINT,
+            "import_wh": _UINT,
+            "export_wh": _UINT,
+            "power_w": integer,
+            "voltage_dv": _UINT,
+            "status": string,
+            "prev_hash": string,
+            "hash": string,
+            "height": _UINT,
+        },
+    }
+    receipt = {
+        "type": "object",
+        "required": ["trade_id", "slot", "seller", "buyer", "delivered_wh", "status"],
+        "properties": {
+            "trade_id": _UINT,
+            "market": {"enum": ["day_ahead", "intraday"]},
+            "slot": _UINT,
+            "seller": string,
+            "buyer": string,
+            "seller_device": string,
+            "buyer_device": string,
+            "seller_reading": party_reading,
+            "buyer_reading": party_reading,
+            "quantity_wh": _UINT,
+            "delivered_wh": _UINT,
+            "taken_wh": _UINT,
+            "shortfall_wh": _UINT,
+            "price_mc_per_kwh": _UINT,
+            "escrow_mc": _UINT,
+            "paid_mc": _UINT,
+            "released_mc": _UINT,
+            "fine_mc": _UINT,
+            "fine_paid_mc": _UINT,
+            "pool": {"type": "object"},
+            "status": {"enum": ["delivered", "partial", "not_delivered"]},
+            "height": _UINT,
+            "settled_ms": _UINT,
+        },
+    }
+    return {
+        "Meter": {
+            "type": "object",
+            "required": [
+                "meter_id",
+                "owner",
+                "meter_type",
+                "bridge_key",
+                "profile",
+                "last_sequence",
+                "last_hash",
+                "last_interval_end_ms",
+            ],
+            "properties": {
+                "meter_id": string,
+                "owner": string,
+                "meter_type": {
+                    "enum": ["PV", "ExternalGenerator", "EV", "Battery", "Loadmeter", "Netmeter"]
+                },
+                "bridge_key": {**string, "description": "hex Ed25519 public key"},
+                "profile": string,
+                "registered_height": _UINT,
+                "last_sequence": {**nullable_uint, "description": "null before the first reading"},
+                "last_hash": {"type": ["string", "null"]},
+                "last_interval_end_ms": nullable_uint,
+                "last_import_wh": nullable_uint,
+                "last_export_wh": nullable_uint,
+            },
+        },
+        "ReadingList": {
+            "type": "object",
+            "required": ["meter_id", "readings"],
+            "properties": {"meter_id": string, "readings": {"type": "array", "items": reading}},
+        },
+        "Receipt": receipt,
+        "ReceiptList": {
+            "type": "object",
+            "required": ["receipts"],
+            "properties": {"receipts": {"type": "array", "items": receipt}},
         },
     }
 
@@ -331,6 +477,7 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
             **_market_paths(),
+            **_meter_paths(),
             "/v1/events": {
                 "get": {
                     "summary": "Websocket: one JSON message per committed block, then one per "
@@ -441,6 +588,7 @@ def openapi_document() -> dict[str, Any]:
                     },
                 },
                 **_market_schemas(),
+                **_meter_schemas(),
                 "Account": {
                     "type": "object",
                     "required": ["address", "balance_mc", "nonce", "pending_nonce"],

@@ -5,6 +5,10 @@
 /health, and records what it started in ``DIR/testnet.json``.  ``down`` stops exactly those
 processes: a recorded pid is signalled only while its command line still names that node's
 config, so a pid the kernel reused for something else is never touched.
+
+With meters (``up --with-meters``) it then starts the meter simulator and one
+``gridchain meterbridge run`` per participant (``DIR/bridges/<participant>/config.toml``),
+recorded beside the validators and stopped by ``down`` with them.
 """
 
 from __future__ import annotations
@@ -22,7 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from genesis.builder import build_genesis
-from genesis.cli import BASE_API_PORT, BASE_P2P_PORT, write_bundle
+from genesis.cli import (
+    BASE_API_PORT,
+    BASE_P2P_PORT,
+    DEFAULT_BRIDGE_INTERVAL_S,
+    METER_SIM_PORT,
+    write_bundle,
+)
 from protocol.crypto import SigningKey
 from protocol.errors import GridchainError
 from protocol.keystore import TESTNET_SCRYPT_N
@@ -60,6 +70,9 @@ def ensure_genesis(
     slot_seconds: int | None,
     base_api_port: int,
     base_p2p_port: int,
+    with_meters: bool = False,
+    meter_sim_port: int = METER_SIM_PORT,
+    bridge_interval_s: float = DEFAULT_BRIDGE_INTERVAL_S,
 ) -> bool:
     """Write a new testnet into ``directory`` unless it already holds one; True if written."""
     if (directory / "genesis.json").exists():
@@ -73,6 +86,7 @@ def ensure_genesis(
         new_key=SigningKey.generate,
         slot_length_ms=None if slot_seconds is None else slot_seconds * 1000,
         block_interval_ms=block_interval_ms,
+        with_meters=with_meters,
     )
     password, _ = testnet_password()
     write_bundle(
@@ -82,6 +96,8 @@ def ensure_genesis(
         scrypt_n=TESTNET_SCRYPT_N,
         base_api_port=base_api_port,
         base_p2p_port=base_p2p_port,
+        meter_sim_port=meter_sim_port,
+        bridge_interval_s=bridge_interval_s,
     )
     return True
 
@@ -130,9 +146,79 @@ def load_state(directory: Path) -> list[ValidatorProcess]:
     return [ValidatorProcess(**entry) for entry in json.loads(path.read_text())["validators"]]
 
 
-def _save_state(directory: Path, procs: list[ValidatorProcess]) -> None:
-    doc = {"validators": [asdict(p) for p in procs]}
+def _save_state(
+    directory: Path, procs: list[ValidatorProcess], meters: list[ValidatorProcess] | None = None
+) -> None:
+    doc: dict[str, Any] = {"validators": [asdict(p) for p in procs]}
+    if meters:
+        doc["meters"] = [asdict(p) for p in meters]
     (directory / STATE_FILE).write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def load_meter_state(directory: Path) -> list[ValidatorProcess]:
+    """The meter simulator and bridges ``up --with-meters`` started (same record shape)."""
+    path = directory / STATE_FILE
+    if not path.exists():
+        return []
+    return [ValidatorProcess(**e) for e in json.loads(path.read_text()).get("meters", [])]
+
+
+def _spawn(argv: list[str], log_path: Path) -> int:
+    log = log_path.open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gridchain", *argv],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+    log.close()
+    return proc.pid
+
+
+def start_meters(directory: Path, *, speed: float = 1.0) -> list[ValidatorProcess]:
+    """Start the simulator (every participant's household) and each participant's bridge.
+
+    The households follow genesis order and the devices each participant declared there, so
+    slave ids 4i+1..4i+4 are participant i's, as its bridge config (written by genesis init
+    --with-meters) expects.
+    """
+    import tomllib  # noqa: PLC0415
+
+    bridges_dir = (directory / "bridges").resolve()
+    genesis = json.loads((directory / "genesis.json").read_text())
+    configs = [bridges_dir / p["name"] / "config.toml" for p in genesis["participants"]]
+    if not genesis.get("meters") or not all(c.exists() for c in configs):
+        raise TestnetError(
+            f"{directory} was created without meters; create it with --with-meters "
+            "(a new --dir, or --fresh with run)"
+        )
+    first = tomllib.loads(configs[0].read_text(encoding="utf-8"))
+    sim_port = int(first["buses"][0]["port"])
+    argv = ["meterbridge", "simulate", "--tcp", f"127.0.0.1:{sim_port}", "--speed", str(speed)]
+    for p in genesis["participants"]:
+        argv += ["--household", ",".join(p.get("devices", [])) or "Load"]
+    argv += ["--tag", str(bridges_dir)]
+    sim_log = bridges_dir / "simulator.log"
+    procs = [
+        ValidatorProcess(
+            "meter-simulator",
+            _spawn(argv, sim_log),
+            f"tcp://127.0.0.1:{sim_port}",
+            str(bridges_dir),
+            str(sim_log),
+        )
+    ]
+    for config in configs:
+        doc = tomllib.loads(config.read_text(encoding="utf-8"))
+        agent = doc.get("agent_api", {})
+        log_path = config.parent / "bridge.log"
+        pid = _spawn(["meterbridge", "run", "--config", str(config)], log_path)
+        url = f"http://{agent.get('host', '127.0.0.1')}:{agent.get('port', 0)}"
+        procs.append(
+            ValidatorProcess(f"bridge-{doc['name']}", pid, url, str(config), str(log_path))
+        )
+    return procs
 
 
 def start_validator(directory: Path, name: str) -> ValidatorProcess:
@@ -155,8 +241,15 @@ def validator_names(directory: Path) -> list[str]:
     return [v["name"] for v in genesis["validators"]]
 
 
-def up(directory: Path, *, timeout_s: float = 30.0) -> list[ValidatorProcess]:
-    running = [p for p in load_state(directory) if is_ours(p)]
+def up(
+    directory: Path,
+    *,
+    timeout_s: float = 30.0,
+    with_meters: bool = False,
+    meter_speed: float = 1.0,
+) -> list[ValidatorProcess]:
+    """Start the validators (and, ``with_meters``, the simulator and bridges once healthy)."""
+    running = [p for p in [*load_state(directory), *load_meter_state(directory)] if is_ours(p)]
     if running:
         names = ", ".join(p.name for p in running)
         raise TestnetError(f"a testnet is already running in {directory} ({names}); run down first")
@@ -177,12 +270,21 @@ def up(directory: Path, *, timeout_s: float = 30.0) -> list[ValidatorProcess]:
         down(directory)
         names = ", ".join(p.name for p in waiting)
         raise TestnetError(f"validators did not become healthy within {timeout_s:.0f} s: {names}")
+    if with_meters:
+        try:
+            meters = start_meters(directory, speed=meter_speed)
+        except TestnetError:
+            down(directory)
+            raise
+        _save_state(directory, procs, meters)
+        return [*procs, *meters]
     return procs
 
 
 def down(directory: Path, *, timeout_s: float = 15.0) -> list[str]:
     """SIGTERM our validators, wait, SIGKILL stragglers; return the names that were stopped."""
-    procs = [p for p in load_state(directory) if is_ours(p)]
+    # bridges first, so none of them logs a node outage while the validators stop
+    procs = [p for p in [*load_meter_state(directory), *load_state(directory)] if is_ours(p)]
     for p in procs:
         os.kill(p.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s

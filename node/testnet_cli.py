@@ -17,6 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from genesis.cli import DEFAULT_BRIDGE_INTERVAL_S, METER_SIM_PORT
 from gridchain.cli import main as gridchain_main
 from node.testnet import (
     BASE_API_PORT,
@@ -55,9 +56,12 @@ def _up(args: argparse.Namespace) -> int:
         slot_seconds=args.slot_seconds,
         base_api_port=args.base_api_port,
         base_p2p_port=args.base_p2p_port,
+        with_meters=args.with_meters,
+        meter_sim_port=args.meter_sim_port,
+        bridge_interval_s=args.meter_interval_s,
     )
     _announce_password(to_stderr=args.json)
-    procs = up(directory)
+    procs = up(directory, with_meters=args.with_meters, meter_speed=args.meter_speed)
     if args.json:
         print(json.dumps({"created": created, "validators": [asdict(p) for p in procs]}))
         return 0
@@ -208,6 +212,22 @@ def _creation(p: argparse.ArgumentParser) -> None:
     p.add_argument("--slot-seconds", type=int, default=None)
     p.add_argument("--base-api-port", type=int, default=BASE_API_PORT)
     p.add_argument("--base-p2p-port", type=int, default=BASE_P2P_PORT)
+    p.add_argument(
+        "--with-meters",
+        action="store_true",
+        help="also run the Modbus meter simulator and one meter bridge per participant "
+        "(a new testnet registers their meters in genesis)",
+    )
+    p.add_argument(
+        "--meter-interval-s",
+        type=float,
+        default=DEFAULT_BRIDGE_INTERVAL_S,
+        help=f"bridges' reading interval for a new testnet (default {DEFAULT_BRIDGE_INTERVAL_S:g})",
+    )
+    p.add_argument(
+        "--meter-speed", type=float, default=1.0, help="simulated seconds per second of the meters"
+    )
+    p.add_argument("--meter-sim-port", type=int, default=METER_SIM_PORT)
 
 
 def register(sub: Any, name: str, help_text: str) -> None:

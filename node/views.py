@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from market.meters import METER_TYPE_LABELS, MeterRecord, StoredReading
 from market.orders import (
     Contract,
     ContractStatus,
@@ -13,9 +14,11 @@ from market.orders import (
     TradeEvent,
     lock_for,
 )
+from market.settlement import DeliveryStatus, Metering, Receipt
 from protocol.address import address_of, format_address
 from protocol.block import Block, Certificate, CommittedBlock
 from protocol.encoding import to_jsonable
+from protocol.meter import MeterType, ReadingStatus
 from protocol.tx import Device, Market, Side, Transaction
 
 
@@ -115,4 +118,91 @@ def market_event_view(event: MarketEvent, height: int) -> dict[str, Any]:
         "event": event.kind,
         "height": height,
         "order": order_view(event.order),
+    }
+
+
+def meter_view(meter: MeterRecord) -> dict[str, Any]:
+    """A meter and the head of its reading chain: where its bridge resumes after a restart.
+
+    ``last_sequence``, ``last_hash`` and ``last_interval_end_ms`` are null until the first
+    reading is accepted; the bridge's next record then carries ``last_sequence + 1`` (0 at
+    first) and ``prev_hash = last_hash`` (32 zero bytes at first).
+    """
+    has_readings = meter.next_sequence > 0
+    return {
+        "meter_id": meter.meter_id,
+        "owner": format_address(meter.owner),
+        "meter_type": METER_TYPE_LABELS[MeterType(meter.meter_type)],
+        "bridge_key": meter.bridge_key.hex(),
+        "profile": meter.profile,
+        "registered_height": meter.registered_height,
+        "last_sequence": meter.next_sequence - 1 if has_readings else None,
+        "last_hash": meter.last_hash.hex() if has_readings else None,
+        "last_interval_end_ms": meter.last_interval_end_ms if has_readings else None,
+        "last_import_wh": meter.last_import_wh if has_readings else None,
+        "last_export_wh": meter.last_export_wh if has_readings else None,
+    }
+
+
+def reading_view(stored: StoredReading) -> dict[str, Any]:
+    r = stored.record
+    status = {s.value: s.name.lower() for s in ReadingStatus}.get(r.status, str(r.status))
+    return {
+        "sequence": r.sequence,
+        "interval_start_ms": r.interval_start_ms,
+        "interval_end_ms": r.interval_end_ms,
+        "import_wh": r.import_wh,
+        "export_wh": r.export_wh,
+        "power_w": r.power_w,
+        "voltage_dv": r.voltage_dv,
+        "status": status,
+        "prev_hash": r.prev_hash.hex(),
+        "hash": stored.record_hash.hex(),
+        "height": stored.height,
+    }
+
+
+def receipt_view(receipt: Receipt) -> dict[str, Any]:
+    """A settled trade as the source's trade record shows it (seed 000, figure 2.26)."""
+    return {
+        "trade_id": receipt.trade_id,
+        "market": Market(receipt.market).label,
+        "slot": receipt.slot,
+        "seller": format_address(receipt.seller),
+        "buyer": format_address(receipt.buyer),
+        "seller_device": Device(receipt.seller_device).label,
+        "buyer_device": Device(receipt.buyer_device).label,
+        "seller_reading": {
+            "start_wh": receipt.seller_start_wh,
+            "end_wh": receipt.seller_end_wh,
+            "metered_wh": receipt.seller_metered_wh,
+            "metering": Metering(receipt.seller_metering).label,
+        },
+        "buyer_reading": {
+            "start_wh": receipt.buyer_start_wh,
+            "end_wh": receipt.buyer_end_wh,
+            "metered_wh": receipt.buyer_metered_wh,
+            "metering": Metering(receipt.buyer_metering).label,
+        },
+        "quantity_wh": receipt.quantity_wh,
+        "delivered_wh": receipt.delivered_wh,
+        "taken_wh": receipt.taken_wh,
+        "shortfall_wh": receipt.shortfall_wh,
+        "price_mc_per_kwh": receipt.price_mc_per_kwh,
+        "escrow_mc": receipt.escrow_mc,
+        "paid_mc": receipt.paid_mc,
+        "released_mc": receipt.released_mc,
+        "fine_mc": receipt.fine_mc,
+        "fine_paid_mc": receipt.fine_paid_mc,
+        "pool": {
+            "p_sell_mc_per_kwh": receipt.pool_p_sell_mc_per_kwh,
+            "p_buy_mc_per_kwh": receipt.pool_p_buy_mc_per_kwh,
+            "seller_wh": receipt.seller_pool_wh,
+            "seller_mc": receipt.seller_pool_mc,
+            "buyer_wh": receipt.buyer_pool_wh,
+            "buyer_mc": receipt.buyer_pool_mc,
+        },
+        "status": DeliveryStatus(receipt.status).label,
+        "height": receipt.height,
+        "settled_ms": receipt.settled_ms,
     }

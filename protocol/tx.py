@@ -29,6 +29,7 @@ from protocol.encoding import (
     encode,
     register,
 )
+from protocol.meter import MeterId, Readings
 
 #: The largest encoded transaction a node accepts (a MeterReadings batch is the largest kind).
 MAX_TX_BYTES = 64 * 1024
@@ -159,7 +160,41 @@ class AmendOrder(Record):
     quantity_wh: U64
 
 
-TxBody = Transfer | RegisterParticipant | Mint | Burn | PlaceOrder | CancelOrder | AmendOrder
+@register(0x14)
+@dataclass(frozen=True, slots=True)
+class RegisterMeter(Record):
+    """Bind a meter to its owner and to the key of the bridge that reads it (governance only).
+
+    ``meter_type`` is a :class:`protocol.meter.MeterType`; ``profile`` names the bridge's
+    meter profile (e.g. "eastron-sdm120"), recorded so a reading's origin can be audited.
+    """
+
+    meter_id: MeterId
+    owner: Bytes20
+    meter_type: U8
+    bridge_key: Bytes32
+    profile: Annotated[str, Size(1, 64)]
+
+
+@register(0x18)
+@dataclass(frozen=True, slots=True)
+class MeterReadings(Record):
+    """A batch of signed reading records, sent by the bridge key registered for their meters."""
+
+    readings: Readings
+
+
+TxBody = (
+    Transfer
+    | RegisterParticipant
+    | Mint
+    | Burn
+    | PlaceOrder
+    | CancelOrder
+    | AmendOrder
+    | RegisterMeter
+    | MeterReadings
+)
 TX_BODY_TYPES: tuple[type[Record], ...] = (
     Transfer,
     RegisterParticipant,
@@ -168,6 +203,8 @@ TX_BODY_TYPES: tuple[type[Record], ...] = (
     PlaceOrder,
     CancelOrder,
     AmendOrder,
+    RegisterMeter,
+    MeterReadings,
 )
 
 

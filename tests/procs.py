@@ -16,13 +16,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from genesis.builder import GenesisBundle, build_genesis
 from genesis.cli import write_bundle
-from node.ports import free_port
+from genesis.schema import parse_genesis
 from protocol.address import parse_address
 from protocol.crypto import SigningKey
 from protocol.keystore import TESTNET_SCRYPT_N
@@ -32,14 +33,29 @@ PASSWORD = "integration-password"
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _worker_range() -> range:
+    """Ports this pytest process hands out: below the kernel's ephemeral range (so no outgoing
+    connection can be holding one) and disjoint between xdist workers (so two tests started at
+    the same moment never pick the same block)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    start = 20_000 + (index % 6) * 2_000
+    return range(start, start + 2_000)
+
+
+_next_port: dict[str, int] = {}
+
+
 def free_port_block(count: int) -> int:
-    """A base port such that base .. base+count-1 are free right now."""
-    for _ in range(200):
-        base = free_port()
-        if base + count > 65535:
-            continue
+    """A base port such that base .. base+count-1 are free right now (see _worker_range)."""
+    ports = _worker_range()
+    for _ in range(len(ports) // count):
+        base = _next_port.get("base", ports.start)
+        if base + count > ports.stop:
+            base = ports.start
+        _next_port["base"] = base + count
+        socks: list[socket.socket] = []
         try:
-            socks = []
             for p in range(base, base + count):
                 s = socket.socket()
                 socks.append(s)
@@ -92,10 +108,14 @@ def make_chain(
     validators: int = 1,
     engine: str = "solo",
     block_interval_ms: int = 100,
+    genesis_changes: Callable[[GenesisBundle], dict[str, Any]] | None = None,
     **params: Any,
 ) -> Chain:
     """A fresh chain in ``directory``; ``params`` are further genesis ChainParams fields
-    (``slot_length_ms=2000, gate_closure_ms=1000`` for a market test that runs in seconds)."""
+    (``slot_length_ms=2000, gate_closure_ms=1000`` for a market test that runs in seconds).
+
+    ``genesis_changes`` returns top-level genesis fields to set from the generated keys (e.g.
+    ``meters`` owned by the participants); the document is validated again."""
     bundle = build_genesis(
         chain_name="gridchain-it",
         genesis_time_ms=time.time_ns() // 1_000_000 - 1000,
@@ -106,6 +126,10 @@ def make_chain(
         block_interval_ms=block_interval_ms,
         extra_params=params,
     )
+    if genesis_changes is not None:
+        doc = bundle.genesis.model_dump(mode="json")
+        doc.update(genesis_changes(bundle))
+        bundle = replace(bundle, genesis=parse_genesis(doc))
     base_api = free_port_block(validators)
     base_p2p = free_port_block(validators)
     write_bundle(
@@ -136,13 +160,14 @@ class NodeProcess:
             stdin=subprocess.DEVNULL,
             cwd=REPO,
             env={**os.environ, **self.env},
+            preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509
         )
         log.close()
         if wait:
             self.wait_healthy()
         return self
 
-    def wait_healthy(self, timeout_s: float = 30.0) -> None:
+    def wait_healthy(self, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             assert self.proc is not None
@@ -172,6 +197,19 @@ class NodeProcess:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
+
+
+def die_with_parent() -> None:
+    """Run in the child before exec: end it with SIGTERM if the test process dies.
+
+    A test run that is killed (a CI time-out, Ctrl-C twice) runs no fixture teardown; without
+    this its validator processes would outlive it and load the machine.
+    """
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def node_for(chain: Chain, index: int = 0) -> NodeProcess:

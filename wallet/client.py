@@ -172,6 +172,25 @@ class TradeInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class ReceiptInfo:
+    """A settled trade; ``record`` is the node's whole receipt (readings, pool, fines)."""
+
+    trade_id: int
+    market: str
+    slot: int
+    seller: str
+    buyer: str
+    quantity_wh: int
+    delivered_wh: int
+    price_mc_per_kwh: int
+    paid_mc: int
+    fine_mc: int
+    fine_paid_mc: int
+    status: str
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class Level:
     price_mc_per_kwh: int
     quantity_wh: int
@@ -227,6 +246,25 @@ def _trade_info(doc: Any, what: str) -> TradeInfo:
         amount_mc=f.integer("amount_mc"),
         aggressor=f.string("aggressor"),
         height=f.integer("height"),
+    )
+
+
+def _receipt_info(doc: Any, what: str) -> ReceiptInfo:
+    f = _Fields(doc, what)
+    return ReceiptInfo(
+        trade_id=f.integer("trade_id"),
+        market=f.string("market"),
+        slot=f.integer("slot"),
+        seller=f.string("seller"),
+        buyer=f.string("buyer"),
+        quantity_wh=f.integer("quantity_wh"),
+        delivered_wh=f.integer("delivered_wh"),
+        price_mc_per_kwh=f.integer("price_mc_per_kwh"),
+        paid_mc=f.integer("paid_mc"),
+        fine_mc=f.integer("fine_mc"),
+        fine_paid_mc=f.integer("fine_paid_mc"),
+        status=f.string("status"),
+        record=dict(doc),
     )
 
 
@@ -412,6 +450,14 @@ class NodeClient:
         )
         f = _Fields(await self._request("GET", path), f"GET {path}")
         return [_trade_info(item, f"GET {path}") for item in f.items("trades")]
+
+    async def receipts(
+        self, *, address: str | None = None, slot: int | None = None
+    ) -> list[ReceiptInfo]:
+        """Settlement receipts (GET /v1/settlements), by slot and trade id."""
+        path = _with_query("/v1/settlements", {"address": address, "slot": slot, "limit": 1000})
+        f = _Fields(await self._request("GET", path), f"GET {path}")
+        return [_receipt_info(item, f"GET {path}") for item in f.items("receipts")]
 
     async def book(self, market: str, slot: int) -> BookInfo:
         path = f"/v1/markets/{market}/slots/{slot}/book"

@@ -1,4 +1,4 @@
-"""``gridchain wallet order buy|sell|cancel|amend``, ``orders``, ``book``, ``trades``.
+"""``gridchain wallet order buy|sell|cancel|amend``, ``orders``, ``book``, ``trades``, ``receipts``.
 
 Units a person types (docs/wallet.md): prices in credits per kWh (``120.5``) or the chain's
 mc per kWh (``120500mc``); energy in kWh (``1.5``) or Wh (``1500Wh``); the delivery slot by its
@@ -42,7 +42,15 @@ from wallet.cli import (
     _wallet_path,
     format_table,
 )
-from wallet.client import BookInfo, MarketInfo, NodeClient, OrderInfo, TradeInfo, resolve_node_url
+from wallet.client import (
+    BookInfo,
+    MarketInfo,
+    NodeClient,
+    OrderInfo,
+    ReceiptInfo,
+    TradeInfo,
+    resolve_node_url,
+)
 from wallet.keystore_file import keystore_address, read_keystore
 from wallet.password import read_password
 from wallet.units import (
@@ -230,6 +238,21 @@ def add_commands(
         "--all", action="store_true", help="every account's trades, not only one address's"
     )
     trades.set_defaults(handler=cmd_trades)
+
+    receipts = actions.add_parser(
+        "receipts",
+        parents=[common],
+        help="list settlement receipts (trades settled against the meters)",
+        description="Receipts of ADDRESS (default: the wallet's own): delivered energy, "
+        "payment, fines and status of each settled trade; --json adds the meter readings and "
+        "the pool settlement.",
+    )
+    receipts.add_argument("address", nargs="?", metavar="ADDRESS", help="gc1... address")
+    receipts.add_argument("--slot", type=int, metavar="N", help="only this delivery slot")
+    receipts.add_argument(
+        "--all", action="store_true", help="every account's receipts, not only one address's"
+    )
+    receipts.set_defaults(handler=cmd_receipts)
 
 
 # --- shared ------------------------------------------------------------------------------
@@ -579,4 +602,47 @@ def cmd_trades(args: argparse.Namespace) -> int:
         {"address": address, "trades": [dataclasses.asdict(t) for t in trades]},
         human,
     )
+    return 0
+
+
+def _receipt_rows(receipts: list[ReceiptInfo], address: str | None) -> list[list[str]]:
+    rows = [["trade", "slot", "side", "kWh", "delivered", "price/kWh", "paid", "fine", "status"]]
+    for r in receipts:
+        side = "-" if address is None else "bought" if r.buyer == address else "sold"
+        rows.append(
+            [
+                str(r.trade_id),
+                str(r.slot),
+                side,
+                format_credits(r.quantity_wh),
+                format_credits(r.delivered_wh),
+                format_credits(r.price_mc_per_kwh),
+                format_credits(r.paid_mc),
+                format_credits(r.fine_paid_mc),
+                r.status,
+            ]
+        )
+    return rows
+
+
+@_json_errors
+def cmd_receipts(args: argparse.Namespace) -> int:
+    """``gridchain wallet receipts``: what settlement made of one's trades."""
+    address: str | None = None
+    if not args.all:
+        address = (
+            _parse_address_arg(args.address, "ADDRESS") if args.address else _own_address(args)
+        )
+    if args.slot is not None and args.slot < 0:
+        raise WalletArgumentError(f"--slot is a non-negative index, got {args.slot}")
+    node_url = resolve_node_url(args.node)
+
+    async def run() -> list[ReceiptInfo]:
+        async with NodeClient(node_url) as node:
+            return await node.receipts(address=address, slot=args.slot)
+
+    found = asyncio.run(run())
+    rows = _receipt_rows(found, address)
+    human = format_table(rows, right=frozenset({0, 1, 3, 4, 5, 6, 7})) if found else "no receipts"
+    _emit(args, {"address": address, "receipts": [r.record for r in found]}, human)
     return 0

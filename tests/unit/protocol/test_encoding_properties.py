@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import protocol.block
+import protocol.meter
 import protocol.tx
 from protocol.block import (
     Block,
@@ -52,13 +53,16 @@ from protocol.errors import (
     UnknownTypeError,
     UnsupportedVersionError,
 )
+from protocol.meter import GENESIS_READING_HASH, ReadingRecord, SignedReading, sign_reading
 from protocol.tx import (
     MAX_TX_BYTES,
     AmendOrder,
     Burn,
     CancelOrder,
+    MeterReadings,
     Mint,
     PlaceOrder,
+    RegisterMeter,
     RegisterParticipant,
     Transaction,
     Transfer,
@@ -102,8 +106,41 @@ place_orders = st.builds(
 )
 cancel_orders = st.builds(CancelOrder, order_id=b32)
 amend_orders = st.builds(AmendOrder, order_id=b32, price_mc_per_kwh=u64, quantity_wh=u64)
+reading_records = st.builds(
+    ReadingRecord,
+    meter_id=text(1, 64),
+    interval_start_ms=u64,
+    interval_end_ms=u64,
+    import_wh=u64,
+    export_wh=u64,
+    power_w=i64,
+    voltage_dv=st.integers(0, 2**32 - 1),
+    status=u8,
+    sequence=u64,
+    prev_hash=b32,
+)
+signed_readings = st.builds(SignedReading, record=reading_records, signature=b64)
+register_meters = st.builds(
+    RegisterMeter,
+    meter_id=text(1, 64),
+    owner=b20,
+    meter_type=u8,
+    bridge_key=b32,
+    profile=text(1, 64),
+)
+meter_readings = st.builds(
+    MeterReadings, readings=st.lists(signed_readings, min_size=1, max_size=3).map(tuple)
+)
 bodies = st.one_of(
-    transfers, registrations, mints, burns, place_orders, cancel_orders, amend_orders
+    transfers,
+    registrations,
+    mints,
+    burns,
+    place_orders,
+    cancel_orders,
+    amend_orders,
+    register_meters,
+    meter_readings,
 )
 payloads = st.builds(TxPayload, sender=b32, nonce=u64, body=bodies)
 transactions = st.builds(Transaction, sender=b32, nonce=u64, body=bodies, signature=b64)
@@ -142,6 +179,10 @@ STRATEGIES: dict[type[Record], st.SearchStrategy[Record]] = {
     PlaceOrder: place_orders,
     CancelOrder: cancel_orders,
     AmendOrder: amend_orders,
+    RegisterMeter: register_meters,
+    MeterReadings: meter_readings,
+    ReadingRecord: reading_records,
+    SignedReading: signed_readings,
     TxPayload: payloads,
     Transaction: transactions,
     BlockHeader: headers,
@@ -167,6 +208,22 @@ SAMPLE_ENTRY = ScheduleEntry(b"\x55" * 32, -3)
 SAMPLE_VOTE = Vote(3, 0, SAMPLE_HEADER.hash(), 2)
 SAMPLE_CERT = Certificate(SAMPLE_VOTE, (SAMPLE_VOTE.sign(KEY, CHAIN_ID),))
 SAMPLE_BLOCK = Block(SAMPLE_HEADER, (SAMPLE_TX,), (SAMPLE_ENTRY,))
+SAMPLE_READING = sign_reading(
+    KEY,
+    CHAIN_ID,
+    ReadingRecord(
+        "pv-a",
+        1_700_000_000_000,
+        1_700_000_900_000,
+        12,
+        3400,
+        -250,
+        2301,
+        0,
+        0,
+        GENESIS_READING_HASH,
+    ),
+)
 SAMPLES: dict[type[Record], Record] = {
     Transfer: SAMPLE_TX.body,
     RegisterParticipant: RegisterParticipant(b"\x22" * 32, "alice"),
@@ -175,6 +232,10 @@ SAMPLES: dict[type[Record], Record] = {
     PlaceOrder: PlaceOrder(1, 1_893_456, 0, 3, 250_000, 1500, 500, 0),
     CancelOrder: CancelOrder(b"\x66" * 32),
     AmendOrder: AmendOrder(b"\x66" * 32, 240_000, 1000),
+    RegisterMeter: RegisterMeter("pv-a", b"\x33" * 20, 1, KEY.public_key, "eastron-sdm120"),
+    MeterReadings: MeterReadings((SAMPLE_READING,)),
+    ReadingRecord: SAMPLE_READING.record,
+    SignedReading: SAMPLE_READING,
     TxPayload: SAMPLE_TX.payload,
     Transaction: SAMPLE_TX,
     BlockHeader: SAMPLE_HEADER,
@@ -254,8 +315,12 @@ def _records_defined_in(module: Any) -> set[type[Record]]:
 
 
 def test_every_record_type_has_a_strategy() -> None:
-    """A new record type in tx.py or block.py must join these properties, not skip them."""
-    defined = _records_defined_in(protocol.tx) | _records_defined_in(protocol.block)
+    """A new record type in tx.py, block.py or meter.py must join these properties."""
+    defined = (
+        _records_defined_in(protocol.tx)
+        | _records_defined_in(protocol.block)
+        | _records_defined_in(protocol.meter)
+    )
     assert defined == set(STRATEGIES)
     assert set(SAMPLES) == set(STRATEGIES)
 
@@ -272,6 +337,10 @@ def test_type_tags_and_versions_are_pinned() -> None:
         "PlaceOrder": (0x15, 1),
         "CancelOrder": (0x16, 1),
         "AmendOrder": (0x17, 1),
+        "RegisterMeter": (0x14, 1),
+        "MeterReadings": (0x18, 1),
+        "ReadingRecord": (0x68, 1),
+        "SignedReading": (0x69, 1),
         "BlockHeader": (0x20, 1),
         "ScheduleEntry": (0x21, 1),
         "Block": (0x22, 1),
@@ -307,6 +376,21 @@ def test_field_layouts_are_pinned() -> None:
         ],
         "CancelOrder": ["order_id"],
         "AmendOrder": ["order_id", "price_mc_per_kwh", "quantity_wh"],
+        "RegisterMeter": ["meter_id", "owner", "meter_type", "bridge_key", "profile"],
+        "MeterReadings": ["readings"],
+        "ReadingRecord": [
+            "meter_id",
+            "interval_start_ms",
+            "interval_end_ms",
+            "import_wh",
+            "export_wh",
+            "power_w",
+            "voltage_dv",
+            "status",
+            "sequence",
+            "prev_hash",
+        ],
+        "SignedReading": ["record", "signature"],
         "TxPayload": ["sender", "nonce", "body"],
         "Transaction": ["sender", "nonce", "body", "signature"],
         "BlockHeader": [

@@ -1,0 +1,384 @@
+"""The bridge: read every meter at each clock-aligned interval, sign, store, send until committed.
+
+Two loops share the store and nothing else:
+
+* the **poller** wakes at each multiple of the interval (15 min: :00, :15, :30, :45 on the wall
+  clock, so every bridge's records cover the same market slots), reads each meter, builds the
+  next record of its hash chain, signs it and writes it to LevelDB with fsync;
+* the **sender** turns unsent records into MeterReadings transactions of at most 200 readings,
+  one transaction in flight at a time, and retries until the chain shows them committed.
+
+Exactly once, across restarts and node outages, comes from three rules:
+
+1. a record is durable before it is sent, and its sequence and hash never change;
+2. the transaction in flight is durable before it is posted, and it is re-posted byte for byte
+   (same nonce, same hash) until the node reports it committed or the chain's meter head shows
+   its readings are in: the node cannot apply one transaction twice;
+3. before building a new batch the sender asks the chain where each meter stands
+   (``GET /v1/meters/{id}``) and sends only what follows; the chain itself rejects a sequence
+   that is not the next one, so even a wrong guess cannot duplicate.
+
+A meter that cannot be read after the retries gets a record with status UNAVAILABLE that
+repeats its last good registers (settlement treats the interval as unmeasured); a meter that
+was never read in this store (no last registers) skips the interval instead, since any number
+would be made up.  Either way the gap is counted and logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import structlog
+
+from meterbridge.chain import BridgeNodeClient
+from meterbridge.config import BridgeConfig, MeterConfig
+from meterbridge.metrics import BridgeMetrics
+from meterbridge.modbus import BusClient, MeterUnavailable
+from meterbridge.profiles import DecodeError, Measurement, Profile, load_profile
+from meterbridge.store import BridgeStore
+from protocol.crypto import SigningKey
+from protocol.errors import GridchainError
+from protocol.meter import (
+    GENESIS_READING_HASH,
+    MAX_READINGS_PER_TX,
+    ReadingRecord,
+    ReadingStatus,
+    SignedReading,
+    sign_reading,
+)
+from protocol.tx import MeterReadings, Transaction, sign_tx
+from wallet.client import NodeError, NodeRefusedError
+
+log = structlog.get_logger("meterbridge")
+
+
+class ChainConflictError(GridchainError):
+    """The chain holds a different record than this store at the same sequence."""
+
+    code = "chain_conflict"
+
+
+@dataclass
+class MeterState:
+    config: MeterConfig
+    profile: Profile
+    bus: BusClient
+    #: False until the head is known (from the store or the chain): no record before that.
+    ready: bool = False
+    #: Last answer of the chain about the meter; readings of unregistered meters are not sent.
+    registered: bool = True
+    last_error: str | None = None
+    last_read_ms: int | None = None
+
+
+@dataclass
+class SendOutcome:
+    posted: int = 0
+    committed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def next_tick_ms(now_ms: int, interval_ms: int) -> int:
+    """The first multiple of the interval after ``now_ms`` (clock-aligned polling)."""
+    return (now_ms // interval_ms + 1) * interval_ms
+
+
+class Bridge:
+    def __init__(
+        self,
+        config: BridgeConfig,
+        *,
+        key: SigningKey | None = None,
+        metrics: BridgeMetrics | None = None,
+    ) -> None:
+        self.config = config
+        self.key = key if key is not None else config.signing_key()
+        self.metrics = metrics if metrics is not None else BridgeMetrics()
+        self.store = BridgeStore(config.data_dir)
+        self.buses = {b.name: BusClient(b, self.metrics) for b in config.buses}
+        self.meters = {
+            m.meter_id: MeterState(
+                m, load_profile(m.profile, config.profile_dirs), self.buses[m.bus]
+            )
+            for m in config.meters
+        }
+        self.interval_ms = round(config.interval_s * 1000)
+        self.node = BridgeNodeClient(config.node_url)
+        self.node_reachable = False
+        self._wake_sender = asyncio.Event()
+        for meter_id, state in self.meters.items():
+            state.ready = self.store.head(meter_id) is not None
+
+    async def __aenter__(self) -> Bridge:
+        await self.node.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        for bus in self.buses.values():
+            await bus.close()
+        await self.node.__aexit__(None, None, None)
+        self.store.close()
+
+    @property
+    def chain_id(self) -> bytes | None:
+        return self.store.chain_id()
+
+    # --- reconciliation -------------------------------------------------------------------
+
+    async def reconcile(self) -> None:
+        """Learn the chain id and each meter's chain head; mark what the chain already has.
+
+        Raises NodeError when the node cannot be asked; the caller retries later.
+        """
+        chain_id = await self.node.chain_id()
+        known = self.store.chain_id()
+        if known is None:
+            self.store.set_chain_id(chain_id)
+        elif known != chain_id:
+            raise ChainConflictError(
+                f"the node serves chain {chain_id.hex()}, this store signed for {known.hex()}"
+            )
+        for meter_id, state in self.meters.items():
+            await self._reconcile_meter(meter_id, state)
+        self.node_reachable = True
+
+    async def _reconcile_meter(self, meter_id: str, state: MeterState) -> None:
+        on_chain = await self.node.meter(meter_id)
+        state.registered = on_chain is not None
+        if on_chain is None:
+            state.last_error = "not registered on chain"
+            log.warning("meter_not_registered", meter=meter_id)
+            return
+        if on_chain.last_sequence is None:
+            state.ready = True
+            return
+        seq = on_chain.last_sequence
+        local = self.store.get(meter_id, seq)
+        if local is not None:
+            if on_chain.last_hash is not None and local.record.hash() != on_chain.last_hash:
+                raise ChainConflictError(
+                    f"meter {meter_id}: the chain's record #{seq} is not this bridge's"
+                )
+        elif self.store.chain_head(meter_id) == (seq, on_chain.last_hash):
+            pass  # this store started from that chain head; its records follow it
+        else:
+            head = self.store.head(meter_id)
+            if head is not None and head.sequence > seq:
+                raise ChainConflictError(
+                    f"meter {meter_id}: store has #{head.sequence} but lacks committed #{seq}"
+                )
+            if on_chain.last_hash is None:
+                raise ChainConflictError(f"meter {meter_id}: chain head #{seq} without a hash")
+            self.store.set_chain_head(
+                meter_id, seq, on_chain.last_hash, on_chain.last_interval_end_ms or 0
+            )
+            log.info("meter_head_from_chain", meter=meter_id, sequence=seq)
+        self.store.set_acked(meter_id, seq + 1)
+        state.ready = True
+
+    # --- polling ------------------------------------------------------------------------
+
+    async def poll_once(self, tick_ms: int) -> list[SignedReading]:
+        """Read every meter for the interval ending at ``tick_ms``; store and return records."""
+        chain_id = self.store.chain_id()
+        if chain_id is None:
+            log.warning("interval_skipped", reason="chain id unknown (node never reached)")
+            for meter_id in self.meters:
+                self.metrics.readings.labels(meter_id, "skipped").inc()
+            return []
+        written: list[SignedReading] = []
+        for meter_id, state in self.meters.items():
+            reading = await self._poll_meter(meter_id, state, tick_ms, chain_id)
+            if reading is not None:
+                written.append(reading)
+        if written:
+            self._wake_sender.set()
+        return written
+
+    async def _poll_meter(
+        self, meter_id: str, state: MeterState, tick_ms: int, chain_id: bytes
+    ) -> SignedReading | None:
+        head = self.store.head(meter_id)
+        if not state.ready or (head is not None and tick_ms <= head.interval_end_ms):
+            self.metrics.readings.labels(meter_id, "skipped").inc()
+            log.warning("interval_skipped", meter=meter_id, tick_ms=tick_ms, ready=state.ready)
+            return None
+        measurement: Measurement | None
+        try:
+            measurement = await state.bus.read_meter(meter_id, state.config.slave_id, state.profile)
+        except (MeterUnavailable, DecodeError) as exc:
+            measurement, state.last_error = None, exc.message
+        last = head.last.record if head is not None and head.last is not None else None
+        if (
+            measurement is not None
+            and last is not None
+            and (measurement.import_wh < last.import_wh or measurement.export_wh < last.export_wh)
+        ):
+            state.last_error = "a cumulative register decreased (counter wrap or meter swap)"
+            measurement = None
+        if measurement is None:
+            if last is None:
+                self.metrics.readings.labels(meter_id, "skipped").inc()
+                log.warning("interval_skipped", meter=meter_id, error=state.last_error)
+                return None
+            status = ReadingStatus.UNAVAILABLE
+            measurement = Measurement(last.import_wh, last.export_wh, last.power_w, last.voltage_dv)
+        else:
+            status = ReadingStatus.OK
+            state.last_error = None
+            state.last_read_ms = tick_ms
+        record = ReadingRecord(
+            meter_id=meter_id,
+            interval_start_ms=head.interval_end_ms
+            if head is not None and head.interval_end_ms
+            else tick_ms - self.interval_ms,
+            interval_end_ms=tick_ms,
+            import_wh=measurement.import_wh,
+            export_wh=measurement.export_wh,
+            power_w=measurement.power_w,
+            voltage_dv=measurement.voltage_dv,
+            status=int(status),
+            sequence=0 if head is None else head.sequence + 1,
+            prev_hash=GENESIS_READING_HASH if head is None else head.record_hash,
+        )
+        reading = sign_reading(self.key, chain_id, record)
+        self.store.append(reading)
+        self.metrics.readings.labels(meter_id, status.name.lower()).inc()
+        log.info("reading_stored", meter=meter_id, sequence=record.sequence, status=status.name)
+        return reading
+
+    # --- sending ------------------------------------------------------------------------
+
+    def _unsent(self) -> list[SignedReading]:
+        batch: list[SignedReading] = []
+        for meter_id, state in self.meters.items():
+            if not state.registered:
+                continue
+            room = MAX_READINGS_PER_TX - len(batch)
+            if room <= 0:
+                break
+            batch.extend(self.store.unsent(meter_id, room))
+        return batch
+
+    def unsent_count(self) -> int:
+        return sum(len(self.store.unsent(m, 1_000_000)) for m in self.meters)
+
+    async def send_once(self) -> SendOutcome:
+        """One round of the sender; raises NodeError when the node cannot be reached."""
+        outcome = SendOutcome()
+        inflight = self.store.inflight()
+        if inflight is not None:
+            settled = await self._settle_inflight(inflight, outcome)
+            if not settled:
+                return outcome
+        await self.reconcile()
+        batch = self._unsent()
+        self.metrics.unsent.set(self.unsent_count())
+        if not batch:
+            return outcome
+        chain_id = self.store.chain_id()
+        assert chain_id is not None  # reconcile() stored it
+        nonce = await self.node.pending_nonce(self.key.public_key)
+        tx = sign_tx(self.key, chain_id, nonce, MeterReadings(tuple(batch)))
+        self.store.set_inflight(tx)  # durable before it is posted
+        await self._post(tx, outcome)
+        return outcome
+
+    async def _post(self, tx: Transaction, outcome: SendOutcome) -> None:
+        try:
+            await self.node.post_raw_tx(tx.encode().hex())
+        except NodeRefusedError as exc:
+            if exc.status == 409 or "known" in exc.node_code or "duplicate" in exc.node_code:
+                return  # the node already has exactly these bytes
+            self.metrics.node_errors.labels(exc.node_code).inc()
+            outcome.errors.append(exc.node_code)
+            log.error("tx_refused", code=exc.node_code, message=exc.node_message)
+            self.store.set_inflight(None)  # the chain's meter heads decide what is resent
+            return
+        outcome.posted += 1
+        self.metrics.txs_submitted.inc()
+        log.info("tx_posted", hash=tx.hash().hex(), readings=len(self._readings_of(tx)))
+
+    @staticmethod
+    def _readings_of(tx: Transaction) -> tuple[SignedReading, ...]:
+        body = tx.body
+        return body.readings if isinstance(body, MeterReadings) else ()
+
+    async def _settle_inflight(self, tx: Transaction, outcome: SendOutcome) -> bool:
+        """True once the transaction in flight is resolved (committed or dead)."""
+        tx_hash = tx.hash().hex()
+        status = await self.node.tx_status(tx_hash)
+        if status is not None and status.status == "committed":
+            self.store.set_inflight(None)
+            outcome.committed += 1
+            self.metrics.txs_committed.inc()
+            log.info("tx_committed", hash=tx_hash)
+            return True
+        if status is not None and status.status == "pending":
+            return False
+        if status is not None:  # any other final status: rejected
+            log.error("tx_failed", hash=tx_hash, status=status.status)
+            self.store.set_inflight(None)
+            return True
+        # Unknown to the node (its mempool was lost, or it never arrived): if the chain's heads
+        # already cover every reading, it was committed; otherwise post the same bytes again.
+        await self.reconcile()
+        if all(
+            r.record.sequence < self.store.acked(r.record.meter_id) for r in self._readings_of(tx)
+        ):
+            self.store.set_inflight(None)
+            return True
+        if await self.node.pending_nonce(self.key.public_key) > tx.nonce:
+            # the nonce was used by a transaction that did not carry these readings
+            self.store.set_inflight(None)
+            return True
+        await self._post(tx, outcome)
+        return False
+
+    # --- the loops ----------------------------------------------------------------------
+
+    async def run_poller(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            now_ms = time.time_ns() // 1_000_000
+            tick = next_tick_ms(now_ms, self.interval_ms)
+            try:
+                await asyncio.wait_for(stop.wait(), (tick - now_ms) / 1000)
+                return
+            except TimeoutError:
+                pass
+            await self.poll_once(tick)
+
+    async def run_sender(self, stop: asyncio.Event, *, idle_s: float = 1.0) -> None:
+        backoff = idle_s
+        while not stop.is_set():
+            try:
+                outcome = await self.send_once()
+            except NodeError as exc:
+                self.node_reachable = False
+                self.metrics.node_errors.labels(exc.code).inc()
+                log.warning("node_unavailable", error=exc.message)
+                backoff = min(backoff * 2, 30.0)
+            else:
+                backoff = idle_s
+                if outcome.posted or outcome.committed:
+                    continue
+            self._wake_sender.clear()
+            waiter = asyncio.ensure_future(self._wake_sender.wait())
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait(
+                {waiter, stopper}, timeout=backoff, return_when=asyncio.FIRST_COMPLETED
+            )
+            waiter.cancel()
+            stopper.cancel()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            await self.reconcile()
+        except NodeError as exc:
+            log.warning("node_unavailable_at_start", error=exc.message)
+        await asyncio.gather(self.run_poller(stop), self.run_sender(stop))

@@ -1,0 +1,149 @@
+"""The bridge's TOML configuration, validated by pydantic so a bad value stops it at start.
+
+Example (see docs/meterbridge.md)::
+
+    name = "peer-a"
+    node_url = "http://127.0.0.1:8700"
+    data_dir = "/var/lib/gridchain/meterbridge"
+    interval_s = 900
+    key_seed_hex = "..."            # or: keystore = "wallets/peer-a-bridge.json"
+
+    [[buses]]
+    name = "rs485"
+    kind = "serial"
+    port = "/dev/ttyUSB0"           # baudrate 9600, bytesize 8, parity "N", stopbits 1 by default
+
+    [[meters]]
+    meter_id = "peer-a-net"
+    bus = "rs485"
+    slave_id = 1
+    profile = "eastron-sdm120"
+
+The key is the bridge key registered on chain for these meters; it signs every reading and is
+the sender of the MeterReadings transactions.  A keystore is opened with $GRIDCHAIN_PASSWORD.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from protocol.crypto import SigningKey
+from protocol.errors import GridchainError
+from protocol.keystore import open_keystore
+
+PASSWORD_ENV = "GRIDCHAIN_PASSWORD"  # noqa: S105 - the variable's name, not a password
+
+
+class ConfigError(GridchainError):
+    code = "bad_config"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SerialBus(_Strict):
+    """An RS-485 line behind a USB adaptor; the source's settings (9600 8N1) are the defaults."""
+
+    name: str
+    kind: Literal["serial"]
+    port: str = "/dev/ttyUSB0"
+    baudrate: int = Field(default=9600, gt=0)
+    bytesize: Literal[7, 8] = 8
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    timeout_s: float = Field(default=0.5, gt=0)
+    retries: int = Field(default=2, ge=0, le=10)
+
+
+class TcpBus(_Strict):
+    """An RS-485/Ethernet converter passing RTU frames (with CRC) over a TCP stream."""
+
+    name: str
+    kind: Literal["rtu-over-tcp"]
+    host: str
+    port: int = Field(ge=1, le=65535)
+    timeout_s: float = Field(default=0.5, gt=0)
+    retries: int = Field(default=2, ge=0, le=10)
+
+
+Bus = SerialBus | TcpBus
+
+
+class MeterConfig(_Strict):
+    meter_id: str = Field(min_length=1, max_length=64)
+    bus: str
+    slave_id: int = Field(ge=1, le=247)
+    profile: str
+
+
+class AgentApiConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535)  # 0: no agent API
+
+
+class BridgeConfig(_Strict):
+    name: str = Field(min_length=1)
+    node_url: str
+    data_dir: Path
+    interval_s: float = Field(default=900.0, gt=0)
+    key_seed_hex: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+    keystore: Path | None = None
+    profile_dirs: list[Path] = Field(default_factory=list)
+    log_level: Literal["debug", "info", "warning"] = "info"
+    agent_api: AgentApiConfig = Field(default_factory=AgentApiConfig)
+    buses: list[SerialBus | TcpBus] = Field(min_length=1)
+    meters: list[MeterConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> BridgeConfig:
+        if (self.key_seed_hex is None) == (self.keystore is None):
+            raise ValueError("give exactly one of key_seed_hex and keystore")
+        bus_names = [b.name for b in self.buses]
+        if len(set(bus_names)) != len(bus_names):
+            raise ValueError("bus names must be unique")
+        ids = [m.meter_id for m in self.meters]
+        if len(set(ids)) != len(ids):
+            raise ValueError("meter ids must be unique")
+        seen: set[tuple[str, int]] = set()
+        for meter in self.meters:
+            if meter.bus not in bus_names:
+                raise ValueError(f"meter {meter.meter_id}: no bus named {meter.bus!r}")
+            if (meter.bus, meter.slave_id) in seen:
+                raise ValueError(f"meter {meter.meter_id}: slave id {meter.slave_id} is taken")
+            seen.add((meter.bus, meter.slave_id))
+        return self
+
+    def signing_key(self) -> SigningKey:
+        if self.key_seed_hex is not None:
+            return SigningKey.from_hex(self.key_seed_hex)
+        assert self.keystore is not None
+        password = os.environ.get(PASSWORD_ENV)
+        if password is None:
+            raise ConfigError(f"set {PASSWORD_ENV} to open the keystore {self.keystore}")
+        import json  # noqa: PLC0415 - only for keystores
+
+        return open_keystore(json.loads(self.keystore.read_text(encoding="utf-8")), password)
+
+
+def load_config(path: Path) -> BridgeConfig:
+    """Read and validate; relative paths in the file are relative to the file's directory."""
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    base = path.resolve().parent
+    for key in ("data_dir", "keystore"):
+        if isinstance(doc.get(key), str) and not Path(doc[key]).is_absolute():
+            doc[key] = str(base / doc[key])
+    if isinstance(doc.get("profile_dirs"), list):
+        doc["profile_dirs"] = [str(base / d) for d in doc["profile_dirs"] if isinstance(d, str)]
+    try:
+        return BridgeConfig.model_validate(doc)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc

@@ -1,0 +1,78 @@
+"""Fixtures: a simulator on RTU-over-TCP, a fake node, and a bridge config pointing at both."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from meterbridge.config import BridgeConfig
+from meterbridge.simulator import MeterSimulator, SimClock, household_meters
+from node.ports import free_port
+from protocol.crypto import SigningKey
+from tests.meterbridge.fakenode import FakeNode
+
+#: A clock-aligned start (multiple of 1 s) at 12:00 UTC, so PV is producing.
+T0_MS = 1_750_000_000_000 // 86_400_000 * 86_400_000 + 12 * 3_600_000
+INTERVAL_MS = 1_000
+#: net (SDM630), pv (SDM120), ev (generic), battery (SDM120)
+METERS = [
+    ("h1-net", 1, "eastron-sdm630"),
+    ("h1-pv", 2, "eastron-sdm120"),
+    ("h1-ev", 3, "generic"),
+    ("h1-batt", 4, "eastron-sdm120"),
+]
+
+
+@pytest.fixture
+def bridge_key() -> SigningKey:
+    return SigningKey(b"\x07" * 32)
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[tuple[MeterSimulator, int]]:
+    sim = MeterSimulator(household_meters(1), clock=SimClock(speed=600.0, start_ms=T0_MS))
+    port = free_port()
+    await sim.start_tcp("127.0.0.1", port)
+    yield sim, port
+    await sim.stop()
+
+
+@pytest.fixture
+async def fake_node(bridge_key: SigningKey) -> AsyncIterator[FakeNode]:
+    node = FakeNode()
+    for meter_id, _, _ in METERS:
+        node.register_meter(meter_id, bridge_key.public_key)
+    await node.start(free_port())
+    yield node
+    await node.stop()
+
+
+MakeConfig = Callable[..., BridgeConfig]
+
+
+@pytest.fixture
+def make_config(tmp_path: Path, bridge_key: SigningKey) -> MakeConfig:
+    def make(
+        node_url: str,
+        bus: dict[str, object],
+        meters: list[tuple[str, int, str]] = METERS,
+        data_dir: Path | None = None,
+    ) -> BridgeConfig:
+        return BridgeConfig.model_validate(
+            {
+                "name": "test",
+                "node_url": node_url,
+                "data_dir": str(data_dir or tmp_path / "bridge"),
+                "interval_s": INTERVAL_MS / 1000,
+                "key_seed_hex": bridge_key.seed.hex(),
+                "buses": [{"name": "bus0", "timeout_s": 0.2, "retries": 2, **bus}],
+                "meters": [
+                    {"meter_id": m, "bus": "bus0", "slave_id": s, "profile": p}
+                    for m, s, p in meters
+                ],
+            }
+        )
+
+    return make

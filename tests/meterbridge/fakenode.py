@@ -1,0 +1,179 @@
+"""A small node HTTP server that checks readings the way the chain does (for bridge tests).
+
+It speaks exactly the part of the node's API the bridge uses (``/v1/status``, ``/v1/txs``,
+``/v1/accounts/{address}``, ``/v1/meters/{id}``) and, when it commits, enforces what the chain
+enforces for MeterReadings: the sender is the meter's registered bridge key, every signature
+verifies, each meter's sequence is the next one and its prev_hash is the hash of the last
+committed record, and the transaction's nonce is the sender's next.  A transaction failing any
+rule is recorded in ``rejections``, so a test can assert that the bridge never sent a
+duplicate or out-of-order reading.  Commits happen only when the test calls :meth:`commit`, so
+the test decides where a crash or an outage falls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from protocol.address import address_of, format_address
+from protocol.crypto import sha256
+from protocol.errors import GridchainError
+from protocol.meter import SignedReading
+from protocol.tx import MeterReadings, Transaction, decode_tx
+
+
+@dataclass
+class FakeMeter:
+    bridge_key: bytes
+    last_sequence: int | None = None
+    last_hash: bytes | None = None
+    last_interval_end_ms: int | None = None
+    readings: list[SignedReading] = field(default_factory=list)
+
+
+class FakeNode:
+    def __init__(self, chain_id: bytes = sha256(b"fake-chain")) -> None:
+        self.chain_id = chain_id
+        self.meters: dict[str, FakeMeter] = {}
+        self.nonces: dict[bytes, int] = {}
+        self.mempool: dict[str, Transaction] = {}
+        self.committed: dict[str, int] = {}
+        self.rejections: list[str] = []
+        self.posts = 0
+        self.on_post: Callable[[Transaction], None] | None = None
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    def register_meter(self, meter_id: str, bridge_key: bytes) -> None:
+        self.meters[meter_id] = FakeMeter(bridge_key)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self, port: int) -> None:
+        app = web.Application()
+        app.router.add_get("/v1/status", self._status)
+        app.router.add_post("/v1/txs", self._post_tx)
+        app.router.add_get("/v1/txs/{hash}", self._get_tx)
+        app.router.add_get("/v1/accounts/{address}", self._account)
+        app.router.add_get("/v1/meters/{id}", self._meter)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", port).start()
+        self.port = port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def drop_mempool(self) -> None:
+        """What a node restart does to transactions not yet in a block."""
+        self.mempool.clear()
+
+    def commit(self) -> None:
+        """Apply the mempool in nonce order, as a block would."""
+        for tx_hash, tx in sorted(self.mempool.items(), key=lambda kv: kv[1].nonce):
+            error = self._check(tx)
+            self.nonces[tx.sender] = self.nonces.get(tx.sender, 0) + (error is None)
+            if error is not None:
+                self.rejections.append(error)
+                continue
+            assert isinstance(tx.body, MeterReadings)
+            for reading in tx.body.readings:
+                rec = reading.record
+                meter = self.meters[rec.meter_id]
+                meter.last_sequence, meter.last_hash = rec.sequence, rec.hash()
+                meter.last_interval_end_ms = rec.interval_end_ms
+                meter.readings.append(reading)
+            self.committed[tx_hash] = len(self.committed) + 1
+        self.mempool.clear()
+
+    def _check(self, tx: Transaction) -> str | None:
+        if tx.nonce != self.nonces.get(tx.sender, 0):
+            return f"nonce {tx.nonce}, expected {self.nonces.get(tx.sender, 0)}"
+        if not isinstance(tx.body, MeterReadings):
+            return "not MeterReadings"
+        heads = {m: (f.last_sequence, f.last_hash) for m, f in self.meters.items()}
+        for reading in tx.body.readings:
+            rec = reading.record
+            meter = self.meters.get(rec.meter_id)
+            if meter is None or meter.bridge_key != tx.sender:
+                return f"{rec.meter_id}: unregistered or wrong bridge key"
+            try:
+                reading.verify(meter.bridge_key, self.chain_id)
+            except GridchainError as exc:
+                return exc.message
+            last_seq, last_hash = heads[rec.meter_id]
+            want = 0 if last_seq is None else last_seq + 1
+            if rec.sequence != want:
+                return f"{rec.meter_id}: sequence {rec.sequence}, expected {want}"
+            if rec.prev_hash != (last_hash or b"\x00" * 32):
+                return f"{rec.meter_id}#{rec.sequence}: prev_hash breaks the chain"
+            heads[rec.meter_id] = (rec.sequence, rec.hash())
+        return None
+
+    # --- handlers ------------------------------------------------------------------------
+
+    async def _status(self, _: web.Request) -> web.Response:
+        return web.json_response(
+            {"chain_id": self.chain_id.hex(), "height": len(self.committed), "node": "fake"}
+        )
+
+    async def _post_tx(self, request: web.Request) -> web.Response:
+        doc = await request.json()
+        tx = decode_tx(bytes.fromhex(doc["tx"]))
+        tx.verify_signature(self.chain_id)
+        self.posts += 1
+        if self.on_post is not None:
+            self.on_post(tx)
+        tx_hash = tx.hash().hex()
+        if tx_hash in self.committed or tx_hash in self.mempool:
+            return web.json_response(
+                {"error": {"code": "already_known", "message": "known"}}, status=409
+            )
+        self.mempool[tx_hash] = tx
+        return web.json_response({"hash": tx_hash}, status=202)
+
+    async def _get_tx(self, request: web.Request) -> web.Response:
+        tx_hash = request.match_info["hash"]
+        if tx_hash in self.committed:
+            return web.json_response(
+                {"hash": tx_hash, "status": "committed", "height": self.committed[tx_hash]}
+            )
+        if tx_hash in self.mempool:
+            return web.json_response({"hash": tx_hash, "status": "pending"})
+        return web.json_response({"error": {"code": "not_found", "message": "no"}}, status=404)
+
+    async def _account(self, request: web.Request) -> web.Response:
+        address = request.match_info["address"]
+        senders = {format_address(address_of(k)): k for k in self.nonces} | {
+            format_address(address_of(m.bridge_key)): m.bridge_key for m in self.meters.values()
+        }
+        key = senders.get(address)
+        nonce = self.nonces.get(key, 0) if key is not None else 0
+        pending = nonce + sum(1 for tx in self.mempool.values() if tx.sender == key)
+        return web.json_response({"address": address, "nonce": nonce, "pending_nonce": pending})
+
+    async def _meter(self, request: web.Request) -> web.Response:
+        meter_id = request.match_info["id"]
+        meter = self.meters.get(meter_id)
+        if meter is None:
+            return web.json_response(
+                {"error": {"code": "not_found", "message": "no such meter"}}, status=404
+            )
+        return web.json_response(
+            {
+                "meter_id": meter_id,
+                "owner": "gc1",
+                "meter_type": 6,
+                "bridge_key": meter.bridge_key.hex(),
+                "profile": "x",
+                "last_sequence": meter.last_sequence,
+                "last_hash": None if meter.last_hash is None else meter.last_hash.hex(),
+                "last_interval_end_ms": meter.last_interval_end_ms,
+            }
+        )

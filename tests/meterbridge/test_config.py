@@ -1,0 +1,79 @@
+"""The bridge's TOML config: defaults are the source's 9600 8N1, bad values are named at start."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from meterbridge.config import ConfigError, SerialBus, load_config
+from protocol.crypto import SigningKey
+from protocol.keystore import TESTNET_SCRYPT_N, seal
+
+BASE = """
+name = "peer-a"
+node_url = "http://127.0.0.1:8700"
+data_dir = "data"
+{key}
+
+[[buses]]
+name = "rs485"
+kind = "serial"
+
+[[meters]]
+meter_id = "peer-a-net"
+bus = "rs485"
+slave_id = {slave}
+profile = "eastron-sdm630"
+"""
+
+
+def write(tmp_path: Path, key: str = 'key_seed_hex = "' + "11" * 32 + '"', slave: int = 1) -> Path:
+    path = tmp_path / "bridge.toml"
+    path.write_text(BASE.format(key=key, slave=slave), encoding="utf-8")
+    return path
+
+
+def test_defaults_are_the_sources_serial_settings(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path))
+    bus = config.buses[0]
+    assert isinstance(bus, SerialBus)
+    assert (bus.port, bus.baudrate, bus.bytesize, bus.parity, bus.stopbits) == (
+        "/dev/ttyUSB0",
+        9600,
+        8,
+        "N",
+        1,
+    )
+    assert config.interval_s == 900
+    assert config.data_dir == tmp_path / "data"  # relative to the config file
+    assert config.signing_key().seed == bytes.fromhex("11" * 32)
+
+
+@pytest.mark.parametrize(
+    ("key", "slave", "match"),
+    [
+        ("", 1, "exactly one of key_seed_hex and keystore"),
+        ('key_seed_hex = "' + "11" * 32 + '"', 248, "slave_id"),
+        ('key_seed_hex = "zz"', 1, "key_seed_hex"),
+    ],
+)
+def test_bad_values_are_named(tmp_path: Path, key: str, slave: int, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        load_config(write(tmp_path, key, slave))
+
+
+def test_keystore_opens_with_the_password_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = SigningKey(b"\x42" * 32)
+    (tmp_path / "bridge.json").write_text(
+        json.dumps(seal(key, "pw", name="bridge", n=TESTNET_SCRYPT_N)), encoding="utf-8"
+    )
+    config = load_config(write(tmp_path, 'keystore = "bridge.json"'))
+    monkeypatch.delenv("GRIDCHAIN_PASSWORD", raising=False)
+    with pytest.raises(ConfigError, match="GRIDCHAIN_PASSWORD"):
+        config.signing_key()
+    monkeypatch.setenv("GRIDCHAIN_PASSWORD", "pw")
+    assert config.signing_key().public_key == key.public_key
