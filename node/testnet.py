@@ -73,8 +73,19 @@ def ensure_genesis(
     with_meters: bool = False,
     meter_sim_port: int = METER_SIM_PORT,
     bridge_interval_s: float = DEFAULT_BRIDGE_INTERVAL_S,
+    gate_closure_s: int | None = None,
+    settlement_grace_s: int | None = None,
 ) -> bool:
-    """Write a new testnet into ``directory`` unless it already holds one; True if written."""
+    """Write a new testnet into ``directory`` unless it already holds one; True if written.
+
+    A testnet runs its market in seconds: slot length, gate closure and the settlement grace
+    period can be set here (the genesis defaults are the source's 15 min, 1 h and 5 min).
+    """
+    extra: dict[str, int] = {}
+    if gate_closure_s is not None:
+        extra["gate_closure_ms"] = gate_closure_s * 1000
+    if settlement_grace_s is not None:
+        extra["settlement_grace_ms"] = settlement_grace_s * 1000
     if (directory / "genesis.json").exists():
         return False
     bundle = build_genesis(
@@ -87,6 +98,7 @@ def ensure_genesis(
         slot_length_ms=None if slot_seconds is None else slot_seconds * 1000,
         block_interval_ms=block_interval_ms,
         with_meters=with_meters,
+        extra_params=extra,
     )
     password, _ = testnet_password()
     write_bundle(

@@ -59,6 +59,8 @@ def _up(args: argparse.Namespace) -> int:
         with_meters=args.with_meters,
         meter_sim_port=args.meter_sim_port,
         bridge_interval_s=args.meter_interval_s,
+        gate_closure_s=args.gate_closure_seconds,
+        settlement_grace_s=args.grace_seconds,
     )
     _announce_password(to_stderr=args.json)
     procs = up(directory, with_meters=args.with_meters, meter_speed=args.meter_speed)
@@ -178,6 +180,57 @@ def _follow(directory: Path, api_url: str) -> None:
             print(f"  block {seen:>6}  {block['hash'][:16]}  {len(block['txs'])} txs")
 
 
+def run_market_demo(directory: Path, api_urls: list[str]) -> None:
+    """Peer A sells PV energy to peer C for a slot a few seconds ahead; the bridges meter it;
+    after the slot and its grace period the chain settles the trade from the readings."""
+    genesis = json.loads((directory / "genesis.json").read_text())
+    slot_ms = int(genesis["params"]["slot_length_ms"])
+    grace_ms = int(genesis["params"]["settlement_grace_ms"])
+    gate_ms = int(genesis["params"]["gate_closure_ms"])
+    now_ms = time.time_ns() // 1_000_000
+    slot = (now_ms + gate_ms) // slot_ms + 2
+    settle_at_ms = (slot + 1) * slot_ms + grace_ms
+    print(f"\n== a trade for slot {slot}, settled from meter readings ==")
+    common = ["--slot", str(slot), "--quantity", "5Wh"]
+    print("-- peer-a offers 5 Wh of PV energy at 120 credits/kWh")
+    _wallet(
+        directory,
+        "peer-a",
+        api_urls[0],
+        "order",
+        "sell",
+        "--price",
+        "120",
+        "--device",
+        "PV",
+        *common,
+    )
+    print("-- peer-c bids for 5 Wh at up to 130 credits/kWh (trades at the resting 120)")
+    _wallet(
+        directory,
+        "peer-c",
+        api_urls[-1],
+        "order",
+        "buy",
+        "--price",
+        "130",
+        "--device",
+        "Load",
+        *common,
+    )
+    wait_s = max(0.0, (settle_at_ms - time.time_ns() // 1_000_000) / 1000)
+    print(f"-- the bridges meter the slot; settlement in about {wait_s:.0f} s")
+    deadline = time.monotonic() + wait_s + 60
+    time.sleep(wait_s)
+    while time.monotonic() < deadline:
+        trades = get_json(f"{api_urls[0]}/v1/settlements?slot={slot}")["receipts"]
+        if trades:
+            break
+        time.sleep(1)
+    print("-- peer-c's receipts (delivery is what peer-a's simulated PV meter measured):")
+    _wallet(directory, "peer-c", api_urls[1], "receipts")
+
+
 def _run(args: argparse.Namespace) -> int:
     directory = Path(args.dir)
     if args.fresh and directory.exists():
@@ -189,6 +242,8 @@ def _run(args: argparse.Namespace) -> int:
     api_urls = [row["api_url"] for row in status(directory)]
     try:
         run_demo(directory, api_urls)
+        if args.with_meters:
+            run_market_demo(directory, api_urls)
         print()
         print(_format_rows(status(directory)))
         if not args.exit_after_demo:
@@ -209,7 +264,13 @@ def _creation(p: argparse.ArgumentParser) -> None:
     p.add_argument("--consensus", choices=["solo", "pbft", "pob", "epob"], default="pbft")
     p.add_argument("--participants", type=int, default=3)
     p.add_argument("--block-interval-ms", type=int, default=500)
-    p.add_argument("--slot-seconds", type=int, default=None)
+    p.add_argument("--slot-seconds", type=int, default=None, help="market slot length (genesis)")
+    p.add_argument(
+        "--gate-closure-seconds", type=int, default=None, help="order gate closure before a slot"
+    )
+    p.add_argument(
+        "--grace-seconds", type=int, default=None, help="wait for readings after a slot ends"
+    )
     p.add_argument("--base-api-port", type=int, default=BASE_API_PORT)
     p.add_argument("--base-p2p-port", type=int, default=BASE_P2P_PORT)
     p.add_argument(
@@ -248,4 +309,18 @@ def register(sub: Any, name: str, help_text: str) -> None:
     _creation(p_run)
     p_run.add_argument("--fresh", action="store_true", help="start from a new genesis")
     p_run.add_argument("--exit-after-demo", action="store_true", help="stop after the demo")
-    p_run.set_defaults(handler=_run)
+    p_run.add_argument(
+        "--no-meters",
+        dest="with_meters",
+        action="store_false",
+        help="skip the meter simulator, the bridges and the settlement part of the demo",
+    )
+    # The demo's market runs in seconds so a trade settles from meter readings within a minute.
+    p_run.set_defaults(
+        handler=_run,
+        with_meters=True,
+        slot_seconds=12,
+        gate_closure_seconds=3,
+        grace_seconds=6,
+        meter_interval_s=2.0,
+    )

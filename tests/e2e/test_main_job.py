@@ -1,8 +1,9 @@
 """The README's main job, end to end: `gridchain testnet run` on a fresh directory.
 
-It must create a 4-validator PBFT chain, start each validator as its own process, show three
-wallet transfers (each through another validator) committing, show the same ledger on every
-validator, and stop exactly what it started.
+It must create a 4-validator PBFT chain, start each validator as its own process with the meter
+simulator and a bridge per peer, show three wallet transfers (each through another validator)
+committing, the same ledger on every validator, a trade settled from meter readings, and stop
+exactly what it started.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def gridchain(*argv: str, timeout: float = 180) -> subprocess.CompletedProcess[s
 def test_testnet_run_shows_transfers_committing(tmp_path: Path) -> None:
     directory = tmp_path / "tn"
     ports = ["--base-api-port", str(free_port_block(4)), "--base-p2p-port", str(free_port_block(4))]
+    ports += ["--meter-sim-port", str(free_port_block(1))]
     done = gridchain("testnet", "run", "--dir", str(directory), "--exit-after-demo", *ports)
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
@@ -46,7 +48,12 @@ def test_testnet_run_shows_transfers_committing(tmp_path: Path) -> None:
     assert len(rows) == 4
     assert len({tuple(row[1:]) for row in rows}) == 1, ledger  # same height, head, root, balances
     assert int(rows[0][1]) >= 3
-    assert "stopped node-1, node-2, node-3, node-4" in out
+    # The market part: a trade settled from the simulated meters' readings, shown as a receipt.
+    assert "settled from meter readings" in out
+    receipt_lines = out.split("peer-c's receipts")[1].splitlines()
+    assert any(" bought " in line for line in receipt_lines), out
+    assert "stopped meter-simulator, bridge-peer-a, bridge-peer-b, bridge-peer-c, " in out
+    assert "node-1, node-2, node-3, node-4" in out
     assert not (directory / "testnet.json").exists()
 
 
