@@ -75,6 +75,7 @@ def ensure_genesis(
     bridge_interval_s: float = DEFAULT_BRIDGE_INTERVAL_S,
     gate_closure_s: int | None = None,
     settlement_grace_s: int | None = None,
+    base_agent_port: int | None = None,
 ) -> bool:
     """Write a new testnet into ``directory`` unless it already holds one; True if written.
 
@@ -108,6 +109,9 @@ def ensure_genesis(
         scrypt_n=TESTNET_SCRYPT_N,
         base_api_port=base_api_port,
         base_p2p_port=base_p2p_port,
+        # The bridges' agent APIs sit 100 above the peer ports, so two testnets on one machine
+        # (each with its own --base-p2p-port) never reach for the same ports.
+        base_agent_port=base_p2p_port + 100 if base_agent_port is None else base_agent_port,
         meter_sim_port=meter_sim_port,
         bridge_interval_s=bridge_interval_s,
     )

@@ -223,8 +223,8 @@ def run_market_demo(directory: Path, api_urls: list[str]) -> None:
     deadline = time.monotonic() + wait_s + 60
     time.sleep(wait_s)
     while time.monotonic() < deadline:
-        trades = get_json(f"{api_urls[0]}/v1/settlements?slot={slot}")["receipts"]
-        if trades:
+        receipts = get_json(f"{api_urls[0]}/v1/settlements")["receipts"]
+        if any(r["slot"] == slot for r in receipts):
             break
         time.sleep(1)
     print("-- peer-c's receipts (delivery is what peer-a's simulated PV meter measured):")
