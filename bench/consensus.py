@@ -17,46 +17,15 @@ import asyncio
 import contextlib
 import json
 import os
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from bench.cluster import bench_bundle, running_cluster, transfer_streams
 from bench.conditions import conditions, median
 from bench.transfers import bench_verify
-from genesis.builder import GenesisBundle, build_genesis
-from genesis.cli import write_bundle
-from node.ports import free_port
-from node.testnet import down, up
-from protocol.address import parse_address
-from protocol.crypto import SigningKey, sha256
-from protocol.keystore import TESTNET_SCRYPT_N
-from protocol.tx import Transaction, Transfer, sign_tx
-
-
-def _bundle(engine: str, validators: int, senders: int, block_interval_ms: int) -> GenesisBundle:
-    counter = iter(range(10**6))
-    return build_genesis(
-        chain_name="gridchain-bench",
-        genesis_time_ms=time.time_ns() // 1_000_000 - 1000,
-        validators=validators,
-        participants=senders + 1,
-        engine=engine,
-        new_key=lambda: SigningKey(sha256(f"bench-consensus-{next(counter)}".encode())),
-        block_interval_ms=block_interval_ms,
-        extra_params={"max_block_txs": 5000},
-    )
-
-
-def _streams(bundle: GenesisBundle, per_sender: int) -> list[list[Transaction]]:
-    chain_id = bundle.genesis.chain_id
-    sink = parse_address(bundle.participants[-1].address)
-    return [
-        [sign_tx(p.key, chain_id, n, Transfer(sink, 1 + n % 5)) for n in range(per_sender)]
-        for p in bundle.participants[:-1]
-    ]
+from protocol.tx import Transaction
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -134,33 +103,16 @@ def run_cluster(
     batch: int,
     rate: float,
 ) -> dict[str, Any]:
-    bundle = _bundle(engine, validators, senders, block_ms)
-    streams = _streams(bundle, per_sender)
-    with tempfile.TemporaryDirectory() as tmp:
-        directory = Path(tmp)
-        write_bundle(
-            bundle,
-            directory,
-            password="bench",  # noqa: S106 - throwaway keystores in a temporary directory
-            scrypt_n=TESTNET_SCRYPT_N,
-            base_api_port=_base_port(validators),
-            base_p2p_port=_base_port(validators),
-        )
-        procs = up(directory, timeout_s=60)
-        try:
-            time.sleep(1.0)  # let the peer links come up
-            urls = [p.api_url for p in procs]
-            result = asyncio.run(_drive(urls, streams, timeout_s=120, batch=batch, rate=rate))
-        finally:
-            down(directory)
-    return result
-
-
-def _base_port(count: int) -> int:
-    while True:
-        base = free_port()
-        if base + count < 65000:
-            return base
+    bundle = bench_bundle(
+        "bench-consensus",
+        engine=engine,
+        validators=validators,
+        participants=senders + 1,
+        block_interval_ms=block_ms,
+    )
+    streams = transfer_streams(bundle, per_sender)
+    with running_cluster(bundle) as urls:
+        return asyncio.run(_drive(urls, streams, timeout_s=120, batch=batch, rate=rate))
 
 
 def main(argv: list[str]) -> int:
@@ -184,8 +136,13 @@ def main(argv: list[str]) -> int:
     sizes = [int(x) for x in args.validators.split(",") if x]
     per_sender = max(1, args.txs // args.senders)
 
-    probe = _bundle(args.engine, 1 if args.engine == "solo" else 4, 4, args.block_interval_ms)
-    sample = [tx for s in _streams(probe, 500) for tx in s]
+    probe = bench_bundle(
+        "bench-consensus",
+        engine=args.engine,
+        validators=1 if args.engine == "solo" else 4,
+        participants=5,
+    )
+    sample = [tx for s in transfer_streams(probe, 500) for tx in s]
     verify = median([bench_verify(sample, probe.genesis.chain_id) for _ in range(3)])
     cores = os.cpu_count() or 1
     rows = []

@@ -24,22 +24,17 @@ import asyncio
 import contextlib
 import json
 import random
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from bench.cluster import running_cluster
 from bench.conditions import conditions, median
 from genesis.builder import GenesisBundle, build_genesis
-from genesis.cli import write_bundle
 from market.app import Application, BlockContext
 from market.book import BUY, SELL, BookOrder, MemoryBook, Rules, match
-from node.ports import free_port
-from node.testnet import down, up
 from protocol.crypto import SigningKey, sha256
-from protocol.keystore import TESTNET_SCRYPT_N
 from protocol.tx import PlaceOrder, Transaction, sign_tx
 
 MID_MC_PER_KWH = 150_000
@@ -206,32 +201,10 @@ def bench_testnet(
     )
     slot = time.time_ns() // 1_000_000 // SLOT_MS + 8
     streams = _signed_orders(bundle, stream, slot)
-    with tempfile.TemporaryDirectory() as tmp:
-        directory = Path(tmp)
-        write_bundle(
-            bundle,
-            directory,
-            password="bench",  # noqa: S106 - throwaway keystores in a temporary directory
-            scrypt_n=TESTNET_SCRYPT_N,
-            base_api_port=_base_port(validators),
-            base_p2p_port=_base_port(validators),
-        )
-        procs = up(directory, timeout_s=60)
-        try:
-            time.sleep(1.0)  # let the peer links come up
-            urls = [p.api_url for p in procs]
-            result = asyncio.run(_drive(urls, streams, batch, timeout_s=180))
-        finally:
-            down(directory)
+    with running_cluster(bundle) as urls:
+        result = asyncio.run(_drive(urls, streams, batch, timeout_s=180))
     result.update(validators=validators, engine=engine, batch=batch, senders=senders)
     return result
-
-
-def _base_port(count: int) -> int:
-    while True:
-        base = free_port()
-        if base + count < 65000:
-            return base
 
 
 def main(argv: list[str]) -> int:

@@ -28,14 +28,14 @@ from typing import Any
 
 import aiohttp
 
+from bench.cluster import bench_bundle, transfer_streams
 from bench.conditions import conditions, median
-from genesis.builder import build_genesis
+from genesis.builder import GenesisBundle
 from genesis.cli import write_bundle
 from market.app import Application, BlockContext
 from node.mempool import Mempool
 from node.ports import free_port
 from node.store import Store
-from protocol.address import parse_address
 from protocol.block import (
     Block,
     BlockHeader,
@@ -45,36 +45,18 @@ from protocol.block import (
     schedule_root,
     tx_root,
 )
-from protocol.crypto import SigningKey, sha256
 from protocol.keystore import TESTNET_SCRYPT_N
-from protocol.tx import Transaction, Transfer, decode_tx, sign_tx
+from protocol.tx import Transaction, decode_tx
 
 
-def _key(label: str) -> SigningKey:
-    return SigningKey(sha256(label.encode()))
-
-
-def _bundle(senders: int, block_interval_ms: int) -> Any:
-    counter = iter(range(10**6))
-    return build_genesis(
-        chain_name="gridchain-bench",
-        genesis_time_ms=1_700_000_000_000,
+def _bundle(senders: int, block_interval_ms: int) -> GenesisBundle:
+    return bench_bundle(
+        "bench",
+        engine="solo",
         validators=1,
         participants=senders + 1,
-        engine="solo",
-        new_key=lambda: _key(f"bench-{next(counter)}"),
         block_interval_ms=block_interval_ms,
-        extra_params={"max_block_txs": 5000},
     )
-
-
-def _sign_all(bundle: Any, per_sender: int) -> list[list[Transaction]]:
-    chain_id = bundle.genesis.chain_id
-    sink = parse_address(bundle.participants[-1].address)
-    return [
-        [sign_tx(p.key, chain_id, n, Transfer(sink, 1 + n % 5)) for n in range(per_sender)]
-        for p in bundle.participants[:-1]
-    ]
 
 
 def bench_verify(txs: list[Transaction], chain_id: bytes) -> float:
@@ -150,7 +132,7 @@ async def _drive_node(url: str, streams: list[list[Transaction]]) -> float:
 def run_node_trial(senders: int, per_sender: int) -> float:
     """Start a real node process on a fresh chain, drive it over HTTP, stop it."""
     bundle = _bundle(senders, block_interval_ms=50)
-    streams = _sign_all(bundle, per_sender)
+    streams = transfer_streams(bundle, per_sender)
     api_port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
@@ -206,7 +188,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     per_sender = max(1, args.txs // args.senders)
     bundle = _bundle(args.senders, block_interval_ms=50)
-    streams = _sign_all(bundle, per_sender)
+    streams = transfer_streams(bundle, per_sender)
     flat = [tx for s in streams for tx in s]
     chain_id = bundle.genesis.chain_id
     verify = [bench_verify(flat, chain_id) for _ in range(args.repeat)]
