@@ -359,8 +359,16 @@ def test_money_is_conserved_and_never_negative(
     # Gate closure expired every open order and settlement released every contract's escrow.
     assert all(a.locked_mc == 0 for a in accounts.values())
     assert all(c.status == ContractStatus.SETTLED for c in contracts(ex.state, slot=SLOT))
+    delivered_by: dict[tuple[bytes, int], int] = {}
+    metered_by: dict[tuple[bytes, int], int] = {}
     for r in receipts(ex.state):
         assert r.paid_mc + r.released_mc == r.escrow_mc
         assert r.delivered_wh + r.shortfall_wh == r.quantity_wh
         assert r.fine_paid_mc <= r.fine_mc
+        device = (r.seller, r.seller_device)
+        delivered_by[device] = delivered_by.get(device, 0) + r.delivered_wh
+        metered_by[device] = r.seller_metered_wh
+    # Energy: no seller device is credited with more than its meter measured in the slot.
+    for device, delivered in delivered_by.items():
+        assert delivered <= metered_by[device]
     assert address_of(BRIDGE_1.public_key) not in {r.seller for r in receipts(ex.state)}
