@@ -29,7 +29,7 @@ from protocol.address import format_address, parse_address
 from protocol.crypto import SigningKey
 from protocol.errors import GridchainError
 from protocol.keystore import open_keystore, seal
-from protocol.tx import Transfer, sign_tx
+from protocol.tx import Transfer, TxBody, sign_tx
 from wallet.client import (
     AccountInfo,
     CommitTimeoutError,
@@ -189,6 +189,49 @@ def format_table(rows: Sequence[Sequence[str]], *, right: frozenset[int] = froze
         ]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
+
+
+async def sign_and_submit(
+    args: argparse.Namespace,
+    node: NodeClient,
+    own: str,
+    key: SigningKey,
+    body: TxBody,
+    *,
+    spend_mc: int,
+    action: str,
+    refusal: Callable[[int], str],
+) -> dict[str, Any]:
+    """Sign ``body`` with the wallet's key, submit it and (unless --no-wait) wait for it.
+
+    Every command that sends a transaction goes through here: the sender must be registered
+    and able to spend ``spend_mc`` (``refusal`` words the error from the spendable amount), the
+    nonce is the account's pending one, and ``args.no_wait``/``args.timeout`` decide the wait.
+    """
+    status = await node.status()
+    account = await node.account(own)
+    if not account.registered:
+        raise SenderNotRegisteredError(
+            f"{own} is not registered on chain {status.chain_name!r}; "
+            f"the chain's governance must register it before it can {action}"
+        )
+    if spend_mc > account.spendable_mc:
+        raise InsufficientBalanceError(refusal(account.spendable_mc))
+    tx = sign_tx(key, status.chain_id, account.pending_nonce, body)
+    tx_hash = await node.submit_tx(tx)
+    result: dict[str, Any] = {
+        "hash": tx_hash,
+        "status": "pending",
+        "height": None,
+        "index": None,
+        "nonce": account.pending_nonce,
+        "chain_id": status.chain_id.hex(),
+        "node": node.url,
+    }
+    if not args.no_wait:
+        committed = await node.wait_committed(tx_hash, timeout_s=args.timeout)
+        result.update(status=committed.status, height=committed.height, index=committed.index)
+    return result
 
 
 def _emit(args: argparse.Namespace, data: dict[str, Any], human: str) -> None:
@@ -364,35 +407,18 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     key = open_keystore(doc, read_password())
     node_url = resolve_node_url(args.node)
     body = Transfer(parse_address(to_text), amount_mc, memo)
-    timeout_s: float = args.timeout
+
+    def refusal(spendable_mc: int) -> str:
+        return (
+            f"cannot send {format_credits(amount_mc)} credits: {own} can spend "
+            f"{format_credits(spendable_mc)} ({spendable_mc} mc)"
+        )
 
     async def run() -> dict[str, Any]:
         async with NodeClient(node_url) as node:
-            status = await node.status()
-            account = await node.account(own)
-            if not account.registered:
-                raise SenderNotRegisteredError(
-                    f"{own} is not registered on chain {status.chain_name!r}; "
-                    "the chain's governance must register it before it can send"
-                )
-            if amount_mc > account.spendable_mc:
-                raise InsufficientBalanceError(
-                    f"cannot send {format_credits(amount_mc)} credits: {own} can spend "
-                    f"{format_credits(account.spendable_mc)} ({account.spendable_mc} mc)"
-                )
-            tx = sign_tx(key, status.chain_id, account.pending_nonce, body)
-            tx_hash = await node.submit_tx(tx)
-            result: dict[str, Any] = {
-                "hash": tx_hash,
-                "status": "pending",
-                "height": None,
-                "index": None,
-            }
-            if not args.no_wait:
-                committed = await node.wait_committed(tx_hash, timeout_s=timeout_s)
-                result.update(
-                    status=committed.status, height=committed.height, index=committed.index
-                )
+            result = await sign_and_submit(
+                args, node, own, key, body, spend_mc=amount_mc, action="send", refusal=refusal
+            )
             result.update(
                 {
                     "from": own,
@@ -400,9 +426,6 @@ def cmd_transfer(args: argparse.Namespace) -> int:
                     "amount_mc": amount_mc,
                     "amount": format_credits(amount_mc),
                     "memo": memo,
-                    "nonce": account.pending_nonce,
-                    "chain_id": status.chain_id.hex(),
-                    "node": node.url,
                 }
             )
             return result

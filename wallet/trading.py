@@ -28,12 +28,9 @@ from protocol.tx import (
     CancelOrder,
     PlaceOrder,
     TxBody,
-    sign_tx,
 )
 from wallet.cli import (
     DEFAULT_COMMIT_TIMEOUT_S,
-    InsufficientBalanceError,
-    SenderNotRegisteredError,
     WalletArgumentError,
     _emit,
     _json_errors,
@@ -41,6 +38,7 @@ from wallet.cli import (
     _positive_seconds,
     _wallet_path,
     format_table,
+    sign_and_submit,
 )
 from wallet.client import (
     BookInfo,
@@ -320,33 +318,17 @@ async def _send(
     *,
     escrow_mc: int = 0,
 ) -> dict[str, Any]:
-    """Sign ``body`` with the wallet's key, submit it and (unless --no-wait) wait for it."""
-    status = await node.status()
-    account = await node.account(own)
-    if not account.registered:
-        raise SenderNotRegisteredError(
-            f"{own} is not registered on chain {status.chain_name!r}; "
-            "the chain's governance must register it before it can trade"
-        )
-    if escrow_mc > account.spendable_mc:
-        raise InsufficientBalanceError(
+    """Send an order transaction through the wallet's one submission path."""
+
+    def refusal(spendable_mc: int) -> str:
+        return (
             f"the order needs {format_credits(escrow_mc)} credits in escrow; {own} can spend "
-            f"{format_credits(account.spendable_mc)} ({account.spendable_mc} mc)"
+            f"{format_credits(spendable_mc)} ({spendable_mc} mc)"
         )
-    tx = sign_tx(key, status.chain_id, account.pending_nonce, body)
-    tx_hash = await node.submit_tx(tx)
-    result: dict[str, Any] = {
-        "hash": tx_hash,
-        "status": "pending",
-        "height": None,
-        "index": None,
-        "nonce": account.pending_nonce,
-        "node": node.url,
-    }
-    if not args.no_wait:
-        committed = await node.wait_committed(tx_hash, timeout_s=args.timeout)
-        result.update(status=committed.status, height=committed.height, index=committed.index)
-    return result
+
+    return await sign_and_submit(
+        args, node, own, key, body, spend_mc=escrow_mc, action="trade", refusal=refusal
+    )
 
 
 def _tx_rows(result: dict[str, Any]) -> list[list[str]]:
