@@ -260,7 +260,7 @@ def validator_names(directory: Path) -> list[str]:
 def up(
     directory: Path,
     *,
-    timeout_s: float = 30.0,
+    timeout_s: float = 90.0,  # four validators starting on a busy peer device take time
     with_meters: bool = False,
     meter_speed: float = 1.0,
 ) -> list[ValidatorProcess]:

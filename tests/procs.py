@@ -69,6 +69,12 @@ def free_port_block(count: int) -> int:
     raise RuntimeError("no block of free ports")
 
 
+def free_test_port() -> int:
+    """One port from this worker's range (below the ephemeral range: a dial to a port there
+    that nobody listens on yet cannot self-connect and occupy it)."""
+    return free_port_block(1)
+
+
 @dataclass
 class Chain:
     directory: Path

@@ -62,7 +62,7 @@ def test_up_status_down(tmp_path: Path) -> None:
     ports = ["--base-api-port", str(free_port_block(4)), "--base-p2p-port", str(free_port_block(4))]
     started = gridchain("testnet", "up", "--dir", str(directory), "--json", *ports)
     try:
-        assert started.returncode == 0, started.stderr
+        assert started.returncode == 0, started.stdout + started.stderr
         pids = [v["pid"] for v in json.loads(started.stdout)["validators"]]
         again = gridchain("testnet", "up", "--dir", str(directory))
         assert again.returncode == 1

@@ -38,11 +38,11 @@ from node.p2p.frames import (
     read_frame,
 )
 from node.p2p.handshake import Authenticated, handshake, transcript_bytes
-from node.ports import free_port
 from protocol.block import Block, BlockHeader, Certificate, CommittedBlock, Vote, VoteSignature
 from protocol.crypto import Domain, SigningKey, sha256
 from protocol.errors import DecodeError, GridchainError, SignatureError
 from tests.helpers import det_key
+from tests.procs import free_test_port as free_port
 
 pytestmark = pytest.mark.timeout(60)
 

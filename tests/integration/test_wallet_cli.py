@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from node.ports import free_port
 from protocol.address import format_address
 from tests.procs import PASSWORD, REPO, Chain, NodeProcess, http_get
+from tests.procs import free_test_port as free_port
 
 pytestmark = pytest.mark.integration
 

@@ -9,9 +9,9 @@ import pytest
 
 from meterbridge.config import BridgeConfig
 from meterbridge.simulator import MeterSimulator, SimClock, household_meters
-from node.ports import free_port
 from protocol.crypto import SigningKey
 from tests.meterbridge.fakenode import FakeNode
+from tests.procs import free_test_port as free_port
 
 #: A clock-aligned start (multiple of 1 s) at 12:00 UTC, so PV is producing.
 T0_MS = 1_750_000_000_000 // 86_400_000 * 86_400_000 + 12 * 3_600_000

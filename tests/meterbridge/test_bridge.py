@@ -15,11 +15,11 @@ from aiohttp import ClientSession, web
 from meterbridge.agent import make_app
 from meterbridge.bridge import Bridge, next_tick_ms
 from meterbridge.simulator import MeterSimulator
-from node.ports import free_port
 from protocol.meter import GENESIS_READING_HASH, ReadingStatus, SignedReading
 from protocol.tx import MeterReadings, Transaction
 from tests.meterbridge.conftest import INTERVAL_MS, METERS, T0_MS, MakeConfig
 from tests.meterbridge.fakenode import FakeNode
+from tests.procs import free_test_port as free_port
 from wallet.client import NodeUnreachableError
 
 

@@ -18,10 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from meterbridge.simulator import MeterSimulator
-from node.ports import free_port
 from protocol.crypto import SigningKey
 from tests.meterbridge.fakenode import FakeNode
 from tests.meterbridge.test_bridge import assert_chain
+from tests.procs import free_test_port as free_port
 
 DEADLINE_S = 30.0
 
