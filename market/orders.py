@@ -31,7 +31,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from enum import IntEnum
 
 from genesis.schema import ChainParams
 from market.accounts import Account, get_account, put_account
@@ -53,7 +52,7 @@ from market.errors import (
     UnknownOrderError,
 )
 from market.state import Overlay, StateReader
-from protocol.encoding import U8, U64, Bytes20, Bytes32, Record, decode, register
+from protocol.encoding import U8, U64, Bytes20, Bytes32, LabelledEnum, Record, decode, register
 from protocol.tx import AmendOrder, CancelOrder, Device, Market, PlaceOrder, Side
 
 #: Prices and quantities an order may name (the genesis tariffs use the same price bound).
@@ -82,7 +81,7 @@ _SIDES = frozenset(int(s) for s in Side)
 _DEVICES = frozenset(int(d) for d in Device)
 
 
-class OrderStatus(IntEnum):
+class OrderStatus(LabelledEnum):
     OPEN = 0
     #: Everything traded (filled_wh == quantity_wh).
     FILLED = 1
@@ -93,19 +92,11 @@ class OrderStatus(IntEnum):
     #: It reached a block after its slot's gate closure (or its own expiry): nothing happened.
     REJECTED = 4
 
-    @property
-    def label(self) -> str:
-        return self.name.lower()
 
-
-class ContractStatus(IntEnum):
+class ContractStatus(LabelledEnum):
     AWAITING_SETTLEMENT = 0
     #: Settled against the meters (market/settlement.py); its receipt is under ``stl:``.
     SETTLED = 1
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
 
 
 @register(0x60)

@@ -51,7 +51,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from enum import IntEnum
 
 from genesis.schema import Genesis
 from market.accounts import Account, get_account, put_account
@@ -68,7 +67,7 @@ from market.orders import (
 from market.pool import PoolClearing, Position, clear_pool, pro_rata
 from market.state import Overlay, StateReader
 from protocol.address import address_of
-from protocol.encoding import I64, U8, U64, Bytes20, Record, decode, register
+from protocol.encoding import I64, U8, U64, Bytes20, LabelledEnum, Record, decode, register
 from protocol.meter import MeterType
 from protocol.tx import Device, Side
 
@@ -89,7 +88,7 @@ DEVICE_METERS: dict[tuple[Side, Device], frozenset[MeterType]] = {
 }
 
 
-class Metering(IntEnum):
+class Metering(LabelledEnum):
     """How a group's energy was measured."""
 
     #: Every meter of the group had a reading at or before the slot's start and one ending at
@@ -101,19 +100,11 @@ class Metering(IntEnum):
     #: The participant has no meter for the device: zero.
     NO_METER = 2
 
-    @property
-    def label(self) -> str:
-        return self.name.lower()
 
-
-class DeliveryStatus(IntEnum):
+class DeliveryStatus(LabelledEnum):
     DELIVERED = 1
     PARTIAL = 2
     NOT_DELIVERED = 3
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
 
 
 @register(0x65)

@@ -21,6 +21,7 @@ with a :class:`Size` on the tuple, a field may be a record class, a union of rec
 from __future__ import annotations
 
 import dataclasses
+import enum
 import types
 import typing
 from collections import OrderedDict
@@ -67,6 +68,14 @@ I64 = Annotated[int, IntRange(-(2**63), 2**63 - 1)]
 Bytes20 = Annotated[bytes, Size(20, 20)]
 Bytes32 = Annotated[bytes, Size(32, 32)]
 Bytes64 = Annotated[bytes, Size(64, 64)]
+
+
+class LabelledEnum(enum.IntEnum):
+    """An integer on the wire with a lower-case name for people and the JSON API."""
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
 
 
 class Record:

@@ -23,6 +23,7 @@ from protocol.encoding import (
     Bytes20,
     Bytes32,
     Bytes64,
+    LabelledEnum,
     Record,
     Size,
     decode,
@@ -75,26 +76,18 @@ class Burn(Record):
     amount_mc: U64
 
 
-class Market(IntEnum):
+class Market(LabelledEnum):
     """The two order books of every delivery slot (DESIGN section 6)."""
 
     DAY_AHEAD = 0
     INTRADAY = 1
 
-    @property
-    def label(self) -> str:
-        return self.name.lower()
 
-
-class Side(IntEnum):
+class Side(LabelledEnum):
     """Buy = charge or import energy; sell = discharge or export."""
 
     BUY = 0
     SELL = 1
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
 
 
 class Device(IntEnum):
