@@ -4,10 +4,16 @@ For each cluster size, a fresh chain is written and every validator runs as its 
 ``gridchain node run`` process.  Pre-signed transfers from ``--senders`` accounts are submitted
 over HTTP, each sender to its own validator (round robin) and in nonce order; a websocket on
 the first validator timestamps every committed transaction.  Latency is commit time minus the
-moment its POST was sent; throughput is all transfers over the time from the first POST to the
-last commit.  Printed beside them: the per-core Ed25519 verify rate measured in the same run,
-and the bound it implies when every validator checks every signature once:
-``cores x verify rate / validators``.
+moment its POST was sent (for PoB a block is committed when it is final, so this is finality
+latency); throughput is all transfers over the time from the first POST to the last commit.
+
+Printed beside them: the per-core Ed25519 verify rate measured in the same run, and the bound
+it implies when every validator checks every signature once: ``cores x verify rate /
+validators``.
+
+One run measures every (engine, validators) pair of ``--engines`` x ``--validators`` (solo
+always runs one validator) and prints one table.  PoB and ePoB rounds last ``--round-ms``; PoB
+finalizes at ``--finality-depth``.
 """
 
 from __future__ import annotations
@@ -15,9 +21,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import json
 import os
 import time
+import traceback
 from typing import Any
 
 import aiohttp
@@ -25,7 +33,12 @@ import aiohttp
 from bench.cluster import bench_bundle, running_cluster, transfer_streams
 from bench.conditions import conditions, median
 from bench.transfers import bench_verify
+from genesis.schema import ConsensusParams
 from protocol.tx import Transaction
+
+ENGINES = ("solo", "pbft", "pob", "epob")
+#: Default PoB/ePoB round length of this benchmark (genesis default: 2000 ms).
+DEFAULT_ROUND_MS = 500
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -88,9 +101,63 @@ async def _drive(
         "submitted": len(submitted),
         "committed": len(done),
         "tx_per_s": len(done) / (last - started) if done else 0.0,
-        "latency_p50_ms": 1000 * _percentile(latencies, 0.50),
-        "latency_p99_ms": 1000 * _percentile(latencies, 0.99),
+        # None (JSON null) when nothing committed: no latency was measured.
+        "latency_p50_ms": 1000 * _percentile(latencies, 0.50) if latencies else None,
+        "latency_p99_ms": 1000 * _percentile(latencies, 0.99) if latencies else None,
     }
+
+
+def consensus_params(engine: str, round_ms: int, finality_depth: int) -> dict[str, Any]:
+    """The genesis ``consensus`` section for ``engine`` (round and depth only where used)."""
+    if engine == "pob":
+        return {"round_ms": round_ms, "finality_depth": finality_depth}
+    if engine == "epob":
+        return {"round_ms": round_ms}
+    return {}
+
+
+def chain_params(engine: str, empty_blocks: str) -> dict[str, Any]:
+    """Genesis ``params`` for ``empty_blocks`` "on" or "off" (the genesis default).
+
+    PoB needs no empty blocks from genesis: its engine asks the node for empty blocks on a
+    pending branch with content (``RequestProposal.allow_empty``) until that content is final.
+    """
+    if empty_blocks == "on":
+        return {"empty_blocks": True}
+    return {}
+
+
+def parse_engines(text: str) -> list[str]:
+    """``pbft,pob`` -> ["pbft", "pob"]; unknown names raise ValueError."""
+    engines = [e.strip() for e in text.split(",") if e.strip()]
+    unknown = [e for e in engines if e not in ENGINES]
+    if unknown or not engines:
+        raise ValueError(f"engines are among {', '.join(ENGINES)}; got {text!r}")
+    return list(dict.fromkeys(engines))
+
+
+def parse_sizes(text: str) -> list[int]:
+    sizes = [int(x) for x in text.split(",") if x.strip()]
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"validator counts are positive integers; got {text!r}")
+    return list(dict.fromkeys(sizes))
+
+
+def pairs(engines: list[str], sizes: list[int]) -> list[tuple[str, int]]:
+    """Every (engine, validators) pair to run, in order; solo runs exactly one validator."""
+    out: list[tuple[str, int]] = []
+    for engine in engines:
+        for n in [1] if engine == "solo" else sizes:
+            if (engine, n) not in out:
+                out.append((engine, n))
+    return out
+
+
+def engine_available(engine: str) -> bool:
+    """Whether this build has the engine's package (pob and epob arrived late)."""
+    if engine in ("solo", "pbft"):
+        return True
+    return importlib.util.find_spec(f"consensus.{engine}") is not None
 
 
 def run_cluster(
@@ -102,6 +169,11 @@ def run_cluster(
     *,
     batch: int,
     rate: float,
+    round_ms: int = DEFAULT_ROUND_MS,
+    finality_depth: int = ConsensusParams().finality_depth,
+    timeout_s: float = 120.0,
+    empty_blocks: str = "off",
+    max_block_txs: int = 5000,
 ) -> dict[str, Any]:
     bundle = bench_bundle(
         "bench-consensus",
@@ -109,19 +181,105 @@ def run_cluster(
         validators=validators,
         participants=senders + 1,
         block_interval_ms=block_ms,
+        consensus_params=consensus_params(engine, round_ms, finality_depth),
+        max_block_txs=max_block_txs,
+        **chain_params(engine, empty_blocks),
     )
     streams = transfer_streams(bundle, per_sender)
     with running_cluster(bundle) as urls:
-        return asyncio.run(_drive(urls, streams, timeout_s=120, batch=batch, rate=rate))
+        return asyncio.run(_drive(urls, streams, timeout_s=timeout_s, batch=batch, rate=rate))
+
+
+def _row(engine: str, n: int, args: argparse.Namespace, per_sender: int) -> dict[str, Any]:
+    base: dict[str, Any] = {"engine": engine, "validators": n}
+    if not engine_available(engine):
+        return {**base, "error": f"consensus/{engine} is not in this build"}
+    try:
+        result = run_cluster(
+            engine,
+            n,
+            args.senders,
+            per_sender,
+            args.block_interval_ms,
+            batch=args.batch,
+            rate=args.rate,
+            round_ms=args.round_ms,
+            finality_depth=args.finality_depth,
+            timeout_s=args.timeout,
+            empty_blocks=args.empty_blocks,
+            max_block_txs=args.max_block_txs,
+        )
+    except Exception as exc:  # noqa: BLE001 - one broken engine must not lose the other rows
+        text = "".join(traceback.format_exception_only(exc)).strip()
+        lines = [line for line in text.splitlines() if line.strip()]
+        # the first line names the failure; a node's log tail ends with its traceback
+        summary = lines[0][:200] + (
+            "  ...  " + " | ".join(lines[-3:])[-600:] if len(lines) > 1 else ""
+        )
+        return {**base, "error": summary}
+    return {**base, **result}
+
+
+def format_table(report: dict[str, Any]) -> list[str]:
+    """The human table: one line per (engine, validators)."""
+    lines = [
+        f"{'engine':<7}{'validators':>10} {'committed':>11} {'tx/s':>8} {'p50 ms':>8} "
+        f"{'p99 ms':>8} {'bound tx/s':>11}"
+    ]
+    for r in report["clusters"]:
+        head = f"{r['engine']:<7}{r['validators']:>10} "
+        if "error" in r:
+            lines.append(f"{head}{'-':>11} {'-':>8} {'-':>8} {'-':>8} {r['bound_tx_per_s']:>11.0f}")
+            lines.append(f"{'':<7}  error: {r['error']}")
+            continue
+        p50, p99 = (
+            "-" if r[k] is None else f"{r[k]:.0f}" for k in ("latency_p50_ms", "latency_p99_ms")
+        )
+        lines.append(
+            f"{head}{r['committed']:>6}/{r['submitted']:<4} {r['tx_per_s']:>8.0f} "
+            f"{p50:>8} {p99:>8} {r['bound_tx_per_s']:>11.0f}"
+        )
+    return lines
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="gridchain bench consensus", description=__doc__)
-    parser.add_argument("--engine", default="pbft", choices=["solo", "pbft", "pob", "epob"])
+    parser.add_argument(
+        "--engines",
+        "--engine",
+        dest="engines",
+        default="pbft",
+        help=f"comma-separated engines among {','.join(ENGINES)} (--engine is an alias)",
+    )
     parser.add_argument("--validators", default="4,7,16", help="comma-separated cluster sizes")
     parser.add_argument("--txs", type=int, default=4000, help="transfers per cluster")
     parser.add_argument("--senders", type=int, default=16)
     parser.add_argument("--block-interval-ms", type=int, default=100)
+    parser.add_argument(
+        "--round-ms",
+        type=int,
+        default=DEFAULT_ROUND_MS,
+        help="PoB/ePoB round length (genesis consensus.round_ms)",
+    )
+    parser.add_argument(
+        "--finality-depth",
+        type=int,
+        default=ConsensusParams().finality_depth,
+        help="PoB: notarized blocks in a row that make a block final",
+    )
+    parser.add_argument(
+        "--max-block-txs",
+        type=int,
+        default=5000,
+        help="genesis params.max_block_txs (a round must fit verifying a whole block)",
+    )
+    parser.add_argument(
+        "--empty-blocks",
+        choices=["on", "off"],
+        default="off",
+        help="genesis params.empty_blocks (off, the default, still lets PoB finalize: its "
+        "validators build empty blocks only on pending content)",
+    )
     parser.add_argument(
         "--batch", type=int, default=50, help="transactions per POST /v1/txs (1: one per request)"
     )
@@ -131,40 +289,39 @@ def main(argv: list[str]) -> int:
         default=0.0,
         help="offered load in tx/s (open loop); 0 submits as fast as the nodes accept",
     )
+    parser.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds to wait for commits per cluster"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    sizes = [int(x) for x in args.validators.split(",") if x]
+    try:
+        engines = parse_engines(args.engines)
+        sizes = parse_sizes(args.validators)
+    except ValueError as exc:
+        parser.error(str(exc))
     per_sender = max(1, args.txs // args.senders)
 
-    probe = bench_bundle(
-        "bench-consensus",
-        engine=args.engine,
-        validators=1 if args.engine == "solo" else 4,
-        participants=5,
-    )
+    probe = bench_bundle("bench-consensus", engine="pbft", validators=4, participants=5)
     sample = [tx for s in transfer_streams(probe, 500) for tx in s]
     verify = median([bench_verify(sample, probe.genesis.chain_id) for _ in range(3)])
     cores = os.cpu_count() or 1
     rows = []
-    for n in sizes:
-        result = run_cluster(
-            args.engine,
-            n,
-            args.senders,
-            per_sender,
-            args.block_interval_ms,
-            batch=args.batch,
-            rate=args.rate,
-        )
-        result.update(validators=n, bound_tx_per_s=cores * verify / n)
-        rows.append(result)
+    for engine, n in pairs(engines, sizes):
+        row = _row(engine, n, args, per_sender)
+        row["bound_tx_per_s"] = cores * verify / n
+        rows.append(row)
     report = {
-        "engine": args.engine,
+        "engines": engines,
+        "engine": engines[0] if len(engines) == 1 else None,
         "verify_per_s_per_core": round(verify),
         "cores": cores,
         "transfers": per_sender * args.senders,
         "senders": args.senders,
         "block_interval_ms": args.block_interval_ms,
+        "round_ms": args.round_ms,
+        "finality_depth": args.finality_depth,
+        "empty_blocks": args.empty_blocks,
+        "max_block_txs": args.max_block_txs,
         "batch": args.batch,
         "offered_tx_per_s": args.rate or None,
         "clusters": rows,
@@ -174,20 +331,18 @@ def main(argv: list[str]) -> int:
         print(json.dumps(report, indent=2))
         return 0
     print(
-        f"gridchain bench consensus: {args.engine}, {report['transfers']} transfers from "
+        f"gridchain bench consensus: {', '.join(engines)}; {report['transfers']} transfers from "
         f"{args.senders} senders in batches of {args.batch}, "
         f"{'offered ' + str(args.rate) + ' tx/s' if args.rate else 'closed loop'}, "
-        f"{args.block_interval_ms} ms block interval, loopback"
+        f"{args.block_interval_ms} ms block interval (solo/pbft/epob), "
+        f"{args.round_ms} ms rounds (pob/epob), PoB finality depth {args.finality_depth}, "
+        f"empty blocks {args.empty_blocks}, at most {args.max_block_txs} txs per block, "
+        "loopback; latency = commit (PoB: final) seen on validator 1's websocket - POST sent"
     )
-    print(f"Ed25519 verify: {report['verify_per_s_per_core']}/s per core, {cores} cores")
     print(
-        f"{'validators':>10} {'committed':>10} {'tx/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
-        f" {'bound tx/s':>11}"
+        f"Ed25519 verify: {report['verify_per_s_per_core']}/s per core, {cores} cores; "
+        "bound = cores x verify/s / validators"
     )
-    for r in rows:
-        print(
-            f"{r['validators']:>10} {r['committed']:>5}/{r['submitted']:<4} {r['tx_per_s']:>8.0f} "
-            f"{r['latency_p50_ms']:>8.0f} {r['latency_p99_ms']:>8.0f} {r['bound_tx_per_s']:>11.0f}"
-        )
+    print("\n".join(format_table(report)))
     print(f"conditions: {json.dumps(report['conditions'])}")
     return 0

@@ -11,7 +11,7 @@ deterministic cluster simulator in tests/sim.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -42,20 +42,32 @@ class Send:
 
 @dataclass(frozen=True, slots=True)
 class RequestProposal:
-    """Ask the runtime to build a block at ``height`` from its mempool and hand it back."""
+    """Ask the runtime to build a block at ``height`` from its mempool and hand it back.
+
+    ``prev_hash`` is normally the committed head; an engine with forks (pob) may name a block
+    it has not committed yet, as long as the runtime built or validated that block before.
+    The runtime answers ``on_proposal(None)`` when it cannot build on ``prev_hash``.
+    """
 
     height: int
     round: int
     prev_hash: bytes
     min_timestamp_ms: int
+    #: Build a block even with nothing to carry: pob needs blocks on top of a pending block
+    #: with content before that content can become final.
+    allow_empty: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class ValidateBlock:
     """Ask the runtime to check and execute ``block`` on the committed head's state.
 
-    The runtime answers with ``on_block_validated(block_hash, valid, now_ms)``, in the same
-    batch or later.  Engines vote for a block only after it was found valid.
+    The runtime answers with ``on_block_validated(block_hash, valid, now_ms, reason)``, in the
+    same batch or later; ``reason`` is the refusal's error code (``benefit_mismatch`` when the
+    header claims another benefit than the one recomputed from its schedule).  Engines vote for
+    a block only after it was found valid.  The parent may be a block that is not committed yet
+    (pob's forks) if the runtime validated it earlier; a block whose parent the runtime does
+    not know is answered invalid with reason ``unknown_parent``.
     """
 
     block: Block
@@ -133,8 +145,10 @@ class Engine(Protocol):
         """The runtime's answer to RequestProposal; None when there is nothing to propose."""
         ...
 
-    def on_block_validated(self, block_hash: bytes, valid: bool, now_ms: int) -> list[Action]:
-        """The runtime's answer to ValidateBlock."""
+    def on_block_validated(
+        self, block_hash: bytes, valid: bool, now_ms: int, reason: str = ""
+    ) -> list[Action]:
+        """The runtime's answer to ValidateBlock (``reason``: the error code when invalid)."""
         ...
 
     def on_block_committed(self, head: ChainHead, now_ms: int) -> list[Action]:
@@ -148,6 +162,15 @@ class Engine(Protocol):
         """
         ...
 
+    def certifiers(self, block: Block) -> tuple[Collection[bytes], int]:
+        """Who may sign ``block``'s certificate and how many distinct signatures it needs.
+
+        The runtime checks every certificate (its own decisions and fetched blocks) against
+        this: 2f+1 validators for pbft and epob, the block's own proposer for pob (whose
+        finality is by depth, not by votes), the one validator for solo.
+        """
+        ...
+
     def status(self) -> Mapping[str, int | str]:
         """Round/view and similar figures for /v1/status."""
         ...
@@ -155,3 +178,25 @@ class Engine(Protocol):
 
 def actions_of(*batches: Sequence[Action]) -> list[Action]:
     return [a for batch in batches for a in batch]
+
+
+Step = Callable[[int], "list[Action] | None"]
+
+
+def run_steps(steps: Sequence[Step], now_ms: int) -> list[Action]:
+    """Take the first step that can act, again and again, until none can; return the actions.
+
+    Engines written as a list of guarded steps (each returns None when it cannot act, or its
+    actions after changing the state so it will not take the same step again) share this
+    loop; the order of ``steps`` is their priority, most decisive first.
+    """
+    actions: list[Action] = []
+    for _ in range(64):  # a handful of steps settle it; the bound only guards against a bug
+        for step in steps:
+            out = step(now_ms)
+            if out is not None:
+                actions.extend(out)
+                break
+        else:
+            break
+    return actions

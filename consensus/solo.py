@@ -9,7 +9,7 @@ at a height it already signed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from consensus.engine import (
     Action,
@@ -101,8 +101,13 @@ class SoloEngine:
     def decode_message(self, data: bytes) -> Record:
         raise DecodeError("a solo validator takes no consensus messages")
 
-    def on_block_validated(self, block_hash: bytes, valid: bool, now_ms: int) -> list[Action]:
+    def on_block_validated(
+        self, block_hash: bytes, valid: bool, now_ms: int, reason: str = ""
+    ) -> list[Action]:
         return []  # solo validates through the runtime's commit path
+
+    def certifiers(self, block: Block) -> tuple[Collection[bytes], int]:
+        return (self._key.public_key,), 1
 
     def on_pending_work(self, pending: bool, now_ms: int) -> list[Action]:
         return []  # the block timer already polls the mempool

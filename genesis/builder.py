@@ -75,6 +75,7 @@ def build_genesis(
     balance_mc: int = DEFAULT_BALANCE_MC,
     extra_params: dict[str, Any] | None = None,
     with_meters: bool = False,
+    consensus_params: dict[str, Any] | None = None,
 ) -> GenesisBundle:
     """Generate keys and a validated genesis; a wrong value raises GenesisError naming it.
 
@@ -94,7 +95,7 @@ def build_genesis(
         "chain_name": chain_name,
         "genesis_time_ms": genesis_time_ms,
         "governance_public_key": governance.key.public_key.hex(),
-        "consensus": {"engine": engine},
+        "consensus": {"engine": engine, **(consensus_params or {})},
         "params": params,
         "validators": [
             {"name": v.name, "public_key": v.key.public_key.hex(), "address": v.address}

@@ -25,6 +25,8 @@ DeviceKind = Literal["PV", "Battery", "EV", "Load"]
 #: How resting orders are ranked: strict price-time priority, or the source's AdBEV function
 #: f = a*Rank(price) + b*Rank(time) (docs/markets.md).
 MatchingRule = Literal["price_time", "adbev"]
+#: The schedulers a proposer may run on chain (DESIGN section 6).
+ChainScheduler = Literal["uncontrolled", "online", "epob"]
 #: What happens when an iceberg's displayed clip is filled (docs/markets.md): "standard" puts a
 #: new clip at the tail of its price level, still available to the same incoming order;
 #: "aggressive" re-shows the clip in place (the iceberg keeps its time priority); "passive"
@@ -206,6 +208,24 @@ class ChainParams(_Strict):
     #: The source's waiting limit WT_max: an iceberg order's open quantity expires this long
     #: after it was placed (0 = no limit; it expires at gate closure like every order).
     iceberg_waiting_limit_ms: Annotated[int, Field(ge=0, le=7 * DAY_MS)] = 0
+    # --- C&D scheduling (docs/scheduling.md, "On chain") ---
+    #: The scheduler a proposer runs for the next interval's EV rates.
+    scheduler: ChainScheduler = "online"
+    #: ePoB's speed-up factor c in thousandths (1000 = c = 1, the default the bench chose).
+    epob_speedup_milli: Annotated[int, Field(ge=1000, le=10_000)] = 1000
+    #: Block-time length of one scheduling interval (one decision).
+    schedule_interval_ms: Annotated[int, Field(ge=100, le=DAY_MS)] = 600_000
+    #: The minutes of energy and of the load profile one interval stands for: equal to
+    #: schedule_interval_ms in real deployments, shorter in wall time on accelerated testnets.
+    schedule_interval_minutes: Annotated[int, Field(ge=1, le=1440)] = 10
+    #: The community base load without EVs: the embedded apartment profile scaled to this many
+    #: households of this mean demand, for this month (weekday curve).
+    base_load_households: Annotated[int, Field(ge=1, le=1_000_000)] = 200
+    base_load_household_mean_w: Annotated[int, Field(ge=1, le=100_000)] = 800
+    base_load_month: Annotated[int, Field(ge=1, le=12)] = 7
+    #: Bounds on C&D requests: how many may be open at once, how long a window may be.
+    cd_max_open_requests: Annotated[int, Field(ge=1, le=10_000)] = 2000
+    cd_max_window_intervals: Annotated[int, Field(ge=1, le=10_000)] = 288
 
     @model_validator(mode="after")
     def _market_times(self) -> ChainParams:
@@ -241,10 +261,21 @@ class ChainParams(_Strict):
         return v
 
 
+#: ePoB's vote threshold: 2f+1 of 3f+1 (safe against Byzantine validators) or the source's more
+#: than half (floor(n/2)+1: safe against crashes only; docs/consensus.md says why).
+EpobQuorum = Literal["bft", "majority"]
+
+
 class ConsensusParams(_Strict):
     engine: Engine = "solo"
     #: PBFT: how long a replica waits for progress before it asks for a view change.
     view_timeout_ms: Annotated[int, Field(ge=100, le=600_000)] = 4000
+    #: PoB and ePoB: the source's ROUNDTIME, the length of one round.
+    round_ms: Annotated[int, Field(ge=50, le=3_600_000)] = 2000
+    #: PoB: a block is final as the second-to-last of this many notarized blocks of
+    #: consecutive rounds (Streamlet's rule is 3, the least that is safe; docs/consensus.md).
+    finality_depth: Annotated[int, Field(ge=3, le=1000)] = 3
+    epob_quorum: EpobQuorum = "bft"
 
 
 class Genesis(_Strict):

@@ -17,7 +17,7 @@ another time), :meth:`Application.build_block` leaves it out instead of failing 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from genesis.schema import Genesis
@@ -31,6 +31,9 @@ from market.accounts import (
     put_participant,
     put_supply,
 )
+from market.cd_planner import plan
+from market.cd_requests import IntervalClock, admit_request
+from market.cd_schedule import Decision, apply_decision, due_interval
 from market.errors import (
     AlreadyRegisteredError,
     ApplicationError,
@@ -49,10 +52,12 @@ from market.orders import Exchange, MarketEvent, OrderContext
 from market.settlement import settle_due
 from market.state import MerkleState, Overlay, StateReader
 from protocol.address import address_of, format_address, parse_address
+from protocol.block import ScheduleEntry
 from protocol.tx import (
     AmendOrder,
     Burn,
     CancelOrder,
+    CDRequest,
     MeterReadings,
     Mint,
     PlaceOrder,
@@ -80,6 +85,8 @@ class Execution:
     state_root: bytes
     #: What happened in the markets, in execution order (for /v1/events; not hashed).
     events: tuple[MarketEvent, ...] = field(default=())
+    #: The interval this block decided, if any (for /v1/schedule events).
+    decision: Decision | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +96,9 @@ class BlockBuild:
     txs: tuple[Transaction, ...]
     left_out: tuple[tuple[Transaction, ApplicationError], ...]
     execution: Execution
+    #: The schedule section the proposer computed and the benefit it gives.
+    schedule: tuple[ScheduleEntry, ...] = ()
+    benefit: int = 0
 
 
 class Application:
@@ -98,6 +108,16 @@ class Application:
         self.governance_key = bytes.fromhex(genesis.governance_public_key)
         self.governance_address = address_of(self.governance_key)
         self.exchange = Exchange(genesis.params)
+        self.interval_clock = IntervalClock.of(genesis)
+
+    def schedule_due(self, state: StateReader, timestamp_ms: int) -> bool:
+        """Whether a block at ``timestamp_ms`` would decide an interval with live requests.
+
+        The node proposes such a block even with an empty mempool: vehicles need setpoints
+        before their interval starts, whether or not anybody trades.
+        """
+        due = due_interval(self.genesis, state, timestamp_ms)
+        return due is not None and bool(due.live)
 
     # --- genesis ------------------------------------------------------------------------
 
@@ -191,6 +211,19 @@ class Application:
                 body,
                 sender_key=tx.sender,
                 chain_id=self.chain_id,
+                height=ctx.height,
+                block_ms=ctx.timestamp_ms,
+            )
+            put_account(view, sender, _bump(get_account(view, sender)))
+        elif isinstance(body, CDRequest):
+            admit_request(
+                view,
+                self.genesis.params,
+                self.interval_clock,
+                owner=sender,
+                request_id=tx.hash(),
+                body=body,
+                is_governance=is_governance,
                 height=ctx.height,
                 block_ms=ctx.timestamp_ms,
             )
@@ -300,29 +333,68 @@ class Application:
         return events
 
     def execute_block(
-        self, state: MerkleState, txs: Sequence[Transaction], ctx: BlockContext
+        self,
+        state: MerkleState,
+        txs: Sequence[Transaction],
+        ctx: BlockContext,
+        *,
+        schedule: Sequence[ScheduleEntry] = (),
+        benefit: int = 0,
+        parent_writes: Mapping[bytes, bytes | None] | None = None,
     ) -> Execution:
-        """Apply ``txs`` in order (signatures already verified); raise if any fails."""
-        view = Overlay(state)
+        """Apply a block (signatures already verified); raise if anything in it fails.
+
+        The schedule section is checked and applied after :meth:`begin_block` and before the
+        transactions, and ``benefit`` (the header's claim) must equal the recomputed one.
+        ``parent_writes`` are the writes of uncommitted ancestors (pob builds on blocks that
+        are not final yet), applied over ``state`` first; the execution's ``writes`` are this
+        block's own and its ``state_root`` is that of the whole stack.
+        """
+        parent = _parent_view(state, parent_writes)
+        view = Overlay(parent)
         events = self.begin_block(view, ctx)
+        decision, _ = apply_decision(
+            self.genesis,
+            view,
+            height=ctx.height,
+            timestamp_ms=ctx.timestamp_ms,
+            entries=schedule,
+            claimed_benefit=benefit,
+        )
         for tx in txs:
             events.extend(self.apply_tx(tx, view, ctx))
         return Execution(
             writes=dict(view.writes),
-            state_root=state.root_with(view.writes),
+            state_root=_root(state, parent_writes, view.writes),
             events=tuple(events),
+            decision=decision,
         )
 
     def build_block(
-        self, state: MerkleState, txs: Sequence[Transaction], ctx: BlockContext
+        self,
+        state: MerkleState,
+        txs: Sequence[Transaction],
+        ctx: BlockContext,
+        *,
+        parent_writes: Mapping[bytes, bytes | None] | None = None,
     ) -> BlockBuild:
         """Execute a proposal's candidates in order, leaving out each one that does not apply.
 
         The result executes exactly like :meth:`execute_block` on the kept transactions: a
         left-out transaction wrote nothing (it ran on its own nested overlay).
         """
-        view = Overlay(state)
+        view = Overlay(_parent_view(state, parent_writes))
         events = self.begin_block(view, ctx)
+        due = due_interval(self.genesis, view, ctx.timestamp_ms)
+        schedule = () if due is None else plan(self.genesis, due)
+        decision, benefit = apply_decision(
+            self.genesis,
+            view,
+            height=ctx.height,
+            timestamp_ms=ctx.timestamp_ms,
+            entries=schedule,
+            claimed_benefit=None,
+        )
         kept: list[Transaction] = []
         left_out: list[tuple[Transaction, ApplicationError]] = []
         for tx in txs:
@@ -337,10 +409,36 @@ class Application:
             events.extend(tx_events)
         execution = Execution(
             writes=dict(view.writes),
-            state_root=state.root_with(view.writes),
+            state_root=_root(state, parent_writes, view.writes),
             events=tuple(events),
+            decision=decision,
         )
-        return BlockBuild(tuple(kept), tuple(left_out), execution)
+        return BlockBuild(tuple(kept), tuple(left_out), execution, schedule, benefit)
+
+
+def _parent_view(
+    state: MerkleState, parent_writes: Mapping[bytes, bytes | None] | None
+) -> StateReader:
+    """The committed state, or the committed state under the uncommitted ancestors' writes."""
+    if not parent_writes:
+        return state
+    parent = Overlay(state)
+    for key, value in parent_writes.items():
+        if value is None:
+            parent.delete(key)
+        else:
+            parent.put(key, value)
+    return parent
+
+
+def _root(
+    state: MerkleState,
+    parent_writes: Mapping[bytes, bytes | None] | None,
+    writes: Mapping[bytes, bytes | None],
+) -> bytes:
+    if not parent_writes:
+        return state.root_with(writes)
+    return state.root_with({**parent_writes, **writes})
 
 
 def _bump(account: Account) -> Account:

@@ -214,3 +214,43 @@ class ReadingTimeError(ApplicationError):
     """The interval ends too far after the block time: a reading cannot come from the future."""
 
     code = "reading_time_out_of_bounds"
+
+
+# --- C&D requests and schedules (market/cd_requests.py, market/cd_schedule.py) ---------------
+
+
+class InvalidCDRequestError(ApplicationError):
+    """A C&D request with an unknown kind or device, a zero field, or an empty window."""
+
+    code = "invalid_cd_request"
+
+
+class CDWindowError(ApplicationError):
+    """The request's window holds no whole schedulable interval, or is longer than allowed."""
+
+    code = "cd_window"
+
+
+class CDInfeasibleError(ApplicationError):
+    """A charge request that cannot get its energy by departure even at its maximum rate."""
+
+    code = "cd_infeasible"
+
+
+class CDCapacityError(ApplicationError):
+    """As many C&D requests are open as genesis allows."""
+
+    code = "cd_capacity"
+    http_status = 503
+
+
+class ScheduleRejectedError(BlockRejectedError):
+    """A block's schedule section breaks a rule (who is scheduled, window, rate, deadline)."""
+
+    code = "schedule_invalid"
+
+
+class BenefitMismatchError(BlockRejectedError):
+    """A block's header claims another benefit than the one recomputed from its schedule."""
+
+    code = "benefit_mismatch"

@@ -12,12 +12,22 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 from aiohttp import WSMsgType, web
 
 from market.accounts import get_account, get_participant
 from market.book import BUY, SELL
+from market.cd_requests import (
+    CD_RECORD_PREFIX,
+    CDRecord,
+    CDStatus,
+    get_head,
+    get_request,
+    open_requests,
+)
+from market.cd_schedule import Decision, get_decision, latest_decisions
 from market.meters import get_meter, readings_from
 from market.orders import (
     OrderStatus,
@@ -31,8 +41,10 @@ from market.settlement import receipts
 from node.openapi import openapi_document
 from node.runtime import Node
 from node.views import (
+    cd_view,
     committed_view,
     contract_view,
+    decision_view,
     market_event_view,
     meter_view,
     order_view,
@@ -41,6 +53,7 @@ from node.views import (
     tx_view,
 )
 from protocol.address import format_address, parse_address
+from protocol.encoding import decode
 from protocol.errors import DecodeError, GridchainError
 from protocol.tx import MARKET_BY_LABEL, Market, decode_tx
 
@@ -489,6 +502,106 @@ async def list_settlements(request: web.Request) -> web.Response:
     return web.json_response({"receipts": [receipt_view(r) for r in found]})
 
 
+# --- C&D requests and the schedule -------------------------------------------------------
+
+#: Decisions one /v1/schedule request returns by default and at most.
+SCHEDULE_DEFAULT = 10
+SCHEDULE_MAX = 100
+
+
+def _decision_views(node: Node, decisions: list[Decision]) -> list[dict[str, Any]]:
+    clock = node.app.interval_clock
+    records: dict[bytes, CDRecord] = {}
+    for decision in decisions:
+        for entry in decision.entries:
+            if entry.request_id not in records:
+                record = get_request(node.state, entry.request_id)
+                if record is not None:
+                    records[entry.request_id] = record
+    return [decision_view(d, clock, records) for d in decisions]
+
+
+async def get_schedule(request: web.Request) -> web.Response:
+    """The committed setpoints: the latest decisions (newest first), or one interval's."""
+    node = _node(request)
+    interval = _query_opt(request, "interval")
+    limit = _query_int(request, "limit", SCHEDULE_DEFAULT, lo=1, hi=SCHEDULE_MAX)
+    state = node.state
+    head = get_head(state)
+    if interval is not None:
+        if "limit" in request.query:
+            raise RequestError("give ?interval=N or ?limit=N, not both")
+        found = get_decision(state, interval)
+        if found is None:
+            raise NotFoundError(
+                f"no decision kept for interval {interval} (next to decide: "
+                f"{head.next_interval}); an interval without vehicles or without a block is "
+                "never decided, and old decisions are only in their blocks"
+            )
+        decisions = [found]
+    else:
+        decisions = latest_decisions(state, limit)
+    clock = node.app.interval_clock
+    return web.json_response(
+        {
+            "next_interval": head.next_interval,
+            "open_requests": head.open_requests,
+            "interval_ms": clock.interval_ms,
+            "interval_minutes": clock.interval_minutes,
+            "current_interval": clock.interval_at(node.clock()),
+            "decisions": _decision_views(node, decisions),
+        }
+    )
+
+
+async def get_cd_request(request: web.Request) -> web.Response:
+    node = _node(request)
+    request_id = _parse_hash(request.match_info["id"])
+    record = get_request(node.state, request_id)
+    if record is None:
+        raise NotFoundError(
+            f"no C&D request {request_id.hex()} (its id is the hash of its CDRequest "
+            "transaction; a pending or refused one has no record)"
+        )
+    return web.json_response(cd_view(request_id, record, node.app.interval_clock))
+
+
+def _all_requests(node: Node) -> list[tuple[bytes, CDRecord]]:
+    out = []
+    for key, raw in node.state.scan(CD_RECORD_PREFIX):
+        out.append((key[len(CD_RECORD_PREFIX) :], decode(raw, CDRecord)))
+    return out
+
+
+async def list_cd_requests(request: web.Request) -> web.Response:
+    """C&D requests, newest first (by submission height, then id), of one owner and status."""
+    node = _node(request)
+    owner = _query_address(request, "owner")
+    status_text = request.query.get("status")
+    statuses = {s.label: s for s in CDStatus}
+    if status_text is not None and status_text not in statuses:
+        raise RequestError(f"status is one of {', '.join(statuses)}, got {status_text!r}")
+    limit = _limit(request)
+    if status_text == CDStatus.OPEN.label:
+        candidates = list(open_requests(node.state))  # the open index: no full scan
+    else:
+        candidates = _all_requests(node)
+    matches = [
+        (rid, rec)
+        for rid, rec in candidates
+        if (owner is None or rec.owner == owner)
+        and (status_text is None or rec.status == statuses[status_text])
+    ]
+    matches.sort(key=lambda item: (-item[1].submitted_height, item[0]))
+    clock = node.app.interval_clock
+    return web.json_response(
+        {
+            "owner": None if owner is None else format_address(owner),
+            "requests": [cd_view(rid, rec, clock) for rid, rec in matches[:limit]],
+        }
+    )
+
+
 async def get_status(request: web.Request) -> web.Response:
     return web.json_response(_node(request).status())
 
@@ -510,7 +623,8 @@ async def get_openapi(request: web.Request) -> web.Response:
 
 async def events(request: web.Request) -> web.WebSocketResponse:
     """Websocket feed: one JSON message per committed block, then one per trade and per
-    order change of that block (``type`` "trade" or "order")."""
+    order change of that block (``type`` "trade" or "order"), then, if the block decided an
+    interval, one ``type`` "schedule" message with its setpoints."""
     node = _node(request)
     ws = web.WebSocketResponse(heartbeat=30)
     await ws.prepare(request)
@@ -531,6 +645,21 @@ async def events(request: web.Request) -> web.WebSocketResponse:
             )
             for market_event in event.market_events:
                 await ws.send_json(market_event_view(market_event, event.height))
+            if event.decision is not None:
+                (view,) = _decision_views(node, [event.decision])
+                await ws.send_json(
+                    {
+                        "type": "schedule",
+                        "height": event.height,
+                        "interval": view["interval"],
+                        "start_ms": view["start_ms"],
+                        "end_ms": view["end_ms"],
+                        "base_load_w": view["base_load_w"],
+                        "load_w": view["load_w"],
+                        "benefit": view["benefit"],
+                        "entries": view["entries"],
+                    }
+                )
 
     sender = asyncio.create_task(forward())
     try:
@@ -563,6 +692,9 @@ def build_app(node: Node) -> web.Application:
     app.router.add_get("/v1/meters/{id}", get_meter_view)
     app.router.add_get("/v1/meters/{id}/readings", list_meter_readings)
     app.router.add_get("/v1/settlements", list_settlements)
+    app.router.add_get("/v1/schedule", get_schedule)
+    app.router.add_get("/v1/cd", list_cd_requests)
+    app.router.add_get("/v1/cd/{id}", get_cd_request)
     app.router.add_get("/v1/events", events)
     app.router.add_get("/health", get_health)
     app.router.add_get("/metrics", get_metrics)

@@ -384,6 +384,167 @@ def _meter_schemas() -> dict[str, Any]:
     }
 
 
+def _cd_paths() -> dict[str, Any]:
+    """C&D requests and the committed schedule (docs/scheduling.md, "On chain")."""
+    return {
+        "/v1/schedule": {
+            "get": {
+                "summary": "The committed C&D setpoints: the latest decisions, newest first, "
+                "or one interval's",
+                "parameters": [
+                    _query_param(
+                        "interval",
+                        "only this interval (404 if it was not decided or is no longer kept); "
+                        "not together with limit",
+                        {"type": "integer", "minimum": 0},
+                    ),
+                    _query_param(
+                        "limit",
+                        "most decisions returned (1-100, default 10)",
+                        {"type": "integer", "minimum": 1, "maximum": 100},
+                    ),
+                ],
+                "responses": {
+                    "200": _json("Schedule", "The decisions and the scheduling head"),
+                    "400": _ERROR,
+                    "404": _ERROR,
+                },
+            }
+        },
+        "/v1/cd": {
+            "get": {
+                "summary": "C&D requests, newest first (by submission height, then id)",
+                "parameters": [
+                    _query_param("owner", "only this owner's (gc1 address)", {"type": "string"}),
+                    _query_param(
+                        "status", "only this status", {"enum": ["open", "complete", "ended"]}
+                    ),
+                    _query_param(
+                        "limit",
+                        "most items returned (1-1000, default 100)",
+                        {"type": "integer", "minimum": 1, "maximum": 1000},
+                    ),
+                ],
+                "responses": {"200": _json("CDRequestList", "The requests"), "400": _ERROR},
+            }
+        },
+        "/v1/cd/{id}": {
+            "get": {
+                "summary": "A C&D request (its id is the hash of its CDRequest transaction)",
+                "parameters": [_path_param("id", "64 hex digits")],
+                "responses": {"200": _json("CDRequest", "Found"), "400": _ERROR, "404": _ERROR},
+            }
+        },
+    }
+
+
+def _cd_schemas() -> dict[str, Any]:
+    string = {"type": "string"}
+    integer = {"type": "integer"}
+    nullable_string = {"type": ["string", "null"]}
+    cd_request = {
+        "type": "object",
+        "required": ["id", "owner", "kind", "device", "first_interval", "end_interval", "status"],
+        "properties": {
+            "id": {**string, "description": "hash of the CDRequest transaction"},
+            "owner": string,
+            "kind": {"enum": ["charge", "discharge"]},
+            "device": {"enum": ["EV", "Battery"]},
+            "arrival_ms": _UINT,
+            "departure_ms": _UINT,
+            "energy_wh": _UINT,
+            "max_rate_w": _UINT,
+            "limit_price_mc_per_kwh": _UINT,
+            "first_interval": {**_UINT, "description": "first interval it may be scheduled in"},
+            "end_interval": {**_UINT, "description": "window is [first_interval, end_interval)"},
+            "window_start_ms": {**_UINT, "description": "block time first_interval starts"},
+            "window_end_ms": {**_UINT, "description": "block time end_interval starts"},
+            "cap_units": {
+                **_UINT,
+                "description": "W-intervals it must receive (charge) or may give (discharge)",
+            },
+            "delivered_units": _UINT,
+            "remaining_units": _UINT,
+            "delivered_wh": {
+                **_UINT,
+                "description": "delivered_units * interval_minutes / 60, rounded down",
+            },
+            "remaining_wh": {
+                **_UINT,
+                "description": "remaining_units * interval_minutes / 60, rounded up (charge) "
+                "or down (discharge), at most energy_wh",
+            },
+            "submitted_height": _UINT,
+            "status": {"enum": ["open", "complete", "ended"]},
+        },
+    }
+    entry = {
+        "type": "object",
+        "required": ["request_id", "rate_w"],
+        "properties": {
+            "request_id": string,
+            "owner": nullable_string,
+            "kind": {"enum": ["charge", "discharge", None]},
+            "device": {"enum": ["EV", "Battery", None]},
+            "rate_w": {**integer, "description": "setpoint in W; negative = discharge"},
+        },
+    }
+    decision = {
+        "type": "object",
+        "required": ["interval", "start_ms", "end_ms", "height", "load_w", "benefit", "entries"],
+        "properties": {
+            "interval": _UINT,
+            "start_ms": {**_UINT, "description": "block time the interval starts"},
+            "end_ms": _UINT,
+            "height": {**_UINT, "description": "the block that decided it"},
+            "base_load_w": integer,
+            "load_w": {**integer, "description": "base load plus the scheduled rates"},
+            "benefit": {**string, "description": "decimal integer (may exceed 2^53)"},
+            "entries": {"type": "array", "items": entry},
+        },
+    }
+    return {
+        "CDRequest": cd_request,
+        "CDRequestList": {
+            "type": "object",
+            "required": ["owner", "requests"],
+            "properties": {
+                "owner": nullable_string,
+                "requests": {"type": "array", "items": cd_request},
+            },
+        },
+        "Decision": decision,
+        "Schedule": {
+            "type": "object",
+            "required": ["next_interval", "open_requests", "decisions"],
+            "properties": {
+                "next_interval": {**_UINT, "description": "the next interval to decide"},
+                "open_requests": _UINT,
+                "interval_ms": _UINT,
+                "interval_minutes": _UINT,
+                "current_interval": {**_UINT, "description": "the interval of the node's clock"},
+                "decisions": {"type": "array", "items": decision},
+            },
+        },
+        "ScheduleEvent": {
+            "type": "object",
+            "description": 'websocket message "type": "schedule" after its block\'s message',
+            "required": ["type", "height", "interval", "load_w", "benefit", "entries"],
+            "properties": {
+                "type": {"const": "schedule"},
+                "height": _UINT,
+                "interval": _UINT,
+                "start_ms": _UINT,
+                "end_ms": _UINT,
+                "base_load_w": integer,
+                "load_w": integer,
+                "benefit": string,
+                "entries": {"type": "array", "items": entry},
+            },
+        },
+    }
+
+
 def openapi_document() -> dict[str, Any]:
     obj = {"type": "object"}
     return {
@@ -478,10 +639,13 @@ def openapi_document() -> dict[str, Any]:
             },
             **_market_paths(),
             **_meter_paths(),
+            **_cd_paths(),
             "/v1/events": {
                 "get": {
                     "summary": "Websocket: one JSON message per committed block, then one per "
-                    'trade ("type": "trade") and per order change ("type": "order")',
+                    'trade ("type": "trade") and per order change ("type": "order"), then, if '
+                    'the block decided an interval, its setpoints ("type": "schedule", see '
+                    "the ScheduleEvent schema)",
                     "responses": {"101": {"description": "Switching to websocket"}},
                 }
             },
@@ -589,6 +753,7 @@ def openapi_document() -> dict[str, Any]:
                 },
                 **_market_schemas(),
                 **_meter_schemas(),
+                **_cd_schemas(),
                 "Account": {
                     "type": "object",
                     "required": ["address", "balance_mc", "nonce", "pending_nonce"],

@@ -34,8 +34,10 @@ from consensus.engine import (
 from consensus.solo import SoloEngine
 from genesis.schema import Genesis, parse_genesis
 from market.app import Application, BlockContext, Execution
+from market.cd_schedule import Decision
 from market.errors import BlockRejectedError
 from market.orders import MarketEvent, OrderEvent
+from market.pending import PendingChain
 from market.state import MerkleState
 from node.config import ConfigError, NodeConfig
 from node.mempool import Mempool
@@ -80,6 +82,12 @@ class PeerLink(Protocol):
     def peer_info(self) -> list[dict[str, Any]]: ...
 
 
+class UnknownParentError(BlockRejectedError):
+    """A block on a parent this node has neither committed nor validated."""
+
+    code = "unknown_parent"
+
+
 class StateDivergenceError(GridchainError):
     """This node computed another state than the block certifies: stop rather than diverge."""
 
@@ -99,6 +107,8 @@ class CommitEvent:
     timestamp_ms: int
     #: Trades and order changes of the block, in execution order.
     market_events: tuple[MarketEvent, ...] = ()
+    #: The C&D setpoints this block decided, if it decided an interval.
+    decision: Decision | None = None
 
 
 def _needs_recheck(events: tuple[MarketEvent, ...]) -> bool:
@@ -123,6 +133,29 @@ def make_engine(genesis: Genesis, key: SigningKey) -> Engine:
             genesis.validator_keys(),
             block_interval_ms=genesis.params.block_interval_ms,
             view_timeout_ms=genesis.consensus.view_timeout_ms,
+        )
+    params = genesis.consensus
+    if engine == "pob":
+        from consensus.pob import PobEngine  # noqa: PLC0415 - only validators running PoB
+
+        return PobEngine(
+            key,
+            genesis.chain_id,
+            genesis.validator_keys(),
+            round_ms=params.round_ms,
+            genesis_time_ms=genesis.genesis_time_ms,
+            finality_depth=params.finality_depth,
+        )
+    if engine == "epob":
+        from consensus.epob import EpobEngine  # noqa: PLC0415 - only validators running ePoB
+
+        return EpobEngine(
+            key,
+            genesis.chain_id,
+            genesis.validator_keys(),
+            round_ms=params.round_ms,
+            block_interval_ms=genesis.params.block_interval_ms,
+            quorum=params.epob_quorum,
         )
     raise ConfigError(f"consensus.engine {engine!r} is not available in this build")
 
@@ -168,6 +201,9 @@ class Node:
         self._sync_target = 0
         self._sync_task: asyncio.Task[None] | None = None
         self._mempool_dirty = False
+        self.pending = PendingChain(self.head.block_hash, self.head.height)
+        self._schedule_timer: asyncio.TimerHandle | None = None
+        self._due_cache: tuple[tuple[bytes, int], bool] | None = None
 
     # --- start-up and recovery ----------------------------------------------------------
 
@@ -214,6 +250,36 @@ class Node:
         if self.network is not None:
             await self.network.start()
         self._apply(self.engine.start(self.head, records, self.clock()))
+        self._arm_schedule_timer()
+
+    def _schedule_due(self) -> bool:
+        """Whether vehicles wait for a decision block now (cached per head and interval,
+        because the mempool asks on every transaction)."""
+        now = self.clock()
+        key = (self.head.block_hash, self.app.interval_clock.interval_at(now))
+        if self._due_cache is None or self._due_cache[0] != key:
+            self._due_cache = (key, self.app.schedule_due(self.state, now))
+        return self._due_cache[1]
+
+    def _arm_schedule_timer(self) -> None:
+        """Wake at the next interval boundary: vehicles may then need a decision block."""
+        if self._stopped:
+            return
+        clock = self.app.interval_clock
+        now = self.clock()
+        boundary = clock.start_ms(clock.interval_at(now) + 1)
+        delay = max(0.0, (boundary - now + 1) / 1000)
+        self._schedule_timer = asyncio.get_running_loop().call_later(delay, self._on_boundary)
+
+    def _on_boundary(self) -> None:
+        self._schedule_timer = None
+        if self._stopped or self._halted:
+            return
+        try:
+            self._mempool_changed()
+        except GridchainError as exc:
+            self._halt(exc)
+        self._arm_schedule_timer()
 
     def attach_network(self, network: PeerLink) -> None:
         """Give the node its peer links (before start); solo validators have none."""
@@ -225,6 +291,8 @@ class Node:
         self._stopped = True
         if self._timer is not None:
             self._timer.cancel()
+        if self._schedule_timer is not None:
+            self._schedule_timer.cancel()
         if self._sync_task is not None:
             self._sync_task.cancel()
         if self.network is not None:
@@ -253,7 +321,7 @@ class Node:
 
     def _mempool_changed(self) -> None:
         self._update_mempool_metrics()
-        pending = len(self.mempool) > 0
+        pending = len(self.mempool) > 0 or self._schedule_due()
         if pending != self._pending_notified and not self._stopped:
             self._pending_notified = pending
             self._apply(self.engine.on_pending_work(pending, self.clock()))
@@ -315,9 +383,11 @@ class Node:
                 block = self._build_proposal(action)
                 pending.extend(self.engine.on_proposal(block, self.clock()))
             elif isinstance(action, ValidateBlock):
-                valid = self._check_proposal(action.block)
+                reason = self._check_proposal(action.block)
                 pending.extend(
-                    self.engine.on_block_validated(action.block.hash(), valid, self.clock())
+                    self.engine.on_block_validated(
+                        action.block.hash(), reason is None, self.clock(), reason or ""
+                    )
                 )
             elif isinstance(action, CommitBlock):
                 if self._commit(action.block, action.certificate):
@@ -356,22 +426,38 @@ class Node:
     # --- proposals and commits ------------------------------------------------------------
 
     def _build_proposal(self, req: RequestProposal) -> Block | None:
-        if req.height != self.head.height + 1 or req.prev_hash != self.head.block_hash:
-            return None
+        """Build a block on the committed head or on a pending block (pob) and keep its
+        execution for the commit.  With nothing to trade and no interval to decide there is no
+        block unless genesis asks for empty blocks."""
+        on_head = req.prev_hash == self.head.block_hash
+        if on_head:
+            if req.height != self.head.height + 1:
+                return None
+            parent_writes: dict[bytes, bytes | None] | None = None
+            excluded: set[bytes] = set()
+        else:
+            parent = self.pending.get(req.prev_hash)
+            if parent is None or req.height != parent.height + 1:
+                return None
+            parent_writes = self.pending.writes_after(req.prev_hash)
+            excluded = self.pending.included_txs(req.prev_hash)
         params = self.genesis.params
-        candidates = self.mempool.reap(params.max_block_txs, MAX_BLOCK_BYTES // 2)
-        if not candidates and not params.empty_blocks:
-            return None
+        candidates = [
+            tx
+            for tx in self.mempool.reap(params.max_block_txs, MAX_BLOCK_BYTES // 2)
+            if tx.hash() not in excluded
+        ]
         timestamp = max(self.clock(), req.min_timestamp_ms)
         ctx = BlockContext(req.height, timestamp, self.key.public_key)
-        built = self.app.build_block(self.state, candidates, ctx)
+        built = self.app.build_block(self.state, candidates, ctx, parent_writes=parent_writes)
         if built.left_out:
             for tx, exc in built.left_out:
                 self.log.info("transaction left out", tx=tx.hash().hex(), reason=exc.code)
-            self.mempool.evict([tx.hash() for tx, _ in built.left_out])
-            self._mempool_dirty = True
-        txs = list(built.txs)
-        if not txs and not params.empty_blocks:
+            if on_head:  # on a pending branch a left-out tx may only wait for its turn
+                self.mempool.evict([tx.hash() for tx, _ in built.left_out])
+                self._mempool_dirty = True
+        txs = tuple(built.txs)
+        if not txs and not built.schedule and not params.empty_blocks and not req.allow_empty:
             return None
         execution = built.execution
         header = BlockHeader(
@@ -381,23 +467,47 @@ class Node:
             timestamp_ms=timestamp,
             proposer=self.key.public_key,
             round=req.round,
-            benefit=0,
-            tx_root=tx_root(tuple(txs)),
-            schedule_root=schedule_root(()),
+            benefit=built.benefit,
+            tx_root=tx_root(txs),
+            schedule_root=schedule_root(built.schedule),
             state_root=execution.state_root,
         )
-        block = Block(header, tuple(txs), ())
-        self._executions[block.hash()] = execution
+        block = Block(header, txs, built.schedule)
+        self._remember(block, execution)
         return block
 
+    def _remember(self, block: Block, execution: Execution) -> None:
+        """Keep a valid block's execution: for its commit, and as a parent for pob's forks."""
+        block_hash = block.hash()
+        self._executions[block_hash] = execution
+        if block_hash not in self.pending:
+            self.pending.add(
+                block_hash,
+                block.header.prev_hash,
+                block.height,
+                execution.writes,
+                timestamp_ms=block.header.timestamp_ms,
+                tx_hashes=frozenset(tx.hash() for tx in block.txs),
+            )
+
     def validate_block(self, block: Block) -> Execution:
-        """Everything a validator checks before it accepts a block at the head's next height."""
+        """Everything a validator checks before it accepts a block on its parent.
+
+        The parent is the committed head, or for pob a pending block this node validated.
+        """
         header = block.header
-        if header.height != self.head.height + 1:
-            raise BlockRejectedError(f"block {header.height} does not follow {self.head.height}")
-        if header.prev_hash != self.head.block_hash:
-            raise BlockRejectedError("block does not extend the committed head")
-        if header.timestamp_ms <= self.head.timestamp_ms:
+        if header.prev_hash == self.head.block_hash:
+            parent_height, parent_ms = self.head.height, self.head.timestamp_ms
+            parent_writes: dict[bytes, bytes | None] | None = None
+        else:
+            parent = self.pending.get(header.prev_hash)
+            if parent is None:
+                raise UnknownParentError("block does not extend the committed head")
+            parent_height, parent_ms = parent.height, parent.timestamp_ms
+            parent_writes = self.pending.writes_after(header.prev_hash)
+        if header.height != parent_height + 1:
+            raise BlockRejectedError(f"block {header.height} does not follow {parent_height}")
+        if header.timestamp_ms <= parent_ms:
             raise BlockRejectedError("block timestamp does not advance")
         if header.timestamp_ms > self.clock() + MAX_FUTURE_DRIFT_MS and header.height > 0:
             raise BlockRejectedError("block timestamp is too far in the future")
@@ -405,22 +515,32 @@ class Node:
             raise BlockRejectedError("block proposer is not a validator")
         cached = self._executions.get(block.hash())
         if cached is not None:
-            return cached  # built here from checked transactions
+            return cached  # built or validated here before
         check_block_structure(block, self.chain_id, self.mempool)
         ctx = BlockContext(header.height, header.timestamp_ms, header.proposer)
-        execution = self.app.execute_block(self.state, block.txs, ctx)
+        execution = self.app.execute_block(
+            self.state,
+            block.txs,
+            ctx,
+            schedule=block.schedule,
+            benefit=header.benefit,
+            parent_writes=parent_writes,
+        )
         if execution.state_root != header.state_root:
             raise BlockRejectedError("block state root differs from the executed state")
         return execution
 
-    def _check_proposal(self, block: Block) -> bool:
-        """Answer an engine's ValidateBlock: valid blocks keep their execution for the commit."""
+    def _check_proposal(self, block: Block) -> str | None:
+        """Answer an engine's ValidateBlock: None if valid, else the refusal's error code."""
         try:
-            self._executions[block.hash()] = self.validate_block(block)
+            execution = self.validate_block(block)
         except GridchainError as exc:
-            self.log.warning("proposal rejected", height=block.height, reason=exc.message)
-            return False
-        return True
+            self.log.warning(
+                "proposal rejected", height=block.height, code=exc.code, reason=exc.message
+            )
+            return exc.code
+        self._remember(block, execution)
+        return None
 
     def _commit(self, block: Block, certificate: Certificate, *, fetched: bool = False) -> bool:
         """Verify, execute and durably write a certified block.
@@ -432,7 +552,8 @@ class Node:
         """
         started = time.perf_counter()
         try:
-            certificate.verify(self.chain_id, self.genesis.validator_keys(), self.quorum)
+            signers, quorum = self.engine.certifiers(block)
+            certificate.verify(self.chain_id, signers, quorum)
             if certificate.vote.block_hash != block.hash():
                 raise SignatureError("certificate is for another block")
             if certificate.vote.height != block.height:
@@ -449,10 +570,17 @@ class Node:
             self.log.error("commit refused", height=block.height, reason=exc.message)
             self._halt(StateDivergenceError(f"certified block {block.height}: {exc.message}"))
             return False
+        if block.header.prev_hash != self.head.block_hash:
+            if fetched:  # a certified block of a branch that lost (pob): not ours to commit
+                self.log.warning("fetched block is on another branch", height=block.height)
+                return False
+            self._halt(StateDivergenceError(f"block {block.height} does not extend the head"))
+            return False
         self.store.commit_block(CommittedBlock(block, certificate), execution.writes)
         self.state.apply(execution.writes)
-        self._executions.clear()
         self.head = self._head_of(block)
+        self.pending.committed(self.head.block_hash, self.head.height)
+        self._executions = {h: e for h, e in self._executions.items() if h in self.pending}
         dropped = self.mempool.update_after_commit(
             list(block.txs), recheck=_needs_recheck(execution.events)
         )
@@ -477,6 +605,7 @@ class Node:
             tuple(tx.hash() for tx in block.txs),
             block.header.timestamp_ms,
             execution.events,
+            execution.decision,
         )
         for queue in list(self._subscribers):
             if queue.full():
@@ -532,11 +661,6 @@ class Node:
                 await asyncio.sleep(min(2.0, 0.05 * failures))
             else:
                 failures = 0
-
-    @property
-    def quorum(self) -> int:
-        n = len(self.genesis.validators)
-        return n - (n - 1) // 3
 
     # --- read side ----------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -80,7 +81,12 @@ def run_node(config_path: Path) -> int:
     config = load_config(config_path)
     configure_logging(config.node.name, config.log.level)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(serve(config))
+        try:
+            runner.run(serve(config))
+        except OSError as exc:  # a port in use or an address this host does not have
+            structlog.get_logger("gridchain.server").error("cannot listen", reason=str(exc))
+            print(f"error: cannot listen: {exc}", file=sys.stderr)
+            return 1
     return 0
 
 

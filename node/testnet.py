@@ -76,6 +76,8 @@ def ensure_genesis(
     gate_closure_s: int | None = None,
     settlement_grace_s: int | None = None,
     base_agent_port: int | None = None,
+    schedule_interval_ms: int | None = None,
+    round_ms: int | None = None,
 ) -> bool:
     """Write a new testnet into ``directory`` unless it already holds one; True if written.
 
@@ -83,6 +85,12 @@ def ensure_genesis(
     period can be set here (the genesis defaults are the source's 15 min, 1 h and 5 min).
     """
     extra: dict[str, int] = {}
+    consensus_params: dict[str, int] = {}
+    if schedule_interval_ms is not None:
+        # An accelerated day: each interval still stands for the genesis default of 10 min.
+        extra["schedule_interval_ms"] = schedule_interval_ms
+    if round_ms is not None:
+        consensus_params["round_ms"] = round_ms
     if gate_closure_s is not None:
         extra["gate_closure_ms"] = gate_closure_s * 1000
     if settlement_grace_s is not None:
@@ -100,6 +108,7 @@ def ensure_genesis(
         block_interval_ms=block_interval_ms,
         with_meters=with_meters,
         extra_params=extra,
+        consensus_params=consensus_params,
     )
     password, _ = testnet_password()
     write_bundle(
@@ -153,6 +162,22 @@ def is_ours(proc: ValidatorProcess) -> bool:
     except OSError:
         return False
     return True
+
+
+def _has_exited(pid: int) -> bool:
+    """Whether a process this launcher started has ended.
+
+    Asked of the kernel (waitpid), not of /proc/<pid>/cmdline: a child that has not yet shown
+    its new command line is still starting, not gone."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # not our child (or already reaped): is the pid still there?
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return True
+        return False
+    return done != 0
 
 
 def load_state(directory: Path) -> list[ValidatorProcess]:
@@ -276,7 +301,7 @@ def up(
     while waiting and time.monotonic() < deadline:
         waiting = [p for p in waiting if not healthy(p.api_url)]
         for p in waiting:
-            if not is_ours(p):
+            if _has_exited(p.pid):
                 down(directory)
                 tail = Path(p.log).read_text(errors="replace")[-2000:]
                 raise TestnetError(f"validator {p.name} exited during start; its log ends:\n{tail}")

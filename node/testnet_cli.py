@@ -61,6 +61,8 @@ def _up(args: argparse.Namespace) -> int:
         bridge_interval_s=args.meter_interval_s,
         gate_closure_s=args.gate_closure_seconds,
         settlement_grace_s=args.grace_seconds,
+        schedule_interval_ms=args.schedule_interval_ms,
+        round_ms=args.round_ms,
     )
     _announce_password(to_stderr=args.json)
     procs = up(directory, with_meters=args.with_meters, meter_speed=args.meter_speed)
@@ -180,6 +182,32 @@ def _follow(directory: Path, api_url: str) -> None:
             print(f"  block {seen:>6}  {block['hash'][:16]}  {len(block['txs'])} txs")
 
 
+def run_cd_demo(directory: Path, api_urls: list[str]) -> None:
+    """Peer B's EV asks to be charged; the chain schedules it interval by interval and every
+    validator holds the same setpoints."""
+    genesis = json.loads((directory / "genesis.json").read_text())
+    interval_s = int(genesis["params"]["schedule_interval_ms"]) / 1000
+    minutes = int(genesis["params"]["schedule_interval_minutes"])
+    print(
+        f"\n== EV charging scheduled on chain ({genesis['params']['scheduler']} scheduler; "
+        f"an interval is {interval_s:g} s standing for {minutes} min) =="
+    )
+    print("-- peer-b's EV asks for 2 kWh at up to 11 kW before it leaves in 40 s")
+    wallet = str(directory / "wallets" / "peer-b.json")
+    argv = ["wallet", "cd", "charge", "--energy-wh", "2000", "--max-rate-w", "11000"]
+    argv += ["--arrive", "now", "--depart", "+40", "--wallet", wallet, "--node", api_urls[1]]
+    if gridchain_main(argv) != 0:
+        raise TestnetError("demo step 'wallet cd charge' for peer-b failed")
+    deadline = time.monotonic() + 20 * interval_s + 30
+    while time.monotonic() < deadline:
+        decided = get_json(f"{api_urls[-1]}/v1/schedule?limit=3")["decisions"]
+        if len(decided) >= 3:
+            break
+        time.sleep(interval_s / 2)
+    print(f"-- the setpoints the chain decided, as {api_urls[-1]} shows them:")
+    _wallet(directory, "peer-b", api_urls[-1], "schedule", "--limit", "3")
+
+
 def run_market_demo(directory: Path, api_urls: list[str]) -> None:
     """Peer A sells PV energy to peer C for a slot a few seconds ahead; the bridges meter it;
     after the slot and its grace period the chain settles the trade from the readings."""
@@ -242,6 +270,7 @@ def _run(args: argparse.Namespace) -> int:
     api_urls = [row["api_url"] for row in status(directory)]
     try:
         run_demo(directory, api_urls)
+        run_cd_demo(directory, api_urls)
         if args.with_meters:
             run_market_demo(directory, api_urls)
         print()
@@ -289,6 +318,14 @@ def _creation(p: argparse.ArgumentParser) -> None:
         "--meter-speed", type=float, default=1.0, help="simulated seconds per second of the meters"
     )
     p.add_argument("--meter-sim-port", type=int, default=METER_SIM_PORT)
+    p.add_argument(
+        "--schedule-interval-ms",
+        type=int,
+        default=5000,
+        help="block time of one C&D scheduling interval, which stands for 10 minutes of the "
+        "day (default 5000: an accelerated day)",
+    )
+    p.add_argument("--round-ms", type=int, default=1000, help="PoB/ePoB round length (ROUNDTIME)")
 
 
 def register(sub: Any, name: str, help_text: str) -> None:
@@ -323,4 +360,5 @@ def register(sub: Any, name: str, help_text: str) -> None:
         gate_closure_seconds=3,
         grace_seconds=6,
         meter_interval_s=2.0,
+        schedule_interval_ms=2000,
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from market.cd_requests import CDRecord, CDStatus, IntervalClock
+from market.cd_schedule import Decision
 from market.meters import METER_TYPE_LABELS, MeterRecord, StoredReading
 from market.orders import (
     Contract,
@@ -19,7 +21,7 @@ from protocol.address import address_of, format_address
 from protocol.block import Block, Certificate, CommittedBlock
 from protocol.encoding import to_jsonable
 from protocol.meter import MeterType, ReadingStatus
-from protocol.tx import Device, Market, Side, Transaction
+from protocol.tx import CDKind, Device, Market, Side, Transaction
 
 
 def tx_view(tx: Transaction) -> dict[str, Any]:
@@ -205,4 +207,80 @@ def receipt_view(receipt: Receipt) -> dict[str, Any]:
         "status": DeliveryStatus(receipt.status).label,
         "height": receipt.height,
         "settled_ms": receipt.settled_ms,
+    }
+
+
+# --- C&D requests and the schedule (market/cd_requests.py, market/cd_schedule.py) -----------
+
+
+def cd_energy_wh(record: CDRecord, minutes: int) -> tuple[int, int]:
+    """Delivered and remaining energy (Wh) of a request, from its W-intervals.
+
+    One W-interval is ``minutes / 60`` Wh.  Delivered energy is rounded down; what remains is
+    rounded up for a charge request (what it still needs) and down for a discharge request
+    (what it may still give); both are bounded by the requested energy.
+    """
+    delivered = min(record.energy_wh, record.delivered_units * minutes // 60)
+    residual = record.residual_units * minutes
+    remaining = -(-residual // 60) if record.is_charge else residual // 60
+    return delivered, min(record.energy_wh, remaining)
+
+
+def cd_view(request_id: bytes, record: CDRecord, clock: IntervalClock) -> dict[str, Any]:
+    """A C&D request with names for its enumerations, its window in intervals and in block
+    time, and its progress in W-intervals and in Wh."""
+    delivered_wh, remaining_wh = cd_energy_wh(record, clock.interval_minutes)
+    return {
+        "id": request_id.hex(),
+        "owner": format_address(record.owner),
+        "kind": CDKind(record.kind).label,
+        "device": Device(record.device).label,
+        "arrival_ms": record.arrival_ms,
+        "departure_ms": record.departure_ms,
+        "energy_wh": record.energy_wh,
+        "max_rate_w": record.max_rate_w,
+        "limit_price_mc_per_kwh": record.limit_price_mc_per_kwh,
+        "first_interval": record.first_interval,
+        "end_interval": record.end_interval,
+        "window_start_ms": clock.start_ms(record.first_interval),
+        "window_end_ms": clock.start_ms(record.end_interval),
+        "cap_units": record.cap_units,
+        "delivered_units": record.delivered_units,
+        "remaining_units": record.residual_units,
+        "delivered_wh": delivered_wh,
+        "remaining_wh": remaining_wh,
+        "submitted_height": record.submitted_height,
+        "status": CDStatus(record.status).label,
+    }
+
+
+def schedule_entry_view(request_id: bytes, rate_w: int, record: CDRecord | None) -> dict[str, Any]:
+    """One setpoint of a decision; owner, kind and device come from the request's record."""
+    return {
+        "request_id": request_id.hex(),
+        "owner": None if record is None else format_address(record.owner),
+        "kind": None if record is None else CDKind(record.kind).label,
+        "device": None if record is None else Device(record.device).label,
+        "rate_w": rate_w,
+    }
+
+
+def decision_view(
+    decision: Decision, clock: IntervalClock, records: dict[bytes, CDRecord]
+) -> dict[str, Any]:
+    """The setpoints the chain decided for one interval (``benefit`` is a string: it may
+    exceed 2^53, beyond what a JSON number keeps exactly in most clients)."""
+    start = clock.start_ms(decision.interval)
+    return {
+        "interval": decision.interval,
+        "start_ms": start,
+        "end_ms": start + clock.interval_ms,
+        "height": decision.height,
+        "base_load_w": decision.base_load_w,
+        "load_w": decision.load_w,
+        "benefit": str(decision.benefit),
+        "entries": [
+            schedule_entry_view(e.request_id, e.rate_w, records.get(e.request_id))
+            for e in decision.entries
+        ],
     }

@@ -177,6 +177,39 @@ class MeterReadings(Record):
     readings: Readings
 
 
+class CDKind(LabelledEnum):
+    """What a C&D request asks for: charging the vehicle or battery, or discharging it (V2G)."""
+
+    CHARGE = 1
+    DISCHARGE = 2
+
+
+CD_KIND_BY_LABEL: dict[str, CDKind] = {k.label: k for k in CDKind}
+
+
+@register(0x19)
+@dataclass(frozen=True, slots=True)
+class CDRequest(Record):
+    """An EV or a battery asks to be charged or discharged while it is connected.
+
+    The window is [``arrival_ms``, ``departure_ms``) in block time; the chain maps it to the
+    scheduling intervals fully inside it.  A charge request must receive ``energy_wh`` by
+    departure; a discharge request offers at most ``energy_wh`` (taking less is allowed).
+    ``max_rate_w`` is the charger's (or inverter's) limit.  ``limit_price_mc_per_kwh`` is the
+    most the owner pays per kWh charged (or the least it accepts per kWh discharged); it is
+    recorded with the request.  The request's id is the hash of the transaction.  ``device``
+    is a :class:`Device` (EV or Battery).
+    """
+
+    kind: U8
+    device: U8
+    arrival_ms: U64
+    departure_ms: U64
+    energy_wh: U64
+    max_rate_w: U64
+    limit_price_mc_per_kwh: U64
+
+
 TxBody = (
     Transfer
     | RegisterParticipant
@@ -187,6 +220,7 @@ TxBody = (
     | AmendOrder
     | RegisterMeter
     | MeterReadings
+    | CDRequest
 )
 TX_BODY_TYPES: tuple[type[Record], ...] = (
     Transfer,
@@ -198,6 +232,7 @@ TX_BODY_TYPES: tuple[type[Record], ...] = (
     AmendOrder,
     RegisterMeter,
     MeterReadings,
+    CDRequest,
 )
 
 

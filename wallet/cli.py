@@ -1,6 +1,7 @@
 """``gridchain wallet new | address | balance | transfer``: a key on disk and the node's API.
 
-The market commands (``order``, ``orders``, ``book``, ``trades``) are in wallet/trading.py.
+The market commands (``order``, ``orders``, ``book``, ``trades``) are in wallet/trading.py;
+the C&D commands (``cd charge|discharge|status|list``, ``schedule``) in wallet/cd.py.
 
 Each subcommand takes ``--wallet FILE``, ``--node URL`` and ``--json`` (DESIGN.md section 10),
 so scripts can rely on them everywhere even where one is unused (``new`` talks to no node).
@@ -84,8 +85,8 @@ def register(
     parser = sub.add_parser(
         name,
         help=help_text,
-        description="Create a key, show its address and balance, send credits, and trade "
-        "energy in the order books.",
+        description="Create a key, show its address and balance, send credits, trade "
+        "energy in the order books, and ask the chain to charge or discharge an EV or battery.",
     )
     actions = parser.add_subparsers(dest="wallet_command", required=True, metavar="ACTION")
 
@@ -163,6 +164,11 @@ def register(
     from wallet.trading import add_commands  # noqa: PLC0415 - wallet.trading imports this module
 
     add_commands(actions, common)
+
+    # The C&D requests and the schedule (wallet.cd, built on wallet.trading's helpers).
+    from wallet.cd import add_commands as add_cd_commands  # noqa: PLC0415 - imports this module
+
+    add_cd_commands(actions, common)
 
 
 def _positive_seconds(text: str) -> float:

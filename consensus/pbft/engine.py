@@ -31,7 +31,7 @@ Nothing here reads a clock, draws randomness or iterates over a set: time comes 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -47,6 +47,7 @@ from consensus.engine import (
     SetTimer,
     SyncTo,
     ValidateBlock,
+    run_steps,
 )
 from consensus.pbft.guard import (
     LAST_COMMIT_KEY,
@@ -329,7 +330,9 @@ class PbftEngine:
         actions.extend(self._progress(now_ms))
         return self._finish(actions)
 
-    def on_block_validated(self, block_hash: bytes, valid: bool, now_ms: int) -> list[Action]:
+    def on_block_validated(
+        self, block_hash: bytes, valid: bool, now_ms: int, reason: str = ""
+    ) -> list[Action]:
         if block_hash not in self._validating:
             return self._finish([])  # an answer for a height that is over
         del self._validating[block_hash]
@@ -377,6 +380,9 @@ class PbftEngine:
             self._view_deadline = None
             self._retransmit_at = None
         return self._finish([])
+
+    def certifiers(self, block: Block) -> tuple[Collection[bytes], int]:
+        return self._vals.keys, self._vals.q
 
     def status(self) -> Mapping[str, int | str]:
         return {
@@ -927,16 +933,7 @@ class PbftEngine:
             self._step_prepare,
             self._step_commit_vote,
         )
-        actions: list[Action] = []
-        for _ in range(64):  # a handful of steps settle it; the bound only guards against a bug
-            for step in steps:
-                out = step(now_ms)
-                if out is not None:
-                    actions.extend(out)
-                    break
-            else:
-                break
-        return actions
+        return run_steps(steps, now_ms)
 
     def _step_decide(self, now_ms: int) -> list[Action] | None:
         h = self._h

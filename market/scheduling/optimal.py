@@ -141,6 +141,27 @@ class Online:
             previous_load = float(base[t] + int(sign @ rates[:, t])) if len(reqs) else base[t]
         return to_schedule(self.name, rates)
 
+    def first_interval(
+        self, scenario: Scenario, residual_units: list[int], previous_load_w: int | None
+    ) -> list[int]:
+        """Rates (W magnitudes) for interval 0 only, every request being connected now.
+
+        This is one step of :meth:`schedule` as a block proposer takes it: the chain knows the
+        vehicles connected in the interval it decides, what each still needs, and the load it
+        planned for the interval before; the scenario's intervals run from the decided one on.
+        """
+        live = [i for i, units in enumerate(residual_units) if units > 0]
+        out = [0] * len(residual_units)
+        if not live:
+            return out
+        previous = None if previous_load_w is None else float(previous_load_w)
+        residual = list(residual_units)
+        plan = self._plan(scenario, live, residual, 0, previous)
+        first = {i: float(plan[i][0]) for i in live}
+        for i, value in self._apply(scenario, live, residual, 0, first).items():
+            out[i] = value
+        return out
+
     def _plan(
         self,
         scenario: Scenario,

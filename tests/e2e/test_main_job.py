@@ -48,6 +48,10 @@ def test_testnet_run_shows_transfers_committing(tmp_path: Path) -> None:
     assert len(rows) == 4
     assert len({tuple(row[1:]) for row in rows}) == 1, ledger  # same height, head, root, balances
     assert int(rows[0][1]) >= 3
+    # The C&D part: peer-b's EV charge request scheduled interval by interval.
+    assert "EV charging scheduled on chain" in out
+    setpoints = out.split("the setpoints the chain decided")[1].split("==")[0].splitlines()
+    assert sum(" charge " in line for line in setpoints) >= 2, out
     # The market part: a trade settled from the simulated meters' readings, shown as a receipt.
     assert "settled from meter readings" in out
     receipt_lines = out.split("peer-c's receipts")[1].splitlines()

@@ -30,6 +30,12 @@ node's vote never leaves before the record that guards it is persisted; evidence
 reported against Byzantine validators.  Liveness, checked at the end: once faults stop (the
 network heals, crashed nodes restart; at most f validators stay Byzantine), every honest node
 commits new blocks within a bounded simulated time.
+
+Simulators of other engines reuse this machinery by subclassing (tests/sim/epob_cluster.py):
+``Cluster.node_class`` and ``SimNode.make_engine`` choose the engine, ``validation_verdict``
+answers ValidateBlock with the refusal's code, ``Cluster.misbehave``, ``commit_like``,
+``audit_outgoing``, ``outsider_act`` and ``position`` hold the engine-specific parts, and
+``DESCRIBERS`` lets the trace describe their messages.
 """
 
 from __future__ import annotations
@@ -294,8 +300,16 @@ class TraceEntry:
         return f"{self.time:>8} ms  n{self.node:<2} {self.kind:<10} {describe(self.detail, names)}"
 
 
+#: Extra describers for other engines' messages (tried first; None means "not mine").
+DESCRIBERS: list[Callable[[Any, Callable[[bytes], str]], str | None]] = []
+
+
 def describe(detail: Any, names: Callable[[bytes], str]) -> str:
     """A one-line account of a message or action for the trace."""
+    for describer in DESCRIBERS:
+        text = describer(detail, names)
+        if text is not None:
+            return text
     if isinstance(detail, PrePrepare):
         return (
             f"PrePrepare v{detail.view} h{detail.height} {detail.block.hash().hex()[:8]} "
@@ -344,6 +358,9 @@ class PersistedGuard:
     before its record is stored fails the audit.  The prepared record carries a whole block;
     only its certificate's vote is read (with msgpack, structurally) to keep the audit cheap.
     """
+
+    #: the persisted records this audit reads (an engine's other records are not votes)
+    KEYS: tuple[bytes, ...] = (PREPARE_KEY, PREPARED_KEY)
 
     def __init__(self) -> None:
         self._last: dict[VoteStep, tuple[int, int, bytes]] = {}
@@ -410,9 +427,10 @@ class SimNode:
 
     # --- lifecycle ---------------------------------------------------------------------
 
-    def boot(self) -> None:
+    def make_engine(self) -> PbftEngine:
+        """A fresh engine for this validator (a simulator of another engine overrides this)."""
         fx = self.cluster.fixture
-        self.engine = PbftEngine(
+        return PbftEngine(
             self.key,
             fx.chain_id,
             fx.validators,
@@ -422,6 +440,9 @@ class SimNode:
             watermark_window=WATERMARK_WINDOW,
             verifier=cached_verify,
         )
+
+    def boot(self) -> None:
+        self.engine = self.make_engine()
         self.pending_notified = False
         self.apply(self.engine.start(self.head, dict(self.persisted), self.cluster.now))
         self.mempool_changed()
@@ -446,7 +467,7 @@ class SimNode:
             now = self.cluster.now
             if isinstance(action, Persist):
                 self.persisted[action.key] = action.value
-                if action.key in (PREPARE_KEY, PREPARED_KEY):
+                if action.key in self.guard.KEYS:
                     self.guard.note(action.key, action.value)
             elif isinstance(action, Broadcast):
                 self.cluster.transmit(self, None, action.message)
@@ -455,8 +476,8 @@ class SimNode:
             elif isinstance(action, RequestProposal):
                 pending.extend(engine.on_proposal(self.build_proposal(action), now))
             elif isinstance(action, ValidateBlock):
-                valid = self.check_proposal(action.block)
-                pending.extend(engine.on_block_validated(action.block.hash(), valid, now))
+                valid, reason = self.validation_verdict(action.block)
+                pending.extend(engine.on_block_validated(action.block.hash(), valid, now, reason))
             elif isinstance(action, CommitBlock):
                 self.cluster.record(self, "commit", action)
                 if self.commit(action.block, action.certificate, fetched=False):
@@ -565,6 +586,10 @@ class SimNode:
             return False
         return True
 
+    def validation_verdict(self, block: Block) -> tuple[bool, str]:
+        """The runtime's answer to ValidateBlock: valid, or not and the refusal's code."""
+        return self.check_proposal(block), ""
+
     def commit(self, block: Block, certificate: Certificate, *, fetched: bool) -> bool:
         fx = self.cluster.fixture
         try:
@@ -670,6 +695,11 @@ class Outcome:
 class Cluster:
     """Nodes, a network and a clock, all driven by one seeded RNG."""
 
+    #: the node (runtime) class and the engine's name in failure reports: a simulator of
+    #: another engine subclasses both
+    node_class: type[SimNode] = SimNode
+    label = "PBFT"
+
     def __init__(self, scenario: Scenario, seed: int, *, full_trace: bool = False) -> None:
         self.scenario = scenario
         self.seed = seed
@@ -689,7 +719,9 @@ class Cluster:
             raise ValueError(f"{scenario.name}: more Byzantine validators than f = {self.f}")
         chosen = self.rng.sample(range(self.n), len(byzantine))
         roles: dict[int, str] = dict(zip(chosen, byzantine, strict=True))
-        self.nodes = [SimNode(self, i, k, roles.get(i)) for i, k in enumerate(self.fixture.keys)]
+        self.nodes = [
+            self.node_class(self, i, k, roles.get(i)) for i, k in enumerate(self.fixture.keys)
+        ]
         self.by_key = {node.public_key: node for node in self.nodes}
         self.outsider = det_key(f"outsider/{seed}") if scenario.outsider else None
         self.canonical: dict[int, bytes] = {}
@@ -730,7 +762,7 @@ class Cluster:
         roles = ", ".join(f"n{n.index}={n.behaviour}" for n in self.nodes if not n.honest) or "none"
         heights = " ".join(f"n{n.index}:{n.head.height}" for n in self.nodes)
         raise SimFailure(
-            f"PBFT simulation failed: seed={self.seed} scenario={self.scenario.name}\n"
+            f"{self.label} simulation failed: seed={self.seed} scenario={self.scenario.name}\n"
             f"  {reason}\n"
             f"  at t={self.now - self.start_ms} ms; Byzantine: {roles}; heights: {heights}\n"
             f"  replay: {self.replay_command()}\n"
@@ -763,7 +795,15 @@ class Cluster:
             for target in targets:
                 self.post(sender.index, sender.public_key, target, message, payload)
         else:
-            misbehave(self, sender, targets, message)
+            self.misbehave(sender, targets, message)
+
+    def misbehave(self, node: SimNode, targets: list[SimNode], message: Record) -> None:
+        """Send a Byzantine node's message the way its behaviour dictates."""
+        misbehave(self, node, targets, message)
+
+    def commit_like(self, message: Record) -> bool:
+        """Messages the scenario's ``drop_commits`` extra loss applies to."""
+        return isinstance(message, Commit | Decision)
 
     def post(
         self,
@@ -779,7 +819,7 @@ class Cluster:
         rng = self.rng
         if self.faulty_network:
             loss = self.scenario.drop
-            if isinstance(message, Commit | Decision):
+            if self.commit_like(message):
                 loss += self.scenario.drop_commits
             if rng.random() < loss:
                 return
@@ -1097,7 +1137,7 @@ class Cluster:
     def fail_liveness(self) -> None:
         goal = (self.liveness_base or 0) + LIVENESS_BLOCKS
         lagging = [
-            f"{n.name()} at h{n.head.height} view {n.engine.view if n.engine else '-'}"
+            f"{n.name()} at h{n.head.height} {self.position(n)}"
             for n in self.nodes
             if n.honest and n.is_alive() and n.head.height < goal
         ]
@@ -1105,6 +1145,10 @@ class Cluster:
             f"liveness: {LIVENESS_BOUND_MS} ms after the faults stopped, honest nodes had not "
             f"all reached h{goal}: {', '.join(lagging)}"
         )
+
+    def position(self, node: SimNode) -> str:
+        """Where a node's engine is within the height, for the liveness report."""
+        return f"view {node.engine.view if node.engine else '-'}"
 
     def outcome(self) -> Outcome:
         return Outcome(

@@ -59,6 +59,7 @@ from protocol.tx import (
     AmendOrder,
     Burn,
     CancelOrder,
+    CDRequest,
     MeterReadings,
     Mint,
     PlaceOrder,
@@ -131,6 +132,16 @@ register_meters = st.builds(
 meter_readings = st.builds(
     MeterReadings, readings=st.lists(signed_readings, min_size=1, max_size=3).map(tuple)
 )
+cd_requests = st.builds(
+    CDRequest,
+    kind=u8,
+    device=u8,
+    arrival_ms=u64,
+    departure_ms=u64,
+    energy_wh=u64,
+    max_rate_w=u64,
+    limit_price_mc_per_kwh=u64,
+)
 bodies = st.one_of(
     transfers,
     registrations,
@@ -141,6 +152,7 @@ bodies = st.one_of(
     amend_orders,
     register_meters,
     meter_readings,
+    cd_requests,
 )
 payloads = st.builds(TxPayload, sender=b32, nonce=u64, body=bodies)
 transactions = st.builds(Transaction, sender=b32, nonce=u64, body=bodies, signature=b64)
@@ -181,6 +193,7 @@ STRATEGIES: dict[type[Record], st.SearchStrategy[Record]] = {
     AmendOrder: amend_orders,
     RegisterMeter: register_meters,
     MeterReadings: meter_readings,
+    CDRequest: cd_requests,
     ReadingRecord: reading_records,
     SignedReading: signed_readings,
     TxPayload: payloads,
@@ -234,6 +247,7 @@ SAMPLES: dict[type[Record], Record] = {
     AmendOrder: AmendOrder(b"\x66" * 32, 240_000, 1000),
     RegisterMeter: RegisterMeter("pv-a", b"\x33" * 20, 1, KEY.public_key, "eastron-sdm120"),
     MeterReadings: MeterReadings((SAMPLE_READING,)),
+    CDRequest: CDRequest(1, 0, 1_700_000_000_000, 1_700_003_600_000, 7_000, 7_000, 250_000),
     ReadingRecord: SAMPLE_READING.record,
     SignedReading: SAMPLE_READING,
     TxPayload: SAMPLE_TX.payload,
@@ -339,6 +353,7 @@ def test_type_tags_and_versions_are_pinned() -> None:
         "AmendOrder": (0x17, 1),
         "RegisterMeter": (0x14, 1),
         "MeterReadings": (0x18, 1),
+        "CDRequest": (0x19, 1),
         "ReadingRecord": (0x68, 1),
         "SignedReading": (0x69, 1),
         "BlockHeader": (0x20, 1),
@@ -378,6 +393,15 @@ def test_field_layouts_are_pinned() -> None:
         "AmendOrder": ["order_id", "price_mc_per_kwh", "quantity_wh"],
         "RegisterMeter": ["meter_id", "owner", "meter_type", "bridge_key", "profile"],
         "MeterReadings": ["readings"],
+        "CDRequest": [
+            "kind",
+            "device",
+            "arrival_ms",
+            "departure_ms",
+            "energy_wh",
+            "max_rate_w",
+            "limit_price_mc_per_kwh",
+        ],
         "ReadingRecord": [
             "meter_id",
             "interval_start_ms",

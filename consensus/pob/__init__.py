@@ -1,0 +1,41 @@
+"""Proof-of-Benefit (source ch. 5) for gridchain, with Streamlet-style votes for safety.
+
+See consensus/pob/engine.py for the protocol as implemented and what it guarantees.
+"""
+
+from consensus.pob.engine import (
+    GUARD_KEY,
+    LOCK_KEY,
+    DoubleSignError,
+    PersistedStateError,
+    PobConfigError,
+    PobEngine,
+    Verifier,
+)
+from consensus.pob.messages import (
+    Announce,
+    BlockMessage,
+    BlockRequest,
+    GuardRecord,
+    LockRecord,
+    decode_message,
+)
+from consensus.pob.tree import BlockTree, tie_key
+
+__all__ = [
+    "GUARD_KEY",
+    "LOCK_KEY",
+    "Announce",
+    "BlockMessage",
+    "BlockRequest",
+    "BlockTree",
+    "DoubleSignError",
+    "GuardRecord",
+    "LockRecord",
+    "PersistedStateError",
+    "PobConfigError",
+    "PobEngine",
+    "Verifier",
+    "decode_message",
+    "tie_key",
+]

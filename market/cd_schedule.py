@@ -1,0 +1,260 @@
+"""A block's schedule section: which rates it may carry, what it does, and its benefit.
+
+Consensus-critical and integer-only, so validators on any hardware agree bit for bit.  The
+first block whose time lies in interval k decides interval j = k + 1, if no block did yet: its
+schedule lists every request live in j (open, connected in j, something left to move), in id
+order, with a rate in W (negative = discharge).  Later blocks of interval k carry no schedule.
+An interval in which no block landed is never decided: its vehicles get no setpoint (rate 0).
+
+Rules for each entry (checked in this order, the first broken one refuses the block):
+the sign matches the request's kind; the magnitude is at most the request's maximum rate and
+what it has left; a charge request gets at least what it must take now to still finish by its
+departure at full rate (never more than its maximum rate, so the rule can always be met even
+after intervals without a block).
+
+The benefit (DESIGN 7) of a block that decides j is ``BENEFIT_SCALE // (1 + (L_j - L_prev)^2)``
+with L_j = base load of j plus the scheduled rates and L_prev the load planned for j - 1 (its
+base load when j - 1 was not decided): the reciprocal of eq. 6.4's term for that step, as
+:func:`market.scheduling.verify.benefit` computes it, on a scale that fits the header's I64.  A
+block that decides nothing has benefit 0.  The base load is the embedded apartment profile
+scaled by genesis, computed here in integers (interpolated at the interval's centre like
+:func:`market.scheduling.loadprofiles.base_load_w`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from typing import Annotated
+
+from genesis.schema import Genesis
+from market.cd_requests import (
+    CDRecord,
+    CDStatus,
+    IntervalClock,
+    ScheduleHead,
+    close_request,
+    get_head,
+    open_requests,
+    put_head,
+    put_request,
+)
+from market.errors import BenefitMismatchError, ScheduleRejectedError
+from market.scheduling.loadprofiles import DayType, hourly_profile_w
+from market.state import Overlay, StateReader
+from protocol.block import MAX_BLOCK_TXS, ScheduleEntry
+from protocol.encoding import I64, U64, Record, Size, decode, register
+
+#: The header's benefit is an I64, so the chain's scale is 10**18 rather than the library's
+#: 10**30: a perfectly flat step scores 10**18, a 1 kW step 10**12, a 1 MW step 10**6.
+BENEFIT_SCALE = 10**18
+DECISION_PREFIX = b"cdd:"
+#: Decisions kept in the state for /v1/schedule (older ones are in their blocks).
+KEPT_DECISIONS = 1008  # a week of 10-minute intervals
+
+
+@register(0x6B)
+@dataclass(frozen=True, slots=True)
+class Decision(Record):
+    """What the chain decided for one interval: the setpoints, the load and the benefit."""
+
+    interval: U64
+    height: U64
+    base_load_w: I64
+    load_w: I64
+    benefit: U64
+    entries: Annotated[tuple[ScheduleEntry, ...], Size(0, MAX_BLOCK_TXS)]
+
+
+@dataclass(frozen=True, slots=True)
+class DueInterval:
+    """What a block at some time must decide: interval ``j`` for these live requests."""
+
+    interval: int
+    previous_load_w: int
+    live: tuple[tuple[bytes, CDRecord], ...]
+
+
+def decision_key(interval: int) -> bytes:
+    return DECISION_PREFIX + interval.to_bytes(8, "big")
+
+
+def get_decision(state: StateReader, interval: int) -> Decision | None:
+    raw = state.get(decision_key(interval))
+    return None if raw is None else decode(raw, Decision)
+
+
+def latest_decisions(state: StateReader, count: int) -> list[Decision]:
+    """The newest ``count`` decisions kept in the state, newest first."""
+    head = get_head(state)
+    out: list[Decision] = []
+    interval = head.next_interval - 1
+    while interval >= 0 and len(out) < count and head.next_interval - interval <= KEPT_DECISIONS:
+        found = get_decision(state, interval)
+        if found is not None:
+            out.append(found)
+        interval -= 1
+    return out
+
+
+# --- base load ----------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=16)
+def _profile(month: int) -> tuple[tuple[int, ...], int]:
+    hourly = hourly_profile_w(month, DayType.WEEKDAY)
+    # The scale divides by the annual mean of the weekday table over all months and hours.
+    annual_sum = sum(sum(hourly_profile_w(m, DayType.WEEKDAY)) for m in range(1, 13))
+    return hourly, annual_sum
+
+
+def base_load_at(genesis: Genesis, interval: int) -> int:
+    """The community's base load (W) in ``interval``: integer, identical on every validator."""
+    p = genesis.params
+    hourly, annual_sum = _profile(p.base_load_month)
+    minutes = p.schedule_interval_minutes
+    start_minute = genesis.genesis_time_ms // 60_000
+    # Interval centre in half-minutes of the day; hour h's mean sits at h + 0.5 h.
+    centre = (2 * start_minute + minutes * (2 * interval + 1)) % 2880
+    x = (centre - 60) % 2880
+    h0, frac = divmod(x, 120)
+    mixed = hourly[h0] * (120 - frac) + hourly[(h0 + 1) % 24] * frac
+    # value = mixed / 120 * households * mean / (annual_sum / 288), rounded half up.
+    num = mixed * p.base_load_households * p.base_load_household_mean_w * 288
+    den = 120 * annual_sum
+    return (2 * num + den) // (2 * den)
+
+
+# --- what is due, and its check ------------------------------------------------------------
+
+
+def due_interval(genesis: Genesis, state: StateReader, timestamp_ms: int) -> DueInterval | None:
+    """The interval a block at ``timestamp_ms`` decides on this state, or None."""
+    clock = IntervalClock.of(genesis)
+    head = get_head(state)
+    j = clock.interval_at(timestamp_ms) + 1
+    if j < head.next_interval:
+        return None
+    if head.next_interval == j and j > 0:
+        previous = head.last_load_w
+    else:
+        previous = base_load_at(genesis, j - 1) if j > 0 else base_load_at(genesis, 0)
+    live = tuple((rid, rec) for rid, rec in open_requests(state) if rec.live_at(j))
+    return DueInterval(j, previous, live)
+
+
+def rate_bounds(record: CDRecord, interval: int) -> tuple[int, int]:
+    """Least and most magnitude (W) a live request may get in ``interval``."""
+    residual = record.residual_units
+    high = min(record.max_rate_w, residual)
+    if not record.is_charge:
+        return 0, high
+    later = record.max_rate_w * (record.end_interval - interval - 1)
+    return min(high, max(0, residual - later)), high
+
+
+def schedule_benefit(base_w: int, rates_w: Sequence[int], previous_load_w: int) -> tuple[int, int]:
+    """The interval's load and the block's benefit for signed rates."""
+    load = base_w + sum(rates_w)
+    step = load - previous_load_w
+    return load, BENEFIT_SCALE // (1 + step * step)
+
+
+def check_entries(due: DueInterval, entries: Sequence[ScheduleEntry]) -> None:
+    """Raise :class:`ScheduleRejectedError` unless ``entries`` is a valid schedule for ``due``."""
+    expected = [rid for rid, _ in due.live]
+    got = [e.request_id for e in entries]
+    if got != expected:
+        missing = sorted(set(expected) - set(got))
+        extra = sorted(set(got) - set(expected))
+        detail = (
+            f"missing {missing[0].hex()[:16]}"
+            if missing
+            else f"not live {extra[0].hex()[:16]}"
+            if extra
+            else "not in id order"
+        )
+        raise ScheduleRejectedError(
+            f"schedule for interval {due.interval} must list the {len(expected)} live "
+            f"requests in id order: {detail}"
+        )
+    for (rid, record), entry in zip(due.live, entries, strict=True):
+        rate = entry.rate_w
+        magnitude = rate if record.is_charge else -rate
+        if magnitude < 0:
+            raise ScheduleRejectedError(
+                f"request {rid.hex()[:16]}: rate {rate} W has the wrong sign for its kind"
+            )
+        low, high = rate_bounds(record, due.interval)
+        if magnitude > high:
+            raise ScheduleRejectedError(
+                f"request {rid.hex()[:16]}: {magnitude} W exceeds {high} W "
+                f"(maximum rate {record.max_rate_w} W, {record.residual_units} left)"
+            )
+        if magnitude < low:
+            raise ScheduleRejectedError(
+                f"request {rid.hex()[:16]}: {magnitude} W leaves it unable to finish by "
+                f"departure; at least {low} W is due now"
+            )
+
+
+def apply_decision(
+    genesis: Genesis,
+    view: Overlay,
+    *,
+    height: int,
+    timestamp_ms: int,
+    entries: Sequence[ScheduleEntry],
+    claimed_benefit: int | None,
+) -> tuple[Decision | None, int]:
+    """Check a block's schedule section and apply it; return the decision and the benefit.
+
+    ``claimed_benefit`` None means "compute it" (the proposer); otherwise it must equal the
+    recomputed value.  Raises without writing anything the caller keeps on a refusal (the
+    caller's overlay is dropped with the block).
+    """
+    due = due_interval(genesis, view, timestamp_ms)
+    if due is not None and not due.live:
+        _close_ended(view, due.interval)
+        due = None  # nothing to decide: no state written for intervals without vehicles
+    if due is None:
+        if entries:
+            raise ScheduleRejectedError("a block that decides no interval carries no schedule")
+        if claimed_benefit not in (None, 0):
+            raise BenefitMismatchError(
+                f"the block decides no interval, so its benefit is 0, not {claimed_benefit}"
+            )
+        return None, 0
+    check_entries(due, entries)
+    base = base_load_at(genesis, due.interval)
+    load, benefit = schedule_benefit(base, [e.rate_w for e in entries], due.previous_load_w)
+    if claimed_benefit is not None and claimed_benefit != benefit:
+        raise BenefitMismatchError(
+            f"header claims benefit {claimed_benefit}, the schedule gives {benefit}"
+        )
+    _close_ended(view, due.interval)
+    for (rid, record), entry in zip(due.live, entries, strict=True):
+        moved = abs(entry.rate_w)
+        updated = replace(record, delivered_units=record.delivered_units + moved)
+        if updated.residual_units == 0:
+            close_request(view, rid, updated, CDStatus.COMPLETE)
+        elif due.interval + 1 >= record.end_interval:
+            close_request(view, rid, updated, CDStatus.ENDED)
+        else:
+            put_request(view, rid, updated)
+    head = get_head(view)
+    put_head(view, ScheduleHead(due.interval + 1, load, head.open_requests))
+    decision = Decision(due.interval, height, base, load, benefit, tuple(entries))
+    view.put(decision_key(due.interval), decision.encode())
+    if due.interval >= KEPT_DECISIONS:
+        view.delete(decision_key(due.interval - KEPT_DECISIONS))
+    return decision, benefit
+
+
+def _close_ended(view: Overlay, interval: int) -> None:
+    """Close open requests whose window ended before ``interval`` (intervals nobody decided)."""
+    ended = [(rid, rec) for rid, rec in open_requests(view) if rec.end_interval <= interval]
+    for rid, rec in ended:
+        status = CDStatus.COMPLETE if rec.residual_units == 0 else CDStatus.ENDED
+        close_request(view, rid, rec, status)

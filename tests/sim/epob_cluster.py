@@ -1,0 +1,934 @@
+"""The cluster simulator of tests/sim/cluster.py, running ePoB instead of PBFT.
+
+Everything cluster.py describes holds here (one seeded RNG, the real engine and application, a
+fake network, clock and disks, invariants after every event, liveness once faults stop); what
+changes is the engine (:class:`consensus.epob.EpobEngine`), how blocks are built and checked
+and the Byzantine behaviours.
+
+Blocks take their schedule and benefit from :meth:`market.app.Application.build_block`, and
+validation executes them with ``execute_block(..., schedule=block.schedule,
+benefit=block.header.benefit)``, so the runtime's refusal code (``benefit_mismatch``) reaches
+the engine exactly as node/runtime.py passes it.
+
+C&D requests: the genesis of these clusters has a short scheduling interval
+(``SCHEDULE_INTERVAL_MS``, a few intervals per seed) and the scheduler the scenario names
+("uncontrolled", cheap, in the seeded rotation; "online", the Clarabel QP, in
+``SCHEDULER_SCENARIOS``, run by a test of its own).  The first transactions the
+clients submit (through the normal tx path, before the transfers) are C&D requests of three
+participants: two EVs charging, one battery offering to discharge, connected for the whole run.
+Once they are admitted, the first block in each interval decides the next one and carries a
+schedule and a non-zero benefit; as in node/runtime.py, a validator with an empty mempool still
+proposes (and asks for a height) when an interval decision is due, re-checked at every interval
+boundary.
+
+Byzantine behaviours (the engine of a Byzantine node runs honestly; its messages are rewritten
+on the way out):
+
+``inflate``
+    its fresh proposals claim a higher benefit than the schedule gives (header replaced, the
+    proposal re-signed); honest validators must refuse the block and report
+    ``benefit_mismatch`` against it;
+``worse``
+    its fresh proposals that decide an interval carry another *valid* schedule with a lower
+    benefit (each live request at its least or most allowed rate, the combination that scores
+    lowest; header and proposal re-signed, the same rewrite on every retransmission); honest
+    validators must still prevote the best valid candidate;
+``withhold``
+    sends each proposal to a random strict subset only (the winner announced to some);
+``equivocate``
+    two different proposals in a round, and two different prevotes and precommits in a round,
+    each to part of the validators;
+``bad-votes``
+    votes (and sometimes precommits) for blocks that do not exist or are invalid, and
+    proposals of blocks that do not execute;
+``mirror``
+    for the majority-quorum demonstration: sends nothing of its own, but signs a copy of the
+    first vote it sees from each partition group for each (height, round, step) and sends it
+    to that group, so it votes for two blocks whenever the groups differ.
+
+Invariants (on top of cluster.py's agreement and certificate checks): no honest validator signs
+two different proposals, prevotes or precommits for one (height, round), even across restarts,
+and none leaves before the record that guards it is persisted; evidence is only ever reported
+against Byzantine validators; an honest prevote in a round without polkas, locks or leader
+(even rounds) is for the valid proposal of that round with the highest benefit (checked when the
+prevote first leaves).  Every block an honest validator commits has the benefit recomputed here
+from the parent state (base load, planned load of the previous interval, the schedule's rates),
+and at the end of a run the committed chain must hold blocks with schedules.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import msgpack
+
+from consensus.engine import RequestProposal
+from consensus.epob import EpobEngine, quorum_size
+from consensus.epob.engine import Quorum
+from consensus.epob.guard import LOCK_KEY, PREVOTE_KEY, PROPOSAL_KEY
+from consensus.epob.messages import (
+    Decision,
+    LockRecord,
+    Precommit,
+    Prevote,
+    Proposal,
+    ProposalClaim,
+    decode_record,
+    make_precommit,
+    make_prevote,
+    make_proposal,
+)
+from genesis.schema import ChainScheduler
+from market.app import Application, BlockContext, Execution
+from market.cd_schedule import BENEFIT_SCALE, base_load_at, due_interval, rate_bounds
+from market.errors import BenefitMismatchError
+from market.state import MerkleState
+from protocol.address import address_of
+from protocol.block import (
+    Block,
+    BlockHeader,
+    Certificate,
+    ScheduleEntry,
+    Vote,
+    VoteSignature,
+    VoteStep,
+    check_block_structure,
+    schedule_root,
+    tx_root,
+)
+from protocol.crypto import Domain, sha256
+from protocol.encoding import Record
+from protocol.errors import GridchainError
+from protocol.tx import CDKind, CDRequest, Device, Transaction, Transfer, sign_tx
+from tests.helpers import GENESIS_TIME_MS, small_bundle
+from tests.sim.cluster import (
+    BLOCK_INTERVAL_MS,
+    DESCRIBERS,
+    MAX_BLOCK_TXS,
+    MAX_FUTURE_DRIFT_MS,
+    PARTICIPANTS,
+    TXS_PER_PARTICIPANT,
+    Cluster,
+    Event,
+    Fixture,
+    Outcome,
+    Scenario,
+    SimFailure,
+    SimNode,
+    cached_verify,
+)
+
+ROUND_MS = 300
+#: ePoB heights are slower than PBFT ones (a proposal window, two vote steps); fewer of them
+#: per simulated second keeps 1,000 seeds within the CI budget without shortening the faults.
+EPOB_BLOCK_INTERVAL_MS = 600
+#: signed-vote audit keys: proposals are step 0, prevotes PREPARE, precommits COMMIT
+PROPOSAL_STEP = 0
+#: Scheduling intervals of half a second: a seed's run (a few simulated seconds) spans several.
+SCHEDULE_INTERVAL_MS = 500
+SCHEDULE_INTERVAL_MINUTES = 10
+#: (participant, kind, device, energy Wh, max rate W) of the C&D requests each run submits
+#: first; connected from genesis until far past any run, so a late admission still fits, and
+#: with enough energy for about a dozen intervals at full rate.
+CD_REQUESTS: tuple[tuple[int, CDKind, Device, int, int], ...] = (
+    (0, CDKind.CHARGE, Device.EV, 14_000, 7_000),
+    (1, CDKind.CHARGE, Device.EV, 22_000, 11_000),
+    (2, CDKind.DISCHARGE, Device.BATTERY, 10_000, 5_000),
+)
+CD_DEPARTURE_MS = GENESIS_TIME_MS + 200 * SCHEDULE_INTERVAL_MS
+CD_LIMIT_PRICE = 250_000
+
+
+@dataclass(frozen=True, slots=True)
+class EpobScenario(Scenario):
+    quorum: Quorum = "bft"
+    scheduler: ChainScheduler = "uncontrolled"
+
+
+@cache
+def epob_fixture(n: int, scheduler: ChainScheduler) -> Fixture:
+    """cluster.py's fixture with C&D scheduling: short intervals, the scenario's scheduler, and
+    the C&D requests first in the clients' submission order (nonce 0 of their senders)."""
+    bundle = small_bundle(
+        validators=n,
+        participants=PARTICIPANTS,
+        engine="pbft",
+        seed=f"sim-{n}",
+        block_interval_ms=BLOCK_INTERVAL_MS,
+        schedule_interval_ms=SCHEDULE_INTERVAL_MS,
+        schedule_interval_minutes=SCHEDULE_INTERVAL_MINUTES,
+        scheduler=scheduler,
+    )
+    chain_id = bundle.genesis.chain_id
+    people = bundle.participants
+    txs: list[Transaction] = []
+    nonces = [0] * len(people)
+    for who, kind, device, energy_wh, max_rate_w in CD_REQUESTS:
+        body = CDRequest(
+            int(kind),
+            int(device),
+            GENESIS_TIME_MS,
+            CD_DEPARTURE_MS,
+            energy_wh,
+            max_rate_w,
+            CD_LIMIT_PRICE,
+        )
+        txs.append(sign_tx(people[who].key, chain_id, nonces[who], body))
+        nonces[who] += 1
+    for k in range(TXS_PER_PARTICIPANT):
+        for i, sender in enumerate(people):
+            to = people[(i + 1) % len(people)]
+            body_t = Transfer(address_of(to.key.public_key), 1 + k % 7)
+            txs.append(sign_tx(sender.key, chain_id, nonces[i], body_t))
+            nonces[i] += 1
+    state = Application(bundle.genesis).genesis_state()
+    keys = tuple(v.key for v in bundle.validators)
+    return Fixture(
+        bundle,
+        chain_id,
+        keys,
+        tuple(k.public_key for k in keys),
+        tuple(state.items()),
+        tuple(txs),
+    )
+
+
+EPOB_SCENARIOS: dict[str, EpobScenario] = {
+    s.name: s
+    for s in (
+        EpobScenario("calm"),
+        EpobScenario("lossy", drop=0.15, duplicate=0.1, delay_ms=(1, 80)),
+        EpobScenario("lost-precommits", drop=0.05, drop_commits=0.5, delay_ms=(1, 150)),
+        EpobScenario("partitions", drop=0.05, partitions=True),
+        EpobScenario("crashes", drop=0.05, duplicate=0.05, crashes=1),
+        EpobScenario("crash-all", drop=0.05, crash_all=True),
+        EpobScenario("inflated-benefit", drop=0.05, byzantine=("inflate",)),
+        EpobScenario("worse-schedule", drop=0.05, byzantine=("worse",)),
+        EpobScenario("withholding", drop=0.05, byzantine=("withhold",)),
+        EpobScenario("equivocating", drop=0.05, duplicate=0.05, byzantine=("equivocate",)),
+        EpobScenario("bad-votes", drop=0.05, byzantine=("bad-votes",)),
+        EpobScenario("outsider", drop=0.05, outsider=True),
+        EpobScenario("byzantine-partitions", drop=0.1, partitions=True, byzantine=("equivocate",)),
+        EpobScenario("byzantine-crashes", drop=0.05, crashes=1, byzantine=("withhold",)),
+        EpobScenario(
+            "n7-mixed",
+            n=7,
+            drop=0.1,
+            duplicate=0.05,
+            partitions=True,
+            byzantine=("inflate", "equivocate"),
+            outsider=True,
+        ),
+        EpobScenario("n7-crashes", n=7, drop=0.05, crashes=2, byzantine=("withhold",)),
+        EpobScenario("majority-crashes", n=5, quorum="majority", drop=0.05, crashes=2),
+        EpobScenario("majority-partitions", n=4, quorum="majority", drop=0.05, partitions=True),
+    )
+}
+EPOB_SCENARIO_NAMES: tuple[str, ...] = tuple(EPOB_SCENARIOS)
+
+#: The demonstration of why "majority" is crash-safe only: n = 5, honest validators split
+#: 2 | 2 by a partition for 3 s, and one validator that reaches both halves and votes twice.
+SPLIT_SCENARIOS: dict[str, EpobScenario] = {
+    s.name: s
+    for s in (
+        EpobScenario(
+            "split-majority", n=5, quorum="majority", byzantine=("mirror",), chaos_ms=(3000, 3000)
+        ),
+        EpobScenario("split-bft", n=5, quorum="bft", byzantine=("mirror",), chaos_ms=(3000, 3000)),
+    )
+}
+#: The "online" scheduler (a Clarabel QP per block built) costs about three times a run of the
+#: "uncontrolled" one, so it runs in a test of its own rather than in the 1,000-seed rotation.
+SCHEDULER_SCENARIOS: dict[str, EpobScenario] = {
+    s.name: s for s in (EpobScenario("online-schedule", drop=0.05, scheduler="online"),)
+}
+ALL_SCENARIOS: dict[str, EpobScenario] = {
+    **EPOB_SCENARIOS,
+    **SPLIT_SCENARIOS,
+    **SCHEDULER_SCENARIOS,
+}
+
+
+def scenario_for_seed(seed: int) -> str:
+    return EPOB_SCENARIO_NAMES[seed % len(EPOB_SCENARIO_NAMES)]
+
+
+def describe_epob(detail: Any, names: Callable[[bytes], str]) -> str | None:
+    if isinstance(detail, Proposal):
+        polka = "" if detail.polka is None else f" polka r{detail.polka.vote.round}"
+        return (
+            f"Proposal r{detail.round} h{detail.block.height} {detail.block.hash().hex()[:8]} "
+            f"benefit {detail.block.header.benefit}{polka} from {names(detail.signer)}"
+        )
+    if isinstance(detail, Prevote | Precommit):
+        v = detail.vote
+        return (
+            f"{type(detail).__name__} r{v.round} h{v.height} {v.block_hash.hex()[:8]} "
+            f"from {names(detail.signer)}"
+        )
+    if isinstance(detail, Decision):
+        v = detail.certificate.vote
+        return f"Decision h{v.height} r{v.round} {v.block_hash.hex()[:8]}"
+    return None
+
+
+if describe_epob not in DESCRIBERS:
+    DESCRIBERS.append(describe_epob)
+
+
+def signed_epob_votes(signer: bytes, message: Record) -> list[tuple[int, int, int, bytes]]:
+    """(step, height, round, block hash) of what ``signer`` signed in ``message``."""
+    if isinstance(message, Proposal) and message.signer == signer:
+        return [(PROPOSAL_STEP, message.block.height, message.round, message.block.hash())]
+    if isinstance(message, Prevote | Precommit) and message.signer == signer:
+        v = message.vote
+        return [(v.step, v.height, v.round, v.block_hash)]
+    return []
+
+
+class EpobPersistedGuard:
+    """What a node's persisted ePoB records say it signed last (read from the records)."""
+
+    KEYS: tuple[bytes, ...] = (PROPOSAL_KEY, PREVOTE_KEY, LOCK_KEY)
+
+    def __init__(self) -> None:
+        self._last: dict[int, tuple[int, int, bytes]] = {}
+
+    def note(self, key: bytes, value: bytes) -> None:
+        if key == PROPOSAL_KEY:
+            claim = decode_record(value, ProposalClaim)
+            self._last[PROPOSAL_STEP] = (claim.height, claim.round, claim.block_hash)
+        elif key == PREVOTE_KEY:
+            vote = decode_record(value, Vote)
+            self._last[VoteStep.PREPARE] = (vote.height, vote.round, vote.block_hash)
+        else:
+            # The lock's polka guards the precommit for the same round and block; read only
+            # the polka's vote (structurally) to keep the audit cheap.
+            fields = msgpack.unpackb(value, raw=False)  # [tag, version, polka, block]
+            polka = fields[2]  # [tag, version, vote, signatures]
+            if fields[0] != LockRecord.TYPE_TAG or polka[0] != Certificate.TYPE_TAG:
+                raise SimFailure("a persisted lock record has the wrong type")
+            vote = Vote(*polka[2][2:])
+            self._last[VoteStep.COMMIT] = (vote.height, vote.round, vote.block_hash)
+
+    def covers(self, step: int, height: int, round_: int, block_hash: bytes) -> bool:
+        last = self._last.get(step)
+        if last is None:
+            return False
+        if (last[0], last[1]) != (height, round_):
+            return (last[0], last[1]) > (height, round_)
+        return last[2] == block_hash
+
+
+class SharedRootState(MerkleState):
+    """A node's ledger whose would-be roots are shared by every node at the same head.
+
+    ``root_with(writes)`` is a pure function of the state, which the committed head's hash
+    names, and the writes; ePoB builds a block per validator per round and many of them write
+    the same (the same transfers at the same height), so the cluster computes each root once.
+    """
+
+    def __init__(self, entries: dict[bytes, bytes], node: EpobNode) -> None:
+        super().__init__(entries)
+        self._node = node
+
+    def root_with(self, writes: Mapping[bytes, bytes | None]) -> bytes:
+        memo = self._node.cluster.roots
+        key = (self._node.head.block_hash, frozenset(writes.items()))
+        root = memo.get(key)
+        if root is None:
+            if len(memo) > 20_000:
+                memo.clear()
+            root = memo[key] = super().root_with(writes)
+        return root
+
+
+class EpobNode(SimNode):
+    """A validator's runtime for ePoB: blocks carry the application's schedule and benefit."""
+
+    cluster: EpobCluster
+    engine: EpobEngine | None  # type: ignore[assignment]
+
+    def __init__(self, cluster: Cluster, index: int, key: Any, behaviour: str | None) -> None:
+        super().__init__(cluster, index, key, behaviour)
+        self.state = SharedRootState(dict(cluster.fixture.genesis_items), self)
+        self.epob_guard = EpobPersistedGuard()
+        self.guard = self.epob_guard  # type: ignore[assignment]
+        self.due_cache: tuple[bytes, int, bool] | None = None
+
+    def make_engine(self) -> EpobEngine:  # type: ignore[override]
+        fx = self.cluster.fixture
+        return EpobEngine(
+            self.key,
+            fx.chain_id,
+            fx.validators,
+            round_ms=ROUND_MS,
+            block_interval_ms=EPOB_BLOCK_INTERVAL_MS,
+            quorum=self.cluster.epob_scenario.quorum,
+            verifier=cached_verify,
+        )
+
+    # --- proposals, pending work and commits with schedules (as node/runtime.py) ------------
+
+    def schedule_due(self) -> bool:
+        """Whether vehicles wait for a decision block now (cached per head and interval)."""
+        now = self.cluster.now
+        interval = self.app.interval_clock.interval_at(now)
+        cached = self.due_cache
+        if cached is None or cached[0] != self.head.block_hash or cached[1] != interval:
+            cached = (self.head.block_hash, interval, self.app.schedule_due(self.state, now))
+            self.due_cache = cached
+        return cached[2]
+
+    def mempool_changed(self) -> None:
+        # The runtime's "pending": a transaction applies now, or an interval decision is due.
+        pending = (
+            any((sender, self.app_nonce(sender)) in self.mempool for sender, _ in self.mempool)
+            or self.schedule_due()
+        )
+        if pending != self.pending_notified and self.is_alive():
+            self.pending_notified = pending
+            assert self.engine is not None
+            self.apply(self.engine.on_pending_work(pending, self.cluster.now))
+
+    def reap(self) -> list[Transaction]:
+        """cluster.py's reap (senders in key order, each one's nonces consecutive from the
+        committed one), except that a sender whose next transaction is a C&D request has it
+        taken first: the runtime reaps in arrival order and the C&D requests are submitted
+        first, so they are not starved by a sender whose key sorts first."""
+        out: list[Transaction] = []
+        mempool = self.mempool
+        senders = sorted({sender for sender, _ in mempool})
+        nonces = {sender: self.app_nonce(sender) for sender in senders}
+        for sender in senders:
+            tx = mempool.get((sender, nonces[sender]))
+            if tx is not None and isinstance(tx.body, CDRequest) and len(out) < MAX_BLOCK_TXS:
+                out.append(tx)
+                nonces[sender] += 1
+        for sender in senders:
+            nonce = nonces[sender]
+            while (sender, nonce) in mempool and len(out) < MAX_BLOCK_TXS:
+                out.append(mempool[(sender, nonce)])
+                nonce += 1
+        return out
+
+    def build_proposal(self, req: RequestProposal) -> Block | None:
+        """node/runtime.py's ``_build_proposal`` on the head: no block without transactions or
+        a schedule (unless genesis or the engine asks for empty blocks)."""
+        if req.height != self.head.height + 1 or req.prev_hash != self.head.block_hash:
+            return None
+        txs = self.reap()
+        timestamp = max(self.cluster.now, req.min_timestamp_ms)
+        empty_ok = self.app.genesis.params.empty_blocks or req.allow_empty
+        if not txs and not empty_ok and not self.app.schedule_due(self.state, timestamp):
+            return None  # what building would find out, without building
+        block = self.make_block(req.height, req.round, txs, timestamp)
+        if not block.txs and not block.schedule and not empty_ok:
+            return None
+        return block
+
+    def commit(self, block: Block, certificate: Certificate, *, fetched: bool) -> bool:
+        first = (
+            self.honest
+            and block.height not in self.cluster.canonical
+            and block.height == self.head.height + 1
+            and block.header.prev_hash == self.head.block_hash
+        )
+        expected = self.recomputed_benefit(block) if first else None
+        if not super().commit(block, certificate, fetched=fetched):
+            return False
+        self.due_cache = None
+        if expected is not None:
+            self.cluster.check_committed_benefit(self, block, expected)
+        return True
+
+    def recomputed_benefit(self, block: Block) -> int:
+        """The benefit of ``block`` on this (parent) state, computed independently of
+        market/cd_schedule.py's apply path: 10**18 // (1 + (L_j - L_prev)^2), 0 if it decides
+        nothing."""
+        due = due_interval(self.app.genesis, self.state, block.header.timestamp_ms)
+        if due is None or not due.live:
+            return 0
+        load = base_load_at(self.app.genesis, due.interval) + sum(e.rate_w for e in block.schedule)
+        step = load - due.previous_load_w
+        return int(BENEFIT_SCALE // (1 + step * step))
+
+    def make_worse_block(self, block: Block) -> Block | None:
+        """A valid block like ``block`` whose schedule scores lower, or None if none does."""
+        if not block.schedule or block.header.prev_hash != self.head.block_hash:
+            return None
+        genesis = self.app.genesis
+        header = block.header
+        due = due_interval(genesis, self.state, header.timestamp_ms)
+        if due is None or not due.live:
+            return None
+        base = base_load_at(genesis, due.interval)
+        options = []
+        for _, record in due.live:
+            low, high = rate_bounds(record, due.interval)
+            sign = 1 if record.is_charge else -1
+            options.append(sorted({sign * low, sign * high}))
+        worst: tuple[int, tuple[int, ...]] | None = None
+        for rates in itertools.product(*options):
+            step = base + sum(rates) - due.previous_load_w
+            benefit = BENEFIT_SCALE // (1 + step * step)
+            if worst is None or benefit < worst[0]:
+                worst = (benefit, rates)
+        if worst is None or worst[0] >= header.benefit:
+            return None
+        benefit, rates = worst
+        schedule = tuple(
+            ScheduleEntry(rid, rate) for (rid, _), rate in zip(due.live, rates, strict=True)
+        )
+        ctx = BlockContext(header.height, header.timestamp_ms, header.proposer)
+        try:
+            execution = self.app.execute_block(
+                self.state, block.txs, ctx, schedule=schedule, benefit=benefit
+            )
+        except GridchainError as exc:
+            self.cluster.fail(f"the worse schedule of {self.name()} does not execute: {exc}")
+            return None
+        worse_header = dataclasses.replace(
+            header,
+            benefit=benefit,
+            schedule_root=schedule_root(schedule),
+            state_root=execution.state_root,
+        )
+        return Block(worse_header, block.txs, schedule)
+
+    def make_block(
+        self,
+        height: int,
+        round_: int,
+        txs: list[Transaction],
+        timestamp: int,
+        *,
+        benefit_delta: int = 0,
+    ) -> Block:
+        ctx = BlockContext(height, timestamp, self.public_key)
+        build = self.app.build_block(self.state, txs, ctx)
+        kept = build.txs
+        header = BlockHeader(
+            chain_id=self.cluster.fixture.chain_id,
+            height=height,
+            prev_hash=self.head.block_hash,
+            timestamp_ms=timestamp,
+            proposer=self.public_key,
+            round=round_,
+            benefit=build.benefit + benefit_delta,
+            tx_root=tx_root(kept),
+            schedule_root=schedule_root(build.schedule),
+            state_root=build.execution.state_root,
+        )
+        block = Block(header, kept, build.schedule)
+        if benefit_delta == 0:
+            self.executions[block.hash()] = build.execution
+            self.cluster.executions[(self.head.block_hash, block.hash())] = build.execution
+        return block
+
+    def validate_block(self, block: Block) -> Execution:
+        header = block.header
+        fx = self.cluster.fixture
+        if header.height != self.head.height + 1:
+            raise GridchainError(f"block {header.height} does not follow {self.head.height}")
+        if header.prev_hash != self.head.block_hash:
+            raise GridchainError("block does not extend the committed head")
+        if header.timestamp_ms <= self.head.timestamp_ms:
+            raise GridchainError("block timestamp does not advance")
+        if header.timestamp_ms > self.cluster.now + MAX_FUTURE_DRIFT_MS:
+            raise GridchainError("block timestamp is too far in the future")
+        if header.proposer not in fx.validators:
+            raise GridchainError("block proposer is not a validator")
+        block_hash = block.hash()
+        cached = self.executions.get(block_hash)
+        if cached is not None:
+            return cached
+        key = (self.head.block_hash, block_hash)
+        shared = self.cluster.executions.get(key)
+        if isinstance(shared, Execution):
+            return shared
+        refused = self.cluster.refusals.get(key)
+        if refused is not None:
+            raise refused
+        try:
+            check_block_structure(block, fx.chain_id)
+            ctx = BlockContext(header.height, header.timestamp_ms, header.proposer)
+            execution = self.app.execute_block(
+                self.state,
+                block.txs,
+                ctx,
+                schedule=block.schedule,
+                benefit=header.benefit,
+            )
+            if execution.state_root != header.state_root:
+                raise GridchainError("block state root differs from the executed state")
+        except GridchainError as exc:
+            self.cluster.refusals[key] = exc
+            if isinstance(exc, BenefitMismatchError) and block.schedule:
+                self.cluster.schedule_claims_refused += 1
+            raise
+        self.cluster.executions[key] = execution
+        return execution
+
+    def validation_verdict(self, block: Block) -> tuple[bool, str]:
+        try:
+            self.executions[block.hash()] = self.validate_block(block)
+        except GridchainError as exc:
+            return False, exc.code
+        return True, ""
+
+
+class EpobCluster(Cluster):
+    """Nodes running ePoB, a network and a clock, all driven by one seeded RNG."""
+
+    node_class = EpobNode
+    label = "ePoB"
+
+    def __init__(self, scenario: EpobScenario, seed: int, *, full_trace: bool = False) -> None:
+        self.epob_scenario = scenario
+        self.refusals: dict[tuple[bytes, bytes], GridchainError] = {}
+        self.roots: dict[tuple[bytes, frozenset[tuple[bytes, bytes | None]]], bytes] = {}
+        #: (group, step, height, round) -> the block the mirror signed for that group
+        self.mirrored: dict[tuple[int, int, int, int], bytes] = {}
+        #: (node, height, round) -> the invalid block a "bad-votes" node proposed there
+        self.broken: dict[tuple[int, int, int], bytes] = {}
+        #: (node, height, round) -> the proposal a "worse" node sends there (or the honest one)
+        self.worse: dict[tuple[int, int, int], Record] = {}
+        #: hashes of the valid lower-benefit blocks "worse" nodes proposed
+        self.worse_blocks: set[bytes] = set()
+        #: honest prevotes whose round also had a worse block, checked to go to a better one
+        self.worse_outvoted = 0
+        #: honest prevotes checked against the round's best benefit
+        self.choices_checked = 0
+        #: distinct blocks with a schedule refused for claiming the wrong benefit
+        self.schedule_claims_refused = 0
+        #: committed blocks (canonical chain) with a schedule, and their benefits
+        self.scheduled_commits = 0
+        self.committed_benefits: dict[int, int] = {}
+        super().__init__(scenario, seed, full_trace=full_trace)
+        self.quorum = quorum_size(self.n, scenario.quorum)
+
+    @property
+    def fixture(self) -> Fixture:
+        """The ePoB genesis with C&D scheduling (Cluster.__init__ assigns the PBFT one)."""
+        return epob_fixture(self.epob_scenario.n, self.epob_scenario.scheduler)
+
+    @fixture.setter
+    def fixture(self, value: Fixture) -> None:
+        pass  # cluster.py's PBFT fixture: this cluster always uses epob_fixture
+
+    def replay_command(self) -> str:
+        return (
+            f"python -m tests.sim.replay --engine epob --seed {self.seed} "
+            f"--scenario {self.scenario.name}"
+        )
+
+    def position(self, node: SimNode) -> str:
+        engine = node.engine
+        return f"round {engine.round if isinstance(engine, EpobEngine) else '-'}"
+
+    def commit_like(self, message: Record) -> bool:
+        return isinstance(message, Precommit | Decision)
+
+    # --- partitions that a mirror reaches across --------------------------------------------
+
+    def reachable(self, a: int, b: int) -> bool:
+        groups = self.groups
+        return groups is None or groups[a] == groups[b] or groups[a] < 0 or groups[b] < 0
+
+    def plan_faults(self) -> None:
+        mirrors = [n.index for n in self.nodes if n.behaviour == "mirror"]
+        if mirrors:
+            # A fixed split of the honest validators in two halves; the mirror reaches both.
+            honest = [n.index for n in self.nodes if n.honest]
+            groups = [0] * self.n
+            for i in honest[len(honest) // 2 :]:
+                groups[i] = 1
+            for i in mirrors:
+                groups[i] = -1
+            self.groups = groups
+            self.record(None, "partition", f"groups {groups}")
+        super().plan_faults()
+        self.schedule_boundary()
+
+    # --- scheduling intervals -------------------------------------------------------------
+
+    def schedule_boundary(self) -> None:
+        """Wake every node just after the next interval starts (the runtime's boundary timer)."""
+        clock = self.nodes[0].app.interval_clock
+        self.schedule(clock.start_ms(clock.interval_at(self.now) + 1) + 1, Event("boundary"))
+
+    def dispatch(self, event: Event) -> None:
+        if event.kind != "boundary":
+            super().dispatch(event)
+            return
+        for node in self.nodes:
+            if node.is_alive() and node.engine is not None:
+                node.mempool_changed()
+        self.schedule_boundary()
+
+    def check_committed_benefit(self, node: EpobNode, block: Block, expected: int) -> None:
+        """The first honest commit at a height: the header's benefit is the recomputed one."""
+        header = block.header
+        if header.benefit != expected:
+            self.fail(
+                f"{node.name()} committed h{block.height} with benefit {header.benefit}, "
+                f"recomputed {expected}"
+            )
+        if (expected > 0) != bool(block.schedule):
+            self.fail(f"h{block.height}: benefit {expected} with {len(block.schedule)} entries")
+        self.committed_benefits[block.height] = expected
+        if block.schedule:
+            self.scheduled_commits += 1
+
+    def live(self) -> bool:
+        """cluster.py's liveness, and a committed decision block (the deadline bounds both)."""
+        return self.scheduled_commits > 0 and super().live()
+
+    def fail_liveness(self) -> None:
+        if self.scheduled_commits == 0:
+            self.fail("no committed block carries a schedule by the liveness deadline")
+        super().fail_liveness()
+
+    def outcome(self) -> Outcome:
+        if self.scheduled_commits == 0:
+            self.fail("no committed block carries a schedule (C&D requests were submitted)")
+        return super().outcome()
+
+    # --- audits ---------------------------------------------------------------------------
+
+    def audit_outgoing(self, node: SimNode, message: Record) -> None:
+        """An honest signature leaves only when its guard record is persisted, and never twice."""
+        assert isinstance(node, EpobNode)
+        guard = node.epob_guard
+        for step, height, round_, block_hash in signed_epob_votes(node.public_key, message):
+            key = (node.public_key, step, height, round_)
+            if step == VoteStep.PREPARE and key not in self.signed:
+                self.audit_choice(node, height, round_, block_hash)
+            earlier = self.signed.setdefault(key, block_hash)
+            what = "proposal" if step == PROPOSAL_STEP else VoteStep(step).name
+            if earlier != block_hash:
+                self.fail(
+                    f"{node.name()} signed two blocks for {what} at height {height} round "
+                    f"{round_}: {earlier.hex()[:8]} and {block_hash.hex()[:8]}"
+                )
+            if not guard.covers(step, height, round_, block_hash):
+                self.fail(f"{node.name()} sent a {what} its guard record does not cover")
+
+    def audit_choice(self, node: EpobNode, height: int, round_: int, block_hash: bytes) -> None:
+        """A first prevote in a round that has no leader, polka or lock (where only benefit and
+        the tie-break decide) is for a valid proposal of the round with the highest benefit."""
+        engine = node.engine
+        if engine is None or round_ % 2 == 1 or engine.locked is not None:
+            return
+        if height != node.head.height + 1 or round_ != engine.round:
+            return
+        if any(r <= round_ for r, _ in engine._prevotes.quorums()):
+            return
+        candidates: list[Block] = []
+        for (r, _), proposal in engine._proposals.items():
+            if r != round_:
+                continue
+            if proposal.polka is not None:
+                return
+            if engine._validated.get(engine._hash(proposal.block)):
+                candidates.append(proposal.block)
+        chosen = [b for b in candidates if engine._hash(b) == block_hash]
+        if not chosen:
+            self.fail(f"{node.name()} prevoted {block_hash.hex()[:8]}, not a valid proposal")
+        best = max(b.header.benefit for b in candidates)
+        if chosen[0].header.benefit != best:
+            self.fail(
+                f"{node.name()} prevoted benefit {chosen[0].header.benefit} in h{height} "
+                f"r{round_} while a valid proposal there had {best}"
+            )
+        self.choices_checked += 1
+        worse = [b for b in candidates if engine._hash(b) in self.worse_blocks]
+        if worse and any(b.header.benefit > worse[0].header.benefit for b in candidates):
+            self.worse_outvoted += 1
+
+    # --- Byzantine behaviours ---------------------------------------------------------------
+
+    def transmit(self, sender: SimNode, to: bytes | None, message: Record) -> None:
+        super().transmit(sender, to, message)
+        if sender.honest and isinstance(message, Prevote | Precommit):
+            for node in self.nodes:
+                if node.behaviour == "mirror" and node.is_alive():
+                    self.mirror(node, sender, message)
+
+    def mirror(self, node: SimNode, sender: SimNode, message: Prevote | Precommit) -> None:
+        group = 0 if self.groups is None else self.groups[sender.index]
+        v = message.vote
+        key = (group, v.step, v.height, v.round)
+        if key in self.mirrored:
+            return
+        self.mirrored[key] = v.block_hash
+        chain_id = self.fixture.chain_id
+        copy: Record = (
+            make_prevote(node.key, chain_id, v)
+            if isinstance(message, Prevote)
+            else make_precommit(node.key, chain_id, v)
+        )
+        for target in self.nodes:
+            if target is not node and (self.groups is None or self.groups[target.index] == group):
+                self.post(node.index, node.public_key, target, copy)
+
+    def misbehave(self, node: SimNode, targets: list[SimNode], message: Record) -> None:
+        rng = self.rng
+        behaviour = node.behaviour
+        chain_id = self.fixture.chain_id
+        assert isinstance(node, EpobNode)
+
+        def send(msg: Record, to: list[SimNode]) -> None:
+            for target in to:
+                self.post(node.index, node.public_key, target, msg)
+
+        fresh = isinstance(message, Proposal) and message.polka is None
+        if behaviour == "mirror":
+            return
+        if behaviour == "inflate" and isinstance(message, Proposal) and fresh:
+            block = message.block
+            header = dataclasses.replace(
+                block.header, benefit=block.header.benefit + 1 + rng.randrange(1000)
+            )
+            inflated = dataclasses.replace(block, header=header)
+            send(make_proposal(node.key, chain_id, message.round, inflated), targets)
+            return
+        if behaviour == "worse" and isinstance(message, Proposal) and fresh:
+            key = (node.index, message.block.height, message.round)
+            rewritten = self.worse.get(key)
+            if rewritten is None:
+                worse = node.make_worse_block(message.block)
+                rewritten = message
+                if worse is not None:
+                    rewritten = make_proposal(node.key, chain_id, message.round, worse)
+                    self.worse_blocks.add(worse.hash())
+                    self.record(node, "worse", f"benefit {worse.header.benefit}")
+                self.worse[key] = rewritten
+            send(rewritten, targets)
+            return
+        if behaviour == "withhold" and isinstance(message, Proposal) and len(targets) > 1:
+            shuffled = list(targets)
+            rng.shuffle(shuffled)
+            send(message, shuffled[: rng.randint(1, len(shuffled) - 1)])
+            return
+        if behaviour == "equivocate" and len(targets) > 1:
+            twin: Record | None = None
+            if isinstance(message, Proposal) and fresh:
+                block = message.block
+                other = node.make_block(
+                    block.height,
+                    block.header.round,
+                    list(block.txs),
+                    block.header.timestamp_ms + 1 + rng.randrange(5),
+                )
+                twin = make_proposal(node.key, chain_id, message.round, other)
+            elif isinstance(message, Prevote | Precommit):
+                v = message.vote
+                other_hash = self.other_block(node, v) or sha256(b"eq %d" % rng.randrange(1 << 30))
+                vote = Vote(v.height, v.round, other_hash, v.step)
+                twin = (
+                    make_prevote(node.key, chain_id, vote)
+                    if isinstance(message, Prevote)
+                    else make_precommit(node.key, chain_id, vote)
+                )
+            if twin is not None:
+                for target in targets:
+                    send(message if rng.random() < 0.5 else twin, [target])
+                return
+        if behaviour == "bad-votes":
+            if isinstance(message, Prevote | Precommit) and rng.random() < 0.5:
+                # For the invalid block it proposed in this round, or for no block at all.
+                v = message.vote
+                fake = self.broken.get((node.index, v.height, v.round)) or sha256(
+                    b"bad %d" % rng.randrange(1 << 30)
+                )
+                vote = Vote(v.height, v.round, fake, v.step)
+                bad = (
+                    make_prevote(node.key, chain_id, vote)
+                    if isinstance(message, Prevote)
+                    else make_precommit(node.key, chain_id, vote)
+                )
+                send(bad, targets)
+                return
+            if isinstance(message, Proposal) and fresh and rng.random() < 0.5:
+                block = message.block
+                header = dataclasses.replace(block.header, state_root=sha256(b"not executed"))
+                broken = dataclasses.replace(block, header=header)
+                self.broken[(node.index, block.height, message.round)] = broken.hash()
+                send(make_proposal(node.key, chain_id, message.round, broken), targets)
+                return
+        send(message, targets)
+
+    def other_block(self, node: SimNode, vote: Vote) -> bytes | None:
+        """Another block proposed at the vote's height and round, as seen on the wire."""
+        for message in reversed(self.recent):
+            if (
+                isinstance(message, Proposal)
+                and message.round == vote.round
+                and message.block.height == vote.height
+            ):
+                block_hash = message.block.hash()
+                if block_hash != vote.block_hash:
+                    return block_hash
+        return None
+
+    def outsider_act(self) -> None:
+        """A key outside the validator set sends messages that look right; all must be ignored."""
+        assert self.outsider is not None
+        key = self.outsider
+        fx = self.fixture
+        honest = [n for n in self.nodes if n.honest]
+        top = max(honest, key=lambda n: n.head.height)
+        height = top.head.height + 1
+        rng = self.rng
+        choice = rng.randrange(4)
+        fake_hash = sha256(b"outsider %d" % rng.randrange(1 << 30))
+        message: Record
+        if choice == 0:
+            block = Block(
+                BlockHeader(
+                    fx.chain_id,
+                    height,
+                    top.head.block_hash,
+                    self.now,
+                    key.public_key,
+                    0,
+                    0,
+                    tx_root(()),
+                    schedule_root(()),
+                    fake_hash,
+                ),
+                (),
+                (),
+            )
+            message = make_proposal(key, fx.chain_id, 0, block)
+        elif choice == 1:
+            message = make_prevote(
+                key, fx.chain_id, Vote(height, rng.randrange(3), fake_hash, int(VoteStep.PREPARE))
+            )
+        elif choice == 2:
+            message = make_precommit(
+                key, fx.chain_id, Vote(height, rng.randrange(3), fake_hash, int(VoteStep.COMMIT))
+            )
+        else:
+            vote = Vote(height + rng.randrange(3), 0, fake_hash, int(VoteStep.COMMIT))
+            sig = VoteSignature(key.public_key, key.sign(Domain.VOTE, fx.chain_id, vote.encode()))
+            message = Decision(Certificate(vote, (sig,)))
+        for target in self.nodes:
+            self.post(-1, key.public_key, target, message)
+        if self.recent and rng.random() < 0.5:
+            relayed = rng.choice(list(self.recent))  # replaying others' messages is harmless too
+            self.post(-1, key.public_key, rng.choice(self.nodes), relayed)
+        self.schedule(self.now + rng.randint(20, 150), Event("outsider"))
+
+
+def run_epob_seed(seed: int, scenario: str | None = None, *, full_trace: bool = False) -> Outcome:
+    """Run one seeded ePoB simulation; raises SimFailure with the replay command on a violation."""
+    name = scenario_for_seed(seed) if scenario is None else scenario
+    return EpobCluster(ALL_SCENARIOS[name], seed, full_trace=full_trace).run()

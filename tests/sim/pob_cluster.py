@@ -1,0 +1,1039 @@
+"""A deterministic simulator of whole PoB clusters: the real engine, a fake network and clock.
+
+It reuses the PBFT simulator's machinery (tests/sim/cluster.py: one seeded RNG for delays,
+drops, duplicates, partitions, crashes and Byzantine choices; the clients; the catch-up fetch;
+the trace) and replaces what is engine-specific:
+
+* :class:`PobSimNode` runs :class:`~consensus.pob.PobEngine` and answers its actions as
+  node/runtime.py does for pob: proposals are built with ``Application.build_block`` on the
+  committed head *or on a pending block* (``market.pending.PendingChain`` keeps the writes of
+  executed, not yet final blocks), blocks are validated with ``Application.execute_block``
+  (schedule and claimed benefit included, so an inflated benefit is refused by the real
+  application with ``benefit_mismatch``) on their pending parent, a parent the node does not
+  hold is refused with ``unknown_parent``, and committed blocks are checked against
+  ``engine.certifiers`` (the proposer's signature).
+* Blocks carry schedules (:func:`pob_fixture`): genesis has scheduling intervals of
+  SCHEDULE_INTERVAL_MS (a little more than a round) and the clients submit C&D requests
+  (CD_PLAN: EVs and batteries, staggered arrivals) before their transfers, through the same
+  gossip path.  So most blocks decide an interval and carry a non-zero benefit, and the
+  announce ranking and the fork choice by summed benefit decide between real values.  The
+  proposer's scheduler is "uncontrolled" (cheap) except in ``online-worse-schedule``, whose
+  genesis names "online" (a QP per decision).
+* Byzantine validators (the engine itself stays honest; the node tampers with what it builds
+  or sends): ``inflate-announce`` announces a higher benefit than its block's,
+  ``inflate-block`` builds blocks whose header claims more benefit than the schedule gives
+  (re-signed), ``withhold`` never sends its blocks, ``equivocate`` announces and sends two
+  blocks per round to different halves, ``invalid`` sends blocks with a wrong state root,
+  ``worse-schedule`` builds valid blocks with the least-benefit schedule the rules allow
+  (:func:`worst_schedule`) and honestly announces that lower benefit.
+* The outsider sends signed announces, blocks and requests from a key outside the set.
+
+Invariants, after every event: no two honest nodes commit different blocks at one height (and
+honest heads are the agreed blocks); every committed certificate verifies against
+``certifiers``; no honest node signs two announces (or two blocks) for one round, even across
+restarts, and none leaves before the guard record covering it is persisted; evidence is only
+ever reported against Byzantine validators; a committed block's header benefit is the one its
+execution computed from its schedule (0 without one); in the scenarios without loss,
+partitions or crashes (STRICT_RANKING_SCENARIOS) no honest node commits a ``worse-schedule``
+block of a round in which an honest candidate on the same parent announced a higher benefit.
+At the end of a run every benefit of the longest honest chain is recomputed from its block's
+schedule alone (the rule written out again, :meth:`PobCluster.check_schedules`).  Liveness: once
+faults stop, every honest node commits LIVENESS_BLOCKS more blocks, and at least one block
+that decided an interval, within LIVENESS_BOUND_MS of simulated time.
+
+Replay a seed: ``python -m tests.sim.pob_cluster --seed N [--scenario S] [--trace]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections import deque
+from functools import cache
+
+from consensus.engine import (
+    Action,
+    Broadcast,
+    ChainHead,
+    CommitBlock,
+    Persist,
+    ReportEvidence,
+    RequestProposal,
+    Send,
+    SetTimer,
+    SyncTo,
+    ValidateBlock,
+)
+from consensus.pob import GUARD_KEY, PobEngine
+from consensus.pob.messages import (
+    NO_BLOCK,
+    Announce,
+    BlockMessage,
+    BlockRequest,
+    decode_guard,
+    make_announce,
+    make_block_message,
+)
+from genesis.schema import Genesis
+from market.accounts import get_account
+from market.app import Application, BlockBuild, BlockContext, Execution
+from market.cd_requests import IntervalClock
+from market.cd_schedule import (
+    BENEFIT_SCALE,
+    DueInterval,
+    base_load_at,
+    due_interval,
+    rate_bounds,
+    schedule_benefit,
+)
+from market.errors import BlockRejectedError
+from market.pending import PendingChain
+from market.state import Overlay, StateReader
+from protocol.address import address_of
+from protocol.block import (
+    Block,
+    BlockHeader,
+    Certificate,
+    CommittedBlock,
+    ScheduleEntry,
+    VoteStep,
+    check_block_structure,
+    schedule_root,
+    tx_root,
+)
+from protocol.crypto import SigningKey, sha256
+from protocol.encoding import Record
+from protocol.errors import GridchainError
+from protocol.tx import CDKind, CDRequest, Device, Transaction, Transfer, sign_tx
+from tests.helpers import GENESIS_TIME_MS, small_bundle
+from tests.sim.cluster import (
+    BLOCK_INTERVAL_MS,
+    LIVENESS_BLOCKS,
+    LIVENESS_BOUND_MS,
+    MAX_BLOCK_TXS,
+    MAX_FUTURE_DRIFT_MS,
+    PARTICIPANTS,
+    TXS_PER_PARTICIPANT,
+    Cluster,
+    Event,
+    Fixture,
+    Outcome,
+    Scenario,
+    SimFailure,
+    SimNode,
+    cached_verify,
+)
+
+ROUND_MS = 240
+FINALITY_DEPTH = 3
+#: How long faults last (the PBFT simulator's default is 1-3 s): PoB builds n candidates a
+#: round, so the window is shorter to keep 1,000 seeds within CI's time.
+CHAOS_MS = (400, 1_200)
+#: Scheduling intervals of block time a little longer than a round, so that a run of a few
+#: seconds decides several intervals (rounds and intervals drift against each other: some
+#: rounds' blocks decide one, some do not).  An interval stands for one minute of energy.
+SCHEDULE_INTERVAL_MS = 300
+SCHEDULE_INTERVAL_MINUTES = 1
+#: The simulated clock starts here (tests/sim/cluster.py's Cluster).
+SIM_START_MS = GENESIS_TIME_MS + 1_000
+#: The C&D requests each run's clients submit first (before the transfers, through the same
+#: gossip path): (participant, kind, device, arrival after SIM_START_MS, max rate W, Wh).
+#: The energies keep the uncontrolled scheduler's full-rate charging busy for 6-25
+#: intervals, the arrivals are staggered so that loads step up during a run, and the
+#: windows (CD_WINDOW_MS, 50 intervals) leave room for a request included late while keeping
+#: the online scheduler's horizon, hence its QP, small.
+CD_PLAN: tuple[tuple[int, CDKind, Device, int, int, int], ...] = (
+    (0, CDKind.CHARGE, Device.EV, 0, 3_000, 600),
+    (1, CDKind.CHARGE, Device.EV, 600, 7_000, 900),
+    (2, CDKind.DISCHARGE, Device.BATTERY, 0, 4_000, 1_000),
+    (3, CDKind.CHARGE, Device.EV, 1_500, 5_000, 1_700),
+    (0, CDKind.CHARGE, Device.EV, 2_400, 11_000, 1_100),
+    (1, CDKind.DISCHARGE, Device.BATTERY, 3_000, 2_500, 400),
+    (2, CDKind.CHARGE, Device.EV, 4_000, 6_000, 2_000),
+    (3, CDKind.CHARGE, Device.EV, 6_000, 3_700, 1_500),
+)
+CD_WINDOW_MS = 15_000
+#: The scheduler genesis names for each scenario (the proposer runs it for every block that
+#: decides an interval): "online" solves a QP per decision, so only one scenario pays for it.
+DEFAULT_SCHEDULER = "uncontrolled"
+SCENARIO_SCHEDULERS: dict[str, str] = {"online-worse-schedule": "online"}
+#: Scenarios without loss, partitions or crashes: every announce arrives within the announce
+#: window, so a worse schedule must lose the ranking whenever an honest candidate on the same
+#: parent announced a higher benefit.
+STRICT_RANKING_SCENARIOS = ("worse-schedule", "online-worse-schedule")
+
+
+@cache
+def pob_fixture(n: int, scheduler: str) -> Fixture:
+    """Genesis (with short scheduling intervals), keys, and the C&D requests then transfers
+    every run of n validators with this scheduler submits (built once per process)."""
+    bundle = small_bundle(
+        validators=n,
+        participants=PARTICIPANTS,
+        engine="pob",
+        seed=f"sim-{n}",
+        block_interval_ms=BLOCK_INTERVAL_MS,
+        scheduler=scheduler,
+        schedule_interval_ms=SCHEDULE_INTERVAL_MS,
+        schedule_interval_minutes=SCHEDULE_INTERVAL_MINUTES,
+    )
+    chain_id = bundle.genesis.chain_id
+    people = bundle.participants
+    nonces = [0] * len(people)
+    txs: list[Transaction] = []
+    for who, kind, device, arrival, rate, energy in CD_PLAN:
+        body = CDRequest(
+            int(kind),
+            int(device),
+            SIM_START_MS + arrival,
+            SIM_START_MS + arrival + CD_WINDOW_MS,
+            energy,
+            rate,
+            250_000,
+        )
+        txs.append(sign_tx(people[who].key, chain_id, nonces[who], body))
+        nonces[who] += 1
+    for step in range(TXS_PER_PARTICIPANT):
+        for i, sender in enumerate(people):
+            to = people[(i + 1) % len(people)]
+            body_t = Transfer(address_of(to.key.public_key), 1 + step % 7)
+            txs.append(sign_tx(sender.key, chain_id, nonces[i], body_t))
+            nonces[i] += 1
+    state = Application(bundle.genesis).genesis_state()
+    keys = tuple(v.key for v in bundle.validators)
+    return Fixture(
+        bundle,
+        chain_id,
+        keys,
+        tuple(k.public_key for k in keys),
+        tuple(state.items()),
+        tuple(txs),
+    )
+
+
+def worst_schedule(genesis: Genesis, due: DueInterval) -> tuple[ScheduleEntry, ...]:
+    """The valid schedule with the least benefit: every rate at the bound that moves the load
+    furthest from the previous interval's (a Byzantine proposer's "worse schedule")."""
+    records = [record for _, record in due.live]
+    bounds = [rate_bounds(record, due.interval) for record in records]
+    base = base_load_at(genesis, due.interval)
+    options = []
+    for up in (True, False):
+        rates = [
+            (high if up else low) if record.is_charge else -(low if up else high)
+            for record, (low, high) in zip(records, bounds, strict=True)
+        ]
+        load, _ = schedule_benefit(base, rates, due.previous_load_w)
+        options.append((abs(load - due.previous_load_w), up, rates))
+    _, _, rates = max(options)
+    return tuple(ScheduleEntry(rid, rate) for (rid, _), rate in zip(due.live, rates, strict=True))
+
+
+class UnknownParentError(BlockRejectedError):
+    """As node/runtime.py: the block's parent is neither the head nor a pending block."""
+
+    code = "unknown_parent"
+
+
+POB_SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario("calm", chaos_ms=CHAOS_MS),
+        Scenario("lossy", chaos_ms=CHAOS_MS, drop=0.15, duplicate=0.1, delay_ms=(1, 60)),
+        Scenario("slow", chaos_ms=CHAOS_MS, drop=0.05, delay_ms=(1, 150)),
+        Scenario("partitions", chaos_ms=CHAOS_MS, drop=0.05, partitions=True),
+        Scenario("crashes", chaos_ms=CHAOS_MS, drop=0.05, duplicate=0.05, crashes=1),
+        Scenario("crash-all", chaos_ms=CHAOS_MS, drop=0.05, crash_all=True),
+        Scenario("withhold", chaos_ms=CHAOS_MS, drop=0.05, byzantine=("withhold",)),
+        Scenario("inflate-announce", chaos_ms=CHAOS_MS, drop=0.05, byzantine=("inflate-announce",)),
+        Scenario("inflate-block", chaos_ms=CHAOS_MS, drop=0.05, byzantine=("inflate-block",)),
+        Scenario(
+            "equivocate", chaos_ms=CHAOS_MS, drop=0.05, duplicate=0.05, byzantine=("equivocate",)
+        ),
+        Scenario("invalid-blocks", chaos_ms=CHAOS_MS, drop=0.05, byzantine=("invalid",)),
+        Scenario("worse-schedule", chaos_ms=CHAOS_MS, byzantine=("worse-schedule",)),
+        Scenario("online-worse-schedule", chaos_ms=CHAOS_MS, byzantine=("worse-schedule",)),
+        Scenario("outsider", chaos_ms=CHAOS_MS, drop=0.05, outsider=True),
+        Scenario(
+            "byzantine-partitions",
+            chaos_ms=CHAOS_MS,
+            drop=0.1,
+            partitions=True,
+            byzantine=("equivocate",),
+        ),
+        Scenario(
+            "byzantine-crashes",
+            chaos_ms=CHAOS_MS,
+            drop=0.05,
+            crashes=1,
+            byzantine=("inflate-block",),
+        ),
+        Scenario(
+            "n7-mixed",
+            n=7,
+            drop=0.1,
+            duplicate=0.05,
+            partitions=True,
+            byzantine=("withhold", "inflate-block"),
+            outsider=True,
+        ),
+        Scenario(
+            "n7-crashes", chaos_ms=CHAOS_MS, n=7, drop=0.05, crashes=2, byzantine=("equivocate",)
+        ),
+        Scenario(
+            "n7-inflate",
+            chaos_ms=CHAOS_MS,
+            n=7,
+            drop=0.05,
+            byzantine=("inflate-announce", "invalid"),
+        ),
+    )
+}
+POB_SCENARIO_NAMES: tuple[str, ...] = tuple(POB_SCENARIOS)
+
+
+def pob_scenario_for_seed(seed: int) -> str:
+    return POB_SCENARIO_NAMES[seed % len(POB_SCENARIO_NAMES)]
+
+
+def parent_state(base: StateReader, writes: dict[bytes, bytes | None] | None) -> StateReader:
+    """The committed state under the writes of pending ancestors."""
+    if not writes:
+        return base
+    view = Overlay(base)
+    for key, value in writes.items():
+        if value is None:
+            view.delete(key)
+        else:
+            view.put(key, value)
+    return view
+
+
+class PobSimNode(SimNode):
+    """A validator's runtime for pob: engine, ledger, pending blocks, mempool, records."""
+
+    engine: PobEngine | None  # type: ignore[assignment]
+
+    def __init__(
+        self, cluster: PobCluster, index: int, key: SigningKey, behaviour: str | None
+    ) -> None:
+        super().__init__(cluster, index, key, behaviour)
+        self.pob = cluster
+        self.pending = PendingChain(self.head.block_hash, self.head.height)
+        #: Byzantine equivocation: round -> the twin announce and block message
+        self.twins: dict[int, tuple[Announce, BlockMessage]] = {}
+        #: committed blocks that decided an interval (the ledger's, so it survives a crash)
+        self.decisions = 0
+        #: the blocks this node built, by hash (the last few)
+        self.built: dict[bytes, Block] = {}
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def boot(self) -> None:
+        fx = self.cluster.fixture
+        self.engine = PobEngine(
+            self.key,
+            fx.chain_id,
+            fx.validators,
+            round_ms=ROUND_MS,
+            genesis_time_ms=fx.bundle.genesis.genesis_time_ms,
+            finality_depth=FINALITY_DEPTH,
+            verifier=cached_verify,
+        )
+        self.pending = PendingChain(self.head.block_hash, self.head.height)
+        self.pending_notified = False
+        self.apply(self.engine.start(self.head, dict(self.persisted), self.cluster.now))
+        self.mempool_changed()
+
+    def crash(self) -> None:
+        super().crash()
+        self.pending = PendingChain(self.head.block_hash, self.head.height)
+        self.twins.clear()
+
+    # --- the runtime's action loop ------------------------------------------------------
+
+    def apply(self, actions: list[Action]) -> None:
+        pending = deque(actions)
+        while pending and self.is_alive():
+            engine = self.engine
+            assert engine is not None
+            action = pending.popleft()
+            now = self.cluster.now
+            if isinstance(action, Persist):
+                self.persisted[action.key] = action.value
+            elif isinstance(action, Broadcast):
+                self.cluster.transmit(self, None, action.message)
+            elif isinstance(action, Send):
+                self.cluster.transmit(self, action.to, action.message)
+            elif isinstance(action, RequestProposal):
+                pending.extend(engine.on_proposal(self.propose(action), now))
+            elif isinstance(action, ValidateBlock):
+                reason = self.check_block(action.block)
+                block_hash = action.block.hash()
+                pending.extend(
+                    engine.on_block_validated(block_hash, reason is None, now, reason or "")
+                )
+            elif isinstance(action, CommitBlock):
+                self.cluster.record(self, "commit", action)
+                if self.commit(action.block, action.certificate, fetched=False):
+                    pending.extend(engine.on_block_committed(self.head, now))
+            elif isinstance(action, SyncTo):
+                self.request_sync(action.height)
+            elif isinstance(action, SetTimer):
+                self.timer_generation += 1
+                self.cluster.schedule(
+                    max(action.at_ms, now),
+                    Event("timer", self.index, generation=self.timer_generation),
+                )
+            elif isinstance(action, ReportEvidence):
+                self.cluster.on_evidence(self, action)
+
+    # --- building, validating, committing (as node/runtime.py for pob) --------------------
+
+    def parent_of(self, prev_hash: bytes) -> tuple[int, int, dict[bytes, bytes | None]] | None:
+        """(height, timestamp, pending writes) of a block one can build on, or None."""
+        if prev_hash == self.head.block_hash:
+            return self.head.height, self.head.timestamp_ms, {}
+        parent = self.pending.get(prev_hash)
+        if parent is None:
+            return None
+        writes = self.pending.writes_after(prev_hash)
+        assert writes is not None
+        return parent.height, parent.timestamp_ms, writes
+
+    def reap_on(self, prev_hash: bytes, writes: dict[bytes, bytes | None]) -> list[Transaction]:
+        """Consecutive nonces per sender from the nonce in the parent's state."""
+        view = parent_state(self.state, writes)
+        excluded = self.pending.included_txs(prev_hash) if prev_hash in self.pending else set()
+        out: list[Transaction] = []
+        for sender in sorted({sender for sender, _ in self.mempool}):
+            nonce = get_account(view, address_of(sender)).nonce
+            while (sender, nonce) in self.mempool and len(out) < MAX_BLOCK_TXS:
+                tx = self.mempool[(sender, nonce)]
+                if tx.hash() in excluded:
+                    break
+                out.append(tx)
+                nonce += 1
+        return out
+
+    def build_on(
+        self,
+        prev_hash: bytes,
+        height: int,
+        round_: int,
+        timestamp: int,
+        *,
+        allow_empty: bool,
+        worse: bool = False,
+    ) -> tuple[Block, Execution] | None:
+        parent = self.parent_of(prev_hash)
+        if parent is None or height != parent[0] + 1:
+            return None
+        writes = parent[2]
+        txs = self.reap_on(prev_hash, writes)
+        ctx = BlockContext(height, timestamp, self.public_key)
+        # Validators start a round at the same simulated instant and build on the same parent
+        # from the same mempool, so their builds differ only in the proposer, which execution
+        # does not read: one build serves all.  Its result is never passed off as a checked
+        # execution (see remember): whoever validates the block executes it for real, so a
+        # build that did depend on the proposer would be caught as a state root mismatch.
+        build_key = (prev_hash, height, timestamp, tuple(tx.hash() for tx in txs))
+        built = self.pob.builds.get(build_key)
+        if built is None:
+            built = self.app.build_block(self.state, txs, ctx, parent_writes=writes or None)
+            if len(self.pob.builds) > 4096:
+                self.pob.builds.clear()
+            self.pob.builds[build_key] = built
+        if worse and built.schedule:
+            built = self.worse_build(built, ctx, writes)
+        if not built.txs and not built.schedule and not allow_empty:
+            return None  # as the runtime without genesis' empty_blocks
+        header = BlockHeader(
+            chain_id=self.cluster.fixture.chain_id,
+            height=height,
+            prev_hash=prev_hash,
+            timestamp_ms=timestamp,
+            proposer=self.public_key,
+            round=round_,
+            benefit=built.benefit,
+            tx_root=tx_root(built.txs),
+            schedule_root=schedule_root(built.schedule),
+            state_root=built.execution.state_root,
+        )
+        return Block(header, built.txs, built.schedule), built.execution
+
+    def worse_build(
+        self, built: BlockBuild, ctx: BlockContext, writes: dict[bytes, bytes | None]
+    ) -> BlockBuild:
+        """The same block with the least-benefit valid schedule, executed for real (so that
+        it is a valid block that honestly claims its lower benefit)."""
+        genesis = self.cluster.fixture.bundle.genesis
+        due = due_interval(genesis, parent_state(self.state, writes), ctx.timestamp_ms)
+        if due is None or not due.live:
+            return built
+        entries = worst_schedule(genesis, due)
+        if entries == built.schedule:
+            return built
+        base = base_load_at(genesis, due.interval)
+        _, benefit = schedule_benefit(base, [e.rate_w for e in entries], due.previous_load_w)
+        execution = self.app.execute_block(
+            self.state,
+            built.txs,
+            ctx,
+            schedule=entries,
+            benefit=benefit,
+            parent_writes=writes or None,
+        )
+        self.pob.worse_built += 1
+        return BlockBuild(built.txs, (), execution, entries, benefit)
+
+    def propose(self, req: RequestProposal) -> Block | None:
+        timestamp = max(self.cluster.now, req.min_timestamp_ms)
+        made = self.build_on(
+            req.prev_hash,
+            req.height,
+            req.round,
+            timestamp,
+            allow_empty=req.allow_empty,
+            worse=self.behaviour == "worse-schedule",
+        )
+        if made is None:
+            return None
+        block, execution = made
+        rng = self.cluster.rng
+        if self.behaviour == "inflate-block" and rng.random() < 0.7:
+            header = dataclasses.replace(
+                block.header, benefit=block.header.benefit + 1 + rng.randrange(50)
+            )
+            block = dataclasses.replace(block, header=header)
+        elif self.behaviour == "invalid" and rng.random() < 0.7:
+            header = dataclasses.replace(
+                block.header, state_root=sha256(b"bad %d" % rng.randrange(1 << 30))
+            )
+            block = dataclasses.replace(block, header=header)
+        self.remember(block, execution, shared=False)
+        self.built[block.hash()] = block
+        while len(self.built) > 8:
+            del self.built[next(iter(self.built))]
+        return block
+
+    def remember(self, block: Block, execution: Execution, *, shared: bool) -> None:
+        block_hash = block.hash()
+        self.executions[block_hash] = execution
+        if shared:
+            self.pob.pob_executions[(block.header.prev_hash, block_hash)] = execution
+        if block_hash not in self.pending and self.pending.knows_parent(block.header.prev_hash):
+            self.pending.add(
+                block_hash,
+                block.header.prev_hash,
+                block.height,
+                execution.writes,
+                timestamp_ms=block.header.timestamp_ms,
+                tx_hashes=frozenset(tx.hash() for tx in block.txs),
+            )
+
+    def validate_block(self, block: Block) -> Execution:
+        header = block.header
+        fx = self.cluster.fixture
+        parent = self.parent_of(header.prev_hash)
+        if parent is None:
+            raise UnknownParentError("block does not extend the head nor a pending block")
+        parent_height, parent_ms, writes = parent
+        if header.height != parent_height + 1:
+            raise BlockRejectedError(f"block {header.height} does not follow {parent_height}")
+        if header.timestamp_ms <= parent_ms:
+            raise BlockRejectedError("block timestamp does not advance")
+        if header.timestamp_ms > self.cluster.now + MAX_FUTURE_DRIFT_MS:
+            raise BlockRejectedError("block timestamp is too far in the future")
+        if header.proposer not in fx.validators:
+            raise BlockRejectedError("block proposer is not a validator")
+        block_hash = block.hash()
+        cached = self.executions.get(block_hash)
+        if cached is not None:
+            return cached
+        # Execution is a pure function of the parent (whose hash commits to its state) and the
+        # block: nodes share the result, or the refusal's code and message.
+        key = (header.prev_hash, block_hash)
+        shared = self.pob.pob_executions.get(key)
+        if isinstance(shared, Execution):
+            return shared
+        if shared is not None:
+            raise shared
+        try:
+            check_block_structure(block, fx.chain_id)
+            ctx = BlockContext(header.height, header.timestamp_ms, header.proposer)
+            execution = self.app.execute_block(
+                self.state,
+                block.txs,
+                ctx,
+                schedule=block.schedule,
+                benefit=header.benefit,
+                parent_writes=writes or None,
+            )
+            if execution.state_root != header.state_root:
+                raise BlockRejectedError("block state root differs from the executed state")
+        except GridchainError as exc:
+            self.pob.pob_executions[key] = exc
+            raise
+        self.pob.pob_executions[key] = execution
+        return execution
+
+    def check_block(self, block: Block) -> str | None:
+        try:
+            execution = self.validate_block(block)
+        except GridchainError as exc:
+            return exc.code
+        self.remember(block, execution, shared=False)
+        return None
+
+    def commit(self, block: Block, certificate: Certificate, *, fetched: bool) -> bool:
+        fx = self.cluster.fixture
+        assert self.engine is not None
+        try:
+            signers, quorum = self.engine.certifiers(block)
+            certificate.verify(fx.chain_id, signers, quorum)
+            if certificate.vote.block_hash != block.hash():
+                raise GridchainError("certificate is for another block")
+            if certificate.vote.height != block.height:
+                raise GridchainError("certificate is for another height")
+            if certificate.vote.step != VoteStep.COMMIT:
+                raise GridchainError("certificate is not for commit votes")
+            if block.header.prev_hash != self.head.block_hash:
+                raise GridchainError("block does not extend the committed head")
+        except GridchainError as exc:
+            if fetched:
+                return False
+            self.fail_or_halt(f"engine committed h{block.height} with a bad certificate: {exc}")
+            return False
+        try:
+            execution = self.validate_block(block)
+        except GridchainError as exc:
+            self.fail_or_halt(f"committed block h{block.height} does not execute: {exc}")
+            return False
+        decided = execution.decision
+        expected = 0 if decided is None else decided.benefit
+        if block.header.benefit != expected or bool(block.schedule) != (decided is not None):
+            self.fail_or_halt(
+                f"committed block h{block.height} claims benefit {block.header.benefit} with "
+                f"{len(block.schedule)} schedule entries; its execution gives {expected}"
+            )
+            return False
+        self.chain.append(CommittedBlock(block, certificate))
+        self.decisions += 0 if decided is None else 1
+        self.state.apply(execution.writes)
+        self.nonces.clear()
+        self.head = ChainHead(block.height, block.hash(), block.header.timestamp_ms)
+        self.pending.committed(self.head.block_hash, self.head.height)
+        self.executions = {h: e for h, e in self.executions.items() if h in self.pending}
+        for key in [k for k in self.mempool if k[1] < self.app_nonce(k[0])]:
+            del self.mempool[key]
+        self.cluster.on_commit(self, block)
+        self.mempool_changed()
+        return True
+
+
+class PobCluster(Cluster):
+    """Nodes running PoB, a network and a clock, all driven by one seeded RNG."""
+
+    nodes: list[PobSimNode]  # type: ignore[assignment]
+    node_class = PobSimNode
+
+    def __init__(self, scenario: Scenario, seed: int, *, full_trace: bool = False) -> None:
+        self.scheduler = SCENARIO_SCHEDULERS.get(scenario.name, DEFAULT_SCHEDULER)
+        self.pob_executions: dict[tuple[bytes, bytes], Execution | GridchainError] = {}
+        self.builds: dict[tuple[bytes, int, int, tuple[bytes, ...]], BlockBuild] = {}
+        super().__init__(scenario, seed, full_trace=full_trace)
+        self.announced: dict[tuple[bytes, int], bytes] = {}
+        self.blocks_signed: dict[tuple[bytes, int], bytes] = {}
+        #: (round, parent) -> signer -> the benefit its engine announced for its candidate
+        self.candidates: dict[tuple[int, bytes], dict[bytes, int]] = {}
+        #: blocks a "worse-schedule" validator built with a worse schedule than the genesis'
+        self.worse_built = 0
+        #: benefit_mismatch reports whose evidence names a block that carries a schedule
+        self.caught_on_schedules = 0
+        #: after the run: committed blocks with a schedule (as replayed), and the rounds in
+        #: which a worse schedule met a better honest candidate on the same parent, with
+        #: how many of those the worse one won (never, in the strict-ranking scenarios)
+        self.scheduled_commits = 0
+        self.contests = 0
+        self.contests_lost_by_honest = 0
+
+    @property
+    def fixture(self) -> Fixture:
+        """The PoB genesis with C&D scheduling (Cluster.__init__ assigns the PBFT one)."""
+        return pob_fixture(self.scenario.n, self.scheduler)
+
+    @fixture.setter
+    def fixture(self, value: Fixture) -> None:
+        pass  # cluster.py's PBFT fixture: this cluster always uses pob_fixture
+
+    # --- reporting ------------------------------------------------------------------------
+
+    def replay_command(self) -> str:
+        return f"python -m tests.sim.pob_cluster --seed {self.seed} --scenario {self.scenario.name}"
+
+    def fail(self, reason: str) -> None:
+        roles = ", ".join(f"n{n.index}={n.behaviour}" for n in self.nodes if not n.honest) or "none"
+        heights = " ".join(f"n{n.index}:{n.head.height}" for n in self.nodes)
+        raise SimFailure(
+            f"PoB simulation failed: seed={self.seed} scenario={self.scenario.name}\n"
+            f"  {reason}\n"
+            f"  at t={self.now - self.start_ms} ms; Byzantine: {roles}; heights: {heights}\n"
+            f"  replay: {self.replay_command()}\n"
+            f"last {len(self.trace)} events:\n{self.render_trace()}"
+        )
+
+    def fail_liveness(self) -> None:
+        goal = (self.liveness_base or 0) + LIVENESS_BLOCKS
+        lagging = [
+            f"{n.name()} at h{n.head.height} with {n.decisions} decisions status "
+            f"{dict(n.engine.status()) if n.engine else '-'}"
+            for n in self.nodes
+            if n.honest and n.is_alive() and (n.head.height < goal or not n.decisions)
+        ]
+        self.fail(
+            f"liveness: {LIVENESS_BOUND_MS} ms after the faults stopped, honest nodes had not "
+            f"all reached h{goal} and committed a block that decides an interval: "
+            f"{', '.join(lagging)}"
+        )
+
+    def live(self) -> bool:
+        """The base's liveness goal, and every running honest node committed a schedule."""
+        return super().live() and all(n.decisions for n in self.nodes if n.honest and n.is_alive())
+
+    def record(self, node: SimNode | None, kind: str, detail: object) -> None:
+        super().record(node, kind, self.describe_pob(detail))
+
+    def describe_pob(self, detail: object) -> object:
+        """A one-line account of a PoB message for the trace (others as the base does)."""
+        if isinstance(detail, Announce):
+            block = "-" if not detail.has_block else detail.block_hash.hex()[:8]
+            return (
+                f"Announce r{detail.round} h{detail.height} on {detail.prev_hash.hex()[:8]} "
+                f"block {block} benefit {detail.benefit} from {self.names(detail.signer)}"
+            )
+        if isinstance(detail, BlockMessage):
+            h = detail.block.header
+            return (
+                f"Block r{h.round} h{h.height} {detail.block.hash().hex()[:8]} on "
+                f"{h.prev_hash.hex()[:8]} from {self.names(detail.signer)}"
+            )
+        if isinstance(detail, BlockRequest):
+            return f"BlockRequest {detail.block_hash.hex()[:8]}"
+        return detail
+
+    # --- the network -----------------------------------------------------------------------
+
+    def transmit(self, sender: SimNode, to: bytes | None, message: Record) -> None:
+        assert isinstance(sender, PobSimNode)
+        if sender.honest:
+            self.audit(sender, message)
+        if (
+            isinstance(message, Announce)
+            and message.has_block
+            and message.signer == sender.public_key
+            and sender.behaviour in (None, "worse-schedule")
+        ):
+            key = (message.round, message.prev_hash)
+            self.candidates.setdefault(key, {})[message.signer] = message.benefit
+        self.recent.append(message)
+        targets: list[SimNode] = (
+            [n for n in self.nodes if n is not sender] if to is None else [self.by_key[to]]
+        )
+        if sender.behaviour is None:
+            payload = message.encode()
+            for target in targets:
+                self.post(sender.index, sender.public_key, target, message, payload)
+        else:
+            misbehave(self, sender, targets, message)
+
+    def audit(self, node: PobSimNode, message: Record) -> None:
+        """An honest signature leaves only after its guard record, and never twice a round."""
+        raw = node.persisted.get(GUARD_KEY)
+        guard = None if raw is None else decode_guard(raw)
+        if isinstance(message, Announce) and message.signer == node.public_key:
+            claim = message.claim().encode()
+            earlier = self.announced.setdefault((node.public_key, message.round), claim)
+            if earlier != claim:
+                self.fail(f"{node.name()} signed two announces for round {message.round}")
+            if (
+                guard is None
+                or guard.round < message.round
+                or (guard.round == message.round and guard.block_hash != message.block_hash)
+            ):
+                self.fail(f"{node.name()} sent an announce its guard record does not cover")
+        elif isinstance(message, BlockMessage) and message.signer == node.public_key:
+            r = message.block.header.round
+            block_hash = message.block.hash()
+            earlier_hash = self.blocks_signed.setdefault((node.public_key, r), block_hash)
+            if earlier_hash != block_hash:
+                self.fail(f"{node.name()} signed two blocks for round {r}")
+            if (
+                guard is None
+                or guard.round < r
+                or (guard.round == r and guard.block_hash != block_hash)
+            ):
+                self.fail(f"{node.name()} sent a block its guard record does not cover")
+
+    # --- benefits and schedules ---------------------------------------------------------------
+
+    def on_commit(self, node: SimNode, block: Block) -> None:
+        super().on_commit(node, block)
+        proposer = self.by_key.get(block.header.proposer)
+        if not node.honest or proposer is None or proposer.behaviour != "worse-schedule":
+            return
+        if self.scenario.name not in STRICT_RANKING_SCENARIOS:
+            return
+        h = block.header
+        better = [
+            benefit
+            for signer, benefit in self.candidates.get((h.round, h.prev_hash), {}).items()
+            if self.by_key[signer].honest and benefit > h.benefit
+        ]
+        if better:
+            self.fail(
+                f"{node.name()} committed h{h.height} of round {h.round} with the worse "
+                f"schedule of {proposer.name()} (benefit {h.benefit}) although an honest "
+                f"candidate on the same parent announced {max(better)}"
+            )
+
+    def on_evidence(self, node: SimNode, action: ReportEvidence) -> None:
+        super().on_evidence(node, action)
+        if action.kind == "benefit_mismatch" and any(
+            isinstance(item, BlockMessage) and item.block.schedule for item in action.evidence
+        ):
+            self.caught_on_schedules += 1
+
+    def check_schedules(self) -> None:
+        """At the end of a run: recompute every committed block's benefit from its schedule
+        alone, by the rule of market/cd_schedule.py written out again (a block at time t
+        decides interval j = interval_at(t) + 1; its benefit is BENEFIT_SCALE // (1 + step^2)
+        with step = base_load(j) + its rates - the load decided for j - 1, or base_load(j - 1)
+        when no block decided j - 1; no schedule, benefit 0), independently of the
+        application, its state and the simulator's caches; check that blocks decided
+        intervals; and account for the rounds in which a worse schedule met a better honest
+        candidate."""
+        genesis = self.fixture.bundle.genesis
+        clock = IntervalClock.of(genesis)
+        node = max((n for n in self.nodes if n.honest), key=lambda n: n.head.height)
+        scheduled = 0
+        last: tuple[int, int] | None = None  # (interval, load) of the last decision
+        for committed in node.chain:
+            h = committed.block.header
+            entries = committed.block.schedule
+            if not entries:
+                expected = 0
+            else:
+                j = clock.interval_at(h.timestamp_ms) + 1
+                if last is not None and last[0] >= j:
+                    self.fail(f"h{h.height} decides interval {j} again (after {last[0]})")
+                if last is not None and last[0] == j - 1:
+                    previous = last[1]
+                else:
+                    previous = base_load_at(genesis, max(j - 1, 0))
+                load = base_load_at(genesis, j) + sum(e.rate_w for e in entries)
+                expected = BENEFIT_SCALE // (1 + (load - previous) ** 2)
+                last = (j, load)
+                scheduled += 1
+            if h.benefit != expected:
+                self.fail(
+                    f"{node.name()} committed h{h.height} with benefit {h.benefit}; its "
+                    f"schedule of {len(entries)} entries gives {expected}"
+                )
+        self.scheduled_commits = scheduled
+        if scheduled != node.decisions or not scheduled:
+            self.fail(
+                f"{node.name()} counted {node.decisions} committed decisions, its chain {scheduled}"
+            )
+        committed_at = {cb.block.header.prev_hash: cb.block for cb in node.chain}
+        worse = {n.public_key for n in self.nodes if n.behaviour == "worse-schedule"}
+        for (r, prev), offers in sorted(self.candidates.items()):
+            honest = [b for signer, b in offers.items() if self.by_key[signer].honest]
+            bad = [b for signer, b in offers.items() if signer in worse]
+            if not honest or not bad or max(bad) >= max(honest):
+                continue
+            self.contests += 1
+            winner = committed_at.get(prev)
+            if winner is not None and winner.header.round == r and winner.header.proposer in worse:
+                self.contests_lost_by_honest += 1
+
+    def outcome(self) -> Outcome:
+        self.check_schedules()
+        return super().outcome()
+
+    # --- the outsider ----------------------------------------------------------------------
+
+    def outsider_act(self) -> None:
+        """A key outside the validator set sends messages that look right; all are ignored."""
+        assert self.outsider is not None
+        key = self.outsider
+        fx = self.fixture
+        rng = self.rng
+        honest = [n for n in self.nodes if n.honest]
+        top = max(honest, key=lambda n: n.head.height)
+        r = (self.now - fx.bundle.genesis.genesis_time_ms) // ROUND_MS
+        fake = sha256(b"outsider %d" % rng.randrange(1 << 30))
+        choice = rng.randrange(3)
+        message: Record
+        if choice == 0:
+            message = make_announce(
+                key,
+                fx.chain_id,
+                height=top.head.height + 1,
+                round_=r,
+                prev_hash=top.head.block_hash,
+                block_hash=fake,
+                benefit=rng.randrange(1 << 40),
+                final_height=top.head.height + rng.randrange(5),
+            )
+        elif choice == 1:
+            header = BlockHeader(
+                fx.chain_id,
+                top.head.height + 1,
+                top.head.block_hash,
+                self.now,
+                key.public_key,
+                r,
+                rng.randrange(1 << 40),
+                tx_root(()),
+                schedule_root(()),
+                fake,
+            )
+            message = make_block_message(key, fx.chain_id, Block(header, (), ()))
+        else:
+            message = BlockRequest(fake)
+        for target in self.nodes:
+            self.post(-1, key.public_key, target, message)
+        if self.recent and rng.random() < 0.5:
+            relayed = rng.choice(list(self.recent))
+            self.post(-1, key.public_key, rng.choice(self.nodes), relayed)
+        self.schedule(self.now + rng.randint(20, 150), Event("outsider"))
+
+
+# --- Byzantine behaviours ---------------------------------------------------------------------
+
+
+def misbehave(
+    cluster: PobCluster, node: PobSimNode, targets: list[SimNode], message: Record
+) -> None:
+    """Send ``message`` the way ``node.behaviour`` dictates (the engine itself stays honest)."""
+    rng = cluster.rng
+    chain_id = cluster.fixture.chain_id
+    mine = getattr(message, "signer", None) == node.public_key
+
+    def send_all(msg: Record, to: list[SimNode]) -> None:
+        for target in to:
+            cluster.post(node.index, node.public_key, target, msg)
+
+    behaviour = node.behaviour
+    if behaviour == "withhold" and isinstance(message, BlockMessage) and mine:
+        return
+    if (
+        behaviour == "inflate-announce"
+        and isinstance(message, Announce)
+        and mine
+        and message.has_block
+    ):
+        liar = make_announce(
+            node.key,
+            chain_id,
+            height=message.height,
+            round_=message.round,
+            prev_hash=message.prev_hash,
+            block_hash=message.block_hash,
+            benefit=message.benefit + 1 + rng.randrange(1000),
+            final_height=message.final_height,
+        )
+        send_all(liar, targets)
+        own = node.built.get(message.block_hash)
+        if own is not None:  # show the block early: the lie becomes provable
+            send_all(make_block_message(node.key, chain_id, own), targets)
+        return
+    if behaviour == "equivocate" and isinstance(message, Announce) and mine:
+        twin = make_twin(cluster, node, message)
+        if twin is not None and len(targets) > 1:
+            shuffled = list(targets)
+            rng.shuffle(shuffled)
+            half = len(shuffled) // 2
+            send_all(message, shuffled[:half])
+            send_all(twin[0], shuffled[half:])
+            if rng.random() < 0.5:
+                send_all(twin[0] if rng.random() < 0.5 else message, [rng.choice(shuffled)])
+            return
+    if behaviour == "equivocate" and isinstance(message, BlockMessage) and mine:
+        pair = node.twins.get(message.block.header.round)
+        if pair is not None and len(targets) > 1:
+            for target in targets:
+                send_all(message if rng.random() < 0.5 else pair[1], [target])
+            return
+    send_all(message, targets)
+
+
+def make_twin(
+    cluster: PobCluster, node: PobSimNode, announce: Announce
+) -> tuple[Announce, BlockMessage] | None:
+    """A second block and announce for the same round, on the same parent."""
+    if announce.block_hash == NO_BLOCK:
+        return None
+    chain_id = cluster.fixture.chain_id
+    timestamp = cluster.now + 1 + cluster.rng.randrange(5)
+    made = node.build_on(
+        announce.prev_hash, announce.height, announce.round, timestamp, allow_empty=True
+    )
+    if made is None:
+        return None
+    block, execution = made
+    if block.hash() == announce.block_hash:
+        return None
+    node.remember(block, execution, shared=False)
+    twin_announce = make_announce(
+        node.key,
+        chain_id,
+        height=announce.height,
+        round_=announce.round,
+        prev_hash=announce.prev_hash,
+        block_hash=block.hash(),
+        benefit=block.header.benefit,
+        final_height=announce.final_height,
+    )
+    pair = (twin_announce, make_block_message(node.key, chain_id, block))
+    node.twins[announce.round] = pair
+    for old in [r for r in node.twins if r < announce.round - 4]:
+        del node.twins[old]
+    return pair
+
+
+def run_pob_seed(seed: int, scenario: str | None = None, *, full_trace: bool = False) -> Outcome:
+    """Run one seeded simulation; raises SimFailure with the replay command on a violation."""
+    name = pob_scenario_for_seed(seed) if scenario is None else scenario
+    return PobCluster(POB_SCENARIOS[name], seed, full_trace=full_trace).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.sim.pob_cluster")
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--scenario", choices=POB_SCENARIO_NAMES)
+    parser.add_argument("--trace", action="store_true", help="print every event of the run")
+    args = parser.parse_args(argv)
+    name = args.scenario or pob_scenario_for_seed(args.seed)
+    cluster = PobCluster(POB_SCENARIOS[name], args.seed, full_trace=args.trace)
+    try:
+        outcome = cluster.run()
+    except SimFailure as failure:
+        print(failure)
+        return 1
+    if args.trace:
+        print(cluster.render_trace())
+    print(
+        f"seed {outcome.seed} scenario {outcome.scenario}: ok after {outcome.sim_time_ms} ms "
+        f"simulated, {outcome.events} events; heights {outcome.heights}; "
+        f"evidence {outcome.evidence}; {cluster.scheduled_commits} committed blocks decided "
+        f"an interval; worse schedules built {cluster.worse_built}, lost "
+        f"{cluster.contests - cluster.contests_lost_by_honest} of {cluster.contests} contests"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

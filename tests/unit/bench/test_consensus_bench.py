@@ -1,0 +1,99 @@
+"""The helpers of ``gridchain bench consensus``: engines x sizes, genesis sections, table."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.consensus import (
+    chain_params,
+    consensus_params,
+    engine_available,
+    format_table,
+    pairs,
+    parse_engines,
+    parse_sizes,
+)
+from genesis.schema import ConsensusParams
+
+
+def test_every_engine_runs_every_size_and_solo_runs_one() -> None:
+    assert pairs(["pbft", "pob", "epob"], [4, 16]) == [
+        ("pbft", 4),
+        ("pbft", 16),
+        ("pob", 4),
+        ("pob", 16),
+        ("epob", 4),
+        ("epob", 16),
+    ]
+    assert pairs(["solo", "pbft"], [4, 7]) == [("solo", 1), ("pbft", 4), ("pbft", 7)]
+
+
+def test_engine_and_size_lists_are_checked() -> None:
+    assert parse_engines("pbft, pob,pbft") == ["pbft", "pob"]
+    assert parse_sizes("4,16,4") == [4, 16]
+    for bad in ("", "raft", "pbft,hotstuff"):
+        with pytest.raises(ValueError, match="engines"):
+            parse_engines(bad)
+    with pytest.raises(ValueError, match="positive"):
+        parse_sizes("0,4")
+
+
+def test_round_and_depth_go_to_the_engines_that_use_them() -> None:
+    assert consensus_params("pob", 500, 4) == {"round_ms": 500, "finality_depth": 4}
+    assert consensus_params("epob", 500, 4) == {"round_ms": 500}
+    assert consensus_params("pbft", 500, 4) == {}
+    # and genesis accepts them
+    ConsensusParams(engine="pob", **consensus_params("pob", 500, 4))
+    assert engine_available("pbft")
+    assert engine_available("solo")
+
+
+def test_the_table_has_a_line_per_cluster_and_names_failures() -> None:
+    report = {
+        "clusters": [
+            {
+                "engine": "pbft",
+                "validators": 4,
+                "committed": 400,
+                "submitted": 400,
+                "tx_per_s": 812.4,
+                "latency_p50_ms": 150.0,
+                "latency_p99_ms": 420.0,
+                "bound_tx_per_s": 4000.0,
+            },
+            {"engine": "pob", "validators": 4, "error": "boom", "bound_tx_per_s": 4000.0},
+            {
+                "engine": "epob",
+                "validators": 16,
+                "committed": 0,
+                "submitted": 400,
+                "tx_per_s": 0.0,
+                "latency_p50_ms": None,
+                "latency_p99_ms": None,
+                "bound_tx_per_s": 250.0,
+            },
+        ]
+    }
+    lines = format_table(report)
+    assert lines[0].split() == [
+        "engine",
+        "validators",
+        "committed",
+        "tx/s",
+        "p50",
+        "ms",
+        "p99",
+        "ms",
+        "bound",
+        "tx/s",
+    ]
+    assert lines[1].split()[:4] == ["pbft", "4", "400/400", "812"]
+    assert lines[2].split()[:2] == ["pob", "4"]
+    assert lines[3].strip() == "error: boom"
+    assert lines[4].split() == ["epob", "16", "0/400", "0", "-", "-", "250"]
+
+
+def test_empty_blocks_follow_the_option_for_every_engine() -> None:
+    assert chain_params("pob", "off") == {}
+    assert chain_params("epob", "on") == {"empty_blocks": True}
+    assert chain_params("pbft", "on") == {"empty_blocks": True}
