@@ -20,8 +20,6 @@ prefer.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from tests.sim.cluster import SimFailure
@@ -34,24 +32,18 @@ from tests.sim.epob_cluster import (
     run_epob_seed,
     scenario_for_seed,
 )
-
-SEEDS = max(1_000, int(os.environ.get("GRIDCHAIN_SIM_SEEDS", "1000")))
-FIRST_SEED = int(os.environ.get("GRIDCHAIN_SIM_FIRST_SEED", "0"))
-CHUNK = 25
-CHUNKS = (SEEDS + CHUNK - 1) // CHUNK
+from tests.sim.seeds import CHUNKS, SEEDS, all_seeds, chunk_seeds
 
 
 @pytest.mark.parametrize("chunk", range(CHUNKS))
 def test_seeded_epob_clusters_agree_and_stay_live(chunk: int) -> None:
-    first = FIRST_SEED + chunk * CHUNK
-    last = min(FIRST_SEED + SEEDS, first + CHUNK)
-    for seed in range(first, last):
+    for seed in chunk_seeds(chunk):
         run_epob_seed(seed)  # raises SimFailure with the seed, a replay command and a trace
 
 
 def test_every_scenario_gets_seeds() -> None:
     counts = {name: 0 for name in EPOB_SCENARIO_NAMES}
-    for seed in range(FIRST_SEED, FIRST_SEED + SEEDS):
+    for seed in all_seeds():
         counts[scenario_for_seed(seed)] += 1
     assert min(counts.values()) >= SEEDS // len(EPOB_SCENARIO_NAMES)
     assert sum(c for name, c in counts.items() if EPOB_SCENARIOS[name].n == 7) >= 100

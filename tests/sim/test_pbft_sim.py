@@ -10,7 +10,6 @@ without ever losing the ones CI checks.  A failure names its seed and the replay
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import pytest
 
@@ -22,24 +21,18 @@ from tests.sim.cluster import (
     run_seed,
     scenario_for_seed,
 )
-
-SEEDS = max(1_000, int(os.environ.get("GRIDCHAIN_SIM_SEEDS", "1000")))
-FIRST_SEED = int(os.environ.get("GRIDCHAIN_SIM_FIRST_SEED", "0"))
-CHUNK = 25
-CHUNKS = (SEEDS + CHUNK - 1) // CHUNK
+from tests.sim.seeds import CHUNKS, SEEDS, all_seeds, chunk_seeds
 
 
 @pytest.mark.parametrize("chunk", range(CHUNKS))
 def test_seeded_clusters_agree_and_stay_live(chunk: int) -> None:
-    first = FIRST_SEED + chunk * CHUNK
-    last = min(FIRST_SEED + SEEDS, first + CHUNK)
-    for seed in range(first, last):
+    for seed in chunk_seeds(chunk):
         run_seed(seed)  # raises SimFailure with the seed, a replay command and a trace
 
 
 def test_every_scenario_gets_seeds_and_n7_is_among_them() -> None:
     counts = {name: 0 for name in SCENARIO_NAMES}
-    for seed in range(FIRST_SEED, FIRST_SEED + SEEDS):
+    for seed in all_seeds():
         counts[scenario_for_seed(seed)] += 1
     assert min(counts.values()) >= SEEDS // len(SCENARIO_NAMES)
     assert sum(c for name, c in counts.items() if SCENARIOS[name].n == 7) >= 100

@@ -10,7 +10,6 @@ replay command (``python -m tests.sim.pob_cluster --seed N --scenario S``).
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import pytest
 
@@ -24,24 +23,18 @@ from tests.sim.pob_cluster import (
     pob_scenario_for_seed,
     run_pob_seed,
 )
-
-SEEDS = max(1_000, int(os.environ.get("GRIDCHAIN_SIM_SEEDS", "1000")))
-FIRST_SEED = int(os.environ.get("GRIDCHAIN_SIM_FIRST_SEED", "0"))
-CHUNK = 25
-CHUNKS = (SEEDS + CHUNK - 1) // CHUNK
+from tests.sim.seeds import CHUNKS, SEEDS, all_seeds, chunk_seeds
 
 
 @pytest.mark.parametrize("chunk", range(CHUNKS))
 def test_seeded_pob_clusters_agree_and_stay_live(chunk: int) -> None:
-    first = FIRST_SEED + chunk * CHUNK
-    last = min(FIRST_SEED + SEEDS, first + CHUNK)
-    for seed in range(first, last):
+    for seed in chunk_seeds(chunk):
         run_pob_seed(seed)  # raises SimFailure with the seed, a replay command and a trace
 
 
 def test_every_scenario_gets_seeds_and_n7_is_among_them() -> None:
     counts = dict.fromkeys(POB_SCENARIO_NAMES, 0)
-    for seed in range(FIRST_SEED, FIRST_SEED + SEEDS):
+    for seed in all_seeds():
         counts[pob_scenario_for_seed(seed)] += 1
     assert min(counts.values()) >= SEEDS // len(POB_SCENARIO_NAMES)
     assert sum(c for name, c in counts.items() if POB_SCENARIOS[name].n == 7) >= 100
