@@ -74,6 +74,8 @@ class DueInterval:
     interval: int
     previous_load_w: int
     live: tuple[tuple[bytes, CDRecord], ...]
+    #: open requests whose window ended before the interval (intervals nobody decided)
+    ended: tuple[tuple[bytes, CDRecord], ...] = ()
 
 
 def decision_key(interval: int) -> bytes:
@@ -140,8 +142,14 @@ def due_interval(genesis: Genesis, state: StateReader, timestamp_ms: int) -> Due
         previous = head.last_load_w
     else:
         previous = base_load_at(genesis, j - 1) if j > 0 else base_load_at(genesis, 0)
-    live = tuple((rid, rec) for rid, rec in open_requests(state) if rec.live_at(j))
-    return DueInterval(j, previous, live)
+    live: list[tuple[bytes, CDRecord]] = []
+    ended: list[tuple[bytes, CDRecord]] = []
+    for rid, rec in open_requests(state):
+        if rec.live_at(j):
+            live.append((rid, rec))
+        elif rec.end_interval <= j:
+            ended.append((rid, rec))
+    return DueInterval(j, previous, tuple(live), tuple(ended))
 
 
 def rate_bounds(record: CDRecord, interval: int) -> tuple[int, int]:
@@ -216,7 +224,7 @@ def apply_decision(
     """
     due = due_interval(genesis, view, timestamp_ms)
     if due is not None and not due.live:
-        _close_ended(view, due.interval)
+        _close_ended(view, due)
         due = None  # nothing to decide: no state written for intervals without vehicles
     if due is None:
         if entries:
@@ -233,7 +241,7 @@ def apply_decision(
         raise BenefitMismatchError(
             f"header claims benefit {claimed_benefit}, the schedule gives {benefit}"
         )
-    _close_ended(view, due.interval)
+    _close_ended(view, due)
     for (rid, record), entry in zip(due.live, entries, strict=True):
         moved = abs(entry.rate_w)
         updated = replace(record, delivered_units=record.delivered_units + moved)
@@ -252,9 +260,9 @@ def apply_decision(
     return decision, benefit
 
 
-def _close_ended(view: Overlay, interval: int) -> None:
-    """Close open requests whose window ended before ``interval`` (intervals nobody decided)."""
-    ended = [(rid, rec) for rid, rec in open_requests(view) if rec.end_interval <= interval]
-    for rid, rec in ended:
+def _close_ended(view: Overlay, due: DueInterval) -> None:
+    """Close open requests whose window ended before the interval (intervals nobody decided);
+    ``due`` found them in the same scan of the open set as the live ones."""
+    for rid, rec in due.ended:
         status = CDStatus.COMPLETE if rec.residual_units == 0 else CDStatus.ENDED
         close_request(view, rid, rec, status)

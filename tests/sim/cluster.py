@@ -43,7 +43,7 @@ from __future__ import annotations
 import heapq
 import random
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
@@ -105,7 +105,7 @@ from protocol.block import (
 from protocol.crypto import Domain, SigningKey, sha256
 from protocol.encoding import Record
 from protocol.errors import DecodeError, GridchainError
-from protocol.tx import Transaction, Transfer, sign_tx
+from protocol.tx import Transaction, Transfer, TxBody, sign_tx
 from tests.helpers import GENESIS_TIME_MS, det_key, small_bundle
 
 BLOCK_INTERVAL_MS = 100
@@ -256,14 +256,29 @@ def fixture(n: int) -> Fixture:
         seed=f"sim-{n}",
         block_interval_ms=BLOCK_INTERVAL_MS,
     )
+    return build_fixture(bundle)
+
+
+def build_fixture(bundle: GenesisBundle, leading: Sequence[tuple[int, TxBody]] = ()) -> Fixture:
+    """Keys, genesis state and the clients' transactions of a bundle.
+
+    ``leading`` (participant index, body) are signed first, each with its sender's next nonce
+    (the PoB and ePoB simulators' C&D requests); then TXS_PER_PARTICIPANT rounds of transfers
+    around the ring of participants.
+    """
     chain_id = bundle.genesis.chain_id
     people = bundle.participants
-    txs = []
-    for nonce in range(TXS_PER_PARTICIPANT):
+    nonces = [0] * len(people)
+    txs: list[Transaction] = []
+    for who, body in leading:
+        txs.append(sign_tx(people[who].key, chain_id, nonces[who], body))
+        nonces[who] += 1
+    for step in range(TXS_PER_PARTICIPANT):
         for i, sender in enumerate(people):
             to = people[(i + 1) % len(people)]
-            body = Transfer(address_of(to.key.public_key), 1 + nonce % 7)
-            txs.append(sign_tx(sender.key, chain_id, nonce, body))
+            transfer = Transfer(address_of(to.key.public_key), 1 + step % 7)
+            txs.append(sign_tx(sender.key, chain_id, nonces[i], transfer))
+            nonces[i] += 1
     state = Application(bundle.genesis).genesis_state()
     keys = tuple(v.key for v in bundle.validators)
     return Fixture(
@@ -563,32 +578,33 @@ class SimNode:
         # commits to the parent state: honest nodes at one head share the result (or refusal).
         key = (self.head.block_hash, block_hash)
         shared = self.cluster.executions.get(key)
-        if isinstance(shared, Execution):
-            return shared
         if shared is not None:
-            raise GridchainError(shared)
+            return shared
+        refused = self.cluster.refusals.get(key)
+        if refused is not None:
+            raise refused
         try:
             check_block_structure(block, fx.chain_id)
             ctx = BlockContext(header.height, header.timestamp_ms, header.proposer)
-            execution = self.app.execute_block(self.state, block.txs, ctx)
+            execution = self.app.execute_block(
+                self.state, block.txs, ctx, schedule=block.schedule, benefit=header.benefit
+            )
             if execution.state_root != header.state_root:
                 raise GridchainError("block state root differs from the executed state")
         except GridchainError as exc:
-            self.cluster.executions[key] = exc.message
+            self.cluster.refusals[key] = exc
+            self.cluster.on_refusal(block, exc)
             raise
         self.cluster.executions[key] = execution
         return execution
 
-    def check_proposal(self, block: Block) -> bool:
-        try:
-            self.executions[block.hash()] = self.validate_block(block)
-        except GridchainError:
-            return False
-        return True
-
     def validation_verdict(self, block: Block) -> tuple[bool, str]:
         """The runtime's answer to ValidateBlock: valid, or not and the refusal's code."""
-        return self.check_proposal(block), ""
+        try:
+            self.executions[block.hash()] = self.validate_block(block)
+        except GridchainError as exc:
+            return False, exc.code
+        return True, ""
 
     def commit(self, block: Block, certificate: Certificate, *, fetched: bool) -> bool:
         fx = self.cluster.fixture
@@ -737,7 +753,9 @@ class Cluster:
         self.next_tx = 0
         self.recent: deque[Record] = deque(maxlen=32)  # what the outsider has overheard
         self.decoded: dict[bytes, Record] = {}
-        self.executions: dict[tuple[bytes, bytes], Execution | str] = {}
+        self.executions: dict[tuple[bytes, bytes], Execution] = {}
+        #: what executing a block on a parent was refused with, by the same key
+        self.refusals: dict[tuple[bytes, bytes], GridchainError] = {}
 
     # --- reporting ------------------------------------------------------------------------
 
@@ -849,6 +867,9 @@ class Cluster:
                 self.fail(f"{node.name()} sent a view change before persisting its view")
 
     # --- callbacks from nodes ---------------------------------------------------------------
+
+    def on_refusal(self, block: Block, exc: GridchainError) -> None:
+        """A block was refused on its parent for the first time (simulators count kinds)."""
 
     def on_commit(self, node: SimNode, block: Block) -> None:
         if not node.honest:

@@ -84,11 +84,10 @@ from consensus.epob.messages import (
     make_proposal,
 )
 from genesis.schema import ChainScheduler
-from market.app import Application, BlockContext, Execution
+from market.app import BlockContext
 from market.cd_schedule import BENEFIT_SCALE, base_load_at, due_interval, rate_bounds
 from market.errors import BenefitMismatchError
 from market.state import MerkleState
-from protocol.address import address_of
 from protocol.block import (
     Block,
     BlockHeader,
@@ -97,22 +96,19 @@ from protocol.block import (
     Vote,
     VoteSignature,
     VoteStep,
-    check_block_structure,
     schedule_root,
     tx_root,
 )
 from protocol.crypto import Domain, sha256
 from protocol.encoding import Record
 from protocol.errors import GridchainError
-from protocol.tx import CDKind, CDRequest, Device, Transaction, Transfer, sign_tx
+from protocol.tx import CDKind, CDRequest, Device, Transaction
 from tests.helpers import GENESIS_TIME_MS, small_bundle
 from tests.sim.cluster import (
     BLOCK_INTERVAL_MS,
     DESCRIBERS,
     MAX_BLOCK_TXS,
-    MAX_FUTURE_DRIFT_MS,
     PARTICIPANTS,
-    TXS_PER_PARTICIPANT,
     Cluster,
     Event,
     Fixture,
@@ -120,6 +116,7 @@ from tests.sim.cluster import (
     Scenario,
     SimFailure,
     SimNode,
+    build_fixture,
     cached_verify,
 )
 
@@ -164,38 +161,22 @@ def epob_fixture(n: int, scheduler: ChainScheduler) -> Fixture:
         schedule_interval_minutes=SCHEDULE_INTERVAL_MINUTES,
         scheduler=scheduler,
     )
-    chain_id = bundle.genesis.chain_id
-    people = bundle.participants
-    txs: list[Transaction] = []
-    nonces = [0] * len(people)
-    for who, kind, device, energy_wh, max_rate_w in CD_REQUESTS:
-        body = CDRequest(
-            int(kind),
-            int(device),
-            GENESIS_TIME_MS,
-            CD_DEPARTURE_MS,
-            energy_wh,
-            max_rate_w,
-            CD_LIMIT_PRICE,
+    leading = [
+        (
+            who,
+            CDRequest(
+                int(kind),
+                int(device),
+                GENESIS_TIME_MS,
+                CD_DEPARTURE_MS,
+                energy_wh,
+                max_rate_w,
+                CD_LIMIT_PRICE,
+            ),
         )
-        txs.append(sign_tx(people[who].key, chain_id, nonces[who], body))
-        nonces[who] += 1
-    for k in range(TXS_PER_PARTICIPANT):
-        for i, sender in enumerate(people):
-            to = people[(i + 1) % len(people)]
-            body_t = Transfer(address_of(to.key.public_key), 1 + k % 7)
-            txs.append(sign_tx(sender.key, chain_id, nonces[i], body_t))
-            nonces[i] += 1
-    state = Application(bundle.genesis).genesis_state()
-    keys = tuple(v.key for v in bundle.validators)
-    return Fixture(
-        bundle,
-        chain_id,
-        keys,
-        tuple(k.public_key for k in keys),
-        tuple(state.items()),
-        tuple(txs),
-    )
+        for who, kind, device, energy_wh, max_rate_w in CD_REQUESTS
+    ]
+    return build_fixture(bundle, leading)
 
 
 EPOB_SCENARIOS: dict[str, EpobScenario] = {
@@ -531,57 +512,6 @@ class EpobNode(SimNode):
             self.cluster.executions[(self.head.block_hash, block.hash())] = build.execution
         return block
 
-    def validate_block(self, block: Block) -> Execution:
-        header = block.header
-        fx = self.cluster.fixture
-        if header.height != self.head.height + 1:
-            raise GridchainError(f"block {header.height} does not follow {self.head.height}")
-        if header.prev_hash != self.head.block_hash:
-            raise GridchainError("block does not extend the committed head")
-        if header.timestamp_ms <= self.head.timestamp_ms:
-            raise GridchainError("block timestamp does not advance")
-        if header.timestamp_ms > self.cluster.now + MAX_FUTURE_DRIFT_MS:
-            raise GridchainError("block timestamp is too far in the future")
-        if header.proposer not in fx.validators:
-            raise GridchainError("block proposer is not a validator")
-        block_hash = block.hash()
-        cached = self.executions.get(block_hash)
-        if cached is not None:
-            return cached
-        key = (self.head.block_hash, block_hash)
-        shared = self.cluster.executions.get(key)
-        if isinstance(shared, Execution):
-            return shared
-        refused = self.cluster.refusals.get(key)
-        if refused is not None:
-            raise refused
-        try:
-            check_block_structure(block, fx.chain_id)
-            ctx = BlockContext(header.height, header.timestamp_ms, header.proposer)
-            execution = self.app.execute_block(
-                self.state,
-                block.txs,
-                ctx,
-                schedule=block.schedule,
-                benefit=header.benefit,
-            )
-            if execution.state_root != header.state_root:
-                raise GridchainError("block state root differs from the executed state")
-        except GridchainError as exc:
-            self.cluster.refusals[key] = exc
-            if isinstance(exc, BenefitMismatchError) and block.schedule:
-                self.cluster.schedule_claims_refused += 1
-            raise
-        self.cluster.executions[key] = execution
-        return execution
-
-    def validation_verdict(self, block: Block) -> tuple[bool, str]:
-        try:
-            self.executions[block.hash()] = self.validate_block(block)
-        except GridchainError as exc:
-            return False, exc.code
-        return True, ""
-
 
 class EpobCluster(Cluster):
     """Nodes running ePoB, a network and a clock, all driven by one seeded RNG."""
@@ -591,7 +521,6 @@ class EpobCluster(Cluster):
 
     def __init__(self, scenario: EpobScenario, seed: int, *, full_trace: bool = False) -> None:
         self.epob_scenario = scenario
-        self.refusals: dict[tuple[bytes, bytes], GridchainError] = {}
         self.roots: dict[tuple[bytes, frozenset[tuple[bytes, bytes | None]]], bytes] = {}
         #: (group, step, height, round) -> the block the mirror signed for that group
         self.mirrored: dict[tuple[int, int, int, int], bytes] = {}
@@ -612,6 +541,10 @@ class EpobCluster(Cluster):
         self.committed_benefits: dict[int, int] = {}
         super().__init__(scenario, seed, full_trace=full_trace)
         self.quorum = quorum_size(self.n, scenario.quorum)
+
+    def on_refusal(self, block: Block, exc: GridchainError) -> None:
+        if isinstance(exc, BenefitMismatchError) and block.schedule:
+            self.schedule_claims_refused += 1
 
     @property
     def fixture(self) -> Fixture:

@@ -49,21 +49,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from collections import deque
 from functools import cache
 
 from consensus.engine import (
-    Action,
-    Broadcast,
     ChainHead,
-    CommitBlock,
-    Persist,
     ReportEvidence,
     RequestProposal,
-    Send,
-    SetTimer,
-    SyncTo,
-    ValidateBlock,
 )
 from consensus.pob import GUARD_KEY, PobEngine
 from consensus.pob.messages import (
@@ -77,7 +68,7 @@ from consensus.pob.messages import (
 )
 from genesis.schema import Genesis
 from market.accounts import get_account
-from market.app import Application, BlockBuild, BlockContext, Execution
+from market.app import BlockBuild, BlockContext, Execution
 from market.cd_requests import IntervalClock
 from market.cd_schedule import (
     BENEFIT_SCALE,
@@ -105,7 +96,7 @@ from protocol.block import (
 from protocol.crypto import SigningKey, sha256
 from protocol.encoding import Record
 from protocol.errors import GridchainError
-from protocol.tx import CDKind, CDRequest, Device, Transaction, Transfer, sign_tx
+from protocol.tx import CDKind, CDRequest, Device, Transaction
 from tests.helpers import GENESIS_TIME_MS, small_bundle
 from tests.sim.cluster import (
     BLOCK_INTERVAL_MS,
@@ -114,7 +105,6 @@ from tests.sim.cluster import (
     MAX_BLOCK_TXS,
     MAX_FUTURE_DRIFT_MS,
     PARTICIPANTS,
-    TXS_PER_PARTICIPANT,
     Cluster,
     Event,
     Fixture,
@@ -122,6 +112,7 @@ from tests.sim.cluster import (
     Scenario,
     SimFailure,
     SimNode,
+    build_fixture,
     cached_verify,
 )
 
@@ -178,38 +169,22 @@ def pob_fixture(n: int, scheduler: str) -> Fixture:
         schedule_interval_ms=SCHEDULE_INTERVAL_MS,
         schedule_interval_minutes=SCHEDULE_INTERVAL_MINUTES,
     )
-    chain_id = bundle.genesis.chain_id
-    people = bundle.participants
-    nonces = [0] * len(people)
-    txs: list[Transaction] = []
-    for who, kind, device, arrival, rate, energy in CD_PLAN:
-        body = CDRequest(
-            int(kind),
-            int(device),
-            SIM_START_MS + arrival,
-            SIM_START_MS + arrival + CD_WINDOW_MS,
-            energy,
-            rate,
-            250_000,
+    leading = [
+        (
+            who,
+            CDRequest(
+                int(kind),
+                int(device),
+                SIM_START_MS + arrival,
+                SIM_START_MS + arrival + CD_WINDOW_MS,
+                energy,
+                rate,
+                250_000,
+            ),
         )
-        txs.append(sign_tx(people[who].key, chain_id, nonces[who], body))
-        nonces[who] += 1
-    for step in range(TXS_PER_PARTICIPANT):
-        for i, sender in enumerate(people):
-            to = people[(i + 1) % len(people)]
-            body_t = Transfer(address_of(to.key.public_key), 1 + step % 7)
-            txs.append(sign_tx(sender.key, chain_id, nonces[i], body_t))
-            nonces[i] += 1
-    state = Application(bundle.genesis).genesis_state()
-    keys = tuple(v.key for v in bundle.validators)
-    return Fixture(
-        bundle,
-        chain_id,
-        keys,
-        tuple(k.public_key for k in keys),
-        tuple(state.items()),
-        tuple(txs),
-    )
+        for who, kind, device, arrival, rate, energy in CD_PLAN
+    ]
+    return build_fixture(bundle, leading)
 
 
 def worst_schedule(genesis: Genesis, due: DueInterval) -> tuple[ScheduleEntry, ...]:
@@ -351,44 +326,6 @@ class PobSimNode(SimNode):
         self.pending = PendingChain(self.head.block_hash, self.head.height)
         self.twins.clear()
 
-    # --- the runtime's action loop ------------------------------------------------------
-
-    def apply(self, actions: list[Action]) -> None:
-        pending = deque(actions)
-        while pending and self.is_alive():
-            engine = self.engine
-            assert engine is not None
-            action = pending.popleft()
-            now = self.cluster.now
-            if isinstance(action, Persist):
-                self.persisted[action.key] = action.value
-            elif isinstance(action, Broadcast):
-                self.cluster.transmit(self, None, action.message)
-            elif isinstance(action, Send):
-                self.cluster.transmit(self, action.to, action.message)
-            elif isinstance(action, RequestProposal):
-                pending.extend(engine.on_proposal(self.propose(action), now))
-            elif isinstance(action, ValidateBlock):
-                reason = self.check_block(action.block)
-                block_hash = action.block.hash()
-                pending.extend(
-                    engine.on_block_validated(block_hash, reason is None, now, reason or "")
-                )
-            elif isinstance(action, CommitBlock):
-                self.cluster.record(self, "commit", action)
-                if self.commit(action.block, action.certificate, fetched=False):
-                    pending.extend(engine.on_block_committed(self.head, now))
-            elif isinstance(action, SyncTo):
-                self.request_sync(action.height)
-            elif isinstance(action, SetTimer):
-                self.timer_generation += 1
-                self.cluster.schedule(
-                    max(action.at_ms, now),
-                    Event("timer", self.index, generation=self.timer_generation),
-                )
-            elif isinstance(action, ReportEvidence):
-                self.cluster.on_evidence(self, action)
-
     # --- building, validating, committing (as node/runtime.py for pob) --------------------
 
     def parent_of(self, prev_hash: bytes) -> tuple[int, int, dict[bytes, bytes | None]] | None:
@@ -488,7 +425,7 @@ class PobSimNode(SimNode):
         self.pob.worse_built += 1
         return BlockBuild(built.txs, (), execution, entries, benefit)
 
-    def propose(self, req: RequestProposal) -> Block | None:
+    def build_proposal(self, req: RequestProposal) -> Block | None:
         timestamp = max(self.cluster.now, req.min_timestamp_ms)
         made = self.build_on(
             req.prev_hash,
@@ -578,6 +515,10 @@ class PobSimNode(SimNode):
             raise
         self.pob.pob_executions[key] = execution
         return execution
+
+    def validation_verdict(self, block: Block) -> tuple[bool, str]:
+        reason = self.check_block(block)
+        return reason is None, reason or ""
 
     def check_block(self, block: Block) -> str | None:
         try:
