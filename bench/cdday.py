@@ -50,28 +50,28 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from bench.cluster import bench_bundle, running_cluster
-from bench.conditions import conditions
-from bench.consensus import (
+from gridchain.bench.cluster import bench_bundle, running_cluster
+from gridchain.bench.conditions import conditions
+from gridchain.bench.consensus import (
     DEFAULT_ROUND_MS,
     chain_params,
     consensus_params,
     engine_available,
     parse_engines,
 )
-from genesis.builder import GenesisBundle
-from genesis.schema import ConsensusParams
-from market.cd_schedule import base_load_at
-from market.scheduling import DEFAULT_EPOB_C
-from market.scheduling.base import Scheduler, net_load
-from market.scheduling.heuristics import Uncontrolled
-from market.scheduling.metrics import pfl_eq_6_4
-from market.scheduling.model import CDRequest, Kind, Scenario
-from market.scheduling.optimal import Offline, Online, epob
-from market.scheduling.scenarios import STANDARD, ScenarioParams, generate, scaled
-from market.scheduling.verify import unit_cap
-from protocol.tx import CDKind, Device, Transaction, sign_tx
-from protocol.tx import CDRequest as CDRequestTx
+from gridchain.genesis.builder import GenesisBundle
+from gridchain.genesis.schema import ConsensusParams
+from gridchain.market.cd_schedule import base_load_at
+from gridchain.market.scheduling import DEFAULT_EPOB_C
+from gridchain.market.scheduling.base import Scheduler, net_load
+from gridchain.market.scheduling.heuristics import Uncontrolled
+from gridchain.market.scheduling.metrics import pfl_eq_6_4
+from gridchain.market.scheduling.model import CDRequest, Kind, Scenario
+from gridchain.market.scheduling.optimal import Offline, Online, epob
+from gridchain.market.scheduling.scenarios import STANDARD, ScenarioParams, generate, scaled
+from gridchain.market.scheduling.verify import unit_cap
+from gridchain.protocol.tx import CDKind, Device, Transaction, sign_tx
+from gridchain.protocol.tx import CDRequest as CDRequestTx
 
 DAY_MINUTES = 1440
 MINUTE_MS = 60_000

@@ -21,7 +21,7 @@ BENCHMARKS = {
 
 
 def _run(args: argparse.Namespace) -> int:
-    module: Any = importlib.import_module(f"bench.{args.name}")
+    module: Any = importlib.import_module(f"gridchain.bench.{args.name}")
     code: int = module.main(list(args.args))
     return code
 

@@ -11,14 +11,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from genesis.builder import GenesisBundle, build_genesis
-from genesis.cli import write_bundle
-from node.ports import free_port
-from node.testnet import down, up
-from protocol.address import parse_address
-from protocol.crypto import SigningKey, sha256
-from protocol.keystore import TESTNET_SCRYPT_N
-from protocol.tx import Transaction, Transfer, sign_tx
+from gridchain.genesis.builder import GenesisBundle, build_genesis
+from gridchain.genesis.cli import write_bundle
+from gridchain.node.ports import free_port
+from gridchain.node.testnet import down, up
+from gridchain.protocol.address import parse_address
+from gridchain.protocol.crypto import SigningKey, sha256
+from gridchain.protocol.keystore import TESTNET_SCRYPT_N
+from gridchain.protocol.tx import Transaction, Transfer, sign_tx
 
 
 def bench_bundle(

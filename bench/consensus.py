@@ -30,11 +30,11 @@ from typing import Any
 
 import aiohttp
 
-from bench.cluster import bench_bundle, running_cluster, transfer_streams
-from bench.conditions import conditions, median
-from bench.transfers import bench_verify
-from genesis.schema import ConsensusParams
-from protocol.tx import Transaction
+from gridchain.bench.cluster import bench_bundle, running_cluster, transfer_streams
+from gridchain.bench.conditions import conditions, median
+from gridchain.bench.transfers import bench_verify
+from gridchain.genesis.schema import ConsensusParams
+from gridchain.protocol.tx import Transaction
 
 ENGINES = ("solo", "pbft", "pob", "epob")
 #: Default PoB/ePoB round length of this benchmark (genesis default: 2000 ms).
@@ -157,7 +157,7 @@ def engine_available(engine: str) -> bool:
     """Whether this build has the engine's package (pob and epob arrived late)."""
     if engine in ("solo", "pbft"):
         return True
-    return importlib.util.find_spec(f"consensus.{engine}") is not None
+    return importlib.util.find_spec(f"gridchain.consensus.{engine}") is not None
 
 
 def run_cluster(

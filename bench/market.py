@@ -29,13 +29,13 @@ from typing import Any
 
 import aiohttp
 
-from bench.cluster import running_cluster
-from bench.conditions import conditions, median
-from genesis.builder import GenesisBundle, build_genesis
-from market.app import Application, BlockContext
-from market.book import BUY, SELL, BookOrder, MemoryBook, Rules, match
-from protocol.crypto import SigningKey, sha256
-from protocol.tx import PlaceOrder, Transaction, sign_tx
+from gridchain.bench.cluster import running_cluster
+from gridchain.bench.conditions import conditions, median
+from gridchain.genesis.builder import GenesisBundle, build_genesis
+from gridchain.market.app import Application, BlockContext
+from gridchain.market.book import BUY, SELL, BookOrder, MemoryBook, Rules, match
+from gridchain.protocol.crypto import SigningKey, sha256
+from gridchain.protocol.tx import PlaceOrder, Transaction, sign_tx
 
 MID_MC_PER_KWH = 150_000
 STEP_MC_PER_KWH = 1_000

@@ -24,16 +24,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.conditions import conditions
-from meterbridge.config import TcpBus
-from meterbridge.metrics import BridgeMetrics
-from meterbridge.modbus import BusClient
-from meterbridge.profiles import builtin_profile_names, load_profile, plan_reads
-from meterbridge.simulator import MeterSimulator, SimMeter, frame_seconds
-from meterbridge.store import BridgeStore
-from node.ports import free_port
-from protocol.crypto import SigningKey, sha256
-from protocol.meter import GENESIS_READING_HASH, ReadingRecord, ReadingStatus, sign_reading
+from gridchain.bench.conditions import conditions
+from gridchain.meterbridge.config import TcpBus
+from gridchain.meterbridge.metrics import BridgeMetrics
+from gridchain.meterbridge.modbus import BusClient
+from gridchain.meterbridge.profiles import builtin_profile_names, load_profile, plan_reads
+from gridchain.meterbridge.simulator import MeterSimulator, SimMeter, frame_seconds
+from gridchain.meterbridge.store import BridgeStore
+from gridchain.node.ports import free_port
+from gridchain.protocol.crypto import SigningKey, sha256
+from gridchain.protocol.meter import (
+    GENESIS_READING_HASH,
+    ReadingRecord,
+    ReadingStatus,
+    sign_reading,
+)
 
 INTERVAL_S = 900
 

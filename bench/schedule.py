@@ -45,18 +45,24 @@ import scipy.sparse as sp
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from bench.conditions import conditions, median
-from market.scheduling import DEFAULT_EPOB_C
-from market.scheduling.adbev import AdBEV
-from market.scheduling.base import Scheduler, caps, net_load
-from market.scheduling.genetic import Genetic
-from market.scheduling.heuristics import Conventional, Uncontrolled
-from market.scheduling.metrics import all_pfl, pf_cube_root
-from market.scheduling.model import Kind, Scenario, Schedule
-from market.scheduling.optimal import Offline, Online, epob
-from market.scheduling.qp import Objective, build_qp, solve_qp
-from market.scheduling.scenarios import PRESETS, STANDARD, ScenarioParams, generate, scaled
-from market.scheduling.verify import check_schedule, net_load_w, ramp_cost_w2
+from gridchain.bench.conditions import conditions, median
+from gridchain.market.scheduling import DEFAULT_EPOB_C
+from gridchain.market.scheduling.adbev import AdBEV
+from gridchain.market.scheduling.base import Scheduler, caps, net_load
+from gridchain.market.scheduling.genetic import Genetic
+from gridchain.market.scheduling.heuristics import Conventional, Uncontrolled
+from gridchain.market.scheduling.metrics import all_pfl, pf_cube_root
+from gridchain.market.scheduling.model import Kind, Scenario, Schedule
+from gridchain.market.scheduling.optimal import Offline, Online, epob
+from gridchain.market.scheduling.qp import Objective, build_qp, solve_qp
+from gridchain.market.scheduling.scenarios import (
+    PRESETS,
+    STANDARD,
+    ScenarioParams,
+    generate,
+    scaled,
+)
+from gridchain.market.scheduling.verify import check_schedule, net_load_w, ramp_cost_w2
 
 SWEEP_C = (1.0, 1.05, 1.1, 1.25, 1.5, 2.0, 2.39)
 QOA_C = 1.5  # q = 2 - 1/alpha for alpha = 2, the speed-up of qOA

@@ -28,15 +28,15 @@ from typing import Any
 
 import aiohttp
 
-from bench.cluster import bench_bundle, transfer_streams
-from bench.conditions import conditions, median
-from genesis.builder import GenesisBundle
-from genesis.cli import write_bundle
-from market.app import Application, BlockContext
-from node.mempool import Mempool
-from node.ports import free_port
-from node.store import Store
-from protocol.block import (
+from gridchain.bench.cluster import bench_bundle, transfer_streams
+from gridchain.bench.conditions import conditions, median
+from gridchain.genesis.builder import GenesisBundle
+from gridchain.genesis.cli import write_bundle
+from gridchain.market.app import Application, BlockContext
+from gridchain.node.mempool import Mempool
+from gridchain.node.ports import free_port
+from gridchain.node.store import Store
+from gridchain.protocol.block import (
     Block,
     BlockHeader,
     Certificate,
@@ -45,8 +45,8 @@ from protocol.block import (
     schedule_root,
     tx_root,
 )
-from protocol.keystore import TESTNET_SCRYPT_N
-from protocol.tx import Transaction, decode_tx
+from gridchain.protocol.keystore import TESTNET_SCRYPT_N
+from gridchain.protocol.tx import Transaction, decode_tx
 
 
 def _bundle(senders: int, block_interval_ms: int) -> GenesisBundle:

@@ -15,8 +15,8 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from protocol.block import Block, Certificate
-from protocol.encoding import Record
+from gridchain.protocol.block import Block, Certificate
+from gridchain.protocol.encoding import Record
 
 # --- actions ---------------------------------------------------------------------------------
 

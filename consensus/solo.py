@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
-from consensus.engine import (
+from gridchain.consensus.engine import (
     Action,
     ChainHead,
     CommitBlock,
@@ -19,10 +19,10 @@ from consensus.engine import (
     RequestProposal,
     SetTimer,
 )
-from protocol.block import Block, Certificate, Vote, VoteStep
-from protocol.crypto import SigningKey
-from protocol.encoding import Record
-from protocol.errors import DecodeError
+from gridchain.protocol.block import Block, Certificate, Vote, VoteStep
+from gridchain.protocol.crypto import SigningKey
+from gridchain.protocol.encoding import Record
+from gridchain.protocol.errors import DecodeError
 
 LAST_SIGNED_KEY = b"solo/last-signed"
 

@@ -6,9 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from genesis.schema import DeviceKind, Genesis, parse_genesis
-from protocol.address import address_of, format_address
-from protocol.crypto import SigningKey
+from gridchain.genesis.schema import DeviceKind, Genesis, parse_genesis
+from gridchain.protocol.address import address_of, format_address
+from gridchain.protocol.crypto import SigningKey
 
 #: The source's three-peer testbed: Peer A (PV + battery), Peer B (EV), Peer C (consumer).
 PEER_DEVICES: tuple[tuple[DeviceKind, ...], ...] = (

@@ -20,16 +20,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from genesis.builder import (
+from gridchain.genesis.builder import (
     PEER_DEVICES,
     SLAVES_PER_HOUSEHOLD,
     GenesisBundle,
     build_genesis,
     household_meter_ids,
 )
-from protocol.crypto import SigningKey
-from protocol.errors import GridchainError
-from protocol.keystore import DEFAULT_SCRYPT_N, TESTNET_SCRYPT_N, seal
+from gridchain.protocol.crypto import SigningKey
+from gridchain.protocol.errors import GridchainError
+from gridchain.protocol.keystore import DEFAULT_SCRYPT_N, TESTNET_SCRYPT_N, seal
 
 BASE_API_PORT = 8700
 BASE_P2P_PORT = 9700

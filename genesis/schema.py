@@ -15,9 +15,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from protocol.address import address_of, format_address, parse_address
-from protocol.crypto import sha256
-from protocol.errors import GridchainError
+from gridchain.protocol.address import address_of, format_address, parse_address
+from gridchain.protocol.crypto import sha256
+from gridchain.protocol.errors import GridchainError
 
 GENESIS_DOMAIN = b"gridchain/genesis\x00"
 Engine = Literal["solo", "pbft", "pob", "epob"]

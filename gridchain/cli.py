@@ -12,16 +12,19 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from protocol.errors import GridchainError
+from gridchain.protocol.errors import GridchainError
 
 #: subcommand -> (module exposing ``register(subparsers)``, help text)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "genesis": ("genesis.cli", "create a chain: genesis.json, node configs and wallets"),
-    "node": ("node.cli", "run a validator node"),
-    "testnet": ("node.testnet_cli", "run a local testnet of validator processes"),
-    "wallet": ("wallet.cli", "keys, balances and transactions"),
-    "meterbridge": ("meterbridge.cli", "read Modbus meters and send signed readings; simulate"),
-    "bench": ("bench.cli", "benchmarks that measure and print"),
+    "genesis": ("gridchain.genesis.cli", "create a chain: genesis.json, node configs and wallets"),
+    "node": ("gridchain.node.cli", "run a validator node"),
+    "testnet": ("gridchain.node.testnet_cli", "run a local testnet of validator processes"),
+    "wallet": ("gridchain.wallet.cli", "keys, balances and transactions"),
+    "meterbridge": (
+        "gridchain.meterbridge.cli",
+        "read Modbus meters and send signed readings; simulate",
+    ),
+    "bench": ("gridchain.bench.cli", "benchmarks that measure and print"),
 }
 
 Handler = Callable[[argparse.Namespace], int]

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from market.state import Overlay, StateReader
-from protocol.encoding import U64, Bytes32, Record, decode, register
-from protocol.tx import Name
+from gridchain.market.state import Overlay, StateReader
+from gridchain.protocol.encoding import U64, Bytes32, Record, decode, register
+from gridchain.protocol.tx import Name
 
 ACCOUNT_PREFIX = b"acct:"
 PARTICIPANT_PREFIX = b"part:"

@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from genesis.schema import Genesis
-from market.accounts import (
+from gridchain.genesis.schema import Genesis
+from gridchain.market.accounts import (
     Account,
     ParticipantRecord,
     get_account,
@@ -31,10 +31,10 @@ from market.accounts import (
     put_participant,
     put_supply,
 )
-from market.cd_planner import plan
-from market.cd_requests import IntervalClock, admit_request
-from market.cd_schedule import Decision, apply_decision, due_interval
-from market.errors import (
+from gridchain.market.cd_planner import plan
+from gridchain.market.cd_requests import IntervalClock, admit_request
+from gridchain.market.cd_schedule import Decision, apply_decision, due_interval
+from gridchain.market.errors import (
     AlreadyRegisteredError,
     ApplicationError,
     InsufficientBalanceError,
@@ -47,13 +47,13 @@ from market.errors import (
     SupplyOverflowError,
     UnknownRecipientError,
 )
-from market.meters import apply_readings, register_meter
-from market.orders import Exchange, MarketEvent, OrderContext
-from market.settlement import settle_due
-from market.state import MerkleState, Overlay, StateReader
-from protocol.address import address_of, format_address, parse_address
-from protocol.block import ScheduleEntry
-from protocol.tx import (
+from gridchain.market.meters import apply_readings, register_meter
+from gridchain.market.orders import Exchange, MarketEvent, OrderContext
+from gridchain.market.settlement import settle_due
+from gridchain.market.state import MerkleState, Overlay, StateReader
+from gridchain.protocol.address import address_of, format_address, parse_address
+from gridchain.protocol.block import ScheduleEntry
+from gridchain.protocol.tx import (
     AmendOrder,
     Burn,
     CancelOrder,

@@ -46,7 +46,7 @@ from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from genesis.schema import IcebergExecution, MatchingRule
+from gridchain.genesis.schema import IcebergExecution, MatchingRule
 
 BUY = 0
 SELL = 1

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import contextlib
 
-from genesis.schema import Genesis
-from market.cd_requests import CDRecord
-from market.cd_schedule import DueInterval, base_load_at, rate_bounds
-from market.scheduling.errors import SchedulingError
-from market.scheduling.model import CDRequest, Kind, Scenario
-from market.scheduling.optimal import Online
-from protocol.block import ScheduleEntry
+from gridchain.genesis.schema import Genesis
+from gridchain.market.cd_requests import CDRecord
+from gridchain.market.cd_schedule import DueInterval, base_load_at, rate_bounds
+from gridchain.market.scheduling.errors import SchedulingError
+from gridchain.market.scheduling.model import CDRequest, Kind, Scenario
+from gridchain.market.scheduling.optimal import Online
+from gridchain.protocol.block import ScheduleEntry
 
 
 def plan(genesis: Genesis, due: DueInterval) -> tuple[ScheduleEntry, ...]:

@@ -23,17 +23,17 @@ import enum
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-from genesis.schema import ChainParams, Genesis
-from market.errors import (
+from gridchain.genesis.schema import ChainParams, Genesis
+from gridchain.market.errors import (
     CDCapacityError,
     CDInfeasibleError,
     CDWindowError,
     InvalidCDRequestError,
     NotAParticipantError,
 )
-from market.state import Overlay, StateReader
-from protocol.encoding import I64, U8, U64, Bytes20, Record, decode, register
-from protocol.tx import CDKind, CDRequest, Device
+from gridchain.market.state import Overlay, StateReader
+from gridchain.protocol.encoding import I64, U8, U64, Bytes20, Record, decode, register
+from gridchain.protocol.tx import CDKind, CDRequest, Device
 
 CD_RECORD_PREFIX = b"cdr:"
 CD_OPEN_PREFIX = b"cdo:"

@@ -28,8 +28,8 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Annotated
 
-from genesis.schema import Genesis
-from market.cd_requests import (
+from gridchain.genesis.schema import Genesis
+from gridchain.market.cd_requests import (
     CDRecord,
     CDStatus,
     IntervalClock,
@@ -40,11 +40,11 @@ from market.cd_requests import (
     put_head,
     put_request,
 )
-from market.errors import BenefitMismatchError, ScheduleRejectedError
-from market.scheduling.loadprofiles import DayType, hourly_profile_w
-from market.state import Overlay, StateReader
-from protocol.block import MAX_BLOCK_TXS, ScheduleEntry
-from protocol.encoding import I64, U64, Record, Size, decode, register
+from gridchain.market.errors import BenefitMismatchError, ScheduleRejectedError
+from gridchain.market.scheduling.loadprofiles import DayType, hourly_profile_w
+from gridchain.market.state import Overlay, StateReader
+from gridchain.protocol.block import MAX_BLOCK_TXS, ScheduleEntry
+from gridchain.protocol.encoding import I64, U64, Record, Size, decode, register
 
 #: The header's benefit is an I64, so the chain's scale is 10**18 rather than the library's
 #: 10**30: a perfectly flat step scores 10**18, a 1 kW step 10**12, a 1 MW step 10**6.

@@ -6,7 +6,7 @@ a refused transaction changes nothing.
 
 from __future__ import annotations
 
-from protocol.errors import GridchainError
+from gridchain.protocol.errors import GridchainError
 
 
 class ApplicationError(GridchainError):

@@ -26,8 +26,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-from market.accounts import get_participant
-from market.errors import (
+from gridchain.market.accounts import get_participant
+from gridchain.market.errors import (
     BridgeKeyMismatchError,
     DecreasingRegisterError,
     InvalidMeterIdError,
@@ -41,18 +41,18 @@ from market.errors import (
     UnknownMeterOwnerError,
     UnregisteredMeterError,
 )
-from market.state import Overlay, StateReader
-from protocol.address import format_address
-from protocol.encoding import U8, U64, Bytes20, Bytes32, Record, decode, register
-from protocol.errors import SignatureError
-from protocol.meter import (
+from gridchain.market.state import Overlay, StateReader
+from gridchain.protocol.address import format_address
+from gridchain.protocol.encoding import U8, U64, Bytes20, Bytes32, Record, decode, register
+from gridchain.protocol.errors import SignatureError
+from gridchain.protocol.meter import (
     GENESIS_READING_HASH,
     MeterId,
     MeterType,
     ReadingRecord,
     SignedReading,
 )
-from protocol.tx import MeterReadings, RegisterMeter
+from gridchain.protocol.tx import MeterReadings, RegisterMeter
 
 METER_PREFIX = b"mtr:"
 METER_OWNER_PREFIX = b"mown:"

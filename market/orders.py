@@ -32,10 +32,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-from genesis.schema import ChainParams
-from market.accounts import Account, get_account, put_account
-from market.book import BUY, SELL, Book, BookOrder, Fill, MatchResult, Rules, match
-from market.errors import (
+from gridchain.genesis.schema import ChainParams
+from gridchain.market.accounts import Account, get_account, put_account
+from gridchain.market.book import BUY, SELL, Book, BookOrder, Fill, MatchResult, Rules, match
+from gridchain.market.errors import (
     GateClosedError,
     InsufficientBalanceError,
     InvalidDeviceError,
@@ -51,9 +51,18 @@ from market.errors import (
     UnknownMarketError,
     UnknownOrderError,
 )
-from market.state import Overlay, StateReader
-from protocol.encoding import U8, U64, Bytes20, Bytes32, LabelledEnum, Record, decode, register
-from protocol.tx import AmendOrder, CancelOrder, Device, Market, PlaceOrder, Side
+from gridchain.market.state import Overlay, StateReader
+from gridchain.protocol.encoding import (
+    U8,
+    U64,
+    Bytes20,
+    Bytes32,
+    LabelledEnum,
+    Record,
+    decode,
+    register,
+)
+from gridchain.protocol.tx import AmendOrder, CancelOrder, Device, Market, PlaceOrder, Side
 
 #: Prices and quantities an order may name (the genesis tariffs use the same price bound).
 MAX_PRICE_MC_PER_KWH = 10**9

@@ -42,7 +42,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from protocol.errors import GridchainError
+from gridchain.protocol.errors import GridchainError
 
 
 class PoolInputError(GridchainError):

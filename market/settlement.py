@@ -52,10 +52,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from genesis.schema import Genesis
-from market.accounts import Account, get_account, put_account
-from market.meters import meters_of, reading_at_or_before
-from market.orders import (
+from gridchain.genesis.schema import Genesis
+from gridchain.market.accounts import Account, get_account, put_account
+from gridchain.market.meters import meters_of, reading_at_or_before
+from gridchain.market.orders import (
     CONTRACT_PREFIX,
     Contract,
     ContractStatus,
@@ -64,12 +64,21 @@ from market.orders import (
     get_order,
     payment_for,
 )
-from market.pool import PoolClearing, Position, clear_pool, pro_rata
-from market.state import Overlay, StateReader
-from protocol.address import address_of
-from protocol.encoding import I64, U8, U64, Bytes20, LabelledEnum, Record, decode, register
-from protocol.meter import MeterType
-from protocol.tx import Device, Side
+from gridchain.market.pool import PoolClearing, Position, clear_pool, pro_rata
+from gridchain.market.state import Overlay, StateReader
+from gridchain.protocol.address import address_of
+from gridchain.protocol.encoding import (
+    I64,
+    U8,
+    U64,
+    Bytes20,
+    LabelledEnum,
+    Record,
+    decode,
+    register,
+)
+from gridchain.protocol.meter import MeterType
+from gridchain.protocol.tx import Device, Side
 
 RECEIPT_PREFIX = b"stl:"
 RECEIPT_PARTY_PREFIX = b"stlp:"

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 from sortedcontainers import SortedList
 
-from protocol.crypto import sha256
-from protocol.merkle import (
+from gridchain.protocol.crypto import sha256
+from gridchain.protocol.merkle import (
     inclusion_proof,
     leaf_hash,
     root_from_inclusion,

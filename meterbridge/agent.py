@@ -21,9 +21,9 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from meterbridge.bridge import Bridge
-from meterbridge.store import BridgeStore
-from protocol.meter import ReadingStatus, SignedReading
+from gridchain.meterbridge.bridge import Bridge
+from gridchain.meterbridge.store import BridgeStore
+from gridchain.protocol.meter import ReadingStatus, SignedReading
 
 MAX_LIMIT = 10_000
 

@@ -32,15 +32,15 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from meterbridge.chain import BridgeNodeClient
-from meterbridge.config import BridgeConfig, MeterConfig
-from meterbridge.metrics import BridgeMetrics
-from meterbridge.modbus import BusClient, MeterUnavailable
-from meterbridge.profiles import DecodeError, Measurement, Profile, load_profile
-from meterbridge.store import BridgeStore
-from protocol.crypto import SigningKey
-from protocol.errors import GridchainError
-from protocol.meter import (
+from gridchain.meterbridge.chain import BridgeNodeClient
+from gridchain.meterbridge.config import BridgeConfig, MeterConfig
+from gridchain.meterbridge.metrics import BridgeMetrics
+from gridchain.meterbridge.modbus import BusClient, MeterUnavailable
+from gridchain.meterbridge.profiles import DecodeError, Measurement, Profile, load_profile
+from gridchain.meterbridge.store import BridgeStore
+from gridchain.protocol.crypto import SigningKey
+from gridchain.protocol.errors import GridchainError
+from gridchain.protocol.meter import (
     GENESIS_READING_HASH,
     MAX_READINGS_PER_TX,
     ReadingRecord,
@@ -48,8 +48,8 @@ from protocol.meter import (
     SignedReading,
     sign_reading,
 )
-from protocol.tx import MeterReadings, Transaction, sign_tx
-from wallet.client import NodeError, NodeRefusedError
+from gridchain.protocol.tx import MeterReadings, Transaction, sign_tx
+from gridchain.wallet.client import NodeError, NodeRefusedError
 
 log = structlog.get_logger("meterbridge")
 

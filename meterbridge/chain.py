@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from protocol.address import address_of, format_address
-from protocol.crypto import CHAIN_ID_BYTES, HASH_BYTES
-from wallet.client import NodeClient, NodeRefusedError, _Fields
+from gridchain.protocol.address import address_of, format_address
+from gridchain.protocol.crypto import CHAIN_ID_BYTES, HASH_BYTES
+from gridchain.wallet.client import NodeClient, NodeRefusedError, _Fields
 
 
 @dataclass(frozen=True, slots=True)

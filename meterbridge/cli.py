@@ -9,7 +9,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from protocol.errors import GridchainError
+from gridchain.protocol.errors import GridchainError
 
 
 class UsageError(GridchainError):
@@ -78,10 +78,10 @@ async def _until_signal(stop: asyncio.Event) -> None:
 def _run(args: argparse.Namespace) -> int:
     from aiohttp import web  # noqa: PLC0415 - keep `gridchain --help` fast
 
-    from meterbridge.agent import make_app  # noqa: PLC0415
-    from meterbridge.bridge import Bridge  # noqa: PLC0415
-    from meterbridge.config import load_config  # noqa: PLC0415
-    from node.logs import configure_logging  # noqa: PLC0415
+    from gridchain.meterbridge.agent import make_app  # noqa: PLC0415
+    from gridchain.meterbridge.bridge import Bridge  # noqa: PLC0415
+    from gridchain.meterbridge.config import load_config  # noqa: PLC0415
+    from gridchain.node.logs import configure_logging  # noqa: PLC0415
 
     config = load_config(Path(args.config))
     log = configure_logging(f"meterbridge-{config.name}", config.log_level)
@@ -112,8 +112,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from meterbridge.profiles import load_profile  # noqa: PLC0415
-    from meterbridge.simulator import (  # noqa: PLC0415
+    from gridchain.meterbridge.profiles import load_profile  # noqa: PLC0415
+    from gridchain.meterbridge.simulator import (  # noqa: PLC0415
         KINDS,
         MeterSimulator,
         SimClock,

@@ -32,9 +32,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from protocol.crypto import SigningKey
-from protocol.errors import GridchainError
-from protocol.keystore import open_keystore
+from gridchain.protocol.crypto import SigningKey
+from gridchain.protocol.errors import GridchainError
+from gridchain.protocol.keystore import open_keystore
 
 PASSWORD_ENV = "GRIDCHAIN_PASSWORD"  # noqa: S105 - the variable's name, not a password
 

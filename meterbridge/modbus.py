@@ -19,10 +19,10 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException, ModbusIOException
 from pymodbus.framer import FramerType
 
-from meterbridge.config import SerialBus, TcpBus
-from meterbridge.metrics import BridgeMetrics
-from meterbridge.profiles import Measurement, Profile, ReadBlock, decode, plan_reads
-from protocol.errors import GridchainError
+from gridchain.meterbridge.config import SerialBus, TcpBus
+from gridchain.meterbridge.metrics import BridgeMetrics
+from gridchain.meterbridge.profiles import Measurement, Profile, ReadBlock, decode, plan_reads
+from gridchain.protocol.errors import GridchainError
 
 log = structlog.get_logger("meterbridge.modbus")
 

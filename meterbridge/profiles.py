@@ -29,7 +29,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from protocol.errors import GridchainError
+from gridchain.protocol.errors import GridchainError
 
 #: Modbus allows at most 125 registers in one read (function codes 3 and 4).
 MAX_REGISTERS_PER_READ = 125
@@ -133,7 +133,7 @@ class Measurement:
 
 
 def builtin_profile_names() -> list[str]:
-    root = resources.files("meterbridge") / "profiles"
+    root = resources.files("gridchain.meterbridge") / "profiles"
     return sorted(p.name.removesuffix(".toml") for p in root.iterdir() if p.name.endswith(".toml"))
 
 
@@ -150,7 +150,7 @@ def load_profile(name: str, extra_dirs: Sequence[Path] = ()) -> Profile:
         path = directory / f"{name}.toml"
         if path.is_file():
             return parse_profile(path.read_text(encoding="utf-8"), str(path))
-    resource = resources.files("meterbridge") / "profiles" / f"{name}.toml"
+    resource = resources.files("gridchain.meterbridge") / "profiles" / f"{name}.toml"
     if not resource.is_file():
         known = ", ".join(builtin_profile_names())
         raise ProfileError(f"no meter profile {name!r} (built in: {known})")

@@ -35,8 +35,8 @@ from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from meterbridge.loaddata import MIDRISE_WEEKDAY_KW_CSV
-from meterbridge.profiles import Profile, encode_quantity, load_profile
+from gridchain.meterbridge.loaddata import MIDRISE_WEEKDAY_KW_CSV
+from gridchain.meterbridge.profiles import Profile, encode_quantity, load_profile
 
 Kind = Literal["pv", "load", "ev", "battery", "net"]
 KINDS: tuple[Kind, ...] = ("pv", "load", "ev", "battery", "net")

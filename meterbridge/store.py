@@ -25,9 +25,9 @@ from typing import Any
 
 import plyvel
 
-from protocol.encoding import decode
-from protocol.meter import SignedReading
-from protocol.tx import Transaction, decode_tx
+from gridchain.protocol.encoding import decode
+from gridchain.protocol.meter import SignedReading
+from gridchain.protocol.tx import Transaction, decode_tx
 
 CHAIN_ID = b"M:chain_id"
 READING = b"R:"

@@ -17,9 +17,9 @@ from typing import Any
 import structlog
 from aiohttp import WSMsgType, web
 
-from market.accounts import get_account, get_participant
-from market.book import BUY, SELL
-from market.cd_requests import (
+from gridchain.market.accounts import get_account, get_participant
+from gridchain.market.book import BUY, SELL
+from gridchain.market.cd_requests import (
     CD_RECORD_PREFIX,
     CDRecord,
     CDStatus,
@@ -27,20 +27,20 @@ from market.cd_requests import (
     get_request,
     open_requests,
 )
-from market.cd_schedule import Decision, get_decision, latest_decisions
-from market.meters import get_meter, readings_from
-from market.orders import (
+from gridchain.market.cd_schedule import Decision, get_decision, latest_decisions
+from gridchain.market.meters import get_meter, readings_from
+from gridchain.market.orders import (
     OrderStatus,
     book_levels,
     contracts,
     get_order,
     orders_of,
 )
-from market.pool import sdr_prices
-from market.settlement import receipts
-from node.openapi import openapi_document
-from node.runtime import Node
-from node.views import (
+from gridchain.market.pool import sdr_prices
+from gridchain.market.settlement import receipts
+from gridchain.node.openapi import openapi_document
+from gridchain.node.runtime import Node
+from gridchain.node.views import (
     cd_view,
     committed_view,
     contract_view,
@@ -52,10 +52,10 @@ from node.views import (
     receipt_view,
     tx_view,
 )
-from protocol.address import format_address, parse_address
-from protocol.encoding import decode
-from protocol.errors import DecodeError, GridchainError
-from protocol.tx import MARKET_BY_LABEL, Market, decode_tx
+from gridchain.protocol.address import format_address, parse_address
+from gridchain.protocol.encoding import decode
+from gridchain.protocol.errors import DecodeError, GridchainError
+from gridchain.protocol.tx import MARKET_BY_LABEL, Market, decode_tx
 
 NODE_KEY = web.AppKey("node", Node)
 log = structlog.get_logger("gridchain.api")

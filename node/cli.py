@@ -8,7 +8,7 @@ from typing import Any
 
 
 def _run(args: argparse.Namespace) -> int:
-    from node.server import run_node  # noqa: PLC0415 - keep `gridchain --help` fast
+    from gridchain.node.server import run_node  # noqa: PLC0415 - keep `gridchain --help` fast
 
     return run_node(Path(args.config))
 

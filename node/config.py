@@ -20,9 +20,9 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from genesis.schema import describe_validation_error
-from protocol.crypto import SigningKey
-from protocol.errors import BadKeyError, GridchainError
+from gridchain.genesis.schema import describe_validation_error
+from gridchain.protocol.crypto import SigningKey
+from gridchain.protocol.errors import BadKeyError, GridchainError
 
 Port = Annotated[int, Field(ge=0, le=65535)]
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from market.app import Application, BlockContext
-from market.errors import ApplicationError
-from market.state import MerkleState, Overlay
-from protocol.errors import GridchainError
-from protocol.tx import Transaction
+from gridchain.market.app import Application, BlockContext
+from gridchain.market.errors import ApplicationError
+from gridchain.market.state import MerkleState, Overlay
+from gridchain.protocol.errors import GridchainError
+from gridchain.protocol.tx import Transaction
 
 
 class MempoolError(GridchainError):

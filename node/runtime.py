@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from consensus.engine import (
+from gridchain.consensus.engine import (
     Action,
     Broadcast,
     ChainHead,
@@ -31,19 +31,19 @@ from consensus.engine import (
     SyncTo,
     ValidateBlock,
 )
-from consensus.solo import SoloEngine
-from genesis.schema import Genesis, parse_genesis
-from market.app import Application, BlockContext, Execution
-from market.cd_schedule import Decision
-from market.errors import BlockRejectedError
-from market.orders import MarketEvent, OrderEvent
-from market.pending import PendingChain
-from market.state import MerkleState
-from node.config import ConfigError, NodeConfig
-from node.mempool import Mempool
-from node.metrics import NodeMetrics
-from node.store import Store
-from protocol.block import (
+from gridchain.consensus.solo import SoloEngine
+from gridchain.genesis.schema import Genesis, parse_genesis
+from gridchain.market.app import Application, BlockContext, Execution
+from gridchain.market.cd_schedule import Decision
+from gridchain.market.errors import BlockRejectedError
+from gridchain.market.orders import MarketEvent, OrderEvent
+from gridchain.market.pending import PendingChain
+from gridchain.market.state import MerkleState
+from gridchain.node.config import ConfigError, NodeConfig
+from gridchain.node.mempool import Mempool
+from gridchain.node.metrics import NodeMetrics
+from gridchain.node.store import Store
+from gridchain.protocol.block import (
     MAX_BLOCK_BYTES,
     Block,
     BlockHeader,
@@ -54,9 +54,9 @@ from protocol.block import (
     schedule_root,
     tx_root,
 )
-from protocol.crypto import SigningKey
-from protocol.errors import DecodeError, GridchainError, SignatureError
-from protocol.tx import Transaction, decode_tx
+from gridchain.protocol.crypto import SigningKey
+from gridchain.protocol.errors import DecodeError, GridchainError, SignatureError
+from gridchain.protocol.tx import Transaction, decode_tx
 
 #: How far ahead of this node's clock a block's timestamp may be (clocks of peer devices drift).
 MAX_FUTURE_DRIFT_MS = 10_000
@@ -125,7 +125,7 @@ def make_engine(genesis: Genesis, key: SigningKey) -> Engine:
     if key.public_key not in genesis.validator_keys():
         raise ConfigError("node.private_key is not the key of any genesis validator")
     if engine == "pbft":
-        from consensus.pbft import PbftEngine  # noqa: PLC0415 - only validators running PBFT
+        from gridchain.consensus.pbft import PbftEngine  # noqa: PLC0415 - only validators running PBFT
 
         return PbftEngine(
             key,
@@ -136,7 +136,7 @@ def make_engine(genesis: Genesis, key: SigningKey) -> Engine:
         )
     params = genesis.consensus
     if engine == "pob":
-        from consensus.pob import PobEngine  # noqa: PLC0415 - only validators running PoB
+        from gridchain.consensus.pob import PobEngine  # noqa: PLC0415 - only validators running PoB
 
         return PobEngine(
             key,
@@ -147,7 +147,7 @@ def make_engine(genesis: Genesis, key: SigningKey) -> Engine:
             finality_depth=params.finality_depth,
         )
     if engine == "epob":
-        from consensus.epob import EpobEngine  # noqa: PLC0415 - only validators running ePoB
+        from gridchain.consensus.epob import EpobEngine  # noqa: PLC0415 - only validators running ePoB
 
         return EpobEngine(
             key,

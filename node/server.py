@@ -11,11 +11,11 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
-from node.api import build_app
-from node.config import NodeConfig, load_config
-from node.logs import configure_logging
-from node.p2p import PeerAddress, PeerNetwork
-from node.runtime import Node
+from gridchain.node.api import build_app
+from gridchain.node.config import NodeConfig, load_config
+from gridchain.node.logs import configure_logging
+from gridchain.node.p2p import PeerAddress, PeerNetwork
+from gridchain.node.runtime import Node
 
 
 class _MetricsObserver:

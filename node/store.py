@@ -14,9 +14,9 @@ from pathlib import Path
 
 import plyvel
 
-from node import store_schema as k
-from protocol.block import CommittedBlock, decode_committed
-from protocol.errors import GridchainError
+from gridchain.node import store_schema as k
+from gridchain.protocol.block import CommittedBlock, decode_committed
+from gridchain.protocol.errors import GridchainError
 
 
 class StoreError(GridchainError):

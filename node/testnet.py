@@ -25,17 +25,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from genesis.builder import build_genesis
-from genesis.cli import (
+from gridchain.genesis.builder import build_genesis
+from gridchain.genesis.cli import (
     BASE_API_PORT,
     BASE_P2P_PORT,
     DEFAULT_BRIDGE_INTERVAL_S,
     METER_SIM_PORT,
     write_bundle,
 )
-from protocol.crypto import SigningKey
-from protocol.errors import GridchainError
-from protocol.keystore import TESTNET_SCRYPT_N
+from gridchain.protocol.crypto import SigningKey
+from gridchain.protocol.errors import GridchainError
+from gridchain.protocol.keystore import TESTNET_SCRYPT_N
 
 STATE_FILE = "testnet.json"
 TESTNET_PASSWORD = "testnet"  # noqa: S105 - the documented throwaway testnet password

@@ -17,9 +17,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from genesis.cli import DEFAULT_BRIDGE_INTERVAL_S, METER_SIM_PORT
 from gridchain.cli import main as gridchain_main
-from node.testnet import (
+from gridchain.genesis.cli import DEFAULT_BRIDGE_INTERVAL_S, METER_SIM_PORT
+from gridchain.node.testnet import (
     BASE_API_PORT,
     BASE_P2P_PORT,
     TestnetError,

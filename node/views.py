@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from market.cd_requests import CDRecord, CDStatus, IntervalClock
-from market.cd_schedule import Decision
-from market.meters import METER_TYPE_LABELS, MeterRecord, StoredReading
-from market.orders import (
+from gridchain.market.cd_requests import CDRecord, CDStatus, IntervalClock
+from gridchain.market.cd_schedule import Decision
+from gridchain.market.meters import METER_TYPE_LABELS, MeterRecord, StoredReading
+from gridchain.market.orders import (
     Contract,
     ContractStatus,
     MarketEvent,
@@ -16,12 +16,12 @@ from market.orders import (
     TradeEvent,
     lock_for,
 )
-from market.settlement import DeliveryStatus, Metering, Receipt
-from protocol.address import address_of, format_address
-from protocol.block import Block, Certificate, CommittedBlock
-from protocol.encoding import to_jsonable
-from protocol.meter import MeterType, ReadingStatus
-from protocol.tx import CDKind, Device, Market, Side, Transaction
+from gridchain.market.settlement import DeliveryStatus, Metering, Receipt
+from gridchain.protocol.address import address_of, format_address
+from gridchain.protocol.block import Block, Certificate, CommittedBlock
+from gridchain.protocol.encoding import to_jsonable
+from gridchain.protocol.meter import MeterType, ReadingStatus
+from gridchain.protocol.tx import CDKind, Device, Market, Side, Transaction
 
 
 def tx_view(tx: Transaction) -> dict[str, Any]:

@@ -7,8 +7,8 @@ probability 1 - 2**-32, so a typo never sends money to an address nobody holds.
 
 from __future__ import annotations
 
-from protocol.crypto import PUBLIC_KEY_BYTES, sha256
-from protocol.errors import AddressChecksumError, AddressError
+from gridchain.protocol.crypto import PUBLIC_KEY_BYTES, sha256
+from gridchain.protocol.errors import AddressChecksumError, AddressError
 
 ADDRESS_BYTES = 20
 PREFIX = "gc1"

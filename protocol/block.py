@@ -16,11 +16,21 @@ from collections.abc import Collection, Container
 from dataclasses import dataclass
 from typing import Annotated
 
-from protocol.crypto import Domain, SigningKey, sha256, verify
-from protocol.encoding import I64, U8, U64, Bytes32, Bytes64, Record, Size, decode, register
-from protocol.errors import SignatureError, ValidationError
-from protocol.merkle import merkle_root
-from protocol.tx import Transaction
+from gridchain.protocol.crypto import Domain, SigningKey, sha256, verify
+from gridchain.protocol.encoding import (
+    I64,
+    U8,
+    U64,
+    Bytes32,
+    Bytes64,
+    Record,
+    Size,
+    decode,
+    register,
+)
+from gridchain.protocol.errors import SignatureError, ValidationError
+from gridchain.protocol.merkle import merkle_root
+from gridchain.protocol.tx import Transaction
 
 MAX_BLOCK_TXS = 10_000
 MAX_BLOCK_BYTES = 8 * 1024 * 1024

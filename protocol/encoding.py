@@ -30,7 +30,7 @@ from typing import Annotated, Any, ClassVar, TypeVar, cast
 
 import msgpack
 
-from protocol.errors import (
+from gridchain.protocol.errors import (
     FieldCountError,
     FieldTypeError,
     FieldValueError,

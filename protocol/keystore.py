@@ -18,9 +18,9 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from protocol.address import address_of, format_address
-from protocol.crypto import SigningKey
-from protocol.errors import GridchainError
+from gridchain.protocol.address import address_of, format_address
+from gridchain.protocol.crypto import SigningKey
+from gridchain.protocol.errors import GridchainError
 
 KEYSTORE_VERSION = 1
 DEFAULT_SCRYPT_N = 2**15

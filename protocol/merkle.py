@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from protocol.crypto import sha256
+from gridchain.protocol.crypto import sha256
 
 EMPTY_ROOT = sha256(b"")
 

@@ -14,8 +14,8 @@ import enum
 from dataclasses import dataclass
 from typing import Annotated
 
-from protocol.crypto import Domain, SigningKey, require_valid, sha256
-from protocol.encoding import I64, U8, U32, U64, Bytes32, Bytes64, Record, Size, register
+from gridchain.protocol.crypto import Domain, SigningKey, require_valid, sha256
+from gridchain.protocol.encoding import I64, U8, U32, U64, Bytes32, Bytes64, Record, Size, register
 
 MeterId = Annotated[str, Size(1, 64)]
 #: Hash a meter's first record names as its predecessor.

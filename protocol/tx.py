@@ -15,9 +15,9 @@ from enum import IntEnum
 from functools import cached_property
 from typing import Annotated
 
-from protocol.address import address_of
-from protocol.crypto import Domain, SigningKey, require_valid, sha256
-from protocol.encoding import (
+from gridchain.protocol.address import address_of
+from gridchain.protocol.crypto import Domain, SigningKey, require_valid, sha256
+from gridchain.protocol.encoding import (
     U8,
     U64,
     Bytes20,
@@ -30,7 +30,7 @@ from protocol.encoding import (
     encode,
     register,
 )
-from protocol.meter import MeterId, Readings
+from gridchain.protocol.meter import MeterId, Readings
 
 #: The largest encoded transaction a node accepts (a MeterReadings batch is the largest kind).
 MAX_TX_BYTES = 64 * 1024

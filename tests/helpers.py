@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from genesis.builder import GenesisBundle, NamedKey, build_genesis
-from market.accounts import ACCOUNT_PREFIX, Account, get_account
-from market.app import Application, BlockContext
-from market.state import MerkleState, StateReader
-from protocol.address import address_of
-from protocol.block import (
+from gridchain.genesis.builder import GenesisBundle, NamedKey, build_genesis
+from gridchain.market.accounts import ACCOUNT_PREFIX, Account, get_account
+from gridchain.market.app import Application, BlockContext
+from gridchain.market.state import MerkleState, StateReader
+from gridchain.protocol.address import address_of
+from gridchain.protocol.block import (
     Block,
     BlockHeader,
     Certificate,
@@ -25,9 +25,17 @@ from protocol.block import (
     schedule_root,
     tx_root,
 )
-from protocol.crypto import SigningKey, sha256
-from protocol.encoding import decode
-from protocol.tx import Burn, Mint, RegisterParticipant, Transaction, Transfer, TxBody, sign_tx
+from gridchain.protocol.crypto import SigningKey, sha256
+from gridchain.protocol.encoding import decode
+from gridchain.protocol.tx import (
+    Burn,
+    Mint,
+    RegisterParticipant,
+    Transaction,
+    Transfer,
+    TxBody,
+    sign_tx,
+)
 
 #: 2024-01-01T00:00:00Z: every test chain starts here unless a test says otherwise.
 GENESIS_TIME_MS = 1_704_067_200_000

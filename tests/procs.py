@@ -21,13 +21,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from genesis.builder import GenesisBundle, build_genesis
-from genesis.cli import write_bundle
-from genesis.schema import parse_genesis
-from protocol.address import parse_address
-from protocol.crypto import SigningKey
-from protocol.keystore import TESTNET_SCRYPT_N
-from protocol.tx import Transaction, Transfer, sign_tx
+from gridchain.genesis.builder import GenesisBundle, build_genesis
+from gridchain.genesis.cli import write_bundle
+from gridchain.genesis.schema import parse_genesis
+from gridchain.protocol.address import parse_address
+from gridchain.protocol.crypto import SigningKey
+from gridchain.protocol.keystore import TESTNET_SCRYPT_N
+from gridchain.protocol.tx import Transaction, Transfer, sign_tx
 
 PASSWORD = "integration-password"
 REPO = Path(__file__).resolve().parent.parent

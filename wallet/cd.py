@@ -22,9 +22,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from protocol.crypto import HASH_BYTES
-from protocol.tx import CD_KIND_BY_LABEL, DEVICE_BY_LABEL, CDRequest
-from wallet.cli import (
+from gridchain.protocol.crypto import HASH_BYTES
+from gridchain.protocol.tx import CD_KIND_BY_LABEL, DEVICE_BY_LABEL, CDRequest
+from gridchain.wallet.cli import (
     DEFAULT_COMMIT_TIMEOUT_S,
     WalletArgumentError,
     _emit,
@@ -34,9 +34,15 @@ from wallet.cli import (
     format_table,
     sign_and_submit,
 )
-from wallet.client import NodeClient, NodeResponseError, _Fields, _with_query, resolve_node_url
-from wallet.keystore_file import keystore_address, read_keystore
-from wallet.trading import _open_key, _tx_rows, iso_ms, parse_time_ms
+from gridchain.wallet.client import (
+    NodeClient,
+    NodeResponseError,
+    _Fields,
+    _with_query,
+    resolve_node_url,
+)
+from gridchain.wallet.keystore_file import keystore_address, read_keystore
+from gridchain.wallet.trading import _open_key, _tx_rows, iso_ms, parse_time_ms
 
 #: The devices that take C&D requests (the chain refuses the others).
 CD_DEVICES = ("EV", "Battery")

@@ -26,12 +26,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from protocol.address import format_address, parse_address
-from protocol.crypto import SigningKey
-from protocol.errors import GridchainError
-from protocol.keystore import open_keystore, seal
-from protocol.tx import Transfer, TxBody, sign_tx
-from wallet.client import (
+from gridchain.protocol.address import format_address, parse_address
+from gridchain.protocol.crypto import SigningKey
+from gridchain.protocol.errors import GridchainError
+from gridchain.protocol.keystore import open_keystore, seal
+from gridchain.protocol.tx import Transfer, TxBody, sign_tx
+from gridchain.wallet.client import (
     AccountInfo,
     CommitTimeoutError,
     NodeClient,
@@ -39,15 +39,15 @@ from wallet.client import (
     NodeResponseError,
     resolve_node_url,
 )
-from wallet.keystore_file import (
+from gridchain.wallet.keystore_file import (
     WalletExistsError,
     default_wallet_path,
     keystore_address,
     read_keystore,
     write_keystore,
 )
-from wallet.password import read_password
-from wallet.units import AmountError, format_credits, parse_credits
+from gridchain.wallet.password import read_password
+from gridchain.wallet.units import AmountError, format_credits, parse_credits
 
 DEFAULT_COMMIT_TIMEOUT_S = 30.0
 #: protocol.tx.Memo's bound, checked here so the user sees a sentence, not an encoder error.
@@ -161,12 +161,12 @@ def register(
     transfer.set_defaults(handler=cmd_transfer)
 
     # The market commands live in wallet.trading, which builds on this module's helpers.
-    from wallet.trading import add_commands  # noqa: PLC0415 - wallet.trading imports this module
+    from gridchain.wallet.trading import add_commands  # noqa: PLC0415 - wallet.trading imports this module
 
     add_commands(actions, common)
 
     # The C&D requests and the schedule (wallet.cd, built on wallet.trading's helpers).
-    from wallet.cd import add_commands as add_cd_commands  # noqa: PLC0415 - imports this module
+    from gridchain.wallet.cd import add_commands as add_cd_commands  # noqa: PLC0415 - imports this module
 
     add_cd_commands(actions, common)
 

@@ -30,9 +30,9 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from protocol.crypto import CHAIN_ID_BYTES, HASH_BYTES
-from protocol.errors import GridchainError
-from protocol.tx import Transaction
+from gridchain.protocol.crypto import CHAIN_ID_BYTES, HASH_BYTES
+from gridchain.protocol.errors import GridchainError
+from gridchain.protocol.tx import Transaction
 
 NODE_ENV = "GRIDCHAIN_NODE"
 DEFAULT_NODE_URL = "http://127.0.0.1:8700"

@@ -24,8 +24,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from protocol.address import address_of, format_address, parse_address
-from protocol.errors import GridchainError
+from gridchain.protocol.address import address_of, format_address, parse_address
+from gridchain.protocol.errors import GridchainError
 
 WALLET_ENV = "GRIDCHAIN_WALLET"
 DEFAULT_WALLET = Path("~/.gridchain/wallet.json")

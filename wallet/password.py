@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 
-from protocol.errors import GridchainError
+from gridchain.protocol.errors import GridchainError
 
 PASSWORD_ENV = "GRIDCHAIN_PASSWORD"  # noqa: S105 - the variable's name, not a password
 

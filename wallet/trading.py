@@ -17,10 +17,10 @@ import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
-from protocol.crypto import SigningKey
-from protocol.errors import GridchainError
-from protocol.keystore import open_keystore
-from protocol.tx import (
+from gridchain.protocol.crypto import SigningKey
+from gridchain.protocol.errors import GridchainError
+from gridchain.protocol.keystore import open_keystore
+from gridchain.protocol.tx import (
     DEVICE_BY_LABEL,
     MARKET_BY_LABEL,
     SIDE_BY_LABEL,
@@ -29,7 +29,7 @@ from protocol.tx import (
     PlaceOrder,
     TxBody,
 )
-from wallet.cli import (
+from gridchain.wallet.cli import (
     DEFAULT_COMMIT_TIMEOUT_S,
     WalletArgumentError,
     _emit,
@@ -40,7 +40,7 @@ from wallet.cli import (
     format_table,
     sign_and_submit,
 )
-from wallet.client import (
+from gridchain.wallet.client import (
     BookInfo,
     MarketInfo,
     NodeClient,
@@ -49,9 +49,9 @@ from wallet.client import (
     TradeInfo,
     resolve_node_url,
 )
-from wallet.keystore_file import keystore_address, read_keystore
-from wallet.password import read_password
-from wallet.units import (
+from gridchain.wallet.keystore_file import keystore_address, read_keystore
+from gridchain.wallet.password import read_password
+from gridchain.wallet.units import (
     format_credits,
     format_energy,
     format_price,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation, localcontext
 
-from protocol.errors import GridchainError
+from gridchain.protocol.errors import GridchainError
 
 MC_PER_CREDIT = 1000
 DECIMALS = 3

@@ -4,9 +4,15 @@ See consensus/epob/engine.py for the protocol as implemented (two vote steps wit
 quorum options and why the source's majority quorum is safe against crashes only).
 """
 
-from consensus.epob.engine import EpobConfigError, EpobEngine, Verifier, quorum_size, tie_break
-from consensus.epob.guard import DoubleSignError, PersistedStateError, SigningGuard
-from consensus.epob.messages import (
+from gridchain.consensus.epob.engine import (
+    EpobConfigError,
+    EpobEngine,
+    Verifier,
+    quorum_size,
+    tie_break,
+)
+from gridchain.consensus.epob.guard import DoubleSignError, PersistedStateError, SigningGuard
+from gridchain.consensus.epob.messages import (
     Decision,
     LockRecord,
     Precommit,

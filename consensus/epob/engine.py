@@ -85,7 +85,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from consensus.engine import (
+from gridchain.consensus.engine import (
     Action,
     Broadcast,
     ChainHead,
@@ -99,7 +99,7 @@ from consensus.engine import (
     ValidateBlock,
     run_steps,
 )
-from consensus.epob.guard import (
+from gridchain.consensus.epob.guard import (
     LAST_COMMIT_KEY,
     LOCK_KEY,
     PREVOTE_KEY,
@@ -107,7 +107,7 @@ from consensus.epob.guard import (
     SigningGuard,
     restore,
 )
-from consensus.epob.messages import (
+from gridchain.consensus.epob.messages import (
     Decision,
     LockRecord,
     Precommit,
@@ -119,10 +119,10 @@ from consensus.epob.messages import (
     make_prevote,
     make_proposal,
 )
-from protocol.block import Block, BlockHeader, Certificate, Vote, VoteSignature, VoteStep
-from protocol.crypto import PUBLIC_KEY_BYTES, Domain, SigningKey, sha256, verify
-from protocol.encoding import Record
-from protocol.errors import DecodeError, GridchainError
+from gridchain.protocol.block import Block, BlockHeader, Certificate, Vote, VoteSignature, VoteStep
+from gridchain.protocol.crypto import PUBLIC_KEY_BYTES, Domain, SigningKey, sha256, verify
+from gridchain.protocol.encoding import Record
+from gridchain.protocol.errors import DecodeError, GridchainError
 
 #: protocol.crypto.verify's signature; the simulator passes a cached one.
 Verifier = Callable[[bytes, bytes, Domain, bytes, bytes], bool]

@@ -24,9 +24,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from consensus.epob.messages import LockRecord, ProposalClaim, decode_record
-from protocol.block import Certificate, Vote, VoteStep
-from protocol.errors import DecodeError, GridchainError
+from gridchain.consensus.epob.messages import LockRecord, ProposalClaim, decode_record
+from gridchain.protocol.block import Certificate, Vote, VoteStep
+from gridchain.protocol.errors import DecodeError, GridchainError
 
 PREFIX: Final = b"epob/"
 PROPOSAL_KEY: Final = PREFIX + b"proposal"

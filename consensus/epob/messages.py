@@ -22,10 +22,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, TypeVar, cast
 
-from protocol.block import MAX_BLOCK_BYTES, Block, Certificate, Vote, VoteSignature, VoteStep
-from protocol.crypto import Domain, SigningKey
-from protocol.encoding import U64, Bytes32, Record, decode, decode_one_of, register
-from protocol.errors import FieldValueError
+from gridchain.protocol.block import (
+    MAX_BLOCK_BYTES,
+    Block,
+    Certificate,
+    Vote,
+    VoteSignature,
+    VoteStep,
+)
+from gridchain.protocol.crypto import Domain, SigningKey
+from gridchain.protocol.encoding import U64, Bytes32, Record, decode, decode_one_of, register
+from gridchain.protocol.errors import FieldValueError
 
 R = TypeVar("R", bound=Record)
 

@@ -4,9 +4,9 @@ See consensus/pbft/engine.py for the protocol as implemented and docs/adr/0007-p
 decisions behind it.
 """
 
-from consensus.pbft.engine import PbftEngine, Verifier
-from consensus.pbft.guard import DoubleSignError, PersistedStateError, SigningGuard
-from consensus.pbft.messages import (
+from gridchain.consensus.pbft.engine import PbftEngine, Verifier
+from gridchain.consensus.pbft.guard import DoubleSignError, PersistedStateError, SigningGuard
+from gridchain.consensus.pbft.messages import (
     Checkpoint,
     Commit,
     Decision,
@@ -16,8 +16,8 @@ from consensus.pbft.messages import (
     ViewChange,
     decode_message,
 )
-from consensus.pbft.quorum import PbftConfigError, ValidatorSet
-from consensus.pbft.viewchange import NewViewError, check_new_view
+from gridchain.consensus.pbft.quorum import PbftConfigError, ValidatorSet
+from gridchain.consensus.pbft.viewchange import NewViewError, check_new_view
 
 __all__ = [
     "Checkpoint",

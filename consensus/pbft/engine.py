@@ -35,7 +35,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from consensus.engine import (
+from gridchain.consensus.engine import (
     Action,
     Broadcast,
     ChainHead,
@@ -49,7 +49,7 @@ from consensus.engine import (
     ValidateBlock,
     run_steps,
 )
-from consensus.pbft.guard import (
+from gridchain.consensus.pbft.guard import (
     LAST_COMMIT_KEY,
     PREPARE_KEY,
     PREPARED_KEY,
@@ -59,8 +59,8 @@ from consensus.pbft.guard import (
     restore,
     view_record,
 )
-from consensus.pbft.log import HeightLog
-from consensus.pbft.messages import (
+from gridchain.consensus.pbft.log import HeightLog
+from gridchain.consensus.pbft.messages import (
     Checkpoint,
     Commit,
     Decision,
@@ -76,18 +76,18 @@ from consensus.pbft.messages import (
     make_prepare,
     make_view_change,
 )
-from consensus.pbft.quorum import PbftConfigError, ValidatorSet
-from consensus.pbft.viewchange import (
+from gridchain.consensus.pbft.quorum import PbftConfigError, ValidatorSet
+from gridchain.consensus.pbft.viewchange import (
     NewViewError,
     certificate_valid,
     check_new_view,
     highest_prepared,
     view_change_valid,
 )
-from protocol.block import Block, BlockHeader, Certificate, Vote, VoteSignature, VoteStep
-from protocol.crypto import Domain, SigningKey, verify
-from protocol.encoding import Record
-from protocol.errors import DecodeError
+from gridchain.protocol.block import Block, BlockHeader, Certificate, Vote, VoteSignature, VoteStep
+from gridchain.protocol.crypto import Domain, SigningKey, verify
+from gridchain.protocol.encoding import Record
+from gridchain.protocol.errors import DecodeError
 
 #: protocol.crypto.verify's signature; the simulator passes a cached one.
 Verifier = Callable[[bytes, bytes, Domain, bytes, bytes], bool]

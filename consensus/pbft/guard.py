@@ -28,9 +28,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from consensus.pbft.messages import PreparedRecord, ViewRecord, decode_record
-from protocol.block import Block, Certificate, Vote, VoteStep
-from protocol.errors import DecodeError, GridchainError
+from gridchain.consensus.pbft.messages import PreparedRecord, ViewRecord, decode_record
+from gridchain.protocol.block import Block, Certificate, Vote, VoteStep
+from gridchain.protocol.errors import DecodeError, GridchainError
 
 PREFIX: Final = b"pbft/"
 PREPARE_KEY: Final = PREFIX + b"prepare"

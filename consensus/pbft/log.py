@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from consensus.pbft.messages import NewView, PrePrepare, ViewChange
-from consensus.pbft.quorum import ValidatorSet
-from protocol.block import Block, Certificate, Vote, VoteSignature
-from protocol.encoding import Record
+from gridchain.consensus.pbft.messages import NewView, PrePrepare, ViewChange
+from gridchain.consensus.pbft.quorum import ValidatorSet
+from gridchain.protocol.block import Block, Certificate, Vote, VoteSignature
+from gridchain.protocol.encoding import Record
 
 
 @dataclass(slots=True)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from protocol.crypto import PUBLIC_KEY_BYTES
-from protocol.errors import GridchainError
+from gridchain.protocol.crypto import PUBLIC_KEY_BYTES
+from gridchain.protocol.errors import GridchainError
 
 
 class PbftConfigError(GridchainError):

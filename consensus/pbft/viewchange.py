@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from consensus.pbft.messages import NewView, ViewChange
-from consensus.pbft.quorum import ValidatorSet
-from protocol.block import Certificate, VoteSignature, VoteStep
-from protocol.encoding import Record
-from protocol.errors import GridchainError
+from gridchain.consensus.pbft.messages import NewView, ViewChange
+from gridchain.consensus.pbft.quorum import ValidatorSet
+from gridchain.protocol.block import Certificate, VoteSignature, VoteStep
+from gridchain.protocol.encoding import Record
+from gridchain.protocol.errors import GridchainError
 
 #: (signature, the signed record) -> whether it verifies; the engine passes a cached one.
 SignatureCheck = Callable[[VoteSignature, Record], bool]

@@ -3,7 +3,7 @@
 See consensus/pob/engine.py for the protocol as implemented and what it guarantees.
 """
 
-from consensus.pob.engine import (
+from gridchain.consensus.pob.engine import (
     GUARD_KEY,
     LOCK_KEY,
     DoubleSignError,
@@ -12,7 +12,7 @@ from consensus.pob.engine import (
     PobEngine,
     Verifier,
 )
-from consensus.pob.messages import (
+from gridchain.consensus.pob.messages import (
     Announce,
     BlockMessage,
     BlockRequest,
@@ -20,7 +20,7 @@ from consensus.pob.messages import (
     LockRecord,
     decode_message,
 )
-from consensus.pob.tree import BlockTree, tie_key
+from gridchain.consensus.pob.tree import BlockTree, tie_key
 
 __all__ = [
     "GUARD_KEY",

@@ -86,7 +86,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from consensus.engine import (
+from gridchain.consensus.engine import (
     Action,
     Broadcast,
     ChainHead,
@@ -99,7 +99,7 @@ from consensus.engine import (
     SyncTo,
     ValidateBlock,
 )
-from consensus.pob.messages import (
+from gridchain.consensus.pob.messages import (
     NO_BLOCK,
     Announce,
     BlockMessage,
@@ -113,11 +113,11 @@ from consensus.pob.messages import (
     make_announce,
     make_block_message,
 )
-from consensus.pob.tree import MIN_FINALITY_DEPTH, BlockTree, TreeBlock, tie_key
-from protocol.block import Block
-from protocol.crypto import Domain, SigningKey, verify
-from protocol.encoding import Record
-from protocol.errors import DecodeError, GridchainError
+from gridchain.consensus.pob.tree import MIN_FINALITY_DEPTH, BlockTree, TreeBlock, tie_key
+from gridchain.protocol.block import Block
+from gridchain.protocol.crypto import Domain, SigningKey, verify
+from gridchain.protocol.encoding import Record
+from gridchain.protocol.errors import DecodeError, GridchainError
 
 #: protocol.crypto.verify's signature; the simulator passes a cached one.
 Verifier = Callable[[bytes, bytes, Domain, bytes, bytes], bool]

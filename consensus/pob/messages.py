@@ -22,10 +22,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Final, cast
 
-from protocol.block import MAX_BLOCK_BYTES, Block, Certificate, Vote, VoteSignature, VoteStep
-from protocol.crypto import Domain, SigningKey
-from protocol.encoding import I64, U64, Bytes32, Record, Size, decode, decode_one_of, register
-from protocol.errors import FieldValueError
+from gridchain.protocol.block import (
+    MAX_BLOCK_BYTES,
+    Block,
+    Certificate,
+    Vote,
+    VoteSignature,
+    VoteStep,
+)
+from gridchain.protocol.crypto import Domain, SigningKey
+from gridchain.protocol.encoding import (
+    I64,
+    U64,
+    Bytes32,
+    Record,
+    Size,
+    decode,
+    decode_one_of,
+    register,
+)
+from gridchain.protocol.errors import FieldValueError
 
 #: A block message carries a whole block; the rest of a message is small.
 MAX_MESSAGE_BYTES: Final = MAX_BLOCK_BYTES + 64 * 1024

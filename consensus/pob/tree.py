@@ -13,8 +13,8 @@ from collections.abc import Container
 from dataclasses import dataclass
 from typing import Final
 
-from consensus.pob.messages import Announce, BlockMessage
-from protocol.crypto import sha256
+from gridchain.consensus.pob.messages import Announce, BlockMessage
+from gridchain.protocol.crypto import sha256
 
 #: Finality needs at least three notarized blocks of consecutive rounds (Streamlet's rule).
 MIN_FINALITY_DEPTH: Final = 3

@@ -15,9 +15,9 @@ library: no I/O, no clock, no global randomness.  The layers:
 
 from __future__ import annotations
 
-from market.scheduling.adbev import AdBEV
-from market.scheduling.base import Scheduler
-from market.scheduling.errors import (
+from gridchain.market.scheduling.adbev import AdBEV
+from gridchain.market.scheduling.base import Scheduler
+from gridchain.market.scheduling.errors import (
     DeadlineUnreachableError,
     EnergyExceededError,
     InfeasibleProblemError,
@@ -30,12 +30,12 @@ from market.scheduling.errors import (
     SchedulingError,
     SolverError,
 )
-from market.scheduling.genetic import Genetic
-from market.scheduling.heuristics import Conventional, Uncontrolled
-from market.scheduling.model import CDRequest, Kind, Scenario, Schedule
-from market.scheduling.optimal import Offline, Online, epob
-from market.scheduling.qp import Objective
-from market.scheduling.verify import benefit, check_schedule, net_load_w, ramp_cost_w2
+from gridchain.market.scheduling.genetic import Genetic
+from gridchain.market.scheduling.heuristics import Conventional, Uncontrolled
+from gridchain.market.scheduling.model import CDRequest, Kind, Scenario, Schedule
+from gridchain.market.scheduling.optimal import Offline, Online, epob
+from gridchain.market.scheduling.qp import Objective
+from gridchain.market.scheduling.verify import benefit, check_schedule, net_load_w, ramp_cost_w2
 
 #: The speed-up factor ePoB uses unless told otherwise; chosen from the bench's sweep of c
 #: (docs/scheduling.md): on the source's standard scenario any c > 1 made the load less flat.

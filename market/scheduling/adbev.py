@@ -38,14 +38,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from market.scheduling.base import (
+from gridchain.market.scheduling.base import (
     caps,
     peak_shave_level,
     to_schedule,
     valley_fill_level,
     zero_rates,
 )
-from market.scheduling.model import Kind, Scenario, Schedule
+from gridchain.market.scheduling.model import Kind, Scenario, Schedule
 
 PRICE_MIN_PENCE = 10
 PRICE_MAX_PENCE = 30

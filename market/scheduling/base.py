@@ -15,8 +15,8 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from market.scheduling.model import CDRequest, Kind, Scenario, Schedule
-from market.scheduling.verify import unit_cap
+from gridchain.market.scheduling.model import CDRequest, Kind, Scenario, Schedule
+from gridchain.market.scheduling.verify import unit_cap
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]

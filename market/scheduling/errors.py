@@ -9,7 +9,7 @@ into a schedule silently, because a wrong schedule in a block is worse than no p
 
 from __future__ import annotations
 
-from protocol.errors import GridchainError
+from gridchain.protocol.errors import GridchainError
 
 
 class SchedulingError(GridchainError):

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from market.scheduling.base import caps, to_schedule, zero_rates
-from market.scheduling.model import Kind, Scenario, Schedule
+from gridchain.market.scheduling.base import caps, to_schedule, zero_rates
+from gridchain.market.scheduling.model import Kind, Scenario, Schedule
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]

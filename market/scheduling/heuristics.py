@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from market.scheduling.base import caps, fill_in_order, to_schedule, zero_rates
-from market.scheduling.model import Kind, Scenario, Schedule
+from gridchain.market.scheduling.base import caps, fill_in_order, to_schedule, zero_rates
+from gridchain.market.scheduling.model import Kind, Scenario, Schedule
 
 
 @dataclass(frozen=True, slots=True)

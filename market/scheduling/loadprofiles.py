@@ -23,7 +23,7 @@ import enum
 
 import numpy as np
 
-from market.scheduling.errors import ScenarioError
+from gridchain.market.scheduling.errors import ScenarioError
 
 
 class DayType(enum.Enum):

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from market.scheduling.errors import ScenarioError
+from gridchain.market.scheduling.errors import ScenarioError
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from market.scheduling.errors import ScenarioError
+from gridchain.market.scheduling.errors import ScenarioError
 
 
 class Kind(enum.IntEnum):

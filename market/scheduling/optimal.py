@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from market.scheduling.base import (
+from gridchain.market.scheduling.base import (
     FloatArray,
     caps,
     edf_order,
@@ -44,9 +44,9 @@ from market.scheduling.base import (
     to_schedule,
     zero_rates,
 )
-from market.scheduling.errors import SchedulingError
-from market.scheduling.model import Kind, Scenario, Schedule
-from market.scheduling.qp import Objective, build_qp, solve_qp
+from gridchain.market.scheduling.errors import SchedulingError
+from gridchain.market.scheduling.model import Kind, Scenario, Schedule
+from gridchain.market.scheduling.qp import Objective, build_qp, solve_qp
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,8 +33,8 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from market.scheduling.errors import InfeasibleProblemError, SolverError
-from market.scheduling.model import CDRequest, Kind
+from gridchain.market.scheduling.errors import InfeasibleProblemError, SolverError
+from gridchain.market.scheduling.model import CDRequest, Kind
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from market.scheduling.errors import ScenarioError
-from market.scheduling.loadprofiles import DayType, base_load_w
-from market.scheduling.model import CDRequest, Kind, Scenario
+from gridchain.market.scheduling.errors import ScenarioError
+from gridchain.market.scheduling.loadprofiles import DayType, base_load_w
+from gridchain.market.scheduling.model import CDRequest, Kind, Scenario
 
 DAY_MINUTES = 1440
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from market.scheduling.errors import (
+from gridchain.market.scheduling.errors import (
     DeadlineUnreachableError,
     EnergyExceededError,
     NegativeRateError,
@@ -22,7 +22,7 @@ from market.scheduling.errors import (
     RateOutsideWindowError,
     ScheduleShapeError,
 )
-from market.scheduling.model import CDRequest, Kind
+from gridchain.market.scheduling.model import CDRequest, Kind
 
 #: The benefit is ``BENEFIT_SCALE // (1 + ramp cost in W^2)``: a reciprocal as in the source's
 #: ePoB (lambda is the reciprocal of the objective), scaled so that integer division keeps about

@@ -1,6 +1,6 @@
 """The peer network: authenticated links between genesis validators (ADR 0008)."""
 
-from node.p2p.errors import (
+from gridchain.node.p2p.errors import (
     BadHandshakeSignatureError,
     BannedPeerError,
     ChainMismatchError,
@@ -16,7 +16,7 @@ from node.p2p.errors import (
     UnexpectedPeerError,
     UnknownPeerError,
 )
-from node.p2p.network import (
+from gridchain.node.p2p.network import (
     MISBEHAVIOUR_ERRORS,
     NetworkHandler,
     NetworkObserver,

@@ -8,7 +8,7 @@ back here as :class:`PeerRefusedError` carrying the remote's code.
 
 from __future__ import annotations
 
-from protocol.errors import GridchainError
+from gridchain.protocol.errors import GridchainError
 
 
 class P2PError(GridchainError):

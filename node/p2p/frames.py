@@ -16,9 +16,9 @@ import struct
 from dataclasses import dataclass
 from typing import Annotated, Final, cast
 
-from node.p2p.errors import LinkClosedError
-from protocol.block import MAX_BLOCK_BYTES
-from protocol.encoding import (
+from gridchain.node.p2p.errors import LinkClosedError
+from gridchain.protocol.block import MAX_BLOCK_BYTES
+from gridchain.protocol.encoding import (
     U32,
     U64,
     Bytes32,
@@ -29,8 +29,8 @@ from protocol.encoding import (
     decode_one_of,
     register,
 )
-from protocol.errors import MalformedError, OversizeError
-from protocol.tx import MAX_TX_BYTES
+from gridchain.protocol.errors import MalformedError, OversizeError
+from gridchain.protocol.tx import MAX_TX_BYTES
 
 #: Version of the frame set and handshake; a peer with another version is refused.
 PROTOCOL_VERSION: Final = 1

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from node.p2p.errors import (
+from gridchain.node.p2p.errors import (
     BadHandshakeSignatureError,
     ChainMismatchError,
     HandshakeError,
@@ -34,7 +34,7 @@ from node.p2p.errors import (
     SelfConnectionError,
     UnexpectedPeerError,
 )
-from node.p2p.frames import (
+from gridchain.node.p2p.frames import (
     HANDSHAKE_MAX_FRAME_BYTES,
     PROTOCOL_VERSION,
     Frame,
@@ -46,8 +46,8 @@ from node.p2p.frames import (
     encode_frame,
     read_frame,
 )
-from protocol.crypto import Domain, SigningKey, verify
-from protocol.encoding import Record
+from gridchain.protocol.crypto import Domain, SigningKey, verify
+from gridchain.protocol.encoding import Record
 
 NONCE_BYTES = 32
 _REFUSE_FLUSH_S = 1.0

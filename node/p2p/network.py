@@ -28,8 +28,8 @@ from typing import Any, Final, Protocol
 
 import structlog
 
-from node.config import ConfigError, PeerEntry
-from node.p2p.errors import (
+from gridchain.node.config import ConfigError, PeerEntry
+from gridchain.node.p2p.errors import (
     BannedPeerError,
     FrameTooLargeError,
     HandshakeError,
@@ -38,7 +38,7 @@ from node.p2p.errors import (
     ProtocolViolationError,
     UnknownPeerError,
 )
-from node.p2p.frames import (
+from gridchain.node.p2p.frames import (
     BLOCKS_FRAME_OVERHEAD,
     LENGTH_PREFIX_BYTES,
     MAX_BLOCKS_PER_REQUEST,
@@ -55,18 +55,18 @@ from node.p2p.frames import (
     encode_frame,
     read_frame,
 )
-from node.p2p.handshake import Authenticated, handshake, linger_close
-from node.p2p.lru import SeenSet
-from protocol.block import MAX_BLOCK_BYTES, decode_committed
-from protocol.crypto import PUBLIC_KEY_BYTES, SigningKey, sha256
-from protocol.errors import (
+from gridchain.node.p2p.handshake import Authenticated, handshake, linger_close
+from gridchain.node.p2p.lru import SeenSet
+from gridchain.protocol.block import MAX_BLOCK_BYTES, decode_committed
+from gridchain.protocol.crypto import PUBLIC_KEY_BYTES, SigningKey, sha256
+from gridchain.protocol.errors import (
     BadKeyError,
     DecodeError,
     GridchainError,
     SignatureError,
     ValidationError,
 )
-from protocol.tx import MAX_TX_BYTES
+from gridchain.protocol.tx import MAX_TX_BYTES
 
 #: Handler refusals that only a faulty or malicious peer causes: the bytes themselves are bad,
 #: so an honest peer (which checks before it forwards) never sends them.

@@ -11,8 +11,8 @@ import json
 
 import pytest
 
-import bench.cluster
-from bench import cdday, consensus
+import gridchain.bench.cluster
+from gridchain.bench import cdday, consensus
 from tests.procs import free_port_block
 
 pytestmark = pytest.mark.integration
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(autouse=True)
 def _test_ports(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bench.cluster, "_base_port", free_port_block)
+    monkeypatch.setattr(gridchain.bench.cluster, "_base_port", free_port_block)
 
 
 def test_cdday_plays_a_tiny_day_and_compares_it(capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,10 +15,10 @@ import time
 
 import pytest
 
-from genesis.schema import parse_genesis
-from market.app import Application, BlockContext
-from market.state import MerkleState
-from node.store import Store
+from gridchain.genesis.schema import parse_genesis
+from gridchain.market.app import Application, BlockContext
+from gridchain.market.state import MerkleState
+from gridchain.node.store import Store
 from tests.procs import Chain, NodeProcess, http_get, node_for, submit, wait_committed
 
 pytestmark = pytest.mark.integration

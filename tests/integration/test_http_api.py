@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocol.address import format_address
-from protocol.crypto import SigningKey
-from protocol.tx import Transaction, Transfer, sign_tx
+from gridchain.protocol.address import format_address
+from gridchain.protocol.crypto import SigningKey
+from gridchain.protocol.tx import Transaction, Transfer, sign_tx
 from tests.procs import (
     Chain,
     NodeProcess,
@@ -202,10 +202,10 @@ def test_zz_bad_input_wrote_nothing(node: NodeProcess, chain: Chain) -> None:
 
 
 def test_openapi_covers_every_route(tmp_path: Path) -> None:
-    from node.api import build_app
-    from node.config import load_config
-    from node.openapi import openapi_document
-    from node.runtime import Node
+    from gridchain.node.api import build_app
+    from gridchain.node.config import load_config
+    from gridchain.node.openapi import openapi_document
+    from gridchain.node.runtime import Node
 
     chain = make_chain(tmp_path / "chain")
     node = Node(load_config(chain.config_path()))

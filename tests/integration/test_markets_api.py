@@ -15,8 +15,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from protocol.address import format_address
-from protocol.tx import PlaceOrder, Transaction, sign_tx
+from gridchain.protocol.address import format_address
+from gridchain.protocol.tx import PlaceOrder, Transaction, sign_tx
 from tests.procs import Chain, NodeProcess, http_get, make_chain, node_for, submit, wait_committed
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from node.p2p import (
+from gridchain.node.p2p import (
     BadHandshakeSignatureError,
     ChainMismatchError,
     LinkClosedError,
@@ -26,7 +26,7 @@ from node.p2p import (
     PeerNetwork,
     PeerRefusedError,
 )
-from node.p2p.frames import (
+from gridchain.node.p2p.frames import (
     HANDSHAKE_MAX_FRAME_BYTES,
     MIN_FRAME_BYTES,
     PROTOCOL_VERSION,
@@ -37,10 +37,17 @@ from node.p2p.frames import (
     encode_frame,
     read_frame,
 )
-from node.p2p.handshake import Authenticated, handshake, transcript_bytes
-from protocol.block import Block, BlockHeader, Certificate, CommittedBlock, Vote, VoteSignature
-from protocol.crypto import Domain, SigningKey, sha256
-from protocol.errors import DecodeError, GridchainError, SignatureError
+from gridchain.node.p2p.handshake import Authenticated, handshake, transcript_bytes
+from gridchain.protocol.block import (
+    Block,
+    BlockHeader,
+    Certificate,
+    CommittedBlock,
+    Vote,
+    VoteSignature,
+)
+from gridchain.protocol.crypto import Domain, SigningKey, sha256
+from gridchain.protocol.errors import DecodeError, GridchainError, SignatureError
 from tests.helpers import det_key
 from tests.procs import free_test_port as free_port
 

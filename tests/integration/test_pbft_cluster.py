@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from node.p2p import HandshakeError, PeerRefusedError
-from node.p2p.handshake import handshake
-from protocol.crypto import SigningKey
+from gridchain.node.p2p import HandshakeError, PeerRefusedError
+from gridchain.node.p2p.handshake import handshake
+from gridchain.protocol.crypto import SigningKey
 from tests.procs import (
     Chain,
     NodeProcess,

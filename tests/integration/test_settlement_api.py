@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from genesis.builder import GenesisBundle
-from protocol.address import format_address
-from protocol.crypto import SigningKey, sha256
-from protocol.meter import GENESIS_READING_HASH, ReadingRecord, sign_reading
-from protocol.tx import MeterReadings, PlaceOrder, Transaction, sign_tx
+from gridchain.genesis.builder import GenesisBundle
+from gridchain.protocol.address import format_address
+from gridchain.protocol.crypto import SigningKey, sha256
+from gridchain.protocol.meter import GENESIS_READING_HASH, ReadingRecord, sign_reading
+from gridchain.protocol.tx import MeterReadings, PlaceOrder, Transaction, sign_tx
 from tests.procs import (
     PASSWORD,
     http_get,

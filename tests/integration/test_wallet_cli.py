@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from protocol.address import format_address
+from gridchain.protocol.address import format_address
 from tests.procs import PASSWORD, REPO, Chain, NodeProcess, http_get
 from tests.procs import free_test_port as free_port
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from meterbridge.config import BridgeConfig
-from meterbridge.simulator import MeterSimulator, SimClock, household_meters
-from protocol.crypto import SigningKey
+from gridchain.meterbridge.config import BridgeConfig
+from gridchain.meterbridge.simulator import MeterSimulator, SimClock, household_meters
+from gridchain.protocol.crypto import SigningKey
 from tests.meterbridge.fakenode import FakeNode
 from tests.procs import free_test_port as free_port
 

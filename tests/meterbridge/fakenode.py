@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from protocol.address import address_of, format_address
-from protocol.crypto import sha256
-from protocol.errors import GridchainError
-from protocol.meter import SignedReading
-from protocol.tx import MeterReadings, Transaction, decode_tx
+from gridchain.protocol.address import address_of, format_address
+from gridchain.protocol.crypto import sha256
+from gridchain.protocol.errors import GridchainError
+from gridchain.protocol.meter import SignedReading
+from gridchain.protocol.tx import MeterReadings, Transaction, decode_tx
 
 
 @dataclass

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bench import meters
+from gridchain.bench import meters
 
 
 def test_bus_budget_matches_frame_sizes() -> None:

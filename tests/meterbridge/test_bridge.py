@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 from aiohttp import ClientSession, web
 
-from meterbridge.agent import make_app
-from meterbridge.bridge import Bridge, next_tick_ms
-from meterbridge.simulator import MeterSimulator
-from protocol.meter import GENESIS_READING_HASH, ReadingStatus, SignedReading
-from protocol.tx import MeterReadings, Transaction
+from gridchain.meterbridge.agent import make_app
+from gridchain.meterbridge.bridge import Bridge, next_tick_ms
+from gridchain.meterbridge.simulator import MeterSimulator
+from gridchain.protocol.meter import GENESIS_READING_HASH, ReadingStatus, SignedReading
+from gridchain.protocol.tx import MeterReadings, Transaction
+from gridchain.wallet.client import NodeUnreachableError
 from tests.meterbridge.conftest import INTERVAL_MS, METERS, T0_MS, MakeConfig
 from tests.meterbridge.fakenode import FakeNode
 from tests.procs import free_test_port as free_port
-from wallet.client import NodeUnreachableError
 
 
 def tcp_bus(port: int) -> dict[str, object]:

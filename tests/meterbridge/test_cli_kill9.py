@@ -17,8 +17,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from meterbridge.simulator import MeterSimulator
-from protocol.crypto import SigningKey
+from gridchain.meterbridge.simulator import MeterSimulator
+from gridchain.protocol.crypto import SigningKey
 from tests.meterbridge.fakenode import FakeNode
 from tests.meterbridge.test_bridge import assert_chain
 from tests.procs import free_test_port as free_port

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from meterbridge.config import ConfigError, SerialBus, load_config
-from protocol.crypto import SigningKey
-from protocol.keystore import TESTNET_SCRYPT_N, seal
+from gridchain.meterbridge.config import ConfigError, SerialBus, load_config
+from gridchain.protocol.crypto import SigningKey
+from gridchain.protocol.keystore import TESTNET_SCRYPT_N, seal
 
 BASE = """
 name = "peer-a"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from meterbridge.profiles import (
+from gridchain.meterbridge.profiles import (
     DecodeError,
     ProfileError,
     ReadBlock,

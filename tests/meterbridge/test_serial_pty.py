@@ -15,11 +15,11 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from meterbridge.config import SerialBus
-from meterbridge.metrics import BridgeMetrics
-from meterbridge.modbus import BusClient, MeterUnavailable
-from meterbridge.profiles import load_profile
-from meterbridge.simulator import MeterSimulator, SimClock, SimMeter
+from gridchain.meterbridge.config import SerialBus
+from gridchain.meterbridge.metrics import BridgeMetrics
+from gridchain.meterbridge.modbus import BusClient, MeterUnavailable
+from gridchain.meterbridge.profiles import load_profile
+from gridchain.meterbridge.simulator import MeterSimulator, SimClock, SimMeter
 from tests.meterbridge.conftest import T0_MS
 
 SOCAT = shutil.which("socat")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from meterbridge.profiles import decode, load_profile
-from meterbridge.simulator import Household, SimMeter, frame_seconds, household_with
+from gridchain.meterbridge.profiles import decode, load_profile
+from gridchain.meterbridge.simulator import Household, SimMeter, frame_seconds, household_with
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000

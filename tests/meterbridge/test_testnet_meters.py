@@ -10,12 +10,12 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from genesis.builder import SLAVES_PER_HOUSEHOLD, build_genesis
-from genesis.cli import write_bundle
-from meterbridge.config import load_config
-from meterbridge.simulator import household_meters, household_with
-from protocol.crypto import SigningKey
-from protocol.keystore import TESTNET_SCRYPT_N
+from gridchain.genesis.builder import SLAVES_PER_HOUSEHOLD, build_genesis
+from gridchain.genesis.cli import write_bundle
+from gridchain.meterbridge.config import load_config
+from gridchain.meterbridge.simulator import household_meters, household_with
+from gridchain.protocol.crypto import SigningKey
+from gridchain.protocol.keystore import TESTNET_SCRYPT_N
 
 
 def test_bridge_configs_match_genesis_meters_and_simulator(tmp_path: Path) -> None:

@@ -51,9 +51,9 @@ from typing import Any
 
 import msgpack
 
-import protocol.block
-import protocol.crypto
-from consensus.engine import (
+import gridchain.protocol.block
+import gridchain.protocol.crypto
+from gridchain.consensus.engine import (
     Action,
     Broadcast,
     ChainHead,
@@ -66,9 +66,9 @@ from consensus.engine import (
     SyncTo,
     ValidateBlock,
 )
-from consensus.pbft import PbftEngine
-from consensus.pbft.guard import PREPARE_KEY, PREPARED_KEY, VIEW_KEY
-from consensus.pbft.messages import (
+from gridchain.consensus.pbft import PbftEngine
+from gridchain.consensus.pbft.guard import PREPARE_KEY, PREPARED_KEY, VIEW_KEY
+from gridchain.consensus.pbft.messages import (
     Checkpoint,
     Commit,
     Decision,
@@ -85,12 +85,12 @@ from consensus.pbft.messages import (
     make_prepare,
     make_view_change,
 )
-from genesis.builder import GenesisBundle
-from market.accounts import get_account
-from market.app import Application, BlockContext, Execution
-from market.state import MerkleState
-from protocol.address import address_of
-from protocol.block import (
+from gridchain.genesis.builder import GenesisBundle
+from gridchain.market.accounts import get_account
+from gridchain.market.app import Application, BlockContext, Execution
+from gridchain.market.state import MerkleState
+from gridchain.protocol.address import address_of
+from gridchain.protocol.block import (
     Block,
     BlockHeader,
     Certificate,
@@ -102,10 +102,10 @@ from protocol.block import (
     schedule_root,
     tx_root,
 )
-from protocol.crypto import Domain, SigningKey, sha256
-from protocol.encoding import Record
-from protocol.errors import DecodeError, GridchainError
-from protocol.tx import Transaction, Transfer, TxBody, sign_tx
+from gridchain.protocol.crypto import Domain, SigningKey, sha256
+from gridchain.protocol.encoding import Record
+from gridchain.protocol.errors import DecodeError, GridchainError
+from gridchain.protocol.tx import Transaction, Transfer, TxBody, sign_tx
 from tests.helpers import GENESIS_TIME_MS, det_key, small_bundle
 
 BLOCK_INTERVAL_MS = 100
@@ -131,14 +131,14 @@ class SimFailure(AssertionError):  # noqa: N818 - it is a test failure, named as
 
 # --- signature cache --------------------------------------------------------------------------
 
-_real_verify = protocol.crypto.verify
+_real_verify = gridchain.protocol.crypto.verify
 _verified: dict[tuple[bytes, bytes, Domain, bytes, bytes], bool] = {}
 
 
 def cached_verify(
     public_key: bytes, signature: bytes, domain: Domain, chain_id: bytes, payload: bytes
 ) -> bool:
-    """protocol.crypto.verify, remembered by its exact inputs (it is a pure function)."""
+    """gridchain.protocol.crypto.verify, remembered by its exact inputs (it is a pure function)."""
     key = (public_key, signature, domain, chain_id, payload)
     known = _verified.get(key)
     if known is None:
@@ -152,13 +152,13 @@ def cached_verify(
 @contextmanager
 def cached_signatures() -> Iterator[None]:
     """Route protocol's signature checks (transactions, certificates) through the cache."""
-    saved = (protocol.crypto.verify, protocol.block.verify)  # type: ignore[attr-defined]
-    protocol.crypto.verify = cached_verify
-    protocol.block.verify = cached_verify  # type: ignore[attr-defined]
+    saved = (gridchain.protocol.crypto.verify, gridchain.protocol.block.verify)  # type: ignore[attr-defined]
+    gridchain.protocol.crypto.verify = cached_verify
+    gridchain.protocol.block.verify = cached_verify  # type: ignore[attr-defined]
     try:
         yield
     finally:
-        protocol.crypto.verify, protocol.block.verify = saved  # type: ignore[attr-defined]
+        gridchain.protocol.crypto.verify, gridchain.protocol.block.verify = saved  # type: ignore[attr-defined]
 
 
 # --- scenarios ------------------------------------------------------------------------------

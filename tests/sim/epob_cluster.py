@@ -67,11 +67,11 @@ from typing import Any
 
 import msgpack
 
-from consensus.engine import RequestProposal
-from consensus.epob import EpobEngine, quorum_size
-from consensus.epob.engine import Quorum
-from consensus.epob.guard import LOCK_KEY, PREVOTE_KEY, PROPOSAL_KEY
-from consensus.epob.messages import (
+from gridchain.consensus.engine import RequestProposal
+from gridchain.consensus.epob import EpobEngine, quorum_size
+from gridchain.consensus.epob.engine import Quorum
+from gridchain.consensus.epob.guard import LOCK_KEY, PREVOTE_KEY, PROPOSAL_KEY
+from gridchain.consensus.epob.messages import (
     Decision,
     LockRecord,
     Precommit,
@@ -83,12 +83,12 @@ from consensus.epob.messages import (
     make_prevote,
     make_proposal,
 )
-from genesis.schema import ChainScheduler
-from market.app import BlockContext
-from market.cd_schedule import BENEFIT_SCALE, base_load_at, due_interval, rate_bounds
-from market.errors import BenefitMismatchError
-from market.state import MerkleState
-from protocol.block import (
+from gridchain.genesis.schema import ChainScheduler
+from gridchain.market.app import BlockContext
+from gridchain.market.cd_schedule import BENEFIT_SCALE, base_load_at, due_interval, rate_bounds
+from gridchain.market.errors import BenefitMismatchError
+from gridchain.market.state import MerkleState
+from gridchain.protocol.block import (
     Block,
     BlockHeader,
     Certificate,
@@ -99,10 +99,10 @@ from protocol.block import (
     schedule_root,
     tx_root,
 )
-from protocol.crypto import Domain, sha256
-from protocol.encoding import Record
-from protocol.errors import GridchainError
-from protocol.tx import CDKind, CDRequest, Device, Transaction
+from gridchain.protocol.crypto import Domain, sha256
+from gridchain.protocol.encoding import Record
+from gridchain.protocol.errors import GridchainError
+from gridchain.protocol.tx import CDKind, CDRequest, Device, Transaction
 from tests.helpers import GENESIS_TIME_MS, small_bundle
 from tests.sim.cluster import (
     BLOCK_INTERVAL_MS,

@@ -51,13 +51,13 @@ import dataclasses
 import sys
 from functools import cache
 
-from consensus.engine import (
+from gridchain.consensus.engine import (
     ChainHead,
     ReportEvidence,
     RequestProposal,
 )
-from consensus.pob import GUARD_KEY, PobEngine
-from consensus.pob.messages import (
+from gridchain.consensus.pob import GUARD_KEY, PobEngine
+from gridchain.consensus.pob.messages import (
     NO_BLOCK,
     Announce,
     BlockMessage,
@@ -66,11 +66,11 @@ from consensus.pob.messages import (
     make_announce,
     make_block_message,
 )
-from genesis.schema import Genesis
-from market.accounts import get_account
-from market.app import BlockBuild, BlockContext, Execution
-from market.cd_requests import IntervalClock
-from market.cd_schedule import (
+from gridchain.genesis.schema import Genesis
+from gridchain.market.accounts import get_account
+from gridchain.market.app import BlockBuild, BlockContext, Execution
+from gridchain.market.cd_requests import IntervalClock
+from gridchain.market.cd_schedule import (
     BENEFIT_SCALE,
     DueInterval,
     base_load_at,
@@ -78,11 +78,11 @@ from market.cd_schedule import (
     rate_bounds,
     schedule_benefit,
 )
-from market.errors import BlockRejectedError
-from market.pending import PendingChain
-from market.state import Overlay, StateReader
-from protocol.address import address_of
-from protocol.block import (
+from gridchain.market.errors import BlockRejectedError
+from gridchain.market.pending import PendingChain
+from gridchain.market.state import Overlay, StateReader
+from gridchain.protocol.address import address_of
+from gridchain.protocol.block import (
     Block,
     BlockHeader,
     Certificate,
@@ -93,10 +93,10 @@ from protocol.block import (
     schedule_root,
     tx_root,
 )
-from protocol.crypto import SigningKey, sha256
-from protocol.encoding import Record
-from protocol.errors import GridchainError
-from protocol.tx import CDKind, CDRequest, Device, Transaction
+from gridchain.protocol.crypto import SigningKey, sha256
+from gridchain.protocol.encoding import Record
+from gridchain.protocol.errors import GridchainError
+from gridchain.protocol.tx import CDKind, CDRequest, Device, Transaction
 from tests.helpers import GENESIS_TIME_MS, small_bundle
 from tests.sim.cluster import (
     BLOCK_INTERVAL_MS,

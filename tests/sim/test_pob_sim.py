@@ -13,7 +13,7 @@ import dataclasses
 
 import pytest
 
-from consensus.pob.messages import make_announce
+from gridchain.consensus.pob.messages import make_announce
 from tests.sim.cluster import SimFailure
 from tests.sim.pob_cluster import (
     POB_SCENARIO_NAMES,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from genesis.builder import GenesisBundle
-from market.app import Application
-from market.state import MerkleState
+from gridchain.genesis.builder import GenesisBundle
+from gridchain.market.app import Application
+from gridchain.market.state import MerkleState
 from tests.helpers import small_bundle
 
 

@@ -16,17 +16,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from genesis.builder import GenesisBundle, NamedKey
-from genesis.schema import parse_genesis
-from market.accounts import (
+from gridchain.genesis.builder import GenesisBundle, NamedKey
+from gridchain.genesis.schema import parse_genesis
+from gridchain.market.accounts import (
     Account,
     get_account,
     get_participant,
     get_supply,
     put_account,
 )
-from market.app import MAX_SUPPLY_MC, Application
-from market.errors import (
+from gridchain.market.app import MAX_SUPPLY_MC, Application
+from gridchain.market.errors import (
     AlreadyRegisteredError,
     ApplicationError,
     InsufficientBalanceError,
@@ -38,9 +38,9 @@ from market.errors import (
     SupplyOverflowError,
     UnknownRecipientError,
 )
-from market.state import MerkleState, Overlay
-from protocol.errors import SignatureError
-from protocol.tx import Burn, Mint, Transaction, Transfer
+from gridchain.market.state import MerkleState, Overlay
+from gridchain.protocol.errors import SignatureError
+from gridchain.protocol.tx import Burn, Mint, Transaction, Transfer
 from tests.helpers import (
     addr,
     all_accounts,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from node.config import ConfigError, NodeConfig, load_config
+from gridchain.node.config import ConfigError, NodeConfig, load_config
 from tests.helpers import det_key
 
 KEY = det_key("config-test validator")

@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
-from genesis.builder import GenesisBundle
-from genesis.cli import OutputExistsError, write_bundle
-from genesis.schema import GenesisError, parse_genesis
-from node.config import load_config
-from protocol.address import address_of, format_address
-from protocol.keystore import TESTNET_SCRYPT_N, WrongPasswordError, open_keystore
+from gridchain.genesis.builder import GenesisBundle
+from gridchain.genesis.cli import OutputExistsError, write_bundle
+from gridchain.genesis.schema import GenesisError, parse_genesis
+from gridchain.node.config import load_config
+from gridchain.protocol.address import address_of, format_address
+from gridchain.protocol.keystore import TESTNET_SCRYPT_N, WrongPasswordError, open_keystore
 from tests.helpers import det_key, small_bundle
 
 Doc = dict[str, Any]

@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import pytest
 
-from genesis.builder import GenesisBundle, NamedKey
-from market.accounts import get_account
-from market.app import Application
-from market.errors import (
+from gridchain.genesis.builder import GenesisBundle, NamedKey
+from gridchain.market.accounts import get_account
+from gridchain.market.app import Application
+from gridchain.market.errors import (
     ApplicationError,
     InsufficientBalanceError,
     NonceGapError,
     ReplayedNonceError,
 )
-from market.state import MerkleState
-from node.mempool import DuplicateTxError, Mempool, MempoolFullError
-from protocol.errors import GridchainError, SignatureError
-from protocol.tx import Transaction, Transfer
+from gridchain.market.state import MerkleState
+from gridchain.node.mempool import DuplicateTxError, Mempool, MempoolFullError
+from gridchain.protocol.errors import GridchainError, SignatureError
+from gridchain.protocol.tx import Transaction, Transfer
 from tests.helpers import addr, block_context, burn, transfer
 
 START_MC = 1_000_000

@@ -11,10 +11,10 @@ import asyncio
 import msgpack
 import pytest
 
-from node.config import ConfigError
-from node.p2p import FrameTooLargeError, PeerAddress, PeerNetwork
-from node.p2p.errors import LinkClosedError
-from node.p2p.frames import (
+from gridchain.node.config import ConfigError
+from gridchain.node.p2p import FrameTooLargeError, PeerAddress, PeerNetwork
+from gridchain.node.p2p.errors import LinkClosedError
+from gridchain.node.p2p.frames import (
     HANDSHAKE_MAX_FRAME_BYTES,
     MAX_BLOCKS_PER_REQUEST,
     MIN_FRAME_BYTES,
@@ -32,17 +32,17 @@ from node.p2p.frames import (
     encode_frame,
     read_frame,
 )
-from node.p2p.handshake import transcript_bytes
-from node.p2p.lru import SeenSet
-from protocol.crypto import sha256
-from protocol.errors import (
+from gridchain.node.p2p.handshake import transcript_bytes
+from gridchain.node.p2p.lru import SeenSet
+from gridchain.protocol.crypto import sha256
+from gridchain.protocol.errors import (
     FieldValueError,
     MalformedError,
     NonCanonicalError,
     OversizeError,
     UnknownTypeError,
 )
-from protocol.tx import MAX_TX_BYTES
+from gridchain.protocol.tx import MAX_TX_BYTES
 from tests.helpers import det_key
 
 K1 = bytes(range(32))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import tomllib
@@ -9,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from genesis.cli import node_config_toml
+from gridchain.genesis.cli import node_config_toml
 from tests.helpers import small_bundle
 
 REPO = Path(__file__).resolve().parents[2]
+#: The root folders installed as gridchain.<name> (symbolic links in gridchain/).
+LINKED = ("protocol", "market", "consensus", "node", "genesis", "wallet", "meterbridge", "bench")
 
 
 @pytest.mark.skipif(
@@ -53,10 +56,49 @@ def test_compose_services_match_generated_validator_names() -> None:
 
 
 def test_dockerfile_copies_every_package() -> None:
+    """The image copies gridchain/ and every root folder its links point to."""
     packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
         "packages"
     ]["find"]["include"]
+    assert packages == ["gridchain*"]
     dockerfile = (REPO / "Dockerfile").read_text()
-    for pattern in packages:
-        name = pattern.rstrip("*")
+    assert "COPY gridchain ./gridchain" in dockerfile
+    for name in LINKED:
         assert f"COPY {name} ./{name}" in dockerfile, name
+
+
+def test_gridchain_links_every_root_package() -> None:
+    """gridchain.<name> is the root folder <name>: one copy of the code, one import name."""
+    found = {p.name for p in (REPO / "gridchain").iterdir() if p.is_symlink()}
+    assert found == set(LINKED)
+    for name in LINKED:
+        link = REPO / "gridchain" / name
+        assert link.resolve() == (REPO / name).resolve(), name
+        assert (REPO / name / "__init__.py").is_file(), name
+
+
+def test_no_module_imports_a_package_by_its_old_top_level_name() -> None:
+    """From the repository root ``import node`` would still work and load a second copy of every
+    module (two ``Block`` classes, two metric registries); only ``gridchain.node`` is allowed."""
+    offences: list[str] = []
+    sources = [p for p in REPO.rglob("*.py") if not _ignored(p)]
+    assert len(sources) > 150  # the scan really walks the tree
+    for path in sources:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in ast.walk(tree):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            offences.extend(
+                f"{path.relative_to(REPO)}:{node.lineno}: {name}"
+                for name in names
+                if name.split(".")[0] in LINKED
+            )
+    assert offences == []
+
+
+def _ignored(path: Path) -> bool:
+    parts = path.relative_to(REPO).parts
+    return parts[0] in {"gridchain", "build"} or any(p.startswith(".") for p in parts)

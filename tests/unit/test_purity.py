@@ -19,10 +19,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-#: The packages that must be pure, scanned recursively (market/scheduling/ included).
+#: The packages that must be pure, scanned recursively (market/scheduling/ included); each lives
+#: in the repository root and is installed as ``gridchain.<name>``.
 PURE_ROOTS = ("consensus", "market")
-#: First-party packages whose modules are followed when a pure module imports them.
-FOLLOWED = frozenset({"protocol", "genesis", "market", "consensus"})
+#: The one import name the project installs.
+PACKAGE = "gridchain"
+#: First-party packages whose modules are followed when a pure module imports them; every other
+#: module under ``gridchain`` (node, wallet, meterbridge, bench, the CLI) does I/O.
+FOLLOWED = frozenset(
+    {f"{PACKAGE}.{name}" for name in ("protocol", "genesis", "market", "consensus")}
+)
 #: Top-level modules that do I/O, read a clock or draw randomness.
 FORBIDDEN_MODULES = frozenset(
     {
@@ -63,13 +69,17 @@ FORBIDDEN_MODULES = frozenset(
         "getpass",
         "serial",
         "httpx",
-        # first-party layers that do I/O: a pure module may not reach into them at all
+        # the tests; and the names first-party packages had before they moved under gridchain
+        # (importing one would load a second copy of the module)
+        "tests",
         "node",
         "wallet",
         "meterbridge",
-        "gridchain",
         "bench",
-        "tests",
+        "protocol",
+        "market",
+        "consensus",
+        "genesis",
     }
 )
 #: Builtins that do I/O or load code at run time.
@@ -96,6 +106,10 @@ class ModuleScan:
     first_party: list[tuple[str, int, bool]] = field(default_factory=list)
 
 
+def _followed(module: str) -> bool:
+    return ".".join(module.split(".")[:2]) in FOLLOWED
+
+
 def _is_type_checking(test: ast.expr) -> bool:
     if isinstance(test, ast.Name):
         return test.id == "TYPE_CHECKING"
@@ -113,9 +127,9 @@ class _Visitor(ast.NodeVisitor):
 
     def _check_module(self, node: ast.stmt, name: str) -> None:
         top = name.split(".", maxsplit=1)[0]
-        if top in FORBIDDEN_MODULES:
+        if top in FORBIDDEN_MODULES or (top == PACKAGE and not _followed(name)):
             self._offend(node, f"imports {name}")
-        elif top in FOLLOWED:
+        elif _followed(name):
             self.result.first_party.append((name, node.lineno, True))
 
     def visit_If(self, node: ast.If) -> None:
@@ -142,7 +156,7 @@ class _Visitor(ast.NodeVisitor):
         else:
             base = node.module or ""
         self._check_module(node, base)
-        if base.split(".", maxsplit=1)[0] in FOLLOWED:
+        if _followed(base):
             # `from pkg import name` imports pkg.name when it is a module.
             for alias in node.names:
                 if alias.name != "*":
@@ -162,7 +176,11 @@ def scan_source(source: str, *, path: str, module: str, is_package: bool = False
 
 
 def module_file(root: Path, module: str) -> Path | None:
-    base = root.joinpath(*module.split("."))
+    """The source of ``gridchain.<package>...``: the package's folder in the repository root."""
+    parts = module.split(".")
+    if parts[0] != PACKAGE or len(parts) < 2:
+        return None
+    base = root.joinpath(*parts[1:])
     for candidate in (base.with_suffix(".py"), base / "__init__.py"):
         if candidate.is_file():
             return candidate
@@ -170,16 +188,16 @@ def module_file(root: Path, module: str) -> Path | None:
 
 
 def module_name(root: Path, path: Path) -> str:
-    parts = list(path.relative_to(root).with_suffix("").parts)
+    parts = [PACKAGE, *path.relative_to(root).with_suffix("").parts]
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts)
 
 
 def _with_parents(module: str) -> list[str]:
-    """Importing a.b.c runs a/__init__.py and a/b/__init__.py first."""
+    """Importing gridchain.a.b runs a/__init__.py first (gridchain/__init__.py is empty)."""
     parts = module.split(".")
-    return [".".join(parts[: i + 1]) for i in range(len(parts))]
+    return [".".join(parts[: i + 1]) for i in range(1, len(parts))]
 
 
 @dataclass(slots=True)
@@ -263,7 +281,9 @@ def test_the_scan_covers_the_pure_packages_and_what_they_import() -> None:
         ("x = 1\nfrom datetime import datetime\n", 2, "imports datetime"),
         ("import asyncio as aio\n", 1, "imports asyncio"),
         ("def f() -> None:\n    import random\n", 2, "imports random"),
+        ("from gridchain.node.store import Store\n", 1, "imports gridchain.node.store"),
         ("from node.store import Store\n", 1, "imports node.store"),
+        ("import gridchain.wallet.cli\n", 1, "imports gridchain.wallet.cli"),
         ("import plyvel\n", 1, "imports plyvel"),
         ("def load(p):\n    with open(p) as f:\n        return f.read()\n", 2, "calls open()"),
         ("x = __import__('socket')\n", 1, "calls __import__()"),
@@ -271,7 +291,7 @@ def test_the_scan_covers_the_pure_packages_and_what_they_import() -> None:
     ],
 )
 def test_scanner_reports_file_and_line(source: str, line: int, what: str) -> None:
-    result = scan_source(source, path="market/bad.py", module="market.bad")
+    result = scan_source(source, path="market/bad.py", module="gridchain.market.bad")
     assert [str(v) for v in result.violations] == [f"market/bad.py:{line}: {what}"]
 
 
@@ -286,26 +306,31 @@ def test_scanner_reports_file_and_line(source: str, line: int, what: str) -> Non
     ],
 )
 def test_scanner_accepts_pure_source(source: str) -> None:
-    assert scan_source(source, path="market/ok.py", module="market.ok").violations == []
+    assert scan_source(source, path="market/ok.py", module="gridchain.market.ok").violations == []
 
 
 def test_relative_imports_resolve_to_first_party_modules() -> None:
     result = scan_source(
         "from . import model\nfrom ..errors import ApplicationError\n",
         path="market/scheduling/qp.py",
-        module="market.scheduling.qp",
+        module="gridchain.market.scheduling.qp",
     )
     names = {name for name, _, _ in result.first_party}
-    assert {"market.scheduling.model", "market.errors", "market.errors.ApplicationError"} <= names
+    assert {
+        "gridchain.market.scheduling.model",
+        "gridchain.market.errors",
+        "gridchain.market.errors.ApplicationError",
+    } <= names
     assert result.violations == []
 
 
 def test_a_violation_one_import_away_is_found(tmp_path: Path) -> None:
-    """market/a.py imports protocol.helper, which imports os: reported in protocol/helper.py."""
+    """market/a.py imports gridchain.protocol.helper, which imports os: reported in
+    protocol/helper.py."""
     for pkg in ("market", "protocol", "consensus"):
         (tmp_path / pkg).mkdir()
         (tmp_path / pkg / "__init__.py").write_text("")
-    (tmp_path / "market" / "a.py").write_text("from protocol.helper import thing\n")
+    (tmp_path / "market" / "a.py").write_text("from gridchain.protocol.helper import thing\n")
     (tmp_path / "protocol" / "helper.py").write_text('"""doc"""\n\nimport os\nthing = 1\n')
     (tmp_path / "protocol" / "unused.py").write_text("import socket\n")  # never imported
 
@@ -318,13 +343,13 @@ def test_a_violation_one_import_away_is_found(tmp_path: Path) -> None:
 
 
 def test_a_violation_in_a_package_init_is_found(tmp_path: Path) -> None:
-    """Importing genesis.schema runs genesis/__init__.py first."""
+    """Importing gridchain.genesis.schema runs genesis/__init__.py first."""
     for pkg in ("market", "consensus", "genesis"):
         (tmp_path / pkg).mkdir()
         (tmp_path / pkg / "__init__.py").write_text("")
     (tmp_path / "genesis" / "__init__.py").write_text("import logging\n")
     (tmp_path / "genesis" / "schema.py").write_text("X = 1\n")
-    (tmp_path / "consensus" / "e.py").write_text("import genesis.schema\n")
+    (tmp_path / "consensus" / "e.py").write_text("import gridchain.genesis.schema\n")
 
     violations = [str(v) for v in check_purity(tmp_path).violations]
 

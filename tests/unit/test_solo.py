@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from consensus.engine import ChainHead, CommitBlock, Persist, RequestProposal, SetTimer
-from consensus.solo import LAST_SIGNED_KEY, DoubleSignError, SoloEngine
-from genesis.builder import GenesisBundle
-from node.store import Store
-from protocol.block import Block, Vote, VoteStep
-from protocol.crypto import sha256
-from protocol.errors import SignatureError
+from gridchain.consensus.engine import ChainHead, CommitBlock, Persist, RequestProposal, SetTimer
+from gridchain.consensus.solo import LAST_SIGNED_KEY, DoubleSignError, SoloEngine
+from gridchain.genesis.builder import GenesisBundle
+from gridchain.node.store import Store
+from gridchain.protocol.block import Block, Vote, VoteStep
+from gridchain.protocol.crypto import sha256
+from gridchain.protocol.errors import SignatureError
 from tests.helpers import det_key, make_block
 
 INTERVAL = 1_000

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from market.state import BUCKETS, MerkleState, Overlay, StateProof, _bucket
-from protocol.crypto import sha256
+from gridchain.market.state import BUCKETS, MerkleState, Overlay, StateProof, _bucket
+from gridchain.protocol.crypto import sha256
 
 KEYS = st.binary(min_size=0, max_size=6)
 VALUES = st.binary(min_size=0, max_size=8)

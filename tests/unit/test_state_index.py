@@ -12,7 +12,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from market.state import MerkleState, Overlay
+from gridchain.market.state import MerkleState, Overlay
 
 KEYS = st.binary(min_size=0, max_size=4)
 VALUES = st.binary(min_size=1, max_size=4)

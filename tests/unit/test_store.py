@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from genesis.builder import GenesisBundle
-from market.app import Application
-from market.state import MerkleState
-from node import store_schema as k
-from node.store import Store, StoreError, WrongChainError
-from protocol.block import CommittedBlock
-from protocol.tx import Transaction
+from gridchain.genesis.builder import GenesisBundle
+from gridchain.market.app import Application
+from gridchain.market.state import MerkleState
+from gridchain.node import store_schema as k
+from gridchain.node.store import Store, StoreError, WrongChainError
+from gridchain.protocol.block import CommittedBlock
+from gridchain.protocol.tx import Transaction
 from tests.helpers import block_context, certify, make_block, small_bundle, transfer
 
 GENESIS_DOC = b'{"chain": "test"}'

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bench.cdday import (
+from gridchain.bench.cdday import (
     DAY_MINUTES,
     MINUTE_MS,
     DayPlan,
@@ -22,13 +22,13 @@ from bench.cdday import (
     schedulable,
     submit_time_ms,
 )
-from bench.cluster import bench_bundle
-from market.cd_requests import IntervalClock
-from market.cd_schedule import base_load_at
-from market.scheduling.metrics import pfl_eq_6_4
-from market.scheduling.model import CDRequest, Kind
-from market.scheduling.verify import unit_cap
-from protocol.tx import CDKind, Device
+from gridchain.bench.cluster import bench_bundle
+from gridchain.market.cd_requests import IntervalClock
+from gridchain.market.cd_schedule import base_load_at
+from gridchain.market.scheduling.metrics import pfl_eq_6_4
+from gridchain.market.scheduling.model import CDRequest, Kind
+from gridchain.market.scheduling.verify import unit_cap
+from gridchain.protocol.tx import CDKind, Device
 
 NOW_MS = 1_795_240_803_292  # 2026-11-21, some time in the evening (UTC)
 

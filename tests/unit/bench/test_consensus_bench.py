@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.consensus import (
+from gridchain.bench.consensus import (
     chain_params,
     consensus_params,
     engine_available,
@@ -13,7 +13,7 @@ from bench.consensus import (
     parse_engines,
     parse_sizes,
 )
-from genesis.schema import ConsensusParams
+from gridchain.genesis.schema import ConsensusParams
 
 
 def test_every_engine_runs_every_size_and_solo_runs_one() -> None:

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import pytest
 
-from consensus.engine import (
+from gridchain.consensus.engine import (
     Action,
     Broadcast,
     ChainHead,
@@ -28,7 +28,7 @@ from consensus.engine import (
     SyncTo,
     ValidateBlock,
 )
-from consensus.epob import (
+from gridchain.consensus.epob import (
     Decision,
     DoubleSignError,
     EpobConfigError,
@@ -41,12 +41,17 @@ from consensus.epob import (
     quorum_size,
     tie_break,
 )
-from consensus.epob.guard import LAST_COMMIT_KEY, LOCK_KEY, PREVOTE_KEY, PROPOSAL_KEY
-from consensus.epob.messages import make_precommit, make_prevote, make_proposal, sign_payload
-from protocol.block import Block, Certificate, Vote, VoteStep
-from protocol.crypto import SigningKey, sha256
-from protocol.encoding import Record
-from protocol.errors import DecodeError
+from gridchain.consensus.epob.guard import LAST_COMMIT_KEY, LOCK_KEY, PREVOTE_KEY, PROPOSAL_KEY
+from gridchain.consensus.epob.messages import (
+    make_precommit,
+    make_prevote,
+    make_proposal,
+    sign_payload,
+)
+from gridchain.protocol.block import Block, Certificate, Vote, VoteStep
+from gridchain.protocol.crypto import SigningKey, sha256
+from gridchain.protocol.encoding import Record
+from gridchain.protocol.errors import DecodeError
 from tests.helpers import det_key, make_block
 
 ROUND = 1_000

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from consensus.engine import (
+from gridchain.consensus.engine import (
     Action,
     Broadcast,
     ChainHead,
@@ -27,7 +27,7 @@ from consensus.engine import (
     SyncTo,
     ValidateBlock,
 )
-from consensus.pbft import (
+from gridchain.consensus.pbft import (
     DoubleSignError,
     NewViewError,
     PbftConfigError,
@@ -36,8 +36,14 @@ from consensus.pbft import (
     check_new_view,
     decode_message,
 )
-from consensus.pbft.guard import LAST_COMMIT_KEY, PREPARE_KEY, PREPARED_KEY, VIEW_KEY, restore
-from consensus.pbft.messages import (
+from gridchain.consensus.pbft.guard import (
+    LAST_COMMIT_KEY,
+    PREPARE_KEY,
+    PREPARED_KEY,
+    VIEW_KEY,
+    restore,
+)
+from gridchain.consensus.pbft.messages import (
     Checkpoint,
     Commit,
     Decision,
@@ -54,12 +60,12 @@ from consensus.pbft.messages import (
     make_view_change,
     sign_payload,
 )
-from consensus.pbft.quorum import ValidatorSet
-from genesis.builder import GenesisBundle
-from protocol.block import Block, Certificate, Vote, VoteSignature, VoteStep
-from protocol.crypto import SigningKey, sha256
-from protocol.encoding import Record
-from protocol.errors import DecodeError, FieldValueError
+from gridchain.consensus.pbft.quorum import ValidatorSet
+from gridchain.genesis.builder import GenesisBundle
+from gridchain.protocol.block import Block, Certificate, Vote, VoteSignature, VoteStep
+from gridchain.protocol.crypto import SigningKey, sha256
+from gridchain.protocol.encoding import Record
+from gridchain.protocol.errors import DecodeError, FieldValueError
 from tests.helpers import det_key, make_block, small_bundle
 
 INTERVAL = 100
@@ -445,7 +451,7 @@ def test_a_new_view_must_re_propose_the_prepared_block(chain: GenesisBundle) -> 
     primary = keys(chain)[1]
 
     def check(sig: VoteSignature, signed: Record) -> bool:
-        from protocol.crypto import Domain, verify
+        from gridchain.protocol.crypto import Domain, verify
 
         return verify(sig.validator, sig.signature, Domain.VOTE, cid(chain), signed.encode())
 
@@ -479,7 +485,7 @@ def test_a_new_view_follows_the_prepared_block_with_the_highest_view(chain: Gene
     vals = ValidatorSet(validators(chain))
 
     def check(sig: VoteSignature, signed: Record) -> bool:
-        from protocol.crypto import Domain, verify
+        from gridchain.protocol.crypto import Domain, verify
 
         return verify(sig.validator, sig.signature, Domain.VOTE, cid(chain), signed.encode())
 

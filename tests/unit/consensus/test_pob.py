@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import pytest
 
-from consensus.engine import (
+from gridchain.consensus.engine import (
     Action,
     Broadcast,
     ChainHead,
@@ -28,7 +28,7 @@ from consensus.engine import (
     SyncTo,
     ValidateBlock,
 )
-from consensus.pob import (
+from gridchain.consensus.pob import (
     GUARD_KEY,
     LOCK_KEY,
     BlockTree,
@@ -38,7 +38,7 @@ from consensus.pob import (
     decode_message,
     tie_key,
 )
-from consensus.pob.messages import (
+from gridchain.consensus.pob.messages import (
     NO_BLOCK,
     Announce,
     BlockMessage,
@@ -50,11 +50,11 @@ from consensus.pob.messages import (
     make_announce,
     make_block_message,
 )
-from protocol.address import address_of
-from protocol.block import Block, BlockHeader, VoteSignature, schedule_root, tx_root
-from protocol.crypto import SigningKey, sha256
-from protocol.errors import DecodeError, FieldValueError
-from protocol.tx import Transfer, sign_tx
+from gridchain.protocol.address import address_of
+from gridchain.protocol.block import Block, BlockHeader, VoteSignature, schedule_root, tx_root
+from gridchain.protocol.crypto import SigningKey, sha256
+from gridchain.protocol.errors import DecodeError, FieldValueError
+from gridchain.protocol.tx import Transfer, sign_tx
 from tests.helpers import det_key
 
 A = TypeVar("A")

@@ -10,12 +10,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from genesis.builder import GenesisBundle, NamedKey
-from market.accounts import get_account
-from market.app import Application, BlockContext, Execution
-from market.orders import OrderRecord, get_order
-from market.state import MerkleState, Overlay
-from protocol.tx import AmendOrder, CancelOrder, Market, PlaceOrder, Side, Transaction, TxBody
+from gridchain.genesis.builder import GenesisBundle, NamedKey
+from gridchain.market.accounts import get_account
+from gridchain.market.app import Application, BlockContext, Execution
+from gridchain.market.orders import OrderRecord, get_order
+from gridchain.market.state import MerkleState, Overlay
+from gridchain.protocol.tx import (
+    AmendOrder,
+    CancelOrder,
+    Market,
+    PlaceOrder,
+    Side,
+    Transaction,
+    TxBody,
+)
 from tests.helpers import GENESIS_TIME_MS, addr, signed, small_bundle
 
 SLOT_MS = 900_000

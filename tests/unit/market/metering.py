@@ -10,12 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from genesis.builder import GenesisBundle
-from genesis.schema import parse_genesis
-from market.app import Application
-from protocol.crypto import SigningKey
-from protocol.meter import GENESIS_READING_HASH, ReadingRecord, SignedReading, sign_reading
-from protocol.tx import MeterReadings, Transaction, sign_tx
+from gridchain.genesis.builder import GenesisBundle
+from gridchain.genesis.schema import parse_genesis
+from gridchain.market.app import Application
+from gridchain.protocol.crypto import SigningKey
+from gridchain.protocol.meter import (
+    GENESIS_READING_HASH,
+    ReadingRecord,
+    SignedReading,
+    sign_reading,
+)
+from gridchain.protocol.tx import MeterReadings, Transaction, sign_tx
 from tests.helpers import det_key, small_bundle
 from tests.unit.market.conftest import BALANCE_MC, Exchange
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from market.book import (
+from gridchain.market.book import (
     BUY,
     SELL,
     BookOrder,

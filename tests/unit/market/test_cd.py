@@ -16,12 +16,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from genesis.builder import GenesisBundle, NamedKey
-from market.accounts import get_account
-from market.app import Application, BlockContext, Execution
-from market.cd_requests import CDStatus, IntervalClock, get_head, get_request
-from market.cd_schedule import BENEFIT_SCALE, base_load_at, get_decision
-from market.errors import (
+from gridchain.genesis.builder import GenesisBundle, NamedKey
+from gridchain.market.accounts import get_account
+from gridchain.market.app import Application, BlockContext, Execution
+from gridchain.market.cd_requests import CDStatus, IntervalClock, get_head, get_request
+from gridchain.market.cd_schedule import BENEFIT_SCALE, base_load_at, get_decision
+from gridchain.market.errors import (
     BenefitMismatchError,
     CDCapacityError,
     CDInfeasibleError,
@@ -30,10 +30,10 @@ from market.errors import (
     NotAParticipantError,
     ScheduleRejectedError,
 )
-from market.scheduling.loadprofiles import DayType, base_load_w
-from market.state import MerkleState
-from protocol.block import ScheduleEntry
-from protocol.tx import CDKind, CDRequest, Device, Transaction
+from gridchain.market.scheduling.loadprofiles import DayType, base_load_w
+from gridchain.market.state import MerkleState
+from gridchain.protocol.block import ScheduleEntry
+from gridchain.protocol.tx import CDKind, CDRequest, Device, Transaction
 from tests.helpers import GENESIS_TIME_MS, addr, signed, small_bundle
 
 INTERVAL_MS = 600_000  # real time: one interval of 10 minutes

@@ -16,15 +16,15 @@ from typing import Any
 
 import pytest
 
-from consensus.engine import RequestProposal
-from genesis.schema import GenesisError
-from market.accounts import get_account
-from market.orders import OrderStatus, get_order
-from node.config import load_config
-from node.mempool import Mempool
-from node.runtime import Node
-from protocol.block import Block
-from protocol.tx import PlaceOrder, Side, Transfer, sign_tx
+from gridchain.consensus.engine import RequestProposal
+from gridchain.genesis.schema import GenesisError
+from gridchain.market.accounts import get_account
+from gridchain.market.orders import OrderStatus, get_order
+from gridchain.node.config import load_config
+from gridchain.node.mempool import Mempool
+from gridchain.node.runtime import Node
+from gridchain.protocol.block import Block
+from gridchain.protocol.tx import PlaceOrder, Side, Transfer, sign_tx
 from tests.helpers import addr, certify, small_bundle
 from tests.procs import Chain, make_chain
 from tests.unit.market.conftest import EARLY_MS, GATE_MS, make_exchange

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from genesis.schema import GenesisError, parse_genesis
-from market.accounts import get_account
-from market.errors import (
+from gridchain.genesis.schema import GenesisError, parse_genesis
+from gridchain.market.accounts import get_account
+from gridchain.market.errors import (
     ApplicationError,
     BridgeKeyMismatchError,
     DecreasingRegisterError,
@@ -30,16 +30,16 @@ from market.errors import (
     UnknownMeterOwnerError,
     UnregisteredMeterError,
 )
-from market.meters import (
+from gridchain.market.meters import (
     MAX_READING_AHEAD_MS,
     get_meter,
     meters_of,
     reading_at_or_before,
     readings_from,
 )
-from protocol.address import address_of
-from protocol.meter import GENESIS_READING_HASH, MeterType, sign_reading
-from protocol.tx import RegisterMeter, sign_tx
+from gridchain.protocol.address import address_of
+from gridchain.protocol.meter import GENESIS_READING_HASH, MeterType, sign_reading
+from gridchain.protocol.tx import RegisterMeter, sign_tx
 from tests.helpers import addr, det_key, signed
 from tests.unit.market.conftest import Exchange
 from tests.unit.market.metering import (
@@ -114,7 +114,7 @@ def test_no_meters_keeps_the_chain_id_of_a_document_without_the_field() -> None:
 
 
 def _address(key: Any) -> str:
-    from protocol.address import format_address
+    from gridchain.protocol.address import format_address
 
     return format_address(address_of(key.public_key))
 

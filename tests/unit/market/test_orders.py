@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from market.accounts import get_account
-from market.errors import (
+from gridchain.market.accounts import get_account
+from gridchain.market.errors import (
     ApplicationError,
     GateClosedError,
     InsufficientBalanceError,
@@ -29,7 +29,7 @@ from market.errors import (
     UnknownMarketError,
     UnknownOrderError,
 )
-from market.orders import (
+from gridchain.market.orders import (
     MAX_PRICE_MC_PER_KWH,
     MAX_QUANTITY_WH,
     OrderEvent,
@@ -41,8 +41,8 @@ from market.orders import (
     orders_of,
     payment_for,
 )
-from market.state import Overlay
-from protocol.tx import Device, Market, PlaceOrder, Side
+from gridchain.market.state import Overlay
+from gridchain.protocol.tx import Device, Market, PlaceOrder, Side
 from tests.helpers import addr, signed
 from tests.unit.market.conftest import (
     BALANCE_MC,

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from genesis.schema import IcebergExecution, MatchingRule
-from market.accounts import ACCOUNT_PREFIX, Account, get_supply
-from market.book import BUY, SELL, BookOrder, MemoryBook, Rules, match
-from market.errors import ApplicationError
-from market.orders import (
+from gridchain.genesis.schema import IcebergExecution, MatchingRule
+from gridchain.market.accounts import ACCOUNT_PREFIX, Account, get_supply
+from gridchain.market.book import BUY, SELL, BookOrder, MemoryBook, Rules, match
+from gridchain.market.errors import ApplicationError
+from gridchain.market.orders import (
     BOOK_PREFIX,
     ORDER_PREFIX,
     Contract,
@@ -27,9 +27,9 @@ from market.orders import (
     contracts,
     lock_for,
 )
-from market.state import Overlay, StateReader
-from protocol.encoding import decode
-from protocol.tx import AmendOrder, CancelOrder, PlaceOrder, Transaction
+from gridchain.market.state import Overlay, StateReader
+from gridchain.protocol.encoding import decode
+from gridchain.protocol.tx import AmendOrder, CancelOrder, PlaceOrder, Transaction
 from tests.helpers import addr, signed
 from tests.unit.market.conftest import (
     BALANCE_MC,

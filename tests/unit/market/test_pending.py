@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from market.pending import PendingChain
+from gridchain.market.pending import PendingChain
 
 HEAD = b"\x00" * 32
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from market.pool import (
+from gridchain.market.pool import (
     PoolInputError,
     Position,
     clear_pool,

@@ -15,11 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from genesis.builder import NamedKey
-from market.accounts import get_account, get_supply
-from market.orders import ContractStatus, contracts
-from market.pool import PoolInputError, pro_rata
-from market.settlement import (
+from gridchain.genesis.builder import NamedKey
+from gridchain.market.accounts import get_account, get_supply
+from gridchain.market.orders import ContractStatus, contracts
+from gridchain.market.pool import PoolInputError, pro_rata
+from gridchain.market.settlement import (
     DeliveryStatus,
     GroupMetering,
     Metering,
@@ -28,8 +28,8 @@ from market.settlement import (
     receipts,
     settle_slot,
 )
-from protocol.address import address_of, parse_address
-from protocol.tx import Device, Side
+from gridchain.protocol.address import address_of, parse_address
+from gridchain.protocol.tx import Device, Side
 from tests.helpers import addr, all_accounts
 from tests.unit.market.conftest import BALANCE_MC, EARLY_MS, SLOT, START_MS, Exchange
 from tests.unit.market.metering import (
@@ -53,7 +53,7 @@ R_BUY, R_SELL = 180_000, 60_000
 
 
 def make(meters: list[dict[str, Any]] | None = None) -> Exchange:
-    from market.app import Application
+    from gridchain.market.app import Application
 
     bundle = meter_bundle(meters)
     app = Application(bundle.genesis)
@@ -276,8 +276,8 @@ def test_the_sources_example_on_net_meters() -> None:
 
 
 def test_payments_never_exceed_what_the_payer_can_spend() -> None:
-    from market.accounts import Account
-    from market.orders import Contract
+    from gridchain.market.accounts import Account
+    from gridchain.market.orders import Contract
 
     seller, buyer, pool = b"\x01" * 20, b"\x02" * 20, b"\x03" * 20
     contract = Contract(

@@ -19,10 +19,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from node.api import build_app
-from node.config import load_config
-from node.runtime import Node
-from protocol.tx import CDRequest, Transaction, sign_tx
+from gridchain.node.api import build_app
+from gridchain.node.config import load_config
+from gridchain.node.runtime import Node
+from gridchain.protocol.tx import CDRequest, Transaction, sign_tx
 from tests.procs import Chain, make_chain
 
 #: Block time of one scheduling interval in these tests, and the minutes of energy it stands for.

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from node.api import build_app
-from node.openapi import openapi_document
-from protocol.address import format_address
+from gridchain.node.api import build_app
+from gridchain.node.openapi import openapi_document
+from gridchain.protocol.address import format_address
 from tests.unit.node.conftest import INTERVAL_MINUTES, INTERVAL_MS, LiveNode
 
 

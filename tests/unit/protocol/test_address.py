@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.address import (
+from gridchain.protocol.address import (
     ADDRESS_BYTES,
     PREFIX,
     TEXT_LENGTH,
@@ -19,8 +19,8 @@ from protocol.address import (
     format_address,
     parse_address,
 )
-from protocol.crypto import SigningKey, sha256
-from protocol.errors import AddressChecksumError, AddressError
+from gridchain.protocol.crypto import SigningKey, sha256
+from gridchain.protocol.errors import AddressChecksumError, AddressError
 
 KEY = SigningKey(bytes(range(32)))
 ADDRESS = address_of(KEY.public_key)

@@ -27,10 +27,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import protocol.block
-import protocol.meter
-import protocol.tx
-from protocol.block import (
+import gridchain.protocol.block
+import gridchain.protocol.meter
+import gridchain.protocol.tx
+from gridchain.protocol.block import (
     Block,
     BlockHeader,
     Certificate,
@@ -40,9 +40,9 @@ from protocol.block import (
     VoteSignature,
     decode_committed,
 )
-from protocol.crypto import SigningKey, sha256
-from protocol.encoding import Record, decode, decode_one_of, encode, record_type
-from protocol.errors import (
+from gridchain.protocol.crypto import SigningKey, sha256
+from gridchain.protocol.encoding import Record, decode, decode_one_of, encode, record_type
+from gridchain.protocol.errors import (
     DecodeError,
     FieldCountError,
     FieldTypeError,
@@ -53,8 +53,13 @@ from protocol.errors import (
     UnknownTypeError,
     UnsupportedVersionError,
 )
-from protocol.meter import GENESIS_READING_HASH, ReadingRecord, SignedReading, sign_reading
-from protocol.tx import (
+from gridchain.protocol.meter import (
+    GENESIS_READING_HASH,
+    ReadingRecord,
+    SignedReading,
+    sign_reading,
+)
+from gridchain.protocol.tx import (
     MAX_TX_BYTES,
     AmendOrder,
     Burn,
@@ -331,9 +336,9 @@ def _records_defined_in(module: Any) -> set[type[Record]]:
 def test_every_record_type_has_a_strategy() -> None:
     """A new record type in tx.py, block.py or meter.py must join these properties."""
     defined = (
-        _records_defined_in(protocol.tx)
-        | _records_defined_in(protocol.block)
-        | _records_defined_in(protocol.meter)
+        _records_defined_in(gridchain.protocol.tx)
+        | _records_defined_in(gridchain.protocol.block)
+        | _records_defined_in(gridchain.protocol.meter)
     )
     assert defined == set(STRATEGIES)
     assert set(SAMPLES) == set(STRATEGIES)
@@ -957,7 +962,7 @@ def test_oversize_is_refused_before_parsing() -> None:
     with pytest.raises(OversizeError):
         decode_tx(b"\xc1" * (MAX_TX_BYTES + 1))
     with pytest.raises(OversizeError):
-        decode_committed(b"\xc1" * (protocol.block.MAX_BLOCK_BYTES + 1))
+        decode_committed(b"\xc1" * (gridchain.protocol.block.MAX_BLOCK_BYTES + 1))
 
 
 def test_non_bytes_input_is_refused() -> None:

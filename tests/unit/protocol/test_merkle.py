@@ -13,7 +13,7 @@ import hashlib
 
 import pytest
 
-from protocol.merkle import (
+from gridchain.protocol.merkle import (
     EMPTY_ROOT,
     inclusion_proof,
     leaf_hash,

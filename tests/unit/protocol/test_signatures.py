@@ -18,10 +18,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.block import Certificate, Vote
-from protocol.crypto import Domain, SigningKey, sha256, sign_bytes, verify
-from protocol.errors import BadKeyError, SignatureError
-from protocol.tx import Burn, Mint, RegisterParticipant, Transaction, Transfer, TxBody, sign_tx
+from gridchain.protocol.block import Certificate, Vote
+from gridchain.protocol.crypto import Domain, SigningKey, sha256, sign_bytes, verify
+from gridchain.protocol.errors import BadKeyError, SignatureError
+from gridchain.protocol.tx import (
+    Burn,
+    Mint,
+    RegisterParticipant,
+    Transaction,
+    Transfer,
+    TxBody,
+    sign_tx,
+)
 
 KEY_A = SigningKey(bytes(range(32)))
 KEY_B = SigningKey(sha256(b"gridchain test key 1"))

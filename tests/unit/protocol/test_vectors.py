@@ -21,12 +21,12 @@ from typing import Any
 
 import pytest
 
-from protocol.address import address_of, format_address, parse_address
-from protocol.block import BlockHeader, Vote, VoteStep, schedule_root, tx_root
-from protocol.crypto import Domain, SigningKey, sha256, sign_bytes, verify
-from protocol.encoding import decode
-from protocol.merkle import merkle_root
-from protocol.tx import Transaction, Transfer, decode_tx, sign_tx
+from gridchain.protocol.address import address_of, format_address, parse_address
+from gridchain.protocol.block import BlockHeader, Vote, VoteStep, schedule_root, tx_root
+from gridchain.protocol.crypto import Domain, SigningKey, sha256, sign_bytes, verify
+from gridchain.protocol.encoding import decode
+from gridchain.protocol.merkle import merkle_root
+from gridchain.protocol.tx import Transaction, Transfer, decode_tx, sign_tx
 
 VECTORS_JSON = Path(__file__).resolve().parents[3] / "docs" / "spec" / "vectors.json"
 

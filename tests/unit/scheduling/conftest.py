@@ -8,8 +8,8 @@ from dataclasses import replace
 
 import pytest
 
-from market.scheduling.model import Scenario
-from market.scheduling.scenarios import STANDARD, ScenarioParams, generate, scaled
+from gridchain.market.scheduling.model import Scenario
+from gridchain.market.scheduling.scenarios import STANDARD, ScenarioParams, generate, scaled
 
 SMALL = scaled(replace(STANDARD, interval_min=30), evs=20)
 

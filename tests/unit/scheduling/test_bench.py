@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.schedule import main
+from gridchain.bench.schedule import main
 
 
 def test_bench_prints_json_with_every_study(

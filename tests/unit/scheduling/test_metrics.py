@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from market.scheduling.errors import ScenarioError
-from market.scheduling.genetic import FITNESS
-from market.scheduling.metrics import (
+from gridchain.market.scheduling.errors import ScenarioError
+from gridchain.market.scheduling.genetic import FITNESS
+from gridchain.market.scheduling.metrics import (
     all_pfl,
     pf_cube_root,
     pfl_eq_3_11,

@@ -8,12 +8,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from market.scheduling.base import caps, valley_fill_level
-from market.scheduling.errors import InfeasibleProblemError, SchedulingError, SolverError
-from market.scheduling.model import CDRequest, Kind, Scenario
-from market.scheduling.optimal import Offline, Online, epob
-from market.scheduling.qp import Objective, build_qp, solve_qp
-from market.scheduling.verify import net_load_w, ramp_cost_w2
+from gridchain.market.scheduling.base import caps, valley_fill_level
+from gridchain.market.scheduling.errors import InfeasibleProblemError, SchedulingError, SolverError
+from gridchain.market.scheduling.model import CDRequest, Kind, Scenario
+from gridchain.market.scheduling.optimal import Offline, Online, epob
+from gridchain.market.scheduling.qp import Objective, build_qp, solve_qp
+from gridchain.market.scheduling.verify import net_load_w, ramp_cost_w2
 
 from .conftest import small
 
@@ -87,7 +87,7 @@ def test_ramp_and_level_optima_differ_in_general() -> None:
 
 @pytest.mark.parametrize("seed", [11, 12, 13])
 def test_no_scheduler_beats_the_offline_optimum(seed: int) -> None:
-    from market.scheduling import make_scheduler
+    from gridchain.market.scheduling import make_scheduler
 
     scenario = small(seed)
     optimum = Offline().solve(scenario).objective_w2

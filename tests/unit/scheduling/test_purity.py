@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import market.scheduling
+import gridchain.market.scheduling
 
 FORBIDDEN = {
     "asyncio",
@@ -25,7 +25,7 @@ FORBIDDEN = {
 
 
 def test_no_forbidden_imports_or_file_access() -> None:
-    package = Path(market.scheduling.__file__).parent
+    package = Path(gridchain.market.scheduling.__file__).parent
     for path in sorted(package.glob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):

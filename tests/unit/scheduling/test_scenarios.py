@@ -9,16 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from market.scheduling.errors import ScenarioError
-from market.scheduling.loadprofiles import (
+from gridchain.market.scheduling.errors import ScenarioError
+from gridchain.market.scheduling.loadprofiles import (
     MONTHS,
     DayType,
     annual_mean_w,
     base_load_w,
     hourly_profile_w,
 )
-from market.scheduling.model import CDRequest, Kind
-from market.scheduling.scenarios import CH3, CH4, PRESETS, STANDARD, generate, scaled
+from gridchain.market.scheduling.model import CDRequest, Kind
+from gridchain.market.scheduling.scenarios import CH3, CH4, PRESETS, STANDARD, generate, scaled
 
 SHARED = Path(__file__).resolve().parents[4] / "shared" / "data"
 

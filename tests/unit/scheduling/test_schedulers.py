@@ -7,15 +7,15 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from market.scheduling import SCHEDULER_NAMES, make_scheduler
-from market.scheduling.adbev import AdBEV, _execute, _Order, _sorted_book
-from market.scheduling.base import caps, round_to_units
-from market.scheduling.errors import SchedulingError
-from market.scheduling.genetic import Genetic
-from market.scheduling.heuristics import Conventional, Uncontrolled
-from market.scheduling.model import CDRequest, Kind, Scenario
-from market.scheduling.scenarios import CH3, CH4, CH5, scaled
-from market.scheduling.verify import check_schedule, net_load_w, ramp_cost_w2
+from gridchain.market.scheduling import SCHEDULER_NAMES, make_scheduler
+from gridchain.market.scheduling.adbev import AdBEV, _execute, _Order, _sorted_book
+from gridchain.market.scheduling.base import caps, round_to_units
+from gridchain.market.scheduling.errors import SchedulingError
+from gridchain.market.scheduling.genetic import Genetic
+from gridchain.market.scheduling.heuristics import Conventional, Uncontrolled
+from gridchain.market.scheduling.model import CDRequest, Kind, Scenario
+from gridchain.market.scheduling.scenarios import CH3, CH4, CH5, scaled
+from gridchain.market.scheduling.verify import check_schedule, net_load_w, ramp_cost_w2
 
 from .conftest import small
 
@@ -48,7 +48,7 @@ def test_every_scheduler_meets_every_deadline(name: str, small_scenario: Scenari
 @pytest.mark.parametrize("params", [CH3, CH4, CH5], ids=["ch3", "ch4", "ch5"])
 @pytest.mark.parametrize("name", FAST)
 def test_schedulers_are_valid_on_every_chapter_preset(name: str, params: object) -> None:
-    from market.scheduling.scenarios import ScenarioParams, generate
+    from gridchain.market.scheduling.scenarios import ScenarioParams, generate
 
     assert isinstance(params, ScenarioParams)
     scenario = generate(scaled(params, 15), 5)

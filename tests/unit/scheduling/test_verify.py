@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from market.scheduling import verify
-from market.scheduling.errors import (
+from gridchain.market.scheduling import verify
+from gridchain.market.scheduling.errors import (
     DeadlineUnreachableError,
     EnergyExceededError,
     NegativeRateError,
@@ -16,8 +16,8 @@ from market.scheduling.errors import (
     RateOutsideWindowError,
     ScheduleShapeError,
 )
-from market.scheduling.model import CDRequest, Kind
-from market.scheduling.verify import (
+from gridchain.market.scheduling.model import CDRequest, Kind
+from gridchain.market.scheduling.verify import (
     BENEFIT_SCALE,
     benefit,
     check_schedule,

@@ -21,11 +21,11 @@ import pytest
 from aiohttp import web
 
 from gridchain.cli import main
-from protocol.address import address_of, format_address
-from protocol.crypto import SigningKey
-from protocol.keystore import TESTNET_SCRYPT_N, seal
-from protocol.tx import Transaction, decode_tx
-from wallet.keystore_file import write_keystore
+from gridchain.protocol.address import address_of, format_address
+from gridchain.protocol.crypto import SigningKey
+from gridchain.protocol.keystore import TESTNET_SCRYPT_N, seal
+from gridchain.protocol.tx import Transaction, decode_tx
+from gridchain.wallet.keystore_file import write_keystore
 
 PASSWORD = "correct horse"
 CHAIN_ID = bytes(range(32))

@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from protocol.address import format_address
+from gridchain.protocol.address import format_address
+from gridchain.wallet.cd import parse_when
+from gridchain.wallet.cli import WalletArgumentError
 from tests.procs import PASSWORD
 from tests.unit.node.conftest import INTERVAL_MS, LiveNode, live_node
 from tests.unit.wallet.conftest import CliRunner, FakeNode, Wallet
-from wallet.cd import parse_when
-from wallet.cli import WalletArgumentError
 
 NOW = 1_704_067_200_000  # 2024-01-01T00:00Z
 

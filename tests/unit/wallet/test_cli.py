@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 
 from gridchain.cli import main
-from protocol.address import address_of, format_address, parse_address
-from protocol.crypto import SigningKey
-from protocol.keystore import open_keystore
-from protocol.tx import Transfer
+from gridchain.protocol.address import address_of, format_address, parse_address
+from gridchain.protocol.crypto import SigningKey
+from gridchain.protocol.keystore import open_keystore
+from gridchain.protocol.tx import Transfer
+from gridchain.wallet.cli import format_table
+from gridchain.wallet.keystore_file import read_keystore
 from tests.unit.wallet.conftest import (
     CHAIN_ID,
     PASSWORD,
@@ -23,8 +25,6 @@ from tests.unit.wallet.conftest import (
     account_doc,
     addr,
 )
-from wallet.cli import format_table
-from wallet.keystore_file import read_keystore
 
 BOB = addr(SigningKey(bytes([9]) * 32))
 

@@ -8,10 +8,9 @@ import socket
 import pytest
 from aiohttp import web
 
-from protocol.crypto import SigningKey
-from protocol.tx import Transfer, sign_tx
-from tests.unit.wallet.conftest import CHAIN_ID, FakeNode, account_doc, addr, error_response, serve
-from wallet.client import (
+from gridchain.protocol.crypto import SigningKey
+from gridchain.protocol.tx import Transfer, sign_tx
+from gridchain.wallet.client import (
     CommitTimeoutError,
     NodeClient,
     NodeRefusedError,
@@ -21,6 +20,7 @@ from wallet.client import (
     TxFailedError,
     resolve_node_url,
 )
+from tests.unit.wallet.conftest import CHAIN_ID, FakeNode, account_doc, addr, error_response, serve
 
 KEY = SigningKey(bytes([3]) * 32)
 TO = SigningKey(bytes([4]) * 32)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from protocol.address import address_of, format_address
-from protocol.crypto import SigningKey
-from protocol.keystore import TESTNET_SCRYPT_N, WrongPasswordError, open_keystore, seal
-from wallet.keystore_file import (
+from gridchain.protocol.address import address_of, format_address
+from gridchain.protocol.crypto import SigningKey
+from gridchain.protocol.keystore import TESTNET_SCRYPT_N, WrongPasswordError, open_keystore, seal
+from gridchain.wallet.keystore_file import (
     WalletExistsError,
     WalletFileError,
     WalletNotFoundError,

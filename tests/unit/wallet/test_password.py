@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from wallet.password import (
+from gridchain.wallet.password import (
     PASSWORD_ENV,
     EmptyPasswordError,
     PasswordError,

@@ -17,11 +17,11 @@ from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol.address import format_address
-from protocol.tx import CancelOrder, PlaceOrder
+from gridchain.protocol.address import format_address
+from gridchain.protocol.tx import CancelOrder, PlaceOrder
+from gridchain.wallet.trading import parse_time_ms
+from gridchain.wallet.units import UnitError, format_energy, format_price, parse_energy, parse_price
 from tests.unit.wallet.conftest import CliRunner, FakeNode, Wallet, account_doc, serve
-from wallet.trading import parse_time_ms
-from wallet.units import UnitError, format_energy, format_price, parse_energy, parse_price
 
 SLOT_MS = 900_000
 NOW_MS = 1_704_067_200_000  # 2024-01-01T00:00Z

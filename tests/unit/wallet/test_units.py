@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wallet.units import MAX_MC, AmountError, format_credits, parse_credits
+from gridchain.wallet.units import MAX_MC, AmountError, format_credits, parse_credits
 
 
 @pytest.mark.parametrize(

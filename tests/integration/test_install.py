@@ -1,0 +1,63 @@
+"""Installing gridchain adds one top-level import name: ``gridchain``.
+
+The wheel is built from the repository as a user's ``pip install .`` builds it, installed
+without dependencies into a new virtual environment, and the names it added to site-packages
+(packages, modules, and ``.pth`` hooks that could add more) are listed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.integration
+
+
+def _site_packages(env: Path) -> Path:
+    found = list(env.glob("lib/python3*/site-packages"))
+    assert len(found) == 1, found
+    return found[0]
+
+
+def _top_level_names(site: Path) -> set[str]:
+    names: set[str] = set()
+    for entry in site.iterdir():
+        if entry.name.endswith((".dist-info", ".egg-info")) or entry.name == "__pycache__":
+            continue
+        names.add(entry.name.removesuffix(".py"))
+    return names
+
+
+def test_installing_adds_exactly_the_gridchain_import_name(tmp_path: Path) -> None:
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(REPO)],
+        check=True,
+        capture_output=True,
+        timeout=240,
+    )
+    (wheel,) = wheels.glob("gridchain-*.whl")
+    env = tmp_path / "venv"
+    venv.create(env, with_pip=True)
+    site = _site_packages(env)
+    before = _top_level_names(site)
+    subprocess.run(
+        [str(env / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-deps", str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=240,
+    )
+    added = _top_level_names(site) - before
+    assert added == {"gridchain"}
+    installed = site / "gridchain"
+    # The packages behind the links are real folders in the install, with their data files.
+    for name in ("protocol", "market", "consensus", "node", "genesis", "wallet", "meterbridge"):
+        assert (installed / name / "__init__.py").is_file(), name
+        assert not (installed / name).is_symlink(), name
+    assert list((installed / "meterbridge" / "profiles").glob("*.toml"))
