@@ -8,7 +8,27 @@ type *is* the contract: callers never parse messages.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar
+
+
+class InvariantViolation(Exception):  # noqa: N818 - it is a violation, not a refusal
+    """This node was about to break a safety rule, or already disagrees with its peers.
+
+    Deliberately *not* a :class:`GridchainError`: a refusal is bad input that changes nothing
+    and is answered with a 4xx, while a violation (signing two blocks for one step, a state
+    root this node cannot reproduce, an engine contradicting itself) means the node itself can
+    no longer be trusted.  Wherever one arises (a timer, a peer message, an API call) the node
+    halts the same way and logs ``evidence``; nobody catches it to carry on.
+    """
+
+    code: ClassVar[str] = "invariant_violation"
+
+    def __init__(self, message: str, *, evidence: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        #: What a person needs to investigate, as printable fields (hashes in hex).
+        self.evidence: dict[str, str] = dict(evidence or {})
 
 
 class GridchainError(Exception):
