@@ -62,12 +62,12 @@ from gridchain.bench.consensus import (
 from gridchain.genesis.builder import GenesisBundle
 from gridchain.genesis.schema import ConsensusParams
 from gridchain.market.cd_schedule import base_load_at
-from gridchain.market.scheduling import DEFAULT_EPOB_C
 from gridchain.market.scheduling.base import Scheduler, net_load
 from gridchain.market.scheduling.heuristics import Uncontrolled
 from gridchain.market.scheduling.metrics import pfl_eq_6_4
 from gridchain.market.scheduling.model import CDRequest, Kind, Scenario
 from gridchain.market.scheduling.optimal import Offline, Online, epob
+from gridchain.market.scheduling.registry import DEFAULT_EPOB_C
 from gridchain.market.scheduling.scenarios import STANDARD, ScenarioParams, generate, scaled
 from gridchain.market.scheduling.verify import unit_cap
 from gridchain.protocol.tx import CDKind, Device, Transaction, sign_tx

@@ -28,6 +28,7 @@ table are measured while the other workers run; the offline timing goal is measu
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -42,11 +43,8 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from gridchain.bench.conditions import conditions, median
-from gridchain.market.scheduling import DEFAULT_EPOB_C
 from gridchain.market.scheduling.adbev import AdBEV
 from gridchain.market.scheduling.base import Scheduler, caps, net_load
 from gridchain.market.scheduling.genetic import Genetic
@@ -55,6 +53,7 @@ from gridchain.market.scheduling.metrics import all_pfl, pf_cube_root
 from gridchain.market.scheduling.model import Kind, Scenario, Schedule
 from gridchain.market.scheduling.optimal import Offline, Online, epob
 from gridchain.market.scheduling.qp import Objective, build_qp, solve_qp
+from gridchain.market.scheduling.registry import DEFAULT_EPOB_C
 from gridchain.market.scheduling.scenarios import (
     PRESETS,
     STANDARD,
@@ -63,6 +62,7 @@ from gridchain.market.scheduling.scenarios import (
     scaled,
 )
 from gridchain.market.scheduling.verify import check_schedule, net_load_w, ramp_cost_w2
+from gridchain.protocol.errors import GridchainError
 
 SWEEP_C = (1.0, 1.05, 1.1, 1.25, 1.5, 2.0, 2.39)
 QOA_C = 1.5  # q = 2 - 1/alpha for alpha = 2, the speed-up of qOA
@@ -251,7 +251,27 @@ def _pool_map(workers: int, fn: Callable[[Any], Any], jobs: list[Any]) -> list[A
         return list(pool.map(fn, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
 
 
+class MissingExtraError(GridchainError):
+    """An optional dependency of a benchmark is not installed."""
+
+    code = "missing_extra"
+
+
+def _require_matplotlib() -> None:
+    """Fail before minutes of computing, not at the figure: matplotlib is in the ``bench``
+    extra (validators do not install it)."""
+    if importlib.util.find_spec("matplotlib") is None:
+        raise MissingExtraError(
+            "the schedule benchmark draws its figure with matplotlib: "
+            "pip install 'gridchain[bench]'"
+        )
+
+
 def _plot(path: Path, day: dict[str, Any], sweep: dict[str, dict[str, float]]) -> None:
+    # Imported here: matplotlib is an optional extra (see _require_matplotlib).
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
+    from matplotlib.figure import Figure  # noqa: PLC0415
+
     loads: dict[str, list[float]] = day["loads"]
     hours = (day["start_minute"] / 60 + (np.arange(len(loads["base"])) + 0.5) / 6) % 24
     x = np.arange(len(loads["base"]))
@@ -466,6 +486,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    _require_matplotlib()
     started = time.perf_counter()
     seeds = [args.seed + k for k in range(max(args.instances, args.table_instances))]
     table_jobs = [(s, args.c, args.ga_generations, args.evs) for s in seeds[: args.table_instances]]

@@ -7,6 +7,7 @@ without dependencies into a new virtual environment, and the names it added to s
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import venv
@@ -34,10 +35,27 @@ def _top_level_names(site: Path) -> set[str]:
     return names
 
 
+def _copy_of_the_repository(dest: Path) -> Path:
+    """The files git tracks, links kept as links (a build in the checkout would leave build/
+    and egg-info behind, and could pick up untracked files)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=REPO, check=True, capture_output=True
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source, target = REPO / name, dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_symlink():
+            target.symlink_to(source.readlink())
+        elif source.is_file():  # a file deleted in the working tree is still listed
+            shutil.copy2(source, target)
+    return dest
+
+
 def test_installing_adds_exactly_the_gridchain_import_name(tmp_path: Path) -> None:
+    source = _copy_of_the_repository(tmp_path / "src")
     wheels = tmp_path / "wheels"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(source)],
         check=True,
         capture_output=True,
         timeout=240,

@@ -85,14 +85,15 @@ def test_no_module_imports_a_package_by_its_old_top_level_name() -> None:
     assert len(sources) > 150  # the scan really walks the tree
     for path in sources:
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        for node in ast.walk(tree):
-            names: list[str] = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
+        for stmt in ast.walk(tree):
+            if isinstance(stmt, ast.Import):
+                names = [alias.name for alias in stmt.names]
+            elif isinstance(stmt, ast.ImportFrom) and stmt.level == 0 and stmt.module:
+                names = [stmt.module]
+            else:
+                continue
             offences.extend(
-                f"{path.relative_to(REPO)}:{node.lineno}: {name}"
+                f"{path.relative_to(REPO)}:{stmt.lineno}: {name}"
                 for name in names
                 if name.split(".")[0] in LINKED
             )

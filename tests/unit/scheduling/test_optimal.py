@@ -87,7 +87,7 @@ def test_ramp_and_level_optima_differ_in_general() -> None:
 
 @pytest.mark.parametrize("seed", [11, 12, 13])
 def test_no_scheduler_beats_the_offline_optimum(seed: int) -> None:
-    from gridchain.market.scheduling import make_scheduler
+    from gridchain.market.scheduling.registry import make_scheduler
 
     scenario = small(seed)
     optimum = Offline().solve(scenario).objective_w2

@@ -7,13 +7,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from gridchain.market.scheduling import SCHEDULER_NAMES, make_scheduler
 from gridchain.market.scheduling.adbev import AdBEV, _execute, _Order, _sorted_book
 from gridchain.market.scheduling.base import caps, round_to_units
 from gridchain.market.scheduling.errors import SchedulingError
 from gridchain.market.scheduling.genetic import Genetic
 from gridchain.market.scheduling.heuristics import Conventional, Uncontrolled
 from gridchain.market.scheduling.model import CDRequest, Kind, Scenario
+from gridchain.market.scheduling.registry import SCHEDULER_NAMES, make_scheduler
 from gridchain.market.scheduling.scenarios import CH3, CH4, CH5, scaled
 from gridchain.market.scheduling.verify import check_schedule, net_load_w, ramp_cost_w2
 
