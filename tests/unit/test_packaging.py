@@ -15,7 +15,17 @@ from tests.helpers import small_bundle
 
 REPO = Path(__file__).resolve().parents[2]
 #: The root folders installed as gridchain.<name> (symbolic links in gridchain/).
-LINKED = ("protocol", "market", "consensus", "node", "genesis", "wallet", "meterbridge", "bench")
+LINKED = (
+    "protocol",
+    "market",
+    "consensus",
+    "node",
+    "genesis",
+    "wallet",
+    "meterbridge",
+    "bench",
+    "api",
+)
 
 
 @pytest.mark.skipif(
@@ -86,13 +96,14 @@ def test_no_module_imports_a_package_by_its_old_top_level_name() -> None:
     for path in sources:
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         for node in ast.walk(tree):
-            names: list[str] = []
             if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
+                names, line = [alias.name for alias in node.names], node.lineno
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
+                names, line = [node.module], node.lineno
+            else:
+                continue
             offences.extend(
-                f"{path.relative_to(REPO)}:{node.lineno}: {name}"
+                f"{path.relative_to(REPO)}:{line}: {name}"
                 for name in names
                 if name.split(".")[0] in LINKED
             )
