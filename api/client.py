@@ -306,7 +306,12 @@ class NodeClient:
     async def events(self) -> AsyncIterator[m.Event]:
         """The websocket feed of ``GET /v1/events``, one parsed message at a time."""
         session = self._open_session()
-        async with session.ws_connect(self.url + "/v1/events", heartbeat=30) as ws:
+        # No receive timeout: a quiet chain sends nothing between blocks; the heartbeat notices
+        # a dead peer instead.
+        no_receive_timeout = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10.0)
+        async with session.ws_connect(
+            self.url + "/v1/events", heartbeat=30, timeout=no_receive_timeout
+        ) as ws:
             async for msg in ws:
                 if msg.type != aiohttp.WSMsgType.TEXT:
                     break

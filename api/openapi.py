@@ -30,10 +30,12 @@ EVENT_MODELS: tuple[type[BaseModel], ...] = (
 
 _REASONS = {
     400: "Refused: a malformed request",
+    403: "Refused: the sender may not do this",
     404: "Not found",
     409: "Refused by the ledger's rules",
     413: "Body too large",
     415: "Unsupported content type",
+    422: "Refused: well-formed but not acceptable",
     503: "Halted or unavailable",
 }
 

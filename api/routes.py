@@ -105,7 +105,7 @@ ROUTES: tuple[Route, ...] = (
         m.TxAccepted,
         status=202,
         body=(m.SubmitTx, m.SubmitBatch),
-        errors=(400, 409, 413, 415, 503),
+        errors=(400, 403, 404, 409, 413, 415, 422, 503),
         other={200: m.BatchResults},
     ),
     Route(
@@ -334,7 +334,7 @@ ROUTES: tuple[Route, ...] = (
         "schedule decision (the messages are the Event schemas)",
         None,
         status=101,
-        errors=(),
+        errors=(400,),  # a plain GET without the websocket upgrade
     ),
     Route("get_health", "GET", "/health", "Liveness: 503 once halted", m.Health, errors=(503,)),
     Route(
