@@ -22,12 +22,13 @@ import time
 from typing import Any
 
 from gridchain.api import models as m
-from gridchain.api.client import NodeClient, resolve_node_url
+from gridchain.api.client import resolve_node_url
 from gridchain.protocol.crypto import HASH_BYTES
 from gridchain.protocol.tx import CD_KIND_BY_LABEL, DEVICE_BY_LABEL, CDRequest
 from gridchain.wallet.commands import (
     DEFAULT_COMMIT_TIMEOUT_S,
     WalletArgumentError,
+    connect,
     emit,
     format_table,
     json_errors,
@@ -290,7 +291,7 @@ def cmd_cd_request(args: argparse.Namespace) -> int:
     node_url = resolve_node_url(args.node)
 
     async def run() -> tuple[dict[str, Any], m.CDRequest | None]:
-        node = NodeClient(node_url)
+        node = connect(node_url)
         async with node:
             result = await sign_and_submit(
                 args,
@@ -326,7 +327,7 @@ def cmd_cd_status(args: argparse.Namespace) -> int:
     node_url = resolve_node_url(args.node)
 
     async def run() -> m.CDRequest:
-        node = NodeClient(node_url)
+        node = connect(node_url)
         async with node:
             return await node.cd_request(request_id)
 
@@ -343,7 +344,7 @@ def cmd_cd_list(args: argparse.Namespace) -> int:
     node_url = resolve_node_url(args.node)
 
     async def run() -> list[m.CDRequest]:
-        node = NodeClient(node_url)
+        node = connect(node_url)
         async with node:
             return await node.cd_requests(own, status=status)
 
@@ -380,7 +381,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     node_url = resolve_node_url(args.node)
 
     async def run() -> m.Schedule:
-        node = NodeClient(node_url)
+        node = connect(node_url)
         async with node:
             return await node.schedule(interval=args.interval, limit=args.limit)
 

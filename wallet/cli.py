@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gridchain.api.client import NodeClient, NodeResponseError, resolve_node_url
+from gridchain.api.client import NodeResponseError, resolve_node_url
 from gridchain.api.models import Account
 from gridchain.protocol.address import parse_address
 from gridchain.protocol.crypto import SigningKey
@@ -33,6 +33,7 @@ from gridchain.protocol.tx import Transfer
 from gridchain.wallet.commands import (
     DEFAULT_COMMIT_TIMEOUT_S,
     WalletArgumentError,
+    connect,
     emit,
     format_table,
     json_errors,
@@ -220,7 +221,7 @@ def cmd_balance(args: argparse.Namespace) -> int:
     node_url = resolve_node_url(args.node)
 
     async def fetch() -> tuple[str, Account]:
-        async with NodeClient(node_url) as node:
+        async with connect(node_url) as node:
             return node.url, await node.account(address)
 
     url, account = asyncio.run(fetch())
@@ -289,7 +290,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         )
 
     async def run() -> dict[str, Any]:
-        async with NodeClient(node_url) as node:
+        async with connect(node_url) as node:
             result = await sign_and_submit(
                 args, node, own, key, body, spend_mc=amount_mc, action="send", refusal=refusal
             )

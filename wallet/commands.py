@@ -25,6 +25,14 @@ from gridchain.wallet.keystore_file import default_wallet_path, keystore_address
 from gridchain.wallet.password import read_password
 
 Handler = Callable[[argparse.Namespace], int]
+#: How the wallet names itself to the node (its requests show in the node's access log).
+USER_AGENT = "gridchain-wallet/0.1"
+
+
+def connect(node_url: str) -> NodeClient:
+    """The node client of a wallet command (use it as ``async with connect(url) as node``)."""
+    return NodeClient(node_url, user_agent=USER_AGENT)
+
 
 DEFAULT_COMMIT_TIMEOUT_S = 30.0
 
