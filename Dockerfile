@@ -6,6 +6,7 @@ WORKDIR /opt/gridchain
 COPY pyproject.toml constraints.txt README.md ./
 COPY gridchain ./gridchain
 COPY protocol ./protocol
+COPY api ./api
 COPY market ./market
 COPY consensus ./consensus
 COPY node ./node

@@ -47,9 +47,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-import aiohttp
 import numpy as np
 
+from gridchain.api import models as m
+from gridchain.api.client import NodeClient, NodeError, NodeRefusedError
 from gridchain.bench.cluster import bench_bundle, running_cluster
 from gridchain.bench.conditions import conditions
 from gridchain.bench.consensus import (
@@ -290,8 +291,7 @@ async def _sleep_until(when_ms: int) -> None:
 
 
 async def _submit_all(
-    session: aiohttp.ClientSession,
-    urls: list[str],
+    clients: Sequence[NodeClient],
     plan: DayPlan,
     requests: Sequence[CDRequest],
     txs: Sequence[Transaction],
@@ -308,31 +308,24 @@ async def _submit_all(
         due = submit_time_ms(plan, requests[groups[arrival][0]], lead)
         await _sleep_until(due)
         late_ms.append(max(0, _now_ms() - due))
-        body = {"txs": [txs[i].encode().hex() for i in groups[arrival]]}
-        async with session.post(urls[n % len(urls)] + "/v1/txs", json=body) as resp:
-            answer = await resp.json()
-        for result in answer.get("results", []):
-            if "error" in result:
-                refused.append(str(result["error"])[:200])
-        if resp.status != 200 and not refused:
-            refused.append(f"HTTP {resp.status}: {str(answer)[:200]}")
+        batch = [txs[i].encode().hex() for i in groups[arrival]]
+        try:
+            answer = await clients[n % len(clients)].submit_batch(batch)
+        except NodeError as exc:
+            refused.append(exc.message[:200])
+            continue
+        for result in answer.results:
+            if isinstance(result, m.Error):
+                refused.append(str(result.error.model_dump())[:200])
     return {"max_late_ms": max(late_ms, default=0), "refused": refused}
-
-
-async def _get_json(session: aiohttp.ClientSession, url: str) -> tuple[int, Any]:
-    async with session.get(url) as resp:
-        return resp.status, await resp.json()
 
 
 async def _watch(url: str, seen: dict[int, int]) -> None:
     """When each interval's decision was committed: its ``schedule`` event on the websocket."""
-    async with aiohttp.ClientSession() as session, session.ws_connect(url + "/v1/events") as ws:
-        async for msg in ws:
-            if msg.type != aiohttp.WSMsgType.TEXT:
-                continue
-            event = json.loads(msg.data)
-            if event.get("type") == "schedule":
-                seen.setdefault(int(event["interval"]), _now_ms())
+    async with NodeClient(url) as client:
+        async for event in client.events():
+            if isinstance(event, m.ScheduleEvent):
+                seen.setdefault(event.interval, _now_ms())
 
 
 def decision_leads(plan: DayPlan, seen: Mapping[int, int]) -> dict[str, Any]:
@@ -362,31 +355,34 @@ async def _play(urls: list[str], setup: DaySetup, plan: DayPlan, bundle: Genesis
     n = setup.scenario.n_intervals
     seen: dict[int, int] = {}
     watcher = asyncio.create_task(_watch(urls[0], seen))
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        submitted = await _submit_all(
-            session, urls, plan, setup.requests, txs, lead=setup.submit_lead
-        )
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(NodeClient(url, request_timeout_s=30)) for url in urls
+        ]
+        node = clients[0]
+        submitted = await _submit_all(clients, plan, setup.requests, txs, lead=setup.submit_lead)
         # PoB shows a block's decision once it is final: finality_depth more rounds.
         finality_ms = (setup.finality_depth + 1) * setup.round_ms if setup.engine == "pob" else 0
         await _sleep_until(plan.start_ms(n) + round(1000 * setup.grace_s) + finality_ms)
         decisions: dict[int, dict[str, Any]] = {}
         for a in range(n):
             j = plan.chain_interval(a)
-            status, body = await _get_json(session, f"{urls[0]}/v1/schedule?interval={j}")
-            if status == 200 and body.get("decisions"):
-                decisions[a] = body["decisions"][0]
+            with contextlib.suppress(NodeRefusedError):  # not decided: no decision kept
+                schedule = await node.schedule(interval=j)
+                if schedule.decisions:
+                    decisions[a] = schedule.decisions[0].model_dump(mode="json")
         records: dict[str, dict[str, Any]] = {}
         for tx in txs:
             rid = tx.hash().hex()
-            status, body = await _get_json(session, f"{urls[0]}/v1/cd/{rid}")
-            if status == 200:
-                records[rid] = body
-            else:  # why it has no record: what the node says about the transaction
-                _, answer = await _get_json(session, f"{urls[0]}/v1/txs/{rid}")
+            try:
+                records[rid] = (await node.cd_request(rid)).model_dump(mode="json")
+            except NodeRefusedError:  # why it has no record: what the node says about the tx
+                found = await node.tx(rid)
+                answer = None if found is None else found.model_dump(mode="json")
                 submitted["refused"].append(f"{rid[:16]}: {json.dumps(answer)[:200]}")
-        _, chain_status = await _get_json(session, f"{urls[0]}/v1/status")
+        chain_status = (await node.status()).model_dump(mode="json")
     watcher.cancel()
-    with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError):
+    with contextlib.suppress(asyncio.CancelledError, NodeError):
         await watcher
     submitted["decision_leads"] = decision_leads(plan, seen)
     return submitted, decisions, records, [tx.hash().hex() for tx in txs], chain_status

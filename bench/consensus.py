@@ -28,8 +28,8 @@ import time
 import traceback
 from typing import Any
 
-import aiohttp
-
+from gridchain.api import models as m
+from gridchain.api.client import NodeClient
 from gridchain.bench.cluster import bench_bundle, running_cluster, transfer_streams
 from gridchain.bench.conditions import conditions, median
 from gridchain.bench.transfers import bench_verify
@@ -60,15 +60,17 @@ async def _drive(
     submitted: dict[str, float] = {}
     committed: dict[str, float] = {}
     total = sum(len(s) for s in streams)
-    async with aiohttp.ClientSession() as session:
-        ws = await session.ws_connect(urls[0] + "/v1/events")
+    clients = {url: NodeClient(url, request_timeout_s=timeout_s) for url in dict.fromkeys(urls)}
+    async with contextlib.AsyncExitStack() as stack:
+        for client in clients.values():
+            await stack.enter_async_context(client)
 
         async def listen() -> None:
-            async for msg in ws:
+            async for event in clients[urls[0]].events():
                 now = time.perf_counter()
-                event = json.loads(msg.data)
-                for tx_hash in event.get("txs", []):
-                    committed.setdefault(tx_hash, now)
+                if isinstance(event, m.BlockCommittedEvent):
+                    for tx_hash in event.txs:
+                        committed.setdefault(tx_hash, now)
                 if len(committed) >= total:
                     return
 
@@ -81,19 +83,15 @@ async def _drive(
                 now = time.perf_counter()
                 for tx in chunk:
                     submitted[tx.hash().hex()] = now
-                body = {"txs": [tx.encode().hex() for tx in chunk]}
-                async with session.post(url + "/v1/txs", json=body) as resp:
-                    answer = await resp.json()
-                    refused = [r for r in answer.get("results", []) if "error" in r]
-                    if resp.status != 200 or refused:
-                        raise RuntimeError(f"benchmark transfer refused: {answer}")
+                answer = await clients[url].submit_batch([tx.encode().hex() for tx in chunk])
+                if any(isinstance(r, m.Error) for r in answer.results):
+                    raise RuntimeError(f"benchmark transfer refused: {answer.model_dump()}")
 
         listener = asyncio.create_task(listen())
         started = time.perf_counter()
         await asyncio.gather(*(submit(i, urls[i % len(urls)], s) for i, s in enumerate(streams)))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(listener, timeout=timeout_s)
-        await ws.close()
     done = [h for h in submitted if h in committed]
     latencies = [committed[h] - submitted[h] for h in done]
     last = max(committed.values()) if committed else started

@@ -27,8 +27,8 @@ import random
 import time
 from typing import Any
 
-import aiohttp
-
+from gridchain.api import models as m
+from gridchain.api.client import NodeClient
 from gridchain.bench.cluster import running_cluster
 from gridchain.bench.conditions import conditions, median
 from gridchain.genesis.builder import GenesisBundle, build_genesis
@@ -140,37 +140,36 @@ async def _drive(
 ) -> dict[str, Any]:
     committed: dict[str, float] = {}
     total = sum(len(s) for s in streams)
-    async with aiohttp.ClientSession() as session:
-        ws = await session.ws_connect(urls[0] + "/v1/events")
-        trades = 0
+    trades = 0
+    clients = {url: NodeClient(url, request_timeout_s=timeout_s) for url in dict.fromkeys(urls)}
+    async with contextlib.AsyncExitStack() as stack:
+        for client in clients.values():
+            await stack.enter_async_context(client)
 
         async def listen() -> None:
             nonlocal trades
-            async for msg in ws:
+            async for event in clients[urls[0]].events():
                 now = time.perf_counter()
-                event = json.loads(msg.data)
-                if event.get("type") == "trade":
+                if isinstance(event, m.TradeEvent):
                     trades += 1
-                for tx_hash in event.get("txs", []):
-                    committed.setdefault(tx_hash, now)
+                if isinstance(event, m.BlockCommittedEvent):
+                    for tx_hash in event.txs:
+                        committed.setdefault(tx_hash, now)
                 if len(committed) >= total:
                     return
 
         async def submit(url: str, txs: list[Transaction]) -> None:
             for i in range(0, len(txs), batch):
-                body = {"txs": [tx.encode().hex() for tx in txs[i : i + batch]]}
-                async with session.post(url + "/v1/txs", json=body) as resp:
-                    answer = await resp.json()
-                    refused = [r for r in answer.get("results", []) if "error" in r]
-                    if resp.status != 200 or refused:
-                        raise RuntimeError(f"benchmark order refused: {answer}")
+                chunk = [tx.encode().hex() for tx in txs[i : i + batch]]
+                answer = await clients[url].submit_batch(chunk)
+                if any(isinstance(r, m.Error) for r in answer.results):
+                    raise RuntimeError(f"benchmark order refused: {answer.model_dump()}")
 
         listener = asyncio.create_task(listen())
         started = time.perf_counter()
         await asyncio.gather(*(submit(urls[i % len(urls)], s) for i, s in enumerate(streams)))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(listener, timeout=timeout_s)
-        await ws.close()
     last = max(committed.values()) if committed else started
     return {
         "submitted": total,

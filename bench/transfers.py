@@ -22,12 +22,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
+from gridchain.api.client import NodeClient, NodeError
 from gridchain.bench.cluster import bench_bundle, transfer_streams
 from gridchain.bench.conditions import conditions, median
 from gridchain.genesis.builder import GenesisBundle
@@ -104,27 +102,19 @@ def bench_pipeline(bundle: Any, streams: list[list[Transaction]], block_txs: int
     return len(raw) / elapsed
 
 
-async def _submit_stream(session: aiohttp.ClientSession, url: str, txs: list[Transaction]) -> str:
+async def _submit_stream(client: NodeClient, txs: list[Transaction]) -> str:
     last = ""
     for tx in txs:
-        async with session.post(url + "/v1/txs", json={"tx": tx.encode().hex()}) as resp:
-            body = await resp.json()
-            if resp.status != 202:
-                raise RuntimeError(f"node refused a benchmark transfer: {body}")
-            last = body["hash"]
+        last = await client.submit_tx(tx)
     return last
 
 
 async def _drive_node(url: str, streams: list[list[Transaction]]) -> float:
-    async with aiohttp.ClientSession() as session:
+    async with NodeClient(url) as client:
         started = time.perf_counter()
-        lasts = await asyncio.gather(*(_submit_stream(session, url, s) for s in streams))
+        lasts = await asyncio.gather(*(_submit_stream(client, s) for s in streams))
         for tx_hash in lasts:
-            while True:
-                async with session.get(f"{url}/v1/txs/{tx_hash}") as resp:
-                    if (await resp.json())["status"] == "committed":
-                        break
-                await asyncio.sleep(0.005)
+            await client.wait_committed(tx_hash, timeout_s=120.0, poll_interval_s=0.005)
         elapsed = time.perf_counter() - started
     return sum(len(s) for s in streams) / elapsed
 
@@ -167,14 +157,19 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes]) -> None:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"benchmark node exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=1) as resp:  # noqa: S310
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
+        if asyncio.run(_healthy(url)):
+            return
         time.sleep(0.05)
     raise RuntimeError("benchmark node did not become healthy")
+
+
+async def _healthy(url: str) -> bool:
+    async with NodeClient(url, request_timeout_s=1.0, retries=0) as client:
+        try:
+            await client.health()
+        except NodeError:
+            return False
+        return True
 
 
 def main(argv: list[str]) -> int:

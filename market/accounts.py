@@ -7,6 +7,7 @@ depends only on the values, never on Python object layout.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from gridchain.market.state import Overlay, StateReader
@@ -61,6 +62,12 @@ def put_account(state: Overlay, address: bytes, account: Account) -> None:
 def get_participant(state: StateReader, address: bytes) -> ParticipantRecord | None:
     raw = state.get(participant_key(address))
     return None if raw is None else decode(raw, ParticipantRecord)
+
+
+def iter_participants(state: StateReader) -> Iterator[tuple[bytes, ParticipantRecord]]:
+    """Every registered participant and its address, in address order."""
+    for key, raw in state.scan(PARTICIPANT_PREFIX):
+        yield key[len(PARTICIPANT_PREFIX) :], decode(raw, ParticipantRecord)
 
 
 def put_participant(state: Overlay, address: bytes, record: ParticipantRecord) -> None:

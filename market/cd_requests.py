@@ -163,6 +163,12 @@ def open_requests(state: StateReader) -> Iterator[tuple[bytes, CDRecord]]:
             yield request_id, record
 
 
+def all_requests(state: StateReader) -> Iterator[tuple[bytes, CDRecord]]:
+    """Every request ever accepted (open, complete or ended), in id order."""
+    for key, raw in state.scan(CD_RECORD_PREFIX):
+        yield key[len(CD_RECORD_PREFIX) :], decode(raw, CDRecord)
+
+
 def close_request(view: Overlay, request_id: bytes, record: CDRecord, status: CDStatus) -> None:
     put_request(view, request_id, replace(record, status=int(status)))
     view.delete(CD_OPEN_PREFIX + request_id)

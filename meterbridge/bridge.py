@@ -32,12 +32,13 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from gridchain.meterbridge.chain import BridgeNodeClient
+from gridchain.api.client import NodeClient, NodeError, NodeRefusedError
 from gridchain.meterbridge.config import BridgeConfig, MeterConfig
 from gridchain.meterbridge.metrics import BridgeMetrics
 from gridchain.meterbridge.modbus import BusClient, MeterUnavailable
 from gridchain.meterbridge.profiles import DecodeError, Measurement, Profile, load_profile
 from gridchain.meterbridge.store import BridgeStore
+from gridchain.protocol.address import address_of, format_address
 from gridchain.protocol.crypto import SigningKey
 from gridchain.protocol.errors import GridchainError
 from gridchain.protocol.meter import (
@@ -49,9 +50,10 @@ from gridchain.protocol.meter import (
     sign_reading,
 )
 from gridchain.protocol.tx import MeterReadings, Transaction, sign_tx
-from gridchain.wallet.client import NodeError, NodeRefusedError
 
 log = structlog.get_logger("meterbridge")
+#: How the bridge names itself to the node (its requests show in the node's access log).
+USER_AGENT = "gridchain-meterbridge/0.1"
 
 
 class ChainConflictError(GridchainError):
@@ -105,7 +107,7 @@ class Bridge:
             for m in config.meters
         }
         self.interval_ms = round(config.interval_s * 1000)
-        self.node = BridgeNodeClient(config.node_url)
+        self.node = NodeClient(config.node_url, user_agent=USER_AGENT)
         self.node_reachable = False
         self._wake_sender = asyncio.Event()
         for meter_id, state in self.meters.items():
@@ -135,7 +137,7 @@ class Bridge:
 
         Raises NodeError when the node cannot be asked; the caller retries later.
         """
-        chain_id = await self.node.chain_id()
+        chain_id = (await self.node.status()).chain_id
         known = self.store.chain_id()
         if known is None:
             self.store.set_chain_id(chain_id)
@@ -283,7 +285,7 @@ class Bridge:
             return outcome
         chain_id = self.store.chain_id()
         assert chain_id is not None  # reconcile() stored it
-        nonce = await self.node.pending_nonce(self.key.public_key)
+        nonce = await self._pending_nonce()
         tx = sign_tx(self.key, chain_id, nonce, MeterReadings(tuple(batch)))
         self.store.set_inflight(tx)  # durable before it is posted
         await self._post(tx, outcome)
@@ -291,7 +293,7 @@ class Bridge:
 
     async def _post(self, tx: Transaction, outcome: SendOutcome) -> None:
         try:
-            await self.node.post_raw_tx(tx.encode().hex())
+            await self.node.submit_raw(tx.encode().hex())
         except NodeRefusedError as exc:
             if exc.status == 409 or "known" in exc.node_code or "duplicate" in exc.node_code:
                 return  # the node already has exactly these bytes
@@ -303,6 +305,16 @@ class Bridge:
         outcome.posted += 1
         self.metrics.txs_submitted.inc()
         log.info("tx_posted", hash=tx.hash().hex(), readings=len(self._readings_of(tx)))
+
+    async def _pending_nonce(self) -> int:
+        """The nonce the bridge key's next transaction carries (0 for an unseen account)."""
+        address = format_address(address_of(self.key.public_key))
+        try:
+            return (await self.node.account(address)).pending_nonce
+        except NodeRefusedError as exc:
+            if exc.status == 404:
+                return 0
+            raise
 
     @staticmethod
     def _readings_of(tx: Transaction) -> tuple[SignedReading, ...]:
@@ -333,7 +345,7 @@ class Bridge:
         ):
             self.store.set_inflight(None)
             return True
-        if await self.node.pending_nonce(self.key.public_key) > tx.nonce:
+        if await self._pending_nonce() > tx.nonce:
             # the nonce was used by a transaction that did not carry these readings
             self.store.set_inflight(None)
             return True

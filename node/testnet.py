@@ -13,18 +13,19 @@ recorded beside the validators and stopped by ``down`` with them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from gridchain.api.client import NodeClient, NodeError
 from gridchain.genesis.builder import build_genesis
 from gridchain.genesis.cli import (
     BASE_API_PORT,
@@ -36,6 +37,8 @@ from gridchain.genesis.cli import (
 from gridchain.protocol.crypto import SigningKey
 from gridchain.protocol.errors import GridchainError
 from gridchain.protocol.keystore import TESTNET_SCRYPT_N
+
+T = TypeVar("T")
 
 STATE_FILE = "testnet.json"
 TESTNET_PASSWORD = "testnet"  # noqa: S105 - the documented throwaway testnet password
@@ -134,16 +137,23 @@ def _api_url(config_path: Path) -> str:
     return f"http://{api.get('host', '127.0.0.1')}:{api.get('port', BASE_API_PORT)}"
 
 
-def get_json(url: str, timeout: float = 2.0) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback URLs we wrote
-        return json.load(resp)
+def ask(api_url: str, call: Callable[[NodeClient], Awaitable[T]], *, timeout_s: float = 2.0) -> T:
+    """One question to a validator from the launcher's synchronous code, through the one node
+    client (no retries: the launcher's own loops poll again)."""
+
+    async def run() -> T:
+        async with NodeClient(api_url, request_timeout_s=timeout_s, retries=0) as client:
+            return await call(client)
+
+    return asyncio.run(run())
 
 
 def healthy(api_url: str) -> bool:
     try:
-        return bool(get_json(api_url + "/health", timeout=1.0).get("status") == "ok")
-    except (urllib.error.URLError, OSError, ValueError):
+        ask(api_url, NodeClient.health, timeout_s=1.0)
+    except NodeError:
         return False
+    return True
 
 
 def _cmdline(pid: int) -> str:
@@ -359,16 +369,15 @@ def status(directory: Path) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"name": p.name, "api_url": p.api_url, "pid": p.pid}
         row["running"] = is_ours(p)
         try:
-            st = get_json(p.api_url + "/v1/status")
-            consensus = st.get("consensus", {})
+            st = ask(p.api_url, NodeClient.status)
             row.update(
-                height=st["height"],
-                view=consensus.get("view", consensus.get("round", 0)),
-                peers=sum(1 for p in st.get("peers", []) if p.get("connected")),
-                head_hash=st["head_hash"],
-                state_root=st["state_root"],
+                height=st.height,
+                view=st.consensus.get("view", st.consensus.get("round", 0)),
+                peers=sum(1 for peer in st.peers if peer.get("connected")),
+                head_hash=st.head_hash.hex(),
+                state_root=st.state_root.hex(),
             )
-        except (urllib.error.URLError, OSError, ValueError, KeyError):
+        except NodeError:
             row.update(height=None, view=None, peers=None, head_hash=None, state_root=None)
         rows.append(row)
     return rows

@@ -8,6 +8,7 @@ the validators running and prints each new block until Ctrl-C, when it stops the
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import signal
@@ -17,15 +18,16 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from gridchain.api.client import NodeClient, NodeError
 from gridchain.cli import main as gridchain_main
 from gridchain.genesis.cli import DEFAULT_BRIDGE_INTERVAL_S, METER_SIM_PORT
 from gridchain.node.testnet import (
     BASE_API_PORT,
     BASE_P2P_PORT,
     TestnetError,
+    ask,
     down,
     ensure_genesis,
-    get_json,
     status,
     testnet_password,
     up,
@@ -142,7 +144,7 @@ def ledger_table(api_urls: list[str], peers: list[str], addresses: dict[str, str
     once all validators reached the same height (or after 15 s)."""
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        heights = {get_json(url + "/v1/status")["height"] for url in api_urls}
+        heights = {ask(url, NodeClient.status).height for url in api_urls}
         if len(heights) == 1:
             break
         time.sleep(0.1)
@@ -150,10 +152,11 @@ def ledger_table(api_urls: list[str], peers: list[str], addresses: dict[str, str
     header += "".join(f" {name:>12}" for name in peers)
     lines = [header]
     for url in api_urls:
-        st = get_json(url + "/v1/status")
-        row = f"{url:<24} {st['height']:>6}  {st['head_hash'][:12]} {st['state_root'][:12]}"
+        st = ask(url, NodeClient.status)
+        row = f"{url:<24} {st.height:>6}  {st.head_hash.hex()[:12]} {st.state_root.hex()[:12]}"
         for name in peers:
-            balance = get_json(f"{url}/v1/accounts/{addresses[name]}")["balance_mc"]
+            account = functools.partial(NodeClient.account, address_text=addresses[name])
+            balance = ask(url, account).balance_mc
             row += f" {balance / 1000:>12.3f}"
         lines.append(row)
     return "\n".join(lines)
@@ -169,17 +172,17 @@ def _follow(directory: Path, api_url: str) -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     print("\ntestnet running; Ctrl-C stops it. New blocks:")
-    seen = get_json(api_url + "/v1/status")["height"]
+    seen = ask(api_url, NodeClient.status).height
     while not stop["now"]:
         time.sleep(0.5)
         try:
-            height = get_json(api_url + "/v1/status")["height"]
-        except OSError:
+            height = ask(api_url, NodeClient.status).height
+        except NodeError:
             continue
         while seen < height:
             seen += 1
-            block = get_json(f"{api_url}/v1/blocks/{seen}")
-            print(f"  block {seen:>6}  {block['hash'][:16]}  {len(block['txs'])} txs")
+            block = ask(api_url, functools.partial(NodeClient.block, height=seen))
+            print(f"  block {seen:>6}  {block.hash[:16]}  {len(block.txs)} txs")
 
 
 def run_cd_demo(directory: Path, api_urls: list[str]) -> None:
@@ -200,7 +203,7 @@ def run_cd_demo(directory: Path, api_urls: list[str]) -> None:
         raise TestnetError("demo step 'wallet cd charge' for peer-b failed")
     deadline = time.monotonic() + 20 * interval_s + 30
     while time.monotonic() < deadline:
-        decided = get_json(f"{api_urls[-1]}/v1/schedule?limit=3")["decisions"]
+        decided = ask(api_urls[-1], lambda c: c.schedule(limit=3)).decisions
         if len(decided) >= 3:
             break
         time.sleep(interval_s / 2)
@@ -251,8 +254,8 @@ def run_market_demo(directory: Path, api_urls: list[str]) -> None:
     deadline = time.monotonic() + wait_s + 60
     time.sleep(wait_s)
     while time.monotonic() < deadline:
-        receipts = get_json(f"{api_urls[0]}/v1/settlements")["receipts"]
-        if any(r["slot"] == slot for r in receipts):
+        receipts = ask(api_urls[0], lambda c: c.receipts())
+        if any(r.slot == slot for r in receipts):
             break
         time.sleep(1)
     print("-- peer-c's receipts (delivery is what peer-a's simulated PV meter measured):")

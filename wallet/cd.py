@@ -19,30 +19,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from dataclasses import dataclass
 from typing import Any
 
+from gridchain.api import models as m
+from gridchain.api.client import resolve_node_url
 from gridchain.protocol.crypto import HASH_BYTES
 from gridchain.protocol.tx import CD_KIND_BY_LABEL, DEVICE_BY_LABEL, CDRequest
-from gridchain.wallet.cli import (
+from gridchain.wallet.commands import (
     DEFAULT_COMMIT_TIMEOUT_S,
     WalletArgumentError,
-    _emit,
-    _json_errors,
-    _positive_seconds,
-    _wallet_path,
+    connect,
+    emit,
     format_table,
+    json_errors,
+    open_key,
+    positive_seconds,
     sign_and_submit,
-)
-from gridchain.wallet.client import (
-    NodeClient,
-    NodeResponseError,
-    _Fields,
-    _with_query,
-    resolve_node_url,
+    tx_rows,
+    wallet_path,
 )
 from gridchain.wallet.keystore_file import keystore_address, read_keystore
-from gridchain.wallet.trading import _open_key, _tx_rows, iso_ms, parse_time_ms
+from gridchain.wallet.trading import iso_ms, parse_time_ms
 
 #: The devices that take C&D requests (the chain refuses the others).
 CD_DEVICES = ("EV", "Battery")
@@ -60,136 +57,6 @@ class CDArgumentError(WalletArgumentError):
     """A C&D request the chain would refuse for its own fields (checked before sending)."""
 
     code = "invalid_cd_request"
-
-
-# --- reading the node ----------------------------------------------------------------------
-
-
-def _signed(doc: dict[str, Any], key: str, what: str) -> int:
-    value = doc.get(key)
-    if type(value) is not int:
-        raise NodeResponseError(f"{what}: field {key!r} is not an integer")
-    return value
-
-
-@dataclass(frozen=True, slots=True)
-class CDInfo:
-    """A C&D request as ``GET /v1/cd/{id}`` reports it; ``record`` is the whole object."""
-
-    id: str
-    owner: str
-    kind: str
-    device: str
-    energy_wh: int
-    max_rate_w: int
-    first_interval: int
-    end_interval: int
-    window_start_ms: int
-    window_end_ms: int
-    delivered_wh: int
-    remaining_wh: int
-    status: str
-    record: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class EntryInfo:
-    request_id: str
-    owner: str | None
-    kind: str | None
-    rate_w: int
-
-
-@dataclass(frozen=True, slots=True)
-class DecisionInfo:
-    interval: int
-    start_ms: int
-    height: int
-    load_w: int
-    benefit: str
-    entries: tuple[EntryInfo, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ScheduleInfo:
-    next_interval: int
-    open_requests: int
-    decisions: tuple[DecisionInfo, ...]
-    record: dict[str, Any]
-
-
-def _cd_info(doc: Any, what: str) -> CDInfo:
-    f = _Fields(doc, what)
-    return CDInfo(
-        id=f.string("id"),
-        owner=f.string("owner"),
-        kind=f.string("kind"),
-        device=f.string("device"),
-        energy_wh=f.integer("energy_wh"),
-        max_rate_w=f.integer("max_rate_w"),
-        first_interval=f.integer("first_interval"),
-        end_interval=f.integer("end_interval"),
-        window_start_ms=f.integer("window_start_ms"),
-        window_end_ms=f.integer("window_end_ms"),
-        delivered_wh=f.integer("delivered_wh"),
-        remaining_wh=f.integer("remaining_wh"),
-        status=f.string("status"),
-        record=dict(doc),
-    )
-
-
-def _decision_info(doc: Any, what: str) -> DecisionInfo:
-    f = _Fields(doc, what)
-    entries = []
-    for item in f.items("entries"):
-        e = _Fields(item, what)
-        entries.append(
-            EntryInfo(
-                request_id=e.string("request_id"),
-                owner=e.opt_string("owner"),
-                kind=e.opt_string("kind"),
-                rate_w=_signed(item, "rate_w", what),
-            )
-        )
-    benefit = f.string("benefit")
-    if not (benefit.isascii() and benefit.isdigit()):
-        raise NodeResponseError(f"{what}: field 'benefit' is not a decimal integer")
-    return DecisionInfo(
-        interval=f.integer("interval"),
-        start_ms=f.integer("start_ms"),
-        height=f.integer("height"),
-        load_w=_signed(doc, "load_w", what),
-        benefit=benefit,
-        entries=tuple(entries),
-    )
-
-
-class CDClient(NodeClient):
-    """The node client with the C&D routes (``/v1/cd``, ``/v1/schedule``)."""
-
-    async def cd_request(self, request_id: str) -> CDInfo:
-        path = f"/v1/cd/{request_id}"
-        return _cd_info(await self._request("GET", path), f"GET {path}")
-
-    async def cd_requests(
-        self, owner: str | None, *, status: str | None = None, limit: int = LIST_LIMIT
-    ) -> list[CDInfo]:
-        path = _with_query("/v1/cd", {"owner": owner, "status": status, "limit": limit})
-        f = _Fields(await self._request("GET", path), f"GET {path}")
-        return [_cd_info(item, f"GET {path}") for item in f.items("requests")]
-
-    async def schedule(
-        self, *, interval: int | None = None, limit: int | None = None
-    ) -> ScheduleInfo:
-        path = _with_query("/v1/schedule", {"interval": interval, "limit": limit})
-        doc = await self._request("GET", path)
-        f = _Fields(doc, f"GET {path}")
-        return ScheduleInfo(
-            next_interval=f.integer("next_interval"),
-            open_requests=f.integer("open_requests"),
-            decisions=tuple(_decision_info(d, f"GET {path}") for d in f.items("decisions")),
-            record=dict(doc),
-        )
 
 
 # --- arguments -----------------------------------------------------------------------------
@@ -343,7 +210,7 @@ def add_commands(
         )
         request.add_argument(
             "--timeout",
-            type=_positive_seconds,
+            type=positive_seconds,
             default=DEFAULT_COMMIT_TIMEOUT_S,
             metavar="S",
             help="seconds to wait for the commit (default: %(default)g)",
@@ -390,7 +257,7 @@ def add_commands(
 # --- output --------------------------------------------------------------------------------
 
 
-def _window_text(info: CDInfo) -> str:
+def _window_text(info: m.CDRequest) -> str:
     count = info.end_interval - info.first_interval
     return (
         f"intervals {info.first_interval} to {info.end_interval - 1} ({count}), "
@@ -398,7 +265,7 @@ def _window_text(info: CDInfo) -> str:
     )
 
 
-def _cd_rows(info: CDInfo) -> list[list[str]]:
+def _cd_rows(info: m.CDRequest) -> list[list[str]]:
     verb = "receive" if info.kind == "charge" else "give at most"
     return [
         ["request", info.id],
@@ -417,14 +284,14 @@ def _cd_rows(info: CDInfo) -> list[list[str]]:
 # --- cd charge / discharge -----------------------------------------------------------------
 
 
-@_json_errors
+@json_errors
 def cmd_cd_request(args: argparse.Namespace) -> int:
     body = build_request(args, now_ms())
-    own, key = _open_key(args)
+    own, key = open_key(args)
     node_url = resolve_node_url(args.node)
 
-    async def run() -> tuple[dict[str, Any], CDInfo | None]:
-        node = CDClient(node_url)
+    async def run() -> tuple[dict[str, Any], m.CDRequest | None]:
+        node = connect(node_url)
         async with node:
             result = await sign_and_submit(
                 args,
@@ -441,43 +308,43 @@ def cmd_cd_request(args: argparse.Namespace) -> int:
 
     result, info = asyncio.run(run())
     result["request_id"] = result["hash"]
-    result["request"] = None if info is None else info.record
-    rows = _tx_rows(result)
+    result["request"] = None if info is None else info.model_dump(mode="json")
+    rows = tx_rows(result)
     if info is not None:
         rows += _cd_rows(info)
     else:
         rows.append(["request", str(result["hash"])])
-    _emit(args, result, format_table(rows))
+    emit(args, result, format_table(rows))
     return 0
 
 
 # --- cd status / list ----------------------------------------------------------------------
 
 
-@_json_errors
+@json_errors
 def cmd_cd_status(args: argparse.Namespace) -> int:
     request_id = _request_id(args.request_id)
     node_url = resolve_node_url(args.node)
 
-    async def run() -> CDInfo:
-        node = CDClient(node_url)
+    async def run() -> m.CDRequest:
+        node = connect(node_url)
         async with node:
             return await node.cd_request(request_id)
 
     info = asyncio.run(run())
-    _emit(args, info.record, format_table(_cd_rows(info)))
+    emit(args, info.model_dump(mode="json"), format_table(_cd_rows(info)))
     return 0
 
 
-@_json_errors
+@json_errors
 def cmd_cd_list(args: argparse.Namespace) -> int:
-    path = _wallet_path(args)
+    path = wallet_path(args)
     own = keystore_address(read_keystore(path), path)
     status = None if args.all else "open"
     node_url = resolve_node_url(args.node)
 
-    async def run() -> list[CDInfo]:
-        node = CDClient(node_url)
+    async def run() -> list[m.CDRequest]:
+        node = connect(node_url)
         async with node:
             return await node.cd_requests(own, status=status)
 
@@ -498,14 +365,14 @@ def cmd_cd_list(args: argparse.Namespace) -> int:
         )
     none = "no C&D requests" if args.all else "no open C&D requests (--all shows closed ones)"
     human = format_table(rows, right=frozenset({3, 4, 6})) if found else none
-    _emit(args, {"owner": own, "requests": [i.record for i in found]}, human)
+    emit(args, {"owner": own, "requests": [i.model_dump(mode="json") for i in found]}, human)
     return 0
 
 
 # --- schedule ------------------------------------------------------------------------------
 
 
-@_json_errors
+@json_errors
 def cmd_schedule(args: argparse.Namespace) -> int:
     if args.interval is not None and args.interval < 0:
         raise WalletArgumentError(f"--interval is a non-negative index, got {args.interval}")
@@ -513,8 +380,8 @@ def cmd_schedule(args: argparse.Namespace) -> int:
         raise WalletArgumentError(f"--limit is 1 to {SCHEDULE_MAX}, got {args.limit}")
     node_url = resolve_node_url(args.node)
 
-    async def run() -> ScheduleInfo:
-        node = CDClient(node_url)
+    async def run() -> m.Schedule:
+        node = connect(node_url)
         async with node:
             return await node.schedule(interval=args.interval, limit=args.limit)
 
@@ -538,5 +405,5 @@ def cmd_schedule(args: argparse.Namespace) -> int:
             )
     right = frozenset({0, 2, 3, 4, 7})
     body = format_table(rows, right=right) if info.decisions else "no decisions"
-    _emit(args, info.record, f"{head}\n{body}")
+    emit(args, info.model_dump(mode="json"), f"{head}\n{body}")
     return 0

@@ -20,28 +20,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
-import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gridchain.protocol.address import format_address, parse_address
+from gridchain.api.client import NodeResponseError, resolve_node_url
+from gridchain.api.models import Account
+from gridchain.protocol.address import parse_address
 from gridchain.protocol.crypto import SigningKey
-from gridchain.protocol.errors import GridchainError
 from gridchain.protocol.keystore import open_keystore, seal
-from gridchain.protocol.tx import Transfer, TxBody, sign_tx
-from gridchain.wallet.client import (
-    AccountInfo,
-    CommitTimeoutError,
-    NodeClient,
-    NodeRefusedError,
-    NodeResponseError,
-    resolve_node_url,
+from gridchain.protocol.tx import Transfer
+from gridchain.wallet.commands import (
+    DEFAULT_COMMIT_TIMEOUT_S,
+    WalletArgumentError,
+    connect,
+    emit,
+    format_table,
+    json_errors,
+    parse_address_arg,
+    positive_seconds,
+    sign_and_submit,
+    wallet_path,
 )
 from gridchain.wallet.keystore_file import (
     WalletExistsError,
-    default_wallet_path,
     keystore_address,
     read_keystore,
     write_keystore,
@@ -49,30 +51,11 @@ from gridchain.wallet.keystore_file import (
 from gridchain.wallet.password import read_password
 from gridchain.wallet.units import AmountError, format_credits, parse_credits
 
-DEFAULT_COMMIT_TIMEOUT_S = 30.0
 #: protocol.tx.Memo's bound, checked here so the user sees a sentence, not an encoder error.
 MAX_MEMO_CHARS = 140
 MAX_NAME_CHARS = 64
 
 Handler = Callable[[argparse.Namespace], int]
-
-
-class WalletArgumentError(GridchainError):
-    """A value on the command line that the wallet cannot use."""
-
-    code = "bad_argument"
-
-
-class InsufficientBalanceError(GridchainError):
-    """The amount exceeds what the node reports as spendable (checked before signing)."""
-
-    code = "insufficient_balance"
-
-
-class SenderNotRegisteredError(GridchainError):
-    """The wallet's account is not admitted to the chain, so the node would refuse its tx."""
-
-    code = "unregistered_sender"
 
 
 # --- parser ------------------------------------------------------------------------------
@@ -153,7 +136,7 @@ def register(
     )
     transfer.add_argument(
         "--timeout",
-        type=_positive_seconds,
+        type=positive_seconds,
         default=DEFAULT_COMMIT_TIMEOUT_S,
         metavar="S",
         help="seconds to wait for the commit (default: %(default)g)",
@@ -171,128 +154,14 @@ def register(
     add_cd_commands(actions, common)
 
 
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 < value <= 86_400:
-        raise argparse.ArgumentTypeError(f"between 0 and 86400 seconds: {text!r}")
-    return value
-
-
 # --- output ------------------------------------------------------------------------------
-
-
-def format_table(rows: Sequence[Sequence[str]], *, right: frozenset[int] = frozenset()) -> str:
-    """Align columns with two spaces between them; columns in ``right`` align right."""
-    widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(max(map(len, rows)))]
-    lines = []
-    for row in rows:
-        cells = [
-            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
-            for i, cell in enumerate(row)
-        ]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
-
-
-async def sign_and_submit(
-    args: argparse.Namespace,
-    node: NodeClient,
-    own: str,
-    key: SigningKey,
-    body: TxBody,
-    *,
-    spend_mc: int,
-    action: str,
-    refusal: Callable[[int], str],
-) -> dict[str, Any]:
-    """Sign ``body`` with the wallet's key, submit it and (unless --no-wait) wait for it.
-
-    Every command that sends a transaction goes through here: the sender must be registered
-    and able to spend ``spend_mc`` (``refusal`` words the error from the spendable amount), the
-    nonce is the account's pending one, and ``args.no_wait``/``args.timeout`` decide the wait.
-    """
-    status = await node.status()
-    account = await node.account(own)
-    if not account.registered:
-        raise SenderNotRegisteredError(
-            f"{own} is not registered on chain {status.chain_name!r}; "
-            f"the chain's governance must register it before it can {action}"
-        )
-    if spend_mc > account.spendable_mc:
-        raise InsufficientBalanceError(refusal(account.spendable_mc))
-    tx = sign_tx(key, status.chain_id, account.pending_nonce, body)
-    tx_hash = await node.submit_tx(tx)
-    result: dict[str, Any] = {
-        "hash": tx_hash,
-        "status": "pending",
-        "height": None,
-        "index": None,
-        "nonce": account.pending_nonce,
-        "chain_id": status.chain_id.hex(),
-        "node": node.url,
-    }
-    if not args.no_wait:
-        committed = await node.wait_committed(tx_hash, timeout_s=args.timeout)
-        result.update(status=committed.status, height=committed.height, index=committed.index)
-    return result
-
-
-def _emit(args: argparse.Namespace, data: dict[str, Any], human: str) -> None:
-    print(json.dumps(data) if args.json else human)
-
-
-def _json_errors(handler: Handler) -> Handler:
-    """In ``--json`` mode, report a node refusal under the node's own code.
-
-    ``gridchain.cli.main`` prints ``{"error": {"code", "message"}}`` for any GridchainError with
-    the exception's class code; for a refusal the useful code is the node's
-    (``insufficient_balance``, ``nonce_gap``...), and for a commit timeout the hash matters.
-    """
-
-    @functools.wraps(handler)
-    def wrapper(args: argparse.Namespace) -> int:
-        try:
-            return handler(args)
-        except NodeRefusedError as exc:
-            if not args.json:
-                raise
-            error: dict[str, Any] = {
-                "code": exc.node_code,
-                "message": exc.node_message,
-                "node": exc.url,
-                "http_status": exc.status,
-            }
-        except CommitTimeoutError as exc:
-            if not args.json:
-                raise
-            error = {"code": exc.code, "message": exc.message, "hash": exc.tx_hash}
-        print(json.dumps({"error": error}))
-        return 1
-
-    return wrapper
-
-
-def _wallet_path(args: argparse.Namespace) -> Path:
-    path: Path | None = args.wallet
-    return path.expanduser() if path is not None else default_wallet_path()
-
-
-def _parse_address_arg(text: str, what: str) -> str:
-    """Canonical text of a typed address; AddressChecksumError's message says 'a typo?'."""
-    try:
-        return format_address(parse_address(text))
-    except GridchainError as exc:
-        raise type(exc)(f"{what}: {exc.message}") from None
 
 
 # --- new ---------------------------------------------------------------------------------
 
 
 def cmd_new(args: argparse.Namespace) -> int:
-    path = _wallet_path(args)
+    path = wallet_path(args)
     name: str = args.name
     if len(name) > MAX_NAME_CHARS or not name.isprintable():
         raise WalletArgumentError(f"--name is up to {MAX_NAME_CHARS} printable characters")
@@ -315,7 +184,7 @@ def cmd_new(args: argparse.Namespace) -> int:
         format_table(rows)
         + "\nKeep a copy of this file and its password: neither can be recovered."
     )
-    _emit(
+    emit(
         args,
         {"address": address, "file": str(path), "name": name, "public_key": key.public_key.hex()},
         human,
@@ -327,11 +196,11 @@ def cmd_new(args: argparse.Namespace) -> int:
 
 
 def cmd_address(args: argparse.Namespace) -> int:
-    path = _wallet_path(args)
+    path = wallet_path(args)
     doc = read_keystore(path)
     address = keystore_address(doc, path)
     name = doc.get("name") if isinstance(doc.get("name"), str) else ""
-    _emit(
+    emit(
         args,
         {"address": address, "name": name, "public_key": doc["public_key"], "file": str(path)},
         address,
@@ -342,17 +211,17 @@ def cmd_address(args: argparse.Namespace) -> int:
 # --- balance -----------------------------------------------------------------------------
 
 
-@_json_errors
+@json_errors
 def cmd_balance(args: argparse.Namespace) -> int:
     if args.address is not None:
-        address = _parse_address_arg(args.address, "ADDRESS")
+        address = parse_address_arg(args.address, "ADDRESS")
     else:
-        path = _wallet_path(args)
+        path = wallet_path(args)
         address = keystore_address(read_keystore(path), path)
     node_url = resolve_node_url(args.node)
 
-    async def fetch() -> tuple[str, AccountInfo]:
-        async with NodeClient(node_url) as node:
+    async def fetch() -> tuple[str, Account]:
+        async with connect(node_url) as node:
             return node.url, await node.account(address)
 
     url, account = asyncio.run(fetch())
@@ -391,23 +260,23 @@ def cmd_balance(args: argparse.Namespace) -> int:
     width = max(len(row[0]) for row in facts + money)
     head = format_table([[row[0].ljust(width), *row[1:]] for row in facts])
     body = format_table([[row[0].ljust(width), *row[1:]] for row in money], right=frozenset({1, 2}))
-    _emit(args, data, f"{head}\n\n{body}")
+    emit(args, data, f"{head}\n\n{body}")
     return 0
 
 
 # --- transfer ----------------------------------------------------------------------------
 
 
-@_json_errors
+@json_errors
 def cmd_transfer(args: argparse.Namespace) -> int:
-    to_text = _parse_address_arg(args.to, "--to")
+    to_text = parse_address_arg(args.to, "--to")
     amount_mc = parse_credits(args.amount)
     if amount_mc == 0:
         raise AmountError("a transfer moves a positive amount")
     memo: str = args.memo
     if len(memo) > MAX_MEMO_CHARS:
         raise WalletArgumentError(f"--memo is at most {MAX_MEMO_CHARS} characters")
-    path = _wallet_path(args)
+    path = wallet_path(args)
     doc = read_keystore(path)
     own = keystore_address(doc, path)
     key = open_keystore(doc, read_password())
@@ -421,7 +290,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         )
 
     async def run() -> dict[str, Any]:
-        async with NodeClient(node_url) as node:
+        async with connect(node_url) as node:
             result = await sign_and_submit(
                 args, node, own, key, body, spend_mc=amount_mc, action="send", refusal=refusal
             )
@@ -451,5 +320,5 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     ]
     if memo:
         rows.append(["memo", memo])
-    _emit(args, result, format_table(rows))
+    emit(args, result, format_table(rows))
     return 0

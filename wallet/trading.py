@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
+from gridchain.api.client import NodeClient, resolve_node_url
+from gridchain.api.models import Book, Markets, Order, Receipt, Trade
 from gridchain.protocol.crypto import SigningKey
 from gridchain.protocol.errors import GridchainError
-from gridchain.protocol.keystore import open_keystore
 from gridchain.protocol.tx import (
     DEVICE_BY_LABEL,
     MARKET_BY_LABEL,
@@ -29,28 +29,21 @@ from gridchain.protocol.tx import (
     PlaceOrder,
     TxBody,
 )
-from gridchain.wallet.cli import (
+from gridchain.wallet.commands import (
     DEFAULT_COMMIT_TIMEOUT_S,
     WalletArgumentError,
-    _emit,
-    _json_errors,
-    _parse_address_arg,
-    _positive_seconds,
-    _wallet_path,
+    connect,
+    emit,
     format_table,
+    json_errors,
+    open_key,
+    parse_address_arg,
+    positive_seconds,
     sign_and_submit,
-)
-from gridchain.wallet.client import (
-    BookInfo,
-    MarketInfo,
-    NodeClient,
-    OrderInfo,
-    ReceiptInfo,
-    TradeInfo,
-    resolve_node_url,
+    tx_rows,
+    wallet_path,
 )
 from gridchain.wallet.keystore_file import keystore_address, read_keystore
-from gridchain.wallet.password import read_password
 from gridchain.wallet.units import (
     format_credits,
     format_energy,
@@ -126,7 +119,7 @@ def add_commands(
     )
     waiting.add_argument(
         "--timeout",
-        type=_positive_seconds,
+        type=positive_seconds,
         default=DEFAULT_COMMIT_TIMEOUT_S,
         metavar="S",
         help="seconds to wait for the commit (default: %(default)g)",
@@ -256,7 +249,7 @@ def add_commands(
 # --- shared ------------------------------------------------------------------------------
 
 
-def _slot_of(args: argparse.Namespace, markets: MarketInfo) -> int:
+def _slot_of(args: argparse.Namespace, markets: Markets) -> int:
     if args.slot is not None:
         if args.slot < 0:
             raise WalletArgumentError(f"--slot is a non-negative index, got {args.slot}")
@@ -266,15 +259,15 @@ def _slot_of(args: argparse.Namespace, markets: MarketInfo) -> int:
 
 
 def _own_address(args: argparse.Namespace) -> str:
-    path = _wallet_path(args)
+    path = wallet_path(args)
     return keystore_address(read_keystore(path), path)
 
 
-def _order_json(order: OrderInfo | None) -> dict[str, Any] | None:
-    return None if order is None else dataclasses.asdict(order)
+def _order_json(order: Order | None) -> dict[str, Any] | None:
+    return None if order is None else order.model_dump(mode="json")
 
 
-def _order_rows(order: OrderInfo, slot_length_ms: int | None) -> list[list[str]]:
+def _order_rows(order: Order, slot_length_ms: int | None) -> list[list[str]]:
     what = (
         f"{order.side} {format_energy(order.quantity_wh)} at {format_price(order.price_mc_per_kwh)}"
     )
@@ -301,14 +294,6 @@ def _order_rows(order: OrderInfo, slot_length_ms: int | None) -> list[list[str]]
     return rows
 
 
-def _open_key(args: argparse.Namespace) -> tuple[str, SigningKey]:
-    """The wallet's address and key: opened before any network traffic, so a wrong password
-    costs nothing (the same order of work as ``transfer``)."""
-    path = _wallet_path(args)
-    doc = read_keystore(path)
-    return keystore_address(doc, path), open_keystore(doc, read_password())
-
-
 async def _send(
     args: argparse.Namespace,
     node: NodeClient,
@@ -331,17 +316,10 @@ async def _send(
     )
 
 
-def _tx_rows(result: dict[str, Any]) -> list[list[str]]:
-    rows = [["status", str(result["status"])], ["hash", str(result["hash"])]]
-    if result["height"] is not None:
-        rows.append(["height", str(result["height"])])
-    return rows
-
-
 # --- order buy / sell ----------------------------------------------------------------------
 
 
-@_json_errors
+@json_errors
 def cmd_place(args: argparse.Namespace) -> int:
     side: str = args.side
     price = parse_price(args.price)
@@ -352,12 +330,12 @@ def cmd_place(args: argparse.Namespace) -> int:
     if args.peak is not None and not 0 < peak < quantity:
         raise WalletArgumentError("--peak must be positive and below --quantity")
     expiry = 0 if args.expiry is None else parse_time_ms(args.expiry, "--expiry")
-    own, key = _open_key(args)
+    own, key = open_key(args)
     market: str = args.market
     node_url = resolve_node_url(args.node)
 
-    async def run() -> tuple[dict[str, Any], OrderInfo | None, MarketInfo]:
-        async with NodeClient(node_url) as node:
+    async def run() -> tuple[dict[str, Any], Order | None, Markets]:
+        async with connect(node_url) as node:
             markets = await node.markets()
             slot = _slot_of(args, markets)
             gate = markets.gate_closure_of(market, slot)
@@ -384,26 +362,26 @@ def cmd_place(args: argparse.Namespace) -> int:
     result, order, markets = asyncio.run(run())
     result["order_id"] = result["hash"]
     result["order"] = _order_json(order)
-    rows = _tx_rows(result)
+    rows = tx_rows(result)
     if order is not None:
         rows += _order_rows(order, markets.slot_length_ms)
     else:
         rows.append(["order", str(result["hash"])])
-    _emit(args, result, format_table(rows))
+    emit(args, result, format_table(rows))
     return 0
 
 
 # --- order cancel / amend ----------------------------------------------------------------
 
 
-@_json_errors
+@json_errors
 def cmd_cancel(args: argparse.Namespace) -> int:
     order_id = _order_id(args.order_id)
-    own, key = _open_key(args)
+    own, key = open_key(args)
     node_url = resolve_node_url(args.node)
 
-    async def run() -> tuple[dict[str, Any], OrderInfo | None]:
-        async with NodeClient(node_url) as node:
+    async def run() -> tuple[dict[str, Any], Order | None]:
+        async with connect(node_url) as node:
             before = await node.order(order_id)
             if before.owner != own:
                 raise WalletArgumentError(f"order {order_id} belongs to {before.owner}, not {own}")
@@ -414,25 +392,25 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     result, after = asyncio.run(run())
     result["order_id"] = order_id
     result["order"] = _order_json(after)
-    rows = _tx_rows(result)
+    rows = tx_rows(result)
     if after is not None:
         rows += _order_rows(after, None)
-    _emit(args, result, format_table(rows))
+    emit(args, result, format_table(rows))
     return 0
 
 
-@_json_errors
+@json_errors
 def cmd_amend(args: argparse.Namespace) -> int:
     order_id = _order_id(args.order_id)
     price = parse_price(args.price)
     quantity = parse_energy(args.quantity)
     if price == 0 or quantity == 0:
         raise WalletArgumentError("--price and --quantity must be positive")
-    own, key = _open_key(args)
+    own, key = open_key(args)
     node_url = resolve_node_url(args.node)
 
-    async def run() -> tuple[dict[str, Any], OrderInfo | None]:
-        async with NodeClient(node_url) as node:
+    async def run() -> tuple[dict[str, Any], Order | None]:
+        async with connect(node_url) as node:
             before = await node.order(order_id)
             if before.owner != own:
                 raise WalletArgumentError(f"order {order_id} belongs to {before.owner}, not {own}")
@@ -447,23 +425,23 @@ def cmd_amend(args: argparse.Namespace) -> int:
     result, after = asyncio.run(run())
     result["order_id"] = order_id
     result["order"] = _order_json(after)
-    rows = _tx_rows(result)
+    rows = tx_rows(result)
     if after is not None:
         rows += _order_rows(after, None)
-    _emit(args, result, format_table(rows))
+    emit(args, result, format_table(rows))
     return 0
 
 
 # --- orders / book / trades ----------------------------------------------------------------
 
 
-@_json_errors
+@json_errors
 def cmd_orders(args: argparse.Namespace) -> int:
-    address = _parse_address_arg(args.address, "ADDRESS") if args.address else _own_address(args)
+    address = parse_address_arg(args.address, "ADDRESS") if args.address else _own_address(args)
     node_url = resolve_node_url(args.node)
 
-    async def run() -> list[OrderInfo]:
-        async with NodeClient(node_url) as node:
+    async def run() -> list[Order]:
+        async with connect(node_url) as node:
             return await node.orders(address, slot=args.slot, status=args.status)
 
     orders = asyncio.run(run())
@@ -483,15 +461,15 @@ def cmd_orders(args: argparse.Namespace) -> int:
             ]
         )
     human = format_table(rows, right=frozenset({2, 4, 5, 6, 7})) if orders else "no orders"
-    _emit(
+    emit(
         args,
-        {"address": address, "orders": [dataclasses.asdict(o) for o in orders]},
+        {"address": address, "orders": [o.model_dump(mode="json") for o in orders]},
         human,
     )
     return 0
 
 
-def _book_table(book: BookInfo) -> str:
+def _book_table(book: Book) -> str:
     state = "open" if book.open else "closed"
     head = (
         f"{book.market} slot {book.slot}  delivery {iso_ms(book.start_ms)}  "
@@ -521,25 +499,25 @@ def _book_table(book: BookInfo) -> str:
     return f"{head}\n{format_table(rows, right=frozenset({1, 2, 3}))}"
 
 
-@_json_errors
+@json_errors
 def cmd_book(args: argparse.Namespace) -> int:
     market: str = args.market
     node_url = resolve_node_url(args.node)
 
-    async def run() -> BookInfo:
-        async with NodeClient(node_url) as node:
+    async def run() -> Book:
+        async with connect(node_url) as node:
             slot = args.slot if args.slot is not None else _slot_of(args, await node.markets())
             if slot < 0:
                 raise WalletArgumentError(f"--slot is a non-negative index, got {slot}")
             return await node.book(market, slot)
 
     book = asyncio.run(run())
-    data = dataclasses.asdict(book)
-    _emit(args, data, _book_table(book))
+    data = book.model_dump(mode="json")
+    emit(args, data, _book_table(book))
     return 0
 
 
-def _trade_rows(trades: list[TradeInfo], address: str | None) -> list[list[str]]:
+def _trade_rows(trades: list[Trade], address: str | None) -> list[list[str]]:
     rows = [["trade", "book", "slot", "side", "price/kWh", "kWh", "credits", "counterparty"]]
     for t in trades:
         if address is None:
@@ -563,31 +541,29 @@ def _trade_rows(trades: list[TradeInfo], address: str | None) -> list[list[str]]
     return rows
 
 
-@_json_errors
+@json_errors
 def cmd_trades(args: argparse.Namespace) -> int:
     address: str | None = None
     if not args.all:
-        address = (
-            _parse_address_arg(args.address, "ADDRESS") if args.address else _own_address(args)
-        )
+        address = parse_address_arg(args.address, "ADDRESS") if args.address else _own_address(args)
     node_url = resolve_node_url(args.node)
 
-    async def run() -> list[TradeInfo]:
-        async with NodeClient(node_url) as node:
+    async def run() -> list[Trade]:
+        async with connect(node_url) as node:
             return await node.trades(address=address, slot=args.slot, market=args.market)
 
     trades = asyncio.run(run())
     rows = _trade_rows(trades, address)
     human = format_table(rows, right=frozenset({0, 2, 4, 5, 6})) if trades else "no trades"
-    _emit(
+    emit(
         args,
-        {"address": address, "trades": [dataclasses.asdict(t) for t in trades]},
+        {"address": address, "trades": [t.model_dump(mode="json") for t in trades]},
         human,
     )
     return 0
 
 
-def _receipt_rows(receipts: list[ReceiptInfo], address: str | None) -> list[list[str]]:
+def _receipt_rows(receipts: list[Receipt], address: str | None) -> list[list[str]]:
     rows = [["trade", "slot", "side", "kWh", "delivered", "price/kWh", "paid", "fine", "status"]]
     for r in receipts:
         side = "-" if address is None else "bought" if r.buyer == address else "sold"
@@ -607,24 +583,22 @@ def _receipt_rows(receipts: list[ReceiptInfo], address: str | None) -> list[list
     return rows
 
 
-@_json_errors
+@json_errors
 def cmd_receipts(args: argparse.Namespace) -> int:
     """``gridchain wallet receipts``: what settlement made of one's trades."""
     address: str | None = None
     if not args.all:
-        address = (
-            _parse_address_arg(args.address, "ADDRESS") if args.address else _own_address(args)
-        )
+        address = parse_address_arg(args.address, "ADDRESS") if args.address else _own_address(args)
     if args.slot is not None and args.slot < 0:
         raise WalletArgumentError(f"--slot is a non-negative index, got {args.slot}")
     node_url = resolve_node_url(args.node)
 
-    async def run() -> list[ReceiptInfo]:
-        async with NodeClient(node_url) as node:
+    async def run() -> list[Receipt]:
+        async with connect(node_url) as node:
             return await node.receipts(address=address, slot=args.slot)
 
     found = asyncio.run(run())
     rows = _receipt_rows(found, address)
     human = format_table(rows, right=frozenset({0, 1, 3, 4, 5, 6, 7})) if found else "no receipts"
-    _emit(args, {"address": address, "receipts": [r.record for r in found]}, human)
+    emit(args, {"address": address, "receipts": [r.model_dump(mode="json") for r in found]}, human)
     return 0

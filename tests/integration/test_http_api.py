@@ -202,9 +202,9 @@ def test_zz_bad_input_wrote_nothing(node: NodeProcess, chain: Chain) -> None:
 
 
 def test_openapi_covers_every_route(tmp_path: Path) -> None:
+    from gridchain.api.openapi import openapi_document
     from gridchain.node.api import build_app
     from gridchain.node.config import load_config
-    from gridchain.node.openapi import openapi_document
     from gridchain.node.runtime import Node
 
     chain = make_chain(tmp_path / "chain")

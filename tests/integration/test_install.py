@@ -75,7 +75,16 @@ def test_installing_adds_exactly_the_gridchain_import_name(tmp_path: Path) -> No
     assert added == {"gridchain"}
     installed = site / "gridchain"
     # The packages behind the links are real folders in the install, with their data files.
-    for name in ("protocol", "market", "consensus", "node", "genesis", "wallet", "meterbridge"):
+    for name in (
+        "protocol",
+        "api",
+        "market",
+        "consensus",
+        "node",
+        "genesis",
+        "wallet",
+        "meterbridge",
+    ):
         assert (installed / name / "__init__.py").is_file(), name
         assert not (installed / name).is_symlink(), name
     assert list((installed / "meterbridge" / "profiles").glob("*.toml"))

@@ -1,13 +1,13 @@
 """A small node HTTP server that checks readings the way the chain does (for bridge tests).
 
-It speaks exactly the part of the node's API the bridge uses (``/v1/status``, ``/v1/txs``,
-``/v1/accounts/{address}``, ``/v1/meters/{id}``) and, when it commits, enforces what the chain
-enforces for MeterReadings: the sender is the meter's registered bridge key, every signature
-verifies, each meter's sequence is the next one and its prev_hash is the hash of the last
-committed record, and the transaction's nonce is the sender's next.  A transaction failing any
-rule is recorded in ``rejections``, so a test can assert that the bridge never sent a
-duplicate or out-of-order reading.  Commits happen only when the test calls :meth:`commit`, so
-the test decides where a crash or an outage falls.
+It answers with the contract's models (gridchain.api.models) on the routes the bridge uses
+(``/v1/status``, ``/v1/txs``, ``/v1/accounts/{address}``, ``/v1/meters/{id}``) and, when it
+commits, enforces what the chain enforces for MeterReadings: the sender is the meter's
+registered bridge key, every signature verifies, each meter's sequence is the next one and its
+prev_hash is the hash of the last committed record, and the transaction's nonce is the
+sender's next.  A transaction failing any rule is recorded in ``rejections``, so a test can
+assert that the bridge never sent a duplicate or out-of-order reading.  Commits happen only
+when the test calls :meth:`commit`, so the test decides where a crash or an outage falls.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from gridchain.api import models as m
 from gridchain.protocol.address import address_of, format_address
 from gridchain.protocol.crypto import sha256
 from gridchain.protocol.errors import GridchainError
@@ -119,9 +120,21 @@ class FakeNode:
     # --- handlers ------------------------------------------------------------------------
 
     async def _status(self, _: web.Request) -> web.Response:
-        return web.json_response(
-            {"chain_id": self.chain_id.hex(), "height": len(self.committed), "node": "fake"}
+        status = m.Status(
+            node="fake",
+            chain_id=self.chain_id,
+            chain_name="fake",
+            height=len(self.committed),
+            head_hash=bytes(32),
+            head_time_ms=0,
+            state_root=bytes(32),
+            consensus={"engine": "solo"},
+            mempool=m.MempoolStatus(txs=len(self.mempool), bytes=0),
+            validator="00" * 32,
+            peers=[],
+            halted=None,
         )
+        return web.json_response(text=status.model_dump_json())
 
     async def _post_tx(self, request: web.Request) -> web.Response:
         doc = await request.json()
@@ -136,16 +149,18 @@ class FakeNode:
                 {"error": {"code": "already_known", "message": "known"}}, status=409
             )
         self.mempool[tx_hash] = tx
-        return web.json_response({"hash": tx_hash}, status=202)
+        accepted = m.TxAccepted(hash=tx_hash, status="pending")
+        return web.json_response(text=accepted.model_dump_json(), status=202)
 
     async def _get_tx(self, request: web.Request) -> web.Response:
         tx_hash = request.match_info["hash"]
         if tx_hash in self.committed:
-            return web.json_response(
-                {"hash": tx_hash, "status": "committed", "height": self.committed[tx_hash]}
-            )
+            height = self.committed[tx_hash]
+            found = m.TxStatus(hash=tx_hash, status="committed", height=height, index=0)
+            return web.json_response(text=found.model_dump_json())
         if tx_hash in self.mempool:
-            return web.json_response({"hash": tx_hash, "status": "pending"})
+            found = m.TxStatus(hash=tx_hash, status="pending", height=None, index=None)
+            return web.json_response(text=found.model_dump_json())
         return web.json_response({"error": {"code": "not_found", "message": "no"}}, status=404)
 
     async def _account(self, request: web.Request) -> web.Response:
@@ -156,7 +171,17 @@ class FakeNode:
         key = senders.get(address)
         nonce = self.nonces.get(key, 0) if key is not None else 0
         pending = nonce + sum(1 for tx in self.mempool.values() if tx.sender == key)
-        return web.json_response({"address": address, "nonce": nonce, "pending_nonce": pending})
+        account = m.Account(
+            address=address,
+            balance_mc=0,
+            locked_mc=0,
+            spendable_mc=0,
+            nonce=nonce,
+            pending_nonce=pending,
+            registered=key is not None,
+            name=None,
+        )
+        return web.json_response(text=account.model_dump_json())
 
     async def _meter(self, request: web.Request) -> web.Response:
         meter_id = request.match_info["id"]
@@ -165,15 +190,18 @@ class FakeNode:
             return web.json_response(
                 {"error": {"code": "not_found", "message": "no such meter"}}, status=404
             )
-        return web.json_response(
-            {
-                "meter_id": meter_id,
-                "owner": "gc1",
-                "meter_type": 6,
-                "bridge_key": meter.bridge_key.hex(),
-                "profile": "x",
-                "last_sequence": meter.last_sequence,
-                "last_hash": None if meter.last_hash is None else meter.last_hash.hex(),
-                "last_interval_end_ms": meter.last_interval_end_ms,
-            }
+        has = meter.last_sequence is not None
+        view = m.Meter(
+            meter_id=meter_id,
+            owner=format_address(address_of(meter.bridge_key)),
+            meter_type="household",
+            bridge_key=meter.bridge_key.hex(),
+            profile="x",
+            registered_height=0,
+            last_sequence=meter.last_sequence,
+            last_hash=meter.last_hash,
+            last_interval_end_ms=meter.last_interval_end_ms,
+            last_import_wh=meter.readings[-1].record.import_wh if has else None,
+            last_export_wh=meter.readings[-1].record.export_wh if has else None,
         )
+        return web.json_response(text=view.model_dump_json())

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from aiohttp import ClientSession, web
 
+from gridchain.api.client import NodeUnreachableError
 from gridchain.meterbridge.agent import make_app
 from gridchain.meterbridge.bridge import Bridge, next_tick_ms
 from gridchain.meterbridge.simulator import MeterSimulator
 from gridchain.protocol.meter import GENESIS_READING_HASH, ReadingStatus, SignedReading
 from gridchain.protocol.tx import MeterReadings, Transaction
-from gridchain.wallet.client import NodeUnreachableError
 from tests.meterbridge.conftest import INTERVAL_MS, METERS, T0_MS, MakeConfig
 from tests.meterbridge.fakenode import FakeNode
 from tests.procs import free_test_port as free_port
@@ -156,7 +156,7 @@ async def test_restart_and_node_outage_lose_and_duplicate_nothing(
         async def crash(_: str) -> str:
             raise Crash
 
-        monkeypatch.setattr(bridge_a.node, "post_raw_tx", crash)
+        monkeypatch.setattr(bridge_a.node, "submit_raw", crash)
         with pytest.raises(Crash):
             await bridge_a.send_once()
     assert fake_node.posts == 0

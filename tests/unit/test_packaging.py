@@ -15,7 +15,17 @@ from tests.helpers import small_bundle
 
 REPO = Path(__file__).resolve().parents[2]
 #: The root folders installed as gridchain.<name> (symbolic links in gridchain/).
-LINKED = ("protocol", "market", "consensus", "node", "genesis", "wallet", "meterbridge", "bench")
+LINKED = (
+    "protocol",
+    "market",
+    "consensus",
+    "node",
+    "genesis",
+    "wallet",
+    "meterbridge",
+    "bench",
+    "api",
+)
 
 
 @pytest.mark.skipif(
@@ -85,15 +95,15 @@ def test_no_module_imports_a_package_by_its_old_top_level_name() -> None:
     assert len(sources) > 150  # the scan really walks the tree
     for path in sources:
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        for stmt in ast.walk(tree):
-            if isinstance(stmt, ast.Import):
-                names = [alias.name for alias in stmt.names]
-            elif isinstance(stmt, ast.ImportFrom) and stmt.level == 0 and stmt.module:
-                names = [stmt.module]
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names, line = [alias.name for alias in node.names], node.lineno
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names, line = [node.module], node.lineno
             else:
                 continue
             offences.extend(
-                f"{path.relative_to(REPO)}:{stmt.lineno}: {name}"
+                f"{path.relative_to(REPO)}:{line}: {name}"
                 for name in names
                 if name.split(".")[0] in LINKED
             )

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from gridchain.api.openapi import openapi_document
 from gridchain.node.api import build_app
-from gridchain.node.openapi import openapi_document
 from gridchain.protocol.address import format_address
 from tests.unit.node.conftest import INTERVAL_MINUTES, INTERVAL_MS, LiveNode
 

@@ -98,10 +98,13 @@ class FakeNode:
                 "chain_name": "testnet",
                 "height": 41,
                 "head_hash": "ab" * 32,
+                "head_time_ms": 1_700_000_000_000,
                 "state_root": "cd" * 32,
                 "consensus": {"engine": "solo", "round": 0},
                 "mempool": {"txs": 0, "bytes": 0},
                 "validator": "ef" * 32,
+                "peers": [],
+                "halted": None,
             }
         )
 

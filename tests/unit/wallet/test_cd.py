@@ -19,7 +19,7 @@ import pytest
 
 from gridchain.protocol.address import format_address
 from gridchain.wallet.cd import parse_when
-from gridchain.wallet.cli import WalletArgumentError
+from gridchain.wallet.commands import WalletArgumentError
 from tests.procs import PASSWORD
 from tests.unit.node.conftest import INTERVAL_MS, LiveNode, live_node
 from tests.unit.wallet.conftest import CliRunner, FakeNode, Wallet

@@ -14,7 +14,7 @@ from gridchain.protocol.address import address_of, format_address, parse_address
 from gridchain.protocol.crypto import SigningKey
 from gridchain.protocol.keystore import open_keystore
 from gridchain.protocol.tx import Transfer
-from gridchain.wallet.cli import format_table
+from gridchain.wallet.commands import format_table
 from gridchain.wallet.keystore_file import read_keystore
 from tests.unit.wallet.conftest import (
     CHAIN_ID,

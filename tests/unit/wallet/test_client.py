@@ -8,9 +8,7 @@ import socket
 import pytest
 from aiohttp import web
 
-from gridchain.protocol.crypto import SigningKey
-from gridchain.protocol.tx import Transfer, sign_tx
-from gridchain.wallet.client import (
+from gridchain.api.client import (
     CommitTimeoutError,
     NodeClient,
     NodeRefusedError,
@@ -20,6 +18,8 @@ from gridchain.wallet.client import (
     TxFailedError,
     resolve_node_url,
 )
+from gridchain.protocol.crypto import SigningKey
+from gridchain.protocol.tx import Transfer, sign_tx
 from tests.unit.wallet.conftest import CHAIN_ID, FakeNode, account_doc, addr, error_response, serve
 
 KEY = SigningKey(bytes([3]) * 32)

@@ -142,13 +142,18 @@ def order_doc(order_id: str, owner: str, body: PlaceOrder) -> dict[str, Any]:
         "device": ["EV", "Battery", "PV", "Load"][body.device],
         "price_mc_per_kwh": body.price_mc_per_kwh,
         "quantity_wh": body.quantity_wh,
+        "iceberg": body.peak_wh > 0,
         "peak_wh": body.peak_wh,
         "open_wh": body.quantity_wh,
         "display_wh": body.peak_wh or body.quantity_wh,
+        "hidden_wh": body.quantity_wh - (body.peak_wh or body.quantity_wh),
         "filled_wh": 0,
         "cancelled_wh": 0,
         "locked_mc": -(-body.price_mc_per_kwh * body.quantity_wh // 1000) if body.side == 0 else 0,
         "status": "open",
+        "seq": 1,
+        "placed_height": 1,
+        "placed_ms": NOW_MS,
         "expires_ms": body.slot * SLOT_MS - 3_600_000,
     }
 

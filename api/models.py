@@ -1,0 +1,586 @@
+"""Every request and response of the node's HTTP API as pydantic models (DESIGN section 10).
+
+One description serves three readers: the node builds its answers from these models, the
+OpenAPI document at /openapi.json is generated from them (gridchain.api.openapi), and the
+client parses answers into them (gridchain.api.client).  The JSON on the wire is what the node
+has always sent: integer units (``_mc`` millicredits, ``_wh``, ``_w``, ``_ms``), lower-case hex
+for bytes, ``gc1...`` text for addresses, and names for enumerations.
+
+Integers are strict (a JSON ``true`` is not a count) and counts are non-negative, so a client
+refuses a malformed answer instead of guessing.  Enumerations are plain strings with their
+values listed in the description: a node that adds a value must not break an older client.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    Strict,
+    WithJsonSchema,
+)
+
+# --- field types ---------------------------------------------------------------------------
+
+#: A count, an amount or a time in ms: a JSON integer >= 0 (never a boolean).
+UInt = Annotated[int, Strict(), Field(ge=0)]
+#: A signed quantity (a power that may flow either way, an offset before the epoch).
+SInt = Annotated[int, Strict()]
+#: A 32-byte hash or public key as 64 lower-case hex digits.
+Hex32 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+#: Bytes of any length as lower-case hex.
+HexBytes = Annotated[str, Field(pattern=r"^([0-9a-f]{2})*$")]
+#: An address as people type it: gc1, 20 bytes and a 4-byte checksum in hex.
+Address = Annotated[str, Field(pattern=r"^gc1[0-9a-f]{48}$")]
+
+
+def _bytes32(value: object) -> bytes:
+    """32 bytes from their hex text (the wire) or from bytes (the node building a model)."""
+    if isinstance(value, bytes):
+        raw = value
+    elif isinstance(value, str):
+        try:
+            raw = bytes.fromhex(value)
+        except ValueError:
+            raise ValueError("is not hex") from None
+    else:
+        raise ValueError("is not a hex string")
+    if len(raw) != 32:
+        raise ValueError("is not 32 bytes of hex")
+    return raw
+
+
+#: 32 bytes that a client uses as bytes (a chain id it signs with, a hash it chains to).
+Bytes32 = Annotated[
+    bytes,
+    BeforeValidator(_bytes32),
+    PlainSerializer(lambda raw: raw.hex(), return_type=str),
+    WithJsonSchema({"type": "string", "pattern": r"^[0-9a-f]{64}$"}),
+]
+
+
+class Model(BaseModel):
+    """A JSON object of the API: frozen; unknown fields are ignored (a newer node may add)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+# --- errors and health ---------------------------------------------------------------------
+
+
+class ErrorBody(Model):
+    code: str = Field(description="machine-readable reason, e.g. insufficient_balance")
+    message: str = Field(description="a sentence for people")
+
+
+class Error(Model):
+    """Every refusal: a 4xx (or 5xx) status and this object; never a stack trace."""
+
+    error: ErrorBody
+
+
+class Health(Model):
+    status: Literal["ok"]
+    height: UInt
+
+
+# --- status --------------------------------------------------------------------------------
+
+
+class MempoolStatus(Model):
+    txs: UInt
+    bytes: UInt
+
+
+class Status(Model):
+    node: str = Field(description="this validator's name")
+    chain_id: Bytes32
+    chain_name: str
+    height: UInt
+    head_hash: Bytes32
+    head_time_ms: UInt
+    state_root: Bytes32
+    consensus: dict[str, Any] = Field(description="the engine's own figures (engine, round, ...)")
+    mempool: MempoolStatus
+    validator: Hex32 = Field(description="this validator's public key")
+    peers: list[dict[str, Any]] = Field(description="connected peers (empty for solo)")
+    halted: str | None = Field(description="why the node halted, or null while it runs")
+
+
+# --- transactions and blocks ---------------------------------------------------------------
+
+
+class SubmitTx(Model):
+    """``POST /v1/txs`` with one transaction (JSON; or the raw bytes as application/msgpack)."""
+
+    tx: HexBytes = Field(description="hex of the canonically encoded, signed transaction")
+
+
+class SubmitBatch(Model):
+    """``POST /v1/txs`` with a batch: each item is admitted or refused alone, in order."""
+
+    txs: list[HexBytes] = Field(min_length=1, max_length=1000)
+
+
+class TxAccepted(Model):
+    hash: Hex32
+    status: Literal["pending"]
+
+
+class BatchResults(Model):
+    results: list[TxAccepted | Error] = Field(description="one per transaction, in order")
+
+
+class TxView(Model):
+    hash: Hex32
+    kind: str = Field(description="the body's type: Transfer, PlaceOrder, MeterReadings, ...")
+    sender: Hex32 = Field(description="the sender's public key")
+    sender_address: Address
+    nonce: UInt
+    body: dict[str, Any] = Field(description="the body's fields (bytes as hex, addresses gc1)")
+    signature: HexBytes
+
+
+class TxStatus(Model):
+    """Where a transaction is: the part of ``GET /v1/txs/{hash}`` a submitter polls."""
+
+    hash: Hex32
+    status: str = Field(description="pending or committed")
+    height: UInt | None
+    index: UInt | None
+
+
+class TxRecord(TxStatus):
+    block_hash: Hex32 | None = Field(default=None, description="null while pending")
+    tx: TxView
+
+
+class BlockHeaderView(Model):
+    type: Literal["BlockHeader"]
+    chain_id: Hex32
+    height: UInt
+    prev_hash: Hex32
+    timestamp_ms: UInt
+    proposer: Hex32
+    round: UInt
+    benefit: SInt
+    tx_root: Hex32
+    schedule_root: Hex32
+    state_root: Hex32
+
+
+class ScheduleEntryRecord(Model):
+    type: Literal["ScheduleEntry"]
+    request_id: Hex32
+    rate_w: SInt
+
+
+class VoteView(Model):
+    type: Literal["Vote"]
+    height: UInt
+    round: UInt
+    block_hash: Hex32
+    step: UInt
+
+
+class VoteSignatureView(Model):
+    type: Literal["VoteSignature"]
+    validator: Hex32
+    signature: HexBytes
+
+
+class CertificateView(Model):
+    type: Literal["Certificate"]
+    vote: VoteView
+    signatures: list[VoteSignatureView]
+
+
+class BlockView(Model):
+    height: UInt
+    hash: Hex32
+    header: BlockHeaderView
+    txs: list[TxView]
+    schedule: list[ScheduleEntryRecord]
+    certificate: CertificateView | None
+
+
+class BlockList(Model):
+    """Committed blocks in height order from ``from``; ``next`` is where the page after starts."""
+
+    head: UInt = Field(description="the committed head when the page was read")
+    blocks: list[BlockView]
+    next: UInt | None = Field(description="the height to ask for next, or null at the head")
+
+
+# --- accounts, participants, validators ----------------------------------------------------
+
+
+class Account(Model):
+    address: Address
+    balance_mc: UInt
+    locked_mc: UInt
+    spendable_mc: UInt = Field(description="balance less escrow, after pending transactions")
+    nonce: UInt
+    pending_nonce: UInt = Field(description="the nonce the next transaction must carry")
+    registered: bool
+    name: str | None
+
+
+class Participant(Model):
+    address: Address
+    name: str
+    public_key: Hex32
+    registered_height: UInt
+
+
+class ParticipantList(Model):
+    participants: list[Participant]
+
+
+class Validator(Model):
+    name: str
+    address: Address
+    public_key: Hex32
+    power: UInt
+    this_node: bool = Field(description="true for the validator that answered")
+
+
+class ValidatorList(Model):
+    validators: list[Validator]
+
+
+# --- markets -------------------------------------------------------------------------------
+
+
+class Markets(Model):
+    markets: list[str]
+    slot_length_ms: UInt
+    gate_closure_ms: UInt
+    day_ahead_gate_closure_ms: UInt
+    order_horizon_ms: UInt
+    matching_rule: str
+    adbev_price_weight: UInt
+    adbev_time_weight: UInt
+    iceberg_execution: str
+    iceberg_waiting_limit_ms: UInt
+    now_ms: UInt
+    current_slot: UInt
+    first_open_slot: dict[str, UInt] = Field(description="per market, the first slot open now")
+
+    def gate_closure_of(self, market: str, slot: int) -> int:
+        lead = self.day_ahead_gate_closure_ms if market == "day_ahead" else self.gate_closure_ms
+        return slot * self.slot_length_ms - lead
+
+
+class Level(Model):
+    price_mc_per_kwh: UInt
+    quantity_wh: UInt = Field(description="displayed quantity only")
+    orders: UInt
+
+
+class Book(Model):
+    market: str
+    slot: UInt
+    start_ms: UInt
+    end_ms: UInt
+    gate_closure_ms: SInt = Field(description="negative for the slots just after the epoch")
+    open: bool
+    height: UInt
+    matching_rule: str
+    bids: list[Level]
+    asks: list[Level]
+    best_bid: UInt | None
+    best_ask: UInt | None
+
+
+class Order(Model):
+    id: Hex32 = Field(description="the PlaceOrder transaction's hash")
+    owner: Address
+    market: str
+    slot: UInt
+    side: str
+    device: str
+    price_mc_per_kwh: UInt
+    quantity_wh: UInt
+    iceberg: bool
+    peak_wh: UInt
+    open_wh: UInt
+    display_wh: UInt
+    hidden_wh: UInt
+    filled_wh: UInt
+    cancelled_wh: UInt
+    locked_mc: UInt
+    status: str = Field(description="open, filled, cancelled or expired")
+    seq: UInt
+    placed_height: UInt
+    placed_ms: UInt
+    expires_ms: UInt
+
+
+class OrderList(Model):
+    address: Address
+    orders: list[Order]
+
+
+class Trade(Model):
+    trade_id: UInt
+    market: str
+    slot: UInt
+    seller: Address
+    buyer: Address
+    sell_order: Hex32
+    buy_order: Hex32
+    quantity_wh: UInt
+    price_mc_per_kwh: UInt
+    amount_mc: UInt
+    aggressor: str
+    height: UInt
+    timestamp_ms: UInt
+    status: str
+
+
+class TradeList(Model):
+    trades: list[Trade]
+
+
+class CurvePoint(Model):
+    sdr_permille: UInt
+    p_sell_mc_per_kwh: UInt
+    p_buy_mc_per_kwh: UInt
+
+
+class PoolQuote(Model):
+    tsp_wh: UInt
+    tbp_wh: UInt
+    p_sell_mc_per_kwh: UInt
+    p_buy_mc_per_kwh: UInt
+
+
+class PoolInterval(Model):
+    slot: UInt
+    start_ms: UInt
+    end_ms: UInt
+    hour_utc: UInt
+    r_buy_mc_per_kwh: UInt
+    r_sell_mc_per_kwh: UInt
+    curve: list[CurvePoint]
+    quote: PoolQuote | None = Field(default=None, description="with supply_wh and demand_wh")
+
+
+class PoolPrices(Model):
+    intervals: list[PoolInterval]
+
+
+# --- meters and settlement -----------------------------------------------------------------
+
+
+class Meter(Model):
+    """A meter and the head of its reading chain: where its bridge resumes after a restart.
+
+    The ``last_*`` fields are null until the first reading is accepted; the bridge's next
+    record then carries ``last_sequence + 1`` (0 at first) and ``prev_hash = last_hash``.
+    """
+
+    meter_id: str
+    owner: Address
+    meter_type: str
+    bridge_key: Hex32
+    profile: str
+    registered_height: UInt
+    last_sequence: UInt | None
+    last_hash: Bytes32 | None
+    last_interval_end_ms: UInt | None
+    last_import_wh: UInt | None
+    last_export_wh: UInt | None
+
+
+class MeterList(Model):
+    meters: list[Meter]
+
+
+class Reading(Model):
+    sequence: UInt
+    interval_start_ms: UInt
+    interval_end_ms: UInt
+    import_wh: UInt
+    export_wh: UInt
+    power_w: SInt
+    voltage_dv: UInt
+    status: str
+    prev_hash: Hex32
+    hash: Hex32
+    height: UInt
+
+
+class ReadingList(Model):
+    meter_id: str
+    readings: list[Reading]
+
+
+class ReceiptReading(Model):
+    start_wh: UInt
+    end_wh: UInt
+    metered_wh: UInt
+    metering: str
+
+
+class ReceiptPool(Model):
+    p_sell_mc_per_kwh: UInt
+    p_buy_mc_per_kwh: UInt
+    seller_wh: UInt
+    seller_mc: UInt
+    buyer_wh: UInt
+    buyer_mc: UInt
+
+
+class Receipt(Model):
+    """A settled trade as the source's trade record shows it."""
+
+    trade_id: UInt
+    market: str
+    slot: UInt
+    seller: Address
+    buyer: Address
+    seller_device: str
+    buyer_device: str
+    seller_reading: ReceiptReading
+    buyer_reading: ReceiptReading
+    quantity_wh: UInt
+    delivered_wh: UInt
+    taken_wh: UInt
+    shortfall_wh: UInt
+    price_mc_per_kwh: UInt
+    escrow_mc: UInt
+    paid_mc: UInt
+    released_mc: UInt
+    fine_mc: UInt
+    fine_paid_mc: UInt
+    pool: ReceiptPool
+    status: str = Field(description="delivered, partial or not_delivered")
+    height: UInt
+    settled_ms: UInt
+
+
+class ReceiptList(Model):
+    receipts: list[Receipt]
+
+
+# --- C&D requests and the schedule ---------------------------------------------------------
+
+
+class CDRequest(Model):
+    """A C&D request with its window in intervals and block time, and its progress."""
+
+    id: Hex32
+    owner: Address
+    kind: str = Field(description="charge or discharge")
+    device: str
+    arrival_ms: UInt
+    departure_ms: UInt
+    energy_wh: UInt
+    max_rate_w: UInt
+    limit_price_mc_per_kwh: UInt
+    first_interval: UInt
+    end_interval: UInt
+    window_start_ms: UInt
+    window_end_ms: UInt
+    cap_units: UInt
+    delivered_units: UInt
+    remaining_units: UInt
+    delivered_wh: UInt
+    remaining_wh: UInt
+    submitted_height: UInt
+    status: str = Field(description="open, complete or ended")
+
+
+class CDList(Model):
+    owner: Address | None
+    requests: list[CDRequest]
+
+
+class ScheduleEntry(Model):
+    """One setpoint; owner, kind and device come from the request's record (null if gone)."""
+
+    request_id: Hex32
+    owner: Address | None
+    kind: str | None
+    device: str | None
+    rate_w: SInt
+
+
+class Decision(Model):
+    """The setpoints decided for one interval.  ``benefit`` is a string: it may exceed 2^53,
+    beyond what a JSON number keeps exactly in most clients."""
+
+    interval: UInt
+    start_ms: UInt
+    end_ms: UInt
+    height: UInt
+    base_load_w: SInt
+    load_w: SInt
+    benefit: str = Field(pattern=r"^-?[0-9]+$")
+    entries: list[ScheduleEntry]
+
+
+class Schedule(Model):
+    next_interval: UInt
+    open_requests: UInt
+    interval_ms: UInt
+    interval_minutes: UInt
+    current_interval: UInt
+    decisions: list[Decision] = Field(description="newest first")
+
+
+# --- the events websocket ------------------------------------------------------------------
+
+
+class BlockCommittedEvent(Model):
+    type: Literal["block_committed"]
+    height: UInt
+    hash: Hex32
+    timestamp_ms: UInt
+    txs: list[Hex32]
+    market_events: UInt = Field(description="how many trade and order messages follow")
+
+
+class TradeEvent(Trade):
+    type: Literal["trade"]
+
+
+class OrderEvent(Model):
+    type: Literal["order"]
+    event: str = Field(description="what happened to the order: placed, amended, ...")
+    height: UInt
+    order: Order
+
+
+class ScheduleEvent(Model):
+    type: Literal["schedule"]
+    height: UInt
+    interval: UInt
+    start_ms: UInt
+    end_ms: UInt
+    base_load_w: SInt
+    load_w: SInt
+    benefit: str
+    entries: list[ScheduleEntry]
+
+
+#: One websocket message of ``GET /v1/events``: a block, then its trades and order changes,
+#: then its schedule decision if it made one.
+Event = Annotated[
+    BlockCommittedEvent | TradeEvent | OrderEvent | ScheduleEvent, Field(discriminator="type")
+]
+
+
+class EventMessage(BaseModel):
+    """Wrapper that parses one event message by its ``type``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event: Event

@@ -1,0 +1,397 @@
+"""Read-only answers to the API's questions, as the contract's models.
+
+The HTTP handlers ask this class and nothing else: it reads the committed state and the store
+through the market's and the store's own accessors (never a raw key prefix) and the node only
+through its public surface (``status()``, ``head``, ``state``, ``store``, ``mempool``,
+``genesis``, ``app``, ``clock``), so the runtime can change its internals without the API
+noticing.  Nothing here writes.  Arguments are already parsed (bytes, ints); a missing object
+is ``None`` and the handler turns it into a 404.
+"""
+
+from __future__ import annotations
+
+from gridchain.api import models as m
+from gridchain.market.accounts import get_account, get_participant, iter_participants
+from gridchain.market.book import BUY, SELL
+from gridchain.market.cd_requests import (
+    CDRecord,
+    CDStatus,
+    all_requests,
+    get_head,
+    get_request,
+    open_requests,
+)
+from gridchain.market.cd_schedule import Decision, get_decision, latest_decisions
+from gridchain.market.meters import get_meter, iter_meters, meters_of, readings_from
+from gridchain.market.orders import OrderStatus, book_levels, contracts, get_order, orders_of
+from gridchain.market.pool import sdr_prices
+from gridchain.market.settlement import receipts
+from gridchain.node.runtime import CommitEvent, Node
+from gridchain.node.views import (
+    cd_view,
+    committed_view,
+    contract_view,
+    decision_view,
+    market_event_view,
+    meter_view,
+    order_view,
+    reading_view,
+    receipt_view,
+    tx_view,
+)
+from gridchain.protocol.address import address_of, format_address
+from gridchain.protocol.tx import Market
+
+HOUR_MS = 3_600_000
+#: SDR values (in thousandths) at which /v1/pool/prices shows the price curve.
+CURVE_PERMILLE = (0, 250, 500, 750, 1000)
+EventModel = m.BlockCommittedEvent | m.TradeEvent | m.OrderEvent | m.ScheduleEvent
+
+
+class NodeQuery:
+    """The read side of one node for its API."""
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+
+    # --- chain ---------------------------------------------------------------------------
+
+    @property
+    def halted(self) -> str | None:
+        return self._node.halted
+
+    @property
+    def head_height(self) -> int:
+        return self._node.head.height
+
+    def now_ms(self) -> int:
+        return self._node.clock()
+
+    def status(self) -> m.Status:
+        return m.Status.model_validate(self._node.status())
+
+    def tx(self, tx_hash: bytes) -> m.TxRecord | None:
+        node = self._node
+        location = node.store.tx_location(tx_hash)
+        if location is not None:
+            height, index = location
+            committed = node.store.get_block(height)
+            if committed is not None:
+                return m.TxRecord(
+                    hash=tx_hash.hex(),
+                    status="committed",
+                    height=height,
+                    index=index,
+                    block_hash=committed.block.hash().hex(),
+                    tx=tx_view(committed.block.txs[index]),
+                )
+        pending = node.mempool.get(tx_hash)
+        if pending is None:
+            return None
+        return m.TxRecord(
+            hash=tx_hash.hex(), status="pending", height=None, index=None, tx=tx_view(pending)
+        )
+
+    def block(self, height: int) -> m.BlockView | None:
+        committed = self._node.store.get_block(height) if height > 0 else None
+        return None if committed is None else committed_view(committed)
+
+    def block_by_hash(self, block_hash: bytes) -> m.BlockView | None:
+        height = self._node.store.height_of_block(block_hash)
+        return None if height is None else self.block(height)
+
+    def blocks(self, first: int, limit: int) -> m.BlockList:
+        head = self.head_height
+        last = min(head, first + limit - 1)
+        found = [view for h in range(first, last + 1) if (view := self.block(h)) is not None]
+        return m.BlockList(head=head, blocks=found, next=last + 1 if last < head else None)
+
+    # --- accounts, participants, validators ----------------------------------------------
+
+    def account(self, address: bytes) -> m.Account:
+        node = self._node
+        account = get_account(node.state, address)
+        pending = get_account(node.mempool.pending_state, address)
+        participant = get_participant(node.state, address)
+        return m.Account(
+            address=format_address(address),
+            balance_mc=account.balance_mc,
+            locked_mc=account.locked_mc,
+            spendable_mc=pending.balance_mc - pending.locked_mc,
+            nonce=account.nonce,
+            pending_nonce=pending.nonce,
+            registered=participant is not None or address == node.app.governance_address,
+            name=None if participant is None else participant.name,
+        )
+
+    def participants(self, limit: int) -> m.ParticipantList:
+        out = []
+        for address, record in iter_participants(self._node.state):
+            out.append(
+                m.Participant(
+                    address=format_address(address),
+                    name=record.name,
+                    public_key=record.public_key.hex(),
+                    registered_height=record.registered_height,
+                )
+            )
+            if len(out) >= limit:
+                break
+        return m.ParticipantList(participants=out)
+
+    def validators(self) -> m.ValidatorList:
+        own = self._node.status()["validator"]
+        return m.ValidatorList(
+            validators=[
+                m.Validator(
+                    name=v.name,
+                    address=format_address(address_of(v.public_key_bytes)),
+                    public_key=v.public_key_bytes.hex(),
+                    power=v.power,
+                    this_node=v.public_key_bytes.hex() == own,
+                )
+                for v in self._node.genesis.validators
+            ]
+        )
+
+    # --- markets -------------------------------------------------------------------------
+
+    def markets(self) -> m.Markets:
+        params = self._node.genesis.params
+        now = self.now_ms()
+        first_open = {
+            mk.label: (now + params.gate_closure_lead_ms(mk == Market.DAY_AHEAD))
+            // params.slot_length_ms
+            + 1
+            for mk in Market
+        }
+        return m.Markets(
+            markets=[mk.label for mk in Market],
+            slot_length_ms=params.slot_length_ms,
+            gate_closure_ms=params.gate_closure_ms,
+            day_ahead_gate_closure_ms=params.gate_closure_lead_ms(True),
+            order_horizon_ms=params.order_horizon_ms,
+            matching_rule=params.matching_rule,
+            adbev_price_weight=params.adbev_price_weight,
+            adbev_time_weight=params.adbev_time_weight,
+            iceberg_execution=params.iceberg_execution,
+            iceberg_waiting_limit_ms=params.iceberg_waiting_limit_ms,
+            now_ms=now,
+            current_slot=self._node.app.exchange.slot_of(now),
+            first_open_slot=first_open,
+        )
+
+    def book(self, market: Market, slot: int) -> m.Book:
+        node = self._node
+        exchange = node.app.exchange
+        bids = book_levels(node.state, market, slot, BUY)
+        asks = book_levels(node.state, market, slot, SELL)
+        gate = exchange.gate_closure_ms(market, slot)
+        start = exchange.slot_start_ms(slot)
+        return m.Book(
+            market=market.label,
+            slot=slot,
+            start_ms=start,
+            end_ms=start + node.genesis.params.slot_length_ms,
+            gate_closure_ms=gate,
+            open=self.now_ms() < gate,
+            height=node.head.height,
+            matching_rule=node.genesis.params.matching_rule,
+            bids=[m.Level(price_mc_per_kwh=p, quantity_wh=q, orders=n) for p, q, n in bids],
+            asks=[m.Level(price_mc_per_kwh=p, quantity_wh=q, orders=n) for p, q, n in asks],
+            best_bid=bids[0][0] if bids else None,
+            best_ask=asks[0][0] if asks else None,
+        )
+
+    def order(self, order_id: bytes) -> m.Order | None:
+        record = get_order(self._node.state, order_id)
+        return None if record is None else order_view(record)
+
+    def orders(
+        self, address: bytes, slot: int | None, status: OrderStatus | None, limit: int
+    ) -> m.OrderList:
+        out = []
+        for record in orders_of(self._node.state, address, slot):
+            if status is not None and record.status != status:
+                continue
+            out.append(order_view(record))
+            if len(out) >= limit:
+                break
+        return m.OrderList(address=format_address(address), orders=out)
+
+    def trades(
+        self, address: bytes | None, slot: int | None, market: Market | None, limit: int
+    ) -> m.TradeList:
+        out = []
+        for contract in contracts(self._node.state, party=address, slot=slot):
+            if market is not None and contract.market != market:
+                continue
+            out.append(contract_view(contract))
+            if len(out) >= limit:
+                break
+        return m.TradeList(trades=out)
+
+    def current_slot(self) -> int:
+        return self._node.app.exchange.slot_of(self.now_ms())
+
+    def pool_prices(self, first: int, count: int, quote: tuple[int, int] | None) -> m.PoolPrices:
+        genesis = self._node.genesis
+        exchange = self._node.app.exchange
+        intervals = []
+        for slot in range(first, first + count):
+            start = exchange.slot_start_ms(slot)
+            hour = start // HOUR_MS % 24
+            tariff = genesis.tariff_at_hour(hour)
+            r_buy, r_sell = tariff.retail_mc_per_kwh, tariff.feed_in_mc_per_kwh
+            curve = []
+            for permille in CURVE_PERMILLE:
+                prices = sdr_prices(permille, 1000, r_buy, r_sell)
+                curve.append(
+                    m.CurvePoint(
+                        sdr_permille=permille,
+                        p_sell_mc_per_kwh=prices.p_sell_mc_per_kwh,
+                        p_buy_mc_per_kwh=prices.p_buy_mc_per_kwh,
+                    )
+                )
+            priced = None
+            if quote is not None:
+                supply, demand = quote
+                at = sdr_prices(supply, demand, r_buy, r_sell)
+                priced = m.PoolQuote(
+                    tsp_wh=supply,
+                    tbp_wh=demand,
+                    p_sell_mc_per_kwh=at.p_sell_mc_per_kwh,
+                    p_buy_mc_per_kwh=at.p_buy_mc_per_kwh,
+                )
+            intervals.append(
+                m.PoolInterval(
+                    slot=slot,
+                    start_ms=start,
+                    end_ms=start + genesis.params.slot_length_ms,
+                    hour_utc=hour,
+                    r_buy_mc_per_kwh=r_buy,
+                    r_sell_mc_per_kwh=r_sell,
+                    curve=curve,
+                    quote=priced,
+                )
+            )
+        return m.PoolPrices(intervals=intervals)
+
+    # --- meters and settlement -----------------------------------------------------------
+
+    def meter(self, meter_id: str) -> m.Meter | None:
+        meter = get_meter(self._node.state, meter_id)
+        return None if meter is None else meter_view(meter)
+
+    def meters(self, owner: bytes | None, limit: int) -> m.MeterList:
+        state = self._node.state
+        found = iter_meters(state) if owner is None else iter(meters_of(state, owner))
+        out = []
+        for meter in found:
+            out.append(meter_view(meter))
+            if len(out) >= limit:
+                break
+        return m.MeterList(meters=out)
+
+    def readings(self, meter_id: str, from_seq: int, limit: int) -> m.ReadingList:
+        found = readings_from(self._node.state, meter_id, from_seq, limit)
+        return m.ReadingList(meter_id=meter_id, readings=[reading_view(r) for r in found])
+
+    def receipts(self, address: bytes | None, slot: int | None, limit: int) -> m.ReceiptList:
+        found = receipts(self._node.state, party=address, slot=slot)[:limit]
+        return m.ReceiptList(receipts=[receipt_view(r) for r in found])
+
+    # --- C&D requests and the schedule ---------------------------------------------------
+
+    def decisions(self, decisions: list[Decision]) -> list[m.Decision]:
+        """Decisions with each setpoint's owner, kind and device from its request's record."""
+        state = self._node.state
+        records: dict[bytes, CDRecord] = {}
+        for decision in decisions:
+            for entry in decision.entries:
+                if entry.request_id not in records:
+                    record = get_request(state, entry.request_id)
+                    if record is not None:
+                        records[entry.request_id] = record
+        clock = self._node.app.interval_clock
+        return [decision_view(d, clock, records) for d in decisions]
+
+    def next_interval(self) -> int:
+        return get_head(self._node.state).next_interval
+
+    def schedule(self, interval: int | None, limit: int) -> m.Schedule | None:
+        """The latest ``limit`` decisions, or the one of ``interval`` (None: none is kept)."""
+        state = self._node.state
+        head = get_head(state)
+        if interval is not None:
+            found = get_decision(state, interval)
+            if found is None:
+                return None
+            decisions = [found]
+        else:
+            decisions = latest_decisions(state, limit)
+        clock = self._node.app.interval_clock
+        return m.Schedule(
+            next_interval=head.next_interval,
+            open_requests=head.open_requests,
+            interval_ms=clock.interval_ms,
+            interval_minutes=clock.interval_minutes,
+            current_interval=clock.interval_at(self.now_ms()),
+            decisions=self.decisions(decisions),
+        )
+
+    def cd_request(self, request_id: bytes) -> m.CDRequest | None:
+        record = get_request(self._node.state, request_id)
+        if record is None:
+            return None
+        return cd_view(request_id, record, self._node.app.interval_clock)
+
+    def cd_requests(self, owner: bytes | None, status: CDStatus | None, limit: int) -> m.CDList:
+        """Requests newest first (by submission height, then id), of one owner and status."""
+        state = self._node.state
+        # The open index avoids a scan of every request ever made.
+        candidates = open_requests(state) if status is CDStatus.OPEN else all_requests(state)
+        matches = [
+            (rid, rec)
+            for rid, rec in candidates
+            if (owner is None or rec.owner == owner) and (status is None or rec.status == status)
+        ]
+        matches.sort(key=lambda item: (-item[1].submitted_height, item[0]))
+        clock = self._node.app.interval_clock
+        return m.CDList(
+            owner=None if owner is None else format_address(owner),
+            requests=[cd_view(rid, rec, clock) for rid, rec in matches[:limit]],
+        )
+
+    # --- the events websocket ------------------------------------------------------------
+
+    def event_messages(self, event: CommitEvent) -> list[EventModel]:
+        """The websocket messages of one commit: the block, then one per trade and order
+        change, then the schedule decision if the block made one."""
+        out: list[EventModel] = [
+            m.BlockCommittedEvent(
+                type="block_committed",
+                height=event.height,
+                hash=event.block_hash.hex(),
+                timestamp_ms=event.timestamp_ms,
+                txs=[h.hex() for h in event.tx_hashes],
+                market_events=len(event.market_events),
+            )
+        ]
+        out.extend(market_event_view(e, event.height) for e in event.market_events)
+        if event.decision is not None:
+            (view,) = self.decisions([event.decision])
+            out.append(
+                m.ScheduleEvent(
+                    type="schedule",
+                    height=event.height,
+                    interval=view.interval,
+                    start_ms=view.start_ms,
+                    end_ms=view.end_ms,
+                    base_load_w=view.base_load_w,
+                    load_w=view.load_w,
+                    benefit=view.benefit,
+                    entries=view.entries,
+                )
+            )
+        return out
