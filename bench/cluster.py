@@ -13,8 +13,8 @@ from typing import Any
 
 from gridchain.genesis.builder import GenesisBundle, build_genesis
 from gridchain.genesis.cli import write_bundle
-from gridchain.node.ports import free_port
 from gridchain.node.testnet import down, up
+from gridchain.ports import free_port
 from gridchain.protocol.address import parse_address
 from gridchain.protocol.crypto import SigningKey, sha256
 from gridchain.protocol.keystore import TESTNET_SCRYPT_N

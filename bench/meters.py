@@ -31,7 +31,7 @@ from gridchain.meterbridge.modbus import BusClient
 from gridchain.meterbridge.profiles import builtin_profile_names, load_profile, plan_reads
 from gridchain.meterbridge.simulator import MeterSimulator, SimMeter, frame_seconds
 from gridchain.meterbridge.store import BridgeStore
-from gridchain.node.ports import free_port
+from gridchain.ports import free_port
 from gridchain.protocol.crypto import SigningKey, sha256
 from gridchain.protocol.meter import (
     GENESIS_READING_HASH,

@@ -32,8 +32,8 @@ from gridchain.genesis.builder import GenesisBundle
 from gridchain.genesis.cli import write_bundle
 from gridchain.market.app import Application, BlockContext
 from gridchain.node.mempool import Mempool
-from gridchain.node.ports import free_port
 from gridchain.node.store import Store
+from gridchain.ports import free_port
 from gridchain.protocol.block import (
     Block,
     BlockHeader,

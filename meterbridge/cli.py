@@ -78,10 +78,10 @@ async def _until_signal(stop: asyncio.Event) -> None:
 def _run(args: argparse.Namespace) -> int:
     from aiohttp import web  # noqa: PLC0415 - keep `gridchain --help` fast
 
+    from gridchain.logs import configure_logging  # noqa: PLC0415
     from gridchain.meterbridge.agent import make_app  # noqa: PLC0415
     from gridchain.meterbridge.bridge import Bridge  # noqa: PLC0415
     from gridchain.meterbridge.config import load_config  # noqa: PLC0415
-    from gridchain.node.logs import configure_logging  # noqa: PLC0415
 
     config = load_config(Path(args.config))
     log = configure_logging(f"meterbridge-{config.name}", config.log_level)

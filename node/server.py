@@ -11,9 +11,9 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
+from gridchain.logs import configure_logging
 from gridchain.node.api import build_app
 from gridchain.node.config import NodeConfig, load_config
-from gridchain.node.logs import configure_logging
 from gridchain.node.p2p import PeerAddress, PeerNetwork
 from gridchain.node.runtime import Node
 

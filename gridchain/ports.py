@@ -1,4 +1,5 @@
-"""Loopback port helpers for launchers, benchmarks and tests."""
+"""Loopback port helpers for launchers, benchmarks and tests (no part of any layer: the
+benchmarks use them without importing the node)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""structlog JSON logs, one object per line, every line carrying the node's name."""
+"""structlog JSON logs, one object per line, every line carrying the process's name.
+
+Shared by every long-running gridchain process (validator, meter bridge, and the roles to come),
+so it lives beside the command rather than in node/: the meter bridge must not import the node.
+"""
 
 from __future__ import annotations
 
