@@ -1,4 +1,5 @@
-"""PBFT wire messages and persisted records (type tags 0x30-0x3f).
+"""PBFT wire messages and persisted records (type tags 0x30-0x3f; 0x38 is the shared
+:class:`~consensus.kernel.messages.Decision`).
 
 Every vote-like signature is made with :data:`protocol.crypto.Domain.VOTE` over the canonical
 encoding of a record whose type tag says what is signed: a :class:`~protocol.block.Vote`
@@ -22,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Final, TypeVar, cast
 
+from gridchain.consensus.kernel.messages import Decision, check_decision, sign_payload
 from gridchain.protocol.block import (
     MAX_BLOCK_BYTES,
     Block,
@@ -30,7 +32,7 @@ from gridchain.protocol.block import (
     VoteSignature,
     VoteStep,
 )
-from gridchain.protocol.crypto import Domain, SigningKey
+from gridchain.protocol.crypto import SigningKey
 from gridchain.protocol.encoding import U64, Bytes32, Record, Size, decode, decode_one_of, register
 from gridchain.protocol.errors import FieldValueError
 
@@ -166,14 +168,6 @@ class Checkpoint(Record):
         return self.signature.validator
 
 
-@register(0x38)
-@dataclass(frozen=True, slots=True)
-class Decision(Record):
-    """A commit certificate sent to a validator that is behind, so it can commit or catch up."""
-
-    certificate: Certificate
-
-
 @register(0x39)
 @dataclass(frozen=True, slots=True)
 class ViewRecord(Record):
@@ -214,11 +208,6 @@ MESSAGE_TYPES: Final[tuple[type[Record], ...]] = (
 
 
 # --- signing ---------------------------------------------------------------------------------
-
-
-def sign_payload(key: SigningKey, chain_id: bytes, payload: Record) -> VoteSignature:
-    """The one way this engine signs: Domain.VOTE over the payload record's canonical bytes."""
-    return VoteSignature(key.public_key, key.sign(Domain.VOTE, chain_id, payload.encode()))
 
 
 def make_pre_prepare(key: SigningKey, chain_id: bytes, view: int, block: Block) -> PrePrepare:
@@ -291,8 +280,8 @@ def check_shape(message: Record) -> None:
             raise FieldValueError("NewView: the pre-prepare is for another view or height")
         if pp is not None and pp.block.height != pp.height:
             raise FieldValueError("NewView: the pre-prepare's block is for another height")
-    if isinstance(message, Decision) and message.certificate.vote.step != VoteStep.COMMIT:
-        raise FieldValueError("Decision: the certificate must be for COMMIT votes")
+    if isinstance(message, Decision):
+        check_decision(message)
 
 
 def decode_message(data: bytes) -> Message:

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Final, cast
 
+from gridchain.consensus.kernel.messages import sign_payload
 from gridchain.protocol.block import (
     MAX_BLOCK_BYTES,
     Block,
@@ -30,7 +31,7 @@ from gridchain.protocol.block import (
     VoteSignature,
     VoteStep,
 )
-from gridchain.protocol.crypto import Domain, SigningKey
+from gridchain.protocol.crypto import SigningKey
 from gridchain.protocol.encoding import (
     I64,
     U64,
@@ -163,11 +164,6 @@ MESSAGE_TYPES: Final[tuple[type[Record], ...]] = (Announce, BlockMessage, BlockR
 
 
 # --- signing ---------------------------------------------------------------------------------
-
-
-def sign_payload(key: SigningKey, chain_id: bytes, payload: Record) -> VoteSignature:
-    """The one way this engine signs: Domain.VOTE over the payload record's canonical bytes."""
-    return VoteSignature(key.public_key, key.sign(Domain.VOTE, chain_id, payload.encode()))
 
 
 def make_announce(
