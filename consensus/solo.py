@@ -26,8 +26,6 @@ from gridchain.protocol.encoding import Record
 from gridchain.protocol.errors import DecodeError
 
 LAST_SIGNED_KEY = b"solo/last-signed"
-#: The one kind of signature solo makes: the commit vote of its own block, always in round 0.
-COMMIT = VoteStep.COMMIT
 
 __all__ = ["LAST_SIGNED_KEY", "DoubleSignError", "SoloEngine"]
 
@@ -53,7 +51,7 @@ class SoloEngine:
         self._head = head
         signed = read_record(persisted, LAST_SIGNED_KEY, _last_signed)
         if signed is not None:
-            self._guard.record(COMMIT, signed[0], 0, signed[1])
+            self._guard.record(VoteStep.COMMIT, signed[0], 0, signed[1])
         self._next_at = now_ms + self._interval
         return [SetTimer(self._next_at)]
 
@@ -87,8 +85,9 @@ class SoloEngine:
             self._next_at = now_ms + self._interval
             return [SetTimer(self._next_at)]
         block_hash = block.hash()
-        self._guard.record(COMMIT, block.height, 0, block_hash)  # raises DoubleSignError
-        vote = Vote(block.height, 0, block_hash, int(COMMIT))
+        # Solo signs one kind (its block's commit vote), always in round 0.
+        self._guard.record(VoteStep.COMMIT, block.height, 0, block_hash)  # or DoubleSignError
+        vote = Vote(block.height, 0, block_hash, int(VoteStep.COMMIT))
         signature = vote.sign(self._key, self._chain_id)
         self._proposing = True  # until the commit comes back
         return [

@@ -23,7 +23,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, TypeVar, cast
 
-from gridchain.consensus.kernel.messages import Decision, check_decision, sign_payload
+from gridchain.consensus.kernel.messages import (
+    Decision,
+    SignedRecord,
+    check_decision,
+    sign_payload,
+)
 from gridchain.protocol.block import (
     MAX_BLOCK_BYTES,
     Block,
@@ -44,7 +49,7 @@ MAX_MESSAGE_BYTES: Final = MAX_BLOCK_BYTES + 256 * 1024
 
 @register(0x78)
 @dataclass(frozen=True, slots=True)
-class Proposal(Record):
+class Proposal(SignedRecord):
     """``signature``'s owner offers ``block`` for its height in ``round``.
 
     ``polka`` is None for a block the signer built for this round (then the block names the
@@ -60,10 +65,6 @@ class Proposal(Record):
     def claim(self, block_hash: bytes) -> ProposalClaim:
         return ProposalClaim(self.block.height, self.round, block_hash)
 
-    @property
-    def signer(self) -> bytes:
-        return self.signature.validator
-
 
 @register(0x79)
 @dataclass(frozen=True, slots=True)
@@ -77,24 +78,16 @@ class ProposalClaim(Record):
 
 @register(0x7A)
 @dataclass(frozen=True, slots=True)
-class Prevote(Record):
+class Prevote(SignedRecord):
     vote: Vote
     signature: VoteSignature
-
-    @property
-    def signer(self) -> bytes:
-        return self.signature.validator
 
 
 @register(0x7B)
 @dataclass(frozen=True, slots=True)
-class Precommit(Record):
+class Precommit(SignedRecord):
     vote: Vote
     signature: VoteSignature
-
-    @property
-    def signer(self) -> bytes:
-        return self.signature.validator
 
 
 @register(0x7D)

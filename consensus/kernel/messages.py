@@ -21,6 +21,21 @@ from gridchain.protocol.encoding import Record, register
 from gridchain.protocol.errors import FieldValueError
 
 
+class SignedRecord(Record):
+    """A message that carries its signer's signature, so whoever relays it, ``signer`` is
+    who it is from (checked against the signature and the validator set before it counts).
+
+    Not a dataclass itself: each message declares ``signature`` among its own fields, in its
+    own place, so the wire layout stays the message's.
+    """
+
+    signature: VoteSignature
+
+    @property
+    def signer(self) -> bytes:
+        return self.signature.validator
+
+
 @register(0x38)
 @dataclass(frozen=True, slots=True)
 class Decision(Record):

@@ -23,7 +23,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Final, TypeVar, cast
 
-from gridchain.consensus.kernel.messages import Decision, check_decision, sign_payload
+from gridchain.consensus.kernel.messages import (
+    Decision,
+    SignedRecord,
+    check_decision,
+    sign_payload,
+)
 from gridchain.protocol.block import (
     MAX_BLOCK_BYTES,
     Block,
@@ -46,7 +51,7 @@ MAX_VIEW_CHANGES: Final = 1024
 
 @register(0x30)
 @dataclass(frozen=True, slots=True)
-class PrePrepare(Record):
+class PrePrepare(SignedRecord):
     """The primary of ``view`` proposes ``block`` at ``height``.
 
     ``signature`` is the primary's signature over :meth:`vote` and counts as its prepare.
@@ -60,31 +65,19 @@ class PrePrepare(Record):
     def vote(self) -> Vote:
         return Vote(self.height, self.view, self.block.hash(), int(VoteStep.PREPARE))
 
-    @property
-    def signer(self) -> bytes:
-        return self.signature.validator
-
 
 @register(0x31)
 @dataclass(frozen=True, slots=True)
-class Prepare(Record):
+class Prepare(SignedRecord):
     vote: Vote
     signature: VoteSignature
-
-    @property
-    def signer(self) -> bytes:
-        return self.signature.validator
 
 
 @register(0x32)
 @dataclass(frozen=True, slots=True)
-class Commit(Record):
+class Commit(SignedRecord):
     vote: Vote
     signature: VoteSignature
-
-    @property
-    def signer(self) -> bytes:
-        return self.signature.validator
 
 
 @register(0x33)
@@ -103,7 +96,7 @@ class ViewChangeClaim(Record):
 
 @register(0x34)
 @dataclass(frozen=True, slots=True)
-class ViewChange(Record):
+class ViewChange(SignedRecord):
     """The sender leaves its view for ``new_view`` at ``height``.
 
     ``prepared`` is the prepared certificate of the block this replica sent a commit for at
@@ -122,10 +115,6 @@ class ViewChange(Record):
 
     def without_block(self) -> ViewChange:
         return ViewChange(self.new_view, self.height, self.prepared, None, self.signature)
-
-    @property
-    def signer(self) -> bytes:
-        return self.signature.validator
 
 
 @register(0x35)
@@ -153,7 +142,7 @@ class CheckpointClaim(Record):
 
 @register(0x37)
 @dataclass(frozen=True, slots=True)
-class Checkpoint(Record):
+class Checkpoint(SignedRecord):
     """The signer committed ``block_hash`` at ``height`` (a multiple of the interval)."""
 
     height: U64
@@ -162,10 +151,6 @@ class Checkpoint(Record):
 
     def claim(self) -> CheckpointClaim:
         return CheckpointClaim(self.height, self.block_hash)
-
-    @property
-    def signer(self) -> bytes:
-        return self.signature.validator
 
 
 @register(0x39)

@@ -100,7 +100,7 @@ from gridchain.consensus.engine import (
 )
 from gridchain.consensus.kernel.alarm import Alarm
 from gridchain.consensus.kernel.guard import DoubleSignError, read_record
-from gridchain.consensus.kernel.validators import ConsensusConfigError
+from gridchain.consensus.kernel.validators import ConsensusConfigError, quorum_size
 from gridchain.consensus.kernel.verify import SignatureCache, Verifier
 from gridchain.consensus.pob.messages import (
     NO_BLOCK,
@@ -179,8 +179,7 @@ class PobEngine:
         self._chain_id = chain_id
         self._vals = vals
         self._members = frozenset(vals)
-        n = len(vals)
-        self._q = n - (n - 1) // 3
+        self._q = quorum_size(len(vals), "bft")
         self._round_ms = round_ms
         self._genesis_ms = genesis_time_ms
         self._window_ms = round_ms // 3
