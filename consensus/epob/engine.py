@@ -172,6 +172,8 @@ class EpobEngine:
             raise EpobConfigError("this node's key is not one of the validators")
         if round_ms < 1 or block_interval_ms < 0:
             raise EpobConfigError("round_ms must be positive, block_interval_ms not negative")
+        #: the validators in genesis order
+        self._keys = self._vals.keys
         self.n = self._vals.n
         self.q = self._vals.q
         #: the fewest validators that must include one that is not faulty
@@ -242,7 +244,7 @@ class EpobEngine:
 
     def leader(self, height: int, round_: int) -> bytes:
         """Whose fresh proposal alone competes in an odd (leader) round."""
-        return self._vals.keys[(height + round_) % self.n]
+        return self._keys[(height + round_) % self.n]
 
     # --- Engine interface -----------------------------------------------------------------
 
@@ -374,7 +376,7 @@ class EpobEngine:
         return self._finish([])
 
     def certifiers(self, block: Block) -> tuple[Collection[bytes], int]:
-        return self._vals.keys, self.q
+        return self._keys, self.q
 
     def status(self) -> Mapping[str, int | str]:
         return {"engine": self.name, "height": self._head.height, "round": self._round}
@@ -747,7 +749,7 @@ class EpobEngine:
             self._closed = all(
                 (p := self._proposals.get((r, k))) is not None
                 and self._hash(p.block) in self._validated
-                for k in self._vals.keys
+                for k in self._keys
             )
         return self._closed
 
