@@ -2,9 +2,9 @@
 
 It keeps the same contract as the real engines (proposal on request, a signed certificate with
 each block, persisted signing state) so that the node, the store and the API are exercised
-exactly as they will be under PBFT.  The signing guard persists the last height it signed
-before the signature leaves the engine, so a restart can never sign a second, different block
-at a height it already signed.
+exactly as they will be under PBFT.  The signing guard (consensus/kernel/guard.py) persists
+the last height it signed before the signature leaves the engine, so a restart can never sign
+a second, different block at a height it already signed, nor one below it.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from gridchain.consensus.engine import (
     RequestProposal,
     SetTimer,
 )
+from gridchain.consensus.kernel.guard import DoubleSignError, SigningGuard, read_record
 from gridchain.protocol.block import Block, Certificate, Vote, VoteStep
 from gridchain.protocol.crypto import SigningKey
 from gridchain.protocol.encoding import Record
@@ -26,9 +27,12 @@ from gridchain.protocol.errors import DecodeError
 
 LAST_SIGNED_KEY = b"solo/last-signed"
 
+__all__ = ["LAST_SIGNED_KEY", "DoubleSignError", "SoloEngine"]
 
-class DoubleSignError(RuntimeError):
-    """The engine was asked to sign a different block at a height it already signed."""
+
+def _last_signed(raw: bytes) -> tuple[int, bytes]:
+    """The record's format: the height (8 bytes, big-endian) and the block hash."""
+    return int.from_bytes(raw[:8], "big"), raw[8:]
 
 
 class SoloEngine:
@@ -41,13 +45,13 @@ class SoloEngine:
         self._head = ChainHead(0, b"\x00" * 32, 0)
         self._next_at = 0
         self._proposing = False
-        self._last_signed: tuple[int, bytes] = (0, b"")
+        self._guard = SigningGuard[VoteStep]()
 
     def start(self, head: ChainHead, persisted: Mapping[bytes, bytes], now_ms: int) -> list[Action]:
         self._head = head
-        raw = persisted.get(LAST_SIGNED_KEY)
-        if raw is not None:
-            self._last_signed = (int.from_bytes(raw[:8], "big"), raw[8:])
+        signed = read_record(persisted, LAST_SIGNED_KEY, _last_signed)
+        if signed is not None:
+            self._guard.record(VoteStep.COMMIT, signed[0], 0, signed[1])
         self._next_at = now_ms + self._interval
         return [SetTimer(self._next_at)]
 
@@ -81,17 +85,10 @@ class SoloEngine:
             self._next_at = now_ms + self._interval
             return [SetTimer(self._next_at)]
         block_hash = block.hash()
-        signed_height, signed_hash = self._last_signed
-        if block.height < signed_height or (
-            block.height == signed_height and block_hash != signed_hash
-        ):
-            raise DoubleSignError(
-                f"refusing to sign block {block.height} {block_hash.hex()}: "
-                f"already signed height {signed_height}"
-            )
+        # Solo signs one kind (its block's commit vote), always in round 0.
+        self._guard.record(VoteStep.COMMIT, block.height, 0, block_hash)  # or DoubleSignError
         vote = Vote(block.height, 0, block_hash, int(VoteStep.COMMIT))
         signature = vote.sign(self._key, self._chain_id)
-        self._last_signed = (block.height, block_hash)
         self._proposing = True  # until the commit comes back
         return [
             Persist(LAST_SIGNED_KEY, block.height.to_bytes(8, "big") + block_hash),

@@ -81,9 +81,8 @@ benefit and "a request waits at most two rounds" are the application's (market/)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Final, Literal
+from collections.abc import Collection, Mapping, Sequence
+from typing import Final
 
 from gridchain.consensus.engine import (
     Action,
@@ -94,7 +93,6 @@ from gridchain.consensus.engine import (
     ReportEvidence,
     RequestProposal,
     Send,
-    SetTimer,
     SyncTo,
     ValidateBlock,
     run_steps,
@@ -104,11 +102,10 @@ from gridchain.consensus.epob.guard import (
     LOCK_KEY,
     PREVOTE_KEY,
     PROPOSAL_KEY,
-    SigningGuard,
+    Kind,
     restore,
 )
 from gridchain.consensus.epob.messages import (
-    Decision,
     LockRecord,
     Precommit,
     Prevote,
@@ -119,97 +116,39 @@ from gridchain.consensus.epob.messages import (
     make_prevote,
     make_proposal,
 )
-from gridchain.protocol.block import Block, BlockHeader, Certificate, Vote, VoteSignature, VoteStep
-from gridchain.protocol.crypto import PUBLIC_KEY_BYTES, Domain, SigningKey, sha256, verify
+from gridchain.consensus.kernel.alarm import Alarm
+from gridchain.consensus.kernel.claims import HeadClaims
+from gridchain.consensus.kernel.guard import SigningGuard
+from gridchain.consensus.kernel.messages import Decision
+from gridchain.consensus.kernel.tally import Tally
+from gridchain.consensus.kernel.validators import ConsensusConfigError, Quorum, ValidatorSet
+from gridchain.consensus.kernel.verify import (
+    BlockHashes,
+    SignatureCache,
+    Verifier,
+    certificate_signed,
+)
+from gridchain.protocol.block import Block, Certificate, Vote, VoteSignature, VoteStep
+from gridchain.protocol.crypto import SigningKey, sha256, verify
 from gridchain.protocol.encoding import Record
-from gridchain.protocol.errors import DecodeError, GridchainError
-
-#: protocol.crypto.verify's signature; the simulator passes a cached one.
-Verifier = Callable[[bytes, bytes, Domain, bytes, bytes], bool]
-Quorum = Literal["bft", "majority"]
+from gridchain.protocol.errors import DecodeError
 
 #: Messages are kept for rounds up to this far above the validator's own.
 ROUND_WINDOW: Final = 16
 #: Round durations grow by half the base per round, up to this many half-steps.
 MAX_ROUND_GROWTH: Final = 14
-SIGNATURE_CACHE_LIMIT: Final = 8192
-HASH_CACHE_LIMIT: Final = 1024
 BENEFIT_MISMATCH: Final = "benefit_mismatch"
 
 
-class EpobConfigError(GridchainError):
+class EpobConfigError(ConsensusConfigError):
     """The engine was configured with values it cannot run with."""
 
     code = "epob_config"
 
 
-def quorum_size(n: int, quorum: Quorum) -> int:
-    """q for n validators: n - (n - 1) // 3 ("bft") or n // 2 + 1 ("majority")."""
-    if quorum == "bft":
-        return n - (n - 1) // 3
-    if quorum == "majority":
-        return n // 2 + 1
-    raise EpobConfigError(f"unknown ePoB quorum {quorum!r}")
-
-
 def tie_break(block: Block) -> bytes:
     """Lower wins among equal benefits: fixed before the proposer builds, so not grindable."""
     return sha256(block.header.prev_hash + block.header.proposer)
-
-
-@dataclass(slots=True)
-class Tally:
-    """Votes of one step at one height: the first vote of each validator in each round."""
-
-    #: how many votes make a quorum
-    q: int
-    #: (round, signer) -> (block hash, the message that carried the vote)
-    first: dict[tuple[int, bytes], tuple[bytes, Record]] = field(default_factory=dict)
-    #: (round, block hash) -> signer -> signature, in arrival order
-    sigs: dict[tuple[int, bytes], dict[bytes, VoteSignature]] = field(default_factory=dict)
-    #: (round, block hash) pairs that reached q votes, highest round first
-    reached: list[tuple[int, bytes]] = field(default_factory=list)
-
-    def add(
-        self,
-        round_: int,
-        block_hash: bytes,
-        signature: VoteSignature,
-        message: Record,
-        *,
-        certified: bool = False,
-    ) -> Record | None:
-        """Count a verified vote; return the earlier conflicting message, if there is one.
-
-        A validator's second, different vote in a round is not counted, unless it comes in a
-        ``certified`` quorum (a polka someone else assembled): that certificate proves the
-        quorum whatever this validator heard first, so all of its signatures count.
-        """
-        key = (round_, signature.validator)
-        known = self.first.get(key)
-        earlier: Record | None = None
-        if known is None:
-            self.first[key] = (block_hash, message)
-        elif known[0] != block_hash:
-            earlier = known[1]
-            if not certified:
-                return earlier
-        sigs = self.sigs.setdefault((round_, block_hash), {})
-        if signature.validator in sigs:
-            return earlier
-        sigs[signature.validator] = signature
-        if len(sigs) == self.q:
-            self.reached.append((round_, block_hash))
-            self.reached.sort(reverse=True)
-        return earlier
-
-    def voted(self, round_: int, signer: bytes) -> bytes | None:
-        known = self.first.get((round_, signer))
-        return None if known is None else known[0]
-
-    def quorums(self) -> list[tuple[int, bytes]]:
-        """(round, block hash) pairs with at least q votes, highest round first."""
-        return self.reached
 
 
 class EpobEngine:
@@ -228,21 +167,15 @@ class EpobEngine:
         quorum: Quorum = "bft",
         verifier: Verifier = verify,
     ) -> None:
-        keys = tuple(validators)
-        if not keys:
-            raise EpobConfigError("ePoB needs at least one validator")
-        if any(len(k) != PUBLIC_KEY_BYTES for k in keys):
-            raise EpobConfigError(f"a validator key is {PUBLIC_KEY_BYTES} bytes")
-        self._index = {k: i for i, k in enumerate(keys)}
-        if len(self._index) != len(keys):
-            raise EpobConfigError("validator keys must be unique")
-        if key.public_key not in self._index:
+        self._vals = ValidatorSet(validators, quorum, error=EpobConfigError)
+        if key.public_key not in self._vals:
             raise EpobConfigError("this node's key is not one of the validators")
         if round_ms < 1 or block_interval_ms < 0:
             raise EpobConfigError("round_ms must be positive, block_interval_ms not negative")
-        self._keys = keys
-        self.n = len(keys)
-        self.q = quorum_size(self.n, quorum)
+        #: the validators in genesis order
+        self._keys = self._vals.keys
+        self.n = self._vals.n
+        self.q = self._vals.q
         #: the fewest validators that must include one that is not faulty
         self.skip = self.n - self.q + 1
         self.quorum: Quorum = quorum
@@ -252,17 +185,16 @@ class EpobEngine:
         self._round_ms = round_ms
         self._interval = block_interval_ms
         self._retransmit_ms = max(1, round_ms // 2)
-        self._verifier = verifier
-        self._sig_cache: dict[tuple[bytes, bytes], Record] = {}
-        self._hashes: dict[BlockHeader, bytes] = {}
-        self._guard = SigningGuard()
+        self._check = SignatureCache(chain_id, verifier).check
+        #: block hashes, remembered: messages carry the same block many times over
+        self._hash = BlockHashes().of
+        self._guard = SigningGuard[Kind]()
         self._head = ChainHead(0, b"\x00" * 32, 0)
         self._last_cert: Certificate | None = None
         #: the highest commit certificate seen above the head
         self._hint: Certificate | None = None
         #: validator -> the highest head height its signed messages prove it reached
-        self._claims: dict[bytes, int] = {}
-        self._claims_dirty = False
+        self._claims = HeadClaims()
         self._sync_requested = 0
         #: validator -> (height of the certificate sent to it, when it may be sent again)
         self._replied: dict[bytes, tuple[int, int]] = {}
@@ -270,7 +202,7 @@ class EpobEngine:
         self._pending_work = False
         self._earliest_start = 0
         self._start_at: int | None = None
-        self._armed: int | None = None
+        self._alarm = Alarm()
         self._reset_height()
 
     # --- per-height state -----------------------------------------------------------------
@@ -351,7 +283,7 @@ class EpobEngine:
         return decode_message(data)
 
     def on_tick(self, now_ms: int) -> list[Action]:
-        self._armed = None
+        self._alarm.fired()
         actions: list[Action] = []
         if self._start_at is not None and now_ms >= self._start_at:
             self._start_at = None
@@ -360,7 +292,7 @@ class EpobEngine:
         if self._active and self._round_end is not None and now_ms >= self._round_end:
             # The round is over; also retry a fetch that found no source (liveness only).
             self._sync_requested = self._head.height
-            self._claims_dirty = bool(self._claims)
+            self._claims.dirty = bool(self._claims)
             actions.extend(self._start_round(self._round + 1, now_ms))
         if self._window_end is not None and now_ms >= self._window_end:
             self._window_end = None
@@ -430,8 +362,7 @@ class EpobEngine:
             self._hint = None
         self._head = head
         self._reset_height()
-        for signer in [s for s, height in self._claims.items() if height <= head.height]:
-            del self._claims[signer]
+        self._claims.forget_up_to(head.height)
         for key in [k for k in self._reported if k[2] <= head.height]:
             del self._reported[key]
         self._earliest_start = now_ms + self._interval
@@ -477,52 +408,12 @@ class EpobEngine:
 
     def _finish(self, actions: list[Action]) -> list[Action]:
         """Append SetTimer when the earliest deadline is not the one the runtime has armed."""
-        deadlines = [
-            t
-            for t in (self._start_at, self._window_end, self._round_end, self._retransmit_at)
-            if t is not None
-        ]
-        if deadlines:
-            earliest = min(deadlines)
-            if earliest != self._armed:
-                self._armed = earliest
-                actions.append(SetTimer(earliest))
-        return actions
-
-    def _check(self, sig: VoteSignature, signed: Record) -> bool:
-        """Verify a Domain.VOTE signature over ``signed``, remembering good ones."""
-        key = (sig.validator, sig.signature)
-        known = self._sig_cache.get(key)
-        if known is not None:
-            return known == signed
-        if not self._verifier(
-            sig.validator, sig.signature, Domain.VOTE, self._chain_id, signed.encode()
-        ):
-            return False
-        if len(self._sig_cache) >= SIGNATURE_CACHE_LIMIT:
-            self._sig_cache.clear()
-        self._sig_cache[key] = signed
-        return True
+        deadlines = (self._start_at, self._window_end, self._round_end, self._retransmit_at)
+        return self._alarm.arm(actions, deadlines)
 
     def _certificate_ok(self, cert: Certificate) -> bool:
         """q distinct validators signed the certificate's vote (checked with our verifier)."""
-        seen: dict[bytes, None] = {}
-        for sig in cert.signatures:
-            if sig.validator not in self._index or sig.validator in seen:
-                return False
-            if not self._check(sig, cert.vote):
-                return False
-            seen[sig.validator] = None
-        return len(seen) >= self.q
-
-    def _hash(self, block: Block) -> bytes:
-        header = block.header
-        known = self._hashes.get(header)
-        if known is None:
-            if len(self._hashes) >= HASH_CACHE_LIMIT:
-                self._hashes.clear()
-            known = self._hashes[header] = header.hash()
-        return known
+        return certificate_signed(cert, self._vals, self.q, self._check)
 
     def _fits(self, block: Block) -> bool:
         """The block extends this validator's head (the runtime checks the rest)."""
@@ -531,18 +422,8 @@ class EpobEngine:
             header.height == self._h
             and header.prev_hash == self._head.block_hash
             and header.chain_id == self._chain_id
-            and header.proposer in self._index
+            and header.proposer in self._vals
         )
-
-    def _ordered(self, keys: Collection[bytes]) -> list[bytes]:
-        return sorted(keys, key=self._index.__getitem__)
-
-    def _certificate(self, tally: Tally, vote: Vote) -> Certificate | None:
-        sigs = tally.sigs.get((vote.round, vote.block_hash), {})
-        if len(sigs) < self.q:
-            return None
-        chosen = self._ordered(list(sigs))[: self.q]
-        return Certificate(vote, tuple(sigs[k] for k in chosen))
 
     def _polka_round(self, block_hash: bytes, up_to: int) -> int:
         """The highest round <= ``up_to`` in which ``block_hash`` got q prevotes, or -1."""
@@ -566,11 +447,6 @@ class EpobEngine:
         if self._invalid_reason.get(block_hash) != BENEFIT_MISMATCH:
             return []
         return self._evidence(proposal.signer, BENEFIT_MISMATCH, proposal.round, (proposal,))
-
-    def _claim(self, signer: bytes, head_height: int) -> None:
-        if head_height > self._head.height and head_height > self._claims.get(signer, 0):
-            self._claims[signer] = head_height
-            self._claims_dirty = True
 
     # --- rounds -------------------------------------------------------------------------------
 
@@ -618,8 +494,8 @@ class EpobEngine:
             if round_ >= before or not self._validated.get(block_hash):
                 continue
             block = self._blocks.get(block_hash)
-            cert = self._certificate(
-                self._prevotes, Vote(self._h, round_, block_hash, int(VoteStep.PREPARE))
+            cert = self._prevotes.certificate(
+                Vote(self._h, round_, block_hash, int(VoteStep.PREPARE)), self._vals
             )
             if block is not None and cert is not None:
                 return block, cert
@@ -663,7 +539,7 @@ class EpobEngine:
         self, message: Proposal | Prevote | Precommit, now_ms: int
     ) -> list[Action]:
         signer = message.signer
-        if signer not in self._index:
+        if signer not in self._vals:
             return []
         if isinstance(message, Proposal):
             height, round_ = message.block.height, message.round
@@ -672,8 +548,8 @@ class EpobEngine:
         if height <= self._head.height:
             return self._reply_stale(signer, height, now_ms)
         if height > self._h:
-            if height - 1 > self._claims.get(signer, 0) and self._signature_ok(message):
-                self._claim(signer, height - 1)
+            if height - 1 > self._claims.of(signer) and self._signature_ok(message):
+                self._claims.claim(signer, height - 1, self._head.height)
             return []
         if round_ > self._round + ROUND_WINDOW:
             # Too far ahead to keep, but a verified one still shows where its signer is, which
@@ -810,7 +686,7 @@ class EpobEngine:
             if found:
                 round_, block_hash = found[0]
                 vote = Vote(h, round_, block_hash, int(VoteStep.COMMIT))
-                self._decided = self._certificate(self._precommits, vote)
+                self._decided = self._precommits.certificate(vote, self._vals)
             elif self._hint is not None and self._hint.vote.height == h:
                 self._decided = self._hint
             return None if self._decided is None else []
@@ -837,13 +713,11 @@ class EpobEngine:
         return [Persist(LAST_COMMIT_KEY, cert.encode()), CommitBlock(block, cert)]
 
     def _step_sync(self, now_ms: int) -> list[Action] | None:
-        if not self._claims_dirty:
+        if not self._claims.dirty:
             return None
-        self._claims_dirty = False
-        heads = sorted(self._claims.values(), reverse=True)
-        if len(heads) < self.skip:
+        target = self._claims.reached_by(self.skip)  # enough validators that one is not faulty
+        if target is None:
             return []
-        target = heads[self.skip - 1]  # enough validators that one is not faulty
         if target > self._head.height and target > self._sync_requested:
             self._sync_requested = target
             return [SyncTo(target)]
@@ -941,8 +815,8 @@ class EpobEngine:
             if not self._guard.permits("precommit", self._h, r, block_hash):
                 self._my_precommit[r] = None
                 return []
-            polka = self._certificate(
-                self._prevotes, Vote(self._h, r, block_hash, int(VoteStep.PREPARE))
+            polka = self._prevotes.certificate(
+                Vote(self._h, r, block_hash, int(VoteStep.PREPARE)), self._vals
             )
             assert polka is not None  # quorums() found q prevotes
             self._guard.record("precommit", self._h, r, block_hash)

@@ -1,4 +1,4 @@
-"""What ePoB safety needs to survive a crash, and the refusal to sign twice.
+"""What ePoB safety needs to survive a crash: the records that rebuild its signing guard.
 
 Before a signature leaves the engine, the record that covers it is handed to the runtime as a
 :class:`~consensus.engine.Persist` action, which the runtime syncs before the message is sent:
@@ -14,19 +14,20 @@ Before a signature leaves the engine, the record that covers it is handed to the
     the last commit certificate this engine assembled, to help a validator that is behind
     (liveness only).
 
-Keys are fixed and overwritten: an honest engine signs each kind in increasing (height, round)
-order, so the last one signed is enough to refuse anything that would conflict.
+Keys are fixed and overwritten; the guard itself (one per kind, refusing to go back or to sign
+a second block) is consensus/kernel/guard.py's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Final, Literal
 
 from gridchain.consensus.epob.messages import LockRecord, ProposalClaim, decode_record
+from gridchain.consensus.kernel.guard import PersistedStateError, SigningGuard, read_record
 from gridchain.protocol.block import Certificate, Vote, VoteStep
-from gridchain.protocol.errors import DecodeError, GridchainError
 
 PREFIX: Final = b"epob/"
 PROPOSAL_KEY: Final = PREFIX + b"proposal"
@@ -34,59 +35,8 @@ PREVOTE_KEY: Final = PREFIX + b"prevote"
 LOCK_KEY: Final = PREFIX + b"lock"
 LAST_COMMIT_KEY: Final = PREFIX + b"last-commit"
 
+#: What the ePoB guard tells apart: each kind of signature is guarded on its own.
 Kind = Literal["proposal", "prevote", "precommit"]
-
-
-class DoubleSignError(GridchainError):
-    """The engine was about to sign a second, different block for one (height, round, kind)."""
-
-    code = "double_sign"
-    http_status = 500
-
-
-class PersistedStateError(GridchainError):
-    """The engine's own persisted records do not decode: the store is damaged."""
-
-    code = "epob_persisted_state"
-    http_status = 500
-
-
-@dataclass(frozen=True, slots=True)
-class Signed:
-    height: int
-    round: int
-    block_hash: bytes
-
-
-class SigningGuard:
-    """Refuses to sign what conflicts with, or goes back behind, the last one of its kind."""
-
-    __slots__ = ("_last",)
-
-    def __init__(self) -> None:
-        self._last: dict[Kind, Signed] = {}
-
-    def last(self, kind: Kind) -> Signed | None:
-        return self._last.get(kind)
-
-    def permits(self, kind: Kind, height: int, round_: int, block_hash: bytes) -> bool:
-        last = self._last.get(kind)
-        if last is None:
-            return True
-        if (height, round_) != (last.height, last.round):
-            return (height, round_) > (last.height, last.round)
-        return block_hash == last.block_hash
-
-    def record(self, kind: Kind, height: int, round_: int, block_hash: bytes) -> None:
-        """Remember a signature about to be made; raise DoubleSignError if it conflicts."""
-        if not self.permits(kind, height, round_, block_hash):
-            last = self._last[kind]
-            raise DoubleSignError(
-                f"refusing to sign {kind} for {block_hash.hex()[:16]} at height {height} round "
-                f"{round_}: already signed {last.block_hash.hex()[:16]} at height {last.height} "
-                f"round {last.round}"
-            )
-        self._last[kind] = Signed(height, round_, block_hash)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +48,8 @@ class Restored:
     lock: LockRecord | None
     last_commit: Certificate | None
 
-    def guard(self) -> SigningGuard:
-        guard = SigningGuard()
+    def guard(self) -> SigningGuard[Kind]:
+        guard = SigningGuard[Kind]()
         if self.proposal is not None:
             p = self.proposal
             guard.record("proposal", p.height, p.round, p.block_hash)
@@ -127,17 +77,12 @@ class Restored:
 
 def restore(persisted: Mapping[bytes, bytes]) -> Restored:
     """Decode the engine's records; a record that does not decode stops the engine."""
-    try:
-        raw = persisted.get(PROPOSAL_KEY)
-        proposal = None if raw is None else decode_record(raw, ProposalClaim)
-        raw = persisted.get(PREVOTE_KEY)
-        prevote = None if raw is None else decode_record(raw, Vote)
-        raw = persisted.get(LOCK_KEY)
-        lock = None if raw is None else decode_record(raw, LockRecord)
-        raw = persisted.get(LAST_COMMIT_KEY)
-        last_commit = None if raw is None else decode_record(raw, Certificate)
-    except DecodeError as exc:
-        raise PersistedStateError(f"a persisted ePoB record is damaged: {exc.message}") from None
+    proposal = read_record(persisted, PROPOSAL_KEY, partial(decode_record, expected=ProposalClaim))
+    prevote = read_record(persisted, PREVOTE_KEY, partial(decode_record, expected=Vote))
+    lock = read_record(persisted, LOCK_KEY, partial(decode_record, expected=LockRecord))
+    last_commit = read_record(
+        persisted, LAST_COMMIT_KEY, partial(decode_record, expected=Certificate)
+    )
     if prevote is not None and prevote.step != VoteStep.PREPARE:
         raise PersistedStateError("the persisted prevote is not a PREPARE vote")
     if lock is not None and lock.polka.vote.block_hash != lock.block.hash():

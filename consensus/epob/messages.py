@@ -1,4 +1,5 @@
-"""ePoB wire messages and persisted records (type tags 0x78-0x7f).
+"""ePoB wire messages and persisted records (type tags 0x78-0x7f; 0x7c, its former copy of
+Decision, is retired: the shared :class:`~consensus.kernel.messages.Decision` has tag 0x38).
 
 Every signature is made with :data:`protocol.crypto.Domain.VOTE` over the canonical encoding of
 a record whose type tag says what is signed:
@@ -22,6 +23,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, TypeVar, cast
 
+from gridchain.consensus.kernel.messages import (
+    Decision,
+    SignedRecord,
+    check_decision,
+    sign_payload,
+)
 from gridchain.protocol.block import (
     MAX_BLOCK_BYTES,
     Block,
@@ -30,7 +37,7 @@ from gridchain.protocol.block import (
     VoteSignature,
     VoteStep,
 )
-from gridchain.protocol.crypto import Domain, SigningKey
+from gridchain.protocol.crypto import SigningKey
 from gridchain.protocol.encoding import U64, Bytes32, Record, decode, decode_one_of, register
 from gridchain.protocol.errors import FieldValueError
 
@@ -42,7 +49,7 @@ MAX_MESSAGE_BYTES: Final = MAX_BLOCK_BYTES + 256 * 1024
 
 @register(0x78)
 @dataclass(frozen=True, slots=True)
-class Proposal(Record):
+class Proposal(SignedRecord):
     """``signature``'s owner offers ``block`` for its height in ``round``.
 
     ``polka`` is None for a block the signer built for this round (then the block names the
@@ -58,10 +65,6 @@ class Proposal(Record):
     def claim(self, block_hash: bytes) -> ProposalClaim:
         return ProposalClaim(self.block.height, self.round, block_hash)
 
-    @property
-    def signer(self) -> bytes:
-        return self.signature.validator
-
 
 @register(0x79)
 @dataclass(frozen=True, slots=True)
@@ -75,32 +78,16 @@ class ProposalClaim(Record):
 
 @register(0x7A)
 @dataclass(frozen=True, slots=True)
-class Prevote(Record):
+class Prevote(SignedRecord):
     vote: Vote
     signature: VoteSignature
-
-    @property
-    def signer(self) -> bytes:
-        return self.signature.validator
 
 
 @register(0x7B)
 @dataclass(frozen=True, slots=True)
-class Precommit(Record):
+class Precommit(SignedRecord):
     vote: Vote
     signature: VoteSignature
-
-    @property
-    def signer(self) -> bytes:
-        return self.signature.validator
-
-
-@register(0x7C)
-@dataclass(frozen=True, slots=True)
-class Decision(Record):
-    """A commit certificate sent to a validator that is behind, so it can commit or catch up."""
-
-    certificate: Certificate
 
 
 @register(0x7D)
@@ -121,11 +108,6 @@ MESSAGE_TYPES: Final[tuple[type[Record], ...]] = (Proposal, Prevote, Precommit, 
 
 
 # --- signing ---------------------------------------------------------------------------------
-
-
-def sign_payload(key: SigningKey, chain_id: bytes, payload: Record) -> VoteSignature:
-    """The one way this engine signs: Domain.VOTE over the payload record's canonical bytes."""
-    return VoteSignature(key.public_key, key.sign(Domain.VOTE, chain_id, payload.encode()))
 
 
 def make_proposal(
@@ -163,8 +145,8 @@ def check_shape(message: Record) -> None:
         raise FieldValueError("Prevote: the vote's step must be PREPARE")
     if isinstance(message, Precommit) and message.vote.step != VoteStep.COMMIT:
         raise FieldValueError("Precommit: the vote's step must be COMMIT")
-    if isinstance(message, Decision) and message.certificate.vote.step != VoteStep.COMMIT:
-        raise FieldValueError("Decision: the certificate must be for COMMIT votes")
+    if isinstance(message, Decision):
+        check_decision(message)
     if isinstance(message, Proposal):
         header = message.block.header
         if header.round > message.round:

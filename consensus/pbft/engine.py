@@ -31,7 +31,7 @@ Nothing here reads a clock, draws randomness or iterates over a set: time comes 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -44,17 +44,22 @@ from gridchain.consensus.engine import (
     ReportEvidence,
     RequestProposal,
     Send,
-    SetTimer,
     SyncTo,
     ValidateBlock,
     run_steps,
 )
+from gridchain.consensus.kernel.alarm import Alarm
+from gridchain.consensus.kernel.claims import HeadClaims
+from gridchain.consensus.kernel.guard import SigningGuard
+from gridchain.consensus.kernel.messages import Decision
+from gridchain.consensus.kernel.tally import Tally
+from gridchain.consensus.kernel.validators import ConsensusConfigError, ValidatorSet
+from gridchain.consensus.kernel.verify import BlockHashes, SignatureCache, Verifier
 from gridchain.consensus.pbft.guard import (
     LAST_COMMIT_KEY,
     PREPARE_KEY,
     PREPARED_KEY,
     VIEW_KEY,
-    SigningGuard,
     prepared_record,
     restore,
     view_record,
@@ -63,7 +68,6 @@ from gridchain.consensus.pbft.log import HeightLog
 from gridchain.consensus.pbft.messages import (
     Checkpoint,
     Commit,
-    Decision,
     NewView,
     Prepare,
     PrePrepare,
@@ -76,7 +80,6 @@ from gridchain.consensus.pbft.messages import (
     make_prepare,
     make_view_change,
 )
-from gridchain.consensus.pbft.quorum import PbftConfigError, ValidatorSet
 from gridchain.consensus.pbft.viewchange import (
     NewViewError,
     certificate_valid,
@@ -84,21 +87,21 @@ from gridchain.consensus.pbft.viewchange import (
     highest_prepared,
     view_change_valid,
 )
-from gridchain.protocol.block import Block, BlockHeader, Certificate, Vote, VoteSignature, VoteStep
-from gridchain.protocol.crypto import Domain, SigningKey, verify
+from gridchain.protocol.block import Block, Certificate, Vote, VoteSignature, VoteStep
+from gridchain.protocol.crypto import SigningKey, verify
 from gridchain.protocol.encoding import Record
 from gridchain.protocol.errors import DecodeError
-
-#: protocol.crypto.verify's signature; the simulator passes a cached one.
-Verifier = Callable[[bytes, bytes, Domain, bytes, bytes], bool]
 
 #: How many views above the current one (and, for commits, below it) a log keeps messages for.
 VIEW_WINDOW: Final = 16
 #: The view-change timeout doubles with each view change at one height, at most this often.
 MAX_BACKOFF_EXPONENT: Final = 4
-#: Verified signatures remembered (a NewView repeats signatures the replica already checked).
-SIGNATURE_CACHE_LIMIT: Final = 8192
-HASH_CACHE_LIMIT: Final = 1024
+
+
+class PbftConfigError(ConsensusConfigError):
+    """The engine was configured with values it cannot run with."""
+
+    code = "pbft_config"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +130,7 @@ class PbftEngine:
         watermark_window: int = 20,
         verifier: Verifier = verify,
     ) -> None:
-        self._vals = ValidatorSet(validators)
+        self._vals = ValidatorSet(validators, error=PbftConfigError)
         if key.public_key not in self._vals:
             raise PbftConfigError("this node's key is not one of the validators")
         if block_interval_ms < 1 or view_timeout_ms < 1:
@@ -145,10 +148,11 @@ class PbftEngine:
         self._retransmit_ms = max(1, view_timeout_ms // 2)
         self._cp_interval = checkpoint_interval
         self._window = watermark_window
-        self._verifier = verifier
-        self._sig_cache: dict[tuple[bytes, bytes], Record] = {}
-        self._hashes: dict[BlockHeader, bytes] = {}
-        self._guard = SigningGuard()
+        #: signatures checked once each (a NewView repeats signatures replicas already checked)
+        self._check = SignatureCache(chain_id, verifier).check
+        #: block hashes, remembered: messages carry the same block many times over
+        self._hash = BlockHashes().of
+        self._guard = SigningGuard[VoteStep]()
         self._head = ChainHead(0, b"\x00" * 32, 0)
         self._view = 0
         #: the last view this replica was in (not merely asking for)
@@ -158,8 +162,7 @@ class PbftEngine:
         self._checkpoints: dict[int, dict[bytes, Checkpoint]] = {}
         self._my_checkpoint: Checkpoint | None = None
         #: validator -> the highest head height its signed messages prove it reached
-        self._claims: dict[bytes, int] = {}
-        self._claims_dirty = False
+        self._claims = HeadClaims()
         self._sync_requested = 0
         self._last_cert: Certificate | None = None
         #: the highest commit certificate seen above the head
@@ -167,7 +170,7 @@ class PbftEngine:
         self._replied: dict[bytes, int] = {}
         self._reported: dict[tuple[bytes, str, int, int], None] = {}
         self._pending_work = False
-        self._armed: int | None = None
+        self._alarm = Alarm()
         self._reset_instance()
 
     # --- per-height state -----------------------------------------------------------------
@@ -276,7 +279,7 @@ class PbftEngine:
         return decode_message(data)
 
     def on_tick(self, now_ms: int) -> list[Action]:
-        self._armed = None  # the runtime's timer fired
+        self._alarm.fired()
         actions: list[Action] = []
         if self._propose_at is not None and now_ms >= self._propose_at:
             actions.extend(self._maybe_propose(now_ms))
@@ -360,8 +363,7 @@ class PbftEngine:
             # replica was in (safe at a new height, see the ADR), from where the f + 1 rule can
             # take it up to wherever the others go; a view it asked for alone could only wait.
             self._view = self._active_view
-        for signer in [s for s, height in self._claims.items() if height <= head.height]:
-            del self._claims[signer]
+        self._claims.forget_up_to(head.height)
         actions: list[Action] = []
         if head.height % self._cp_interval == 0 and head.height > self._stable:
             checkpoint = make_checkpoint(self._key, self._chain_id, head.height, head.block_hash)
@@ -425,43 +427,8 @@ class PbftEngine:
 
     def _finish(self, actions: list[Action]) -> list[Action]:
         """Append SetTimer when the earliest deadline is not the one the runtime has armed."""
-        deadlines = [
-            t for t in (self._propose_at, self._view_deadline, self._retransmit_at) if t is not None
-        ]
-        if deadlines:
-            earliest = min(deadlines)
-            if earliest != self._armed:
-                self._armed = earliest
-                actions.append(SetTimer(earliest))
-        return actions
-
-    def _check(self, sig: VoteSignature, signed: Record) -> bool:
-        """Verify a Domain.VOTE signature over ``signed``, remembering good ones.
-
-        A valid signature fixes what it signs, so a signature seen again over an equal record
-        needs no second Ed25519 check (a NewView repeats signatures replicas already checked).
-        """
-        key = (sig.validator, sig.signature)
-        known = self._sig_cache.get(key)
-        if known is not None:
-            return known == signed
-        payload = signed.encode()
-        if not self._verifier(sig.validator, sig.signature, Domain.VOTE, self._chain_id, payload):
-            return False
-        if len(self._sig_cache) >= SIGNATURE_CACHE_LIMIT:
-            self._sig_cache.clear()
-        self._sig_cache[key] = signed
-        return True
-
-    def _hash(self, block: Block) -> bytes:
-        """A block's hash, remembered: messages carry the same block many times over."""
-        header = block.header
-        known = self._hashes.get(header)
-        if known is None:
-            if len(self._hashes) >= HASH_CACHE_LIMIT:
-                self._hashes.clear()
-            known = self._hashes[header] = header.hash()
-        return known
+        deadlines = (self._propose_at, self._view_deadline, self._retransmit_at)
+        return self._alarm.arm(actions, deadlines)
 
     def _pp_vote(self, pp: PrePrepare) -> Vote:
         return Vote(pp.height, pp.view, self._hash(pp.block), int(VoteStep.PREPARE))
@@ -470,7 +437,7 @@ class PbftEngine:
         """The log of ``height`` if it lies between the watermarks (created on first use)."""
         log = self._logs.get(height)
         if log is None and self._stable < height <= self._stable + self._window:
-            log = self._logs[height] = HeightLog(height)
+            log = self._logs[height] = HeightLog(height, Tally(self._vals.q), Tally(self._vals.q))
         return log
 
     def _view_ok(self, view: int, *, commit: bool = False) -> bool:
@@ -495,12 +462,6 @@ class PbftEngine:
         if self._lock_block is not None and self._hash(self._lock_block) == block_hash:
             return self._lock_block
         return None
-
-    def _claim(self, signer: bytes, head_height: int) -> None:
-        """``signer`` proved (by a signed message) that its head is at least ``head_height``."""
-        if head_height > self._head.height and head_height > self._claims.get(signer, 0):
-            self._claims[signer] = head_height
-            self._claims_dirty = True
 
     def _evidence(
         self, offender: bytes, kind: str, at: tuple[int, int], first: Record, second: Record
@@ -532,10 +493,10 @@ class PbftEngine:
             # chain has gone, which is what a replica that is behind needs to know.
             if (
                 not isinstance(message, NewView)
-                and height - 1 > self._claims.get(message.signer, 0)
+                and height - 1 > self._claims.of(message.signer)
                 and self._message_signature_ok(message)
             ):
-                self._claim(message.signer, height - 1)
+                self._claims.claim(message.signer, height - 1, self._head.height)
             return []
         if isinstance(message, PrePrepare):
             return self._store_pre_prepare(log, message)
@@ -580,7 +541,7 @@ class PbftEngine:
             )
         log.pre_prepares[pp.view] = pp
         log.blocks.setdefault(block_hash, pp.block)
-        self._claim(pp.signer, log.height - 1)
+        self._claims.claim(pp.signer, log.height - 1, self._head.height)
         return self._count(log, vote, pp.signature, pp)
 
     def _store_vote(
@@ -594,7 +555,7 @@ class PbftEngine:
             return []  # a copy
         if not self._check(message.signature, vote):
             return []
-        self._claim(message.signer, log.height - 1)
+        self._claims.claim(message.signer, log.height - 1, self._head.height)
         return self._count(log, vote, message.signature, message)
 
     def _count(
@@ -609,7 +570,7 @@ class PbftEngine:
             return self._evidence(signature.validator, kind, (view, log.height), earlier, message)
         if step == VoteStep.COMMIT and log.height > self._h:
             cert = tally.certificate(
-                Vote(log.height, view, block_hash, int(VoteStep.COMMIT)), self._vals, self._vals.q
+                Vote(log.height, view, block_hash, int(VoteStep.COMMIT)), self._vals
             )
             if cert is not None:
                 return self._note_certificate(cert)
@@ -638,7 +599,7 @@ class PbftEngine:
             return []
         senders[vc.signer] = vc.without_block()
         self._keep_block(log, vc)
-        self._claim(vc.signer, log.height - 1)
+        self._claims.claim(vc.signer, log.height - 1, self._head.height)
         return []
 
     def _keep_block(self, log: HeightLog, vc: ViewChange) -> None:
@@ -668,7 +629,7 @@ class PbftEngine:
             return []
         log.new_views[nv.view] = nv
         for vc in nv.view_changes:
-            self._claim(vc.signer, log.height - 1)
+            self._claims.claim(vc.signer, log.height - 1, self._head.height)
         actions: list[Action] = []
         pp = nv.pre_prepare
         if pp is not None:
@@ -727,7 +688,7 @@ class PbftEngine:
         if known is not None:
             return self._evidence(cp.signer, "conflicting-checkpoint", (0, height), known, cp)
         at[cp.signer] = cp
-        self._claim(cp.signer, height)
+        self._claims.claim(cp.signer, height, self._head.height)
         matching = sum(1 for c in at.values() if c.block_hash == cp.block_hash)
         if matching >= self._vals.q:
             return self._stabilize(height)
@@ -805,7 +766,7 @@ class PbftEngine:
         actions: list[Action] = []
         # Stuck: if anyone showed a higher head, ask the runtime to look, even on one claim
         # (a fetch only accepts certified blocks, so a lie costs a request, never safety).
-        best = max(self._claims.values(), default=0)
+        best = self._claims.best()
         if self._hint is not None:
             best = max(best, self._hint.vote.height)
         if best > self._head.height:
@@ -939,11 +900,11 @@ class PbftEngine:
         h = self._h
         if self._decided is None:
             log = self._logs.get(h)
-            found = log.commits.quorums(self._vals.q) if log is not None else []
+            found = log.commits.quorums() if log is not None else []
             if log is not None and found:
                 view, block_hash = found[0]
                 vote = Vote(h, view, block_hash, int(VoteStep.COMMIT))
-                self._decided = log.commits.certificate(vote, self._vals, self._vals.q)
+                self._decided = log.commits.certificate(vote, self._vals)
             elif self._hint is not None and self._hint.vote.height == h:
                 self._decided = self._hint
             return None if self._decided is None else []
@@ -968,14 +929,12 @@ class PbftEngine:
         return [Persist(LAST_COMMIT_KEY, cert.encode()), CommitBlock(block, cert)]
 
     def _step_sync(self, now_ms: int) -> list[Action] | None:
-        if not self._claims_dirty:
+        if not self._claims.dirty:
             return None
-        self._claims_dirty = False
-        heads = sorted(self._claims.values(), reverse=True)
-        f = self._vals.f
-        if len(heads) <= f:
+        # at least f + 1 validators, so one honest one, are this far
+        target = self._claims.reached_by(self._vals.f + 1)
+        if target is None:
             return []
-        target = heads[f]  # at least f + 1 validators, so one honest one, are this far
         if target > self._head.height and target > self._sync_requested:
             self._sync_requested = target
             return [SyncTo(target)]
@@ -1123,7 +1082,7 @@ class PbftEngine:
         if log is None:
             return None
         prepared = log.prepares.certificate(
-            Vote(self._h, view, block_hash, int(VoteStep.PREPARE)), self._vals, self._vals.q
+            Vote(self._h, view, block_hash, int(VoteStep.PREPARE)), self._vals
         )
         if prepared is None:
             return None

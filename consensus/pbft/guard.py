@@ -1,4 +1,4 @@
-"""What safety needs to survive a crash, and the refusal to sign twice.
+"""What PBFT safety needs to survive a crash: the records that rebuild its signing guard.
 
 A validator that forgets a vote it sent can be made to sign a conflicting one after a restart,
 which is exactly the Byzantine behaviour PBFT's quorums assume at most f validators show.  So
@@ -17,81 +17,26 @@ before a signature leaves the engine, the record that covers it is handed to the
     the last commit certificate this engine assembled, so it can help a validator that is
     behind even after a restart (liveness only).
 
-Keys are fixed and overwritten, so the records take constant space: an honest engine signs
-votes of one step in increasing (height, view) order (heights only grow; within a height views
-only grow), so the last signed vote is enough to refuse anything that would conflict.
+Keys are fixed and overwritten, so the records take constant space; the guard itself (one per
+vote step, refusing to go back or to sign a second block) is consensus/kernel/guard.py's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Final
 
+from gridchain.consensus.kernel.guard import PersistedStateError, SigningGuard, read_record
 from gridchain.consensus.pbft.messages import PreparedRecord, ViewRecord, decode_record
 from gridchain.protocol.block import Block, Certificate, Vote, VoteStep
-from gridchain.protocol.errors import DecodeError, GridchainError
 
 PREFIX: Final = b"pbft/"
 PREPARE_KEY: Final = PREFIX + b"prepare"
 PREPARED_KEY: Final = PREFIX + b"prepared"
 VIEW_KEY: Final = PREFIX + b"view"
 LAST_COMMIT_KEY: Final = PREFIX + b"last-commit"
-
-
-class DoubleSignError(GridchainError):
-    """The engine was about to sign a second, different block for one (view, height, step)."""
-
-    code = "double_sign"
-    http_status = 500
-
-
-class PersistedStateError(GridchainError):
-    """The engine's own persisted records do not decode: the store is damaged."""
-
-    code = "pbft_persisted_state"
-    http_status = 500
-
-
-@dataclass(frozen=True, slots=True)
-class Signed:
-    """One signed vote: what the guard compares new votes against."""
-
-    height: int
-    view: int
-    block_hash: bytes
-
-
-class SigningGuard:
-    """Refuses to sign a vote that conflicts with, or goes back behind, the last one signed."""
-
-    __slots__ = ("_last",)
-
-    def __init__(self) -> None:
-        self._last: dict[VoteStep, Signed] = {}
-
-    def last(self, step: VoteStep) -> Signed | None:
-        return self._last.get(step)
-
-    def permits(self, step: VoteStep, height: int, view: int, block_hash: bytes) -> bool:
-        """True when signing this vote cannot contradict an earlier one of the same step."""
-        last = self._last.get(step)
-        if last is None:
-            return True
-        if (height, view) != (last.height, last.view):
-            return (height, view) > (last.height, last.view)
-        return block_hash == last.block_hash
-
-    def record(self, step: VoteStep, height: int, view: int, block_hash: bytes) -> None:
-        """Remember a vote about to be signed; raise DoubleSignError if it conflicts."""
-        if not self.permits(step, height, view, block_hash):
-            last = self._last[step]
-            raise DoubleSignError(
-                f"refusing to sign {step.name} for {block_hash.hex()[:16]} at height {height} "
-                f"view {view}: already signed {last.block_hash.hex()[:16]} at height "
-                f"{last.height} view {last.view}"
-            )
-        self._last[step] = Signed(height, view, block_hash)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +48,8 @@ class Restored:
     view: ViewRecord | None
     last_commit: Certificate | None
 
-    def guard(self) -> SigningGuard:
-        guard = SigningGuard()
+    def guard(self) -> SigningGuard[VoteStep]:
+        guard = SigningGuard[VoteStep]()
         if self.prepare is not None:
             v = self.prepare
             guard.record(VoteStep.PREPARE, v.height, v.round, v.block_hash)
@@ -116,24 +61,15 @@ class Restored:
 
 def restore(persisted: Mapping[bytes, bytes]) -> Restored:
     """Decode the engine's records; a record that does not decode stops the engine."""
-    try:
-        raw = persisted.get(PREPARE_KEY)
-        prepare = None if raw is None else decode_record(raw, Vote)
-        raw = persisted.get(PREPARED_KEY)
-        prepared = None if raw is None else decode_record(raw, PreparedRecord)
-        raw = persisted.get(VIEW_KEY)
-        view = None if raw is None else decode_record(raw, ViewRecord)
-        raw = persisted.get(LAST_COMMIT_KEY)
-        last_commit = None if raw is None else decode_record(raw, Certificate)
-    except DecodeError as exc:
-        raise PersistedStateError(f"a persisted PBFT record is damaged: {exc.message}") from None
+    prepare = read_record(persisted, PREPARE_KEY, partial(decode_record, expected=Vote))
+    prepared = read_record(persisted, PREPARED_KEY, partial(decode_record, expected=PreparedRecord))
+    view = read_record(persisted, VIEW_KEY, partial(decode_record, expected=ViewRecord))
+    last_commit = read_record(
+        persisted, LAST_COMMIT_KEY, partial(decode_record, expected=Certificate)
+    )
     if prepare is not None and prepare.step != VoteStep.PREPARE:
         raise PersistedStateError("the persisted prepare vote is not a PREPARE vote")
     return Restored(prepare, prepared, view, last_commit)
-
-
-def prepare_record(vote: Vote) -> bytes:
-    return vote.encode()
 
 
 def prepared_record(certificate: Certificate, block: Block) -> bytes:

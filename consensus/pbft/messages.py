@@ -1,4 +1,5 @@
-"""PBFT wire messages and persisted records (type tags 0x30-0x3f).
+"""PBFT wire messages and persisted records (type tags 0x30-0x3f; 0x38 is the shared
+:class:`~consensus.kernel.messages.Decision`).
 
 Every vote-like signature is made with :data:`protocol.crypto.Domain.VOTE` over the canonical
 encoding of a record whose type tag says what is signed: a :class:`~protocol.block.Vote`
@@ -22,6 +23,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Final, TypeVar, cast
 
+from gridchain.consensus.kernel.messages import (
+    Decision,
+    SignedRecord,
+    check_decision,
+    sign_payload,
+)
 from gridchain.protocol.block import (
     MAX_BLOCK_BYTES,
     Block,
@@ -30,7 +37,7 @@ from gridchain.protocol.block import (
     VoteSignature,
     VoteStep,
 )
-from gridchain.protocol.crypto import Domain, SigningKey
+from gridchain.protocol.crypto import SigningKey
 from gridchain.protocol.encoding import U64, Bytes32, Record, Size, decode, decode_one_of, register
 from gridchain.protocol.errors import FieldValueError
 
@@ -44,7 +51,7 @@ MAX_VIEW_CHANGES: Final = 1024
 
 @register(0x30)
 @dataclass(frozen=True, slots=True)
-class PrePrepare(Record):
+class PrePrepare(SignedRecord):
     """The primary of ``view`` proposes ``block`` at ``height``.
 
     ``signature`` is the primary's signature over :meth:`vote` and counts as its prepare.
@@ -58,31 +65,19 @@ class PrePrepare(Record):
     def vote(self) -> Vote:
         return Vote(self.height, self.view, self.block.hash(), int(VoteStep.PREPARE))
 
-    @property
-    def signer(self) -> bytes:
-        return self.signature.validator
-
 
 @register(0x31)
 @dataclass(frozen=True, slots=True)
-class Prepare(Record):
+class Prepare(SignedRecord):
     vote: Vote
     signature: VoteSignature
-
-    @property
-    def signer(self) -> bytes:
-        return self.signature.validator
 
 
 @register(0x32)
 @dataclass(frozen=True, slots=True)
-class Commit(Record):
+class Commit(SignedRecord):
     vote: Vote
     signature: VoteSignature
-
-    @property
-    def signer(self) -> bytes:
-        return self.signature.validator
 
 
 @register(0x33)
@@ -101,7 +96,7 @@ class ViewChangeClaim(Record):
 
 @register(0x34)
 @dataclass(frozen=True, slots=True)
-class ViewChange(Record):
+class ViewChange(SignedRecord):
     """The sender leaves its view for ``new_view`` at ``height``.
 
     ``prepared`` is the prepared certificate of the block this replica sent a commit for at
@@ -120,10 +115,6 @@ class ViewChange(Record):
 
     def without_block(self) -> ViewChange:
         return ViewChange(self.new_view, self.height, self.prepared, None, self.signature)
-
-    @property
-    def signer(self) -> bytes:
-        return self.signature.validator
 
 
 @register(0x35)
@@ -151,7 +142,7 @@ class CheckpointClaim(Record):
 
 @register(0x37)
 @dataclass(frozen=True, slots=True)
-class Checkpoint(Record):
+class Checkpoint(SignedRecord):
     """The signer committed ``block_hash`` at ``height`` (a multiple of the interval)."""
 
     height: U64
@@ -160,18 +151,6 @@ class Checkpoint(Record):
 
     def claim(self) -> CheckpointClaim:
         return CheckpointClaim(self.height, self.block_hash)
-
-    @property
-    def signer(self) -> bytes:
-        return self.signature.validator
-
-
-@register(0x38)
-@dataclass(frozen=True, slots=True)
-class Decision(Record):
-    """A commit certificate sent to a validator that is behind, so it can commit or catch up."""
-
-    certificate: Certificate
 
 
 @register(0x39)
@@ -214,11 +193,6 @@ MESSAGE_TYPES: Final[tuple[type[Record], ...]] = (
 
 
 # --- signing ---------------------------------------------------------------------------------
-
-
-def sign_payload(key: SigningKey, chain_id: bytes, payload: Record) -> VoteSignature:
-    """The one way this engine signs: Domain.VOTE over the payload record's canonical bytes."""
-    return VoteSignature(key.public_key, key.sign(Domain.VOTE, chain_id, payload.encode()))
 
 
 def make_pre_prepare(key: SigningKey, chain_id: bytes, view: int, block: Block) -> PrePrepare:
@@ -291,8 +265,8 @@ def check_shape(message: Record) -> None:
             raise FieldValueError("NewView: the pre-prepare is for another view or height")
         if pp is not None and pp.block.height != pp.height:
             raise FieldValueError("NewView: the pre-prepare's block is for another height")
-    if isinstance(message, Decision) and message.certificate.vote.step != VoteStep.COMMIT:
-        raise FieldValueError("Decision: the certificate must be for COMMIT votes")
+    if isinstance(message, Decision):
+        check_decision(message)
 
 
 def decode_message(data: bytes) -> Message:

@@ -14,16 +14,13 @@ of trusting the new primary.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
+from gridchain.consensus.kernel.validators import ValidatorSet
+from gridchain.consensus.kernel.verify import SignatureCheck, certificate_signed
 from gridchain.consensus.pbft.messages import NewView, ViewChange
-from gridchain.consensus.pbft.quorum import ValidatorSet
-from gridchain.protocol.block import Certificate, VoteSignature, VoteStep
-from gridchain.protocol.encoding import Record
+from gridchain.protocol.block import Certificate, VoteStep
 from gridchain.protocol.errors import GridchainError
-
-#: (signature, the signed record) -> whether it verifies; the engine passes a cached one.
-SignatureCheck = Callable[[VoteSignature, Record], bool]
 
 
 class NewViewError(GridchainError):
@@ -58,18 +55,11 @@ def certificate_valid(
     validators: ValidatorSet,
     check: SignatureCheck,
 ) -> bool:
-    """q distinct members signed ``cert.vote`` (every signature included must verify)."""
+    """A certificate of ``step`` votes at ``height`` that q distinct members signed."""
     vote = cert.vote
     if vote.step != step or vote.height != height:
         return False
-    seen: list[bytes] = []
-    for sig in cert.signatures:
-        if sig.validator not in validators or sig.validator in seen:
-            return False
-        if not check(sig, vote):
-            return False
-        seen.append(sig.validator)
-    return len(seen) >= validators.q
+    return certificate_signed(cert, validators, validators.q, check)
 
 
 def view_change_valid(vc: ViewChange, validators: ValidatorSet, check: SignatureCheck) -> bool:

@@ -3,15 +3,9 @@
 See consensus/pob/engine.py for the protocol as implemented and what it guarantees.
 """
 
-from gridchain.consensus.pob.engine import (
-    GUARD_KEY,
-    LOCK_KEY,
-    DoubleSignError,
-    PersistedStateError,
-    PobConfigError,
-    PobEngine,
-    Verifier,
-)
+from gridchain.consensus.kernel.guard import DoubleSignError, PersistedStateError
+from gridchain.consensus.kernel.verify import Verifier
+from gridchain.consensus.pob.engine import GUARD_KEY, LOCK_KEY, PobConfigError, PobEngine
 from gridchain.consensus.pob.messages import (
     Announce,
     BlockMessage,

@@ -82,7 +82,7 @@ Nothing here reads a clock, draws randomness or iterates over a set: time comes 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -95,10 +95,13 @@ from gridchain.consensus.engine import (
     ReportEvidence,
     RequestProposal,
     Send,
-    SetTimer,
     SyncTo,
     ValidateBlock,
 )
+from gridchain.consensus.kernel.alarm import Alarm
+from gridchain.consensus.kernel.guard import DoubleSignError, read_record
+from gridchain.consensus.kernel.validators import ConsensusConfigError, quorum_size
+from gridchain.consensus.kernel.verify import SignatureCache, Verifier
 from gridchain.consensus.pob.messages import (
     NO_BLOCK,
     Announce,
@@ -115,12 +118,9 @@ from gridchain.consensus.pob.messages import (
 )
 from gridchain.consensus.pob.tree import MIN_FINALITY_DEPTH, BlockTree, TreeBlock, tie_key
 from gridchain.protocol.block import Block
-from gridchain.protocol.crypto import Domain, SigningKey, verify
+from gridchain.protocol.crypto import SigningKey, verify
 from gridchain.protocol.encoding import Record
-from gridchain.protocol.errors import DecodeError, GridchainError
-
-#: protocol.crypto.verify's signature; the simulator passes a cached one.
-Verifier = Callable[[bytes, bytes, Domain, bytes, bytes], bool]
+from gridchain.protocol.errors import DecodeError
 
 GUARD_KEY: Final = b"pob/guard"
 LOCK_KEY: Final = b"pob/lock"
@@ -131,25 +131,10 @@ KEEP_ROUNDS: Final = 16
 MAX_FALLBACK_RANK: Final = 3
 ORPHAN_LIMIT: Final = 256
 INVALID_LIMIT: Final = 1024
-SIGNATURE_CACHE_LIMIT: Final = 8192
 
 
-class PobConfigError(GridchainError):
+class PobConfigError(ConsensusConfigError):
     code = "pob_config"
-    http_status = 500
-
-
-class DoubleSignError(GridchainError):
-    """The engine was about to sign a second announce for a round it already announced in."""
-
-    code = "double_sign"
-    http_status = 500
-
-
-class PersistedStateError(GridchainError):
-    """The engine's own persisted records do not decode: the store is damaged."""
-
-    code = "pob_persisted_state"
     http_status = 500
 
 
@@ -194,15 +179,13 @@ class PobEngine:
         self._chain_id = chain_id
         self._vals = vals
         self._members = frozenset(vals)
-        n = len(vals)
-        self._q = n - (n - 1) // 3
+        self._q = quorum_size(len(vals), "bft")
         self._round_ms = round_ms
         self._genesis_ms = genesis_time_ms
         self._window_ms = round_ms // 3
         self._slot_ms = max(1, round_ms // 6)
         self._depth = max(MIN_FINALITY_DEPTH, finality_depth)
-        self._verifier = verifier
-        self._sig_cache: dict[tuple[bytes, bytes], bytes] = {}
+        self._check = SignatureCache(chain_id, verifier).check
         self._head = ChainHead(0, b"\x00" * 32, 0)
         self._tree = BlockTree(self._q, self._head.block_hash, 0, 0, None)
         self._guard_round = -1
@@ -227,19 +210,14 @@ class PobEngine:
         self._reported: dict[tuple[bytes, str, int], None] = {}
         self._emitted_height = 0
         self._sync_requested = (0, -1)
-        self._armed: int | None = None
+        self._alarm = Alarm()
         self._slot_memo: tuple[tuple[int, int, int], int | None] = ((-1, 0, 0), None)
 
     # --- Engine interface -----------------------------------------------------------------
 
     def start(self, head: ChainHead, persisted: Mapping[bytes, bytes], now_ms: int) -> list[Action]:
-        try:
-            raw = persisted.get(GUARD_KEY)
-            guard = None if raw is None else decode_guard(raw)
-            raw = persisted.get(LOCK_KEY)
-            lock = None if raw is None else decode_lock(raw)
-        except DecodeError as exc:
-            raise PersistedStateError(f"a persisted PoB record is damaged: {exc.message}") from None
+        guard = read_record(persisted, GUARD_KEY, decode_guard)
+        lock = read_record(persisted, LOCK_KEY, decode_lock)
         if guard is not None:
             self._guard_round = guard.round
             self._lock_height = guard.notarized_height
@@ -261,7 +239,7 @@ class PobEngine:
         return decode_message(data)
 
     def on_tick(self, now_ms: int) -> list[Action]:
-        self._armed = None  # the runtime's timer fired
+        self._alarm.fired()
         return self._finish(self._advance(now_ms))
 
     def on_message(self, sender: bytes, message: Record, now_ms: int) -> list[Action]:
@@ -286,7 +264,11 @@ class PobEngine:
             return self._finish([])  # the round ended before the runtime answered
         r = awaiting.round
         if r <= self._guard_round:
-            raise DoubleSignError(f"refusing a second announce in round {r}")
+            raise DoubleSignError(
+                f"refusing a second announce in round {r}: already announced in round "
+                f"{self._guard_round}",
+                evidence={"round": str(r), "signed_round": str(self._guard_round)},
+            )
         candidate = block if block is not None and self._is_own(block, awaiting) else None
         actions: list[Action] = []
         vote = awaiting.vote
@@ -539,10 +521,7 @@ class PobEngine:
             slot = self._send_slot()
             if slot is not None:
                 wake = min(wake, slot)
-        if wake != self._armed:
-            self._armed = wake
-            actions.append(SetTimer(wake))
-        return actions
+        return self._alarm.arm(actions, (wake,))
 
     def _prune(self, r: int) -> None:
         low = r - KEEP_ROUNDS
@@ -554,19 +533,6 @@ class PobEngine:
         self._tree.prune_votes(low, keep)
 
     # --- messages -------------------------------------------------------------------------
-
-    def _signed(self, validator: bytes, signature: bytes, payload: Record) -> bool:
-        data = payload.encode()
-        key = (validator, signature)
-        known = self._sig_cache.get(key)
-        if known is not None:
-            return known == data
-        if not self._verifier(validator, signature, Domain.VOTE, self._chain_id, data):
-            return False
-        if len(self._sig_cache) >= SIGNATURE_CACHE_LIMIT:
-            self._sig_cache.clear()
-        self._sig_cache[key] = data
-        return True
 
     def _is_own(self, block: Block, awaiting: _Awaiting) -> bool:
         h = block.header
@@ -589,7 +555,7 @@ class PobEngine:
             return []
         if signer == self._me:
             # My own vote, relayed back (a peer shows me a notarization after my restart).
-            if self._signed(signer, announce.signature.signature, announce.claim()):
+            if self._check(announce.signature, announce.claim()):
                 self._tree.add_vote(announce)
             return []
         prev = announce.prev_hash
@@ -604,7 +570,7 @@ class PobEngine:
         earlier = self._announces.get(r, {}).get(signer)
         if earlier == announce:
             return []
-        if not self._signed(signer, announce.signature.signature, announce.claim()):
+        if not self._check(announce.signature, announce.claim()):
             return []
         actions: list[Action] = []
         if earlier is not None:
@@ -655,7 +621,7 @@ class PobEngine:
             or block_hash in self._invalid
         ):
             return []
-        if not self._signed(proposer, message.signature.signature, message.vote()):
+        if not self._check(message.signature, message.vote()):
             return []
         requested = block_hash in self._requested
         if header.round < self._round - KEEP_ROUNDS and not requested:

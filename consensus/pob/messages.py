@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Final, cast
 
+from gridchain.consensus.kernel.messages import SignedRecord, sign_payload
 from gridchain.protocol.block import (
     MAX_BLOCK_BYTES,
     Block,
@@ -30,7 +31,7 @@ from gridchain.protocol.block import (
     VoteSignature,
     VoteStep,
 )
-from gridchain.protocol.crypto import Domain, SigningKey
+from gridchain.protocol.crypto import SigningKey
 from gridchain.protocol.encoding import (
     I64,
     U64,
@@ -68,7 +69,7 @@ class AnnounceClaim(Record):
 
 @register(0x71)
 @dataclass(frozen=True, slots=True)
-class Announce(Record):
+class Announce(SignedRecord):
     """The signer's candidate for ``round`` (or none) and, through ``prev_hash``, its vote."""
 
     height: U64
@@ -90,17 +91,13 @@ class Announce(Record):
         )
 
     @property
-    def signer(self) -> bytes:
-        return self.signature.validator
-
-    @property
     def has_block(self) -> bool:
         return self.block_hash != NO_BLOCK
 
 
 @register(0x72)
 @dataclass(frozen=True, slots=True)
-class BlockMessage(Record):
+class BlockMessage(SignedRecord):
     """A whole block with its proposer's signature over ``Vote(h, round, hash, COMMIT)``."""
 
     block: Block
@@ -112,10 +109,6 @@ class BlockMessage(Record):
 
     def certificate(self) -> Certificate:
         return Certificate(self.vote(), (self.signature,))
-
-    @property
-    def signer(self) -> bytes:
-        return self.signature.validator
 
 
 @register(0x73)
@@ -163,11 +156,6 @@ MESSAGE_TYPES: Final[tuple[type[Record], ...]] = (Announce, BlockMessage, BlockR
 
 
 # --- signing ---------------------------------------------------------------------------------
-
-
-def sign_payload(key: SigningKey, chain_id: bytes, payload: Record) -> VoteSignature:
-    """The one way this engine signs: Domain.VOTE over the payload record's canonical bytes."""
-    return VoteSignature(key.public_key, key.sign(Domain.VOTE, chain_id, payload.encode()))
 
 
 def make_announce(

@@ -66,12 +66,12 @@ from gridchain.consensus.engine import (
     SyncTo,
     ValidateBlock,
 )
+from gridchain.consensus.kernel.messages import Decision
 from gridchain.consensus.pbft import PbftEngine
 from gridchain.consensus.pbft.guard import PREPARE_KEY, PREPARED_KEY, VIEW_KEY
 from gridchain.consensus.pbft.messages import (
     Checkpoint,
     Commit,
-    Decision,
     NewView,
     Prepare,
     PreparedRecord,

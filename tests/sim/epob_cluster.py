@@ -69,10 +69,8 @@ import msgpack
 
 from gridchain.consensus.engine import RequestProposal
 from gridchain.consensus.epob import EpobEngine, quorum_size
-from gridchain.consensus.epob.engine import Quorum
 from gridchain.consensus.epob.guard import LOCK_KEY, PREVOTE_KEY, PROPOSAL_KEY
 from gridchain.consensus.epob.messages import (
-    Decision,
     LockRecord,
     Precommit,
     Prevote,
@@ -83,6 +81,8 @@ from gridchain.consensus.epob.messages import (
     make_prevote,
     make_proposal,
 )
+from gridchain.consensus.kernel.messages import Decision
+from gridchain.consensus.kernel.validators import Quorum
 from gridchain.genesis.schema import ChainScheduler
 from gridchain.market.app import BlockContext
 from gridchain.market.cd_schedule import BENEFIT_SCALE, base_load_at, due_interval, rate_bounds

@@ -41,13 +41,19 @@ from gridchain.consensus.epob import (
     quorum_size,
     tie_break,
 )
-from gridchain.consensus.epob.guard import LAST_COMMIT_KEY, LOCK_KEY, PREVOTE_KEY, PROPOSAL_KEY
+from gridchain.consensus.epob.guard import (
+    LAST_COMMIT_KEY,
+    LOCK_KEY,
+    PREVOTE_KEY,
+    PROPOSAL_KEY,
+    Kind,
+)
 from gridchain.consensus.epob.messages import (
     make_precommit,
     make_prevote,
     make_proposal,
-    sign_payload,
 )
+from gridchain.consensus.kernel.messages import sign_payload
 from gridchain.protocol.block import Block, Certificate, Vote, VoteStep
 from gridchain.protocol.crypto import SigningKey, sha256
 from gridchain.protocol.encoding import Record
@@ -444,7 +450,7 @@ def test_a_restart_keeps_the_lock_and_reproposes_it() -> None:
 
 
 def test_the_signing_guard_refuses_conflicts_and_going_back() -> None:
-    guard = SigningGuard()
+    guard = SigningGuard[Kind]()
     guard.record("prevote", 1, 2, b"a" * 32)
     guard.record("prevote", 1, 2, b"a" * 32)  # the same vote again is fine
     with pytest.raises(DoubleSignError):

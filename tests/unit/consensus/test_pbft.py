@@ -27,6 +27,8 @@ from gridchain.consensus.engine import (
     SyncTo,
     ValidateBlock,
 )
+from gridchain.consensus.kernel.messages import Decision, sign_payload
+from gridchain.consensus.kernel.validators import ValidatorSet
 from gridchain.consensus.pbft import (
     DoubleSignError,
     NewViewError,
@@ -46,7 +48,6 @@ from gridchain.consensus.pbft.guard import (
 from gridchain.consensus.pbft.messages import (
     Checkpoint,
     Commit,
-    Decision,
     NewView,
     Prepare,
     PrePrepare,
@@ -58,9 +59,7 @@ from gridchain.consensus.pbft.messages import (
     make_pre_prepare,
     make_prepare,
     make_view_change,
-    sign_payload,
 )
-from gridchain.consensus.pbft.quorum import ValidatorSet
 from gridchain.genesis.builder import GenesisBundle
 from gridchain.protocol.block import Block, Certificate, Vote, VoteSignature, VoteStep
 from gridchain.protocol.crypto import SigningKey, sha256
@@ -307,7 +306,7 @@ def test_a_pre_prepare_that_does_not_fit_is_not_validated(
 
 
 def test_the_guard_refuses_a_second_block_at_one_view_and_height() -> None:
-    guard = SigningGuard()
+    guard = SigningGuard[VoteStep]()
     guard.record(VoteStep.PREPARE, 5, 2, b"a" * 32)
     guard.record(VoteStep.PREPARE, 5, 2, b"a" * 32)  # the same vote again is fine
     assert not guard.permits(VoteStep.PREPARE, 5, 2, b"b" * 32)

@@ -21,8 +21,16 @@ from typing import Any
 
 import pytest
 
+from gridchain.consensus.kernel.messages import Decision
 from gridchain.protocol.address import address_of, format_address, parse_address
-from gridchain.protocol.block import BlockHeader, Vote, VoteStep, schedule_root, tx_root
+from gridchain.protocol.block import (
+    BlockHeader,
+    Certificate,
+    Vote,
+    VoteStep,
+    schedule_root,
+    tx_root,
+)
 from gridchain.protocol.crypto import Domain, SigningKey, sha256, sign_bytes, verify
 from gridchain.protocol.encoding import decode
 from gridchain.protocol.merkle import merkle_root
@@ -82,6 +90,7 @@ def build_vectors() -> dict[str, Any]:
     )
     vote = Vote(HEADER_HEIGHT, VOTE_ROUND, header.hash(), int(VoteStep.COMMIT))
     vote_sig = vote.sign(key_a, chain_id)
+    decision = Decision(Certificate(vote, (vote_sig,)))
 
     return {
         "keys": {
@@ -144,6 +153,12 @@ def build_vectors() -> dict[str, Any]:
             "encoding": vote.encode().hex(),
             "sign_bytes": sign_bytes(Domain.VOTE, chain_id, vote.encode()).hex(),
             "signature": vote_sig.signature.hex(),
+        },
+        "decision": {
+            "notes": "the consensus Decision message (every engine's): a certificate of the vote "
+            "above with key a's signature",
+            "type_tag": Decision.TYPE_TAG,
+            "encoding": decision.encode().hex(),
         },
     }
 
@@ -264,6 +279,20 @@ EXPECTED: dict[str, Any] = {
             "e91680934808bc936f5d139640fc40ae417fc2b9400587d267eb578b05fc7f01"
         ),
     },
+    "decision": {
+        "notes": (
+            "the consensus Decision message (every engine's): a certificate of the vote "
+            "above with key a's signature"
+        ),
+        "type_tag": 0x38,
+        "encoding": (
+            "9338019425019623010100c420bbd4903426385a23b9f7e2c97c33450ae3afea"
+            "7b757003d5bff96dd7114531810291942401c42003a107bff3ce10be1d70dd18"
+            "e74bc09967e4d6309ba50d5f1ddc8664125531b8c44067e951b336941c5012be"
+            "fb9dea9016e9c86df5e3be01b2c2280925fe61ee0d9ae91680934808bc936f5d"
+            "139640fc40ae417fc2b9400587d267eb578b05fc7f01"
+        ),
+    },
 }
 
 
@@ -330,6 +359,13 @@ def test_pinned_vectors_are_self_consistent() -> None:
         bytes.fromhex(vote["encoding"]),
     )
     assert decode(bytes.fromhex(vote["encoding"]), Vote).step == vote["fields"]["step"]
+
+    d = v["decision"]
+    decision = decode(bytes.fromhex(d["encoding"]), Decision)
+    assert d["type_tag"] == decision.TYPE_TAG
+    assert decision.certificate.vote.encode().hex() == vote["encoding"]
+    assert [s.signature.hex() for s in decision.certificate.signatures] == [vote["signature"]]
+    assert [s.validator for s in decision.certificate.signatures] == [pk_a]
 
 
 def test_transaction_encoding_starts_with_tag_and_version() -> None:
