@@ -223,6 +223,15 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario("n7-crashes", n=7, drop=0.05, crashes=2, byzantine=("silent",)),
         Scenario("n7-lost-commits", n=7, drop=0.05, drop_commits=0.5, delay_ms=(1, 150)),
+        # A Byzantine peer serves catch-up with blocks certified by a quorum of prepare votes.
+        Scenario(
+            "forged-catch-up",
+            drop=0.05,
+            drop_commits=0.3,
+            partitions=True,
+            crashes=1,
+            byzantine=("forge-catchup",),
+        ),
     )
 }
 SCENARIO_NAMES: tuple[str, ...] = tuple(SCENARIOS)
@@ -627,6 +636,7 @@ class SimNode:
             self.fail_or_halt(f"certified block h{block.height} does not execute: {exc}")
             return False
         self.chain.append(CommittedBlock(block, certificate))
+        self.cluster.audit_certificate(self, self.chain[-1])
         self.state.apply(execution.writes)
         self.nonces.clear()
         self.executions.clear()
@@ -676,10 +686,10 @@ class SimNode:
         self.syncing = False
         if not self.is_alive() or self.head.height >= self.sync_target:
             return
-        source = self.cluster.sync_source(self)
         progressed = False
-        if source is not None:
-            for committed in source.chain[self.head.height : self.sync_target]:
+        for source in self.cluster.catch_up_sources(self):
+            served = self.cluster.serve_catch_up(source, self.head.height, self.sync_target)
+            for committed in served:
                 if committed.block.height != self.head.height + 1:
                     break
                 if not self.commit(committed.block, committed.certificate, fetched=True):
@@ -689,6 +699,8 @@ class SimNode:
                 self.apply(self.engine.on_block_committed(self.head, self.cluster.now))
                 if not self.is_alive():
                     return
+            if progressed:
+                break  # a peer that served nothing acceptable is followed by the next one
         if self.head.height < self.sync_target and attempt < 20:
             self.syncing = True
             self.cluster.schedule_sync(self, attempt=0 if progressed else attempt + 1)
@@ -756,6 +768,11 @@ class Cluster:
         self.executions: dict[tuple[bytes, bytes], Execution] = {}
         #: what executing a block on a parent was refused with, by the same key
         self.refusals: dict[tuple[bytes, bytes], GridchainError] = {}
+        #: what a "forge-catchup" liar overheard: (height, view, block) -> signer -> signature
+        self.overheard: dict[tuple[int, int, bytes], dict[bytes, VoteSignature]] = {}
+        self.overheard_blocks: dict[bytes, Block] = {}
+        #: forged certificates the liar served (the scenario checks some were)
+        self.forged_served = 0
 
     # --- reporting ------------------------------------------------------------------------
 
@@ -888,6 +905,74 @@ class Cluster:
         if node.honest and offender is not None and offender.honest:
             self.fail(f"{node.name()} reported {action.kind} against honest {offender.name()}")
         self.evidence[action.kind] = self.evidence.get(action.kind, 0) + 1
+
+    def catch_up_sources(self, node: SimNode) -> list[SimNode]:
+        """The peers a node behind asks, in order: a reachable "forge-catchup" liar first
+        (so that its forgeries are really offered), then the best honest source."""
+        liars = [
+            other
+            for other in self.nodes
+            if other is not node
+            and other.behaviour == "forge-catchup"
+            and other.is_alive()
+            and self.reachable(node.index, other.index)
+        ]
+        honest = self.sync_source(node)
+        return liars + ([] if honest is None else [honest])
+
+    def serve_catch_up(self, source: SimNode, head: int, target: int) -> list[CommittedBlock]:
+        """What ``source`` answers to a fetch of heights head + 1 .. target.
+
+        An honest node serves its chain.  A "forge-catchup" liar serves, for the first height
+        asked, a block that a quorum prepared (never mind that it may never have been
+        committed) with a certificate made of those prepare signatures, which it overheard:
+        preferring a block that is not the agreed one at that height.
+        """
+        if source.behaviour != "forge-catchup":
+            return source.chain[head:target]
+        height = head + 1
+        agreed = self.canonical.get(height)
+        best: CommittedBlock | None = None
+        for (h, round_, block_hash), sigs in self.overheard.items():
+            block = self.overheard_blocks.get(block_hash)
+            if h != height or block is None or len(sigs) < self.quorum:
+                continue
+            vote = Vote(h, round_, block_hash, int(VoteStep.PREPARE))
+            forged = CommittedBlock(block, Certificate(vote, tuple(sigs.values())[: self.quorum]))
+            if best is None or block_hash != agreed:
+                best = forged
+        if best is None:
+            return []
+        self.forged_served += 1
+        self.record(source, "forge", f"h{height} {best.block.hash().hex()[:8]} prepare-quorum")
+        return [best]
+
+    def overhear(self, node: SimNode, message: Record) -> None:
+        """A "forge-catchup" liar keeps the prepare signatures and blocks it receives."""
+        if isinstance(message, PrePrepare):
+            self.overheard_blocks[message.block.hash()] = message.block
+        for step, vote in signed_votes(getattr(message, "signer", b""), message):
+            if step == VoteStep.PREPARE and isinstance(message, PrePrepare | Prepare):
+                key = (vote.height, vote.round, vote.block_hash)
+                self.overheard.setdefault(key, {})[message.signer] = message.signature
+        if len(self.overheard) > 4096:
+            self.overheard.clear()
+
+    def audit_certificate(self, node: SimNode, committed: CommittedBlock) -> None:
+        """What an honest node commits carries a quorum of *commit* votes for that block."""
+        cert, block = committed.certificate, committed.block
+        if not node.honest:
+            return
+        vote = cert.vote
+        if (
+            vote.step != VoteStep.COMMIT
+            or vote.block_hash != block.hash()
+            or vote.height != block.height
+        ):
+            self.fail(
+                f"{node.name()} committed h{block.height} with a certificate of "
+                f"{VoteStep(vote.step).name} votes for {vote.block_hash.hex()[:8]}"
+            )
 
     def sync_source(self, node: SimNode) -> SimNode | None:
         sources = [
@@ -1106,6 +1191,8 @@ class Cluster:
                     self.decoded.clear()
                 self.decoded[event.payload] = message
             self.record(node, "deliver", message)
+            if node.behaviour == "forge-catchup":
+                self.overhear(node, message)
             if isinstance(message, ViewChange):
                 self.view_changes += 1
             node.apply(node.engine.on_message(event.sender, message, self.now))
