@@ -85,6 +85,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+from gridchain.consensus.certificates import CommitRule
 from gridchain.consensus.engine import (
     Action,
     Broadcast,
@@ -444,8 +445,9 @@ class EpobEngine:
             self._start_at = max(now_ms, self._earliest_start)
         return self._finish([])
 
-    def certifiers(self, block: Block) -> tuple[Collection[bytes], int]:
-        return self._keys, self.q
+    def commit_rule(self, block: Block) -> CommitRule:
+        """The quorum's precommits (COMMIT votes) certify a block."""
+        return CommitRule(frozenset(self._keys), self.q, VoteStep.COMMIT)
 
     def status(self) -> Mapping[str, int | str]:
         return {"engine": self.name, "height": self._head.height, "round": self._round}
