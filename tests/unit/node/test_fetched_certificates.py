@@ -11,7 +11,6 @@ with a fake peer link that serves what the test chose.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +65,8 @@ class ServingLink:
 
 
 @pytest.fixture
-def pbft_chain(tmp_path: Path) -> Iterator[Chain]:
-    yield make_chain(tmp_path / "chain", validators=4, engine="pbft")
+def pbft_chain(tmp_path: Path) -> Chain:
+    return make_chain(tmp_path / "chain", validators=4, engine="pbft")
 
 
 def first_block(chain: Chain) -> Block:
