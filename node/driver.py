@@ -19,9 +19,11 @@ every input carries ``now_ms``.
 Invariant violations (:class:`~protocol.errors.InvariantViolation`: a double-sign attempt, a
 state this node cannot reproduce, an engine contradicting itself) end in a :class:`Halt`
 effect whichever input raised them; after it the driver ignores every input, so the node casts
-no vote, proposes nothing and commits nothing.  Refusals of bad input
-(:class:`~protocol.errors.GridchainError`) from a peer's message propagate to the caller, which
-scores the peer.
+no vote, proposes nothing and commits nothing.  A peer's message that does not decode is a
+refusal (:class:`~protocol.errors.GridchainError`) and propagates to the caller, which scores
+the peer; once decoded, nothing inside raises a refusal on purpose (engines ignore or report bad
+votes, the driver answers bad blocks with a verdict), so a GridchainError that escapes an engine
+(its DoubleSignError until that becomes an InvariantViolation) halts too.
 """
 
 from __future__ import annotations
@@ -294,11 +296,11 @@ class ChainDriver:
 
     def start(self, persisted: Mapping[bytes, bytes], now_ms: int) -> list[Effect]:
         """Resume the engine from its persisted records; arm the interval boundary."""
-        return self._input(lambda: self._start(persisted, now_ms))
+        return self._input("start", lambda: self._start(persisted, now_ms))
 
     def on_tick(self, now_ms: int) -> list[Effect]:
         """The engine's timer fired (it asked with SetTimer)."""
-        return self._input(lambda: self._run(self.engine.on_tick(now_ms), now_ms), tick=True)
+        return self._input("tick", lambda: self._run(self.engine.on_tick(now_ms), now_ms))
 
     def on_consensus(self, sender: bytes, payload: bytes, now_ms: int) -> list[Effect]:
         """A consensus message from an authenticated validator; bad input raises a refusal."""
@@ -310,13 +312,13 @@ class ChainDriver:
     def on_message(self, sender: bytes, message: Record, now_ms: int) -> list[Effect]:
         """An already decoded consensus message (the simulator decodes each payload once)."""
         return self._input(
-            lambda: self._run(self.engine.on_message(sender, message, now_ms), now_ms)
+            "message", lambda: self._run(self.engine.on_message(sender, message, now_ms), now_ms)
         )
 
     def on_mempool_changed(self, now_ms: int) -> list[Effect]:
         """A transaction was admitted (or the pool otherwise changed): tell the engine whether
         there is work to propose."""
-        return self._input(lambda: self._mempool_changed(now_ms))
+        return self._input("mempool", lambda: self._mempool_changed(now_ms))
 
     def on_boundary(self, now_ms: int) -> list[Effect]:
         """A scheduling interval started: a decision block may be due."""
@@ -325,11 +327,11 @@ class ChainDriver:
             self._mempool_changed(now_ms)
             self._emit(ArmBoundary(self.next_boundary_ms(now_ms)))
 
-        return self._input(boundary, tick=True)
+        return self._input("boundary", boundary)
 
     def on_peer_height(self, height: int) -> list[Effect]:
         """A peer says it has committed up to ``height``."""
-        return self._input(lambda: self._request_sync(height))
+        return self._input("peer height", lambda: self._request_sync(height))
 
     def next_fetch(self) -> tuple[int, int] | None:
         """(first height, count) to fetch next while catching up, or None when done."""
@@ -357,7 +359,7 @@ class ChainDriver:
                 progressed = True
                 self._run(self.engine.on_block_committed(self.head, now_ms), now_ms)
 
-        return self._input(commit_fetched), progressed
+        return self._input("fetched blocks", commit_fetched), progressed
 
     # --- what the node reads -----------------------------------------------------------------
 
@@ -380,11 +382,14 @@ class ChainDriver:
 
     # --- the loop ----------------------------------------------------------------------------
 
-    def _input(self, step: Callable[[], None], *, tick: bool = False) -> list[Effect]:
+    def _input(self, name: str, step: Callable[[], None]) -> list[Effect]:
         """Run one input; turn an invariant violation into a halt, whatever raised it.
 
-        ``tick``: the input carries nothing a peer sent, so a refusal raised inside is the
-        engine contradicting itself, not bad input.
+        Bad input is refused before this (a message that does not decode); inside, the engines
+        refuse nothing by raising (a bad vote is ignored or reported as evidence) and the
+        driver answers a bad block with a verdict, so a GridchainError that escapes is the
+        engine or the driver contradicting itself (an engine's DoubleSignError: its guard
+        refused a signature the engine was about to make) and halts like any violation.
         """
         if self.halted is not None:
             return []
@@ -394,10 +399,9 @@ class ChainDriver:
             try:
                 step()
             except GridchainError as exc:
-                if not tick:
-                    raise
                 raise EngineContradictionError(
-                    f"{exc.code}: {exc.message}", evidence={"input": "tick"}
+                    f"{exc.code}: {exc.message}",
+                    evidence={"input": name, "error": type(exc).__name__},
                 ) from exc
         except InvariantViolation as exc:
             return self._halted_by(out, exc)

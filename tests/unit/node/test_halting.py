@@ -18,6 +18,7 @@ import pytest
 import structlog.testing
 
 from gridchain.consensus.engine import Action
+from gridchain.consensus.pbft.guard import DoubleSignError
 from gridchain.consensus.solo import SoloEngine
 from gridchain.node.config import load_config
 from gridchain.node.runtime import Node
@@ -125,3 +126,28 @@ def test_a_violation_during_an_api_submit_halts(node: Node, chain: Chain) -> Non
     with structlog.testing.capture_logs() as logs:
         node.submit(tx, tx.encode())
     assert_halted(node, engine, logs)
+
+
+class GuardRefusingEngine(ViolatingEngine):
+    """Raises a real engine's DoubleSignError (a GridchainError on this branch) instead."""
+
+    def _maybe(self, entry: str) -> list[Action]:
+        self.asked += 1
+        if entry == self.entry:
+            raise DoubleSignError("refusing to sign a second block at height 4")
+        return []
+
+
+def test_an_engine_double_sign_error_from_a_peer_message_halts(node: Node) -> None:
+    """Once the network logged this at debug level as a refused payload and the node went on."""
+    engine = GuardRefusingEngine(node, "message")
+    node.driver.engine = engine
+    with structlog.testing.capture_logs() as logs:
+        node.on_consensus(node.key.public_key, b"\x00")
+    assert node.halted is not None
+    assert "refusing to sign a second block" in node.halted
+    assert node.status()["halted"] == node.halted
+    (error,) = [e for e in logs if e["log_level"] == "error"]
+    assert error["event"] == "node halted"
+    assert error["input"] == "message"
+    assert error["error"] == "DoubleSignError"
