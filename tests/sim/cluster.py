@@ -1012,7 +1012,8 @@ class Cluster:
             self.overheard.clear()
 
     def audit_certificate(self, node: SimNode, committed: CommittedBlock) -> None:
-        """What an honest node commits carries a quorum of *commit* votes for that block."""
+        """What an honest node commits carries a quorum of *commit* votes for that block
+        (checked here independently of the driver's check)."""
         cert, block = committed.certificate, committed.block
         if not node.honest:
             return
@@ -1026,6 +1027,15 @@ class Cluster:
                 f"{node.name()} committed h{block.height} with a certificate of "
                 f"{VoteStep(vote.step).name} votes for {vote.block_hash.hex()[:8]}"
             )
+        signers, quorum = self.certifiers(block)
+        try:
+            cert.verify(self.fixture.chain_id, signers, quorum)
+        except GridchainError as exc:
+            self.fail(f"{node.name()} committed h{block.height} with a bad certificate: {exc}")
+
+    def certifiers(self, block: Block) -> tuple[tuple[bytes, ...], int]:
+        """Who must have signed a committed block's certificate, and how many of them."""
+        return self.fixture.validators, self.quorum
 
     def sync_source(self, node: SimNode) -> SimNode | None:
         sources = [

@@ -551,6 +551,10 @@ class PobCluster(Cluster):
 
     # --- benefits and schedules ---------------------------------------------------------------
 
+    def certifiers(self, block: Block) -> tuple[tuple[bytes, ...], int]:
+        """PoB's certificate is its proposer's signature (ADR 0013)."""
+        return (block.header.proposer,), 1
+
     def on_commit(self, node: SimNode, block: Block) -> None:
         super().on_commit(node, block)
         proposer = self.by_key.get(block.header.proposer)
