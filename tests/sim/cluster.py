@@ -876,6 +876,8 @@ class Cluster:
         """Send a node's message to one validator or all others, through its behaviour."""
         if sender.honest:
             self.audit_outgoing(sender, message)
+        elif sender.behaviour == "forge-catchup":
+            self.overhear(sender, message)  # its own votes count towards its forgeries
         self.recent.append(message)
         targets = [n for n in self.nodes if n is not sender] if to is None else [self.by_key[to]]
         if sender.behaviour is None:
@@ -1002,14 +1004,28 @@ class Cluster:
 
     def overhear(self, node: SimNode, message: Record) -> None:
         """A "forge-catchup" liar keeps the prepare signatures and blocks it receives."""
-        if isinstance(message, PrePrepare):
-            self.overheard_blocks[message.block.hash()] = message.block
-        for step, vote in signed_votes(getattr(message, "signer", b""), message):
-            if step == VoteStep.PREPARE and isinstance(message, PrePrepare | Prepare):
-                key = (vote.height, vote.round, vote.block_hash)
-                self.overheard.setdefault(key, {})[message.signer] = message.signature
+        block = self.proposed_block(message)
+        if block is not None:
+            self.overheard_blocks[block.hash()] = block
+        for vote, signature in self.prepare_signatures(message):
+            key = (vote.height, vote.round, vote.block_hash)
+            self.overheard.setdefault(key, {})[signature.validator] = signature
         if len(self.overheard) > 4096:
             self.overheard.clear()
+        if len(self.overheard_blocks) > 4096:
+            self.overheard_blocks.clear()
+
+    def proposed_block(self, message: Record) -> Block | None:
+        """The block a message proposes, if it does (PBFT: a pre-prepare)."""
+        return message.block if isinstance(message, PrePrepare) else None
+
+    def prepare_signatures(self, message: Record) -> list[tuple[Vote, VoteSignature]]:
+        """The PREPARE-step votes signed in a message (a pre-prepare is its primary's)."""
+        if isinstance(message, PrePrepare):
+            return [(message.vote(), message.signature)]
+        if isinstance(message, Prepare):
+            return [(message.vote, message.signature)]
+        return []
 
     def audit_certificate(self, node: SimNode, committed: CommittedBlock) -> None:
         """What an honest node commits carries a quorum of *commit* votes for that block

@@ -207,6 +207,15 @@ EPOB_SCENARIOS: dict[str, EpobScenario] = {
         EpobScenario("n7-crashes", n=7, drop=0.05, crashes=2, byzantine=("withhold",)),
         EpobScenario("majority-crashes", n=5, quorum="majority", drop=0.05, crashes=2),
         EpobScenario("majority-partitions", n=4, quorum="majority", drop=0.05, partitions=True),
+        # A Byzantine peer serves catch-up with blocks certified by a quorum of prevotes.
+        EpobScenario(
+            "forged-catch-up",
+            drop=0.05,
+            drop_commits=0.3,
+            partitions=True,
+            crashes=1,
+            byzantine=("forge-catchup",),
+        ),
     )
 }
 EPOB_SCENARIO_NAMES: tuple[str, ...] = tuple(EPOB_SCENARIOS)
@@ -684,6 +693,13 @@ class EpobCluster(Cluster):
                 send(make_proposal(node.key, chain_id, message.round, broken), targets)
                 return
         send(message, targets)
+
+    def proposed_block(self, message: Record) -> Block | None:
+        return message.block if isinstance(message, Proposal) else None
+
+    def prepare_signatures(self, message: Record) -> list[tuple[Vote, VoteSignature]]:
+        """Prevotes are ePoB's PREPARE-step votes."""
+        return [(message.vote, message.signature)] if isinstance(message, Prevote) else []
 
     def other_block(self, node: SimNode, vote: Vote) -> bytes | None:
         """Another block proposed at the vote's height and round, as seen on the wire."""
