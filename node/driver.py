@@ -295,8 +295,10 @@ class ChainDriver:
     # --- inputs ------------------------------------------------------------------------------
 
     def start(self, persisted: Mapping[bytes, bytes], now_ms: int) -> list[Effect]:
-        """Resume the engine from its persisted records; arm the interval boundary."""
-        return self._input("start", lambda: self._start(persisted, now_ms))
+        """Resume the engine from its persisted records; arm the interval boundary.
+
+        Damaged records (the engine's PersistedStateError) raise: the node does not start."""
+        return self._input("start", lambda: self._start(persisted, now_ms), halt_on_refusal=False)
 
     def on_tick(self, now_ms: int) -> list[Effect]:
         """The engine's timer fired (it asked with SetTimer)."""
@@ -382,7 +384,9 @@ class ChainDriver:
 
     # --- the loop ----------------------------------------------------------------------------
 
-    def _input(self, name: str, step: Callable[[], None]) -> list[Effect]:
+    def _input(
+        self, name: str, step: Callable[[], None], *, halt_on_refusal: bool = True
+    ) -> list[Effect]:
         """Run one input; turn an invariant violation into a halt, whatever raised it.
 
         Bad input is refused before this (a message that does not decode); inside, the engines
@@ -390,6 +394,7 @@ class ChainDriver:
         driver answers a bad block with a verdict, so a GridchainError that escapes is the
         engine or the driver contradicting itself (an engine's DoubleSignError: its guard
         refused a signature the engine was about to make) and halts like any violation.
+        ``halt_on_refusal=False`` lets it propagate instead (start-up: the caller fails to start).
         """
         if self.halted is not None:
             return []
@@ -399,6 +404,8 @@ class ChainDriver:
             try:
                 step()
             except GridchainError as exc:
+                if not halt_on_refusal:
+                    raise
                 raise EngineContradictionError(
                     f"{exc.code}: {exc.message}",
                     evidence={"input": name, "error": type(exc).__name__},

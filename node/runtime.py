@@ -339,7 +339,11 @@ class Node:
                 self.metrics.evidence.labels(kind=effect.kind).inc()
                 self.log.warning("misbehaviour", offender=effect.offender.hex(), kind=effect.kind)
             elif isinstance(effect, Halt):
-                self.log.error("node halted", reason=effect.reason, **dict(effect.evidence))
+                evidence = {
+                    (f"evidence_{k}" if k in ("event", "reason") else k): v
+                    for k, v in effect.evidence.items()
+                }
+                self.log.error("node halted", reason=effect.reason, **evidence)
             elif isinstance(effect, Note):
                 getattr(self.log, effect.level)(effect.event, **dict(effect.fields))
 
