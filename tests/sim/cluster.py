@@ -1043,13 +1043,13 @@ class Cluster:
                 f"{node.name()} committed h{block.height} with a certificate of "
                 f"{VoteStep(vote.step).name} votes for {vote.block_hash.hex()[:8]}"
             )
-        signers, quorum = self.certifiers(block)
+        signers, quorum = self.expected_signers(block)
         try:
             cert.verify(self.fixture.chain_id, signers, quorum)
         except GridchainError as exc:
             self.fail(f"{node.name()} committed h{block.height} with a bad certificate: {exc}")
 
-    def certifiers(self, block: Block) -> tuple[tuple[bytes, ...], int]:
+    def expected_signers(self, block: Block) -> tuple[tuple[bytes, ...], int]:
         """Who must have signed a committed block's certificate, and how many of them."""
         return self.fixture.validators, self.quorum
 

@@ -551,7 +551,7 @@ class PobCluster(Cluster):
 
     # --- benefits and schedules ---------------------------------------------------------------
 
-    def certifiers(self, block: Block) -> tuple[tuple[bytes, ...], int]:
+    def expected_signers(self, block: Block) -> tuple[tuple[bytes, ...], int]:
         """PoB's certificate is its proposer's signature (ADR 0013)."""
         return (block.header.proposer,), 1
 
