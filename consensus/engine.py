@@ -11,10 +11,11 @@ deterministic cluster simulator in tests/sim.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from gridchain.consensus.certificates import CommitRule
 from gridchain.protocol.block import Block, Certificate
 from gridchain.protocol.encoding import Record
 
@@ -162,12 +163,14 @@ class Engine(Protocol):
         """
         ...
 
-    def certifiers(self, block: Block) -> tuple[Collection[bytes], int]:
-        """Who may sign ``block``'s certificate and how many distinct signatures it needs.
+    def commit_rule(self, block: Block) -> CommitRule:
+        """Who may sign ``block``'s certificate, how many distinct signatures it needs and for
+        which vote step, in the validator set valid at ``block``'s height.
 
-        The runtime checks every certificate (its own decisions and fetched blocks) against
-        this: 2f+1 validators for pbft and epob, the block's own proposer for pob (whose
-        finality is by depth, not by votes), the one validator for solo.
+        The chain driver checks every certificate (the engine's own decisions and fetched
+        blocks) against this with :func:`consensus.certificates.check_certificate`: 2f+1
+        validators' commit votes for pbft, the quorum's precommits for epob, the block's own
+        proposer for pob (whose finality is by depth, not by votes), the one validator for solo.
         """
         ...
 

@@ -9,8 +9,9 @@ a second, different block at a height it already signed, nor one below it.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 
+from gridchain.consensus.certificates import CommitRule
 from gridchain.consensus.engine import (
     Action,
     ChainHead,
@@ -103,8 +104,8 @@ class SoloEngine:
     ) -> list[Action]:
         return []  # solo validates through the runtime's commit path
 
-    def certifiers(self, block: Block) -> tuple[Collection[bytes], int]:
-        return (self._key.public_key,), 1
+    def commit_rule(self, block: Block) -> CommitRule:
+        return CommitRule(frozenset((self._key.public_key,)), 1, VoteStep.COMMIT)
 
     def on_pending_work(self, pending: bool, now_ms: int) -> list[Action]:
         return []  # the block timer already polls the mempool

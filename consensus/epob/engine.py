@@ -81,9 +81,10 @@ benefit and "a request waits at most two rounds" are the application's (market/)
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final
 
+from gridchain.consensus.certificates import CommitRule
 from gridchain.consensus.engine import (
     Action,
     Broadcast,
@@ -375,8 +376,9 @@ class EpobEngine:
             self._start_at = max(now_ms, self._earliest_start)
         return self._finish([])
 
-    def certifiers(self, block: Block) -> tuple[Collection[bytes], int]:
-        return self._keys, self.q
+    def commit_rule(self, block: Block) -> CommitRule:
+        """The quorum's precommits (COMMIT votes) certify a block."""
+        return CommitRule(frozenset(self._keys), self.q, VoteStep.COMMIT)
 
     def status(self) -> Mapping[str, int | str]:
         return {"engine": self.name, "height": self._head.height, "round": self._round}

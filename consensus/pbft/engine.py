@@ -31,10 +31,11 @@ Nothing here reads a clock, draws randomness or iterates over a set: time comes 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from gridchain.consensus.certificates import CommitRule
 from gridchain.consensus.engine import (
     Action,
     Broadcast,
@@ -383,8 +384,9 @@ class PbftEngine:
             self._retransmit_at = None
         return self._finish([])
 
-    def certifiers(self, block: Block) -> tuple[Collection[bytes], int]:
-        return self._vals.keys, self._vals.q
+    def commit_rule(self, block: Block) -> CommitRule:
+        """2f + 1 commit votes certify a block; a prepare quorum does not."""
+        return CommitRule(frozenset(self._vals.keys), self._vals.q, VoteStep.COMMIT)
 
     def status(self) -> Mapping[str, int | str]:
         return {

@@ -38,7 +38,7 @@ Finality
     until the content is final.  Final blocks are committed in height order with
     ``CommitBlock(block, Certificate(Vote(h, round, hash, COMMIT), (proposer's signature,)))``:
     the certificate proves who made the block
-    (``certifiers``), not that it is final.
+    (``commit_rule``), not that it is final.
 
 What is guaranteed
     *Safety* (no two honest validators commit different blocks at one height) under any
@@ -82,10 +82,11 @@ Nothing here reads a clock, draws randomness or iterates over a set: time comes 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from gridchain.consensus.certificates import CommitRule
 from gridchain.consensus.engine import (
     Action,
     Broadcast,
@@ -117,7 +118,7 @@ from gridchain.consensus.pob.messages import (
     make_block_message,
 )
 from gridchain.consensus.pob.tree import MIN_FINALITY_DEPTH, BlockTree, TreeBlock, tie_key
-from gridchain.protocol.block import Block
+from gridchain.protocol.block import Block, VoteStep
 from gridchain.protocol.crypto import SigningKey, verify
 from gridchain.protocol.encoding import Record
 from gridchain.protocol.errors import DecodeError
@@ -354,8 +355,10 @@ class PobEngine:
     def on_pending_work(self, pending: bool, now_ms: int) -> list[Action]:
         return []  # rounds are driven by the clock, not by the mempool
 
-    def certifiers(self, block: Block) -> tuple[Collection[bytes], int]:
-        return (block.header.proposer,), 1
+    def commit_rule(self, block: Block) -> CommitRule:
+        """The proposer's own COMMIT-step signature: finality is by notarized depth, the
+        certificate proves who made the block (notarization votes are announces, not votes)."""
+        return CommitRule(frozenset((block.header.proposer,)), 1, VoteStep.COMMIT)
 
     def status(self) -> Mapping[str, int | str]:
         return {

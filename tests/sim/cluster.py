@@ -7,21 +7,23 @@ and the Byzantine validators' choices are all drawn from it, so a seed names one
 and a failure replays (``python -m tests.sim.replay --seed N --scenario NAME``).
 
 What is real: :class:`~consensus.pbft.PbftEngine` (every byte a node sends is encoded and
-decoded with the engine's codec), the application (:class:`market.app.Application` on an
-in-memory :class:`market.state.MerkleState`), real signed transfer transactions, block
-building, validation and execution, and commit-certificate checks with
-:meth:`protocol.block.Certificate.verify`.  :class:`SimNode` applies an engine's actions
-exactly as node/runtime.py does: in order, persisted records stored before anything after
-them, proposals and validations answered in the same batch, catch-up fetches only certified
-blocks.  What is simulated: time, the network, the mempool (transactions reach every node by
-gossip; it keeps them by sender and nonce and proposes consecutive nonces), and disks (a node's
-persisted records and committed chain survive a crash, its memory does not).
+decoded with the engine's codec) and, around it, the node's own chain driver
+(:class:`node.driver.ChainDriver`): block building, validation (structure, signatures,
+execution, state root), the one certificate check
+(:func:`consensus.certificates.check_certificate`), commits and the catch-up decisions are the
+code a validator runs, on the real application (:class:`market.app.Application` on an in-memory
+:class:`market.state.MerkleState`) with real signed transfer transactions. :class:`SimNode` is
+only the shell: it performs the driver's effects as node/runtime.py does, in order, with a fake
+disk, network and clock. What is simulated: time, the network, the mempool (:class:`SimMempool`:
+transactions reach every node by gossip; it keeps them by sender and nonce and offers
+consecutive nonces), and disks (a node's persisted records and committed chain survive a crash,
+its driver and mempool do not).
 
 Three pure functions are computed once and shared, which changes nothing but the run time
 (1,000 seeds must fit in CI): Ed25519 verification, by its exact inputs
 (:func:`cached_signatures`); decoding a payload, by its exact bytes (with the engine's own
-decoder); and executing a block, by (parent hash, block hash), the parent hash committing to
-the parent state.
+decoder); and executing or building a block (:class:`SharedExecutions`, the driver's
+ExecutionCache), by (parent hash, block hash), the parent hash committing to the parent state.
 
 Invariants, checked after every event: no two honest nodes commit different blocks at one
 height; every committed block carries a certificate that verifies with quorum q; no honest
@@ -32,10 +34,12 @@ network heals, crashed nodes restart; at most f validators stay Byzantine), ever
 commits new blocks within a bounded simulated time.
 
 Simulators of other engines reuse this machinery by subclassing (tests/sim/epob_cluster.py):
-``Cluster.node_class`` and ``SimNode.make_engine`` choose the engine, ``validation_verdict``
-answers ValidateBlock with the refusal's code, ``Cluster.misbehave``, ``commit_like``,
-``audit_outgoing``, ``outsider_act`` and ``position`` hold the engine-specific parts, and
-``DESCRIBERS`` lets the trace describe their messages.
+``Cluster.node_class`` and ``SimNode.make_engine`` choose the engine, ``SimNode.audit_commit``
+(which the driver calls before a block's writes apply) holds their independent audits,
+``Cluster.misbehave``, ``commit_like``, ``audit_outgoing``, ``outsider_act`` and ``position``
+the engine-specific parts, and ``DESCRIBERS`` lets the trace describe their messages.  A
+"forge-catchup" Byzantine validator serves catch-up with blocks certified by a quorum of
+prepare votes it overheard (scenario ``forged-catch-up``); the driver must refuse them.
 """
 
 from __future__ import annotations
@@ -54,17 +58,14 @@ import msgpack
 import gridchain.protocol.block
 import gridchain.protocol.crypto
 from gridchain.consensus.engine import (
-    Action,
     Broadcast,
     ChainHead,
     CommitBlock,
+    Engine,
     Persist,
     ReportEvidence,
-    RequestProposal,
     Send,
     SetTimer,
-    SyncTo,
-    ValidateBlock,
 )
 from gridchain.consensus.kernel.messages import Decision
 from gridchain.consensus.pbft import PbftEngine
@@ -87,8 +88,17 @@ from gridchain.consensus.pbft.messages import (
 )
 from gridchain.genesis.builder import GenesisBundle
 from gridchain.market.accounts import get_account
-from gridchain.market.app import Application, BlockContext, Execution
-from gridchain.market.state import MerkleState
+from gridchain.market.app import Application, BlockBuild, BlockContext, Execution
+from gridchain.market.state import MerkleState, StateReader
+from gridchain.node.driver import (
+    ArmBoundary,
+    ChainDriver,
+    CommitBatch,
+    Effect,
+    FetchBlocks,
+    Halt,
+    head_of,
+)
 from gridchain.protocol.address import address_of
 from gridchain.protocol.block import (
     Block,
@@ -98,22 +108,19 @@ from gridchain.protocol.block import (
     Vote,
     VoteSignature,
     VoteStep,
-    check_block_structure,
     schedule_root,
     tx_root,
 )
 from gridchain.protocol.crypto import Domain, SigningKey, sha256
 from gridchain.protocol.encoding import Record
 from gridchain.protocol.errors import DecodeError, GridchainError
-from gridchain.protocol.tx import Transaction, Transfer, TxBody, sign_tx
+from gridchain.protocol.tx import CDRequest, Transaction, Transfer, TxBody, sign_tx
 from tests.helpers import GENESIS_TIME_MS, det_key, small_bundle
 
 BLOCK_INTERVAL_MS = 100
 VIEW_TIMEOUT_MS = 500
 CHECKPOINT_INTERVAL = 5
 WATERMARK_WINDOW = 10
-#: node/runtime.py refuses blocks further ahead of its clock than this.
-MAX_FUTURE_DRIFT_MS = 10_000
 MAX_BLOCK_TXS = 8
 PARTICIPANTS = 4
 TXS_PER_PARTICIPANT = 400
@@ -223,6 +230,15 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario("n7-crashes", n=7, drop=0.05, crashes=2, byzantine=("silent",)),
         Scenario("n7-lost-commits", n=7, drop=0.05, drop_commits=0.5, delay_ms=(1, 150)),
+        # A Byzantine peer serves catch-up with blocks certified by a quorum of prepare votes.
+        Scenario(
+            "forged-catch-up",
+            drop=0.05,
+            drop_commits=0.3,
+            partitions=True,
+            crashes=1,
+            byzantine=("forge-catchup",),
+        ),
     )
 }
 SCENARIO_NAMES: tuple[str, ...] = tuple(SCENARIOS)
@@ -404,8 +420,140 @@ class PersistedGuard:
         return last[2] == vote.block_hash
 
 
+class SimMempool:
+    """The simulated validators' mempool, behind the driver's MempoolPort.
+
+    Transactions reach every node by gossip, possibly out of order, so the pool keeps them by
+    (sender, nonce) and offers what applies in order: each sender's consecutive nonces from
+    its committed one (what node/mempool.py holds, which admits only transactions that apply
+    on its pending state).  It checks no signatures at admission, so it claims none as
+    verified (``__contains__``) and the driver verifies every signature of a block (through
+    the simulator's cache).  Blocks carry at most MAX_BLOCK_TXS transactions, so heights
+    advance quickly.  ``cd_first``: a sender whose next transaction is a C&D request has it
+    taken first (the real pool reaps in arrival order and the C&D requests are submitted
+    first, so they are not starved by a sender whose key sorts first).
+
+    Why not node/mempool.py itself: it re-simulates every admitted transaction on a pending
+    overlay (and again after each commit); the simulators deliver every transaction to every
+    node, several times (resubmissions), across 3,000 seeded runs per CI run, and what they
+    test is consensus and the block path, which this pool feeds the same kind of input.
+    """
+
+    def __init__(self, state: StateReader, *, cd_first: bool = False) -> None:
+        self.state = state
+        self.cd_first = cd_first
+        self.txs: dict[tuple[bytes, int], Transaction] = {}
+        self.nonces: dict[bytes, int] = {}
+
+    def nonce(self, sender: bytes) -> int:
+        """The sender's next nonce in the committed state (cached until the next commit)."""
+        nonce = self.nonces.get(sender)
+        if nonce is None:
+            nonce = self.nonces[sender] = get_account(self.state, address_of(sender)).nonce
+        return nonce
+
+    def add(self, tx: Transaction) -> None:
+        if tx.nonce >= self.nonce(tx.sender):
+            self.txs.setdefault((tx.sender, tx.nonce), tx)
+
+    def clear(self) -> None:
+        self.txs.clear()
+        self.nonces.clear()
+
+    def __len__(self) -> int:
+        return sum(1 for sender, _ in self.txs if (sender, self.nonce(sender)) in self.txs)
+
+    def __contains__(self, tx_hash: object) -> bool:
+        return False
+
+    def reap(self, max_txs: int, max_bytes: int) -> list[Transaction]:
+        limit = min(max_txs, MAX_BLOCK_TXS)
+        senders = sorted({sender for sender, _ in self.txs})
+        nonces = {sender: self.nonce(sender) for sender in senders}
+        out: list[Transaction] = []
+        if self.cd_first:
+            for sender in senders:
+                tx = self.txs.get((sender, nonces[sender]))
+                if tx is not None and isinstance(tx.body, CDRequest) and len(out) < limit:
+                    out.append(tx)
+                    nonces[sender] += 1
+        for sender in senders:
+            nonce = nonces[sender]
+            while (sender, nonce) in self.txs and len(out) < limit:
+                out.append(self.txs[(sender, nonce)])
+                nonce += 1
+        return out
+
+    def evict(self, tx_hashes: list[bytes]) -> list[tuple[bytes, str]]:
+        gone = set(tx_hashes)
+        for key in [k for k, tx in self.txs.items() if tx.hash() in gone]:
+            del self.txs[key]
+        return []
+
+    def update_after_commit(
+        self, committed: list[Transaction], *, recheck: bool = False
+    ) -> list[tuple[bytes, str]]:
+        self.nonces.clear()
+        for key in [k for k in self.txs if k[1] < self.nonce(k[0])]:
+            del self.txs[key]
+        return []
+
+
+class SharedExecutions:
+    """The cluster's cache of pure results, which the driver consults (ExecutionCache).
+
+    Executing a block is a function of its parent (whose hash commits to the parent state) and
+    the block, so nodes share the result or the refusal.  Validators start a round at the same
+    simulated instant and build on the same parent from the same mempool, so their builds
+    differ only in the proposer, which execution does not read: one build serves all.  A build
+    is never passed off as a checked execution: whoever validates the block executes it, so a
+    build that did depend on the proposer would be caught as a state root mismatch.
+    """
+
+    def __init__(self, on_refusal: Callable[[Block, GridchainError], None]) -> None:
+        self.on_refusal = on_refusal
+        self.results: dict[tuple[bytes, bytes], Execution | GridchainError] = {}
+        self.builds: dict[tuple[bytes, int, int, tuple[bytes, ...]], BlockBuild] = {}
+
+    def execution(self, parent_hash: bytes, block_hash: bytes) -> Execution | GridchainError | None:
+        return self.results.get((parent_hash, block_hash))
+
+    def remember(
+        self, parent_hash: bytes, block: Block, result: Execution | GridchainError
+    ) -> None:
+        key = (parent_hash, block.hash())
+        if key in self.results:
+            return
+        if len(self.results) > 50_000:
+            self.results.clear()
+        self.results[key] = result
+        if isinstance(result, GridchainError):
+            self.on_refusal(block, result)
+
+    def build(
+        self,
+        parent_hash: bytes,
+        ctx: BlockContext,
+        txs: Sequence[Transaction],
+        make: Callable[[], BlockBuild],
+    ) -> BlockBuild:
+        key = (parent_hash, ctx.height, ctx.timestamp_ms, tuple(tx.hash() for tx in txs))
+        built = self.builds.get(key)
+        if built is None:
+            if len(self.builds) > 4096:
+                self.builds.clear()
+            built = self.builds[key] = make()
+        return built
+
+
 class SimNode:
-    """A validator's runtime: the engine, the ledger, the mempool, the persisted records."""
+    """A validator: the chain driver (node/driver.py) with a fake disk, network and clock.
+
+    The disk is ``persisted`` (the engine's records), ``chain`` (committed blocks with their
+    certificates) and ``state`` (the committed state); a crash loses the driver (with the
+    engine, the pending blocks and the executions) and the mempool, never the disk.  The node
+    performs the driver's effects as node/runtime.py does, in order.
+    """
 
     def __init__(
         self, cluster: Cluster, index: int, key: SigningKey, behaviour: str | None
@@ -418,31 +566,44 @@ class SimNode:
         self.honest = behaviour is None
         fx = cluster.fixture
         self.app = Application(fx.bundle.genesis)
-        self.state = MerkleState(dict(fx.genesis_items))
+        self.state = self.make_state()
         self.chain: list[CommittedBlock] = []
-        self.head = ChainHead(0, fx.chain_id, fx.bundle.genesis.genesis_time_ms)
+        self.genesis_head = ChainHead(0, fx.chain_id, fx.bundle.genesis.genesis_time_ms)
         self.persisted: dict[bytes, bytes] = {}
         self.guard = PersistedGuard()
-        self.engine: PbftEngine | None = None
-        self.mempool: dict[tuple[bytes, int], Transaction] = {}
-        self.pending_notified = False
-        self.executions: dict[bytes, Execution] = {}
-        self.nonces: dict[bytes, int] = {}
+        self.driver: ChainDriver | None = None
+        self.mempool = self.make_mempool()
         self.timer_generation = 0
+        #: how many times the node crashed: events of an earlier life are ignored
+        self.lives = 0
         self.halted: str | None = None
         self.syncing = False
-        self.sync_target = 0
+
+    @property
+    def engine(self) -> Any:
+        """The running engine, None while crashed."""
+        return None if self.driver is None else self.driver.engine
+
+    @property
+    def head(self) -> ChainHead:
+        """The committed head (on the disk: the last block of the chain)."""
+        if self.driver is not None:
+            return self.driver.head
+        return head_of(self.chain[-1].block) if self.chain else self.genesis_head
 
     def is_alive(self) -> bool:
         """Running: not crashed, not halted (a method, so type narrowing never caches it)."""
-        return self.engine is not None and self.halted is None
+        return self.driver is not None and self.halted is None
 
     def name(self) -> str:
         return f"n{self.index}"
 
+    def app_nonce(self, sender: bytes) -> int:
+        return self.mempool.nonce(sender)
+
     # --- lifecycle ---------------------------------------------------------------------
 
-    def make_engine(self) -> PbftEngine:
+    def make_engine(self) -> Engine:
         """A fresh engine for this validator (a simulator of another engine overrides this)."""
         fx = self.cluster.fixture
         return PbftEngine(
@@ -456,240 +617,145 @@ class SimNode:
             verifier=cached_verify,
         )
 
+    def make_state(self) -> MerkleState:
+        """The committed state of the disk (the driver of each life works on this object)."""
+        return MerkleState(dict(self.cluster.fixture.genesis_items))
+
+    def make_mempool(self) -> SimMempool:
+        return SimMempool(self.state)
+
+    def make_driver(self) -> ChainDriver:
+        """The node's chain driver (a simulator's Byzantine node may use a subclass)."""
+        return ChainDriver(
+            genesis=self.app.genesis,
+            app=self.app,
+            engine=self.make_engine(),
+            state=self.state,
+            head=self.head,
+            mempool=self.mempool,
+            proposer=self.public_key,
+            cache=self.cluster.shared,
+            audit=self.audit_commit,
+        )
+
     def boot(self) -> None:
-        self.engine = self.make_engine()
-        self.pending_notified = False
-        self.apply(self.engine.start(self.head, dict(self.persisted), self.cluster.now))
-        self.mempool_changed()
+        self.driver = self.make_driver()
+        self.perform(self.driver.start(dict(self.persisted), self.cluster.now))
 
     def crash(self) -> None:
         """Lose everything in memory; the ledger and persisted records survive."""
-        self.engine = None
+        self.driver = None
         self.mempool.clear()
-        self.executions.clear()
         self.timer_generation += 1
+        self.lives += 1
         self.syncing = False
-        self.sync_target = 0
 
-    # --- the runtime's action loop ------------------------------------------------------
+    # --- performing the driver's effects (as node/runtime.py) ------------------------------
 
-    def apply(self, actions: list[Action]) -> None:
-        pending = deque(actions)
-        while pending and self.is_alive():
-            engine = self.engine
-            assert engine is not None
-            action = pending.popleft()
+    def perform(self, effects: list[Effect]) -> None:
+        for effect in effects:
+            if self.driver is None:
+                return
             now = self.cluster.now
-            if isinstance(action, Persist):
-                self.persisted[action.key] = action.value
-                if action.key in self.guard.KEYS:
-                    self.guard.note(action.key, action.value)
-            elif isinstance(action, Broadcast):
-                self.cluster.transmit(self, None, action.message)
-            elif isinstance(action, Send):
-                self.cluster.transmit(self, action.to, action.message)
-            elif isinstance(action, RequestProposal):
-                pending.extend(engine.on_proposal(self.build_proposal(action), now))
-            elif isinstance(action, ValidateBlock):
-                valid, reason = self.validation_verdict(action.block)
-                pending.extend(engine.on_block_validated(action.block.hash(), valid, now, reason))
-            elif isinstance(action, CommitBlock):
-                self.cluster.record(self, "commit", action)
-                if self.commit(action.block, action.certificate, fetched=False):
-                    pending.extend(engine.on_block_committed(self.head, now))
-            elif isinstance(action, SyncTo):
-                self.request_sync(action.height)
-            elif isinstance(action, SetTimer):
+            if isinstance(effect, Persist):
+                self.persisted[effect.key] = effect.value
+                if effect.key in self.guard.KEYS:
+                    self.guard.note(effect.key, effect.value)
+            elif isinstance(effect, Broadcast):
+                self.cluster.transmit(self, None, effect.message)
+            elif isinstance(effect, Send):
+                self.cluster.transmit(self, effect.to, effect.message)
+            elif isinstance(effect, CommitBatch):
+                self.write_commit(effect)
+            elif isinstance(effect, SetTimer):
                 self.timer_generation += 1
                 self.cluster.schedule(
-                    max(action.at_ms, now),
+                    max(effect.at_ms, now),
                     Event("timer", self.index, generation=self.timer_generation),
                 )
-            elif isinstance(action, ReportEvidence):
-                self.cluster.on_evidence(self, action)
+            elif isinstance(effect, ArmBoundary):
+                self.cluster.schedule(
+                    max(effect.at_ms, now),
+                    Event("boundary", self.index, generation=self.lives),
+                )
+            elif isinstance(effect, FetchBlocks):
+                if not self.syncing:
+                    self.syncing = True
+                    self.cluster.schedule_sync(self, attempt=0)
+            elif isinstance(effect, ReportEvidence):
+                self.cluster.on_evidence(self, effect)
+            elif isinstance(effect, Halt):
+                self.fail_or_halt(effect.reason)
 
-    # --- proposals, validation, commits (as node/runtime.py) ------------------------------
+    def write_commit(self, batch: CommitBatch) -> None:
+        """The disk write: the chain (the state object is shared with the driver)."""
+        self.cluster.record(self, "commit", batch.committed.block)
+        self.chain.append(batch.committed)
+        self.cluster.audit_certificate(self, batch.committed)
+        self.cluster.on_commit(self, batch.committed.block)
 
-    def reap(self) -> list[Transaction]:
-        """Consecutive nonces per sender from the committed account nonce, senders in order."""
-        out: list[Transaction] = []
-        senders = sorted({sender for sender, _ in self.mempool})
-        for sender in senders:
-            nonce = self.app_nonce(sender)
-            while (sender, nonce) in self.mempool and len(out) < MAX_BLOCK_TXS:
-                out.append(self.mempool[(sender, nonce)])
-                nonce += 1
-        return out
-
-    def app_nonce(self, sender: bytes) -> int:
-        """The sender's next nonce in the committed state (cached until the next commit)."""
-        nonce = self.nonces.get(sender)
-        if nonce is None:
-            nonce = self.nonces[sender] = get_account(self.state, address_of(sender)).nonce
-        return nonce
-
-    def build_proposal(self, req: RequestProposal) -> Block | None:
-        if req.height != self.head.height + 1 or req.prev_hash != self.head.block_hash:
-            return None
-        txs = self.reap()
-        if not txs:
-            return None
-        timestamp = max(self.cluster.now, req.min_timestamp_ms)
-        return self.make_block(req.height, req.round, txs, timestamp)
-
-    def make_block(self, height: int, round_: int, txs: list[Transaction], timestamp: int) -> Block:
-        ctx = BlockContext(height, timestamp, self.public_key)
-        execution = self.app.execute_block(self.state, txs, ctx)
-        header = BlockHeader(
-            chain_id=self.cluster.fixture.chain_id,
-            height=height,
-            prev_hash=self.head.block_hash,
-            timestamp_ms=timestamp,
-            proposer=self.public_key,
-            round=round_,
-            benefit=0,
-            tx_root=tx_root(tuple(txs)),
-            schedule_root=schedule_root(()),
-            state_root=execution.state_root,
-        )
-        block = Block(header, tuple(txs), ())
-        self.executions[block.hash()] = execution
-        self.cluster.executions[(self.head.block_hash, block.hash())] = execution
-        return block
-
-    def validate_block(self, block: Block) -> Execution:
-        header = block.header
-        fx = self.cluster.fixture
-        if header.height != self.head.height + 1:
-            raise GridchainError(f"block {header.height} does not follow {self.head.height}")
-        if header.prev_hash != self.head.block_hash:
-            raise GridchainError("block does not extend the committed head")
-        if header.timestamp_ms <= self.head.timestamp_ms:
-            raise GridchainError("block timestamp does not advance")
-        if header.timestamp_ms > self.cluster.now + MAX_FUTURE_DRIFT_MS:
-            raise GridchainError("block timestamp is too far in the future")
-        if header.proposer not in fx.validators:
-            raise GridchainError("block proposer is not a validator")
-        block_hash = block.hash()
-        cached = self.executions.get(block_hash)
-        if cached is not None:
-            return cached
-        # Execution is a pure function of the parent state and the block, and the parent's hash
-        # commits to the parent state: honest nodes at one head share the result (or refusal).
-        key = (self.head.block_hash, block_hash)
-        shared = self.cluster.executions.get(key)
-        if shared is not None:
-            return shared
-        refused = self.cluster.refusals.get(key)
-        if refused is not None:
-            raise refused
-        try:
-            check_block_structure(block, fx.chain_id)
-            ctx = BlockContext(header.height, header.timestamp_ms, header.proposer)
-            execution = self.app.execute_block(
-                self.state, block.txs, ctx, schedule=block.schedule, benefit=header.benefit
-            )
-            if execution.state_root != header.state_root:
-                raise GridchainError("block state root differs from the executed state")
-        except GridchainError as exc:
-            self.cluster.refusals[key] = exc
-            self.cluster.on_refusal(block, exc)
-            raise
-        self.cluster.executions[key] = execution
-        return execution
-
-    def validation_verdict(self, block: Block) -> tuple[bool, str]:
-        """The runtime's answer to ValidateBlock: valid, or not and the refusal's code."""
-        try:
-            self.executions[block.hash()] = self.validate_block(block)
-        except GridchainError as exc:
-            return False, exc.code
-        return True, ""
-
-    def commit(self, block: Block, certificate: Certificate, *, fetched: bool) -> bool:
-        fx = self.cluster.fixture
-        try:
-            certificate.verify(fx.chain_id, fx.validators, self.cluster.quorum)
-            if certificate.vote.block_hash != block.hash():
-                raise GridchainError("certificate is for another block")
-            if certificate.vote.height != block.height:
-                raise GridchainError("certificate is for another height")
-            if certificate.vote.step != VoteStep.COMMIT:
-                raise GridchainError("certificate is not for commit votes")
-        except GridchainError as exc:
-            if fetched:
-                return False
-            self.fail_or_halt(f"engine committed h{block.height} with a bad certificate: {exc}")
-            return False
-        try:
-            execution = self.validate_block(block)
-        except GridchainError as exc:
-            self.fail_or_halt(f"certified block h{block.height} does not execute: {exc}")
-            return False
-        self.chain.append(CommittedBlock(block, certificate))
-        self.state.apply(execution.writes)
-        self.nonces.clear()
-        self.executions.clear()
-        self.head = ChainHead(block.height, block.hash(), block.header.timestamp_ms)
-        for key in [k for k in self.mempool if k[1] < self.app_nonce(k[0])]:
-            del self.mempool[key]
-        self.cluster.on_commit(self, block)
-        self.mempool_changed()
-        return True
+    def audit_commit(self, block: Block, execution: Execution, parent: StateReader) -> None:
+        """Called by the driver before a block's writes apply (simulators audit here)."""
 
     def fail_or_halt(self, reason: str) -> None:
         if self.honest:
             self.cluster.fail(f"{self.name()}: {reason}")
         self.halted = reason
 
-    # --- mempool --------------------------------------------------------------------------
+    # --- inputs ---------------------------------------------------------------------------
 
     def receive_tx(self, tx: Transaction) -> None:
-        if not self.is_alive() or tx.nonce < self.app_nonce(tx.sender):
+        if not self.is_alive():
             return
-        self.mempool.setdefault((tx.sender, tx.nonce), tx)
-        self.mempool_changed()
+        assert self.driver is not None
+        self.mempool.add(tx)
+        self.perform(self.driver.on_mempool_changed(self.cluster.now))
 
-    def mempool_changed(self) -> None:
-        # As the runtime's mempool holds only transactions that apply in order, "pending"
-        # means a proposal could be built now.
-        pending = any(
-            (sender, self.app_nonce(sender)) in self.mempool for sender, _ in self.mempool
+    def make_block(self, height: int, round_: int, txs: list[Transaction], timestamp: int) -> Block:
+        """A block on the head as an honest proposer would build it (Byzantine behaviours send
+        such blocks beside the engine's own); its execution is shared like a validation's."""
+        assert self.driver is not None
+        head = self.head
+        ctx = BlockContext(height, timestamp, self.public_key)
+        built = self.app.build_block(self.state, txs, ctx)
+        header = BlockHeader(
+            chain_id=self.cluster.fixture.chain_id,
+            height=height,
+            prev_hash=head.block_hash,
+            timestamp_ms=timestamp,
+            proposer=self.public_key,
+            round=round_,
+            benefit=built.benefit,
+            tx_root=tx_root(built.txs),
+            schedule_root=schedule_root(built.schedule),
+            state_root=built.execution.state_root,
         )
-        if pending != self.pending_notified and self.is_alive():
-            self.pending_notified = pending
-            assert self.engine is not None
-            self.apply(self.engine.on_pending_work(pending, self.cluster.now))
+        block = Block(header, built.txs, built.schedule)
+        self.cluster.shared.remember(head.block_hash, block, built.execution)
+        return block
 
     # --- catching up ----------------------------------------------------------------------
 
-    def request_sync(self, height: int) -> None:
-        if height <= self.head.height:
-            return
-        self.sync_target = max(self.sync_target, height)
-        if not self.syncing:
-            self.syncing = True
-            self.cluster.schedule_sync(self, attempt=0)
-
     def run_sync(self, attempt: int) -> None:
-        """Fetch certified blocks from a reachable honest node, like node/runtime.py's _sync."""
+        """Fetch what the driver asks for from the peers, as node/runtime.py's _sync."""
         self.syncing = False
-        if not self.is_alive() or self.head.height >= self.sync_target:
+        if not self.is_alive():
             return
-        source = self.cluster.sync_source(self)
+        assert self.driver is not None
+        request = self.driver.next_fetch()
+        if request is None:
+            return
+        start, count = request
         progressed = False
-        if source is not None:
-            for committed in source.chain[self.head.height : self.sync_target]:
-                if committed.block.height != self.head.height + 1:
-                    break
-                if not self.commit(committed.block, committed.certificate, fetched=True):
-                    break
-                progressed = True
-                assert self.engine is not None
-                self.apply(self.engine.on_block_committed(self.head, self.cluster.now))
-                if not self.is_alive():
-                    return
-        if self.head.height < self.sync_target and attempt < 20:
+        for source in self.cluster.catch_up_sources(self):
+            served = self.cluster.serve_catch_up(source, start, count)
+            effects, progressed = self.driver.on_fetched(served, self.cluster.now)
+            self.perform(effects)
+            if not self.is_alive():
+                return
+            if progressed:
+                break  # a peer that served nothing acceptable is followed by the next one
+        if self.driver.next_fetch() is not None and attempt < 20:
             self.syncing = True
             self.cluster.schedule_sync(self, attempt=0 if progressed else attempt + 1)
 
@@ -753,9 +819,13 @@ class Cluster:
         self.next_tx = 0
         self.recent: deque[Record] = deque(maxlen=32)  # what the outsider has overheard
         self.decoded: dict[bytes, Record] = {}
-        self.executions: dict[tuple[bytes, bytes], Execution] = {}
-        #: what executing a block on a parent was refused with, by the same key
-        self.refusals: dict[tuple[bytes, bytes], GridchainError] = {}
+        #: executions, refusals and builds every node's driver may look up
+        self.shared = SharedExecutions(self.on_refusal)
+        #: what a "forge-catchup" liar overheard: (height, view, block) -> signer -> signature
+        self.overheard: dict[tuple[int, int, bytes], dict[bytes, VoteSignature]] = {}
+        self.overheard_blocks: dict[bytes, Block] = {}
+        #: forged certificates the liar served (the scenario checks some were)
+        self.forged_served = 0
 
     # --- reporting ------------------------------------------------------------------------
 
@@ -806,6 +876,8 @@ class Cluster:
         """Send a node's message to one validator or all others, through its behaviour."""
         if sender.honest:
             self.audit_outgoing(sender, message)
+        elif sender.behaviour == "forge-catchup":
+            self.overhear(sender, message)  # its own votes count towards its forgeries
         self.recent.append(message)
         targets = [n for n in self.nodes if n is not sender] if to is None else [self.by_key[to]]
         if sender.behaviour is None:
@@ -888,6 +960,98 @@ class Cluster:
         if node.honest and offender is not None and offender.honest:
             self.fail(f"{node.name()} reported {action.kind} against honest {offender.name()}")
         self.evidence[action.kind] = self.evidence.get(action.kind, 0) + 1
+
+    def catch_up_sources(self, node: SimNode) -> list[SimNode]:
+        """The peers a node behind asks, in order: a reachable "forge-catchup" liar first
+        (so that its forgeries are really offered), then the best honest source."""
+        liars = [
+            other
+            for other in self.nodes
+            if other is not node
+            and other.behaviour == "forge-catchup"
+            and other.is_alive()
+            and self.reachable(node.index, other.index)
+        ]
+        honest = self.sync_source(node)
+        return liars + ([] if honest is None else [honest])
+
+    def serve_catch_up(self, source: SimNode, start: int, count: int) -> list[CommittedBlock]:
+        """What ``source`` answers to a fetch of ``count`` blocks from height ``start``.
+
+        An honest node serves its chain.  A "forge-catchup" liar serves, for the first height
+        asked, a block that a quorum prepared (never mind that it may never have been
+        committed) with a certificate made of those prepare signatures, which it overheard:
+        preferring a block that is not the agreed one at that height.
+        """
+        if source.behaviour != "forge-catchup":
+            return source.chain[start - 1 : start - 1 + count]
+        height = start
+        agreed = self.canonical.get(height)
+        best: CommittedBlock | None = None
+        for (h, round_, block_hash), sigs in self.overheard.items():
+            block = self.overheard_blocks.get(block_hash)
+            if h != height or block is None or len(sigs) < self.quorum:
+                continue
+            vote = Vote(h, round_, block_hash, int(VoteStep.PREPARE))
+            forged = CommittedBlock(block, Certificate(vote, tuple(sigs.values())[: self.quorum]))
+            if best is None or block_hash != agreed:
+                best = forged
+        if best is None:
+            return []
+        self.forged_served += 1
+        self.record(source, "forge", f"h{height} {best.block.hash().hex()[:8]} prepare-quorum")
+        return [best]
+
+    def overhear(self, node: SimNode, message: Record) -> None:
+        """A "forge-catchup" liar keeps the prepare signatures and blocks it receives."""
+        block = self.proposed_block(message)
+        if block is not None:
+            self.overheard_blocks[block.hash()] = block
+        for vote, signature in self.prepare_signatures(message):
+            key = (vote.height, vote.round, vote.block_hash)
+            self.overheard.setdefault(key, {})[signature.validator] = signature
+        if len(self.overheard) > 4096:
+            self.overheard.clear()
+        if len(self.overheard_blocks) > 4096:
+            self.overheard_blocks.clear()
+
+    def proposed_block(self, message: Record) -> Block | None:
+        """The block a message proposes, if it does (PBFT: a pre-prepare)."""
+        return message.block if isinstance(message, PrePrepare) else None
+
+    def prepare_signatures(self, message: Record) -> list[tuple[Vote, VoteSignature]]:
+        """The PREPARE-step votes signed in a message (a pre-prepare is its primary's)."""
+        if isinstance(message, PrePrepare):
+            return [(message.vote(), message.signature)]
+        if isinstance(message, Prepare):
+            return [(message.vote, message.signature)]
+        return []
+
+    def audit_certificate(self, node: SimNode, committed: CommittedBlock) -> None:
+        """What an honest node commits carries a quorum of *commit* votes for that block
+        (checked here independently of the driver's check)."""
+        cert, block = committed.certificate, committed.block
+        if not node.honest:
+            return
+        vote = cert.vote
+        if (
+            vote.step != VoteStep.COMMIT
+            or vote.block_hash != block.hash()
+            or vote.height != block.height
+        ):
+            self.fail(
+                f"{node.name()} committed h{block.height} with a certificate of "
+                f"{VoteStep(vote.step).name} votes for {vote.block_hash.hex()[:8]}"
+            )
+        signers, quorum = self.expected_signers(block)
+        try:
+            cert.verify(self.fixture.chain_id, signers, quorum)
+        except GridchainError as exc:
+            self.fail(f"{node.name()} committed h{block.height} with a bad certificate: {exc}")
+
+    def expected_signers(self, block: Block) -> tuple[tuple[bytes, ...], int]:
+        """Who must have signed a committed block's certificate, and how many of them."""
+        return self.fixture.validators, self.quorum
 
     def sync_source(self, node: SimNode) -> SimNode | None:
         sources = [
@@ -1106,9 +1270,12 @@ class Cluster:
                     self.decoded.clear()
                 self.decoded[event.payload] = message
             self.record(node, "deliver", message)
+            if node.behaviour == "forge-catchup":
+                self.overhear(node, message)
             if isinstance(message, ViewChange):
                 self.view_changes += 1
-            node.apply(node.engine.on_message(event.sender, message, self.now))
+            assert node.driver is not None
+            node.perform(node.driver.on_message(event.sender, message, self.now))
         elif kind == "timer":
             node = self.nodes[event.node]
             if (
@@ -1116,7 +1283,13 @@ class Cluster:
                 and node.engine is not None
                 and event.generation == node.timer_generation
             ):
-                node.apply(node.engine.on_tick(self.now))
+                assert node.driver is not None
+                node.perform(node.driver.on_tick(self.now))
+        elif kind == "boundary":
+            node = self.nodes[event.node]
+            if node.is_alive() and event.generation == node.lives:
+                assert node.driver is not None
+                node.perform(node.driver.on_boundary(self.now))
         elif kind == "tx":
             self.nodes[event.node].receive_tx(event.detail)
         elif kind == "client":

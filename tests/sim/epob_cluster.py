@@ -2,13 +2,13 @@
 
 Everything cluster.py describes holds here (one seeded RNG, the real engine and application, a
 fake network, clock and disks, invariants after every event, liveness once faults stop); what
-changes is the engine (:class:`consensus.epob.EpobEngine`), how blocks are built and checked
-and the Byzantine behaviours.
-
-Blocks take their schedule and benefit from :meth:`market.app.Application.build_block`, and
+changes is the engine (:class:`consensus.epob.EpobEngine`) and the Byzantine behaviours.
+Blocks are built and checked by the node's own chain driver (:class:`node.driver.ChainDriver`):
+they take their schedule and benefit from :meth:`market.app.Application.build_block`, and
 validation executes them with ``execute_block(..., schedule=block.schedule,
-benefit=block.header.benefit)``, so the runtime's refusal code (``benefit_mismatch``) reaches
-the engine exactly as node/runtime.py passes it.
+benefit=block.header.benefit)``, so the refusal code (``benefit_mismatch``) reaches the engine
+by the code path a validator runs.  The simulated mempool takes C&D requests first
+(:class:`tests.sim.cluster.SimMempool` with ``cd_first``).
 
 C&D requests: the genesis of these clusters has a short scheduling interval
 (``SCHEDULE_INTERVAL_MS``, a few intervals per seed) and the scheduler the scenario names
@@ -17,9 +17,9 @@ C&D requests: the genesis of these clusters has a short scheduling interval
 clients submit (through the normal tx path, before the transfers) are C&D requests of three
 participants: two EVs charging, one battery offering to discharge, connected for the whole run.
 Once they are admitted, the first block in each interval decides the next one and carries a
-schedule and a non-zero benefit; as in node/runtime.py, a validator with an empty mempool still
-proposes (and asks for a height) when an interval decision is due, re-checked at every interval
-boundary.
+schedule and a non-zero benefit; the driver makes a validator with an empty mempool still
+propose (and ask for a height) when an interval decision is due, re-checked at every interval
+boundary (its ArmBoundary effect).
 
 Byzantine behaviours (the engine of a Byzantine node runs honestly; its messages are rewritten
 on the way out):
@@ -67,7 +67,6 @@ from typing import Any
 
 import msgpack
 
-from gridchain.consensus.engine import RequestProposal
 from gridchain.consensus.epob import EpobEngine, quorum_size
 from gridchain.consensus.epob.guard import LOCK_KEY, PREVOTE_KEY, PROPOSAL_KEY
 from gridchain.consensus.epob.messages import (
@@ -84,10 +83,10 @@ from gridchain.consensus.epob.messages import (
 from gridchain.consensus.kernel.messages import Decision
 from gridchain.consensus.kernel.validators import Quorum
 from gridchain.genesis.schema import ChainScheduler
-from gridchain.market.app import BlockContext
+from gridchain.market.app import BlockContext, Execution
 from gridchain.market.cd_schedule import BENEFIT_SCALE, base_load_at, due_interval, rate_bounds
 from gridchain.market.errors import BenefitMismatchError
-from gridchain.market.state import MerkleState
+from gridchain.market.state import MerkleState, StateReader
 from gridchain.protocol.block import (
     Block,
     BlockHeader,
@@ -102,12 +101,11 @@ from gridchain.protocol.block import (
 from gridchain.protocol.crypto import Domain, sha256
 from gridchain.protocol.encoding import Record
 from gridchain.protocol.errors import GridchainError
-from gridchain.protocol.tx import CDKind, CDRequest, Device, Transaction
+from gridchain.protocol.tx import CDKind, CDRequest, Device
 from tests.helpers import GENESIS_TIME_MS, small_bundle
 from tests.sim.cluster import (
     BLOCK_INTERVAL_MS,
     DESCRIBERS,
-    MAX_BLOCK_TXS,
     PARTICIPANTS,
     Cluster,
     Event,
@@ -115,6 +113,7 @@ from tests.sim.cluster import (
     Outcome,
     Scenario,
     SimFailure,
+    SimMempool,
     SimNode,
     build_fixture,
     cached_verify,
@@ -208,6 +207,15 @@ EPOB_SCENARIOS: dict[str, EpobScenario] = {
         EpobScenario("n7-crashes", n=7, drop=0.05, crashes=2, byzantine=("withhold",)),
         EpobScenario("majority-crashes", n=5, quorum="majority", drop=0.05, crashes=2),
         EpobScenario("majority-partitions", n=4, quorum="majority", drop=0.05, partitions=True),
+        # A Byzantine peer serves catch-up with blocks certified by a quorum of prevotes.
+        EpobScenario(
+            "forged-catch-up",
+            drop=0.05,
+            drop_commits=0.3,
+            partitions=True,
+            crashes=1,
+            byzantine=("forge-catchup",),
+        ),
     )
 }
 EPOB_SCENARIO_NAMES: tuple[str, ...] = tuple(EPOB_SCENARIOS)
@@ -333,16 +341,19 @@ class EpobNode(SimNode):
     """A validator's runtime for ePoB: blocks carry the application's schedule and benefit."""
 
     cluster: EpobCluster
-    engine: EpobEngine | None  # type: ignore[assignment]
 
     def __init__(self, cluster: Cluster, index: int, key: Any, behaviour: str | None) -> None:
         super().__init__(cluster, index, key, behaviour)
-        self.state = SharedRootState(dict(cluster.fixture.genesis_items), self)
         self.epob_guard = EpobPersistedGuard()
         self.guard = self.epob_guard  # type: ignore[assignment]
-        self.due_cache: tuple[bytes, int, bool] | None = None
 
-    def make_engine(self) -> EpobEngine:  # type: ignore[override]
+    def make_state(self) -> MerkleState:
+        return SharedRootState(dict(self.cluster.fixture.genesis_items), self)
+
+    def make_mempool(self) -> SimMempool:
+        return SimMempool(self.state, cd_first=True)
+
+    def make_engine(self) -> EpobEngine:
         fx = self.cluster.fixture
         return EpobEngine(
             self.key,
@@ -354,85 +365,17 @@ class EpobNode(SimNode):
             verifier=cached_verify,
         )
 
-    # --- proposals, pending work and commits with schedules (as node/runtime.py) ------------
-
-    def schedule_due(self) -> bool:
-        """Whether vehicles wait for a decision block now (cached per head and interval)."""
-        now = self.cluster.now
-        interval = self.app.interval_clock.interval_at(now)
-        cached = self.due_cache
-        if cached is None or cached[0] != self.head.block_hash or cached[1] != interval:
-            cached = (self.head.block_hash, interval, self.app.schedule_due(self.state, now))
-            self.due_cache = cached
-        return cached[2]
-
-    def mempool_changed(self) -> None:
-        # The runtime's "pending": a transaction applies now, or an interval decision is due.
-        pending = (
-            any((sender, self.app_nonce(sender)) in self.mempool for sender, _ in self.mempool)
-            or self.schedule_due()
-        )
-        if pending != self.pending_notified and self.is_alive():
-            self.pending_notified = pending
-            assert self.engine is not None
-            self.apply(self.engine.on_pending_work(pending, self.cluster.now))
-
-    def reap(self) -> list[Transaction]:
-        """cluster.py's reap (senders in key order, each one's nonces consecutive from the
-        committed one), except that a sender whose next transaction is a C&D request has it
-        taken first: the runtime reaps in arrival order and the C&D requests are submitted
-        first, so they are not starved by a sender whose key sorts first."""
-        out: list[Transaction] = []
-        mempool = self.mempool
-        senders = sorted({sender for sender, _ in mempool})
-        nonces = {sender: self.app_nonce(sender) for sender in senders}
-        for sender in senders:
-            tx = mempool.get((sender, nonces[sender]))
-            if tx is not None and isinstance(tx.body, CDRequest) and len(out) < MAX_BLOCK_TXS:
-                out.append(tx)
-                nonces[sender] += 1
-        for sender in senders:
-            nonce = nonces[sender]
-            while (sender, nonce) in mempool and len(out) < MAX_BLOCK_TXS:
-                out.append(mempool[(sender, nonce)])
-                nonce += 1
-        return out
-
-    def build_proposal(self, req: RequestProposal) -> Block | None:
-        """node/runtime.py's ``_build_proposal`` on the head: no block without transactions or
-        a schedule (unless genesis or the engine asks for empty blocks)."""
-        if req.height != self.head.height + 1 or req.prev_hash != self.head.block_hash:
-            return None
-        txs = self.reap()
-        timestamp = max(self.cluster.now, req.min_timestamp_ms)
-        empty_ok = self.app.genesis.params.empty_blocks or req.allow_empty
-        if not txs and not empty_ok and not self.app.schedule_due(self.state, timestamp):
-            return None  # what building would find out, without building
-        block = self.make_block(req.height, req.round, txs, timestamp)
-        if not block.txs and not block.schedule and not empty_ok:
-            return None
-        return block
-
-    def commit(self, block: Block, certificate: Certificate, *, fetched: bool) -> bool:
-        first = (
-            self.honest
-            and block.height not in self.cluster.canonical
-            and block.height == self.head.height + 1
-            and block.header.prev_hash == self.head.block_hash
-        )
-        expected = self.recomputed_benefit(block) if first else None
-        if not super().commit(block, certificate, fetched=fetched):
-            return False
-        self.due_cache = None
-        if expected is not None:
+    def audit_commit(self, block: Block, execution: Execution, parent: StateReader) -> None:
+        """The first honest commit at a height: recompute the benefit independently."""
+        if self.honest and block.height not in self.cluster.canonical:
+            expected = self.recomputed_benefit(block, parent)
             self.cluster.check_committed_benefit(self, block, expected)
-        return True
 
-    def recomputed_benefit(self, block: Block) -> int:
+    def recomputed_benefit(self, block: Block, parent: StateReader) -> int:
         """The benefit of ``block`` on this (parent) state, computed independently of
         market/cd_schedule.py's apply path: 10**18 // (1 + (L_j - L_prev)^2), 0 if it decides
         nothing."""
-        due = due_interval(self.app.genesis, self.state, block.header.timestamp_ms)
+        due = due_interval(self.app.genesis, parent, block.header.timestamp_ms)
         if due is None or not due.live:
             return 0
         load = base_load_at(self.app.genesis, due.interval) + sum(e.rate_w for e in block.schedule)
@@ -481,36 +424,6 @@ class EpobNode(SimNode):
             state_root=execution.state_root,
         )
         return Block(worse_header, block.txs, schedule)
-
-    def make_block(
-        self,
-        height: int,
-        round_: int,
-        txs: list[Transaction],
-        timestamp: int,
-        *,
-        benefit_delta: int = 0,
-    ) -> Block:
-        ctx = BlockContext(height, timestamp, self.public_key)
-        build = self.app.build_block(self.state, txs, ctx)
-        kept = build.txs
-        header = BlockHeader(
-            chain_id=self.cluster.fixture.chain_id,
-            height=height,
-            prev_hash=self.head.block_hash,
-            timestamp_ms=timestamp,
-            proposer=self.public_key,
-            round=round_,
-            benefit=build.benefit + benefit_delta,
-            tx_root=tx_root(kept),
-            schedule_root=schedule_root(build.schedule),
-            state_root=build.execution.state_root,
-        )
-        block = Block(header, kept, build.schedule)
-        if benefit_delta == 0:
-            self.executions[block.hash()] = build.execution
-            self.cluster.executions[(self.head.block_hash, block.hash())] = build.execution
-        return block
 
 
 class EpobCluster(Cluster):
@@ -587,23 +500,6 @@ class EpobCluster(Cluster):
             self.groups = groups
             self.record(None, "partition", f"groups {groups}")
         super().plan_faults()
-        self.schedule_boundary()
-
-    # --- scheduling intervals -------------------------------------------------------------
-
-    def schedule_boundary(self) -> None:
-        """Wake every node just after the next interval starts (the runtime's boundary timer)."""
-        clock = self.nodes[0].app.interval_clock
-        self.schedule(clock.start_ms(clock.interval_at(self.now) + 1) + 1, Event("boundary"))
-
-    def dispatch(self, event: Event) -> None:
-        if event.kind != "boundary":
-            super().dispatch(event)
-            return
-        for node in self.nodes:
-            if node.is_alive() and node.engine is not None:
-                node.mempool_changed()
-        self.schedule_boundary()
 
     def check_committed_benefit(self, node: EpobNode, block: Block, expected: int) -> None:
         """The first honest commit at a height: the header's benefit is the recomputed one."""
@@ -797,6 +693,13 @@ class EpobCluster(Cluster):
                 send(make_proposal(node.key, chain_id, message.round, broken), targets)
                 return
         send(message, targets)
+
+    def proposed_block(self, message: Record) -> Block | None:
+        return message.block if isinstance(message, Proposal) else None
+
+    def prepare_signatures(self, message: Record) -> list[tuple[Vote, VoteSignature]]:
+        """Prevotes are ePoB's PREPARE-step votes."""
+        return [(message.vote, message.signature)] if isinstance(message, Prevote) else []
 
     def other_block(self, node: SimNode, vote: Vote) -> bytes | None:
         """Another block proposed at the vote's height and round, as seen on the wire."""

@@ -4,14 +4,14 @@ It reuses the PBFT simulator's machinery (tests/sim/cluster.py: one seeded RNG f
 drops, duplicates, partitions, crashes and Byzantine choices; the clients; the catch-up fetch;
 the trace) and replaces what is engine-specific:
 
-* :class:`PobSimNode` runs :class:`~consensus.pob.PobEngine` and answers its actions as
-  node/runtime.py does for pob: proposals are built with ``Application.build_block`` on the
-  committed head *or on a pending block* (``market.pending.PendingChain`` keeps the writes of
-  executed, not yet final blocks), blocks are validated with ``Application.execute_block``
+* :class:`PobSimNode` runs :class:`~consensus.pob.PobEngine` under the node's own chain driver
+  (:class:`node.driver.ChainDriver`), which builds proposals on the committed head *or on a
+  pending block* (``market.pending.PendingChain`` keeps the writes of executed, not yet final
+  blocks), validates blocks on their pending parent with ``Application.execute_block``
   (schedule and claimed benefit included, so an inflated benefit is refused by the real
-  application with ``benefit_mismatch``) on their pending parent, a parent the node does not
-  hold is refused with ``unknown_parent``, and committed blocks are checked against
-  ``engine.certifiers`` (the proposer's signature).
+  application with ``benefit_mismatch``), refuses a block on a parent it does not hold with
+  ``unknown_parent``, and checks committed blocks against ``engine.commit_rule`` (the
+  proposer's signature on a COMMIT vote).
 * Blocks carry schedules (:func:`pob_fixture`): genesis has scheduling intervals of
   SCHEDULE_INTERVAL_MS (a little more than a round) and the clients submit C&D requests
   (CD_PLAN: EVs and batteries, staggered arrivals) before their transfers, through the same
@@ -19,18 +19,18 @@ the trace) and replaces what is engine-specific:
   announce ranking and the fork choice by summed benefit decide between real values.  The
   proposer's scheduler is "uncontrolled" (cheap) except in ``online-worse-schedule``, whose
   genesis names "online" (a QP per decision).
-* Byzantine validators (the engine itself stays honest; the node tampers with what it builds
-  or sends): ``inflate-announce`` announces a higher benefit than its block's,
-  ``inflate-block`` builds blocks whose header claims more benefit than the schedule gives
-  (re-signed), ``withhold`` never sends its blocks, ``equivocate`` announces and sends two
-  blocks per round to different halves, ``invalid`` sends blocks with a wrong state root,
-  ``worse-schedule`` builds valid blocks with the least-benefit schedule the rules allow
+* Byzantine validators (the engine itself stays honest; the node tampers with what it builds,
+  through :class:`TamperingDriver`, or sends): ``inflate-announce`` announces a higher benefit
+  than its block's, ``inflate-block`` builds blocks whose header claims more benefit than the
+  schedule gives (re-signed), ``withhold`` never sends its blocks, ``equivocate`` announces and
+  sends two blocks per round to different halves, ``invalid`` sends blocks with a wrong state
+  root, ``worse-schedule`` builds valid blocks with the least-benefit schedule the rules allow
   (:func:`worst_schedule`) and honestly announces that lower benefit.
 * The outsider sends signed announces, blocks and requests from a key outside the set.
 
 Invariants, after every event: no two honest nodes commit different blocks at one height (and
 honest heads are the agreed blocks); every committed certificate verifies against
-``certifiers``; no honest node signs two announces (or two blocks) for one round, even across
+``commit_rule``; no honest node signs two announces (or two blocks) for one round, even across
 restarts, and none leaves before the guard record covering it is persisted; evidence is only
 ever reported against Byzantine validators; a committed block's header benefit is the one its
 execution computed from its schedule (0 without one); in the scenarios without loss,
@@ -50,9 +50,9 @@ import argparse
 import dataclasses
 import sys
 from functools import cache
+from typing import Any
 
 from gridchain.consensus.engine import (
-    ChainHead,
     ReportEvidence,
     RequestProposal,
 )
@@ -67,8 +67,7 @@ from gridchain.consensus.pob.messages import (
     make_block_message,
 )
 from gridchain.genesis.schema import Genesis
-from gridchain.market.accounts import get_account
-from gridchain.market.app import BlockBuild, BlockContext, Execution
+from gridchain.market.app import BlockContext, Execution
 from gridchain.market.cd_requests import IntervalClock
 from gridchain.market.cd_schedule import (
     BENEFIT_SCALE,
@@ -78,32 +77,23 @@ from gridchain.market.cd_schedule import (
     rate_bounds,
     schedule_benefit,
 )
-from gridchain.market.errors import BlockRejectedError
-from gridchain.market.pending import PendingChain
 from gridchain.market.state import Overlay, StateReader
-from gridchain.protocol.address import address_of
+from gridchain.node.driver import ChainDriver, CommitBatch
 from gridchain.protocol.block import (
     Block,
     BlockHeader,
-    Certificate,
-    CommittedBlock,
     ScheduleEntry,
-    VoteStep,
-    check_block_structure,
     schedule_root,
     tx_root,
 )
 from gridchain.protocol.crypto import SigningKey, sha256
 from gridchain.protocol.encoding import Record
-from gridchain.protocol.errors import GridchainError
-from gridchain.protocol.tx import CDKind, CDRequest, Device, Transaction
+from gridchain.protocol.tx import CDKind, CDRequest, Device
 from tests.helpers import GENESIS_TIME_MS, small_bundle
 from tests.sim.cluster import (
     BLOCK_INTERVAL_MS,
     LIVENESS_BLOCKS,
     LIVENESS_BOUND_MS,
-    MAX_BLOCK_TXS,
-    MAX_FUTURE_DRIFT_MS,
     PARTICIPANTS,
     Cluster,
     Event,
@@ -205,12 +195,6 @@ def worst_schedule(genesis: Genesis, due: DueInterval) -> tuple[ScheduleEntry, .
     return tuple(ScheduleEntry(rid, rate) for (rid, _), rate in zip(due.live, rates, strict=True))
 
 
-class UnknownParentError(BlockRejectedError):
-    """As node/runtime.py: the block's parent is neither the head nor a pending block."""
-
-    code = "unknown_parent"
-
-
 POB_SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
@@ -285,17 +269,52 @@ def parent_state(base: StateReader, writes: dict[bytes, bytes | None] | None) ->
     return view
 
 
-class PobSimNode(SimNode):
-    """A validator's runtime for pob: engine, ledger, pending blocks, mempool, records."""
+class TamperingDriver(ChainDriver):
+    """The chain driver of a Byzantine PoB validator: it tampers with the blocks it builds
+    (its engine stays honest and signs what it is given).  Honest validators run the plain
+    ChainDriver."""
 
-    engine: PobEngine | None  # type: ignore[assignment]
+    def __init__(self, node: PobSimNode, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.node = node
+
+    def build_proposal(self, req: RequestProposal, now_ms: int) -> Block | None:
+        node = self.node
+        timestamp = max(now_ms, req.min_timestamp_ms)
+        made = self.build_on(
+            req.prev_hash, req.height, req.round, timestamp, allow_empty=req.allow_empty
+        )
+        if made is None:
+            return None
+        block, execution = made
+        if node.behaviour == "worse-schedule":
+            block, execution = node.worse_block(block, execution)
+        rng = node.cluster.rng
+        if node.behaviour == "inflate-block" and rng.random() < 0.7:
+            header = dataclasses.replace(
+                block.header, benefit=block.header.benefit + 1 + rng.randrange(50)
+            )
+            block = dataclasses.replace(block, header=header)
+        elif node.behaviour == "invalid" and rng.random() < 0.7:
+            header = dataclasses.replace(
+                block.header, state_root=sha256(b"bad %d" % rng.randrange(1 << 30))
+            )
+            block = dataclasses.replace(block, header=header)
+        self.remember(block, execution)
+        node.built[block.hash()] = block
+        while len(node.built) > 8:
+            del node.built[next(iter(node.built))]
+        return block
+
+
+class PobSimNode(SimNode):
+    """A validator running PoB: the chain driver with a fake disk, network and clock."""
 
     def __init__(
         self, cluster: PobCluster, index: int, key: SigningKey, behaviour: str | None
     ) -> None:
         super().__init__(cluster, index, key, behaviour)
         self.pob = cluster
-        self.pending = PendingChain(self.head.block_hash, self.head.height)
         #: Byzantine equivocation: round -> the twin announce and block message
         self.twins: dict[int, tuple[Announce, BlockMessage]] = {}
         #: committed blocks that decided an interval (the ledger's, so it survives a crash)
@@ -303,11 +322,9 @@ class PobSimNode(SimNode):
         #: the blocks this node built, by hash (the last few)
         self.built: dict[bytes, Block] = {}
 
-    # --- lifecycle ---------------------------------------------------------------------
-
-    def boot(self) -> None:
+    def make_engine(self) -> PobEngine:
         fx = self.cluster.fixture
-        self.engine = PobEngine(
+        return PobEngine(
             self.key,
             fx.chain_id,
             fx.validators,
@@ -316,262 +333,79 @@ class PobSimNode(SimNode):
             finality_depth=FINALITY_DEPTH,
             verifier=cached_verify,
         )
-        self.pending = PendingChain(self.head.block_hash, self.head.height)
-        self.pending_notified = False
-        self.apply(self.engine.start(self.head, dict(self.persisted), self.cluster.now))
-        self.mempool_changed()
+
+    def make_driver(self) -> ChainDriver:
+        if self.behaviour is None:
+            return super().make_driver()
+        return TamperingDriver(
+            self,
+            genesis=self.app.genesis,
+            app=self.app,
+            engine=self.make_engine(),
+            state=self.state,
+            head=self.head,
+            mempool=self.mempool,
+            proposer=self.public_key,
+            cache=self.cluster.shared,
+            audit=self.audit_commit,
+        )
 
     def crash(self) -> None:
         super().crash()
-        self.pending = PendingChain(self.head.block_hash, self.head.height)
         self.twins.clear()
 
-    # --- building, validating, committing (as node/runtime.py for pob) --------------------
-
-    def parent_of(self, prev_hash: bytes) -> tuple[int, int, dict[bytes, bytes | None]] | None:
-        """(height, timestamp, pending writes) of a block one can build on, or None."""
-        if prev_hash == self.head.block_hash:
-            return self.head.height, self.head.timestamp_ms, {}
-        parent = self.pending.get(prev_hash)
-        if parent is None:
-            return None
-        writes = self.pending.writes_after(prev_hash)
-        assert writes is not None
-        return parent.height, parent.timestamp_ms, writes
-
-    def reap_on(self, prev_hash: bytes, writes: dict[bytes, bytes | None]) -> list[Transaction]:
-        """Consecutive nonces per sender from the nonce in the parent's state."""
-        view = parent_state(self.state, writes)
-        excluded = self.pending.included_txs(prev_hash) if prev_hash in self.pending else set()
-        out: list[Transaction] = []
-        for sender in sorted({sender for sender, _ in self.mempool}):
-            nonce = get_account(view, address_of(sender)).nonce
-            while (sender, nonce) in self.mempool and len(out) < MAX_BLOCK_TXS:
-                tx = self.mempool[(sender, nonce)]
-                if tx.hash() in excluded:
-                    break
-                out.append(tx)
-                nonce += 1
-        return out
-
-    def build_on(
-        self,
-        prev_hash: bytes,
-        height: int,
-        round_: int,
-        timestamp: int,
-        *,
-        allow_empty: bool,
-        worse: bool = False,
-    ) -> tuple[Block, Execution] | None:
-        parent = self.parent_of(prev_hash)
-        if parent is None or height != parent[0] + 1:
-            return None
-        writes = parent[2]
-        txs = self.reap_on(prev_hash, writes)
-        ctx = BlockContext(height, timestamp, self.public_key)
-        # Validators start a round at the same simulated instant and build on the same parent
-        # from the same mempool, so their builds differ only in the proposer, which execution
-        # does not read: one build serves all.  Its result is never passed off as a checked
-        # execution (see remember): whoever validates the block executes it for real, so a
-        # build that did depend on the proposer would be caught as a state root mismatch.
-        build_key = (prev_hash, height, timestamp, tuple(tx.hash() for tx in txs))
-        built = self.pob.builds.get(build_key)
-        if built is None:
-            built = self.app.build_block(self.state, txs, ctx, parent_writes=writes or None)
-            if len(self.pob.builds) > 4096:
-                self.pob.builds.clear()
-            self.pob.builds[build_key] = built
-        if worse and built.schedule:
-            built = self.worse_build(built, ctx, writes)
-        if not built.txs and not built.schedule and not allow_empty:
-            return None  # as the runtime without genesis' empty_blocks
-        header = BlockHeader(
-            chain_id=self.cluster.fixture.chain_id,
-            height=height,
-            prev_hash=prev_hash,
-            timestamp_ms=timestamp,
-            proposer=self.public_key,
-            round=round_,
-            benefit=built.benefit,
-            tx_root=tx_root(built.txs),
-            schedule_root=schedule_root(built.schedule),
-            state_root=built.execution.state_root,
-        )
-        return Block(header, built.txs, built.schedule), built.execution
-
-    def worse_build(
-        self, built: BlockBuild, ctx: BlockContext, writes: dict[bytes, bytes | None]
-    ) -> BlockBuild:
+    def worse_block(self, block: Block, execution: Execution) -> tuple[Block, Execution]:
         """The same block with the least-benefit valid schedule, executed for real (so that
         it is a valid block that honestly claims its lower benefit)."""
+        assert self.driver is not None
+        if not block.schedule:
+            return block, execution
         genesis = self.cluster.fixture.bundle.genesis
-        due = due_interval(genesis, parent_state(self.state, writes), ctx.timestamp_ms)
+        header = block.header
+        writes = self.driver.pending.writes_after(header.prev_hash)
+        due = due_interval(genesis, parent_state(self.state, writes), header.timestamp_ms)
         if due is None or not due.live:
-            return built
+            return block, execution
         entries = worst_schedule(genesis, due)
-        if entries == built.schedule:
-            return built
+        if entries == block.schedule:
+            return block, execution
         base = base_load_at(genesis, due.interval)
         _, benefit = schedule_benefit(base, [e.rate_w for e in entries], due.previous_load_w)
-        execution = self.app.execute_block(
+        ctx = BlockContext(header.height, header.timestamp_ms, header.proposer)
+        worse = self.app.execute_block(
             self.state,
-            built.txs,
+            block.txs,
             ctx,
             schedule=entries,
             benefit=benefit,
             parent_writes=writes or None,
         )
         self.pob.worse_built += 1
-        return BlockBuild(built.txs, (), execution, entries, benefit)
-
-    def build_proposal(self, req: RequestProposal) -> Block | None:
-        timestamp = max(self.cluster.now, req.min_timestamp_ms)
-        made = self.build_on(
-            req.prev_hash,
-            req.height,
-            req.round,
-            timestamp,
-            allow_empty=req.allow_empty,
-            worse=self.behaviour == "worse-schedule",
+        worse_header = dataclasses.replace(
+            header,
+            benefit=benefit,
+            schedule_root=schedule_root(entries),
+            state_root=worse.state_root,
         )
-        if made is None:
-            return None
-        block, execution = made
-        rng = self.cluster.rng
-        if self.behaviour == "inflate-block" and rng.random() < 0.7:
-            header = dataclasses.replace(
-                block.header, benefit=block.header.benefit + 1 + rng.randrange(50)
-            )
-            block = dataclasses.replace(block, header=header)
-        elif self.behaviour == "invalid" and rng.random() < 0.7:
-            header = dataclasses.replace(
-                block.header, state_root=sha256(b"bad %d" % rng.randrange(1 << 30))
-            )
-            block = dataclasses.replace(block, header=header)
-        self.remember(block, execution, shared=False)
-        self.built[block.hash()] = block
-        while len(self.built) > 8:
-            del self.built[next(iter(self.built))]
-        return block
+        return Block(worse_header, block.txs, entries), worse
 
-    def remember(self, block: Block, execution: Execution, *, shared: bool) -> None:
-        block_hash = block.hash()
-        self.executions[block_hash] = execution
-        if shared:
-            self.pob.pob_executions[(block.header.prev_hash, block_hash)] = execution
-        if block_hash not in self.pending and self.pending.knows_parent(block.header.prev_hash):
-            self.pending.add(
-                block_hash,
-                block.header.prev_hash,
-                block.height,
-                execution.writes,
-                timestamp_ms=block.header.timestamp_ms,
-                tx_hashes=frozenset(tx.hash() for tx in block.txs),
-            )
-
-    def validate_block(self, block: Block) -> Execution:
-        header = block.header
-        fx = self.cluster.fixture
-        parent = self.parent_of(header.prev_hash)
-        if parent is None:
-            raise UnknownParentError("block does not extend the head nor a pending block")
-        parent_height, parent_ms, writes = parent
-        if header.height != parent_height + 1:
-            raise BlockRejectedError(f"block {header.height} does not follow {parent_height}")
-        if header.timestamp_ms <= parent_ms:
-            raise BlockRejectedError("block timestamp does not advance")
-        if header.timestamp_ms > self.cluster.now + MAX_FUTURE_DRIFT_MS:
-            raise BlockRejectedError("block timestamp is too far in the future")
-        if header.proposer not in fx.validators:
-            raise BlockRejectedError("block proposer is not a validator")
-        block_hash = block.hash()
-        cached = self.executions.get(block_hash)
-        if cached is not None:
-            return cached
-        # Execution is a pure function of the parent (whose hash commits to its state) and the
-        # block: nodes share the result, or the refusal's code and message.
-        key = (header.prev_hash, block_hash)
-        shared = self.pob.pob_executions.get(key)
-        if isinstance(shared, Execution):
-            return shared
-        if shared is not None:
-            raise shared
-        try:
-            check_block_structure(block, fx.chain_id)
-            ctx = BlockContext(header.height, header.timestamp_ms, header.proposer)
-            execution = self.app.execute_block(
-                self.state,
-                block.txs,
-                ctx,
-                schedule=block.schedule,
-                benefit=header.benefit,
-                parent_writes=writes or None,
-            )
-            if execution.state_root != header.state_root:
-                raise BlockRejectedError("block state root differs from the executed state")
-        except GridchainError as exc:
-            self.pob.pob_executions[key] = exc
-            raise
-        self.pob.pob_executions[key] = execution
-        return execution
-
-    def validation_verdict(self, block: Block) -> tuple[bool, str]:
-        reason = self.check_block(block)
-        return reason is None, reason or ""
-
-    def check_block(self, block: Block) -> str | None:
-        try:
-            execution = self.validate_block(block)
-        except GridchainError as exc:
-            return exc.code
-        self.remember(block, execution, shared=False)
-        return None
-
-    def commit(self, block: Block, certificate: Certificate, *, fetched: bool) -> bool:
-        fx = self.cluster.fixture
-        assert self.engine is not None
-        try:
-            signers, quorum = self.engine.certifiers(block)
-            certificate.verify(fx.chain_id, signers, quorum)
-            if certificate.vote.block_hash != block.hash():
-                raise GridchainError("certificate is for another block")
-            if certificate.vote.height != block.height:
-                raise GridchainError("certificate is for another height")
-            if certificate.vote.step != VoteStep.COMMIT:
-                raise GridchainError("certificate is not for commit votes")
-            if block.header.prev_hash != self.head.block_hash:
-                raise GridchainError("block does not extend the committed head")
-        except GridchainError as exc:
-            if fetched:
-                return False
-            self.fail_or_halt(f"engine committed h{block.height} with a bad certificate: {exc}")
-            return False
-        try:
-            execution = self.validate_block(block)
-        except GridchainError as exc:
-            self.fail_or_halt(f"committed block h{block.height} does not execute: {exc}")
-            return False
+    def audit_commit(self, block: Block, execution: Execution, parent: StateReader) -> None:
+        """A committed block's header benefit is the one its execution computed from its
+        schedule (0 without one)."""
         decided = execution.decision
         expected = 0 if decided is None else decided.benefit
-        if block.header.benefit != expected or bool(block.schedule) != (decided is not None):
-            self.fail_or_halt(
-                f"committed block h{block.height} claims benefit {block.header.benefit} with "
-                f"{len(block.schedule)} schedule entries; its execution gives {expected}"
+        if self.honest and (
+            block.header.benefit != expected or bool(block.schedule) != (decided is not None)
+        ):
+            self.cluster.fail(
+                f"{self.name()}: committed block h{block.height} claims benefit "
+                f"{block.header.benefit} with {len(block.schedule)} schedule entries; its "
+                f"execution gives {expected}"
             )
-            return False
-        self.chain.append(CommittedBlock(block, certificate))
-        self.decisions += 0 if decided is None else 1
-        self.state.apply(execution.writes)
-        self.nonces.clear()
-        self.head = ChainHead(block.height, block.hash(), block.header.timestamp_ms)
-        self.pending.committed(self.head.block_hash, self.head.height)
-        self.executions = {h: e for h, e in self.executions.items() if h in self.pending}
-        for key in [k for k in self.mempool if k[1] < self.app_nonce(k[0])]:
-            del self.mempool[key]
-        self.cluster.on_commit(self, block)
-        self.mempool_changed()
-        return True
+
+    def write_commit(self, batch: CommitBatch) -> None:
+        self.decisions += 0 if batch.event.decision is None else 1
+        super().write_commit(batch)
 
 
 class PobCluster(Cluster):
@@ -582,8 +416,6 @@ class PobCluster(Cluster):
 
     def __init__(self, scenario: Scenario, seed: int, *, full_trace: bool = False) -> None:
         self.scheduler = SCENARIO_SCHEDULERS.get(scenario.name, DEFAULT_SCHEDULER)
-        self.pob_executions: dict[tuple[bytes, bytes], Execution | GridchainError] = {}
-        self.builds: dict[tuple[bytes, int, int, tuple[bytes, ...]], BlockBuild] = {}
         super().__init__(scenario, seed, full_trace=full_trace)
         self.announced: dict[tuple[bytes, int], bytes] = {}
         self.blocks_signed: dict[tuple[bytes, int], bytes] = {}
@@ -718,6 +550,10 @@ class PobCluster(Cluster):
                 self.fail(f"{node.name()} sent a block its guard record does not cover")
 
     # --- benefits and schedules ---------------------------------------------------------------
+
+    def expected_signers(self, block: Block) -> tuple[tuple[bytes, ...], int]:
+        """PoB's certificate is its proposer's signature (ADR 0013)."""
+        return (block.header.proposer,), 1
 
     def on_commit(self, node: SimNode, block: Block) -> None:
         super().on_commit(node, block)
@@ -919,7 +755,9 @@ def make_twin(
         return None
     chain_id = cluster.fixture.chain_id
     timestamp = cluster.now + 1 + cluster.rng.randrange(5)
-    made = node.build_on(
+    if node.driver is None:
+        return None
+    made = node.driver.build_on(
         announce.prev_hash, announce.height, announce.round, timestamp, allow_empty=True
     )
     if made is None:
@@ -927,7 +765,7 @@ def make_twin(
     block, execution = made
     if block.hash() == announce.block_hash:
         return None
-    node.remember(block, execution, shared=False)
+    node.driver.remember(block, execution)
     twin_announce = make_announce(
         node.key,
         chain_id,

@@ -158,3 +158,16 @@ def test_replay_prints_the_outcome(capsys: pytest.CaptureFixture[str]) -> None:
     assert "seed 5 scenario lossy: ok" in capsys.readouterr().out
     assert main(["--engine", "epob", "--seed", "1", "--scenario", "split-majority"]) == 1
     assert "agreement violated" in capsys.readouterr().out
+
+
+def test_catch_up_refuses_blocks_certified_by_prevotes() -> None:
+    """A Byzantine peer serves catch-up with blocks and certificates made of a quorum of
+    prevote signatures it overheard (a polka shows a block was considered, not committed).
+    Every one must be refused (the run checks that honest commits carry precommit quorums,
+    and agreement) while the nodes still catch up from honest peers."""
+    served = 0
+    for seed in range(12):
+        cluster = EpobCluster(EPOB_SCENARIOS["forged-catch-up"], seed)
+        cluster.run()
+        served += cluster.forged_served
+    assert served > 0  # the liar really was asked, and really lied

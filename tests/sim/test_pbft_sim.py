@@ -75,3 +75,16 @@ def test_replay_prints_the_outcome(capsys: pytest.CaptureFixture[str]) -> None:
 
     assert main(["--seed", "5", "--scenario", "lossy"]) == 0
     assert "seed 5 scenario lossy: ok" in capsys.readouterr().out
+
+
+def test_catch_up_refuses_blocks_certified_by_prepare_votes() -> None:
+    """A Byzantine peer serves catch-up with blocks and certificates made of a quorum of
+    prepare signatures (overheard on the wire; a prepared block need not ever commit).  The
+    nodes must refuse every one (the run's invariants check that what an honest node commits
+    is certified by commit votes, and agreement) and still catch up from honest peers."""
+    served = 0
+    for seed in range(12):
+        cluster = Cluster(SCENARIOS["forged-catch-up"], seed)
+        cluster.run()
+        served += cluster.forged_served
+    assert served > 0  # the liar really was asked, and really lied

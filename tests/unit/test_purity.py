@@ -1,11 +1,14 @@
-"""consensus/ and market/ do no I/O, read no clock and draw no randomness, transitively.
+"""consensus/, market/ and the chain driver do no I/O, read no clock, draw no randomness.
 
 Why: every validator must reach the same state from the same blocks, and the same engine code
 runs under the node and under the seeded cluster simulator.  One stray ``time.time()``, file
 read or ``random`` call in the application or an engine makes validators diverge or makes a
 simulation unreproducible, and it can hide one import away (market/app.py imports
 genesis/schema.py, which must therefore be pure too).  The rule is checked on the source with
-``ast``, following first-party imports, and every offence is reported as file:line.
+``ast``, following first-party imports, and every offence is reported as file:line.  The
+chain driver (node/driver.py) decides everything about the chain for the node and for the
+cluster simulators alike, so it is held to the same rule; the rest of node/ does I/O and stays
+forbidden to every pure module.
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-#: The packages that must be pure, scanned recursively (market/scheduling/ included); each lives
-#: in the repository root and is installed as ``gridchain.<name>``.
-PURE_ROOTS = ("consensus", "market")
+#: What must be pure: packages scanned recursively (market/scheduling/ included) and single
+#: modules; each lives in the repository root and is installed under ``gridchain``.
+PURE_ROOTS = ("consensus", "market", "node/driver.py")
 #: The one import name the project installs.
 PACKAGE = "gridchain"
 #: First-party packages whose modules are followed when a pure module imports them; every other
@@ -29,6 +32,9 @@ PACKAGE = "gridchain"
 FOLLOWED = frozenset(
     {f"{PACKAGE}.{name}" for name in ("protocol", "genesis", "market", "consensus")}
 )
+#: Single pure modules inside a package that does I/O (gridchain.node): followed, and the only
+#: part of it a pure module may import.
+FOLLOWED_MODULES = frozenset({f"{PACKAGE}.node.driver"})
 #: Top-level modules that do I/O, read a clock or draw randomness.
 FORBIDDEN_MODULES = frozenset(
     {
@@ -107,7 +113,7 @@ class ModuleScan:
 
 
 def _followed(module: str) -> bool:
-    return ".".join(module.split(".")[:2]) in FOLLOWED
+    return ".".join(module.split(".")[:2]) in FOLLOWED or module in FOLLOWED_MODULES
 
 
 def _is_type_checking(test: ast.expr) -> bool:
@@ -207,11 +213,16 @@ class PurityReport:
     reached: set[str]
 
 
+def _sources(path: Path) -> list[Path]:
+    """A pure root's modules: the file itself, or every module under the folder."""
+    return [path] if path.is_file() else sorted(path.rglob("*.py"))
+
+
 def check_purity(root: Path, pure_roots: tuple[str, ...] = PURE_ROOTS) -> PurityReport:
     """Scan every module under ``pure_roots`` and every first-party module they reach."""
     start: list[str] = []
-    for package in pure_roots:
-        for source in sorted((root / package).rglob("*.py")):
+    for pure in pure_roots:
+        for source in _sources(root / pure):
             start.append(module_name(root, source))
     via: dict[str, tuple[str, ...]] = {}
     queue: deque[str] = deque()
@@ -262,8 +273,12 @@ def test_consensus_and_market_are_pure() -> None:
 def test_the_scan_covers_the_pure_packages_and_what_they_import() -> None:
     """The check is only worth something if it really walks the tree it claims to."""
     reached = check_purity(ROOT).reached
-    own = {p.relative_to(ROOT).as_posix() for r in PURE_ROOTS for p in (ROOT / r).rglob("*.py")}
+    own = {p.relative_to(ROOT).as_posix() for r in PURE_ROOTS for p in _sources(ROOT / r)}
     assert own <= reached
+    assert "node/driver.py" in own
+    # The driver's mempool is a Protocol: the real one (and the rest of node/) is not reached.
+    assert "node/mempool.py" not in reached
+    assert "node/runtime.py" not in reached
     # Reached only through imports: market/app.py -> genesis/schema.py -> protocol/address.py.
     assert {"genesis/schema.py", "protocol/address.py", "protocol/encoding.py"} <= reached
     # Uses os (random salts); nothing pure may import it.
@@ -282,6 +297,8 @@ def test_the_scan_covers_the_pure_packages_and_what_they_import() -> None:
         ("import asyncio as aio\n", 1, "imports asyncio"),
         ("def f() -> None:\n    import random\n", 2, "imports random"),
         ("from gridchain.node.store import Store\n", 1, "imports gridchain.node.store"),
+        ("from gridchain.node.mempool import Mempool\n", 1, "imports gridchain.node.mempool"),
+        ("from gridchain.node import runtime\n", 1, "imports gridchain.node"),
         ("from node.store import Store\n", 1, "imports node.store"),
         ("import gridchain.wallet.cli\n", 1, "imports gridchain.wallet.cli"),
         ("import plyvel\n", 1, "imports plyvel"),
@@ -303,6 +320,7 @@ def test_scanner_reports_file_and_line(source: str, line: int, what: str) -> Non
         "import typing\nif typing.TYPE_CHECKING:\n    import asyncio\n",
         "class F:\n    def open(self) -> None: ...\nF().open()\n",  # a method, not the builtin
         "import timeit_is_not_time\n",
+        "from gridchain.node.driver import ChainDriver\n",  # the one pure module of node/
     ],
 )
 def test_scanner_accepts_pure_source(source: str) -> None:
@@ -354,3 +372,16 @@ def test_a_violation_in_a_package_init_is_found(tmp_path: Path) -> None:
     violations = [str(v) for v in check_purity(tmp_path).violations]
 
     assert violations == ["genesis/__init__.py:1: imports logging (reached via consensus/e.py:1)"]
+
+
+def test_a_violation_in_the_chain_driver_is_found(tmp_path: Path) -> None:
+    """node/driver.py is a pure root though node/ is not: its own imports are checked."""
+    for pkg in ("market", "consensus", "node"):
+        (tmp_path / pkg).mkdir()
+        (tmp_path / pkg / "__init__.py").write_text("")
+    (tmp_path / "node" / "driver.py").write_text('"""doc"""\nimport time\n')
+    (tmp_path / "node" / "runtime.py").write_text("import asyncio\n")  # not pure, not scanned
+
+    violations = [str(v) for v in check_purity(tmp_path).violations]
+
+    assert violations == ["node/driver.py:2: imports time"]

@@ -186,10 +186,11 @@ def test_quorum_sizes_for_both_options(n: int, bft: int, majority: int) -> None:
     assert quorum_size(n, "majority") == majority
     e = engine(0, n, "majority")
     assert e.q == majority
-    members, q = e.certifiers(block(0))
-    assert list(members) == list(vals(n))
-    assert q == majority
-    assert engine(0, n).certifiers(block(0))[1] == bft
+    rule = e.commit_rule(block(0))
+    assert rule.signers == frozenset(vals(n))
+    assert rule.quorum == majority
+    assert rule.step == VoteStep.COMMIT  # precommits; a prevote quorum certifies nothing
+    assert engine(0, n).commit_rule(block(0)).quorum == bft
 
 
 def test_bad_configuration_is_refused() -> None:

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 import pytest
 
+from gridchain.consensus.certificates import CommitRule, check_certificate
 from gridchain.consensus.engine import (
     Action,
     Broadcast,
@@ -51,7 +52,14 @@ from gridchain.consensus.pob.messages import (
     make_block_message,
 )
 from gridchain.protocol.address import address_of
-from gridchain.protocol.block import Block, BlockHeader, VoteSignature, schedule_root, tx_root
+from gridchain.protocol.block import (
+    Block,
+    BlockHeader,
+    VoteSignature,
+    VoteStep,
+    schedule_root,
+    tx_root,
+)
 from gridchain.protocol.crypto import SigningKey, sha256
 from gridchain.protocol.errors import DecodeError, FieldValueError
 from gridchain.protocol.tx import Transfer, sign_tx
@@ -474,8 +482,7 @@ def test_three_notarized_blocks_of_consecutive_rounds_finalise_the_middle_one() 
         CommitBlock(chain[1], message(chain[1]).certificate()),
     ]
     cert = message(chain[0]).certificate()
-    signers, quorum = e.certifiers(chain[0])
-    cert.verify(CID, signers, quorum)
+    check_certificate(cert, chain[0], e.commit_rule(chain[0]), CID)
     e.on_block_committed(ChainHead(1, chain[0].hash(), chain[0].header.timestamp_ms), at(4, 5))
     e.on_block_committed(ChainHead(2, chain[1].hash(), chain[1].header.timestamp_ms), at(4, 5))
     assert e.status()["height"] == 2
@@ -617,12 +624,12 @@ def test_config_is_checked() -> None:
         PobEngine(KEYS[0], CID, VALS, round_ms=600, genesis_time_ms=G, finality_depth=0)
 
 
-def test_status_and_certifiers() -> None:
+def test_status_and_commit_rule() -> None:
     e = engine()
     started(e, r=2)
     assert e.status() == {"engine": "pob", "height": 0, "round": 2, "tip_height": 0}
     b = block(3, 1, 0, GENESIS_HASH)
-    assert e.certifiers(b) == ((VALS[3],), 1)
+    assert e.commit_rule(b) == CommitRule(frozenset({VALS[3]}), 1, VoteStep.COMMIT)
     assert e.on_pending_work(True, at(2, 1)) == []
 
 

@@ -21,9 +21,10 @@ from gridchain.genesis.schema import GenesisError
 from gridchain.market.accounts import get_account
 from gridchain.market.orders import OrderStatus, get_order
 from gridchain.node.config import load_config
+from gridchain.node.driver import CommitBatch
 from gridchain.node.mempool import Mempool
 from gridchain.node.runtime import Node
-from gridchain.protocol.block import Block
+from gridchain.protocol.block import Block, CommittedBlock
 from gridchain.protocol.tx import PlaceOrder, Side, Transfer, sign_tx
 from tests.helpers import addr, certify, small_bundle
 from tests.procs import Chain, make_chain
@@ -116,12 +117,17 @@ def proposer(tmp_path: Path) -> Iterator[tuple[Node, Chain, list[int]]]:
 
 def _propose_and_commit(node: Node, chain: Chain) -> Block:
     head = node.head
-    block = node._build_proposal(
-        RequestProposal(head.height + 1, 0, head.block_hash, head.timestamp_ms + 1)
+    block = node.driver.build_proposal(
+        RequestProposal(head.height + 1, 0, head.block_hash, head.timestamp_ms + 1),
+        node.clock(),
     )
     assert block is not None
     certificate = certify(block, [chain.bundle.validators[0].key], chain.chain_id)
-    assert node._commit(block, certificate)
+    effects, committed = node.driver.on_fetched([CommittedBlock(block, certificate)], node.clock())
+    assert committed
+    # the store writes the batch (the node is not started: no timers to arm)
+    node._perform([e for e in effects if isinstance(e, CommitBatch)])
+    assert node.store.head_height() == block.height
     return block
 
 

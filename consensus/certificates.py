@@ -1,0 +1,60 @@
+"""The one check of a commit certificate: who may sign, how many, which block, which step.
+
+Why one place: the node's runtime and the simulators once each wrote this check, and they
+drifted (the runtime forgot the vote step, so a quorum of PBFT *prepare* votes, which shows a
+block was considered, passed for proof that it was committed).  Each engine states its rule
+for a block (:meth:`consensus.engine.Engine.commit_rule`); :func:`check_certificate` applies
+it, for the blocks the engine decides and for the blocks fetched from peers while catching up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gridchain.protocol.block import Block, Certificate, VoteStep
+from gridchain.protocol.errors import SignatureError
+
+
+class CertificateError(SignatureError):
+    """A certificate that does not prove its block committed under the engine's rule."""
+
+    code = "bad_certificate"
+
+
+@dataclass(frozen=True, slots=True)
+class CommitRule:
+    """What certifies a block at its height: ``quorum`` distinct ``signers`` voting ``step``.
+
+    PBFT: 2f + 1 validators' commit votes; ePoB: the quorum's precommits (COMMIT votes);
+    PoB: the block's own proposer (finality is by notarized depth, the certificate only proves
+    who made the block); solo: the one validator.
+    """
+
+    signers: frozenset[bytes]
+    quorum: int
+    step: VoteStep = VoteStep.COMMIT
+
+
+def check_certificate(
+    certificate: Certificate, block: Block, rule: CommitRule, chain_id: bytes
+) -> None:
+    """Raise :class:`CertificateError` (or the signature check's SignatureError) unless
+    ``certificate`` proves ``block`` committed under ``rule``; the cheap checks go first."""
+    vote = certificate.vote
+    if vote.block_hash != block.hash():
+        raise CertificateError("certificate is for another block")
+    if vote.height != block.height:
+        raise CertificateError("certificate is for another height")
+    if vote.step != rule.step:
+        raise CertificateError(
+            f"certificate is made of {_step_name(vote.step)} votes, "
+            f"{rule.step.name.lower()} votes needed"
+        )
+    certificate.verify(chain_id, rule.signers, rule.quorum)
+
+
+def _step_name(step: int) -> str:
+    try:
+        return VoteStep(step).name.lower()
+    except ValueError:
+        return f"step-{step}"
