@@ -1,4 +1,4 @@
-"""The market endpoints and events of a real node process (docs/markets.md, node/openapi.py).
+"""The market endpoints and events of a real node process (docs/markets.md, api/models.py).
 
 Why: wallets and dashboards read books, orders and trades only through these routes; the book
 must show an iceberg's visible clip and nothing of its hidden volume, refusals must be typed
