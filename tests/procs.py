@@ -36,11 +36,15 @@ REPO = Path(__file__).resolve().parent.parent
 def _worker_range() -> range:
     """Ports this pytest process hands out: below the kernel's ephemeral range (so no outgoing
     connection can be holding one) and disjoint between xdist workers (so two tests started at
-    the same moment never pick the same block)."""
+    the same moment never pick the same block).  GRIDCHAIN_TEST_PORT_BASE and
+    GRIDCHAIN_TEST_PORT_SPAN move and size the ranges, so that two test runs on one machine
+    (two checkouts) keep out of each other's way."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
     index = int(worker[2:]) if worker[2:].isdigit() else 0
-    start = 20_000 + (index % 6) * 2_000
-    return range(start, start + 2_000)
+    base = int(os.environ.get("GRIDCHAIN_TEST_PORT_BASE", "20000"))
+    span = int(os.environ.get("GRIDCHAIN_TEST_PORT_SPAN", "2000"))
+    start = base + (index % 6) * span
+    return range(start, start + span)
 
 
 _next_port: dict[str, int] = {}
