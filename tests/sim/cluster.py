@@ -624,9 +624,14 @@ class SimNode:
     def make_mempool(self) -> SimMempool:
         return SimMempool(self.state)
 
+    def driver_class(self) -> Callable[..., ChainDriver]:
+        """The class of this node's chain driver (a simulator's Byzantine node may use a
+        subclass)."""
+        return ChainDriver
+
     def make_driver(self) -> ChainDriver:
-        """The node's chain driver (a simulator's Byzantine node may use a subclass)."""
-        return ChainDriver(
+        """The node's chain driver, on this node's state, mempool, cache and audit."""
+        return self.driver_class()(
             genesis=self.app.genesis,
             app=self.app,
             engine=self.make_engine(),

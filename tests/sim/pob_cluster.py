@@ -48,7 +48,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import sys
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -334,21 +336,10 @@ class PobSimNode(SimNode):
             verifier=cached_verify,
         )
 
-    def make_driver(self) -> ChainDriver:
+    def driver_class(self) -> Callable[..., ChainDriver]:
         if self.behaviour is None:
-            return super().make_driver()
-        return TamperingDriver(
-            self,
-            genesis=self.app.genesis,
-            app=self.app,
-            engine=self.make_engine(),
-            state=self.state,
-            head=self.head,
-            mempool=self.mempool,
-            proposer=self.public_key,
-            cache=self.cluster.shared,
-            audit=self.audit_commit,
-        )
+            return super().driver_class()
+        return functools.partial(TamperingDriver, self)
 
     def crash(self) -> None:
         super().crash()
