@@ -16,8 +16,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gridchain.protocol.address import address_of, format_address, parse_address
-from gridchain.protocol.crypto import sha256
-from gridchain.protocol.errors import GridchainError
+from gridchain.protocol.crypto import check_public_key, sha256
+from gridchain.protocol.errors import BadKeyError, GridchainError
 
 GENESIS_DOMAIN = b"gridchain/genesis\x00"
 Engine = Literal["solo", "pbft", "pob", "epob"]
@@ -65,6 +65,12 @@ def _check_public_key(value: str) -> str:
         raise ValueError("a public key is 64 hex digits") from None
     if len(raw) != 32 or value != value.lower():
         raise ValueError("a public key is 64 lower-case hex digits")
+    # Non-canonical, off-curve and small-order keys (ADR 0021).  pydantic names the field only
+    # for a ValueError, so the BadKeyError's code goes into the message.
+    try:
+        check_public_key(raw, what="public key")
+    except BadKeyError as exc:
+        raise ValueError(f"{exc.message} ({exc.code})") from None
     return value
 
 

@@ -63,6 +63,17 @@ def _refusal(doc: Doc) -> str:
     return info.value.message
 
 
+#: The identity point (small order) and a non-canonical encoding (y = p + 1) of it: keys that
+#: OpenSSL accepts forgeries by (ADR 0021).
+IDENTITY_KEY = "01" + "00" * 31
+NON_CANONICAL_KEY = "ee" + "ff" * 30 + "7f"
+
+
+def _set_key(entity: Doc, public_hex: str) -> None:
+    entity["public_key"] = public_hex
+    entity["address"] = format_address(address_of(bytes.fromhex(public_hex)))
+
+
 def _huge_balances(doc: Doc) -> None:
     for balance in doc["balances"]:
         balance["amount_mc"] = 2**62
@@ -113,6 +124,26 @@ REFUSALS: dict[str, tuple[Mutation, str]] = {
             "public_key", d["validators"][0]["public_key"].upper()
         ),
         "validators.0.public_key",
+    ),
+    "small-order validator key": (
+        lambda d: _set_key(d["validators"][0], IDENTITY_KEY),
+        "validators.0.public_key: Value error, public key: public key has small order",
+    ),
+    "small-order participant key": (
+        lambda d: _set_key(d["participants"][1], "00" * 32),
+        "participants.1.public_key: Value error, public key: public key has small order",
+    ),
+    "non-canonical participant key": (
+        lambda d: _set_key(d["participants"][0], NON_CANONICAL_KEY),
+        "participants.0.public_key: Value error, public key: public key is not a canonical",
+    ),
+    "small-order governance key": (
+        lambda d: d.__setitem__("governance_public_key", IDENTITY_KEY),
+        "governance_public_key: Value error, public key: public key has small order",
+    ),
+    "off-curve validator key": (
+        lambda d: _set_key(d["validators"][0], "02" + "00" * 31),
+        "validators.0.public_key: Value error, public key: public key is not a point",
     ),
     "duplicate participant names": (
         lambda d: d["participants"][1].__setitem__("name", d["participants"][0]["name"]),
