@@ -208,6 +208,45 @@ def test_a_bad_document_is_refused_naming_the_field(doc: Doc, case: str) -> None
     assert field in _refusal(bad)
 
 
+def test_a_utf8_byte_order_mark_is_accepted(doc: Doc, bundle: GenesisBundle) -> None:
+    """Failed before: "Invalid JSON: expected value at line 1 column 1" for a file a Windows
+    editor saved.  Accepted (ADR 0021): the chain id is over the canonical form, not the file."""
+    raw = json.dumps(doc, indent=2).encode("utf-8")
+    assert parse_genesis(b"\xef\xbb\xbf" + raw).chain_id == bundle.genesis.chain_id
+    assert parse_genesis("\ufeff" + raw.decode()).chain_id == bundle.genesis.chain_id
+
+
+@pytest.mark.parametrize(
+    ("key", "where"),
+    [("chain_name", "top level"), ("amount_mc", "balances[0]"), ("engine", "consensus")],
+)
+def test_a_duplicate_key_is_refused_naming_it(doc: Doc, key: str, where: str) -> None:
+    """Failed before: json keeps the last value silently, so a reviewer reading the first
+    occurrence approves a different document than the one the node runs."""
+    text = json.dumps(doc)
+    needle = f'"{key}": '
+    at = text.index(needle)
+    doubled = (
+        text[:at] + needle + json.dumps("first" if key != "amount_mc" else 1) + ", " + text[at:]
+    )
+    with pytest.raises(GenesisError) as info:
+        parse_genesis(doubled.encode())
+    assert f"key '{key}' appears twice" in info.value.message, where
+
+
+@pytest.mark.parametrize(
+    ("raw", "text"),
+    [
+        (b"\xff{}", "not UTF-8"),
+        (b'{"chain_name": NaN}', "NaN is not a JSON value"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    ],
+)
+def test_text_that_is_not_strict_json_is_refused_saying_why(raw: bytes, text: str) -> None:
+    with pytest.raises(GenesisError, match=text):
+        parse_genesis(raw)
+
+
 def test_the_boundaries_of_the_block_interval_are_accepted(doc: Doc) -> None:
     for ms in (10, 3_600_000):
         doc["params"]["block_interval_ms"] = ms
