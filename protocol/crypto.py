@@ -22,7 +22,12 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from gridchain.protocol.edwards import KeyDefect, key_defect, small_order_encodings
+from gridchain.protocol.edwards import (
+    KeyDefect,
+    key_defect,
+    refused_by_bytes,
+    small_order_encodings,
+)
 from gridchain.protocol.errors import (
     BadKeyError,
     KeyNotOnCurveError,
@@ -86,8 +91,12 @@ def check_public_key(public_key: bytes, *, what: str) -> None:
 
 @lru_cache(maxsize=4096)
 def _load_public(raw: bytes) -> Ed25519PublicKey | None:
-    """The OpenSSL key for ``raw``, or None when gridchain refuses the key (cached per key)."""
-    if key_defect(raw) is not None:
+    """The OpenSSL key for ``raw``, or None when gridchain refuses the key (cached per key).
+
+    refused_by_bytes is check_public_key without the curve-equation test, which costs a square
+    root in Python: OpenSSL cannot decode an off-curve key and refuses it itself.
+    """
+    if refused_by_bytes(raw):
         return None
     return Ed25519PublicKey.from_public_bytes(raw)
 

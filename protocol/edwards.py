@@ -180,3 +180,17 @@ def small_order_encodings() -> frozenset[bytes]:
             for s in signs:
                 found.add((candidate_y | (s << 255)).to_bytes(ENCODED_BYTES, "little"))
     return frozenset(found)
+
+
+def refused_by_bytes(raw: bytes) -> bool:
+    """True when ``raw`` is non-canonical or of small order, decided without a square root.
+
+    The same answer as ``key_defect(raw) in (NON_CANONICAL, SMALL_ORDER)`` for 32 bytes: a
+    non-canonical encoding has y >= p or sets the sign bit of x = 0, which happens only at
+    y = 1 and y = p - 1, and both of those are among the small-order encodings.  verify uses
+    this (per signature, for keys it has never seen) and leaves off-curve keys to OpenSSL,
+    which cannot decode them and so refuses them itself.
+    """
+    if raw in small_order_encodings():
+        return True
+    return int.from_bytes(raw, "little") & ((1 << 255) - 1) >= P

@@ -118,6 +118,24 @@ def test_small_order_points_are_the_torsion_subgroup() -> None:
     assert len(edwards.small_order_encodings()) == 14
 
 
+def test_the_byte_check_verify_uses_agrees_with_the_full_key_check() -> None:
+    """verify skips the square root; it must refuse exactly the non-canonical and small-order
+    keys, on every edge case and on strings that hit each branch."""
+    weak = {edwards.KeyDefect.NON_CANONICAL, edwards.KeyDefect.SMALL_ORDER}
+    non_canonical_y = [
+        ((edwards.P + i) | (sign << 255)).to_bytes(32, "little")
+        for i in range(19)
+        for sign in (0, 1)
+    ]
+    samples = [
+        *edwards.small_order_encodings(),
+        *non_canonical_y,
+        *(sha256(f"sample {i}".encode()) for i in range(300)),
+    ]
+    for raw in samples:
+        assert edwards.refused_by_bytes(raw) is (edwards.key_defect(raw) in weak), raw.hex()
+
+
 def test_honest_keys_pass_the_key_check() -> None:
     for i in range(50):
         key = SigningKey(sha256(f"honest {i}".encode()))
