@@ -16,8 +16,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gridchain.protocol.address import address_of, format_address, parse_address
-from gridchain.protocol.crypto import sha256
-from gridchain.protocol.errors import GridchainError
+from gridchain.protocol.crypto import check_public_key, sha256
+from gridchain.protocol.errors import BadKeyError, GridchainError
+from gridchain.protocol.json_document import JsonDocumentError, document_text, load_object
 
 GENESIS_DOMAIN = b"gridchain/genesis\x00"
 Engine = Literal["solo", "pbft", "pob", "epob"]
@@ -65,6 +66,12 @@ def _check_public_key(value: str) -> str:
         raise ValueError("a public key is 64 hex digits") from None
     if len(raw) != 32 or value != value.lower():
         raise ValueError("a public key is 64 lower-case hex digits")
+    # Non-canonical, off-curve and small-order keys (ADR 0021).  pydantic names the field only
+    # for a ValueError, so the BadKeyError's code goes into the message.
+    try:
+        check_public_key(raw, what="public key")
+    except BadKeyError as exc:
+        raise ValueError(f"{exc.message} ({exc.code})") from None
     return value
 
 
@@ -368,11 +375,21 @@ def describe_validation_error(exc: ValidationError) -> str:
 
 
 def parse_genesis(data: bytes | str | dict[str, Any]) -> Genesis:
-    """Validate a genesis document, raising GenesisError that names every wrong field."""
+    """Validate a genesis document, raising GenesisError that names every wrong field.
+
+    Text is first read by protocol.json_document: a duplicate key is refused naming it, a UTF-8
+    byte order mark is accepted (ADR 0021), and text that is not one JSON object is refused.
+    """
     try:
+        if isinstance(data, dict):
+            text = json.dumps(data)
+        else:
+            load_object(data)
+            text = document_text(data)
         # Always through JSON: strict mode then treats arrays as tuples and still refuses
         # floats for integers and strings for numbers, as a file on disk would be read.
-        text = json.dumps(data) if isinstance(data, dict) else data
         return Genesis.model_validate_json(text)
+    except JsonDocumentError as exc:
+        raise GenesisError(f"invalid genesis: {exc.message}") from None
     except ValidationError as exc:
         raise GenesisError(f"invalid genesis: {describe_validation_error(exc)}") from None

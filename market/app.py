@@ -47,6 +47,7 @@ from gridchain.market.errors import (
     SupplyOverflowError,
     UnknownRecipientError,
 )
+from gridchain.market.keys import require_registrable_key
 from gridchain.market.meters import apply_readings, register_meter
 from gridchain.market.orders import Exchange, MarketEvent, OrderContext
 from gridchain.market.settlement import settle_due
@@ -287,6 +288,7 @@ class Application:
 
     @staticmethod
     def _register(view: Overlay, body: RegisterParticipant, ctx: BlockContext) -> None:
+        require_registrable_key(body.public_key, what="RegisterParticipant.public_key")
         address = address_of(body.public_key)
         if get_participant(view, address) is not None:
             raise AlreadyRegisteredError(f"{format_address(address)} is already registered")

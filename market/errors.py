@@ -6,7 +6,13 @@ a refused transaction changes nothing.
 
 from __future__ import annotations
 
-from gridchain.protocol.errors import GridchainError
+from gridchain.protocol.errors import (
+    BadKeyError,
+    GridchainError,
+    KeyNotOnCurveError,
+    NonCanonicalKeyError,
+    SmallOrderKeyError,
+)
 
 
 class ApplicationError(GridchainError):
@@ -254,3 +260,27 @@ class BenefitMismatchError(BlockRejectedError):
     """A block's header claims another benefit than the one recomputed from its schedule."""
 
     code = "benefit_mismatch"
+
+
+class RefusedKeyError(ApplicationError, BadKeyError):
+    """A RegisterParticipant or RegisterMeter naming a key gridchain never registers (ADR 0021).
+
+    Both an ApplicationError (so block building and the mempool leave the transaction out) and
+    a BadKeyError (so callers that handle keys see the same type wherever a key is refused);
+    the subclasses keep protocol.errors' codes.
+    """
+
+    code = "bad_key"
+    http_status = 422
+
+
+class NonCanonicalKeyRefusedError(RefusedKeyError, NonCanonicalKeyError):
+    code = "non_canonical_key"
+
+
+class KeyNotOnCurveRefusedError(RefusedKeyError, KeyNotOnCurveError):
+    code = "key_not_on_curve"
+
+
+class SmallOrderKeyRefusedError(RefusedKeyError, SmallOrderKeyError):
+    code = "small_order_key"

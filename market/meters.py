@@ -41,6 +41,7 @@ from gridchain.market.errors import (
     UnknownMeterOwnerError,
     UnregisteredMeterError,
 )
+from gridchain.market.keys import require_registrable_key
 from gridchain.market.state import Overlay, StateReader
 from gridchain.protocol.address import format_address
 from gridchain.protocol.encoding import U8, U64, Bytes20, Bytes32, Record, decode, register
@@ -213,6 +214,7 @@ def register_meter(view: Overlay, body: RegisterMeter, height: int) -> MeterReco
             f"meter_type must be 1 to {len(_METER_TYPES)} (PV, ExternalGenerator, EV, Battery, "
             f"Loadmeter, Netmeter), got {body.meter_type}"
         )
+    require_registrable_key(body.bridge_key, what="RegisterMeter.bridge_key")
     if get_meter(view, body.meter_id) is not None:
         raise MeterExistsError(f"meter {body.meter_id!r} is already registered")
     if get_participant(view, body.owner) is None:

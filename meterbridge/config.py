@@ -28,15 +28,18 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gridchain.protocol.crypto import SigningKey
 from gridchain.protocol.errors import GridchainError
+from gridchain.protocol.json_document import JsonDocumentError, load_object
 from gridchain.protocol.keystore import open_keystore
 
 PASSWORD_ENV = "GRIDCHAIN_PASSWORD"  # noqa: S105 - the variable's name, not a password
+#: A keystore is a few hundred bytes (as wallet.keystore_file bounds it).
+MAX_KEYSTORE_BYTES = 64 * 1024
 
 
 class ConfigError(GridchainError):
@@ -126,16 +129,33 @@ class BridgeConfig(_Strict):
         password = os.environ.get(PASSWORD_ENV)
         if password is None:
             raise ConfigError(f"set {PASSWORD_ENV} to open the keystore {self.keystore}")
-        import json  # noqa: PLC0415 - only for keystores
+        return open_keystore(read_keystore_document(self.keystore), password)
 
-        return open_keystore(json.loads(self.keystore.read_text(encoding="utf-8")), password)
+
+def read_keystore_document(path: Path) -> dict[str, Any]:
+    """The keystore file as a JSON object, or a ConfigError naming the ``keystore`` field.
+
+    Read like every JSON document (protocol.json_document: duplicate keys refused, a byte order
+    mark accepted) and bounded in size like the wallet's, instead of a traceback.
+    """
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_KEYSTORE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"keystore: cannot read {path}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_KEYSTORE_BYTES:
+        raise ConfigError(f"keystore: {path} is too large to be a keystore")
+    try:
+        return load_object(raw)
+    except JsonDocumentError as exc:
+        raise ConfigError(f"keystore: {path} is not a keystore ({exc.message})") from None
 
 
 def load_config(path: Path) -> BridgeConfig:
     """Read and validate; relative paths in the file are relative to the file's directory."""
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        doc = tomllib.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     base = path.resolve().parent
     for key in ("data_dir", "keystore"):

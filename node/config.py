@@ -8,6 +8,7 @@ override the file with the ``GRIDCHAIN_`` prefix and ``__`` between levels, e.g.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -111,10 +112,33 @@ class NodeConfig(BaseSettings):
         return SigningKey.from_hex(self.node.private_key)
 
 
+def check_data_dir(data_dir: Path) -> None:
+    """Refuse a data_dir the node could not use, naming the field (ADR 0021).
+
+    Without this the node got as far as opening its ledger, and the OSError from creating the
+    folder surfaced as "cannot listen".  It is either a writable directory, or a path whose
+    nearest existing ancestor is a writable directory (the node creates the rest).  os.access
+    answers for the real user; for root it says yes, and the Store's own error remains.
+    """
+    existing = data_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    what = "node.data_dir: " + (
+        f"{data_dir}" if existing == data_dir else f"cannot create {data_dir}: {existing}"
+    )
+    if not existing.is_dir():
+        raise ConfigError(f"{what} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what} is not writable by this user")
+
+
 def load_config(path: Path) -> NodeConfig:
-    """Read and validate a node config; relative paths are taken from the file's folder."""
+    """Read and validate a node config; relative paths are taken from the file's folder.
+
+    A UTF-8 byte order mark at the start of the file is accepted, as for JSON documents.
+    """
     try:
-        raw: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
     except OSError as exc:  # a directory, no permission
@@ -132,4 +156,5 @@ def load_config(path: Path) -> NodeConfig:
     node.data_dir = node.data_dir if node.data_dir.is_absolute() else base / node.data_dir
     if not node.genesis_file.is_absolute():
         node.genesis_file = base / node.genesis_file
+    check_data_dir(node.data_dir)
     return config

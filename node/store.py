@@ -32,11 +32,16 @@ class WrongChainError(StoreError):
 
 class Store:
     def __init__(self, path: Path) -> None:
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file in the way, no permission: not a network problem
+            raise StoreError(
+                f"node.data_dir: cannot create the ledger directory {path}: {exc.strerror or exc}"
+            ) from None
         try:
             self._db = plyvel.DB(str(path), create_if_missing=True)
         except plyvel.IOError as exc:
-            raise StoreError(f"cannot open the ledger at {path}: {exc}") from None
+            raise StoreError(f"node.data_dir: cannot open the ledger at {path}: {exc}") from None
         self.path = path
 
     def close(self) -> None:

@@ -3,6 +3,13 @@
 Ed25519 (RFC 8032) from the ``cryptography`` package.  A signature never covers a raw object:
 it covers ``sign_bytes(domain, chain_id, payload)``, so a signature made for a transaction
 cannot be replayed as a vote, a meter reading or a handshake, nor on another chain.
+
+OpenSSL's verification is cofactorless and does not look at the key, so on top of it gridchain
+refuses what Ed25519 libraries disagree on (protocol/edwards.py, ADR 0021): a public key that
+is non-canonical, off the curve or of small order is refused where it is registered
+(:func:`check_public_key`) *and* never verifies anything (:func:`verify_message`), and a
+signature whose ``R`` has small order is refused.  Honest keys and signatures never have these
+properties, so only forgeries and deliberately odd signatures are affected.
 """
 
 from __future__ import annotations
@@ -15,7 +22,19 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from gridchain.protocol.errors import BadKeyError, SignatureError
+from gridchain.protocol.edwards import (
+    KeyDefect,
+    key_defect,
+    refused_by_bytes,
+    small_order_encodings,
+)
+from gridchain.protocol.errors import (
+    BadKeyError,
+    KeyNotOnCurveError,
+    NonCanonicalKeyError,
+    SignatureError,
+    SmallOrderKeyError,
+)
 
 PUBLIC_KEY_BYTES = 32
 SEED_BYTES = 32
@@ -50,23 +69,64 @@ def sign_bytes(domain: Domain, chain_id: bytes, payload: bytes) -> bytes:
     return _SIGN_PREFIX + domain.value + b"\x00" + chain_id + payload
 
 
+def check_public_key(public_key: bytes, *, what: str) -> None:
+    """Refuse a key that must never be registered, with a BadKeyError naming ``what``.
+
+    Called wherever a key enters the chain (genesis, RegisterParticipant, RegisterMeter) so a
+    weak key is refused with a reason instead of being registered and never verifying.
+    """
+    defect = key_defect(public_key)
+    if defect is None:
+        return
+    if defect is KeyDefect.WRONG_LENGTH:
+        raise BadKeyError(
+            f"{what}: a public key is {PUBLIC_KEY_BYTES} bytes, got {len(public_key)}"
+        )
+    if defect is KeyDefect.NON_CANONICAL:
+        raise NonCanonicalKeyError(f"{what}: public key is not a canonical Ed25519 encoding")
+    if defect is KeyDefect.NOT_ON_CURVE:
+        raise KeyNotOnCurveError(f"{what}: public key is not a point on the Ed25519 curve")
+    raise SmallOrderKeyError(f"{what}: public key has small order (it has no secret key)")
+
+
 @lru_cache(maxsize=4096)
-def _load_public(raw: bytes) -> Ed25519PublicKey:
+def _load_public(raw: bytes) -> Ed25519PublicKey | None:
+    """The OpenSSL key for ``raw``, or None when gridchain refuses the key (cached per key).
+
+    refused_by_bytes is check_public_key without the curve-equation test, which costs a square
+    root in Python: OpenSSL cannot decode an off-curve key and refuses it itself.
+    """
+    if refused_by_bytes(raw):
+        return None
     return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def verify_message(public_key: bytes, signature: bytes, message: bytes) -> bool:
+    """Ed25519 over raw bytes with gridchain's rules; docs/spec/vectors.json pins its table.
+
+    Refused before OpenSSL is asked: a key :func:`check_public_key` refuses, and a signature
+    whose ``R`` is any encoding of a small-order point.  OpenSSL itself refuses S >= L and a
+    non-canonical ``R`` (it compares encodings), and checks the cofactorless equation.
+    """
+    if len(public_key) != PUBLIC_KEY_BYTES or len(signature) != SIGNATURE_BYTES:
+        return False
+    if signature[:PUBLIC_KEY_BYTES] in small_order_encodings():
+        return False
+    key = _load_public(public_key)
+    if key is None:
+        return False
+    try:
+        key.verify(signature, message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
 
 
 def verify(
     public_key: bytes, signature: bytes, domain: Domain, chain_id: bytes, payload: bytes
 ) -> bool:
     """True when ``signature`` is ``public_key``'s signature of the domain-separated payload."""
-    if len(public_key) != PUBLIC_KEY_BYTES or len(signature) != SIGNATURE_BYTES:
-        return False
-    try:
-        key = _load_public(public_key)
-        key.verify(signature, sign_bytes(domain, chain_id, payload))
-    except (InvalidSignature, ValueError):
-        return False
-    return True
+    return verify_message(public_key, signature, sign_bytes(domain, chain_id, payload))
 
 
 def require_valid(

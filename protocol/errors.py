@@ -95,6 +95,26 @@ class BadKeyError(GridchainError):
     code = "bad_key"
 
 
+class NonCanonicalKeyError(BadKeyError):
+    """A public key whose 32 bytes are not the canonical encoding of its point (y >= p, or a
+    sign bit on x = 0): another string names the same point, and libraries disagree on it."""
+
+    code = "non_canonical_key"
+
+
+class KeyNotOnCurveError(BadKeyError):
+    """32 bytes that encode no point of edwards25519: no signature can ever verify."""
+
+    code = "key_not_on_curve"
+
+
+class SmallOrderKeyError(BadKeyError):
+    """A public key of small order (dividing 8): it has no secret, and some verifiers
+    (OpenSSL's among them) accept a forged signature by it on any message."""
+
+    code = "small_order_key"
+
+
 class AddressError(GridchainError):
     code = "bad_address"
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from gridchain.protocol.address import address_of, format_address, parse_address
 from gridchain.protocol.errors import GridchainError
+from gridchain.protocol.json_document import JsonDocumentError, load_object
 
 WALLET_ENV = "GRIDCHAIN_WALLET"
 DEFAULT_WALLET = Path("~/.gridchain/wallet.json")
@@ -78,11 +79,9 @@ def read_keystore(path: Path) -> dict[str, Any]:
     if len(raw) > MAX_KEYSTORE_BYTES:
         raise WalletFileError(f"{path} is too large to be a keystore")
     try:
-        doc = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise WalletFileError(f"{path} is not a keystore (not JSON)") from None
-    if not isinstance(doc, dict):
-        raise WalletFileError(f"{path} is not a keystore (not a JSON object)")
+        doc = load_object(raw)
+    except JsonDocumentError as exc:  # not UTF-8, not JSON, not an object, a duplicate key
+        raise WalletFileError(f"{path} is not a keystore ({exc.message})") from None
     keystore_address(doc, path)
     return doc
 

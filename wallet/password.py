@@ -37,6 +37,22 @@ class EmptyPasswordError(PasswordError):
     code = "password_empty"
 
 
+class PasswordNotUtf8Error(PasswordError):
+    """A password that is not UTF-8 text: keystores derive their key from its UTF-8 bytes, so
+    such a password could never seal or open one the same way twice (ADR 0021)."""
+
+    code = "password_not_utf8"
+
+
+def _require_utf8(password: str, source: str) -> str:
+    # os.environ and getpass turn bytes that are not UTF-8 into lone surrogates.
+    try:
+        password.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PasswordNotUtf8Error(f"{source} is not valid UTF-8 text") from None
+    return password
+
+
 def _stdin_is_tty() -> bool:
     try:
         return sys.stdin is not None and sys.stdin.isatty()
@@ -58,7 +74,7 @@ def read_password(
     """
     env: Mapping[str, str] = os.environ if environ is None else environ
     if PASSWORD_ENV in env:
-        password = env[PASSWORD_ENV]
+        password = _require_utf8(env[PASSWORD_ENV], f"${PASSWORD_ENV}")
         if new and not password:
             raise EmptyPasswordError(
                 f"${PASSWORD_ENV} is empty; a new keystore needs a non-empty password"
@@ -71,8 +87,8 @@ def read_password(
         )
     try:
         if not new:
-            return prompt("Keystore password: ")
-        password = prompt("New keystore password: ")
+            return _require_utf8(prompt("Keystore password: "), "the password")
+        password = _require_utf8(prompt("New keystore password: "), "the password")
         if not password:
             raise EmptyPasswordError("a new keystore needs a non-empty password")
         if prompt("Repeat the password: ") != password:

@@ -77,3 +77,37 @@ def test_keystore_opens_with_the_password_from_the_environment(
         config.signing_key()
     monkeypatch.setenv("GRIDCHAIN_PASSWORD", "pw")
     assert config.signing_key().public_key == key.public_key
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (None, "keystore: cannot read"),
+        (b"{not json", "keystore: .* is not a keystore \\(not JSON"),
+        (b'{"version": 2, "version": 1}', "key 'version' appears twice"),
+        (b"\xff\xfe", "not UTF-8"),
+    ],
+)
+def test_a_bad_keystore_file_is_a_config_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: bytes | None, match: str
+) -> None:
+    """Failed before: FileNotFoundError, JSONDecodeError or UnicodeDecodeError tracebacks, and
+    a duplicate key silently took its last value."""
+    if content is not None:
+        (tmp_path / "bridge.json").write_bytes(content)
+    config = load_config(write(tmp_path, 'keystore = "bridge.json"'))
+    monkeypatch.setenv("GRIDCHAIN_PASSWORD", "pw")
+    with pytest.raises(ConfigError, match=match):
+        config.signing_key()
+
+
+def test_a_byte_order_mark_is_accepted_in_the_config_and_the_keystore(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = SigningKey(b"\x43" * 32)
+    sealed = json.dumps(seal(key, "pw", name="bridge", n=TESTNET_SCRYPT_N)).encode()
+    (tmp_path / "bridge.json").write_bytes(b"\xef\xbb\xbf" + sealed)
+    path = write(tmp_path, 'keystore = "bridge.json"')
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    monkeypatch.setenv("GRIDCHAIN_PASSWORD", "pw")
+    assert load_config(path).signing_key().public_key == key.public_key

@@ -39,8 +39,9 @@ from gridchain.market.errors import (
     UnknownRecipientError,
 )
 from gridchain.market.state import MerkleState, Overlay
-from gridchain.protocol.errors import SignatureError
-from gridchain.protocol.tx import Burn, Mint, Transaction, Transfer
+from gridchain.protocol.address import address_of
+from gridchain.protocol.errors import BadKeyError, SignatureError
+from gridchain.protocol.tx import Burn, Mint, RegisterParticipant, Transaction, Transfer
 from tests.helpers import (
     addr,
     all_accounts,
@@ -49,6 +50,7 @@ from tests.helpers import (
     det_key,
     mint,
     register,
+    signed,
     small_bundle,
     transfer,
 )
@@ -245,6 +247,31 @@ def test_registering_twice_is_refused(
         app.apply_tx(register(gov, chain_id, 1, newcomer, "again"), view, CTX)
     with pytest.raises(AlreadyRegisteredError):
         app.apply_tx(register(gov, chain_id, 1, bundle.participants[0].key, "dup"), view, CTX)
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        (b"\x01" + bytes(31), "small_order_key"),
+        (bytes(32), "small_order_key"),
+        (bytes([0xED]) + b"\xff" * 30 + b"\x7f", "non_canonical_key"),  # y = p
+        (bytes([2]) + bytes(31), "key_not_on_curve"),
+    ],
+)
+def test_registering_an_unsafe_key_is_refused(
+    app: Application, bundle: GenesisBundle, state: MerkleState, raw: bytes, code: str
+) -> None:
+    """Failed before ADR 0021: the identity key was registered, and OpenSSL then accepts a
+    forged (R = identity, S = 0) signature "by" it on any transaction."""
+    tx = signed(bundle.governance, bundle.genesis.chain_id, 0, RegisterParticipant(raw, "forger"))
+    view = Overlay(state)
+    with pytest.raises(BadKeyError) as caught:
+        app.apply_tx(tx, view, CTX)
+    assert isinstance(caught.value, ApplicationError)
+    assert caught.value.code == code
+    assert "RegisterParticipant.public_key" in caught.value.message
+    assert get_participant(view, address_of(raw)) is None
+    assert not view.writes
 
 
 def test_a_registered_newcomer_can_receive_and_send(

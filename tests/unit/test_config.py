@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from gridchain.node.config import ConfigError, NodeConfig, load_config
-from tests.helpers import det_key
+from tests.helpers import det_key, small_bundle
 
 KEY = det_key("config-test validator")
 PEER = det_key("config-test peer")
@@ -158,3 +158,64 @@ def test_a_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
     path = _write(tmp_path)
     path.write_bytes(b'[node]\nname = "\xff\xfe"\n')
     assert "not valid TOML" in _refused(path)
+
+
+# --- data_dir (ADR 0021) -------------------------------------------------------------------
+
+
+def _with_data_dir(tmp_path: Path, data_dir: Path) -> Path:
+    return _write(tmp_path, BASE.replace('data_dir = "data"', f'data_dir = "{data_dir}"'))
+
+
+def test_a_data_dir_that_is_a_file_is_refused_naming_the_field(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    message = _refused(_with_data_dir(tmp_path, blocker))
+    assert message.startswith("node.data_dir: ")
+    assert "is not a directory" in message
+
+
+def test_a_data_dir_below_a_file_is_refused_naming_the_field(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    message = _refused(_with_data_dir(tmp_path, blocker / "data"))
+    assert message.startswith("node.data_dir: cannot create ")
+    assert "is not a directory" in message
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere; os.access says yes")
+def test_a_data_dir_that_is_not_writable_is_refused_naming_the_field(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    assert "is not writable" in _refused(_with_data_dir(tmp_path, locked / "data"))
+    assert "is not writable" in _refused(_with_data_dir(tmp_path, locked))
+
+
+def test_a_data_dir_still_to_be_created_is_accepted(tmp_path: Path) -> None:
+    wanted = tmp_path / "a" / "b" / "data"
+    assert load_config(_with_data_dir(tmp_path, wanted)).node.data_dir == wanted
+    assert not wanted.exists()  # checking creates nothing
+
+
+def test_a_byte_order_mark_before_the_toml_is_accepted(tmp_path: Path) -> None:
+    path = _write(tmp_path)
+    path.write_bytes(b"\xef\xbb\xbf" + BASE.encode("utf-8"))
+    assert load_config(path).node.name == "node-1"
+
+
+def test_the_node_reports_a_bad_data_dir_as_such_not_as_cannot_listen(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Failed before: run_node printed "error: cannot listen: [Errno 17] File exists"."""
+    from gridchain.node import server
+
+    monkeypatch.setattr(server, "configure_logging", lambda *_args, **_kw: None)
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    path = _with_data_dir(tmp_path, blocker)
+    bundle = small_bundle()
+    (tmp_path / "nodes" / "genesis.json").write_bytes(bundle.genesis.canonical_json())
+    with pytest.raises(ConfigError, match=r"^node\.data_dir: .* is not a directory$"):
+        server.run_node(path)
+    assert "cannot listen" not in capsys.readouterr().err

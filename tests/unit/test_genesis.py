@@ -63,6 +63,17 @@ def _refusal(doc: Doc) -> str:
     return info.value.message
 
 
+#: The identity point (small order) and a non-canonical encoding (y = p + 1) of it: keys that
+#: OpenSSL accepts forgeries by (ADR 0021).
+IDENTITY_KEY = "01" + "00" * 31
+NON_CANONICAL_KEY = "ee" + "ff" * 30 + "7f"
+
+
+def _set_key(entity: Doc, public_hex: str) -> None:
+    entity["public_key"] = public_hex
+    entity["address"] = format_address(address_of(bytes.fromhex(public_hex)))
+
+
 def _huge_balances(doc: Doc) -> None:
     for balance in doc["balances"]:
         balance["amount_mc"] = 2**62
@@ -113,6 +124,26 @@ REFUSALS: dict[str, tuple[Mutation, str]] = {
             "public_key", d["validators"][0]["public_key"].upper()
         ),
         "validators.0.public_key",
+    ),
+    "small-order validator key": (
+        lambda d: _set_key(d["validators"][0], IDENTITY_KEY),
+        "validators.0.public_key: Value error, public key: public key has small order",
+    ),
+    "small-order participant key": (
+        lambda d: _set_key(d["participants"][1], "00" * 32),
+        "participants.1.public_key: Value error, public key: public key has small order",
+    ),
+    "non-canonical participant key": (
+        lambda d: _set_key(d["participants"][0], NON_CANONICAL_KEY),
+        "participants.0.public_key: Value error, public key: public key is not a canonical",
+    ),
+    "small-order governance key": (
+        lambda d: d.__setitem__("governance_public_key", IDENTITY_KEY),
+        "governance_public_key: Value error, public key: public key has small order",
+    ),
+    "off-curve validator key": (
+        lambda d: _set_key(d["validators"][0], "02" + "00" * 31),
+        "validators.0.public_key: Value error, public key: public key is not a point",
     ),
     "duplicate participant names": (
         lambda d: d["participants"][1].__setitem__("name", d["participants"][0]["name"]),
@@ -175,6 +206,45 @@ def test_a_bad_document_is_refused_naming_the_field(doc: Doc, case: str) -> None
     bad = copy.deepcopy(doc)
     mutate(bad)
     assert field in _refusal(bad)
+
+
+def test_a_utf8_byte_order_mark_is_accepted(doc: Doc, bundle: GenesisBundle) -> None:
+    """Failed before: "Invalid JSON: expected value at line 1 column 1" for a file a Windows
+    editor saved.  Accepted (ADR 0021): the chain id is over the canonical form, not the file."""
+    raw = json.dumps(doc, indent=2).encode("utf-8")
+    assert parse_genesis(b"\xef\xbb\xbf" + raw).chain_id == bundle.genesis.chain_id
+    assert parse_genesis("\ufeff" + raw.decode()).chain_id == bundle.genesis.chain_id
+
+
+@pytest.mark.parametrize(
+    ("key", "where"),
+    [("chain_name", "top level"), ("amount_mc", "balances[0]"), ("engine", "consensus")],
+)
+def test_a_duplicate_key_is_refused_naming_it(doc: Doc, key: str, where: str) -> None:
+    """Failed before: json keeps the last value silently, so a reviewer reading the first
+    occurrence approves a different document than the one the node runs."""
+    text = json.dumps(doc)
+    needle = f'"{key}": '
+    at = text.index(needle)
+    doubled = (
+        text[:at] + needle + json.dumps("first" if key != "amount_mc" else 1) + ", " + text[at:]
+    )
+    with pytest.raises(GenesisError) as info:
+        parse_genesis(doubled.encode())
+    assert f"key '{key}' appears twice" in info.value.message, where
+
+
+@pytest.mark.parametrize(
+    ("raw", "text"),
+    [
+        (b"\xff{}", "not UTF-8"),
+        (b'{"chain_name": NaN}', "NaN is not a JSON value"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    ],
+)
+def test_text_that_is_not_strict_json_is_refused_saying_why(raw: bytes, text: str) -> None:
+    with pytest.raises(GenesisError, match=text):
+        parse_genesis(raw)
 
 
 def test_the_boundaries_of_the_block_interval_are_accepted(doc: Doc) -> None:

@@ -104,6 +104,15 @@ def test_a_ledger_of_another_chain_is_refused(
     assert _everything(store) == before
 
 
+def test_a_data_dir_that_cannot_be_created_is_a_store_error(tmp_path: Path) -> None:
+    """Failed before: FileExistsError (an OSError, reported by the node as "cannot listen")."""
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for path in (blocker, blocker / "data"):
+        with pytest.raises(StoreError, match=r"^node\.data_dir: cannot create the ledger"):
+            Store(path)
+
+
 def test_a_ledger_open_elsewhere_is_refused_with_a_store_error(tmp_path: Path) -> None:
     first = Store(tmp_path / "ledger")
     try:

@@ -38,6 +38,7 @@ from gridchain.market.meters import (
     readings_from,
 )
 from gridchain.protocol.address import address_of
+from gridchain.protocol.errors import BadKeyError
 from gridchain.protocol.meter import GENESIS_READING_HASH, MeterType, sign_reading
 from gridchain.protocol.tx import RegisterMeter, sign_tx
 from tests.helpers import addr, det_key, signed
@@ -106,6 +107,18 @@ def test_genesis_meter_type_must_be_from_the_table() -> None:
         parse_genesis(doc)
 
 
+@pytest.mark.parametrize("bridge_hex", ["01" + "00" * 31, "ee" + "ff" * 30 + "7f"])
+def test_genesis_meter_bridge_key_must_be_safe(bridge_hex: str) -> None:
+    """A small-order or non-canonical bridge key is refused (ADR 0021): OpenSSL accepts
+    forged readings signed "by" it."""
+    bundle = meter_bundle([])
+    doc = bundle.genesis.model_dump(mode="json")
+    doc["meters"] = [meter_entry("m", bundle.participants[0].address, "PV", BRIDGE_1)]
+    doc["meters"][0]["bridge_public_key"] = bridge_hex
+    with pytest.raises(GenesisError, match=r"meters\.0\.bridge_public_key"):
+        parse_genesis(doc)
+
+
 def test_no_meters_keeps_the_chain_id_of_a_document_without_the_field() -> None:
     bundle = meter_bundle([])
     doc = bundle.genesis.model_dump(mode="json")
@@ -168,6 +181,35 @@ def test_register_meter_refusals_change_nothing(
         ex.app.execute_block(
             ex.state, [_register(ex, _body(ex, **changes), probe=True)], ex.ctx(T0)
         )
+    assert dict(ex.state.items()) == before
+
+
+@pytest.mark.parametrize(
+    ("bridge_key", "code"),
+    [
+        (b"\x01" + bytes(31), "small_order_key"),  # the identity point
+        (bytes(32), "small_order_key"),  # a point of order 4
+        (bytes([0xEE]) + b"\xff" * 30 + b"\x7f", "non_canonical_key"),  # y = p + 1
+        (bytes([2]) + bytes(31), "key_not_on_curve"),
+    ],
+)
+def test_register_meter_refuses_an_unsafe_bridge_key(
+    ex: Exchange, bridge_key: bytes, code: str
+) -> None:
+    """Failed before ADR 0021: such a key was registered, and OpenSSL accepts forged readings
+    by a small-order key."""
+    before = dict(ex.state.items())
+    for attempt in (
+        lambda: ex.admit(_register(ex, _body(ex, bridge_key=bridge_key), probe=True)),
+        lambda: ex.app.execute_block(
+            ex.state, [_register(ex, _body(ex, bridge_key=bridge_key), probe=True)], ex.ctx(T0)
+        ),
+    ):
+        with pytest.raises(BadKeyError) as caught:
+            attempt()
+        assert isinstance(caught.value, ApplicationError)
+        assert caught.value.code == code
+        assert "RegisterMeter.bridge_key" in caught.value.message
     assert dict(ex.state.items()) == before
 
 

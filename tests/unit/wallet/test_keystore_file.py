@@ -119,6 +119,19 @@ def test_malformed_files_are_typed_errors(tmp_path: Path, content: bytes) -> Non
         read_keystore(path)
 
 
+def test_a_duplicate_key_is_refused_naming_it(tmp_path: Path) -> None:
+    """Failed before: json kept the last "public_key", so the file shown to a reviewer (first
+    occurrence) was not the key the wallet used."""
+    text = json.dumps(sealed(KEY))
+    doubled = text.replace(
+        '"public_key": ', f'"public_key": "{OTHER.public_key.hex()}", "public_key": ', 1
+    )
+    path = tmp_path / "w.json"
+    path.write_text(doubled)
+    with pytest.raises(WalletFileError, match="key 'public_key' appears twice"):
+        read_keystore(path)
+
+
 def test_address_not_matching_the_public_key_is_refused(tmp_path: Path) -> None:
     """An edited visible address must not be shown as the wallet's address."""
     doc = sealed(KEY)

@@ -99,3 +99,16 @@ def test_default_terminal_check_reads_the_real_stdin(monkeypatch: pytest.MonkeyP
     monkeypatch.delenv(PASSWORD_ENV, raising=False)
     with pytest.raises(PasswordError, match="not a terminal"):
         read_password()
+
+
+@pytest.mark.parametrize("new", [False, True])
+def test_a_password_that_is_not_utf8_is_refused_naming_its_source(new: bool) -> None:
+    """Failed before: returned, then crashed in the KDF with UnicodeEncodeError.  os.environ
+    decodes bytes that are not UTF-8 (here b"caf\\xe9", Latin-1) to lone surrogates."""
+    with pytest.raises(PasswordError) as caught:
+        read_password(new=new, environ={PASSWORD_ENV: "caf\udce9"}, is_tty=no_tty)
+    assert caught.value.code == "password_not_utf8"
+    assert PASSWORD_ENV in caught.value.message
+    with pytest.raises(PasswordError) as typed:
+        read_password(new=new, environ={}, is_tty=tty, prompt=Prompts("caf\udce9", "caf\udce9"))
+    assert typed.value.code == "password_not_utf8"
