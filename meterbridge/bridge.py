@@ -66,13 +66,11 @@ log = structlog.get_logger("meterbridge")
 USER_AGENT = "gridchain-meterbridge/0.1"
 
 
-#: Node refusals that name one reading (market/errors.py, raised by market.meters.check_reading):
-#: the meter is isolated and handled alone.  Any other refusal concerns the transaction.
-READING_REFUSALS = frozenset(
+#: Node refusals of one reading's content (market/errors.py, raised by
+#: market.meters.check_reading): the reading is set aside and replaced by an UNAVAILABLE one.
+#: ``implausible_reading`` is the code a node-side bound would use (ADR 0019).
+CONTENT_REFUSALS = frozenset(
     {
-        "unregistered_meter",
-        "bridge_key_mismatch",
-        "bad_reading_signature",
         "reading_sequence",
         "reading_hash_chain",
         "decreasing_register",
@@ -81,6 +79,15 @@ READING_REFUSALS = frozenset(
         "implausible_reading",
     }
 )
+#: Refusals of the meter's registration itself: nothing this bridge signs for it can pass, so
+#: the meter is blocked (logged, shown in /agent/health) until the operator fixes it and
+#: restarts the bridge.
+IDENTITY_REFUSALS = frozenset(
+    {"unregistered_meter", "bridge_key_mismatch", "bad_reading_signature"}
+)
+#: Refusals that name one reading: the meter is isolated and handled alone.  Any other refusal
+#: concerns the transaction (nonce, fee, size) and is retried from the chain's heads.
+READING_REFUSALS = CONTENT_REFUSALS | IDENTITY_REFUSALS
 
 
 class ChainConflictError(GridchainError):
@@ -102,6 +109,8 @@ class MeterState:
     last_read_ms: int | None = None
     #: Why the node refuses even this meter's UNAVAILABLE record: nothing is sent until restart.
     blocked: str | None = None
+    #: The chain registers the meter to another bridge key (checked at every reconciliation).
+    foreign_key: bool = False
     #: Hash of the UNAVAILABLE record written after a refusal (refused again: block the meter).
     replacement: bytes | None = None
 
@@ -207,6 +216,12 @@ class Bridge:
         if on_chain is None:
             state.last_error = "not registered on chain"
             log.warning("meter_not_registered", meter=meter_id)
+            return
+        state.foreign_key = on_chain.bridge_key != self.key.public_key.hex()
+        if state.foreign_key:
+            # the chain would refuse every reading of it: do not let it into a batch
+            state.last_error = f"registered to another bridge key ({on_chain.bridge_key[:16]})"
+            log.warning("meter_foreign_bridge_key", meter=meter_id, key=on_chain.bridge_key)
             return
         if on_chain.last_sequence is None:
             state.ready = True
@@ -347,7 +362,7 @@ class Bridge:
 
     def _sendable(self, meter_id: str) -> bool:
         state = self.meters[meter_id]
-        return state.registered and state.blocked is None
+        return state.registered and not state.foreign_key and state.blocked is None
 
     def _unsent(self) -> list[SignedReading]:
         while self._suspects:
@@ -437,6 +452,10 @@ class Bridge:
         self.metrics.refused.labels(meter_id, code).inc()
         state.last_error = f"the node refused a reading: {code}: {message}"
         log.error("reading_refused", meter=meter_id, code=code, message=message)
+        if code in IDENTITY_REFUSALS:
+            state.blocked = state.last_error
+            log.error("meter_blocked", meter=meter_id, reason=state.blocked)
+            return
         await self._reconcile_meter(meter_id, state)
         first = self.store.acked(meter_id)
         unsent = self.store.unsent(meter_id, 1)

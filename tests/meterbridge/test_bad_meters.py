@@ -200,6 +200,28 @@ async def test_a_refused_reading_is_set_aside_and_never_blocks_the_other_meters(
     assert all(b.import_wh >= a.import_wh for a, b in itertools.pairwise(net))
 
 
+async def test_a_meter_registered_to_another_bridge_never_blocks_the_others(
+    simulator: tuple[MeterSimulator, int], fake_node: FakeNode, make_config: MakeConfig
+) -> None:
+    _, port = simulator
+    fake_node.admit_like_chain = True
+    fake_node.register_meter("h1-ev", SigningKey(b"\x08" * 32).public_key)
+    async with Bridge(make_config(fake_node.url, tcp_bus(port))) as bridge:
+        await bridge.reconcile()
+        for i in range(1, 3):
+            await bridge.poll_once(T0_MS + i * INTERVAL_MS)
+        for _ in range(3):
+            await bridge.send_once()
+            fake_node.commit()
+        ev_error = bridge.meters["h1-ev"].last_error
+    for meter_id in ("h1-net", "h1-pv", "h1-batt"):
+        assert len(fake_node.meters[meter_id].readings) == 2, meter_id
+    assert fake_node.meters["h1-ev"].readings == []
+    assert fake_node.rejections == []  # its readings were never sent
+    assert ev_error is not None
+    assert "another bridge key" in ev_error
+
+
 class LateProxy:
     """A TCP proxy in front of the meter that answers chosen requests late.
 
