@@ -28,8 +28,8 @@ A reading the node refuses is a problem of its meter, never of the batch (issue 
 batch of several meters is split, one meter per transaction, until the refused meter is found;
 its unsent records are set aside in the store (kept, counted, logged), and its chain continues
 from the chain's head with one UNAVAILABLE record covering their intervals.  If even that record
-is refused (the registration no longer matches this bridge) the meter is blocked until restart;
-the other meters are sent all along.
+is refused, or the node refuses the meter itself (unregistered, another bridge key), the meter is
+blocked until restart; the other meters are sent all along (ADR 0019).
 """
 
 from __future__ import annotations
@@ -444,9 +444,9 @@ class Bridge:
         """Take the meter's refused records out of its chain and continue it from the chain's head.
 
         The refused records are kept in the store (``X:``), counted and logged; one UNAVAILABLE
-        record repeating the chain's last registers covers their intervals, so settlement sees
-        the time as unmeasured and the next reading follows the chain.  If that very record is
-        refused the meter is blocked until restart.
+        record repeating the chain's last registers covers their intervals, so that time adds no
+        energy and the next reading follows the chain.  If that very record is refused, or the
+        refusal is about the meter's identity, the meter is blocked until restart.
         """
         state = self.meters[meter_id]
         self.metrics.refused.labels(meter_id, code).inc()
@@ -468,11 +468,11 @@ class Bridge:
         moved = self.store.set_aside(meter_id, first)
         head = self.store.head(meter_id)
         chain_id = self.store.chain_id()
-        last = head.record if head is not None else None
-        if last is None or chain_id is None or head is None:
-            # nothing accepted to repeat: the meter's next good read starts its chain afresh
+        if head is None or head.record is None or chain_id is None:
+            # no accepted registers to repeat: the meter's next good read continues the chain
             state.replacement = None
             return
+        last = head.record
         record = ReadingRecord(
             meter_id=meter_id,
             interval_start_ms=head.interval_end_ms,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from gridchain.meterbridge.bridge import Bridge
@@ -198,6 +198,53 @@ async def test_a_refused_reading_is_set_aside_and_never_blocks_the_other_meters(
     assert net[1].status == ReadingStatus.UNAVAILABLE
     assert net[1].import_wh == good.record.import_wh
     assert all(b.import_wh >= a.import_wh for a, b in itertools.pairwise(net))
+
+
+async def test_a_meter_whose_replacement_is_refused_too_is_blocked_alone(
+    simulator: tuple[MeterSimulator, int],
+    fake_node: FakeNode,
+    make_config: MakeConfig,
+    bridge_key: SigningKey,
+) -> None:
+    """A reading stamped an hour ahead (a bridge clock gone wrong): its UNAVAILABLE stand-in
+    ends there too and is refused as well, so the meter stops; the other meters commit."""
+    _, port = simulator
+    fake_node.admit_like_chain = True
+    fake_node.block_ms = T0_MS + 10 * INTERVAL_MS
+    async with Bridge(make_config(fake_node.url, tcp_bus(port))) as bridge:
+        await bridge.reconcile()
+        await bridge.poll_once(T0_MS + INTERVAL_MS)
+        await bridge.send_once()
+        fake_node.commit()
+        good = fake_node.meters["h1-ev"].readings[-1].record
+        chain_id = bridge.store.chain_id()
+        assert chain_id is not None
+        ahead = replace(
+            good,
+            interval_start_ms=good.interval_end_ms,
+            interval_end_ms=T0_MS + 3_600_000,
+            sequence=1,
+            prev_hash=good.hash(),
+        )
+        bridge.store.append(sign_reading(bridge_key, chain_id, ahead))
+        for _ in range(8):
+            await bridge.send_once()
+            fake_node.commit()
+        for i in range(2, 4):
+            await bridge.poll_once(T0_MS + i * INTERVAL_MS)
+        for _ in range(3):
+            await bridge.send_once()
+            fake_node.commit()
+        blocked = bridge.meters["h1-ev"].blocked
+        posts = fake_node.posts
+        await bridge.send_once()  # a blocked meter is not posted again
+        assert fake_node.posts == posts
+    for meter_id in ("h1-net", "h1-pv", "h1-batt"):
+        assert len(fake_node.meters[meter_id].readings) == 3, meter_id
+    assert [r.record for r in fake_node.meters["h1-ev"].readings] == [good]
+    assert blocked is not None
+    assert "reading_time_out_of_bounds" in blocked
+    assert fake_node.rejections.count("reading_time_out_of_bounds") >= 2
 
 
 async def test_a_meter_registered_to_another_bridge_never_blocks_the_others(
