@@ -81,6 +81,8 @@ async def health(request: web.Request) -> web.Response:
                 "committed_through": store.acked(meter_id) - 1 if store.acked(meter_id) else None,
                 "last_interval_end_ms": None if head is None else head.interval_end_ms,
                 "registered": state.registered,
+                "blocked": state.blocked,
+                "refused_readings": len(store.refused(meter_id)),
                 "last_error": state.last_error,
             }
         )

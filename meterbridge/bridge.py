@@ -18,10 +18,18 @@ Exactly once, across restarts and node outages, comes from three rules:
    (``GET /v1/meters/{id}``) and sends only what follows; the chain itself rejects a sequence
    that is not the next one, so even a wrong guess cannot duplicate.
 
-A meter that cannot be read after the retries gets a record with status UNAVAILABLE that
-repeats its last good registers (settlement treats the interval as unmeasured); a meter that
-was never read in this store (no last registers) skips the interval instead, since any number
-would be made up.  Either way the gap is counted and logged.
+A meter that cannot be read after the retries, or whose values are not a measurement (beyond
+the record's integer fields or the profile's rating, or below the last accepted registers),
+gets a record with status UNAVAILABLE that repeats its last registers (this store's or the
+chain's, learnt at reconciliation); a meter with no last registers anywhere skips the interval
+instead, since any number would be made up.  Either way the gap is counted and logged.
+
+A reading the node refuses is a problem of its meter, never of the batch (issue 12): a refused
+batch of several meters is split, one meter per transaction, until the refused meter is found;
+its unsent records are set aside in the store (kept, counted, logged), and its chain continues
+from the chain's head with one UNAVAILABLE record covering their intervals.  If even that record
+is refused, or the node refuses the meter itself (unregistered, another bridge key), the meter is
+blocked until restart; the other meters are sent all along (ADR 0019).
 """
 
 from __future__ import annotations
@@ -33,9 +41,11 @@ from dataclasses import dataclass, field
 import structlog
 
 from gridchain.api.client import NodeClient, NodeError, NodeRefusedError
+from gridchain.api.models import Reading
 from gridchain.meterbridge.config import BridgeConfig, MeterConfig
 from gridchain.meterbridge.metrics import BridgeMetrics
 from gridchain.meterbridge.modbus import BusClient, MeterUnavailable
+from gridchain.meterbridge.plausibility import ImplausibleReadingError, check_plausible
 from gridchain.meterbridge.profiles import DecodeError, Measurement, Profile, load_profile
 from gridchain.meterbridge.store import BridgeStore
 from gridchain.protocol.address import address_of, format_address
@@ -56,6 +66,30 @@ log = structlog.get_logger("meterbridge")
 USER_AGENT = "gridchain-meterbridge/0.1"
 
 
+#: Node refusals of one reading's content (market/errors.py, raised by
+#: market.meters.check_reading): the reading is set aside and replaced by an UNAVAILABLE one.
+#: ``implausible_reading`` is the code a node-side bound would use (ADR 0019).
+CONTENT_REFUSALS = frozenset(
+    {
+        "reading_sequence",
+        "reading_hash_chain",
+        "decreasing_register",
+        "reading_interval",
+        "reading_time_out_of_bounds",
+        "implausible_reading",
+    }
+)
+#: Refusals of the meter's registration itself: nothing this bridge signs for it can pass, so
+#: the meter is blocked (logged, shown in /agent/health) until the operator fixes it and
+#: restarts the bridge.
+IDENTITY_REFUSALS = frozenset(
+    {"unregistered_meter", "bridge_key_mismatch", "bad_reading_signature"}
+)
+#: Refusals that name one reading: the meter is isolated and handled alone.  Any other refusal
+#: concerns the transaction (nonce, fee, size) and is retried from the chain's heads.
+READING_REFUSALS = CONTENT_REFUSALS | IDENTITY_REFUSALS
+
+
 class ChainConflictError(GridchainError):
     """The chain holds a different record than this store at the same sequence."""
 
@@ -73,6 +107,12 @@ class MeterState:
     registered: bool = True
     last_error: str | None = None
     last_read_ms: int | None = None
+    #: Why the node refuses even this meter's UNAVAILABLE record: nothing is sent until restart.
+    blocked: str | None = None
+    #: The chain registers the meter to another bridge key (checked at every reconciliation).
+    foreign_key: bool = False
+    #: Hash of the UNAVAILABLE record written after a refusal (refused again: block the meter).
+    replacement: bytes | None = None
 
 
 @dataclass
@@ -80,6 +120,25 @@ class SendOutcome:
     posted: int = 0
     committed: int = 0
     errors: list[str] = field(default_factory=list)
+
+
+def _record_of(meter_id: str, reading: Reading) -> ReadingRecord | None:
+    """The ReadingRecord the API's view of a reading describes (None: an unknown status)."""
+    statuses = {s.name.lower(): int(s) for s in ReadingStatus}
+    if reading.status not in statuses:
+        return None
+    return ReadingRecord(
+        meter_id=meter_id,
+        interval_start_ms=reading.interval_start_ms,
+        interval_end_ms=reading.interval_end_ms,
+        import_wh=reading.import_wh,
+        export_wh=reading.export_wh,
+        power_w=reading.power_w,
+        voltage_dv=reading.voltage_dv,
+        status=statuses[reading.status],
+        sequence=reading.sequence,
+        prev_hash=bytes.fromhex(reading.prev_hash),
+    )
 
 
 def next_tick_ms(now_ms: int, interval_ms: int) -> int:
@@ -110,6 +169,8 @@ class Bridge:
         self.node = NodeClient(config.node_url, user_agent=USER_AGENT)
         self.node_reachable = False
         self._wake_sender = asyncio.Event()
+        #: Meters of a refused batch, sent one meter per transaction until the culprit is found.
+        self._suspects: list[str] = []
         for meter_id, state in self.meters.items():
             state.ready = self.store.head(meter_id) is not None
 
@@ -156,6 +217,12 @@ class Bridge:
             state.last_error = "not registered on chain"
             log.warning("meter_not_registered", meter=meter_id)
             return
+        state.foreign_key = on_chain.bridge_key != self.key.public_key.hex()
+        if state.foreign_key:
+            # the chain would refuse every reading of it: do not let it into a batch
+            state.last_error = f"registered to another bridge key ({on_chain.bridge_key[:16]})"
+            log.warning("meter_foreign_bridge_key", meter=meter_id, key=on_chain.bridge_key)
+            return
         if on_chain.last_sequence is None:
             state.ready = True
             return
@@ -167,7 +234,9 @@ class Bridge:
                     f"meter {meter_id}: the chain's record #{seq} is not this bridge's"
                 )
         elif self.store.chain_head(meter_id) == (seq, on_chain.last_hash):
-            pass  # this store started from that chain head; its records follow it
+            # this store started from that chain head; its records follow it
+            if on_chain.last_hash is not None and self.store.chain_record(meter_id) is None:
+                await self._learn_chain_record(meter_id, seq, on_chain.last_hash)
         else:
             head = self.store.head(meter_id)
             if head is not None and head.sequence > seq:
@@ -176,12 +245,26 @@ class Bridge:
                 )
             if on_chain.last_hash is None:
                 raise ChainConflictError(f"meter {meter_id}: chain head #{seq} without a hash")
+            await self._learn_chain_record(meter_id, seq, on_chain.last_hash)
             self.store.set_chain_head(
                 meter_id, seq, on_chain.last_hash, on_chain.last_interval_end_ms or 0
             )
             log.info("meter_head_from_chain", meter=meter_id, sequence=seq)
         self.store.set_acked(meter_id, seq + 1)
         state.ready = True
+
+    async def _learn_chain_record(self, meter_id: str, seq: int, record_hash: bytes) -> None:
+        """Fetch the chain's record #seq of the meter, so its registers bound the next reading.
+
+        The record is rebuilt from the API's view and kept only if it hashes to the chain's
+        head: the registers then are exactly what the chain accepted.
+        """
+        found = await self.node.readings(meter_id, from_seq=seq, limit=1)
+        record = _record_of(meter_id, found[0]) if found else None
+        if record is None or record.hash() != record_hash:
+            log.warning("chain_record_unverified", meter=meter_id, sequence=seq)
+            return
+        self.store.set_chain_record(record)
 
     # --- polling ------------------------------------------------------------------------
 
@@ -206,7 +289,11 @@ class Bridge:
         self, meter_id: str, state: MeterState, tick_ms: int, chain_id: bytes
     ) -> SignedReading | None:
         head = self.store.head(meter_id)
-        if not state.ready or (head is not None and tick_ms <= head.interval_end_ms):
+        if (
+            not state.ready
+            or state.blocked is not None
+            or (head is not None and tick_ms <= head.interval_end_ms)
+        ):
             self.metrics.readings.labels(meter_id, "skipped").inc()
             log.warning("interval_skipped", meter=meter_id, tick_ms=tick_ms, ready=state.ready)
             return None
@@ -215,14 +302,33 @@ class Bridge:
             measurement = await state.bus.read_meter(meter_id, state.config.slave_id, state.profile)
         except (MeterUnavailable, DecodeError) as exc:
             measurement, state.last_error = None, exc.message
-        last = head.last.record if head is not None and head.last is not None else None
+        last = head.record if head is not None else None
+        if head is not None and head.interval_end_ms:
+            start_ms = head.interval_end_ms
+        else:
+            start_ms = tick_ms - self.interval_ms
         if (
             measurement is not None
             and last is not None
             and (measurement.import_wh < last.import_wh or measurement.export_wh < last.export_wh)
         ):
-            state.last_error = "a cumulative register decreased (counter wrap or meter swap)"
+            state.last_error = (
+                "a cumulative register is below the last accepted one (counter wrap or meter"
+                " swap: a new meter is registered, not continued)"
+            )
             measurement = None
+        if measurement is not None:
+            try:
+                check_plausible(
+                    state.profile,
+                    measurement,
+                    previous=None if last is None else (last.import_wh, last.export_wh),
+                    duration_ms=round((tick_ms - start_ms) * self.config.meter_time_scale),
+                )
+            except ImplausibleReadingError as exc:
+                state.last_error, measurement = exc.message, None
+                self.metrics.implausible.labels(meter_id).inc()
+                log.warning("reading_implausible", meter=meter_id, error=exc.message)
         if measurement is None:
             if last is None:
                 self.metrics.readings.labels(meter_id, "skipped").inc()
@@ -236,9 +342,7 @@ class Bridge:
             state.last_read_ms = tick_ms
         record = ReadingRecord(
             meter_id=meter_id,
-            interval_start_ms=head.interval_end_ms
-            if head is not None and head.interval_end_ms
-            else tick_ms - self.interval_ms,
+            interval_start_ms=start_ms,
             interval_end_ms=tick_ms,
             import_wh=measurement.import_wh,
             export_wh=measurement.export_wh,
@@ -256,10 +360,22 @@ class Bridge:
 
     # --- sending ------------------------------------------------------------------------
 
+    def _sendable(self, meter_id: str) -> bool:
+        state = self.meters[meter_id]
+        return state.registered and not state.foreign_key and state.blocked is None
+
     def _unsent(self) -> list[SignedReading]:
+        while self._suspects:
+            # a refused batch is being split: one suspect meter per transaction
+            meter_id = self._suspects[0]
+            if self._sendable(meter_id):
+                alone = self.store.unsent(meter_id, MAX_READINGS_PER_TX)
+                if alone:
+                    return alone
+            self._suspects.pop(0)
         batch: list[SignedReading] = []
-        for meter_id, state in self.meters.items():
-            if not state.registered:
+        for meter_id in self.meters:
+            if not self._sendable(meter_id):
                 continue
             room = MAX_READINGS_PER_TX - len(batch)
             if room <= 0:
@@ -301,10 +417,78 @@ class Bridge:
             outcome.errors.append(exc.node_code)
             log.error("tx_refused", code=exc.node_code, message=exc.node_message)
             self.store.set_inflight(None)  # the chain's meter heads decide what is resent
+            if exc.node_code in READING_REFUSALS:
+                await self._reading_refused(tx, exc.node_code, exc.node_message)
             return
+        meters = {r.record.meter_id for r in self._readings_of(tx)}
+        if len(meters) == 1 and self._suspects and self._suspects[0] in meters:
+            self._suspects.pop(0)  # accepted alone: not the culprit
         outcome.posted += 1
         self.metrics.txs_submitted.inc()
         log.info("tx_posted", hash=tx.hash().hex(), readings=len(self._readings_of(tx)))
+
+    async def _reading_refused(self, tx: Transaction, code: str, message: str) -> None:
+        """Find the meter whose reading the node refused; never let it hold the others back."""
+        meters = list(dict.fromkeys(r.record.meter_id for r in self._readings_of(tx)))
+        if len(meters) > 1:
+            log.warning("batch_split", meters=meters, code=code)
+            self._suspects = meters + [m for m in self._suspects if m not in meters]
+            return
+        if not meters:  # pragma: no cover - a MeterReadings body has at least one reading
+            return
+        # found: the other suspects go back into shared batches (split again if refused again)
+        self._suspects.clear()
+        await self._set_aside(meters[0], code, message)
+
+    async def _set_aside(self, meter_id: str, code: str, message: str) -> None:
+        """Take the meter's refused records out of its chain and continue it from the chain's head.
+
+        The refused records are kept in the store (``X:``), counted and logged; one UNAVAILABLE
+        record repeating the chain's last registers covers their intervals, so that time adds no
+        energy and the next reading follows the chain.  If that very record is refused, or the
+        refusal is about the meter's identity, the meter is blocked until restart.
+        """
+        state = self.meters[meter_id]
+        self.metrics.refused.labels(meter_id, code).inc()
+        state.last_error = f"the node refused a reading: {code}: {message}"
+        log.error("reading_refused", meter=meter_id, code=code, message=message)
+        if code in IDENTITY_REFUSALS:
+            state.blocked = state.last_error
+            log.error("meter_blocked", meter=meter_id, reason=state.blocked)
+            return
+        await self._reconcile_meter(meter_id, state)
+        first = self.store.acked(meter_id)
+        unsent = self.store.unsent(meter_id, 1)
+        if not unsent:
+            return  # the chain moved past what was refused; nothing of it is left to send
+        if unsent[0].record.hash() == state.replacement:
+            state.blocked = state.last_error
+            log.error("meter_blocked", meter=meter_id, reason=state.blocked)
+            return
+        moved = self.store.set_aside(meter_id, first)
+        head = self.store.head(meter_id)
+        chain_id = self.store.chain_id()
+        if head is None or head.record is None or chain_id is None:
+            # no accepted registers to repeat: the meter's next good read continues the chain
+            state.replacement = None
+            return
+        last = head.record
+        record = ReadingRecord(
+            meter_id=meter_id,
+            interval_start_ms=head.interval_end_ms,
+            interval_end_ms=max(head.interval_end_ms, moved[-1].record.interval_end_ms),
+            import_wh=last.import_wh,
+            export_wh=last.export_wh,
+            power_w=last.power_w,
+            voltage_dv=last.voltage_dv,
+            status=int(ReadingStatus.UNAVAILABLE),
+            sequence=head.sequence + 1,
+            prev_hash=head.record_hash,
+        )
+        self.store.append(sign_reading(self.key, chain_id, record))
+        state.replacement = record.hash()
+        self.metrics.readings.labels(meter_id, "unavailable").inc()
+        log.info("reading_replaced", meter=meter_id, set_aside=len(moved), sequence=record.sequence)
 
     async def _pending_nonce(self) -> int:
         """The nonce the bridge key's next transaction carries (0 for an unseen account)."""

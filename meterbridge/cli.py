@@ -21,6 +21,13 @@ def register(sub: Any, name: str, help_text: str) -> None:
     mb_sub = parser.add_subparsers(dest="meterbridge_command", required=True, metavar="SUBCOMMAND")
     run = mb_sub.add_parser("run", help="poll meters and send signed readings until SIGTERM")
     run.add_argument("--config", required=True, help="the bridge's config.toml")
+    run.add_argument(
+        "--meter-time-scale",
+        type=float,
+        metavar="SPEED",
+        help="meter seconds per wall-clock second, for meters simulated with --speed (overrides "
+        "the config's meter_time_scale; real meters: 1)",
+    )
     run.set_defaults(handler=_run)
 
     sim = mb_sub.add_parser("simulate", help="serve simulated Modbus meters")
@@ -84,6 +91,8 @@ def _run(args: argparse.Namespace) -> int:
     from gridchain.meterbridge.config import load_config  # noqa: PLC0415
 
     config = load_config(Path(args.config))
+    if args.meter_time_scale is not None:
+        config = config.model_copy(update={"meter_time_scale": max(1.0, args.meter_time_scale)})
     log = configure_logging(f"meterbridge-{config.name}", config.log_level)
 
     async def main() -> None:

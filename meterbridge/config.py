@@ -95,6 +95,10 @@ class BridgeConfig(_Strict):
     node_url: str
     data_dir: Path
     interval_s: float = Field(default=900.0, gt=0)
+    #: Seconds of meter time per wall-clock second: 1 for real meters.  Only simulated meters
+    #: run faster (``meterbridge simulate --speed``); the energy-per-interval bound is scaled
+    #: by it, since their energy grows that much faster than the interval's duration says.
+    meter_time_scale: float = Field(default=1.0, ge=1.0, le=100_000.0)
     key_seed_hex: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
     keystore: Path | None = None
     profile_dirs: list[Path] = Field(default_factory=list)

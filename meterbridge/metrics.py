@@ -30,6 +30,18 @@ class BridgeMetrics:
             ["meter", "status"],
             registry=self.registry,
         )
+        self.implausible = Counter(
+            "meterbridge_implausible_readings",
+            "Reads whose values lie beyond the record or the profile's rating (UNAVAILABLE)",
+            ["meter"],
+            registry=self.registry,
+        )
+        self.refused = Counter(
+            "meterbridge_refused_readings",
+            "Times the node refused a meter's reading, by the node's error code",
+            ["meter", "code"],
+            registry=self.registry,
+        )
         self.txs_submitted = Counter(
             "meterbridge_txs_submitted", "MeterReadings transactions posted", registry=self.registry
         )

@@ -7,6 +7,15 @@ caller turns that into an UNAVAILABLE record, never into a made-up value.
 
 One lock per bus: RS-485 is half duplex and a converter serves one request at a time, so two
 meters on one line are read one after the other.
+
+An RTU answer carries no transaction id: it names only the slave and the function, and a read's
+answer its byte count, not the address asked for.  pymodbus 3.16 takes the first complete frame
+after a request as its answer and checks only the slave id, so an answer that arrives just after
+a timeout becomes the answer to the *next* request (a meter's voltage recorded as its power;
+issue 12).  So after every timeout or mismatched answer the bus is **drained**: the next request
+waits until nothing has arrived for one timeout (at most ``DRAIN_WINDOWS`` of them, after which
+the connection is reopened), and an answer is accepted only if its slave id, function code and
+register count are the request's.  pymodbus drops a frame that arrives with no request pending.
 """
 
 from __future__ import annotations
@@ -26,9 +35,16 @@ from gridchain.protocol.errors import GridchainError
 
 log = structlog.get_logger("meterbridge.modbus")
 
+#: After a timeout, wait at most this many quiet-timeouts for late answers before reopening.
+DRAIN_WINDOWS = 4
+
 
 class MeterUnavailable(GridchainError):  # noqa: N818 - a state, not a bug
     code = "meter_unavailable"
+
+
+class MismatchedAnswerError(ModbusIOException):
+    """An answer whose slave id, function code or register count is not the request's."""
 
 
 class BusClient:
@@ -38,6 +54,10 @@ class BusClient:
         self.bus = bus
         self.metrics = metrics
         self._lock = asyncio.Lock()
+        #: Bumped by every chunk of bytes received: the drain waits until it stops moving.
+        self._received = 0
+        #: A timeout or a wrong answer happened: drain before the next request.
+        self._dirty = False
         self._client: AsyncModbusSerialClient | AsyncModbusTcpClient
         if isinstance(bus, SerialBus):
             self._client = AsyncModbusSerialClient(
@@ -50,6 +70,7 @@ class BusClient:
                 timeout=bus.timeout_s,
                 retries=0,
                 reconnect_delay=0,
+                trace_packet=self._trace,
             )
         else:
             self._client = AsyncModbusTcpClient(
@@ -59,7 +80,29 @@ class BusClient:
                 timeout=bus.timeout_s,
                 retries=0,
                 reconnect_delay=0,
+                trace_packet=self._trace,
             )
+
+    def _trace(self, sending: bool, data: bytes) -> bytes:
+        if not sending:
+            self._received += 1
+        return data
+
+    async def _drain(self) -> None:
+        """Wait until the bus has been quiet for one timeout, so a late answer is dropped.
+
+        pymodbus discards a frame that arrives while no request is pending; waiting out the
+        late answers here keeps them from meeting the next request.  A bus that keeps talking
+        beyond ``DRAIN_WINDOWS`` timeouts is closed and reopened.
+        """
+        self._dirty = False
+        for _ in range(DRAIN_WINDOWS):
+            before = self._received
+            await asyncio.sleep(self.bus.timeout_s)
+            if self._received == before:
+                return
+        log.warning("modbus_bus_not_quiet", bus=self.bus.name)
+        self._client.close()
 
     async def close(self) -> None:
         self._client.close()
@@ -69,6 +112,8 @@ class BusClient:
             raise ModbusIOException(f"cannot open bus {self.bus.name}")
 
     async def _read_block(self, slave_id: int, block: ReadBlock) -> list[int]:
+        if self._dirty:
+            await self._drain()
         await self._ensure_connected()
         call: Any = (
             self._client.read_holding_registers
@@ -76,11 +121,17 @@ class BusClient:
             else self._client.read_input_registers
         )
         response = await call(block.address, count=block.count, device_id=slave_id)
+        if response.dev_id != slave_id:
+            raise MismatchedAnswerError(f"asked slave {slave_id}, slave {response.dev_id} answered")
         if response.isError():
             raise ModbusException(f"exception response {response}")
+        if response.function_code != block.function_code:
+            raise MismatchedAnswerError(
+                f"asked function {block.function_code}, got {response.function_code}"
+            )
         registers: list[int] = list(response.registers)
         if len(registers) != block.count:
-            raise ModbusIOException(f"asked {block.count} registers, got {len(registers)}")
+            raise MismatchedAnswerError(f"asked {block.count} registers, got {len(registers)}")
         return registers
 
     async def read_meter(self, meter_id: str, slave_id: int, profile: Profile) -> Measurement:
@@ -101,6 +152,8 @@ class BusClient:
             outcome = "error"
             try:
                 registers = await self._read_block(slave_id, block)
+            except MismatchedAnswerError as exc:
+                outcome, last = "mismatch", str(exc)
             except ModbusIOException as exc:
                 # pymodbus reports both a silent slave and a frame with a bad CRC (dropped by
                 # the framer, so the answer never completes) as an I/O error after the timeout.
@@ -115,6 +168,8 @@ class BusClient:
                 self.metrics.modbus_requests.labels(self.bus.name, "ok").inc()
                 return registers
             self.metrics.modbus_requests.labels(self.bus.name, outcome).inc()
+            # a late or stray answer may still be on its way: let it pass before the next request
+            self._dirty = outcome in ("timeout", "mismatch", "crc")
             log.warning(
                 "modbus_read_failed",
                 bus=self.bus.name,

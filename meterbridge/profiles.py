@@ -69,6 +69,11 @@ _UNITS: dict[str, tuple[str, Decimal]] = {
 }
 
 
+def unit_factor(unit: str) -> Decimal:
+    """How many of the record's units (dV, W, Wh) one ``unit`` is."""
+    return _UNITS[unit][1]
+
+
 class RegisterSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -76,6 +81,30 @@ class RegisterSpec(BaseModel):
     type: RegisterType
     decimals: int = Field(default=0, ge=0, le=6)
     unit: str
+
+
+class Rating(BaseModel):
+    """What the meter model can measure at most: the plausibility bounds of its readings.
+
+    A value beyond these is not a measurement (a late or garbled answer, a broken meter, a wrong
+    register map), so the bridge records the interval as UNAVAILABLE instead of signing it.
+    Integers in the units a data sheet gives, so a profile reads like the maker's page.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: The highest voltage the voltage register can plausibly show (operating range plus a
+    #: margin for swells).
+    max_voltage_v: int = Field(gt=0, le=100_000)
+    #: The largest magnitude of the power register (import or export), W.
+    max_power_w: int = Field(gt=0, le=100_000_000)
+    #: The fastest the energy registers can grow, W (a three-phase meter's total energy grows
+    #: with all phases while its power register may show one); defaults to ``max_power_w``.
+    max_energy_rate_w: int | None = Field(default=None, gt=0, le=100_000_000)
+
+    @property
+    def energy_rate_w(self) -> int:
+        return self.max_power_w if self.max_energy_rate_w is None else self.max_energy_rate_w
 
 
 class Profile(BaseModel):
@@ -89,6 +118,7 @@ class Profile(BaseModel):
     #: "high_first": the first register holds the high 16 bits (Eastron, most meters).
     word_order: Literal["high_first", "low_first"] = "high_first"
     registers: dict[str, RegisterSpec]
+    rating: Rating
 
     @model_validator(mode="after")
     def _check(self) -> Profile:

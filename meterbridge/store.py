@@ -7,6 +7,9 @@ Every LevelDB key the bridge writes, in one place (the node's store_schema.py st
     A:<meter id>                     next sequence not yet known committed (u64)
     C:<meter id>                     head learnt from the chain when the store has no record:
                                      sequence (u64) + record hash (32) + interval end ms (u64)
+    L:<meter id>                     the chain's last record of the meter (ReadingRecord), learnt
+                                     with the C: head: its registers bound the next reading
+    X:<meter id>\\x00<seq><hash>      SignedReading the node refused, kept for the operator
     F:inflight                       the MeterReadings transaction posted and not yet settled
 
 Every write that matters is ``sync=True``: a reading is on disk before it can be sent, and the
@@ -26,13 +29,15 @@ from typing import Any
 import plyvel
 
 from gridchain.protocol.encoding import decode
-from gridchain.protocol.meter import SignedReading
+from gridchain.protocol.meter import ReadingRecord, SignedReading
 from gridchain.protocol.tx import Transaction, decode_tx
 
 CHAIN_ID = b"M:chain_id"
 READING = b"R:"
 ACKED = b"A:"
 CHAIN_HEAD = b"C:"
+CHAIN_RECORD = b"L:"
+REFUSED = b"X:"
 INFLIGHT = b"F:inflight"
 
 
@@ -56,7 +61,8 @@ class Head:
     sequence: int
     record_hash: bytes
     interval_end_ms: int
-    last: SignedReading | None  # None when learnt from the chain only
+    #: The head's record, this store's or the chain's (None: a chain head learnt without it).
+    record: ReadingRecord | None
 
 
 class BridgeStore:
@@ -114,13 +120,17 @@ class BridgeStore:
         raw = self._db.get(CHAIN_HEAD + meter_id.encode())
         chain_head = None
         if raw is not None:
-            chain_head = Head(from_u64(raw[:8]), raw[8:40], from_u64(raw[40:48]), None)
+            seq, record_hash = from_u64(raw[:8]), bytes(raw[8:40])
+            record = self.chain_record(meter_id)
+            if record is not None and record.hash() != record_hash:
+                record = None
+            chain_head = Head(seq, record_hash, from_u64(raw[40:48]), record)
         if last is None:
             return chain_head
         if chain_head is not None and chain_head.sequence > last.record.sequence:
             return chain_head
         rec = last.record
-        return Head(rec.sequence, rec.hash(), rec.interval_end_ms, last)
+        return Head(rec.sequence, rec.hash(), rec.interval_end_ms, rec)
 
     def chain_head(self, meter_id: str) -> tuple[int, bytes] | None:
         """The (sequence, hash) this store adopted from the chain, if it started from one."""
@@ -130,6 +140,38 @@ class BridgeStore:
     def set_chain_head(self, meter_id: str, sequence: int, record_hash: bytes, end_ms: int) -> None:
         value = u64(sequence) + record_hash + u64(end_ms)
         self._db.put(CHAIN_HEAD + meter_id.encode(), value, sync=True)
+
+    def chain_record(self, meter_id: str) -> ReadingRecord | None:
+        """The chain's last record of the meter as learnt at reconciliation (None: not learnt)."""
+        raw = self._db.get(CHAIN_RECORD + meter_id.encode())
+        return None if raw is None else decode(raw, ReadingRecord)
+
+    def set_chain_record(self, record: ReadingRecord) -> None:
+        self._db.put(CHAIN_RECORD + record.meter_id.encode(), record.encode(), sync=True)
+
+    # --- readings the node refused ------------------------------------------------------
+
+    def set_aside(self, meter_id: str, from_sequence: int) -> list[SignedReading]:
+        """Move the meter's records from ``from_sequence`` on out of its chain (atomically).
+
+        They stay under ``X:`` for the operator (``refused``); the chain continues from the
+        record before them.  Returns what was moved.
+        """
+        moved = list(self.readings(meter_id, start=from_sequence))
+        with self._db.write_batch(sync=True) as batch:
+            for reading in moved:
+                rec = reading.record
+                batch.put(
+                    REFUSED + meter_id.encode() + b"\x00" + u64(rec.sequence) + rec.hash(),
+                    reading.encode(),
+                )
+                batch.delete(_meter_prefix(meter_id) + u64(rec.sequence))
+        return moved
+
+    def refused(self, meter_id: str) -> list[SignedReading]:
+        """The meter's records the node refused, by sequence."""
+        prefix = REFUSED + meter_id.encode() + b"\x00"
+        return [decode(raw, SignedReading) for _, raw in self._db.iterator(prefix=prefix)]
 
     # --- what the chain has --------------------------------------------------------------
 

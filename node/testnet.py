@@ -264,7 +264,9 @@ def start_meters(directory: Path, *, speed: float = 1.0) -> list[ValidatorProces
         doc = tomllib.loads(config.read_text(encoding="utf-8"))
         agent = doc.get("agent_api", {})
         log_path = config.parent / "bridge.log"
-        pid = _spawn(["meterbridge", "run", "--config", str(config)], log_path)
+        # the simulated energy runs `speed` times faster: the bridge's energy bound must know
+        run = ["meterbridge", "run", "--config", str(config), "--meter-time-scale", str(speed)]
+        pid = _spawn(run, log_path)
         url = f"http://{agent.get('host', '127.0.0.1')}:{agent.get('port', 0)}"
         procs.append(
             ValidatorProcess(f"bridge-{doc['name']}", pid, url, str(config), str(log_path))

@@ -16,6 +16,8 @@ from tests.procs import free_test_port as free_port
 #: A clock-aligned start (multiple of 1 s) at 12:00 UTC, so PV is producing.
 T0_MS = 1_750_000_000_000 // 86_400_000 * 86_400_000 + 12 * 3_600_000
 INTERVAL_MS = 1_000
+#: Simulated seconds per wall-clock second of the tests' simulators.
+SIM_SPEED = 600.0
 #: net (SDM630), pv (SDM120), ev (generic), battery (SDM120)
 METERS = [
     ("h1-net", 1, "eastron-sdm630"),
@@ -32,7 +34,7 @@ def bridge_key() -> SigningKey:
 
 @pytest.fixture
 async def simulator() -> AsyncIterator[tuple[MeterSimulator, int]]:
-    sim = MeterSimulator(household_meters(1), clock=SimClock(speed=600.0, start_ms=T0_MS))
+    sim = MeterSimulator(household_meters(1), clock=SimClock(speed=SIM_SPEED, start_ms=T0_MS))
     port = free_port()
     await sim.start_tcp("127.0.0.1", port)
     yield sim, port
@@ -66,6 +68,8 @@ def make_config(tmp_path: Path, bridge_key: SigningKey) -> MakeConfig:
                 "node_url": node_url,
                 "data_dir": str(data_dir or tmp_path / "bridge"),
                 "interval_s": INTERVAL_MS / 1000,
+                # the simulators run 600 s of meter time per second (SIM_SPEED)
+                "meter_time_scale": SIM_SPEED,
                 "key_seed_hex": bridge_key.seed.hex(),
                 "buses": [{"name": "bus0", "timeout_s": 0.2, "retries": 2, **bus}],
                 "meters": [

@@ -8,6 +8,11 @@ prev_hash is the hash of the last committed record, and the transaction's nonce 
 sender's next.  A transaction failing any rule is recorded in ``rejections``, so a test can
 assert that the bridge never sent a duplicate or out-of-order reading.  Commits happen only
 when the test calls :meth:`commit`, so the test decides where a crash or an outage falls.
+
+With ``admit_like_chain`` a posted transaction is admitted as the node's mempool admits it:
+every reading must pass the chain's own :func:`gridchain.market.meters.check_reading` against
+the committed heads (registers that never decrease included), or the POST is refused with the
+chain's error code, as the real node answers.
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from gridchain.api import models as m
+from gridchain.market.meters import MeterRecord, check_reading
 from gridchain.protocol.address import address_of, format_address
 from gridchain.protocol.crypto import sha256
 from gridchain.protocol.errors import GridchainError
-from gridchain.protocol.meter import SignedReading
+from gridchain.protocol.meter import ReadingStatus, SignedReading
 from gridchain.protocol.tx import MeterReadings, Transaction, decode_tx
 
 
@@ -44,6 +50,9 @@ class FakeNode:
         self.rejections: list[str] = []
         self.posts = 0
         self.on_post: Callable[[Transaction], None] | None = None
+        self.admit_like_chain = False
+        #: Block time the admission check uses (check_reading bounds interval ends by it).
+        self.block_ms = 2**62
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -61,6 +70,7 @@ class FakeNode:
         app.router.add_get("/v1/txs/{hash}", self._get_tx)
         app.router.add_get("/v1/accounts/{address}", self._account)
         app.router.add_get("/v1/meters/{id}", self._meter)
+        app.router.add_get("/v1/meters/{id}/readings", self._readings)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", port).start()
@@ -117,6 +127,40 @@ class FakeNode:
             heads[rec.meter_id] = (rec.sequence, rec.hash())
         return None
 
+    def _chain_head(self, meter_id: str, meter: FakeMeter) -> MeterRecord:
+        last = meter.readings[-1].record if meter.readings else None
+        return MeterRecord(
+            meter_id=meter_id,
+            owner=address_of(meter.bridge_key),
+            meter_type=6,
+            bridge_key=meter.bridge_key,
+            profile="x",
+            registered_height=0,
+            next_sequence=len(meter.readings),
+            last_hash=b"\x00" * 32 if last is None else last.hash(),
+            last_import_wh=0 if last is None else last.import_wh,
+            last_export_wh=0 if last is None else last.export_wh,
+            last_interval_end_ms=0 if last is None else last.interval_end_ms,
+        )
+
+    def _admit(self, tx: Transaction) -> GridchainError | None:
+        """The chain's reading checks against the committed heads (the mempool's admission)."""
+        if not isinstance(tx.body, MeterReadings):
+            return None
+        heads: dict[str, MeterRecord | None] = {}
+        for reading in tx.body.readings:
+            meter_id = reading.record.meter_id
+            if meter_id not in heads:
+                fake = self.meters.get(meter_id)
+                heads[meter_id] = None if fake is None else self._chain_head(meter_id, fake)
+            try:
+                heads[meter_id] = check_reading(
+                    heads[meter_id], reading, tx.sender, self.chain_id, self.block_ms
+                )
+            except GridchainError as exc:
+                return exc
+        return None
+
     # --- handlers ------------------------------------------------------------------------
 
     async def _status(self, _: web.Request) -> web.Response:
@@ -147,6 +191,13 @@ class FakeNode:
         if tx_hash in self.committed or tx_hash in self.mempool:
             return web.json_response(
                 {"error": {"code": "already_known", "message": "known"}}, status=409
+            )
+        refused = self._admit(tx) if self.admit_like_chain else None
+        if refused is not None:
+            self.rejections.append(refused.code)
+            return web.json_response(
+                {"error": {"code": refused.code, "message": refused.message}},
+                status=refused.http_status,
             )
         self.mempool[tx_hash] = tx
         accepted = m.TxAccepted(hash=tx_hash, status="pending")
@@ -205,3 +256,33 @@ class FakeNode:
             last_export_wh=meter.readings[-1].record.export_wh if has else None,
         )
         return web.json_response(text=view.model_dump_json())
+
+    async def _readings(self, request: web.Request) -> web.Response:
+        meter_id = request.match_info["id"]
+        meter = self.meters.get(meter_id)
+        if meter is None:
+            return web.json_response(
+                {"error": {"code": "not_found", "message": "no such meter"}}, status=404
+            )
+        start = int(request.query.get("from_seq", "0"))
+        limit = int(request.query.get("limit", "100"))
+        names = {s.value: s.name.lower() for s in ReadingStatus}
+        views = [
+            m.Reading(
+                sequence=r.record.sequence,
+                interval_start_ms=r.record.interval_start_ms,
+                interval_end_ms=r.record.interval_end_ms,
+                import_wh=r.record.import_wh,
+                export_wh=r.record.export_wh,
+                power_w=r.record.power_w,
+                voltage_dv=r.record.voltage_dv,
+                status=names[r.record.status],
+                prev_hash=r.record.prev_hash.hex(),
+                hash=r.record.hash().hex(),
+                height=1,
+            )
+            for r in meter.readings[start : start + limit]
+        ]
+        return web.json_response(
+            text=m.ReadingList(meter_id=meter_id, readings=views).model_dump_json()
+        )

@@ -111,7 +111,8 @@ def test_a_new_meter_model_is_a_file(tmp_path: Path) -> None:
         '[registers.voltage]\naddress = 10\ntype = "uint16"\nunit = "dV"\n'
         '[registers.power]\naddress = 11\ntype = "int32"\nunit = "W"\n'
         '[registers.import_energy]\naddress = 13\ntype = "uint32"\nunit = "Wh"\n'
-        '[registers.export_energy]\naddress = 20\ntype = "uint32"\nunit = "Wh"\n',
+        '[registers.export_energy]\naddress = 20\ntype = "uint32"\nunit = "Wh"\n'
+        "[rating]\nmax_voltage_v = 300\nmax_power_w = 13_500\n",
         encoding="utf-8",
     )
     profile = load_profile("acme-x1", [tmp_path])
@@ -153,4 +154,29 @@ def test_a_new_meter_model_is_a_file(tmp_path: Path) -> None:
 )
 def test_bad_profiles_are_refused(body: str, match: str) -> None:
     with pytest.raises(ProfileError, match=match):
-        parse_profile('name = "x"\nfunction_code = 3\n' + body, "x.toml")
+        parse_profile('name = "x"\nfunction_code = 3\n' + RATING + body, "x.toml")
+
+
+RATING = "rating = { max_voltage_v = 300, max_power_w = 13_500 }\n"
+GENERIC_REGISTERS = "".join(
+    f'[registers.{q}]\naddress = {a}\ntype = "int16"\nunit = "{u}"\n'
+    for q, a, u in [
+        ("voltage", 0, "V"),
+        ("power", 1, "W"),
+        ("import_energy", 2, "kWh"),
+        ("export_energy", 3, "kWh"),
+    ]
+)
+
+
+def test_a_profile_states_its_rating() -> None:
+    """The plausibility bounds are part of a meter model: a profile without them is refused."""
+    with pytest.raises(ProfileError, match="rating"):
+        parse_profile('name = "x"\nfunction_code = 3\n' + GENERIC_REGISTERS, "x.toml")
+    bad = "rating = { max_voltage_v = 0, max_power_w = 13_500 }\n"
+    with pytest.raises(ProfileError, match="max_voltage_v"):
+        parse_profile('name = "x"\nfunction_code = 3\n' + bad + GENERIC_REGISTERS, "x.toml")
+    profile = parse_profile('name = "x"\nfunction_code = 3\n' + RATING + GENERIC_REGISTERS, "x")
+    assert profile.rating.energy_rate_w == 13_500
+    for name in builtin_profile_names():
+        assert load_profile(name).rating.max_voltage_v >= 276  # Eastron's operating range
