@@ -15,7 +15,7 @@ from gridchain.logs import configure_logging
 from gridchain.node.api import GUARD_KEY, build_app
 from gridchain.node.config import NodeConfig, load_config
 from gridchain.node.http_guard import GuardedSite
-from gridchain.node.p2p import PeerAddress, PeerNetwork
+from gridchain.node.p2p import NetworkTuning, PeerAddress, PeerNetwork
 from gridchain.node.runtime import Node
 
 
@@ -30,6 +30,9 @@ class _MetricsObserver:
 
     def misbehaviour(self, peer: bytes, code: str) -> None:
         self._metrics.peer_misbehaviour.labels(code=code).inc()
+
+    def connection_refused(self, reason: str) -> None:
+        self._metrics.p2p_refused.labels(reason=reason).inc()
 
 
 def attach_network(node: Node) -> None:
@@ -47,6 +50,11 @@ def attach_network(node: Node) -> None:
         handler=node,
         local_height=lambda: node.head.height,
         observer=_MetricsObserver(node),
+        tuning=NetworkTuning(
+            handshake_timeout_s=config.p2p.handshake_timeout_s,
+            max_pending_handshakes=config.p2p.max_pending_handshakes,
+            max_pending_per_source=config.p2p.max_pending_per_source,
+        ),
     )
     node.attach_network(network)
 
