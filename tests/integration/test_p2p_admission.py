@@ -19,7 +19,8 @@ from dataclasses import replace
 
 import pytest
 
-from tests.integration.test_p2p import FAST, KEYS, PeerAddress, make_node, running, wait_until
+from gridchain.node.p2p import PeerAddress
+from tests.integration.test_p2p import FAST, KEYS, make_node, running, wait_until
 from tests.procs import free_test_port as free_port
 
 pytestmark = pytest.mark.timeout(90)
