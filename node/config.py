@@ -20,6 +20,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from gridchain.api.routes import DEFAULT_MAX_BODY_BYTES
 from gridchain.genesis.schema import describe_validation_error
 from gridchain.protocol.crypto import SigningKey
 from gridchain.protocol.errors import BadKeyError, GridchainError
@@ -58,7 +59,7 @@ class ApiSection(_Section):
     host: str = "127.0.0.1"
     port: Port = 8700
     #: Bounds a request; a batch of 1000 transfers is about 350 KiB of JSON.
-    max_body_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 512 * 1024
+    max_body_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = DEFAULT_MAX_BODY_BYTES
     # Limits against clients that hold a connection without using it (ADR 0020).  The
     # defaults suit a Raspberry Pi with the usual open-files limit of 1024.
     #: Open connections at most (clamped below the open-files limit at start); more are
