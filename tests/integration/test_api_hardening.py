@@ -279,3 +279,27 @@ def test_a_slow_websocket_subscriber_is_closed_with_1008_and_a_reason(
     code = struct.unpack("!H", closes[0][:2])[0]
     assert code == 1008
     assert b"slow consumer" in closes[0][2:]
+
+
+def test_a_websocket_client_that_never_answers_pings_is_disconnected(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The heartbeat (api.ws_heartbeat_s) finds a subscriber whose host went away without a
+    FIN: it never answers the pings, so the node closes its end instead of keeping it."""
+    quiet = make_chain(tmp_path_factory.mktemp("heartbeat") / "chain", block_interval_ms=50)
+    process = node_for(quiet)
+    process.env = {"GRIDCHAIN_API__WS_HEARTBEAT_S": "1"}
+    process.start()
+    try:
+        with _connect(process) as sock:
+            sock.sendall(
+                b"GET /v1/events HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                b"Sec-WebSocket-Version: 13\r\n\r\n"
+            )
+            received = _closed_by_server(sock)  # read, but never send a pong
+    finally:
+        process.terminate()
+    assert received.startswith(b"HTTP/1.1 101"), received[:200]
+    opcodes = [op for op, _ in _ws_frames(received[received.index(b"\r\n\r\n") + 4 :])]
+    assert 0x9 in opcodes  # pinged before being dropped
