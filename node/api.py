@@ -40,6 +40,8 @@ from gridchain.node.api_input import (
     parse_height,
     parse_hex,
     parse_json,
+    parse_market,
+    parse_meter_id,
     parse_uint,
     read_body,
 )
@@ -48,7 +50,7 @@ from gridchain.node.query import NodeQuery
 from gridchain.node.runtime import Node, Subscription
 from gridchain.protocol.address import parse_address
 from gridchain.protocol.errors import DecodeError, GridchainError
-from gridchain.protocol.tx import MARKET_BY_LABEL, Market, decode_tx
+from gridchain.protocol.tx import decode_tx
 
 NODE_KEY = web.AppKey("node", Node)
 QUERY_KEY = web.AppKey("query", NodeQuery)
@@ -167,14 +169,6 @@ def _query_int(
     return default if value is None else value
 
 
-def _market(text: str) -> Market:
-    if text in MARKET_BY_LABEL:
-        return MARKET_BY_LABEL[text]
-    if text in ("0", "1"):
-        return Market(int(text))
-    raise RequestError(f"market is day_ahead or intraday, got {text!r}")
-
-
 def _query_address(request: web.Request, name: str) -> bytes | None:
     text = _param(request, name)
     return None if text is None else parse_address(text)
@@ -279,7 +273,7 @@ async def get_markets(request: web.Request) -> web.Response:
 
 async def get_book(request: web.Request) -> web.Response:
     """One book's price levels, best first, with displayed quantities only."""
-    market = _market(request.match_info["market"])
+    market = parse_market(request.match_info["market"])
     slot = parse_uint(request.match_info["slot"], "slot")
     return reply(_query(request).book(market, slot))
 
@@ -307,7 +301,7 @@ async def list_trades(request: web.Request) -> web.Response:
     address = _query_address(request, "address")
     slot = _query_opt(request, "slot")
     market_text = _param(request, "market")
-    market = None if market_text is None else _market(market_text)
+    market = None if market_text is None else parse_market(market_text)
     return reply(_query(request).trades(address, slot, market, _limit(request)))
 
 
@@ -329,10 +323,7 @@ async def get_pool_prices(request: web.Request) -> web.Response:
 
 
 def _meter_id(request: web.Request) -> str:
-    meter_id = request.match_info["id"]
-    if not 1 <= len(meter_id.encode("utf-8")) <= 64:
-        raise RequestError("a meter id is 1 to 64 bytes of UTF-8")
-    return meter_id
+    return parse_meter_id(request.match_info["id"])
 
 
 async def list_meters(request: web.Request) -> web.Response:

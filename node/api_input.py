@@ -22,10 +22,12 @@ from typing import Any
 from aiohttp import web
 
 from gridchain.protocol.errors import GridchainError
+from gridchain.protocol.tx import MARKET_BY_LABEL, Market
 
 U64_MAX = 2**64 - 1
 #: Nesting a request body may have: the API's bodies are at most two levels deep.
 MAX_JSON_DEPTH = 32
+MAX_METER_ID_BYTES = 64
 #: Digits one JSON number may have: a u64 has at most 20.
 MAX_JSON_NUMBER_DIGITS = 20
 
@@ -83,6 +85,26 @@ def parse_hash(text: str) -> bytes:
     if _HASH.fullmatch(text) is None:
         raise RequestError(f"a hash is 64 hex digits, got {text!r:.80}")
     return bytes.fromhex(text)
+
+
+def parse_meter_id(text: str) -> str:
+    """A meter id: 1 to 64 bytes of UTF-8 (a path may decode to text UTF-8 cannot encode)."""
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        size = 0
+    if not 1 <= size <= MAX_METER_ID_BYTES:
+        raise RequestError(f"a meter id is 1 to {MAX_METER_ID_BYTES} bytes of UTF-8")
+    return text
+
+
+def parse_market(text: str) -> Market:
+    """A market by its label (day_ahead, intraday) or its number (0, 1)."""
+    if text in MARKET_BY_LABEL:
+        return MARKET_BY_LABEL[text]
+    if text in ("0", "1"):
+        return Market(int(text))
+    raise RequestError(f"market is day_ahead or intraday, got {text!r:.80}")
 
 
 def parse_hex(value: object, what: str) -> bytes:

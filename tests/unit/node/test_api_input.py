@@ -18,6 +18,8 @@ from gridchain.node.api_input import (
     parse_height,
     parse_hex,
     parse_json,
+    parse_market,
+    parse_meter_id,
     parse_uint,
 )
 
@@ -117,3 +119,19 @@ def test_brackets_digits_and_escaped_quotes_inside_strings_are_data() -> None:
 def test_malformed_json_is_a_typed_error(body: bytes) -> None:
     with pytest.raises(MalformedJsonError):
         parse_json(body)
+
+
+def test_meter_ids_are_1_to_64_bytes_of_utf8() -> None:
+    assert parse_meter_id("pv-a") == "pv-a"
+    assert parse_meter_id("é" * 32) == "é" * 32
+    for bad in ("", "é" * 33, "x" * 65, "\udca0"):
+        with pytest.raises(RequestError):
+            parse_meter_id(bad)
+
+
+def test_markets_by_label_or_number() -> None:
+    assert parse_market("intraday") == parse_market("1")
+    assert parse_market("day_ahead") == parse_market("0")
+    for bad in ("", "2", "Intraday", "١"):
+        with pytest.raises(RequestError):
+            parse_market(bad)
