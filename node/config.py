@@ -69,8 +69,10 @@ class ApiSection(_Section):
     header_timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
     #: A request's announced body must arrive within this time (else 408).
     body_timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
-    #: An idle connection between two requests is closed after this time.
-    keepalive_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 15.0
+    #: An idle connection between two requests is closed after this time: longer than the
+    #: clients' own pool timeouts (aiohttp's client keeps 15 s), so that the client closes
+    #: first and never sends a request on a connection the node is closing.
+    keepalive_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 75.0
     #: Websocket ping interval; a client that does not answer within it is disconnected.
     ws_heartbeat_s: Annotated[float, Field(gt=0, le=600)] = 30.0
     #: Committed blocks a websocket subscriber may fall behind before it is closed (1008).
