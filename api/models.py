@@ -25,6 +25,8 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from gridchain.protocol.tx import MAX_TX_BYTES
+
 # --- field types ---------------------------------------------------------------------------
 
 #: A count, an amount or a time in ms: a JSON integer >= 0 (never a boolean).
@@ -35,6 +37,10 @@ SInt = Annotated[int, Strict()]
 Hex32 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 #: Bytes of any length as lower-case hex.
 HexBytes = Annotated[str, Field(pattern=r"^([0-9a-f]{2})*$")]
+#: A submitted transaction: hex of 1 to MAX_TX_BYTES bytes (either case is accepted).
+TxHex = Annotated[
+    str, Field(pattern=r"^([0-9a-fA-F]{2})+$", min_length=2, max_length=2 * MAX_TX_BYTES)
+]
 #: An address as people type it: gc1, 20 bytes and a 4-byte checksum in hex.
 Address = Annotated[str, Field(pattern=r"^gc1[0-9a-f]{48}$")]
 
@@ -118,13 +124,13 @@ class Status(Model):
 class SubmitTx(Model):
     """``POST /v1/txs`` with one transaction (JSON; or the raw bytes as application/msgpack)."""
 
-    tx: HexBytes = Field(description="hex of the canonically encoded, signed transaction")
+    tx: TxHex = Field(description="hex of the canonically encoded, signed transaction")
 
 
 class SubmitBatch(Model):
     """``POST /v1/txs`` with a batch: each item is admitted or refused alone, in order."""
 
-    txs: list[HexBytes] = Field(min_length=1, max_length=1000)
+    txs: list[TxHex] = Field(min_length=1, max_length=1000)
 
 
 class TxAccepted(Model):

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from gridchain.api import models as m
-from gridchain.api.routes import ROUTES, Route
+from gridchain.api.routes import DEFAULT_MAX_BODY_BYTES, ROUTES, Route
 
 REF = "#/components/schemas/{model}"
 TITLE = "gridchain node API"
@@ -90,6 +90,9 @@ def _operation(route: Route, refs: dict[type[BaseModel], dict[str, Any]]) -> dic
         bodies = [refs[model] for model in route.body]
         op["requestBody"] = {
             "required": True,
+            "description": f"at most {DEFAULT_MAX_BODY_BYTES} bytes by default "
+            "(api.max_body_bytes); a larger body is a 413",
+            "x-max-body-bytes": DEFAULT_MAX_BODY_BYTES,
             "content": {
                 "application/json": {"schema": bodies[0] if len(bodies) == 1 else {"oneOf": bodies}}
             },

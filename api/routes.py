@@ -28,6 +28,9 @@ POOL_MAX_COUNT = 96
 #: Transactions one batch request may carry.
 MAX_BATCH_TXS = 1000
 U64_MAX = 2**64 - 1
+#: The default bound on a request body (api.max_body_bytes): a batch of 1000 transfers is
+#: about 350 KiB of JSON.  Declared in the document as ``x-max-body-bytes``.
+DEFAULT_MAX_BODY_BYTES = 512 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +57,8 @@ def _uint(lo: int = 0, hi: int = U64_MAX) -> dict[str, Any]:
     return {"type": "integer", "minimum": lo, "maximum": hi}
 
 
-HASH = {"type": "string", "pattern": r"^[0-9a-fA-F]{64}$"}
-ADDRESS = {"type": "string", "pattern": r"^gc1[0-9a-fA-F]{48}$"}
+HASH = {"type": "string", "pattern": r"^[0-9a-fA-F]{64}$", "minLength": 64, "maxLength": 64}
+ADDRESS = {"type": "string", "pattern": r"^gc1[0-9a-f]{48}$", "minLength": 51, "maxLength": 51}
 MARKET = {"type": "string", "enum": ["day_ahead", "intraday", "0", "1"]}
 METER_ID = {"type": "string", "minLength": 1, "maxLength": 64}
 
@@ -146,8 +149,8 @@ ROUTES: tuple[Route, ...] = (
         params=(
             path(
                 "height",
-                {"type": "string", "pattern": r"^(latest|[0-9]{1,20})$"},
-                "a height (1 or more) or 'latest'",
+                {"anyOf": [_uint(), {"type": "string", "enum": ["latest"]}]},
+                "a height (1 or more; 0 is the genesis state, never a block) or 'latest'",
             ),
         ),
         errors=(400, 404),

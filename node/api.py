@@ -10,12 +10,12 @@ the runtime, so a refused request writes nothing.
 from __future__ import annotations
 
 import asyncio
-import json
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
 
 import structlog
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import BaseModel
 
 from gridchain.api import models as m
@@ -34,23 +34,30 @@ from gridchain.api.routes import (
 )
 from gridchain.market.cd_requests import CDStatus
 from gridchain.market.orders import OrderStatus
+from gridchain.node.api_input import (
+    RequestError,
+    parse_hash,
+    parse_height,
+    parse_hex,
+    parse_json,
+    parse_market,
+    parse_meter_id,
+    parse_uint,
+    read_body,
+)
+from gridchain.node.http_guard import ConnectionGuard, connection_budget
 from gridchain.node.query import NodeQuery
-from gridchain.node.runtime import Node
+from gridchain.node.runtime import Node, Subscription
 from gridchain.protocol.address import parse_address
 from gridchain.protocol.errors import DecodeError, GridchainError
-from gridchain.protocol.tx import MARKET_BY_LABEL, Market, decode_tx
+from gridchain.protocol.tx import decode_tx
 
 NODE_KEY = web.AppKey("node", Node)
 QUERY_KEY = web.AppKey("query", NodeQuery)
+GUARD_KEY = web.AppKey("guard", ConnectionGuard)
 log = structlog.get_logger("gridchain.api")
-
-
-class RequestError(GridchainError):
-    code = "invalid_request"
-
-
-class MalformedJsonError(RequestError):
-    code = "malformed_json"
+#: How long a slow websocket subscriber's close may take before its connection is cut.
+WS_CLOSE_GRACE_S = 10.0
 
 
 class NotFoundError(GridchainError):
@@ -94,7 +101,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         code = _HTTP_CODES.get(exc.status, "http_error")
-        return error_response(exc.status, code, exc.reason or code)
+        response = error_response(exc.status, code, exc.reason or code)
+        if isinstance(exc, web.HTTPMethodNotAllowed):  # RFC 9110 15.5.6: a 405 names them
+            response.headers["Allow"] = ", ".join(sorted(exc.allowed_methods))
+        return response
     except asyncio.CancelledError:
         raise
     except Exception:  # the last line of defence: never leak a trace
@@ -110,40 +120,18 @@ def _query(request: web.Request) -> NodeQuery:
     return request.app[QUERY_KEY]
 
 
-def _parse_hash(text: str) -> bytes:
-    try:
-        raw = bytes.fromhex(text)
-    except ValueError:
-        raise RequestError(f"a hash is 64 hex digits, got {text!r}") from None
-    if len(raw) != 32:
-        raise RequestError(f"a hash is 64 hex digits, got {len(text)} characters")
-    return raw
-
-
-def _hex_tx(value: object, what: str) -> bytes:
-    if not isinstance(value, str):
-        raise RequestError(f"{what} must be a hex string")
-    try:
-        return bytes.fromhex(value)
-    except ValueError:
-        raise RequestError(f"{what} is not valid hex") from None
-
-
 async def _read_txs(request: web.Request) -> tuple[list[bytes], bool]:
     """The raw transactions of a submission and whether it was the batch form."""
-    body = await request.read()
+    body = await read_body(request, _node(request).config.api.body_timeout_s)
     if request.content_type in ("application/msgpack", "application/octet-stream"):
         return [body], False
-    try:
-        doc = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise MalformedJsonError("request body is not valid JSON") from None
+    doc = parse_json(body)
     if isinstance(doc, dict) and set(doc) == {"tx"}:
-        return [_hex_tx(doc["tx"], '"tx"')], False
+        return [parse_hex(doc["tx"], '"tx"')], False
     if isinstance(doc, dict) and set(doc) == {"txs"} and isinstance(doc["txs"], list):
         if not 1 <= len(doc["txs"]) <= MAX_BATCH_TXS:
             raise RequestError(f'"txs" holds 1 to {MAX_BATCH_TXS} transactions')
-        return [_hex_tx(v, f'"txs"[{i}]') for i, v in enumerate(doc["txs"])], True
+        return [parse_hex(v, f'"txs"[{i}]') for i, v in enumerate(doc["txs"])], True
     raise RequestError(
         'expected {"tx": "<hex of the encoded transaction>"} or {"txs": ["<hex>", ...]}'
     )
@@ -169,18 +157,9 @@ def _param(request: web.Request, name: str) -> str | None:
     return request.query.get(name)
 
 
-def _uint(text: str, what: str, *, lo: int = 0, hi: int = 2**64 - 1) -> int:
-    if not (text.isascii() and text.isdigit()) or len(text) > 20:
-        raise RequestError(f"{what} is a non-negative integer, got {text!r}")
-    value = int(text)
-    if not lo <= value <= hi:
-        raise RequestError(f"{what} must be {lo} to {hi}, got {value}")
-    return value
-
-
 def _query_opt(request: web.Request, name: str, *, lo: int = 0, hi: int = 2**64 - 1) -> int | None:
     text = _param(request, name)
-    return None if text is None else _uint(text, name, lo=lo, hi=hi)
+    return None if text is None else parse_uint(text, name, lo=lo, hi=hi)
 
 
 def _query_int(
@@ -188,14 +167,6 @@ def _query_int(
 ) -> int:
     value = _query_opt(request, name, lo=lo, hi=hi)
     return default if value is None else value
-
-
-def _market(text: str) -> Market:
-    if text in MARKET_BY_LABEL:
-        return MARKET_BY_LABEL[text]
-    if text in ("0", "1"):
-        return Market(int(text))
-    raise RequestError(f"market is day_ahead or intraday, got {text!r}")
 
 
 def _query_address(request: web.Request, name: str) -> bytes | None:
@@ -243,7 +214,7 @@ async def post_tx(request: web.Request) -> web.Response:
 
 
 async def get_tx(request: web.Request) -> web.Response:
-    tx_hash = _parse_hash(request.match_info["hash"])
+    tx_hash = parse_hash(request.match_info["hash"])
     found = _query(request).tx(tx_hash)
     if found is None:
         raise NotFoundError(f"no transaction {tx_hash.hex()}")
@@ -252,13 +223,8 @@ async def get_tx(request: web.Request) -> web.Response:
 
 async def get_block(request: web.Request) -> web.Response:
     query = _query(request)
-    which = request.match_info["height"]
-    if which == "latest":
-        height = query.head_height
-    elif which.isascii() and which.isdigit() and len(which) <= 20:
-        height = int(which)
-    else:
-        raise RequestError(f"a block is named by its height or 'latest', got {which!r}")
+    named = parse_height(request.match_info["height"])
+    height = query.head_height if named is None else named
     if height == 0:
         raise NotFoundError("height 0 is the genesis state, not a block")
     found = query.block(height)
@@ -268,7 +234,7 @@ async def get_block(request: web.Request) -> web.Response:
 
 
 async def get_block_by_hash(request: web.Request) -> web.Response:
-    block_hash = _parse_hash(request.match_info["hash"])
+    block_hash = parse_hash(request.match_info["hash"])
     found = _query(request).block_by_hash(block_hash)
     if found is None:
         raise NotFoundError(f"no committed block {block_hash.hex()}")
@@ -307,13 +273,13 @@ async def get_markets(request: web.Request) -> web.Response:
 
 async def get_book(request: web.Request) -> web.Response:
     """One book's price levels, best first, with displayed quantities only."""
-    market = _market(request.match_info["market"])
-    slot = _uint(request.match_info["slot"], "slot")
+    market = parse_market(request.match_info["market"])
+    slot = parse_uint(request.match_info["slot"], "slot")
     return reply(_query(request).book(market, slot))
 
 
 async def get_order(request: web.Request) -> web.Response:
-    order_id = _parse_hash(request.match_info["id"])
+    order_id = parse_hash(request.match_info["id"])
     found = _query(request).order(order_id)
     if found is None:
         raise NotFoundError(f"no order {order_id.hex()} (an order's id is its transaction hash)")
@@ -335,7 +301,7 @@ async def list_trades(request: web.Request) -> web.Response:
     address = _query_address(request, "address")
     slot = _query_opt(request, "slot")
     market_text = _param(request, "market")
-    market = None if market_text is None else _market(market_text)
+    market = None if market_text is None else parse_market(market_text)
     return reply(_query(request).trades(address, slot, market, _limit(request)))
 
 
@@ -357,10 +323,7 @@ async def get_pool_prices(request: web.Request) -> web.Response:
 
 
 def _meter_id(request: web.Request) -> str:
-    meter_id = request.match_info["id"]
-    if not 1 <= len(meter_id.encode("utf-8")) <= 64:
-        raise RequestError("a meter id is 1 to 64 bytes of UTF-8")
-    return meter_id
+    return parse_meter_id(request.match_info["id"])
 
 
 async def list_meters(request: web.Request) -> web.Response:
@@ -416,7 +379,7 @@ async def get_schedule(request: web.Request) -> web.Response:
 
 
 async def get_cd_request(request: web.Request) -> web.Response:
-    request_id = _parse_hash(request.match_info["id"])
+    request_id = parse_hash(request.match_info["id"])
     found = _query(request).cd_request(request_id)
     if found is None:
         raise NotFoundError(
@@ -454,28 +417,91 @@ async def get_openapi(request: web.Request) -> web.Response:
 async def events(request: web.Request) -> web.WebSocketResponse:
     """Websocket feed: one JSON message per committed block, then one per trade and per
     order change of that block (``type`` "trade" or "order"), then, if the block decided an
-    interval, one ``type`` "schedule" message with its setpoints (models.Event)."""
+    interval, one ``type`` "schedule" message with its setpoints (models.Event).
+
+    A subscriber that reads too slowly (``api.ws_queue_events`` blocks behind, or
+    ``api.ws_send_buffer_bytes`` waiting to be sent) is closed with 1008 and a reason, so it
+    knows to resynchronise from /v1/blocks instead of silently missing blocks."""
     node = _node(request)
-    query = _query(request)
-    ws = web.WebSocketResponse(heartbeat=30)
+    settings = node.config.api
+    ws = web.WebSocketResponse(heartbeat=settings.ws_heartbeat_s)
     await ws.prepare(request)
-    queue = node.subscribe()
-
-    async def forward() -> None:
-        while True:
-            event = await queue.get()
-            for message in query.event_messages(event):
-                await ws.send_str(message.model_dump_json())
-
-    sender = asyncio.create_task(forward())
+    _bound_send_buffer(request, settings.ws_send_buffer_bytes)
+    subscription = node.subscribe(settings.ws_queue_events)
+    sender = asyncio.create_task(
+        _forward(ws, request, _query(request), subscription, settings.ws_send_buffer_bytes)
+    )
+    listener = asyncio.create_task(_until_client_leaves(ws))
+    overflow = asyncio.create_task(subscription.overflowed.wait())
+    tasks = {sender, listener, overflow}
     try:
-        async for msg in ws:  # the client says nothing we need; read to notice it leaving
-            if msg.type == WSMsgType.ERROR:
-                break
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        sender.cancel()
-        node.unsubscribe(queue)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        node.unsubscribe(subscription)
+    if overflow in done:
+        reason = f"slow consumer: more than {settings.ws_queue_events} blocks behind"
+    elif sender in done and not sender.cancelled() and sender.exception() is None:
+        reason = sender.result()
+    else:
+        return ws  # the client left (or the connection failed)
+    node.metrics.ws_closed.labels(reason="slow_consumer").inc()
+    await _close_slow(ws, request, reason)
     return ws
+
+
+def _bound_send_buffer(request: web.Request, limit: int) -> None:
+    """Cap what the kernel and the transport hold for one subscriber near ``limit``, so that
+    a reader that stops reading is noticed after that many bytes, not after megabytes."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, limit)
+    transport.set_write_buffer_limits(high=limit)
+
+
+async def _forward(
+    ws: web.WebSocketResponse,
+    request: web.Request,
+    query: NodeQuery,
+    subscription: Subscription,
+    buffer_limit: int,
+) -> str:
+    """Send the feed; return why the subscriber is too slow to keep (never returns else)."""
+    transport = request.transport
+    while True:
+        event = await subscription.queue.get()
+        for message in query.event_messages(event):
+            await ws.send_str(message.model_dump_json())
+        if transport is not None and transport.get_write_buffer_size() > buffer_limit:
+            return f"slow consumer: more than {buffer_limit} bytes unread"
+
+
+async def _until_client_leaves(ws: web.WebSocketResponse) -> None:
+    """Read until the client closes; it says nothing we need, but reading notices it leave
+    and answers the heartbeat's pongs."""
+    async for msg in ws:
+        if msg.type == WSMsgType.ERROR:
+            return
+
+
+async def _close_slow(ws: web.WebSocketResponse, request: web.Request, reason: str) -> None:
+    """Close with 1008 and ``reason``; the close frame waits behind what the slow reader has
+    not read yet, so a reader that never reads is cut after WS_CLOSE_GRACE_S."""
+    try:
+        async with asyncio.timeout(WS_CLOSE_GRACE_S):
+            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=reason.encode()[:120])
+    except (TimeoutError, ConnectionError):
+        pass
+    finally:
+        transport = request.transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+            asyncio.get_running_loop().call_later(WS_CLOSE_GRACE_S, transport.abort)
 
 
 #: The handler of each route of gridchain.api.routes.ROUTES, by the route's name.
@@ -514,10 +540,19 @@ def build_app(node: Node) -> web.Application:
     missing = {r.name for r in ROUTES} ^ set(HANDLERS)
     if missing:
         raise RuntimeError(f"routes and handlers differ: {sorted(missing)}")
-    app = web.Application(
-        middlewares=[error_middleware],
-        client_max_size=node.config.api.max_body_bytes,
+    settings = node.config.api
+    metrics = node.metrics
+    guard = ConnectionGuard(
+        max_connections=connection_budget(settings.max_connections),
+        header_timeout_s=settings.header_timeout_s,
+        on_refused=lambda reason: metrics.http_refused.labels(reason=reason).inc(),
     )
+    metrics.http_connections.set_function(lambda: guard.open)
+    app = web.Application(
+        middlewares=[guard.middleware, error_middleware],
+        client_max_size=settings.max_body_bytes,
+    )
+    app[GUARD_KEY] = guard
     app[NODE_KEY] = node
     app[QUERY_KEY] = NodeQuery(node)
     for route in ROUTES:

@@ -21,6 +21,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from gridchain.api.routes import DEFAULT_MAX_BODY_BYTES
 from gridchain.genesis.schema import describe_validation_error
 from gridchain.protocol.crypto import SigningKey
 from gridchain.protocol.errors import BadKeyError, GridchainError
@@ -59,7 +60,26 @@ class ApiSection(_Section):
     host: str = "127.0.0.1"
     port: Port = 8700
     #: Bounds a request; a batch of 1000 transfers is about 350 KiB of JSON.
-    max_body_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 512 * 1024
+    max_body_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = DEFAULT_MAX_BODY_BYTES
+    # Limits against clients that hold a connection without using it (ADR 0020).  The
+    # defaults suit a Raspberry Pi with the usual open-files limit of 1024.
+    #: Open connections at most (clamped below the open-files limit at start); more are
+    #: refused at once, so the node always has descriptors for its ledger and its peers.
+    max_connections: Annotated[int, Field(ge=1, le=65_536)] = 256
+    #: A new connection must complete its request headers within this time.
+    header_timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
+    #: A request's announced body must arrive within this time (else 408).
+    body_timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
+    #: An idle connection between two requests is closed after this time: longer than the
+    #: clients' own pool timeouts (aiohttp's client keeps 15 s), so that the client closes
+    #: first and never sends a request on a connection the node is closing.
+    keepalive_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 75.0
+    #: Websocket ping interval; a client that does not answer within it is disconnected.
+    ws_heartbeat_s: Annotated[float, Field(gt=0, le=600)] = 30.0
+    #: Committed blocks a websocket subscriber may fall behind before it is closed (1008).
+    ws_queue_events: Annotated[int, Field(ge=1, le=65_536)] = 1024
+    #: Bytes waiting to be sent to one websocket subscriber before it is closed as too slow.
+    ws_send_buffer_bytes: Annotated[int, Field(ge=4096, le=64 * 1024 * 1024)] = 1024 * 1024
 
 
 class PeerEntry(_Section):
@@ -73,6 +93,11 @@ class P2PSection(_Section):
     host: str = "127.0.0.1"
     port: Port = 9700
     peers: list[PeerEntry] = []
+    #: Handshakes in progress at most, in total and from one source address (ADR 0020).
+    max_pending_handshakes: Annotated[int, Field(ge=4, le=4096)] = 64
+    max_pending_per_source: Annotated[int, Field(ge=1, le=4096)] = 4
+    #: A connection that has not completed the handshake within this time is closed.
+    handshake_timeout_s: Annotated[float, Field(gt=0, le=120)] = 5.0
 
 
 class MempoolSection(_Section):

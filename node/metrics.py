@@ -43,6 +43,29 @@ class NodeMetrics:
             registry=r,
         )
         self.peers = Gauge("gridchain_peers_connected", "Authenticated peer links", registry=r)
+        # Refusals of the API and peer ports (ADR 0020): counted, not logged per connection,
+        # so a flood of them costs no disk and still shows on a dashboard.
+        self.http_refused = Counter(
+            "gridchain_http_connections_refused",
+            "API connections refused or cut, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.http_connections = Gauge(
+            "gridchain_http_connections", "Open API connections", registry=r
+        )
+        self.ws_closed = Counter(
+            "gridchain_ws_subscribers_closed",
+            "Websocket subscribers closed by the node, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.p2p_refused = Counter(
+            "gridchain_p2p_connections_refused",
+            "Inbound peer connections refused before or during the handshake, by reason",
+            ["reason"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

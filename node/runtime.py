@@ -59,6 +59,7 @@ __all__ = [
     "Node",
     "PeerLink",
     "StateDivergenceError",
+    "Subscription",
     "UnknownParentError",
     "make_engine",
     "now_ms",
@@ -81,6 +82,18 @@ class PeerLink(Protocol):
     async def fetch_blocks(self, from_height: int, count: int) -> list[bytes]: ...
 
     def peer_info(self) -> list[dict[str, Any]]: ...
+
+
+class Subscription:
+    """One reader's feed of commit events (the API's websocket), bounded by ``max_events``.
+
+    A reader that falls that far behind is removed and ``overflowed`` is set, so that its
+    owner can say so (the websocket closes with 1008) instead of the feed going silent.
+    """
+
+    def __init__(self, max_events: int) -> None:
+        self.queue: asyncio.Queue[CommitEvent] = asyncio.Queue(maxsize=max_events)
+        self.overflowed = asyncio.Event()
 
 
 def now_ms() -> int:
@@ -173,7 +186,7 @@ class Node:
         )
         self.metrics.height.set(head.height)
         self._timer: asyncio.TimerHandle | None = None
-        self._subscribers: set[asyncio.Queue[CommitEvent]] = set()
+        self._subscribers: set[Subscription] = set()
         self._stopped = False
         self.network: PeerLink | None = None
         self._sync_task: asyncio.Task[None] | None = None
@@ -365,11 +378,13 @@ class Node:
             dropped=batch.dropped,
             ms=round(elapsed * 1000, 2),
         )
-        for queue in list(self._subscribers):
-            if queue.full():
-                self._subscribers.discard(queue)  # a slow reader loses its feed, not our memory
+        for subscription in list(self._subscribers):
+            if subscription.queue.full():
+                # A slow reader costs no memory: it is cut off, and told so (overflowed).
+                self._subscribers.discard(subscription)
+                subscription.overflowed.set()
             else:
-                queue.put_nowait(batch.event)
+                subscription.queue.put_nowait(batch.event)
 
     # --- timers -----------------------------------------------------------------------------
 
@@ -438,13 +453,13 @@ class Node:
 
     # --- read side ----------------------------------------------------------------------
 
-    def subscribe(self) -> asyncio.Queue[CommitEvent]:
-        queue: asyncio.Queue[CommitEvent] = asyncio.Queue(maxsize=1024)
-        self._subscribers.add(queue)
-        return queue
+    def subscribe(self, max_events: int = 1024) -> Subscription:
+        subscription = Subscription(max_events)
+        self._subscribers.add(subscription)
+        return subscription
 
-    def unsubscribe(self, queue: asyncio.Queue[CommitEvent]) -> None:
-        self._subscribers.discard(queue)
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self._subscribers.discard(subscription)
 
     def status(self) -> dict[str, Any]:
         committed = self.store.get_block(self.head.height) if self.head.height else None

@@ -12,9 +12,10 @@ import structlog
 from aiohttp import web
 
 from gridchain.logs import configure_logging
-from gridchain.node.api import build_app
+from gridchain.node.api import GUARD_KEY, build_app
 from gridchain.node.config import NodeConfig, load_config
-from gridchain.node.p2p import PeerAddress, PeerNetwork
+from gridchain.node.http_guard import GuardedSite
+from gridchain.node.p2p import NetworkTuning, PeerAddress, PeerNetwork
 from gridchain.node.runtime import Node
 
 
@@ -29,6 +30,9 @@ class _MetricsObserver:
 
     def misbehaviour(self, peer: bytes, code: str) -> None:
         self._metrics.peer_misbehaviour.labels(code=code).inc()
+
+    def connection_refused(self, reason: str) -> None:
+        self._metrics.p2p_refused.labels(reason=reason).inc()
 
 
 def attach_network(node: Node) -> None:
@@ -46,6 +50,11 @@ def attach_network(node: Node) -> None:
         handler=node,
         local_height=lambda: node.head.height,
         observer=_MetricsObserver(node),
+        tuning=NetworkTuning(
+            handshake_timeout_s=config.p2p.handshake_timeout_s,
+            max_pending_handshakes=config.p2p.max_pending_handshakes,
+            max_pending_per_source=config.p2p.max_pending_per_source,
+        ),
     )
     node.attach_network(network)
 
@@ -54,7 +63,15 @@ async def serve(config: NodeConfig, *, ready: asyncio.Event | None = None) -> No
     """Start the node and its API; return after a stop signal, with the ledger closed."""
     node = Node(config)
     attach_network(node)
-    runner = web.AppRunner(build_app(node), access_log=None, handle_signals=False)
+    app = build_app(node)
+    # aiohttp's keep-alive timer bounds the idle time between two requests of a connection;
+    # the guard bounds the first request's headers and the number of connections (ADR 0020).
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        keepalive_timeout=config.api.keepalive_timeout_s,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -63,9 +80,21 @@ async def serve(config: NodeConfig, *, ready: asyncio.Event | None = None) -> No
     try:
         await node.start()
         await runner.setup()
-        site = web.TCPSite(runner, config.api.host, config.api.port, reuse_address=True)
+        guard = app[GUARD_KEY]
+        site = GuardedSite(runner, config.api.host, config.api.port, guard)
         await site.start()
-        log.info("api listening", host=config.api.host, port=config.api.port)
+        log.info(
+            "api listening",
+            host=config.api.host,
+            port=config.api.port,
+            max_connections=guard.max_connections,
+        )
+        if guard.max_connections < config.api.max_connections:
+            log.warning(
+                "api.max_connections lowered to fit the open-files limit",
+                configured=config.api.max_connections,
+                used=guard.max_connections,
+            )
         if ready is not None:
             ready.set()
         await stop.wait()

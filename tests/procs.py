@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -160,6 +161,8 @@ class NodeProcess:
     log: Path
     proc: subprocess.Popen[bytes] | None = None
     env: dict[str, str] = field(default_factory=dict)
+    #: RLIMIT_NOFILE of the node process (None: inherited), as a small device would have.
+    max_open_files: int | None = None
 
     def start(self, *, wait: bool = True) -> NodeProcess:
         log = self.log.open("ab")
@@ -170,12 +173,17 @@ class NodeProcess:
             stdin=subprocess.DEVNULL,
             cwd=REPO,
             env={**os.environ, **self.env},
-            preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509
+            preexec_fn=self._preexec if sys.platform.startswith("linux") else None,  # noqa: PLW1509
         )
         log.close()
         if wait:
             self.wait_healthy()
         return self
+
+    def _preexec(self) -> None:
+        die_with_parent()
+        if self.max_open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.max_open_files, self.max_open_files))
 
     def wait_healthy(self, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s

@@ -18,7 +18,9 @@ misbehaviour: honest peers send those all the time under load, so they cost noth
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import ipaddress
 import itertools
 import random
 from collections import deque
@@ -112,6 +114,8 @@ class NetworkObserver(Protocol):
 
     def misbehaviour(self, peer: bytes, code: str) -> None: ...
 
+    def connection_refused(self, reason: str) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class PeerAddress:
@@ -149,7 +153,10 @@ class NetworkTuning:
     retire_grace_s: float = 2.0
     max_queue_frames: int = 20_000
     max_queue_bytes: int = 64 * 1024 * 1024
+    #: Handshakes in progress from strangers (sources that are no configured peer's address).
     max_pending_handshakes: int = 64
+    #: Handshakes in progress from one source address (times the configured peers there).
+    max_pending_per_source: int = 4
     seen_tx_capacity: int = 100_000
     seen_consensus_capacity: int = 4096
     score_max: float = 100.0
@@ -371,7 +378,14 @@ class PeerNetwork:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: asyncio.Server | None = None
         self._running = False
-        self._handshakes = 0
+        # Admission of inbound connections (ADR 0020): pending handshakes per source address,
+        # and a pool for strangers that the configured peers' addresses do not draw from.
+        self._known_sources: dict[str, int] = {}
+        for configured in self._states.values():
+            if configured.address is not None and _is_ip(configured.address.host):
+                self._learn_source(_plain_ip(configured.address.host))
+        self._pending: collections.Counter[str] = collections.Counter()
+        self._stranger_pending = 0
         self._connected_count = 0
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -392,7 +406,7 @@ class PeerNetwork:
             self._on_inbound, self._listen_host, self._listen_port
         )
         self._running = True
-        self._handshakes = 0
+        await self._resolve_peer_hosts()
         self._log.info(
             "p2p listening",
             host=self._listen_host,
@@ -617,33 +631,89 @@ class PeerNetwork:
             timeout_s=self._tuning.handshake_timeout_s,
         )
 
+    # --- admission of inbound connections ---------------------------------------------------
+
+    async def _resolve_peer_hosts(self) -> None:
+        """Learn the addresses the configured peers' host names stand for (best effort: a
+        name that does not resolve yet is learnt from the first dial that reaches it)."""
+        loop = asyncio.get_running_loop()
+        for state in self._states.values():
+            address = state.address
+            if address is None or _is_ip(address.host):
+                continue
+            try:
+                async with asyncio.timeout(self._tuning.connect_timeout_s):
+                    infos = await loop.getaddrinfo(address.host, address.port)
+            except (OSError, TimeoutError):
+                continue
+            for ip in {_plain_ip(str(info[4][0])) for info in infos}:
+                self._learn_source(ip)
+
+    def _learn_source(self, ip: str) -> None:
+        self._known_sources[ip] = self._known_sources.get(ip, 0) + 1
+
+    def _admission(self, source: str) -> str | None:
+        """Why a new inbound connection from ``source`` is refused, or None to admit it.
+
+        A configured peer's address may have ``max_pending_per_source`` handshakes per peer
+        there, outside the strangers' pool, so strangers can never starve a validator's dial;
+        any other address gets ``max_pending_per_source`` from the pool of
+        ``max_pending_handshakes``.
+        """
+        tuning = self._tuning
+        peers_there = self._known_sources.get(source, 0)
+        if self._pending[source] >= tuning.max_pending_per_source * max(1, peers_there):
+            return "source_limit"
+        if peers_there == 0 and self._stranger_pending >= tuning.max_pending_handshakes:
+            return "pending_limit"
+        return None
+
+    def _refused(self, reason: str) -> None:
+        """Count a refused inbound connection (a metric, not a log line: floods are cheap)."""
+        if self._observer is not None:
+            self._observer.connection_refused(reason)
+
     def _on_inbound(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # A plain callback that hands the connection to a task this network owns: asyncio's own
         # task around a coroutine callback logs a spurious error when stop() cancels it.
-        if not self._running or self._handshakes >= self._tuning.max_pending_handshakes:
+        if not self._running:
             writer.transport.abort()
             return
-        self._handshakes += 1
-        self._spawn(self._inbound(reader, writer))
+        source = _source_of(writer)
+        reason = self._admission(source)
+        if reason is not None:
+            writer.transport.abort()
+            self._refused(reason)
+            return
+        stranger = source not in self._known_sources
+        self._pending[source] += 1
+        self._stranger_pending += stranger
+        self._spawn(self._inbound(reader, writer, source, stranger=stranger))
 
-    async def _inbound(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peername = writer.get_extra_info("peername")
+    async def _inbound(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        source: str,
+        *,
+        stranger: bool,
+    ) -> None:
         try:
             peer = await self._handshake(reader, writer, initiator=False, expected=None)
         except (GridchainError, OSError) as exc:
-            self._log.warning(
-                "inbound peer refused",
-                remote=str(peername),
-                reason=getattr(exc, "code", type(exc).__name__),
-                detail=str(exc),
-            )
+            code = exc.code if isinstance(exc, GridchainError) else "io_error"
+            self._refused(code)
+            self._log.debug("inbound peer refused", remote=source, reason=code, detail=str(exc))
             await linger_close(reader, writer)
             return
         except BaseException:
             writer.transport.abort()
             raise
         finally:
-            self._handshakes -= 1
+            self._pending[source] -= 1
+            if self._pending[source] <= 0:
+                del self._pending[source]
+            self._stranger_pending -= stranger
         await self._serve(self._new_link(peer, reader, writer, outbound=False))
 
     async def _dial_loop(self, state: _PeerState) -> None:
@@ -685,6 +755,9 @@ class PeerNetwork:
             state.last_error = "unreachable"
             self._log.debug("dial failed", peer=address.name, error=str(exc) or "timeout")
             return False
+        ip = _source_of(writer)
+        if ip not in self._known_sources:  # a host name that did not resolve at start
+            self._learn_source(ip)
         connected = await self._dial_handshake(state, reader, writer)
         if connected is None:
             return False
@@ -951,6 +1024,33 @@ class PeerNetwork:
                         link.close("idle timeout", abort=True)
                 if state.link is not None and state.link.usable:
                     state.link.send_raw(ping)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _plain_ip(text: str) -> str:
+    """An address in one spelling: an IPv4-mapped IPv6 address as its IPv4 form."""
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return text
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+def _source_of(writer: asyncio.StreamWriter) -> str:
+    """The remote address of a connection (without the port)."""
+    peername = writer.get_extra_info("peername")
+    if isinstance(peername, tuple) and peername:
+        return _plain_ip(str(peername[0]))
+    return "?"
 
 
 def logging_level_for(exc: BaseException) -> str:

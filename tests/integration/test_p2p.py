@@ -21,6 +21,7 @@ from gridchain.node.p2p import (
     BadHandshakeSignatureError,
     ChainMismatchError,
     LinkClosedError,
+    NetworkObserver,
     NetworkTuning,
     PeerAddress,
     PeerNetwork,
@@ -167,6 +168,7 @@ def make_node(
     validators: Sequence[bytes] = VALIDATORS,
     handler: Recorder | None = None,
     tuning: NetworkTuning = FAST,
+    observer: NetworkObserver | None = None,
 ) -> Node:
     handler = handler or Recorder()
     net = PeerNetwork(
@@ -179,6 +181,7 @@ def make_node(
         handler=handler,
         local_height=lambda: handler.height,
         tuning=tuning,
+        observer=observer,
     )
     return Node(key, port, handler, net)
 

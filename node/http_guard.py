@@ -1,0 +1,159 @@
+"""Connection limits of the HTTP API: a cap on open connections and a header deadline.
+
+Why: aiohttp keeps a connection that never completes a request for an hour and accepts as
+many as the kernel hands it, so a few hundred silent sockets exhaust the open-files limit of
+a small device and the API (and then the ledger, which needs descriptors too) stops working.
+The guard wraps every connection's protocol: beyond ``max_connections`` a connection gets a
+one-line 503 and is closed at once; a connection whose first request has not reached a
+handler within ``header_timeout_s`` (idle, or headers sent a byte at a time) is aborted.
+After the first request aiohttp's own keep-alive timeout bounds the idle time between
+requests, and gridchain.node.api_input bounds the time a body may take.  Refusals are counted
+by reason (``on_refused``), never logged once per connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+from collections.abc import Awaitable, Callable
+from typing import cast
+
+from aiohttp import web
+
+#: Descriptors kept for everything but API clients: the ledger's files, peer links and
+#: handshakes, logs, the interpreter's own.
+RESERVED_FDS = 128
+
+_BUSY_BODY = b'{"error": {"code": "busy", "message": "too many connections"}}'
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+    b"Connection: close\r\nRetry-After: 1\r\nContent-Length: %d\r\n\r\n%s"
+    % (len(_BUSY_BODY), _BUSY_BODY)
+)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def connection_budget(configured: int) -> int:
+    """``configured``, lowered to fit the process's open-files limit (RLIMIT_NOFILE)."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return configured
+    return max(1, min(configured, max(soft - RESERVED_FDS, soft // 2)))
+
+
+class ConnectionGuard:
+    """Counts the API's connections and enforces the cap and the header deadline."""
+
+    def __init__(
+        self,
+        *,
+        max_connections: int,
+        header_timeout_s: float,
+        on_refused: Callable[[str], None],
+    ) -> None:
+        self.max_connections = max_connections
+        self.header_timeout_s = header_timeout_s
+        self.open = 0
+        self._on_refused = on_refused
+        self._deadlines: dict[asyncio.BaseTransport, asyncio.TimerHandle] = {}
+
+    def wrap(self, factory: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
+        """A protocol factory for ``loop.create_server`` around aiohttp's own."""
+        return lambda: _GuardedProtocol(factory, self)
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """The request's headers are complete: its connection has met the header deadline."""
+        if request.transport is not None:
+            self._disarm(request.transport)
+        return await handler(request)
+
+    def admit(self, transport: asyncio.Transport) -> bool:
+        """Count a new connection and start its header deadline, or refuse it (False)."""
+        if self.open >= self.max_connections:
+            self._on_refused("connection_cap")
+            transport.write(_BUSY)
+            transport.close()
+            return False
+        self.open += 1
+        loop = asyncio.get_running_loop()
+        self._deadlines[transport] = loop.call_later(self.header_timeout_s, self._expire, transport)
+        return True
+
+    def _expire(self, transport: asyncio.Transport) -> None:
+        self._deadlines.pop(transport, None)
+        self._on_refused("header_timeout")
+        transport.abort()
+
+    def _disarm(self, transport: asyncio.BaseTransport) -> None:
+        timer = self._deadlines.pop(transport, None)
+        if timer is not None:
+            timer.cancel()
+
+    def closed(self, transport: asyncio.BaseTransport) -> None:
+        """An admitted connection ended: it no longer counts against the cap."""
+        self._disarm(transport)
+        self.open -= 1
+
+
+class _GuardedProtocol(asyncio.Protocol):
+    """Forwards to aiohttp's protocol, which is only created for an admitted connection."""
+
+    def __init__(self, factory: Callable[[], asyncio.Protocol], guard: ConnectionGuard) -> None:
+        self._factory = factory
+        self._guard = guard
+        self._inner: asyncio.Protocol | None = None
+        self._transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        if not self._guard.admit(transport):
+            return
+        self._transport = transport
+        self._inner = self._factory()
+        self._inner.connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._inner is None or self._transport is None:
+            return
+        self._guard.closed(self._transport)
+        self._inner.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._inner is not None:
+            self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return None if self._inner is None else self._inner.eof_received()
+
+    def pause_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.resume_writing()
+
+
+class GuardedSite(web.BaseSite):
+    """A TCP site whose connections pass through a :class:`ConnectionGuard`."""
+
+    def __init__(self, runner: web.BaseRunner, host: str, port: int, guard: ConnectionGuard):
+        super().__init__(runner)
+        self._host = host
+        self._port = port
+        self._guard = guard
+
+    @property
+    def name(self) -> str:
+        return f"http://{self._host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._guard.wrap(server), self._host, self._port, reuse_address=True
+        )
