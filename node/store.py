@@ -18,6 +18,12 @@ from gridchain.node import store_schema as k
 from gridchain.protocol.block import CommittedBlock, decode_committed
 from gridchain.protocol.errors import GridchainError
 
+#: LevelDB keeps up to this many table files open (its default is 1,000).  A peer device's
+#: open-files limit is often 1,024, shared with the API's connections and the peer links
+#: (ADR 0020 reserves 128 for everything but connections): more tables stay readable, at the
+#: cost of reopening cold ones.
+LEDGER_MAX_OPEN_FILES = 256
+
 
 class StoreError(GridchainError):
     code = "store_error"
@@ -39,7 +45,9 @@ class Store:
                 f"node.data_dir: cannot create the ledger directory {path}: {exc.strerror or exc}"
             ) from None
         try:
-            self._db = plyvel.DB(str(path), create_if_missing=True)
+            self._db = plyvel.DB(
+                str(path), create_if_missing=True, max_open_files=LEDGER_MAX_OPEN_FILES
+            )
         except plyvel.IOError as exc:
             raise StoreError(f"node.data_dir: cannot open the ledger at {path}: {exc}") from None
         self.path = path
