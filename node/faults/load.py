@@ -5,13 +5,16 @@ submits to a validator the runner reports reachable, chosen by the run's seeded 
 A validator killed or cut off before gossiping a transaction takes it with its mempool
 (mempools are not durable, by design); a sender whose oldest transaction has not committed
 within ``stall_s`` therefore re-reads its committed nonce from a reachable validator and goes
-on from there.  What was accepted but never committed is counted, not treated as a loss: the
-invariant is about transactions the chain reported committed.
+on from there, and one whose transaction is refused (that nonce is already pending or used
+there) goes on from the nonce that validator expects next.  What was accepted but never
+committed is counted, not treated as a loss: the invariant is about transactions the chain
+reported committed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -110,11 +113,11 @@ class LoadGenerator:
                 self.figures.refused += 1
                 codes = self.figures.refused_codes
                 codes[exc.node_code] = codes.get(exc.node_code, 0) + 1
-                # a nonce the node already has (a resend after a stall, a lost gossip):
-                # ask where this sender stands
-                resynced = await self._committed_nonce(me.address)
-                if resynced is not None:
-                    nonce, in_flight = resynced, []
+                # a nonce the node already has pending or committed (a resend after a
+                # stall, a gossip that arrived first): go on from the one it expects next
+                with contextlib.suppress(NodeError):
+                    nonce = (await client.account(me.address)).pending_nonce
+                in_flight = []
                 continue
             except NodeError:
                 self.figures.unreachable += 1

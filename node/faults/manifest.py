@@ -24,7 +24,7 @@ ACTIONS: dict[str, str] = {
     "restart": "SIGTERM (a clean stop, exit code 0 expected), start again at once",
     "pause": "SIGSTOP for `for_s`, then SIGCONT",
     "disconnect": "take the node's link down for `for_s` (network namespaces; root)",
-    "skew": "restart the node with its clock `skew_ms` off (faults.clock_offset_ms)",
+    "skew": "restart the node with its clock `skew_ms` off (faults.clock_offset_ms; 0 resets)",
 }
 Seconds = Annotated[float, Field(ge=0, le=3600)]
 
@@ -77,15 +77,16 @@ class Perturbation(_Strict):
     #: Applied once the most advanced running validator has committed this height.
     at_height: Annotated[int, Field(ge=1)]
     for_s: Seconds = 2.0
-    skew_ms: Annotated[int, Field(ge=-3_600_000, le=3_600_000)] = 0
+    #: skew only: the node's clock offset from now on (0 puts its clock right again).
+    skew_ms: Annotated[int, Field(ge=-3_600_000, le=3_600_000)] | None = None
     #: Engines this fault applies to (default: all the manifest runs).
     engines: tuple[EngineName, ...] | None = None
 
     @model_validator(mode="after")
     def _skew(self) -> Perturbation:
-        if self.action == "skew" and self.skew_ms == 0:
-            raise ValueError("perturb.skew_ms: a skew perturbation needs a non-zero skew_ms")
-        if self.action != "skew" and self.skew_ms != 0:
+        if self.action == "skew" and self.skew_ms is None:
+            raise ValueError("perturb.skew_ms: a skew perturbation needs skew_ms")
+        if self.action != "skew" and self.skew_ms is not None:
             raise ValueError(
                 f"perturb.skew_ms: only a skew perturbation takes it, not {self.action}"
             )
@@ -95,7 +96,7 @@ class Perturbation(_Strict):
         what = f"{self.action} {self.node} at height {self.at_height}"
         if self.action in ("kill", "pause", "disconnect"):
             what += f" for {self.for_s:g} s"
-        if self.action == "skew":
+        if self.skew_ms is not None:
             what += f" by {self.skew_ms:+d} ms"
         return what
 

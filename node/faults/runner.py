@@ -231,7 +231,7 @@ class _Run:
                     f"{name} exited with code {code} on SIGTERM (a clean stop is 0); its log "
                     f"ends:\n{cluster.members[name].log_tail()}"
                 )
-            cluster.start(name, clock_offset_ms=p.skew_ms if p.action == "skew" else None)
+            cluster.start(name, clock_offset_ms=p.skew_ms)
             await self.healthy(name)
         elif p.action == "pause":
             cluster.pause(name)
@@ -277,9 +277,16 @@ class _Run:
                 await self._perturb_and_heal()
                 load.stop()
                 await load_task
+                # After a liveness failure the safety checks still run, over what there is.
                 if not self.report.failures:
                     await self._converge()
-                    await self._check()
+                # The observer stops before the chains are read: what it saw is what the
+                # copies are held to, and a head it saw after a copy was read (a block still
+                # being committed) would look like one that vanished.
+                observer.cancel()
+                await asyncio.gather(observer, return_exceptions=True)
+                self.check_alive()
+                await self._check()
             finally:
                 load.stop()
                 for task in (observer, load_task):
