@@ -104,6 +104,8 @@ class _Run:
         self.clients: dict[str, NodeClient] = {}
         self.cut: set[str] = set()
         self.heights: dict[str, int] = {}
+        #: each validator's last reported PBFT view or PoB/ePoB round (a stall's first clue)
+        self.views: dict[str, int] = {}
         self.observed: dict[tuple[str, int], str] = {}
         self.seen_txs: dict[str, tuple[int, str, str]] = {}
         self.next_block = 1
@@ -118,6 +120,12 @@ class _Run:
 
     def top(self) -> int:
         return max(self.heights.values(), default=0)
+
+    def positions(self) -> str:
+        """Each validator's last reported height and view (PBFT) or round (PoB, ePoB)."""
+        return ", ".join(
+            f"{n} {self.heights.get(n, '-')}/{self.views.get(n, '-')}" for n in sorted(self.clients)
+        )
 
     def reachable(self) -> list[str]:
         return [n for n in self.cluster.up_names() if n not in self.cut]
@@ -138,9 +146,9 @@ class _Run:
         deadline = time.monotonic() + self.manifest.checks.timeout_s
         while not predicate():
             if time.monotonic() > deadline:
-                heights = ", ".join(f"{n} {self.heights.get(n, '-')}" for n in sorted(self.clients))
                 raise WaitTimeoutError(
-                    f"{what}: not within {self.manifest.checks.timeout_s:g} s (heights: {heights})"
+                    f"{what}: not within {self.manifest.checks.timeout_s:g} s "
+                    f"(height/view or round: {self.positions()})"
                 )
             await self.sleep(POLL_S)
 
@@ -188,6 +196,9 @@ class _Run:
             return  # stopping, starting or paused: the run knows which
         height, head = status.height, status.head_hash.hex()
         self.heights[name] = height
+        view = status.consensus.get("view", status.consensus.get("round"))
+        if isinstance(view, int):
+            self.views[name] = view
         if height == 0:
             return
         before = self.observed.setdefault((name, height), head)
@@ -244,8 +255,7 @@ class _Run:
             await self.sleep(p.for_s)
             cluster.switch.reconnect(name)
             self.cut.discard(name)
-        lag = self.heights.get(name)
-        self.note(f"healed {name} (its last reported height {lag}, the chain's {self.top()})")
+        self.note(f"healed {name} (last reported height/view or round: {self.positions()})")
 
     # --- the run ------------------------------------------------------------------------
 
