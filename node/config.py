@@ -99,6 +99,23 @@ class FaultsSection(_Section):
     clock_offset_ms: Annotated[int, Field(ge=-3_600_000, le=3_600_000)] = 0
 
 
+def is_testnet_name(chain_name: str) -> bool:
+    """Whether a chain name marks a testnet: ``testnet`` is one of its ``-``/``_``/space
+    separated words (``gridchain-testnet``, ``faults-testnet-3``), case-insensitively."""
+    words = chain_name.lower().replace("_", "-").replace(" ", "-").split("-")
+    return TESTNET_WORD in words
+
+
+def check_faults_allowed(config: NodeConfig, chain_name: str) -> None:
+    """Refuse fault-injection settings on a chain that is not a testnet (ConfigError)."""
+    offset = config.faults.clock_offset_ms
+    if offset != 0 and not is_testnet_name(chain_name):
+        raise ConfigError(
+            f"faults.clock_offset_ms = {offset} is for fault testing only and is refused on "
+            f"chain {chain_name!r}: its name does not contain the word {TESTNET_WORD!r}"
+        )
+
+
 class NodeConfig(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="GRIDCHAIN_", env_nested_delimiter="__", extra="forbid"
@@ -150,20 +167,3 @@ def load_config(path: Path) -> NodeConfig:
     if not node.genesis_file.is_absolute():
         node.genesis_file = base / node.genesis_file
     return config
-
-
-def is_testnet_name(chain_name: str) -> bool:
-    """Whether a chain name marks a testnet: ``testnet`` is one of its ``-``/``_``/space
-    separated words (``gridchain-testnet``, ``faults-testnet-3``), case-insensitively."""
-    words = chain_name.lower().replace("_", "-").replace(" ", "-").split("-")
-    return TESTNET_WORD in words
-
-
-def check_faults_allowed(config: NodeConfig, chain_name: str) -> None:
-    """Refuse fault-injection settings on a chain that is not a testnet (ConfigError)."""
-    offset = config.faults.clock_offset_ms
-    if offset != 0 and not is_testnet_name(chain_name):
-        raise ConfigError(
-            f"faults.clock_offset_ms = {offset} is for fault testing only and is refused on "
-            f"chain {chain_name!r}: its name does not contain the word {TESTNET_WORD!r}"
-        )
