@@ -109,6 +109,39 @@ class LogSection(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+#: The word a chain's name must contain for the node to accept fault-injection settings.
+TESTNET_WORD = "testnet"
+
+
+class FaultsSection(_Section):
+    """Fault injection for testnets (docs/faults.md, ADR 0022); refused on any other chain.
+
+    ``clock_offset_ms`` is added to every wall-clock reading of the node (block timestamps,
+    round and view timers, interval boundaries): a validator whose clock runs ahead or behind,
+    as a peer device's does without NTP.  The node does not start with an offset unless the
+    genesis chain name contains the word ``testnet`` (see :func:`check_faults_allowed`).
+    """
+
+    clock_offset_ms: Annotated[int, Field(ge=-3_600_000, le=3_600_000)] = 0
+
+
+def is_testnet_name(chain_name: str) -> bool:
+    """Whether a chain name marks a testnet: ``testnet`` is one of its ``-``/``_``/space
+    separated words (``gridchain-testnet``, ``faults-testnet-3``), case-insensitively."""
+    words = chain_name.lower().replace("_", "-").replace(" ", "-").split("-")
+    return TESTNET_WORD in words
+
+
+def check_faults_allowed(config: NodeConfig, chain_name: str) -> None:
+    """Refuse fault-injection settings on a chain that is not a testnet (ConfigError)."""
+    offset = config.faults.clock_offset_ms
+    if offset != 0 and not is_testnet_name(chain_name):
+        raise ConfigError(
+            f"faults.clock_offset_ms = {offset} is for fault testing only and is refused on "
+            f"chain {chain_name!r}: its name does not contain the word {TESTNET_WORD!r}"
+        )
+
+
 class NodeConfig(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="GRIDCHAIN_", env_nested_delimiter="__", extra="forbid"
@@ -119,6 +152,7 @@ class NodeConfig(BaseSettings):
     p2p: P2PSection = P2PSection()
     mempool: MempoolSection = MempoolSection()
     log: LogSection = LogSection()
+    faults: FaultsSection = FaultsSection()
 
     @classmethod
     def settings_customise_sources(

@@ -32,7 +32,7 @@ from gridchain.genesis.schema import Genesis, parse_genesis
 from gridchain.market.app import Application
 from gridchain.market.pending import PendingChain
 from gridchain.market.state import MerkleState
-from gridchain.node.config import ConfigError, NodeConfig
+from gridchain.node.config import ConfigError, NodeConfig, check_faults_allowed
 from gridchain.node.driver import (
     ArmBoundary,
     ChainDriver,
@@ -63,6 +63,7 @@ __all__ = [
     "UnknownParentError",
     "make_engine",
     "now_ms",
+    "skewed_clock",
 ]
 
 
@@ -98,6 +99,14 @@ class Subscription:
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def skewed_clock(offset_ms: int) -> Callable[[], int]:
+    """The wall clock moved by ``offset_ms`` (config ``faults.clock_offset_ms``): the node's one
+    time source, so a skewed validator's timestamps, timers and rounds all move together."""
+    if offset_ms == 0:
+        return now_ms
+    return lambda: now_ms() + offset_ms
 
 
 def make_engine(genesis: Genesis, key: SigningKey) -> Engine:
@@ -145,9 +154,10 @@ def make_engine(genesis: Genesis, key: SigningKey) -> Engine:
 
 
 class Node:
-    def __init__(self, config: NodeConfig, *, clock: Callable[[], int] = now_ms) -> None:
+    def __init__(self, config: NodeConfig, *, clock: Callable[[], int] | None = None) -> None:
+        """``clock`` (ms since the epoch) replaces the wall clock in tests; without it the node
+        reads the wall clock moved by ``faults.clock_offset_ms`` (0 outside fault tests)."""
         self.config = config
-        self.clock = clock
         self.name = config.node.name
         self.log = structlog.get_logger("gridchain.node")
         try:
@@ -157,6 +167,8 @@ class Node:
                 f"node.genesis_file: cannot read {config.node.genesis_file}: {exc}"
             ) from None
         self.genesis = parse_genesis(genesis_doc)
+        check_faults_allowed(config, self.genesis.chain_name)
+        self.clock = clock if clock is not None else skewed_clock(config.faults.clock_offset_ms)
         self.chain_id = self.genesis.chain_id
         self.key = config.signing_key
         self.app = Application(self.genesis)
@@ -244,6 +256,10 @@ class Node:
             engine=self.engine.name,
             validator=self.key.public_key.hex(),
         )
+        if self.config.faults.clock_offset_ms:
+            self.log.warning(
+                "clock skewed for fault testing", clock_offset_ms=self.config.faults.clock_offset_ms
+            )
         records = self.store.consensus_records()
         if self.network is not None:
             await self.network.start()

@@ -1,4 +1,4 @@
-"""``gridchain testnet up | status | down | run``: a local testnet without Docker.
+"""``gridchain testnet up | status | down | run | faults``: a local testnet without Docker.
 
 ``run`` is the README's main job: it starts the testnet, runs a short scripted wallet session
 (the source's three peers paying each other) so a newcomer sees transfers commit, then keeps
@@ -21,6 +21,7 @@ from typing import Any
 from gridchain.api.client import NodeClient, NodeError
 from gridchain.cli import main as gridchain_main
 from gridchain.genesis.cli import DEFAULT_BRIDGE_INTERVAL_S, METER_SIM_PORT
+from gridchain.node.faults.cli import add_parser as add_faults_parser
 from gridchain.node.testnet import (
     BASE_API_PORT,
     BASE_P2P_PORT,
@@ -365,3 +366,4 @@ def register(sub: Any, name: str, help_text: str) -> None:
         meter_interval_s=2.0,
         schedule_interval_ms=2000,
     )
+    add_faults_parser(tsub)
