@@ -9,6 +9,9 @@ GRIDCHAIN_SECTION__FIELD overrides winning over the file.
 from __future__ import annotations
 
 import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -183,12 +186,35 @@ def test_a_data_dir_below_a_file_is_refused_naming_the_field(tmp_path: Path) -> 
     assert "is not a directory" in message
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere; os.access says yes")
-def test_a_data_dir_that_is_not_writable_is_refused_naming_the_field(tmp_path: Path) -> None:
+@contextmanager
+def _folder_nobody_may_write(tmp_path: Path) -> Iterator[Path]:
+    """A folder this process cannot write to, even as root (CI runs as root, and for root
+    os.access says every folder is writable): a read-only tmpfs when root may mount one,
+    otherwise a folder without write permission."""
     locked = tmp_path / "locked"
-    locked.mkdir(mode=0o500)
-    assert "is not writable" in _refused(_with_data_dir(tmp_path, locked / "data"))
-    assert "is not writable" in _refused(_with_data_dir(tmp_path, locked))
+    if os.geteuid() != 0:
+        locked.mkdir(mode=0o500)
+        yield locked
+        return
+    locked.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(locked)],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"running as root and cannot mount a read-only tmpfs: {mounted.stderr}")
+    try:
+        yield locked
+    finally:
+        subprocess.run(["umount", str(locked)], check=True)
+
+
+def test_a_data_dir_that_is_not_writable_is_refused_naming_the_field(tmp_path: Path) -> None:
+    with _folder_nobody_may_write(tmp_path) as locked:
+        assert "is not writable" in _refused(_with_data_dir(tmp_path, locked / "data"))
+        assert "is not writable" in _refused(_with_data_dir(tmp_path, locked))
 
 
 def test_a_data_dir_still_to_be_created_is_accepted(tmp_path: Path) -> None:
