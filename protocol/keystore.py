@@ -80,6 +80,8 @@ def open_keystore(doc: Any, password: str) -> SigningKey:
         n, r, p = int(params["n"]), int(params["r"]), int(params["p"])
         salt = bytes.fromhex(params["salt"])
         nonce = bytes.fromhex(crypto["nonce"])
+        if not 8 <= len(nonce) <= 128:  # what AES-GCM takes (seal writes 12 bytes)
+            raise KeystoreError(f"keystore nonce is {len(nonce)} bytes; 8 to 128 expected")
         ciphertext = bytes.fromhex(crypto["ciphertext"])
         aad = _aad(str(doc["address"]), str(doc["public_key"]))
     except (KeyError, TypeError, ValueError) as exc:
