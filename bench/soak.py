@@ -25,10 +25,10 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from gridchain.api import models as m
 from gridchain.api.client import NodeClient, NodeError
@@ -36,7 +36,6 @@ from gridchain.bench.cluster import bench_bundle, running_validators, transfer_s
 from gridchain.bench.conditions import conditions
 from gridchain.bench.consensus import _drive
 from gridchain.genesis.builder import GenesisBundle
-from gridchain.node.testnet import ValidatorProcess
 from gridchain.protocol.address import parse_address
 from gridchain.protocol.crypto import SigningKey
 from gridchain.protocol.tx import Transfer, sign_tx
@@ -103,6 +102,17 @@ def git_commit() -> str | None:
     return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
+class Process(Protocol):
+    """What the soak reads of a launched validator (node/testnet.py ValidatorProcess)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def pid(self) -> int: ...
+    @property
+    def api_url(self) -> str: ...
+
+
 @dataclass(slots=True)
 class _Sender:
     key: SigningKey
@@ -122,7 +132,7 @@ class _Load:
     height: int = 0
 
 
-def sample(procs: list[ValidatorProcess], t_s: float) -> dict[str, Any]:
+def sample(procs: Sequence[Process], t_s: float) -> dict[str, Any]:
     """One reading of every validator: ``{"t_s", "processes": {name: {rss_kib, open_files}}}``."""
     readings: dict[str, Any] = {}
     for p in procs:
@@ -192,7 +202,7 @@ async def _listen(url: str, load: _Load) -> None:
 
 
 async def _soak(
-    procs: list[ValidatorProcess],
+    procs: Sequence[Process],
     *,
     bundle: GenesisBundle,
     first_nonce: int,
