@@ -273,6 +273,11 @@ def slopes(samples: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         ]
         rss_slope = slope_per_hour(rss)
         fd_slope = slope_per_hour(fds)
+        # the first minutes fill caches and the allocator's arenas: the second half's slope
+        # tells a steady leak from that warm-up
+        half = samples[-1]["t_s"] / 2
+        rss_late = slope_per_hour([p for p in rss if p[0] >= half])
+        fd_late = slope_per_hour([p for p in fds if p[0] >= half])
         out[name] = {
             "rss_mib_first": round(rss[0][1], 1) if rss else None,
             "rss_mib_last": round(rss[-1][1], 1) if rss else None,
@@ -280,6 +285,8 @@ def slopes(samples: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "open_files_first": int(fds[0][1]) if fds else None,
             "open_files_last": int(fds[-1][1]) if fds else None,
             "open_files_per_hour": None if fd_slope is None else round(fd_slope, 2),
+            "rss_mib_per_hour_second_half": None if rss_late is None else round(rss_late, 2),
+            "open_files_per_hour_second_half": None if fd_late is None else round(fd_late, 2),
         }
     return out
 
@@ -414,15 +421,17 @@ def main(argv: list[str]) -> int:
         f"height {load.height}"
     )
     print(
-        f"{'validator':<12}{'RSS MiB first':>14}{'last':>8}{'MiB/h':>9}{'fds first':>11}"
-        f"{'last':>6}{'fds/h':>8}"
+        f"{'validator':<12}{'RSS MiB first':>14}{'last':>8}{'MiB/h':>9}{'2nd half':>9}"
+        f"{'fds first':>11}{'last':>6}{'fds/h':>8}{'2nd half':>9}"
     )
     for name, s in report["slopes"].items():
         print(
             f"{name:<12}{_num(s['rss_mib_first']):>14}{_num(s['rss_mib_last']):>8}"
-            f"{_num(s['rss_mib_per_hour']):>9}{_num(s['open_files_first']):>11}"
-            f"{_num(s['open_files_last']):>6}{_num(s['open_files_per_hour']):>8}"
+            f"{_num(s['rss_mib_per_hour']):>9}{_num(s['rss_mib_per_hour_second_half']):>9}"
+            f"{_num(s['open_files_first']):>11}{_num(s['open_files_last']):>6}"
+            f"{_num(s['open_files_per_hour']):>8}{_num(s['open_files_per_hour_second_half']):>9}"
         )
+    print("slopes: least squares over all samples, and over the second half (after warm-up)")
     print(f"conditions: {json.dumps(report['conditions'])}")
     return 0
 

@@ -60,5 +60,6 @@ def test_soak_prints_a_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert "offering 10 tx/s" in out
     assert "MiB/h" in out
     assert "fds/h" in out
+    assert "2nd half" in out
     assert out.count("t=") >= 2
     assert '"commit"' in out

@@ -39,3 +39,4 @@ def test_slopes_skip_a_vanished_process() -> None:
     assert row["rss_mib_last"] == 2.0
     assert row["rss_mib_per_hour"] == pytest.approx(30.0)
     assert row["open_files_per_hour"] == pytest.approx(60.0)
+    assert row["rss_mib_per_hour_second_half"] is None  # one reading in the second half
