@@ -51,17 +51,47 @@ MAX_BATCH = 1000
 SECONDS_PER_HOUR = 3600.0
 
 
+#: /proc/PID/status lines read at each sample: all resident memory, and its split into
+#: anonymous (the heap: Python objects, LevelDB's caches) and file-backed pages (mapped code
+#: and LevelDB's table files, which grow with the ledger and are not a leak).
+MEMORY_FIELDS = {"VmRSS": "rss_kib", "RssAnon": "rss_anon_kib", "RssFile": "rss_file_kib"}
+
+
+def read_memory_kib(pid: int) -> dict[str, int]:
+    """``rss_kib``, ``rss_anon_kib`` and ``rss_file_kib`` of ``pid`` from /proc/PID/status."""
+    out: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name in MEMORY_FIELDS:
+            out[MEMORY_FIELDS[name]] = int(rest.split()[0])
+    if "rss_kib" not in out:
+        raise ValueError(f"/proc/{pid}/status has no VmRSS line")
+    return out
+
+
 def read_rss_kib(pid: int) -> int:
     """Resident set size of ``pid`` in KiB (the ``VmRSS`` line of /proc/PID/status)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise ValueError(f"/proc/{pid}/status has no VmRSS line")
+    return read_memory_kib(pid)["rss_kib"]
 
 
 def count_open_files(pid: int) -> int:
     """Open file descriptors of ``pid`` (entries of /proc/PID/fd)."""
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+async def _add_mempools(
+    row: dict[str, Any], procs: Sequence[Process], clients: Sequence[NodeClient]
+) -> None:
+    """Each validator's pending transactions (GET /v1/status): a backlog that grows means the
+    offered rate is above what the cluster commits, and memory grows with it (bounded by the
+    mempool's limits), which is not a leak."""
+    for p, client in zip(procs, clients, strict=True):
+        try:
+            status = await client.status()
+        except NodeError:
+            row["processes"][p.name]["mempool_txs"] = None
+        else:
+            row["processes"][p.name]["mempool_txs"] = status.mempool.txs
 
 
 def slope_per_hour(points: list[tuple[float, float]]) -> float | None:
@@ -133,14 +163,12 @@ class _Load:
 
 
 def sample(procs: Sequence[Process], t_s: float) -> dict[str, Any]:
-    """One reading of every validator: ``{"t_s", "processes": {name: {rss_kib, open_files}}}``."""
+    """One reading of every validator: ``{"t_s", "processes": {name: {rss_kib, rss_anon_kib,
+    rss_file_kib, open_files}}}`` (None for a process that is gone)."""
     readings: dict[str, Any] = {}
     for p in procs:
         try:
-            readings[p.name] = {
-                "rss_kib": read_rss_kib(p.pid),
-                "open_files": count_open_files(p.pid),
-            }
+            readings[p.name] = {**read_memory_kib(p.pid), "open_files": count_open_files(p.pid)}
         except (OSError, ValueError):  # the process is gone: say so rather than stop the soak
             readings[p.name] = {"rss_kib": None, "open_files": None}
     return {"t_s": round(t_s, 1), "processes": readings}
@@ -243,6 +271,7 @@ async def _soak(
             if elapsed >= next_sample or elapsed >= seconds:
                 row = sample(procs, elapsed)
                 row.update(offered=load.offered, committed=load.committed, height=load.height)
+                await _add_mempools(row, procs, clients)
                 samples.append(row)
                 emit(row)
                 next_sample += sample_s
@@ -257,37 +286,38 @@ async def _soak(
     return samples, load
 
 
+#: Each reported series: (its name in the report, the sample field, the factor to its unit).
+SERIES = (
+    ("rss_mib", "rss_kib", 1 / 1024),
+    ("anon_mib", "rss_anon_kib", 1 / 1024),
+    ("open_files", "open_files", 1.0),
+)
+
+
 def slopes(samples: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per validator: first, last and the least-squares slope per hour of RSS and open files."""
+    """Per validator and series: first, last and the least-squares slope per hour, over the
+    whole run and over its second half.
+
+    The first minutes fill caches and the allocator's arenas: the second half's slope tells a
+    steady leak from that warm-up.
+    """
+    half = samples[-1]["t_s"] / 2
     out: dict[str, dict[str, Any]] = {}
     for name in samples[0]["processes"]:
-        rss = [
-            (s["t_s"], s["processes"][name]["rss_kib"] / 1024)
-            for s in samples
-            if s["processes"][name]["rss_kib"] is not None
-        ]
-        fds = [
-            (s["t_s"], float(s["processes"][name]["open_files"]))
-            for s in samples
-            if s["processes"][name]["open_files"] is not None
-        ]
-        rss_slope = slope_per_hour(rss)
-        fd_slope = slope_per_hour(fds)
-        # the first minutes fill caches and the allocator's arenas: the second half's slope
-        # tells a steady leak from that warm-up
-        half = samples[-1]["t_s"] / 2
-        rss_late = slope_per_hour([p for p in rss if p[0] >= half])
-        fd_late = slope_per_hour([p for p in fds if p[0] >= half])
-        out[name] = {
-            "rss_mib_first": round(rss[0][1], 1) if rss else None,
-            "rss_mib_last": round(rss[-1][1], 1) if rss else None,
-            "rss_mib_per_hour": None if rss_slope is None else round(rss_slope, 2),
-            "open_files_first": int(fds[0][1]) if fds else None,
-            "open_files_last": int(fds[-1][1]) if fds else None,
-            "open_files_per_hour": None if fd_slope is None else round(fd_slope, 2),
-            "rss_mib_per_hour_second_half": None if rss_late is None else round(rss_late, 2),
-            "open_files_per_hour_second_half": None if fd_late is None else round(fd_late, 2),
-        }
+        row: dict[str, Any] = {}
+        for series, field_name, factor in SERIES:
+            points = [
+                (s["t_s"], s["processes"][name][field_name] * factor)
+                for s in samples
+                if s["processes"][name].get(field_name) is not None
+            ]
+            whole = slope_per_hour(points)
+            late = slope_per_hour([p for p in points if p[0] >= half])
+            row[f"{series}_first"] = round(points[0][1], 1) if points else None
+            row[f"{series}_last"] = round(points[-1][1], 1) if points else None
+            row[f"{series}_per_hour"] = None if whole is None else round(whole, 2)
+            row[f"{series}_per_hour_second_half"] = None if late is None else round(late, 2)
+        out[name] = row
     return out
 
 
@@ -302,13 +332,16 @@ def measure_saturation(urls: list[str], bundle: GenesisBundle, txs: int) -> dict
 
 def _print_row(row: dict[str, Any]) -> None:
     cells = "  ".join(
-        f"{name} {_num(None if r['rss_kib'] is None else round(r['rss_kib'] / 1024, 1))} MiB "
+        f"{name} {_mib(r.get('rss_kib'))} MiB (anon {_mib(r.get('rss_anon_kib'))}) "
         f"{_num(r['open_files'])} fds"
         for name, r in row["processes"].items()
     )
     minute = row["t_s"] / 60
+    pending = [r.get("mempool_txs") for r in row["processes"].values()]
+    mempool = "/".join(_num(n) for n in pending)
     print(
-        f"t={minute:6.1f} min  height {row['height']:>6}  committed {row['committed']:>8}  {cells}",
+        f"t={minute:6.1f} min  height {row['height']:>6}  committed {row['committed']:>8}  "
+        f"mempools {mempool}  {cells}",
         flush=True,
     )
 
@@ -421,20 +454,30 @@ def main(argv: list[str]) -> int:
         f"height {load.height}"
     )
     print(
-        f"{'validator':<12}{'RSS MiB first':>14}{'last':>8}{'MiB/h':>9}{'2nd half':>9}"
-        f"{'fds first':>11}{'last':>6}{'fds/h':>8}{'2nd half':>9}"
+        f"{'validator':<10}{'RSS MiB':>8}{'->':>7}{'MiB/h':>8}{'2nd half':>9}"
+        f"{'anon MiB':>9}{'->':>7}{'MiB/h':>8}{'2nd half':>9}"
+        f"{'fds':>5}{'->':>4}{'fds/h':>7}{'2nd half':>9}"
     )
-    for name, s in report["slopes"].items():
+    for name, r in report["slopes"].items():
         print(
-            f"{name:<12}{_num(s['rss_mib_first']):>14}{_num(s['rss_mib_last']):>8}"
-            f"{_num(s['rss_mib_per_hour']):>9}{_num(s['rss_mib_per_hour_second_half']):>9}"
-            f"{_num(s['open_files_first']):>11}{_num(s['open_files_last']):>6}"
-            f"{_num(s['open_files_per_hour']):>8}{_num(s['open_files_per_hour_second_half']):>9}"
+            f"{name:<10}{_num(r['rss_mib_first']):>8}{_num(r['rss_mib_last']):>7}"
+            f"{_num(r['rss_mib_per_hour']):>8}{_num(r['rss_mib_per_hour_second_half']):>9}"
+            f"{_num(r['anon_mib_first']):>9}{_num(r['anon_mib_last']):>7}"
+            f"{_num(r['anon_mib_per_hour']):>8}{_num(r['anon_mib_per_hour_second_half']):>9}"
+            f"{_num(r['open_files_first']):>5}{_num(r['open_files_last']):>4}"
+            f"{_num(r['open_files_per_hour']):>7}{_num(r['open_files_per_hour_second_half']):>9}"
         )
-    print("slopes: least squares over all samples, and over the second half (after warm-up)")
+    print(
+        "slopes: least squares over all samples, and over the second half (after warm-up); "
+        "anon = RssAnon (heap), the rest of RSS is file-backed (code, LevelDB tables)"
+    )
     print(f"conditions: {json.dumps(report['conditions'])}")
     return 0
 
 
 def _num(value: float | int | None) -> str:
     return "-" if value is None else f"{value:g}"
+
+
+def _mib(kib: int | None) -> str:
+    return "-" if kib is None else f"{kib / 1024:.1f}"

@@ -38,11 +38,14 @@ def test_soak_reports_rss_and_open_files_per_validator_and_their_slopes(
         assert sorted(sample["processes"]) == names
         for reading in sample["processes"].values():
             assert reading["rss_kib"] > 0
+            assert 0 < reading["rss_anon_kib"] <= reading["rss_kib"]
             assert reading["open_files"] > 0
+            assert reading["mempool_txs"] >= 0
     assert [s["t_s"] for s in report["samples"]] == sorted(s["t_s"] for s in report["samples"])
     assert sorted(report["slopes"]) == names
     for slope in report["slopes"].values():
         assert isinstance(slope["rss_mib_per_hour"], float)
+        assert isinstance(slope["anon_mib_per_hour"], float)
         assert isinstance(slope["open_files_per_hour"], float)
     load = report["load"]
     assert load["offered"] > 0
@@ -59,7 +62,9 @@ def test_soak_prints_a_table(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "offering 10 tx/s" in out
     assert "MiB/h" in out
+    assert "anon MiB" in out
     assert "fds/h" in out
     assert "2nd half" in out
     assert out.count("t=") >= 2
+    assert "mempools" in out
     assert '"commit"' in out

@@ -6,7 +6,13 @@ import os
 
 import pytest
 
-from gridchain.bench.soak import count_open_files, read_rss_kib, slope_per_hour, slopes
+from gridchain.bench.soak import (
+    count_open_files,
+    read_memory_kib,
+    read_rss_kib,
+    slope_per_hour,
+    slopes,
+)
 
 
 def test_slope_is_per_hour_and_least_squares() -> None:
@@ -23,6 +29,9 @@ def test_no_slope_without_two_times() -> None:
 
 def test_reads_this_process() -> None:
     assert read_rss_kib(os.getpid()) > 0
+    memory = read_memory_kib(os.getpid())
+    assert memory["rss_anon_kib"] > 0
+    assert memory["rss_anon_kib"] + memory["rss_file_kib"] <= memory["rss_kib"] + 64
     before = count_open_files(os.getpid())
     with open(os.devnull) as _:
         assert count_open_files(os.getpid()) == before + 1
@@ -40,3 +49,4 @@ def test_slopes_skip_a_vanished_process() -> None:
     assert row["rss_mib_per_hour"] == pytest.approx(30.0)
     assert row["open_files_per_hour"] == pytest.approx(60.0)
     assert row["rss_mib_per_hour_second_half"] is None  # one reading in the second half
+    assert row["anon_mib_per_hour"] is None  # these samples carry no RssAnon
