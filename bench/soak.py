@@ -383,6 +383,7 @@ def main(argv: list[str]) -> int:
     if args.rate is not None and args.rate <= 0:
         parser.error("--rate is positive")
 
+    commit = git_commit()  # the code that runs, before anyone changes the checkout
     bundle = bench_bundle(
         f"bench-soak-{args.seed}",
         engine="pbft",
@@ -443,7 +444,7 @@ def main(argv: list[str]) -> int:
         },
         "samples": samples,
         "slopes": slopes(samples),
-        "conditions": {**conditions(), "commit": git_commit()},
+        "conditions": {**conditions(), "commit": commit},
     }
     if args.json:
         print(json.dumps(report, indent=2))
