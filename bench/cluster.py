@@ -13,7 +13,7 @@ from typing import Any
 
 from gridchain.genesis.builder import GenesisBundle, build_genesis
 from gridchain.genesis.cli import write_bundle
-from gridchain.node.testnet import down, up
+from gridchain.node.testnet import ValidatorProcess, down, up
 from gridchain.ports import free_port
 from gridchain.protocol.address import parse_address
 from gridchain.protocol.crypto import SigningKey, sha256
@@ -108,16 +108,15 @@ def _base_port(count: int) -> int:
 
 
 @contextmanager
-def running_cluster(
+def running_validators(
     bundle: GenesisBundle,
     *,
     base_api_port: int | None = None,
     base_p2p_port: int | None = None,
     settle_s: float = 1.0,
-) -> Iterator[list[str]]:
-    """Every validator of ``bundle`` as its own process; yields their API URLs, then stops them.
-
-    Ports default to free ones found here; tests pass blocks from their own port range.
+) -> Iterator[list[ValidatorProcess]]:
+    """Every validator of ``bundle`` as its own process; yields them (pid, API URL), then stops
+    them.  Ports default to free ones found here; tests pass blocks from their own port range.
     """
     validators = len(bundle.validators)
     with tempfile.TemporaryDirectory() as tmp:
@@ -137,6 +136,21 @@ def running_cluster(
         procs = up(directory, timeout_s=60.0)
         try:
             time.sleep(settle_s)  # let the peer links come up
-            yield [p.api_url for p in procs]
+            yield procs
         finally:
             down(directory)
+
+
+@contextmanager
+def running_cluster(
+    bundle: GenesisBundle,
+    *,
+    base_api_port: int | None = None,
+    base_p2p_port: int | None = None,
+    settle_s: float = 1.0,
+) -> Iterator[list[str]]:
+    """Every validator of ``bundle`` as its own process; yields their API URLs, then stops them."""
+    with running_validators(
+        bundle, base_api_port=base_api_port, base_p2p_port=base_p2p_port, settle_s=settle_s
+    ) as procs:
+        yield [p.api_url for p in procs]

@@ -76,6 +76,14 @@ def read_keystore(path: Path) -> dict[str, Any]:
         raise WalletFileError(f"{path} is a directory, not a keystore file") from None
     except OSError as exc:
         raise WalletFileError(f"cannot read wallet {path}: {exc.strerror or exc}") from None
+    return parse_keystore(raw, path)
+
+
+def parse_keystore(raw: bytes, path: Path) -> dict[str, Any]:
+    """The keystore JSON object in ``raw`` (the content of ``path``), with its address checked.
+
+    Split from the file reading so the parser can be fuzzed on bytes (tests/fuzz).
+    """
     if len(raw) > MAX_KEYSTORE_BYTES:
         raise WalletFileError(f"{path} is too large to be a keystore")
     try:
