@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
 from gridchain.meterbridge.config import BridgeConfig
-from gridchain.meterbridge.simulator import MeterSimulator, SimClock, household_meters
+from gridchain.meterbridge.simulator import MeterSimulator, SimClock, SimMeter, household_meters
 from gridchain.protocol.crypto import SigningKey
 from tests.meterbridge.fakenode import FakeNode
 from tests.procs import free_test_port as free_port
@@ -32,13 +33,28 @@ def bridge_key() -> SigningKey:
     return SigningKey(b"\x07" * 32)
 
 
-@pytest.fixture
-async def simulator() -> AsyncIterator[tuple[MeterSimulator, int]]:
-    sim = MeterSimulator(household_meters(1), clock=SimClock(speed=SIM_SPEED, start_ms=T0_MS))
+@asynccontextmanager
+async def running_simulator(
+    meters: Sequence[SimMeter] | None = None, *, start_ms: int = T0_MS
+) -> AsyncIterator[tuple[MeterSimulator, int]]:
+    """Simulated meters (one household's by default) served over RTU-over-TCP on a free port,
+    stopped however the block ends."""
+    sim = MeterSimulator(
+        list(household_meters(1) if meters is None else meters),
+        clock=SimClock(speed=SIM_SPEED, start_ms=start_ms),
+    )
     port = free_port()
     await sim.start_tcp("127.0.0.1", port)
-    yield sim, port
-    await sim.stop()
+    try:
+        yield sim, port
+    finally:
+        await sim.stop()
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[tuple[MeterSimulator, int]]:
+    async with running_simulator() as served:
+        yield served
 
 
 @pytest.fixture

@@ -15,10 +15,16 @@ from pathlib import Path
 
 from gridchain.meterbridge.bridge import Bridge
 from gridchain.meterbridge.profiles import load_profile
-from gridchain.meterbridge.simulator import MeterSimulator, SimClock, SimMeter, household_meters
+from gridchain.meterbridge.simulator import MeterSimulator, SimMeter
 from gridchain.protocol.crypto import SigningKey
 from gridchain.protocol.meter import ReadingRecord, ReadingStatus, sign_reading
-from tests.meterbridge.conftest import INTERVAL_MS, METERS, SIM_SPEED, T0_MS, MakeConfig
+from tests.meterbridge.conftest import (
+    INTERVAL_MS,
+    METERS,
+    T0_MS,
+    MakeConfig,
+    running_simulator,
+)
 from tests.meterbridge.fakenode import FakeNode
 from tests.meterbridge.test_bridge import tcp_bus
 from tests.procs import free_test_port as free_port
@@ -42,10 +48,7 @@ async def test_out_of_range_values_are_unavailable_and_never_kill_the_bridge(
     fake_node: FakeNode, make_config: MakeConfig
 ) -> None:
     meter = pv_meter()
-    sim = MeterSimulator([meter], clock=SimClock(speed=SIM_SPEED, start_ms=T0_MS))
-    port = free_port()
-    await sim.start_tcp("127.0.0.1", port)
-    try:
+    async with running_simulator([meter]) as (_sim, port):
         config = make_config(fake_node.url, tcp_bus(port), [("h1-pv", 2, "eastron-sdm120")])
         async with Bridge(config) as bridge:
             await bridge.reconcile()
@@ -80,8 +83,6 @@ async def test_out_of_range_values_are_unavailable_and_never_kill_the_bridge(
             fake_node.commit()
         assert fake_node.rejections == []
         assert len(fake_node.meters["h1-pv"].readings) == len(bad) + 2
-    finally:
-        await sim.stop()
 
 
 async def test_an_energy_jump_beyond_the_rating_is_unavailable_not_ok(
@@ -89,10 +90,7 @@ async def test_an_energy_jump_beyond_the_rating_is_unavailable_not_ok(
 ) -> None:
     """An import jump of 1e12 kWh in one interval fits the record but no SDM120 measures it."""
     meter = pv_meter()
-    sim = MeterSimulator([meter], clock=SimClock(speed=SIM_SPEED, start_ms=T0_MS))
-    port = free_port()
-    await sim.start_tcp("127.0.0.1", port)
-    try:
+    async with running_simulator([meter]) as (_sim, port):
         config = make_config(fake_node.url, tcp_bus(port), [("h1-pv", 2, "eastron-sdm120")])
         async with Bridge(config) as bridge:
             await bridge.reconcile()
@@ -104,8 +102,6 @@ async def test_an_energy_jump_beyond_the_rating_is_unavailable_not_ok(
             meter.forced = {}
             (after,) = await bridge.poll_once(T0_MS + 3 * INTERVAL_MS)
             assert after.record.status == ReadingStatus.OK  # true readings are not "decreasing"
-    finally:
-        await sim.stop()
 
 
 async def test_a_swapped_meter_on_a_fresh_store_is_not_signed_below_the_chain(
@@ -113,11 +109,8 @@ async def test_a_swapped_meter_on_a_fresh_store_is_not_signed_below_the_chain(
 ) -> None:
     """New SD card and a new meter: the chain's registers are the bound, the others commit."""
     fake_node.admit_like_chain = True
-    sim = MeterSimulator(household_meters(1), clock=SimClock(speed=SIM_SPEED, start_ms=T0_MS))
-    sim.meters[2].export_wh = 10_000.0  # the PV meter has counted 10 kWh so far
-    port = free_port()
-    await sim.start_tcp("127.0.0.1", port)
-    try:
+    async with running_simulator() as (sim, port):
+        sim.meters[2].export_wh = 10_000.0  # the PV meter has counted 10 kWh so far
         async with Bridge(make_config(fake_node.url, tcp_bus(port))) as old:
             await old.reconcile()
             await old.poll_once(T0_MS + INTERVAL_MS)
@@ -140,8 +133,6 @@ async def test_a_swapped_meter_on_a_fresh_store_is_not_signed_below_the_chain(
         assert fake_node.rejections == []
         for meter_id, _, _ in METERS:
             assert len(fake_node.meters[meter_id].readings) == 2, meter_id
-    finally:
-        await sim.stop()
 
 
 async def test_a_refused_reading_is_set_aside_and_never_blocks_the_other_meters(
@@ -329,27 +320,24 @@ async def test_a_late_answer_is_never_taken_for_the_next_register(
     At noon the PV meter exports: its power is negative.  Taking the late voltage answer (two
     registers, like the power's) as the power's would record +230 W with status OK.
     """
-    sim = MeterSimulator(household_meters(1), clock=SimClock(speed=SIM_SPEED, start_ms=T0_MS))
-    sim_port = free_port()
-    await sim.start_tcp("127.0.0.1", sim_port)
-    timeout = 1.0
-    # voltage (0x0000) answered 1.4 timeouts late; the next power answer (0x000C) 0.75 late
-    proxy = LateProxy(sim_port, {(2, 0x0000): 1.4 * timeout, (2, 0x000C): 0.75 * timeout})
-    await proxy.start()
-    try:
-        bus = tcp_bus(proxy.port) | {"timeout_s": timeout}
-        config = make_config(fake_node.url, bus, [("h1-pv", 2, "eastron-sdm120")])
-        async with Bridge(config) as bridge:
-            await bridge.reconcile()
-            (reading,) = await bridge.poll_once(T0_MS + INTERVAL_MS)
-            rec = reading.record
-            timeouts = bridge.metrics.value(
-                "meterbridge_modbus_requests_total", {"bus": "bus0", "outcome": "timeout"}
-            )
-        assert timeouts >= 1
-        assert rec.status == ReadingStatus.OK
-        assert rec.power_w < 0, rec
-        assert 2200 < rec.voltage_dv < 2400
-    finally:
-        await proxy.stop()
-        await sim.stop()
+    async with running_simulator() as (_sim, sim_port):
+        timeout = 1.0
+        # voltage (0x0000) answered 1.4 timeouts late; the next power answer (0x000C) 0.75 late
+        proxy = LateProxy(sim_port, {(2, 0x0000): 1.4 * timeout, (2, 0x000C): 0.75 * timeout})
+        await proxy.start()
+        try:
+            bus = tcp_bus(proxy.port) | {"timeout_s": timeout}
+            config = make_config(fake_node.url, bus, [("h1-pv", 2, "eastron-sdm120")])
+            async with Bridge(config) as bridge:
+                await bridge.reconcile()
+                (reading,) = await bridge.poll_once(T0_MS + INTERVAL_MS)
+                rec = reading.record
+                timeouts = bridge.metrics.value(
+                    "meterbridge_modbus_requests_total", {"bus": "bus0", "outcome": "timeout"}
+                )
+            assert timeouts >= 1
+            assert rec.status == ReadingStatus.OK
+            assert rec.power_w < 0, rec
+            assert 2200 < rec.voltage_dv < 2400
+        finally:
+            await proxy.stop()

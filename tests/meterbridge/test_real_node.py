@@ -20,13 +20,12 @@ import pytest
 from gridchain.api.client import NodeClient
 from gridchain.genesis.builder import GenesisBundle
 from gridchain.meterbridge.bridge import Bridge
-from gridchain.meterbridge.simulator import MeterSimulator, SimClock, household_meters
+from gridchain.meterbridge.simulator import MeterSimulator
 from gridchain.protocol.crypto import SigningKey
 from gridchain.protocol.meter import ReadingRecord, ReadingStatus, sign_reading
-from tests.meterbridge.conftest import INTERVAL_MS, METERS, SIM_SPEED, MakeConfig
+from tests.meterbridge.conftest import INTERVAL_MS, METERS, MakeConfig, running_simulator
 from tests.meterbridge.test_bridge import tcp_bus
 from tests.procs import NodeProcess, make_chain, node_for
-from tests.procs import free_test_port as free_port
 
 pytestmark = [pytest.mark.integration]
 
@@ -58,14 +57,10 @@ def node(tmp_path: Path, bridge_key: SigningKey) -> Iterator[NodeProcess]:
 
 @pytest.fixture
 async def sim() -> AsyncIterator[tuple[MeterSimulator, int]]:
-    start = time.time_ns() // 1_000_000
-    simulator = MeterSimulator(household_meters(1), clock=SimClock(speed=SIM_SPEED, start_ms=start))
-    simulator.meters[1].import_wh = 10_000.0  # the net meter has counted 10 kWh so far
-    simulator.meters[2].export_wh = 10_000.0  # the PV meter 10 kWh of export
-    port = free_port()
-    await simulator.start_tcp("127.0.0.1", port)
-    yield simulator, port
-    await simulator.stop()
+    async with running_simulator(start_ms=time.time_ns() // 1_000_000) as (simulator, port):
+        simulator.meters[1].import_wh = 10_000.0  # the net meter has counted 10 kWh so far
+        simulator.meters[2].export_wh = 10_000.0  # the PV meter 10 kWh of export
+        yield simulator, port
 
 
 def ticks() -> Iterator[int]:
