@@ -113,6 +113,32 @@ class Chain:
         )
 
 
+def pv_and_load_meters(bridge: SigningKey) -> Callable[[GenesisBundle], dict[str, Any]]:
+    """``genesis_changes`` registering two meters read by ``bridge``: participant 0's PV meter
+    ``pv-a`` and participant 1's load meter ``load-b`` (both SDM120s)."""
+
+    def changes(bundle: GenesisBundle) -> dict[str, Any]:
+        peers = bundle.participants
+
+        def meter(meter_id: str, owner: str, meter_type: str) -> dict[str, Any]:
+            return {
+                "meter_id": meter_id,
+                "owner": owner,
+                "meter_type": meter_type,
+                "bridge_public_key": bridge.public_key.hex(),
+                "profile": "eastron-sdm120",
+            }
+
+        return {
+            "meters": [
+                meter("pv-a", peers[0].address, "PV"),
+                meter("load-b", peers[1].address, "Loadmeter"),
+            ]
+        }
+
+    return changes
+
+
 def make_chain(
     directory: Path,
     *,

@@ -25,12 +25,20 @@ import pytest
 
 from gridchain.api import models as m
 from gridchain.api.client import NodeClient, NodeRefusedError
-from gridchain.genesis.builder import GenesisBundle
 from gridchain.protocol.address import format_address
 from gridchain.protocol.crypto import SigningKey, sha256
 from gridchain.protocol.meter import GENESIS_READING_HASH, ReadingRecord, sign_reading
 from gridchain.protocol.tx import CDRequest, MeterReadings, PlaceOrder, Transaction, sign_tx
-from tests.procs import Chain, NodeProcess, http_get, make_chain, node_for, submit, wait_committed
+from tests.procs import (
+    Chain,
+    NodeProcess,
+    http_get,
+    make_chain,
+    node_for,
+    pv_and_load_meters,
+    submit,
+    wait_committed,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("api_contract")]
 
@@ -66,26 +74,6 @@ class LiveChain:
     tx_hashes: list[str]
 
 
-def _meters(bundle: GenesisBundle) -> dict[str, Any]:
-    peers = bundle.participants
-
-    def meter(meter_id: str, owner: str, meter_type: str) -> dict[str, Any]:
-        return {
-            "meter_id": meter_id,
-            "owner": owner,
-            "meter_type": meter_type,
-            "bridge_public_key": BRIDGE.public_key.hex(),
-            "profile": "eastron-sdm120",
-        }
-
-    return {
-        "meters": [
-            meter("pv-a", peers[0].address, "PV"),
-            meter("load-b", peers[1].address, "Loadmeter"),
-        ]
-    }
-
-
 def _commit(url: str, tx: Transaction) -> str:
     status, body = submit(url, tx)
     assert status == 202, body
@@ -104,7 +92,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveChain]:
         order_horizon_ms=60_000,
         schedule_interval_ms=1000,
         schedule_interval_minutes=10,
-        genesis_changes=_meters,
+        genesis_changes=pv_and_load_meters(BRIDGE),
     )
     node = node_for(chain).start()
     try:

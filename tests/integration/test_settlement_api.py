@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from gridchain.genesis.builder import GenesisBundle
 from gridchain.protocol.address import format_address
 from gridchain.protocol.crypto import SigningKey, sha256
 from gridchain.protocol.meter import GENESIS_READING_HASH, ReadingRecord, sign_reading
@@ -27,6 +26,7 @@ from tests.procs import (
     http_get,
     make_chain,
     node_for,
+    pv_and_load_meters,
     submit,
     wait_committed,
 )
@@ -37,26 +37,6 @@ SLOT_MS = 3000
 GRACE_MS = 500
 BRIDGE = SigningKey(sha256(b"it-bridge"))
 PRICE = 120_000
-
-
-def _meters(bundle: GenesisBundle) -> dict[str, Any]:
-    peers = bundle.participants
-
-    def meter(meter_id: str, owner: str, meter_type: str) -> dict[str, Any]:
-        return {
-            "meter_id": meter_id,
-            "owner": owner,
-            "meter_type": meter_type,
-            "bridge_public_key": BRIDGE.public_key.hex(),
-            "profile": "eastron-sdm120",
-        }
-
-    return {
-        "meters": [
-            meter("pv-a", peers[0].address, "PV"),
-            meter("load-b", peers[1].address, "Loadmeter"),
-        ]
-    }
 
 
 def _commit(url: str, tx: Transaction) -> dict[str, Any]:
@@ -73,7 +53,7 @@ def test_meters_readings_and_settlement_over_the_api(tmp_path: Path) -> None:
         gate_closure_ms=1000,
         order_horizon_ms=60_000,
         settlement_grace_ms=GRACE_MS,
-        genesis_changes=_meters,
+        genesis_changes=pv_and_load_meters(BRIDGE),
     )
     node = node_for(chain).start()
     try:
