@@ -103,6 +103,9 @@ class P2PSection(_Section):
 class MempoolSection(_Section):
     max_txs: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
     max_bytes: Annotated[int, Field(ge=1024, le=1024**3)] = 32 * 1024 * 1024
+    #: A transaction still pending this long is flooded to the peers again (then after twice
+    #: as long, up to a minute): a peer that refused it while its pool was full gets it later.
+    reannounce_after_ms: Annotated[int, Field(ge=100, le=600_000)] = 3_000
 
 
 class LogSection(_Section):

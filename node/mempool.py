@@ -72,6 +72,10 @@ class Mempool:
     def __contains__(self, tx_hash: object) -> bool:
         return tx_hash in self._txs
 
+    def hashes(self) -> list[bytes]:
+        """The pending transactions' hashes in pool (arrival) order."""
+        return list(self._txs)
+
     def get(self, tx_hash: bytes) -> Transaction | None:
         entry = self._txs.get(tx_hash)
         return None if entry is None else entry.tx

@@ -17,6 +17,11 @@ class NodeMetrics:
         self.txs_received = Counter(
             "gridchain_txs_received", "Transactions submitted and admitted", registry=r
         )
+        self.txs_reannounced = Counter(
+            "gridchain_txs_reannounced",
+            "Pending transactions flooded to the peers again (node/reannounce.py)",
+            registry=r,
+        )
         self.txs_rejected = Counter(
             "gridchain_txs_rejected", "Transactions refused, by reason", ["code"], registry=r
         )

@@ -48,6 +48,7 @@ from gridchain.node.driver import (
 )
 from gridchain.node.mempool import Mempool
 from gridchain.node.metrics import NodeMetrics
+from gridchain.node.reannounce import Reannouncer
 from gridchain.node.store import Store
 from gridchain.protocol.block import CommittedBlock, decode_committed
 from gridchain.protocol.crypto import SigningKey
@@ -67,6 +68,12 @@ __all__ = [
 ]
 
 
+#: A pending transaction is flooded again at most this often (node/reannounce.py) ...
+REANNOUNCE_MAX_BACKOFF_MS = 60_000
+#: ... and at most this many per round, so a large backlog is spread over several rounds.
+REANNOUNCE_MAX_PER_ROUND = 512
+
+
 class PeerLink(Protocol):
     """What the runtime needs from the peer network (node.p2p.PeerNetwork)."""
 
@@ -79,6 +86,8 @@ class PeerLink(Protocol):
     def send_consensus(self, to: bytes, payload: bytes) -> None: ...
 
     def gossip_tx(self, tx_bytes: bytes) -> None: ...
+
+    def reannounce_tx(self, tx_bytes: bytes) -> None: ...
 
     async def fetch_blocks(self, from_height: int, count: int) -> list[bytes]: ...
 
@@ -204,6 +213,13 @@ class Node:
         self._sync_task: asyncio.Task[None] | None = None
         self._schedule_timer: asyncio.TimerHandle | None = None
         self._commit_started: float | None = None
+        after_ms = config.mempool.reannounce_after_ms
+        self._reannouncer = Reannouncer(
+            after_ms=after_ms,
+            max_backoff_ms=max(after_ms, REANNOUNCE_MAX_BACKOFF_MS),
+            max_per_round=REANNOUNCE_MAX_PER_ROUND,
+        )
+        self._reannounce_timer: asyncio.TimerHandle | None = None
 
     # --- what the API and the tools read (the driver holds it) ---------------------------
 
@@ -263,6 +279,7 @@ class Node:
         records = self.store.consensus_records()
         if self.network is not None:
             await self.network.start()
+            self._arm_reannounce()
         self._perform(self.driver.start(records, self.clock()))
 
     def attach_network(self, network: PeerLink) -> None:
@@ -277,6 +294,8 @@ class Node:
             self._timer.cancel()
         if self._schedule_timer is not None:
             self._schedule_timer.cancel()
+        if self._reannounce_timer is not None:
+            self._reannounce_timer.cancel()
         if self._sync_task is not None:
             self._sync_task.cancel()
         if self.network is not None:
@@ -427,6 +446,24 @@ class Node:
         if not self._stopped:
             self._update_mempool_metrics()
             self._perform(self.driver.on_boundary(self.clock()))
+
+    def _arm_reannounce(self) -> None:
+        period_s = min(self._reannouncer.after_ms // 3, 1_000) / 1000
+        self._reannounce_timer = asyncio.get_running_loop().call_later(
+            period_s, self._on_reannounce
+        )
+
+    def _on_reannounce(self) -> None:
+        """Flood again the pending transactions that are due (node/reannounce.py says why)."""
+        self._reannounce_timer = None
+        if self._stopped or self.network is None:
+            return
+        for tx_hash in self._reannouncer.due(self.mempool.hashes(), self.clock()):
+            tx = self.mempool.get(tx_hash)
+            if tx is not None:
+                self.network.reannounce_tx(tx.encode())
+                self.metrics.txs_reannounced.inc()
+        self._arm_reannounce()
 
     # --- catching up --------------------------------------------------------------------
 

@@ -286,6 +286,17 @@ def _http(req: urllib.request.Request, timeout: float) -> tuple[int, Any]:
         return status, raw.decode(errors="replace")
 
 
+def wait_for(predicate: Callable[..., object], timeout_s: float, nodes: list[NodeProcess]) -> None:
+    """Poll ``predicate`` every 100 ms; fail with the nodes' log tails if it stays false."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    logs = "\n".join(f"--- {n.config.parent.name}\n{n.log_tail(1500)}" for n in nodes)
+    raise AssertionError(f"condition not met within {timeout_s} s\n{logs}")
+
+
 def submit(api_url: str, tx: Transaction) -> tuple[int, Any]:
     return http_post(api_url + "/v1/txs", json.dumps({"tx": tx.encode().hex()}).encode())
 

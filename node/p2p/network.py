@@ -486,6 +486,17 @@ class PeerNetwork:
             return
         self._flood_tx(tx_bytes, exclude=None)
 
+    def reannounce_tx(self, tx_bytes: bytes) -> None:
+        """Flood a transaction that is still pending here again (node/reannounce.py says when).
+
+        Unlike :meth:`gossip_tx` this ignores the seen set: the point is to reach a peer that
+        refused the first copy for a reason that may have passed (a full pool, a nonce gap).
+        A peer that has it drops the copy as seen, without answering.
+        """
+        if not 1 <= len(tx_bytes) <= MAX_TX_BYTES:
+            raise FrameTooLargeError(f"a transaction is 1 to {MAX_TX_BYTES} bytes")
+        self._flood_tx(tx_bytes, exclude=None)
+
     async def fetch_blocks(self, from_height: int, count: int) -> list[bytes]:
         """Raw CommittedBlock bytes for ``from_height`` onwards, from the first peer that has any.
 

@@ -16,7 +16,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +23,16 @@ from typing import Any
 
 import pytest
 
-from tests.procs import PASSWORD, REPO, Chain, NodeProcess, http_get, make_chain, node_for
+from tests.procs import (
+    PASSWORD,
+    REPO,
+    Chain,
+    NodeProcess,
+    http_get,
+    make_chain,
+    node_for,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("pbft_cluster")]
 
@@ -60,16 +68,6 @@ def connected(node: NodeProcess) -> int:
     if code != 200:
         return -1
     return sum(1 for p in body.get("peers", []) if p.get("connected"))
-
-
-def wait_for(predicate: Any, timeout_s: float, nodes: list[NodeProcess]) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    logs = "\n".join(f"--- {n.config.parent.name}\n{n.log_tail(1500)}" for n in nodes)
-    raise AssertionError(f"condition not met within {timeout_s} s\n{logs}")
 
 
 def wallet(chain: Chain, node: NodeProcess, peer: str, *argv: str) -> dict[str, Any]:

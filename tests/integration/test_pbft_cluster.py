@@ -31,6 +31,7 @@ from tests.procs import (
     node_for,
     submit,
     wait_committed,
+    wait_for,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("pbft_cluster")]
@@ -59,16 +60,6 @@ def status(node: NodeProcess) -> dict[str, Any]:
     body["peers_connected"] = [p for p in body.get("peers", []) if p.get("connected")]
     result: dict[str, Any] = body
     return result
-
-
-def wait_for(predicate: Any, timeout_s: float, nodes: list[NodeProcess]) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    logs = "\n".join(f"--- {n.config.parent.name}\n{n.log_tail(1500)}" for n in nodes)
-    raise AssertionError(f"condition not met within {timeout_s} s\n{logs}")
 
 
 def same_chain(nodes: list[NodeProcess], height: int) -> None:

@@ -54,6 +54,9 @@ class ServingLink:
     def gossip_tx(self, tx_bytes: bytes) -> None:
         return None
 
+    def reannounce_tx(self, tx_bytes: bytes) -> None:
+        return None
+
     async def fetch_blocks(self, from_height: int, count: int) -> list[bytes]:
         self.fetches += 1
         return [
