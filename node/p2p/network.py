@@ -58,7 +58,7 @@ from gridchain.node.p2p.frames import (
     read_frame,
 )
 from gridchain.node.p2p.handshake import Authenticated, handshake, linger_close
-from gridchain.node.p2p.lru import SeenSet
+from gridchain.node.p2p.lru import RepeatFilter, SeenSet
 from gridchain.protocol.block import MAX_BLOCK_BYTES, decode_committed
 from gridchain.protocol.crypto import PUBLIC_KEY_BYTES, SigningKey, sha256
 from gridchain.protocol.errors import (
@@ -159,6 +159,9 @@ class NetworkTuning:
     max_pending_per_source: int = 4
     seen_tx_capacity: int = 100_000
     seen_consensus_capacity: int = 4096
+    #: An identical consensus frame from one peer is passed on again only after this long:
+    #: engines retransmit (PBFT every view_timeout/2), a tight loop of repeats is dropped.
+    consensus_repeat_s: float = 0.25
     score_max: float = 100.0
     #: Points a score regains per ping interval, so old, rare faults are forgiven.
     score_recovery: float = 1.0
@@ -307,7 +310,7 @@ class _PeerState:
     key: bytes
     name: str | None
     address: PeerAddress | None
-    seen_consensus: SeenSet
+    seen_consensus: RepeatFilter
     score: float
     link: PeerLink | None = None
     links: set[PeerLink] = field(default_factory=set)
@@ -454,7 +457,9 @@ class PeerNetwork:
                 key=key,
                 name=None,
                 address=None,
-                seen_consensus=SeenSet(self._tuning.seen_consensus_capacity),
+                seen_consensus=RepeatFilter(
+                    self._tuning.seen_consensus_capacity, self._tuning.consensus_repeat_s
+                ),
                 score=self._tuning.score_max,
             )
             self._states[key] = state
@@ -908,7 +913,8 @@ class PeerNetwork:
 
     def _dispatch(self, state: _PeerState, link: PeerLink, frame: Frame) -> None:
         if isinstance(frame, ConsensusFrame):
-            if state.seen_consensus.add(sha256(frame.payload)):
+            now = asyncio.get_running_loop().time()
+            if state.seen_consensus.admit(sha256(frame.payload), now):
                 self._call(state, self._handler.on_consensus, state.key, frame.payload)
         elif isinstance(frame, TxGossip):
             self._on_tx(state, frame.tx)

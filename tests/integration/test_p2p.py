@@ -343,6 +343,25 @@ async def test_broadcast_reaches_all_and_send_reaches_one(mesh: list[Node]) -> N
     assert a.handler.consensus == []
 
 
+async def test_a_repeated_consensus_message_is_passed_on_again_after_the_repeat_interval(
+    mesh: list[Node],
+) -> None:
+    """Engines retransmit byte-identical messages; a receiver that dropped the first copy
+    (it was behind) must get a later one.  A seen set that dropped every repeat for good
+    stalled PBFT view changes for tens of seconds (issue 12).  A tight loop is still cut."""
+    a, b, _, _ = mesh
+    interval = FAST.consensus_repeat_s
+    a.net.send_consensus(b.pk, b"view-change")
+    a.net.send_consensus(b.pk, b"view-change")  # at once: dropped
+    await markers_delivered([a], [b])
+    assert b.handler.payloads_from(a.pk).count(b"view-change") == 1
+    await asyncio.sleep(interval * 1.5)
+    a.net.send_consensus(b.pk, b"view-change")  # a retransmission: passed on
+    await wait_until(
+        lambda: b.handler.payloads_from(a.pk).count(b"view-change") == 2, "the retransmission"
+    )
+
+
 async def test_send_to_an_unconnected_key_is_dropped(mesh: list[Node]) -> None:
     mesh[0].net.send_consensus(STRANGER.public_key, b"nobody")
     await markers_delivered([mesh[0]], mesh[1:])
