@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
+from types import FrameType
 from typing import Any
 
 BENCHMARKS = {
@@ -21,7 +23,17 @@ BENCHMARKS = {
 }
 
 
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM unwinds like Ctrl-C, so the benchmarks' clusters are stopped on the way out.
+
+    Without it a benchmark killed with SIGTERM (``timeout``, ``kill``) left its validator
+    processes running: they are started in their own sessions, like a testnet's.
+    """
+    raise SystemExit(128 + signum)
+
+
 def _run(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     module: Any = importlib.import_module(f"gridchain.bench.{args.name}")
     code: int = module.main(list(args.args))
     return code

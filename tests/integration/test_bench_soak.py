@@ -6,12 +6,18 @@ A 4-validator PBFT testnet, a small saturation burst, 15 s at 20 tx/s sampled ev
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
 import gridchain.bench.cluster
 from gridchain.bench import soak
-from tests.procs import free_port_block
+from tests.procs import REPO, free_port_block
 
 pytestmark = pytest.mark.integration
 
@@ -68,3 +74,47 @@ def test_soak_prints_a_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert out.count("t=") >= 2
     assert "mempools" in out
     assert '"commit"' in out
+
+
+def test_sigterm_stops_the_benchmark_and_its_validators() -> None:
+    """A benchmark killed with SIGTERM (``timeout``, ``kill``) stops the validators it started:
+    they run in their own sessions, and before this they outlived it."""
+    argv = ["soak", "--minutes=5", "--rate=10", "--sample-seconds=60", "--saturation-txs=32"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gridchain", "bench", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+    )
+    pids: list[int] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("pids: "):
+                pids = [int(part.split()[1]) for part in line[6:].split(", ")]
+                break
+        assert len(pids) == 4, "the benchmark ended before it started its validators"
+        assert all(alive(pid) for pid in pids)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+        deadline = time.monotonic() + 30
+        while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(alive(pid) for pid in pids), "validators outlived the benchmark"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in pids:  # what a failing run left behind must not load the machine
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, already exited but not reaped, does not count)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
