@@ -46,7 +46,7 @@ def register(sub: Any, name: str, help_text: str) -> None:
         type=int,
         default=0,
         help="households of 4 meters (net SDM630, PV SDM120, EV generic, battery SDM120) at "
-        "slave ids 4i+1..4i+4; 1 when no --household or --meter is given",
+        "slave ids 4i+1..4i+4; 1 when no other device is given",
     )
     sim.add_argument(
         "--household",
@@ -234,6 +234,7 @@ def _sim_devices(args: argparse.Namespace, meters: list[Any], clock: Any) -> lis
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from gridchain.logs import configure_logging  # noqa: PLC0415
     from gridchain.meterbridge.profiles import load_profile  # noqa: PLC0415
     from gridchain.meterbridge.simulator import (  # noqa: PLC0415
         KINDS,
@@ -245,7 +246,7 @@ def _simulate(args: argparse.Namespace) -> int:
     )
 
     meters: list[SimMeter] = []
-    if not args.households and not args.household and not args.meter:
+    if not any((args.households, args.household, args.meter, args.charger, args.inverter)):
         args.households = 1
     for i in range(args.households):
         meters.extend(household_meters(4 * i + 1))
@@ -260,6 +261,7 @@ def _simulate(args: argparse.Namespace) -> int:
         if len(parts) != 3 or not parts[0].isdigit() or parts[2] not in KINDS:
             raise UsageError(f"--meter {spec!r}: expected SLAVE:PROFILE:KIND, KIND in {KINDS}")
         meters.append(SimMeter(int(parts[0]), load_profile(parts[1]), parts[2]))
+    configure_logging("meterbridge-simulator")
     clock = SimClock(args.speed, args.start_ms)
     chargers = _sim_devices(args, meters, clock)
     ids = [m.slave_id for m in meters]
