@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -198,6 +199,29 @@ class DeviceController:
     async def _on_connect(self, charger_id: str) -> None:
         async with self._lock:
             await self._apply_charger(charger_id, self.failsafe_due())
+
+    def health(self) -> dict[str, Any]:
+        """The devices' state for ``/agent/health``."""
+        chargers = {}
+        for charger_id, status in self.csms.status.items():
+            chargers[charger_id] = {
+                "connected": status.connected,
+                "boots": status.boots,
+                "connections": status.connections,
+                "connectors": {str(k): v for k, v in status.connectors.items()},
+                "transaction_id": status.transaction_id,
+                "power_w": status.power_w,
+                "energy_wh": status.energy_wh,
+                "schedule": None
+                if status.installed is None
+                else [list(p) for p in status.installed],
+                "refusals": status.refusals,
+            }
+        inverters = {
+            name: {"setpoint_w": inv.written_w, "last_error": inv.last_error}
+            for name, inv in self.inverters.items()
+        }
+        return {"failsafe": self.state.failsafe, "chargers": chargers, "inverters": inverters}
 
     # --- the loop ---------------------------------------------------------------------
 

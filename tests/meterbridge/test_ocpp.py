@@ -146,6 +146,14 @@ async def test_boot_status_transaction_meter_values_and_the_interval_profiles() 
                 ),
             )
             assert cp.model.profiles[SCHEDULE_PROFILE_ID].duration_ms == 3 * INTERVAL_MS
+            health = loop.controller.health()["chargers"]["cp1"]
+            assert health["connected"] is True
+            assert health["connectors"] == {"1": "Charging"}
+            assert health["schedule"][-1] == [
+                start + 2 * INTERVAL_MS,
+                start + 3 * INTERVAL_MS,
+                2_000,
+            ]
 
 
 async def test_the_ev_leaves_and_the_transaction_stops() -> None:
