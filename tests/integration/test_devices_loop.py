@@ -53,6 +53,9 @@ FAILSAFE_S = 3.0
 CHARGER = "cp-b"
 METER = "ev-b"
 SLAVE = 3
+#: Participant 0's battery inverter, which measures itself (generic-battery-inverter).
+BATTERY = "batt-a"
+BATTERY_SLAVE = 5
 #: A reading's instant this far from an interval edge is inside the interval for sure (the
 #: bridge reads a few ms after its tick; the charger switches at the edge).
 EDGE_MS = 300
@@ -64,7 +67,6 @@ class Loop:
     nodes: list[NodeProcess]
     bridge_log: Path
     sim_port: int
-    owner: str
 
 
 class Process:
@@ -92,21 +94,29 @@ class Process:
                 self.proc.wait()
 
 
-def ev_meter(bundle: GenesisBundle) -> dict[str, Any]:
+def device_meters(bundle: GenesisBundle) -> dict[str, Any]:
+    """Participant 1's EV meter (behind its charger) and participant 0's battery inverter."""
+
+    def meter(meter_id: str, owner: int, meter_type: str, profile: str) -> dict[str, Any]:
+        return {
+            "meter_id": meter_id,
+            "owner": bundle.participants[owner].address,
+            "meter_type": meter_type,
+            "bridge_public_key": BRIDGE.public_key.hex(),
+            "profile": profile,
+        }
+
     return {
         "meters": [
-            {
-                "meter_id": METER,
-                "owner": bundle.participants[1].address,
-                "meter_type": "EV",
-                "bridge_public_key": BRIDGE.public_key.hex(),
-                "profile": "eastron-sdm120",
-            }
+            meter(METER, 1, "EV", "eastron-sdm120"),
+            meter(BATTERY, 0, "Battery", "generic-battery-inverter"),
         ]
     }
 
 
-def bridge_config(path: Path, node_url: str, sim_port: int, csms_port: int, owner: str) -> None:
+def bridge_config(
+    path: Path, node_url: str, sim_port: int, csms_port: int, owners: tuple[str, str]
+) -> None:
     path.write_text(
         f"""
 name = "peer-b"
@@ -128,6 +138,12 @@ bus = "sim"
 slave_id = {SLAVE}
 profile = "eastron-sdm120"
 
+[[meters]]
+meter_id = "{BATTERY}"
+bus = "sim"
+slave_id = {BATTERY_SLAVE}
+profile = "generic-battery-inverter"
+
 [devices]
 csms_port = {csms_port}
 poll_s = 0.5
@@ -135,9 +151,17 @@ failsafe_after_s = {FAILSAFE_S}
 
 [[devices.chargers]]
 charge_point_id = "{CHARGER}"
-owner = "{owner}"
+owner = "{owners[1]}"
 safe_limit_w = {SAFE_W}
 meter_id = "{METER}"
+
+[[devices.inverters]]
+name = "{BATTERY}"
+owner = "{owners[0]}"
+bus = "sim"
+slave_id = {BATTERY_SLAVE}
+profile = "generic-battery-inverter"
+safe_setpoint_w = 0
 """,
         encoding="utf-8",
     )
@@ -160,7 +184,7 @@ def loop(tmp_path: Path) -> Iterator[Loop]:
         validators=N,
         engine="pbft",
         block_interval_ms=200,
-        genesis_changes=ev_meter,
+        genesis_changes=device_meters,
         schedule_interval_ms=INTERVAL_MS,
     )
     nodes = [node_for(chain, i) for i in range(N)]
@@ -171,7 +195,7 @@ def loop(tmp_path: Path) -> Iterator[Loop]:
         for node in nodes:
             node.wait_healthy()
         sim_port, csms_port = free_test_port(), free_test_port()
-        owner = chain.bundle.participants[1].address
+        owners = (chain.bundle.participants[0].address, chain.bundle.participants[1].address)
         children.append(
             Process(
                 [
@@ -187,12 +211,14 @@ def loop(tmp_path: Path) -> Iterator[Loop]:
                     f"{CHARGER}:60:0.2:7.4",
                     "--meter-values-s",
                     "1",
+                    "--inverter",
+                    f"{BATTERY_SLAVE}:10:0.2",
                 ],
                 tmp_path / "simulator.log",
             )
         )
         config = tmp_path / "bridge.toml"
-        bridge_config(config, chain.api_url(0), sim_port, csms_port, owner)
+        bridge_config(config, chain.api_url(0), sim_port, csms_port, owners)
         bridge_log = tmp_path / "bridge.log"
         children.append(Process(["meterbridge", "run", "--config", str(config)], bridge_log))
         logs = [tmp_path / "simulator.log", bridge_log]
@@ -205,7 +231,7 @@ def loop(tmp_path: Path) -> Iterator[Loop]:
             60,
             logs,
         )
-        yield Loop(chain, nodes, bridge_log, sim_port, owner)
+        yield Loop(chain, nodes, bridge_log, sim_port)
     finally:
         for child in reversed(children):
             child.stop()
@@ -225,15 +251,23 @@ def events(log: Path) -> list[dict[str, Any]]:
     return out
 
 
-def send_request(chain: Chain, departure_in_ms: int, energy_wh: int) -> str:
+def send_request(
+    chain: Chain,
+    departure_in_ms: int,
+    energy_wh: int,
+    *,
+    peer: int = 1,
+    device: Device = Device.EV,
+    max_rate_w: int = 7_000,
+) -> str:
     now = time.time_ns() // 1_000_000
     request = CDRequest(
-        int(CDKind.CHARGE), int(Device.EV), now, now + departure_in_ms, energy_wh, 7_000, 0
+        int(CDKind.CHARGE), int(device), now, now + departure_in_ms, energy_wh, max_rate_w, 0
     )
-    tx = sign_tx(chain.peer(1), chain.chain_id, 0, request)
-    status, body = submit(chain.api_url(1), tx)
+    tx = sign_tx(chain.peer(peer), chain.chain_id, 0, request)
+    status, body = submit(chain.api_url(peer), tx)
     assert status in (200, 202), body
-    wait_committed(chain.api_url(1), tx.hash().hex())
+    wait_committed(chain.api_url(peer), tx.hash().hex())
     return tx.hash().hex()
 
 
@@ -249,8 +283,8 @@ def decided(url: str, request_id: str) -> list[tuple[int, int, int, int]]:
     return sorted(out)
 
 
-def readings(url: str) -> list[dict[str, Any]]:
-    status, body = http_get(f"{url}/v1/meters/{METER}/readings?limit=1000")
+def readings(url: str, meter_id: str = METER) -> list[dict[str, Any]]:
+    status, body = http_get(f"{url}/v1/meters/{meter_id}/readings?limit=1000")
     assert status == 200, body
     result: list[dict[str, Any]] = body["readings"]
     return result
@@ -284,6 +318,9 @@ def covering(plan: list[tuple[int, int, int, int]], t_ms: int) -> int | None:
 
 def test_charge_request_to_profile_to_power_to_meter_to_chain(loop: Loop) -> None:
     chain, logs = loop.chain, [loop.bridge_log]
+    battery_request = send_request(
+        chain, 30_000, 2_000, peer=0, device=Device.BATTERY, max_rate_w=5_000
+    )
     request_id = send_request(chain, departure_in_ms=30_000, energy_wh=4_000)
     window_end = time.time_ns() // 1_000_000 + 30_000
 
@@ -291,9 +328,12 @@ def test_charge_request_to_profile_to_power_to_meter_to_chain(loop: Loop) -> Non
         status, body = http_get(f"{chain.api_url(0)}/v1/cd/{request_id}")
         if status != 200 or body["status"] == "open":
             return False
-        last = readings(chain.api_url(0))
         # readings a few seconds past the last decided interval, committed
-        return bool(last) and last[-1]["interval_end_ms"] > window_end + 3_000
+        return all(
+            (last := readings(chain.api_url(0), meter_id))
+            and last[-1]["interval_end_ms"] > window_end + 3_000
+            for meter_id in (METER, BATTERY)
+        )
 
     wait_for("the request is done and its readings are on chain", finished, 120, logs)
 
@@ -342,6 +382,31 @@ def test_charge_request_to_profile_to_power_to_meter_to_chain(loop: Loop) -> Non
     )
     # endpoints: each read is a few ms to a few hundred ms late, each edge switched by a tick
     assert abs(measured_wh - expected_wh) <= 3 + 0.02 * expected_wh, (measured_wh, expected_wh)
+
+    # the battery: the same decisions went to its inverter as a Modbus setpoint, and its own
+    # meter, read by the same bridge, shows it charging at each interval's rate, and idle after
+    battery_plans = [decided(chain.api_url(i), battery_request) for i in range(N)]
+    assert all(p == battery_plans[0] for p in battery_plans)
+    battery_plan = battery_plans[0]
+    assert len(battery_plan) >= 3, battery_plan
+    battery = [r for r in readings(chain.api_url(0), BATTERY) if r["status"] == "ok"]
+    maybe = [(r, covering(battery_plan, r["interval_end_ms"])) for r in battery]
+    at_rate = [(r, rate) for r, rate in maybe if rate is not None]
+    assert len(at_rate) >= 3
+    for reading, rate in at_rate:
+        assert reading["power_w"] == rate, (reading, battery_plan)
+    idle = [r for r in battery if r["interval_end_ms"] > battery_plan[-1][2] + 1_000]
+    assert idle
+    assert all(r["power_w"] == 0 for r in idle), idle
+    written = {
+        e["setpoint_w"] for e in events(loop.bridge_log) if e.get("event") == "setpoint_written"
+    }
+    assert {rate for *_, rate in battery_plan} <= written
+    print(
+        f"battery: {len(battery_plan)} decided intervals "
+        f"{[(i, rate) for i, _, _, rate in battery_plan]}; {len(at_rate)} readings at the "
+        f"scheduled power, {len(idle)} idle"
+    )
 
 
 async def test_failsafe_when_the_chain_is_unreachable_then_resume(
