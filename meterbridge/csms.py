@@ -34,7 +34,7 @@ from typing import Any
 
 import structlog
 from ocpp.exceptions import OCPPError
-from ocpp.routing import on
+from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint as OcppChargePoint
 from ocpp.v16 import call, call_result
 from ocpp.v16.datatypes import ChargingProfile, ChargingSchedule, ChargingSchedulePeriod, IdTagInfo
@@ -168,14 +168,18 @@ class _Session(OcppChargePoint):  # type: ignore[misc] # ocpp is untyped
         status = self._seen("BootNotification")
         status.boots += 1
         status.vendor, status.model = charge_point_vendor, charge_point_model
-        # a boot may have lost the profiles: install them again
+        # a boot may have lost the profiles: install them again once the boot is accepted
         status.installed, status.safe_installed = None, False
-        self.system.wake(self.id)
         return call_result.BootNotification(
             current_time=iso_ms(self.system.now_ms()),
             interval=self.system.config.heartbeat_s,
             status=RegistrationStatus.accepted,
         )
+
+    @after(Action.boot_notification)  # type: ignore[untyped-decorator]
+    def after_boot(self, **_: Any) -> None:
+        """OCPP: the central system sends nothing before its BootNotification answer."""
+        self.system.wake(self.id)
 
     @on(Action.heartbeat)  # type: ignore[untyped-decorator]
     def on_heartbeat(self) -> Any:

@@ -375,6 +375,7 @@ class SimChargePoint:
         ):
             model.sync(self.sim_now_ms())
             model.in_transaction = False
+            model.sync(self.sim_now_ms())  # the power drops to 0 at this instant
             transaction, self.transaction_id = self.transaction_id, None
             await session.call(
                 call.StopTransaction(

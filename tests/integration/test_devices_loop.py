@@ -56,9 +56,11 @@ SLAVE = 3
 #: Participant 0's battery inverter, which measures itself (generic-battery-inverter).
 BATTERY = "batt-a"
 BATTERY_SLAVE = 5
-#: A reading's instant this far from an interval edge is inside the interval for sure (the
-#: bridge reads a few ms after its tick; the charger switches at the edge).
-EDGE_MS = 300
+#: A reading whose tick lies this far inside an interval was read inside it: the charger
+#: switches at the edge (within a physics tick), the bridge reads a little after its tick
+#: (more under load, hence the larger margin before the end).
+EDGE_AFTER_START_MS = 300
+EDGE_BEFORE_END_MS = 800
 
 
 @dataclass
@@ -311,7 +313,7 @@ async def meter_power(bus: BusClient) -> int | None:
 def covering(plan: list[tuple[int, int, int, int]], t_ms: int) -> int | None:
     """The request's rate at ``t_ms`` if ``t_ms`` is well inside one of its intervals."""
     for _, start, end, rate in plan:
-        if start + EDGE_MS <= t_ms <= end - EDGE_MS:
+        if start + EDGE_AFTER_START_MS <= t_ms <= end - EDGE_BEFORE_END_MS:
             return rate
     return None
 
