@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import pytest
+from ocpp.v16 import call
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Subprotocol
@@ -147,6 +148,8 @@ async def test_boot_status_transaction_meter_values_and_the_interval_profiles() 
                 ),
             )
             assert cp.model.profiles[SCHEDULE_PROFILE_ID].duration_ms == 3 * INTERVAL_MS
+            # the central system records it once the charger's answer is in
+            await wait_until("recorded as installed", lambda: len(status.installed or ()) == 3)
             health = loop.controller.health()["chargers"]["cp1"]
             assert health["connected"] is True
             assert health["connectors"] == {"1": "Charging"}
@@ -264,3 +267,27 @@ async def test_failsafe_when_the_chain_is_silent_and_back_when_it_answers() -> N
             loop.node.decisions = schedule(3_000, 3_000)
             await wait_until("scheduled again", lambda: cp.model.power_w == 3_000)
             assert loop.controller.metrics.value("meterbridge_failsafe") == 0
+
+
+async def test_a_malformed_meter_value_is_logged_not_fatal() -> None:
+    async with controller_loop([charger()]) as loop:
+        loop.node.decisions = schedule(3_000, 3_000)
+        async with charge_point(loop, "cp1") as cp:
+            status = loop.controller.csms.status["cp1"]
+            await wait_until("charging on schedule", lambda: cp.model.power_w == 3_000)
+            session = cp._session
+            assert session is not None
+            bad = call.MeterValues(
+                connector_id=1,
+                meter_value=[
+                    {
+                        "timestamp": "2026-01-01T00:00:00Z",
+                        "sampledValue": [{"value": "lots", "measurand": "Power.Active.Import"}],
+                    }
+                ],
+            )
+            await session.call(bad)  # answered, the sample skipped
+            good = cp.meter_values(now_ms())
+            await session.call(good)
+            assert status.power_w == 3_000
+            assert status.connected
