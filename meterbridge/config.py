@@ -104,6 +104,10 @@ class ChargerConfig(_Strict):
     #: The limit the charger falls back to when the chain cannot tell it one, W.
     safe_limit_w: int = Field(default=0, ge=0, le=1_000_000)
     meter_id: str | None = None
+    #: OCPP 1.6 security profile 1: the charger's AuthorizationKey, checked as the password of
+    #: HTTP Basic authentication (user: the charge point id) before the upgrade.  None: the
+    #: charger is admitted by its id alone (a charger on a trusted wire or loopback).
+    auth_key: str | None = Field(default=None, min_length=16, max_length=40)
 
 
 class InverterConfig(_Strict):

@@ -26,6 +26,8 @@ again, since the central system cannot know what the charger kept.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hmac
 import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -78,6 +80,14 @@ class ProfileRefusedError(GridchainError):
 
 class ChargerOfflineError(GridchainError):
     code = "charger_offline"
+
+
+def basic_auth_matches(header: str | None, user: str, password: str) -> bool:
+    """An HTTP Basic ``Authorization`` header carrying exactly this user and password."""
+    if header is None or not header.startswith("Basic "):
+        return False
+    expected = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return hmac.compare_digest(header[len("Basic ") :].strip().encode(), expected.encode())
 
 
 def safe_profile(limit_w: int, since_ms: int) -> ChargingProfile:
@@ -307,11 +317,22 @@ class CentralSystem:
             task.cancel()
 
     def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Refuse, before the upgrade, an unknown charge point id or a wrong password."""
         charger = request.path.strip("/")
         if charger not in self.chargers:
-            self.metrics.ocpp_connections.labels(charger[:48], "unknown").inc()
+            # one label for every unknown id: a stranger cannot grow the metrics without bound
+            self.metrics.ocpp_connections.labels("(unknown)", "unknown").inc()
             log.warning("csms_unknown_charger", path=request.path[:100])
             return connection.respond(HTTPStatus.NOT_FOUND, "unknown charge point\n")
+        key = self.chargers[charger].auth_key
+        if key is not None and not basic_auth_matches(
+            request.headers.get("Authorization"), charger, key
+        ):
+            self.metrics.ocpp_connections.labels(charger, "unauthorized").inc()
+            log.warning("csms_bad_credentials", charger=charger)
+            response = connection.respond(HTTPStatus.UNAUTHORIZED, "authorization required\n")
+            response.headers["WWW-Authenticate"] = 'Basic realm="ocpp"'
+            return response
         return None
 
     async def _handle(self, connection: ServerConnection) -> None:

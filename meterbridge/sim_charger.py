@@ -25,6 +25,7 @@ may run faster (``--speed``).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import time
 from collections.abc import Callable
@@ -234,6 +235,7 @@ class SimChargePoint:
         *,
         sim_now_ms: Callable[[], int],
         refuse_profiles: bool = False,
+        auth_key: str | None = None,
         meter_values_s: float = 5.0,
         tick_s: float = 0.1,
         reconnect_s: float = 0.5,
@@ -243,6 +245,7 @@ class SimChargePoint:
         self.model = model
         self.sim_now_ms = sim_now_ms
         self.refuse_profiles = refuse_profiles
+        self.auth_key = auth_key
         self.meter_values_s = meter_values_s
         self.tick_s = tick_s
         self.reconnect_s = reconnect_s
@@ -325,7 +328,13 @@ class SimChargePoint:
 
     async def _connected(self, stop: asyncio.Event) -> None:
         url = f"{self.csms_url}/{self.charge_point_id}"
-        async with connect(url, subprotocols=[Subprotocol("ocpp1.6")], open_timeout=5) as ws:
+        headers = {}
+        if self.auth_key is not None:
+            token = f"{self.charge_point_id}:{self.auth_key}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(token).decode()
+        async with connect(
+            url, subprotocols=[Subprotocol("ocpp1.6")], open_timeout=5, additional_headers=headers
+        ) as ws:
             session = _ChargePointSession(self, ws)
             reader = asyncio.ensure_future(session.start())
             self._session = session

@@ -78,7 +78,12 @@ async def controller_loop(
 
 @asynccontextmanager
 async def charge_point(
-    loop: Loop, charge_point_id: str, *, refuse: bool = False, ev: SimEV | None = None
+    loop: Loop,
+    charge_point_id: str,
+    *,
+    refuse: bool = False,
+    ev: SimEV | None = None,
+    auth_key: str | None = None,
 ) -> AsyncIterator[SimChargePoint]:
     model = ChargerModel(ev=ev or SimEV(capacity_wh=60_000, soc=0.5, max_power_w=11_000))
     cp = SimChargePoint(
@@ -87,6 +92,7 @@ async def charge_point(
         model,
         sim_now_ms=now_ms,
         refuse_profiles=refuse,
+        auth_key=auth_key,
         meter_values_s=0.2,
         tick_s=0.05,
         reconnect_s=0.1,
@@ -228,7 +234,7 @@ async def test_an_unknown_charge_point_is_refused_before_the_upgrade() -> None:
         assert refused.value.response.status_code == 404
         assert (
             loop.controller.metrics.value(
-                "meterbridge_ocpp_connections_total", {"charger": "intruder", "outcome": "unknown"}
+                "meterbridge_ocpp_connections_total", {"charger": "(unknown)", "outcome": "unknown"}
             )
             == 1
         )
@@ -291,3 +297,27 @@ async def test_a_malformed_meter_value_is_logged_not_fatal() -> None:
             await session.call(good)
             assert status.power_w == 3_000
             assert status.connected
+
+
+async def test_a_charger_with_an_authorization_key_must_present_it() -> None:
+    key = "0123456789abcdef"
+    locked = ChargerConfig(charge_point_id="cp1", owner=OWNER, safe_limit_w=SAFE_W, auth_key=key)
+    async with controller_loop([locked]) as loop:
+        loop.node.decisions = schedule(3_000, 3_000)
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(f"{loop.url}/cp1", subprotocols=[Subprotocol("ocpp1.6")]):
+                pass
+        assert refused.value.response.status_code == 401
+        wrong = SimChargePoint(
+            "cp1", loop.url, ChargerModel(), sim_now_ms=now_ms, auth_key="f" * 16
+        )
+        with pytest.raises(InvalidStatus):
+            await wrong._connected(asyncio.Event())
+        assert (
+            loop.controller.metrics.value(
+                "meterbridge_ocpp_connections_total", {"charger": "cp1", "outcome": "unauthorized"}
+            )
+            == 2
+        )
+        async with charge_point(loop, "cp1", auth_key=key) as cp:
+            await wait_until("charging on schedule", lambda: cp.model.power_w == 3_000)
