@@ -261,13 +261,13 @@ def _simulate(args: argparse.Namespace) -> int:
         if len(parts) != 3 or not parts[0].isdigit() or parts[2] not in KINDS:
             raise UsageError(f"--meter {spec!r}: expected SLAVE:PROFILE:KIND, KIND in {KINDS}")
         meters.append(SimMeter(int(parts[0]), load_profile(parts[1]), parts[2]))
-    configure_logging("meterbridge-simulator")
     clock = SimClock(args.speed, args.start_ms)
     chargers = _sim_devices(args, meters, clock)
     ids = [m.slave_id for m in meters]
     if len(set(ids)) != len(ids) or not all(1 <= i <= 247 for i in ids):
         raise UsageError(f"slave ids must be unique and in 1..247, got {ids}")
     simulator = MeterSimulator(meters, clock=clock, line_baud=args.line_timing)
+    configure_logging("meterbridge-simulator")  # JSON lines on stderr, like the bridge's
 
     async def main() -> None:
         stop = asyncio.Event()
