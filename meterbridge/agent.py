@@ -3,7 +3,8 @@
 Implemented, because the bridge holds the data:
 
 * ``GET /agent/health``: the bridge's state: each meter's last sequence, what the chain has
-  committed, its last read error; whether the node answered last time; Modbus counters.
+  committed, its last read error; whether the node answered last time; Modbus counters; and
+  with a ``[devices]`` section each charger's and inverter's state and the fail-safe.
 * ``GET /fetchHistoricalData?meter_id=M[&from_ms=..][&to_ms=..][&limit=..]``: the meter's
   signed readings from the bridge's LevelDB, oldest first, with their committed flag.
 * ``GET /metrics``: this bridge's Prometheus metrics.
@@ -98,6 +99,7 @@ async def health(request: web.Request) -> web.Response:
             "unsent_readings": bridge.unsent_count(),
             "inflight_tx": None if (tx := store.inflight()) is None else tx.hash().hex(),
             "meters": meters,
+            "devices": None if bridge.devices is None else bridge.devices.health(),
         }
     )
 

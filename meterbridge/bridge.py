@@ -43,6 +43,7 @@ import structlog
 from gridchain.api.client import NodeClient, NodeError, NodeRefusedError
 from gridchain.api.models import Reading
 from gridchain.meterbridge.config import BridgeConfig, MeterConfig
+from gridchain.meterbridge.devices import DeviceController
 from gridchain.meterbridge.metrics import BridgeMetrics
 from gridchain.meterbridge.modbus import BusClient, MeterUnavailable
 from gridchain.meterbridge.plausibility import ImplausibleReadingError, check_plausible
@@ -168,6 +169,18 @@ class Bridge:
         self.interval_ms = round(config.interval_s * 1000)
         self.node = NodeClient(config.node_url, user_agent=USER_AGENT)
         self.node_reachable = False
+        #: Chargers and inverters that follow the chain's schedule (ADR 0028), if configured.
+        self.devices = (
+            DeviceController(
+                config.devices,
+                self.node,
+                self.buses,
+                self.metrics,
+                profile_dirs=config.profile_dirs,
+            )
+            if config.devices is not None
+            else None
+        )
         self._wake_sender = asyncio.Event()
         #: Meters of a refused batch, sent one meter per transaction until the culprit is found.
         self._suspects: list[str] = []
@@ -577,4 +590,7 @@ class Bridge:
             await self.reconcile()
         except NodeError as exc:
             log.warning("node_unavailable_at_start", error=exc.message)
-        await asyncio.gather(self.run_poller(stop), self.run_sender(stop))
+        loops = [self.run_poller(stop), self.run_sender(stop)]
+        if self.devices is not None:
+            loops.append(self.devices.run(stop))
+        await asyncio.gather(*loops)

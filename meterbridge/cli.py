@@ -46,7 +46,7 @@ def register(sub: Any, name: str, help_text: str) -> None:
         type=int,
         default=0,
         help="households of 4 meters (net SDM630, PV SDM120, EV generic, battery SDM120) at "
-        "slave ids 4i+1..4i+4; 1 when no --household or --meter is given",
+        "slave ids 4i+1..4i+4; 1 when no other device is given",
     )
     sim.add_argument(
         "--household",
@@ -67,6 +67,43 @@ def register(sub: Any, name: str, help_text: str) -> None:
         default=[],
         metavar="SLAVE:PROFILE:KIND",
         help="an extra meter (kind: pv, load, ev, battery, net); repeatable",
+    )
+    sim.add_argument(
+        "--csms",
+        metavar="URL",
+        help="the OCPP central system the --charger charge points connect to, e.g. "
+        "ws://127.0.0.1:9000 (the bridge's [devices] csms_port)",
+    )
+    sim.add_argument(
+        "--charger",
+        action="append",
+        default=[],
+        metavar="ID:SLAVE[:PROFILE]",
+        help="an OCPP 1.6J charge point ID whose meter (default eastron-sdm120) is at SLAVE "
+        "and measures what it delivers; repeatable",
+    )
+    sim.add_argument(
+        "--ev",
+        action="append",
+        default=[],
+        metavar="ID:KWH:SOC:MAX_KW[:ARRIVE_S[:DEPART_S]]",
+        help="an EV at charger ID: battery kWh, state of charge 0..1, most it takes (kW), "
+        "plugged in ARRIVE_S..DEPART_S wall seconds after the start (default: from the start, "
+        "staying)",
+    )
+    sim.add_argument(
+        "--inverter",
+        action="append",
+        default=[],
+        metavar="SLAVE:KWH:SOC[:PROFILE]",
+        help="a battery inverter at SLAVE that follows its setpoint register (default profile "
+        "generic-battery-inverter) and measures itself; repeatable",
+    )
+    sim.add_argument(
+        "--meter-values-s",
+        type=float,
+        default=5.0,
+        help="how often a charge point sends MeterValues (5 s)",
     )
     sim.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
     sim.add_argument(
@@ -120,7 +157,84 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fields(flag: str, spec: str, count: range) -> list[str]:
+    parts = spec.split(":")
+    if len(parts) not in count:
+        raise UsageError(f"{flag} {spec!r}: expected {count.start}..{count.stop - 1} fields")
+    return parts
+
+
+def _number(flag: str, spec: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"{flag} {spec!r}: {text!r} is not a number") from None
+    if value < 0:
+        raise UsageError(f"{flag} {spec!r}: {text!r} is negative")
+    return value
+
+
+def _sim_devices(args: argparse.Namespace, meters: list[Any], clock: Any) -> list[Any]:
+    """The --charger, --ev and --inverter devices: their meters join ``meters``."""
+    from gridchain.meterbridge.profiles import load_profile  # noqa: PLC0415
+    from gridchain.meterbridge.sim_charger import (  # noqa: PLC0415
+        ChargerModel,
+        InverterModel,
+        SimChargePoint,
+        SimEV,
+    )
+    from gridchain.meterbridge.simulator import SimMeter  # noqa: PLC0415
+
+    models: dict[str, ChargerModel] = {}
+    chargers: list[SimChargePoint] = []
+    if args.charger and not args.csms:
+        raise UsageError("--charger needs --csms URL")
+    for spec in args.charger:
+        parts = _fields("--charger", spec, range(2, 4))
+        if not parts[1].isdigit() or parts[0] in models:
+            raise UsageError(f"--charger {spec!r}: expected a new ID and a slave id")
+        model = ChargerModel()
+        models[parts[0]] = model
+        profile = load_profile(parts[2] if len(parts) == 3 else "eastron-sdm120")
+        meters.append(SimMeter(int(parts[1]), profile, "ev", source=model))
+        chargers.append(
+            SimChargePoint(
+                parts[0],
+                args.csms,
+                model,
+                sim_now_ms=clock.now_ms,
+                meter_values_s=args.meter_values_s,
+            )
+        )
+    for spec in args.ev:
+        parts = _fields("--ev", spec, range(4, 7))
+        if parts[0] not in models:
+            raise UsageError(f"--ev {spec!r}: no --charger {parts[0]!r}")
+        kwh, soc, max_kw, *window = (_number("--ev", spec, p) for p in parts[1:])
+        if not 0 <= soc <= 1 or kwh <= 0:
+            raise UsageError(f"--ev {spec!r}: need KWH > 0 and SOC in 0..1")
+        models[parts[0]].ev = SimEV(
+            capacity_wh=kwh * 1000,
+            soc=soc,
+            max_power_w=max_kw * 1000,
+            arrive_s=window[0] if window else 0.0,
+            depart_s=window[1] if len(window) > 1 else None,
+        )
+    for spec in args.inverter:
+        parts = _fields("--inverter", spec, range(3, 5))
+        if not parts[0].isdigit():
+            raise UsageError(f"--inverter {spec!r}: expected a slave id")
+        kwh, soc = (_number("--inverter", spec, p) for p in parts[1:3])
+        profile = load_profile(parts[3] if len(parts) == 4 else "generic-battery-inverter")
+        if profile.setpoint is None or not 0 <= soc <= 1 or kwh <= 0:
+            raise UsageError(f"--inverter {spec!r}: need a setpoint profile, KWH > 0, SOC 0..1")
+        inverter = InverterModel(kwh * 1000, soc, float(profile.setpoint.max_w))
+        meters.append(SimMeter(int(parts[0]), profile, "battery", source=inverter))
+    return chargers
+
+
 def _simulate(args: argparse.Namespace) -> int:
+    from gridchain.logs import configure_logging  # noqa: PLC0415
     from gridchain.meterbridge.profiles import load_profile  # noqa: PLC0415
     from gridchain.meterbridge.simulator import (  # noqa: PLC0415
         KINDS,
@@ -132,7 +246,7 @@ def _simulate(args: argparse.Namespace) -> int:
     )
 
     meters: list[SimMeter] = []
-    if not args.households and not args.household and not args.meter:
+    if not any((args.households, args.household, args.meter, args.charger, args.inverter)):
         args.households = 1
     for i in range(args.households):
         meters.extend(household_meters(4 * i + 1))
@@ -147,12 +261,13 @@ def _simulate(args: argparse.Namespace) -> int:
         if len(parts) != 3 or not parts[0].isdigit() or parts[2] not in KINDS:
             raise UsageError(f"--meter {spec!r}: expected SLAVE:PROFILE:KIND, KIND in {KINDS}")
         meters.append(SimMeter(int(parts[0]), load_profile(parts[1]), parts[2]))
+    clock = SimClock(args.speed, args.start_ms)
+    chargers = _sim_devices(args, meters, clock)
     ids = [m.slave_id for m in meters]
     if len(set(ids)) != len(ids) or not all(1 <= i <= 247 for i in ids):
         raise UsageError(f"slave ids must be unique and in 1..247, got {ids}")
-    simulator = MeterSimulator(
-        meters, clock=SimClock(args.speed, args.start_ms), line_baud=args.line_timing
-    )
+    simulator = MeterSimulator(meters, clock=clock, line_baud=args.line_timing)
+    configure_logging("meterbridge-simulator")  # JSON lines on stderr, like the bridge's
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -167,7 +282,12 @@ def _simulate(args: argparse.Namespace) -> int:
             await simulator.start_serial(args.serial, baudrate=args.baudrate)
             where = f"serial {args.serial} at {args.baudrate} 8N1"
         print(f"simulating {len(meters)} meters (slave ids {ids}) on {where}", flush=True)
+        tasks = [asyncio.ensure_future(cp.run(stop)) for cp in chargers]
+        if chargers:
+            names = [cp.charge_point_id for cp in chargers]
+            print(f"charge points {names} connecting to {args.csms}", flush=True)
         await stop.wait()
+        await asyncio.gather(*tasks)
         await simulator.stop()
 
     asyncio.run(main())

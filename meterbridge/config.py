@@ -90,6 +90,68 @@ class AgentApiConfig(_Strict):
     port: int = Field(default=0, ge=0, le=65535)  # 0: no agent API
 
 
+class ChargerConfig(_Strict):
+    """An EV charger that connects to the bridge's OCPP central system (ADR 0028).
+
+    Its setpoints are the chain's rates for ``owner``'s EV requests; ``meter_id`` names the
+    registered meter that measures it (for the operator and for settlement once a request
+    names its meter; the controller does not read it).
+    """
+
+    charge_point_id: str = Field(min_length=1, max_length=48, pattern=r"^[A-Za-z0-9._:-]+$")
+    owner: str = Field(pattern=r"^gc1[0-9a-f]{48}$")
+    connector_id: int = Field(default=1, ge=1, le=16)
+    #: The limit the charger falls back to when the chain cannot tell it one, W.
+    safe_limit_w: int = Field(default=0, ge=0, le=1_000_000)
+    meter_id: str | None = None
+    #: OCPP 1.6 security profile 1: the charger's AuthorizationKey, checked as the password of
+    #: HTTP Basic authentication (user: the charge point id) before the upgrade.  None: the
+    #: charger is admitted by its id alone (a charger on a trusted wire or loopback).
+    auth_key: str | None = Field(default=None, min_length=16, max_length=40)
+
+
+class InverterConfig(_Strict):
+    """A battery inverter on a Modbus bus whose profile has a ``[setpoint]`` register."""
+
+    name: str = Field(min_length=1, max_length=64)
+    owner: str = Field(pattern=r"^gc1[0-9a-f]{48}$")
+    bus: str
+    slave_id: int = Field(ge=1, le=247)
+    profile: str
+    #: What the inverter is set to when the chain cannot tell it anything, W (import positive).
+    safe_setpoint_w: int = 0
+
+
+class DevicesConfig(_Strict):
+    """The device controller in the bridge: an OCPP 1.6J central system and inverter setpoints."""
+
+    #: Where the chargers connect (ws://HOST:PORT/CHARGE_POINT_ID); port 0: no OCPP server.
+    csms_host: str = "127.0.0.1"
+    csms_port: int = Field(default=0, ge=0, le=65535)
+    #: How often the controller asks the node for the schedule, s.
+    poll_s: float = Field(default=2.0, gt=0, le=60)
+    #: The chain unreachable (or silent) this long: every device goes to its safe value, s.
+    failsafe_after_s: float = Field(default=30.0, gt=0, le=3600)
+    #: Heartbeat interval told to the chargers in BootNotification, s.
+    heartbeat_s: int = Field(default=60, ge=1, le=86_400)
+    #: How long the central system waits for a charger's answer to a call, s.
+    call_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    chargers: list[ChargerConfig] = Field(default_factory=list)
+    inverters: list[InverterConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> DevicesConfig:
+        ids = [c.charge_point_id for c in self.chargers]
+        if len(set(ids)) != len(ids):
+            raise ValueError("charge point ids must be unique")
+        if self.chargers and not self.csms_port:
+            raise ValueError("chargers need csms_port")
+        names = [i.name for i in self.inverters]
+        if len(set(names)) != len(names):
+            raise ValueError("inverter names must be unique")
+        return self
+
+
 class BridgeConfig(_Strict):
     name: str = Field(min_length=1)
     node_url: str
@@ -106,6 +168,8 @@ class BridgeConfig(_Strict):
     agent_api: AgentApiConfig = Field(default_factory=AgentApiConfig)
     buses: list[SerialBus | TcpBus] = Field(min_length=1)
     meters: list[MeterConfig] = Field(min_length=1)
+    #: Chargers and inverters that follow the chain's schedule (absent: none).
+    devices: DevicesConfig | None = None
 
     @model_validator(mode="after")
     def _check(self) -> BridgeConfig:
@@ -124,6 +188,9 @@ class BridgeConfig(_Strict):
             if (meter.bus, meter.slave_id) in seen:
                 raise ValueError(f"meter {meter.meter_id}: slave id {meter.slave_id} is taken")
             seen.add((meter.bus, meter.slave_id))
+        for inverter in self.devices.inverters if self.devices else []:
+            if inverter.bus not in bus_names:
+                raise ValueError(f"inverter {inverter.name}: no bus named {inverter.bus!r}")
         return self
 
     def signing_key(self) -> SigningKey:

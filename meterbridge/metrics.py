@@ -62,6 +62,43 @@ class BridgeMetrics:
             registry=self.registry,
         )
 
+        # --- the device controller (ADR 0028) ---
+        self.ocpp_messages = Counter(
+            "meterbridge_ocpp_messages",
+            "OCPP calls received from chargers, by charge point and action",
+            ["charger", "action"],
+            registry=self.registry,
+        )
+        self.ocpp_profiles = Counter(
+            "meterbridge_ocpp_profiles",
+            "Charging profiles sent, by charger and outcome (accepted, rejected, error, timeout)",
+            ["charger", "outcome"],
+            registry=self.registry,
+        )
+        self.ocpp_connections = Counter(
+            "meterbridge_ocpp_connections",
+            "Charger websocket connections, by charge point (unknown ids are refused)",
+            ["charger", "outcome"],
+            registry=self.registry,
+        )
+        self.setpoint_writes = Counter(
+            "meterbridge_setpoint_writes",
+            "Inverter setpoint writes, by inverter and outcome (ok, error)",
+            ["inverter", "outcome"],
+            registry=self.registry,
+        )
+        self.discharge_not_expressible = Counter(
+            "meterbridge_discharge_not_expressible",
+            "Intervals with a discharge rate for a charger, which OCPP 1.6 cannot express",
+            ["charger"],
+            registry=self.registry,
+        )
+        self.failsafe = Gauge(
+            "meterbridge_failsafe",
+            "1 while the devices are held at their safe values (chain unreachable or silent)",
+            registry=self.registry,
+        )
+
     def value(self, name: str, labels: dict[str, str] | None = None) -> float:
         """A sample's current value (0 when never set), for health output and tests."""
         got = self.registry.get_sample_value(name, labels or {})

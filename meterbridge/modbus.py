@@ -30,7 +30,15 @@ from pymodbus.framer import FramerType
 
 from gridchain.meterbridge.config import SerialBus, TcpBus
 from gridchain.meterbridge.metrics import BridgeMetrics
-from gridchain.meterbridge.profiles import Measurement, Profile, ReadBlock, decode, plan_reads
+from gridchain.meterbridge.profiles import (
+    Measurement,
+    Profile,
+    ReadBlock,
+    SetpointSpec,
+    decode,
+    decode_setpoint_words,
+    plan_reads,
+)
 from gridchain.protocol.errors import GridchainError
 
 log = structlog.get_logger("meterbridge.modbus")
@@ -41,6 +49,12 @@ DRAIN_WINDOWS = 4
 
 class MeterUnavailable(GridchainError):  # noqa: N818 - a state, not a bug
     code = "meter_unavailable"
+
+
+class SetpointWriteError(GridchainError):
+    """A setpoint the device did not take: no answer, an exception, or a different read-back."""
+
+    code = "setpoint_not_taken"
 
 
 class MismatchedAnswerError(ModbusIOException):
@@ -144,6 +158,57 @@ class BusClient:
                     zip(range(block.address, block.address + block.count), registers, strict=True)
                 )
         return decode(profile, words)
+
+    async def write_setpoint(
+        self, device: str, slave_id: int, spec: SetpointSpec, watts: int, revert_s: int | None
+    ) -> int:
+        """Write a power setpoint (and the revert timer, if the device has one), read it back.
+
+        Returns the setpoint the device holds afterwards; a device that answers with an
+        exception, does not answer, or reads back another value is a :class:`SetpointWriteError`
+        (the caller logs and counts it and writes again next time).  Not retried here: the
+        controller writes every interval anyway, and a write must not be repeated blindly
+        after a timeout whose answer may still come.
+        """
+        words = spec.encode_w(watts)
+        async with self._lock:
+            try:
+                if self._dirty:
+                    await self._drain()
+                await self._ensure_connected()
+                if spec.revert_timeout_address is not None and revert_s is not None:
+                    await self._write(slave_id, spec.revert_timeout_address, [min(revert_s, 65535)])
+                await self._write(slave_id, spec.address, words)
+                block = ReadBlock(3, spec.address, spec.type.words)
+                back = decode_setpoint_words(spec, await self._read_block(slave_id, block))
+            except (ModbusException, TimeoutError, OSError) as exc:
+                self._dirty = True
+                self.metrics.modbus_requests.labels(self.bus.name, "error").inc()
+                raise SetpointWriteError(
+                    f"{device} (slave {slave_id} on {self.bus.name}): setpoint {watts} W: {exc}"
+                ) from exc
+        self.metrics.modbus_requests.labels(self.bus.name, "ok").inc()
+        if back != watts:
+            raise SetpointWriteError(f"{device}: wrote {watts} W, the device holds {back} W")
+        return back
+
+    async def read_setpoint(self, device: str, slave_id: int, spec: SetpointSpec) -> int:
+        """The setpoint the device holds now, W (import positive)."""
+        async with self._lock:
+            try:
+                await self._ensure_connected()
+                block = ReadBlock(3, spec.address, spec.type.words)
+                return decode_setpoint_words(spec, await self._read_block(slave_id, block))
+            except (ModbusException, TimeoutError, OSError) as exc:
+                self._dirty = True
+                raise SetpointWriteError(f"{device}: cannot read its setpoint: {exc}") from exc
+
+    async def _write(self, slave_id: int, address: int, words: list[int]) -> None:
+        response = await self._client.write_registers(address, words, device_id=slave_id)
+        if response.dev_id != slave_id:
+            raise MismatchedAnswerError(f"asked slave {slave_id}, slave {response.dev_id} answered")
+        if response.isError():
+            raise ModbusException(f"exception response {response}")
 
     async def _read_with_retries(self, meter_id: str, slave_id: int, block: ReadBlock) -> list[int]:
         attempts = self.bus.retries + 1

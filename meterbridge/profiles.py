@@ -107,6 +107,59 @@ class Rating(BaseModel):
         return self.max_power_w if self.max_energy_rate_w is None else self.max_energy_rate_w
 
 
+class SetpointSpec(BaseModel):
+    """A writable active-power setpoint (holding registers), for battery inverters (ADR 0028).
+
+    Modelled on SunSpec's DER control (model 704 ``WSet`` with its scale factor and revert
+    timer ``WSetRvrtTms``): a signed integer of W times ``10**-decimals``, whose sign convention
+    the maker chooses (SunSpec counts injection positive: ``export_positive``), and optionally a
+    register the inverter counts down from after each write, reverting to 0 W when it expires,
+    so a device whose controller has gone silent stops following an old setpoint by itself.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    address: int = Field(ge=0, le=0xFFFF)
+    type: Literal[RegisterType.INT16, RegisterType.INT32]
+    decimals: int = Field(default=0, ge=0, le=3)
+    unit: Literal["W", "kW"] = "W"
+    sign: Literal["import_positive", "export_positive"] = "import_positive"
+    #: The inverter's rating: the largest setpoint magnitude it accepts, W.
+    max_w: int = Field(gt=0, le=100_000_000)
+    #: A uint16 of seconds; absent if the device has no revert timer.
+    revert_timeout_address: int | None = Field(default=None, ge=0, le=0xFFFF)
+
+    def spans(self) -> list[tuple[int, int, str]]:
+        out = [(self.address, self.address + self.type.words, "setpoint")]
+        if self.revert_timeout_address is not None:
+            a = self.revert_timeout_address
+            out.append((a, a + 1, "setpoint revert timeout"))
+        return out
+
+    def encode_w(self, watts: int) -> list[int]:
+        """Register words for a setpoint of ``watts`` (import positive, the chain's sign)."""
+        if abs(watts) > self.max_w:
+            raise DecodeError(f"setpoint {watts} W beyond the device's {self.max_w} W")
+        device = watts if self.sign == "import_positive" else -watts
+        spec = RegisterSpec(
+            address=self.address, type=self.type, decimals=self.decimals, unit=self.unit
+        )
+        value = Decimal(device) / unit_factor(self.unit)
+        words = encode_quantity(spec, float(value))
+        if decode_setpoint_words(self, words) != watts:
+            raise DecodeError(f"setpoint {watts} W does not fit register {self.address:#06x}")
+        return words
+
+
+def decode_setpoint_words(spec: SetpointSpec, words: Sequence[int]) -> int:
+    """The setpoint the register words hold, W, import positive (the chain's sign)."""
+    register = RegisterSpec(
+        address=spec.address, type=spec.type, decimals=spec.decimals, unit=spec.unit
+    )
+    device = decode_quantity(register, words)
+    return device if spec.sign == "import_positive" else -device
+
+
 class Profile(BaseModel):
     """One meter model's register map, as validated from its TOML file."""
 
@@ -119,6 +172,8 @@ class Profile(BaseModel):
     word_order: Literal["high_first", "low_first"] = "high_first"
     registers: dict[str, RegisterSpec]
     rating: Rating
+    #: A battery inverter's power setpoint; meters have none.
+    setpoint: SetpointSpec | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Profile:
@@ -137,6 +192,8 @@ class Profile(BaseModel):
             if spec.type is RegisterType.FLOAT32 and spec.decimals:
                 raise ValueError(f"{quantity}: a float32 register has no decimals")
         spans = sorted((s.address, s.address + s.type.words, q) for q, s in self.registers.items())
+        if self.setpoint is not None:
+            spans = sorted([*spans, *self.setpoint.spans()])
         for (_, end, q1), (start, _, q2) in itertools.pairwise(spans):
             if start < end:
                 raise ValueError(f"registers {q1} and {q2} overlap")

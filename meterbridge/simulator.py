@@ -28,7 +28,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pymodbus.exceptions import NoSuchIdException
 from pymodbus.framer import FramerType
@@ -36,7 +36,13 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from gridchain.meterbridge.loaddata import MIDRISE_WEEKDAY_KW_CSV
-from gridchain.meterbridge.profiles import Profile, encode_quantity, load_profile
+from gridchain.meterbridge.profiles import (
+    Profile,
+    decode_setpoint_words,
+    encode_quantity,
+    load_profile,
+)
+from gridchain.meterbridge.sim_charger import InverterModel
 
 Kind = Literal["pv", "load", "ev", "battery", "net"]
 KINDS: tuple[Kind, ...] = ("pv", "load", "ev", "battery", "net")
@@ -118,6 +124,17 @@ class SimClock:
         return self._sim0 + int((time.time() - self._wall0) * 1000 * self.speed)
 
 
+class PowerSource(Protocol):
+    """A simulated device a meter measures (a charger, an inverter): it integrates its own
+    power on the simulated clock, so the meter counts exactly what the device delivered."""
+
+    power_w: float
+    import_wh: float
+    export_wh: float
+
+    def sync(self, sim_ms: int) -> None: ...
+
+
 @dataclass
 class SimMeter:
     slave_id: int
@@ -127,8 +144,14 @@ class SimMeter:
     import_wh: float = 0.0
     export_wh: float = 0.0
     t_ms: int | None = None
+    #: The device this meter measures; None: the household's fixed daily curve for ``kind``.
+    source: PowerSource | None = None
 
     def advance(self, t_ms: int) -> None:
+        if self.source is not None:
+            self.source.sync(t_ms)
+            self.import_wh, self.export_wh = self.source.import_wh, self.source.export_wh
+            return
         if self.t_ms is None:
             self.t_ms = t_ms
         while self.t_ms < t_ms:
@@ -145,15 +168,35 @@ class SimMeter:
         """Each quantity in SI base units (V, W, Wh)."""
         self.advance(t_ms)
         hour = (t_ms % (24 * MS_PER_HOUR)) / MS_PER_HOUR
+        power = (
+            1000 * self.household.power_kw(self.kind, t_ms)
+            if self.source is None
+            else self.source.power_w
+        )
         return {
             "voltage": 230.0 + 3.0 * math.sin(2 * math.pi * hour / 24),
-            "power": 1000 * self.household.power_kw(self.kind, t_ms),
+            "power": power,
             "import_energy": self.import_wh,
             "export_energy": self.export_wh,
         }
 
     def register_count(self) -> int:
-        return max(s.address + s.type.words for s in self.profile.registers.values())
+        ends = [s.address + s.type.words for s in self.profile.registers.values()]
+        if self.profile.setpoint is not None:
+            ends.extend(end for _, end, _ in self.profile.setpoint.spans())
+        return max(ends)
+
+    def take_write(self, address: int, words: Sequence[int]) -> None:
+        """A Modbus write: an inverter's setpoint or revert timer; other registers ignore it."""
+        spec = self.profile.setpoint
+        if spec is None or not isinstance(self.source, InverterModel):
+            return
+        written = dict(zip(range(address, address + len(words)), words, strict=True))
+        if spec.revert_timeout_address in written:
+            self.source.revert_s = written[spec.revert_timeout_address]
+        span = range(spec.address, spec.address + spec.type.words)
+        if all(a in written for a in span):
+            self.source.write_setpoint(decode_setpoint_words(spec, [written[a] for a in span]))
 
     def fill(self, registers: list[int], t_ms: int) -> None:
         """Write the current values into the register block, in the profile's layout."""
@@ -162,6 +205,10 @@ class SimMeter:
             spec = self.profile.registers[quantity]
             words = encode_quantity(spec, value / divisors[spec.unit], self.profile.word_order)
             registers[spec.address : spec.address + len(words)] = words
+        setpoint = self.profile.setpoint
+        if setpoint is not None and isinstance(self.source, InverterModel):
+            words = setpoint.encode_w(round(self.source.effective_setpoint_w()))
+            registers[setpoint.address : setpoint.address + len(words)] = words
 
 
 def frame_seconds(count: int, baud: int) -> float:
@@ -199,20 +246,24 @@ class MeterSimulator:
             )
         return devices
 
-    async def _action(
+    async def _action(  # noqa: PLR0917 - pymodbus calls it with positional arguments
         self,
         meter: SimMeter,
         _function_code: int,
         start_address: int,
-        _address: int,
+        address: int,
         count: int,
         registers: list[int],
-        _set_values: list[int] | list[bool] | None,
+        set_values: list[int] | list[bool] | None,
     ) -> None:
         self.requests += 1
         if start_address != 0:
             raise ValueError("the simulator's register block starts at 0")
-        meter.fill(registers, self.clock.now_ms())
+        now = self.clock.now_ms()
+        meter.fill(registers, now)
+        if set_values:
+            meter.take_write(address, [int(v) for v in set_values])
+            meter.advance(now)
         if self.line_baud:
             await asyncio.sleep(frame_seconds(count, self.line_baud))
 

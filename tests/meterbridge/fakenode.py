@@ -53,6 +53,9 @@ class FakeNode:
         self.admit_like_chain = False
         #: Block time the admission check uses (check_reading bounds interval ends by it).
         self.block_ms = 2**62
+        #: What GET /v1/schedule answers (newest first), set by device tests; None: a 503.
+        self.decisions: list[m.Decision] | None = []
+        self.schedule_requests = 0
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -71,6 +74,7 @@ class FakeNode:
         app.router.add_get("/v1/accounts/{address}", self._account)
         app.router.add_get("/v1/meters/{id}", self._meter)
         app.router.add_get("/v1/meters/{id}/readings", self._readings)
+        app.router.add_get("/v1/schedule", self._schedule)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", port).start()
@@ -254,6 +258,24 @@ class FakeNode:
             last_interval_end_ms=meter.last_interval_end_ms,
             last_import_wh=meter.readings[-1].record.import_wh if has else None,
             last_export_wh=meter.readings[-1].record.export_wh if has else None,
+        )
+        return web.json_response(text=view.model_dump_json())
+
+    async def _schedule(self, request: web.Request) -> web.Response:
+        self.schedule_requests += 1
+        if self.decisions is None:
+            return web.json_response(
+                {"error": {"code": "unavailable", "message": "test outage"}}, status=503
+            )
+        limit = int(request.query.get("limit", "10"))
+        interval_ms = self.decisions[0].end_ms - self.decisions[0].start_ms if self.decisions else 1
+        view = m.Schedule(
+            next_interval=self.decisions[0].interval + 1 if self.decisions else 0,
+            open_requests=0,
+            interval_ms=interval_ms,
+            interval_minutes=10,
+            current_interval=0,
+            decisions=self.decisions[:limit],
         )
         return web.json_response(text=view.model_dump_json())
 

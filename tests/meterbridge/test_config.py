@@ -111,3 +111,59 @@ def test_a_byte_order_mark_is_accepted_in_the_config_and_the_keystore(
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
     monkeypatch.setenv("GRIDCHAIN_PASSWORD", "pw")
     assert load_config(path).signing_key().public_key == key.public_key
+
+
+DEVICES = """
+[devices]
+csms_port = {csms_port}
+failsafe_after_s = 10
+
+[[devices.chargers]]
+charge_point_id = "{cp}"
+owner = "gc1{owner}"
+safe_limit_w = 1380
+
+[[devices.inverters]]
+name = "battery"
+owner = "gc1{owner}"
+bus = "{bus}"
+slave_id = 1
+profile = "generic-battery-inverter"
+"""
+
+
+def write_devices(tmp_path: Path, **fields: object) -> Path:
+    values: dict[str, object] = {
+        "csms_port": 9000,
+        "cp": "cp-1",
+        "owner": "ab" * 24,
+        "bus": "rs485",
+    }
+    values.update(fields)
+    path = write(tmp_path)
+    path.write_text(path.read_text() + DEVICES.format(**values), encoding="utf-8")
+    return path
+
+
+def test_devices_are_optional_and_validated(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path)).devices is None
+    devices = load_config(write_devices(tmp_path)).devices
+    assert devices is not None
+    assert devices.chargers[0].safe_limit_w == 1380
+    assert devices.chargers[0].connector_id == 1
+    assert devices.inverters[0].slave_id == 1  # the inverter may be a registered meter too
+    assert devices.poll_s == 2.0
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        ({"csms_port": 0}, "chargers need csms_port"),
+        ({"cp": "a/b"}, "charge_point_id"),
+        ({"owner": "xy"}, "owner"),
+        ({"bus": "nowhere"}, "inverter battery: no bus named 'nowhere'"),
+    ],
+)
+def test_bad_device_values_are_named(tmp_path: Path, fields: dict[str, object], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        load_config(write_devices(tmp_path, **fields))

@@ -28,8 +28,15 @@ from gridchain.meterbridge.profiles import (
 )
 
 
-def test_builtin_profiles_are_the_three_documented() -> None:
-    assert builtin_profile_names() == ["eastron-sdm120", "eastron-sdm630", "generic"]
+def test_builtin_profiles_are_the_four_documented() -> None:
+    assert builtin_profile_names() == [
+        "eastron-sdm120",
+        "eastron-sdm630",
+        "generic",
+        "generic-battery-inverter",
+    ]
+    setpoints = [n for n in builtin_profile_names() if load_profile(n).setpoint is not None]
+    assert setpoints == ["generic-battery-inverter"]
 
 
 @pytest.mark.parametrize("name", ["eastron-sdm120", "eastron-sdm630"])
