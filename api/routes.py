@@ -339,6 +339,16 @@ ROUTES: tuple[Route, ...] = (
         status=101,
         errors=(400,),  # a plain GET without the websocket upgrade
     ),
+    Route(
+        "post_sealed_read",
+        "POST",
+        "/v1/sealed-reads",
+        "Read an account's private data (orders, trades, receipts, readings, sealed outcomes) "
+        "with a request the owner signed; the answer is sealed to the request's reply key",
+        m.SealedReply,
+        body=(m.SealedReadRequest,),
+        errors=(400, 403, 404, 409, 413, 415, 503),
+    ),
     Route("get_health", "GET", "/health", "Liveness: 503 once halted", m.Health, errors=(503,)),
     Route(
         "get_metrics",

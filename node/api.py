@@ -48,12 +48,14 @@ from gridchain.node.api_input import (
 from gridchain.node.http_guard import ConnectionGuard, connection_budget
 from gridchain.node.query import NodeQuery
 from gridchain.node.runtime import Node, Subscription
+from gridchain.node.sealed_reads import SealedReads
 from gridchain.protocol.address import parse_address
 from gridchain.protocol.errors import DecodeError, GridchainError
 from gridchain.protocol.tx import decode_tx
 
 NODE_KEY = web.AppKey("node", Node)
 QUERY_KEY = web.AppKey("query", NodeQuery)
+SEALED_READS_KEY = web.AppKey("sealed_reads", SealedReads)
 GUARD_KEY = web.AppKey("guard", ConnectionGuard)
 log = structlog.get_logger("gridchain.api")
 #: How long a slow websocket subscriber's close may take before its connection is cut.
@@ -399,6 +401,15 @@ async def list_cd_requests(request: web.Request) -> web.Response:
 # --- operations --------------------------------------------------------------------------
 
 
+async def post_sealed_read(request: web.Request) -> web.Response:
+    """A signed read of an account's private data, answered sealed (node/sealed_reads.py)."""
+    body = await read_body(request, _node(request).config.api.body_timeout_s)
+    doc = parse_json(body)
+    if not isinstance(doc, dict) or set(doc) != {"request"}:
+        raise RequestError('expected {"request": "<hex of the encoded SignedRead>"}')
+    return reply(request.app[SEALED_READS_KEY].answer(parse_hex(doc["request"], '"request"')))
+
+
 async def get_health(request: web.Request) -> web.Response:
     query = _query(request)
     if query.halted:
@@ -529,6 +540,7 @@ HANDLERS: dict[str, Handler] = {
     "list_cd_requests": list_cd_requests,
     "get_cd_request": get_cd_request,
     "events": events,
+    "post_sealed_read": post_sealed_read,
     "get_health": get_health,
     "get_metrics": get_metrics,
     "get_openapi": get_openapi,
@@ -555,6 +567,7 @@ def build_app(node: Node) -> web.Application:
     app[GUARD_KEY] = guard
     app[NODE_KEY] = node
     app[QUERY_KEY] = NodeQuery(node)
+    app[SEALED_READS_KEY] = SealedReads(app[QUERY_KEY], node.chain_id, node.clock)
     for route in ROUTES:
         if route.method == "GET":
             app.router.add_get(route.path, HANDLERS[route.name], name=route.name)
