@@ -27,6 +27,7 @@ from gridchain.api.routes import (
     MAX_BATCH_TXS,
     MAX_LIST,
     POOL_MAX_COUNT,
+    PRIVATE_ROUTES,
     ROUTES,
     ROUTES_BY_NAME,
     SCHEDULE_DEFAULT,
@@ -401,6 +402,23 @@ async def list_cd_requests(request: web.Request) -> web.Response:
 # --- operations --------------------------------------------------------------------------
 
 
+class SealedReadsOnlyError(GridchainError):
+    """An open route of private data on a node that serves it only through sealed reads."""
+
+    code = "sealed_reads_only"
+    http_status = 403
+
+
+def _sealed_only(handler: Handler) -> Handler:
+    async def refuse(request: web.Request) -> web.StreamResponse:
+        raise SealedReadsOnlyError(
+            f"{request.path} is private data on this node: read it with POST /v1/sealed-reads"
+        )
+
+    refuse.__doc__ = handler.__doc__
+    return refuse
+
+
 async def post_sealed_read(request: web.Request) -> web.Response:
     """A signed read of an account's private data, answered sealed (node/sealed_reads.py)."""
     body = await read_body(request, _node(request).config.api.body_timeout_s)
@@ -569,8 +587,11 @@ def build_app(node: Node) -> web.Application:
     app[QUERY_KEY] = NodeQuery(node)
     app[SEALED_READS_KEY] = SealedReads(app[QUERY_KEY], node.chain_id, node.clock)
     for route in ROUTES:
+        handler = HANDLERS[route.name]
+        if settings.sealed_reads_only and route.name in PRIVATE_ROUTES:
+            handler = _sealed_only(handler)
         if route.method == "GET":
-            app.router.add_get(route.path, HANDLERS[route.name], name=route.name)
+            app.router.add_get(route.path, handler, name=route.name)
         else:
-            app.router.add_route(route.method, route.path, HANDLERS[route.name], name=route.name)
+            app.router.add_route(route.method, route.path, handler, name=route.name)
     return app

@@ -98,6 +98,10 @@ class ApiSection(_Section):
     ws_queue_events: Annotated[int, Field(ge=1, le=65_536)] = 1024
     #: Bytes waiting to be sent to one websocket subscriber before it is closed as too slow.
     ws_send_buffer_bytes: Annotated[int, Field(ge=4096, le=64 * 1024 * 1024)] = 1024 * 1024
+    #: Refuse the open routes of an account's private data (orders, trades, receipts, meter
+    #: readings, the order and trade events) with 403: they are then read only through
+    #: POST /v1/sealed-reads (docs/sealed.md).  Off by default: the open routes stay as they were.
+    sealed_reads_only: bool = False
 
 
 class PeerEntry(_Section):

@@ -52,7 +52,9 @@ PRICE, QUANTITY = 1_234_567, 500
 def sealed_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Chain, NodeProcess]]:
     directory = tmp_path_factory.mktemp("sealed") / "chain"
     chain = make_chain(directory, block_interval_ms=50, slot_length_ms=SLOT_MS, sealed=True)
-    node = node_for(chain).start()
+    node = node_for(chain)
+    node.env["GRIDCHAIN_API__SEALED_READS_ONLY"] = "true"  # private data is read sealed only
+    node.start()
     yield chain, node
     node.terminate()
 
@@ -62,9 +64,14 @@ def _keys(node: NodeProcess) -> tuple[bytes, ...]:
     return tuple(bytes.fromhex(v["encryption_key"]) for v in doc["validators"])
 
 
+#: The slot the module's sealed order is for (set by the ``placed`` fixture).
+PLACED_SLOT: list[int] = []
+
+
 def _sealed_order(chain: Chain, node: NodeProcess, who: int, nonce: int) -> Transaction:
     _, markets = http_get(node.api_url + "/v1/markets")
     slot = int(markets["first_open_slot"]["intraday"]) + 2
+    PLACED_SLOT.append(slot)
     body = PlaceOrder(int(Market.INTRADAY), slot, int(Side.BUY), 3, PRICE, QUANTITY, 0, 0)
     return seal_tx(
         chain.peer(who), chain.chain_id, nonce, body, _keys(node), content_key=os.urandom(32)
@@ -240,3 +247,36 @@ def test_a_sealed_order_whose_body_does_not_apply_is_recorded_and_uses_the_nonce
     assert outcome.status == "refused"
     assert outcome.code != ""
     assert address_of(chain.peer(2).public_key) == chain.address(2)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/orders?address={address}",
+        "/v1/orders/{order}",
+        "/v1/trades?address={address}",
+        "/v1/trades",
+        "/v1/settlements?address={address}",
+        "/v1/events",
+    ],
+)
+def test_a_sealed_reads_only_node_refuses_the_open_private_routes(
+    sealed_node: tuple[Chain, NodeProcess], placed: Transaction, path: str
+) -> None:
+    chain, node = sealed_node
+    url = node.api_url + path.format(
+        address=chain.bundle.participants[0].address, order=placed.hash().hex()
+    )
+    status, doc = http_get(url)
+    assert (status, doc["error"]["code"]) == (403, "sealed_reads_only")
+
+
+def test_public_data_stays_open_on_a_sealed_reads_only_node(
+    sealed_node: tuple[Chain, NodeProcess], placed: Transaction
+) -> None:
+    _, node = sealed_node
+    status, book = http_get(f"{node.api_url}/v1/markets/intraday/slots/{PLACED_SLOT[0]}/book")
+    assert status == 200
+    assert book["bids"][0]["price_mc_per_kwh"] == PRICE  # the book is public (aggregated)
+    assert http_get(node.api_url + "/v1/status")[0] == 200
+    assert http_get(node.api_url + "/v1/blocks/latest")[0] == 200
