@@ -59,7 +59,7 @@ from gridchain.market.state import MerkleState, Overlay, StateReader
 from gridchain.protocol.address import address_of, format_address, parse_address
 from gridchain.protocol.block import ScheduleEntry
 from gridchain.protocol.errors import GridchainError
-from gridchain.protocol.sealed import Opener, SealContext, open_tx
+from gridchain.protocol.sealed import Opener, SealContext, open_tx, sealed_to
 from gridchain.protocol.tx import (
     AmendOrder,
     Burn,
@@ -286,9 +286,7 @@ class Application:
             raise TypeError(tx.kind)
         if self.seal is None:
             raise SealedDisabledError("this chain registers no encryption keys")
-        if body.key_set != self.seal.key_set or len(body.wrapped_keys) != len(
-            self.seal.encryption_keys
-        ):
+        if not sealed_to(body, self.seal):
             raise SealedKeySetError("sealed to other keys than this chain's validators'")
         if self.opener is None:
             raise SealedUnavailableError("this node holds no encryption key")

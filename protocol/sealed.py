@@ -226,11 +226,17 @@ class SealContext:
         return tuple(X25519PublicKey.from_public_bytes(k) for k in self.encryption_keys)
 
 
+def sealed_to(body: SealedTx, seal: SealContext) -> bool:
+    """Whether ``body`` is sealed to exactly this chain's validators (names their key set and
+    carries one wrap each).  Needs no private key: a gateway or mempool can check it."""
+    return body.key_set == seal.key_set and len(body.wrapped_keys) == len(seal.encryption_keys)
+
+
 def open_tx(tx: Transaction, seal: SealContext, opener: Opener) -> TxBody:
     """The inner body of sealed ``tx``, or a :class:`SealedRefusedError` that every validator gives.
 
-    The caller has checked the envelope's signature and that ``body.key_set`` and the number
-    of wraps match ``seal`` (structural checks, refused before execution).
+    The caller has checked the envelope's signature and :func:`sealed_to` (structural checks,
+    refused before execution).
     """
     body = tx.body
     if not isinstance(body, SealedTx):

@@ -186,3 +186,12 @@ def test_sealing_checks_its_keys_and_content_key() -> None:
         s.seal_body(CHAIN, ALICE.public_key, 0, ORDER, (bytes(32),), content_key=content_key("x"))
     with pytest.raises(s.SealedMismatchError):
         s.seal_body(CHAIN, ALICE.public_key, 0, sealed_order().body, KEYS, content_key=bytes(32))
+
+
+def test_sealed_to_checks_the_key_set_and_wrap_count_without_a_private_key() -> None:
+    body = sealed_order().body
+    assert isinstance(body, SealedTx)
+    assert s.sealed_to(body, SEAL)
+    assert not s.sealed_to(body, s.SealContext(CHAIN, KEYS[:3]))
+    assert not s.sealed_to(SealedTx(body.key_set, body.wrapped_keys[:3], body.ciphertext), SEAL)
+    assert not s.sealed_to(SealedTx(bytes(32), body.wrapped_keys, body.ciphertext), SEAL)
