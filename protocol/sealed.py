@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from gridchain.protocol.crypto import SigningKey, sha256
-from gridchain.protocol.encoding import decode
+from gridchain.protocol.encoding import Record, decode
 from gridchain.protocol.errors import DecodeError, GridchainError
 from gridchain.protocol.hpke import (
     KEY_BYTES,
@@ -45,6 +45,10 @@ from gridchain.protocol.hpke import (
 from gridchain.protocol.tx import (
     MAX_SEALED_RECIPIENTS,
     MAX_TX_BYTES,
+    Burn,
+    Mint,
+    RegisterMeter,
+    RegisterParticipant,
     SealedTx,
     Transaction,
     TxBody,
@@ -84,10 +88,22 @@ class SealedMismatchError(SealedRefusedError):
     code = "sealed_mismatch"
 
 
+class SealedKindError(SealedRefusedError):
+    """A kind that must stay public: governance's registrations, mints and burns."""
+
+    code = "sealed_kind_refused"
+
+
 class SealedUnopenedError(SealedRefusedError):
     """This validator's wrapped key does not open (wrong key, moved from another envelope)."""
 
     code = "sealed_cannot_open"
+
+
+#: Bodies that are never sealed: the registry of participants and meters and the money supply
+#: are public, and a follower that only reads envelopes must be able to tell who is
+#: registered (ADR 0026).
+PUBLIC_ONLY: tuple[type[Record], ...] = (RegisterParticipant, RegisterMeter, Mint, Burn)
 
 
 def key_set_hash(encryption_keys: Sequence[bytes]) -> bytes:
@@ -148,6 +164,8 @@ def seal_body(
         raise GridchainError(f"seal to 1-{MAX_SEALED_RECIPIENTS} keys, got {len(encryption_keys)}")
     if isinstance(body, SealedTx):
         raise SealedMismatchError("a sealed body is not sealed again")
+    if isinstance(body, PUBLIC_ONLY):
+        raise SealedKindError(f"a {type(body).__name__} is public and is never sealed")
     keys = [
         check_x25519_public_key(k, what=f"encryption key {i}")
         for i, k in enumerate(encryption_keys)
@@ -266,4 +284,6 @@ def open_tx(tx: Transaction, seal: SealContext, opener: Opener) -> TxBody:
         raise SealedMismatchError("the inner sender or nonce differs from the envelope's")
     if isinstance(inner.body, SealedTx):
         raise SealedMismatchError("a sealed body is not sealed again")
+    if isinstance(inner.body, PUBLIC_ONLY):
+        raise SealedKindError(f"a {type(inner.body).__name__} is public and is never sealed")
     return inner.body

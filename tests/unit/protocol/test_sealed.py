@@ -15,10 +15,15 @@ from gridchain.protocol.crypto import sha256
 from gridchain.protocol.errors import GridchainError
 from gridchain.protocol.hpke import seal_derived
 from gridchain.protocol.tx import (
+    Burn,
+    Mint,
     PlaceOrder,
+    RegisterMeter,
+    RegisterParticipant,
     SealedTx,
     Transaction,
     Transfer,
+    TxBody,
     TxPayload,
     decode_tx,
     sign_tx,
@@ -195,3 +200,24 @@ def test_sealed_to_checks_the_key_set_and_wrap_count_without_a_private_key() -> 
     assert not s.sealed_to(body, s.SealContext(CHAIN, KEYS[:3]))
     assert not s.sealed_to(SealedTx(body.key_set, body.wrapped_keys[:3], body.ciphertext), SEAL)
     assert not s.sealed_to(SealedTx(bytes(32), body.wrapped_keys, body.ciphertext), SEAL)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        RegisterParticipant(b"\x05" * 32, "eve"),
+        Mint(b"\x02" * 20, 5),
+        Burn(b"\x02" * 20, 5),
+        RegisterMeter("m-1", b"\x02" * 20, 1, b"\x05" * 32, "generic"),
+    ],
+    ids=lambda b: type(b).__name__,
+)
+def test_public_kinds_are_never_sealed(body: TxBody) -> None:
+    """Registrations and the money supply stay public: a follower reading envelopes only must
+    know who is registered.  The sealer refuses them and so does every validator."""
+    with pytest.raises(s.SealedKindError):
+        s.seal_body(CHAIN, ALICE.public_key, 0, body, KEYS, content_key=content_key("p"))
+    key = content_key("public")
+    payload = TxPayload(ALICE.public_key, 0, body).encode()
+    tx = _forge(payload, nonce=0, wrap_key=lambda _: key, key=key)
+    assert verdicts(tx) == [s.SealedKindError] * 4
