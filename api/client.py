@@ -27,16 +27,22 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
 import aiohttp
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from yarl import URL
 
 from gridchain.api import models as m
+from gridchain.protocol.address import address_of
+from gridchain.protocol.crypto import SigningKey
 from gridchain.protocol.errors import GridchainError
+from gridchain.protocol.hpke import public_bytes
+from gridchain.protocol.sealed_read import ReadKind, ReadQuery, open_reply, sign_read
 from gridchain.protocol.tx import Transaction, decode_tx
 
 NODE_ENV = "GRIDCHAIN_NODE"
@@ -55,6 +61,16 @@ DUPLICATE_TX = "duplicate_tx"
 LIST_MAX = 1000
 
 M = TypeVar("M", bound=BaseModel)
+#: How long a sealed read request stays valid (the node allows at most 120 s).
+SEALED_READ_WINDOW_MS = 30_000
+#: The model each kind of sealed read answers with (the open route's).
+SEALED_READ_MODELS: dict[ReadKind, type[BaseModel]] = {
+    ReadKind.ORDERS: m.OrderList,
+    ReadKind.TRADES: m.TradeList,
+    ReadKind.RECEIPTS: m.ReceiptList,
+    ReadKind.READINGS: m.ReadingList,
+    ReadKind.SEALED_OUTCOMES: m.SealedOutcomeList,
+}
 _EVENT: TypeAdapter[m.Event] = TypeAdapter(m.Event)
 
 
@@ -399,6 +415,44 @@ class NodeClient:
     ) -> m.Schedule:
         path = with_query("/v1/schedule", {"interval": interval, "limit": limit})
         return await self.get(m.Schedule, path)
+
+    # --- sealed reads (protocol/sealed_read.py) -------------------------------------------
+
+    async def sealed_read(
+        self,
+        key: SigningKey,
+        chain_id: bytes,
+        kind: ReadKind,
+        *,
+        meter_id: str = "",
+        window_ms: int = SEALED_READ_WINDOW_MS,
+        now_ms: int | None = None,
+    ) -> BaseModel:
+        """Read the private data of ``key``'s account, answered sealed to a fresh reply key.
+
+        A new request id and reply key per call; never retried (the node answers a request
+        once, so a retry would be refused as a replay).  Returns the open route's model.
+        """
+        reply_key = X25519PrivateKey.generate()
+        now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+        query = ReadQuery(
+            account=address_of(key.public_key),
+            kind=int(kind),
+            meter_id=meter_id,
+            request_id=os.urandom(16),
+            valid_until_ms=now + window_ms,
+            reply_key=public_bytes(reply_key),
+        )
+        request = sign_read(key, chain_id, query)
+        doc, _ = await self._send(
+            "POST",
+            "/v1/sealed-reads",
+            m.SealedReadRequest(request=request.encode().hex()).model_dump(),
+            retries=0,
+        )
+        answer = parse(m.SealedReply, doc, "POST /v1/sealed-reads")
+        plain = open_reply(chain_id, request, reply_key, bytes.fromhex(answer.sealed))
+        return parse(SEALED_READ_MODELS[kind], _json(plain, "sealed reply", 200), "sealed reply")
 
     # --- transport -----------------------------------------------------------------------
 

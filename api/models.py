@@ -254,6 +254,10 @@ class Validator(Model):
     public_key: Hex32
     power: UInt
     this_node: bool = Field(description="true for the validator that answered")
+    encryption_key: Hex32 | None = Field(
+        default=None,
+        description="X25519 key sealed transactions are wrapped to (null: the chain seals none)",
+    )
 
 
 class ValidatorList(Model):
@@ -470,6 +474,35 @@ class Receipt(Model):
     status: str = Field(description="delivered, partial or not_delivered")
     height: UInt
     settled_ms: UInt
+
+
+class SealedOutcome(Model):
+    """What became of one of the account's sealed transactions (docs/sealed.md)."""
+
+    tx_hash: Hex32
+    status: str = Field(description="applied or refused")
+    code: str = Field(description="the refusal's error code; empty when applied")
+    height: UInt
+
+
+class SealedOutcomeList(Model):
+    address: Address
+    outcomes: list[SealedOutcome]
+
+
+class SealedReadRequest(Model):
+    """``POST /v1/sealed-reads``: a signed read request (protocol/sealed_read.py)."""
+
+    request: TxHex = Field(description="hex of the encoded SignedRead")
+
+
+class SealedReply(Model):
+    """The answer to a sealed read: the JSON of the open route's model, sealed to the reply key
+    (HPKE base mode, X25519/HKDF-SHA256/ChaCha20-Poly1305; info binds chain and request)."""
+
+    kind: str = Field(description="orders, trades, receipts, readings or sealed_outcomes")
+    request_hash: Hex32
+    sealed: HexBytes = Field(description="enc || ciphertext, hex")
 
 
 class ReceiptList(Model):

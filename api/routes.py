@@ -214,6 +214,7 @@ ROUTES: tuple[Route, ...] = (
             ),
             limit(),
         ),
+        errors=(400, 403),
     ),
     Route(
         "get_order",
@@ -222,7 +223,7 @@ ROUTES: tuple[Route, ...] = (
         "One order (its id is its PlaceOrder transaction's hash)",
         m.Order,
         params=(path("id", HASH, "the order id"),),
-        errors=(400, 404),
+        errors=(400, 403, 404),
     ),
     Route(
         "list_trades",
@@ -236,6 +237,7 @@ ROUTES: tuple[Route, ...] = (
             query("market", MARKET, "only this market"),
             limit(),
         ),
+        errors=(400, 403),
     ),
     Route(
         "get_pool_prices",
@@ -278,7 +280,7 @@ ROUTES: tuple[Route, ...] = (
             query("from_seq", _uint(), "first sequence (default 0)"),
             limit(),
         ),
-        errors=(400, 404),
+        errors=(400, 403, 404),
     ),
     Route(
         "list_settlements",
@@ -291,6 +293,7 @@ ROUTES: tuple[Route, ...] = (
             query("slot", _uint(), "only this slot"),
             limit(),
         ),
+        errors=(400, 403),
     ),
     Route(
         "get_schedule",
@@ -337,7 +340,17 @@ ROUTES: tuple[Route, ...] = (
         "schedule decision (the messages are the Event schemas)",
         None,
         status=101,
-        errors=(400,),  # a plain GET without the websocket upgrade
+        errors=(400, 403),  # a plain GET without the websocket upgrade
+    ),
+    Route(
+        "post_sealed_read",
+        "POST",
+        "/v1/sealed-reads",
+        "Read an account's private data (orders, trades, receipts, readings, sealed outcomes) "
+        "with a request the owner signed; the answer is sealed to the request's reply key",
+        m.SealedReply,
+        body=(m.SealedReadRequest,),
+        errors=(400, 403, 404, 409, 413, 415, 503),
     ),
     Route("get_health", "GET", "/health", "Liveness: 503 once halted", m.Health, errors=(503,)),
     Route(
@@ -353,3 +366,15 @@ ROUTES: tuple[Route, ...] = (
 )
 
 ROUTES_BY_NAME: dict[str, Route] = {r.name: r for r in ROUTES}
+#: The open routes of an account's private data (docs/sealed.md): a node configured with
+#: ``api.sealed_reads_only`` refuses them (403 ``sealed_reads_only``), leaving the sealed read.
+PRIVATE_ROUTES: frozenset[str] = frozenset(
+    {
+        "list_orders",
+        "get_order",
+        "list_trades",
+        "list_settlements",
+        "list_meter_readings",
+        "events",
+    }
+)

@@ -6,9 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
 from gridchain.genesis.schema import DeviceKind, Genesis, parse_genesis
 from gridchain.protocol.address import address_of, format_address
 from gridchain.protocol.crypto import SigningKey
+from gridchain.protocol.hpke import public_bytes
 
 #: The source's three-peer testbed: Peer A (PV + battery), Peer B (EV), Peer C (consumer).
 PEER_DEVICES: tuple[tuple[DeviceKind, ...], ...] = (
@@ -47,6 +50,8 @@ class GenesisBundle:
     governance: NamedKey
     #: One meter-bridge key per participant (same order), when built ``with_meters``.
     bridges: tuple[NamedKey, ...] = ()
+    #: Each validator's X25519 encryption key (same order), when built with encryption keys.
+    encryption: tuple[X25519PrivateKey, ...] = ()
 
 
 def household_meter_ids(participant: str, devices: tuple[str, ...]) -> list[tuple[int, str]]:
@@ -76,14 +81,20 @@ def build_genesis(
     extra_params: dict[str, Any] | None = None,
     with_meters: bool = False,
     consensus_params: dict[str, Any] | None = None,
+    new_encryption_key: Callable[[], X25519PrivateKey] | None = None,
 ) -> GenesisBundle:
     """Generate keys and a validated genesis; a wrong value raises GenesisError naming it.
 
     ``with_meters`` also makes one bridge key per participant and registers the meters of
     its household (a net meter, and PV, EV, battery meters for the devices it has) in
     ``genesis.meters``, so a testnet's bridges can send readings from the first block.
+    ``new_encryption_key`` gives every validator an X25519 key for sealed transactions
+    (docs/sealed.md); without it the chain has no encryption keys and seals nothing.
     """
     vals = tuple(NamedKey(f"node-{i + 1}", new_key()) for i in range(validators))
+    encryption: tuple[X25519PrivateKey, ...] = ()
+    if new_encryption_key is not None:
+        encryption = tuple(new_encryption_key() for _ in vals)
     peers = tuple(NamedKey(participant_name(i), new_key()) for i in range(participants))
     governance = NamedKey("governance", new_key())
     params: dict[str, Any] = dict(extra_params or {})
@@ -99,7 +110,8 @@ def build_genesis(
         "params": params,
         "validators": [
             {"name": v.name, "public_key": v.key.public_key.hex(), "address": v.address}
-            for v in vals
+            | ({"encryption_key": public_bytes(encryption[i]).hex()} if encryption else {})
+            for i, v in enumerate(vals)
         ],
         "participants": [
             {
@@ -130,4 +142,4 @@ def build_genesis(
                     }
                 )
         doc["meters"] = meters
-    return GenesisBundle(parse_genesis(doc), vals, peers, governance, bridges)
+    return GenesisBundle(parse_genesis(doc), vals, peers, governance, bridges, encryption)

@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
 from gridchain.genesis.builder import (
     PEER_DEVICES,
     SLAVES_PER_HOUSEHOLD,
@@ -78,6 +80,14 @@ def node_config_toml(
         'genesis_file = "../../genesis.json"',
         "# The validator's Ed25519 seed. Keep this file private.",
         f'private_key = "{v.key.seed.hex()}"',
+        *(
+            [
+                "# The validator's X25519 key that opens sealed transactions. Keep it private.",
+                f'encryption_key = "{bundle.encryption[index].private_bytes_raw().hex()}"',
+            ]
+            if bundle.encryption
+            else []
+        ),
         "",
         "[api]",
         f'host = "{host}"',
@@ -223,6 +233,7 @@ def _init(args: argparse.Namespace) -> int:
         participants=args.participants,
         engine=args.consensus,
         new_key=SigningKey.generate,
+        new_encryption_key=X25519PrivateKey.generate,
         slot_length_ms=None if args.slot_seconds is None else args.slot_seconds * 1000,
         block_interval_ms=args.block_interval_ms,
         with_meters=args.with_meters,

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gridchain.protocol.address import address_of, format_address, parse_address
 from gridchain.protocol.crypto import check_public_key, sha256
 from gridchain.protocol.errors import BadKeyError, GridchainError
+from gridchain.protocol.hpke import check_x25519_public_key
 from gridchain.protocol.json_document import JsonDocumentError, document_text, load_object
 
 GENESIS_DOMAIN = b"gridchain/genesis\x00"
@@ -107,8 +108,30 @@ class KeyedEntity(_Strict):
         return parse_address(self.address)
 
 
+def _check_encryption_key(value: str) -> str:
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raise ValueError("an encryption key is 64 hex digits") from None
+    if len(raw) != 32 or value != value.lower():
+        raise ValueError("an encryption key is 64 lower-case hex digits")
+    try:
+        check_x25519_public_key(raw)
+    except BadKeyError as exc:
+        raise ValueError(f"{exc.message} ({exc.code})") from None
+    return value
+
+
 class Validator(KeyedEntity):
     power: Annotated[int, Field(ge=1, le=1)] = 1
+    #: The X25519 public key sealed transactions are wrapped to (docs/sealed.md); a chain has
+    #: one for every validator or for none.
+    encryption_key: str | None = None
+
+    @field_validator("encryption_key")
+    @classmethod
+    def _ek(cls, v: str | None) -> str | None:
+        return None if v is None else _check_encryption_key(v)
 
 
 class Participant(KeyedEntity):
@@ -314,6 +337,12 @@ class Genesis(_Strict):
             keys = [x.public_key for x in items]
             if len(set(keys)) != len(keys):
                 raise ValueError(f"{group}: public keys must be unique")
+        encryption = [v.encryption_key for v in self.validators]
+        if any(k is not None for k in encryption):
+            if any(k is None for k in encryption):
+                raise ValueError("validators: every validator has an encryption_key, or none")
+            if len(set(encryption)) != len(encryption):
+                raise ValueError("validators: encryption keys must be unique")
         known = {p.address for p in self.participants} | {self.governance_address}
         seen: set[str] = set()
         for i, b in enumerate(self.balances):
@@ -341,12 +370,15 @@ class Genesis(_Strict):
     def canonical_json(self) -> bytes:
         """Sorted keys, no spaces, UTF-8: the bytes the chain id is taken over.
 
-        An empty ``meters`` list is left out, so documents written before meters existed keep
-        their chain id.
+        An empty ``meters`` list and a validator's absent ``encryption_key`` are left out, so
+        documents written before either existed keep their chain id.
         """
         doc = self.model_dump(mode="json")
         if not doc["meters"]:
             del doc["meters"]
+        for validator in doc["validators"]:
+            if validator["encryption_key"] is None:
+                del validator["encryption_key"]
         return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
             "utf-8"
         )
@@ -357,6 +389,10 @@ class Genesis(_Strict):
 
     def validator_keys(self) -> tuple[bytes, ...]:
         return tuple(v.public_key_bytes for v in self.validators)
+
+    def encryption_keys(self) -> tuple[bytes, ...]:
+        """The validators' X25519 keys in genesis order; empty when the chain seals nothing."""
+        return tuple(bytes.fromhex(v.encryption_key) for v in self.validators if v.encryption_key)
 
     def tariff_at_hour(self, hour: int) -> Tariff:
         for t in self.params.tariffs:

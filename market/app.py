@@ -44,16 +44,22 @@ from gridchain.market.errors import (
     NotGovernanceError,
     NotRegisteredError,
     ReplayedNonceError,
+    SealedDisabledError,
+    SealedKeySetError,
+    SealedUnavailableError,
     SupplyOverflowError,
     UnknownRecipientError,
 )
 from gridchain.market.keys import require_registrable_key
 from gridchain.market.meters import apply_readings, register_meter
 from gridchain.market.orders import Exchange, MarketEvent, OrderContext
+from gridchain.market.sealed_outcomes import SealedOutcome, SealedStatus, put_outcome
 from gridchain.market.settlement import settle_due
 from gridchain.market.state import MerkleState, Overlay, StateReader
 from gridchain.protocol.address import address_of, format_address, parse_address
 from gridchain.protocol.block import ScheduleEntry
+from gridchain.protocol.errors import GridchainError
+from gridchain.protocol.sealed import Opener, SealContext, open_tx, sealed_to
 from gridchain.protocol.tx import (
     AmendOrder,
     Burn,
@@ -64,8 +70,10 @@ from gridchain.protocol.tx import (
     PlaceOrder,
     RegisterMeter,
     RegisterParticipant,
+    SealedTx,
     Transaction,
     Transfer,
+    TxBody,
 )
 
 MAX_SUPPLY_MC = 2**63 - 1
@@ -103,9 +111,16 @@ class BlockBuild:
 
 
 class Application:
-    def __init__(self, genesis: Genesis) -> None:
+    """``opener`` opens this validator's wrap of sealed transactions (protocol/sealed.py); it
+    is passed in by node/ (or the simulator) so this module holds no key and reads no file.
+    Without one, a sealed transaction is refused with SealedUnavailableError."""
+
+    def __init__(self, genesis: Genesis, opener: Opener | None = None) -> None:
         self.genesis = genesis
         self.chain_id = genesis.chain_id
+        keys = genesis.encryption_keys()
+        self.seal = SealContext(self.chain_id, keys) if keys else None
+        self.opener = opener
         self.governance_key = bytes.fromhex(genesis.governance_public_key)
         self.governance_address = address_of(self.governance_key)
         self.exchange = Exchange(genesis.params)
@@ -187,7 +202,24 @@ class Application:
             raise ReplayedNonceError(f"nonce {tx.nonce} already used (next is {account.nonce})")
         if tx.nonce > account.nonce:
             raise NonceGapError(f"nonce {tx.nonce} skips ahead (next is {account.nonce})")
-        body = tx.body
+        if isinstance(tx.body, SealedTx):
+            return self._sealed(view, sender, tx, ctx, admission=admission)
+        return self._apply_body(view, tx.sender, tx.hash(), tx.body, ctx, admission=admission)
+
+    def _apply_body(
+        self,
+        view: Overlay,
+        sender_key: bytes,
+        tx_hash: bytes,
+        body: TxBody,
+        ctx: BlockContext,
+        *,
+        admission: bool,
+    ) -> list[MarketEvent]:
+        """Apply one body whose envelope (signature, sender, nonce) was checked."""
+        sender = address_of(sender_key)
+        is_governance = sender_key == self.governance_key
+        account = get_account(view, sender)
         if isinstance(body, Transfer):
             self._transfer(view, sender, account, body)
         elif isinstance(body, RegisterParticipant):
@@ -210,7 +242,7 @@ class Application:
             apply_readings(
                 view,
                 body,
-                sender_key=tx.sender,
+                sender_key=sender_key,
                 chain_id=self.chain_id,
                 height=ctx.height,
                 block_ms=ctx.timestamp_ms,
@@ -222,7 +254,7 @@ class Application:
                 self.genesis.params,
                 self.interval_clock,
                 owner=sender,
-                request_id=tx.hash(),
+                request_id=tx_hash,
                 body=body,
                 is_governance=is_governance,
                 height=ctx.height,
@@ -232,16 +264,52 @@ class Application:
         elif isinstance(body, PlaceOrder | CancelOrder | AmendOrder):
             if is_governance:
                 raise NotAParticipantError("the governance key does not trade")
-            return self._order(view, sender, tx, body, ctx, admission=admission)
+            return self._order(view, sender, tx_hash, body, ctx, admission=admission)
         else:  # pragma: no cover - the decoder admits only the kinds above
-            raise InvalidAmountError(f"unsupported transaction kind {tx.kind}")
+            raise InvalidAmountError(f"unsupported transaction kind {type(body).__name__}")
         return []
+
+    def _sealed(
+        self, view: Overlay, sender: bytes, tx: Transaction, ctx: BlockContext, *, admission: bool
+    ) -> list[MarketEvent]:
+        """Open a sealed transaction and apply its body, or record the refusal (ADR 0026).
+
+        What can be checked without a private key (the chain seals at all, the key set and
+        the number of wraps) refuses the transaction like any other.  Past that, every
+        validator reaches the same verdict (protocol/sealed.py), and a body that does not
+        open or does not apply is a *recorded* refusal: the nonce is used and the outcome is
+        kept for the sender, because the public (and a gateway following the chain) sees only
+        the envelope and must be able to count nonces from envelopes alone.
+        """
+        body = tx.body
+        if not isinstance(body, SealedTx):  # pragma: no cover - the caller dispatched on it
+            raise TypeError(tx.kind)
+        if self.seal is None:
+            raise SealedDisabledError("this chain registers no encryption keys")
+        if not sealed_to(body, self.seal):
+            raise SealedKeySetError("sealed to other keys than this chain's validators'")
+        if self.opener is None:
+            raise SealedUnavailableError("this node holds no encryption key")
+        trial = Overlay(view)
+        try:
+            inner = open_tx(tx, self.seal, self.opener)
+            events = self._apply_body(trial, tx.sender, tx.hash(), inner, ctx, admission=admission)
+        except GridchainError as exc:
+            put_account(view, sender, _bump(get_account(view, sender)))
+            outcome = SealedOutcome(tx.hash(), int(SealedStatus.REFUSED), exc.code[:64], ctx.height)
+            put_outcome(view, sender, outcome)
+            return []
+        trial.merge_into_parent()
+        put_outcome(
+            view, sender, SealedOutcome(tx.hash(), int(SealedStatus.APPLIED), "", ctx.height)
+        )
+        return events
 
     def _order(
         self,
         view: Overlay,
         sender: bytes,
-        tx: Transaction,
+        tx_hash: bytes,
         body: PlaceOrder | CancelOrder | AmendOrder,
         ctx: BlockContext,
         *,
@@ -251,7 +319,7 @@ class Application:
         inner = Overlay(view)
         octx = OrderContext(ctx.height, ctx.timestamp_ms, admission)
         if isinstance(body, PlaceOrder):
-            events = self.exchange.place(inner, sender, tx.hash(), body, octx)
+            events = self.exchange.place(inner, sender, tx_hash, body, octx)
         elif isinstance(body, CancelOrder):
             events = self.exchange.cancel(inner, sender, body, octx)
         else:

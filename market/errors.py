@@ -284,3 +284,25 @@ class KeyNotOnCurveRefusedError(RefusedKeyError, KeyNotOnCurveError):
 
 class SmallOrderKeyRefusedError(RefusedKeyError, SmallOrderKeyError):
     code = "small_order_key"
+
+
+# --- sealed transactions (docs/sealed.md) ----------------------------------------------------
+
+
+class SealedDisabledError(ApplicationError):
+    """A sealed transaction on a chain whose genesis registers no encryption keys."""
+
+    code = "sealed_disabled"
+
+
+class SealedKeySetError(ApplicationError):
+    """Sealed to other keys than this chain's validators' (or to another number of them)."""
+
+    code = "sealed_wrong_keys"
+
+
+class SealedUnavailableError(ApplicationError):
+    """This node holds no encryption key, so it cannot execute sealed transactions."""
+
+    code = "sealed_unavailable"
+    http_status = 503

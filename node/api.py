@@ -27,6 +27,7 @@ from gridchain.api.routes import (
     MAX_BATCH_TXS,
     MAX_LIST,
     POOL_MAX_COUNT,
+    PRIVATE_ROUTES,
     ROUTES,
     ROUTES_BY_NAME,
     SCHEDULE_DEFAULT,
@@ -48,12 +49,14 @@ from gridchain.node.api_input import (
 from gridchain.node.http_guard import ConnectionGuard, connection_budget
 from gridchain.node.query import NodeQuery
 from gridchain.node.runtime import Node, Subscription
+from gridchain.node.sealed_reads import SealedReads
 from gridchain.protocol.address import parse_address
 from gridchain.protocol.errors import DecodeError, GridchainError
 from gridchain.protocol.tx import decode_tx
 
 NODE_KEY = web.AppKey("node", Node)
 QUERY_KEY = web.AppKey("query", NodeQuery)
+SEALED_READS_KEY = web.AppKey("sealed_reads", SealedReads)
 GUARD_KEY = web.AppKey("guard", ConnectionGuard)
 log = structlog.get_logger("gridchain.api")
 #: How long a slow websocket subscriber's close may take before its connection is cut.
@@ -399,6 +402,32 @@ async def list_cd_requests(request: web.Request) -> web.Response:
 # --- operations --------------------------------------------------------------------------
 
 
+class SealedReadsOnlyError(GridchainError):
+    """An open route of private data on a node that serves it only through sealed reads."""
+
+    code = "sealed_reads_only"
+    http_status = 403
+
+
+def _sealed_only(handler: Handler) -> Handler:
+    async def refuse(request: web.Request) -> web.StreamResponse:
+        raise SealedReadsOnlyError(
+            f"{request.path} is private data on this node: read it with POST /v1/sealed-reads"
+        )
+
+    refuse.__doc__ = handler.__doc__
+    return refuse
+
+
+async def post_sealed_read(request: web.Request) -> web.Response:
+    """A signed read of an account's private data, answered sealed (node/sealed_reads.py)."""
+    body = await read_body(request, _node(request).config.api.body_timeout_s)
+    doc = parse_json(body)
+    if not isinstance(doc, dict) or set(doc) != {"request"}:
+        raise RequestError('expected {"request": "<hex of the encoded SignedRead>"}')
+    return reply(request.app[SEALED_READS_KEY].answer(parse_hex(doc["request"], '"request"')))
+
+
 async def get_health(request: web.Request) -> web.Response:
     query = _query(request)
     if query.halted:
@@ -529,6 +558,7 @@ HANDLERS: dict[str, Handler] = {
     "list_cd_requests": list_cd_requests,
     "get_cd_request": get_cd_request,
     "events": events,
+    "post_sealed_read": post_sealed_read,
     "get_health": get_health,
     "get_metrics": get_metrics,
     "get_openapi": get_openapi,
@@ -555,9 +585,13 @@ def build_app(node: Node) -> web.Application:
     app[GUARD_KEY] = guard
     app[NODE_KEY] = node
     app[QUERY_KEY] = NodeQuery(node)
+    app[SEALED_READS_KEY] = SealedReads(app[QUERY_KEY], node.chain_id, node.clock)
     for route in ROUTES:
+        handler = HANDLERS[route.name]
+        if settings.sealed_reads_only and route.name in PRIVATE_ROUTES:
+            handler = _sealed_only(handler)
         if route.method == "GET":
-            app.router.add_get(route.path, HANDLERS[route.name], name=route.name)
+            app.router.add_get(route.path, handler, name=route.name)
         else:
-            app.router.add_route(route.method, route.path, HANDLERS[route.name], name=route.name)
+            app.router.add_route(route.method, route.path, handler, name=route.name)
     return app

@@ -13,6 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
@@ -55,6 +56,23 @@ class NodeSection(_Section):
             raise ValueError(exc.message) from None
         return v
 
+    #: The validator's X25519 private key (64 hex digits) that opens sealed transactions;
+    #: required when genesis registers encryption keys (docs/sealed.md).
+    encryption_key: str | None = None
+
+    @field_validator("encryption_key")
+    @classmethod
+    def _encryption_key(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        try:
+            raw = bytes.fromhex(v)
+        except ValueError:
+            raise ValueError("an encryption key is 64 hex digits") from None
+        if len(raw) != 32:
+            raise ValueError("an encryption key is 64 hex digits")
+        return v
+
 
 class ApiSection(_Section):
     host: str = "127.0.0.1"
@@ -80,6 +98,10 @@ class ApiSection(_Section):
     ws_queue_events: Annotated[int, Field(ge=1, le=65_536)] = 1024
     #: Bytes waiting to be sent to one websocket subscriber before it is closed as too slow.
     ws_send_buffer_bytes: Annotated[int, Field(ge=4096, le=64 * 1024 * 1024)] = 1024 * 1024
+    #: Refuse the open routes of an account's private data (orders, trades, receipts, meter
+    #: readings, the order and trade events) with 403: they are then read only through
+    #: POST /v1/sealed-reads (docs/sealed.md).  Off by default: the open routes stay as they were.
+    sealed_reads_only: bool = False
 
 
 class PeerEntry(_Section):
@@ -172,6 +194,11 @@ class NodeConfig(BaseSettings):
     @property
     def signing_key(self) -> SigningKey:
         return SigningKey.from_hex(self.node.private_key)
+
+    @property
+    def encryption_key(self) -> X25519PrivateKey | None:
+        raw = self.node.encryption_key
+        return None if raw is None else X25519PrivateKey.from_private_bytes(bytes.fromhex(raw))
 
 
 def check_data_dir(data_dir: Path) -> None:

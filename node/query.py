@@ -25,6 +25,7 @@ from gridchain.market.cd_schedule import Decision, get_decision, latest_decision
 from gridchain.market.meters import get_meter, iter_meters, meters_of, readings_from
 from gridchain.market.orders import OrderStatus, book_levels, contracts, get_order, orders_of
 from gridchain.market.pool import sdr_prices
+from gridchain.market.sealed_outcomes import SealedStatus, outcomes_of
 from gridchain.market.settlement import receipts
 from gridchain.node.runtime import CommitEvent, Node
 from gridchain.node.views import (
@@ -149,6 +150,7 @@ class NodeQuery:
                     public_key=v.public_key_bytes.hex(),
                     power=v.power,
                     this_node=v.public_key_bytes.hex() == own,
+                    encryption_key=v.encryption_key,
                 )
                 for v in self._node.genesis.validators
             ]
@@ -302,6 +304,25 @@ class NodeQuery:
         return m.ReceiptList(receipts=[receipt_view(r) for r in found])
 
     # --- C&D requests and the schedule ---------------------------------------------------
+
+    def sealed_outcomes(self, address: bytes, limit: int) -> m.SealedOutcomeList:
+        found = []
+        for outcome in outcomes_of(self._node.state, address):
+            found.append(
+                m.SealedOutcome(
+                    tx_hash=outcome.tx_hash.hex(),
+                    status=SealedStatus(outcome.status).label,
+                    code=outcome.code,
+                    height=outcome.height,
+                )
+            )
+            if len(found) >= limit:
+                break
+        return m.SealedOutcomeList(address=format_address(address), outcomes=found)
+
+    def meter_owner(self, meter_id: str) -> bytes | None:
+        meter = get_meter(self._node.state, meter_id)
+        return None if meter is None else meter.owner
 
     def decisions(self, decisions: list[Decision]) -> list[m.Decision]:
         """Decisions with each setpoint's owner, kind and device from its request's record."""

@@ -49,6 +49,7 @@ from gridchain.node.driver import (
 from gridchain.node.mempool import Mempool
 from gridchain.node.metrics import NodeMetrics
 from gridchain.node.reannounce import Reannouncer
+from gridchain.node.sealing import validator_opener
 from gridchain.node.store import Store
 from gridchain.protocol.block import CommittedBlock, decode_committed
 from gridchain.protocol.crypto import SigningKey
@@ -180,7 +181,8 @@ class Node:
         self.clock = clock if clock is not None else skewed_clock(config.faults.clock_offset_ms)
         self.chain_id = self.genesis.chain_id
         self.key = config.signing_key
-        self.app = Application(self.genesis)
+        opener = validator_opener(self.genesis, self.key.public_key, config.encryption_key)
+        self.app = Application(self.genesis, opener)
         self.metrics = NodeMetrics()
         self.store = Store(config.node.data_dir)
         try:

@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
 from gridchain.api.client import NodeClient, NodeError
 from gridchain.genesis.builder import build_genesis
 from gridchain.genesis.cli import (
@@ -107,6 +109,7 @@ def ensure_genesis(
         participants=participants,
         engine=consensus,
         new_key=SigningKey.generate,
+        new_encryption_key=X25519PrivateKey.generate,
         slot_length_ms=None if slot_seconds is None else slot_seconds * 1000,
         block_interval_ms=block_interval_ms,
         with_meters=with_meters,

@@ -53,6 +53,7 @@ class Domain(enum.Enum):
     VOTE = b"vote"
     METER_READING = b"meter-reading"
     HANDSHAKE = b"handshake"
+    SEALED_READ = b"sealed-read"
 
 
 def sha256(data: bytes) -> bytes:

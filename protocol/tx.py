@@ -5,7 +5,8 @@ transaction is bound to one chain.  The transaction hash is SHA-256 of the whole
 encoding; Ed25519 signatures are deterministic, so one payload has one hash.
 
 Body type tags 0x10-0x1f are reserved for transaction kinds (0x20-0x2f are blocks and
-consensus records); see docs/spec/encoding.md.  0x14 is held for RegisterMeter.
+consensus records); see docs/spec/encoding.md.  0x14 is held for RegisterMeter.  0x1a is
+:class:`SealedTx`, a body encrypted to the validator set (protocol/sealed.py, docs/sealed.md).
 """
 
 from __future__ import annotations
@@ -210,6 +211,32 @@ class CDRequest(Record):
     limit_price_mc_per_kwh: U64
 
 
+#: HPKE wraps of a 32-byte content key: enc (32) + key (32) + tag (16).
+WRAPPED_KEY_BYTES = 80
+#: The most validators a transaction can be sealed to (one wrapped key each).
+MAX_SEALED_RECIPIENTS = 256
+#: A sealed body is a whole inner TxPayload plus the AEAD tag; it still fits MAX_TX_BYTES.
+MAX_SEALED_CIPHERTEXT = MAX_TX_BYTES - MAX_SEALED_RECIPIENTS * (WRAPPED_KEY_BYTES + 2) - 512
+WrappedKey = Annotated[bytes, Size(WRAPPED_KEY_BYTES, WRAPPED_KEY_BYTES)]
+
+
+@register(0x1A)
+@dataclass(frozen=True, slots=True)
+class SealedTx(Record):
+    """A transaction body only the validators can read (protocol/sealed.py, docs/sealed.md).
+
+    ``ciphertext`` is ChaCha20-Poly1305 of the encoded inner :class:`TxPayload` under a random
+    content key; ``wrapped_keys[i]`` is that key sealed with HPKE to validator i's encryption
+    key in genesis order; ``key_set`` is the hash of those encryption keys, so the sealing can
+    be checked against the chain's keys without any private key.  The envelope around it
+    (sender, nonce, signature over all of this) is an ordinary :class:`Transaction`.
+    """
+
+    key_set: Bytes32
+    wrapped_keys: Annotated[tuple[WrappedKey, ...], Size(1, MAX_SEALED_RECIPIENTS)]
+    ciphertext: Annotated[bytes, Size(16, MAX_SEALED_CIPHERTEXT)]
+
+
 TxBody = (
     Transfer
     | RegisterParticipant
@@ -221,6 +248,7 @@ TxBody = (
     | RegisterMeter
     | MeterReadings
     | CDRequest
+    | SealedTx
 )
 TX_BODY_TYPES: tuple[type[Record], ...] = (
     Transfer,
@@ -233,6 +261,7 @@ TX_BODY_TYPES: tuple[type[Record], ...] = (
     RegisterMeter,
     MeterReadings,
     CDRequest,
+    SealedTx,
 )
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
 from gridchain.genesis.builder import GenesisBundle, NamedKey, build_genesis
 from gridchain.market.accounts import ACCOUNT_PREFIX, Account, get_account
 from gridchain.market.app import Application, BlockContext
@@ -27,6 +29,7 @@ from gridchain.protocol.block import (
 )
 from gridchain.protocol.crypto import SigningKey, sha256
 from gridchain.protocol.encoding import decode
+from gridchain.protocol.sealed import ValidatorOpener
 from gridchain.protocol.tx import (
     Burn,
     Mint,
@@ -202,3 +205,47 @@ def all_accounts(state: StateReader) -> dict[bytes, Account]:
     """Every account record in the state, by address."""
     n = len(ACCOUNT_PREFIX)
     return {key[n:]: decode(raw, Account) for key, raw in state.scan(ACCOUNT_PREFIX)}
+
+
+def det_encryption_key(label: str) -> X25519PrivateKey:
+    """The X25519 key whose private bytes are SHA-256(label) (clamped by X25519 itself)."""
+    return X25519PrivateKey.from_private_bytes(sha256(b"x25519/" + label.encode("utf-8")))
+
+
+def encryption_key_factory(seed: str = DEFAULT_SEED) -> Callable[[], X25519PrivateKey]:
+    """A ``new_encryption_key`` for build_genesis, deterministic like :func:`key_factory`."""
+    counter = 0
+
+    def new_key() -> X25519PrivateKey:
+        nonlocal counter
+        key = det_encryption_key(f"{seed}/{counter}")
+        counter += 1
+        return key
+
+    return new_key
+
+
+def sealing_bundle(
+    validators: int = 4,
+    participants: int = 3,
+    engine: str = "pbft",
+    *,
+    seed: str = DEFAULT_SEED,
+    **params: Any,
+) -> GenesisBundle:
+    """Like :func:`small_bundle`, with an encryption key per validator (sealed transactions)."""
+    return build_genesis(
+        chain_name="gridchain-test",
+        genesis_time_ms=GENESIS_TIME_MS,
+        validators=validators,
+        participants=participants,
+        engine=engine,
+        new_key=key_factory(seed),
+        extra_params=params,
+        new_encryption_key=encryption_key_factory(seed),
+    )
+
+
+def validator_openers(bundle: GenesisBundle) -> list[ValidatorOpener]:
+    """Each validator's opener of sealed transactions, in genesis order."""
+    return [ValidatorOpener(key, i) for i, key in enumerate(bundle.encryption)]

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
 from gridchain.genesis.builder import GenesisBundle, build_genesis
 from gridchain.genesis.cli import write_bundle
 from gridchain.genesis.schema import parse_genesis
@@ -146,13 +148,15 @@ def make_chain(
     engine: str = "solo",
     block_interval_ms: int = 100,
     genesis_changes: Callable[[GenesisBundle], dict[str, Any]] | None = None,
+    sealed: bool = False,
     **params: Any,
 ) -> Chain:
     """A fresh chain in ``directory``; ``params`` are further genesis ChainParams fields
     (``slot_length_ms=2000, gate_closure_ms=1000`` for a market test that runs in seconds).
 
     ``genesis_changes`` returns top-level genesis fields to set from the generated keys (e.g.
-    ``meters`` owned by the participants); the document is validated again."""
+    ``meters`` owned by the participants); the document is validated again.  ``sealed`` gives
+    every validator an encryption key (sealed transactions, docs/sealed.md)."""
     bundle = build_genesis(
         chain_name="gridchain-it",
         genesis_time_ms=time.time_ns() // 1_000_000 - 1000,
@@ -162,6 +166,7 @@ def make_chain(
         new_key=SigningKey.generate,
         block_interval_ms=block_interval_ms,
         extra_params=params,
+        new_encryption_key=X25519PrivateKey.generate if sealed else None,
     )
     if genesis_changes is not None:
         doc = bundle.genesis.model_dump(mode="json")

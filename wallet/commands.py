@@ -23,6 +23,7 @@ from gridchain.protocol.keystore import open_keystore
 from gridchain.protocol.tx import TxBody, sign_tx
 from gridchain.wallet.keystore_file import default_wallet_path, keystore_address, read_keystore
 from gridchain.wallet.password import read_password
+from gridchain.wallet.sealing import sealed_tx
 
 Handler = Callable[[argparse.Namespace], int]
 #: How the wallet names itself to the node (its requests show in the node's access log).
@@ -88,12 +89,14 @@ async def sign_and_submit(
     spend_mc: int,
     action: str,
     refusal: Callable[[int], str],
+    sealed: bool = False,
 ) -> dict[str, Any]:
     """Sign ``body`` with the wallet's key, submit it and (unless --no-wait) wait for it.
 
     Every command that sends a transaction goes through here: the sender must be registered
     and able to spend ``spend_mc`` (``refusal`` words the error from the spendable amount), the
     nonce is the account's pending one, and ``args.no_wait``/``args.timeout`` decide the wait.
+    ``sealed`` seals the body to the validators (wallet/sealing.py).
     """
     status = await node.status()
     account = await node.account(own)
@@ -104,7 +107,10 @@ async def sign_and_submit(
         )
     if spend_mc > account.spendable_mc:
         raise InsufficientBalanceError(refusal(account.spendable_mc))
-    tx = sign_tx(key, status.chain_id, account.pending_nonce, body)
+    if sealed:
+        tx = await sealed_tx(node, key, status.chain_id, account.pending_nonce, body)
+    else:
+        tx = sign_tx(key, status.chain_id, account.pending_nonce, body)
     tx_hash = await node.submit_tx(tx)
     result: dict[str, Any] = {
         "hash": tx_hash,
@@ -115,6 +121,8 @@ async def sign_and_submit(
         "chain_id": status.chain_id.hex(),
         "node": node.url,
     }
+    if sealed:
+        result["sealed"] = True
     if not args.no_wait:
         committed = await node.wait_committed(tx_hash, timeout_s=args.timeout)
         result.update(status=committed.status, height=committed.height, index=committed.index)

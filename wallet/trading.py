@@ -17,9 +17,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gridchain.api.client import NodeClient, resolve_node_url
-from gridchain.api.models import Book, Markets, Order, Receipt, Trade
+from gridchain.api.models import (
+    Book,
+    Markets,
+    Order,
+    OrderList,
+    Receipt,
+    ReceiptList,
+    SealedOutcomeList,
+    Trade,
+    TradeList,
+)
 from gridchain.protocol.crypto import SigningKey
 from gridchain.protocol.errors import GridchainError
+from gridchain.protocol.sealed_read import ReadKind
 from gridchain.protocol.tx import (
     DEVICE_BY_LABEL,
     MARKET_BY_LABEL,
@@ -44,6 +55,12 @@ from gridchain.wallet.commands import (
     wallet_path,
 )
 from gridchain.wallet.keystore_file import keystore_address, read_keystore
+from gridchain.wallet.sealing import (
+    SealedTxRefusedError,
+    add_sealed_flag,
+    outcome_of,
+    read_own,
+)
 from gridchain.wallet.units import (
     format_credits,
     format_energy,
@@ -124,6 +141,7 @@ def add_commands(
         metavar="S",
         help="seconds to wait for the commit (default: %(default)g)",
     )
+    add_sealed_flag(waiting, "seal the transaction to the validators")
     where = argparse.ArgumentParser(add_help=False)
     where.add_argument(
         "--market",
@@ -205,6 +223,7 @@ def add_commands(
         choices=("open", "filled", "cancelled", "expired", "rejected"),
         help="only orders in this state",
     )
+    add_sealed_flag(orders, "read the wallet's own orders with a signed request, answered sealed")
     orders.set_defaults(handler=cmd_orders)
 
     book = actions.add_parser(
@@ -228,6 +247,7 @@ def add_commands(
     trades.add_argument(
         "--all", action="store_true", help="every account's trades, not only one address's"
     )
+    add_sealed_flag(trades, "read the wallet's own trades with a signed request, answered sealed")
     trades.set_defaults(handler=cmd_trades)
 
     receipts = actions.add_parser(
@@ -243,7 +263,19 @@ def add_commands(
     receipts.add_argument(
         "--all", action="store_true", help="every account's receipts, not only one address's"
     )
+    add_sealed_flag(
+        receipts, "read the wallet's own receipts with a signed request, answered sealed"
+    )
     receipts.set_defaults(handler=cmd_receipts)
+
+    outcomes = actions.add_parser(
+        "outcomes",
+        parents=[common],
+        help="list what the chain made of the wallet's sealed transactions (read sealed)",
+        description="Each sealed transaction of the wallet's account: applied, or refused "
+        "with the refusal's code (the nonce is used either way; docs/sealed.md).",
+    )
+    outcomes.set_defaults(handler=cmd_outcomes)
 
 
 # --- shared ------------------------------------------------------------------------------
@@ -256,6 +288,40 @@ def _slot_of(args: argparse.Namespace, markets: Markets) -> int:
         slot: int = args.slot
         return slot
     return parse_time_ms(args.delivery, "--delivery") // markets.slot_length_ms
+
+
+def _sealed_reader(args: argparse.Namespace, address: str | None) -> SigningKey | None:
+    """With ``--sealed``, the wallet's key (its own account only); otherwise None."""
+    if not args.sealed:
+        return None
+    own, key = open_key(args)
+    if address != own:
+        raise WalletArgumentError("--sealed reads the wallet's own account only")
+    return key
+
+
+@json_errors
+def cmd_outcomes(args: argparse.Namespace) -> int:
+    """``gridchain wallet outcomes``: the wallet's sealed transactions and what became of them."""
+    _, key = open_key(args)
+    node_url = resolve_node_url(args.node)
+
+    async def run() -> SealedOutcomeList:
+        async with connect(node_url) as node:
+            found = await read_own(node, key, ReadKind.SEALED_OUTCOMES)
+            if not isinstance(found, SealedOutcomeList):
+                raise TypeError(type(found).__name__)
+            return found
+
+    found = asyncio.run(run())
+    rows = [["transaction", "height", "outcome"]]
+    rows += [
+        [o.tx_hash, str(o.height), o.status + (f" ({o.code})" if o.code else "")]
+        for o in found.outcomes
+    ]
+    human = format_table(rows) if found.outcomes else "no sealed transactions"
+    emit(args, found.model_dump(mode="json"), human)
+    return 0
 
 
 def _own_address(args: argparse.Namespace) -> str:
@@ -312,8 +378,44 @@ async def _send(
         )
 
     return await sign_and_submit(
-        args, node, own, key, body, spend_mc=escrow_mc, action="trade", refusal=refusal
+        args,
+        node,
+        own,
+        key,
+        body,
+        spend_mc=escrow_mc,
+        action="trade",
+        refusal=refusal,
+        sealed=bool(getattr(args, "sealed", False)),
     )
+
+
+async def _order_after(
+    args: argparse.Namespace,
+    node: NodeClient,
+    key: SigningKey,
+    result: dict[str, Any],
+    order_id: str,
+) -> Order | None:
+    """The order once its transaction committed: read openly, or (for a sealed transaction)
+    read sealed after checking the chain applied it."""
+    if result["height"] is None:
+        return None
+    if not getattr(args, "sealed", False):
+        return await node.order(order_id)
+    outcome = await outcome_of(node, key, result["hash"])
+    if outcome is not None:
+        result["outcome"] = outcome.model_dump(mode="json")
+    if outcome is None or outcome.status != "applied":
+        code = "unknown" if outcome is None else outcome.code
+        raise SealedTxRefusedError(
+            f"the chain recorded sealed transaction {result['hash']} as refused ({code}); "
+            "its nonce is used"
+        )
+    mine = await read_own(node, key, ReadKind.ORDERS)
+    if not isinstance(mine, OrderList):
+        raise TypeError(type(mine).__name__)
+    return next((o for o in mine.orders if o.id == order_id), None)
 
 
 # --- order buy / sell ----------------------------------------------------------------------
@@ -356,7 +458,7 @@ def cmd_place(args: argparse.Namespace) -> int:
             )
             escrow = -(-price * quantity // 1000) if side == "buy" else 0
             result = await _send(args, node, own, key, body, escrow_mc=escrow)
-            order = None if result["height"] is None else await node.order(result["hash"])
+            order = await _order_after(args, node, key, result, result["hash"])
             return result, order, markets
 
     result, order, markets = asyncio.run(run())
@@ -386,7 +488,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
             if before.owner != own:
                 raise WalletArgumentError(f"order {order_id} belongs to {before.owner}, not {own}")
             result = await _send(args, node, own, key, CancelOrder(bytes.fromhex(order_id)))
-            after = None if result["height"] is None else await node.order(order_id)
+            after = await _order_after(args, node, key, result, order_id)
             return result, after
 
     result, after = asyncio.run(run())
@@ -419,7 +521,7 @@ def cmd_amend(args: argparse.Namespace) -> int:
                 escrow = max(0, -(-price * quantity // 1000) - before.locked_mc)
             body = AmendOrder(bytes.fromhex(order_id), price, quantity)
             result = await _send(args, node, own, key, body, escrow_mc=escrow)
-            after = None if result["height"] is None else await node.order(order_id)
+            after = await _order_after(args, node, key, result, order_id)
             return result, after
 
     result, after = asyncio.run(run())
@@ -438,10 +540,21 @@ def cmd_amend(args: argparse.Namespace) -> int:
 @json_errors
 def cmd_orders(args: argparse.Namespace) -> int:
     address = parse_address_arg(args.address, "ADDRESS") if args.address else _own_address(args)
+    key = _sealed_reader(args, address)
     node_url = resolve_node_url(args.node)
 
     async def run() -> list[Order]:
         async with connect(node_url) as node:
+            if key is not None:
+                mine = await read_own(node, key, ReadKind.ORDERS)
+                if not isinstance(mine, OrderList):
+                    raise TypeError(type(mine).__name__)
+                return [
+                    o
+                    for o in mine.orders
+                    if (args.slot is None or o.slot == args.slot)
+                    and (args.status is None or o.status == args.status)
+                ]
             return await node.orders(address, slot=args.slot, status=args.status)
 
     orders = asyncio.run(run())
@@ -546,10 +659,21 @@ def cmd_trades(args: argparse.Namespace) -> int:
     address: str | None = None
     if not args.all:
         address = parse_address_arg(args.address, "ADDRESS") if args.address else _own_address(args)
+    key = _sealed_reader(args, address)
     node_url = resolve_node_url(args.node)
 
     async def run() -> list[Trade]:
         async with connect(node_url) as node:
+            if key is not None:
+                mine = await read_own(node, key, ReadKind.TRADES)
+                if not isinstance(mine, TradeList):
+                    raise TypeError(type(mine).__name__)
+                return [
+                    t
+                    for t in mine.trades
+                    if (args.slot is None or t.slot == args.slot)
+                    and (args.market is None or t.market == args.market)
+                ]
             return await node.trades(address=address, slot=args.slot, market=args.market)
 
     trades = asyncio.run(run())
@@ -591,10 +715,16 @@ def cmd_receipts(args: argparse.Namespace) -> int:
         address = parse_address_arg(args.address, "ADDRESS") if args.address else _own_address(args)
     if args.slot is not None and args.slot < 0:
         raise WalletArgumentError(f"--slot is a non-negative index, got {args.slot}")
+    key = _sealed_reader(args, address)
     node_url = resolve_node_url(args.node)
 
     async def run() -> list[Receipt]:
         async with connect(node_url) as node:
+            if key is not None:
+                mine = await read_own(node, key, ReadKind.RECEIPTS)
+                if not isinstance(mine, ReceiptList):
+                    raise TypeError(type(mine).__name__)
+                return [r for r in mine.receipts if args.slot is None or r.slot == args.slot]
             return await node.receipts(address=address, slot=args.slot)
 
     found = asyncio.run(run())

@@ -10,4 +10,16 @@ from pathlib import Path
 #: The committed seed corpus, one directory per target.
 CORPUS = Path(__file__).resolve().parent / "corpus"
 #: Every target, in the order ``--target all`` runs them (targets.py defines them).
-NAMES = ("encoding", "tx", "block", "pbft", "pob", "epob", "meter", "frames", "keystore")
+NAMES = (
+    "encoding",
+    "tx",
+    "block",
+    "pbft",
+    "pob",
+    "epob",
+    "meter",
+    "frames",
+    "keystore",
+    "sealed",
+    "sealed_read",
+)

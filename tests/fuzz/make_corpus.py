@@ -27,7 +27,10 @@ from gridchain.protocol.address import address_of
 from gridchain.protocol.block import Certificate, CommittedBlock
 from gridchain.protocol.crypto import SigningKey, sha256
 from gridchain.protocol.encoding import Record
+from gridchain.protocol.hpke import public_bytes
 from gridchain.protocol.meter import GENESIS_READING_HASH, ReadingRecord, sign_reading
+from gridchain.protocol.sealed import seal_tx
+from gridchain.protocol.sealed_read import ReadKind, ReadQuery, sign_read
 from gridchain.protocol.tx import (
     AmendOrder,
     Burn,
@@ -44,7 +47,13 @@ from gridchain.protocol.tx import (
     sign_tx,
 )
 from tests.fuzz import CORPUS
-from tests.fuzz.targets import KEYSTORE_PASSWORD, install_cheap_kdf
+from tests.fuzz.targets import (
+    FUZZ_ENCRYPTION_KEYS,
+    FUZZ_NOW_MS,
+    FUZZ_SEAL,
+    KEYSTORE_PASSWORD,
+    install_cheap_kdf,
+)
 from tests.sim.cluster import run_seed
 from tests.sim.epob_cluster import run_epob_seed
 from tests.sim.pob_cluster import run_pob_seed
@@ -103,6 +112,44 @@ def _transactions(chain_id: bytes) -> list[Transaction]:
         CDRequest(1, 3, 0, 3_600_000, 5000, 7000, 300_000),
     ]
     return [sign_tx(key, chain_id, n, body) for n, body in enumerate(bodies)]
+
+
+def _sealed_seeds(chain_id: bytes) -> list[bytes]:
+    """Sealed transactions the fuzz target's validator 0 opens (an order, a transfer, a
+    cancel), for its fixed chain and encryption keys."""
+    keys = FUZZ_SEAL.encryption_keys
+    key = _key(0)
+    to = address_of(_key(1).public_key)
+    bodies: list[TxBody] = [
+        PlaceOrder(1, 100, 1, 0, 250_000, 1000, 100, 0),
+        Transfer(to, 5, "fuzz"),
+        CancelOrder(b"\x01" * 32),
+    ]
+    return [
+        seal_tx(key, chain_id, n, body, keys, content_key=sha256(b"fuzz-content-%d" % n)).encode()
+        for n, body in enumerate(bodies)
+    ]
+
+
+def _sealed_read_seeds(chain_id: bytes) -> list[bytes]:
+    """Valid requests (at FUZZ_NOW_MS) of every kind, signed by their owner."""
+    key = _key(0)
+    reply = public_bytes(FUZZ_ENCRYPTION_KEYS[1])
+    return [
+        sign_read(
+            key,
+            chain_id,
+            ReadQuery(
+                account=address_of(key.public_key),
+                kind=int(kind),
+                meter_id="meter-1" if kind == ReadKind.READINGS else "",
+                request_id=bytes([kind]) * 16,
+                valid_until_ms=FUZZ_NOW_MS + 30_000,
+                reply_key=reply,
+            ),
+        ).encode()
+        for kind in ReadKind
+    ]
 
 
 def _keystore() -> bytes:
@@ -170,6 +217,8 @@ def build() -> dict[str, list[bytes]]:
         "meter": [signed.record.encode(), signed.encode()],
         "frames": [*encoded_frames, b"".join(encoded_frames[:5])],
         "keystore": [_keystore()],
+        "sealed": _sealed_seeds(chain_id),
+        "sealed_read": _sealed_read_seeds(chain_id),
     }
 
 

@@ -19,19 +19,31 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
 from gridchain.consensus.epob import messages as epob
 from gridchain.consensus.kernel import messages as kernel_messages
 from gridchain.consensus.pbft import messages as pbft
 from gridchain.consensus.pob import messages as pob
-from gridchain.market import accounts, cd_requests, cd_schedule, meters, orders, settlement
+from gridchain.market import (
+    accounts,
+    cd_requests,
+    cd_schedule,
+    meters,
+    orders,
+    sealed_outcomes,
+    settlement,
+)
 from gridchain.node.p2p import frames
 from gridchain.node.p2p.errors import LinkClosedError
-from gridchain.protocol import keystore
+from gridchain.protocol import keystore, sealed_read
 from gridchain.protocol.block import MAX_BLOCK_BYTES, Block, CommittedBlock, decode_committed
 from gridchain.protocol.encoding import _REGISTRY, decode_one_of
 from gridchain.protocol.errors import DecodeError, GridchainError
+from gridchain.protocol.hpke import public_bytes
 from gridchain.protocol.meter import ReadingRecord, SignedReading
-from gridchain.protocol.tx import decode_tx
+from gridchain.protocol.sealed import SealContext, SealedRefusedError, ValidatorOpener, open_tx
+from gridchain.protocol.tx import SealedTx, decode_tx
 from gridchain.wallet.keystore_file import parse_keystore
 
 #: The largest frame body the frame target accepts (a node's default is larger; a fuzzer
@@ -40,7 +52,26 @@ FRAME_LIMIT = 1 << 20
 #: The password the keystore target opens keystores with (the seed corpus is sealed with it).
 KEYSTORE_PASSWORD = "fuzz"
 #: Modules imported only so that every record type they register is in the encoding target.
-RECORD_MODULES = (kernel_messages, accounts, cd_requests, cd_schedule, meters, orders, settlement)
+RECORD_MODULES = (
+    kernel_messages,
+    accounts,
+    cd_requests,
+    cd_schedule,
+    meters,
+    orders,
+    sealed_outcomes,
+    settlement,
+    sealed_read,
+)
+#: The chain the sealed targets open for: four validators' encryption keys, fixed.
+FUZZ_CHAIN_ID = hashlib.sha256(b"fuzz-corpus-chain").digest()
+FUZZ_ENCRYPTION_KEYS = tuple(
+    X25519PrivateKey.from_private_bytes(hashlib.sha256(b"fuzz-encryption-%d" % i).digest())
+    for i in range(4)
+)
+FUZZ_SEAL = SealContext(FUZZ_CHAIN_ID, tuple(public_bytes(k) for k in FUZZ_ENCRYPTION_KEYS))
+#: The time the sealed-read target checks requests at (the seeds are valid then).
+FUZZ_NOW_MS = 1_800_000_000_000
 
 
 @dataclass(frozen=True)
@@ -107,6 +138,22 @@ def _cheap_derive(password: str, salt: bytes, n: int, r: int, p: int) -> tuple[b
     return out[:32], hashlib.sha256(out[32:]).digest()
 
 
+def _sealed(data: bytes) -> object:
+    """A transaction as a validator executes it: decoded, then, if sealed, opened by
+    validator 0 (the envelope checks of the application are not needed to reach open_tx)."""
+    tx = decode_tx(data)
+    if isinstance(tx.body, SealedTx):
+        return open_tx(tx, FUZZ_SEAL, ValidatorOpener(FUZZ_ENCRYPTION_KEYS[0], 0))
+    return tx
+
+
+def _sealed_read(data: bytes) -> object:
+    """A sealed-read request as the node checks it before answering."""
+    request = sealed_read.decode_read(data)
+    sealed_read.check_read(request, FUZZ_CHAIN_ID, FUZZ_NOW_MS)
+    return request
+
+
 def _keystore(data: bytes) -> object:
     doc = parse_keystore(data, Path("fuzz.json"))
     return keystore.open_keystore(doc, KEYSTORE_PASSWORD)
@@ -137,6 +184,18 @@ TARGETS: dict[str, Target] = {
             "keystore",
             "keystore JSON (wallet/keystore_file.py) opened by protocol/keystore.py",
             _keystore,
+            (GridchainError,),
+        ),
+        Target(
+            "sealed",
+            "a sealed transaction decoded and opened by a validator (protocol/sealed.py)",
+            _sealed,
+            (DecodeError, SealedRefusedError),
+        ),
+        Target(
+            "sealed_read",
+            "a sealed-read request decoded and checked (protocol/sealed_read.py)",
+            _sealed_read,
             (GridchainError,),
         ),
     )

@@ -18,7 +18,7 @@ from gridchain.protocol import keystore
 from tests.fuzz import CORPUS, NAMES
 from tests.fuzz import targets as fuzz_targets
 
-#: Per target; nine targets on two cores stay well under a minute of wall time in total.
+#: Per target; eleven targets on two cores stay about a minute of wall time in total.
 FUZZ_SECONDS = 3
 FUZZ_RUNS = 200_000
 ROOT = Path(__file__).resolve().parents[2]

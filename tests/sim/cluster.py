@@ -114,8 +114,9 @@ from gridchain.protocol.block import (
 from gridchain.protocol.crypto import Domain, SigningKey, sha256
 from gridchain.protocol.encoding import Record
 from gridchain.protocol.errors import DecodeError, GridchainError
+from gridchain.protocol.sealed import ValidatorOpener, seal_tx
 from gridchain.protocol.tx import CDRequest, Transaction, Transfer, TxBody, sign_tx
-from tests.helpers import GENESIS_TIME_MS, det_key, small_bundle
+from tests.helpers import GENESIS_TIME_MS, det_key, sealing_bundle
 
 BLOCK_INTERVAL_MS = 100
 VIEW_TIMEOUT_MS = 500
@@ -124,6 +125,8 @@ WATERMARK_WINDOW = 10
 MAX_BLOCK_TXS = 8
 PARTICIPANTS = 4
 TXS_PER_PARTICIPANT = 400
+#: The PBFT simulator seals one transfer in this many (each validator opens it with its key).
+SEALED_EVERY = 16
 #: After the faults stop, every honest node must commit this many blocks beyond the highest
 #: height any honest node had then ...
 LIVENESS_BLOCKS = 3
@@ -265,22 +268,26 @@ class Fixture:
 @cache
 def fixture(n: int) -> Fixture:
     """Genesis, keys and a pool of signed transfers for n validators (built once per process)."""
-    bundle = small_bundle(
+    bundle = sealing_bundle(
         validators=n,
         participants=PARTICIPANTS,
         engine="pbft",
         seed=f"sim-{n}",
         block_interval_ms=BLOCK_INTERVAL_MS,
     )
-    return build_fixture(bundle)
+    return build_fixture(bundle, sealed_every=SEALED_EVERY)
 
 
-def build_fixture(bundle: GenesisBundle, leading: Sequence[tuple[int, TxBody]] = ()) -> Fixture:
+def build_fixture(
+    bundle: GenesisBundle, leading: Sequence[tuple[int, TxBody]] = (), *, sealed_every: int = 0
+) -> Fixture:
     """Keys, genesis state and the clients' transactions of a bundle.
 
     ``leading`` (participant index, body) are signed first, each with its sender's next nonce
     (the PoB and ePoB simulators' C&D requests); then TXS_PER_PARTICIPANT rounds of transfers
-    around the ring of participants.
+    around the ring of participants.  With ``sealed_every`` = k > 0 every k-th transfer is
+    sealed to the validators (docs/sealed.md), its content key derived from its position so
+    the fixture stays a function of the bundle.
     """
     chain_id = bundle.genesis.chain_id
     people = bundle.participants
@@ -293,7 +300,21 @@ def build_fixture(bundle: GenesisBundle, leading: Sequence[tuple[int, TxBody]] =
         for i, sender in enumerate(people):
             to = people[(i + 1) % len(people)]
             transfer = Transfer(address_of(to.key.public_key), 1 + step % 7)
-            txs.append(sign_tx(sender.key, chain_id, nonces[i], transfer))
+            if sealed_every and len(txs) % sealed_every == 0:
+                content_key = sha256(b"sim-content-key/%d" % len(txs))
+                sealed_to = bundle.genesis.encryption_keys()
+                txs.append(
+                    seal_tx(
+                        sender.key,
+                        chain_id,
+                        nonces[i],
+                        transfer,
+                        sealed_to,
+                        content_key=content_key,
+                    )
+                )
+            else:
+                txs.append(sign_tx(sender.key, chain_id, nonces[i], transfer))
             nonces[i] += 1
     state = Application(bundle.genesis).genesis_state()
     keys = tuple(v.key for v in bundle.validators)
@@ -565,7 +586,9 @@ class SimNode:
         self.behaviour = behaviour
         self.honest = behaviour is None
         fx = cluster.fixture
-        self.app = Application(fx.bundle.genesis)
+        encryption = fx.bundle.encryption
+        opener = ValidatorOpener(encryption[index], index) if encryption else None
+        self.app = Application(fx.bundle.genesis, opener)
         self.state = self.make_state()
         self.chain: list[CommittedBlock] = []
         self.genesis_head = ChainHead(0, fx.chain_id, fx.bundle.genesis.genesis_time_ms)

@@ -13,6 +13,7 @@ import dataclasses
 
 import pytest
 
+from gridchain.market.sealed_outcomes import SealedStatus, get_outcome
 from tests.sim.cluster import (
     SCENARIO_NAMES,
     SCENARIOS,
@@ -88,3 +89,18 @@ def test_catch_up_refuses_blocks_certified_by_prepare_votes() -> None:
         cluster.run()
         served += cluster.forged_served
     assert served > 0  # the liar really was asked, and really lied
+
+
+def test_the_simulated_validators_open_sealed_transfers_alike() -> None:
+    """Every SEALED_EVERY-th transfer of the fixture is sealed; each simulated validator opens
+    it with its own key (the same Application code as a node), and the runs above check they
+    agree.  Here: sealed transfers do get committed, and applied, not refused."""
+    cluster = Cluster(SCENARIOS["calm"], 0)
+    cluster.run()
+    for node in cluster.nodes:
+        sealed = [tx for b in node.chain for tx in b.block.txs if tx.kind == "SealedTx"]
+        assert sealed
+        for tx in sealed:
+            outcome = get_outcome(node.state, tx.sender_address, tx.hash())
+            assert outcome is not None
+            assert outcome.status == SealedStatus.APPLIED

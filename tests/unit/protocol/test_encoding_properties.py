@@ -61,6 +61,7 @@ from gridchain.protocol.meter import (
 )
 from gridchain.protocol.tx import (
     MAX_TX_BYTES,
+    WRAPPED_KEY_BYTES,
     AmendOrder,
     Burn,
     CancelOrder,
@@ -70,6 +71,7 @@ from gridchain.protocol.tx import (
     PlaceOrder,
     RegisterMeter,
     RegisterParticipant,
+    SealedTx,
     Transaction,
     Transfer,
     TxPayload,
@@ -147,6 +149,14 @@ cd_requests = st.builds(
     max_rate_w=u64,
     limit_price_mc_per_kwh=u64,
 )
+sealed_txs = st.builds(
+    SealedTx,
+    key_set=b32,
+    wrapped_keys=st.lists(
+        st.binary(min_size=WRAPPED_KEY_BYTES, max_size=WRAPPED_KEY_BYTES), min_size=1, max_size=4
+    ).map(tuple),
+    ciphertext=st.binary(min_size=16, max_size=200),
+)
 bodies = st.one_of(
     transfers,
     registrations,
@@ -158,6 +168,7 @@ bodies = st.one_of(
     register_meters,
     meter_readings,
     cd_requests,
+    sealed_txs,
 )
 payloads = st.builds(TxPayload, sender=b32, nonce=u64, body=bodies)
 transactions = st.builds(Transaction, sender=b32, nonce=u64, body=bodies, signature=b64)
@@ -199,6 +210,7 @@ STRATEGIES: dict[type[Record], st.SearchStrategy[Record]] = {
     RegisterMeter: register_meters,
     MeterReadings: meter_readings,
     CDRequest: cd_requests,
+    SealedTx: sealed_txs,
     ReadingRecord: reading_records,
     SignedReading: signed_readings,
     TxPayload: payloads,
@@ -253,6 +265,7 @@ SAMPLES: dict[type[Record], Record] = {
     RegisterMeter: RegisterMeter("pv-a", b"\x33" * 20, 1, KEY.public_key, "eastron-sdm120"),
     MeterReadings: MeterReadings((SAMPLE_READING,)),
     CDRequest: CDRequest(1, 0, 1_700_000_000_000, 1_700_003_600_000, 7_000, 7_000, 250_000),
+    SealedTx: SealedTx(b"\x77" * 32, (b"\x78" * WRAPPED_KEY_BYTES,), b"\x79" * 40),
     ReadingRecord: SAMPLE_READING.record,
     SignedReading: SAMPLE_READING,
     TxPayload: SAMPLE_TX.payload,
@@ -359,6 +372,7 @@ def test_type_tags_and_versions_are_pinned() -> None:
         "RegisterMeter": (0x14, 1),
         "MeterReadings": (0x18, 1),
         "CDRequest": (0x19, 1),
+        "SealedTx": (0x1A, 1),
         "ReadingRecord": (0x68, 1),
         "SignedReading": (0x69, 1),
         "BlockHeader": (0x20, 1),
@@ -407,6 +421,7 @@ def test_field_layouts_are_pinned() -> None:
             "max_rate_w",
             "limit_price_mc_per_kwh",
         ],
+        "SealedTx": ["key_set", "wrapped_keys", "ciphertext"],
         "ReadingRecord": [
             "meter_id",
             "interval_start_ms",

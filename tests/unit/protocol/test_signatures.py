@@ -56,6 +56,7 @@ DOMAIN_BYTES = {
     Domain.VOTE: b"vote",
     Domain.METER_READING: b"meter-reading",
     Domain.HANDSHAKE: b"handshake",
+    Domain.SEALED_READ: b"sealed-read",
 }
 
 
