@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_markets import connected, wait_for, wallet
-from tests.procs import Chain, NodeProcess, http_get, make_chain, node_for
+from tests.e2e.test_markets import connected, wallet
+from tests.procs import Chain, NodeProcess, http_get, make_chain, node_for, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("pbft_cluster")]
 
