@@ -166,7 +166,7 @@ class Bridge:
             for m in config.meters
         }
         self.interval_ms = round(config.interval_s * 1000)
-        self.node = NodeClient(config.node_url, user_agent=USER_AGENT)
+        self.node = NodeClient(config.node_url, user_agent=USER_AGENT, ca_file=config.node_ca)
         self.node_reachable = False
         self._wake_sender = asyncio.Event()
         #: Meters of a refused batch, sent one meter per transaction until the culprit is found.

@@ -9,12 +9,20 @@ handler within ``header_timeout_s`` (idle, or headers sent a byte at a time) is 
 After the first request aiohttp's own keep-alive timeout bounds the idle time between
 requests, and gridchain.node.api_input bounds the time a body may take.  Refusals are counted
 by reason (``on_refused``), never logged once per connection.
+
+A public edge (the gateway, ADR 0025) also caps the connections of one source address
+(``max_per_source``): without it one host holding the whole budget locks every other client
+out; such a refusal is a 429 naming the cause.  A site may serve TLS (``ssl_context``); the TLS
+handshake then gets the header deadline too, so a client cannot hold a socket by never
+finishing it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import resource
+import ssl
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import cast
 
@@ -29,6 +37,15 @@ _BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
     b"Connection: close\r\nRetry-After: 1\r\nContent-Length: %d\r\n\r\n%s"
     % (len(_BUSY_BODY), _BUSY_BODY)
+)
+_PER_SOURCE_BODY = (
+    b'{"error": {"code": "too_many_connections", "message": "too many connections from your '
+    b'address"}}'
+)
+_PER_SOURCE = (
+    b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n"
+    b"Connection: close\r\nRetry-After: 1\r\nContent-Length: %d\r\n\r\n%s"
+    % (len(_PER_SOURCE_BODY), _PER_SOURCE_BODY)
 )
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -51,12 +68,16 @@ class ConnectionGuard:
         max_connections: int,
         header_timeout_s: float,
         on_refused: Callable[[str], None],
+        max_per_source: int | None = None,
     ) -> None:
         self.max_connections = max_connections
         self.header_timeout_s = header_timeout_s
+        self.max_per_source = max_per_source
         self.open = 0
         self._on_refused = on_refused
         self._deadlines: dict[asyncio.BaseTransport, asyncio.TimerHandle] = {}
+        self._per_source: Counter[str] = Counter()
+        self._sources: dict[asyncio.BaseTransport, str] = {}
 
     def wrap(self, factory: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
         """A protocol factory for ``loop.create_server`` around aiohttp's own."""
@@ -76,6 +97,15 @@ class ConnectionGuard:
             transport.write(_BUSY)
             transport.close()
             return False
+        if self.max_per_source is not None:
+            source = _source_of(transport)
+            if self._per_source[source] >= self.max_per_source:
+                self._on_refused("per_source_cap")
+                transport.write(_PER_SOURCE)
+                transport.close()
+                return False
+            self._per_source[source] += 1
+            self._sources[transport] = source
         self.open += 1
         loop = asyncio.get_running_loop()
         self._deadlines[transport] = loop.call_later(self.header_timeout_s, self._expire, transport)
@@ -95,6 +125,20 @@ class ConnectionGuard:
         """An admitted connection ended: it no longer counts against the cap."""
         self._disarm(transport)
         self.open -= 1
+        source = self._sources.pop(transport, None)
+        if source is not None:
+            self._per_source[source] -= 1
+            if self._per_source[source] <= 0:
+                del self._per_source[source]
+
+    def open_from(self, source: str) -> int:
+        """Connections open from one source address."""
+        return self._per_source.get(source, 0)
+
+
+def _source_of(transport: asyncio.BaseTransport) -> str:
+    peer = transport.get_extra_info("peername")
+    return str(peer[0]) if isinstance(peer, tuple) and peer else "?"
 
 
 class _GuardedProtocol(asyncio.Protocol):
@@ -139,15 +183,25 @@ class _GuardedProtocol(asyncio.Protocol):
 class GuardedSite(web.BaseSite):
     """A TCP site whose connections pass through a :class:`ConnectionGuard`."""
 
-    def __init__(self, runner: web.BaseRunner, host: str, port: int, guard: ConnectionGuard):
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        guard: ConnectionGuard,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+    ):
         super().__init__(runner)
         self._host = host
         self._port = port
         self._guard = guard
+        self._ssl = ssl_context
 
     @property
     def name(self) -> str:
-        return f"http://{self._host}:{self._port}"
+        scheme = "http" if self._ssl is None else "https"
+        return f"{scheme}://{self._host}:{self._port}"
 
     async def start(self) -> None:
         await super().start()
@@ -155,5 +209,10 @@ class GuardedSite(web.BaseSite):
         assert server is not None
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            self._guard.wrap(server), self._host, self._port, reuse_address=True
+            self._guard.wrap(server),
+            self._host,
+            self._port,
+            reuse_address=True,
+            ssl=self._ssl,
+            ssl_handshake_timeout=None if self._ssl is None else self._guard.header_timeout_s,
         )

@@ -335,7 +335,7 @@ def cmd_place(args: argparse.Namespace) -> int:
     node_url = resolve_node_url(args.node)
 
     async def run() -> tuple[dict[str, Any], Order | None, Markets]:
-        async with connect(node_url) as node:
+        async with connect(node_url, args.ca) as node:
             markets = await node.markets()
             slot = _slot_of(args, markets)
             gate = markets.gate_closure_of(market, slot)
@@ -381,7 +381,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     node_url = resolve_node_url(args.node)
 
     async def run() -> tuple[dict[str, Any], Order | None]:
-        async with connect(node_url) as node:
+        async with connect(node_url, args.ca) as node:
             before = await node.order(order_id)
             if before.owner != own:
                 raise WalletArgumentError(f"order {order_id} belongs to {before.owner}, not {own}")
@@ -410,7 +410,7 @@ def cmd_amend(args: argparse.Namespace) -> int:
     node_url = resolve_node_url(args.node)
 
     async def run() -> tuple[dict[str, Any], Order | None]:
-        async with connect(node_url) as node:
+        async with connect(node_url, args.ca) as node:
             before = await node.order(order_id)
             if before.owner != own:
                 raise WalletArgumentError(f"order {order_id} belongs to {before.owner}, not {own}")
@@ -441,7 +441,7 @@ def cmd_orders(args: argparse.Namespace) -> int:
     node_url = resolve_node_url(args.node)
 
     async def run() -> list[Order]:
-        async with connect(node_url) as node:
+        async with connect(node_url, args.ca) as node:
             return await node.orders(address, slot=args.slot, status=args.status)
 
     orders = asyncio.run(run())
@@ -505,7 +505,7 @@ def cmd_book(args: argparse.Namespace) -> int:
     node_url = resolve_node_url(args.node)
 
     async def run() -> Book:
-        async with connect(node_url) as node:
+        async with connect(node_url, args.ca) as node:
             slot = args.slot if args.slot is not None else _slot_of(args, await node.markets())
             if slot < 0:
                 raise WalletArgumentError(f"--slot is a non-negative index, got {slot}")
@@ -549,7 +549,7 @@ def cmd_trades(args: argparse.Namespace) -> int:
     node_url = resolve_node_url(args.node)
 
     async def run() -> list[Trade]:
-        async with connect(node_url) as node:
+        async with connect(node_url, args.ca) as node:
             return await node.trades(address=address, slot=args.slot, market=args.market)
 
     trades = asyncio.run(run())
@@ -594,7 +594,7 @@ def cmd_receipts(args: argparse.Namespace) -> int:
     node_url = resolve_node_url(args.node)
 
     async def run() -> list[Receipt]:
-        async with connect(node_url) as node:
+        async with connect(node_url, args.ca) as node:
             return await node.receipts(address=address, slot=args.slot)
 
     found = asyncio.run(run())

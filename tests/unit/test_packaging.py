@@ -25,6 +25,7 @@ LINKED = (
     "meterbridge",
     "bench",
     "api",
+    "gateway",
 )
 
 
