@@ -47,6 +47,8 @@ class GenesisBundle:
     governance: NamedKey
     #: One meter-bridge key per participant (same order), when built ``with_meters``.
     bridges: tuple[NamedKey, ...] = ()
+    #: The gateways named in genesis (``gateway-1`` ...), with their link keys.
+    gateways: tuple[NamedKey, ...] = ()
 
 
 def household_meter_ids(participant: str, devices: tuple[str, ...]) -> list[tuple[int, str]]:
@@ -76,12 +78,14 @@ def build_genesis(
     extra_params: dict[str, Any] | None = None,
     with_meters: bool = False,
     consensus_params: dict[str, Any] | None = None,
+    gateways: int = 0,
 ) -> GenesisBundle:
     """Generate keys and a validated genesis; a wrong value raises GenesisError naming it.
 
     ``with_meters`` also makes one bridge key per participant and registers the meters of
     its household (a net meter, and PV, EV, battery meters for the devices it has) in
     ``genesis.meters``, so a testnet's bridges can send readings from the first block.
+    ``gateways`` names that many gateways with fresh keys in ``genesis.gateways``.
     """
     vals = tuple(NamedKey(f"node-{i + 1}", new_key()) for i in range(validators))
     peers = tuple(NamedKey(participant_name(i), new_key()) for i in range(participants))
@@ -112,6 +116,9 @@ def build_genesis(
         ],
         "balances": [{"address": p.address, "amount_mc": balance_mc} for p in peers],
     }
+    gates = tuple(NamedKey(f"gateway-{i + 1}", new_key()) for i in range(gateways))
+    if gates:
+        doc["gateways"] = [{"name": g.name, "public_key": g.key.public_key.hex()} for g in gates]
     bridges: tuple[NamedKey, ...] = ()
     if with_meters:
         bridges = tuple(NamedKey(f"{p.name}-bridge", new_key()) for p in peers)
@@ -130,4 +137,4 @@ def build_genesis(
                     }
                 )
         doc["meters"] = meters
-    return GenesisBundle(parse_genesis(doc), vals, peers, governance, bridges)
+    return GenesisBundle(parse_genesis(doc), vals, peers, governance, bridges, gates)

@@ -80,6 +80,10 @@ class ApiSection(_Section):
     ws_queue_events: Annotated[int, Field(ge=1, le=65_536)] = 1024
     #: Bytes waiting to be sent to one websocket subscriber before it is closed as too slow.
     ws_send_buffer_bytes: Annotated[int, Field(ge=4096, le=64 * 1024 * 1024)] = 1024 * 1024
+    #: Who may hand this validator client transactions (ADR 0024): "any" takes them on
+    #: POST /v1/txs too; "gateways" refuses that route (403 gateways_only) and admits only what
+    #: genesis gateways forward over their links and what validators gossip.
+    client_txs: Literal["any", "gateways"] = "any"
 
 
 class PeerEntry(_Section):

@@ -44,6 +44,7 @@ def attach_network(node: Node) -> None:
         key=node.key,
         chain_id=node.chain_id,
         validators=node.genesis.validator_keys(),
+        gateways=node.genesis.gateway_keys(),
         listen_host=config.p2p.host,
         listen_port=config.p2p.port,
         peers=[PeerAddress.from_config(p) for p in config.p2p.peers],

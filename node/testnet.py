@@ -375,7 +375,11 @@ def status(directory: Path) -> list[dict[str, Any]]:
             row.update(
                 height=st.height,
                 view=st.consensus.get("view", st.consensus.get("round", 0)),
-                peers=sum(1 for peer in st.peers if peer.get("connected")),
+                peers=sum(
+                    1
+                    for peer in st.peers
+                    if peer.get("connected") and peer.get("role") != "gateway"
+                ),
                 head_hash=st.head_hash.hex(),
                 state_root=st.state_root.hex(),
             )

@@ -1,4 +1,4 @@
-"""The peer network: authenticated links between genesis validators (ADR 0008)."""
+"""The peer network: authenticated links between genesis validators and gateways (ADR 0024)."""
 
 from gridchain.node.p2p.errors import (
     BadHandshakeSignatureError,
@@ -8,16 +8,19 @@ from gridchain.node.p2p.errors import (
     HandshakeError,
     HandshakeTimeoutError,
     LinkClosedError,
+    NoValidatorLinkError,
     P2PError,
     PeerRefusedError,
     ProtocolVersionError,
     ProtocolViolationError,
     SelfConnectionError,
+    TxRefusedError,
     UnexpectedPeerError,
     UnknownPeerError,
 )
 from gridchain.node.p2p.network import (
     MISBEHAVIOUR_ERRORS,
+    FollowerHandler,
     NetworkHandler,
     NetworkObserver,
     NetworkTuning,
@@ -30,6 +33,7 @@ __all__ = [
     "BadHandshakeSignatureError",
     "BannedPeerError",
     "ChainMismatchError",
+    "FollowerHandler",
     "FrameTooLargeError",
     "HandshakeError",
     "HandshakeTimeoutError",
@@ -37,6 +41,7 @@ __all__ = [
     "NetworkHandler",
     "NetworkObserver",
     "NetworkTuning",
+    "NoValidatorLinkError",
     "P2PError",
     "PeerAddress",
     "PeerNetwork",
@@ -44,6 +49,7 @@ __all__ = [
     "ProtocolVersionError",
     "ProtocolViolationError",
     "SelfConnectionError",
+    "TxRefusedError",
     "UnexpectedPeerError",
     "UnknownPeerError",
 ]

@@ -93,3 +93,22 @@ class FrameTooLargeError(P2PError):
     """A local caller asked to send more than one frame may carry."""
 
     code = "frame_too_large"
+
+
+class TxRefusedError(P2PError):
+    """A validator refused a transaction a gateway forwarded; ``reason`` is its error code
+    (``replayed_nonce``, ``mempool_full``, ...), the one its HTTP API would have answered."""
+
+    code = "tx_refused"
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"refused by the validator ({reason}): {message}")
+        self.reason = reason
+        self.detail = message
+
+
+class NoValidatorLinkError(P2PError):
+    """A gateway has no live link to any validator it could forward to."""
+
+    code = "no_validator_link"
+    http_status = 503

@@ -125,6 +125,34 @@ class Blocks(Record):
     blocks: Annotated[tuple[BlockBytes, ...], Size(0, MAX_BLOCKS_PER_REQUEST)]
 
 
+@register(0x58)
+@dataclass(frozen=True, slots=True)
+class SubmitTx(Record):
+    """A client transaction a gateway forwards; the validator answers with a TxVerdict."""
+
+    request_id: U64
+    tx: TxBytes
+
+
+@register(0x59)
+@dataclass(frozen=True, slots=True)
+class TxVerdict(Record):
+    """A validator's answer to SubmitTx: ``code`` is empty when it admitted the transaction,
+    else the code of its typed refusal (the same code its HTTP API would answer with)."""
+
+    request_id: U64
+    code: Annotated[str, Size(0, 64)]
+    message: Reason
+
+
+@register(0x5A)
+@dataclass(frozen=True, slots=True)
+class NewBlock(Record):
+    """A CommittedBlock (block + certificate) a validator pushes to its gateways as it commits."""
+
+    block: BlockBytes
+
+
 @register(0x5F)
 @dataclass(frozen=True, slots=True)
 class HandshakeTranscript(Record):
@@ -143,7 +171,19 @@ class HandshakeTranscript(Record):
     responder_nonce: Bytes32
 
 
-Frame = Hello | HelloAuth | Refuse | Ping | TxGossip | ConsensusFrame | GetBlocks | Blocks
+Frame = (
+    Hello
+    | HelloAuth
+    | Refuse
+    | Ping
+    | TxGossip
+    | ConsensusFrame
+    | GetBlocks
+    | Blocks
+    | SubmitTx
+    | TxVerdict
+    | NewBlock
+)
 FRAME_TYPES: Final[tuple[type[Record], ...]] = (
     Hello,
     HelloAuth,
@@ -153,6 +193,9 @@ FRAME_TYPES: Final[tuple[type[Record], ...]] = (
     ConsensusFrame,
     GetBlocks,
     Blocks,
+    SubmitTx,
+    TxVerdict,
+    NewBlock,
 )
 
 

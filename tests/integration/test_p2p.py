@@ -100,6 +100,7 @@ class Recorder:
     blocks: dict[int, bytes] = field(default_factory=dict)
     consensus: list[tuple[bytes, bytes]] = field(default_factory=list)
     txs: list[tuple[bytes, bytes]] = field(default_factory=list)
+    client_txs: list[tuple[bytes, bytes]] = field(default_factory=list)
     heights: dict[bytes, int] = field(default_factory=dict)
     consensus_error: GridchainError | None = None
     refuse_txs: set[bytes] = field(default_factory=set)
@@ -126,6 +127,11 @@ class Recorder:
 
     def on_peer_height(self, sender: bytes, height: int) -> None:
         self.heights[sender] = height
+
+    def on_client_tx(self, sender: bytes, tx_bytes: bytes) -> None:
+        self.client_txs.append((sender, tx_bytes))
+        if tx_bytes in self.refuse_txs:
+            raise BenignRefusalError("refused by the test")
 
     def payloads_from(self, sender: bytes) -> list[bytes]:
         return [p for s, p in self.consensus if s == sender]

@@ -217,6 +217,9 @@ class _NullHandler:
     def on_peer_height(self, sender: bytes, height: int) -> None:
         pass
 
+    def on_client_tx(self, sender: bytes, tx_bytes: bytes) -> None:
+        pass
+
 
 def _network(peers: list[PeerAddress], max_frame_bytes: int = MIN_FRAME_BYTES) -> PeerNetwork:
     me, other = det_key("frames/me"), det_key("frames/other")
