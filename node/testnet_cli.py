@@ -36,7 +36,7 @@ from gridchain.node.testnet import (
     testnet_password,
     up,
 )
-from gridchain.node.testnet_gateways import BASE_GATEWAY_PORT, ca_file
+from gridchain.node.testnet_gateways import BASE_GATEWAY_PORT, ca_file, setup_gateways
 
 DEFAULT_DIR = ".testnet"
 
@@ -81,6 +81,24 @@ def _up(args: argparse.Namespace) -> int:
     print(f"testnet {'created' if created else 'reused'} in {directory}")
     for p in procs:
         print(f"  {p.name:<10} {p.api_url:<26} pid {p.pid:<8} log {p.log}")
+    return 0
+
+
+def _gateways(args: argparse.Namespace) -> int:
+    """Complete a chain directory's gateways (compose runs this after ``genesis init``)."""
+    endpoints = setup_gateways(
+        Path(args.dir),
+        host=args.host,
+        base_port=args.base_port,
+        cert_hosts=args.cert_host,
+        relay_host=args.relay_host,
+    )
+    if args.json:
+        print(json.dumps({"gateways": [{"name": e.name, "url": e.url} for e in endpoints]}))
+    else:
+        for e in endpoints:
+            print(f"gateway    {e.name:<12} {e.url}  {e.config}")
+        print(f"community CA {ca_file(Path(args.dir))} (wallets pin it with --ca)")
     return 0
 
 
@@ -367,6 +385,24 @@ def register(sub: Any, name: str, help_text: str) -> None:
     _common(p_up)
     _creation(p_up)
     p_up.set_defaults(handler=_up)
+    p_gw = tsub.add_parser(
+        "gateways",
+        help="give a chain's gateways a community CA, certificates and API tables, and put "
+        "its validators behind them (run once, after genesis init --gateways N)",
+    )
+    _common(p_gw)
+    p_gw.add_argument("--host", default="127.0.0.1", help="the gateways' listen address")
+    p_gw.add_argument("--base-port", type=int, default=BASE_GATEWAY_PORT)
+    p_gw.add_argument(
+        "--cert-host",
+        action="append",
+        default=[],
+        help="a name clients use for a gateway, in its certificate ({name}: the gateway's)",
+    )
+    p_gw.add_argument(
+        "--relay-host", default=None, help="how gateways reach validator APIs ({name}: the node's)"
+    )
+    p_gw.set_defaults(handler=_gateways)
     p_status = tsub.add_parser("status", help="height, view, peers and head of each validator")
     _common(p_status)
     p_status.set_defaults(handler=_status)

@@ -49,12 +49,16 @@ def ca_file(directory: Path) -> Path:
     return directory / CA_FILE
 
 
-def _validator_api_urls(directory: Path, names: list[str]) -> list[str]:
+def _validator_api_urls(directory: Path, names: list[str], relay_host: str | None) -> list[str]:
+    """Each validator's API as a gateway reaches it: its config's address, or ``relay_host``
+    (``{name}`` becomes the validator's name, e.g. a compose service) with its port."""
     urls = []
     for name in names:
         doc = tomllib.loads((directory / "nodes" / name / "config.toml").read_text("utf-8"))
         host = doc.get("api", {}).get("host", "127.0.0.1")
         host = "127.0.0.1" if host == "0.0.0.0" else host  # noqa: S104 - a comparison
+        if relay_host is not None:
+            host = relay_host.format(name=name)
         urls.append(f"http://{host}:{doc['api']['port']}")
     return urls
 
@@ -76,13 +80,13 @@ def setup_gateways(
     host: str = "127.0.0.1",
     base_port: int = BASE_GATEWAY_PORT,
     cert_hosts: list[str] | None = None,
-    validator_api_urls: list[str] | None = None,
+    relay_host: str | None = None,
 ) -> list[GatewayEndpoint]:
     """Complete the gateways of ``directory`` (once); return their endpoints.
 
     ``cert_hosts`` are the names clients use to reach a gateway (``{name}`` becomes the
     gateway's name, e.g. a compose service); the listen ``host`` is always included unless
-    it is the wildcard address.  ``validator_api_urls`` overrides where reads are relayed
+    it is the wildcard address.  ``relay_host`` is how a gateway reaches the validators' APIs
     (default: each validator config's own API address)."""
     names = gateway_names(directory)
     if not names:
@@ -91,7 +95,7 @@ def setup_gateways(
         )
     genesis = json.loads((directory / "genesis.json").read_text())
     validators = [v["name"] for v in genesis["validators"]]
-    relay = validator_api_urls or _validator_api_urls(directory, validators)
+    relay = _validator_api_urls(directory, validators, relay_host)
     url_host = "127.0.0.1" if host == "0.0.0.0" else host  # noqa: S104 - a comparison
     endpoints = [
         GatewayEndpoint(
