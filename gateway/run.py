@@ -4,9 +4,7 @@ signal with the links closed."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import structlog
@@ -32,7 +30,9 @@ async def _run(config: GatewayConfig) -> None:
 def run_gateway(config_path: Path) -> int:
     config = load_gateway_config(config_path)
     configure_logging(config.name, config.log.level)
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+    # The standard event loop, not uvloop: the guard upgrades admitted connections with
+    # loop.start_tls, and uvloop 0.23's server-side start_tls never completes the handshake.
+    with asyncio.Runner() as runner:
         try:
             runner.run(_run(config))
         except OSError as exc:
@@ -40,12 +40,3 @@ def run_gateway(config_path: Path) -> int:
             print(f"error: cannot listen: {exc}", file=sys.stderr)
             return 1
     return 0
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    with contextlib.suppress(ImportError):
-        import uvloop  # noqa: PLC0415 - optional accelerator
-
-        factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-        return factory
-    return None

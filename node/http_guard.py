@@ -12,9 +12,12 @@ by reason (``on_refused``), never logged once per connection.
 
 A public edge (the gateway, ADR 0025) also caps the connections of one source address
 (``max_per_source``): without it one host holding the whole budget locks every other client
-out; such a refusal is a 429 naming the cause.  A site may serve TLS (``ssl_context``); the TLS
-handshake then gets the header deadline too, so a client cannot hold a socket by never
-finishing it.
+out; such a refusal is a 429 naming the cause.  A site may serve TLS (``ssl_context``): the
+guard then counts the raw TCP connection *before* the TLS handshake (so silent sockets that
+never send a ClientHello count against both caps, and the header deadline bounds the handshake
+too) and upgrades an admitted one with ``loop.start_tls``.  A connection refused over TLS is
+closed without an answer: a TLS client could not read a plaintext one, and answering would
+cost a handshake per refused connection, which is what a connection flood wants.
 """
 
 from __future__ import annotations
@@ -49,6 +52,9 @@ _PER_SOURCE = (
 )
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: Bytes a TLS client may send before its connection is handed to aiohttp (one request's
+#: headers; a client that sends more before the upgrade finished is cut).
+_MAX_EARLY_BYTES = 64 * 1024
 
 
 def connection_budget(configured: int) -> int:
@@ -79,9 +85,12 @@ class ConnectionGuard:
         self._per_source: Counter[str] = Counter()
         self._sources: dict[asyncio.BaseTransport, str] = {}
 
-    def wrap(self, factory: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
-        """A protocol factory for ``loop.create_server`` around aiohttp's own."""
-        return lambda: _GuardedProtocol(factory, self)
+    def wrap(
+        self, factory: Callable[[], asyncio.Protocol], ssl_context: ssl.SSLContext | None = None
+    ) -> Callable[[], asyncio.Protocol]:
+        """A protocol factory for ``loop.create_server`` around aiohttp's own (with
+        ``ssl_context``, for a plain TCP server: the guard does the TLS upgrade itself)."""
+        return lambda: _GuardedProtocol(factory, self, ssl_context)
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -90,18 +99,21 @@ class ConnectionGuard:
             self._disarm(request.transport)
         return await handler(request)
 
-    def admit(self, transport: asyncio.Transport) -> bool:
-        """Count a new connection and start its header deadline, or refuse it (False)."""
+    def admit(self, transport: asyncio.Transport, *, answer: bool = True) -> bool:
+        """Count a new connection and start its header deadline, or refuse it (False); a
+        refusal is answered in plain HTTP unless ``answer`` is False (a TLS connection)."""
         if self.open >= self.max_connections:
             self._on_refused("connection_cap")
-            transport.write(_BUSY)
+            if answer:
+                transport.write(_BUSY)
             transport.close()
             return False
         if self.max_per_source is not None:
             source = _source_of(transport)
             if self._per_source[source] >= self.max_per_source:
                 self._on_refused("per_source_cap")
-                transport.write(_PER_SOURCE)
+                if answer:
+                    transport.write(_PER_SOURCE)
                 transport.close()
                 return False
             self._per_source[source] += 1
@@ -115,6 +127,13 @@ class ConnectionGuard:
         self._deadlines.pop(transport, None)
         self._on_refused("header_timeout")
         transport.abort()
+
+    def rekey(self, old: asyncio.BaseTransport, new: asyncio.BaseTransport) -> None:
+        """The connection's transport is now ``new`` (its TLS layer over ``old``)."""
+        if old in self._deadlines:
+            self._deadlines[new] = self._deadlines.pop(old)
+        if old in self._sources:
+            self._sources[new] = self._sources.pop(old)
 
     def _disarm(self, transport: asyncio.BaseTransport) -> None:
         timer = self._deadlines.pop(transport, None)
@@ -142,34 +161,93 @@ def _source_of(transport: asyncio.BaseTransport) -> str:
 
 
 class _GuardedProtocol(asyncio.Protocol):
-    """Forwards to aiohttp's protocol, which is only created for an admitted connection."""
+    """Forwards to aiohttp's protocol, which is only created for an admitted connection (after
+    the TLS upgrade, when the site serves TLS)."""
 
-    def __init__(self, factory: Callable[[], asyncio.Protocol], guard: ConnectionGuard) -> None:
+    def __init__(
+        self,
+        factory: Callable[[], asyncio.Protocol],
+        guard: ConnectionGuard,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self._factory = factory
         self._guard = guard
+        self._ssl = ssl_context
         self._inner: asyncio.Protocol | None = None
         self._transport: asyncio.BaseTransport | None = None
+        self._released = False
+        self._upgrade: asyncio.Task[None] | None = None
+        #: What TLS decrypted before start_tls returned (a TLS 1.3 client sends its request
+        #: right behind its Finished), handed to aiohttp's protocol once it exists.
+        self._early: list[bytes] = []
+        self._early_eof = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-        if not self._guard.admit(transport):
+        if not self._guard.admit(transport, answer=self._ssl is None):
             return
         self._transport = transport
-        self._inner = self._factory()
-        self._inner.connection_made(transport)
+        if self._ssl is None:
+            self._inner = self._factory()
+            self._inner.connection_made(transport)
+            return
+        transport.pause_reading()  # the ClientHello waits for start_tls, nothing is lost
+        self._upgrade = asyncio.get_running_loop().create_task(self._start_tls(transport))
+
+    async def _start_tls(self, raw: asyncio.Transport) -> None:
+        assert self._ssl is not None
+        loop = asyncio.get_running_loop()
+        try:
+            tls = await loop.start_tls(
+                raw,
+                self,
+                self._ssl,
+                server_side=True,
+                ssl_handshake_timeout=self._guard.header_timeout_s,
+            )
+        except (OSError, ssl.SSLError, TimeoutError, ConnectionError, RuntimeError):
+            self._release()
+            raw.abort()
+            return
+        if tls is None or self._released:
+            raw.abort()
+            return
+        self._guard.rekey(raw, tls)
+        self._transport = tls
+        inner = self._inner = self._factory()
+        inner.connection_made(tls)
+        early, self._early = self._early, []
+        for data in early:
+            inner.data_received(data)
+        if self._early_eof:
+            inner.eof_received()
+
+    def _release(self) -> None:
+        """Stop counting this connection (once, whichever way it ended)."""
+        if not self._released and self._transport is not None:
+            self._released = True
+            self._guard.closed(self._transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._inner is None or self._transport is None:
+        if self._transport is None:
             return
-        self._guard.closed(self._transport)
-        self._inner.connection_lost(exc)
+        self._release()
+        if self._inner is not None:
+            self._inner.connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self._inner is not None:
             self._inner.data_received(data)
+        elif self._upgrade is not None:
+            self._early.append(data)
+            if sum(map(len, self._early)) > _MAX_EARLY_BYTES and self._transport is not None:
+                cast(asyncio.Transport, self._transport).abort()
 
     def eof_received(self) -> bool | None:
-        return None if self._inner is None else self._inner.eof_received()
+        if self._inner is None:
+            self._early_eof = self._upgrade is not None
+            return None
+        return self._inner.eof_received()
 
     def pause_writing(self) -> None:
         if self._inner is not None:
@@ -209,10 +287,5 @@ class GuardedSite(web.BaseSite):
         assert server is not None
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            self._guard.wrap(server),
-            self._host,
-            self._port,
-            reuse_address=True,
-            ssl=self._ssl,
-            ssl_handshake_timeout=None if self._ssl is None else self._guard.header_timeout_s,
+            self._guard.wrap(server, self._ssl), self._host, self._port, reuse_address=True
         )

@@ -99,10 +99,15 @@ class Edge:
         return value or 0.0
 
     async def gateway_metric(self, name: str, labels: dict[str, str]) -> float:
-        async with self.client() as c:
-            session = c._open_session()
-            async with session.get(self.url + "/metrics") as resp:
-                text = await resp.text()
+        """A gateway metric, read from a loopback address of its own (127.0.0.3), so that a
+        test holding the per-IP share of 127.0.0.1 can still read it."""
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        connector = aiohttp.TCPConnector(ssl=context, local_addr=("127.0.0.3", 0))
+        async with (
+            aiohttp.ClientSession(connector=connector) as session,
+            session.get(self.url + "/metrics") as resp,
+        ):
+            text = await resp.text()
         pattern = name + " "
         if labels:
             pattern = name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
@@ -179,6 +184,7 @@ async def _assert_refused_at_the_edge(
 ) -> None:
     raw = tx_or_raw if isinstance(tx_or_raw, bytes) else tx_or_raw.encode()
     received = edge.ledger_received()
+    pending = len(edge.live.node.mempool)
     counted = await edge.gateway_metric(
         "gridchain_gateway_refused_total", {"filter": filter_name, "code": code}
     )
@@ -191,7 +197,7 @@ async def _assert_refused_at_the_edge(
     )
     # nothing reached the ledger: not admitted, not pending, unknown by hash
     assert edge.ledger_received() == received
-    assert len(edge.live.node.mempool) == 0
+    assert len(edge.live.node.mempool) <= pending  # earlier ones may commit meanwhile
     if not isinstance(tx_or_raw, bytes):
         assert edge.live.node.mempool.get(tx_or_raw.hash()) is None
 
@@ -272,28 +278,28 @@ async def test_a_validator_refusal_comes_back_with_the_validators_code(edge: Edg
     assert await _refused(edge, tx.encode().hex()) == (422, "insufficient_balance")
 
 
-async def test_per_ip_connection_cap(edge: Edge) -> None:
+async def test_per_ip_connection_cap_counts_silent_sockets_before_tls(edge: Edge) -> None:
+    """MAX_PER_IP silent TCP sockets (no ClientHello) from one address hold its whole share:
+    the next TLS client from that address is closed before its handshake (counted), while a
+    client from another loopback address is still served."""
     context = ssl.create_default_context(cafile=str(edge.ca_file))
     port = int(edge.url.rsplit(":", 1)[1])
-    held: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    silent = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(MAX_PER_IP)]
     try:
-        for _ in range(MAX_PER_IP):
-            held.append(await asyncio.open_connection("127.0.0.1", port, ssl=context))
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context)
-        answer = await asyncio.wait_for(reader.read(), 10)
+        for _ in range(500):  # until the gateway has accepted them all
+            if await edge.gateway_metric("gridchain_gateway_http_connections", {}) >= MAX_PER_IP:
+                break
+        with pytest.raises((ConnectionError, ssl.SSLError, asyncio.IncompleteReadError)):
+            await asyncio.open_connection("127.0.0.1", port, ssl=context)
+        # another source address has its own share
+        _, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=context, local_addr=("127.0.0.2", 0),
+            server_hostname="127.0.0.1",
+        )  # fmt: skip
         writer.close()
     finally:
-        for _, w in held:
-            w.close()
-    assert answer.startswith(b"HTTP/1.1 429"), answer[:100]
-    assert b"too_many_connections" in answer
-    for _ in range(100):  # the held connections close; a new client is served again
-        try:
-            async with edge.client() as client:
-                await client.health()
-            break
-        except Exception:  # noqa: BLE001
-            await asyncio.sleep(0.05)
+        for sock in silent:
+            sock.close()
     assert (
         await edge.gateway_metric(
             "gridchain_gateway_refused_total", {"filter": "connections", "code": "per_source_cap"}
