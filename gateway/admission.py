@@ -26,6 +26,7 @@ from gridchain.gateway.filters import (
     check_signature,
     check_size,
     decode_envelope,
+    nonce_slot,
 )
 from gridchain.gateway.metrics import GatewayMetrics
 from gridchain.protocol.errors import GridchainError
@@ -75,16 +76,17 @@ class Admission:
             self.window.check(tx, self.senders)
             step = "duplicate"
             tx_hash = tx.hash()
-            self.dedup.check(tx_hash)
+            slot = nonce_slot(tx.sender, tx.nonce)
+            self.dedup.check(tx_hash, slot)
             step = "quota"
             self.buckets.take(tx.sender)
             step = "queue"
-            item = Queued(tx.sender, tx_hash, raw)
+            item = Queued(tx.sender, tx_hash, raw, slot)
             self.queue.put(item)
         except GridchainError as exc:  # the filters' own, DecodeError, SignatureError, BadKey
             self.metrics.refused.labels(filter=step, code=exc.code).inc()
             raise
-        self.dedup.remember(tx_hash)
+        self.dedup.remember(tx_hash, slot)
         self.metrics.admitted.inc()
         self.metrics.queued.set(len(self.queue))
         return item

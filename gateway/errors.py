@@ -39,6 +39,11 @@ class DuplicateTxError(GatewayRefusalError):
     http_status = 409
 
 
+class NoncePendingError(GatewayRefusalError):
+    code = "nonce_pending"
+    http_status = 409
+
+
 class RateLimitedError(GatewayRefusalError):
     code = "rate_limited"
     http_status = 429
@@ -81,6 +86,7 @@ REFUSALS: dict[str, tuple[int, str]] = {
     "unregistered_sender": (403, "the sender's key is not a registered participant"),
     "nonce_out_of_window": (409, "the nonce is below the next one or too far above it"),
     "duplicate_tx": (409, "the gateway forwarded this transaction already"),
+    "nonce_pending": (409, "a transaction of this sender with this nonce is on its way already"),
     "rate_limited": (429, "the sender is over its quota; retry after Retry-After seconds"),
     "queue_full": (429, "the queue toward the validators is full; retry later"),
     "busy": (503, "too many connections in total"),

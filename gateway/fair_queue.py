@@ -27,6 +27,8 @@ class Queued:
     sender: bytes
     tx_hash: bytes
     raw: bytes
+    #: The de-duplication key of the sender's nonce (filters.nonce_slot).
+    slot: bytes = b""
     verdict: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )

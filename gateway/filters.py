@@ -20,6 +20,7 @@ from typing import Protocol
 from gridchain.gateway.errors import (
     DuplicateTxError,
     NonceOutOfWindowError,
+    NoncePendingError,
     RateLimitedError,
     TxTooLargeError,
     UnregisteredSenderError,
@@ -84,9 +85,21 @@ class NonceWindow:
             )
 
 
+def nonce_slot(sender: bytes, nonce: int) -> bytes:
+    """The de-duplication key of a sender's nonce (longer than a hash: the two never meet)."""
+    return b"n" + sender + nonce.to_bytes(8, "big")
+
+
 class DedupCache:
-    """Hashes of transactions already forwarded, each kept for ``ttl_s`` (and at most
-    ``capacity`` of them, oldest dropped first), so a replayed copy costs one lookup."""
+    """What was forwarded recently, each entry kept for ``ttl_s`` (and at most ``capacity``
+    entries, oldest dropped first), so a replayed copy costs one lookup.
+
+    Two keys per forwarded transaction: its hash (the same bytes again: ``duplicate_tx``) and
+    its sender's nonce (another transaction for a nonce already on its way: ``nonce_pending``).
+    The second matters under a flood: a sender within its quota who sends many different
+    transactions for one nonce would otherwise make the validators refuse all but one of
+    them.  Both keys go when the validators refuse the transaction (:meth:`forget`), so the
+    sender may try that nonce again."""
 
     def __init__(self, *, capacity: int, ttl_s: float, clock: Clock) -> None:
         self.capacity = capacity
@@ -97,22 +110,32 @@ class DedupCache:
     def __len__(self) -> int:
         return len(self._seen)
 
-    def check(self, tx_hash: bytes) -> None:
+    def check(self, tx_hash: bytes, slot: bytes | None = None) -> None:
         self._expire()
         if tx_hash in self._seen:
             raise DuplicateTxError(f"transaction {tx_hash.hex()} was forwarded already")
+        if slot is not None and slot in self._seen:
+            raise NoncePendingError(
+                "another transaction of this sender with this nonce is already on its way to "
+                "the validators"
+            )
 
-    def remember(self, tx_hash: bytes) -> None:
+    def remember(self, tx_hash: bytes, slot: bytes | None = None) -> None:
         """Record a forwarded transaction (called once it is queued, not when checked, so a
         transaction refused by a later filter may be sent again)."""
-        self._seen[tx_hash] = self._clock() + self.ttl_s
-        self._seen.move_to_end(tx_hash)
+        until = self._clock() + self.ttl_s
+        for key in (tx_hash, slot):
+            if key is not None:
+                self._seen[key] = until
+                self._seen.move_to_end(key)
         while len(self._seen) > self.capacity:
             self._seen.popitem(last=False)
 
-    def forget(self, tx_hash: bytes) -> None:
-        """Drop a hash the validators refused, so a later copy is judged by them again."""
+    def forget(self, tx_hash: bytes, slot: bytes | None = None) -> None:
+        """Drop a transaction the validators refused, so a later one is judged by them again."""
         self._seen.pop(tx_hash, None)
+        if slot is not None:
+            self._seen.pop(slot, None)
 
     def _expire(self) -> None:
         now = self._clock()

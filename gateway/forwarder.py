@@ -51,7 +51,7 @@ async def forward_forever(
             raise
         except Exception as exc:  # noqa: BLE001 - one refusal must not stop the loop
             metrics.forward_failed.inc()
-            dedup.forget(item.tx_hash)
+            dedup.forget(item.tx_hash, item.slot)
             if not item.verdict.done():
                 item.verdict.set_exception(exc)
         else:

@@ -14,6 +14,7 @@ import pytest
 from gridchain.gateway.errors import (
     DuplicateTxError,
     NonceOutOfWindowError,
+    NoncePendingError,
     NotFollowingError,
     QueueFullError,
     RateLimitedError,
@@ -206,6 +207,17 @@ async def test_fair_queue_never_gives_out_two_of_one_sender_at_once() -> None:
     second = queue.pop()
     assert second is not None
     assert second.raw == b"a1"
+
+
+async def test_a_second_transaction_for_a_nonce_on_its_way_is_refused(pipeline: Pipeline) -> None:
+    pipeline.admission.admit(transfer(ALICE, 0, amount=1).encode())
+    other = transfer(ALICE, 0, amount=2).encode()  # same nonce, other body, other hash
+    before = pipeline.refused("duplicate", "nonce_pending")
+    with pytest.raises(NoncePendingError) as caught:
+        pipeline.admission.admit(other)
+    assert caught.value.http_status == 409
+    assert pipeline.refused("duplicate", "nonce_pending") == before + 1
+    assert len(pipeline.admission.queue) == 1
 
 
 def test_dedup_cache_is_bounded() -> None:
