@@ -1,12 +1,12 @@
-"""The peer network every consensus engine uses: authenticated links, gossip, block fetching.
+"""The peer network every consensus engine uses: encrypted links, gossip, block fetching.
 
 One :class:`PeerNetwork` per node.  It listens for and dials the other genesis validators,
-authenticates each TCP connection with the signed handshake of ADR 0008, keeps exactly one link
-per peer, and moves four kinds of traffic: engine messages (opaque bytes, point to point or to
-all), transactions (flooded with de-duplication), block ranges (request/response) and head
-heights (periodic pings).  Everything it receives goes to a :class:`NetworkHandler` with the
-*authenticated* public key of the sender, so the runtime never has to trust a claim inside a
-payload about who sent it.
+authenticates and encrypts each TCP connection (node.p2p.handshake, ADR 0024; scoring and the
+rest as in ADR 0008), keeps exactly one link per peer, and moves four kinds of traffic: engine
+messages (opaque bytes, point to point or to all), transactions (flooded with de-duplication),
+block ranges (request/response) and head heights (periodic pings).  Everything it receives
+goes to a :class:`NetworkHandler` with the *authenticated* public key of the sender, so the
+runtime never has to trust a claim inside a payload about who sent it.
 
 Gateways (issue 13, ADR 0024) are the other role a genesis key may have.  A validator admits a
 genesis gateway's link beside its validators' but treats it as an observer: it never sends it
