@@ -36,7 +36,7 @@ class _MetricsObserver:
 
 
 def attach_network(node: Node) -> None:
-    """Give a multi-validator node its authenticated peer links (ADR 0008)."""
+    """Give a multi-validator node its encrypted, authenticated peer links (ADR 0024)."""
     if node.genesis.consensus.engine == "solo":
         return
     config = node.config

@@ -1,10 +1,13 @@
-"""The peer network: authenticated links between genesis validators and gateways (ADR 0024)."""
+"""The peer network: encrypted, mutually authenticated links between genesis validators and
+the gateways genesis names (ADR 0024)."""
 
 from gridchain.node.p2p.errors import (
     BadHandshakeSignatureError,
     BannedPeerError,
     ChainMismatchError,
+    FrameAuthError,
     FrameTooLargeError,
+    HandshakeAuthError,
     HandshakeError,
     HandshakeTimeoutError,
     LinkClosedError,
@@ -34,7 +37,9 @@ __all__ = [
     "BannedPeerError",
     "ChainMismatchError",
     "FollowerHandler",
+    "FrameAuthError",
     "FrameTooLargeError",
+    "HandshakeAuthError",
     "HandshakeError",
     "HandshakeTimeoutError",
     "LinkClosedError",

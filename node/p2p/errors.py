@@ -112,3 +112,18 @@ class NoValidatorLinkError(P2PError):
 
     code = "no_validator_link"
     http_status = 503
+
+
+class HandshakeAuthError(HandshakeError):
+    """The peer's first sealed handshake frame did not open: a Hello was changed on the way, a
+    recorded handshake was replayed, or someone in the middle swapped the ephemeral keys."""
+
+    code = "handshake_auth_failed"
+
+
+class FrameAuthError(P2PError):
+    """A sealed frame failed authentication (changed, replayed, reordered, or not for this
+    link): the stream cannot be trusted past it and the link ends.  Not scored: anyone on the
+    path can cause it, not only the peer."""
+
+    code = "frame_auth_failed"

@@ -1,12 +1,12 @@
-"""The peer network every consensus engine uses: authenticated links, gossip, block fetching.
+"""The peer network every consensus engine uses: encrypted links, gossip, block fetching.
 
 One :class:`PeerNetwork` per node.  It listens for and dials the other genesis validators,
-authenticates each TCP connection with the signed handshake of ADR 0008, keeps exactly one link
-per peer, and moves four kinds of traffic: engine messages (opaque bytes, point to point or to
-all), transactions (flooded with de-duplication), block ranges (request/response) and head
-heights (periodic pings).  Everything it receives goes to a :class:`NetworkHandler` with the
-*authenticated* public key of the sender, so the runtime never has to trust a claim inside a
-payload about who sent it.
+authenticates and encrypts each TCP connection (node.p2p.handshake, ADR 0024; scoring and the
+rest as in ADR 0008), keeps exactly one link per peer, and moves four kinds of traffic: engine
+messages (opaque bytes, point to point or to all), transactions (flooded with de-duplication),
+block ranges (request/response) and head heights (periodic pings).  Everything it receives
+goes to a :class:`NetworkHandler` with the *authenticated* public key of the sender, so the
+runtime never has to trust a claim inside a payload about who sent it.
 
 Gateways (issue 13, ADR 0024) are the other role a genesis key may have.  A validator admits a
 genesis gateway's link beside its validators' but treats it as an observer: it never sends it
@@ -43,6 +43,7 @@ import structlog
 from gridchain.node.config import ConfigError, PeerEntry
 from gridchain.node.p2p.errors import (
     BannedPeerError,
+    FrameAuthError,
     FrameTooLargeError,
     HandshakeError,
     LinkClosedError,
@@ -64,15 +65,16 @@ from gridchain.node.p2p.frames import (
     HelloAuth,
     NewBlock,
     Ping,
+    PlaintextHello,
     Refuse,
     SubmitTx,
     TxGossip,
     TxVerdict,
     encode_frame,
-    read_frame,
 )
 from gridchain.node.p2p.handshake import Authenticated, handshake, linger_close
 from gridchain.node.p2p.lru import SeenSet
+from gridchain.node.p2p.secure import SecureChannel
 from gridchain.protocol.block import MAX_BLOCK_BYTES, decode_committed
 from gridchain.protocol.crypto import PUBLIC_KEY_BYTES, SigningKey, sha256
 from gridchain.protocol.errors import (
@@ -200,7 +202,12 @@ class NetworkTuning:
 
 @dataclass(eq=False)
 class PeerLink:
-    """One authenticated connection: a bounded write queue drained by its own task."""
+    """One authenticated connection: a bounded write queue drained by its own task.
+
+    Frames are queued encoded in the clear (one encoding serves every link a broadcast goes
+    to) and sealed by the link's channel as the write task takes them, in queue order, which
+    is the order of the channel's counter.
+    """
 
     peer: bytes
     #: The head height the peer announced in the handshake.
@@ -209,6 +216,7 @@ class PeerLink:
     peer_max_frame_bytes: int
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
+    channel: SecureChannel
     outbound: bool
     seq: int
     max_queue_frames: int
@@ -308,13 +316,15 @@ class PeerLink:
                     # A bounded batch per write (fewer syscalls for many small votes), then
                     # drain(): it pushes back while the socket is full, so the transport holds
                     # at most about one batch and the bound on our queue really bounds memory.
+                    seal = self.channel.seal_encoded
                     batch = [self._queue.popleft()]
                     size = len(batch[0])
                     while self._queue and size + len(self._queue[0]) <= WRITE_BATCH_BYTES:
                         batch.append(self._queue.popleft())
                         size += len(batch[-1])
                     self._queued_bytes -= size
-                    writer.write(batch[0] if len(batch) == 1 else b"".join(batch))
+                    sealed = [seal(data) for data in batch]
+                    writer.write(sealed[0] if len(sealed) == 1 else b"".join(sealed))
                     await writer.drain()
                     continue
                 if self.closing:
@@ -954,6 +964,7 @@ class PeerNetwork:
             peer_max_frame_bytes=peer.max_frame_bytes,
             reader=reader,
             writer=writer,
+            channel=peer.channel,
             outbound=outbound,
             seq=next(self._link_seq),
             max_queue_frames=self._tuning.max_queue_frames,
@@ -1022,13 +1033,18 @@ class PeerNetwork:
         writer_task = asyncio.get_running_loop().create_task(link.write_loop())
         try:
             while True:
-                frame, _size = await read_frame(link.reader, self._max_frame_bytes)
+                frame, _size = await link.channel.read_frame(link.reader, self._max_frame_bytes)
                 link.last_received = asyncio.get_running_loop().time()
                 if state.banned_until > link.last_received:
                     continue  # banned: its link is closing; nothing more it sends counts
                 self._dispatch(state, link, frame)
         except LinkClosedError as exc:
             link.close(exc.message)
+        except FrameAuthError as exc:
+            # Anyone on the path can make a frame fail to open: end the link, score nobody.
+            link.close(f"{exc.code}: {exc.message}", abort=True)
+            state.last_error = exc.code
+            self._log.warning("sealed frame refused", peer=_short(state.key), detail=exc.message)
         except (DecodeError, ProtocolViolationError) as exc:
             # The stream cannot be trusted past a bad frame: there is no resynchronising.
             link.close(f"{exc.code}: {exc.message}", abort=True)
@@ -1088,7 +1104,7 @@ class PeerNetwork:
             )
             state.last_error = f"refused:{frame.code}"
             link.close(f"refused by peer: {frame.code}")
-        elif isinstance(frame, Hello | HelloAuth):
+        elif isinstance(frame, Hello | PlaintextHello | HelloAuth):
             raise ProtocolViolationError(f"{type(frame).__name__} on an authenticated link")
 
     def _call(self, state: _PeerState, callback: Callable[..., None], *args: Any) -> bool:
