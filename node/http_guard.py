@@ -287,5 +287,11 @@ class GuardedSite(web.BaseSite):
         assert server is not None
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            self._guard.wrap(server, self._ssl), self._host, self._port, reuse_address=True
+            self._guard.wrap(server, self._ssl),
+            self._host,
+            self._port,
+            reuse_address=True,
+            # a deep accept queue: under a connection flood the default of 100 overflows and
+            # the kernel drops an honest client's SYN, which it retries only after a second
+            backlog=max(1024, min(self._guard.max_connections, 65_535)),
         )
