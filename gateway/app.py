@@ -25,7 +25,7 @@ from gridchain.gateway.fair_queue import Queued
 from gridchain.gateway.metrics import GatewayMetrics
 from gridchain.gateway.openapi import gateway_openapi_document
 from gridchain.gateway.relay import EventFeed, ReadRelay, RelayUnavailableError
-from gridchain.gateway.verdicts import refusal_of, status_for
+from gridchain.gateway.verdicts import refusal_of
 from gridchain.node.api import UnavailableError, error_middleware, error_response, reply
 from gridchain.node.api_input import RequestError, parse_hex, parse_json, read_body
 from gridchain.node.http_guard import ConnectionGuard
@@ -93,27 +93,31 @@ async def _read_submission(request: web.Request, state: GatewayState) -> tuple[l
         raise
 
 
-async def _verdict(item: Queued, timeout_s: float) -> m.TxAccepted | m.Error:
+async def _verdict(item: Queued, timeout_s: float) -> tuple[int, m.TxAccepted | m.Error]:
     """Wait for the validators' answer to a queued transaction (the client waits for its turn
     in the fair queue and one round trip over the links, no longer than ``timeout_s``)."""
     try:
         async with asyncio.timeout(timeout_s):
             await asyncio.shield(item.verdict)
     except TimeoutError:
-        return _error("forward_timeout", "the validators did not answer in time; retry")
+        # the forwarder settles it later; nobody waits then, so its outcome is consumed here
+        item.verdict.add_done_callback(_consume)
+        return 503, _error("forward_timeout", "the validators did not answer in time; retry")
     except GridchainError as exc:
-        _, code, message = refusal_of(exc)
-        return _error(code, message)
-    return m.TxAccepted(hash=item.tx_hash.hex(), status="pending")
+        status, code, message = refusal_of(exc)
+        return status, _error(code, message)
+    except Exception:  # noqa: BLE001 - a failure of the link itself: the client may retry
+        return 503, _error("forward_failed", "no validator could take the transaction; retry")
+    return 202, m.TxAccepted(hash=item.tx_hash.hex(), status="pending")
+
+
+def _consume(verdict: asyncio.Future[None]) -> None:
+    if not verdict.cancelled():
+        verdict.exception()
 
 
 def _error(code: str, message: str) -> m.Error:
     return m.Error(error=m.ErrorBody(code=code, message=message))
-
-
-def _status(answer: m.Error) -> int:
-    code = answer.error.code
-    return 503 if code == "forward_timeout" else status_for(code)
 
 
 async def post_tx(request: web.Request) -> web.Response:
@@ -124,10 +128,8 @@ async def post_tx(request: web.Request) -> web.Response:
     raws, batch = await _read_submission(request, state)
     admit = state.admission.admit
     if not batch:
-        answer = await _verdict(admit(raws[0]), state.forward_timeout_s)
-        if isinstance(answer, m.Error):
-            return reply(answer, _status(answer))
-        return reply(answer, 202)
+        status, answer = await _verdict(admit(raws[0]), state.forward_timeout_s)
+        return reply(answer, status)
     pending: list[Queued | m.Error] = []
     for raw in raws:
         try:
@@ -139,7 +141,7 @@ async def post_tx(request: web.Request) -> web.Response:
         if isinstance(entry, m.Error):
             results.append(entry)
         else:
-            results.append(await _verdict(entry, state.forward_timeout_s))
+            results.append((await _verdict(entry, state.forward_timeout_s))[1])
     return reply(m.BatchResults(results=results))
 
 

@@ -92,4 +92,6 @@ REFUSALS: dict[str, tuple[int, str]] = {
     "busy": (503, "too many connections in total"),
     "too_many_connections": (429, "too many connections from this address"),
     "gateway_not_ready": (503, "the gateway has not yet followed the chain"),
+    "forward_timeout": (503, "the validators did not answer in time (safe to retry)"),
+    "forward_failed": (503, "no validator could be reached (safe to retry)"),
 }

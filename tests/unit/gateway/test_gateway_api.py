@@ -52,6 +52,8 @@ class LedgerChain:
         self.gate.set()
         #: Set once a transaction is held at the gate.
         self.holding = asyncio.Event()
+        #: Set by a test: the link to the validators fails.
+        self.broken = False
 
     def is_registered(self, sender: bytes) -> bool:
         return self.query.account(_address(sender)).registered
@@ -66,6 +68,8 @@ class LedgerChain:
         if not self.gate.is_set():
             self.holding.set()
         await self.gate.wait()
+        if self.broken:
+            raise ConnectionResetError("link lost")
         self.node.submit(decode_tx(raw), raw)
 
 
@@ -364,3 +368,12 @@ async def test_events_are_relayed(edge: Edge) -> None:
     assert msg is not None
     assert msg.type == aiohttp.WSMsgType.TEXT
     assert re.search(r'"type"\s*:\s*"block_committed"', msg.data)
+
+
+async def test_a_lost_link_is_a_503_the_client_may_retry(edge: Edge) -> None:
+    edge.chain.broken = True
+    tx = edge.transfer(0, 0)
+    assert await _refused(edge, tx.encode().hex()) == (503, "forward_failed")
+    edge.chain.broken = False
+    async with edge.client() as client:  # forgotten by the dedup cache: the retry passes
+        assert await client.submit_tx(tx) == tx.hash().hex()
