@@ -321,7 +321,11 @@ class Follower:
             accepted = 0
             for raw in raws:
                 try:
-                    self._accept(decode_committed(raw))
+                    committed = decode_committed(raw)
+                    if committed.block.height <= self._head.height:
+                        accepted += 1  # pushed to us (NewBlock) while the range was on its way
+                        continue
+                    self._accept(committed)
                 except GridchainError as exc:
                     self._log.warning("fetched block refused", height=start, reason=exc.message)
                     break
