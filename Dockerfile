@@ -1,5 +1,6 @@
 # A gridchain validator image: `docker build -t gridchain .`
-# The same image runs `genesis init`, `node run`, the wallet and the meter bridge.
+# The same image runs `genesis init`, `node run`, `gateway run`, the wallet and the meter
+# bridge.
 FROM python:3.11-slim
 
 WORKDIR /opt/gridchain
@@ -14,6 +15,7 @@ COPY genesis ./genesis
 COPY wallet ./wallet
 COPY meterbridge ./meterbridge
 COPY bench ./bench
+COPY gateway ./gateway
 RUN pip install --no-cache-dir -c constraints.txt . \
     && useradd --create-home --uid 10001 gridchain
 USER gridchain

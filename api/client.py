@@ -6,7 +6,7 @@ models (gridchain.api.models), so a handler never indexes an unchecked dictionar
 a request can go wrong becomes one of four errors, because each asks the user for something
 different:
 
-* :class:`NodeUrlError`: the URL is not an http(s) URL; fix the flag.
+* :class:`NodeUrlError`: the URL is not an http(s) URL (or ``--ca`` with plain http); fix it.
 * :class:`NodeUnreachableError`: nothing answered (refused, timed out, DNS); the message names
   the URL, since a wrong port or a stopped node is the usual cause.
 * :class:`NodeRefusedError`: the node answered ``{"error": {"code", "message"}}``; the one
@@ -14,6 +14,10 @@ different:
   ``status`` so a script can branch on ``insufficient_balance`` exactly as the node named it.
 * :class:`NodeResponseError`: something answered, but not as a gridchain node does (HTML from
   a proxy, a field of the wrong type); the client refuses to guess.
+
+Over HTTPS the client verifies the server's certificate; given ``ca_file`` (a wallet's
+``--ca``, a community's CA, ADR 0025) it trusts that CA *only*, so a gateway's certificate from
+any other authority, however public, is refused: the CA is pinned.
 
 Retries live in one place, :meth:`NodeClient._send`: a connection that fails or drops, and a
 429 or 5xx answer, are tried again with exponential backoff, for requests that are safe to
@@ -27,8 +31,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import ssl
 import time
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -88,6 +94,12 @@ class NodeUnreachableError(NodeError):
     code = "node_unreachable"
 
 
+class NodeCertificateError(NodeUnreachableError):
+    """TLS refused the server's certificate (another CA, another host name): never retried."""
+
+    code = "bad_node_certificate"
+
+
 class NodeResponseError(NodeError):
     code = "bad_node_response"
 
@@ -135,6 +147,18 @@ def resolve_node_url(flag: str | None, environ: Mapping[str, str] | None = None)
         return flag
     env: Mapping[str, str] = os.environ if environ is None else environ
     return env.get(NODE_ENV) or DEFAULT_NODE_URL
+
+
+def pinned_context(ca_file: Path) -> ssl.SSLContext:
+    """A TLS client context that trusts exactly the CA in ``ca_file`` (PEM), nothing else."""
+    try:
+        context = ssl.create_default_context(cafile=str(ca_file))
+    except FileNotFoundError:
+        raise NodeUrlError(f"the CA file {ca_file} does not exist") from None
+    except (OSError, ssl.SSLError) as exc:
+        raise NodeUrlError(f"the CA file {ca_file} is not a PEM certificate: {exc}") from None
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
 
 
 def parse_base_url(text: str) -> URL:
@@ -188,9 +212,15 @@ class NodeClient:
         retries: int = RETRIES,
         backoff_s: float = BACKOFF_S,
         user_agent: str = USER_AGENT,
+        ca_file: Path | str | None = None,
     ) -> None:
         self.base_url = parse_base_url(base_url)
         self.url = str(self.base_url).rstrip("/")
+        self._ssl: ssl.SSLContext | bool = True
+        if ca_file is not None:
+            if self.base_url.scheme != "https":
+                raise NodeUrlError(f"a pinned CA (--ca) needs an https:// URL, got {base_url!r}")
+            self._ssl = pinned_context(Path(ca_file))
         self._request_timeout_s = request_timeout_s
         self._retries = retries
         self._backoff_s = backoff_s
@@ -199,6 +229,7 @@ class NodeClient:
 
     async def __aenter__(self) -> NodeClient:
         self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=self._ssl),
             timeout=aiohttp.ClientTimeout(total=self._request_timeout_s),
             headers={"User-Agent": self._user_agent, "Accept": "application/json"},
         )
@@ -539,6 +570,11 @@ class NodeClient:
             ) as resp:
                 raw = await resp.read()
                 status = resp.status
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise NodeCertificateError(
+                f"the server at {self.url} is not who it claims: its TLS certificate does "
+                f"not verify ({exc.certificate_error}); check --ca and the URL's host"
+            ) from None
         except aiohttp.ClientConnectorError as exc:
             raise _ConnectionFailedError(
                 f"cannot reach the node at {self.url}: {_reason(exc.os_error)}"

@@ -30,7 +30,8 @@ EVENT_MODELS: tuple[type[BaseModel], ...] = (
 
 _REASONS = {
     400: "Refused: a malformed request",
-    403: "Refused: the sender may not do this",
+    403: "Refused: the sender may not do this (code gateways_only: this validator takes "
+    "client transactions only through a gateway)",
     404: "Not found",
     409: "Refused by the ledger's rules",
     413: "Body too large",

@@ -20,6 +20,8 @@ BENCHMARKS = {
     "market": "order matching: engine orders/s in memory, on the state, through a testnet",
     "cdday": "community PFL (eq. 6.4) a chain achieves over an accelerated day vs offline",
     "soak": "RSS and open files of 4 PBFT validators under half-saturation load, and their slope",
+    "gateway": "honest commit latency through a gateway, unloaded and under five kinds of flood",
+    "links": "frames/s and handshakes/s of one peer link on loopback (the network stack alone)",
 }
 
 

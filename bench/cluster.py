@@ -13,7 +13,8 @@ from typing import Any
 
 from gridchain.genesis.builder import GenesisBundle, build_genesis
 from gridchain.genesis.cli import write_bundle
-from gridchain.node.testnet import ValidatorProcess, down, up
+from gridchain.node.testnet import ValidatorProcess, down, load_gateway_state, up
+from gridchain.node.testnet_gateways import ca_file, setup_gateways
 from gridchain.ports import free_port
 from gridchain.protocol.address import parse_address
 from gridchain.protocol.crypto import SigningKey, sha256
@@ -31,6 +32,7 @@ def bench_bundle(
     balance_mc: int = 1_000_000,
     consensus_params: dict[str, Any] | None = None,
     genesis_time_ms: int | None = None,
+    gateways: int = 0,
     **params: Any,
 ) -> GenesisBundle:
     """A chain whose keys follow from ``label``, so runs sign the same transactions.
@@ -52,6 +54,7 @@ def bench_bundle(
         balance_mc=balance_mc,
         extra_params={"max_block_txs": 5000, **params},
         consensus_params=consensus_params,
+        gateways=gateways,
     )
 
 
@@ -154,3 +157,36 @@ def running_cluster(
         bundle, base_api_port=base_api_port, base_p2p_port=base_p2p_port, settle_s=settle_s
     ) as procs:
         yield [p.api_url for p in procs]
+
+
+@contextmanager
+def running_gateway_testnet(
+    bundle: GenesisBundle, *, settle_s: float = 1.0
+) -> Iterator[tuple[list[ValidatorProcess], list[ValidatorProcess], Path]]:
+    """The validators of ``bundle`` behind its gateways (``testnet up --gateways``), each its
+    own process; yields (validators, gateways, the community CA file), then stops them."""
+    validators = len(bundle.validators)
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        api = _base_port(validators)
+        p2p = _base_port(validators)
+        while api <= p2p < api + validators or p2p <= api < p2p + validators:
+            p2p = _base_port(validators)
+        gateway_port = _base_port(len(bundle.gateways))
+        write_bundle(
+            bundle,
+            directory,
+            password="bench",  # noqa: S106 - throwaway keystores in a temporary directory
+            scrypt_n=TESTNET_SCRYPT_N,
+            base_api_port=api,
+            base_p2p_port=p2p,
+        )
+        setup_gateways(directory, base_port=gateway_port)
+        procs = up(directory, timeout_s=60.0)
+        try:
+            time.sleep(settle_s)
+            gateways = load_gateway_state(directory)
+            names = {g.name for g in gateways}
+            yield [p for p in procs if p.name not in names], gateways, ca_file(directory)
+        finally:
+            down(directory)

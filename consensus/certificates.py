@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gridchain.consensus.kernel.validators import quorum_size
+from gridchain.genesis.schema import Genesis
 from gridchain.protocol.block import Block, Certificate, VoteStep
 from gridchain.protocol.errors import SignatureError
 
@@ -51,6 +53,24 @@ def check_certificate(
             f"{rule.step.name.lower()} votes needed"
         )
     certificate.verify(chain_id, rule.signers, rule.quorum)
+
+
+def genesis_commit_rule(genesis: Genesis, block: Block) -> CommitRule:
+    """The commit rule of ``genesis``'s engine for ``block``, without running the engine.
+
+    For a node that follows the chain without voting (a gateway, ADR 0024): it is the rule
+    each engine's ``commit_rule`` states, from the genesis validator set alone.  PoB's rule
+    names the block's proposer, who must then be a genesis validator.
+    """
+    keys = genesis.validator_keys()
+    engine = genesis.consensus.engine
+    if engine == "pob":
+        proposer = block.header.proposer
+        return CommitRule(frozenset((proposer,)) & frozenset(keys), 1)
+    if engine == "solo":
+        return CommitRule(frozenset(keys), 1)
+    quorum = genesis.consensus.epob_quorum if engine == "epob" else "bft"
+    return CommitRule(frozenset(keys), quorum_size(len(keys), quorum))
 
 
 def _step_name(step: int) -> str:

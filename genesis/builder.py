@@ -52,6 +52,8 @@ class GenesisBundle:
     bridges: tuple[NamedKey, ...] = ()
     #: Each validator's X25519 encryption key (same order), when built with encryption keys.
     encryption: tuple[X25519PrivateKey, ...] = ()
+    #: The gateways named in genesis (``gateway-1`` ...), with their link keys.
+    gateways: tuple[NamedKey, ...] = ()
 
 
 def household_meter_ids(participant: str, devices: tuple[str, ...]) -> list[tuple[int, str]]:
@@ -82,6 +84,7 @@ def build_genesis(
     with_meters: bool = False,
     consensus_params: dict[str, Any] | None = None,
     new_encryption_key: Callable[[], X25519PrivateKey] | None = None,
+    gateways: int = 0,
 ) -> GenesisBundle:
     """Generate keys and a validated genesis; a wrong value raises GenesisError naming it.
 
@@ -90,6 +93,7 @@ def build_genesis(
     ``genesis.meters``, so a testnet's bridges can send readings from the first block.
     ``new_encryption_key`` gives every validator an X25519 key for sealed transactions
     (docs/sealed.md); without it the chain has no encryption keys and seals nothing.
+    ``gateways`` names that many gateways with fresh keys in ``genesis.gateways``.
     """
     vals = tuple(NamedKey(f"node-{i + 1}", new_key()) for i in range(validators))
     encryption: tuple[X25519PrivateKey, ...] = ()
@@ -124,6 +128,9 @@ def build_genesis(
         ],
         "balances": [{"address": p.address, "amount_mc": balance_mc} for p in peers],
     }
+    gates = tuple(NamedKey(f"gateway-{i + 1}", new_key()) for i in range(gateways))
+    if gates:
+        doc["gateways"] = [{"name": g.name, "public_key": g.key.public_key.hex()} for g in gates]
     bridges: tuple[NamedKey, ...] = ()
     if with_meters:
         bridges = tuple(NamedKey(f"{p.name}-bridge", new_key()) for p in peers)
@@ -142,4 +149,6 @@ def build_genesis(
                     }
                 )
         doc["meters"] = meters
-    return GenesisBundle(parse_genesis(doc), vals, peers, governance, bridges, encryption)
+    return GenesisBundle(
+        parse_genesis(doc), vals, peers, governance, bridges, encryption, gateways=gates
+    )

@@ -8,6 +8,8 @@ Layout of ``--out DIR``::
     DIR/wallets/governance.json         the governance key, needed to admit participants
     DIR/bridges/<participant>/config.toml   with ``--with-meters``: that participant's meter
                                         bridge config with its bridge key (mode 0600)
+    DIR/gateways/<name>/config.toml     with ``--gateways N``: a gateway's [gateway] table, its
+                                        link key and the validators it follows (mode 0600)
 """
 
 from __future__ import annotations
@@ -112,6 +114,40 @@ def node_config_toml(
     return "\n".join(lines)
 
 
+def gateway_config_toml(
+    bundle: GenesisBundle,
+    index: int,
+    *,
+    host: str,
+    base_p2p_port: int,
+    peer_host: str | None = None,
+) -> str:
+    """Gateway ``index``'s link config (node.follower_config): its key and every validator.
+
+    The gateway process adds its own tables (HTTPS, filters) to this file.
+    """
+    g = bundle.gateways[index]
+    lines = [
+        f"# gridchain gateway {g.name}: the [gateway] table is its link to the validators.",
+        "[gateway]",
+        f'name = "{g.name}"',
+        'genesis_file = "../../genesis.json"',
+        "# The gateway's Ed25519 seed (its key is in genesis.gateways). Keep this file private.",
+        f'private_key = "{g.key.seed.hex()}"',
+    ]
+    dial_host = "127.0.0.1" if host == "0.0.0.0" else host  # noqa: S104 - a comparison
+    for j, validator in enumerate(bundle.validators):
+        lines += [
+            "",
+            "[[gateway.validators]]",
+            f'name = "{validator.name}"',
+            f'public_key = "{validator.key.public_key.hex()}"',
+            f'host = "{(peer_host or dial_host).format(name=validator.name)}"',
+            f"port = {base_p2p_port + j}",
+        ]
+    return "\n".join([*lines, ""])
+
+
 def bridge_config_toml(
     bundle: GenesisBundle,
     index: int,
@@ -178,7 +214,7 @@ def write_bundle(
     if force:
         # Replacing the chain: the old validators' configs, ledgers and wallets belong to the
         # old chain and must not linger beside the new genesis.
-        for sub in ("nodes", "wallets", "bridges"):
+        for sub in ("nodes", "wallets", "bridges", "gateways"):
             shutil.rmtree(out / sub, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     doc = bundle.genesis.model_dump(mode="json")
@@ -193,6 +229,11 @@ def write_bundle(
             peer_host=peer_host,
         )
         write_private(out / "nodes" / v.name / "config.toml", text)
+    for i, gateway in enumerate(bundle.gateways):
+        text = gateway_config_toml(
+            bundle, i, host=host, base_p2p_port=base_p2p_port, peer_host=peer_host
+        )
+        write_private(out / "gateways" / gateway.name / "config.toml", text)
     for named in (*bundle.participants, bundle.governance):
         keystore = seal(named.key, password, name=named.name, n=scrypt_n)
         write_private(out / "wallets" / f"{named.name}.json", json.dumps(keystore, indent=2))
@@ -237,6 +278,7 @@ def _init(args: argparse.Namespace) -> int:
         slot_length_ms=None if args.slot_seconds is None else args.slot_seconds * 1000,
         block_interval_ms=args.block_interval_ms,
         with_meters=args.with_meters,
+        gateways=args.gateways,
     )
     out = Path(args.out)
     write_bundle(
@@ -261,6 +303,10 @@ def _init(args: argparse.Namespace) -> int:
             {"name": p.name, "address": p.address, "file": str(out / "wallets" / f"{p.name}.json")}
             for p in (*bundle.participants, bundle.governance)
         ],
+        "gateways": [
+            {"name": g.name, "config": str(out / "gateways" / g.name / "config.toml")}
+            for g in bundle.gateways
+        ],
     }
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -271,6 +317,8 @@ def _init(args: argparse.Namespace) -> int:
             print(f"validator  {v['name']:<12} {v['config']}")
         for w in summary["wallets"]:
             print(f"wallet     {w['name']:<12} {w['address']}  {w['file']}")
+        for g in summary["gateways"]:
+            print(f"gateway    {g['name']:<12} {g['config']}")
     return 0
 
 
@@ -282,6 +330,12 @@ def register(sub: Any, name: str, help_text: str) -> None:
     init.add_argument("--validators", type=int, default=1)
     init.add_argument("--consensus", choices=["solo", "pbft", "pob", "epob"], default="solo")
     init.add_argument("--participants", type=int, default=3)
+    init.add_argument(
+        "--gateways",
+        type=int,
+        default=0,
+        help="name N gateways in genesis (keys in DIR/gateways/<name>/config.toml)",
+    )
     init.add_argument("--slot-seconds", type=int, default=None)
     init.add_argument("--block-interval-ms", type=int, default=None)
     init.add_argument("--chain-name", default="gridchain-local")

@@ -134,6 +134,27 @@ class Validator(KeyedEntity):
         return None if v is None else _check_encryption_key(v)
 
 
+class Gateway(_Strict):
+    """A gateway (issue 13, ADR 0024): the public edge between clients and the validators.
+
+    Only its name and key are consensus-critical: the key is what a validator admits on a peer
+    link (a gateway follows certified blocks and forwards transactions, it never votes and is
+    never counted in a quorum); it needs no address because it holds no account.
+    """
+
+    name: Name
+    public_key: str
+
+    @field_validator("public_key")
+    @classmethod
+    def _pk(cls, v: str) -> str:
+        return _check_public_key(v)
+
+    @property
+    def public_key_bytes(self) -> bytes:
+        return bytes.fromhex(self.public_key)
+
+
 class Participant(KeyedEntity):
     devices: tuple[DeviceKind, ...] = ()
 
@@ -318,6 +339,7 @@ class Genesis(_Strict):
     participants: tuple[Participant, ...] = ()
     balances: tuple[Balance, ...] = ()
     meters: tuple[GenesisMeter, ...] = ()
+    gateways: tuple[Gateway, ...] = ()
 
     @field_validator("governance_public_key")
     @classmethod
@@ -343,6 +365,17 @@ class Genesis(_Strict):
                 raise ValueError("validators: every validator has an encryption_key, or none")
             if len(set(encryption)) != len(encryption):
                 raise ValueError("validators: encryption keys must be unique")
+        gateway_names = [g.name for g in self.gateways]
+        if len(set(gateway_names)) != len(gateway_names):
+            raise ValueError("gateways: names must be unique")
+        gateway_keys = [g.public_key for g in self.gateways]
+        if len(set(gateway_keys)) != len(gateway_keys):
+            raise ValueError("gateways: public keys must be unique")
+        # A key is one role on the peer network: a validator key listed as a gateway would
+        # let its holder take the gateway's link in place of its own, or the other way round.
+        both = set(gateway_keys) & {v.public_key for v in self.validators}
+        if both:
+            raise ValueError(f"gateways: key {sorted(both)[0]} is also a validator's key")
         known = {p.address for p in self.participants} | {self.governance_address}
         seen: set[str] = set()
         for i, b in enumerate(self.balances):
@@ -370,12 +403,13 @@ class Genesis(_Strict):
     def canonical_json(self) -> bytes:
         """Sorted keys, no spaces, UTF-8: the bytes the chain id is taken over.
 
-        An empty ``meters`` list and a validator's absent ``encryption_key`` are left out, so
-        documents written before either existed keep their chain id.
+        An empty ``meters`` or ``gateways`` list and a validator's absent ``encryption_key`` are
+        left out, so documents written before those existed keep their chain id.
         """
         doc = self.model_dump(mode="json")
-        if not doc["meters"]:
-            del doc["meters"]
+        for optional in ("meters", "gateways"):
+            if not doc[optional]:
+                del doc[optional]
         for validator in doc["validators"]:
             if validator["encryption_key"] is None:
                 del validator["encryption_key"]
@@ -393,6 +427,10 @@ class Genesis(_Strict):
     def encryption_keys(self) -> tuple[bytes, ...]:
         """The validators' X25519 keys in genesis order; empty when the chain seals nothing."""
         return tuple(bytes.fromhex(v.encryption_key) for v in self.validators if v.encryption_key)
+
+    def gateway_keys(self) -> tuple[bytes, ...]:
+        """The keys a validator admits on a peer link as gateways (never in a quorum)."""
+        return tuple(g.public_key_bytes for g in self.gateways)
 
     def tariff_at_hour(self, hour: int) -> Tariff:
         for t in self.params.tariffs:

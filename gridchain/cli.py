@@ -18,6 +18,10 @@ from gridchain.protocol.errors import GridchainError
 COMMANDS: dict[str, tuple[str, str]] = {
     "genesis": ("gridchain.genesis.cli", "create a chain: genesis.json, node configs and wallets"),
     "node": ("gridchain.node.cli", "run a validator node"),
+    "gateway": (
+        "gridchain.gateway.cli",
+        "run a gateway: the public HTTPS edge that filters floods before the validators",
+    ),
     "testnet": ("gridchain.node.testnet_cli", "run a local testnet of validator processes"),
     "wallet": ("gridchain.wallet.cli", "keys, balances and transactions"),
     "meterbridge": (

@@ -167,7 +167,7 @@ class Bridge:
             for m in config.meters
         }
         self.interval_ms = round(config.interval_s * 1000)
-        self.node = NodeClient(config.node_url, user_agent=USER_AGENT)
+        self.node = NodeClient(config.node_url, user_agent=USER_AGENT, ca_file=config.node_ca)
         self.node_reachable = False
         #: Chargers and inverters that follow the chain's schedule (ADR 0028), if configured.
         self.devices = (

@@ -3,7 +3,7 @@
 Example (see docs/meterbridge.md)::
 
     name = "peer-a"
-    node_url = "http://127.0.0.1:8700"
+    node_url = "http://127.0.0.1:8700"     # or a gateway: "https://gw:8443" with node_ca = "ca.pem"
     data_dir = "/var/lib/gridchain/meterbridge"
     interval_s = 900
     key_seed_hex = "..."            # or: keystore = "wallets/peer-a-bridge.json"
@@ -155,6 +155,8 @@ class DevicesConfig(_Strict):
 class BridgeConfig(_Strict):
     name: str = Field(min_length=1)
     node_url: str
+    #: The CA to pin when node_url is a gateway's https URL (ADR 0025).
+    node_ca: Path | None = None
     data_dir: Path
     interval_s: float = Field(default=900.0, gt=0)
     #: Seconds of meter time per wall-clock second: 1 for real meters.  Only simulated meters
@@ -229,7 +231,7 @@ def load_config(path: Path) -> BridgeConfig:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     base = path.resolve().parent
-    for key in ("data_dir", "keystore"):
+    for key in ("data_dir", "keystore", "node_ca"):
         if isinstance(doc.get(key), str) and not Path(doc[key]).is_absolute():
             doc[key] = str(base / doc[key])
     if isinstance(doc.get("profile_dirs"), list):

@@ -73,6 +73,14 @@ class UnavailableError(GridchainError):
     http_status = 503
 
 
+class GatewaysOnlyError(GridchainError):
+    """This validator takes client transactions only from the genesis gateways' links
+    (``api.client_txs = "gateways"``, ADR 0024): submit through a gateway."""
+
+    code = "gateways_only"
+    http_status = 403
+
+
 _HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
@@ -202,6 +210,8 @@ async def post_tx(request: web.Request) -> web.Response:
     """Submit one transaction, or a batch: each item of a batch is admitted or refused alone
     (in order, so one sender's nonces may follow each other within a batch)."""
     node = _node(request)
+    if node.config.api.client_txs == "gateways":
+        raise GatewaysOnlyError("this validator takes client transactions only through a gateway")
     if node.halted:
         raise UnavailableError(f"node halted: {node.halted}")
     raws, batch = await _read_txs(request)

@@ -102,6 +102,10 @@ class ApiSection(_Section):
     #: readings, the order and trade events) with 403: they are then read only through
     #: POST /v1/sealed-reads (docs/sealed.md).  Off by default: the open routes stay as they were.
     sealed_reads_only: bool = False
+    #: Who may hand this validator client transactions (ADR 0024): "any" takes them on
+    #: POST /v1/txs too; "gateways" refuses that route (403 gateways_only) and admits only what
+    #: genesis gateways forward over their links and what validators gossip.
+    client_txs: Literal["any", "gateways"] = "any"
 
 
 class PeerEntry(_Section):

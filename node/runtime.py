@@ -94,6 +94,11 @@ class PeerLink(Protocol):
 
     def peer_info(self) -> list[dict[str, Any]]: ...
 
+    def announce_block(self, committed: bytes) -> None: ...
+
+    @property
+    def has_gateway_links(self) -> bool: ...
+
 
 class Subscription:
     """One reader's feed of commit events (the API's websocket), bounded by ``max_events``.
@@ -342,6 +347,19 @@ class Node:
         self.metrics.txs_received.inc()
         self._mempool_changed()
 
+    def on_client_tx(self, sender: bytes, tx_bytes: bytes) -> None:
+        """A client transaction a genesis gateway forwarded over its link (ADR 0024): admitted
+        exactly as POST /v1/txs admits one (typed refusal raised, counted by code); the
+        network gossips it to the validators once admitted."""
+        try:
+            tx = decode_tx(tx_bytes)
+            self.mempool.add(tx, len(tx_bytes))
+        except GridchainError as exc:
+            self.metrics.txs_rejected.labels(code=exc.code).inc()
+            raise
+        self.metrics.txs_received.inc()
+        self._mempool_changed()
+
     def get_blocks(self, from_height: int, count: int) -> list[bytes]:
         """Serve certified blocks to a peer that is catching up."""
         out: list[bytes] = []
@@ -407,6 +425,8 @@ class Node:
         self.metrics.txs.inc(len(block.txs))
         self.metrics.height.set(block.height)
         self._update_mempool_metrics()
+        if self.network is not None and self.network.has_gateway_links:
+            self.network.announce_block(batch.committed.encode())
         self.log.info(
             "block committed",
             height=block.height,

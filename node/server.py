@@ -36,7 +36,7 @@ class _MetricsObserver:
 
 
 def attach_network(node: Node) -> None:
-    """Give a multi-validator node its authenticated peer links (ADR 0008)."""
+    """Give a multi-validator node its encrypted, authenticated peer links (ADR 0024)."""
     if node.genesis.consensus.engine == "solo":
         return
     config = node.config
@@ -44,6 +44,7 @@ def attach_network(node: Node) -> None:
         key=node.key,
         chain_id=node.chain_id,
         validators=node.genesis.validator_keys(),
+        gateways=node.genesis.gateway_keys(),
         listen_host=config.p2p.host,
         listen_port=config.p2p.port,
         peers=[PeerAddress.from_config(p) for p in config.p2p.peers],

@@ -9,6 +9,10 @@ config, so a pid the kernel reused for something else is never touched.
 With meters (``up --with-meters``) it then starts the meter simulator and one
 ``gridchain meterbridge run`` per participant (``DIR/bridges/<participant>/config.toml``),
 recorded beside the validators and stopped by ``down`` with them.
+
+With gateways (a directory created with ``--gateways N``, see gridchain.node.testnet_gateways)
+it starts one ``gridchain gateway run`` per gateway once the validators are healthy, waits
+until each answers /health over HTTPS (the community CA pinned), and ``down`` stops them first.
 """
 
 from __future__ import annotations
@@ -35,6 +39,13 @@ from gridchain.genesis.cli import (
     DEFAULT_BRIDGE_INTERVAL_S,
     METER_SIM_PORT,
     write_bundle,
+)
+from gridchain.node.testnet_gateways import (
+    BASE_GATEWAY_PORT,
+    ca_file,
+    gateway_endpoints,
+    gateway_names,
+    setup_gateways,
 )
 from gridchain.protocol.crypto import SigningKey
 from gridchain.protocol.errors import GridchainError
@@ -83,6 +94,8 @@ def ensure_genesis(
     base_agent_port: int | None = None,
     schedule_interval_ms: int | None = None,
     round_ms: int | None = None,
+    gateways: int = 0,
+    base_gateway_port: int = BASE_GATEWAY_PORT,
 ) -> bool:
     """Write a new testnet into ``directory`` unless it already holds one; True if written.
 
@@ -115,6 +128,7 @@ def ensure_genesis(
         with_meters=with_meters,
         extra_params=extra,
         consensus_params=consensus_params,
+        gateways=gateways,
     )
     password, _ = testnet_password()
     write_bundle(
@@ -130,6 +144,8 @@ def ensure_genesis(
         meter_sim_port=meter_sim_port,
         bridge_interval_s=bridge_interval_s,
     )
+    if gateways:
+        setup_gateways(directory, base_port=base_gateway_port)
     return True
 
 
@@ -140,20 +156,27 @@ def _api_url(config_path: Path) -> str:
     return f"http://{api.get('host', '127.0.0.1')}:{api.get('port', BASE_API_PORT)}"
 
 
-def ask(api_url: str, call: Callable[[NodeClient], Awaitable[T]], *, timeout_s: float = 2.0) -> T:
-    """One question to a validator from the launcher's synchronous code, through the one node
-    client (no retries: the launcher's own loops poll again)."""
+def ask(
+    api_url: str,
+    call: Callable[[NodeClient], Awaitable[T]],
+    *,
+    timeout_s: float = 2.0,
+    ca: Path | None = None,
+) -> T:
+    """One question to a validator (or, with its CA, a gateway) from the launcher's
+    synchronous code, through the one node client (no retries: the launcher's own loops poll
+    again)."""
 
     async def run() -> T:
-        async with NodeClient(api_url, request_timeout_s=timeout_s, retries=0) as client:
-            return await call(client)
+        async with NodeClient(api_url, request_timeout_s=timeout_s, retries=0, ca_file=ca) as c:
+            return await call(c)
 
     return asyncio.run(run())
 
 
-def healthy(api_url: str) -> bool:
+def healthy(api_url: str, ca: Path | None = None) -> bool:
     try:
-        ask(api_url, NodeClient.health, timeout_s=1.0)
+        ask(api_url, NodeClient.health, timeout_s=1.0, ca=ca)
     except NodeError:
         return False
     return True
@@ -201,20 +224,34 @@ def load_state(directory: Path) -> list[ValidatorProcess]:
 
 
 def _save_state(
-    directory: Path, procs: list[ValidatorProcess], meters: list[ValidatorProcess] | None = None
+    directory: Path,
+    procs: list[ValidatorProcess],
+    meters: list[ValidatorProcess] | None = None,
+    gateways: list[ValidatorProcess] | None = None,
 ) -> None:
     doc: dict[str, Any] = {"validators": [asdict(p) for p in procs]}
     if meters:
         doc["meters"] = [asdict(p) for p in meters]
+    if gateways:
+        doc["gateways"] = [asdict(p) for p in gateways]
     (directory / STATE_FILE).write_text(json.dumps(doc, indent=2) + "\n")
 
 
 def load_meter_state(directory: Path) -> list[ValidatorProcess]:
     """The meter simulator and bridges ``up --with-meters`` started (same record shape)."""
+    return _load_group(directory, "meters")
+
+
+def load_gateway_state(directory: Path) -> list[ValidatorProcess]:
+    """The gateways ``up`` started (same record shape; ``api_url`` is the HTTPS URL)."""
+    return _load_group(directory, "gateways")
+
+
+def _load_group(directory: Path, group: str) -> list[ValidatorProcess]:
     path = directory / STATE_FILE
     if not path.exists():
         return []
-    return [ValidatorProcess(**e) for e in json.loads(path.read_text()).get("meters", [])]
+    return [ValidatorProcess(**e) for e in json.loads(path.read_text()).get(group, [])]
 
 
 def _spawn(argv: list[str], log_path: Path) -> int:
@@ -292,6 +329,38 @@ def start_validator(directory: Path, name: str) -> ValidatorProcess:
     return ValidatorProcess(name, proc.pid, _api_url(config), str(config), str(log_path))
 
 
+def start_gateways(directory: Path) -> list[ValidatorProcess]:
+    """One ``gateway run`` per gateway of a directory set up by setup_gateways."""
+    procs = []
+    for endpoint in gateway_endpoints(directory):
+        config = endpoint.config.resolve()
+        log_path = config.parent / "gateway.log"
+        pid = _spawn(["gateway", "run", "--config", str(config)], log_path)
+        procs.append(ValidatorProcess(endpoint.name, pid, endpoint.url, str(config), str(log_path)))
+    return procs
+
+
+def _wait_healthy(
+    directory: Path, procs: list[ValidatorProcess], timeout_s: float, what: str, ca: Path | None
+) -> None:
+    """Return once every process answers /health; else stop the testnet and raise."""
+    deadline = time.monotonic() + timeout_s
+    waiting = list(procs)
+    while waiting and time.monotonic() < deadline:
+        waiting = [p for p in waiting if not healthy(p.api_url, ca)]
+        for p in waiting:
+            if _has_exited(p.pid):
+                down(directory)
+                tail = Path(p.log).read_text(errors="replace")[-2000:]
+                raise TestnetError(f"{what} {p.name} exited during start; its log ends:\n{tail}")
+        if waiting:
+            time.sleep(0.1)
+    if waiting:
+        down(directory)
+        names = ", ".join(p.name for p in waiting)
+        raise TestnetError(f"{what}s did not become healthy within {timeout_s:.0f} s: {names}")
+
+
 def validator_names(directory: Path) -> list[str]:
     genesis = json.loads((directory / "genesis.json").read_text())
     return [v["name"] for v in genesis["validators"]]
@@ -304,43 +373,48 @@ def up(
     with_meters: bool = False,
     meter_speed: float = 1.0,
 ) -> list[ValidatorProcess]:
-    """Start the validators (and, ``with_meters``, the simulator and bridges once healthy)."""
-    running = [p for p in [*load_state(directory), *load_meter_state(directory)] if is_ours(p)]
+    """Start the validators, then the gateways (if the directory has any) and, ``with_meters``,
+    the simulator and bridges once healthy."""
+    everything = [
+        *load_state(directory),
+        *load_meter_state(directory),
+        *load_gateway_state(directory),
+    ]
+    running = [p for p in everything if is_ours(p)]
     if running:
         names = ", ".join(p.name for p in running)
         raise TestnetError(f"a testnet is already running in {directory} ({names}); run down first")
     procs = [start_validator(directory, name) for name in validator_names(directory)]
     _save_state(directory, procs)
-    deadline = time.monotonic() + timeout_s
-    waiting = list(procs)
-    while waiting and time.monotonic() < deadline:
-        waiting = [p for p in waiting if not healthy(p.api_url)]
-        for p in waiting:
-            if _has_exited(p.pid):
-                down(directory)
-                tail = Path(p.log).read_text(errors="replace")[-2000:]
-                raise TestnetError(f"validator {p.name} exited during start; its log ends:\n{tail}")
-        if waiting:
-            time.sleep(0.1)
-    if waiting:
-        down(directory)
-        names = ", ".join(p.name for p in waiting)
-        raise TestnetError(f"validators did not become healthy within {timeout_s:.0f} s: {names}")
+    _wait_healthy(directory, procs, timeout_s, "validator", None)
+    gateways: list[ValidatorProcess] = []
+    if gateway_names(directory):
+        gateways = start_gateways(directory)
+        _save_state(directory, procs, gateways=gateways)
+        _wait_healthy(directory, gateways, timeout_s, "gateway", ca_file(directory))
     if with_meters:
         try:
             meters = start_meters(directory, speed=meter_speed)
         except TestnetError:
             down(directory)
             raise
-        _save_state(directory, procs, meters)
-        return [*procs, *meters]
-    return procs
+        _save_state(directory, procs, meters, gateways)
+        return [*procs, *gateways, *meters]
+    return [*procs, *gateways]
 
 
 def down(directory: Path, *, timeout_s: float = 15.0) -> list[str]:
     """SIGTERM our validators, wait, SIGKILL stragglers; return the names that were stopped."""
-    # bridges first, so none of them logs a node outage while the validators stop
-    procs = [p for p in [*load_meter_state(directory), *load_state(directory)] if is_ours(p)]
+    # bridges and gateways first, so none of them logs an outage while the validators stop
+    procs = [
+        p
+        for p in [
+            *load_meter_state(directory),
+            *load_gateway_state(directory),
+            *load_state(directory),
+        ]
+        if is_ours(p)
+    ]
     for p in procs:
         os.kill(p.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
@@ -378,7 +452,11 @@ def status(directory: Path) -> list[dict[str, Any]]:
             row.update(
                 height=st.height,
                 view=st.consensus.get("view", st.consensus.get("round", 0)),
-                peers=sum(1 for peer in st.peers if peer.get("connected")),
+                peers=sum(
+                    1
+                    for peer in st.peers
+                    if peer.get("connected") and peer.get("role") != "gateway"
+                ),
                 head_hash=st.head_hash.hex(),
                 state_root=st.state_root.hex(),
             )

@@ -2,7 +2,9 @@
 
 ``run`` is the README's main job: it starts the testnet, runs a short scripted wallet session
 (the source's three peers paying each other) so a newcomer sees transfers commit, then keeps
-the validators running and prints each new block until Ctrl-C, when it stops them.
+the validators running and prints each new block until Ctrl-C, when it stops them.  ``run``
+puts the validators behind a gateway (``--gateways 1``): every wallet command of the demo goes
+to the gateway over HTTPS with the testnet's community CA pinned, as a household's would.
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ from gridchain.node.testnet import (
     ask,
     down,
     ensure_genesis,
+    load_gateway_state,
     status,
     testnet_password,
     up,
 )
+from gridchain.node.testnet_gateways import BASE_GATEWAY_PORT, ca_file, setup_gateways
 
 DEFAULT_DIR = ".testnet"
 
@@ -66,6 +70,8 @@ def _up(args: argparse.Namespace) -> int:
         settlement_grace_s=args.grace_seconds,
         schedule_interval_ms=args.schedule_interval_ms,
         round_ms=args.round_ms,
+        gateways=args.gateways,
+        base_gateway_port=args.base_gateway_port,
     )
     _announce_password(to_stderr=args.json)
     procs = up(directory, with_meters=args.with_meters, meter_speed=args.meter_speed)
@@ -75,6 +81,24 @@ def _up(args: argparse.Namespace) -> int:
     print(f"testnet {'created' if created else 'reused'} in {directory}")
     for p in procs:
         print(f"  {p.name:<10} {p.api_url:<26} pid {p.pid:<8} log {p.log}")
+    return 0
+
+
+def _gateways(args: argparse.Namespace) -> int:
+    """Complete a chain directory's gateways (compose runs this after ``genesis init``)."""
+    endpoints = setup_gateways(
+        Path(args.dir),
+        host=args.host,
+        base_port=args.base_port,
+        cert_hosts=args.cert_host,
+        relay_host=args.relay_host,
+    )
+    if args.json:
+        print(json.dumps({"gateways": [{"name": e.name, "url": e.url} for e in endpoints]}))
+    else:
+        for e in endpoints:
+            print(f"gateway    {e.name:<12} {e.url}  {e.config}")
+        print(f"community CA {ca_file(Path(args.dir))} (wallets pin it with --ca)")
     return 0
 
 
@@ -114,26 +138,36 @@ def _down(args: argparse.Namespace) -> int:
 
 def _wallet(directory: Path, name: str, node: str, *argv: str) -> None:
     wallet = str(directory / "wallets" / f"{name}.json")
-    code = gridchain_main(["wallet", *argv, "--wallet", wallet, "--node", node])
+    pin = ["--ca", str(ca_file(directory))] if node.startswith("https://") else []
+    code = gridchain_main(["wallet", *argv, "--wallet", wallet, "--node", node, *pin])
     if code != 0:
         raise TestnetError(f"demo step 'wallet {' '.join(argv)}' for {name} failed")
 
 
+def client_urls(directory: Path, api_urls: list[str]) -> list[str]:
+    """Where the demo's wallets send their commands: the gateways if the testnet has any
+    (its validators then take no client transaction directly), else the validators."""
+    gateways = [p.api_url for p in load_gateway_state(directory)]
+    return gateways or api_urls
+
+
 def run_demo(directory: Path, api_urls: list[str]) -> None:
-    """The scripted session: three transfers around the ring, each sent to another validator,
-    then the ledger as every validator sees it."""
+    """The scripted session: three transfers around the ring, each sent to another validator
+    (or through the gateway), then the ledger as every validator sees it."""
     password, _ = testnet_password()
     os.environ.setdefault("GRIDCHAIN_PASSWORD", password)
     genesis = json.loads((directory / "genesis.json").read_text())
     peers = [p["name"] for p in genesis["participants"]]
     addresses = {p["name"]: p["address"] for p in genesis["participants"]}
+    clients = client_urls(directory, api_urls)
     print("\n== balance of peer-a before ==")
-    _wallet(directory, peers[0], api_urls[0], "balance")
-    print("\n== transfers (each sent to a different validator, waiting until committed) ==")
+    _wallet(directory, peers[0], clients[0], "balance")
+    where = "a gateway" if clients != api_urls else "a different validator"
+    print(f"\n== transfers (each sent through {where}, waiting until committed) ==")
     ring = list(zip(peers, peers[1:] + peers[:1], strict=True))
     for i, (payer, payee) in enumerate(ring):
         amount = f"{12.5 + 5 * i:.3f}"
-        node = api_urls[i % len(api_urls)]
+        node = clients[i % len(clients)]
         print(f"-- {payer} pays {payee} {amount} credits through {node}")
         _wallet(directory, payer, node, "transfer", "--to", addresses[payee], "--amount", amount)
     print("\n== the ledger on every validator ==")
@@ -199,7 +233,10 @@ def run_cd_demo(directory: Path, api_urls: list[str]) -> None:
     print("-- peer-b's EV asks for 2 kWh at up to 11 kW before it leaves in 40 s")
     wallet = str(directory / "wallets" / "peer-b.json")
     argv = ["wallet", "cd", "charge", "--energy-wh", "2000", "--max-rate-w", "11000"]
-    argv += ["--arrive", "now", "--depart", "+40", "--wallet", wallet, "--node", api_urls[1]]
+    clients = client_urls(directory, api_urls)
+    argv += ["--arrive", "now", "--depart", "+40", "--wallet", wallet, "--node", clients[-1]]
+    if clients != api_urls:
+        argv += ["--ca", str(ca_file(directory))]
     if gridchain_main(argv) != 0:
         raise TestnetError("demo step 'wallet cd charge' for peer-b failed")
     deadline = time.monotonic() + 20 * interval_s + 30
@@ -209,7 +246,7 @@ def run_cd_demo(directory: Path, api_urls: list[str]) -> None:
             break
         time.sleep(interval_s / 2)
     print(f"-- the setpoints the chain decided, as {api_urls[-1]} shows them:")
-    _wallet(directory, "peer-b", api_urls[-1], "schedule", "--limit", "3")
+    _wallet(directory, "peer-b", clients[-1], "schedule", "--limit", "3")
 
 
 def run_market_demo(directory: Path, api_urls: list[str]) -> None:
@@ -222,13 +259,14 @@ def run_market_demo(directory: Path, api_urls: list[str]) -> None:
     now_ms = time.time_ns() // 1_000_000
     slot = (now_ms + gate_ms) // slot_ms + 2
     settle_at_ms = (slot + 1) * slot_ms + grace_ms
+    clients = client_urls(directory, api_urls)
     print(f"\n== a trade for slot {slot}, settled from meter readings ==")
     common = ["--slot", str(slot), "--quantity", "5Wh"]
     print("-- peer-a offers 5 Wh of PV energy at 120 credits/kWh")
     _wallet(
         directory,
         "peer-a",
-        api_urls[0],
+        clients[0],
         "order",
         "sell",
         "--price",
@@ -241,7 +279,7 @@ def run_market_demo(directory: Path, api_urls: list[str]) -> None:
     _wallet(
         directory,
         "peer-c",
-        api_urls[-1],
+        clients[-1],
         "order",
         "buy",
         "--price",
@@ -260,7 +298,7 @@ def run_market_demo(directory: Path, api_urls: list[str]) -> None:
             break
         time.sleep(1)
     print("-- peer-c's receipts (delivery is what peer-a's simulated PV meter measured):")
-    _wallet(directory, "peer-c", api_urls[1], "receipts")
+    _wallet(directory, "peer-c", clients[-1], "receipts")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -304,6 +342,14 @@ def _creation(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--grace-seconds", type=int, default=None, help="wait for readings after a slot ends"
     )
+    p.add_argument(
+        "--gateways",
+        type=int,
+        default=0,
+        help="a new testnet's gateways: its validators then take client transactions only "
+        "through them (HTTPS, the community CA in DIR/ca/ca.pem)",
+    )
+    p.add_argument("--base-gateway-port", type=int, default=BASE_GATEWAY_PORT)
     p.add_argument("--base-api-port", type=int, default=BASE_API_PORT)
     p.add_argument("--base-p2p-port", type=int, default=BASE_P2P_PORT)
     p.add_argument(
@@ -339,6 +385,24 @@ def register(sub: Any, name: str, help_text: str) -> None:
     _common(p_up)
     _creation(p_up)
     p_up.set_defaults(handler=_up)
+    p_gw = tsub.add_parser(
+        "gateways",
+        help="give a chain's gateways a community CA, certificates and API tables, and put "
+        "its validators behind them (run once, after genesis init --gateways N)",
+    )
+    _common(p_gw)
+    p_gw.add_argument("--host", default="127.0.0.1", help="the gateways' listen address")
+    p_gw.add_argument("--base-port", type=int, default=BASE_GATEWAY_PORT)
+    p_gw.add_argument(
+        "--cert-host",
+        action="append",
+        default=[],
+        help="a name clients use for a gateway, in its certificate ({name}: the gateway's)",
+    )
+    p_gw.add_argument(
+        "--relay-host", default=None, help="how gateways reach validator APIs ({name}: the node's)"
+    )
+    p_gw.set_defaults(handler=_gateways)
     p_status = tsub.add_parser("status", help="height, view, peers and head of each validator")
     _common(p_status)
     p_status.set_defaults(handler=_status)
@@ -365,5 +429,6 @@ def register(sub: Any, name: str, help_text: str) -> None:
         grace_seconds=6,
         meter_interval_s=2.0,
         schedule_interval_ms=2000,
+        gateways=1,
     )
     add_faults_parser(tsub)

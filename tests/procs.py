@@ -95,6 +95,9 @@ class Chain:
     def config_path(self, index: int = 0) -> Path:
         return self.directory / "nodes" / self.bundle.validators[index].name / "config.toml"
 
+    def gateway_config_path(self, index: int = 0) -> Path:
+        return self.directory / "gateways" / self.bundle.gateways[index].name / "config.toml"
+
     def wallet_path(self, name: str) -> Path:
         return self.directory / "wallets" / f"{name}.json"
 
@@ -149,6 +152,7 @@ def make_chain(
     block_interval_ms: int = 100,
     genesis_changes: Callable[[GenesisBundle], dict[str, Any]] | None = None,
     sealed: bool = False,
+    gateways: int = 0,
     **params: Any,
 ) -> Chain:
     """A fresh chain in ``directory``; ``params`` are further genesis ChainParams fields
@@ -167,6 +171,7 @@ def make_chain(
         block_interval_ms=block_interval_ms,
         extra_params=params,
         new_encryption_key=X25519PrivateKey.generate if sealed else None,
+        gateways=gateways,
     )
     if genesis_changes is not None:
         doc = bundle.genesis.model_dump(mode="json")

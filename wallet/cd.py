@@ -291,7 +291,7 @@ def cmd_cd_request(args: argparse.Namespace) -> int:
     node_url = resolve_node_url(args.node)
 
     async def run() -> tuple[dict[str, Any], m.CDRequest | None]:
-        node = connect(node_url)
+        node = connect(node_url, args.ca)
         async with node:
             result = await sign_and_submit(
                 args,
@@ -327,7 +327,7 @@ def cmd_cd_status(args: argparse.Namespace) -> int:
     node_url = resolve_node_url(args.node)
 
     async def run() -> m.CDRequest:
-        node = connect(node_url)
+        node = connect(node_url, args.ca)
         async with node:
             return await node.cd_request(request_id)
 
@@ -344,7 +344,7 @@ def cmd_cd_list(args: argparse.Namespace) -> int:
     node_url = resolve_node_url(args.node)
 
     async def run() -> list[m.CDRequest]:
-        node = connect(node_url)
+        node = connect(node_url, args.ca)
         async with node:
             return await node.cd_requests(own, status=status)
 
@@ -381,7 +381,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     node_url = resolve_node_url(args.node)
 
     async def run() -> m.Schedule:
-        node = connect(node_url)
+        node = connect(node_url, args.ca)
         async with node:
             return await node.schedule(interval=args.interval, limit=args.limit)
 

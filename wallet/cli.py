@@ -83,9 +83,20 @@ def register(
     )
     common.add_argument(
         "--node",
+        "--gateway",
+        dest="node",
         metavar="URL",
         default=None,
-        help="node API (default: $GRIDCHAIN_NODE, else http://127.0.0.1:8700)",
+        help="a node's or a gateway's API, e.g. https://gateway:8443 "
+        "(default: $GRIDCHAIN_NODE, else http://127.0.0.1:8700)",
+    )
+    common.add_argument(
+        "--ca",
+        metavar="FILE",
+        type=Path,
+        default=None,
+        help="pin this CA (PEM) for an https URL: the gateway's certificate must be signed by "
+        "it and by nothing else (a testnet writes DIR/ca/ca.pem)",
     )
     common.add_argument(
         "--json", action="store_true", help="print one JSON object instead of a table"
@@ -221,7 +232,7 @@ def cmd_balance(args: argparse.Namespace) -> int:
     node_url = resolve_node_url(args.node)
 
     async def fetch() -> tuple[str, Account]:
-        async with connect(node_url) as node:
+        async with connect(node_url, args.ca) as node:
             return node.url, await node.account(address)
 
     url, account = asyncio.run(fetch())
@@ -290,7 +301,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         )
 
     async def run() -> dict[str, Any]:
-        async with connect(node_url) as node:
+        async with connect(node_url, args.ca) as node:
             result = await sign_and_submit(
                 args, node, own, key, body, spend_mc=amount_mc, action="send", refusal=refusal
             )

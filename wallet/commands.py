@@ -30,9 +30,10 @@ Handler = Callable[[argparse.Namespace], int]
 USER_AGENT = "gridchain-wallet/0.1"
 
 
-def connect(node_url: str) -> NodeClient:
-    """The node client of a wallet command (use it as ``async with connect(url) as node``)."""
-    return NodeClient(node_url, user_agent=USER_AGENT)
+def connect(node_url: str, ca_file: Path | None = None) -> NodeClient:
+    """The node client of a wallet command (use it as ``async with connect(url) as node``);
+    ``ca_file`` (``--ca``) pins the community CA of an https gateway."""
+    return NodeClient(node_url, user_agent=USER_AGENT, ca_file=ca_file)
 
 
 DEFAULT_COMMIT_TIMEOUT_S = 30.0

@@ -307,7 +307,7 @@ def cmd_outcomes(args: argparse.Namespace) -> int:
     node_url = resolve_node_url(args.node)
 
     async def run() -> SealedOutcomeList:
-        async with connect(node_url) as node:
+        async with connect(node_url, args.ca) as node:
             found = await read_own(node, key, ReadKind.SEALED_OUTCOMES)
             if not isinstance(found, SealedOutcomeList):
                 raise TypeError(type(found).__name__)
@@ -437,7 +437,7 @@ def cmd_place(args: argparse.Namespace) -> int:
     node_url = resolve_node_url(args.node)
 
     async def run() -> tuple[dict[str, Any], Order | None, Markets]:
-        async with connect(node_url) as node:
+        async with connect(node_url, args.ca) as node:
             markets = await node.markets()
             slot = _slot_of(args, markets)
             gate = markets.gate_closure_of(market, slot)
@@ -483,7 +483,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     node_url = resolve_node_url(args.node)
 
     async def run() -> tuple[dict[str, Any], Order | None]:
-        async with connect(node_url) as node:
+        async with connect(node_url, args.ca) as node:
             before = await node.order(order_id)
             if before.owner != own:
                 raise WalletArgumentError(f"order {order_id} belongs to {before.owner}, not {own}")
@@ -512,7 +512,7 @@ def cmd_amend(args: argparse.Namespace) -> int:
     node_url = resolve_node_url(args.node)
 
     async def run() -> tuple[dict[str, Any], Order | None]:
-        async with connect(node_url) as node:
+        async with connect(node_url, args.ca) as node:
             before = await node.order(order_id)
             if before.owner != own:
                 raise WalletArgumentError(f"order {order_id} belongs to {before.owner}, not {own}")
@@ -544,7 +544,7 @@ def cmd_orders(args: argparse.Namespace) -> int:
     node_url = resolve_node_url(args.node)
 
     async def run() -> list[Order]:
-        async with connect(node_url) as node:
+        async with connect(node_url, args.ca) as node:
             if key is not None:
                 mine = await read_own(node, key, ReadKind.ORDERS)
                 if not isinstance(mine, OrderList):
@@ -618,7 +618,7 @@ def cmd_book(args: argparse.Namespace) -> int:
     node_url = resolve_node_url(args.node)
 
     async def run() -> Book:
-        async with connect(node_url) as node:
+        async with connect(node_url, args.ca) as node:
             slot = args.slot if args.slot is not None else _slot_of(args, await node.markets())
             if slot < 0:
                 raise WalletArgumentError(f"--slot is a non-negative index, got {slot}")
@@ -663,7 +663,7 @@ def cmd_trades(args: argparse.Namespace) -> int:
     node_url = resolve_node_url(args.node)
 
     async def run() -> list[Trade]:
-        async with connect(node_url) as node:
+        async with connect(node_url, args.ca) as node:
             if key is not None:
                 mine = await read_own(node, key, ReadKind.TRADES)
                 if not isinstance(mine, TradeList):
@@ -719,7 +719,7 @@ def cmd_receipts(args: argparse.Namespace) -> int:
     node_url = resolve_node_url(args.node)
 
     async def run() -> list[Receipt]:
-        async with connect(node_url) as node:
+        async with connect(node_url, args.ca) as node:
             if key is not None:
                 mine = await read_own(node, key, ReadKind.RECEIPTS)
                 if not isinstance(mine, ReceiptList):

@@ -1,23 +1,29 @@
-"""The peer network: authenticated links between genesis validators (ADR 0008)."""
+"""The peer network: encrypted, mutually authenticated links between genesis validators and
+the gateways genesis names (ADR 0024)."""
 
 from gridchain.node.p2p.errors import (
     BadHandshakeSignatureError,
     BannedPeerError,
     ChainMismatchError,
+    FrameAuthError,
     FrameTooLargeError,
+    HandshakeAuthError,
     HandshakeError,
     HandshakeTimeoutError,
     LinkClosedError,
+    NoValidatorLinkError,
     P2PError,
     PeerRefusedError,
     ProtocolVersionError,
     ProtocolViolationError,
     SelfConnectionError,
+    TxRefusedError,
     UnexpectedPeerError,
     UnknownPeerError,
 )
 from gridchain.node.p2p.network import (
     MISBEHAVIOUR_ERRORS,
+    FollowerHandler,
     NetworkHandler,
     NetworkObserver,
     NetworkTuning,
@@ -30,13 +36,17 @@ __all__ = [
     "BadHandshakeSignatureError",
     "BannedPeerError",
     "ChainMismatchError",
+    "FollowerHandler",
+    "FrameAuthError",
     "FrameTooLargeError",
+    "HandshakeAuthError",
     "HandshakeError",
     "HandshakeTimeoutError",
     "LinkClosedError",
     "NetworkHandler",
     "NetworkObserver",
     "NetworkTuning",
+    "NoValidatorLinkError",
     "P2PError",
     "PeerAddress",
     "PeerNetwork",
@@ -44,6 +54,7 @@ __all__ = [
     "ProtocolVersionError",
     "ProtocolViolationError",
     "SelfConnectionError",
+    "TxRefusedError",
     "UnexpectedPeerError",
     "UnknownPeerError",
 ]

@@ -93,3 +93,37 @@ class FrameTooLargeError(P2PError):
     """A local caller asked to send more than one frame may carry."""
 
     code = "frame_too_large"
+
+
+class TxRefusedError(P2PError):
+    """A validator refused a transaction a gateway forwarded; ``reason`` is its error code
+    (``replayed_nonce``, ``mempool_full``, ...), the one its HTTP API would have answered."""
+
+    code = "tx_refused"
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"refused by the validator ({reason}): {message}")
+        self.reason = reason
+        self.detail = message
+
+
+class NoValidatorLinkError(P2PError):
+    """A gateway has no live link to any validator it could forward to."""
+
+    code = "no_validator_link"
+    http_status = 503
+
+
+class HandshakeAuthError(HandshakeError):
+    """The peer's first sealed handshake frame did not open: a Hello was changed on the way, a
+    recorded handshake was replayed, or someone in the middle swapped the ephemeral keys."""
+
+    code = "handshake_auth_failed"
+
+
+class FrameAuthError(P2PError):
+    """A sealed frame failed authentication (changed, replayed, reordered, or not for this
+    link): the stream cannot be trusted past it and the link ends.  Not scored: anyone on the
+    path can cause it, not only the peer."""
+
+    code = "frame_auth_failed"

@@ -1,5 +1,9 @@
 """Wire frames of the peer network: a 4-byte big-endian length, then one canonical record.
 
+Only the two Hellos of a handshake travel like that in the clear; every later frame is sealed
+by the link's channel (node.p2p.secure, ADR 0024): the same length prefix, then the record's
+ChaCha20-Poly1305 ciphertext.
+
 The records use the same canonical encoding as every ledger object (protocol.encoding), with
 tags 0x50-0x5f reserved for the network, so a frame is decoded as strictly as a transaction:
 an unknown tag, a missing field or non-canonical bytes is a malformed frame, and a malformed
@@ -32,8 +36,11 @@ from gridchain.protocol.encoding import (
 from gridchain.protocol.errors import MalformedError, OversizeError
 from gridchain.protocol.tx import MAX_TX_BYTES
 
-#: Version of the frame set and handshake; a peer with another version is refused.
-PROTOCOL_VERSION: Final = 1
+#: Version of the frame set and handshake; a peer with another version is refused.  Version 1
+#: was the plaintext protocol of ADR 0008: there is no plaintext mode any more (ADR 0024).
+PROTOCOL_VERSION: Final = 2
+#: The last version whose links were plaintext; a Hello of it is refused as a downgrade.
+PLAINTEXT_VERSION: Final = 1
 #: Bound on every frame before the peer is authenticated (Hello, HelloAuth, Refuse, Ping).
 HANDSHAKE_MAX_FRAME_BYTES: Final = 1024
 #: Smallest ``max_frame_bytes`` a node may use: a largest transaction must fit in a frame.
@@ -55,11 +62,11 @@ BlockBytes = Annotated[bytes, Size(1, MAX_BLOCK_BYTES)]
 
 @register(0x50)
 @dataclass(frozen=True, slots=True)
-class Hello(Record):
-    """First frame on every connection, sent by both sides at once.
+class PlaintextHello(Record):
+    """The Hello of protocol version 1 (plaintext links, ADR 0008).
 
-    ``max_frame_bytes`` is the largest frame the sender accepts, so a peer never sends it a
-    frame it would have to treat as an attack (nodes may be configured differently).
+    Still decoded, only so that a node of that version, or anyone asking for a plaintext
+    link, is refused with a typed ``protocol_version`` instead of a decoding error.
     """
 
     version: U32
@@ -67,6 +74,25 @@ class Hello(Record):
     public_key: Bytes32
     nonce: Bytes32
     max_frame_bytes: Annotated[int, IntRange(MIN_FRAME_BYTES, 2**32 - 1)]
+
+
+@register(0x5B)
+@dataclass(frozen=True, slots=True)
+class Hello(Record):
+    """First frame on every connection, sent by both sides at once, in the clear.
+
+    ``ephemeral_key`` is the sender's one-use X25519 public key for this connection's
+    encryption.  ``max_frame_bytes`` is the largest frame body the sender accepts, so a peer
+    never sends it a frame it would have to treat as an attack (nodes may be configured
+    differently).
+    """
+
+    version: U32
+    chain_id: Bytes32
+    public_key: Bytes32
+    nonce: Bytes32
+    max_frame_bytes: Annotated[int, IntRange(MIN_FRAME_BYTES, 2**32 - 1)]
+    ephemeral_key: Bytes32
 
 
 @register(0x51)
@@ -125,14 +151,44 @@ class Blocks(Record):
     blocks: Annotated[tuple[BlockBytes, ...], Size(0, MAX_BLOCKS_PER_REQUEST)]
 
 
+@register(0x58)
+@dataclass(frozen=True, slots=True)
+class SubmitTx(Record):
+    """A client transaction a gateway forwards; the validator answers with a TxVerdict."""
+
+    request_id: U64
+    tx: TxBytes
+
+
+@register(0x59)
+@dataclass(frozen=True, slots=True)
+class TxVerdict(Record):
+    """A validator's answer to SubmitTx: ``code`` is empty when it admitted the transaction,
+    else the code of its typed refusal (the same code its HTTP API would answer with)."""
+
+    request_id: U64
+    code: Annotated[str, Size(0, 64)]
+    message: Reason
+
+
+@register(0x5A)
+@dataclass(frozen=True, slots=True)
+class NewBlock(Record):
+    """A CommittedBlock (block + certificate) a validator pushes to its gateways as it commits."""
+
+    block: BlockBytes
+
+
 @register(0x5F)
 @dataclass(frozen=True, slots=True)
 class HandshakeTranscript(Record):
     """What each side signs in the handshake.  Never sent; not a frame.
 
-    It binds both keys, both nonces and the signer's role, so a signature is good for exactly
-    one connection and one direction: it cannot be replayed on another connection (fresh
-    nonces) or reflected back to its author as the other side's proof (the role differs).
+    It binds both keys, both nonces, the signer's role and the hash of both Hellos (which
+    holds both ephemeral keys), so a signature is good for exactly one connection, one
+    direction and one pair of encryption keys: it cannot be replayed on another connection
+    (fresh nonces), reflected back to its author as the other side's proof (the role differs),
+    or carried into a connection whose ephemeral keys a man in the middle chose.
     """
 
     signer_is_initiator: bool
@@ -141,11 +197,26 @@ class HandshakeTranscript(Record):
     responder_key: Bytes32
     initiator_nonce: Bytes32
     responder_nonce: Bytes32
+    hellos_hash: Bytes32
 
 
-Frame = Hello | HelloAuth | Refuse | Ping | TxGossip | ConsensusFrame | GetBlocks | Blocks
+Frame = (
+    Hello
+    | PlaintextHello
+    | HelloAuth
+    | Refuse
+    | Ping
+    | TxGossip
+    | ConsensusFrame
+    | GetBlocks
+    | Blocks
+    | SubmitTx
+    | TxVerdict
+    | NewBlock
+)
 FRAME_TYPES: Final[tuple[type[Record], ...]] = (
     Hello,
+    PlaintextHello,
     HelloAuth,
     Refuse,
     Ping,
@@ -153,6 +224,9 @@ FRAME_TYPES: Final[tuple[type[Record], ...]] = (
     ConsensusFrame,
     GetBlocks,
     Blocks,
+    SubmitTx,
+    TxVerdict,
+    NewBlock,
 )
 
 

@@ -1,18 +1,24 @@
-"""The signed challenge-response handshake that authenticates every link (ADR 0008).
+"""The handshake that authenticates and encrypts every link (ADR 0024, superseding 0008).
 
-Both sides of a fresh TCP connection do the same four steps; only the role differs (the
+Both sides of a fresh TCP connection do the same steps; only the role differs (the
 *initiator* dialed, the *responder* accepted):
 
-1. send ``Hello(version, chain_id, public_key, nonce, max_frame_bytes)`` with 32 fresh random
-   bytes as the nonce;
-2. read the peer's Hello and refuse it (with a ``Refuse`` frame naming the reason) unless the
-   version and chain id match, the key is not our own, the key is a genesis validator that is
-   not banned, and - when we dialed a configured peer - it is the key we expected there;
-3. send ``HelloAuth``: our signature (Domain.HANDSHAKE, chain id) over the transcript that binds
-   both keys, both nonces and our role; read the peer's and verify it;
-4. send ``Ping(height)`` to say "accepted", and read the peer's Ping (or its Refuse).
+1. send ``Hello(version, chain_id, public_key, nonce, max_frame_bytes, ephemeral_key)`` in the
+   clear, with 32 fresh random bytes as the nonce and a fresh X25519 key;
+2. read the peer's Hello and refuse it (with a plaintext ``Refuse`` naming the reason) unless
+   the version is this one (a version-1 ``PlaintextHello`` is a downgrade and refused as
+   ``protocol_version``), the chain id matches, the key is not our own, the key may link with
+   us (a genesis validator, or a genesis gateway on a validator) and is not banned, and - when
+   we dialed a configured peer - it is the key we expected there;
+3. derive the link's keys (node.p2p.secure): X25519 of the two ephemeral keys, HKDF-SHA256
+   salted with the hash of both Hellos; every frame from here on is sealed;
+4. send ``HelloAuth``: our signature (Domain.HANDSHAKE, chain id) over the transcript that binds
+   both keys, both nonces, our role and the Hellos' hash; read the peer's, which must open
+   (else a Hello was changed, a recorded handshake replayed, or the ephemeral keys swapped:
+   ``handshake_auth_failed``), and verify it;
+5. send ``Ping(height)`` to say "accepted", and read the peer's Ping (or its sealed Refuse).
 
-Only after step 4 does either side treat the link as authenticated, so a dialer that is
+Only after step 5 does either side treat the link as authenticated, so a dialer that is
 refused always learns why, as a typed error, instead of seeing a link that dies at once.
 """
 
@@ -27,6 +33,8 @@ from typing import TypeVar
 from gridchain.node.p2p.errors import (
     BadHandshakeSignatureError,
     ChainMismatchError,
+    FrameAuthError,
+    HandshakeAuthError,
     HandshakeError,
     HandshakeTimeoutError,
     PeerRefusedError,
@@ -42,10 +50,12 @@ from gridchain.node.p2p.frames import (
     Hello,
     HelloAuth,
     Ping,
+    PlaintextHello,
     Refuse,
     encode_frame,
     read_frame,
 )
+from gridchain.node.p2p.secure import Ephemeral, SecureChannel, hellos_hash
 from gridchain.protocol.crypto import Domain, SigningKey, verify
 from gridchain.protocol.encoding import Record
 
@@ -60,9 +70,11 @@ def transcript_bytes(
     responder_key: bytes,
     initiator_nonce: bytes,
     responder_nonce: bytes,
+    hellos: bytes,
     version: int = PROTOCOL_VERSION,
 ) -> bytes:
-    """The payload each side signs (sign_bytes adds the HANDSHAKE domain and the chain id)."""
+    """The payload each side signs (sign_bytes adds the HANDSHAKE domain and the chain id);
+    ``hellos`` is :func:`node.p2p.secure.hellos_hash` of the connection's two Hellos."""
     return HandshakeTranscript(
         signer_is_initiator=signer_is_initiator,
         version=version,
@@ -70,14 +82,18 @@ def transcript_bytes(
         responder_key=responder_key,
         initiator_nonce=initiator_nonce,
         responder_nonce=responder_nonce,
+        hellos_hash=hellos,
     ).encode()
 
 
-async def send_refusal(writer: asyncio.StreamWriter, error: HandshakeError) -> None:
-    """Tell the peer why before closing; best effort, a peer that does not read gets nothing."""
-    refuse = Refuse(code=error.code[:64], message=error.message[:256])
+async def send_refusal(
+    writer: asyncio.StreamWriter, error: HandshakeError, channel: SecureChannel | None = None
+) -> None:
+    """Tell the peer why before closing (sealed once the link has keys); best effort, a peer
+    that does not read gets nothing."""
+    refuse = encode_frame(Refuse(code=error.code[:64], message=error.message[:256]))
     try:
-        writer.write(encode_frame(refuse))
+        writer.write(refuse if channel is None else channel.seal_encoded(refuse))
         await asyncio.wait_for(writer.drain(), _REFUSE_FLUSH_S)
     except (OSError, TimeoutError):
         pass
@@ -109,9 +125,7 @@ async def linger_close(
 F = TypeVar("F", bound=Record)
 
 
-async def _expect(reader: asyncio.StreamReader, kind: type[F]) -> F:
-    frame: Frame
-    frame, _ = await read_frame(reader, HANDSHAKE_MAX_FRAME_BYTES)
+def _expected(frame: Frame, kind: type[F]) -> F:
     if isinstance(frame, Refuse):
         raise PeerRefusedError(frame.code, frame.message)
     if not isinstance(frame, kind):
@@ -119,13 +133,34 @@ async def _expect(reader: asyncio.StreamReader, kind: type[F]) -> F:
     return frame
 
 
+async def _expect_hello(reader: asyncio.StreamReader) -> Hello | PlaintextHello:
+    frame: Frame
+    frame, _ = await read_frame(reader, HANDSHAKE_MAX_FRAME_BYTES)
+    if isinstance(frame, PlaintextHello):
+        return frame
+    return _expected(frame, Hello)
+
+
+async def _expect_sealed(reader: asyncio.StreamReader, channel: SecureChannel, kind: type[F]) -> F:
+    try:
+        frame, _ = await channel.read_frame(reader, HANDSHAKE_MAX_FRAME_BYTES)
+    except FrameAuthError as exc:
+        raise HandshakeAuthError(
+            f"the peer's {kind.__name__} does not open under this connection's keys: a Hello "
+            f"was changed on the way, a recorded handshake replayed, or the keys swapped "
+            f"({exc.message})"
+        ) from None
+    return _expected(frame, kind)
+
+
 @dataclass(frozen=True, slots=True)
 class Authenticated:
-    """What a completed handshake proved and learned about the peer."""
+    """What a completed handshake proved and learned about the peer, and the link's keys."""
 
     public_key: bytes
     height: int
     max_frame_bytes: int
+    channel: SecureChannel
 
 
 async def handshake(
@@ -145,9 +180,10 @@ async def handshake(
     """Authenticate the peer on a fresh connection.
 
     ``admit(public_key)`` raises a HandshakeError for a key this node will not link with (not a
-    validator, banned).  Every refusal decided here is also sent to the peer as a Refuse frame;
-    a refusal by the peer is raised as PeerRefusedError.  DecodeError (a malformed handshake
-    frame), LinkClosedError and OSError pass through; the caller closes the connection.
+    validator, banned).  Every refusal decided here is also sent to the peer as a Refuse frame
+    (except when its sealed frame did not open: it could not read ours either); a refusal by
+    the peer is raised as PeerRefusedError.  DecodeError (a malformed handshake frame),
+    LinkClosedError and OSError pass through; the caller closes the connection.
     """
     my_nonce = nonce if nonce is not None else secrets.token_bytes(NONCE_BYTES)
     try:
@@ -182,11 +218,23 @@ async def _run(
     my_nonce: bytes,
 ) -> Authenticated:
     own = key.public_key
-    writer.write(encode_frame(Hello(PROTOCOL_VERSION, chain_id, own, my_nonce, max_frame_bytes)))
+    ephemeral = Ephemeral()
+    mine = Hello(PROTOCOL_VERSION, chain_id, own, my_nonce, max_frame_bytes, ephemeral.public_bytes)
+    writer.write(encode_frame(mine))
     await writer.drain()
-    hello = await _expect(reader, Hello)
+    received = await _expect_hello(reader)
     try:
-        _check_hello(hello, own=own, my_nonce=my_nonce, chain_id=chain_id)
+        hello = _check_version(received)
+        # Decoding is canonical, so re-encoding the peer's Hello gives the bytes it sent.
+        ours, theirs = mine.encode(), hello.encode()
+        hellos = hellos_hash(ours, theirs) if initiator else hellos_hash(theirs, ours)
+        secret = ephemeral.shared_secret(hello.ephemeral_key)
+    except HandshakeError as exc:
+        await send_refusal(writer, exc)  # in the clear: the peer has no keys for this link
+        raise
+    channel = SecureChannel.derive(secret, hellos, initiator=initiator)
+    try:
+        _check_peer(hello, own=own, my_nonce=my_nonce, chain_id=chain_id)
         admit(hello.public_key)
         if expected_key is not None and hello.public_key != expected_key:
             raise UnexpectedPeerError(
@@ -194,7 +242,8 @@ async def _run(
                 f"the peer is {hello.public_key.hex()[:16]}"
             )
     except HandshakeError as exc:
-        await send_refusal(writer, exc)
+        # Sealed: the peer has sent its HelloAuth by now and reads a sealed frame next.
+        await send_refusal(writer, exc, channel)
         raise
     peer = hello.public_key
     init_key, resp_key = (own, peer) if initiator else (peer, own)
@@ -207,29 +256,37 @@ async def _run(
             responder_key=resp_key,
             initiator_nonce=init_nonce,
             responder_nonce=resp_nonce,
+            hellos=hellos,
         )
 
     signature = key.sign(Domain.HANDSHAKE, chain_id, transcript(initiator))
-    writer.write(encode_frame(HelloAuth(signature)))
+    writer.write(channel.seal_encoded(encode_frame(HelloAuth(signature))))
     await writer.drain()
-    auth = await _expect(reader, HelloAuth)
+    auth = await _expect_sealed(reader, channel, HelloAuth)
     if not verify(peer, auth.signature, Domain.HANDSHAKE, chain_id, transcript(not initiator)):
         error = BadHandshakeSignatureError(
             f"handshake signature of {peer.hex()[:16]} does not verify"
         )
-        await send_refusal(writer, error)
+        await send_refusal(writer, error, channel)
         raise error
-    writer.write(encode_frame(Ping(height)))
+    writer.write(channel.seal_encoded(encode_frame(Ping(height))))
     await writer.drain()
-    accepted = await _expect(reader, Ping)
-    return Authenticated(peer, accepted.height, hello.max_frame_bytes)
+    accepted = await _expect_sealed(reader, channel, Ping)
+    return Authenticated(peer, accepted.height, hello.max_frame_bytes, channel)
 
 
-def _check_hello(hello: Hello, *, own: bytes, my_nonce: bytes, chain_id: bytes) -> None:
-    if hello.version != PROTOCOL_VERSION:
+def _check_version(hello: Hello | PlaintextHello) -> Hello:
+    """Refuse every other version, a plaintext (version 1) Hello above all: no downgrade."""
+    if isinstance(hello, PlaintextHello) or hello.version != PROTOCOL_VERSION:
+        plain = " (plaintext links)" if isinstance(hello, PlaintextHello) else ""
         raise ProtocolVersionError(
-            f"peer speaks protocol version {hello.version}, this node {PROTOCOL_VERSION}"
+            f"peer speaks protocol version {hello.version}{plain}, this node "
+            f"{PROTOCOL_VERSION} (encrypted links only)"
         )
+    return hello
+
+
+def _check_peer(hello: Hello, *, own: bytes, my_nonce: bytes, chain_id: bytes) -> None:
     if hello.chain_id != chain_id:
         raise ChainMismatchError(
             f"peer is on chain {hello.chain_id.hex()[:16]}, this node on {chain_id.hex()[:16]}"

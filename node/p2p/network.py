@@ -1,12 +1,22 @@
-"""The peer network every consensus engine uses: authenticated links, gossip, block fetching.
+"""The peer network every consensus engine uses: encrypted links, gossip, block fetching.
 
 One :class:`PeerNetwork` per node.  It listens for and dials the other genesis validators,
-authenticates each TCP connection with the signed handshake of ADR 0008, keeps exactly one link
-per peer, and moves four kinds of traffic: engine messages (opaque bytes, point to point or to
-all), transactions (flooded with de-duplication), block ranges (request/response) and head
-heights (periodic pings).  Everything it receives goes to a :class:`NetworkHandler` with the
-*authenticated* public key of the sender, so the runtime never has to trust a claim inside a
-payload about who sent it.
+authenticates and encrypts each TCP connection (node.p2p.handshake, ADR 0024; scoring and the
+rest as in ADR 0008), keeps exactly one link per peer, and moves four kinds of traffic: engine
+messages (opaque bytes, point to point or to all), transactions (flooded with de-duplication),
+block ranges (request/response) and head heights (periodic pings).  Everything it receives
+goes to a :class:`NetworkHandler` with the *authenticated* public key of the sender, so the
+runtime never has to trust a claim inside a payload about who sent it.
+
+Gateways (issue 13, ADR 0024) are the other role a genesis key may have.  A validator admits a
+genesis gateway's link beside its validators' but treats it as an observer: it never sends it
+engine messages or gossip, never counts it anywhere, never asks it for blocks and ignores its
+height; it pushes it every block it commits (``NewBlock``: block + certificate), serves it block
+ranges, and admits the transactions it forwards (``SubmitTx``) as client submissions, answering
+each with a ``TxVerdict``.  A gateway runs a PeerNetwork of its own in the gateway role: it
+only dials the validators (it does not listen) and hands what it receives to a
+:class:`FollowerHandler`.  A frame that does not belong on a link of that kind is a protocol
+violation and ends the link.
 
 Peers that break the protocol are scored: a malformed or oversize frame ends the link at once
 and costs many points; a handler that refuses a payload as undecodable, badly signed or
@@ -33,9 +43,11 @@ import structlog
 from gridchain.node.config import ConfigError, PeerEntry
 from gridchain.node.p2p.errors import (
     BannedPeerError,
+    FrameAuthError,
     FrameTooLargeError,
     HandshakeError,
     LinkClosedError,
+    NoValidatorLinkError,
     PeerRefusedError,
     ProtocolViolationError,
     UnknownPeerError,
@@ -51,14 +63,18 @@ from gridchain.node.p2p.frames import (
     GetBlocks,
     Hello,
     HelloAuth,
+    NewBlock,
     Ping,
+    PlaintextHello,
     Refuse,
+    SubmitTx,
     TxGossip,
+    TxVerdict,
     encode_frame,
-    read_frame,
 )
 from gridchain.node.p2p.handshake import Authenticated, handshake, linger_close
 from gridchain.node.p2p.lru import RepeatFilter, SeenSet
+from gridchain.node.p2p.secure import SecureChannel
 from gridchain.protocol.block import MAX_BLOCK_BYTES, decode_committed
 from gridchain.protocol.crypto import PUBLIC_KEY_BYTES, SigningKey, sha256
 from gridchain.protocol.errors import (
@@ -103,6 +119,23 @@ class NetworkHandler(Protocol):
     def on_tx(self, sender: bytes, tx_bytes: bytes) -> None: ...
 
     def get_blocks(self, from_height: int, count: int) -> list[bytes]: ...
+
+    def on_peer_height(self, sender: bytes, height: int) -> None: ...
+
+    def on_client_tx(self, sender: bytes, tx_bytes: bytes) -> None:
+        """A transaction a genesis gateway forwards: admit it as a client submission.
+
+        A refusal is raised as a GridchainError; its code goes back to the gateway.  The
+        network gossips an admitted transaction to the validators.
+        """
+
+
+class FollowerHandler(Protocol):
+    """What a gateway does with what its validators send (node.follower.Follower)."""
+
+    def on_new_block(self, sender: bytes, committed: bytes) -> None:
+        """A CommittedBlock a validator just committed; raise a MISBEHAVIOUR_ERRORS type for
+        bytes that cannot be one (the validator is scored)."""
 
     def on_peer_height(self, sender: bytes, height: int) -> None: ...
 
@@ -176,7 +209,12 @@ class NetworkTuning:
 
 @dataclass(eq=False)
 class PeerLink:
-    """One authenticated connection: a bounded write queue drained by its own task."""
+    """One authenticated connection: a bounded write queue drained by its own task.
+
+    Frames are queued encoded in the clear (one encoding serves every link a broadcast goes
+    to) and sealed by the link's channel as the write task takes them, in queue order, which
+    is the order of the channel's counter.
+    """
 
     peer: bytes
     #: The head height the peer announced in the handshake.
@@ -185,6 +223,7 @@ class PeerLink:
     peer_max_frame_bytes: int
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
+    channel: SecureChannel
     outbound: bool
     seq: int
     max_queue_frames: int
@@ -195,6 +234,8 @@ class PeerLink:
     close_reason: str = ""
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     pending: dict[int, asyncio.Future[tuple[bytes, ...]]] = field(default_factory=dict)
+    #: SubmitTx requests of a gateway waiting for the validator's TxVerdict.
+    verdicts: dict[int, asyncio.Future[TxVerdict]] = field(default_factory=dict)
     _queue: deque[bytes] = field(default_factory=deque)
     _queued_bytes: int = 0
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
@@ -282,13 +323,15 @@ class PeerLink:
                     # A bounded batch per write (fewer syscalls for many small votes), then
                     # drain(): it pushes back while the socket is full, so the transport holds
                     # at most about one batch and the bound on our queue really bounds memory.
+                    seal = self.channel.seal_encoded
                     batch = [self._queue.popleft()]
                     size = len(batch[0])
                     while self._queue and size + len(self._queue[0]) <= WRITE_BATCH_BYTES:
                         batch.append(self._queue.popleft())
                         size += len(batch[-1])
                     self._queued_bytes -= size
-                    writer.write(batch[0] if len(batch) == 1 else b"".join(batch))
+                    sealed = [seal(data) for data in batch]
+                    writer.write(sealed[0] if len(sealed) == 1 else b"".join(sealed))
                     await writer.drain()
                     continue
                 if self.closing:
@@ -303,10 +346,12 @@ class PeerLink:
             self.close(f"write failed: {exc}")
 
     def fail_pending(self) -> None:
-        for fut in self.pending.values():
+        futures: list[asyncio.Future[Any]] = [*self.pending.values(), *self.verdicts.values()]
+        for fut in futures:
             if not fut.done():
                 fut.set_exception(LinkClosedError(self.close_reason or "link closed"))
         self.pending.clear()
+        self.verdicts.clear()
 
 
 @dataclass(eq=False)
@@ -323,6 +368,8 @@ class _PeerState:
     last_error: str | None = None
     last_disconnect: str | None = None
     ever_connected: bool = False
+    #: A genesis gateway's link (ADR 0024): an observer, never in consensus or gossip.
+    is_gateway: bool = False
 
 
 class PeerNetwork:
@@ -336,6 +383,11 @@ class PeerNetwork:
     larger than what a *peer* announced is skipped for that peer (and logged), and block
     responses are packed to fit the asker's limit.  ``tuning`` holds timers, bounds and scoring;
     ``observer`` is the optional metrics hook.
+
+    ``gateways`` are the genesis gateways' keys.  A validator (``key`` among ``validators``)
+    passes its ``handler`` and admits gateway links too; a gateway (``key`` among ``gateways``)
+    passes a ``follower`` instead, lists the validators it dials as ``peers`` and gives no
+    ``listen_host``: it never accepts connections.
     """
 
     def __init__(
@@ -344,10 +396,12 @@ class PeerNetwork:
         key: SigningKey,
         chain_id: bytes,
         validators: Sequence[bytes],
-        listen_host: str,
+        listen_host: str | None,
         listen_port: int,
         peers: Sequence[PeerAddress],
-        handler: NetworkHandler,
+        handler: NetworkHandler | None = None,
+        gateways: Sequence[bytes] = (),
+        follower: FollowerHandler | None = None,
         max_frame_bytes: int = 8 * 1024 * 1024,
         local_height: Callable[[], int] | None = None,
         tuning: NetworkTuning | None = None,
@@ -361,9 +415,18 @@ class PeerNetwork:
         self._own = key.public_key
         self._chain_id = chain_id
         self._validators = frozenset(v for v in validators if v != self._own)
+        self._gateways = frozenset(g for g in gateways if g != self._own)
+        #: This node is a gateway: it follows, it does not take part.
+        self._is_gateway = self._own in frozenset(gateways)
+        if self._is_gateway:
+            if follower is None or handler is not None or listen_host is not None:
+                raise ConfigError("a gateway's network takes a follower and does not listen")
+        elif handler is None or follower is not None:
+            raise ConfigError("a validator's network takes a handler (and no follower)")
         self._listen_host = listen_host
         self._listen_port = listen_port
-        self._handler = handler
+        self._handler_or_none = handler
+        self._follower = follower
         self._max_frame_bytes = max_frame_bytes
         self._local_height = local_height or (lambda: 0)
         self._tuning = tuning or NetworkTuning()
@@ -409,9 +472,10 @@ class PeerNetwork:
         """Listen, then dial every configured peer (each in its own reconnecting task)."""
         if self._running:
             return
-        self._server = await asyncio.start_server(
-            self._on_inbound, self._listen_host, self._listen_port
-        )
+        if self._listen_host is not None:
+            self._server = await asyncio.start_server(
+                self._on_inbound, self._listen_host, self._listen_port
+            )
         self._running = True
         await self._resolve_peer_hosts()
         self._log.info(
@@ -465,24 +529,39 @@ class PeerNetwork:
                     self._tuning.seen_consensus_capacity, self._tuning.consensus_repeat_s
                 ),
                 score=self._tuning.score_max,
+                is_gateway=key in self._gateways,
             )
             self._states[key] = state
         return state
+
+    @property
+    def _handler(self) -> NetworkHandler:
+        """The validator's handler (a gateway's network never calls it: see _dispatch)."""
+        if self._handler_or_none is None:
+            raise ProtocolViolationError("a gateway takes no validator traffic")
+        return self._handler_or_none
+
+    def _validator_links(self) -> list[PeerLink]:
+        """The usable links to validators (a gateway's link is never among them)."""
+        return [
+            s.link
+            for s in self._states.values()
+            if not s.is_gateway and s.link is not None and s.link.usable
+        ]
 
     # --- the runtime's API -------------------------------------------------------------------
 
     def broadcast_consensus(self, payload: bytes) -> None:
         """Send an engine message to every connected peer (best effort: engines retransmit)."""
         data = self._consensus_frame(payload)
-        for state in self._states.values():
-            if state.link is not None and state.link.usable:
-                state.link.send_raw(data)
+        for link in self._validator_links():
+            link.send_raw(data)
 
     def send_consensus(self, to: bytes, payload: bytes) -> None:
         """Send an engine message to one peer; dropped (and logged) if it is not connected."""
         data = self._consensus_frame(payload)
         state = self._states.get(to)
-        if state is None or state.link is None or not state.link.usable:
+        if state is None or state.is_gateway or state.link is None or not state.link.usable:
             self._log.debug("consensus message dropped: peer not connected", peer=_short(to))
             return
         state.link.send_raw(data)
@@ -520,7 +599,11 @@ class PeerNetwork:
             return []
         count = min(count, MAX_BLOCKS_PER_REQUEST)
         loop = asyncio.get_running_loop()
-        candidates = [s for s in self._states.values() if s.link is not None and s.link.usable]
+        candidates = [
+            s
+            for s in self._states.values()
+            if not s.is_gateway and s.link is not None and s.link.usable
+        ]
         random.shuffle(candidates)  # spread load among equally good peers
         candidates.sort(key=lambda s: ((s.height or 0) < from_height, -s.score))
         for state in candidates:
@@ -553,14 +636,90 @@ class PeerNetwork:
         return []
 
     def connected_peers(self) -> list[bytes]:
+        """The validators this node has a usable link with (gateways are not peers)."""
         return sorted(
             key
             for key, state in self._states.items()
-            if state.link is not None and state.link.usable
+            if not state.is_gateway and state.link is not None and state.link.usable
         )
 
+    def connected_gateways(self) -> list[bytes]:
+        """The genesis gateways linked to this validator now."""
+        return sorted(
+            key
+            for key, state in self._states.items()
+            if state.is_gateway and state.link is not None and state.link.usable
+        )
+
+    def announce_block(self, committed: bytes) -> None:
+        """Push a block this validator just committed (CommittedBlock bytes) to its gateways."""
+        links = [
+            s.link
+            for s in self._states.values()
+            if s.is_gateway and s.link is not None and s.link.usable
+        ]
+        if not links:
+            return
+        data = encode_frame(NewBlock(committed))
+        for link in links:
+            link.send_raw(data)
+
+    @property
+    def has_gateway_links(self) -> bool:
+        """Whether announce_block would send anything (spares encoding a block for nobody)."""
+        return any(
+            s.is_gateway and s.link is not None and s.link.usable for s in self._states.values()
+        )
+
+    async def submit_tx(
+        self, tx_bytes: bytes, to: Sequence[bytes]
+    ) -> dict[bytes, TxVerdict | GridchainError]:
+        """(Gateway role) forward a transaction to the validators ``to`` that are linked and
+        wait for each one's verdict; a validator without a live link is left out, one whose
+        link fails or times out maps to that error.  NoValidatorLinkError when none is linked."""
+        if not self._is_gateway:
+            raise ProtocolViolationError("only a gateway forwards client transactions")
+        if not 1 <= len(tx_bytes) <= MAX_TX_BYTES:
+            raise FrameTooLargeError(f"a transaction is 1 to {MAX_TX_BYTES} bytes")
+        loop = asyncio.get_running_loop()
+        waits: dict[bytes, tuple[PeerLink, int, asyncio.Future[TxVerdict]]] = {}
+        for key in to:
+            state = self._states.get(key)
+            link = None if state is None else state.link
+            if link is None or not link.usable:
+                continue
+            request_id = next(self._request_ids)
+            fut: asyncio.Future[TxVerdict] = loop.create_future()
+            link.verdicts[request_id] = fut
+            if link.send(SubmitTx(request_id, tx_bytes)):
+                waits[key] = (link, request_id, fut)
+            else:
+                link.verdicts.pop(request_id, None)
+        if not waits:
+            raise NoValidatorLinkError("no live link to any of the validators asked")
+        try:
+            async with asyncio.timeout(self._tuning.fetch_timeout_s):
+                await asyncio.wait([fut for _, _, fut in waits.values()])
+        except TimeoutError:
+            pass
+        finally:
+            for link, request_id, _ in waits.values():
+                link.verdicts.pop(request_id, None)
+        out: dict[bytes, TxVerdict | GridchainError] = {}
+        for key, (_, _, fut) in waits.items():
+            if not fut.done():
+                fut.cancel()
+                out[key] = LinkClosedError("no verdict in time")
+            elif isinstance(fut.exception(), GridchainError):
+                error = fut.exception()
+                assert isinstance(error, GridchainError)
+                out[key] = error
+            else:
+                out[key] = fut.result()
+        return out
+
     def peer_info(self) -> list[dict[str, Any]]:
-        """One entry per configured peer and per validator that ever connected."""
+        """One entry per configured peer and per validator or gateway that ever connected."""
         now = asyncio.get_running_loop().time() if self._running else 0.0
         out: list[dict[str, Any]] = []
         for key in sorted(self._states):
@@ -572,6 +731,7 @@ class PeerNetwork:
             out.append(
                 {
                     "name": state.name,
+                    "role": "gateway" if state.is_gateway else "validator",
                     "public_key": key.hex(),
                     "address": f"{address.host}:{address.port}" if address else None,
                     "connected": link is not None,
@@ -602,9 +762,9 @@ class PeerNetwork:
 
     def _flood_tx(self, tx_bytes: bytes, exclude: bytes | None) -> None:
         data = encode_frame(TxGossip(tx_bytes))
-        for key, state in self._states.items():
-            if key != exclude and state.link is not None and state.link.usable:
-                state.link.send_raw(data)
+        for link in self._validator_links():
+            if link.peer != exclude:
+                link.send_raw(data)
 
     @staticmethod
     def _check_blocks(blocks: tuple[bytes, ...], from_height: int, count: int) -> None:
@@ -620,9 +780,11 @@ class PeerNetwork:
     # --- connections ---------------------------------------------------------------------
 
     def _admit(self, key: bytes) -> None:
-        """Raise unless ``key`` may have a link with this node right now."""
-        if key not in self._validators:
-            raise UnknownPeerError(f"{_short(key)} is not a genesis validator")
+        """Raise unless ``key`` may have a link with this node right now: a validator links
+        with validators and gateways, a gateway with validators only."""
+        if key not in self._validators and (self._is_gateway or key not in self._gateways):
+            what = "validator" if self._is_gateway else "validator or gateway"
+            raise UnknownPeerError(f"{_short(key)} is not a genesis {what}")
         state = self._states.get(key)
         if state is not None and self._banned_for(state) > 0:
             raise BannedPeerError(f"banned for another {self._banned_for(state):.0f} s")
@@ -822,6 +984,7 @@ class PeerNetwork:
             peer_max_frame_bytes=peer.max_frame_bytes,
             reader=reader,
             writer=writer,
+            channel=peer.channel,
             outbound=outbound,
             seq=next(self._link_seq),
             max_queue_frames=self._tuning.max_queue_frames,
@@ -890,13 +1053,18 @@ class PeerNetwork:
         writer_task = asyncio.get_running_loop().create_task(link.write_loop())
         try:
             while True:
-                frame, _size = await read_frame(link.reader, self._max_frame_bytes)
+                frame, _size = await link.channel.read_frame(link.reader, self._max_frame_bytes)
                 link.last_received = asyncio.get_running_loop().time()
                 if state.banned_until > link.last_received:
                     continue  # banned: its link is closing; nothing more it sends counts
                 self._dispatch(state, link, frame)
         except LinkClosedError as exc:
             link.close(exc.message)
+        except FrameAuthError as exc:
+            # Anyone on the path can make a frame fail to open: end the link, score nobody.
+            link.close(f"{exc.code}: {exc.message}", abort=True)
+            state.last_error = exc.code
+            self._log.warning("sealed frame refused", peer=_short(state.key), detail=exc.message)
         except (DecodeError, ProtocolViolationError) as exc:
             # The stream cannot be trusted past a bad frame: there is no resynchronising.
             link.close(f"{exc.code}: {exc.message}", abort=True)
@@ -916,6 +1084,15 @@ class PeerNetwork:
     # --- incoming frames -------------------------------------------------------------------
 
     def _dispatch(self, state: _PeerState, link: PeerLink, frame: Frame) -> None:
+        # Between validators: consensus and gossip.  Validator -> gateway: NewBlock and
+        # TxVerdict.  Gateway -> validator: SubmitTx.  Anything else on a link is a violation.
+        between_validators = not (state.is_gateway or self._is_gateway)
+        if isinstance(frame, ConsensusFrame | TxGossip) and not between_validators:
+            raise ProtocolViolationError(f"{type(frame).__name__} on a gateway's link")
+        if isinstance(frame, SubmitTx) and not state.is_gateway:
+            raise ProtocolViolationError("SubmitTx from a peer that is not a gateway")
+        if isinstance(frame, NewBlock | TxVerdict) and not self._is_gateway:
+            raise ProtocolViolationError(f"{type(frame).__name__} sent to a validator")
         if isinstance(frame, ConsensusFrame):
             now = asyncio.get_running_loop().time()
             if state.seen_consensus.admit(sha256(frame.payload), now):
@@ -926,6 +1103,15 @@ class PeerNetwork:
             self._on_ping(state, frame.height)
         elif isinstance(frame, GetBlocks):
             self._on_get_blocks(link, frame)
+        elif isinstance(frame, SubmitTx):
+            self._on_submit(state, link, frame)
+        elif isinstance(frame, TxVerdict):
+            verdict = link.verdicts.pop(frame.request_id, None)
+            if verdict is not None and not verdict.done():
+                verdict.set_result(frame)
+        elif isinstance(frame, NewBlock):
+            assert self._follower is not None  # a gateway's network always has one
+            self._call(state, self._follower.on_new_block, state.key, frame.block)
         elif isinstance(frame, Blocks):
             fut = link.pending.pop(frame.request_id, None)
             if fut is not None and not fut.done():
@@ -939,7 +1125,7 @@ class PeerNetwork:
             )
             state.last_error = f"refused:{frame.code}"
             link.close(f"refused by peer: {frame.code}")
-        elif isinstance(frame, Hello | HelloAuth):
+        elif isinstance(frame, Hello | PlaintextHello | HelloAuth):
             raise ProtocolViolationError(f"{type(frame).__name__} on an authenticated link")
 
     def _call(self, state: _PeerState, callback: Callable[..., None], *args: Any) -> bool:
@@ -978,11 +1164,39 @@ class PeerNetwork:
         self._seen_txs.add(tx_hash)
         self._flood_tx(tx, exclude=state.key)
 
+    def _on_submit(self, state: _PeerState, link: PeerLink, frame: SubmitTx) -> None:
+        """A gateway's client transaction: admit it, answer, and gossip it if admitted.
+
+        The gateway checks what it forwards (ADR 0024), so undecodable or badly signed bytes
+        score it like a validator's bad gossip; a refusal that depends on state does not.
+        """
+        code, message = "", ""
+        try:
+            self._handler.on_client_tx(state.key, frame.tx)
+        except MISBEHAVIOUR_ERRORS as exc:
+            code, message = exc.code, exc.message
+            self._penalise(state, self._tuning.penalty_misbehaviour, exc.code, exc.message)
+        except GridchainError as exc:
+            code, message = exc.code, exc.message
+        except Exception:  # noqa: BLE001 - a handler bug is not the gateway's fault
+            self._log.exception("network handler failed", peer=_short(state.key))
+            code, message = "internal", "the validator failed to admit the transaction"
+        if not code and self._seen_txs.add(sha256(frame.tx)):
+            self._flood_tx(frame.tx, exclude=None)
+        link.send(TxVerdict(frame.request_id, code[:64], message[:256]))
+
     def _on_ping(self, state: _PeerState, height: int) -> None:
         state.height = height
-        self._call(state, self._handler.on_peer_height, state.key, height)
+        if self._is_gateway:
+            assert self._follower is not None
+            self._call(state, self._follower.on_peer_height, state.key, height)
+        elif not state.is_gateway:  # a gateway's height is no evidence of the chain's
+            self._call(state, self._handler.on_peer_height, state.key, height)
 
     def _on_get_blocks(self, link: PeerLink, frame: GetBlocks) -> None:
+        if self._is_gateway:
+            link.send(Blocks(frame.request_id, ()))  # a gateway serves no blocks
+            return
         try:
             blocks = self._handler.get_blocks(frame.from_height, frame.count)
         except Exception:  # noqa: BLE001 - serving is best effort; the asker tries another peer

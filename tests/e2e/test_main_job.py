@@ -1,9 +1,10 @@
 """The README's main job, end to end: `gridchain testnet run` on a fresh directory.
 
-It must create a 4-validator PBFT chain, start each validator as its own process with the meter
-simulator and a bridge per peer, show three wallet transfers (each through another validator)
-committing, the same ledger on every validator, a trade settled from meter readings, and stop
-exactly what it started.
+It must create a 4-validator PBFT chain, start each validator as its own process behind a
+gateway (the validators take client transactions only through it), with the meter simulator and
+a bridge per peer, show three wallet transfers (each through the gateway) committing, the same
+ledger on every validator, a trade settled from meter readings, and stop exactly what it
+started.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def test_testnet_run_shows_transfers_committing(tmp_path: Path) -> None:
     directory = tmp_path / "tn"
     ports = ["--base-api-port", str(free_port_block(4)), "--base-p2p-port", str(free_port_block(4))]
     ports += ["--meter-sim-port", str(free_port_block(1))]
+    ports += ["--base-gateway-port", str(free_port_block(1))]
     done = gridchain("testnet", "run", "--dir", str(directory), "--exit-after-demo", *ports)
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
@@ -57,7 +59,8 @@ def test_testnet_run_shows_transfers_committing(tmp_path: Path) -> None:
     receipt_lines = out.split("peer-c's receipts")[1].splitlines()
     assert any(" bought " in line for line in receipt_lines), out
     assert "stopped meter-simulator, bridge-peer-a, bridge-peer-b, bridge-peer-c, " in out
-    assert "node-1, node-2, node-3, node-4" in out
+    assert "gateway-1, node-1, node-2, node-3, node-4" in out
+    assert "each sent through a gateway" in out
     assert not (directory / "testnet.json").exists()
 
 

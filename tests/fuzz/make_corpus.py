@@ -192,7 +192,13 @@ def build() -> dict[str, list[bytes]]:
     pbft_messages = messages(pbft.MESSAGE_TYPES)
     key = _key(3)
     frame_list: list[frames.Frame] = [
-        frames.Hello(1, chain_id, key.public_key, b"\x07" * 32, frames.MIN_FRAME_BYTES),
+        frames.Hello(
+            2, chain_id, key.public_key, b"\x07" * 32, frames.MIN_FRAME_BYTES, b"\x05" * 32
+        ),
+        frames.PlaintextHello(1, chain_id, key.public_key, b"\x07" * 32, frames.MIN_FRAME_BYTES),
+        frames.SubmitTx(2, txs[0]),
+        frames.TxVerdict(2, "nonce_gap", "nonce 3 skips ahead"),
+        frames.NewBlock(committed[0]),
         frames.HelloAuth(b"\x09" * 64),
         frames.Refuse("chain_mismatch", "another genesis"),
         frames.Ping(12),

@@ -32,6 +32,7 @@ from gridchain.node.p2p.frames import (
     MIN_FRAME_BYTES,
     PROTOCOL_VERSION,
     ConsensusFrame,
+    Frame,
     Hello,
     HelloAuth,
     Refuse,
@@ -39,6 +40,7 @@ from gridchain.node.p2p.frames import (
     read_frame,
 )
 from gridchain.node.p2p.handshake import Authenticated, handshake, transcript_bytes
+from gridchain.node.p2p.secure import Ephemeral, SecureChannel, hellos_hash
 from gridchain.protocol.block import (
     Block,
     BlockHeader,
@@ -100,6 +102,7 @@ class Recorder:
     blocks: dict[int, bytes] = field(default_factory=dict)
     consensus: list[tuple[bytes, bytes]] = field(default_factory=list)
     txs: list[tuple[bytes, bytes]] = field(default_factory=list)
+    client_txs: list[tuple[bytes, bytes]] = field(default_factory=list)
     heights: dict[bytes, int] = field(default_factory=dict)
     consensus_error: GridchainError | None = None
     refuse_txs: set[bytes] = field(default_factory=set)
@@ -126,6 +129,11 @@ class Recorder:
 
     def on_peer_height(self, sender: bytes, height: int) -> None:
         self.heights[sender] = height
+
+    def on_client_tx(self, sender: bytes, tx_bytes: bytes) -> None:
+        self.client_txs.append((sender, tx_bytes))
+        if tx_bytes in self.refuse_txs:
+            raise BenignRefusalError("refused by the test")
 
     def payloads_from(self, sender: bytes) -> list[bytes]:
         return [p for s, p in self.consensus if s == sender]
@@ -271,11 +279,11 @@ async def test_four_nodes_connect_all_to_all_once_per_pair(mesh: list[Node]) -> 
 LOW, HIGH = sorted(KEYS[:2], key=lambda k: k.public_key)
 
 
-async def read_until_closed(reader: asyncio.StreamReader) -> list[object]:
+async def read_until_closed(link: HandLink) -> list[object]:
     frames: list[object] = []
     with contextlib.suppress(LinkClosedError, ConnectionError):
         while True:
-            frames.append((await read_frame(reader, 1 << 20))[0])
+            frames.append(await link.read())
     return frames
 
 
@@ -287,9 +295,9 @@ async def test_a_duplicate_link_yields_to_the_one_the_lower_key_dialed() -> None
         await wait_until(lambda: low.connected_to(high) and high.connected_to(low), "linked")
         existing = low.info(high)["remote"]
         # HIGH dials LOW a second time: LOW keeps the link it dialed and retires the newcomer.
-        reader, writer = await authenticated_as(HIGH, low_port)
-        assert await read_until_closed(reader) is not None
-        writer.close()
+        link = await authenticated_as(HIGH, low_port)
+        assert await read_until_closed(link) is not None
+        link.writer.close()
         assert low.info(high)["remote"] == existing
         assert low.connected_to(high)
 
@@ -300,19 +308,19 @@ async def test_a_link_the_lower_key_dials_replaces_one_the_higher_key_dialed() -
     high = make_node(HIGH, high_port, [PeerAddress("low", LOW.public_key, "127.0.0.1", low_port)])
     async with running(low, high):
         await wait_until(lambda: low.connected_to(high) and high.connected_to(low), "linked")
-        reader, writer = await authenticated_as(LOW, high_port)
-        host, port = writer.get_extra_info("sockname")[:2]
+        link = await authenticated_as(LOW, high_port)
+        host, port = link.writer.get_extra_info("sockname")[:2]
         mine = f"{host}:{port}"
         await wait_until(lambda: high.info(low).get("remote") == mine, "switched to the new link")
         # The old link is retired at both ends; traffic now uses the new one.
         await wait_until(lambda: high.info(low)["links"] == 1, "old link closed")
         high.net.broadcast_consensus(b"over-the-new-link")
         while True:
-            frame, _ = await read_frame(reader, 1 << 20)
+            frame = await link.read()
             if isinstance(frame, ConsensusFrame):
                 assert frame.payload == b"over-the-new-link"
                 break
-        writer.close()
+        link.writer.close()
 
 
 async def test_heights_are_announced_by_pings(mesh: list[Node]) -> None:
@@ -489,22 +497,30 @@ async def dial_handshake(
     )
 
 
-Signer = Callable[[Hello, bytes], bytes]
+#: sign(their Hello, my nonce, the Hellos' hash) -> the signature to present.
+Signer = Callable[[Hello, bytes, bytes], bytes]
 
 
 async def forged_handshake(port: int, claimed: bytes, sign: Signer) -> Refuse:
-    """Dial as ``claimed`` and answer with ``sign(their_hello, my_nonce)``; return the verdict."""
+    """Dial as ``claimed`` (speaking the protocol by hand, with genuine link keys) and answer
+    with ``sign(their_hello, my_nonce, hellos)``; return the responder's sealed verdict."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         nonce = secrets.token_bytes(32)
-        hello = Hello(PROTOCOL_VERSION, CHAIN, claimed, nonce, MIN_FRAME_BYTES)
+        ephemeral = Ephemeral()
+        hello = Hello(
+            PROTOCOL_VERSION, CHAIN, claimed, nonce, MIN_FRAME_BYTES, ephemeral.public_bytes
+        )
         writer.write(encode_frame(hello))
         theirs, _ = await read_frame(reader, HANDSHAKE_MAX_FRAME_BYTES)
         assert isinstance(theirs, Hello)
-        writer.write(encode_frame(HelloAuth(sign(theirs, nonce))))
+        hellos = hellos_hash(hello.encode(), theirs.encode())
+        secret = ephemeral.shared_secret(theirs.ephemeral_key)
+        channel = SecureChannel.derive(secret, hellos, initiator=True)
+        writer.write(channel.seal_encoded(encode_frame(HelloAuth(sign(theirs, nonce, hellos)))))
         await writer.drain()
-        _auth, _ = await read_frame(reader, HANDSHAKE_MAX_FRAME_BYTES)
-        verdict, _ = await read_frame(reader, HANDSHAKE_MAX_FRAME_BYTES)
+        _auth, _ = await channel.read_frame(reader, HANDSHAKE_MAX_FRAME_BYTES)
+        verdict, _ = await channel.read_frame(reader, HANDSHAKE_MAX_FRAME_BYTES)
         assert isinstance(verdict, Refuse)
         assert await reader.read() == b""  # and the responder closed the connection
         return verdict
@@ -517,7 +533,12 @@ async def test_forged_replayed_or_reflected_handshake_signatures_are_refused() -
     b_key, b_pk = KEYS[1], KEYS[1].public_key
 
     def transcript(
-        theirs: Hello, nonce: bytes, *, initiator: bool, responder_nonce: bytes | None = None
+        theirs: Hello,
+        nonce: bytes,
+        hellos: bytes,
+        *,
+        initiator: bool,
+        responder_nonce: bytes | None = None,
     ) -> bytes:
         return transcript_bytes(
             signer_is_initiator=initiator,
@@ -525,26 +546,32 @@ async def test_forged_replayed_or_reflected_handshake_signatures_are_refused() -
             responder_key=theirs.public_key,
             initiator_nonce=nonce,
             responder_nonce=theirs.nonce if responder_nonce is None else responder_nonce,
+            hellos=hellos,
         )
 
     attacks: dict[str, Signer] = {
         # Claims b's key but signs with its own.
-        "forged": lambda h, n: STRANGER.sign(
-            Domain.HANDSHAKE, CHAIN, transcript(h, n, initiator=True)
+        "forged": lambda h, n, hh: STRANGER.sign(
+            Domain.HANDSHAKE, CHAIN, transcript(h, n, hh, initiator=True)
         ),
         # b's genuine signature from an earlier connection (other responder nonce).
-        "replayed": lambda h, n: b_key.sign(
+        "replayed": lambda h, n, hh: b_key.sign(
             Domain.HANDSHAKE,
             CHAIN,
-            transcript(h, n, initiator=True, responder_nonce=secrets.token_bytes(32)),
+            transcript(h, n, hh, initiator=True, responder_nonce=secrets.token_bytes(32)),
         ),
         # b's genuine signature made in the responder role, reflected as the initiator's.
-        "reflected": lambda h, n: b_key.sign(
-            Domain.HANDSHAKE, CHAIN, transcript(h, n, initiator=False)
+        "reflected": lambda h, n, hh: b_key.sign(
+            Domain.HANDSHAKE, CHAIN, transcript(h, n, hh, initiator=False)
         ),
         # b's genuine signature for another chain.
-        "other chain": lambda h, n: b_key.sign(
-            Domain.HANDSHAKE, OTHER_CHAIN, transcript(h, n, initiator=True)
+        "other chain": lambda h, n, hh: b_key.sign(
+            Domain.HANDSHAKE, OTHER_CHAIN, transcript(h, n, hh, initiator=True)
+        ),
+        # b's genuine signature over other Hellos (another pair of link keys: a man in the
+        # middle that swapped the ephemeral keys would hold one like it).
+        "other link keys": lambda h, n, hh: b_key.sign(
+            Domain.HANDSHAKE, CHAIN, transcript(h, n, sha256(hh), initiator=True)
         ),
     }
     async with running(a):
@@ -564,12 +591,30 @@ async def test_forged_replayed_or_reflected_handshake_signatures_are_refused() -
 # --- misbehaviour -----------------------------------------------------------------------------
 
 
-async def authenticated_as(
-    key: SigningKey, port: int
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+@dataclass
+class HandLink:
+    """An authenticated link driven by hand: frames are sealed with its real keys."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    channel: SecureChannel
+
+    def send(self, frame: Frame) -> None:
+        self.writer.write(self.channel.seal_encoded(encode_frame(frame)))
+
+    def send_body(self, body: bytes) -> None:
+        """Seal arbitrary bytes as a frame body (authentic, but maybe not a valid record)."""
+        self.writer.write(self.channel.seal(body))
+
+    async def read(self) -> Frame:
+        frame, _ = await self.channel.read_frame(self.reader, 1 << 24)
+        return frame
+
+
+async def authenticated_as(key: SigningKey, port: int) -> HandLink:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    await dial_handshake(reader, writer, key, CHAIN, expected=None)
-    return reader, writer
+    peer = await dial_handshake(reader, writer, key, CHAIN, expected=None)
+    return HandLink(reader, writer, peer.channel)
 
 
 async def closed_by_peer(reader: asyncio.StreamReader) -> bool:
@@ -584,28 +629,28 @@ async def test_garbage_and_oversize_frames_disconnect_score_and_ban() -> None:
     a = make_node(KEYS[0], free_port())
     b_pk = KEYS[1].public_key
     async with running(a):
-        # Garbage behind a plausible length prefix.
-        reader, writer = await authenticated_as(KEYS[1], a.port)
-        writer.write(b"\x00\x00\x00\x05\xc1\xc1\xc1\xc1\xc1")
-        assert await closed_by_peer(reader)
-        writer.close()
+        # Garbage sealed with the link's keys: authentic, so only the peer can have sent it.
+        link = await authenticated_as(KEYS[1], a.port)
+        link.send_body(b"\xc1\xc1\xc1\xc1\xc1")
+        assert await closed_by_peer(link.reader)
+        link.writer.close()
         await wait_until(lambda: a.info(b_pk).get("last_error") == "malformed", "scored")
         assert a.info(b_pk)["score"] == FAST.score_max - FAST.penalty_malformed
 
         # A length prefix far beyond the frame bound: refused before any body is read.
-        reader, writer = await authenticated_as(KEYS[1], a.port)
-        writer.write((1 << 31).to_bytes(4, "big"))
-        assert await closed_by_peer(reader)
-        writer.close()
+        link = await authenticated_as(KEYS[1], a.port)
+        link.writer.write((1 << 31).to_bytes(4, "big"))
+        assert await closed_by_peer(link.reader)
+        link.writer.close()
         await wait_until(lambda: a.info(b_pk).get("last_error") == "oversize", "scored")
         assert a.info(b_pk)["score"] == FAST.score_max - 2 * FAST.penalty_malformed
 
         # A handshake frame on an authenticated link is a protocol violation; the third
         # offence takes the score to zero: banned.
-        reader, writer = await authenticated_as(KEYS[1], a.port)
-        writer.write(encode_frame(Hello(PROTOCOL_VERSION, CHAIN, b_pk, bytes(32), MIN_FRAME_BYTES)))
-        assert await closed_by_peer(reader)
-        writer.close()
+        link = await authenticated_as(KEYS[1], a.port)
+        link.send(Hello(PROTOCOL_VERSION, CHAIN, b_pk, bytes(32), MIN_FRAME_BYTES, bytes(32)))
+        assert await closed_by_peer(link.reader)
+        link.writer.close()
         await wait_until(lambda: a.info(b_pk)["banned_s"] > 0, "banned")
 
         reader, writer = await asyncio.open_connection("127.0.0.1", a.port)
@@ -614,9 +659,9 @@ async def test_garbage_and_oversize_frames_disconnect_score_and_ban() -> None:
         assert refused.value.reason == "banned"
         writer.close()
         # Others are unaffected.
-        _, writer = await authenticated_as(KEYS[2], a.port)
+        link = await authenticated_as(KEYS[2], a.port)
         await wait_until(lambda: a.net.connected_peers() == [KEYS[2].public_key], "c links")
-        writer.close()
+        link.writer.close()
 
 
 async def test_handler_decode_errors_lower_the_score_then_ban() -> None:
@@ -658,11 +703,12 @@ async def test_signature_errors_count_but_benign_refusals_do_not(mesh: list[Node
 async def test_consensus_frames_are_delivered_even_from_a_hand_written_peer() -> None:
     a = make_node(KEYS[0], free_port())
     async with running(a):
-        _, writer = await authenticated_as(KEYS[3], a.port)
-        writer.write(encode_frame(ConsensusFrame(b"raw")) * 2)
-        await writer.drain()
+        link = await authenticated_as(KEYS[3], a.port)
+        link.send(ConsensusFrame(b"raw"))
+        link.send(ConsensusFrame(b"raw"))
+        await link.writer.drain()
         await wait_until(lambda: a.handler.payloads_from(KEYS[3].public_key) == [b"raw"], "raw")
-        writer.close()
+        link.writer.close()
 
 
 # --- reconnection ---------------------------------------------------------------------------
@@ -771,11 +817,11 @@ async def test_fetch_blocks_is_served_by_the_remote_handler() -> None:
 async def test_a_silent_link_is_closed_as_idle() -> None:
     a = make_node(KEYS[0], free_port(), tuning=replace(FAST, idle_timeout_s=0.5))
     async with running(a):
-        reader, writer = await authenticated_as(KEYS[1], a.port)
+        link = await authenticated_as(KEYS[1], a.port)
         await wait_until(lambda: a.net.connected_peers() == [KEYS[1].public_key], "linked")
         # Pings from a arrive, but nothing is sent back: a gives up on the link.
-        assert await read_until_closed(reader)
-        writer.close()
+        assert await read_until_closed(link)
+        link.writer.close()
         await wait_until(lambda: a.info(KEYS[1].public_key)["links"] == 0, "closed")
         assert a.info(KEYS[1].public_key)["last_disconnect"] == "idle timeout"
         assert a.info(KEYS[1].public_key)["score"] == FAST.score_max  # slow is not hostile
@@ -784,7 +830,7 @@ async def test_a_silent_link_is_closed_as_idle() -> None:
 async def test_a_peer_that_does_not_read_is_dropped_not_buffered() -> None:
     a = make_node(KEYS[0], free_port(), tuning=replace(FAST, max_queue_bytes=1024 * 1024))
     async with running(a):
-        _reader, writer = await authenticated_as(KEYS[1], a.port)
+        link = await authenticated_as(KEYS[1], a.port)
         await wait_until(lambda: a.net.connected_peers() == [KEYS[1].public_key], "linked")
         payload = secrets.token_bytes(512 * 1024)
         # Far more than the socket buffers of both ends hold, so a's queue must fill.
@@ -795,7 +841,7 @@ async def test_a_peer_that_does_not_read_is_dropped_not_buffered() -> None:
             await asyncio.sleep(0)
         await wait_until(lambda: a.info(KEYS[1].public_key)["links"] == 0, "dropped")
         assert a.info(KEYS[1].public_key)["last_disconnect"] == "slow peer: write queue full"
-        writer.close()
+        link.writer.close()
 
 
 async def test_frames_larger_than_a_peer_accepts_are_not_sent_to_it() -> None:
@@ -828,10 +874,10 @@ async def test_a_ban_expires() -> None:
     b_pk = KEYS[1].public_key
     async with running(a):
         for _ in range(3):
-            reader, writer = await authenticated_as(KEYS[1], a.port)
-            writer.write(b"\x00\x00\x00\x01\xc1")
-            assert await closed_by_peer(reader)
-            writer.close()
+            link = await authenticated_as(KEYS[1], a.port)
+            link.send_body(b"\xc1")
+            assert await closed_by_peer(link.reader)
+            link.writer.close()
         # 100 - 3 x 40 <= 0: banned, and the score starts afresh (whether or not the short ban
         # has already run out by now).
         await wait_until(lambda: a.info(b_pk)["last_error"] == "malformed", "scored")

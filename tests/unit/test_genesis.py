@@ -19,13 +19,14 @@ from typing import Any
 
 import pytest
 
-from gridchain.genesis.builder import GenesisBundle
+from gridchain.genesis.builder import GenesisBundle, build_genesis
 from gridchain.genesis.cli import OutputExistsError, write_bundle
 from gridchain.genesis.schema import GenesisError, parse_genesis
 from gridchain.node.config import load_config
+from gridchain.node.follower_config import load_gateway_section
 from gridchain.protocol.address import address_of, format_address
 from gridchain.protocol.keystore import TESTNET_SCRYPT_N, WrongPasswordError, open_keystore
-from tests.helpers import det_key, small_bundle
+from tests.helpers import GENESIS_TIME_MS, det_key, key_factory, small_bundle
 
 Doc = dict[str, Any]
 PASSWORD = "correct horse"
@@ -72,6 +73,14 @@ NON_CANONICAL_KEY = "ee" + "ff" * 30 + "7f"
 def _set_key(entity: Doc, public_hex: str) -> None:
     entity["public_key"] = public_hex
     entity["address"] = format_address(address_of(bytes.fromhex(public_hex)))
+
+
+def _gateway(label: str, name: str) -> Doc:
+    return {"name": name, "public_key": det_key(label).public_key.hex()}
+
+
+def _add_gateways(doc: Doc, *gateways: Doc) -> None:
+    doc["gateways"] = [*doc.get("gateways", []), *gateways]
 
 
 def _huge_balances(doc: Doc) -> None:
@@ -188,6 +197,28 @@ REFUSALS: dict[str, tuple[Mutation, str]] = {
     "unknown engine": (
         lambda d: d["consensus"].__setitem__("engine", "pow"),
         "consensus.engine",
+    ),
+    "gateway with a validator's key": (
+        lambda d: _add_gateways(
+            d, {"name": "gateway-1", "public_key": d["validators"][0]["public_key"]}
+        ),
+        "gateways: key",
+    ),
+    "duplicate gateway names": (
+        lambda d: _add_gateways(d, _gateway("g1", "gateway-1"), _gateway("g2", "gateway-1")),
+        "gateways: names must be unique",
+    ),
+    "duplicate gateway keys": (
+        lambda d: _add_gateways(d, _gateway("g1", "gateway-1"), _gateway("g1", "gateway-2")),
+        "gateways: public keys must be unique",
+    ),
+    "small-order gateway key": (
+        lambda d: _add_gateways(d, {"name": "gateway-1", "public_key": IDENTITY_KEY}),
+        "gateways.0.public_key: Value error, public key: public key has small order",
+    ),
+    "gateway with an address": (
+        lambda d: _add_gateways(d, {**_gateway("g1", "gateway-1"), "address": "gc1"}),
+        "gateways.0.address",
     ),
     "block interval too short": (
         lambda d: d["params"].__setitem__("block_interval_ms", 9),
@@ -309,7 +340,18 @@ CHANGES: dict[str, Mutation] = {
     "governance": lambda d: d.__setitem__(
         "governance_public_key", det_key("other governance").public_key.hex()
     ),
+    "gateways": lambda d: _add_gateways(d, _gateway("g1", "gateway-1")),
 }
+
+
+def test_an_empty_gateway_list_keeps_the_chain_id_of_a_document_without_one(
+    doc: Doc, bundle: GenesisBundle
+) -> None:
+    """Chains made before gateways existed keep their id (canonical_json leaves it out)."""
+    without = {k: v for k, v in doc.items() if k != "gateways"}
+    assert "gateways" in doc  # the written document lists it, empty
+    assert parse_genesis(json.dumps(without)).chain_id == bundle.genesis.chain_id
+    assert parse_genesis(json.dumps({**doc, "gateways": []})).chain_id == bundle.genesis.chain_id
 
 
 @pytest.mark.parametrize("change", sorted(CHANGES))
@@ -372,6 +414,36 @@ def test_write_bundle_writes_genesis_configs_and_keystores(
         assert open_keystore(doc, PASSWORD).public_key == named.key.public_key
     with pytest.raises(WrongPasswordError):
         open_keystore(json.loads((wallets / "governance.json").read_text()), "wrong")
+
+
+def test_genesis_init_names_gateways_and_writes_their_link_configs(tmp_path: Path) -> None:
+    bundle = build_genesis(
+        chain_name="gridchain-test",
+        genesis_time_ms=GENESIS_TIME_MS,
+        validators=4,
+        participants=2,
+        engine="pbft",
+        new_key=key_factory("gateways"),
+        gateways=2,
+    )
+    assert [g.name for g in bundle.genesis.gateways] == ["gateway-1", "gateway-2"]
+    assert bundle.genesis.gateway_keys() == tuple(g.key.public_key for g in bundle.gateways)
+    assert not set(bundle.genesis.gateway_keys()) & set(bundle.genesis.validator_keys())
+    out = tmp_path / "chain"
+    write_bundle(bundle, out, password=PASSWORD, scrypt_n=TESTNET_SCRYPT_N, base_p2p_port=9900)
+
+    assert parse_genesis((out / "genesis.json").read_bytes()).chain_id == bundle.genesis.chain_id
+    for gateway in bundle.gateways:
+        path = out / "gateways" / gateway.name / "config.toml"
+        assert _mode(path) == 0o600
+        section = load_gateway_section(path)
+        assert section.name == gateway.name
+        assert section.signing_key.public_key == gateway.key.public_key
+        assert section.genesis_file.resolve() == (out / "genesis.json").resolve()
+        assert [(v.name, v.public_key, v.host, v.port) for v in section.validators] == [
+            (v.name, v.key.public_key.hex(), "127.0.0.1", 9900 + j)
+            for j, v in enumerate(bundle.validators)
+        ]
 
 
 def test_write_bundle_refuses_to_overwrite_without_force(

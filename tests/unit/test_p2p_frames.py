@@ -25,9 +25,13 @@ from gridchain.node.p2p.frames import (
     HandshakeTranscript,
     Hello,
     HelloAuth,
+    NewBlock,
     Ping,
+    PlaintextHello,
     Refuse,
+    SubmitTx,
     TxGossip,
+    TxVerdict,
     decode_frame,
     encode_frame,
     read_frame,
@@ -49,7 +53,8 @@ K1 = bytes(range(32))
 K2 = bytes(range(32, 64))
 
 ALL_FRAMES: list[Frame] = [
-    Hello(1, sha256(b"chain"), K1, K2, MIN_FRAME_BYTES),
+    Hello(2, sha256(b"chain"), K1, K2, MIN_FRAME_BYTES, K1),
+    PlaintextHello(1, sha256(b"chain"), K1, K2, MIN_FRAME_BYTES),
     HelloAuth(bytes(64)),
     Refuse("unknown_peer", "not a validator"),
     Ping(123_456),
@@ -58,6 +63,10 @@ ALL_FRAMES: list[Frame] = [
     GetBlocks(7, 10, MAX_BLOCKS_PER_REQUEST),
     Blocks(7, (b"a", b"bc")),
     Blocks(8, ()),
+    SubmitTx(9, b"\x02" * 50),
+    TxVerdict(9, "", ""),
+    TxVerdict(10, "nonce_gap", "nonce 7 skips ahead"),
+    NewBlock(b"committed block bytes"),
 ]
 
 
@@ -124,7 +133,7 @@ def test_garbage_is_malformed() -> None:
 
 
 def test_the_transcript_is_never_a_frame() -> None:
-    transcript = HandshakeTranscript(True, 1, K1, K2, K1, K2).encode()
+    transcript = HandshakeTranscript(True, 2, K1, K2, K1, K2, K1).encode()
     with pytest.raises(UnknownTypeError):
         decode_frame(transcript)
 
@@ -153,8 +162,11 @@ def test_trailing_bytes_are_refused() -> None:
         [0x54, 1, b"\x00" * (MAX_TX_BYTES + 1)],  # oversize transaction
         [0x56, 1, 1, 1, 0],  # zero blocks asked
         [0x56, 1, 1, 1, MAX_BLOCKS_PER_REQUEST + 1],  # too many blocks asked
-        [0x50, 1, 1, b"\x00" * 31, K1, K2, MIN_FRAME_BYTES],  # short chain id
-        [0x50, 1, 1, b"\x00" * 32, K1, K2, MIN_FRAME_BYTES - 1],  # frame limit below a tx
+        [0x5B, 1, 2, b"\x00" * 31, K1, K2, MIN_FRAME_BYTES, K1],  # short chain id
+        [0x5B, 1, 2, b"\x00" * 32, K1, K2, MIN_FRAME_BYTES - 1, K1],  # frame limit below a tx
+        [0x5B, 1, 2, b"\x00" * 32, K1, K2, MIN_FRAME_BYTES, K1[:31]],  # short ephemeral key
+        [0x58, 1, 1, b""],  # empty submitted transaction
+        [0x59, 1, 1, "x" * 65, ""],  # refusal code too long
         [0x51, 1, b"\x00" * 63],  # short signature
     ],
 )
@@ -168,8 +180,8 @@ def test_encoder_refuses_what_the_decoder_would() -> None:
         encode_frame(GetBlocks(1, 1, 0))
 
 
-def test_transcript_binds_role_keys_and_nonces() -> None:
-    n1, n2, other = sha256(b"n1"), sha256(b"n2"), sha256(b"x")
+def test_transcript_binds_role_keys_nonces_and_the_hellos() -> None:
+    n1, n2, other, hellos = sha256(b"n1"), sha256(b"n2"), sha256(b"x"), sha256(b"hellos")
 
     def t(
         *,
@@ -178,7 +190,8 @@ def test_transcript_binds_role_keys_and_nonces() -> None:
         rk: bytes = K2,
         inonce: bytes = n1,
         rnonce: bytes = n2,
-        version: int = 1,
+        hh: bytes = hellos,
+        version: int = 2,
     ) -> bytes:
         return transcript_bytes(
             signer_is_initiator=role,
@@ -186,10 +199,18 @@ def test_transcript_binds_role_keys_and_nonces() -> None:
             responder_key=rk,
             initiator_nonce=inonce,
             responder_nonce=rnonce,
+            hellos=hh,
             version=version,
         )
 
-    variants = [t(role=False), t(ik=K2, rk=K1), t(rnonce=other), t(inonce=other), t(version=2)]
+    variants = [
+        t(role=False),
+        t(ik=K2, rk=K1),
+        t(rnonce=other),
+        t(inonce=other),
+        t(hh=other),
+        t(version=1),
+    ]
     assert t() == t()
     assert len({t(), *variants}) == 1 + len(variants)
 
@@ -215,6 +236,9 @@ class _NullHandler:
         return []
 
     def on_peer_height(self, sender: bytes, height: int) -> None:
+        pass
+
+    def on_client_tx(self, sender: bytes, tx_bytes: bytes) -> None:
         pass
 
 

@@ -25,6 +25,7 @@ LINKED = (
     "meterbridge",
     "bench",
     "api",
+    "gateway",
 )
 
 
@@ -113,3 +114,41 @@ def test_no_module_imports_a_package_by_its_old_top_level_name() -> None:
 def _ignored(path: Path) -> bool:
     parts = path.relative_to(REPO).parts
     return parts[0] in {"gridchain", "build"} or any(p.startswith(".") for p in parts)
+
+
+def test_compose_publishes_only_the_gateway() -> None:
+    """The public reaches the chain only through the gateway (ADR 0025)."""
+    text = (REPO / "docker-compose.yml").read_text()
+    published = [line for line in text.splitlines() if line.strip().startswith("ports:")]
+    assert published == ['    ports: ["8443:8443"]']
+    assert "/testnet/gateways/gateway-1/config.toml" in text
+
+
+def test_compose_genesis_command_makes_a_chain_behind_a_gateway(tmp_path: Path) -> None:
+    """The genesis service's two commands, run here: the gateway's config loads, relays to
+    the validators by service name, and every validator takes client transactions only
+    from gateways."""
+    from gridchain.cli import main
+    from gridchain.gateway.config import load_gateway_config
+    from gridchain.node.config import load_config
+
+    out = tmp_path / "testnet"
+    init = ["genesis", "init", "--out", str(out), "--validators", "4", "--consensus", "pbft"]
+    init += ["--host", "0.0.0.0", "--peer-host", "{name}", "--fast-kdf", "--gateways", "1"]
+    gateways = ["testnet", "gateways", "--dir", str(out), "--host", "0.0.0.0"]
+    gateways += ["--relay-host", "{name}", "--cert-host", "{name}", "--cert-host", "localhost"]
+    env_password = {"GRIDCHAIN_PASSWORD": "testnet"}
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env_password.items():
+            mp.setenv(k, v)
+        assert main(init) == 0
+        assert main(gateways) == 0
+    config = load_gateway_config(out / "gateways" / "gateway-1" / "config.toml")
+    assert config.settings.api.host == "0.0.0.0"
+    assert config.settings.api.port == 8443
+    assert config.settings.relay.api_urls == [f"http://node-{i}:{8699 + i}" for i in range(1, 5)]
+    assert {v.host for v in config.link.validators} == {f"node-{i}" for i in range(1, 5)}
+    assert (out / "ca" / "ca.pem").is_file()
+    for i in range(1, 5):
+        node = load_config(out / "nodes" / f"node-{i}" / "config.toml")
+        assert node.api.client_txs == "gateways"

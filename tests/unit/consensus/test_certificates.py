@@ -6,10 +6,17 @@ import dataclasses
 
 import pytest
 
-from gridchain.consensus.certificates import CertificateError, CommitRule, check_certificate
+from gridchain.consensus.certificates import (
+    CertificateError,
+    CommitRule,
+    check_certificate,
+    genesis_commit_rule,
+)
+from gridchain.genesis.builder import build_genesis
+from gridchain.node.runtime import make_engine
 from gridchain.protocol.block import Block, Certificate, Vote, VoteStep
 from gridchain.protocol.errors import SignatureError
-from tests.helpers import det_key, make_block
+from tests.helpers import GENESIS_TIME_MS, certify, det_key, key_factory, make_block
 
 CID = b"\x07" * 32
 KEYS = [det_key(f"cert-{i}") for i in range(4)]
@@ -48,3 +55,54 @@ def test_too_few_signers_or_an_outsider_are_refused() -> None:
     outsider = Certificate(vote, (*cert(BLOCK, 2).signatures, vote.sign(det_key("x"), CID)))
     with pytest.raises(SignatureError, match="non-validator"):
         check_certificate(outsider, BLOCK, RULE, CID)
+
+
+# --- the commit rule from genesis alone (a gateway follows without an engine, ADR 0024) -------
+
+ENGINE_CASES = [
+    ("solo", 1, {}),
+    ("pbft", 4, {}),
+    ("pbft", 7, {}),
+    ("pob", 4, {}),
+    ("epob", 4, {}),
+    ("epob", 5, {"epob_quorum": "majority"}),
+]
+
+
+@pytest.mark.parametrize(("engine", "n", "params"), ENGINE_CASES)
+def test_the_genesis_commit_rule_is_the_engines_own(
+    engine: str, n: int, params: dict[str, str]
+) -> None:
+    bundle = build_genesis(
+        chain_name="gridchain-test",
+        genesis_time_ms=GENESIS_TIME_MS,
+        validators=n,
+        participants=1,
+        engine=engine,
+        new_key=key_factory(f"rule-{engine}-{n}"),
+        consensus_params=params,
+    )
+    genesis = bundle.genesis
+    for proposer in bundle.validators:
+        block = make_block(genesis.chain_id, 3, b"\x01" * 32, proposer=proposer.key.public_key)
+        for validator in bundle.validators:
+            engine_rule = make_engine(genesis, validator.key).commit_rule(block)
+            assert genesis_commit_rule(genesis, block) == engine_rule
+
+
+def test_a_pob_block_by_a_stranger_has_no_signer_that_could_certify_it() -> None:
+    bundle = build_genesis(
+        chain_name="gridchain-test",
+        genesis_time_ms=GENESIS_TIME_MS,
+        validators=4,
+        participants=1,
+        engine="pob",
+        new_key=key_factory("rule-pob-stranger"),
+    )
+    stranger = det_key("stranger")
+    block = make_block(bundle.genesis.chain_id, 3, b"\x01" * 32, proposer=stranger.public_key)
+    rule = genesis_commit_rule(bundle.genesis, block)
+    assert rule.signers == frozenset()
+    certificate = certify(block, [stranger], bundle.genesis.chain_id)
+    with pytest.raises(SignatureError, match="non-validator"):
+        check_certificate(certificate, block, rule, bundle.genesis.chain_id)

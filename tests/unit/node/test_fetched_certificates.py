@@ -66,6 +66,13 @@ class ServingLink:
     def peer_info(self) -> list[dict[str, Any]]:
         return []
 
+    def announce_block(self, committed: bytes) -> None:
+        return None
+
+    @property
+    def has_gateway_links(self) -> bool:
+        return False
+
 
 @pytest.fixture
 def pbft_chain(tmp_path: Path) -> Chain:

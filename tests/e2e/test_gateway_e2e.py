@@ -1,0 +1,161 @@
+"""Peers trade through a gateway on a 4-validator testnet whose validators refuse clients.
+
+Real processes all the way: ``testnet up --gateways 1`` (through the launcher's functions)
+starts four PBFT validators with ``api.client_txs = "gateways"`` and one ``gateway run`` with
+an HTTPS certificate signed by the testnet's community CA.  The wallet, each call its own
+process, goes through the gateway with the CA pinned (``--gateway URL --ca FILE``): a sell and
+a buy match, and every validator holds the same trade.  The same wallet pointed straight at a
+validator is refused with ``gateways_only``; pointed at the gateway without the CA, it refuses
+the certificate.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gridchain.node.testnet import ValidatorProcess, down, ensure_genesis, load_gateway_state, up
+from gridchain.node.testnet_gateways import ca_file
+from tests.procs import REPO, free_port_block, http_get
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("pbft_cluster")]
+
+SLOT_S = 5
+PASSWORD = "e2e-gateway"
+
+
+@dataclass
+class Net:
+    directory: Path
+    validators: list[ValidatorProcess]
+    gateway: ValidatorProcess
+
+    @property
+    def ca(self) -> Path:
+        return ca_file(self.directory)
+
+    def address(self, peer: str) -> str:
+        genesis = json.loads((self.directory / "genesis.json").read_text())
+        return str(next(p["address"] for p in genesis["participants"] if p["name"] == peer))
+
+
+@pytest.fixture
+def net(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Net]:
+    monkeypatch.setenv("GRIDCHAIN_PASSWORD", PASSWORD)
+    directory = tmp_path / "testnet"
+    ensure_genesis(
+        directory,
+        validators=4,
+        participants=3,
+        consensus="pbft",
+        block_interval_ms=200,
+        slot_seconds=SLOT_S,
+        gate_closure_s=SLOT_S,
+        base_api_port=free_port_block(4),
+        base_p2p_port=free_port_block(4),
+        gateways=1,
+        base_gateway_port=free_port_block(1),
+    )
+    try:
+        up(directory)
+        gateways = load_gateway_state(directory)
+        validators = [p for p in json_state(directory) if p.name.startswith("node-")]
+        yield Net(directory, validators, gateways[0])
+    finally:
+        down(directory)
+
+
+def json_state(directory: Path) -> list[ValidatorProcess]:
+    doc = json.loads((directory / "testnet.json").read_text())
+    return [ValidatorProcess(**e) for e in doc["validators"]]
+
+
+def wallet(net: Net, peer: str, *argv: str, via: str | None = None, pin: bool = True) -> Any:
+    """``gridchain wallet ARGV --json`` as its own process, through the gateway by default."""
+    cmd = [sys.executable, "-m", "gridchain", "wallet", *argv, "--json"]
+    cmd += ["--wallet", str(net.directory / "wallets" / f"{peer}.json")]
+    cmd += ["--gateway", via or net.gateway.api_url]
+    if pin and via is None:
+        cmd += ["--ca", str(net.ca)]
+    done = subprocess.run(
+        cmd,
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "GRIDCHAIN_PASSWORD": PASSWORD},
+        timeout=90,
+    )
+    return done.returncode, json.loads(done.stdout) if done.stdout.strip() else done.stderr
+
+
+def test_peers_trade_through_the_gateway_and_validators_refuse_direct_clients(net: Net) -> None:
+    # straight to a validator: refused, nothing admitted
+    code, answer = wallet(
+        net, "peer-a", "transfer", "--to", net.address("peer-b"), "--amount", "1",
+        via=net.validators[0].api_url,
+    )  # fmt: skip
+    assert code != 0
+    assert answer["error"]["code"] == "gateways_only", answer
+    # to the gateway without pinning its CA: the certificate is refused
+    code, answer = wallet(net, "peer-a", "balance", pin=False)
+    assert code != 0
+    assert answer["error"]["code"] == "bad_node_certificate", answer
+
+    code, markets = wallet(net, "peer-a", "book", "--slot", "0")
+    assert code == 0, markets
+    _, status = http_get(net.validators[0].api_url + "/v1/markets")
+    slot = status["first_open_slot"]["day_ahead"] + 6  # gate closure ~30 s away
+
+    code, sell = wallet(net, "peer-a", "order", "sell", "--slot", str(slot), "--price", "120",
+                        "--quantity", "1", "--device", "PV")  # fmt: skip
+    assert code == 0, sell
+    assert sell["order"]["status"] == "open"
+    code, buy = wallet(net, "peer-b", "order", "buy", "--slot", str(slot), "--price", "130",
+                       "--quantity", "1", "--device", "EV")  # fmt: skip
+    assert code == 0, buy
+    assert (buy["order"]["status"], buy["order"]["filled_wh"]) == ("filled", 1000)
+    code, trades = wallet(net, "peer-b", "trades")
+    assert code == 0, trades
+    assert [(t["price_mc_per_kwh"], t["quantity_wh"]) for t in trades["trades"]] == [
+        (120_000, 1000)
+    ]
+
+    # every validator holds the same trade (their private APIs, read by the operator)
+    _, head = http_get(net.validators[0].api_url + "/v1/status")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        heights = [http_get(v.api_url + "/v1/status")[1]["height"] for v in net.validators]
+        if min(heights) >= head["height"]:
+            break
+        time.sleep(0.2)
+    views = [http_get(v.api_url + f"/v1/trades?slot={slot}")[1]["trades"] for v in net.validators]
+    assert all(v == views[0] for v in views)
+    assert len(views[0]) == 1
+    # the gateway forwarded exactly the two orders (and refused nothing of them)
+    metrics = _gateway_metrics(net)
+    assert metrics.get("gridchain_gateway_forwarded_total") == 2.0, metrics
+
+
+def _gateway_metrics(net: Net) -> dict[str, float]:
+    import ssl
+    import urllib.request
+
+    context = ssl.create_default_context(cafile=str(net.ca))
+    with urllib.request.urlopen(net.gateway.api_url + "/metrics", context=context) as resp:
+        text = resp.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#") and "{" not in line:
+            name, value = line.split()
+            out[name] = float(value)
+    return out
