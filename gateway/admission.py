@@ -23,6 +23,7 @@ from gridchain.gateway.filters import (
     SenderBook,
     TokenBuckets,
     check_registered,
+    check_sealed_envelope,
     check_signature,
     check_size,
     decode_envelope,
@@ -30,11 +31,13 @@ from gridchain.gateway.filters import (
 )
 from gridchain.gateway.metrics import GatewayMetrics
 from gridchain.protocol.errors import GridchainError
+from gridchain.protocol.sealed import SealContext
 
 #: The filters in the order they run (their names label the refusal counter).
 FILTERS = (
     "size",
     "decode",
+    "sealed",
     "signature",
     "sender",
     "nonce",
@@ -56,6 +59,8 @@ class Admission:
     metrics: GatewayMetrics
     #: False until the follower is linked to the chain: no sender can be checked before.
     ready: Callable[[], bool] = lambda: True
+    #: The validators' encryption keys (genesis); None when the chain seals nothing.
+    seal: SealContext | None = None
 
     def admit(self, raw: bytes) -> Queued:
         """Queue ``raw`` toward the validators (its ``verdict`` settles once they answered),
@@ -68,6 +73,8 @@ class Admission:
             check_size(raw, self.max_tx_bytes)
             step = "decode"
             tx = decode_envelope(raw)
+            step = "sealed"
+            check_sealed_envelope(tx, self.seal)
             step = "signature"
             check_signature(tx, self.chain_id)
             step = "sender"

@@ -83,6 +83,8 @@ REFUSALS: dict[str, tuple[int, str]] = {
     "invalid_request": (400, "the JSON body is not {tx} or {txs}"),
     "malformed_json": (400, "the body is not acceptable JSON"),
     "bad_signature": (400, "the signature does not verify for this chain"),
+    "sealed_disabled": (422, "a sealed transaction on a chain with no validator encryption keys"),
+    "sealed_wrong_keys": (422, "sealed to other keys than this chain's validators"),
     "unregistered_sender": (403, "the sender's key is not a registered participant"),
     "nonce_out_of_window": (409, "the nonce is below the next one or too far above it"),
     "duplicate_tx": (409, "the gateway forwarded this transaction already"),

@@ -25,7 +25,9 @@ from gridchain.gateway.errors import (
     TxTooLargeError,
     UnregisteredSenderError,
 )
-from gridchain.protocol.tx import Transaction, decode_tx
+from gridchain.market.errors import SealedDisabledError, SealedKeySetError
+from gridchain.protocol.sealed import SealContext, sealed_to
+from gridchain.protocol.tx import SealedTx, Transaction, decode_tx
 
 #: Monotonic seconds; the only way the filters learn the time.
 Clock = Callable[[], float]
@@ -55,6 +57,18 @@ def decode_envelope(raw: bytes) -> Transaction:
     The protocol decoder checks every field's type and bound, including the body's; a sealed
     body decodes as opaque bytes, so this still reads nothing private."""
     return decode_tx(raw)
+
+
+def check_sealed_envelope(tx: Transaction, seal: SealContext | None) -> None:
+    """A sealed transaction names this chain's validator key set and wraps its content key
+    once per validator; every validator would refuse it otherwise (docs/sealed.md).  This reads
+    the envelope's structure, never the ciphertext: no private key is involved."""
+    if not isinstance(tx.body, SealedTx):
+        return
+    if seal is None:
+        raise SealedDisabledError("this chain registers no validator encryption keys")
+    if not sealed_to(tx.body, seal):
+        raise SealedKeySetError("sealed to other keys than this chain's validators")
 
 
 def check_signature(tx: Transaction, chain_id: bytes) -> None:

@@ -22,7 +22,12 @@ async def _run(config: GatewayConfig) -> None:
     follower = Follower.from_config(config.link)
     await follower.start()
     try:
-        await serve_gateway(config.settings, FollowerChain(follower), follower.chain_id)
+        await serve_gateway(
+            config.settings,
+            FollowerChain(follower),
+            follower.chain_id,
+            encryption_keys=follower.genesis.encryption_keys(),
+        )
     finally:
         await follower.stop()
 

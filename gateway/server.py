@@ -27,6 +27,7 @@ from gridchain.gateway.settings import GatewaySettings
 from gridchain.gateway.tls import server_context
 from gridchain.node.config import ConfigError
 from gridchain.node.http_guard import ConnectionGuard, GuardedSite, connection_budget
+from gridchain.protocol.sealed import SealContext
 
 log = structlog.get_logger("gridchain.gateway")
 
@@ -38,6 +39,7 @@ def build_state(
     metrics: GatewayMetrics,
     *,
     clock: Callable[[], float] = time.monotonic,
+    encryption_keys: tuple[bytes, ...] = (),
 ) -> GatewayState:
     """The filters, relay and feed of one gateway (a test passes its own chain and clock)."""
     f = config.filters
@@ -53,6 +55,7 @@ def build_state(
         queue=FairQueue(max_total=f.queue_max, max_per_sender=f.queue_per_sender),
         metrics=metrics,
         ready=lambda: chain.head_height() is not None,
+        seal=SealContext(chain_id, encryption_keys) if encryption_keys else None,
     )
     return GatewayState(
         admission=admission,
@@ -81,6 +84,7 @@ async def serve_gateway(
     ready: asyncio.Event | None = None,
     stop: asyncio.Event | None = None,
     clock: Callable[[], float] = time.monotonic,
+    encryption_keys: tuple[bytes, ...] = (),
 ) -> None:
     """Serve the API for ``chain`` until ``stop`` (or a signal, when none is given).
 
@@ -95,7 +99,9 @@ async def serve_gateway(
             "api.tls_cert and api.tls_key (HTTPS)"
         )
     metrics = GatewayMetrics()
-    state = build_state(config, chain, chain_id, metrics, clock=clock)
+    state = build_state(
+        config, chain, chain_id, metrics, clock=clock, encryption_keys=encryption_keys
+    )
     guard = ConnectionGuard(
         max_connections=connection_budget(api.max_connections),
         header_timeout_s=api.header_timeout_s,

@@ -13,6 +13,7 @@ import functools
 
 from gridchain.market import errors as _market_errors  # noqa: F401 - registers the codes
 from gridchain.node import mempool as _mempool  # noqa: F401 - registers the codes
+from gridchain.protocol import sealed as _sealed  # noqa: F401 - registers the codes
 from gridchain.protocol.errors import GridchainError
 
 UNKNOWN_CODE_STATUS = 422

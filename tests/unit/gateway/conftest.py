@@ -11,6 +11,7 @@ from gridchain.gateway.fair_queue import FairQueue
 from gridchain.gateway.filters import DedupCache, NonceWindow, TokenBuckets
 from gridchain.gateway.metrics import GatewayMetrics
 from gridchain.protocol.crypto import SigningKey
+from gridchain.protocol.sealed import SealContext
 from gridchain.protocol.tx import Transaction, Transfer, sign_tx
 from tests.helpers import det_key
 
@@ -79,6 +80,7 @@ def transfer(
 
 def make_pipeline(
     *,
+    seal: SealContext | None = None,
     window: int = 4,
     rate: float = 2.0,
     burst: float = 3.0,
@@ -97,6 +99,7 @@ def make_pipeline(
         buckets=TokenBuckets(rate=rate, burst=burst, clock=clock, max_senders=1000),
         queue=FairQueue(max_total=queue_max, max_per_sender=queue_per_sender),
         metrics=metrics,
+        seal=seal,
     )
     return Pipeline(admission, chain, clock, metrics)
 

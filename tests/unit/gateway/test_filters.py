@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from gridchain.gateway.errors import (
     DuplicateTxError,
@@ -24,10 +26,14 @@ from gridchain.gateway.errors import (
 from gridchain.gateway.fair_queue import FairQueue, Queued
 from gridchain.gateway.filters import DedupCache, TokenBuckets
 from gridchain.gateway.forwarder import forward_forever
+from gridchain.market.errors import SealedDisabledError, SealedKeySetError
 from gridchain.protocol.errors import DecodeError, GridchainError, SignatureError
+from gridchain.protocol.sealed import SealContext, seal_tx
+from gridchain.protocol.tx import Transfer
 from tests.unit.gateway.conftest import (
     ALICE,
     BOB,
+    CHAIN_ID,
     MALLORY,
     ManualClock,
     Pipeline,
@@ -279,3 +285,33 @@ async def test_a_transaction_the_validators_refuse_is_forgotten_by_the_dedup_cac
         task.cancel()
     assert len(pipeline.admission.dedup) == 0
     assert pipeline.admission.admit(raw).tx_hash == item.tx_hash  # judged again
+
+
+def _encryption_keys(n: int) -> tuple[bytes, ...]:
+    return tuple(
+        X25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        for _ in range(n)
+    )
+
+
+async def test_a_sealed_transaction_passes_on_its_envelope_alone() -> None:
+    keys = _encryption_keys(4)
+    p = make_pipeline(seal=SealContext(CHAIN_ID, keys))
+    tx = seal_tx(ALICE, CHAIN_ID, 0, Transfer(b"\x01" * 20, 5), keys, content_key=bytes(32))
+    assert p.admission.admit(tx.encode()).tx_hash == tx.hash()
+
+
+async def test_a_transaction_sealed_to_other_keys_is_refused() -> None:
+    """Every validator would refuse it (sealed_wrong_keys): it never leaves the gateway."""
+    keys, others = _encryption_keys(4), _encryption_keys(4)
+    p = make_pipeline(seal=SealContext(CHAIN_ID, keys))
+    tx = seal_tx(ALICE, CHAIN_ID, 0, Transfer(b"\x01" * 20, 5), others, content_key=bytes(32))
+    _refused_alone(p, tx.encode(), SealedKeySetError, "sealed", "sealed_wrong_keys")
+    short = seal_tx(ALICE, CHAIN_ID, 0, Transfer(b"\x01" * 20, 5), keys[:3], content_key=bytes(32))
+    _refused_alone(p, short.encode(), SealedKeySetError, "sealed", "sealed_wrong_keys")
+
+
+async def test_a_sealed_transaction_on_a_chain_without_keys_is_refused(pipeline: Pipeline) -> None:
+    keys = _encryption_keys(4)
+    tx = seal_tx(ALICE, CHAIN_ID, 0, Transfer(b"\x01" * 20, 5), keys, content_key=bytes(32))
+    _refused_alone(pipeline, tx.encode(), SealedDisabledError, "sealed", "sealed_disabled")
