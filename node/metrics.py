@@ -72,5 +72,11 @@ class NodeMetrics:
             registry=r,
         )
 
+        self.ledger_memory = Gauge(
+            "gridchain_ledger_memory_bytes",
+            "LevelDB's estimate of its memory: memtables and block cache",
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

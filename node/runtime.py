@@ -190,6 +190,7 @@ class Node:
         self.app = Application(self.genesis, opener)
         self.metrics = NodeMetrics()
         self.store = Store(config.node.data_dir)
+        self.metrics.ledger_memory.set_function(self.store.memory_bytes)
         try:
             state, head = self._recover(genesis_doc)
             engine = make_engine(self.genesis, self.key)

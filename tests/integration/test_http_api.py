@@ -183,6 +183,11 @@ def test_reads_are_well_formed(node: NodeProcess, chain: Chain) -> None:
     status, text = http_get(node.api_url + "/metrics")
     assert status == 200
     assert "gridchain_blocks_committed_total" in text
+    ledger = [
+        line for line in text.splitlines() if line.startswith("gridchain_ledger_memory_bytes ")
+    ]
+    assert len(ledger) == 1
+    assert float(ledger[0].split()[1]) > 0  # LevelDB's own estimate
     status, spec = http_get(node.api_url + "/openapi.json")
     assert status == 200
     assert spec["openapi"].startswith("3.")
