@@ -30,6 +30,7 @@ from tests.procs import REPO, free_port_block, http_get
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("pbft_cluster")]
 
 SLOT_S = 5
+GRACE_S = 2
 PASSWORD = "e2e-gateway"
 
 
@@ -60,6 +61,7 @@ def net(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Net]:
         block_interval_ms=200,
         slot_seconds=SLOT_S,
         gate_closure_s=SLOT_S,
+        settlement_grace_s=GRACE_S,
         base_api_port=free_port_block(4),
         base_p2p_port=free_port_block(4),
         gateways=1,
@@ -144,6 +146,58 @@ def test_peers_trade_through_the_gateway_and_validators_refuse_direct_clients(ne
     # the gateway forwarded exactly the two orders (and refused nothing of them)
     metrics = _gateway_metrics(net)
     assert metrics.get("gridchain_gateway_forwarded_total") == 2.0, metrics
+
+
+def test_a_sealed_trade_through_the_gateway_settles_and_the_gateway_never_reads_it(
+    net: Net,
+) -> None:
+    """Orders sealed to the validators (HPKE, docs/sealed.md) pass the gateway's filters on
+    their envelopes alone; they match and settle the same on every validator, and nothing the
+    gateway logged or forwarded carries the price or the quantity."""
+    _, markets = http_get(net.validators[0].api_url + "/v1/markets")
+    slot = markets["first_open_slot"]["day_ahead"] + 2  # gate closure 5-10 s away
+    code, sell = wallet(
+        net, "peer-a", "order", "sell", "--sealed", "--slot", str(slot),
+        "--price", "123.457", "--quantity", "0.75", "--device", "Battery",
+    )  # fmt: skip
+    assert code == 0, sell
+    assert sell["sealed"] is True
+    assert sell["order"]["status"] == "open"
+    code, buy = wallet(
+        net, "peer-b", "order", "buy", "--sealed", "--slot", str(slot),
+        "--price", "130", "--quantity", "0.75", "--device", "EV",
+    )  # fmt: skip
+    assert code == 0, buy
+    assert (buy["order"]["status"], buy["order"]["filled_wh"]) == ("filled", 750)
+
+    # What the gateway forwarded is what every validator stores: the envelope, never the order.
+    for validator in net.validators:
+        for tx_hash in (sell["hash"], buy["hash"]):
+            _, record = http_get(f"{validator.api_url}/v1/txs/{tx_hash}")
+            assert record["tx"]["kind"] == "SealedTx"
+            assert "123457" not in json.dumps(record)
+            assert "price_mc_per_kwh" not in json.dumps(record)
+    gateway_log = Path(net.gateway.log).read_text(errors="replace")
+    assert gateway_log.strip(), "the gateway wrote no log: the check below would mean nothing"
+    for secret in ("123457", "123.457", "price_mc_per_kwh", "quantity_wh"):
+        assert secret not in gateway_log, f"the gateway's log shows {secret!r}"
+
+    # After the slot and its grace period the next block settles the contract; the seller
+    # reads its receipt sealed, relayed by the gateway as ciphertext.
+    settle_at = (slot + 1) * SLOT_S * 1000 + GRACE_S * 1000
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        _, now = http_get(net.validators[0].api_url + "/v1/markets")
+        if int(now["now_ms"]) > settle_at:
+            break
+        time.sleep(0.2)
+    code, nudge = wallet(net, "peer-c", "transfer", "--to", net.address("peer-a"), "--amount", "1")
+    assert code == 0, nudge
+    code, receipts = wallet(net, "peer-a", "receipts", "--sealed")
+    assert code == 0, receipts
+    assert [(r["quantity_wh"], r["price_mc_per_kwh"]) for r in receipts["receipts"]] == [
+        (750, 123_457)
+    ]
 
 
 def _gateway_metrics(net: Net) -> dict[str, float]:
