@@ -59,18 +59,26 @@ class Store:
     # --- chain identity -------------------------------------------------------------------
 
     def bind_chain(
-        self, chain_id: bytes, genesis_doc: bytes, genesis_state: Iterator[tuple[bytes, bytes]]
+        self,
+        chain_id: bytes,
+        genesis_doc: bytes,
+        genesis_state: Iterator[tuple[bytes, bytes]],
+        genesis_tree: Iterator[tuple[bytes, bytes]],
     ) -> bool:
-        """Bind a new ledger to its chain with the genesis state, in one synced batch.
+        """Bind a new ledger to its chain with the genesis state and its tree's nodes, in one
+        synced batch.
 
         Returns True when the ledger was new.  A ledger of another chain is refused, so a
-        validator can never mix two chains' blocks in one data directory.
+        validator can never mix two chains' blocks in one data directory; so is a ledger
+        written under another schema (its state root means something else).
         """
         existing = self._db.get(k.CHAIN_ID)
         if existing is None:
             with self._db.write_batch(sync=True, transaction=True) as batch:
                 for key, value in genesis_state:
                     batch.put(k.state_key(key), value)
+                for position, record in genesis_tree:
+                    batch.put(k.tree_key(position), record)
                 batch.put(k.GENESIS_DOC, genesis_doc)
                 batch.put(k.SCHEMA_VERSION, k.CURRENT_SCHEMA_VERSION)
                 batch.put(k.HEAD_HEIGHT, k.u64(0))
@@ -80,6 +88,13 @@ class Store:
             raise WrongChainError(
                 f"the ledger at {self.path} belongs to chain {existing.hex()}, "
                 f"not {chain_id.hex()} (wrong genesis for this data directory?)"
+            )
+        version = self._db.get(k.SCHEMA_VERSION)
+        if version != k.CURRENT_SCHEMA_VERSION:
+            raise StoreError(
+                f"the ledger at {self.path} was written under schema "
+                f"{(version or b'?').decode(errors='replace')}, this node writes "
+                f"{k.CURRENT_SCHEMA_VERSION.decode()}: start from an empty data directory"
             )
         return False
 
@@ -110,6 +125,16 @@ class Store:
         for key, value in self._db.iterator(prefix=k.STATE):
             yield key[prefix_len:], value
 
+    def tree_node(self, position: bytes) -> bytes | None:
+        """A node of the state tree (market/state_tree.py) as last committed."""
+        raw: bytes | None = self._db.get(k.tree_key(position))
+        return raw
+
+    def tree_items(self) -> Iterator[tuple[bytes, bytes]]:
+        prefix_len = len(k.TREE)
+        for key, value in self._db.iterator(prefix=k.TREE):
+            yield key[prefix_len:], value
+
     def consensus_records(self) -> dict[bytes, bytes]:
         prefix_len = len(k.CONSENSUS)
         return {key[prefix_len:]: v for key, v in self._db.iterator(prefix=k.CONSENSUS)}
@@ -123,8 +148,13 @@ class Store:
                 batch.put(k.consensus_key(key), value)
 
     def commit_block(
-        self, committed: CommittedBlock, state_writes: Mapping[bytes, bytes | None]
+        self,
+        committed: CommittedBlock,
+        state_writes: Mapping[bytes, bytes | None],
+        tree_writes: Mapping[bytes, bytes | None],
     ) -> None:
+        """Write the block, its indexes, its state writes and the state tree's node writes
+        (``MerkleState.apply``'s answer) in one synced batch."""
         block = committed.block
         height = block.height
         if height != self.head_height() + 1:
@@ -139,4 +169,9 @@ class Store:
                     batch.delete(k.state_key(key))
                 else:
                     batch.put(k.state_key(key), value)
+            for position, record in tree_writes.items():
+                if record is None:
+                    batch.delete(k.tree_key(position))
+                else:
+                    batch.put(k.tree_key(position), record)
             batch.put(k.HEAD_HEIGHT, k.u64(height))
