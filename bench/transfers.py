@@ -95,7 +95,12 @@ def bench_pipeline(bundle: Any, streams: list[list[Transaction]], block_txs: int
             vote = Vote(height + 1, 0, block.hash(), 2)
             cert = Certificate(vote, (vote.sign(validator, genesis.chain_id),))
             tree_writes = state.apply(execution.writes)
-            store.commit_block(CommittedBlock(block, cert), execution.writes, tree_writes)
+            store.commit_block(
+                CommittedBlock(block, cert),
+                execution.writes,
+                tree_writes,
+                archived=execution.archived,
+            )
             tree_nodes.written(tree_writes)
             height, prev = height + 1, block.hash()
             pool.update_after_commit(txs)

@@ -178,6 +178,9 @@ class Overlay(StateReader):
     def __init__(self, base: StateReader) -> None:
         self.base = base
         self.writes: dict[bytes, bytes | None] = {}
+        #: Entries this view moved out of the live state (:meth:`archive`), with the value
+        #: they had: the node keeps them in its archive index, outside the state root.
+        self.archived: dict[bytes, bytes] = {}
         self._sorted: SortedList | None = None
         self._floor: dict[bytes, bytes | None] = {}
 
@@ -199,6 +202,15 @@ class Overlay(StateReader):
         if self._sorted is not None and key not in self.writes:
             self._sorted.add(key)
         self.writes[key] = None
+
+    def archive(self, key: bytes) -> None:
+        """Move ``key`` out of the live state (a deletion) and remember its last value, so the
+        node can still serve it (ADR 0027: pruning).  Nothing happens if it is absent."""
+        value = self.get(key)
+        if value is None:
+            return
+        self.archived[key] = value
+        self.delete(key)
 
     def _written_keys(self) -> SortedList:
         # Rebuilt if ``writes`` was changed behind put/delete (its size no longer matches);
@@ -255,6 +267,8 @@ class Overlay(StateReader):
                 parent.delete(key)
             else:
                 parent.put(key, value)
+        parent.archived.update(self.archived)
         self.writes = {}
+        self.archived = {}
         self._sorted = None
         self._floor = {}

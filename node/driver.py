@@ -125,6 +125,8 @@ class CommitBatch:
     fetched: bool
     #: the state tree's node writes (``MerkleState.apply``), stored in the same batch
     tree_writes: Mapping[bytes, bytes | None]
+    #: the entries the block pruned, for the archive index (``Execution.archived``)
+    archived: Mapping[bytes, bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -698,6 +700,7 @@ class ChainDriver:
                 len(dropped),
                 fetched,
                 tree_writes,
+                execution.archived,
             )
         )
         self._mempool_changed(now_ms)

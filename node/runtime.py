@@ -382,7 +382,9 @@ class Node:
     def _write_commit(self, batch: CommitBatch) -> None:
         started = time.perf_counter()
         block = batch.committed.block
-        self.store.commit_block(batch.committed, batch.writes, batch.tree_writes)
+        self.store.commit_block(
+            batch.committed, batch.writes, batch.tree_writes, archived=batch.archived
+        )
         self.tree_nodes.written(batch.tree_writes)
         elapsed = time.perf_counter() - started
         self.metrics.commit_seconds.observe(elapsed)

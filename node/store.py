@@ -130,6 +130,20 @@ class Store:
         raw: bytes | None = self._db.get(k.tree_key(position))
         return raw
 
+    def archived(self, key: bytes) -> bytes | None:
+        """A pruned state entry's last value (the archive index; ADR 0027)."""
+        raw: bytes | None = self._db.get(k.archive_key(key))
+        return raw
+
+    def archived_from(self, prefix: bytes, start: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Archived entries with ``prefix``, from ``start`` (a state key) on, in key order."""
+        prefix_len = len(k.ARCHIVE)
+        wanted = k.archive_key(prefix)
+        for key, value in self._db.iterator(start=k.archive_key(max(prefix, start))):
+            if not key.startswith(wanted):
+                return
+            yield key[prefix_len:], value
+
     def tree_items(self) -> Iterator[tuple[bytes, bytes]]:
         prefix_len = len(k.TREE)
         for key, value in self._db.iterator(prefix=k.TREE):
@@ -152,9 +166,12 @@ class Store:
         committed: CommittedBlock,
         state_writes: Mapping[bytes, bytes | None],
         tree_writes: Mapping[bytes, bytes | None],
+        *,
+        archived: Mapping[bytes, bytes],
     ) -> None:
-        """Write the block, its indexes, its state writes and the state tree's node writes
-        (``MerkleState.apply``'s answer) in one synced batch."""
+        """Write the block, its indexes, its state writes, the state tree's node writes
+        (``MerkleState.apply``'s answer) and the entries it pruned into the archive
+        (``Execution.archived``) in one synced batch."""
         block = committed.block
         height = block.height
         if height != self.head_height() + 1:
@@ -169,6 +186,8 @@ class Store:
                     batch.delete(k.state_key(key))
                 else:
                     batch.put(k.state_key(key), value)
+            for key, value in archived.items():
+                batch.put(k.archive_key(key), value)
             for position, record in tree_writes.items():
                 if record is None:
                     batch.delete(k.tree_key(position))

@@ -150,7 +150,7 @@ def test_commit_writes_block_indexes_state_and_head(
     txs = [transfer(a, chain_id, 0, b, 10), transfer(b, chain_id, 0, c, 20)]
     committed, writes = _next_block(app, bundle, state, txs, height=1, prev_hash=chain_id)
 
-    store.commit_block(committed, writes, state.apply(writes))
+    store.commit_block(committed, writes, state.apply(writes), archived={})
 
     assert store.head_height() == 1
     assert store.get_block(1) == committed
@@ -173,6 +173,7 @@ def test_commit_deletes_state_keys_written_as_none(
         CommittedBlock(block, certify(block, [bundle.validators[0].key], chain_id)),
         writes,
         state.tree_writes(writes),
+        archived={},
     )
     stored = dict(store.state_items())
     assert gone not in stored
@@ -211,7 +212,7 @@ def test_a_commit_is_one_synced_batch(
     spy = _BatchSpy(store._db)
     store._db = spy
     try:
-        store.commit_block(committed, writes, state.tree_writes(writes))
+        store.commit_block(committed, writes, state.tree_writes(writes), archived={})
     finally:
         store._db = spy._db
     assert spy.batches == [{"sync": True, "transaction": True}]
@@ -228,7 +229,7 @@ def test_a_commit_at_the_wrong_height_writes_nothing(
     before = _everything(store)
 
     with pytest.raises(StoreError):
-        store.commit_block(skipping, writes, state.tree_writes(writes))
+        store.commit_block(skipping, writes, state.tree_writes(writes), archived={})
 
     assert _everything(store) == before
     assert store.height_of_block(skipping.block.hash()) is None
@@ -236,10 +237,10 @@ def test_a_commit_at_the_wrong_height_writes_nothing(
 
     first, first_writes = _next_block(app, bundle, state, [tx], height=1, prev_hash=chain_id)
     first_tree = state.tree_writes(first_writes)
-    store.commit_block(first, first_writes, first_tree)
+    store.commit_block(first, first_writes, first_tree, archived={})
     after_one = _everything(store)
     with pytest.raises(StoreError):  # the same height twice
-        store.commit_block(first, first_writes, first_tree)
+        store.commit_block(first, first_writes, first_tree, archived={})
     assert _everything(store) == after_one
 
 
@@ -256,7 +257,7 @@ def test_close_and_reopen_keeps_everything(
         [[transfer(a, chain_id, 0, b, 5)], [transfer(b, chain_id, 0, c, 7)]], start=1
     ):
         committed, writes = _next_block(app, bundle, state, txs, height=height, prev_hash=prev)
-        store.commit_block(committed, writes, state.apply(writes))
+        store.commit_block(committed, writes, state.apply(writes), archived={})
         blocks.append(committed)
         prev = committed.block.hash()
     store.persist_consensus({b"solo/last-signed": b"\x00" * 7 + b"\x02" + prev})
