@@ -26,9 +26,11 @@ from __future__ import annotations
 
 from gridchain.genesis.schema import Genesis
 from gridchain.market.meters import (
+    _MAX_U64,
     READING_PREFIX,
     StoredReading,
     _id,
+    _reading_suffix,
     iter_meters,
     reading_seq_key,
 )
@@ -125,19 +127,20 @@ def _prune_receipts(view: Overlay, limit: int) -> None:
 
 def _prune_readings(view: Overlay, cutoff_ms: int) -> None:
     """Per meter, archive the readings before the last one ending at or before ``cutoff_ms``
-    (that one is what the next settlement reads as the start of its slot)."""
+    (that one is what the next settlement reads as the start of its slot).
+
+    Reading keys run from the newest to the oldest (market/meters.py), so the scan starts where
+    :func:`~gridchain.market.meters.reading_at_or_before` looks: the first entry is kept and
+    every one after it is older."""
     for meter in list(iter_meters(view)):
         if meter.next_sequence < 2:
             continue
-        due: list[tuple[bytes, int]] = []
-        previous: tuple[bytes, int] | None = None
-        for key, raw in view.scan(READING_PREFIX + _id(meter.meter_id)):
-            reading = decode(raw, StoredReading)
-            if reading.record.interval_end_ms > cutoff_ms:
-                break
-            if previous is not None:
-                due.append(previous)
-            previous = (key, reading.record.sequence)
+        prefix = READING_PREFIX + _id(meter.meter_id)
+        start = prefix + _reading_suffix(cutoff_ms, _MAX_U64)
+        older = view.scan_from(prefix, start, inclusive=True)
+        if next(older, None) is None:
+            continue
+        due = [(key, decode(raw, StoredReading).record.sequence) for key, raw in older]
         for key, sequence in due:
             view.archive(key)
             view.archive(reading_seq_key(meter.meter_id, sequence))
