@@ -19,6 +19,7 @@ BENCHMARKS = {
     "schedule": "EV charge/discharge scheduling: PFL, solve time and competitive ratios",
     "market": "order matching: engine orders/s in memory, on the state, through a testnet",
     "cdday": "community PFL (eq. 6.4) a chain achieves over an accelerated day vs offline",
+    "state": "ms per block over a simulated community year (real app + LevelDB), and replay",
     "soak": "RSS and open files of 4 PBFT validators under half-saturation load, and their slope",
     "gateway": "honest commit latency through a gateway, unloaded and under five kinds of flood",
     "links": "frames/s and handshakes/s of one peer link on loopback (the network stack alone)",

@@ -32,6 +32,7 @@ from gridchain.genesis.builder import GenesisBundle
 from gridchain.genesis.cli import write_bundle
 from gridchain.market.app import Application, BlockContext
 from gridchain.node.mempool import Mempool
+from gridchain.node.state_nodes import bind_genesis, ledger_state
 from gridchain.node.store import Store
 from gridchain.ports import free_port
 from gridchain.protocol.block import (
@@ -72,8 +73,8 @@ def bench_pipeline(bundle: Any, streams: list[list[Transaction]], block_txs: int
     raw = [tx.encode() for stream in streams for tx in stream]
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "db")
-        state = app.genesis_state()
-        store.bind_chain(genesis.chain_id, genesis.canonical_json(), state.items())
+        bind_genesis(store, genesis.chain_id, genesis.canonical_json(), app.genesis_state())
+        state, tree_nodes = ledger_state(store)
         height, prev, ts = 0, genesis.chain_id, genesis.genesis_time_ms
         ctx = lambda: BlockContext(height + 1, ts + 1, b"")  # noqa: E731
         pool = Mempool(app, state, ctx, max_txs=10**6, max_bytes=1 << 30)
@@ -93,8 +94,14 @@ def bench_pipeline(bundle: Any, streams: list[list[Transaction]], block_txs: int
             block = Block(header, tuple(txs))
             vote = Vote(height + 1, 0, block.hash(), 2)
             cert = Certificate(vote, (vote.sign(validator, genesis.chain_id),))
-            store.commit_block(CommittedBlock(block, cert), execution.writes)
-            state.apply(execution.writes)
+            tree_writes = state.apply(execution.writes)
+            store.commit_block(
+                CommittedBlock(block, cert),
+                execution.writes,
+                tree_writes,
+                archived=execution.archived,
+            )
+            tree_nodes.written(tree_writes)
             height, prev = height + 1, block.hash()
             pool.update_after_commit(txs)
         elapsed = time.perf_counter() - started

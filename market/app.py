@@ -53,6 +53,7 @@ from gridchain.market.errors import (
 from gridchain.market.keys import require_registrable_key
 from gridchain.market.meters import apply_readings, register_meter
 from gridchain.market.orders import Exchange, MarketEvent, OrderContext
+from gridchain.market.pruning import prune_due
 from gridchain.market.sealed_outcomes import SealedOutcome, SealedStatus, put_outcome
 from gridchain.market.settlement import settle_due
 from gridchain.market.state import MerkleState, Overlay, StateReader
@@ -96,6 +97,9 @@ class Execution:
     events: tuple[MarketEvent, ...] = field(default=())
     #: The interval this block decided, if any (for /v1/schedule events).
     decision: Decision | None = None
+    #: Entries the block pruned from the live state, with their last values (the node's
+    #: archive index; not committed by the state root, ADR 0027).
+    archived: dict[bytes, bytes] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,10 +400,12 @@ class Application:
     # --- blocks -------------------------------------------------------------------------
 
     def begin_block(self, view: Overlay, ctx: BlockContext) -> list[MarketEvent]:
-        """What a block does before its transactions: expire orders whose time has come, then
-        settle every slot whose grace period for readings is over (market/settlement.py)."""
+        """What a block does before its transactions: expire orders whose time has come, settle
+        every slot whose grace period for readings is over (market/settlement.py), then move
+        what is closed for good out of the live state (market/pruning.py)."""
         events = self.exchange.expire_due(view, ctx.timestamp_ms)
         settle_due(self.genesis, view, ctx.height, ctx.timestamp_ms)
+        prune_due(self.genesis, view, ctx.timestamp_ms)
         return events
 
     def execute_block(
@@ -438,6 +444,7 @@ class Application:
             state_root=_root(state, parent_writes, view.writes),
             events=tuple(events),
             decision=decision,
+            archived=dict(view.archived),
         )
 
     def build_block(
@@ -482,6 +489,7 @@ class Application:
             state_root=_root(state, parent_writes, view.writes),
             events=tuple(events),
             decision=decision,
+            archived=dict(view.archived),
         )
         return BlockBuild(tuple(kept), tuple(left_out), execution, schedule, benefit)
 

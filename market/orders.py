@@ -7,13 +7,15 @@ transaction writes nothing.
 
 State layout (keys; values are canonical records, tags 0x60-0x62):
 
-* ``ord:`` + order id -> :class:`OrderRecord` (kept after the order closes, for its history);
+* ``ord:`` + order id -> :class:`OrderRecord` (kept after the order closes until its slot is
+  pruned into the node's archive, market/pruning.py);
 * ``book:`` + market + slot + side + price key + seq + order id -> owner: the priority index;
   price key = price for asks and ``MAX_PRICE - price`` for bids, so that key order is price-time
   priority on both sides and ``scan`` walks a book best first;
 * ``oexp:`` + expiry ms + order id: open orders by the time they expire (gate closure, their own
   expiry, or the iceberg waiting limit), walked at the start of every block;
 * ``oown:`` + owner + slot + order id: every order of an address, for wallets;
+* ``oslt:`` + slot + order id -> owner: the orders of a slot, for pruning;
 * ``ctr:`` + slot + trade id -> :class:`Contract`: matched quantities awaiting settlement (the
   settlement of issue 5 walks a slot's contracts in this order);
 * ``ctrp:`` + party + slot + trade id: contracts by buyer and by seller;
@@ -72,6 +74,8 @@ ORDER_PREFIX = b"ord:"
 BOOK_PREFIX = b"book:"
 EXPIRY_PREFIX = b"oexp:"
 OWNER_PREFIX = b"oown:"
+#: ``oslt:`` + slot + order id -> owner: the orders of a slot, for pruning (market/pruning.py).
+SLOT_INDEX_PREFIX = b"oslt:"
 CONTRACT_PREFIX = b"ctr:"
 PARTY_PREFIX = b"ctrp:"
 COUNTERS_KEY = b"meta:market"
@@ -225,6 +229,10 @@ def expiry_key(expires_ms: int, order_id: bytes) -> bytes:
 
 def owner_key(owner: bytes, slot: int, order_id: bytes) -> bytes:
     return OWNER_PREFIX + owner + _u64(slot) + order_id
+
+
+def slot_index_key(slot: int, order_id: bytes) -> bytes:
+    return SLOT_INDEX_PREFIX + _u64(slot) + order_id
 
 
 def contract_key(slot: int, trade_id: int) -> bytes:
@@ -583,6 +591,7 @@ class Exchange:
             )
             view.put(order_key(order_id), rejected.encode())
             view.put(owner_key(sender, body.slot, order_id), bytes([body.market]))
+            view.put(slot_index_key(body.slot, order_id), sender)
             return [OrderEvent("rejected", rejected)]
         if body.side == Side.BUY:
             self._check_spendable(
@@ -601,6 +610,7 @@ class Exchange:
         )
         result = match(book, incoming, self.rules)
         view.put(owner_key(sender, body.slot, order_id), bytes([body.market]))
+        view.put(slot_index_key(body.slot, order_id), sender)
         return self._write_match(
             view,
             book=book,

@@ -467,7 +467,8 @@ def _settle_slot_in_state(
     items = []
     for c in pending:
         sell, buy = get_order(view, c.sell_order), get_order(view, c.buy_order)
-        # Orders are kept for ever; a contract always names two stored orders.
+        # A slot's orders stay live until it is settled and pruned (market/pruning.py), so a
+        # contract being settled always names two stored orders.
         assert sell is not None
         assert buy is not None
         items.append(SettleItem(c, sell.device, buy.device))

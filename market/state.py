@@ -1,21 +1,21 @@
 """Application state as sorted key-value pairs with a Merkle commitment.
 
 The state root must be equal on every honest validator after every block, must change with every
-write, and should let a light client check one value without the whole state.  Keys are spread
-over 256 buckets by the first byte of SHA-256(key); each bucket is an RFC 6962 tree over its
-entries sorted by key, and the root is the tree over the 256 bucket roots.  A block rehashes only
-the buckets it touched, and an inclusion proof is the bucket path plus the top path (see
-docs/adr/0003-state-root.md).
+write, and should let a light client check one value without the whole state.  The commitment is
+the sparse Merkle tree of market/state_tree.py (ADR 0027, superseding the bucketed tree of ADR
+0003): a block rehashes the ~log2(n) nodes on the path of each key it writes, so its cost
+follows what it touches, not the size of the state.
 
-:class:`MerkleState` holds the committed state in memory (a community chain's state is small;
-the node loads it from LevelDB at start).  :class:`Overlay` is a copy-on-write view used to
-execute a block or check a transaction without touching the committed state: its ``writes`` are
-exactly what the node stores in the block's atomic batch.
+:class:`MerkleState` holds the committed entries in memory (the live state is bounded) and the
+tree's nodes in a :class:`~gridchain.market.state_tree.NodeStore` (LevelDB on a node, a dict in
+tests and in the simulator).  :class:`Overlay` is a copy-on-write view used to execute a block or
+check a transaction without touching the committed state: its ``writes`` are exactly what the
+node stores in the block's atomic batch.
 
 Both keep their keys in sorted order as well (a ``SortedList``), because the order books walk
 their price levels in key order one entry at a time: ``scan(prefix, after=key)`` is a lazy
 iteration that starts in O(log n) instead of sorting the whole state on every step.  The index
-is only an access path: the root is computed from the buckets exactly as before.
+is only an access path: the root is computed from the tree.
 """
 
 from __future__ import annotations
@@ -25,49 +25,27 @@ from dataclasses import dataclass
 
 from sortedcontainers import SortedList
 
-from gridchain.protocol.crypto import sha256
-from gridchain.protocol.merkle import (
-    inclusion_proof,
-    leaf_hash,
-    root_from_inclusion,
-    root_of_hashes,
-    verify_inclusion,
-)
+from gridchain.market import state_tree as tree
+from gridchain.market.state_tree import NodeStore, NodeWrites, TreeUpdate
 
-BUCKETS = 256
-
-
-def _bucket(key: bytes) -> int:
-    return sha256(key)[0]
-
-
-def entry_hash(key: bytes, value: bytes) -> bytes:
-    return leaf_hash(len(key).to_bytes(4, "big") + key + value)
-
-
-def _bucket_root(entries: Mapping[bytes, bytes]) -> bytes:
-    return root_of_hashes([entry_hash(k, entries[k]) for k in sorted(entries)])
+#: Tree updates remembered per committed version: ``root_with`` of a proposal and ``apply`` of
+#: the same writes at commit share one computation (pob may try a few candidates per height).
+_REMEMBERED_UPDATES = 8
 
 
 @dataclass(frozen=True, slots=True)
 class StateProof:
-    """Proof that ``key`` has ``value`` under a state root."""
+    """Proof that ``key`` has ``value`` under a state root: the sibling hashes on the key's
+    path in the tree, from the root down."""
 
     key: bytes
     value: bytes
-    bucket: int
-    index: int
-    bucket_size: int
-    bucket_path: tuple[bytes, ...]
-    top_path: tuple[bytes, ...]
+    siblings: tuple[bytes, ...]
 
     def verify(self, root: bytes) -> bool:
-        leaf = entry_hash(self.key, self.value)
-        # Recompute the bucket root from the leaf, then check it under the top root.
-        bucket_root = root_from_inclusion(leaf, self.index, self.bucket_size, self.bucket_path)
-        if bucket_root is None:
+        if any(len(s) != 32 for s in self.siblings) or len(self.siblings) > 256:
             return False
-        return verify_inclusion(bucket_root, self.bucket, BUCKETS, self.top_path, root)
+        return tree.root_from_path(self.key, self.value, self.siblings) == root
 
 
 class StateReader:
@@ -104,84 +82,82 @@ def _keys_from(
 
 
 class MerkleState(StateReader):
-    def __init__(self, entries: Mapping[bytes, bytes] | None = None) -> None:
-        self._buckets: list[dict[bytes, bytes]] = [{} for _ in range(BUCKETS)]
-        self._roots: list[bytes | None] = [None] * BUCKETS
-        for k, v in (entries or {}).items():
-            self._buckets[_bucket(k)][k] = v
-        self._keys = SortedList(entries or ())
+    """The committed state: entries in memory, the tree in ``nodes``.
+
+    Without ``nodes`` the tree is built in memory from ``entries``.  With ``nodes`` (a node
+    reopening its ledger) the stored tree is taken as the tree of ``entries``; the caller checks
+    its root against the head block's state root, which is what makes that safe.
+    """
+
+    def __init__(
+        self, entries: Mapping[bytes, bytes] | None = None, *, nodes: NodeStore | None = None
+    ) -> None:
+        self._entries: dict[bytes, bytes] = dict(entries or {})
+        self._keys = SortedList(self._entries)
+        self._remembered: dict[tuple[tree.Item, ...], TreeUpdate] = {}
+        self.nodes: NodeStore = tree.nodes_of(self._entries) if nodes is None else nodes
 
     def __len__(self) -> int:
-        return sum(len(b) for b in self._buckets)
+        return len(self._entries)
 
     def get(self, key: bytes) -> bytes | None:
-        return self._buckets[_bucket(key)].get(key)
+        return self._entries.get(key)
 
     def scan_from(
         self, prefix: bytes, start: bytes | None, *, inclusive: bool
     ) -> Iterator[tuple[bytes, bytes]]:
-        buckets = self._buckets
+        entries = self._entries
         for key in _keys_from(self._keys, prefix, start, inclusive):
-            yield key, buckets[_bucket(key)][key]
+            yield key, entries[key]
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
-        return iter([(k, self._buckets[_bucket(k)][k]) for k in self._keys])
-
-    def _root_of(self, i: int) -> bytes:
-        root = self._roots[i]
-        if root is None:
-            root = _bucket_root(self._buckets[i])
-            self._roots[i] = root
-        return root
+        return iter([(k, self._entries[k]) for k in self._keys])
 
     def root(self) -> bytes:
-        return root_of_hashes([self._root_of(i) for i in range(BUCKETS)])
+        return tree.root_of(self.nodes)
+
+    def _update(self, writes: Mapping[bytes, bytes | None]) -> TreeUpdate:
+        items = tuple(tree.items_of(writes))
+        known = self._remembered.get(items)
+        if known is None:
+            known = tree.update(self.nodes, items)
+            if len(self._remembered) >= _REMEMBERED_UPDATES:
+                del self._remembered[next(iter(self._remembered))]
+            self._remembered[items] = known
+        return known
 
     def root_with(self, writes: Mapping[bytes, bytes | None]) -> bytes:
         """The root the state would have after ``writes``, without applying them."""
-        touched: dict[int, dict[bytes, bytes]] = {}
-        for k, v in writes.items():
-            i = _bucket(k)
-            bucket = touched.setdefault(i, dict(self._buckets[i]))
-            if v is None:
-                bucket.pop(k, None)
-            else:
-                bucket[k] = v
-        roots = [
-            _bucket_root(touched[i]) if i in touched else self._root_of(i) for i in range(BUCKETS)
-        ]
-        return root_of_hashes(roots)
+        return self._update(writes).root
 
-    def apply(self, writes: Mapping[bytes, bytes | None]) -> None:
+    def tree_writes(self, writes: Mapping[bytes, bytes | None]) -> NodeWrites:
+        """The node writes ``apply(writes)`` would make, without applying them."""
+        return self._update(writes).nodes
+
+    def apply(self, writes: Mapping[bytes, bytes | None]) -> NodeWrites:
+        """Apply ``writes``; return the tree's node writes (the node stores them in the same
+        batch as the block, after which its node store reads them from LevelDB)."""
+        update = self._update(writes)
         for k, v in writes.items():
-            i = _bucket(k)
-            bucket = self._buckets[i]
             if v is None:
-                if bucket.pop(k, None) is not None:
+                if self._entries.pop(k, None) is not None:
                     self._keys.remove(k)
             else:
-                if k not in bucket:
+                if k not in self._entries:
                     self._keys.add(k)
-                bucket[k] = v
-            self._roots[i] = None
+                self._entries[k] = v
+        self._remembered = {}
+        self.nodes.write_nodes(update.nodes)
+        return update.nodes
 
     def prove(self, key: bytes) -> StateProof | None:
-        i = _bucket(key)
-        bucket = self._buckets[i]
-        if key not in bucket:
+        value = self._entries.get(key)
+        if value is None:
             return None
-        keys = sorted(bucket)
-        index = keys.index(key)
-        hashes = [entry_hash(k, bucket[k]) for k in keys]
-        return StateProof(
-            key=key,
-            value=bucket[key],
-            bucket=i,
-            index=index,
-            bucket_size=len(keys),
-            bucket_path=tuple(inclusion_proof(hashes, index)),
-            top_path=tuple(inclusion_proof([self._root_of(j) for j in range(BUCKETS)], i)),
-        )
+        siblings = tree.path_to(self.nodes, key)
+        if siblings is None:  # pragma: no cover - the tree holds every entry
+            raise AssertionError("state entry missing from the tree")
+        return StateProof(key=key, value=value, siblings=siblings)
 
 
 class Overlay(StateReader):
@@ -202,6 +178,9 @@ class Overlay(StateReader):
     def __init__(self, base: StateReader) -> None:
         self.base = base
         self.writes: dict[bytes, bytes | None] = {}
+        #: Entries this view moved out of the live state (:meth:`archive`), with the value
+        #: they had: the node keeps them in its archive index, outside the state root.
+        self.archived: dict[bytes, bytes] = {}
         self._sorted: SortedList | None = None
         self._floor: dict[bytes, bytes | None] = {}
 
@@ -223,6 +202,15 @@ class Overlay(StateReader):
         if self._sorted is not None and key not in self.writes:
             self._sorted.add(key)
         self.writes[key] = None
+
+    def archive(self, key: bytes) -> None:
+        """Move ``key`` out of the live state (a deletion) and remember its last value, so the
+        node can still serve it (ADR 0027: pruning).  Nothing happens if it is absent."""
+        value = self.get(key)
+        if value is None:
+            return
+        self.archived[key] = value
+        self.delete(key)
 
     def _written_keys(self) -> SortedList:
         # Rebuilt if ``writes`` was changed behind put/delete (its size no longer matches);
@@ -279,6 +267,8 @@ class Overlay(StateReader):
                 parent.delete(key)
             else:
                 parent.put(key, value)
+        parent.archived.update(self.archived)
         self.writes = {}
+        self.archived = {}
         self._sorted = None
         self._floor = {}

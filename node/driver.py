@@ -123,6 +123,10 @@ class CommitBatch:
     dropped: int
     #: whether the block came from a peer while catching up (not decided here)
     fetched: bool
+    #: the state tree's node writes (``MerkleState.apply``), stored in the same batch
+    tree_writes: Mapping[bytes, bytes | None]
+    #: the entries the block pruned, for the archive index (``Execution.archived``)
+    archived: Mapping[bytes, bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -673,7 +677,7 @@ class ChainDriver:
             )
         if self.audit is not None:
             self.audit(block, execution, self.state)
-        self.state.apply(execution.writes)
+        tree_writes = self.state.apply(execution.writes)
         self.head = head_of(block)
         self.pending.committed(self.head.block_hash, self.head.height)
         self.executions = {h: e for h, e in self.executions.items() if h in self.pending}
@@ -690,7 +694,13 @@ class ChainDriver:
         )
         self._emit(
             CommitBatch(
-                CommittedBlock(block, certificate), execution.writes, event, len(dropped), fetched
+                CommittedBlock(block, certificate),
+                execution.writes,
+                event,
+                len(dropped),
+                fetched,
+                tree_writes,
+                execution.archived,
             )
         )
         self._mempool_changed(now_ms)

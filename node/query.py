@@ -27,6 +27,7 @@ from gridchain.market.orders import OrderStatus, book_levels, contracts, get_ord
 from gridchain.market.pool import sdr_prices
 from gridchain.market.sealed_outcomes import SealedStatus, outcomes_of
 from gridchain.market.settlement import receipts
+from gridchain.node.archive import ServedState
 from gridchain.node.runtime import CommitEvent, Node
 from gridchain.node.views import (
     cd_view,
@@ -54,6 +55,12 @@ class NodeQuery:
 
     def __init__(self, node: Node) -> None:
         self._node = node
+
+    @property
+    def _served(self) -> ServedState:
+        """The committed state with the archive of pruned entries behind it (node/archive.py):
+        every record the chain ever held, whether or not it is still live."""
+        return ServedState(self._node.state, self._node.store)
 
     # --- chain ---------------------------------------------------------------------------
 
@@ -206,14 +213,14 @@ class NodeQuery:
         )
 
     def order(self, order_id: bytes) -> m.Order | None:
-        record = get_order(self._node.state, order_id)
+        record = get_order(self._served, order_id)
         return None if record is None else order_view(record)
 
     def orders(
         self, address: bytes, slot: int | None, status: OrderStatus | None, limit: int
     ) -> m.OrderList:
         out = []
-        for record in orders_of(self._node.state, address, slot):
+        for record in orders_of(self._served, address, slot):
             if status is not None and record.status != status:
                 continue
             out.append(order_view(record))
@@ -225,7 +232,7 @@ class NodeQuery:
         self, address: bytes | None, slot: int | None, market: Market | None, limit: int
     ) -> m.TradeList:
         out = []
-        for contract in contracts(self._node.state, party=address, slot=slot):
+        for contract in contracts(self._served, party=address, slot=slot):
             if market is not None and contract.market != market:
                 continue
             out.append(contract_view(contract))
@@ -296,11 +303,11 @@ class NodeQuery:
         return m.MeterList(meters=out)
 
     def readings(self, meter_id: str, from_seq: int, limit: int) -> m.ReadingList:
-        found = readings_from(self._node.state, meter_id, from_seq, limit)
+        found = readings_from(self._served, meter_id, from_seq, limit)
         return m.ReadingList(meter_id=meter_id, readings=[reading_view(r) for r in found])
 
     def receipts(self, address: bytes | None, slot: int | None, limit: int) -> m.ReceiptList:
-        found = receipts(self._node.state, party=address, slot=slot)[:limit]
+        found = receipts(self._served, party=address, slot=slot)[:limit]
         return m.ReceiptList(receipts=[receipt_view(r) for r in found])
 
     # --- C&D requests and the schedule ---------------------------------------------------

@@ -50,6 +50,7 @@ from gridchain.node.mempool import Mempool
 from gridchain.node.metrics import NodeMetrics
 from gridchain.node.reannounce import Reannouncer
 from gridchain.node.sealing import validator_opener
+from gridchain.node.state_nodes import bind_genesis, ledger_state
 from gridchain.node.store import Store
 from gridchain.protocol.block import CommittedBlock, decode_committed
 from gridchain.protocol.crypto import SigningKey
@@ -256,8 +257,10 @@ class Node:
     def _recover(self, genesis_doc: bytes) -> tuple[MerkleState, ChainHead]:
         """Load the committed state and check it against the head block's state root."""
         genesis_state = self.app.genesis_state()
-        self.store.bind_chain(self.chain_id, genesis_doc, genesis_state.items())
-        state = MerkleState(dict(self.store.state_items()))
+        bind_genesis(self.store, self.chain_id, genesis_doc, genesis_state)
+        # The tree is read from the ledger (no rebuild at start); the root check below is
+        # what vouches for it.
+        state, self.tree_nodes = ledger_state(self.store)
         head = self.store.head_height()
         if head > 0:
             committed = self.store.get_block(head)
@@ -419,7 +422,10 @@ class Node:
     def _write_commit(self, batch: CommitBatch) -> None:
         started = time.perf_counter()
         block = batch.committed.block
-        self.store.commit_block(batch.committed, batch.writes)
+        self.store.commit_block(
+            batch.committed, batch.writes, batch.tree_writes, archived=batch.archived
+        )
+        self.tree_nodes.written(batch.tree_writes)
         elapsed = time.perf_counter() - started
         self.metrics.commit_seconds.observe(elapsed)
         self.metrics.blocks.inc()

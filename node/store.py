@@ -59,18 +59,26 @@ class Store:
     # --- chain identity -------------------------------------------------------------------
 
     def bind_chain(
-        self, chain_id: bytes, genesis_doc: bytes, genesis_state: Iterator[tuple[bytes, bytes]]
+        self,
+        chain_id: bytes,
+        genesis_doc: bytes,
+        genesis_state: Iterator[tuple[bytes, bytes]],
+        genesis_tree: Iterator[tuple[bytes, bytes]],
     ) -> bool:
-        """Bind a new ledger to its chain with the genesis state, in one synced batch.
+        """Bind a new ledger to its chain with the genesis state and its tree's nodes, in one
+        synced batch.
 
         Returns True when the ledger was new.  A ledger of another chain is refused, so a
-        validator can never mix two chains' blocks in one data directory.
+        validator can never mix two chains' blocks in one data directory; so is a ledger
+        written under another schema (its state root means something else).
         """
         existing = self._db.get(k.CHAIN_ID)
         if existing is None:
             with self._db.write_batch(sync=True, transaction=True) as batch:
                 for key, value in genesis_state:
                     batch.put(k.state_key(key), value)
+                for position, record in genesis_tree:
+                    batch.put(k.tree_key(position), record)
                 batch.put(k.GENESIS_DOC, genesis_doc)
                 batch.put(k.SCHEMA_VERSION, k.CURRENT_SCHEMA_VERSION)
                 batch.put(k.HEAD_HEIGHT, k.u64(0))
@@ -80,6 +88,13 @@ class Store:
             raise WrongChainError(
                 f"the ledger at {self.path} belongs to chain {existing.hex()}, "
                 f"not {chain_id.hex()} (wrong genesis for this data directory?)"
+            )
+        version = self._db.get(k.SCHEMA_VERSION)
+        if version != k.CURRENT_SCHEMA_VERSION:
+            raise StoreError(
+                f"the ledger at {self.path} was written under schema "
+                f"{(version or b'?').decode(errors='replace')}, this node writes "
+                f"{k.CURRENT_SCHEMA_VERSION.decode()}: start from an empty data directory"
             )
         return False
 
@@ -118,6 +133,30 @@ class Store:
         for key, value in self._db.iterator(prefix=k.STATE):
             yield key[prefix_len:], value
 
+    def tree_node(self, position: bytes) -> bytes | None:
+        """A node of the state tree (market/state_tree.py) as last committed."""
+        raw: bytes | None = self._db.get(k.tree_key(position))
+        return raw
+
+    def archived(self, key: bytes) -> bytes | None:
+        """A pruned state entry's last value (the archive index; ADR 0027)."""
+        raw: bytes | None = self._db.get(k.archive_key(key))
+        return raw
+
+    def archived_from(self, prefix: bytes, start: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Archived entries with ``prefix``, from ``start`` (a state key) on, in key order."""
+        prefix_len = len(k.ARCHIVE)
+        wanted = k.archive_key(prefix)
+        for key, value in self._db.iterator(start=k.archive_key(max(prefix, start))):
+            if not key.startswith(wanted):
+                return
+            yield key[prefix_len:], value
+
+    def tree_items(self) -> Iterator[tuple[bytes, bytes]]:
+        prefix_len = len(k.TREE)
+        for key, value in self._db.iterator(prefix=k.TREE):
+            yield key[prefix_len:], value
+
     def consensus_records(self) -> dict[bytes, bytes]:
         prefix_len = len(k.CONSENSUS)
         return {key[prefix_len:]: v for key, v in self._db.iterator(prefix=k.CONSENSUS)}
@@ -131,8 +170,16 @@ class Store:
                 batch.put(k.consensus_key(key), value)
 
     def commit_block(
-        self, committed: CommittedBlock, state_writes: Mapping[bytes, bytes | None]
+        self,
+        committed: CommittedBlock,
+        state_writes: Mapping[bytes, bytes | None],
+        tree_writes: Mapping[bytes, bytes | None],
+        *,
+        archived: Mapping[bytes, bytes],
     ) -> None:
+        """Write the block, its indexes, its state writes, the state tree's node writes
+        (``MerkleState.apply``'s answer) and the entries it pruned into the archive
+        (``Execution.archived``) in one synced batch."""
         block = committed.block
         height = block.height
         if height != self.head_height() + 1:
@@ -147,4 +194,11 @@ class Store:
                     batch.delete(k.state_key(key))
                 else:
                     batch.put(k.state_key(key), value)
+            for key, value in archived.items():
+                batch.put(k.archive_key(key), value)
+            for position, record in tree_writes.items():
+                if record is None:
+                    batch.delete(k.tree_key(position))
+                else:
+                    batch.put(k.tree_key(position), record)
             batch.put(k.HEAD_HEIGHT, k.u64(height))

@@ -8,6 +8,10 @@ LevelDB's byte order is height order and a range scan walks blocks in sequence.
     H:<block hash>        height of that block
     T:<tx hash>           height (8 bytes) + index in block (4 bytes)
     S:<state key>         application state value (market/ defines the state keys)
+    A:<state key>         archive: a pruned state entry's last value (market/pruning.py), served
+                          by the API behind the live state, not committed by the state root
+    N:<tree position>     a node of the state's sparse Merkle tree (market/state_tree.py):
+                          2-byte depth + path prefix -> b"L"/b"I" record (ADR 0027)
     W:<engine key>        consensus write-ahead records (votes sent, view, last signed)
     P:<peer public key>   peer book entry
 """
@@ -19,6 +23,8 @@ BLOCK = b"B:"
 BLOCK_BY_HASH = b"H:"
 TX_INDEX = b"T:"
 STATE = b"S:"
+TREE = b"N:"
+ARCHIVE = b"A:"
 CONSENSUS = b"W:"
 PEER = b"P:"
 
@@ -26,7 +32,8 @@ HEAD_HEIGHT = META + b"head_height"
 CHAIN_ID = META + b"chain_id"
 GENESIS_DOC = META + b"genesis"
 SCHEMA_VERSION = META + b"schema_version"
-CURRENT_SCHEMA_VERSION = b"1"
+#: 2: the state root is the sparse Merkle tree of ADR 0027 and its nodes are stored (N:).
+CURRENT_SCHEMA_VERSION = b"2"
 
 
 def u64(n: int) -> bytes:
@@ -59,6 +66,14 @@ def parse_tx_location(raw: bytes) -> tuple[int, int]:
 
 def state_key(key: bytes) -> bytes:
     return STATE + key
+
+
+def archive_key(key: bytes) -> bytes:
+    return ARCHIVE + key
+
+
+def tree_key(position: bytes) -> bytes:
+    return TREE + position
 
 
 def consensus_key(key: bytes) -> bytes:

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gridchain.market.state import BUCKETS, MerkleState, Overlay, StateProof, _bucket
+from gridchain.market.state import MerkleState, Overlay, StateProof
 from gridchain.protocol.crypto import sha256
 
 KEYS = st.binary(min_size=0, max_size=6)
@@ -35,7 +35,7 @@ def _applied(entries: dict[bytes, bytes], writes: dict[bytes, bytes | None]) -> 
 
 
 def _big_state(n: int = 700) -> MerkleState:
-    """Enough keys that most of the 256 buckets hold several entries."""
+    """Enough keys that the tree is ~10 levels deep."""
     return MerkleState({f"key-{i}".encode(): sha256(b"%d" % i)[: i % 9] for i in range(n)})
 
 
@@ -48,7 +48,7 @@ def test_root_with_predicts_the_root_after_apply(
     entries: dict[bytes, bytes], writes: dict[bytes, bytes | None]
 ) -> None:
     state = MerkleState(entries)
-    before = state.root()  # fills the per-bucket cache that apply must invalidate
+    before = state.root()  # remembers an update that apply must not reuse wrongly
     predicted = state.root_with(writes)
     assert state.root() == before  # root_with changes nothing
 
@@ -119,14 +119,14 @@ def test_empty_state_has_a_fixed_root_and_length() -> None:
 def test_proofs_verify_for_every_key() -> None:
     state = _big_state()
     root = state.root()
-    sizes = set()
+    depths = set()
     for key, value in state.items():
         proof = state.prove(key)
         assert proof is not None
-        assert (proof.key, proof.value, proof.bucket) == (key, value, _bucket(key))
+        assert (proof.key, proof.value) == (key, value)
         assert proof.verify(root)
-        sizes.add(proof.bucket_size)
-    assert max(sizes) >= 3  # the bucket paths were really exercised, not just single leaves
+        depths.add(len(proof.siblings))
+    assert max(depths) >= 9  # ~log2(700) levels: the paths were really exercised
 
 
 @settings(max_examples=50, deadline=None)
@@ -150,18 +150,18 @@ def test_a_tampered_proof_fails() -> None:
     state = _big_state()
     root = state.root()
     proofs = (state.prove(k) for k, _ in state.items())
-    proof = next(p for p in proofs if p is not None and p.bucket_size >= 3 and p.index > 0)
+    proof = next(p for p in proofs if p is not None and len(p.siblings) >= 3)
     key = proof.key
     other_key = next(k for k, _ in state.items() if k != key)
     forgeries: list[StateProof] = [
         dataclasses.replace(proof, key=other_key),
-        dataclasses.replace(proof, index=(proof.index + 1) % proof.bucket_size),
-        dataclasses.replace(proof, bucket=(proof.bucket + 1) % BUCKETS),
-        # (A larger claimed size can keep the path's shape; membership is what a proof shows.)
-        dataclasses.replace(proof, bucket_size=1),
-        dataclasses.replace(proof, bucket_path=proof.bucket_path[:-1]),
-        dataclasses.replace(proof, top_path=(*proof.top_path[:-1], b"\x00" * 32)),
-        dataclasses.replace(proof, index=-1),
+        dataclasses.replace(proof, value=proof.value + b"x"),
+        dataclasses.replace(proof, siblings=proof.siblings[:-1]),
+        dataclasses.replace(proof, siblings=proof.siblings[1:]),
+        dataclasses.replace(proof, siblings=(*proof.siblings, b"\x00" * 32)),
+        dataclasses.replace(proof, siblings=(*proof.siblings[:-1], b"\x00" * 32)),
+        dataclasses.replace(proof, siblings=tuple(reversed(proof.siblings))),
+        dataclasses.replace(proof, siblings=(proof.siblings[0][:31], *proof.siblings[1:])),
     ]
     for forged in forgeries:
         assert not forged.verify(root), forged

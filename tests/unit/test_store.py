@@ -17,7 +17,9 @@ import pytest
 from gridchain.genesis.builder import GenesisBundle
 from gridchain.market.app import Application
 from gridchain.market.state import MerkleState
+from gridchain.market.state_tree import nodes_of
 from gridchain.node import store_schema as k
+from gridchain.node.state_nodes import bind_genesis, ledger_state
 from gridchain.node.store import Store, StoreError, WrongChainError
 from gridchain.protocol.block import CommittedBlock
 from gridchain.protocol.tx import Transaction
@@ -34,7 +36,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 def _bind(store: Store, bundle: GenesisBundle, state: MerkleState) -> bool:
-    return store.bind_chain(bundle.genesis.chain_id, GENESIS_DOC, state.items())
+    return bind_genesis(store, bundle.genesis.chain_id, GENESIS_DOC, state)
 
 
 def _next_block(
@@ -89,7 +91,10 @@ def test_binding_the_same_chain_again_changes_nothing(
 ) -> None:
     _bind(store, bundle, state)
     before = _everything(store)
-    assert store.bind_chain(bundle.genesis.chain_id, b"ignored", iter([(b"x", b"y")])) is False
+    assert (
+        store.bind_chain(bundle.genesis.chain_id, b"ignored", iter([(b"x", b"y")]), iter(()))
+        is False
+    )
     assert _everything(store) == before
 
 
@@ -100,7 +105,7 @@ def test_a_ledger_of_another_chain_is_refused(
     before = _everything(store)
     other = small_bundle(chain_name="another-chain").genesis.chain_id
     with pytest.raises(WrongChainError):
-        store.bind_chain(other, GENESIS_DOC, iter([(b"x", b"y")]))
+        store.bind_chain(other, GENESIS_DOC, iter([(b"x", b"y")]), iter(()))
     assert _everything(store) == before
 
 
@@ -123,6 +128,17 @@ def test_a_ledger_open_elsewhere_is_refused_with_a_store_error(tmp_path: Path) -
     first.close()  # closing twice is harmless
 
 
+def test_a_ledger_of_another_schema_is_refused(
+    store: Store, bundle: GenesisBundle, state: MerkleState
+) -> None:
+    """A schema-1 ledger committed to the bucketed root of ADR 0003: its state roots mean
+    something else, so the node refuses it instead of halting on a divergence later."""
+    _bind(store, bundle, state)
+    store._db.put(k.SCHEMA_VERSION, b"1")
+    with pytest.raises(StoreError, match="schema 1"):
+        _bind(store, bundle, state)
+
+
 # --- commits ---------------------------------------------------------------------------------
 
 
@@ -134,8 +150,7 @@ def test_commit_writes_block_indexes_state_and_head(
     txs = [transfer(a, chain_id, 0, b, 10), transfer(b, chain_id, 0, c, 20)]
     committed, writes = _next_block(app, bundle, state, txs, height=1, prev_hash=chain_id)
 
-    store.commit_block(committed, writes)
-    state.apply(writes)
+    store.commit_block(committed, writes, state.apply(writes), archived={})
 
     assert store.head_height() == 1
     assert store.get_block(1) == committed
@@ -155,7 +170,10 @@ def test_commit_deletes_state_keys_written_as_none(
     writes: dict[bytes, bytes | None] = {gone: None, b"new-key": b"v"}
     block = make_block(chain_id, 1, chain_id, state_root=state.root_with(writes))
     store.commit_block(
-        CommittedBlock(block, certify(block, [bundle.validators[0].key], chain_id)), writes
+        CommittedBlock(block, certify(block, [bundle.validators[0].key], chain_id)),
+        writes,
+        state.tree_writes(writes),
+        archived={},
     )
     stored = dict(store.state_items())
     assert gone not in stored
@@ -194,7 +212,7 @@ def test_a_commit_is_one_synced_batch(
     spy = _BatchSpy(store._db)
     store._db = spy
     try:
-        store.commit_block(committed, writes)
+        store.commit_block(committed, writes, state.tree_writes(writes), archived={})
     finally:
         store._db = spy._db
     assert spy.batches == [{"sync": True, "transaction": True}]
@@ -211,17 +229,18 @@ def test_a_commit_at_the_wrong_height_writes_nothing(
     before = _everything(store)
 
     with pytest.raises(StoreError):
-        store.commit_block(skipping, writes)
+        store.commit_block(skipping, writes, state.tree_writes(writes), archived={})
 
     assert _everything(store) == before
     assert store.height_of_block(skipping.block.hash()) is None
     assert store.tx_location(tx.hash()) is None
 
     first, first_writes = _next_block(app, bundle, state, [tx], height=1, prev_hash=chain_id)
-    store.commit_block(first, first_writes)
+    first_tree = state.tree_writes(first_writes)
+    store.commit_block(first, first_writes, first_tree, archived={})
     after_one = _everything(store)
     with pytest.raises(StoreError):  # the same height twice
-        store.commit_block(first, first_writes)
+        store.commit_block(first, first_writes, first_tree, archived={})
     assert _everything(store) == after_one
 
 
@@ -238,8 +257,7 @@ def test_close_and_reopen_keeps_everything(
         [[transfer(a, chain_id, 0, b, 5)], [transfer(b, chain_id, 0, c, 7)]], start=1
     ):
         committed, writes = _next_block(app, bundle, state, txs, height=height, prev_hash=prev)
-        store.commit_block(committed, writes)
-        state.apply(writes)
+        store.commit_block(committed, writes, state.apply(writes), archived={})
         blocks.append(committed)
         prev = committed.block.hash()
     store.persist_consensus({b"solo/last-signed": b"\x00" * 7 + b"\x02" + prev})
@@ -252,8 +270,12 @@ def test_close_and_reopen_keeps_everything(
         assert reopened.head_height() == 2
         assert [reopened.get_block(h) for h in (1, 2)] == blocks
         assert reopened.height_of_block(blocks[1].block.hash()) == 2
-        assert reopened.bind_chain(chain_id, GENESIS_DOC, iter(())) is False
+        assert reopened.bind_chain(chain_id, GENESIS_DOC, iter(()), iter(())) is False
         assert MerkleState(dict(reopened.state_items())).root() == state.root()
+        # The stored tree is the tree of the stored state: read from the ledger, no rebuild.
+        from_ledger, _ = ledger_state(reopened)
+        assert from_ledger.root() == state.root() == blocks[-1].block.header.state_root
+        assert dict(reopened.tree_items()) == dict(nodes_of(dict(state.items())).items())
     finally:
         reopened.close()
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from gridchain.genesis.builder import NamedKey
 from gridchain.market.accounts import get_account, get_supply
-from gridchain.market.orders import ContractStatus, contracts
+from gridchain.market.orders import SLOT_INDEX_PREFIX, ContractStatus, contracts
 from gridchain.market.pool import PoolInputError, pro_rata
 from gridchain.market.settlement import (
     DeliveryStatus,
@@ -29,6 +29,7 @@ from gridchain.market.settlement import (
     settle_slot,
 )
 from gridchain.protocol.address import address_of, parse_address
+from gridchain.protocol.encoding import decode
 from gridchain.protocol.tx import Device, Side
 from tests.helpers import addr, all_accounts
 from tests.unit.market.conftest import BALANCE_MC, EARLY_MS, SLOT, START_MS, Exchange
@@ -208,7 +209,7 @@ def test_a_reading_after_settlement_changes_nothing(ex: Exchange) -> None:
     (first,) = settle(ex)
     late = around_slot(meter(ex, "pv-a"), (0, 0), (0, 1000))
     send(ex, BRIDGE_1, *late, at=SETTLE_MS + 1)
-    ex.block([], SETTLE_MS + 10 * Q)
+    ex.block([], SETTLE_MS + 3 * Q)  # (within RETAIN_MS: the receipt is still live)
     assert receipts(ex.state) == [first]
 
 
@@ -239,11 +240,25 @@ def test_settles_exactly_once(ex: Exchange) -> None:
     send(ex, BRIDGE_1, *around_slot(meter(ex, "pv-a"), (0, 0), (0, 1000)))
     settled = settle(ex)
     state_after = dict(ex.state.items())
-    for later in (SETTLE_MS + 1, SETTLE_MS + Q, SETTLE_MS + 100 * Q):
+    for later in (SETTLE_MS + 1, SETTLE_MS + Q, SETTLE_MS + 3 * Q):
         execution = ex.app.execute_block(ex.state, [], ex.ctx(later))
         assert execution.writes == {}
     assert dict(ex.state.items()) == state_after
     assert receipts(ex.state, party=addr(a)) == receipts(ex.state, party=addr(b)) == settled
+    # Much later the slot is pruned (market/pruning.py): its records leave the live state
+    # with their values as they were, and nothing is settled again.
+    execution = ex.app.execute_block(ex.state, [], ex.ctx(SETTLE_MS + 100 * Q))
+    assert set(execution.writes) - set(execution.archived) <= {b"meta:pruned", *_slot_index(ex)}
+    assert all(execution.writes[k] is None for k in execution.archived)
+    assert {k: state_after[k] for k in execution.archived} == execution.archived
+    archived_receipts = [
+        decode(v, Receipt) for k, v in execution.archived.items() if k.startswith(b"stl:")
+    ]
+    assert archived_receipts == settled
+
+
+def _slot_index(ex: Exchange) -> list[bytes]:
+    return [k for k, _ in ex.state.scan(SLOT_INDEX_PREFIX)]
 
 
 def test_the_sources_example_on_net_meters() -> None:

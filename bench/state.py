@@ -1,0 +1,423 @@
+"""Block cost over a community's year: does a validator keep up as the chain gets old?
+
+A community of ``--households`` (default 200) is played for ``--days`` (default 365) of block
+time, faster than real time, through the real :class:`~gridchain.market.app.Application` and
+the real LevelDB :class:`~gridchain.node.store.Store` (state, tree nodes, blocks and index in
+one synced batch per block, as a validator writes them).  Every 15-minute slot has three blocks:
+
+1. slot start + 30 s: every meter's reading of the slot that just ended (one ``MeterReadings``
+   per household bridge, the records signed by the bridge as meterbridge/ signs them);
+2. + 5 min: every household places an order for the slot two hours ahead (PV households sell,
+   the others buy, prices around one mid so the books cross), and once a day every EV
+   household sends a ``CDRequest`` for the evening;
+3. + 10 min: nothing but what every block does (expiry, settlement of the slots whose grace
+   is over, the C&D decision of the interval), built by the proposer path.
+
+What is printed: ms per block (execution + commit) averaged over the first, middle and last
+day, and last/first; the live state entries and the ledger's size on disk at the end; and the
+time to replay the chain: every stored block executed again from genesis on a fresh ledger (a
+validator rebuilding from its blocks), its root checked against each header.  Benchmarks
+measure; tests never assert timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gridchain.bench.conditions import conditions
+from gridchain.genesis.builder import GenesisBundle, build_genesis, household_meter_ids
+from gridchain.genesis.schema import Genesis, parse_genesis
+from gridchain.market.app import Application, BlockBuild, BlockContext, Execution
+from gridchain.market.state import MerkleState
+from gridchain.node.state_nodes import LedgerNodes, bind_genesis, ledger_state
+from gridchain.node.store import Store
+from gridchain.protocol.block import (
+    Block,
+    BlockHeader,
+    Certificate,
+    CommittedBlock,
+    Vote,
+    schedule_root,
+    tx_root,
+)
+from gridchain.protocol.crypto import SigningKey, sha256
+from gridchain.protocol.meter import GENESIS_READING_HASH, ReadingRecord, sign_reading
+from gridchain.protocol.tx import (
+    CDKind,
+    CDRequest,
+    Device,
+    Market,
+    MeterReadings,
+    PlaceOrder,
+    Side,
+    Transaction,
+    sign_tx,
+)
+
+SLOT_MS = 900_000
+DAY_MS = 86_400_000
+SLOTS_PER_DAY = DAY_MS // SLOT_MS
+#: 2025-01-01T00:00Z: a whole number of slots and days.
+GENESIS_TIME_MS = 1_735_689_600_000
+MID_MC_PER_KWH = 150_000
+#: Block offsets inside a slot (readings, orders, a quiet block).
+READINGS_AT_MS, ORDERS_AT_MS, QUIET_AT_MS = 30_000, 300_000, 600_000
+ORDER_LEAD_SLOTS = 8
+
+
+@dataclass
+class MeterFeed:
+    """One meter's signed record chain, as its bridge keeps it."""
+
+    meter_id: str
+    kind: str  # net, pv, ev, battery
+    sequence: int = 0
+    prev_hash: bytes = GENESIS_READING_HASH
+    import_wh: int = 0
+    export_wh: int = 0
+
+    def next_record(self, start_ms: int, rng: random.Random) -> ReadingRecord:
+        hour = (start_ms % DAY_MS) / 3_600_000
+        sun = max(0.0, 1 - abs(hour - 12) / 6)
+        if self.kind == "pv":
+            self.export_wh += int(400 * sun * rng.uniform(0.6, 1.0))
+        elif self.kind == "ev":
+            self.import_wh += rng.choice((0, 0, 0, 2750)) if hour < 7 or hour > 18 else 0
+        elif self.kind == "battery":
+            self.import_wh += int(100 * sun)
+            self.export_wh += 0 if sun else rng.randint(0, 80)
+        else:
+            self.import_wh += rng.randint(50, 300)
+            self.export_wh += int(150 * sun * rng.random())
+        record = ReadingRecord(
+            meter_id=self.meter_id,
+            interval_start_ms=start_ms,
+            interval_end_ms=start_ms + SLOT_MS,
+            import_wh=self.import_wh,
+            export_wh=self.export_wh,
+            power_w=0,
+            voltage_dv=2301,
+            status=0,
+            sequence=self.sequence,
+            prev_hash=self.prev_hash,
+        )
+        self.sequence += 1
+        self.prev_hash = record.hash()
+        return record
+
+
+@dataclass
+class Household:
+    key: SigningKey
+    bridge: SigningKey
+    devices: tuple[str, ...]
+    meters: list[MeterFeed]
+    nonce: int = 0
+    bridge_nonce: int = 0
+
+    def sign(self, chain_id: bytes, body: Any) -> Transaction:
+        tx = sign_tx(self.key, chain_id, self.nonce, body)
+        self.nonce += 1
+        return tx
+
+
+@dataclass
+class Community:
+    bundle: GenesisBundle
+    households: list[Household]
+    rng: random.Random = field(default_factory=lambda: random.Random(17))
+    chain_id: bytes = b""
+
+    def __post_init__(self) -> None:
+        self.chain_id = self.bundle.genesis.chain_id  # a property that hashes the document
+
+    def readings(self, slot: int) -> list[Transaction]:
+        start = (slot - 1) * SLOT_MS
+        out = []
+        for h in self.households:
+            signed = tuple(
+                sign_reading(h.bridge, self.chain_id, m.next_record(start, self.rng))
+                for m in h.meters
+            )
+            out.append(sign_tx(h.bridge, self.chain_id, h.bridge_nonce, MeterReadings(signed)))
+            h.bridge_nonce += 1
+        return out
+
+    def orders(self, slot: int) -> list[Transaction]:
+        out = []
+        for h in self.households:
+            sells = "PV" in h.devices
+            side, device = (Side.SELL, Device.PV) if sells else (Side.BUY, Device.LOAD)
+            price = MID_MC_PER_KWH + 1000 * (self.rng.randint(-5, 5) + (-3 if sells else 3))
+            body = PlaceOrder(
+                int(Market.INTRADAY),
+                slot + ORDER_LEAD_SLOTS,
+                int(side),
+                int(device),
+                price,
+                self.rng.randint(100, 800),
+                0,
+                0,
+            )
+            out.append(h.sign(self.chain_id, body))
+        return out
+
+    def cd_requests(self, day_start_ms: int) -> list[Transaction]:
+        """Every EV household asks to be charged overnight (18:00 to 06:00 the next day)."""
+        out = []
+        for h in self.households:
+            if "EV" not in h.devices:
+                continue
+            body = CDRequest(
+                int(CDKind.CHARGE),
+                int(Device.EV),
+                day_start_ms + 18 * 3_600_000,
+                day_start_ms + 30 * 3_600_000,
+                self.rng.randint(5_000, 20_000),
+                7_400,
+                MID_MC_PER_KWH,
+            )
+            out.append(h.sign(self.chain_id, body))
+        return out
+
+
+def community(households: int) -> Community:
+    counter = iter(range(10**7))
+    bundle = build_genesis(
+        chain_name="gridchain-bench-state",
+        genesis_time_ms=GENESIS_TIME_MS,
+        validators=1,
+        participants=households,
+        engine="solo",
+        new_key=lambda: SigningKey(sha256(f"bench-state-{next(counter)}".encode())),
+        balance_mc=10**13,
+        extra_params={"slot_length_ms": SLOT_MS, "max_block_txs": 5000},
+        with_meters=True,
+    )
+    # The governance account is the real-time pool's counterparty: fund it.
+    doc = bundle.genesis.model_dump(mode="json")
+    doc["balances"].append({"address": bundle.genesis.governance_address, "amount_mc": 10**15})
+    bundle = GenesisBundle(
+        parse_genesis(doc),
+        bundle.validators,
+        bundle.participants,
+        bundle.governance,
+        bundle.bridges,
+    )
+    members = []
+    for peer, bridge, entry in zip(
+        bundle.participants, bundle.bridges, bundle.genesis.participants, strict=True
+    ):
+        devices = tuple(entry.devices)
+        meters = [
+            MeterFeed(meter_id, meter_id.rsplit("-", 1)[1])
+            for _, meter_id in household_meter_ids(peer.name, devices)
+        ]
+        members.append(Household(peer.key, bridge.key, devices, meters))
+    return Community(bundle, members)
+
+
+def _certified(
+    chain_id: bytes, validator: SigningKey, ctx: BlockContext, prev: bytes, built: BlockBuild
+) -> CommittedBlock:
+    """The proposer's block around ``built``, certified by the one validator."""
+    txs, schedule = built.txs, built.schedule
+    header = BlockHeader(
+        chain_id, ctx.height, prev, ctx.timestamp_ms, validator.public_key, 0, built.benefit,
+        tx_root(txs), schedule_root(schedule), built.execution.state_root,
+    )  # fmt: skip
+    block = Block(header, txs, schedule)
+    vote = Vote(ctx.height, 0, block.hash(), 2)
+    return CommittedBlock(block, Certificate(vote, (vote.sign(validator, chain_id),)))
+
+
+def _du(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+@dataclass
+class Ledger:
+    """A validator's application, state and LevelDB ledger, committing blocks as it does."""
+
+    app: Application
+    store: Store
+    state: MerkleState
+    nodes: LedgerNodes
+    height: int = 0
+    prev: bytes = b""
+
+    @classmethod
+    def open(cls, genesis: Genesis, path: Path) -> Ledger:
+        app = Application(genesis)
+        store = Store(path)
+        bind_genesis(store, genesis.chain_id, genesis.canonical_json(), app.genesis_state())
+        state, nodes = ledger_state(store)
+        return cls(app, store, state, nodes, 0, genesis.chain_id)
+
+    def commit(self, committed: CommittedBlock, execution: Execution) -> None:
+        tree_writes = self.state.apply(execution.writes)
+        self.store.commit_block(
+            committed, execution.writes, tree_writes, archived=execution.archived
+        )
+        self.nodes.written(tree_writes)
+        self.height = committed.block.height
+        self.prev = committed.block.hash()
+
+
+def play(
+    bundle: GenesisBundle, people: Community, ledger: Ledger, days: int
+) -> Iterator[tuple[int, float, float]]:
+    """Build and commit every block of ``days``; yield (day, wall ms, CPU ms of that block).
+
+    The CPU time is this process's: on a machine shared with other work it is the figure to
+    compare between days (the wall time also counts the waits for a core)."""
+    chain_id = people.chain_id
+    validator = bundle.validators[0].key
+    first_slot = GENESIS_TIME_MS // SLOT_MS + 1
+    for slot in range(first_slot, first_slot + days * SLOTS_PER_DAY):
+        start = slot * SLOT_MS
+        day = (start - GENESIS_TIME_MS) // DAY_MS
+        batches = [
+            (READINGS_AT_MS, people.readings(slot)),
+            (ORDERS_AT_MS, people.orders(slot)),
+            (QUIET_AT_MS, []),
+        ]
+        if start % DAY_MS == 6 * 3_600_000:
+            batches[1][1].extend(people.cd_requests(start - start % DAY_MS))
+        for offset, txs in batches:
+            began, began_cpu = time.perf_counter(), time.process_time()
+            ts = start + offset
+            ctx = BlockContext(ledger.height + 1, ts, validator.public_key)
+            built = ledger.app.build_block(ledger.state, txs, ctx)
+            if built.left_out:
+                _, exc = built.left_out[0]
+                raise RuntimeError(f"a benchmark transaction was left out: {exc.message}")
+            committed = _certified(chain_id, validator, ctx, ledger.prev, built)
+            ledger.commit(committed, built.execution)
+            wall = (time.perf_counter() - began) * 1000
+            yield day, wall, (time.process_time() - began_cpu) * 1000
+
+
+def replay(genesis: Genesis, source: Store, path: Path) -> tuple[int, float]:
+    """Execute every block of ``source`` again on a fresh ledger; (blocks, seconds)."""
+    ledger = Ledger.open(genesis, path)
+    began = time.perf_counter()
+    try:
+        for height in range(1, source.head_height() + 1):
+            committed = source.get_block(height)
+            assert committed is not None
+            block = committed.block
+            header = block.header
+            execution = ledger.app.execute_block(
+                ledger.state,
+                block.txs,
+                BlockContext(height, header.timestamp_ms, header.proposer),
+                schedule=block.schedule,
+                benefit=header.benefit,
+            )
+            if execution.state_root != header.state_root:
+                raise RuntimeError(f"replay diverged at block {height}")
+            ledger.commit(committed, execution)
+    finally:
+        ledger.store.close()
+    return source.head_height(), time.perf_counter() - began
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def _days(per_day: dict[int, list[float]], days: int) -> dict[str, float]:
+    first, middle, last = per_day[0], per_day[days // 2], per_day[days - 1]
+    return {
+        "first_day": round(_mean(first), 2),
+        "middle_day": round(_mean(middle), 2),
+        "last_day": round(_mean(last), 2),
+        "last_over_first": round(_mean(last) / _mean(first), 3),
+    }
+
+
+def run(households: int, days: int, directory: Path, do_replay: bool) -> dict[str, Any]:
+    people = community(households)
+    bundle = people.bundle
+    ledger = Ledger.open(bundle.genesis, directory / "ledger")
+    per_day: dict[int, list[float]] = {}
+    cpu_per_day: dict[int, list[float]] = {}
+    began = time.perf_counter()
+    try:
+        for day, ms, cpu_ms in play(bundle, people, ledger, days):
+            per_day.setdefault(day, []).append(ms)
+            cpu_per_day.setdefault(day, []).append(cpu_ms)
+        wall = time.perf_counter() - began
+        entries = len(ledger.state)
+        blocks = ledger.height
+    finally:
+        ledger.store.close()
+    db_bytes = _du(directory / "ledger")
+    report: dict[str, Any] = {
+        "households": households,
+        "days": days,
+        "blocks": blocks,
+        "ms_per_block": _days(per_day, days),
+        "cpu_ms_per_block": _days(cpu_per_day, days),
+        "live_state_entries": entries,
+        "ledger_bytes": db_bytes,
+        "seconds": round(wall, 1),
+        "times_real_time": round(days * DAY_MS / 1000 / wall, 1),
+        "conditions": conditions(),
+    }
+    if do_replay:
+        source = Store(directory / "ledger")
+        try:
+            count, seconds = replay(bundle.genesis, source, directory / "replay")
+        finally:
+            source.close()
+        report["replay"] = {"blocks": count, "seconds": round(seconds, 1)}
+    return report
+
+
+def format_report(r: dict[str, Any]) -> list[str]:
+    lines = [
+        f"{r['households']} households, {r['days']} days, {r['blocks']} blocks "
+        f"in {r['seconds']} s ({r['times_real_time']}x real time)",
+    ]
+    for name, key in (("ms per block (wall)", "ms_per_block"), ("CPU ms", "cpu_ms_per_block")):
+        ms = r[key]
+        lines.append(
+            f"{name}: first day {ms['first_day']}, middle day {ms['middle_day']}, "
+            f"last day {ms['last_day']} (last/first {ms['last_over_first']})"
+        )
+    lines += [
+        f"live state entries {r['live_state_entries']}, ledger {r['ledger_bytes'] / 1e6:.1f} MB",
+    ]
+    if "replay" in r:
+        lines.append(f"replay: {r['replay']['blocks']} blocks in {r['replay']['seconds']} s")
+    return lines
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="gridchain bench state", description=__doc__)
+    parser.add_argument("--households", type=int, default=200)
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--no-replay", action="store_true", help="skip the replay")
+    parser.add_argument("--data-dir", type=Path, help="keep the ledgers here (default: temp)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    if args.days < 1 or args.households < 1:
+        parser.error("--days and --households must be at least 1")
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = args.data_dir or Path(tmp)
+        report = run(args.households, args.days, directory, not args.no_replay)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print("\n".join(format_report(report)))
+    return 0
