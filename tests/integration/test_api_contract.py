@@ -113,7 +113,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveChain]:
             _commit(url, sign_tx(BRIDGE, chain.chain_id, 0, MeterReadings(tuple(readings))))
         )
         now = time.time_ns() // 1_000_000
-        request = CDRequest(1, 0, now, now + 60_000, 1000, 3000, 0)
+        request = CDRequest(1, 0, now, now + 60_000, 1000, 3000, 2**64 - 1, "ev-c")
         hashes.append(_commit(url, sign_tx(chain.peer(2), chain.chain_id, 0, request)))
         hashes.append(_commit(url, chain.transfer(0, 2, 1, 5)))
         yield LiveChain(chain, node, url, [sell.hash().hex(), buy.hash().hex()], hashes)

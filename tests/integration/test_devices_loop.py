@@ -264,7 +264,14 @@ def send_request(
 ) -> str:
     now = time.time_ns() // 1_000_000
     request = CDRequest(
-        int(CDKind.CHARGE), int(device), now, now + departure_in_ms, energy_wh, max_rate_w, 0
+        int(CDKind.CHARGE),
+        int(device),
+        now,
+        now + departure_in_ms,
+        energy_wh,
+        max_rate_w,
+        2**64 - 1,  # no limit: any interval's price
+        METER if device is Device.EV else BATTERY,
     )
     tx = sign_tx(chain.peer(peer), chain.chain_id, 0, request)
     status, body = submit(chain.api_url(peer), tx)

@@ -46,6 +46,7 @@ CD_FIELDS = {
     "energy_wh",
     "max_rate_w",
     "limit_price_mc_per_kwh",
+    "meter_id",
     "first_interval",
     "end_interval",
     "window_start_ms",
@@ -62,7 +63,7 @@ CD_FIELDS = {
 
 async def test_requests_are_served_scheduled_and_completed(live: LiveNode) -> None:
     genesis_ms = live.chain.bundle.genesis.genesis_time_ms
-    charge = live.cd_tx(0, 0, energy_wh=1000, max_rate_w=3000, limit_price=120_000)
+    charge = live.cd_tx(0, 0, energy_wh=1000, max_rate_w=3000, limit_price=400_000)
     discharge = live.cd_tx(1, 0, kind=2, device=1, energy_wh=500, max_rate_w=2000)
     for tx in (charge, discharge):
         status, body = await live.post_tx(tx)
@@ -77,7 +78,7 @@ async def test_requests_are_served_scheduled_and_completed(live: LiveNode) -> No
     assert record["owner"] == format_address(live.chain.address(0))
     assert (record["kind"], record["device"]) == ("charge", "EV")
     assert (record["energy_wh"], record["max_rate_w"]) == (1000, 3000)
-    assert record["limit_price_mc_per_kwh"] == 120_000
+    assert record["limit_price_mc_per_kwh"] == 400_000
     assert record["submitted_height"] == committed["height"]
     # 1000 Wh in 10-minute intervals is 6000 W-intervals.
     assert record["cap_units"] == 60 * 1000 // INTERVAL_MINUTES
