@@ -89,6 +89,8 @@ def _cd_args(*extra: str, node: str, wallet: Path, kind: str = "charge") -> list
         (("--arrive", "1000", "--depart", "2000"), "invalid_cd_request", "in the past"),
         (("--depart", "soon"), "bad_argument", "--depart"),
         (("--limit-price", "1.5"), "invalid_cd_request", "--limit-price"),
+        (("--meter", " "), "invalid_cd_request", "--meter"),
+        (("--meter", "m" * 65), "invalid_cd_request", "--meter"),
     ],
 )
 async def test_bad_requests_are_refused_before_anything_is_sent(
