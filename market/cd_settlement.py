@@ -49,7 +49,7 @@ CD_SETTLE_CURSOR_KEY = b"meta:cdsettle"
 HOUR_MS = 3_600_000
 
 
-@register(0x6D)
+@register(0x6E)
 @dataclass(frozen=True, slots=True)
 class CDReceipt(Record):
     """One request's settlement for one decided interval (all integers; ADR 0030)."""
