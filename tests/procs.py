@@ -115,8 +115,7 @@ class Chain:
 
 def pv_and_load_meters(bridge: SigningKey) -> Callable[[GenesisBundle], dict[str, Any]]:
     """``genesis_changes`` registering two meters read by ``bridge``: participant 0's PV meter
-    ``pv-a`` and participant 1's load meter ``load-b`` (both SDM120s), and participant 2's EV
-    meter ``ev-c``, which its C&D requests name."""
+    ``pv-a`` and participant 1's load meter ``load-b`` (both SDM120s)."""
 
     def changes(bundle: GenesisBundle) -> dict[str, Any]:
         peers = bundle.participants
@@ -134,7 +133,6 @@ def pv_and_load_meters(bridge: SigningKey) -> Callable[[GenesisBundle], dict[str
             "meters": [
                 meter("pv-a", peers[0].address, "PV"),
                 meter("load-b", peers[1].address, "Loadmeter"),
-                meter("ev-c", peers[2].address, "EV"),
             ]
         }
 
