@@ -435,6 +435,9 @@ class NodeClient:
     async def cd_request(self, request_id: str) -> m.CDRequest:
         return await self.get(m.CDRequest, f"/v1/cd/{request_id}")
 
+    async def cd_receipts(self, request_id: str) -> list[m.CDReceipt]:
+        return list((await self.get(m.CDReceipts, f"/v1/cd/{request_id}/receipts")).receipts)
+
     async def cd_requests(
         self, owner: str | None, *, status: str | None = None, limit: int = LIST_MAX
     ) -> list[m.CDRequest]:

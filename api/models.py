@@ -524,6 +524,7 @@ class CDRequest(Model):
     energy_wh: UInt
     max_rate_w: UInt
     limit_price_mc_per_kwh: UInt
+    meter_id: str = Field(description="the registered meter that measures the device")
     first_interval: UInt
     end_interval: UInt
     window_start_ms: UInt
@@ -535,6 +536,40 @@ class CDRequest(Model):
     remaining_wh: UInt
     submitted_height: UInt
     status: str = Field(description="open, complete or ended")
+
+
+class CDReceipt(Model):
+    """One request's settlement for one decided interval (ADR 0030): the setpoint's energy,
+    the meter's, the deviation, and the money (assessed and paid) at the interval's price."""
+
+    request_id: Hex32
+    interval: UInt
+    owner: Address
+    meter_id: str
+    kind: str = Field(description="charge or discharge")
+    device: str
+    start_ms: UInt
+    end_ms: UInt
+    setpoint_w: SInt
+    scheduled_wh: UInt
+    start_wh: SInt
+    end_wh: SInt
+    metered_wh: UInt
+    metering: str = Field(description="complete, missing_readings or no_meter")
+    deviation_wh: SInt
+    tolerance_wh: UInt
+    price_mc_per_kwh: UInt
+    amount_mc: UInt = Field(description="charge: owed by the owner; discharge: owed to it")
+    paid_mc: UInt
+    penalty_mc: UInt
+    penalty_paid_mc: UInt
+    height: UInt
+    settled_ms: UInt
+
+
+class CDReceipts(Model):
+    request_id: Hex32
+    receipts: list[CDReceipt]
 
 
 class CDList(Model):

@@ -333,6 +333,15 @@ ROUTES: tuple[Route, ...] = (
         errors=(400, 404),
     ),
     Route(
+        "get_cd_receipts",
+        "GET",
+        "/v1/cd/{id}/receipts",
+        "A C&D request's settlement receipts, one per decided interval, oldest first",
+        m.CDReceipts,
+        params=(path("id", HASH, "the request id"),),
+        errors=(400, 404),
+    ),
+    Route(
         "events",
         "GET",
         "/v1/events",

@@ -61,7 +61,7 @@ from gridchain.bench.consensus import (
     parse_engines,
 )
 from gridchain.genesis.builder import GenesisBundle
-from gridchain.genesis.schema import ConsensusParams
+from gridchain.genesis.schema import ConsensusParams, parse_genesis
 from gridchain.market.cd_schedule import base_load_at
 from gridchain.market.scheduling.base import Scheduler, net_load
 from gridchain.market.scheduling.heuristics import Uncontrolled
@@ -76,7 +76,8 @@ from gridchain.protocol.tx import CDRequest as CDRequestTx
 
 DAY_MINUTES = 1440
 MINUTE_MS = 60_000
-#: What each EV owner says it pays at most per kWh (recorded, not used by the scheduler).
+#: What each EV owner pays at most per kWh charged: above every default tariff, so the limit
+#: leaves the scheduler every interval (ADR 0030); a discharge accepts any price (0).
 LIMIT_PRICE_MC_PER_KWH = 400_000
 
 
@@ -136,16 +137,23 @@ def plan_day(
     return DayPlan(genesis, k0, interval_ms, interval_minutes)
 
 
-def chain_request(plan: DayPlan, request: CDRequest) -> CDRequestTx:
+def ev_meter_id(participant: str) -> str:
+    """The EV meter genesis registers for each bench participant (its requests name it)."""
+    return f"{participant}-ev"
+
+
+def chain_request(plan: DayPlan, request: CDRequest, meter_id: str) -> CDRequestTx:
     """The on-chain request for a scenario request: its window in block time, same energy."""
+    charge = request.kind is Kind.CHARGE
     return CDRequestTx(
-        kind=int(CDKind.CHARGE if request.kind is Kind.CHARGE else CDKind.DISCHARGE),
+        kind=int(CDKind.CHARGE if charge else CDKind.DISCHARGE),
         device=int(Device.EV),
         arrival_ms=plan.start_ms(request.arrival),
         departure_ms=plan.start_ms(request.departure),
         energy_wh=request.energy_wh,
         max_rate_w=request.max_rate_w,
-        limit_price_mc_per_kwh=LIMIT_PRICE_MC_PER_KWH,
+        limit_price_mc_per_kwh=LIMIT_PRICE_MC_PER_KWH if charge else 0,
+        meter_id=meter_id,
     )
 
 
@@ -260,6 +268,22 @@ class DaySetup:
 
 
 def _bundle(setup: DaySetup, plan: DayPlan, params: ScenarioParams) -> GenesisBundle:
+    bundle = _chain_bundle(setup, plan, params)
+    doc = bundle.genesis.model_dump(mode="json")
+    doc["meters"] = [
+        {
+            "meter_id": ev_meter_id(p.name),
+            "owner": p.address,
+            "meter_type": "EV",
+            "bridge_public_key": p.key.public_key.hex(),
+            "profile": "generic",
+        }
+        for p in bundle.participants
+    ]
+    return replace(bundle, genesis=parse_genesis(doc))
+
+
+def _chain_bundle(setup: DaySetup, plan: DayPlan, params: ScenarioParams) -> GenesisBundle:
     return bench_bundle(
         f"bench-cdday-{setup.engine}",
         engine=setup.engine,
@@ -349,7 +373,7 @@ def decision_leads(plan: DayPlan, seen: Mapping[int, int]) -> dict[str, Any]:
 async def _play(urls: list[str], setup: DaySetup, plan: DayPlan, bundle: GenesisBundle) -> Any:
     chain_id = bundle.genesis.chain_id
     txs = [
-        sign_tx(p.key, chain_id, 0, chain_request(plan, r))
+        sign_tx(p.key, chain_id, 0, chain_request(plan, r, ev_meter_id(p.name)))
         for p, r in zip(bundle.participants, setup.requests, strict=True)
     ]
     n = setup.scenario.n_intervals

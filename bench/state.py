@@ -171,11 +171,13 @@ class Community:
         return out
 
     def cd_requests(self, day_start_ms: int) -> list[Transaction]:
-        """Every EV household asks to be charged overnight (18:00 to 06:00 the next day)."""
+        """Every EV household asks to be charged overnight (18:00 to 06:00 the next day), with
+        no limit price (a charge may then be planned in any interval), measured by its EV meter."""
         out = []
         for h in self.households:
             if "EV" not in h.devices:
                 continue
+            ev_meter = next(m.meter_id for m in h.meters if m.kind == "ev")
             body = CDRequest(
                 int(CDKind.CHARGE),
                 int(Device.EV),
@@ -183,10 +185,15 @@ class Community:
                 day_start_ms + 30 * 3_600_000,
                 self.rng.randint(5_000, 20_000),
                 7_400,
-                MID_MC_PER_KWH,
+                NO_LIMIT_MC_PER_KWH,
+                ev_meter,
             )
             out.append(h.sign(self.chain_id, body))
         return out
+
+
+#: A charge request's limit price that admits every interval's C&D price (ADR 0030).
+NO_LIMIT_MC_PER_KWH = 2**64 - 1
 
 
 def community(households: int) -> Community:

@@ -277,6 +277,10 @@ class ChainParams(_Strict):
     #: Bounds on C&D requests: how many may be open at once, how long a window may be.
     cd_max_open_requests: Annotated[int, Field(ge=1, le=10_000)] = 2000
     cd_max_window_intervals: Annotated[int, Field(ge=1, le=10_000)] = 288
+    #: C&D settlement (ADR 0030): a request's metered energy in an interval may differ from its
+    #: setpoint's by the larger of these two before ``penalty_mc_per_kwh`` applies to the rest.
+    cd_tolerance_permille: Annotated[int, Field(ge=0, le=1000)] = 100
+    cd_tolerance_wh: Annotated[int, Field(ge=0, le=10**9)] = 10
 
     @model_validator(mode="after")
     def _market_times(self) -> ChainParams:

@@ -34,6 +34,7 @@ from gridchain.market.accounts import (
 from gridchain.market.cd_planner import plan
 from gridchain.market.cd_requests import IntervalClock, admit_request
 from gridchain.market.cd_schedule import Decision, apply_decision, due_interval
+from gridchain.market.cd_settlement import settle_cd_due
 from gridchain.market.errors import (
     AlreadyRegisteredError,
     ApplicationError,
@@ -401,10 +402,12 @@ class Application:
 
     def begin_block(self, view: Overlay, ctx: BlockContext) -> list[MarketEvent]:
         """What a block does before its transactions: expire orders whose time has come, settle
-        every slot whose grace period for readings is over (market/settlement.py), then move
+        every slot whose grace period for readings is over (market/settlement.py) and every
+        decided C&D interval whose grace period is over (market/cd_settlement.py), then move
         what is closed for good out of the live state (market/pruning.py)."""
         events = self.exchange.expire_due(view, ctx.timestamp_ms)
         settle_due(self.genesis, view, ctx.height, ctx.timestamp_ms)
+        settle_cd_due(self.genesis, view, ctx.height, ctx.timestamp_ms)
         prune_due(self.genesis, view, ctx.timestamp_ms)
         return events
 

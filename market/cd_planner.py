@@ -17,7 +17,7 @@ import contextlib
 
 from gridchain.genesis.schema import Genesis
 from gridchain.market.cd_requests import CDRecord
-from gridchain.market.cd_schedule import DueInterval, base_load_at, rate_bounds
+from gridchain.market.cd_schedule import DueInterval, base_load_at
 from gridchain.market.scheduling.errors import SchedulingError
 from gridchain.market.scheduling.model import CDRequest, Kind, Scenario
 from gridchain.market.scheduling.optimal import Online
@@ -29,7 +29,7 @@ def plan(genesis: Genesis, due: DueInterval) -> tuple[ScheduleEntry, ...]:
     if not due.live:
         return ()
     records = [record for _, record in due.live]
-    bounds = [rate_bounds(record, due.interval) for record in records]
+    bounds = list(due.bounds)
     magnitudes = _uncontrolled(records, bounds)
     name = genesis.params.scheduler
     if name != "uncontrolled":

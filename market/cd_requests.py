@@ -24,15 +24,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from gridchain.genesis.schema import ChainParams, Genesis
+from gridchain.market.cd_pricing import CDPrices
 from gridchain.market.errors import (
     CDCapacityError,
     CDInfeasibleError,
+    CDLimitPriceError,
+    CDMeterError,
     CDWindowError,
     InvalidCDRequestError,
     NotAParticipantError,
+    UnregisteredMeterError,
 )
+from gridchain.market.meters import get_meter
 from gridchain.market.state import Overlay, StateReader
 from gridchain.protocol.encoding import I64, U8, U64, Bytes20, Record, decode, register
+from gridchain.protocol.meter import MeterId, MeterType
 from gridchain.protocol.tx import CDKind, CDRequest, Device
 
 CD_RECORD_PREFIX = b"cdr:"
@@ -42,6 +48,12 @@ SCHEDULE_HEAD_KEY = b"cd:head"
 MAX_RATE_W = 10_000_000
 #: Devices that can take a C&D request.
 CD_DEVICES = (Device.EV, Device.BATTERY)
+#: The meter type that measures each C&D device (the same as settlement's DEVICE_METERS for
+#: these devices, on either side).
+CD_METER_TYPES: dict[Device, MeterType] = {
+    Device.EV: MeterType.EV,
+    Device.BATTERY: MeterType.BATTERY,
+}
 
 
 class CDStatus(enum.IntEnum):
@@ -68,6 +80,8 @@ class CDRecord(Record):
     energy_wh: U64
     max_rate_w: U64
     limit_price_mc_per_kwh: U64
+    #: The registered meter of the owner that measures the device (settlement reads it).
+    meter_id: MeterId
     #: Window in intervals: [first_interval, end_interval).
     first_interval: U64
     end_interval: U64
@@ -208,6 +222,7 @@ def admit_request(
         raise InvalidCDRequestError(f"max_rate_w must be in 1..{MAX_RATE_W}")
     if body.departure_ms <= body.arrival_ms:
         raise InvalidCDRequestError("departure must come after arrival")
+    _check_meter(view, owner, device, body.meter_id)
     head = get_head(view)
     first = max(
         clock.first_starting_at(body.arrival_ms),
@@ -232,6 +247,19 @@ def admit_request(
             f"{body.energy_wh} Wh cannot be charged at {body.max_rate_w} W in {end - first} "
             f"intervals of {clock.interval_minutes} min"
         )
+    usable = CDPrices(clock, params.tariffs).usable(
+        kind is CDKind.CHARGE, body.limit_price_mc_per_kwh, first, end
+    )
+    if kind is CDKind.CHARGE and cap > body.max_rate_w * usable:
+        raise CDLimitPriceError(
+            f"{body.energy_wh} Wh cannot be charged at {body.max_rate_w} W in the {usable} "
+            f"intervals of the window priced at or below {body.limit_price_mc_per_kwh} mc/kWh"
+        )
+    if usable == 0:
+        raise CDLimitPriceError(
+            f"no interval of the window is priced at or above the limit of "
+            f"{body.limit_price_mc_per_kwh} mc/kWh"
+        )
     if head.open_requests >= params.cd_max_open_requests:
         raise CDCapacityError(f"{head.open_requests} C&D requests are open, the most allowed")
     record = CDRecord(
@@ -243,6 +271,7 @@ def admit_request(
         energy_wh=body.energy_wh,
         max_rate_w=body.max_rate_w,
         limit_price_mc_per_kwh=body.limit_price_mc_per_kwh,
+        meter_id=body.meter_id,
         first_interval=first,
         end_interval=end,
         cap_units=cap,
@@ -253,3 +282,19 @@ def admit_request(
     view.put(CD_OPEN_PREFIX + request_id, b"")
     put_head(view, replace(head, open_requests=head.open_requests + 1))
     return record
+
+
+def _check_meter(state: StateReader, owner: bytes, device: Device, meter_id: str) -> None:
+    """The named meter must be registered, the sender's, and of the device's type."""
+    meter = get_meter(state, meter_id)
+    if meter is None:
+        raise UnregisteredMeterError(f"meter {meter_id!r} is not registered")
+    if meter.owner != owner:
+        raise CDMeterError(f"meter {meter_id!r} belongs to another participant")
+    wanted = CD_METER_TYPES[device]
+    if meter.meter_type != wanted:
+        found = MeterType(meter.meter_type).name
+        raise CDMeterError(
+            f"meter {meter_id!r} is a {found} meter; a {device.label} request names a "
+            f"{wanted.name} meter"
+        )

@@ -7,10 +7,12 @@ order, with a rate in W (negative = discharge).  Later blocks of interval k carr
 An interval in which no block landed is never decided: its vehicles get no setpoint (rate 0).
 
 Rules for each entry (checked in this order, the first broken one refuses the block):
-the sign matches the request's kind; the magnitude is at most the request's maximum rate and
-what it has left; a charge request gets at least what it must take now to still finish by its
-departure at full rate (never more than its maximum rate, so the rule can always be met even
-after intervals without a block).
+the sign matches the request's kind; the magnitude is 0 in an interval whose C&D price is
+outside the request's limit (above it for a charge, below it for a discharge: ADR 0030,
+:mod:`market.cd_pricing`); otherwise it is at most the request's maximum rate and what it has
+left, and a charge request gets at least what it must take now to still finish by its
+departure at full rate in the later intervals its limit allows (never more than its maximum
+rate, so the rule can always be met even after intervals without a block).
 
 The benefit (DESIGN 7) of a block that decides j is ``BENEFIT_SCALE // (1 + (L_j - L_prev)^2)``
 with L_j = base load of j plus the scheduled rates and L_prev the load planned for j - 1 (its
@@ -29,6 +31,7 @@ from functools import lru_cache
 from typing import Annotated
 
 from gridchain.genesis.schema import Genesis
+from gridchain.market.cd_pricing import CDPrices
 from gridchain.market.cd_requests import (
     CDRecord,
     CDStatus,
@@ -76,6 +79,8 @@ class DueInterval:
     live: tuple[tuple[bytes, CDRecord], ...]
     #: open requests whose window ended before the interval (intervals nobody decided)
     ended: tuple[tuple[bytes, CDRecord], ...] = ()
+    #: (least, most) magnitude in W each live request may get (:func:`rate_bounds`), same order
+    bounds: tuple[tuple[int, int], ...] = ()
 
 
 def decision_key(interval: int) -> bytes:
@@ -149,16 +154,23 @@ def due_interval(genesis: Genesis, state: StateReader, timestamp_ms: int) -> Due
             live.append((rid, rec))
         elif rec.end_interval <= j:
             ended.append((rid, rec))
-    return DueInterval(j, previous, tuple(live), tuple(ended))
+    prices = CDPrices(clock, genesis.params.tariffs)
+    bounds = tuple(rate_bounds(rec, j, prices) for _, rec in live)
+    return DueInterval(j, previous, tuple(live), tuple(ended), bounds)
 
 
-def rate_bounds(record: CDRecord, interval: int) -> tuple[int, int]:
-    """Least and most magnitude (W) a live request may get in ``interval``."""
+def rate_bounds(record: CDRecord, interval: int, prices: CDPrices) -> tuple[int, int]:
+    """Least and most magnitude (W) a live request may get in ``interval``: nothing where the
+    interval's price is outside its limit, and a charge request at least what it cannot get
+    later at full rate in the intervals its limit allows."""
+    limit = record.limit_price_mc_per_kwh
+    if not prices.allows(record.is_charge, limit, interval):
+        return 0, 0
     residual = record.residual_units
     high = min(record.max_rate_w, residual)
     if not record.is_charge:
         return 0, high
-    later = record.max_rate_w * (record.end_interval - interval - 1)
+    later = record.max_rate_w * prices.usable(True, limit, interval + 1, record.end_interval)
     return min(high, max(0, residual - later)), high
 
 
@@ -187,18 +199,18 @@ def check_entries(due: DueInterval, entries: Sequence[ScheduleEntry]) -> None:
             f"schedule for interval {due.interval} must list the {len(expected)} live "
             f"requests in id order: {detail}"
         )
-    for (rid, record), entry in zip(due.live, entries, strict=True):
+    for (rid, record), entry, (low, high) in zip(due.live, entries, due.bounds, strict=True):
         rate = entry.rate_w
         magnitude = rate if record.is_charge else -rate
         if magnitude < 0:
             raise ScheduleRejectedError(
                 f"request {rid.hex()[:16]}: rate {rate} W has the wrong sign for its kind"
             )
-        low, high = rate_bounds(record, due.interval)
         if magnitude > high:
             raise ScheduleRejectedError(
                 f"request {rid.hex()[:16]}: {magnitude} W exceeds {high} W "
-                f"(maximum rate {record.max_rate_w} W, {record.residual_units} left)"
+                f"(maximum rate {record.max_rate_w} W, {record.residual_units} left, "
+                f"limit price {record.limit_price_mc_per_kwh} mc/kWh)"
             )
         if magnitude < low:
             raise ScheduleRejectedError(

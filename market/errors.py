@@ -286,6 +286,23 @@ class SmallOrderKeyRefusedError(RefusedKeyError, SmallOrderKeyError):
     code = "small_order_key"
 
 
+class CDMeterError(ApplicationError):
+    """The meter a C&D request names is not the sender's meter of the request's device: it is
+    owned by someone else, or it measures another kind of device (an EV request names an EV
+    meter, a battery request a battery meter).  An unregistered meter is
+    :class:`UnregisteredMeterError`."""
+
+    code = "cd_meter"
+    http_status = 403
+
+
+class CDLimitPriceError(ApplicationError):
+    """A charge request that cannot get its energy by departure in the intervals whose C&D
+    price is within its limit (ADR 0030): the scheduler never plans charging above it."""
+
+    code = "cd_limit_price"
+
+
 # --- sealed transactions (docs/sealed.md) ----------------------------------------------------
 
 

@@ -192,7 +192,7 @@ class SlotSettlement:
     clearing: PoolClearing
 
 
-def _move(accounts: dict[bytes, Account], payer: bytes, payee: bytes, amount: int) -> int:
+def move_capped(accounts: dict[bytes, Account], payer: bytes, payee: bytes, amount: int) -> int:
     """Move up to ``amount`` of ``payer``'s spendable money to ``payee``; return what moved."""
     src = accounts[payer]
     moved = max(0, min(amount, src.balance_mc - src.locked_mc))
@@ -273,19 +273,19 @@ def settle_slot(
     for i, item in enumerate(items):
         c = item.contract
         fines[i] = (c.quantity_wh - delivered[i]) * penalty_mc_per_kwh // 1000
-        fines_paid[i] = _move(books, c.seller, c.buyer, fines[i])
+        fines_paid[i] = move_capped(books, c.seller, c.buyer, fines[i])
 
     ordered = [Position(p, positions[p]) for p in sorted(positions)]
     clearing = clear_pool(ordered, r_buy, r_sell)
     pool_paid: dict[bytes, int] = {}
     for share in clearing.shares:
         if share.amount_mc < 0:
-            pool_paid[share.participant] = -_move(
+            pool_paid[share.participant] = -move_capped(
                 books, share.participant, pool_account, -share.amount_mc
             )
     for share in clearing.shares:
         if share.amount_mc > 0:
-            pool_paid[share.participant] = _move(
+            pool_paid[share.participant] = move_capped(
                 books, pool_account, share.participant, share.amount_mc
             )
 
@@ -383,11 +383,27 @@ def group_metering(
     chosen = dedicated or [m for m in owned if m.meter_type == MeterType.NETMETER]
     if not chosen:
         return GroupMetering()
+    return meters_metering(
+        state, [m.meter_id for m in chosen], side, net=net, start_ms=start_ms, end_ms=end_ms
+    )
+
+
+def meters_metering(
+    state: StateReader,
+    meter_ids: Sequence[str],
+    side: int,
+    *,
+    net: bool,
+    start_ms: int,
+    end_ms: int,
+) -> GroupMetering:
+    """Measure these meters over [start_ms, end_ms]: the export register for the sell side,
+    the import register for the buy side, import - export for net meters (module text)."""
     start_sum = end_sum = delta = 0
     metering = Metering.COMPLETE
-    for meter in chosen:
-        first = reading_at_or_before(state, meter.meter_id, start_ms)
-        last = reading_at_or_before(state, meter.meter_id, end_ms)
+    for meter_id in meter_ids:
+        first = reading_at_or_before(state, meter_id, start_ms)
+        last = reading_at_or_before(state, meter_id, end_ms)
         if (
             first is None
             or last is None

@@ -402,6 +402,14 @@ async def get_cd_request(request: web.Request) -> web.Response:
     return reply(found)
 
 
+async def get_cd_receipts(request: web.Request) -> web.Response:
+    request_id = parse_hash(request.match_info["id"])
+    found = _query(request).cd_receipts(request_id)
+    if found is None:
+        raise NotFoundError(f"no C&D request {request_id.hex()}")
+    return reply(found)
+
+
 async def list_cd_requests(request: web.Request) -> web.Response:
     """C&D requests, newest first (by submission height, then id), of one owner and status."""
     owner = _query_address(request, "owner")
@@ -567,6 +575,7 @@ HANDLERS: dict[str, Handler] = {
     "get_schedule": get_schedule,
     "list_cd_requests": list_cd_requests,
     "get_cd_request": get_cd_request,
+    "get_cd_receipts": get_cd_receipts,
     "events": events,
     "post_sealed_read": post_sealed_read,
     "get_health": get_health,

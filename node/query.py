@@ -22,6 +22,7 @@ from gridchain.market.cd_requests import (
     open_requests,
 )
 from gridchain.market.cd_schedule import Decision, get_decision, latest_decisions
+from gridchain.market.cd_settlement import cd_receipts
 from gridchain.market.meters import get_meter, iter_meters, meters_of, readings_from
 from gridchain.market.orders import OrderStatus, book_levels, contracts, get_order, orders_of
 from gridchain.market.pool import sdr_prices
@@ -30,6 +31,7 @@ from gridchain.market.settlement import receipts
 from gridchain.node.archive import ServedState
 from gridchain.node.runtime import CommitEvent, Node
 from gridchain.node.views import (
+    cd_receipt_view,
     cd_view,
     committed_view,
     contract_view,
@@ -373,6 +375,16 @@ class NodeQuery:
         if record is None:
             return None
         return cd_view(request_id, record, self._node.app.interval_clock)
+
+    def cd_receipts(self, request_id: bytes) -> m.CDReceipts | None:
+        """A request's settlement receipts in interval order (None: no such request)."""
+        state = self._node.state
+        if get_request(state, request_id) is None:
+            return None
+        return m.CDReceipts(
+            request_id=request_id.hex(),
+            receipts=[cd_receipt_view(r) for r in cd_receipts(state, request_id)],
+        )
 
     def cd_requests(self, owner: bytes | None, status: CDStatus | None, limit: int) -> m.CDList:
         """Requests newest first (by submission height, then id), of one owner and status."""

@@ -230,11 +230,17 @@ def run_cd_demo(directory: Path, api_urls: list[str]) -> None:
         f"\n== EV charging scheduled on chain ({genesis['params']['scheduler']} scheduler; "
         f"an interval is {interval_s:g} s standing for {minutes} min) =="
     )
+    meter = "peer-b-ev"
+    if not any(m["meter_id"] == meter for m in genesis.get("meters", [])):
+        # A request names the meter that measures its device (ADR 0030).
+        print(f"-- skipped: peer-b's EV meter {meter} is not registered (created without meters)")
+        return
     print("-- peer-b's EV asks for 2 kWh at up to 11 kW before it leaves in 40 s")
     wallet = str(directory / "wallets" / "peer-b.json")
     argv = ["wallet", "cd", "charge", "--energy-wh", "2000", "--max-rate-w", "11000"]
     clients = client_urls(directory, api_urls)
-    argv += ["--arrive", "now", "--depart", "+40", "--wallet", wallet, "--node", clients[-1]]
+    argv += ["--arrive", "now", "--depart", "+40", "--meter", meter]
+    argv += ["--wallet", wallet, "--node", clients[-1]]
     if clients != api_urls:
         argv += ["--ca", str(ca_file(directory))]
     if gridchain_main(argv) != 0:

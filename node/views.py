@@ -7,6 +7,7 @@ from __future__ import annotations
 from gridchain.api import models as m
 from gridchain.market.cd_requests import CDRecord, CDStatus, IntervalClock
 from gridchain.market.cd_schedule import Decision
+from gridchain.market.cd_settlement import CDReceipt
 from gridchain.market.meters import METER_TYPE_LABELS, MeterRecord, StoredReading
 from gridchain.market.orders import (
     Contract,
@@ -252,6 +253,7 @@ def cd_view(request_id: bytes, record: CDRecord, clock: IntervalClock) -> m.CDRe
             "energy_wh": record.energy_wh,
             "max_rate_w": record.max_rate_w,
             "limit_price_mc_per_kwh": record.limit_price_mc_per_kwh,
+            "meter_id": record.meter_id,
             "first_interval": record.first_interval,
             "end_interval": record.end_interval,
             "window_start_ms": clock.start_ms(record.first_interval),
@@ -265,6 +267,43 @@ def cd_view(request_id: bytes, record: CDRecord, clock: IntervalClock) -> m.CDRe
             "status": CDStatus(record.status).label,
         }
     )
+
+
+def cd_receipt_view(receipt: CDReceipt) -> m.CDReceipt:
+    """A C&D receipt with names for its enumerations."""
+    return m.CDReceipt.model_validate(
+        {
+            **{f: getattr(receipt, f) for f in CD_RECEIPT_NUMBERS},
+            "request_id": receipt.request_id.hex(),
+            "owner": format_address(receipt.owner),
+            "meter_id": receipt.meter_id,
+            "kind": CDKind(receipt.kind).label,
+            "device": Device(receipt.device).label,
+            "metering": Metering(receipt.metering).label,
+        }
+    )
+
+
+#: The receipt's integer fields, shown as they are.
+CD_RECEIPT_NUMBERS = (
+    "interval",
+    "start_ms",
+    "end_ms",
+    "setpoint_w",
+    "scheduled_wh",
+    "start_wh",
+    "end_wh",
+    "metered_wh",
+    "deviation_wh",
+    "tolerance_wh",
+    "price_mc_per_kwh",
+    "amount_mc",
+    "paid_mc",
+    "penalty_mc",
+    "penalty_paid_mc",
+    "height",
+    "settled_ms",
+)
 
 
 def schedule_entry_view(request_id: bytes, rate_w: int, record: CDRecord | None) -> m.ScheduleEntry:

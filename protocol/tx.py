@@ -198,8 +198,10 @@ class CDRequest(Record):
     departure; a discharge request offers at most ``energy_wh`` (taking less is allowed).
     ``max_rate_w`` is the charger's (or inverter's) limit.  ``limit_price_mc_per_kwh`` is the
     most the owner pays per kWh charged (or the least it accepts per kWh discharged); it is
-    recorded with the request.  The request's id is the hash of the transaction.  ``device``
-    is a :class:`Device` (EV or Battery).
+    enforced by the scheduler against the interval's C&D price (ADR 0030).  The request's id
+    is the hash of the transaction.  ``device`` is a :class:`Device` (EV or Battery);
+    ``meter_id`` names the registered meter, owned by the sender, that measures the device (an
+    EV meter for an EV, a battery meter for a battery): settlement reads the energy from it.
     """
 
     kind: U8
@@ -209,6 +211,7 @@ class CDRequest(Record):
     energy_wh: U64
     max_rate_w: U64
     limit_price_mc_per_kwh: U64
+    meter_id: MeterId
 
 
 #: HPKE wraps of a 32-byte content key: enc (32) + key (32) + tag (16).

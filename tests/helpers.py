@@ -8,12 +8,14 @@ files and call these.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from gridchain.genesis.builder import GenesisBundle, NamedKey, build_genesis
+from gridchain.genesis.builder import GenesisBundle, NamedKey, build_genesis, participant_name
+from gridchain.genesis.schema import parse_genesis
 from gridchain.market.accounts import ACCOUNT_PREFIX, Account, get_account
 from gridchain.market.app import Application, BlockContext
 from gridchain.market.state import MerkleState, StateReader
@@ -32,6 +34,7 @@ from gridchain.protocol.encoding import decode
 from gridchain.protocol.sealed import ValidatorOpener
 from gridchain.protocol.tx import (
     Burn,
+    Device,
     Mint,
     RegisterParticipant,
     Transaction,
@@ -249,3 +252,31 @@ def sealing_bundle(
 def validator_openers(bundle: GenesisBundle) -> list[ValidatorOpener]:
     """Each validator's opener of sealed transactions, in genesis order."""
     return [ValidatorOpener(key, i) for i, key in enumerate(bundle.encryption)]
+
+
+def cd_meter_id(participant: int, device: Device) -> str:
+    """The meter :func:`with_cd_meters` registers for participant ``participant``'s device."""
+    return f"{participant_name(participant)}-{'ev' if device == Device.EV else 'battery'}"
+
+
+def cd_meters(bundle: GenesisBundle) -> list[dict[str, Any]]:
+    """Genesis ``meters`` entries: an EV and a battery meter for every participant (ids from
+    :func:`cd_meter_id`, each participant its own bridge key), so C&D requests can name them."""
+    return [
+        {
+            "meter_id": cd_meter_id(i, device),
+            "owner": p.address,
+            "meter_type": meter_type,
+            "bridge_public_key": p.key.public_key.hex(),
+            "profile": "generic",
+        }
+        for i, p in enumerate(bundle.participants)
+        for device, meter_type in ((Device.EV, "EV"), (Device.BATTERY, "Battery"))
+    ]
+
+
+def with_cd_meters(bundle: GenesisBundle) -> GenesisBundle:
+    """``bundle`` with :func:`cd_meters` added to its genesis."""
+    doc = bundle.genesis.model_dump(mode="json")
+    doc["meters"] = [*doc["meters"], *cd_meters(bundle)]
+    return dataclasses.replace(bundle, genesis=parse_genesis(doc))

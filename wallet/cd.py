@@ -107,9 +107,10 @@ def _device(text: str) -> str:
     return found
 
 
-def _limit_price(text: str | None) -> int:
+def _limit_price(text: str | None, *, charge: bool) -> int:
     if text is None:
-        return 0
+        # No limit: a charge takes any price, a discharge accepts any price.
+        return U64_MAX if charge else 0
     stripped = text.strip()
     number = stripped.removesuffix("mc").strip()
     if not (number.isascii() and number.isdigit()) or len(number) > 20:
@@ -142,8 +143,20 @@ def build_request(args: argparse.Namespace, now: int) -> CDRequest:
         departure_ms=departure,
         energy_wh=energy,
         max_rate_w=rate,
-        limit_price_mc_per_kwh=_limit_price(args.limit_price),
+        limit_price_mc_per_kwh=_limit_price(args.limit_price, charge=args.kind == "charge"),
+        meter_id=_meter_id(args.meter),
     )
+
+
+#: A meter id's bound on the wire (protocol.meter.MeterId); the node checks the rest.
+METER_ID_MAX = 64
+
+
+def _meter_id(text: str) -> str:
+    value = text.strip()
+    if not 0 < len(value) <= METER_ID_MAX:
+        raise CDArgumentError(f"--meter is a registered meter id (1-{METER_ID_MAX}), got {text!r}")
+    return value
 
 
 def _request_id(text: str) -> str:
@@ -203,7 +216,14 @@ def add_commands(
             "--limit-price",
             metavar="MC_PER_KWH",
             help="the most paid per kWh charged, or the least taken per kWh discharged, in "
-            "mc/kWh; recorded with the request (default: 0)",
+            "mc/kWh: the chain plans the device only in intervals priced within it (default: "
+            "no limit)",
+        )
+        request.add_argument(
+            "--meter",
+            required=True,
+            metavar="ID",
+            help="the registered meter that measures the device (yours, EV or Battery)",
         )
         request.add_argument(
             "--no-wait", action="store_true", help="return once the node accepted the request"
@@ -326,14 +346,39 @@ def cmd_cd_status(args: argparse.Namespace) -> int:
     request_id = _request_id(args.request_id)
     node_url = resolve_node_url(args.node)
 
-    async def run() -> m.CDRequest:
+    async def run() -> tuple[m.CDRequest, list[m.CDReceipt]]:
         node = connect(node_url, args.ca)
         async with node:
-            return await node.cd_request(request_id)
+            return await node.cd_request(request_id), await node.cd_receipts(request_id)
 
-    info = asyncio.run(run())
-    emit(args, info.model_dump(mode="json"), format_table(_cd_rows(info)))
+    info, receipts = asyncio.run(run())
+    doc = info.model_dump(mode="json")
+    doc["receipts"] = [r.model_dump(mode="json") for r in receipts]
+    human = format_table(_cd_rows(info))
+    if receipts:
+        human += "\n\n" + format_table(_receipt_rows(receipts), right=frozenset(range(1, 7)))
+    emit(args, doc, human)
     return 0
+
+
+def _receipt_rows(receipts: list[m.CDReceipt]) -> list[list[str]]:
+    """One row per settled interval: setpoint, scheduled and metered Wh, price and money."""
+    rows = [
+        ["interval", "setpoint W", "scheduled Wh", "metered Wh", "mc/kWh", "paid mc", "penalty mc"]
+    ]
+    for r in receipts:
+        rows.append(
+            [
+                str(r.interval),
+                str(r.setpoint_w),
+                str(r.scheduled_wh),
+                str(r.metered_wh) + ("" if r.metering == "complete" else f" ({r.metering})"),
+                str(r.price_mc_per_kwh),
+                str(r.paid_mc if r.kind == "charge" else -r.paid_mc),
+                str(r.penalty_paid_mc),
+            ]
+        )
+    return rows
 
 
 @json_errors

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.test_markets import connected, wallet
+from tests.helpers import cd_meters
 from tests.procs import Chain, NodeProcess, http_get, make_chain, node_for, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("pbft_cluster")]
@@ -39,7 +40,7 @@ def testnet(
         engine=engine,
         block_interval_ms=100,
         schedule_interval_ms=INTERVAL_MS,
-        genesis_changes=lambda _bundle: {"consensus": consensus},
+        genesis_changes=lambda bundle: {"consensus": consensus, "meters": cd_meters(bundle)},
     )
     nodes = [node_for(chain, i) for i in range(N)]
     for node in nodes:
@@ -83,6 +84,8 @@ def test_every_validator_commits_the_same_schedules(
         "now",
         "--depart",
         "+12",
+        "--meter",
+        "peer-b-ev",
     )
     discharge = wallet(
         chain,
@@ -100,6 +103,8 @@ def test_every_validator_commits_the_same_schedules(
         "now",
         "--depart",
         "+10",
+        "--meter",
+        "peer-a-battery",
     )
     peer_a = chain.bundle.participants[0].address
     wallet(chain, nodes[3], "peer-c", "transfer", "--to", peer_a, "--amount", "3")

@@ -109,7 +109,7 @@ def _transactions(chain_id: bytes) -> list[Transaction]:
         AmendOrder(b"\x02" * 32, 240_000, 900),
         RegisterMeter("meter-1", to, 1, other.public_key, "generic-int16"),
         MeterReadings((sign_reading(other, chain_id, record),)),
-        CDRequest(1, 3, 0, 3_600_000, 5000, 7000, 300_000),
+        CDRequest(1, 3, 0, 3_600_000, 5000, 7000, 300_000, "meter-1"),
     ]
     return [sign_tx(key, chain_id, n, body) for n, body in enumerate(bodies)]
 

@@ -25,6 +25,7 @@ import pytest
 
 from gridchain.api import models as m
 from gridchain.api.client import NodeClient, NodeRefusedError
+from gridchain.genesis.builder import GenesisBundle
 from gridchain.protocol.address import format_address
 from gridchain.protocol.crypto import SigningKey, sha256
 from gridchain.protocol.meter import GENESIS_READING_HASH, ReadingRecord, sign_reading
@@ -92,7 +93,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveChain]:
         order_horizon_ms=60_000,
         schedule_interval_ms=1000,
         schedule_interval_minutes=10,
-        genesis_changes=pv_and_load_meters(BRIDGE),
+        genesis_changes=_meters,
     )
     node = node_for(chain).start()
     try:
@@ -113,7 +114,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveChain]:
             _commit(url, sign_tx(BRIDGE, chain.chain_id, 0, MeterReadings(tuple(readings))))
         )
         now = time.time_ns() // 1_000_000
-        request = CDRequest(1, 0, now, now + 60_000, 1000, 3000, 0)
+        request = CDRequest(1, 0, now, now + 60_000, 1000, 3000, 2**64 - 1, "ev-c")
         hashes.append(_commit(url, sign_tx(chain.peer(2), chain.chain_id, 0, request)))
         hashes.append(_commit(url, chain.transfer(0, 2, 1, 5)))
         yield LiveChain(chain, node, url, [sell.hash().hex(), buy.hash().hex()], hashes)
@@ -226,15 +227,27 @@ async def test_block_list_pages_and_block_by_hash(live: LiveChain) -> None:
     assert (status, body["error"]["code"]) == (400, "invalid_request")
 
 
+def _meters(bundle: GenesisBundle) -> dict[str, Any]:
+    """The PV and load meters, and participant 2's EV meter ``ev-c`` its C&D request names."""
+    meters = pv_and_load_meters(BRIDGE)(bundle)["meters"]
+    ev = {**meters[0], "meter_id": "ev-c", "owner": bundle.participants[2].address}
+    return {"meters": [*meters, {**ev, "meter_type": "EV"}]}
+
+
 async def test_meters_participants_and_validators_are_listed(live: LiveChain) -> None:
     chain = live.chain
     async with NodeClient(live.url) as client:
         meters = await client.meters()
-        assert [x.meter_id for x in meters] == ["load-b", "pv-a"]
-        assert all(x.last_sequence == 0 for x in meters)
+        assert [x.meter_id for x in meters] == ["ev-c", "load-b", "pv-a"]
+        # ev-c sent no reading: its sequence is null
+        assert {x.meter_id: x.last_sequence for x in meters} == {
+            "ev-c": None,
+            "load-b": 0,
+            "pv-a": 0,
+        }
         owned = await client.meters(owner=format_address(chain.address(0)))
         assert [x.meter_id for x in owned] == ["pv-a"]
-        assert [x.meter_id for x in await client.meters(limit=1)] == ["load-b"]
+        assert [x.meter_id for x in await client.meters(limit=1)] == ["ev-c"]
         participants = (await client.participants()).participants
         assert {p.address for p in participants} == {p.address for p in chain.bundle.participants}
         assert {p.name for p in participants} == {p.name for p in chain.bundle.participants}

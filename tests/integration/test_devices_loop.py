@@ -49,6 +49,7 @@ N = 4
 BRIDGE = SigningKey(b"\x09" * 32)
 INTERVAL_MS = 3_000
 SAFE_W = 1_000
+SETTLEMENT_GRACE_MS = 2_000
 FAILSAFE_S = 3.0
 CHARGER = "cp-b"
 METER = "ev-b"
@@ -188,6 +189,8 @@ def loop(tmp_path: Path) -> Iterator[Loop]:
         block_interval_ms=200,
         genesis_changes=device_meters,
         schedule_interval_ms=INTERVAL_MS,
+        # readings arrive every second: an interval settles 2 s after it ends (ADR 0030)
+        settlement_grace_ms=SETTLEMENT_GRACE_MS,
     )
     nodes = [node_for(chain, i) for i in range(N)]
     children: list[Process] = []
@@ -264,7 +267,14 @@ def send_request(
 ) -> str:
     now = time.time_ns() // 1_000_000
     request = CDRequest(
-        int(CDKind.CHARGE), int(device), now, now + departure_in_ms, energy_wh, max_rate_w, 0
+        int(CDKind.CHARGE),
+        int(device),
+        now,
+        now + departure_in_ms,
+        energy_wh,
+        max_rate_w,
+        2**64 - 1,  # no limit: any interval's price
+        METER if device is Device.EV else BATTERY,
     )
     tx = sign_tx(chain.peer(peer), chain.chain_id, 0, request)
     status, body = submit(chain.api_url(peer), tx)
@@ -283,6 +293,13 @@ def decided(url: str, request_id: str) -> list[tuple[int, int, int, int]]:
             if e["request_id"] == request_id:
                 out.append((d["interval"], d["start_ms"], d["end_ms"], e["rate_w"]))
     return sorted(out)
+
+
+def cd_receipts(url: str, request_id: str) -> list[dict[str, Any]]:
+    status, body = http_get(f"{url}/v1/cd/{request_id}/receipts")
+    assert status == 200, body
+    result: list[dict[str, Any]] = body["receipts"]
+    return result
 
 
 def readings(url: str, meter_id: str = METER) -> list[dict[str, Any]]:
@@ -384,6 +401,44 @@ def test_charge_request_to_profile_to_power_to_meter_to_chain(loop: Loop) -> Non
     )
     # endpoints: each read is a few ms to a few hundred ms late, each edge switched by a tick
     assert abs(measured_wh - expected_wh) <= 3 + 0.02 * expected_wh, (measured_wh, expected_wh)
+
+    # settlement: one receipt per decided interval, the same on every validator; the energy is
+    # the charger's meter's, paid by the owner at the interval's price (ADR 0030)
+    wait_for(
+        "every decided interval of the request is settled on every validator",
+        lambda: all(len(cd_receipts(chain.api_url(i), request_id)) == len(plan) for i in range(N)),
+        60,
+        logs,
+    )
+    receipts = [cd_receipts(chain.api_url(i), request_id) for i in range(N)]
+    assert all(r == receipts[0] for r in receipts), receipts
+    owner = chain.bundle.participants[1].address
+    for receipt, (interval, start, end, rate) in zip(receipts[0], plan, strict=True):
+        assert (receipt["interval"], receipt["start_ms"], receipt["end_ms"]) == (
+            interval,
+            start,
+            end,
+        )
+        assert (receipt["owner"], receipt["meter_id"], receipt["kind"]) == (owner, METER, "charge")
+        assert receipt["setpoint_w"] == rate
+        assert receipt["scheduled_wh"] == rate * INTERVAL_MS // 3_600_000
+        assert receipt["amount_mc"] == receipt["price_mc_per_kwh"] * receipt["metered_wh"] // 1000
+        assert receipt["paid_mc"] == receipt["amount_mc"]  # the owner could pay
+        # the meter's reads lag the window's edges by under a second: within the tolerance
+        assert receipt["penalty_mc"] == 0, receipt
+    metered = sum(r["metered_wh"] for r in receipts[0])
+    paid = sum(r["paid_mc"] for r in receipts[0])
+    scheduled_wh = sum(r["scheduled_wh"] for r in receipts[0])
+    assert metered > 0
+    assert paid > 0
+    # the plan's energy before each receipt rounds its interval down to whole Wh; the windows'
+    # reads are up to a second off their edges (a fraction of a Wh at these rates)
+    exact_wh = sum(rate * (end - start) for _, start, end, rate in plan) / 3_600_000
+    assert abs(metered - exact_wh) <= 3 + 0.02 * exact_wh, (metered, exact_wh)
+    print(
+        f"receipts: {len(receipts[0])} intervals, metered {metered} Wh of {scheduled_wh} Wh "
+        f"scheduled, paid {paid} mc"
+    )
 
     # the battery: the same decisions went to its inverter as a Modbus setpoint, and its own
     # meter, read by the same bridge, shows it charging at each interval's rate, and idle after

@@ -84,7 +84,7 @@ from gridchain.consensus.kernel.messages import Decision
 from gridchain.consensus.kernel.validators import Quorum
 from gridchain.genesis.schema import ChainScheduler
 from gridchain.market.app import BlockContext, Execution
-from gridchain.market.cd_schedule import BENEFIT_SCALE, base_load_at, due_interval, rate_bounds
+from gridchain.market.cd_schedule import BENEFIT_SCALE, base_load_at, due_interval
 from gridchain.market.errors import BenefitMismatchError
 from gridchain.market.state import MerkleState, StateReader
 from gridchain.protocol.block import (
@@ -102,7 +102,7 @@ from gridchain.protocol.crypto import Domain, sha256
 from gridchain.protocol.encoding import Record
 from gridchain.protocol.errors import GridchainError
 from gridchain.protocol.tx import CDKind, CDRequest, Device
-from tests.helpers import GENESIS_TIME_MS, small_bundle
+from tests.helpers import GENESIS_TIME_MS, cd_meter_id, small_bundle, with_cd_meters
 from tests.sim.cluster import (
     BLOCK_INTERVAL_MS,
     DESCRIBERS,
@@ -150,15 +150,17 @@ class EpobScenario(Scenario):
 def epob_fixture(n: int, scheduler: ChainScheduler) -> Fixture:
     """cluster.py's fixture with C&D scheduling: short intervals, the scenario's scheduler, and
     the C&D requests first in the clients' submission order (nonce 0 of their senders)."""
-    bundle = small_bundle(
-        validators=n,
-        participants=PARTICIPANTS,
-        engine="pbft",
-        seed=f"sim-{n}",
-        block_interval_ms=BLOCK_INTERVAL_MS,
-        schedule_interval_ms=SCHEDULE_INTERVAL_MS,
-        schedule_interval_minutes=SCHEDULE_INTERVAL_MINUTES,
-        scheduler=scheduler,
+    bundle = with_cd_meters(
+        small_bundle(
+            validators=n,
+            participants=PARTICIPANTS,
+            engine="pbft",
+            seed=f"sim-{n}",
+            block_interval_ms=BLOCK_INTERVAL_MS,
+            schedule_interval_ms=SCHEDULE_INTERVAL_MS,
+            schedule_interval_minutes=SCHEDULE_INTERVAL_MINUTES,
+            scheduler=scheduler,
+        )
     )
     leading = [
         (
@@ -170,7 +172,8 @@ def epob_fixture(n: int, scheduler: ChainScheduler) -> Fixture:
                 CD_DEPARTURE_MS,
                 energy_wh,
                 max_rate_w,
-                CD_LIMIT_PRICE,
+                CD_LIMIT_PRICE if kind is CDKind.CHARGE else 0,
+                cd_meter_id(who, device),
             ),
         )
         for who, kind, device, energy_wh, max_rate_w in CD_REQUESTS
@@ -393,8 +396,7 @@ class EpobNode(SimNode):
             return None
         base = base_load_at(genesis, due.interval)
         options = []
-        for _, record in due.live:
-            low, high = rate_bounds(record, due.interval)
+        for (_, record), (low, high) in zip(due.live, due.bounds, strict=True):
             sign = 1 if record.is_charge else -1
             options.append(sorted({sign * low, sign * high}))
         worst: tuple[int, tuple[int, ...]] | None = None

@@ -76,7 +76,6 @@ from gridchain.market.cd_schedule import (
     DueInterval,
     base_load_at,
     due_interval,
-    rate_bounds,
     schedule_benefit,
 )
 from gridchain.market.state import Overlay, StateReader
@@ -91,7 +90,7 @@ from gridchain.protocol.block import (
 from gridchain.protocol.crypto import SigningKey, sha256
 from gridchain.protocol.encoding import Record
 from gridchain.protocol.tx import CDKind, CDRequest, Device
-from tests.helpers import GENESIS_TIME_MS, small_bundle
+from tests.helpers import GENESIS_TIME_MS, cd_meter_id, small_bundle, with_cd_meters
 from tests.sim.cluster import (
     BLOCK_INTERVAL_MS,
     LIVENESS_BLOCKS,
@@ -151,15 +150,17 @@ STRICT_RANKING_SCENARIOS = ("worse-schedule", "online-worse-schedule")
 def pob_fixture(n: int, scheduler: str) -> Fixture:
     """Genesis (with short scheduling intervals), keys, and the C&D requests then transfers
     every run of n validators with this scheduler submits (built once per process)."""
-    bundle = small_bundle(
-        validators=n,
-        participants=PARTICIPANTS,
-        engine="pob",
-        seed=f"sim-{n}",
-        block_interval_ms=BLOCK_INTERVAL_MS,
-        scheduler=scheduler,
-        schedule_interval_ms=SCHEDULE_INTERVAL_MS,
-        schedule_interval_minutes=SCHEDULE_INTERVAL_MINUTES,
+    bundle = with_cd_meters(
+        small_bundle(
+            validators=n,
+            participants=PARTICIPANTS,
+            engine="pob",
+            seed=f"sim-{n}",
+            block_interval_ms=BLOCK_INTERVAL_MS,
+            scheduler=scheduler,
+            schedule_interval_ms=SCHEDULE_INTERVAL_MS,
+            schedule_interval_minutes=SCHEDULE_INTERVAL_MINUTES,
+        )
     )
     leading = [
         (
@@ -171,7 +172,8 @@ def pob_fixture(n: int, scheduler: str) -> Fixture:
                 SIM_START_MS + arrival + CD_WINDOW_MS,
                 energy,
                 rate,
-                250_000,
+                250_000 if kind is CDKind.CHARGE else 0,
+                cd_meter_id(who, device),
             ),
         )
         for who, kind, device, arrival, rate, energy in CD_PLAN
@@ -183,7 +185,7 @@ def worst_schedule(genesis: Genesis, due: DueInterval) -> tuple[ScheduleEntry, .
     """The valid schedule with the least benefit: every rate at the bound that moves the load
     furthest from the previous interval's (a Byzantine proposer's "worse schedule")."""
     records = [record for _, record in due.live]
-    bounds = [rate_bounds(record, due.interval) for record in records]
+    bounds = list(due.bounds)
     base = base_load_at(genesis, due.interval)
     options = []
     for up in (True, False):

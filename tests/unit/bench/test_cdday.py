@@ -8,6 +8,7 @@ import pytest
 
 from gridchain.bench.cdday import (
     DAY_MINUTES,
+    LIMIT_PRICE_MC_PER_KWH,
     MINUTE_MS,
     DayPlan,
     Window,
@@ -79,17 +80,20 @@ def test_the_chain_sees_the_base_load_of_the_scenarios_clock_times() -> None:
 def test_a_request_gets_the_scenarios_window_on_chain() -> None:
     plan = plan_day(NOW_MS, 360, 1000, 10, 20_000)
     request = CDRequest(7, Kind.CHARGE, arrival=12, departure=40, energy_wh=9_000, max_rate_w=7000)
-    tx = chain_request(plan, request)
+    tx = chain_request(plan, request, "peer-h-ev")
     clock = IntervalClock(plan.genesis_time_ms, 1000, 10)
     assert tx.kind == int(CDKind.CHARGE)
     assert tx.device == int(Device.EV)
     assert clock.first_starting_at(tx.arrival_ms) == plan.chain_interval(12)
     assert clock.interval_at(tx.departure_ms) == plan.chain_interval(40)
     assert clock.units(CDKind.CHARGE, tx.energy_wh) == unit_cap(request, 10)
+    assert tx.meter_id == "peer-h-ev"
+    assert tx.limit_price_mc_per_kwh == LIMIT_PRICE_MC_PER_KWH
     sent = submit_time_ms(plan, request, 2.0)
     assert clock.interval_at(sent) == plan.chain_interval(10)  # two intervals ahead
-    out = chain_request(plan, CDRequest(8, Kind.DISCHARGE, 0, 5, 3_000, 15_000))
+    out = chain_request(plan, CDRequest(8, Kind.DISCHARGE, 0, 5, 3_000, 15_000), "peer-i-ev")
     assert out.kind == int(CDKind.DISCHARGE)
+    assert out.limit_price_mc_per_kwh == 0  # a discharge takes any price
     assert clock.units(CDKind.DISCHARGE, out.energy_wh) == unit_cap(
         CDRequest(8, Kind.DISCHARGE, 0, 5, 3_000, 15_000), 10
     )

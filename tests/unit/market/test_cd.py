@@ -34,7 +34,14 @@ from gridchain.market.scheduling.loadprofiles import DayType, base_load_w
 from gridchain.market.state import MerkleState
 from gridchain.protocol.block import ScheduleEntry
 from gridchain.protocol.tx import CDKind, CDRequest, Device, Transaction
-from tests.helpers import GENESIS_TIME_MS, addr, signed, small_bundle
+from tests.helpers import (
+    GENESIS_TIME_MS,
+    addr,
+    cd_meter_id,
+    signed,
+    small_bundle,
+    with_cd_meters,
+)
 
 INTERVAL_MS = 600_000  # real time: one interval of 10 minutes
 
@@ -64,8 +71,17 @@ class Chain:
         max_rate_w: int,
         device: Device = Device.EV,
     ) -> Transaction:
+        index = self.bundle.participants.index(who)
+        limit = 250_000 if kind is CDKind.CHARGE else 0
         body = CDRequest(
-            int(kind), int(device), arrival_ms, departure_ms, energy_wh, max_rate_w, 250_000
+            int(kind),
+            int(device),
+            arrival_ms,
+            departure_ms,
+            energy_wh,
+            max_rate_w,
+            limit,
+            cd_meter_id(index, device),
         )
         address = addr(who)
         nonce = self.nonces.get(address, 0)
@@ -91,8 +107,8 @@ class Chain:
         return self.clock.start_ms(interval) + offset_ms
 
 
-def make_chain(**params: Any) -> Chain:
-    bundle = small_bundle(balance_mc=1_000_000, **params)
+def make_chain(balance_mc: int = 1_000_000, **params: Any) -> Chain:
+    bundle = with_cd_meters(small_bundle(balance_mc=balance_mc, **params))
     app = Application(bundle.genesis)
     return Chain(bundle, app, app.genesis_state())
 
@@ -193,8 +209,10 @@ def test_bad_requests_are_refused_with_a_typed_error_and_change_nothing(
         3_000,
         7_000,
         250_000,
+        cd_meter_id(0, Device.EV),
     )
-    body = dataclasses.replace(body, **change)
+    fields: dict[str, Any] = dict(change)
+    body = dataclasses.replace(body, **fields)
     tx = signed(peer, chain.bundle.genesis.chain_id, 0, body)
     before = chain.state.root()
     with pytest.raises(error):
@@ -204,7 +222,16 @@ def test_bad_requests_are_refused_with_a_typed_error_and_change_nothing(
 
 def test_the_governance_key_sends_no_requests(chain: Chain) -> None:
     gov = chain.bundle.governance
-    body = CDRequest(1, 0, GENESIS_TIME_MS, GENESIS_TIME_MS + 7_200_000, 1_000, 7_000, 0)
+    body = CDRequest(
+        1,
+        0,
+        GENESIS_TIME_MS,
+        GENESIS_TIME_MS + 7_200_000,
+        1_000,
+        7_000,
+        0,
+        cd_meter_id(0, Device.EV),
+    )
     tx = signed(gov, chain.bundle.genesis.chain_id, 0, body)
     with pytest.raises(NotAParticipantError):
         chain.app.check_tx(tx, chain.state, BlockContext(1, GENESIS_TIME_MS + 1000, b""))

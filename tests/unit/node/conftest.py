@@ -22,8 +22,12 @@ from aiohttp import web
 from gridchain.node.api import build_app
 from gridchain.node.config import load_config
 from gridchain.node.runtime import Node
-from gridchain.protocol.tx import CDRequest, Transaction, sign_tx
+from gridchain.protocol.tx import CDRequest, Device, Transaction, sign_tx
+from tests.helpers import cd_meter_id, cd_meters
 from tests.procs import Chain, make_chain
+
+#: A charge limit no tariff reaches.
+NO_CHARGE_LIMIT = 2**64 - 1
 
 #: Block time of one scheduling interval in these tests, and the minutes of energy it stands for.
 INTERVAL_MS = 1000
@@ -66,7 +70,8 @@ class LiveNode:
         stay_ms: int = 5 * INTERVAL_MS,
         energy_wh: int = 1000,
         max_rate_w: int = 3000,
-        limit_price: int = 0,
+        limit_price: int | None = None,
+        meter_id: str | None = None,
     ) -> Transaction:
         """A signed CDRequest of participant ``peer``, its window relative to now."""
         now = int(time.time() * 1000)
@@ -77,7 +82,11 @@ class LiveNode:
             departure_ms=now + arrive_in_ms + stay_ms,
             energy_wh=energy_wh,
             max_rate_w=max_rate_w,
-            limit_price_mc_per_kwh=limit_price,
+            # No limit unless one is given: any price for a charge, any for a discharge.
+            limit_price_mc_per_kwh=(NO_CHARGE_LIMIT if kind == 1 else 0)
+            if limit_price is None
+            else limit_price,
+            meter_id=meter_id or cd_meter_id(peer, Device(device)),
         )
         return sign_tx(self.chain.peer(peer), self.chain.chain_id, nonce, body)
 
@@ -90,7 +99,12 @@ async def live_node(directory: Path, **params: Any) -> AsyncIterator[LiveNode]:
         "schedule_interval_minutes": INTERVAL_MINUTES,
         **params,
     }
-    chain = make_chain(directory, block_interval_ms=50, **settings)
+    chain = make_chain(
+        directory,
+        block_interval_ms=50,
+        genesis_changes=lambda bundle: {"meters": cd_meters(bundle)},
+        **settings,
+    )
     node = Node(load_config(chain.config_path()))
     runner = web.AppRunner(build_app(node), access_log=None)
     try:

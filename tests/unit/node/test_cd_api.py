@@ -9,7 +9,9 @@ typed 4xx answers that write nothing, like every other route.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +19,7 @@ import pytest
 from gridchain.api.openapi import openapi_document
 from gridchain.node.api import build_app
 from gridchain.protocol.address import format_address
-from tests.unit.node.conftest import INTERVAL_MINUTES, INTERVAL_MS, LiveNode
+from tests.unit.node.conftest import INTERVAL_MINUTES, INTERVAL_MS, LiveNode, live_node
 
 
 async def _wait_for(
@@ -46,6 +48,7 @@ CD_FIELDS = {
     "energy_wh",
     "max_rate_w",
     "limit_price_mc_per_kwh",
+    "meter_id",
     "first_interval",
     "end_interval",
     "window_start_ms",
@@ -62,7 +65,7 @@ CD_FIELDS = {
 
 async def test_requests_are_served_scheduled_and_completed(live: LiveNode) -> None:
     genesis_ms = live.chain.bundle.genesis.genesis_time_ms
-    charge = live.cd_tx(0, 0, energy_wh=1000, max_rate_w=3000, limit_price=120_000)
+    charge = live.cd_tx(0, 0, energy_wh=1000, max_rate_w=3000, limit_price=400_000)
     discharge = live.cd_tx(1, 0, kind=2, device=1, energy_wh=500, max_rate_w=2000)
     for tx in (charge, discharge):
         status, body = await live.post_tx(tx)
@@ -77,7 +80,7 @@ async def test_requests_are_served_scheduled_and_completed(live: LiveNode) -> No
     assert record["owner"] == format_address(live.chain.address(0))
     assert (record["kind"], record["device"]) == ("charge", "EV")
     assert (record["energy_wh"], record["max_rate_w"]) == (1000, 3000)
-    assert record["limit_price_mc_per_kwh"] == 120_000
+    assert record["limit_price_mc_per_kwh"] == 400_000
     assert record["submitted_height"] == committed["height"]
     # 1000 Wh in 10-minute intervals is 6000 W-intervals.
     assert record["cap_units"] == 60 * 1000 // INTERVAL_MINUTES
@@ -288,3 +291,44 @@ async def test_openapi_documents_every_route(live: LiveNode) -> None:
     assert schemas["Decision"]["properties"]["benefit"]["type"] == "string"
     _, served_doc = await live.get("/openapi.json")
     assert served_doc == document
+
+
+async def test_receipts_are_served_per_decided_interval(tmp_path: Path) -> None:
+    """With no grace period every decided interval settles in the next block past its end; no
+    meter reported, so each receipt shows nothing metered and the deviation penalty."""
+    async with live_node(tmp_path / "chain", settlement_grace_ms=0) as live:
+        charge = live.cd_tx(0, 0, energy_wh=500, max_rate_w=3000)
+        status, body = await live.post_tx(charge)
+        assert status == 202, body
+        rid = charge.hash().hex()
+        await live.wait_committed(rid)
+        await _wait_for(live, f"/v1/cd/{rid}", lambda r: r["status"] != "open")
+        status, schedule = await live.get("/v1/schedule?limit=100")
+        assert status == 200
+        rates = {
+            d["interval"]: e["rate_w"]
+            for d in schedule["decisions"]
+            for e in d["entries"]
+            if e["request_id"] == rid
+        }
+        assert rates
+        # Blocks come with transactions: a transfer per round until the last interval settles.
+        receipts: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 15
+        for nonce in itertools.count():
+            status, body = await live.get(f"/v1/cd/{rid}/receipts")
+            assert status == 200, body
+            receipts = body["receipts"]
+            if len(receipts) == len(rates):
+                break
+            assert time.monotonic() < deadline, (receipts, rates)
+            await live.post_tx(live.chain.transfer(2, 1, nonce, 1))
+            await asyncio.sleep(0.3)
+        assert [r["interval"] for r in receipts] == sorted(rates)
+        for r in receipts:
+            assert r["setpoint_w"] == rates[r["interval"]]
+            assert r["scheduled_wh"] == r["setpoint_w"] * INTERVAL_MS // 3_600_000
+            assert (r["metered_wh"], r["metering"], r["paid_mc"]) == (0, "missing_readings", 0)
+            assert r["meter_id"] == "peer-a-ev"
+        status, missing = await live.get(f"/v1/cd/{'00' * 32}/receipts")
+        assert status == 404, missing

@@ -148,6 +148,7 @@ cd_requests = st.builds(
     energy_wh=u64,
     max_rate_w=u64,
     limit_price_mc_per_kwh=u64,
+    meter_id=text(1, 64),
 )
 sealed_txs = st.builds(
     SealedTx,
@@ -264,7 +265,7 @@ SAMPLES: dict[type[Record], Record] = {
     AmendOrder: AmendOrder(b"\x66" * 32, 240_000, 1000),
     RegisterMeter: RegisterMeter("pv-a", b"\x33" * 20, 1, KEY.public_key, "eastron-sdm120"),
     MeterReadings: MeterReadings((SAMPLE_READING,)),
-    CDRequest: CDRequest(1, 0, 1_700_000_000_000, 1_700_003_600_000, 7_000, 7_000, 250_000),
+    CDRequest: CDRequest(1, 0, 1_700_000_000_000, 1_700_003_600_000, 7_000, 7_000, 250_000, "ev-a"),
     SealedTx: SealedTx(b"\x77" * 32, (b"\x78" * WRAPPED_KEY_BYTES,), b"\x79" * 40),
     ReadingRecord: SAMPLE_READING.record,
     SignedReading: SAMPLE_READING,
@@ -420,6 +421,7 @@ def test_field_layouts_are_pinned() -> None:
             "energy_wh",
             "max_rate_w",
             "limit_price_mc_per_kwh",
+            "meter_id",
         ],
         "SealedTx": ["key_set", "wrapped_keys", "ciphertext"],
         "ReadingRecord": [

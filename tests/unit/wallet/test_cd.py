@@ -65,6 +65,7 @@ def _cd_args(*extra: str, node: str, wallet: Path, kind: str = "charge") -> list
         "--max-rate-w": "3000",
         "--arrive": "now",
         "--depart": "+5",
+        "--meter": "peer-a-ev",
     }
     given = dict(zip(extra[::2], extra[1::2], strict=True))
     args = ["wallet", "cd", kind, "--node", node, "--wallet", str(wallet), "--json"]
@@ -88,6 +89,8 @@ def _cd_args(*extra: str, node: str, wallet: Path, kind: str = "charge") -> list
         (("--arrive", "1000", "--depart", "2000"), "invalid_cd_request", "in the past"),
         (("--depart", "soon"), "bad_argument", "--depart"),
         (("--limit-price", "1.5"), "invalid_cd_request", "--limit-price"),
+        (("--meter", " "), "invalid_cd_request", "--meter"),
+        (("--meter", "m" * 65), "invalid_cd_request", "--meter"),
     ],
 )
 async def test_bad_requests_are_refused_before_anything_is_sent(
@@ -180,7 +183,9 @@ async def test_charge_is_committed_scheduled_and_listed(
             "--depart",
             "+4",
             "--limit-price",
-            "150000mc",
+            "350000mc",  # the default tariffs' highest price: every hour is within it
+            "--meter",
+            "peer-a-ev",
         ],
     )
     assert code == 0, sent
@@ -191,7 +196,8 @@ async def test_charge_is_committed_scheduled_and_listed(
     assert request["id"] == sent["hash"]
     assert request["owner"] == owner
     assert (request["kind"], request["device"], request["energy_wh"]) == ("charge", "EV", 500)
-    assert request["limit_price_mc_per_kwh"] == 150_000
+    assert request["limit_price_mc_per_kwh"] == 350_000
+    assert request["meter_id"] == "peer-a-ev"
     assert started <= request["arrival_ms"] < request["departure_ms"]
     assert request["departure_ms"] - request["arrival_ms"] == 4000
     assert request["first_interval"] < request["end_interval"]
@@ -200,6 +206,7 @@ async def test_charge_is_committed_scheduled_and_listed(
     code, status = await _json_run(cli, ["wallet", "cd", "status", sent["hash"], *where])
     assert code == 0
     assert status["id"] == sent["hash"]
+    assert status["receipts"] == []  # nothing settled before the readings' grace period
 
     code, listed = await _json_run(cli, ["wallet", "cd", "list", *where])
     assert code == 0
@@ -269,6 +276,8 @@ async def test_discharge_from_a_battery_is_committed(cli: CliRunner, chain_node:
             "2000",
             "--device",
             "battery",
+            "--meter",
+            "peer-b-battery",
             "--arrive",
             "now",
             "--depart",
@@ -301,6 +310,8 @@ async def test_the_chains_refusal_reaches_the_script_under_its_code(
         "now",
         "--depart",
         f"+{3 * INTERVAL_MS / 1000 + 0.5}",
+        "--meter",
+        "peer-a-ev",
     ]
     code, doc = await _json_run(cli, argv)
     assert code == 1
