@@ -46,6 +46,33 @@ def netns_unusable() -> str | None:
     return None
 
 
+#: Testnets get addresses 10.214.X.0/24, X from 1 to 249.
+SUBNET_PREFIX = "10.214."
+
+
+def _used_subnets() -> set[int]:
+    """The X of every 10.214.X.0/24 an interface or route of the host uses now."""
+    done = subprocess.run(
+        ["ip", "-4", "route", "show"], check=False, capture_output=True, text=True
+    )
+    used: set[int] = set()
+    for line in done.stdout.splitlines():
+        if line.startswith(SUBNET_PREFIX):
+            third = line[len(SUBNET_PREFIX) :].split(".", 1)[0]
+            if third.isdigit():
+                used.add(int(third))
+    return used
+
+
+def free_subnet(used: set[int]) -> int:
+    """A subnet number in 1..249 not in ``used``, chosen at random (runs at the same time
+    then rarely pick the same one even before either has added its route)."""
+    free = sorted(set(range(1, 250)) - used)
+    if not free:
+        raise NetnsError(f"every {SUBNET_PREFIX}X.0/24 is in use on this host")
+    return random.SystemRandom().choice(free)
+
+
 @dataclass
 class Switch:
     """The namespaces and links of one testnet; :meth:`close` removes all of them."""
@@ -57,8 +84,15 @@ class Switch:
 
     @classmethod
     def create(cls, names: list[str], rng: random.Random) -> Switch:
+        """Namespaces for ``names`` on a /24 that no interface of the host uses.
+
+        The subnet is not drawn from the run's seeded ``rng``: two runs of one manifest (or a
+        killed run's leftover host link, whose route stays behind) would then get the same
+        subnet, and the host would route the runner's requests to the other switch.  Which
+        subnet a run gets changes nothing it measures.
+        """
         tag = f"{os.getpid() % 10000}{rng.randrange(100)}"
-        switch = cls(tag=tag, subnet=rng.randrange(1, 250))
+        switch = cls(tag=tag, subnet=free_subnet(_used_subnets()))
         try:
             switch._build(names)
         except BaseException:
