@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,13 @@ def register(sub: Any, name: str, help_text: str) -> None:
     sim.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
     sim.add_argument(
         "--start-ms", type=int, help="simulated start time, ms since the epoch (default: now)"
+    )
+    sim.add_argument(
+        "--clock",
+        choices=["utc", "daylight"],
+        default="utc",
+        help="the simulated hour of day: utc (the sun follows UTC) or daylight (shifted by "
+        "whole hours into the day, so a demo started at night still meters PV)",
     )
     sim.add_argument(
         "--registers",
@@ -262,6 +270,7 @@ def _simulate(args: argparse.Namespace) -> int:
         MeterSimulator,
         SimClock,
         SimMeter,
+        daylight_offset_ms,
         household_meters,
         household_with,
     )
@@ -282,7 +291,10 @@ def _simulate(args: argparse.Namespace) -> int:
         if len(parts) != 3 or not parts[0].isdigit() or parts[2] not in KINDS:
             raise UsageError(f"--meter {spec!r}: expected SLAVE:PROFILE:KIND, KIND in {KINDS}")
         meters.append(SimMeter(int(parts[0]), load_profile(parts[1]), parts[2]))
-    clock = SimClock(args.speed, args.start_ms)
+    start_ms = time.time_ns() // 1_000_000 if args.start_ms is None else args.start_ms
+    if args.clock == "daylight":
+        start_ms += daylight_offset_ms(start_ms)
+    clock = SimClock(args.speed, start_ms)
     chargers = _sim_devices(args, meters, clock)
     ids = [m.slave_id for m in meters]
     if len(set(ids)) != len(ids) or not all(1 <= i <= 247 for i in ids):

@@ -327,8 +327,12 @@ class MeterSimulator:
             self._server = None
 
     def save_registers(self, path: Path) -> None:
-        """Each meter's cumulative registers into ``path`` (written whole, then renamed, so a
-        kill mid-write leaves the previous file)."""
+        """Each meter's cumulative registers, counted up to now, into ``path`` (written whole,
+        then renamed, so a kill mid-write leaves the previous file).  A real meter counts
+        whether or not anyone reads it, so the registers advance here too."""
+        now = self.clock.now_ms()
+        for meter in self.meters.values():
+            meter.advance(now)
         doc = {
             str(sid): {"import_wh": m.import_wh, "export_wh": m.export_wh}
             for sid, m in sorted(self.meters.items())

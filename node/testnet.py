@@ -45,7 +45,6 @@ from gridchain.genesis.cli import (
     METER_SIM_PORT,
     write_bundle,
 )
-from gridchain.meterbridge.simulator import daylight_offset_ms
 from gridchain.node.testnet_checks import (
     TestnetError,
     gateway_listeners,
@@ -299,14 +298,14 @@ def simulator_port(configs: list[Path]) -> int:
 
 
 def start_meters(
-    directory: Path, *, speed: float = 1.0, daylight: bool = False, now_ms: int | None = None
+    directory: Path, *, speed: float = 1.0, daylight: bool = False
 ) -> list[ValidatorProcess]:
     """Start the simulator (every participant's household) and each participant's bridge.
 
     The households follow genesis order and the devices each participant declared there, so
     slave ids 4i+1..4i+4 are participant i's, as its bridge config (written by genesis init
-    --with-meters) expects.  ``daylight`` shifts the simulated clock by whole hours into the
-    day (simulator.daylight_offset_ms; ``now_ms`` injects the wall time).
+    --with-meters) expects.  ``daylight`` runs the simulator with ``--clock daylight`` (its
+    hour of day shifted by whole hours into the day, see meterbridge.simulator).
     """
     import tomllib  # noqa: PLC0415
 
@@ -319,8 +318,7 @@ def start_meters(
         argv += ["--household", ",".join(p.get("devices", [])) or "Load"]
     argv += ["--registers", str(bridges_dir / REGISTERS_FILE)]
     if daylight:
-        now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-        argv += ["--start-ms", str(now + daylight_offset_ms(now))]
+        argv += ["--clock", "daylight"]
     argv += ["--tag", str(bridges_dir)]
     sim_log = bridges_dir / "simulator.log"
     procs = [

@@ -122,6 +122,7 @@ def _gateways(args: argparse.Namespace) -> int:
         base_port=args.base_port,
         cert_hosts=args.cert_host,
         relay_host=args.relay_host,
+        bridge_host=args.bridge_host,
     )
     if args.json:
         print(json.dumps({"gateways": [{"name": e.name, "url": e.url} for e in endpoints]}))
@@ -456,6 +457,12 @@ def register(sub: Any, name: str, help_text: str) -> None:
     )
     p_gw.add_argument(
         "--relay-host", default=None, help="how gateways reach validator APIs ({name}: the node's)"
+    )
+    p_gw.add_argument(
+        "--bridge-host",
+        default=None,
+        help="how meter bridges reach the first gateway ({name}: the gateway's; default: its "
+        "listen address)",
     )
     p_gw.set_defaults(handler=_gateways)
     p_status = tsub.add_parser("status", help="height, view, peers and head of each validator")

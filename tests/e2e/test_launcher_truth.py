@@ -143,3 +143,38 @@ def test_down_stops_the_simulator_and_restarted_meters_keep_metering(
     assert [r["status"] for r in after] == ["ok"] * len(after), after
     for prev, cur in itertools.pairwise(after):
         assert cur["export_wh"] >= prev["export_wh"]
+
+
+#: 2026-12-04 01:00 UTC: hours before sunrise on the UTC clock, even at 60x for a minute.
+NIGHT_MS = 1_796_342_400_000 + 3_600_000
+
+
+@pytest.mark.parametrize(("clock", "sunny"), [("daylight", True), ("utc", False)])
+def test_simulator_clock_at_a_night_start(tmp_path: Path, clock: str, sunny: bool) -> None:
+    """A night-time start injected with --start-ms: the daylight clock meters PV, the UTC
+    clock does not; SIGTERM stops the simulator, which writes its registers last."""
+    registers = tmp_path / "registers.json"
+    argv = [sys.executable, "-m", "gridchain", "meterbridge", "simulate", "--tcp"]
+    argv += [f"127.0.0.1:{free_port_block(1)}", "--household", "PV,Battery,Load"]
+    argv += ["--speed", "60", "--start-ms", str(NIGHT_MS), "--clock", clock]
+    argv += ["--registers", str(registers)]
+    with (tmp_path / "sim.log").open("wb") as log:
+        sim = subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_until(
+            lambda: (
+                registers.exists() and json.loads(registers.read_text())["2"]["export_wh"] > 0
+                if sunny
+                else registers.exists()
+            ),
+            30,
+            "registers written",
+        )
+    finally:
+        sim.terminate()
+        assert sim.wait(timeout=20) == 0  # SIGTERM is a clean stop, not a kill
+    pv = json.loads(registers.read_text())["2"]  # slave 2: the household's PV meter
+    if sunny:
+        assert pv["export_wh"] > 0
+    else:
+        assert pv["export_wh"] == 0
