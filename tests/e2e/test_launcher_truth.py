@@ -95,6 +95,25 @@ def test_busy_simulator_port_fails_up_naming_it(
     assert not (directory / "testnet.json").exists()  # nothing started, nothing to stop
 
 
+def test_a_process_that_dies_at_start_fails_up_and_the_others_are_stopped(
+    solo_with_meters: tuple[Path, list[str], str],
+) -> None:
+    """peer-b's bridge cannot start (its config names a profile that does not exist): `up`
+    fails naming it, and the validator, simulator and other bridges it started are stopped."""
+    directory, _, _ = solo_with_meters
+    config = directory / "bridges" / "peer-b" / "config.toml"
+    config.write_text(config.read_text().replace('profile = "generic"', 'profile = "no-such"'))
+    done = gridchain("testnet", "up", "--dir", str(directory), "--with-meters")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "meter bridge bridge-peer-b" in done.stderr
+    assert "exited during start" in done.stderr
+    assert not (directory / "testnet.json").exists()
+    leftovers = subprocess.run(
+        ["pgrep", "-f", str(directory.resolve())], capture_output=True, text=True, check=False
+    )
+    assert leftovers.stdout.split() == []
+
+
 def test_conflicting_flags_are_refused(solo_with_meters: tuple[Path, list[str], str]) -> None:
     directory, _, _ = solo_with_meters
     done = gridchain(
