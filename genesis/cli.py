@@ -207,6 +207,7 @@ def write_bundle(
     meter_sim_port: int = METER_SIM_PORT,
     bridge_interval_s: float = DEFAULT_BRIDGE_INTERVAL_S,
     base_agent_port: int = BASE_AGENT_PORT,
+    meter_sim_host: str = "127.0.0.1",
 ) -> None:
     genesis_path = out / "genesis.json"
     if genesis_path.exists() and not force:
@@ -238,12 +239,15 @@ def write_bundle(
         keystore = seal(named.key, password, name=named.name, n=scrypt_n)
         write_private(out / "wallets" / f"{named.name}.json", json.dumps(keystore, indent=2))
     for i, participant in enumerate(bundle.participants[: len(bundle.bridges)]):
+        node = i % len(bundle.validators)
         api_host = "127.0.0.1" if host == "0.0.0.0" else host  # noqa: S104 - a comparison
+        if peer_host is not None:  # each bridge reaches its validator as the validators do
+            api_host = peer_host.format(name=bundle.validators[node].name)
         text = bridge_config_toml(
             bundle,
             i,
-            node_url=f"http://{api_host}:{base_api_port + i % len(bundle.validators)}",
-            sim_host="127.0.0.1",
+            node_url=f"http://{api_host}:{base_api_port + node}",
+            sim_host=meter_sim_host,
             sim_port=meter_sim_port,
             interval_s=bridge_interval_s,
             agent_port=base_agent_port + i,
@@ -291,6 +295,7 @@ def _init(args: argparse.Namespace) -> int:
         base_p2p_port=args.base_p2p_port,
         peer_host=args.peer_host,
         force=args.force,
+        meter_sim_host=args.meter_sim_host,
     )
     summary: dict[str, Any] = {
         "chain_id": bundle.genesis.chain_id.hex(),
@@ -361,6 +366,11 @@ def register(sub: Any, name: str, help_text: str) -> None:
         action="store_true",
         help="register each participant's household meters in genesis and write a meter "
         "bridge config per participant under DIR/bridges/ (for `meterbridge simulate`)",
+    )
+    init.add_argument(
+        "--meter-sim-host",
+        default="127.0.0.1",
+        help="where the bridges reach the meter simulator (docker-compose: meter-simulator)",
     )
     init.add_argument("--json", action="store_true")
     init.set_defaults(handler=_init)

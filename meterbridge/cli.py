@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,19 @@ def register(sub: Any, name: str, help_text: str) -> None:
     sim.add_argument(
         "--start-ms", type=int, help="simulated start time, ms since the epoch (default: now)"
     )
+    sim.add_argument(
+        "--clock",
+        choices=["utc", "daylight"],
+        default="utc",
+        help="the simulated hour of day: utc (the sun follows UTC) or daylight (shifted by "
+        "whole hours into the day, so a demo started at night still meters PV)",
+    )
+    sim.add_argument(
+        "--registers",
+        metavar="FILE",
+        help="keep the meters' cumulative registers in FILE across restarts, as a real meter "
+        "keeps them through a power cut (read at start, written every second and at stop)",
+    )
     sim.set_defaults(handler=_simulate)
 
 
@@ -117,6 +131,21 @@ async def _until_signal(stop: asyncio.Event) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+
+
+#: How long the simulator's charge points get to close their sessions once asked to stop.
+STOP_GRACE_S = 3.0
+
+
+async def _stop_within(tasks: list[asyncio.Future[None]], grace_s: float) -> None:
+    """Let ``tasks`` finish within ``grace_s``, then cancel them: a charge point waiting on a
+    CSMS that already went away must not keep the simulator from exiting on SIGTERM."""
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=grace_s)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -241,6 +270,7 @@ def _simulate(args: argparse.Namespace) -> int:
         MeterSimulator,
         SimClock,
         SimMeter,
+        daylight_offset_ms,
         household_meters,
         household_with,
     )
@@ -261,13 +291,19 @@ def _simulate(args: argparse.Namespace) -> int:
         if len(parts) != 3 or not parts[0].isdigit() or parts[2] not in KINDS:
             raise UsageError(f"--meter {spec!r}: expected SLAVE:PROFILE:KIND, KIND in {KINDS}")
         meters.append(SimMeter(int(parts[0]), load_profile(parts[1]), parts[2]))
-    clock = SimClock(args.speed, args.start_ms)
+    start_ms = time.time_ns() // 1_000_000 if args.start_ms is None else args.start_ms
+    if args.clock == "daylight":
+        start_ms += daylight_offset_ms(start_ms)
+    clock = SimClock(args.speed, start_ms)
     chargers = _sim_devices(args, meters, clock)
     ids = [m.slave_id for m in meters]
     if len(set(ids)) != len(ids) or not all(1 <= i <= 247 for i in ids):
         raise UsageError(f"slave ids must be unique and in 1..247, got {ids}")
     simulator = MeterSimulator(meters, clock=clock, line_baud=args.line_timing)
-    configure_logging("meterbridge-simulator")  # JSON lines on stderr, like the bridge's
+    log = configure_logging("meterbridge-simulator")  # JSON lines on stderr, like the bridge's
+    registers = Path(args.registers) if args.registers else None
+    if registers is not None:
+        log.info("registers_restored", meters=simulator.restore_registers(registers))
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -286,9 +322,15 @@ def _simulate(args: argparse.Namespace) -> int:
         if chargers:
             names = [cp.charge_point_id for cp in chargers]
             print(f"charge points {names} connecting to {args.csms}", flush=True)
-        await stop.wait()
-        await asyncio.gather(*tasks)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+            if registers is not None:
+                simulator.save_registers(registers)
+        await _stop_within(tasks, STOP_GRACE_S)
         await simulator.stop()
+        if registers is not None:
+            simulator.save_registers(registers)  # after the last answer: never behind a reading
 
     asyncio.run(main())
     return 0

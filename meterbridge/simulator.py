@@ -16,6 +16,12 @@ two meters read at the same instant agree.  The simulated clock may run faster t
 clock (``speed``) so a testnet sees a day of readings in minutes.  With ``line_baud`` each
 answer is delayed by the time its request and response frames take on an RS-485 line at that
 baud rate (10 bits a character, 8N1, plus the 3.5-character gap), so bus load is realistic.
+
+A real meter keeps its cumulative registers through a power cut; so does a simulated one given
+a registers file (``save_registers``/``restore_registers``, ``simulate --registers FILE``): the
+launcher keeps it in the testnet directory so a restarted testnet's first reading continues the
+count instead of "a cumulative register decreased".  The time the simulator was down is not
+metered (the meters were off), so the registers resume, never jump.
 """
 
 from __future__ import annotations
@@ -23,11 +29,14 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
 import math
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from pymodbus.exceptions import NoSuchIdException
@@ -317,6 +326,41 @@ class MeterSimulator:
             await self._server.shutdown()
             self._server = None
 
+    def save_registers(self, path: Path) -> None:
+        """Each meter's cumulative registers, counted up to now, into ``path`` (written whole,
+        then renamed, so a kill mid-write leaves the previous file).  A real meter counts
+        whether or not anyone reads it, so the registers advance here too."""
+        now = self.clock.now_ms()
+        for meter in self.meters.values():
+            meter.advance(now)
+        doc = {
+            str(sid): {"import_wh": m.import_wh, "export_wh": m.export_wh}
+            for sid, m in sorted(self.meters.items())
+        }
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+
+    def restore_registers(self, path: Path) -> int:
+        """Start each meter from the registers ``save_registers`` wrote; the count restored.
+
+        A meter measuring a device model (charger, inverter) restores the model's counters,
+        which are what that meter serves."""
+        if not path.exists():
+            return 0
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        restored = 0
+        for sid, meter in self.meters.items():
+            saved = doc.get(str(sid))
+            if not isinstance(saved, dict):
+                continue
+            imported, exported = float(saved["import_wh"]), float(saved["export_wh"])
+            meter.import_wh, meter.export_wh = imported, exported
+            if meter.source is not None:
+                meter.source.import_wh, meter.source.export_wh = imported, exported
+            restored += 1
+        return restored
+
 
 def household_with(devices: Sequence[str]) -> Household:
     """A household that has only these devices (genesis names: PV, EV, Battery, Load).
@@ -346,3 +390,21 @@ def household_meters(first_slave_id: int = 1, household: Household | None = None
         SimMeter(first_slave_id + 2, load_profile("generic"), "ev", h),
         SimMeter(first_slave_id + 3, load_profile("eastron-sdm120"), "battery", h),
     ]
+
+
+#: The simulated hours a daylight clock keeps a demo in: PV at half its peak or more.
+DAYLIGHT_HOURS = (9, 15)
+
+
+def daylight_offset_ms(now_ms: int, *, morning_hour: int = 10) -> int:
+    """The shift, in whole hours, that puts ``now_ms`` in daylight on the simulated clock.
+
+    The simulated sun follows the clock's hour of day (UTC); a demo started at night would
+    meter no PV.  Rather than bend the curve, a daylight clock moves the households to a time
+    zone where it is day: zero if the hour is already in DAYLIGHT_HOURS, else the whole hours
+    to ``morning_hour`` (minutes and seconds kept), so the simulated day is still a real one.
+    """
+    hour = (now_ms % (24 * MS_PER_HOUR)) // MS_PER_HOUR
+    if DAYLIGHT_HOURS[0] <= hour < DAYLIGHT_HOURS[1]:
+        return 0
+    return ((morning_hour - hour) % 24) * MS_PER_HOUR

@@ -13,6 +13,11 @@ recorded beside the validators and stopped by ``down`` with them.
 With gateways (a directory created with ``--gateways N``, see gridchain.node.testnet_gateways)
 it starts one ``gridchain gateway run`` per gateway once the validators are healthy, waits
 until each answers /health over HTTPS (the community CA pinned), and ``down`` stops them first.
+
+``up`` tells the truth (gridchain.node.testnet_checks): a port another process holds is
+refused before anything starts, a process that exits or never answers fails ``up`` naming it,
+and whatever was already started is stopped again.  The simulator keeps its meters' registers
+in ``DIR/bridges/registers.json`` so a restarted testnet goes on metering where it stopped.
 """
 
 from __future__ import annotations
@@ -40,6 +45,13 @@ from gridchain.genesis.cli import (
     METER_SIM_PORT,
     write_bundle,
 )
+from gridchain.node.testnet_checks import (
+    TestnetError,
+    gateway_listeners,
+    meter_listeners,
+    refuse_busy_ports,
+    validator_listeners,
+)
 from gridchain.node.testnet_gateways import (
     BASE_GATEWAY_PORT,
     ca_file,
@@ -48,17 +60,16 @@ from gridchain.node.testnet_gateways import (
     setup_gateways,
 )
 from gridchain.protocol.crypto import SigningKey
-from gridchain.protocol.errors import GridchainError
 from gridchain.protocol.keystore import TESTNET_SCRYPT_N
 
 T = TypeVar("T")
 
 STATE_FILE = "testnet.json"
 TESTNET_PASSWORD = "testnet"  # noqa: S105 - the documented throwaway testnet password
-
-
-class TestnetError(GridchainError):
-    code = "testnet_error"
+#: The simulator's meters keep their cumulative registers here, across down and up.
+REGISTERS_FILE = "registers.json"
+#: What the simulator prints once its port is bound (meterbridge/cli.py _simulate).
+SIMULATOR_READY = "simulating "
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,15 +278,8 @@ def _spawn(argv: list[str], log_path: Path) -> int:
     return proc.pid
 
 
-def start_meters(directory: Path, *, speed: float = 1.0) -> list[ValidatorProcess]:
-    """Start the simulator (every participant's household) and each participant's bridge.
-
-    The households follow genesis order and the devices each participant declared there, so
-    slave ids 4i+1..4i+4 are participant i's, as its bridge config (written by genesis init
-    --with-meters) expects.
-    """
-    import tomllib  # noqa: PLC0415
-
+def meter_configs(directory: Path) -> list[Path]:
+    """Each participant's bridge config; refused if the directory was made without meters."""
     bridges_dir = (directory / "bridges").resolve()
     genesis = json.loads((directory / "genesis.json").read_text())
     configs = [bridges_dir / p["name"] / "config.toml" for p in genesis["participants"]]
@@ -284,11 +288,37 @@ def start_meters(directory: Path, *, speed: float = 1.0) -> list[ValidatorProces
             f"{directory} was created without meters; create it with --with-meters "
             "(a new --dir, or --fresh with run)"
         )
-    first = tomllib.loads(configs[0].read_text(encoding="utf-8"))
-    sim_port = int(first["buses"][0]["port"])
+    return configs
+
+
+def simulator_port(configs: list[Path]) -> int:
+    import tomllib  # noqa: PLC0415
+
+    return int(tomllib.loads(configs[0].read_text(encoding="utf-8"))["buses"][0]["port"])
+
+
+def start_meters(
+    directory: Path, *, speed: float = 1.0, daylight: bool = False
+) -> list[ValidatorProcess]:
+    """Start the simulator (every participant's household) and each participant's bridge.
+
+    The households follow genesis order and the devices each participant declared there, so
+    slave ids 4i+1..4i+4 are participant i's, as its bridge config (written by genesis init
+    --with-meters) expects.  ``daylight`` runs the simulator with ``--clock daylight`` (its
+    hour of day shifted by whole hours into the day, see meterbridge.simulator).
+    """
+    import tomllib  # noqa: PLC0415
+
+    bridges_dir = (directory / "bridges").resolve()
+    genesis = json.loads((directory / "genesis.json").read_text())
+    configs = meter_configs(directory)
+    sim_port = simulator_port(configs)
     argv = ["meterbridge", "simulate", "--tcp", f"127.0.0.1:{sim_port}", "--speed", str(speed)]
     for p in genesis["participants"]:
         argv += ["--household", ",".join(p.get("devices", [])) or "Load"]
+    argv += ["--registers", str(bridges_dir / REGISTERS_FILE)]
+    if daylight:
+        argv += ["--clock", "daylight"]
     argv += ["--tag", str(bridges_dir)]
     sim_log = bridges_dir / "simulator.log"
     procs = [
@@ -312,6 +342,64 @@ def start_meters(directory: Path, *, speed: float = 1.0) -> list[ValidatorProces
             ValidatorProcess(f"bridge-{doc['name']}", pid, url, str(config), str(log_path))
         )
     return procs
+
+
+def _log_size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+def _failed(directory: Path, proc: ValidatorProcess, what: str, since: int = 0) -> TestnetError:
+    """Stop everything ``up`` started and describe the process that failed, with its log."""
+    down(directory)
+    log = Path(proc.log)
+    tail = log.read_bytes()[since:].decode(errors="replace")[-2000:] if log.exists() else ""
+    return TestnetError(
+        f"{what} {proc.name} ({proc.api_url}) exited during start; its log ends:\n{tail}"
+    )
+
+
+def _wait_simulator(directory: Path, sim: ValidatorProcess, since: int, timeout_s: float) -> None:
+    """Return once the simulator says it listens; a simulator that exits (its port taken
+    after all) or stays silent fails ``up``: the bridges must not read someone else's."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        text = Path(sim.log).read_bytes()[since:].decode(errors="replace")
+        if SIMULATOR_READY in text and not _has_exited(sim.pid):
+            return
+        if _has_exited(sim.pid):
+            raise _failed(directory, sim, "the meter simulator", since)
+        time.sleep(0.1)
+    down(directory)
+    raise TestnetError(
+        f"the meter simulator ({sim.api_url}) did not start within {timeout_s:.0f} s"
+    )
+
+
+def agent_up(url: str) -> bool:
+    import urllib.request  # noqa: PLC0415
+
+    try:
+        with urllib.request.urlopen(f"{url}/agent/health", timeout=1.0) as resp:  # noqa: S310
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def _wait_bridges(directory: Path, bridges: list[ValidatorProcess], timeout_s: float) -> None:
+    """Return once every bridge's agent API answers (a bridge without one: once it runs)."""
+    deadline = time.monotonic() + timeout_s
+    waiting = list(bridges)
+    while waiting and time.monotonic() < deadline:
+        for b in waiting:
+            if _has_exited(b.pid):
+                raise _failed(directory, b, "meter bridge")
+        waiting = [b for b in waiting if not b.api_url.endswith(":0") and not agent_up(b.api_url)]
+        if waiting:
+            time.sleep(0.1)
+    if waiting:
+        down(directory)
+        names = ", ".join(f"{b.name} ({b.api_url})" for b in waiting)
+        raise TestnetError(f"meter bridges did not answer within {timeout_s:.0f} s: {names}")
 
 
 def start_validator(directory: Path, name: str) -> ValidatorProcess:
@@ -350,14 +438,12 @@ def _wait_healthy(
         waiting = [p for p in waiting if not healthy(p.api_url, ca)]
         for p in waiting:
             if _has_exited(p.pid):
-                down(directory)
-                tail = Path(p.log).read_text(errors="replace")[-2000:]
-                raise TestnetError(f"{what} {p.name} exited during start; its log ends:\n{tail}")
+                raise _failed(directory, p, what)
         if waiting:
             time.sleep(0.1)
     if waiting:
         down(directory)
-        names = ", ".join(p.name for p in waiting)
+        names = ", ".join(f"{p.name} ({p.api_url})" for p in waiting)
         raise TestnetError(f"{what}s did not become healthy within {timeout_s:.0f} s: {names}")
 
 
@@ -372,9 +458,13 @@ def up(
     timeout_s: float = 90.0,  # four validators starting on a busy peer device take time
     with_meters: bool = False,
     meter_speed: float = 1.0,
+    meter_daylight: bool = False,
 ) -> list[ValidatorProcess]:
     """Start the validators, then the gateways (if the directory has any) and, ``with_meters``,
-    the simulator and bridges once healthy."""
+    the simulator and bridges once healthy.
+
+    Every port is checked free before anything starts; a process that exits or never answers
+    fails ``up`` with its name, and what was started is stopped again."""
     everything = [
         *load_state(directory),
         *load_meter_state(directory),
@@ -384,7 +474,13 @@ def up(
     if running:
         names = ", ".join(p.name for p in running)
         raise TestnetError(f"a testnet is already running in {directory} ({names}); run down first")
-    procs = [start_validator(directory, name) for name in validator_names(directory)]
+    validators = validator_names(directory)
+    listeners = [*validator_listeners(directory, validators), *gateway_listeners(directory)]
+    if with_meters:
+        configs = meter_configs(directory)
+        listeners += meter_listeners(simulator_port(configs), configs)
+    refuse_busy_ports(listeners)
+    procs = [start_validator(directory, name) for name in validators]
     _save_state(directory, procs)
     _wait_healthy(directory, procs, timeout_s, "validator", None)
     gateways: list[ValidatorProcess] = []
@@ -393,18 +489,31 @@ def up(
         _save_state(directory, procs, gateways=gateways)
         _wait_healthy(directory, gateways, timeout_s, "gateway", ca_file(directory))
     if with_meters:
-        try:
-            meters = start_meters(directory, speed=meter_speed)
-        except TestnetError:
-            down(directory)
-            raise
+        sim_log = (directory / "bridges").resolve() / "simulator.log"
+        since = _log_size(sim_log)
+        meters = start_meters(directory, speed=meter_speed, daylight=meter_daylight)
         _save_state(directory, procs, meters, gateways)
+        _wait_simulator(directory, meters[0], since, timeout_s)
+        _wait_bridges(directory, meters[1:], timeout_s)
         return [*procs, *gateways, *meters]
     return [*procs, *gateways]
 
 
+@dataclass(frozen=True, slots=True)
+class StopReport:
+    """What ``stop`` did: every process it stopped, and those that needed SIGKILL."""
+
+    stopped: list[str]
+    killed: list[str]
+
+
 def down(directory: Path, *, timeout_s: float = 15.0) -> list[str]:
-    """SIGTERM our validators, wait, SIGKILL stragglers; return the names that were stopped."""
+    """Stop what ``up`` started (see ``stop``); the names that were stopped."""
+    return stop(directory, timeout_s=timeout_s).stopped
+
+
+def stop(directory: Path, *, timeout_s: float = 15.0) -> StopReport:
+    """SIGTERM our processes, wait up to ``timeout_s``, SIGKILL the stragglers (reported)."""
     # bridges and gateways first, so none of them logs an outage while the validators stop
     procs = [
         p
@@ -421,14 +530,14 @@ def down(directory: Path, *, timeout_s: float = 15.0) -> list[str]:
     while time.monotonic() < deadline and any(is_ours(p) for p in procs):
         _reap()
         time.sleep(0.05)
-    for p in procs:
-        if is_ours(p):
-            os.kill(p.pid, signal.SIGKILL)
+    killed = [p for p in procs if is_ours(p)]
+    for p in killed:
+        os.kill(p.pid, signal.SIGKILL)
     _reap()
     state = directory / STATE_FILE
     if state.exists():
         state.unlink()
-    return [p.name for p in procs]
+    return StopReport([p.name for p in procs], [p.name for p in killed])
 
 
 def _reap() -> None:
@@ -469,10 +578,12 @@ def status(directory: Path) -> list[dict[str, Any]]:
 __all__ = [
     "BASE_API_PORT",
     "BASE_P2P_PORT",
+    "StopReport",
     "TestnetError",
     "ValidatorProcess",
     "down",
     "ensure_genesis",
     "status",
+    "stop",
     "up",
 ]

@@ -27,16 +27,20 @@ from gridchain.node.faults.cli import add_parser as add_faults_parser
 from gridchain.node.testnet import (
     BASE_API_PORT,
     BASE_P2P_PORT,
+    StopReport,
     TestnetError,
     ask,
     down,
     ensure_genesis,
     load_gateway_state,
     status,
+    stop,
     testnet_password,
     up,
 )
+from gridchain.node.testnet_checks import Asked, refuse_conflicting_flags
 from gridchain.node.testnet_gateways import BASE_GATEWAY_PORT, ca_file, setup_gateways
+from gridchain.node.testnet_status import format_overview, overview
 
 DEFAULT_DIR = ".testnet"
 
@@ -51,30 +55,56 @@ def _announce_password(*, to_stderr: bool) -> None:
         )
 
 
+#: The creation flags' values when a command line leaves them out (None there means "what the
+#: directory has", so a flag given for an existing testnet can be compared with it).
+DEFAULT_CONSENSUS = "pbft"
+DEFAULT_PARTICIPANTS = 3
+
+
 def _up(args: argparse.Namespace) -> int:
     directory = Path(args.dir)
-    validators = args.validators or (1 if args.consensus == "solo" else 4)
+    if (directory / "genesis.json").exists():
+        refuse_conflicting_flags(
+            directory,
+            Asked(
+                validators=args.validators,
+                consensus=args.consensus,
+                participants=args.participants,
+                gateways=args.gateways,
+                with_meters=args.with_meters,
+            ),
+        )
+    consensus = args.consensus or DEFAULT_CONSENSUS
+    validators = args.validators or (1 if consensus == "solo" else 4)
     created = ensure_genesis(
         directory,
         validators=validators,
-        participants=args.participants,
-        consensus=args.consensus,
+        participants=args.participants or DEFAULT_PARTICIPANTS,
+        consensus=consensus,
         block_interval_ms=args.block_interval_ms,
         slot_seconds=args.slot_seconds,
         base_api_port=args.base_api_port,
         base_p2p_port=args.base_p2p_port,
-        with_meters=args.with_meters,
+        with_meters=bool(args.with_meters),
         meter_sim_port=args.meter_sim_port,
         bridge_interval_s=args.meter_interval_s,
         gate_closure_s=args.gate_closure_seconds,
         settlement_grace_s=args.grace_seconds,
         schedule_interval_ms=args.schedule_interval_ms,
         round_ms=args.round_ms,
-        gateways=args.gateways,
+        gateways=args.gateways or 0,
         base_gateway_port=args.base_gateway_port,
     )
     _announce_password(to_stderr=args.json)
-    procs = up(directory, with_meters=args.with_meters, meter_speed=args.meter_speed)
+    with_meters = args.with_meters
+    if with_meters is None:  # not given: the testnet's meters run if it was made with them
+        with_meters = bool(json.loads((directory / "genesis.json").read_text()).get("meters"))
+    procs = up(
+        directory,
+        with_meters=with_meters,
+        meter_speed=args.meter_speed,
+        meter_daylight=args.meter_clock == "daylight",
+    )
     if args.json:
         print(json.dumps({"created": created, "validators": [asdict(p) for p in procs]}))
         return 0
@@ -92,6 +122,7 @@ def _gateways(args: argparse.Namespace) -> int:
         base_port=args.base_port,
         cert_hosts=args.cert_host,
         relay_host=args.relay_host,
+        bridge_host=args.bridge_host,
     )
     if args.json:
         print(json.dumps({"gateways": [{"name": e.name, "url": e.url} for e in endpoints]}))
@@ -117,23 +148,32 @@ def _format_rows(rows: list[dict[str, Any]]) -> str:
 
 
 def _status(args: argparse.Namespace) -> int:
-    rows = status(Path(args.dir))
+    doc = overview(Path(args.dir))
     if args.json:
-        print(json.dumps({"validators": rows}, indent=2))
-    elif not rows:
+        print(json.dumps(doc, indent=2))
+    elif not doc["validators"]:
         print(f"no testnet is running in {args.dir}")
     else:
-        print(_format_rows(rows))
+        print(format_overview(doc, _format_rows(doc["validators"])))
     return 0
 
 
 def _down(args: argparse.Namespace) -> int:
-    stopped = down(Path(args.dir))
+    report = stop(Path(args.dir))
     if args.json:
-        print(json.dumps({"stopped": stopped}))
+        print(json.dumps({"stopped": report.stopped, "killed": report.killed}))
     else:
-        print(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
+        print(_stopped_line(report))
     return 0
+
+
+def _stopped_line(report: StopReport) -> str:
+    if not report.stopped:
+        return "nothing was running"
+    line = f"stopped {', '.join(report.stopped)}"
+    if report.killed:
+        line += f" (SIGKILL after SIGTERM went unanswered: {', '.join(report.killed)})"
+    return line
 
 
 def _wallet(directory: Path, name: str, node: str, *argv: str) -> None:
@@ -326,8 +366,7 @@ def _run(args: argparse.Namespace) -> int:
         if not args.exit_after_demo:
             _follow(directory, api_urls[0])
     finally:
-        stopped = down(directory)
-        print(f"stopped {', '.join(stopped)}")
+        print(_stopped_line(stop(directory)))
     return 0
 
 
@@ -338,8 +377,10 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _creation(p: argparse.ArgumentParser) -> None:
     p.add_argument("--validators", type=int, default=None, help="default: 1 for solo, else 4")
-    p.add_argument("--consensus", choices=["solo", "pbft", "pob", "epob"], default="pbft")
-    p.add_argument("--participants", type=int, default=3)
+    p.add_argument(
+        "--consensus", choices=["solo", "pbft", "pob", "epob"], default=None, help="default pbft"
+    )
+    p.add_argument("--participants", type=int, default=None, help="default 3")
     p.add_argument("--block-interval-ms", type=int, default=500)
     p.add_argument("--slot-seconds", type=int, default=None, help="market slot length (genesis)")
     p.add_argument(
@@ -351,7 +392,7 @@ def _creation(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--gateways",
         type=int,
-        default=0,
+        default=None,
         help="a new testnet's gateways: its validators then take client transactions only "
         "through them (HTTPS, the community CA in DIR/ca/ca.pem)",
     )
@@ -361,8 +402,23 @@ def _creation(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--with-meters",
         action="store_true",
+        default=None,
         help="also run the Modbus meter simulator and one meter bridge per participant "
-        "(a new testnet registers their meters in genesis)",
+        "(a new testnet registers their meters in genesis; an existing one made with meters "
+        "runs them unless --no-meters)",
+    )
+    p.add_argument(
+        "--no-meters",
+        dest="with_meters",
+        action="store_false",
+        help="do not run the meter simulator and bridges (with run: skip the settlement demo)",
+    )
+    p.add_argument(
+        "--meter-clock",
+        choices=["utc", "daylight"],
+        default="utc",
+        help="the simulated meters' hour of day: utc (the sun follows UTC) or daylight "
+        "(shifted by whole hours into the day, so PV produces at any hour; run's default)",
     )
     p.add_argument(
         "--meter-interval-s",
@@ -408,6 +464,12 @@ def register(sub: Any, name: str, help_text: str) -> None:
     p_gw.add_argument(
         "--relay-host", default=None, help="how gateways reach validator APIs ({name}: the node's)"
     )
+    p_gw.add_argument(
+        "--bridge-host",
+        default=None,
+        help="how meter bridges reach the first gateway ({name}: the gateway's; default: its "
+        "listen address)",
+    )
     p_gw.set_defaults(handler=_gateways)
     p_status = tsub.add_parser("status", help="height, view, peers and head of each validator")
     _common(p_status)
@@ -420,12 +482,6 @@ def register(sub: Any, name: str, help_text: str) -> None:
     _creation(p_run)
     p_run.add_argument("--fresh", action="store_true", help="start from a new genesis")
     p_run.add_argument("--exit-after-demo", action="store_true", help="stop after the demo")
-    p_run.add_argument(
-        "--no-meters",
-        dest="with_meters",
-        action="store_false",
-        help="skip the meter simulator, the bridges and the settlement part of the demo",
-    )
     # The demo's market runs in seconds so a trade settles from meter readings within a minute.
     p_run.set_defaults(
         handler=_run,
@@ -436,5 +492,6 @@ def register(sub: Any, name: str, help_text: str) -> None:
         meter_interval_s=2.0,
         schedule_interval_ms=2000,
         gateways=1,
+        meter_clock="daylight",
     )
     add_faults_parser(tsub)

@@ -81,13 +81,16 @@ def setup_gateways(
     base_port: int = BASE_GATEWAY_PORT,
     cert_hosts: list[str] | None = None,
     relay_host: str | None = None,
+    bridge_host: str | None = None,
 ) -> list[GatewayEndpoint]:
     """Complete the gateways of ``directory`` (once); return their endpoints.
 
     ``cert_hosts`` are the names clients use to reach a gateway (``{name}`` becomes the
     gateway's name, e.g. a compose service); the listen ``host`` is always included unless
     it is the wildcard address.  ``relay_host`` is how a gateway reaches the validators' APIs
-    (default: each validator config's own API address)."""
+    (default: each validator config's own API address).  ``bridge_host`` is how the meter
+    bridges reach the first gateway (``{name}``: its name, e.g. its compose service; default:
+    its URL)."""
     names = gateway_names(directory)
     if not names:
         raise GatewaySetupError(
@@ -145,9 +148,12 @@ def setup_gateways(
         text = _set_in_table(config.read_text("utf-8"), "api", 'client_txs = "gateways"')
         write_private(config, text)
     bridges = directory / "bridges"
+    bridge_url = endpoints[0].url
+    if bridge_host is not None:
+        bridge_url = f"https://{bridge_host.format(name=endpoints[0].name)}:{base_port}"
     for config in sorted(bridges.glob("*/config.toml")) if bridges.exists() else []:
         lines = [
-            f'node_url = "{endpoints[0].url}"' if line.startswith("node_url") else line
+            f'node_url = "{bridge_url}"' if line.startswith("node_url") else line
             for line in config.read_text("utf-8").splitlines()
         ]
         text = _set_top_level(

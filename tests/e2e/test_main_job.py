@@ -85,7 +85,10 @@ def test_up_status_down(tmp_path: Path) -> None:
             assert len(row["head_hash"]) == 64
     finally:
         stopped = gridchain("testnet", "down", "--dir", str(directory), "--json")
-    assert json.loads(stopped.stdout) == {"stopped": ["node-1", "node-2", "node-3", "node-4"]}
+    assert json.loads(stopped.stdout) == {
+        "stopped": ["node-1", "node-2", "node-3", "node-4"],
+        "killed": [],
+    }
     for pid in pids:
         assert (
             not Path(f"/proc/{pid}").exists()

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import ast
+import shlex
 import shutil
 import subprocess
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
-from gridchain.genesis.cli import node_config_toml
+from gridchain.genesis.builder import PEER_DEVICES
+from gridchain.genesis.cli import METER_SIM_PORT, node_config_toml
 from tests.helpers import small_bundle
 
 REPO = Path(__file__).resolve().parents[2]
@@ -152,3 +156,129 @@ def test_compose_genesis_command_makes_a_chain_behind_a_gateway(tmp_path: Path) 
     for i in range(1, 5):
         node = load_config(out / "nodes" / f"node-{i}" / "config.toml")
         assert node.api.client_txs == "gateways"
+
+
+def _compose() -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    return doc
+
+
+def _command(service: dict[str, Any]) -> list[str]:
+    command = service.get("command", [])
+    return shlex.split(command) if isinstance(command, str) else [str(c) for c in command]
+
+
+def test_compose_runs_validators_gateway_simulator_and_a_bridge_per_peer() -> None:
+    services = _compose()["services"]
+    bundle = small_bundle(validators=4, engine="pbft")
+    peers = [p.name for p in bundle.participants]
+    expected = {"genesis", "gateway-1", "meter-simulator"}
+    expected |= {v.name for v in bundle.validators} | {f"bridge-{p}" for p in peers}
+    assert set(services) == expected
+    for peer in peers:
+        assert _command(services[f"bridge-{peer}"]) == [
+            "meterbridge",
+            "run",
+            "--config",
+            f"/testnet/bridges/{peer}/config.toml",
+        ]
+    # the simulator serves the households in genesis order, with each peer's devices
+    sim = _command(services["meter-simulator"])
+    households = [sim[i + 1] for i, arg in enumerate(sim) if arg == "--household"]
+    assert households == [",".join(devices) for devices in PEER_DEVICES[: len(peers)]]
+    assert sim[sim.index("--tcp") + 1].endswith(f":{METER_SIM_PORT}")
+
+
+def test_compose_publishes_only_the_gateway_port() -> None:
+    services = _compose()["services"]
+    published = {name: s["ports"] for name, s in services.items() if "ports" in s}
+    assert published == {"gateway-1": ["8443:8443"]}
+
+
+def test_compose_services_write_only_to_the_volume_the_image_user_owns(tmp_path: Path) -> None:
+    """Every service runs as the image's user (uid 10001) and mounts the named volume at
+    /testnet, which the Dockerfile creates owned by that user (a new named volume copies it);
+    every file a service writes (configs' data dirs, the simulator's registers) is under it."""
+    from gridchain.cli import main
+    from gridchain.meterbridge.config import TcpBus
+    from gridchain.meterbridge.config import load_config as load_bridge_config
+    from gridchain.node.config import load_config as load_node_config
+
+    dockerfile = (REPO / "Dockerfile").read_text()
+    runtime = dockerfile.split("\nFROM ")[-1]  # the last stage is the image
+    assert "useradd --create-home --uid 10001 gridchain" in runtime
+    assert "mkdir /testnet" in runtime
+    assert "chown gridchain:gridchain /testnet" in runtime
+    assert "\nUSER gridchain\n" in runtime
+    compose = _compose()
+    assert set(compose["volumes"]) == {"testnet"}
+    services = compose["services"]
+    for name, service in services.items():
+        assert "user" not in service, f"{name} must run as the image's user"
+        assert service["volumes"] == ["testnet:/testnet"], name
+    # run the genesis service's commands into a directory standing for the volume
+    script = services["genesis"]["command"][0]
+    out = tmp_path / "testnet"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRIDCHAIN_PASSWORD", "testnet")
+        for part in script.split("||", 1)[1].strip(" ()").split("&&"):
+            argv = shlex.split(part.replace("/testnet", str(out)))
+            assert argv[0] == "gridchain"
+            assert main(argv[1:]) == 0
+    written: list[Path] = []
+    for name, service in services.items():
+        argv = _command(service)
+        if name == "genesis":
+            continue
+        config = Path(argv[argv.index("--config") + 1]) if "--config" in argv else None
+        if config is not None:
+            local = out / config.relative_to("/testnet")
+            assert local.is_file(), f"{name}: {config} is not made by the genesis service"
+            if argv[0] == "node":
+                written.append(load_node_config(local).node.data_dir)
+            elif argv[0] == "meterbridge":
+                bridge = load_bridge_config(local)
+                written.append(bridge.data_dir)
+                bus = bridge.buses[0]
+                assert isinstance(bus, TcpBus)
+                assert bus.host == "meter-simulator"
+                assert bridge.node_url == "https://gateway-1:8443"
+                assert bridge.node_ca is not None
+                assert bridge.node_ca.resolve().is_relative_to(out.resolve())
+        if "--registers" in argv:
+            registers = Path(argv[argv.index("--registers") + 1])
+            assert registers.is_relative_to("/testnet")
+            assert (out / registers.relative_to("/testnet")).parent.is_dir()
+    assert written
+    for path in written:
+        assert Path(path).resolve().is_relative_to(out.resolve()), path
+
+
+def test_dockerfile_builds_for_arm64_as_well() -> None:
+    """No amd64-only base or wheel: every stage is the multi-arch python image, and LevelDB
+    (plyvel's arm64 build) is installed for the build and for the runtime."""
+    dockerfile = (REPO / "Dockerfile").read_text()
+    bases = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("FROM ")]
+    assert bases == ["python:3.11-slim-bookworm", "python:3.11-slim-bookworm"]
+    assert "--platform" not in dockerfile.replace("docker buildx build --platform", "")
+    assert "x86_64" not in dockerfile
+    assert "amd64.whl" not in dockerfile
+    assert "libleveldb-dev" in dockerfile
+    assert "libleveldb1d" in dockerfile
+    assert "linux/amd64,linux/arm64" in dockerfile  # the documented multi-arch build
+
+
+def test_dockerignore_keeps_virtualenvs_history_and_testnets_out() -> None:
+    ignored = {
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert {".git", ".venv", ".testnet", "**/__pycache__"} <= ignored
+    copied = [
+        line.split()[1]
+        for line in (REPO / "Dockerfile").read_text().splitlines()
+        if line.startswith("COPY ") and "--from" not in line
+    ]
+    for source in copied:
+        assert source not in ignored, f"{source} is copied but ignored"
