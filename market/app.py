@@ -112,17 +112,6 @@ class BlockBuild:
     benefit: int = 0
 
 
-#: Bodies whose application reads neither the block context nor the admission flag: applied
-#: to the same state they write the same whenever they are applied (node/mempool.py relies on
-#: this to keep a pending transaction's writes when nothing it read has changed).
-CONTEXT_FREE_BODIES: tuple[type[TxBody], ...] = (Transfer, Mint, Burn)
-
-
-def context_free(tx: Transaction) -> bool:
-    """Whether applying ``tx`` depends only on the state it reads (see CONTEXT_FREE_BODIES)."""
-    return isinstance(tx.body, CONTEXT_FREE_BODIES)
-
-
 class Application:
     """``opener`` opens this validator's wrap of sealed transactions (protocol/sealed.py); it
     is passed in by node/ (or the simulator) so this module holds no key and reads no file.

@@ -28,7 +28,7 @@ is the engine contradicting itself and halts too.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -191,11 +191,7 @@ class MempoolPort(Protocol):
     def evict(self, tx_hashes: list[bytes]) -> list[tuple[bytes, str]]: ...
 
     def update_after_commit(
-        self,
-        committed: list[Transaction],
-        *,
-        recheck: bool = False,
-        written: Collection[bytes] | None = None,
+        self, committed: list[Transaction], *, recheck: bool = False
     ) -> list[tuple[bytes, str]]: ...
 
 
@@ -682,7 +678,7 @@ class ChainDriver:
         self.pending.committed(self.head.block_hash, self.head.height)
         self.executions = {h: e for h, e in self.executions.items() if h in self.pending}
         dropped = self.mempool.update_after_commit(
-            list(block.txs), recheck=needs_recheck(execution.events), written=execution.writes
+            list(block.txs), recheck=needs_recheck(execution.events)
         )
         event = CommitEvent(
             block.height,

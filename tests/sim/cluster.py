@@ -47,7 +47,7 @@ from __future__ import annotations
 import heapq
 import random
 from collections import deque
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
@@ -512,11 +512,7 @@ class SimMempool:
         return []
 
     def update_after_commit(
-        self,
-        committed: list[Transaction],
-        *,
-        recheck: bool = False,
-        written: Collection[bytes] | None = None,
+        self, committed: list[Transaction], *, recheck: bool = False
     ) -> list[tuple[bytes, str]]:
         self.nonces.clear()
         for key in [k for k in self.txs if k[1] < self.nonce(k[0])]:
