@@ -83,7 +83,8 @@ def test_a_forged_signature_over_a_verified_body_is_refused(
     tx = transfer(a, chain_id, 0, b, 1_000)
     app.signatures.require(tx)
     forged = _forged(tx)
-    assert forged.payload == tx.payload and forged.hash() != tx.hash()
+    assert forged.payload == tx.payload
+    assert forged.hash() != tx.hash()
 
     with pytest.raises(SignatureError):
         app.check_tx(forged, state, block_context(1))
@@ -113,13 +114,15 @@ def test_the_cache_is_bounded_and_forgets_the_oldest_first(
         cache.require(tx)
     assert len(cache) == 2 == cache.limit
     assert txs[0].hash() not in cache
-    assert txs[1].hash() in cache and txs[2].hash() in cache
+    assert txs[1].hash() in cache
+    assert txs[2].hash() in cache
 
     cache.require(txs[2])  # remembered: no check
     assert counting.calls == 3
     cache.require(txs[0])  # forgotten: checked again (and txs[1], now the oldest, goes)
     assert counting.calls == 4
-    assert len(cache) == 2 and txs[1].hash() not in cache
+    assert len(cache) == 2
+    assert txs[1].hash() not in cache
 
 
 def test_a_cache_of_no_entries_is_refused(chain_id: bytes) -> None:
