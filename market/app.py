@@ -60,6 +60,7 @@ from gridchain.market.settlement import settle_due
 from gridchain.market.state import MerkleState, Overlay, StateReader
 from gridchain.protocol.address import address_of, format_address, parse_address
 from gridchain.protocol.block import ScheduleEntry
+from gridchain.protocol.crypto import verify
 from gridchain.protocol.errors import GridchainError
 from gridchain.protocol.sealed import Opener, SealContext, open_tx, sealed_to
 from gridchain.protocol.tx import (
@@ -77,6 +78,7 @@ from gridchain.protocol.tx import (
     Transfer,
     TxBody,
 )
+from gridchain.protocol.tx_signatures import TxSignatureCache, TxVerifier
 
 MAX_SUPPLY_MC = 2**63 - 1
 
@@ -120,9 +122,15 @@ class Application:
     is passed in by node/ (or the simulator) so this module holds no key and reads no file.
     Without one, a sealed transaction is refused with SealedUnavailableError."""
 
-    def __init__(self, genesis: Genesis, opener: Opener | None = None) -> None:
+    def __init__(
+        self, genesis: Genesis, opener: Opener | None = None, verifier: TxVerifier = verify
+    ) -> None:
         self.genesis = genesis
         self.chain_id = genesis.chain_id
+        #: every transaction signature this validator verified, shared by admission (API,
+        #: gateway link, gossip) and block validation; ``verifier`` is protocol.crypto.verify
+        #: (a test passes a counting wrapper)
+        self.signatures = TxSignatureCache(self.chain_id, verifier)
         keys = genesis.encryption_keys()
         self.seal = SealContext(self.chain_id, keys) if keys else None
         self.opener = opener
@@ -180,7 +188,7 @@ class Application:
         The caller decides whether to keep them (the mempool does, to check the next
         transaction against the pending state) or drop them.
         """
-        tx.verify_signature(self.chain_id)
+        self.signatures.require(tx)
         view = Overlay(state)
         self.apply_tx(tx, view, ctx, admission=True)
         return view

@@ -1,16 +1,36 @@
-"""``gridchain node run --config FILE``."""
+"""``gridchain node run --config FILE``.
+
+With ``GRIDCHAIN_PROFILE_DIR`` set, the validator runs under cProfile and writes
+``<dir>/<node name>-<pid>.prof`` when it stops (SIGTERM), so ``bench consensus`` can be
+profiled per validator process without a change to the launcher: the variable is inherited by
+the processes the bench starts.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
+
+PROFILE_DIR_ENV = "GRIDCHAIN_PROFILE_DIR"
 
 
 def _run(args: argparse.Namespace) -> int:
     from gridchain.node.server import run_node  # noqa: PLC0415 - keep `gridchain --help` fast
 
-    return run_node(Path(args.config))
+    profile_dir = os.environ.get(PROFILE_DIR_ENV)
+    if not profile_dir:
+        return run_node(Path(args.config))
+    import cProfile  # noqa: PLC0415 - only when profiling
+
+    profiler = cProfile.Profile()
+    try:
+        return profiler.runcall(run_node, Path(args.config))
+    finally:
+        out = Path(profile_dir) / f"{Path(args.config).parent.name}-{os.getpid()}.prof"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        profiler.dump_stats(out)
 
 
 def register(sub: Any, name: str, help_text: str) -> None:

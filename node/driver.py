@@ -602,7 +602,7 @@ class ChainDriver:
 
     def _execute(self, block: Block, parent_writes: dict[bytes, bytes | None] | None) -> Execution:
         header = block.header
-        check_block_structure(block, self.chain_id, self.mempool)
+        check_block_structure(block, self.chain_id, self.mempool, self.app.signatures)
         ctx = BlockContext(header.height, header.timestamp_ms, header.proposer)
         execution = self.app.execute_block(
             self.state,

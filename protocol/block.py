@@ -31,6 +31,7 @@ from gridchain.protocol.encoding import (
 from gridchain.protocol.errors import SignatureError, ValidationError
 from gridchain.protocol.merkle import merkle_root
 from gridchain.protocol.tx import Transaction
+from gridchain.protocol.tx_signatures import TxSignatureCache
 
 MAX_BLOCK_TXS = 10_000
 MAX_BLOCK_BYTES = 8 * 1024 * 1024
@@ -144,12 +145,17 @@ def schedule_root(schedule: tuple[ScheduleEntry, ...]) -> bytes:
 
 
 def check_block_structure(
-    block: Block, chain_id: bytes, already_verified: Container[bytes] = ()
+    block: Block,
+    chain_id: bytes,
+    already_verified: Container[bytes] = (),
+    signatures: TxSignatureCache | None = None,
 ) -> None:
     """Rules that need no ledger state: chain, roots, duplicates, signatures.
 
     ``already_verified`` holds hashes of transactions whose signatures this node checked when
-    it admitted them (its mempool); re-verifying those would double a validator's main cost.
+    it admitted them (its mempool); ``signatures`` is the node's memory of every transaction
+    signature it verified (admission, gossip, earlier blocks), which it also extends.  Either
+    way, re-verifying would double a validator's main cost.
     """
     h = block.header
     if h.chain_id != chain_id:
@@ -164,8 +170,12 @@ def check_block_structure(
     if len(set(hashes)) != len(block.txs):
         raise ValidationError("block contains a transaction twice")
     for tx, tx_hash in zip(block.txs, hashes, strict=True):
-        if tx_hash not in already_verified:
+        if tx_hash in already_verified:
+            continue
+        if signatures is None:
             tx.verify_signature(chain_id)
+        else:
+            signatures.require(tx)
 
 
 def decode_committed(data: bytes) -> CommittedBlock:

@@ -588,7 +588,7 @@ class SimNode:
         fx = cluster.fixture
         encryption = fx.bundle.encryption
         opener = ValidatorOpener(encryption[index], index) if encryption else None
-        self.app = Application(fx.bundle.genesis, opener)
+        self.app = Application(fx.bundle.genesis, opener, cached_verify)
         self.state = self.make_state()
         self.chain: list[CommittedBlock] = []
         self.genesis_head = ChainHead(0, fx.chain_id, fx.bundle.genesis.genesis_time_ms)
