@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from gridchain.api import models as m
-from gridchain.api.routes import MAX_BATCH_TXS, ROUTES
+from gridchain.api.routes import ROUTES
 from gridchain.gateway.admission import Admission
 from gridchain.gateway.errors import GatewayRefusalError
 from gridchain.gateway.fair_queue import Queued
@@ -27,7 +27,7 @@ from gridchain.gateway.openapi import gateway_openapi_document
 from gridchain.gateway.relay import EventFeed, ReadRelay, RelayUnavailableError
 from gridchain.gateway.verdicts import refusal_of
 from gridchain.node.api import UnavailableError, error_middleware, error_response, reply
-from gridchain.node.api_input import RequestError, parse_hex, parse_json, read_body
+from gridchain.node.api_input import parse_submission, read_body
 from gridchain.node.http_guard import ConnectionGuard
 from gridchain.protocol.errors import GridchainError
 
@@ -73,18 +73,7 @@ async def _read_submission(request: web.Request, state: GatewayState) -> tuple[l
     shapes a validator accepts, parsed by the same strict input layer)."""
     try:
         body = await read_body(request, state.body_timeout_s)
-        if request.content_type in ("application/msgpack", "application/octet-stream"):
-            return [body], False
-        doc = parse_json(body)
-        if isinstance(doc, dict) and set(doc) == {"tx"}:
-            return [parse_hex(doc["tx"], '"tx"')], False
-        if isinstance(doc, dict) and set(doc) == {"txs"} and isinstance(doc["txs"], list):
-            if not 1 <= len(doc["txs"]) <= MAX_BATCH_TXS:
-                raise RequestError(f'"txs" holds 1 to {MAX_BATCH_TXS} transactions')
-            return [parse_hex(v, f'"txs"[{i}]') for i, v in enumerate(doc["txs"])], True
-        raise RequestError(
-            'expected {"tx": "<hex of the encoded transaction>"} or {"txs": ["<hex>", ...]}'
-        )
+        return parse_submission(body, request.content_type)
     except web.HTTPRequestEntityTooLarge:
         state.metrics.refused.labels(filter="size", code="oversize").inc()
         raise

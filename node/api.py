@@ -24,7 +24,6 @@ from gridchain.api.routes import (
     BLOCKS_DEFAULT,
     BLOCKS_MAX,
     DEFAULT_LIST,
-    MAX_BATCH_TXS,
     MAX_LIST,
     POOL_MAX_COUNT,
     PRIVATE_ROUTES,
@@ -43,6 +42,7 @@ from gridchain.node.api_input import (
     parse_json,
     parse_market,
     parse_meter_id,
+    parse_submission,
     parse_uint,
     read_body,
 )
@@ -134,18 +134,7 @@ def _query(request: web.Request) -> NodeQuery:
 async def _read_txs(request: web.Request) -> tuple[list[bytes], bool]:
     """The raw transactions of a submission and whether it was the batch form."""
     body = await read_body(request, _node(request).config.api.body_timeout_s)
-    if request.content_type in ("application/msgpack", "application/octet-stream"):
-        return [body], False
-    doc = parse_json(body)
-    if isinstance(doc, dict) and set(doc) == {"tx"}:
-        return [parse_hex(doc["tx"], '"tx"')], False
-    if isinstance(doc, dict) and set(doc) == {"txs"} and isinstance(doc["txs"], list):
-        if not 1 <= len(doc["txs"]) <= MAX_BATCH_TXS:
-            raise RequestError(f'"txs" holds 1 to {MAX_BATCH_TXS} transactions')
-        return [parse_hex(v, f'"txs"[{i}]') for i, v in enumerate(doc["txs"])], True
-    raise RequestError(
-        'expected {"tx": "<hex of the encoded transaction>"} or {"txs": ["<hex>", ...]}'
-    )
+    return parse_submission(body, request.content_type)
 
 
 def _admit(node: Node, raw: bytes) -> str:

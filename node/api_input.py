@@ -21,6 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gridchain.api.routes import MAX_BATCH_TXS
 from gridchain.protocol.errors import GridchainError
 from gridchain.protocol.tx import MARKET_BY_LABEL, Market
 
@@ -141,6 +142,28 @@ def parse_json(body: bytes) -> Any:
         raise MalformedJsonError("request body is not valid JSON") from None
     except (ValueError, RecursionError):  # the pre-check makes these unreachable; still typed
         raise MalformedJsonError("request body is not acceptable JSON") from None
+
+
+#: Content types whose body is one encoded transaction rather than JSON.
+RAW_TX_CONTENT_TYPES = ("application/msgpack", "application/octet-stream")
+
+
+def parse_submission(body: bytes, content_type: str) -> tuple[list[bytes], bool]:
+    """The raw transactions of a POST /v1/txs body and whether it was the batch form: one
+    encoded transaction, ``{"tx": hex}`` or ``{"txs": [hex, ...]}`` (1 to MAX_BATCH_TXS).
+    Validators and gateways accept exactly these shapes, through this one function."""
+    if content_type in RAW_TX_CONTENT_TYPES:
+        return [body], False
+    doc = parse_json(body)
+    if isinstance(doc, dict) and set(doc) == {"tx"}:
+        return [parse_hex(doc["tx"], '"tx"')], False
+    if isinstance(doc, dict) and set(doc) == {"txs"} and isinstance(doc["txs"], list):
+        if not 1 <= len(doc["txs"]) <= MAX_BATCH_TXS:
+            raise RequestError(f'"txs" holds 1 to {MAX_BATCH_TXS} transactions')
+        return [parse_hex(v, f'"txs"[{i}]') for i, v in enumerate(doc["txs"])], True
+    raise RequestError(
+        'expected {"tx": "<hex of the encoded transaction>"} or {"txs": ["<hex>", ...]}'
+    )
 
 
 async def read_body(request: web.Request, timeout_s: float) -> bytes:

@@ -307,6 +307,17 @@ def wait_for(predicate: Callable[..., object], timeout_s: float, nodes: list[Nod
     raise AssertionError(f"condition not met within {timeout_s} s\n{logs}")
 
 
+def wait_until(predicate: Callable[..., object], timeout_s: float, what: str) -> None:
+    """Poll ``predicate`` every 250 ms; fail naming ``what`` if it stays false (for waits that
+    have no node logs to show, e.g. of a whole testnet started by the launcher)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"{what}: not within {timeout_s} s")
+
+
 def submit(api_url: str, tx: Transaction) -> tuple[int, Any]:
     return http_post(api_url + "/v1/txs", json.dumps({"tx": tx.encode().hex()}).encode())
 

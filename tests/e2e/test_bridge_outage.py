@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.procs import REPO, die_with_parent, free_port_block, http_get
+from tests.procs import REPO, die_with_parent, free_port_block, http_get, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("meters_e2e")]
 
@@ -67,15 +67,6 @@ def last_sequence(api: str, meter_id: str) -> int:
     return -1 if status != 200 or body["last_sequence"] is None else int(body["last_sequence"])
 
 
-def wait_for(predicate: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"{what}: not within {timeout_s} s")
-
-
 def test_bridge_kill9_during_node_outage_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     directory = tmp_path / "tn"
     api_port, p2p, sim = free_port_block(1), free_port_block(1), free_port_block(1)
@@ -91,22 +82,22 @@ def test_bridge_kill9_during_node_outage_loses_and_duplicates_nothing(tmp_path: 
         state = json.loads((directory / "testnet.json").read_text())
         node = state["validators"][0]
         bridge = next(m for m in state["meters"] if m["name"] == "bridge-peer-a")
-        wait_for(lambda: min(last_sequence(api, m) for m in METERS) >= 2, 60, "first readings")
+        wait_until(lambda: min(last_sequence(api, m) for m in METERS) >= 2, 60, "first readings")
 
         os.kill(node["pid"], signal.SIGTERM)  # node outage: the bridge stores and retries
-        wait_for(lambda: http_get(api + "/health", timeout=0.5)[0] == 0, 30, "node down")
+        wait_until(lambda: http_get(api + "/health", timeout=0.5)[0] == 0, 30, "node down")
         time.sleep(3.5)  # several intervals read and stored while the node is away
         os.kill(bridge["pid"], signal.SIGKILL)  # mid-batch: unsent readings in its LevelDB
         time.sleep(1.5)  # an interval passes with no bridge at all
 
         restarted.append(start(["node", "run", "--config", node["config"]], tmp_path / "node.log"))
-        wait_for(lambda: http_get(api + "/health", timeout=0.5)[0] == 200, 60, "node back")
+        wait_until(lambda: http_get(api + "/health", timeout=0.5)[0] == 200, 60, "node back")
         before = {m: last_sequence(api, m) for m in METERS}
         restarted.append(
             start(["meterbridge", "run", "--config", bridge["config"]], tmp_path / "bridge.log")
         )
         # Back in step: every meter moves past where it was when the outage ended.
-        wait_for(
+        wait_until(
             lambda: all(last_sequence(api, m) >= before[m] + 3 for m in METERS), 60, "catch-up"
         )
         for meter_id in METERS:

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.procs import REPO, free_port_block, http_get
+from tests.procs import REPO, free_port_block, http_get, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("meters_e2e")]
 
@@ -39,15 +39,6 @@ def gridchain(*argv: str) -> subprocess.CompletedProcess[str]:
         env={**os.environ, "GRIDCHAIN_PASSWORD": "testnet"},
         timeout=180,
     )
-
-
-def wait_until(predicate: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"{what}: not within {timeout_s} s")
 
 
 def gone(pid: int) -> bool:
