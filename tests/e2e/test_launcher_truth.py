@@ -77,6 +77,9 @@ def test_busy_simulator_port_fails_up_naming_it(
     directory, flags, _ = solo_with_meters
     sim_port = int(flags[flags.index("--meter-sim-port") + 1])
     with socket.socket() as stranger:  # someone else's simulator on our simulator's port
+        # As a real server does (asyncio's does): the fixture's own run left connections to
+        # this port in TIME_WAIT, which a plain bind would trip over.
+        stranger.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         stranger.bind(("127.0.0.1", sim_port))
         stranger.listen()
         done = gridchain("testnet", "up", "--dir", str(directory), "--with-meters")
