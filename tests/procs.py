@@ -17,7 +17,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -316,6 +317,32 @@ def wait_until(predicate: Callable[..., object], timeout_s: float, what: str) ->
             return
         time.sleep(0.25)
     raise AssertionError(f"{what}: not within {timeout_s} s")
+
+
+def connected_peers(node: NodeProcess) -> int:
+    """How many peer links ``node`` reports as connected (-1 if it does not answer)."""
+    code, body = http_get(node.api_url + "/v1/status", timeout=2.0)
+    if code != 200:
+        return -1
+    return sum(1 for p in body.get("peers", []) if p.get("connected"))
+
+
+@contextmanager
+def running_cluster(chain: Chain) -> Iterator[list[NodeProcess]]:
+    """Every validator of ``chain`` as its own process, healthy and linked to all the others;
+    they are stopped on the way out, whatever happened."""
+    nodes = [node_for(chain, i) for i in range(len(chain.bundle.validators))]
+    for node in nodes:
+        node.start(wait=False)
+    try:
+        for node in nodes:
+            node.wait_healthy()
+        others = len(nodes) - 1
+        wait_for(lambda: all(connected_peers(n) == others for n in nodes), 30, nodes)
+        yield nodes
+    finally:
+        for node in nodes:
+            node.terminate()
 
 
 def submit(api_url: str, tx: Transaction) -> tuple[int, Any]:

@@ -16,9 +16,16 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_markets import connected, wallet
+from tests.e2e.test_markets import wallet
 from tests.helpers import cd_meters
-from tests.procs import Chain, NodeProcess, http_get, make_chain, node_for, wait_for
+from tests.procs import (
+    Chain,
+    NodeProcess,
+    http_get,
+    make_chain,
+    running_cluster,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("pbft_cluster")]
 
@@ -42,17 +49,8 @@ def testnet(
         schedule_interval_ms=INTERVAL_MS,
         genesis_changes=lambda bundle: {"consensus": consensus, "meters": cd_meters(bundle)},
     )
-    nodes = [node_for(chain, i) for i in range(N)]
-    for node in nodes:
-        node.start(wait=False)
-    try:
-        for node in nodes:
-            node.wait_healthy()
-        wait_for(lambda: all(connected(n) == N - 1 for n in nodes), 30, nodes)
+    with running_cluster(chain) as nodes:
         yield chain, nodes
-    finally:
-        for node in nodes:
-            node.terminate()
 
 
 def _get(node: NodeProcess, path: str) -> Any:

@@ -30,7 +30,7 @@ from tests.procs import (
     NodeProcess,
     http_get,
     make_chain,
-    node_for,
+    running_cluster,
     wait_for,
 )
 
@@ -50,24 +50,8 @@ def testnet(tmp_path: Path) -> Iterator[tuple[Chain, list[NodeProcess]]]:
         slot_length_ms=SLOT_MS,
         gate_closure_ms=SLOT_MS,
     )
-    nodes = [node_for(chain, i) for i in range(N)]
-    for node in nodes:
-        node.start(wait=False)
-    try:
-        for node in nodes:
-            node.wait_healthy()
-        wait_for(lambda: all(connected(n) == N - 1 for n in nodes), 30, nodes)
+    with running_cluster(chain) as nodes:
         yield chain, nodes
-    finally:
-        for node in nodes:
-            node.terminate()
-
-
-def connected(node: NodeProcess) -> int:
-    code, body = http_get(node.api_url + "/v1/status", timeout=2.0)
-    if code != 200:
-        return -1
-    return sum(1 for p in body.get("peers", []) if p.get("connected"))
 
 
 def wallet(chain: Chain, node: NodeProcess, peer: str, *argv: str) -> dict[str, Any]:

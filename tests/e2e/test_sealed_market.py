@@ -17,8 +17,15 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_markets import connected, wallet
-from tests.procs import Chain, NodeProcess, http_get, make_chain, node_for, wait_for
+from tests.e2e.test_markets import wallet
+from tests.procs import (
+    Chain,
+    NodeProcess,
+    http_get,
+    make_chain,
+    running_cluster,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("pbft_cluster")]
 
@@ -39,17 +46,8 @@ def sealed_testnet(tmp_path: Path) -> Iterator[tuple[Chain, list[NodeProcess]]]:
         settlement_grace_ms=GRACE_MS,
         sealed=True,
     )
-    nodes = [node_for(chain, i) for i in range(N)]
-    for node in nodes:
-        node.start(wait=False)
-    try:
-        for node in nodes:
-            node.wait_healthy()
-        wait_for(lambda: all(connected(n) == N - 1 for n in nodes), 30, nodes)
+    with running_cluster(chain) as nodes:
         yield chain, nodes
-    finally:
-        for node in nodes:
-            node.terminate()
 
 
 def height(node: NodeProcess) -> int:
