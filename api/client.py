@@ -430,6 +430,19 @@ class NodeClient:
         path = with_query("/v1/settlements", {"address": address, "slot": slot, "limit": LIST_MAX})
         return list((await self.get(m.ReceiptList, path)).receipts)
 
+    async def pool_slots(self, *, from_slot: int = 0) -> list[m.PoolSlot]:
+        """Settled slots' real-time pools (GET /v1/pool/slots), oldest first."""
+        path = with_query("/v1/pool/slots", {"from_slot": from_slot, "limit": LIST_MAX})
+        return list((await self.get(m.PoolSlotList, path)).slots)
+
+    async def pool_receipts(
+        self, *, address: str | None = None, slot: int | None = None
+    ) -> list[m.PoolReceipt]:
+        """Households' pool receipts (GET /v1/pool/receipts), by slot."""
+        query = {"address": address, "slot": slot, "limit": LIST_MAX}
+        path = with_query("/v1/pool/receipts", query)
+        return list((await self.get(m.PoolReceiptList, path)).receipts)
+
     # --- C&D requests and the schedule ---------------------------------------------------
 
     async def cd_request(self, request_id: str) -> m.CDRequest:

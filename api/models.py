@@ -509,6 +509,53 @@ class ReceiptList(Model):
     receipts: list[Receipt]
 
 
+class PoolSlot(Model):
+    """A settled slot's real-time pool (ADR 0041): the SDR prices and what cleared."""
+
+    slot: UInt
+    tsp_wh: UInt = Field(description="total supply offered to the pool")
+    tbp_wh: UInt = Field(description="total demand drawn from the pool")
+    r_buy_mc_per_kwh: UInt = Field(description="the grid's retail tariff of the slot")
+    r_sell_mc_per_kwh: UInt = Field(description="the grid's feed-in tariff of the slot")
+    p_sell_mc_per_kwh: UInt
+    p_buy_mc_per_kwh: UInt
+    grid_import_wh: UInt
+    grid_export_wh: UInt
+    residual_mc: int = Field(description="what rounding left with the pool account (>= 0)")
+    contracts: UInt = Field(description="contracts settled in the slot")
+    households: UInt = Field(description="households pooled without a contract")
+    height: UInt
+    settled_ms: UInt
+
+
+class PoolSlotList(Model):
+    slots: list[PoolSlot]
+
+
+class PoolReceipt(Model):
+    """What the pool did with a household that had no contract in the slot (ADR 0041)."""
+
+    slot: UInt
+    participant: Address
+    net_wh: int = Field(description="> 0 supplied to the pool, < 0 drawn from it")
+    internal_wh: UInt = Field(description="traded inside the community")
+    grid_wh: UInt = Field(description="traded with the grid")
+    start_wh: int = Field(description="summed import - export registers at the slot's start")
+    end_wh: int = Field(description="...and at its end")
+    cd_wh: int = Field(description="C&D energy (import - export) settled by C&D instead")
+    metering: str = Field(description="complete, missing_readings or no_meter")
+    p_sell_mc_per_kwh: UInt
+    p_buy_mc_per_kwh: UInt
+    amount_mc: int = Field(description="assessed: > 0 paid to the household, < 0 owed by it")
+    paid_mc: int = Field(description="what moved (capped by what the payer could spend)")
+    height: UInt
+    settled_ms: UInt
+
+
+class PoolReceiptList(Model):
+    receipts: list[PoolReceipt]
+
+
 # --- C&D requests and the schedule ---------------------------------------------------------
 
 

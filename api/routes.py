@@ -296,6 +296,28 @@ ROUTES: tuple[Route, ...] = (
         errors=(400, 403),
     ),
     Route(
+        "list_pool_slots",
+        "GET",
+        "/v1/pool/slots",
+        "Settled slots' real-time pools (SDR prices and totals), oldest first",
+        m.PoolSlotList,
+        params=(query("from_slot", _uint(), "first slot (default 0)"), limit()),
+        errors=(400,),
+    ),
+    Route(
+        "list_pool_receipts",
+        "GET",
+        "/v1/pool/receipts",
+        "Pool receipts of households without a contract in the slot, by slot",
+        m.PoolReceiptList,
+        params=(
+            query("address", ADDRESS, "the household"),
+            query("slot", _uint(), "only this slot"),
+            limit(),
+        ),
+        errors=(400, 403),
+    ),
+    Route(
         "get_schedule",
         "GET",
         "/v1/schedule",
@@ -383,6 +405,7 @@ PRIVATE_ROUTES: frozenset[str] = frozenset(
         "get_order",
         "list_trades",
         "list_settlements",
+        "list_pool_receipts",
         "list_meter_readings",
         "events",
     }

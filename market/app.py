@@ -56,7 +56,7 @@ from gridchain.market.meters import apply_readings, register_meter
 from gridchain.market.orders import Exchange, MarketEvent, OrderContext
 from gridchain.market.pruning import prune_due
 from gridchain.market.sealed_outcomes import SealedOutcome, SealedStatus, put_outcome
-from gridchain.market.settlement import settle_due
+from gridchain.market.slot_settlement import settle_due
 from gridchain.market.state import MerkleState, Overlay, StateReader
 from gridchain.protocol.address import address_of, format_address, parse_address
 from gridchain.protocol.block import ScheduleEntry

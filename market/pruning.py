@@ -8,6 +8,8 @@ first), a block moves out of the live state
 * the slot's orders (``ord:``, the owner index ``oown:``; found through ``oslt:``),
 * its settled contracts (``ctr:``, the party index ``ctrp:``),
 * its receipts (``stl:``, the party index ``stlp:``),
+* its households' pool receipts (``plr:``, the party index ``plrp:``) and its pool summary
+  (``pls:``; market/slot_settlement.py),
 * every meter's readings (``mrd:``, ``mseq:``) that no settlement can use any more: those
   before the last reading that ends at or before the first slot still kept.
 
@@ -46,6 +48,12 @@ from gridchain.market.orders import (
     party_key,
 )
 from gridchain.market.settlement import RECEIPT_PREFIX, Receipt, receipt_party_key
+from gridchain.market.slot_settlement import (
+    POOL_RECEIPT_PREFIX,
+    POOL_SLOT_PREFIX,
+    pool_receipt_party_key,
+    settled_before,
+)
 from gridchain.market.state import Overlay
 from gridchain.protocol.encoding import decode
 
@@ -69,6 +77,8 @@ def prunable_before(genesis: Genesis, timestamp_ms: int) -> int:
 def prune_due(genesis: Genesis, view: Overlay, timestamp_ms: int) -> None:
     """Archive what the slots before :func:`prunable_before` left behind (module text)."""
     limit = prunable_before(genesis, timestamp_ms)
+    # Never past the settlement cursor: a slot still to settle needs its readings.
+    limit = min(limit, settled_before(genesis, view))
     raw = view.get(PRUNED_KEY)
     if raw is not None and int.from_bytes(raw, "big") >= limit:
         return
@@ -76,6 +86,7 @@ def prune_due(genesis: Genesis, view: Overlay, timestamp_ms: int) -> None:
     _prune_orders(view, limit)
     _prune_contracts(view, limit)
     _prune_receipts(view, limit)
+    _prune_pool(view, limit)
     _prune_readings(view, limit * genesis.params.slot_length_ms)
     if len(view.archived) > before:
         # Only a block that pruned something writes: a block with nothing to do (most of
@@ -123,6 +134,26 @@ def _prune_receipts(view: Overlay, limit: int) -> None:
         view.archive(key)
         view.archive(receipt_party_key(r.seller, r.slot, r.trade_id))
         view.archive(receipt_party_key(r.buyer, r.slot, r.trade_id))
+
+
+def _prune_pool(view: Overlay, limit: int) -> None:
+    """Households' pool receipts (and their party index) and the slots' pool summaries."""
+    due = []
+    for key, _ in view.scan(POOL_RECEIPT_PREFIX):
+        if _slot_of(key, POOL_RECEIPT_PREFIX) >= limit:
+            break
+        due.append(key)
+    for key in due:
+        slot, participant = _slot_of(key, POOL_RECEIPT_PREFIX), key[-20:]
+        view.archive(key)
+        view.archive(pool_receipt_party_key(participant, slot))
+    slots = []
+    for key, _ in view.scan(POOL_SLOT_PREFIX):
+        if _slot_of(key, POOL_SLOT_PREFIX) >= limit:
+            break
+        slots.append(key)
+    for key in slots:
+        view.archive(key)
 
 
 def _prune_readings(view: Overlay, cutoff_ms: int) -> None:

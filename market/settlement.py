@@ -2,8 +2,10 @@
 
 When a slot has ended and its grace period for late readings is over (``slot end +
 settlement_grace_ms <= block time``), the first block past that point settles every contract of
-the slot, exactly once, in :meth:`market.app.Application.begin_block`.  Everything is integer
-arithmetic on the state and the block time, so every validator computes the same result.
+the slot, exactly once, in :meth:`market.app.Application.begin_block` (the state side, with the
+slot cursor and the pool receipts of households without contracts, is
+:mod:`market.slot_settlement`).  Everything is integer arithmetic on the state and the block
+time, so every validator computes the same result.
 
 Metered energy.  A contract's seller sells from one device (its sell order's device) and its
 buyer buys for one; the energy of a (participant, side, device) group is the change of the
@@ -42,7 +44,9 @@ goes negative (a capped amount is recorded in the receipt as assessed and paid):
    buyer, having paid only for what was delivered, draws the rest from the pool.  The pool's
    counterparty on chain is the governance account, which stands for the community's grid
    connection (the operator settles imports and exports with the grid off chain): pool buyers pay
-   it first, then pool sellers are paid from it.
+   it first, then pool sellers are paid from it.  Every household without a contract in the slot
+   clears its whole metered imbalance in the same pool (:mod:`market.pool_households`, ADR 0041),
+   so the pool's prices see the whole community.
 
 Every payment is a transfer between two accounts, so the money supply does not change.
 """
@@ -52,21 +56,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from gridchain.genesis.schema import Genesis
-from gridchain.market.accounts import Account, get_account, put_account
+from gridchain.market.accounts import Account
 from gridchain.market.meters import meters_of, reading_at_or_before
 from gridchain.market.orders import (
-    CONTRACT_PREFIX,
     Contract,
-    ContractStatus,
-    contract_key,
-    contracts,
-    get_order,
     payment_for,
 )
-from gridchain.market.pool import PoolClearing, Position, clear_pool, pro_rata
-from gridchain.market.state import Overlay, StateReader
-from gridchain.protocol.address import address_of
+from gridchain.market.pool import PoolClearing, PoolInputError, Position, clear_pool, pro_rata
+from gridchain.market.state import StateReader
 from gridchain.protocol.encoding import (
     I64,
     U8,
@@ -82,8 +79,6 @@ from gridchain.protocol.tx import Device, Side
 
 RECEIPT_PREFIX = b"stl:"
 RECEIPT_PARTY_PREFIX = b"stlp:"
-#: The first slot that may still have contracts to settle (slots before it are all settled).
-CURSOR_KEY = b"meta:settle"
 HOUR_MS = 3_600_000
 
 #: The meters that measure a device, by side (see the module text).
@@ -190,6 +185,8 @@ class SlotSettlement:
     #: Every account the settlement read, after it (the caller writes the changed ones).
     accounts: dict[bytes, Account]
     clearing: PoolClearing
+    #: What each household outside the contracts paid (< 0) or was paid (> 0) by the pool.
+    household_paid: dict[bytes, int]
 
 
 def move_capped(accounts: dict[bytes, Account], payer: bytes, payee: bytes, amount: int) -> int:
@@ -214,10 +211,14 @@ def settle_slot(
     penalty_mc_per_kwh: int,
     height: int,
     timestamp_ms: int,
+    households: Mapping[bytes, int] | None = None,
 ) -> SlotSettlement:
-    """Settle one slot's contracts (pure; see the module text for every rule).
+    """Settle one slot's contracts and pool (pure; see the module text for every rule).
 
-    ``items`` are in trade-id order; ``accounts`` must hold every party and ``pool_account``.
+    ``items`` are in trade-id order; ``accounts`` must hold every party, every household and
+    ``pool_account``.  ``households`` are the metered positions of participants with no contract
+    in the slot (:mod:`market.pool_households`); they clear in the same pool, so its prices see
+    the whole community's supply and demand.
     """
     books = dict(accounts)
     groups: dict[GroupKey, list[int]] = {}
@@ -275,6 +276,10 @@ def settle_slot(
         fines[i] = (c.quantity_wh - delivered[i]) * penalty_mc_per_kwh // 1000
         fines_paid[i] = move_capped(books, c.seller, c.buyer, fines[i])
 
+    for party, net_wh in (households or {}).items():
+        if party in positions:
+            raise PoolInputError(f"household {party.hex()} is also a party of a contract")
+        positions[party] = net_wh
     ordered = [Position(p, positions[p]) for p in sorted(positions)]
     clearing = clear_pool(ordered, r_buy, r_sell)
     pool_paid: dict[bytes, int] = {}
@@ -338,7 +343,8 @@ def settle_slot(
                 settled_ms=timestamp_ms,
             )
         )
-    return SlotSettlement(tuple(receipts), books, clearing)
+    household_paid = {p: pool_paid.get(p, 0) for p in households or {}}
+    return SlotSettlement(tuple(receipts), books, clearing, household_paid)
 
 
 # --- the state side --------------------------------------------------------------------------
@@ -432,98 +438,3 @@ def meters_metering(
     if net:
         metered = max(-delta, 0) if side == Side.SELL else max(delta, 0)
     return GroupMetering(start_sum, end_sum, metered, metering)
-
-
-def _cursor(state: StateReader) -> int:
-    raw = state.get(CURSOR_KEY)
-    return 0 if raw is None else int.from_bytes(raw, "big")
-
-
-def settle_due(genesis: Genesis, view: Overlay, height: int, timestamp_ms: int) -> list[Receipt]:
-    """Settle every slot whose end + grace is at or before the block time; return the receipts.
-
-    Contracts are keyed by slot, and a slot's contracts are all made before its gate closes,
-    so once a slot is past its grace period no contract can join it: a cursor (the next slot
-    that may need settling) makes each slot settle exactly once and keeps the per-block cost to
-    one short scan when nothing is due.
-    """
-    params = genesis.params
-    length = params.slot_length_ms
-    out: list[Receipt] = []
-    cursor = _cursor(view)
-    while True:
-        found = None
-        for key, _ in view.scan_from(
-            CONTRACT_PREFIX, CONTRACT_PREFIX + _u64(cursor), inclusive=True
-        ):
-            found = key
-            break
-        if found is None:
-            break
-        slot = int.from_bytes(found[len(CONTRACT_PREFIX) : len(CONTRACT_PREFIX) + 8], "big")
-        if (slot + 1) * length + params.settlement_grace_ms > timestamp_ms:
-            break
-        out.extend(_settle_slot_in_state(genesis, view, slot, height, timestamp_ms))
-        cursor = slot + 1
-        view.put(CURSOR_KEY, _u64(cursor))
-    return out
-
-
-def _settle_slot_in_state(
-    genesis: Genesis, view: Overlay, slot: int, height: int, timestamp_ms: int
-) -> list[Receipt]:
-    params = genesis.params
-    start = slot * params.slot_length_ms
-    end = start + params.slot_length_ms
-    pending = [
-        c for c in contracts(view, slot=slot) if c.status == ContractStatus.AWAITING_SETTLEMENT
-    ]
-    if not pending:
-        return []
-    items = []
-    for c in pending:
-        sell, buy = get_order(view, c.sell_order), get_order(view, c.buy_order)
-        # A slot's orders stay live until it is settled and pruned (market/pruning.py), so a
-        # contract being settled always names two stored orders.
-        assert sell is not None
-        assert buy is not None
-        items.append(SettleItem(c, sell.device, buy.device))
-    metering: dict[GroupKey, GroupMetering] = {}
-    for item in items:
-        for key in (
-            (item.contract.seller, int(Side.SELL), item.seller_device),
-            (item.contract.buyer, int(Side.BUY), item.buyer_device),
-        ):
-            if key not in metering:
-                metering[key] = group_metering(
-                    view, key[0], key[1], key[2], start_ms=start, end_ms=end
-                )
-    pool_account = address_of(bytes.fromhex(genesis.governance_public_key))
-    parties = {pool_account}
-    for c in pending:
-        parties.update((c.seller, c.buyer))
-    accounts = {p: get_account(view, p) for p in sorted(parties)}
-    tariff = genesis.tariff_at_hour(start // HOUR_MS % 24)
-    result = settle_slot(
-        items,
-        metering,
-        accounts,
-        pool_account=pool_account,
-        r_buy=tariff.retail_mc_per_kwh,
-        r_sell=tariff.feed_in_mc_per_kwh,
-        penalty_mc_per_kwh=params.penalty_mc_per_kwh,
-        height=height,
-        timestamp_ms=timestamp_ms,
-    )
-    for address in sorted(result.accounts):
-        if result.accounts[address] != accounts[address]:
-            put_account(view, address, result.accounts[address])
-    for c, receipt in zip(pending, result.receipts, strict=True):
-        view.put(
-            contract_key(c.slot, c.trade_id),
-            replace(c, status=int(ContractStatus.SETTLED)).encode(),
-        )
-        view.put(receipt_key(c.slot, c.trade_id), receipt.encode())
-        view.put(receipt_party_key(c.seller, c.slot, c.trade_id), b"s")
-        view.put(receipt_party_key(c.buyer, c.slot, c.trade_id), b"b")
-    return list(result.receipts)

@@ -360,6 +360,19 @@ async def list_settlements(request: web.Request) -> web.Response:
     return reply(_query(request).receipts(address, slot, _limit(request)))
 
 
+async def list_pool_slots(request: web.Request) -> web.Response:
+    """Settled slots' real-time pools, oldest first from ``from_slot``."""
+    from_slot = _query_int(request, "from_slot", 0)
+    return reply(_query(request).pool_slots(from_slot, _limit(request)))
+
+
+async def list_pool_receipts(request: web.Request) -> web.Response:
+    """Households' pool receipts by slot, of one address and slot."""
+    address = _query_address(request, "address")
+    slot = _query_opt(request, "slot")
+    return reply(_query(request).pool_receipts(address, slot, _limit(request)))
+
+
 # --- C&D requests and the schedule -------------------------------------------------------
 
 
@@ -561,6 +574,8 @@ HANDLERS: dict[str, Handler] = {
     "get_meter": get_meter,
     "list_meter_readings": list_meter_readings,
     "list_settlements": list_settlements,
+    "list_pool_slots": list_pool_slots,
+    "list_pool_receipts": list_pool_receipts,
     "get_schedule": get_schedule,
     "list_cd_requests": list_cd_requests,
     "get_cd_request": get_cd_request,

@@ -28,6 +28,7 @@ from gridchain.market.orders import OrderStatus, book_levels, contracts, get_ord
 from gridchain.market.pool import sdr_prices
 from gridchain.market.sealed_outcomes import SealedStatus, outcomes_of
 from gridchain.market.settlement import receipts
+from gridchain.market.slot_settlement import pool_receipts, pool_slots
 from gridchain.node.archive import ServedState
 from gridchain.node.runtime import CommitEvent, Node
 from gridchain.node.views import (
@@ -39,6 +40,8 @@ from gridchain.node.views import (
     market_event_view,
     meter_view,
     order_view,
+    pool_receipt_view,
+    pool_slot_view,
     reading_view,
     receipt_view,
     tx_view,
@@ -311,6 +314,16 @@ class NodeQuery:
     def receipts(self, address: bytes | None, slot: int | None, limit: int) -> m.ReceiptList:
         found = receipts(self._served, party=address, slot=slot)[:limit]
         return m.ReceiptList(receipts=[receipt_view(r) for r in found])
+
+    def pool_slots(self, from_slot: int, limit: int) -> m.PoolSlotList:
+        found = pool_slots(self._served, from_slot=from_slot)[:limit]
+        return m.PoolSlotList(slots=[pool_slot_view(p) for p in found])
+
+    def pool_receipts(
+        self, address: bytes | None, slot: int | None, limit: int
+    ) -> m.PoolReceiptList:
+        found = pool_receipts(self._served, party=address, slot=slot)[:limit]
+        return m.PoolReceiptList(receipts=[pool_receipt_view(r) for r in found])
 
     # --- C&D requests and the schedule ---------------------------------------------------
 

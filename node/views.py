@@ -4,6 +4,8 @@ them from the records the query reads."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from gridchain.api import models as m
 from gridchain.market.cd_requests import CDRecord, CDStatus, IntervalClock
 from gridchain.market.cd_schedule import Decision
@@ -19,6 +21,7 @@ from gridchain.market.orders import (
     lock_for,
 )
 from gridchain.market.settlement import DeliveryStatus, Metering, Receipt
+from gridchain.market.slot_settlement import PoolReceipt, PoolSlot
 from gridchain.protocol.address import address_of, format_address
 from gridchain.protocol.block import Block, Certificate, CommittedBlock
 from gridchain.protocol.encoding import to_jsonable
@@ -172,6 +175,19 @@ def reading_view(stored: StoredReading) -> m.Reading:
             "height": stored.height,
         }
     )
+
+
+def pool_slot_view(pool: PoolSlot) -> m.PoolSlot:
+    """A settled slot's pool; every field is the record's own, by name."""
+    return m.PoolSlot.model_validate(dataclasses.asdict(pool))
+
+
+def pool_receipt_view(receipt: PoolReceipt) -> m.PoolReceipt:
+    """A household's pool receipt: the record with its address and metering spelled out."""
+    fields = dataclasses.asdict(receipt)
+    fields["participant"] = format_address(receipt.participant)
+    fields["metering"] = Metering(receipt.metering).label
+    return m.PoolReceipt.model_validate(fields)
 
 
 def receipt_view(receipt: Receipt) -> m.Receipt:

@@ -135,6 +135,16 @@ def test_meters_readings_and_settlement_over_the_api(tmp_path: Path) -> None:
         assert receipt["buyer_reading"]["start_wh"] == 700
         _, trades = http_get(url + f"/v1/trades?slot={slot}")
         assert trades["trades"][0]["status"] == "settled"
+        # The slot's real-time pool (ADR 0041): both parties are the contract's, nobody else
+        # is metered, so it cleared one contract and no household.
+        status, pools = http_get(url + f"/v1/pool/slots?from_slot={slot}&limit=1")
+        assert status == 200
+        (pool,) = pools["slots"]
+        assert (pool["slot"], pool["contracts"], pool["households"]) == (slot, 1, 0)
+        status, mine = http_get(url + f"/v1/pool/receipts?slot={slot}")
+        assert (status, mine) == (200, {"receipts": []})
+        status, bad = http_get(url + "/v1/pool/receipts?address=nope")
+        assert (status, bad["error"]["code"]) == (400, "bad_address")
 
         # The wallet shows the receipt.
         wallet = subprocess.run(

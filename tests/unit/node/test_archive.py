@@ -81,6 +81,10 @@ def _answers(node: Node, orders: list[bytes], parties: list[bytes]) -> dict[str,
         out[f"orders {party.hex()}"] = q.orders(party, None, None, 100).model_dump(mode="json")
     for meter_id in ("pv-a", "load-b"):
         out[f"readings {meter_id}"] = q.readings(meter_id, 0, 100).model_dump(mode="json")
+    out["pool slots"] = q.pool_slots(0, 100).model_dump(mode="json")
+    for party in [*parties, None]:
+        name = "all" if party is None else party.hex()
+        out[f"pool receipts {name}"] = q.pool_receipts(party, None, 100).model_dump(mode="json")
     return out
 
 
