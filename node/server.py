@@ -36,8 +36,10 @@ class _MetricsObserver:
 
 
 def attach_network(node: Node) -> None:
-    """Give a multi-validator node its encrypted, authenticated peer links (ADR 0024)."""
-    if node.genesis.consensus.engine == "solo":
+    """Give a node its encrypted, authenticated peer links (ADR 0024): every multi-validator
+    node, and a solo validator whose genesis names gateways (they reach it over these links;
+    without them a solo chain with gateways could never take a client transaction)."""
+    if node.genesis.consensus.engine == "solo" and not node.genesis.gateway_keys():
         return
     config = node.config
     network = PeerNetwork(

@@ -213,3 +213,41 @@ def _gateway_metrics(net: Net) -> dict[str, float]:
             name, value = line.split()
             out[name] = float(value)
     return out
+
+
+def test_a_solo_testnet_with_a_gateway_takes_transfers_through_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A solo validator behind a gateway: ``up`` waits for the gateway to be healthy (before,
+    the solo node opened no peer links, so its gateway never linked and ``up`` failed), and a
+    transfer through the gateway commits."""
+    monkeypatch.setenv("GRIDCHAIN_PASSWORD", PASSWORD)
+    directory = tmp_path / "solo"
+    ensure_genesis(
+        directory,
+        validators=1,
+        participants=2,
+        consensus="solo",
+        block_interval_ms=200,
+        slot_seconds=SLOT_S,
+        gate_closure_s=SLOT_S,
+        settlement_grace_s=GRACE_S,
+        base_api_port=free_port_block(1),
+        base_p2p_port=free_port_block(1),
+        gateways=1,
+        base_gateway_port=free_port_block(1),
+    )
+    try:
+        up(directory)
+        (gateway,) = load_gateway_state(directory)
+        (validator,) = json_state(directory)
+        net = Net(directory, [validator], gateway)
+        account_url = validator.api_url + f"/v1/accounts/{net.address('peer-b')}"
+        _, before = http_get(account_url)
+        code, sent = wallet(net, "peer-a", "transfer", "--to", net.address("peer-b"),
+                            "--amount", "7")  # fmt: skip
+        assert code == 0, sent
+        _, after = http_get(account_url)
+        assert after["balance_mc"] - before["balance_mc"] == 7_000
+    finally:
+        down(directory)
