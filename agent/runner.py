@@ -32,7 +32,7 @@ from gridchain.agent import forecast as fc
 from gridchain.agent.acting import Signer, check_order, order_body
 from gridchain.agent.bridge_history import BridgeUnavailableError, household_meters
 from gridchain.agent.config import AgentConfig
-from gridchain.agent.errors import HistoryError
+from gridchain.agent.errors import HistoryError, SlotClosedError
 from gridchain.agent.history import DAY_MS, Days, read_csv, whole_days
 from gridchain.agent.horizon import ev_for, slot_prices, slot_values
 from gridchain.agent.models import (
@@ -232,7 +232,9 @@ class Agent:
         history = await self.load_history()
         markets = await self.node.markets()
         self.node_reachable = True
-        first = markets.first_open_slot[market]
+        first = markets.first_open_slot.get(market)
+        if first is None:
+            raise SlotClosedError(f"the node has no {market} market (plan.market)")
         length = markets.slot_length_ms
         slots = list(range(first, first + cfg.plan.horizon_slots))
         starts = [s * length for s in slots]
