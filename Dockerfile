@@ -23,6 +23,7 @@ COPY wallet ./wallet
 COPY meterbridge ./meterbridge
 COPY bench ./bench
 COPY gateway ./gateway
+COPY agent ./agent
 RUN pip wheel --no-cache-dir -c constraints.txt --wheel-dir /wheels .
 
 FROM python:3.11-slim-bookworm

@@ -433,19 +433,22 @@ class ReadingList(Model):
 
 
 class ReceiptReading(Model):
-    start_wh: UInt
-    end_wh: UInt
+    #: summed registers; import - export for a net meter, so negative on a producer
+    start_wh: SInt
+    end_wh: SInt
     metered_wh: UInt
     metering: str
 
 
 class ReceiptPool(Model):
+    """A party's position in the slot's SDR pool (market/settlement.py: signed on chain)."""
+
     p_sell_mc_per_kwh: UInt
     p_buy_mc_per_kwh: UInt
-    seller_wh: UInt
-    seller_mc: UInt
-    buyer_wh: UInt
-    buyer_mc: UInt
+    seller_wh: SInt = Field(description="the seller's pool position (signed)")
+    seller_mc: SInt = Field(description="positive: paid by the pool; negative: paid to it")
+    buyer_wh: SInt = Field(description="positive: took less than it bought; negative: drew more")
+    buyer_mc: SInt = Field(description="positive: paid by the pool; negative: paid to it")
 
 
 class Receipt(Model):

@@ -23,6 +23,7 @@ BENCHMARKS = {
     "soak": "RSS and open files of 4 PBFT validators under half-saturation load, and their slope",
     "gateway": "honest commit latency through a gateway, unloaded and under five kinds of flood",
     "links": "frames/s and handshakes/s of one peer link on loopback (the network stack alone)",
+    "agent": "agent forecast error vs persistence, and its plan's cost vs the rule-based base case",
 }
 
 

@@ -28,6 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "gridchain.meterbridge.cli",
         "read Modbus meters and send signed readings; simulate",
     ),
+    "agent": (
+        "gridchain.agent.cli",
+        "the household's smart agent: forecast, plan, trade within limits, serve its API",
+    ),
     "bench": ("gridchain.bench.cli", "benchmarks that measure and print"),
 }
 

@@ -9,10 +9,9 @@ Implemented, because the bridge holds the data:
   signed readings from the bridge's LevelDB, oldest first, with their committed flag.
 * ``GET /metrics``: this bridge's Prometheus metrics.
 
-Not implemented: ``/fetchForecastData`` and ``/fetchOptimizationsData`` (no forecaster or
-battery optimiser runs on the bridge; serving placeholders would be made-up data) and
-``/fetchTransactionData`` (trades and receipts are the node's ``/v1/trades`` and
-``/v1/settlements``).
+Not here: ``/fetchForecastData``, ``/fetchOptimizationsData`` and ``/fetchTransactionData``
+are served by the household agent, a separate process that reads this API's history
+(``gridchain agent run``, agent/api.py, ADR 0037); the bridge runs no forecaster or optimiser.
 """
 
 from __future__ import annotations

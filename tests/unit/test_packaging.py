@@ -30,6 +30,7 @@ LINKED = (
     "bench",
     "api",
     "gateway",
+    "agent",
 )
 
 
