@@ -16,6 +16,19 @@ Rounds
     sends an invalid block) costs one slot, not the round.  Validators that proved to lie about
     a benefit are left out of the ranking from then on.
 
+Rounds in step (ADR 0033)
+    Clocks of peer devices disagree, by most of a round in the fault manifests, so the clock
+    only proposes when a round starts; the others' announces keep the rounds in step.  A
+    validator holding announces of f + 1 others in higher rounds jumps to the highest round
+    f + 1 of them are in (one of them is honest).  A round ends only once f + 1 others have
+    reached it, and not before the later of the clock's next round start and round_ms less
+    the announce window after they did (so rounds grow while announces are slow, and come
+    back to the clock after; a round is never skipped for the clock).  So a clock behind is
+    pulled forward, a clock ahead held back (it would vote before the last round's block
+    exists), and clocks that agree keep the clock's rounds.  A round entered off the clock
+    counts its window and slots from its entry; a validator waiting for f + 1 others sends
+    its announce again every round_ms.
+
 Votes and fork choice
     An announce of round r whose ``prev_hash`` names a block of round r - 1 is its signer's
     *vote* for that block; a block with votes from q = n - f distinct validators is
@@ -51,8 +64,9 @@ What is guaranteed
     notarized, and a final block's run excludes every conflicting notarized block at its
     height, hence every conflicting final block.  The minority side of a partition cannot
     notarize, so it cannot finalize.  *Liveness* needs partial synchrony: once messages arrive
-    within a slot (``round_ms // 6``) and clocks agree to within a slot, every round whose
-    best announcer is honest notarizes a block, and three such rounds in a row finalize one.
+    within a slot (``round_ms // 6``), every round whose best announcer is honest notarizes a
+    block, and three such rounds in a row finalize one; each clock may be off by most of a
+    round (Rounds in step), not only by a slot.
     A Byzantine best announcer can spoil the rounds it wins (by showing its block to some
     validators only); benefit ties are broken by a key that changes with the parent, so it
     wins about one round in n.
@@ -181,6 +195,9 @@ class PobEngine:
         self._vals = vals
         self._members = frozenset(vals)
         self._q = quorum_size(len(vals), "bft")
+        #: f + 1 other validators (all others in a cluster of fewer than four): at least one
+        #: of them is honest, so their rounds are rounds an honest validator is in
+        self._f1 = min(len(vals) - self._q + 1, len(vals) - 1)
         self._round_ms = round_ms
         self._genesis_ms = genesis_time_ms
         self._window_ms = round_ms // 3
@@ -192,6 +209,21 @@ class PobEngine:
         self._guard_round = -1
         self._lock_height = 0
         self._round = -1
+        #: when this validator entered the current round (its slots count from there)
+        self._round_start_ms = 0
+        #: when f + 1 other validators' announces of the current round (or a later one) were
+        #: here (None: not yet; the round does not end before, see _round_end)
+        self._quorum_ms: int | None = None
+        #: while waiting for that quorum: when to send this round's announce again
+        self._resend_ms = 0
+        self._my_announce: Announce | None = None
+        #: the highest round each other validator announced in (for the catch-up)
+        self._top_rounds: dict[bytes, int] = {}
+        #: the highest announce of each validator beyond the next round, with its sender:
+        #: handled once a catch-up brings this validator near its round
+        self._ahead: dict[bytes, tuple[bytes, Announce]] = {}
+        self._round_jumps = 0
+        self._rounds_waited = 0
         self._tip_height = 0
         self._awaiting: _Awaiting | None = None
         self._my_block: BlockMessage | None = None
@@ -251,7 +283,7 @@ class PobEngine:
             return []
         actions: list[Action] = []
         if isinstance(message, Announce):
-            actions.extend(self._on_announce(sender, message))
+            actions.extend(self._on_announce(sender, message, now_ms))
         elif isinstance(message, BlockMessage):
             actions.extend(self._on_block(sender, message))
         elif isinstance(message, BlockRequest):
@@ -299,6 +331,7 @@ class PobEngine:
         guard = GuardRecord(r, block_hash, self._lock_height)
         actions.append(Persist(GUARD_KEY, guard.encode()))
         actions.append(Broadcast(announce))
+        self._my_announce = announce
         self._store_announce(announce)
         if candidate is not None:
             message = make_block_message(self._key, self._chain_id, candidate)
@@ -366,6 +399,11 @@ class PobEngine:
             "height": self._head.height,
             "round": max(self._round, 0),
             "tip_height": self._tip_height,
+            # How the rounds keep in step (a stall's first clue, see _advance): rounds this
+            # validator skipped to catch up with f + 1 others, and rounds at whose end it
+            # still waited for f + 1 others' announces.
+            "round_jumps": self._round_jumps,
+            "rounds_waited": self._rounds_waited,
         }
 
     # --- rounds ---------------------------------------------------------------------------
@@ -379,14 +417,98 @@ class PobEngine:
         return self._genesis_ms + r * self._round_ms
 
     def _advance(self, now_ms: int) -> list[Action]:
+        """Start the first round when the clock reaches it, then each next round when the
+        current one ends (:meth:`_round_end`); until f + 1 others announced in the current
+        round it does not end, and this validator's announce goes out again each round_ms
+        (it may have been lost).  Catch-up (:meth:`_catch_up`) is driven by announces."""
         actions: list[Action] = []
-        r = self._round_at(now_ms)
-        if r > self._round:
-            actions.extend(self._start_round(r))
+        if self._round < 0:
+            r = self._round_at(now_ms)
+            if r >= 0:
+                actions.extend(self._start_round(r, now_ms))
+        else:
+            self._note_quorum(now_ms)
+            if self._quorum_ms is None:
+                actions.extend(self._resend(now_ms))
+            elif now_ms >= self._round_end():
+                # The next round, never a skip: finality needs notarized blocks of
+                # consecutive rounds (catch-up skips only to where f + 1 others are).
+                actions.extend(self._start_round(self._round + 1, now_ms))
         actions.extend(self._progress(now_ms))
         return actions
 
-    def _start_round(self, r: int) -> list[Action]:
+    def _round_end(self) -> int:
+        """When the current round ends (once f + 1 others reached it): at the next round's
+        start on this validator's clock, but never before round_ms less the announce window
+        after they reached it.  So a validator whose clock is ahead lets the others' rounds
+        pace its own instead of voting before the last round's block exists; validators whose
+        clocks agree keep the clock's rounds (the others' announces arrive within the
+        window); and while announces take longer than the window (a loaded machine) rounds
+        grow longer instead of cutting the others' short, and come back to the clock once
+        announces are quick again."""
+        assert self._quorum_ms is not None
+        return max(
+            self._round_start(self._round + 1),
+            self._quorum_ms + self._round_ms - self._window_ms,
+        )
+
+    def _note_quorum(self, now_ms: int) -> None:
+        """Remember when f + 1 other validators have announced in the current round or a
+        later one (a validator in a later round went through this one or jumped over it:
+        the announces it sent before may have been lost, and it sends only its current
+        round's again)."""
+        if self._quorum_ms is not None or self._round < 0:
+            return
+        there = sum(1 for top in self._top_rounds.values() if top >= self._round)
+        if there >= self._f1:
+            self._quorum_ms = now_ms
+
+    def _resend(self, now_ms: int) -> list[Action]:
+        """The round is over on the clock but f + 1 others have not announced in it: send
+        this validator's announce again (the same signed message), once per round_ms."""
+        if now_ms < self._resend_ms:
+            return []
+        if self._resend_ms == self._round_start_ms + self._round_ms:
+            self._rounds_waited += 1
+        self._resend_ms = now_ms + self._round_ms
+        if self._my_announce is None or self._my_announce.round != self._round:
+            return []
+        return [Broadcast(self._my_announce)]
+
+    def _catch_up(self, now_ms: int) -> list[Action]:
+        """Jump to the highest round that f + 1 other validators announced in, if it is
+        above this validator's: at least one honest validator is there, so the jump is never
+        led by Byzantine validators alone, and a validator whose clock is behind (or that
+        was cut off, paused or restarted) joins the others' round at once instead of
+        announcing after their announce window."""
+        if self._f1 < 1 or len(self._top_rounds) < self._f1:
+            return []
+        target = sorted(self._top_rounds.values(), reverse=True)[self._f1 - 1]
+        if target <= self._round:
+            return []
+        self._round_jumps += 1
+        actions = self._start_round(target, now_ms)
+        due = [held for held in self._ahead.values() if held[1].round <= target + 1]
+        for signer in [s for s, held in self._ahead.items() if held[1].round <= target + 1]:
+            del self._ahead[signer]
+        for sender, announce in due:
+            actions.extend(self._on_announce(sender, announce, now_ms))
+        return actions
+
+    def _note_round(self, signer: bytes, r: int) -> None:
+        if r > self._top_rounds.get(signer, -1):
+            self._top_rounds[signer] = r
+
+    def _start_round(self, r: int, now_ms: int) -> list[Action]:
+        start = self._round_start(r)
+        # On time (within a slot of the clock's start), the round keeps the clock's timing;
+        # entered late or early (a catch-up, a clock ahead), its slots count from now.
+        self._round_start_ms = start if start <= now_ms < start + self._slot_ms else now_ms
+        # A round this validator announced in before a restart (it never announces there
+        # again) ends on its clock: it has no announce for f + 1 others to answer.
+        self._quorum_ms = self._round_start_ms if r <= self._guard_round else None
+        self._resend_ms = self._round_start_ms + self._round_ms
+        self._my_announce = None
         self._round = r
         self._awaiting = None
         self._my_block = None
@@ -474,7 +596,7 @@ class PobEngine:
         rank = next((i for i, a in enumerate(ranking) if a.signer == self._me), None)
         slot = None
         if rank is not None and rank <= MAX_FALLBACK_RANK:
-            slot = self._round_start(self._round) + self._window_ms + rank * self._slot_ms
+            slot = self._round_start_ms + self._window_ms + rank * self._slot_ms
         self._slot_memo = (stamp, slot)
         return slot
 
@@ -496,6 +618,7 @@ class PobEngine:
         return [Broadcast(self._my_block)]
 
     def _progress(self, now_ms: int) -> list[Action]:
+        self._note_quorum(now_ms)
         actions = self._commit_final()
         if self._my_block is not None and not self._block_done:
             actions.extend(self._maybe_send_block(now_ms))
@@ -520,7 +643,7 @@ class PobEngine:
         if self._round < 0:
             wake = self._genesis_ms
         else:
-            wake = self._round_start(self._round + 1)
+            wake = self._resend_ms if self._quorum_ms is None else self._round_end()
             slot = self._send_slot()
             if slot is not None:
                 wake = min(wake, slot)
@@ -551,10 +674,14 @@ class PobEngine:
         self._announces.setdefault(announce.round, {})[announce.signer] = announce
         self._tree.add_vote(announce)
 
-    def _on_announce(self, sender: bytes, announce: Announce) -> list[Action]:
+    def _on_announce(self, sender: bytes, announce: Announce, now_ms: int) -> list[Action]:
         signer = announce.signer
         r = announce.round
-        if signer not in self._members or r > self._round + 1:
+        if signer not in self._members:
+            return []
+        if r > self._round + 1 and signer != self._me:
+            return self._on_announce_ahead(sender, announce, now_ms)
+        if r > self._round + 1:
             return []
         if signer == self._me:
             # My own vote, relayed back (a peer shows me a notarization after my restart).
@@ -581,6 +708,7 @@ class PobEngine:
         if r >= self._round - KEEP_ROUNDS:
             self._announces.setdefault(r, {})[signer] = announce
         self._tree.add_vote(announce)
+        self._note_round(signer, r)
         for message in self._blocks_by.get((signer, r), ())[:1]:
             actions.extend(self._compare(announce, message))
         actions.extend(self._maybe_sync(announce.final_height))
@@ -593,7 +721,21 @@ class PobEngine:
             claimed = node.parent if node.round + 1 == r else prev
             if not self._tree.notarized(claimed):
                 actions.extend(self._request(sender, claimed))
+        actions.extend(self._catch_up(now_ms))
         return actions
+
+    def _on_announce_ahead(self, sender: bytes, announce: Announce, now_ms: int) -> list[Action]:
+        """An announce beyond the next round: kept (the highest per validator, so memory
+        stays bounded) for when this validator gets there, and counted for the catch-up."""
+        signer = announce.signer
+        held = self._ahead.get(signer)
+        if held is not None and held[1].round >= announce.round:
+            return []
+        if not self._check(announce.signature, announce.claim()):
+            return []
+        self._ahead[signer] = (sender, announce)
+        self._note_round(signer, announce.round)
+        return self._catch_up(now_ms)
 
     def _compare(self, announce: Announce, message: BlockMessage) -> list[Action]:
         """An announce and a block message of one proposer and round must name one block."""

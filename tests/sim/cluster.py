@@ -601,6 +601,8 @@ class SimNode:
         self.lives = 0
         self.halted: str | None = None
         self.syncing = False
+        #: how far this node's clock is off the simulated time (a scenario may skew clocks)
+        self.clock_offset_ms = 0
 
     @property
     def engine(self) -> Any:
@@ -613,6 +615,11 @@ class SimNode:
         if self.driver is not None:
             return self.driver.head
         return head_of(self.chain[-1].block) if self.chain else self.genesis_head
+
+    def clock(self) -> int:
+        """This node's clock: the simulated time plus its offset (a skewed device clock; the
+        timers it asks for are in its own time)."""
+        return self.cluster.now + self.clock_offset_ms
 
     def is_alive(self) -> bool:
         """Running: not crashed, not halted (a method, so type narrowing never caches it)."""
@@ -668,7 +675,7 @@ class SimNode:
 
     def boot(self) -> None:
         self.driver = self.make_driver()
-        self.perform(self.driver.start(dict(self.persisted), self.cluster.now))
+        self.perform(self.driver.start(dict(self.persisted), self.clock()))
 
     def crash(self) -> None:
         """Lose everything in memory; the ledger and persisted records survive."""
@@ -698,12 +705,12 @@ class SimNode:
             elif isinstance(effect, SetTimer):
                 self.timer_generation += 1
                 self.cluster.schedule(
-                    max(effect.at_ms, now),
+                    max(effect.at_ms - self.clock_offset_ms, now),
                     Event("timer", self.index, generation=self.timer_generation),
                 )
             elif isinstance(effect, ArmBoundary):
                 self.cluster.schedule(
-                    max(effect.at_ms, now),
+                    max(effect.at_ms - self.clock_offset_ms, now),
                     Event("boundary", self.index, generation=self.lives),
                 )
             elif isinstance(effect, FetchBlocks):
@@ -737,7 +744,7 @@ class SimNode:
             return
         assert self.driver is not None
         self.mempool.add(tx)
-        self.perform(self.driver.on_mempool_changed(self.cluster.now))
+        self.perform(self.driver.on_mempool_changed(self.clock()))
 
     def make_block(self, height: int, round_: int, txs: list[Transaction], timestamp: int) -> Block:
         """A block on the head as an honest proposer would build it (Byzantine behaviours send
@@ -777,7 +784,7 @@ class SimNode:
         progressed = False
         for source in self.cluster.catch_up_sources(self):
             served = self.cluster.serve_catch_up(source, start, count)
-            effects, progressed = self.driver.on_fetched(served, self.cluster.now)
+            effects, progressed = self.driver.on_fetched(served, self.clock())
             self.perform(effects)
             if not self.is_alive():
                 return
@@ -1303,7 +1310,7 @@ class Cluster:
             if isinstance(message, ViewChange):
                 self.view_changes += 1
             assert node.driver is not None
-            node.perform(node.driver.on_message(event.sender, message, self.now))
+            node.perform(node.driver.on_message(event.sender, message, node.clock()))
         elif kind == "timer":
             node = self.nodes[event.node]
             if (
@@ -1312,12 +1319,12 @@ class Cluster:
                 and event.generation == node.timer_generation
             ):
                 assert node.driver is not None
-                node.perform(node.driver.on_tick(self.now))
+                node.perform(node.driver.on_tick(node.clock()))
         elif kind == "boundary":
             node = self.nodes[event.node]
             if node.is_alive() and event.generation == node.lives:
                 assert node.driver is not None
-                node.perform(node.driver.on_boundary(self.now))
+                node.perform(node.driver.on_boundary(node.clock()))
         elif kind == "tx":
             self.nodes[event.node].receive_tx(event.detail)
         elif kind == "client":

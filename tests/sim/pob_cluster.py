@@ -144,6 +144,16 @@ SCENARIO_SCHEDULERS: dict[str, str] = {"online-worse-schedule": "online"}
 #: window, so a worse schedule must lose the ranking whenever an honest candidate on the same
 #: parent announced a higher benefit.
 STRICT_RANKING_SCENARIOS = ("worse-schedule", "online-worse-schedule")
+#: Scenarios whose validators' clocks are off the simulated time for the whole run, as in
+#: tests/faults/ci-network.toml: one clock ahead and one behind by most of a round (the
+#: offsets go to the first validators, in index order), at that manifest's round length.
+SKEWED_ROUND_MS = 400
+SCENARIO_CLOCK_SKEWS_MS: dict[str, tuple[int, ...]] = {
+    "skewed-clocks": (300, -300),
+    "skewed-partitions": (300, -300),
+    "skewed-crashes": (300, -300),
+    "skewed-n7-crashes": (-300, 300, 150),
+}
 
 
 @cache
@@ -244,6 +254,10 @@ POB_SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "n7-crashes", chaos_ms=CHAOS_MS, n=7, drop=0.05, crashes=2, byzantine=("equivocate",)
         ),
+        Scenario("skewed-clocks", chaos_ms=CHAOS_MS, drop=0.05),
+        Scenario("skewed-partitions", chaos_ms=(1_000, 3_000), drop=0.05, partitions=True),
+        Scenario("skewed-crashes", chaos_ms=CHAOS_MS, drop=0.05, crashes=1),
+        Scenario("skewed-n7-crashes", chaos_ms=CHAOS_MS, n=7, drop=0.05, crashes=2),
         Scenario(
             "n7-inflate",
             chaos_ms=CHAOS_MS,
@@ -332,7 +346,7 @@ class PobSimNode(SimNode):
             self.key,
             fx.chain_id,
             fx.validators,
-            round_ms=ROUND_MS,
+            round_ms=self.pob.round_ms,
             genesis_time_ms=fx.bundle.genesis.genesis_time_ms,
             finality_depth=FINALITY_DEPTH,
             verifier=cached_verify,
@@ -409,7 +423,11 @@ class PobCluster(Cluster):
 
     def __init__(self, scenario: Scenario, seed: int, *, full_trace: bool = False) -> None:
         self.scheduler = SCENARIO_SCHEDULERS.get(scenario.name, DEFAULT_SCHEDULER)
+        skews = SCENARIO_CLOCK_SKEWS_MS.get(scenario.name, ())
+        self.round_ms = SKEWED_ROUND_MS if skews else ROUND_MS
         super().__init__(scenario, seed, full_trace=full_trace)
+        for node, skew in zip(self.nodes, skews, strict=False):
+            node.clock_offset_ms = skew
         self.announced: dict[tuple[bytes, int], bytes] = {}
         self.blocks_signed: dict[tuple[bytes, int], bytes] = {}
         #: (round, parent) -> signer -> the benefit its engine announced for its candidate
@@ -642,7 +660,7 @@ class PobCluster(Cluster):
         rng = self.rng
         honest = [n for n in self.nodes if n.honest]
         top = max(honest, key=lambda n: n.head.height)
-        r = (self.now - fx.bundle.genesis.genesis_time_ms) // ROUND_MS
+        r = (self.now - fx.bundle.genesis.genesis_time_ms) // self.round_ms
         fake = sha256(b"outsider %d" % rng.randrange(1 << 30))
         choice = rng.randrange(3)
         message: Record

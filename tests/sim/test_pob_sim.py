@@ -40,6 +40,17 @@ def test_every_scenario_gets_seeds_and_n7_is_among_them() -> None:
     assert sum(c for name, c in counts.items() if POB_SCENARIOS[name].n == 7) >= 100
 
 
+def test_clocks_ahead_and_behind_by_most_of_a_round_stay_live() -> None:
+    """tests/faults/ci-network.toml's clocks (one validator 300 ms ahead, one 300 ms behind,
+    400 ms rounds), with loss, partitions that heal, and crashes: every seed commits.  With
+    rounds on each validator's own clock alone, the validator ahead voted before the last
+    round's block existed and the one behind announced after the others' window, so the
+    votes split and seeds 3 and 5 of "skewed-clocks" stalled for good."""
+    for name in ("skewed-clocks", "skewed-partitions", "skewed-crashes", "skewed-n7-crashes"):
+        for seed in range(8):
+            run_pob_seed(seed, name)
+
+
 def test_a_run_is_a_function_of_its_seed() -> None:
     """Replaying a seed must give the same history, or a printed seed would be worthless (the
     online scheduler's QP included: same machine, same floating-point answers)."""

@@ -158,6 +158,13 @@ def deliver_valid(e: PobEngine, b: Block, now: int, sender: int | None = None) -
     return out
 
 
+def others_announce(e: PobEngine, r: int, now: int, signers: Sequence[int] = (1, 2)) -> None:
+    """Announces of round ``r`` without a candidate (on the genesis head, so no vote) from
+    ``signers``: f + 1 others announced in the round, so it ends on the clock."""
+    for i in signers:
+        e.on_message(VALS[i], announce(i, r, GENESIS_HASH), now)
+
+
 def notarize(e: PobEngine, b: Block, now: int, voters: Sequence[int] = (1, 2, 3)) -> None:
     """Votes for ``b``: announces of the next round that name it."""
     for i in voters:
@@ -229,6 +236,7 @@ def test_a_lower_benefit_loses_even_with_the_best_tie_key() -> None:
     e.on_proposal(block(best, 1, 0, GENESIS_HASH, benefit=worse), at(0, 2))
     better = block(other, 1, 0, GENESIS_HASH, honest)
     e.on_message(VALS[other], announce(other, 0, GENESIS_HASH, better), at(0, 5))
+    others_announce(e, 0, at(0, 6), [i for i in range(4) if i not in (best, other)][:1])
     assert of(e.on_tick(at(0, WINDOW)), Broadcast) == []
     deliver_valid(e, better, at(0, WINDOW + 10))
     assert of(e.on_tick(at(0, WINDOW + SLOT)), Broadcast) == []
@@ -416,6 +424,8 @@ def test_the_vote_goes_to_the_heaviest_valid_block_of_the_last_round() -> None:
     e.on_proposal(None, at(0, 2))
     light = block(1, 1, 0, GENESIS_HASH, benefit=5)
     heavy = block(2, 1, 0, GENESIS_HASH, benefit=9)
+    e.on_message(VALS[1], announce(1, 0, GENESIS_HASH, light), at(0, 5))
+    e.on_message(VALS[2], announce(2, 0, GENESIS_HASH, heavy), at(0, 5))
     deliver_valid(e, light, at(0, WINDOW))
     deliver_valid(e, heavy, at(0, WINDOW + 1))
     (request,) = of(e.on_tick(at(1)), RequestProposal)
@@ -441,6 +451,8 @@ def test_without_a_votable_block_the_validator_builds_on_the_highest_notarized()
     started(e)
     e.on_proposal(None, at(0, 2))
     a = block(1, 1, 0, GENESIS_HASH)
+    e.on_message(VALS[1], announce(1, 0, GENESIS_HASH, a), at(0, 5))
+    others_announce(e, 0, at(0, 5), (2,))
     deliver_valid(e, a, at(0, WINDOW))
     (request,) = of(e.on_tick(at(1)), RequestProposal)
     assert request.prev_hash == a.hash()  # a vote for a
@@ -528,10 +540,90 @@ def test_the_lock_forbids_votes_below_the_last_voted_parent() -> None:
     assert decode_guard(of(actions, Persist)[-1].value).notarized_height == 1
     # A round-2 block on the genesis head (height 0 < lock 1) gets no vote in round 3.
     low = block(3, 1, 2, GENESIS_HASH)
+    others_announce(e, 2, at(2, 5))
     deliver_valid(e, low, at(2, WINDOW))
     (request,) = of(e.on_tick(at(3)), RequestProposal)
     assert request.prev_hash != low.hash()
     assert isinstance(lock, Persist)
+
+
+# --- rounds in step: catch-up and waiting for f + 1 others ----------------------------------
+
+
+def test_f_plus_1_others_in_a_higher_round_bring_a_validator_there_at_once() -> None:
+    """A validator whose clock is behind (or that was cut off) joins the highest round f + 1
+    others announced in, without waiting for its clock, and counts that round's slots from
+    then; one validator alone (perhaps Byzantine) moves nobody."""
+    e = engine()
+    started(e)
+    e.on_proposal(None, at(0, 2))
+    alone = e.on_message(VALS[1], announce(1, 5, GENESIS_HASH), at(0, 10))
+    assert of(alone, RequestProposal) == []
+    assert e.status()["round"] == 0
+    jumped = e.on_message(VALS[2], announce(2, 6, GENESIS_HASH), at(0, 11))
+    (request,) = of(jumped, RequestProposal)
+    assert request.round == 5  # validator 1 is in round 5, validator 2 in round 6
+    assert e.status()["round_jumps"] == 1
+    e.on_proposal(block(0, 1, 5, GENESIS_HASH, benefit=1), at(0, 12))
+    assert of(e.on_tick(at(0, 11 + WINDOW - 1)), Broadcast) == []
+    (sent,) = of(e.on_tick(at(0, 11 + WINDOW)), Broadcast)
+    assert isinstance(sent.message, BlockMessage)
+
+
+def test_a_round_does_not_end_before_f_plus_1_others_announced_in_it() -> None:
+    """A validator whose clock is ahead does not run ahead of the others: its round ends
+    round_ms (less the announce window) after f + 1 others' announces of it arrived, not on
+    its clock, and while it waits its own announce goes out again (it may have been lost)."""
+    e = engine()
+    started(e)
+    (mine,) = [a.message for a in of(e.on_proposal(None, at(0, 2)), Broadcast)]
+    waiting = e.on_tick(at(1))
+    assert of(waiting, RequestProposal) == []
+    assert [a.message for a in of(waiting, Broadcast)] == [mine]
+    assert e.status()["rounds_waited"] == 1
+    others_announce(e, 0, at(1, 250))
+    assert of(e.on_tick(at(2)), RequestProposal) == []
+    assert of(e.on_tick(at(1, 250 + ROUND - WINDOW - 1)), RequestProposal) == []
+    (request,) = of(e.on_tick(at(1, 250 + ROUND - WINDOW)), RequestProposal)
+    assert request.round == 1
+
+
+def test_a_validator_already_in_a_later_round_counts_as_there() -> None:
+    """Its announce of this round may have been lost (it sends only its current round's
+    again): that it announced in a later round shows it went through this one."""
+    e = engine()
+    started(e)
+    e.on_proposal(None, at(0, 2))
+    others_announce(e, 0, at(0, 5), (2,))
+    e.on_message(VALS[1], announce(1, 1, GENESIS_HASH), at(0, 6))
+    (request,) = of(e.on_tick(at(1)), RequestProposal)
+    assert request.round == 1
+    assert e.status()["rounds_waited"] == 0
+
+
+def test_clocks_that_agree_keep_the_clocks_rounds() -> None:
+    """Announces that arrive within the announce window of the round's start change nothing:
+    the next round starts on the clock."""
+    e = engine()
+    started(e)
+    e.on_proposal(None, at(0, 2))
+    others_announce(e, 0, at(0, WINDOW))
+    assert e.on_tick(at(1, -1)) == [SetTimer(at(1))]
+    (request,) = of(e.on_tick(at(1)), RequestProposal)
+    assert request.round == 1
+
+
+def test_a_round_that_ended_late_is_followed_by_the_next_not_by_the_clocks() -> None:
+    """Rounds are never skipped by the clock (finality needs consecutive rounds): after a
+    long wait the next round follows, and the rounds come back to the clock once the others'
+    announces arrive within the window again."""
+    e = engine()
+    started(e)
+    e.on_proposal(None, at(0, 2))
+    e.on_tick(at(1))  # f + 1 others have not announced: round 0 waits
+    others_announce(e, 0, at(3, 10))
+    (request,) = of(e.on_tick(at(3, 10 + ROUND - WINDOW)), RequestProposal)
+    assert request.round == 1
 
 
 # --- restarts -------------------------------------------------------------------------------
@@ -627,7 +719,14 @@ def test_config_is_checked() -> None:
 def test_status_and_commit_rule() -> None:
     e = engine()
     started(e, r=2)
-    assert e.status() == {"engine": "pob", "height": 0, "round": 2, "tip_height": 0}
+    assert e.status() == {
+        "engine": "pob",
+        "height": 0,
+        "round": 2,
+        "tip_height": 0,
+        "round_jumps": 0,
+        "rounds_waited": 0,
+    }
     b = block(3, 1, 0, GENESIS_HASH)
     assert e.commit_rule(b) == CommitRule(frozenset({VALS[3]}), 1, VoteStep.COMMIT)
     assert e.on_pending_work(True, at(2, 1)) == []
@@ -650,6 +749,7 @@ def test_content_on_a_pending_branch_asks_for_blocks_even_when_empty() -> None:
         (tx,),
         (),
     )
+    others_announce(e, 0, at(0, 5))
     deliver_valid(e, empty, at(0, WINDOW))
     (request,) = of(e.on_tick(at(1)), RequestProposal)
     assert request.prev_hash == empty.hash()
@@ -657,6 +757,7 @@ def test_content_on_a_pending_branch_asks_for_blocks_even_when_empty() -> None:
     e2 = engine()
     started(e2)
     e2.on_proposal(None, at(0, 2))
+    others_announce(e2, 0, at(0, 5))
     deliver_valid(e2, full, at(0, WINDOW))
     (request,) = of(e2.on_tick(at(1)), RequestProposal)
     assert request.prev_hash == full.hash()
