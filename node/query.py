@@ -28,6 +28,7 @@ from gridchain.market.orders import OrderStatus, book_levels, contracts, get_ord
 from gridchain.market.pool import sdr_prices
 from gridchain.market.sealed_outcomes import SealedStatus, outcomes_of
 from gridchain.market.settlement import receipts
+from gridchain.node import operator_stats
 from gridchain.node.archive import ServedState
 from gridchain.node.runtime import CommitEvent, Node
 from gridchain.node.views import (
@@ -190,6 +191,8 @@ class NodeQuery:
             now_ms=now,
             current_slot=self._node.app.exchange.slot_of(now),
             first_open_slot=first_open,
+            penalty_mc_per_kwh=params.penalty_mc_per_kwh,
+            settlement_grace_ms=params.settlement_grace_ms,
         )
 
     def book(self, market: Market, slot: int) -> m.Book:
@@ -213,6 +216,38 @@ class NodeQuery:
             best_bid=bids[0][0] if bids else None,
             best_ask=asks[0][0] if asks else None,
         )
+
+    def offers(self, market: Market, slot: int, limit: int) -> m.Offers:
+        """A book's individual resting orders, each side in matching order (no owners)."""
+        node = self._node
+        exchange = node.app.exchange
+        asks, bids = operator_stats.offers(node.state, exchange, market, slot, limit)
+        return m.Offers(
+            market=market.label,
+            slot=slot,
+            height=node.head.height,
+            open=self.now_ms() < exchange.gate_closure_ms(market, slot),
+            matching_rule=node.genesis.params.matching_rule,
+            asks=asks,
+            bids=bids,
+        )
+
+    def slot_stats(self, first: int, count: int) -> m.SlotStatsList:
+        """Per-slot public aggregates of the books and settlement (node/operator_stats.py)."""
+        slot_ms = self._node.genesis.params.slot_length_ms
+        served, live = self._served, self._node.state
+        return m.SlotStatsList(
+            current_slot=self.current_slot(),
+            slots=[
+                operator_stats.slot_stats(served, live, slot, slot_ms)
+                for slot in range(first, first + count)
+            ],
+        )
+
+    def load_stats(self, limit: int) -> m.LoadStats:
+        """The latest ``limit`` decided intervals' load, base and scheduled, with their PFL."""
+        decisions = latest_decisions(self._node.state, limit)
+        return operator_stats.load_stats(decisions, self._node.app.interval_clock)
 
     def order(self, order_id: bytes) -> m.Order | None:
         record = get_order(self._served, order_id)
