@@ -468,8 +468,11 @@ class ReadingList(Model):
 
 
 class ReceiptReading(Model):
-    start_wh: UInt
-    end_wh: UInt
+    """The summed registers a party's energy was read from (import - export for a net meter,
+    so they may be negative) and the energy measured between them."""
+
+    start_wh: SInt
+    end_wh: SInt
     metered_wh: UInt
     metering: str
 

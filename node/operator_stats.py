@@ -18,7 +18,7 @@ from gridchain.market.cd_requests import IntervalClock
 from gridchain.market.cd_schedule import Decision
 from gridchain.market.orders import Exchange, OrderRecord, book_levels, contracts, resting_orders
 from gridchain.market.scheduling.errors import ScenarioError
-from gridchain.market.scheduling.metrics import all_pfl
+from gridchain.market.scheduling.metrics import pfl_eq_3_11, pfl_eq_4_4, pfl_eq_5_7, pfl_eq_6_4
 from gridchain.market.settlement import receipts
 from gridchain.market.state import StateReader
 from gridchain.node.views import shortfall_reason
@@ -144,16 +144,18 @@ def load_stats(decisions: list[Decision], clock: IntervalClock) -> m.LoadStats:
 
 
 def _pfl(load_w: list[int], interval_minutes: int) -> m.PowerFluctuation | None:
-    """The four PFL forms, or None where they are undefined (fewer than two intervals, or a
-    mean load at or below zero for eq. 3.11's ratio)."""
-    try:
-        found = all_pfl([float(w) for w in load_w], interval_minutes)
-    except ScenarioError:
+    """The four PFL forms, or None with fewer than two intervals; eq. 3.11 alone is null
+    where it is undefined (a flat load, or a mean at or below zero)."""
+    if len(load_w) < 2:
         return None
-    ratio = found["eq3_11"]
+    profile = [float(w) for w in load_w]
+    try:
+        ratio: float | None = pfl_eq_3_11(profile)
+    except ScenarioError:
+        ratio = None
     return m.PowerFluctuation(
-        eq3_11=ratio if math.isfinite(ratio) else None,
-        eq4_4=found["eq4_4"],
-        eq5_7=found["eq5_7"],
-        eq6_4=found["eq6_4"],
+        eq3_11=ratio if ratio is not None and math.isfinite(ratio) else None,
+        eq4_4=pfl_eq_4_4(profile),
+        eq5_7=pfl_eq_5_7(profile, interval_minutes),
+        eq6_4=pfl_eq_6_4(profile),
     )

@@ -125,30 +125,8 @@ def iso_ms(ms: int) -> str:
 # --- parser ------------------------------------------------------------------------------
 
 
-def add_commands(
-    actions: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: argparse.ArgumentParser,
-) -> None:
-    """Add ``order``, ``orders``, ``book`` and ``trades`` to ``gridchain wallet``."""
-    order = actions.add_parser(
-        "order",
-        help="place, amend or cancel an order in a delivery slot's book",
-        description="Orders for energy in a delivery slot (docs/markets.md).",
-    )
-    kinds = order.add_subparsers(dest="order_command", required=True, metavar="ACTION")
-
-    waiting = argparse.ArgumentParser(add_help=False)
-    waiting.add_argument(
-        "--no-wait", action="store_true", help="return once the node accepted the transaction"
-    )
-    waiting.add_argument(
-        "--timeout",
-        type=positive_seconds,
-        default=DEFAULT_COMMIT_TIMEOUT_S,
-        metavar="S",
-        help="seconds to wait for the commit (default: %(default)g)",
-    )
-    add_sealed_flag(waiting, "seal the transaction to the validators")
+def book_arguments() -> argparse.ArgumentParser:
+    """``--market`` and ``--slot N | --delivery TIME``: which book a command is about."""
     where = argparse.ArgumentParser(add_help=False)
     where.add_argument(
         "--market",
@@ -161,6 +139,40 @@ def add_commands(
     slot.add_argument(
         "--delivery", metavar="TIME", help="any time in the slot: 2024-05-01T18:30Z or epoch ms"
     )
+    return where
+
+
+def waiting_arguments() -> argparse.ArgumentParser:
+    """``--no-wait``, ``--timeout`` and ``--sealed`` of a command that sends a transaction."""
+    waiting = argparse.ArgumentParser(add_help=False)
+    waiting.add_argument(
+        "--no-wait", action="store_true", help="return once the node accepted the transaction"
+    )
+    waiting.add_argument(
+        "--timeout",
+        type=positive_seconds,
+        default=DEFAULT_COMMIT_TIMEOUT_S,
+        metavar="S",
+        help="seconds to wait for the commit (default: %(default)g)",
+    )
+    add_sealed_flag(waiting, "seal the transaction to the validators")
+    return waiting
+
+
+def add_commands(
+    actions: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    """Add ``order``, ``orders``, ``book`` and ``trades`` to ``gridchain wallet``."""
+    order = actions.add_parser(
+        "order",
+        help="place, amend or cancel an order in a delivery slot's book",
+        description="Orders for energy in a delivery slot (docs/markets.md).",
+    )
+    kinds = order.add_subparsers(dest="order_command", required=True, metavar="ACTION")
+
+    waiting = waiting_arguments()
+    where = book_arguments()
 
     for side in ("buy", "sell"):
         verb = "charge or import" if side == "buy" else "discharge or export"
