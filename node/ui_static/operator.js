@@ -33,7 +33,7 @@ async function getJSON(path) {
   try {
     response = await fetch(path, { cache: "no-store", headers: { Accept: "application/json" } });
   } catch (err) {
-    throw new ApiError(0, "unreachable", "no answer (" + (err && err.message ? err.message : err) + ")");
+    throw new ApiError(0, "unreachable", "no connection (" + (err && err.message ? err.message : err) + ")");
   }
   let body = null;
   try {
@@ -225,9 +225,17 @@ async function showValidators(head) {
 
 async function showMarkets() {
   const [stats, markets] = await Promise.all([getJSON("/v1/stats/slots?count=12"), getJSON("/v1/markets")]);
+  // A book nobody used is left out; the chart still spans every slot.
   const rows = [];
-  for (const s of stats.slots) for (const m of s.markets) rows.push([s, m]);
-  fillTable("#slot-markets", rows, "no slots", (tr, [s, m]) => {
+  for (const s of stats.slots) {
+    for (const m of s.markets) {
+      if (m.trades || m.bid_depth_wh || m.ask_depth_wh) rows.push([s, m]);
+    }
+  }
+  const span = stats.slots.length
+    ? "no trade and no resting order in slots " + stats.slots[0].slot + "–" + stats.slots[stats.slots.length - 1].slot
+    : "no slots";
+  fillTable("#slot-markets", rows, span, (tr, [s, m]) => {
     tr.dataset.slot = s.slot;
     tr.dataset.market = m.market;
     cell(tr, s.slot + (s.slot === stats.current_slot ? " (now)" : ""), "n", s.slot);
@@ -257,7 +265,9 @@ async function showMarkets() {
     stats.slots.map((s) => (s.settlement.pool_p_sell_mc_per_kwh === null ? null : s.settlement.pool_p_sell_mc_per_kwh / 1000)),
     stats.slots.map((s) => (s.settlement.pool_p_buy_mc_per_kwh === null ? null : s.settlement.pool_p_buy_mc_per_kwh / 1000)),
   ]);
-  fillTable("#slot-settlement", stats.slots, "no slots", (tr, s) => {
+  // Settlement happens after a slot ends: the slots up to the current one.
+  const settledSlots = stats.slots.filter((s) => s.slot <= stats.current_slot);
+  fillTable("#slot-settlement", settledSlots, "no slot has ended in this window", (tr, s) => {
     const st = s.settlement;
     tr.dataset.slot = s.slot;
     cell(tr, s.slot, "n", s.slot);
@@ -366,9 +376,12 @@ async function refresh() {
     banner("");
     document.body.dataset.loaded = "true";
   } catch (err) {
-    const since = state.lastOk ? "; the figures below are from " + utc(state.lastOk) + " UTC and may be stale" : "";
-    banner("The node's API is not answering (" + (err.code ? err.code + ": " : "") + err.message + ")" + since +
-      ". Retrying every " + RETRY_MS / 1000 + " s.");
+    const why = err.status === 0 ? err.message : "HTTP " + err.status + " " + (err.code || "") + ": " + err.message;
+    const since = state.lastOk
+      ? " The figures below are from " + utc(state.lastOk) + " UTC and may be stale."
+      : " Nothing could be read yet.";
+    banner("The node's API at " + location.origin + " is not answering: " + why + "." + since +
+      " Retrying every " + RETRY_MS / 1000 + " s.");
     setTimeout(refresh, RETRY_MS);
   } finally {
     state.refreshing = false;

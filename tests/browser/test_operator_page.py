@@ -210,14 +210,17 @@ def test_the_api_down_is_said_not_shown_blank(
     net: Net, browser_page: BrowserPage, artifacts: Path
 ) -> None:
     page = browser_page.page
-    # The page's files load; every API read fails as if the node had gone.
+    # The page's files load; every API read and the feed fail as if the node had gone.
     page.route("**/v1/**", lambda route: route.abort("connectionrefused"))
+    page.route_web_socket("**/v1/events", lambda ws: ws.close())
     page.goto(net.url + "/ui/")
     banner = page.locator("#banner")
     banner.wait_for(state="visible", timeout=WAIT_S * 1000)
     text = banner.text_content() or ""
-    assert "API is not answering" in text
-    assert "Retrying" in text
+    assert f"The node's API at {net.url} is not answering" in text
+    assert "Nothing could be read yet" in text
+    assert "Retrying every 3 s" in text
+    assert page.locator("#feed").get_attribute("data-feed") != "live"
     screenshot(page, artifacts, "operator-page-api-down")
     # the failures are network errors, not script errors
     assert not [e for e in browser_page.errors if e.startswith("uncaught")]

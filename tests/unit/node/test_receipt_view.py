@@ -89,3 +89,12 @@ def test_a_buyer_drawing_from_the_pool_and_a_net_meter_are_shown() -> None:
     assert (view.pool.buyer_wh, view.pool.buyer_mc) == (-1000, -250_000)
     assert (view.seller_reading.start_wh, view.seller_reading.end_wh) == (-300, -200)
     assert view.model_dump(mode="json")["shortfall_reason"] == "missing_readings"
+
+
+def test_the_wallet_receipts_table_says_why() -> None:
+    from gridchain.wallet.trading import _receipt_rows
+
+    rows = _receipt_rows([receipt_view(_short(Metering.NO_METER, 0))], None)
+    assert rows[0][-1] == "why"
+    assert rows[1][-2:] == ["not_delivered", "no_meter"]
+    assert _receipt_rows([receipt_view(DELIVERED)], None)[1][-1] == "-"
