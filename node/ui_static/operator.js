@@ -171,9 +171,10 @@ function showStatus(status) {
   fillTable("#peers", status.peers, "no peers (a single validator)", (tr, p) => {
     cell(tr, p.name || p.peer || p.public_key || p.address || "peer");
     cell(tr, p.connected ? "yes" : "no");
-    const rest = Object.entries(p)
-      .filter(([k]) => !["name", "connected"].includes(k))
-      .map(([k, v]) => k + "=" + (typeof v === "object" ? JSON.stringify(v) : v));
+    // The figures an operator acts on; the whole record is in /v1/status.
+    const rest = ["role", "address", "direction", "height", "score", "last_error"]
+      .filter((k) => p[k] !== undefined && p[k] !== null)
+      .map((k) => k + "=" + (typeof p[k] === "object" ? JSON.stringify(p[k]) : p[k]));
     cell(tr, rest.join("  "), "detail");
   });
 }
@@ -291,10 +292,16 @@ async function showMarkets() {
     stats.slots.map((s) => s.settlement.delivered_wh / 1000),
     stats.slots.map((s) => s.settlement.taken_wh / 1000),
   ]);
-  const open = markets.first_open_slot.day_ahead;
-  $("#open-slot").textContent = String(open);
+  // The nearest open book with orders in it, else the first open day-ahead one.
+  const withOrders = rows.find(([s, m]) =>
+    s.slot >= markets.first_open_slot[m.market] && (m.bid_depth_wh || m.ask_depth_wh));
+  const [bookMarket, open] = withOrders
+    ? [withOrders[1].market, withOrders[0].slot]
+    : ["day_ahead", markets.first_open_slot.day_ahead];
+  $("#open-slot").textContent = bookMarket + " slot " + open;
   $("#open-slot").dataset.raw = String(open);
-  const book = await getJSON("/v1/markets/day_ahead/slots/" + open + "/book");
+  $("#open-slot").dataset.market = bookMarket;
+  const book = await getJSON("/v1/markets/" + bookMarket + "/slots/" + open + "/book");
   const levels = book.asks.slice().reverse().map((l) => ["ask", l]).concat(book.bids.map((l) => ["bid", l]));
   fillTable("#book", levels, "the book is empty", (tr, [side, l]) => {
     tr.dataset.side = side;
