@@ -18,6 +18,7 @@ const state = {
   lastRefresh: 0,
   charts: {},
   validators: [],
+  blocks: new Map(),  // height -> proposer, round and signers of the recent blocks
 };
 
 class ApiError extends Error {
@@ -190,8 +191,22 @@ async function showValidators(head) {
   if (state.validators.length === 0) {
     state.validators = (await getJSON("/v1/validators")).validators;
   }
+  // Only the blocks not read yet are fetched: a block's proposer, round and signers never
+  // change once committed, and a page of 20 full blocks may be large.
   const first = Math.max(1, head - BLOCK_WINDOW + 1);
-  const page = head >= 1 ? await getJSON("/v1/blocks?from=" + first + "&limit=" + BLOCK_WINDOW) : { blocks: [] };
+  for (const h of Array.from(state.blocks.keys())) if (h < first || h > head) state.blocks.delete(h);
+  let next = first;
+  while (state.blocks.has(next)) next += 1;
+  if (next <= head) {
+    const fresh = await getJSON("/v1/blocks?from=" + next + "&limit=" + (head - next + 1));
+    for (const b of fresh.blocks) {
+      state.blocks.set(b.height, {
+        header: { proposer: b.header.proposer, round: b.header.round },
+        certificate: b.certificate ? { signatures: b.certificate.signatures.map((x) => ({ validator: x.validator })) } : null,
+      });
+    }
+  }
+  const page = { blocks: Array.from(state.blocks.entries()).sort((a, b) => a[0] - b[0]).map(([, b]) => b) };
   const proposed = {};
   const signed = {};
   let certified = 0;

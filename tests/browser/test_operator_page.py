@@ -143,6 +143,19 @@ def test_the_page_shows_what_the_api_says(
     )
     validators = net.api("/v1/validators")["validators"]
     assert page.locator("#validators tbody tr").count() == len(validators)
+    # participation: proposals and certificate signatures over the last 20 blocks
+    height = int(net.api("/v1/status")["height"])
+    blocks = net.api(f"/v1/blocks?from={max(1, height - 19)}&limit=20")["blocks"]
+    for validator in validators:
+        key = validator["public_key"]
+        proposed = sum(b["header"]["proposer"] == key for b in blocks)
+        signed = sum(
+            any(s["validator"] == key for s in b["certificate"]["signatures"])
+            for b in blocks
+            if b["certificate"]
+        )
+        shown = _cells(browser_page, f"#validators tr[data-validator='{validator['name']}']")
+        assert shown[3:5] == [str(proposed), str(signed)]
 
     # the slot that traded: one trade of 1 kWh at PRICE in the intraday book
     stats = net.api(f"/v1/stats/slots?from={net.slot}&count=1")["slots"][0]
