@@ -468,9 +468,7 @@ class ReadingList(Model):
 
 
 class ReceiptReading(Model):
-    """The summed registers a party's energy was read from (import - export for a net meter,
-    so they may be negative) and the energy measured between them."""
-
+    #: summed registers; import - export for a net meter, so negative on a producer
     start_wh: SInt
     end_wh: SInt
     metered_wh: UInt
@@ -478,16 +476,14 @@ class ReceiptReading(Model):
 
 
 class ReceiptPool(Model):
-    """Each party's position in the slot's SDR pool and its money: positive Wh and mc flowed
-    to the party's side (supply sold to the pool, credits received), negative ones were drawn
-    (a buyer whose seller fell short draws the rest from the pool and pays for it)."""
+    """A party's position in the slot's SDR pool (market/settlement.py: signed on chain)."""
 
     p_sell_mc_per_kwh: UInt
     p_buy_mc_per_kwh: UInt
-    seller_wh: SInt
-    seller_mc: SInt
-    buyer_wh: SInt
-    buyer_mc: SInt
+    seller_wh: SInt = Field(description="the seller's pool position (signed)")
+    seller_mc: SInt = Field(description="positive: paid by the pool; negative: paid to it")
+    buyer_wh: SInt = Field(description="positive: took less than it bought; negative: drew more")
+    buyer_mc: SInt = Field(description="positive: paid by the pool; negative: paid to it")
 
 
 class Receipt(Model):

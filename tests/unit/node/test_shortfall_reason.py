@@ -1,8 +1,9 @@
-"""A receipt as the API shows it: why a delivery fell short, and signed pool positions.
+"""Why a delivery fell short, as the API and the wallet say it (issue 16 item 4).
 
-Why: settlement records a buyer whose seller fell short as drawing from the pool (a negative
-position and payment) and a net meter's registers as possibly negative; the API's model once
-declared them non-negative, so such a receipt made /v1/settlements answer 500.
+Settlement records how the seller's energy was measured (market.settlement.Metering): no
+meter for the device, readings that did not cover the slot, or complete.  A receipt whose
+delivered energy is below its quantity names the reason, so a household sees why it was fined
+or paid less without reading the meter fields.
 """
 
 from __future__ import annotations
@@ -75,20 +76,6 @@ def _short(metering: Metering, delivered: int) -> Receipt:
 def test_the_reason_a_delivery_fell_short(receipt: Receipt, reason: str | None) -> None:
     assert shortfall_reason(receipt) == reason
     assert receipt_view(receipt).shortfall_reason == reason
-
-
-def test_a_buyer_drawing_from_the_pool_and_a_net_meter_are_shown() -> None:
-    drawn = replace(
-        _short(Metering.MISSING_READINGS, 0),
-        buyer_pool_wh=-1000,
-        buyer_pool_mc=-250_000,
-        seller_start_wh=-300,
-        seller_end_wh=-200,
-    )
-    view = receipt_view(drawn)
-    assert (view.pool.buyer_wh, view.pool.buyer_mc) == (-1000, -250_000)
-    assert (view.seller_reading.start_wh, view.seller_reading.end_wh) == (-300, -200)
-    assert view.model_dump(mode="json")["shortfall_reason"] == "missing_readings"
 
 
 def test_the_wallet_receipts_table_says_why() -> None:
