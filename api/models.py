@@ -554,79 +554,6 @@ class ReceiptList(Model):
     receipts: list[Receipt]
 
 
-# --- operator statistics (the /ui/ page's aggregates) ------------------------------------
-
-
-class MarketSlotStats(Model):
-    """One book's trades: how many, how much, at what prices (public aggregates only)."""
-
-    market: str
-    trades: UInt
-    volume_wh: UInt
-    vwap_mc_per_kwh: UInt | None = Field(description="volume-weighted price; null: no trade")
-    low_mc_per_kwh: UInt | None
-    high_mc_per_kwh: UInt | None
-    best_bid: UInt | None
-    best_ask: UInt | None
-    bid_depth_wh: UInt = Field(description="displayed quantity resting on the bid side")
-    ask_depth_wh: UInt = Field(description="displayed quantity resting on the ask side")
-
-
-class SettlementStats(Model):
-    """What settlement made of one slot's trades: traded against metered energy."""
-
-    receipts: UInt
-    traded_wh: UInt = Field(description="sum of the settled contracts' quantities")
-    delivered_wh: UInt = Field(description="the sellers' metered share of them")
-    taken_wh: UInt = Field(description="the buyers' metered share of them")
-    shortfall_wh: UInt
-    imbalance_wh: SInt = Field(description="delivered - taken: + flowed to the pool, - drawn")
-    fines_mc: UInt
-    pool_p_sell_mc_per_kwh: UInt | None = Field(description="the slot's SDR pool prices")
-    pool_p_buy_mc_per_kwh: UInt | None
-    shortfall_reasons: dict[str, UInt] = Field(description="receipts per shortfall_reason")
-
-
-class SlotStats(Model):
-    slot: UInt
-    start_ms: UInt
-    end_ms: UInt
-    markets: list[MarketSlotStats]
-    settlement: SettlementStats
-
-
-class SlotStatsList(Model):
-    current_slot: UInt
-    slots: list[SlotStats] = Field(description="in slot order")
-
-
-class PowerFluctuation(Model):
-    """The source's power fluctuation levels (market/scheduling/metrics.py) of a profile."""
-
-    eq3_11: float | None = Field(description="ln((max - min) / mean); null for a flat load")
-    eq4_4: float = Field(description="total variation, kW")
-    eq5_7: float = Field(description="variance of the slope, (kW/h)^2")
-    eq6_4: float = Field(description="sum of squared steps, kW^2")
-
-
-class LoadInterval(Model):
-    interval: UInt
-    start_ms: UInt
-    end_ms: UInt
-    base_load_w: SInt = Field(description="the community load without the scheduled devices")
-    load_w: SInt = Field(description="with the committed setpoints")
-
-
-class LoadStats(Model):
-    """The community load against the committed schedule, oldest interval first, with the
-    PFL of both profiles (null with fewer than two intervals or no positive mean)."""
-
-    interval_minutes: UInt
-    intervals: list[LoadInterval]
-    pfl_base: PowerFluctuation | None
-    pfl_scheduled: PowerFluctuation | None
-
-
 # --- C&D requests and the schedule ---------------------------------------------------------
 
 
@@ -776,3 +703,76 @@ class EventMessage(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     event: Event
+
+
+# --- operator statistics (the /ui/ page's aggregates) ------------------------------------
+
+
+class MarketSlotStats(Model):
+    """One book's trades: how many, how much, at what prices (public aggregates only)."""
+
+    market: str
+    trades: UInt
+    volume_wh: UInt
+    vwap_mc_per_kwh: UInt | None = Field(description="volume-weighted price; null: no trade")
+    low_mc_per_kwh: UInt | None
+    high_mc_per_kwh: UInt | None
+    best_bid: UInt | None
+    best_ask: UInt | None
+    bid_depth_wh: UInt = Field(description="displayed quantity resting on the bid side")
+    ask_depth_wh: UInt = Field(description="displayed quantity resting on the ask side")
+
+
+class SettlementStats(Model):
+    """What settlement made of one slot's trades: traded against metered energy."""
+
+    receipts: UInt
+    traded_wh: UInt = Field(description="sum of the settled contracts' quantities")
+    delivered_wh: UInt = Field(description="the sellers' metered share of them")
+    taken_wh: UInt = Field(description="the buyers' metered share of them")
+    shortfall_wh: UInt
+    imbalance_wh: SInt = Field(description="delivered - taken: + flowed to the pool, - drawn")
+    fines_mc: UInt
+    pool_p_sell_mc_per_kwh: UInt | None = Field(description="the slot's SDR pool prices")
+    pool_p_buy_mc_per_kwh: UInt | None
+    shortfall_reasons: dict[str, UInt] = Field(description="receipts per shortfall_reason")
+
+
+class SlotStats(Model):
+    slot: UInt
+    start_ms: UInt
+    end_ms: UInt
+    markets: list[MarketSlotStats]
+    settlement: SettlementStats
+
+
+class SlotStatsList(Model):
+    current_slot: UInt
+    slots: list[SlotStats] = Field(description="in slot order")
+
+
+class PowerFluctuation(Model):
+    """The source's power fluctuation levels (market/scheduling/metrics.py) of a profile."""
+
+    eq3_11: float | None = Field(description="ln((max - min) / mean); null for a flat load")
+    eq4_4: float = Field(description="total variation, kW")
+    eq5_7: float = Field(description="variance of the slope, (kW/h)^2")
+    eq6_4: float = Field(description="sum of squared steps, kW^2")
+
+
+class LoadInterval(Model):
+    interval: UInt
+    start_ms: UInt
+    end_ms: UInt
+    base_load_w: SInt = Field(description="the community load without the scheduled devices")
+    load_w: SInt = Field(description="with the committed setpoints")
+
+
+class LoadStats(Model):
+    """The community load against the committed schedule, oldest interval first, with the
+    PFL of both profiles (null with fewer than two intervals or no positive mean)."""
+
+    interval_minutes: UInt
+    intervals: list[LoadInterval]
+    pfl_base: PowerFluctuation | None
+    pfl_scheduled: PowerFluctuation | None

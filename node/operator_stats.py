@@ -25,7 +25,7 @@ from gridchain.node.views import shortfall_reason
 from gridchain.protocol.tx import Market, Side
 
 
-def offers(
+def book_offers(
     state: StateReader, exchange: Exchange, market: Market, slot: int, limit: int
 ) -> tuple[list[m.Offer], list[m.Offer]]:
     """(asks, bids) of one book, each in the order an incoming order meets them."""
@@ -70,7 +70,9 @@ def _book_order(record: OrderRecord) -> BookOrder:
     )
 
 
-def slot_stats(state: StateReader, book_state: StateReader, slot: int, slot_ms: int) -> m.SlotStats:
+def slot_figures(
+    state: StateReader, book_state: StateReader, slot: int, slot_ms: int
+) -> m.SlotStats:
     """One slot's books and settlement.  ``state`` holds every record the chain ever kept
     (live and archived), ``book_state`` the live books."""
     markets = []
@@ -122,7 +124,7 @@ def slot_stats(state: StateReader, book_state: StateReader, slot: int, slot_ms: 
     )
 
 
-def load_stats(decisions: list[Decision], clock: IntervalClock) -> m.LoadStats:
+def load_figures(decisions: list[Decision], clock: IntervalClock) -> m.LoadStats:
     """``decisions`` newest first (as latest_decisions gives them), shown oldest first."""
     ordered = sorted(decisions, key=lambda d: d.interval)
     interval_minutes = clock.interval_minutes

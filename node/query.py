@@ -28,8 +28,8 @@ from gridchain.market.orders import OrderStatus, book_levels, contracts, get_ord
 from gridchain.market.pool import sdr_prices
 from gridchain.market.sealed_outcomes import SealedStatus, outcomes_of
 from gridchain.market.settlement import receipts
-from gridchain.node import operator_stats
 from gridchain.node.archive import ServedState
+from gridchain.node.operator_stats import book_offers, load_figures, slot_figures
 from gridchain.node.runtime import CommitEvent, Node
 from gridchain.node.views import (
     cd_receipt_view,
@@ -221,7 +221,7 @@ class NodeQuery:
         """A book's individual resting orders, each side in matching order (no owners)."""
         node = self._node
         exchange = node.app.exchange
-        asks, bids = operator_stats.offers(node.state, exchange, market, slot, limit)
+        asks, bids = book_offers(node.state, exchange, market, slot, limit)
         return m.Offers(
             market=market.label,
             slot=slot,
@@ -239,15 +239,14 @@ class NodeQuery:
         return m.SlotStatsList(
             current_slot=self.current_slot(),
             slots=[
-                operator_stats.slot_stats(served, live, slot, slot_ms)
-                for slot in range(first, first + count)
+                slot_figures(served, live, slot, slot_ms) for slot in range(first, first + count)
             ],
         )
 
     def load_stats(self, limit: int) -> m.LoadStats:
         """The latest ``limit`` decided intervals' load, base and scheduled, with their PFL."""
         decisions = latest_decisions(self._node.state, limit)
-        return operator_stats.load_stats(decisions, self._node.app.interval_clock)
+        return load_figures(decisions, self._node.app.interval_clock)
 
     def order(self, order_id: bytes) -> m.Order | None:
         record = get_order(self._served, order_id)

@@ -174,21 +174,6 @@ def reading_view(stored: StoredReading) -> m.Reading:
     )
 
 
-def shortfall_reason(receipt: Receipt) -> str | None:
-    """Why a contract's delivery fell short, from what settlement recorded of the seller's
-    metering (market.settlement.Metering): no meter for the device, readings that did not
-    cover the slot (the unmeasured part counted as zero), or a meter that measured less than
-    was sold.  None when the whole quantity was delivered."""
-    if receipt.delivered_wh >= receipt.quantity_wh:
-        return None
-    metering = Metering(receipt.seller_metering)
-    if metering is Metering.NO_METER:
-        return "no_meter"
-    if metering is Metering.MISSING_READINGS:
-        return "missing_readings"
-    return "under_delivered"
-
-
 def receipt_view(receipt: Receipt) -> m.Receipt:
     """A settled trade as the source's trade record shows it (seed 000, figure 2.26)."""
     return m.Receipt.model_validate(
@@ -239,6 +224,21 @@ def receipt_view(receipt: Receipt) -> m.Receipt:
 
 
 # --- C&D requests and the schedule (market/cd_requests.py, market/cd_schedule.py) -----------
+
+
+def shortfall_reason(receipt: Receipt) -> str | None:
+    """Why a contract's delivery fell short, from what settlement recorded of the seller's
+    metering (market.settlement.Metering): no meter for the device, readings that did not
+    cover the slot (the unmeasured part counted as zero), or a meter that measured less than
+    was sold.  None when the whole quantity was delivered."""
+    if receipt.delivered_wh >= receipt.quantity_wh:
+        return None
+    metering = Metering(receipt.seller_metering)
+    if metering is Metering.NO_METER:
+        return "no_meter"
+    if metering is Metering.MISSING_READINGS:
+        return "missing_readings"
+    return "under_delivered"
 
 
 def cd_energy_wh(record: CDRecord, minutes: int) -> tuple[int, int]:
