@@ -386,6 +386,23 @@ class NodeClient:
     async def book(self, market: str, slot: int) -> m.Book:
         return await self.get(m.Book, f"/v1/markets/{market}/slots/{slot}/book")
 
+    async def offers(self, market: str, slot: int) -> m.Offers:
+        """A book's individual resting orders, each side in matching order."""
+        path = with_query(f"/v1/markets/{market}/slots/{slot}/offers", {"limit": LIST_MAX})
+        return await self.get(m.Offers, path)
+
+    async def slot_stats(
+        self, *, first: int | None = None, count: int | None = None
+    ) -> m.SlotStatsList:
+        """Per-slot public aggregates of the books and settlement."""
+        return await self.get(
+            m.SlotStatsList, with_query("/v1/stats/slots", {"from": first, "count": count})
+        )
+
+    async def load_stats(self, *, limit: int | None = None) -> m.LoadStats:
+        """The community load against the committed schedule, with its PFL."""
+        return await self.get(m.LoadStats, with_query("/v1/stats/load", {"limit": limit}))
+
     async def order(self, order_id: str) -> m.Order:
         return await self.get(m.Order, f"/v1/orders/{order_id}")
 

@@ -281,6 +281,14 @@ class Markets(Model):
     now_ms: UInt
     current_slot: UInt
     first_open_slot: dict[str, UInt] = Field(description="per market, the first slot open now")
+    penalty_mc_per_kwh: UInt | None = Field(
+        default=None,
+        description="the fine a seller pays the buyer per kWh it sold and did not deliver "
+        "(null from a node older than this field)",
+    )
+    settlement_grace_ms: UInt | None = Field(
+        default=None, description="how long after a slot's end its settlement waits for readings"
+    )
 
     def gate_closure_of(self, market: str, slot: int) -> int:
         lead = self.day_ahead_gate_closure_ms if market == "day_ahead" else self.gate_closure_ms
@@ -306,6 +314,33 @@ class Book(Model):
     asks: list[Level]
     best_bid: UInt | None
     best_ask: UInt | None
+
+
+class Offer(Model):
+    """One resting order of a book as every reader may see it: no owner, no hidden volume."""
+
+    id: Hex32 = Field(description="the order id (its PlaceOrder transaction's hash)")
+    side: str = Field(description="sell (an ask) or buy (a bid)")
+    price_mc_per_kwh: UInt
+    display_wh: UInt = Field(description="the displayed quantity (an iceberg's visible clip)")
+    iceberg: bool
+    seq: UInt = Field(description="time priority: lower came first")
+    priority: UInt = Field(
+        description="1 for the order an incoming order meets first under the chain's "
+        "matching rule, then 2, ... (price-time, or AdBEV's weighted rank)"
+    )
+
+
+class Offers(Model):
+    """A book's individual resting orders, each side in the order the matching walks them."""
+
+    market: str
+    slot: UInt
+    height: UInt
+    open: bool
+    matching_rule: str
+    asks: list[Offer]
+    bids: list[Offer]
 
 
 class Order(Model):
@@ -475,6 +510,13 @@ class Receipt(Model):
     fine_paid_mc: UInt
     pool: ReceiptPool
     status: str = Field(description="delivered, partial or not_delivered")
+    shortfall_reason: str | None = Field(
+        default=None,
+        description="why less than the quantity was delivered: no_meter (the seller has no "
+        "meter for the device), missing_readings (its meter did not cover the whole slot; "
+        "the unmeasured part counted as zero) or under_delivered (metered, and less than "
+        "sold); null when delivered in full",
+    )
     height: UInt
     settled_ms: UInt
 
@@ -708,3 +750,76 @@ class EventMessage(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     event: Event
+
+
+# --- operator statistics (the /ui/ page's aggregates) ------------------------------------
+
+
+class MarketSlotStats(Model):
+    """One book's trades: how many, how much, at what prices (public aggregates only)."""
+
+    market: str
+    trades: UInt
+    volume_wh: UInt
+    vwap_mc_per_kwh: UInt | None = Field(description="volume-weighted price; null: no trade")
+    low_mc_per_kwh: UInt | None
+    high_mc_per_kwh: UInt | None
+    best_bid: UInt | None
+    best_ask: UInt | None
+    bid_depth_wh: UInt = Field(description="displayed quantity resting on the bid side")
+    ask_depth_wh: UInt = Field(description="displayed quantity resting on the ask side")
+
+
+class SettlementStats(Model):
+    """What settlement made of one slot's trades: traded against metered energy."""
+
+    receipts: UInt
+    traded_wh: UInt = Field(description="sum of the settled contracts' quantities")
+    delivered_wh: UInt = Field(description="the sellers' metered share of them")
+    taken_wh: UInt = Field(description="the buyers' metered share of them")
+    shortfall_wh: UInt
+    imbalance_wh: SInt = Field(description="delivered - taken: + flowed to the pool, - drawn")
+    fines_mc: UInt
+    pool_p_sell_mc_per_kwh: UInt | None = Field(description="the slot's SDR pool prices")
+    pool_p_buy_mc_per_kwh: UInt | None
+    shortfall_reasons: dict[str, UInt] = Field(description="receipts per shortfall_reason")
+
+
+class SlotStats(Model):
+    slot: UInt
+    start_ms: UInt
+    end_ms: UInt
+    markets: list[MarketSlotStats]
+    settlement: SettlementStats
+
+
+class SlotStatsList(Model):
+    current_slot: UInt
+    slots: list[SlotStats] = Field(description="in slot order")
+
+
+class PowerFluctuation(Model):
+    """The source's power fluctuation levels (market/scheduling/metrics.py) of a profile."""
+
+    eq3_11: float | None = Field(description="ln((max - min) / mean); null for a flat load")
+    eq4_4: float = Field(description="total variation, kW")
+    eq5_7: float = Field(description="variance of the slope, (kW/h)^2")
+    eq6_4: float = Field(description="sum of squared steps, kW^2")
+
+
+class LoadInterval(Model):
+    interval: UInt
+    start_ms: UInt
+    end_ms: UInt
+    base_load_w: SInt = Field(description="the community load without the scheduled devices")
+    load_w: SInt = Field(description="with the committed setpoints")
+
+
+class LoadStats(Model):
+    """The community load against the committed schedule, oldest interval first, with the
+    PFL of both profiles (null with fewer than two intervals or no positive mean)."""
+
+    interval_minutes: UInt
+    intervals: list[LoadInterval]
+    pfl_base: PowerFluctuation | None
+    pfl_scheduled: PowerFluctuation | None

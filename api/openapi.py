@@ -68,10 +68,10 @@ def _operation(route: Route, refs: dict[type[BaseModel], dict[str, Any]]) -> dic
         responses[str(route.status)] = _json(refs[route.response], route.summary)
     elif route.status == 101:
         responses["101"] = {"description": "Switching to the websocket"}
-    elif route.content_type == "text/plain":
+    elif route.content_type != "application/json":
         responses["200"] = {
             "description": route.summary,
-            "content": {"text/plain": {"schema": {"type": "string"}}},
+            "content": {route.content_type: {"schema": {"type": "string"}}},
         }
     else:
         responses["200"] = _json({"type": "object"}, route.summary)

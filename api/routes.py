@@ -25,6 +25,11 @@ BLOCKS_DEFAULT = 20
 BLOCKS_MAX = 100
 #: Intervals one /v1/pool/prices request returns at most.
 POOL_MAX_COUNT = 96
+#: Slots one /v1/stats/slots request covers by default and at most.
+STATS_SLOTS_DEFAULT = 12
+STATS_SLOTS_MAX = 96
+#: Intervals one /v1/stats/load request covers by default (at most SCHEDULE_MAX).
+STATS_LOAD_DEFAULT = 96
 #: Transactions one batch request may carry.
 MAX_BATCH_TXS = 1000
 U64_MAX = 2**64 - 1
@@ -199,6 +204,19 @@ ROUTES: tuple[Route, ...] = (
         ),
     ),
     Route(
+        "list_offers",
+        "GET",
+        "/v1/markets/{market}/slots/{slot}/offers",
+        "A book's individual resting orders, each side in matching order (no owner, no "
+        "hidden volume): what a taker meets first",
+        m.Offers,
+        params=(
+            path("market", MARKET, "day_ahead or intraday"),
+            path("slot", _uint(), "slot index: delivery in [slot*L, (slot+1)*L) ms"),
+            limit(),
+        ),
+    ),
+    Route(
         "list_orders",
         "GET",
         "/v1/orders",
@@ -364,6 +382,30 @@ ROUTES: tuple[Route, ...] = (
         errors=(400, 404),
     ),
     Route(
+        "get_slot_stats",
+        "GET",
+        "/v1/stats/slots",
+        "Per slot: each book's trades, prices and depth, and what settlement made of them "
+        "(traded vs metered energy, imbalance, pool prices): public aggregates",
+        m.SlotStatsList,
+        params=(
+            query("from", _uint(), "first slot (default: the current one less 6)"),
+            query(
+                "count",
+                _uint(1, STATS_SLOTS_MAX),
+                f"slots (1-{STATS_SLOTS_MAX}, default {STATS_SLOTS_DEFAULT})",
+            ),
+        ),
+    ),
+    Route(
+        "get_load_stats",
+        "GET",
+        "/v1/stats/load",
+        "The community load against the committed schedule, oldest first, with its PFL",
+        m.LoadStats,
+        params=(limit(STATS_LOAD_DEFAULT, SCHEDULE_MAX),),
+    ),
+    Route(
         "events",
         "GET",
         "/v1/events",
@@ -383,6 +425,17 @@ ROUTES: tuple[Route, ...] = (
         body=(m.SealedReadRequest,),
         errors=(400, 403, 404, 409, 413, 415, 503),
     ),
+    *(
+        Route(name, "GET", url, summary, None, errors=(), content_type=content_type)
+        for name, url, content_type, summary in (
+            ("ui_page", "/ui/", "text/html", "The operator page (read-only; docs/ui.md)"),
+            ("ui_script", "/ui/operator.js", "text/javascript", "The operator page's script"),
+            ("ui_style", "/ui/operator.css", "text/css", "The operator page's style"),
+            ("ui_chart_script", "/ui/uplot.min.js", "text/javascript", "uPlot, vendored (MIT)"),
+            ("ui_chart_style", "/ui/uplot.min.css", "text/css", "uPlot's style, vendored"),
+            ("ui_chart_license", "/ui/uplot-LICENSE.txt", "text/plain", "uPlot's license"),
+        )
+    ),
     Route("get_health", "GET", "/health", "Liveness: 503 once halted", m.Health, errors=(503,)),
     Route(
         "get_metrics",
@@ -397,6 +450,8 @@ ROUTES: tuple[Route, ...] = (
 )
 
 ROUTES_BY_NAME: dict[str, Route] = {r.name: r for r in ROUTES}
+#: The operator page's files (ADR 0038): static, the same on every node and gateway.
+UI_ROUTES: tuple[Route, ...] = tuple(r for r in ROUTES if r.name.startswith("ui_"))
 #: The open routes of an account's private data (docs/sealed.md): a node configured with
 #: ``api.sealed_reads_only`` refuses them (403 ``sealed_reads_only``), leaving the sealed read.
 PRIVATE_ROUTES: frozenset[str] = frozenset(

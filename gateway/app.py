@@ -26,6 +26,7 @@ from gridchain.gateway.metrics import GatewayMetrics
 from gridchain.gateway.openapi import gateway_openapi_document
 from gridchain.gateway.relay import EventFeed, ReadRelay, RelayUnavailableError
 from gridchain.gateway.verdicts import refusal_of
+from gridchain.node import operator_page
 from gridchain.node.api import UnavailableError, error_middleware, error_response, reply
 from gridchain.node.api_input import parse_submission, read_body
 from gridchain.node.http_guard import ConnectionGuard
@@ -209,6 +210,7 @@ def build_gateway_app(
         "get_health": get_health,
         "get_metrics": get_metrics,
         "get_openapi": get_openapi,
+        **operator_page.HANDLERS,  # the operator page: the same files as a validator's
     }
     app = web.Application(
         middlewares=[guard.middleware, error_middleware, refusal_middleware],
@@ -221,4 +223,5 @@ def build_gateway_app(
         app.router.add_route(
             route.method, route.path, own.get(route.name, relay_read), name=route.name
         )
+    operator_page.install(app)  # the page's reads are the relayed routes
     return app

@@ -31,9 +31,13 @@ from gridchain.api.routes import (
     ROUTES_BY_NAME,
     SCHEDULE_DEFAULT,
     SCHEDULE_MAX,
+    STATS_LOAD_DEFAULT,
+    STATS_SLOTS_DEFAULT,
+    STATS_SLOTS_MAX,
 )
 from gridchain.market.cd_requests import CDStatus
 from gridchain.market.orders import OrderStatus
+from gridchain.node import operator_page
 from gridchain.node.api_input import (
     RequestError,
     parse_hash,
@@ -278,6 +282,27 @@ async def get_book(request: web.Request) -> web.Response:
     market = parse_market(request.match_info["market"])
     slot = parse_uint(request.match_info["slot"], "slot")
     return reply(_query(request).book(market, slot))
+
+
+async def list_offers(request: web.Request) -> web.Response:
+    """One book's individual resting orders in matching order: what a taker meets first."""
+    market = parse_market(request.match_info["market"])
+    slot = parse_uint(request.match_info["slot"], "slot")
+    return reply(_query(request).offers(market, slot, _limit(request)))
+
+
+async def get_slot_stats(request: web.Request) -> web.Response:
+    """Per-slot public aggregates (the operator page's market and settlement tables)."""
+    query = _query(request)
+    count = _query_int(request, "count", STATS_SLOTS_DEFAULT, lo=1, hi=STATS_SLOTS_MAX)
+    first = _query_opt(request, "from")
+    start = max(0, query.current_slot() - 6) if first is None else first
+    return reply(query.slot_stats(start, min(count, 2**64 - start)))
+
+
+async def get_load_stats(request: web.Request) -> web.Response:
+    """The community load against the committed schedule, with its PFL."""
+    return reply(_query(request).load_stats(_limit(request, STATS_LOAD_DEFAULT, SCHEDULE_MAX)))
 
 
 async def get_order(request: web.Request) -> web.Response:
@@ -566,6 +591,7 @@ HANDLERS: dict[str, Handler] = {
     "list_validators": list_validators,
     "get_markets": get_markets,
     "get_book": get_book,
+    "list_offers": list_offers,
     "list_orders": list_orders,
     "get_order": get_order,
     "list_trades": list_trades,
@@ -580,11 +606,14 @@ HANDLERS: dict[str, Handler] = {
     "list_cd_requests": list_cd_requests,
     "get_cd_request": get_cd_request,
     "get_cd_receipts": get_cd_receipts,
+    "get_slot_stats": get_slot_stats,
+    "get_load_stats": get_load_stats,
     "events": events,
     "post_sealed_read": post_sealed_read,
     "get_health": get_health,
     "get_metrics": get_metrics,
     "get_openapi": get_openapi,
+    **operator_page.HANDLERS,
 }
 
 
@@ -617,4 +646,5 @@ def build_app(node: Node) -> web.Application:
             app.router.add_get(route.path, handler, name=route.name)
         else:
             app.router.add_route(route.method, route.path, handler, name=route.name)
+    operator_page.install(app)
     return app

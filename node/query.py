@@ -30,6 +30,7 @@ from gridchain.market.sealed_outcomes import SealedStatus, outcomes_of
 from gridchain.market.settlement import receipts
 from gridchain.market.slot_settlement import pool_receipts, pool_slots
 from gridchain.node.archive import ServedState
+from gridchain.node.operator_stats import book_offers, load_figures, slot_figures
 from gridchain.node.runtime import CommitEvent, Node
 from gridchain.node.views import (
     cd_receipt_view,
@@ -193,6 +194,8 @@ class NodeQuery:
             now_ms=now,
             current_slot=self._node.app.exchange.slot_of(now),
             first_open_slot=first_open,
+            penalty_mc_per_kwh=params.penalty_mc_per_kwh,
+            settlement_grace_ms=params.settlement_grace_ms,
         )
 
     def book(self, market: Market, slot: int) -> m.Book:
@@ -216,6 +219,37 @@ class NodeQuery:
             best_bid=bids[0][0] if bids else None,
             best_ask=asks[0][0] if asks else None,
         )
+
+    def offers(self, market: Market, slot: int, limit: int) -> m.Offers:
+        """A book's individual resting orders, each side in matching order (no owners)."""
+        node = self._node
+        exchange = node.app.exchange
+        asks, bids = book_offers(node.state, exchange, market, slot, limit)
+        return m.Offers(
+            market=market.label,
+            slot=slot,
+            height=node.head.height,
+            open=self.now_ms() < exchange.gate_closure_ms(market, slot),
+            matching_rule=node.genesis.params.matching_rule,
+            asks=asks,
+            bids=bids,
+        )
+
+    def slot_stats(self, first: int, count: int) -> m.SlotStatsList:
+        """Per-slot public aggregates of the books and settlement (node/operator_stats.py)."""
+        slot_ms = self._node.genesis.params.slot_length_ms
+        served, live = self._served, self._node.state
+        return m.SlotStatsList(
+            current_slot=self.current_slot(),
+            slots=[
+                slot_figures(served, live, slot, slot_ms) for slot in range(first, first + count)
+            ],
+        )
+
+    def load_stats(self, limit: int) -> m.LoadStats:
+        """The latest ``limit`` decided intervals' load, base and scheduled, with their PFL."""
+        decisions = latest_decisions(self._node.state, limit)
+        return load_figures(decisions, self._node.app.interval_clock)
 
     def order(self, order_id: bytes) -> m.Order | None:
         record = get_order(self._served, order_id)

@@ -232,6 +232,7 @@ def receipt_view(receipt: Receipt) -> m.Receipt:
                 "buyer_mc": receipt.buyer_pool_mc,
             },
             "status": DeliveryStatus(receipt.status).label,
+            "shortfall_reason": shortfall_reason(receipt),
             "height": receipt.height,
             "settled_ms": receipt.settled_ms,
         }
@@ -239,6 +240,21 @@ def receipt_view(receipt: Receipt) -> m.Receipt:
 
 
 # --- C&D requests and the schedule (market/cd_requests.py, market/cd_schedule.py) -----------
+
+
+def shortfall_reason(receipt: Receipt) -> str | None:
+    """Why a contract's delivery fell short, from what settlement recorded of the seller's
+    metering (market.settlement.Metering): no meter for the device, readings that did not
+    cover the slot (the unmeasured part counted as zero), or a meter that measured less than
+    was sold.  None when the whole quantity was delivered."""
+    if receipt.delivered_wh >= receipt.quantity_wh:
+        return None
+    metering = Metering(receipt.seller_metering)
+    if metering is Metering.NO_METER:
+        return "no_meter"
+    if metering is Metering.MISSING_READINGS:
+        return "missing_readings"
+    return "under_delivered"
 
 
 def cd_energy_wh(record: CDRecord, minutes: int) -> tuple[int, int]:

@@ -23,7 +23,6 @@ from typing import Any
 
 from gridchain.api import models as m
 from gridchain.api.client import resolve_node_url
-from gridchain.protocol.crypto import HASH_BYTES
 from gridchain.protocol.tx import CD_KIND_BY_LABEL, DEVICE_BY_LABEL, CDRequest
 from gridchain.wallet.commands import (
     DEFAULT_COMMIT_TIMEOUT_S,
@@ -38,6 +37,7 @@ from gridchain.wallet.commands import (
     tx_rows,
     wallet_path,
 )
+from gridchain.wallet.ids import id_text, is_full, resolve
 from gridchain.wallet.keystore_file import keystore_address, read_keystore
 from gridchain.wallet.trading import iso_ms, parse_time_ms
 
@@ -159,17 +159,6 @@ def _meter_id(text: str) -> str:
     return value
 
 
-def _request_id(text: str) -> str:
-    value = text.strip().lower()
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        raise WalletArgumentError(f"a request id is 64 hex digits, got {text!r}") from None
-    if len(raw) != HASH_BYTES:
-        raise WalletArgumentError(f"a request id is 64 hex digits, got {len(value)} characters")
-    return value
-
-
 # --- parser --------------------------------------------------------------------------------
 
 
@@ -243,7 +232,11 @@ def add_commands(
         help="show one C&D request",
         description="A C&D request: its window in intervals, energy delivered and status.",
     )
-    status.add_argument("request_id", metavar="ID", help="the request's id (64 hex digits)")
+    status.add_argument(
+        "request_id",
+        metavar="ID",
+        help="the request's id: 64 hex digits or a unique prefix (the lists show 16)",
+    )
     status.set_defaults(handler=cmd_cd_status)
 
     listing = kinds.add_parser(
@@ -343,12 +336,16 @@ def cmd_cd_request(args: argparse.Namespace) -> int:
 
 @json_errors
 def cmd_cd_status(args: argparse.Namespace) -> int:
-    request_id = _request_id(args.request_id)
+    typed = id_text(args.request_id, "ID")
     node_url = resolve_node_url(args.node)
 
     async def run() -> tuple[m.CDRequest, list[m.CDReceipt]]:
         node = connect(node_url, args.ca)
         async with node:
+            request_id = typed
+            if not is_full(typed):
+                known = [r.id for r in await node.cd_requests(None)]
+                request_id = resolve(typed, known, "request id", "the chain's C&D requests")
             return await node.cd_request(request_id), await node.cd_receipts(request_id)
 
     info, receipts = asyncio.run(run())

@@ -1,6 +1,7 @@
 """``gridchain wallet new | address | balance | transfer``: a key on disk and the node's API.
 
-The market commands (``order``, ``orders``, ``book``, ``trades``) are in wallet/trading.py;
+The market commands (``order``, ``orders``, ``book``, ``trades``) are in wallet/trading.py,
+``market``, ``offers`` and ``take`` in wallet/offers.py;
 the C&D commands (``cd charge|discharge|status|list``, ``schedule``) in wallet/cd.py.
 
 Each subcommand takes ``--wallet FILE``, ``--node URL`` and ``--json`` (DESIGN.md section 10),
@@ -163,6 +164,11 @@ def register(
     from gridchain.wallet.cd import add_commands as add_cd_commands  # noqa: PLC0415 - imports this module
 
     add_cd_commands(actions, common)
+
+    # The market at a glance, a book's offers and taking one (wallet.offers).
+    from gridchain.wallet.offers import add_commands as add_offer_commands  # noqa: PLC0415 - imports this module
+
+    add_offer_commands(actions, common)
 
 
 # --- output ------------------------------------------------------------------------------

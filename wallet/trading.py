@@ -54,6 +54,7 @@ from gridchain.wallet.commands import (
     tx_rows,
     wallet_path,
 )
+from gridchain.wallet.ids import id_text, is_full, resolve
 from gridchain.wallet.keystore_file import keystore_address, read_keystore
 from gridchain.wallet.sealing import (
     SealedTxRefusedError,
@@ -79,15 +80,21 @@ class GateClosedError(GridchainError):
     code = "gate_closed"
 
 
-def _order_id(text: str) -> str:
-    value = text.strip().lower()
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        raise WalletArgumentError(f"an order id is 64 hex digits, got {text!r}") from None
-    if len(raw) != 32:
-        raise WalletArgumentError(f"an order id is 64 hex digits, got {len(value)} characters")
-    return value
+async def _resolve_order(
+    args: argparse.Namespace, node: NodeClient, own: str, key: SigningKey, typed: str
+) -> str:
+    """The full id of one of the wallet's own orders from its id or a unique prefix of it
+    (the lists show 16 digits); read sealed with ``--sealed``."""
+    if is_full(typed):
+        return typed
+    if getattr(args, "sealed", False):
+        mine = await read_own(node, key, ReadKind.ORDERS)
+        if not isinstance(mine, OrderList):
+            raise TypeError(type(mine).__name__)
+        ids = [o.id for o in mine.orders]
+    else:
+        ids = [o.id for o in await node.orders(own)]
+    return resolve(typed, ids, "order id", f"the orders of {own}")
 
 
 def parse_time_ms(text: str, what: str) -> int:
@@ -118,30 +125,8 @@ def iso_ms(ms: int) -> str:
 # --- parser ------------------------------------------------------------------------------
 
 
-def add_commands(
-    actions: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: argparse.ArgumentParser,
-) -> None:
-    """Add ``order``, ``orders``, ``book`` and ``trades`` to ``gridchain wallet``."""
-    order = actions.add_parser(
-        "order",
-        help="place, amend or cancel an order in a delivery slot's book",
-        description="Orders for energy in a delivery slot (docs/markets.md).",
-    )
-    kinds = order.add_subparsers(dest="order_command", required=True, metavar="ACTION")
-
-    waiting = argparse.ArgumentParser(add_help=False)
-    waiting.add_argument(
-        "--no-wait", action="store_true", help="return once the node accepted the transaction"
-    )
-    waiting.add_argument(
-        "--timeout",
-        type=positive_seconds,
-        default=DEFAULT_COMMIT_TIMEOUT_S,
-        metavar="S",
-        help="seconds to wait for the commit (default: %(default)g)",
-    )
-    add_sealed_flag(waiting, "seal the transaction to the validators")
+def book_arguments() -> argparse.ArgumentParser:
+    """``--market`` and ``--slot N | --delivery TIME``: which book a command is about."""
     where = argparse.ArgumentParser(add_help=False)
     where.add_argument(
         "--market",
@@ -154,6 +139,40 @@ def add_commands(
     slot.add_argument(
         "--delivery", metavar="TIME", help="any time in the slot: 2024-05-01T18:30Z or epoch ms"
     )
+    return where
+
+
+def waiting_arguments() -> argparse.ArgumentParser:
+    """``--no-wait``, ``--timeout`` and ``--sealed`` of a command that sends a transaction."""
+    waiting = argparse.ArgumentParser(add_help=False)
+    waiting.add_argument(
+        "--no-wait", action="store_true", help="return once the node accepted the transaction"
+    )
+    waiting.add_argument(
+        "--timeout",
+        type=positive_seconds,
+        default=DEFAULT_COMMIT_TIMEOUT_S,
+        metavar="S",
+        help="seconds to wait for the commit (default: %(default)g)",
+    )
+    add_sealed_flag(waiting, "seal the transaction to the validators")
+    return waiting
+
+
+def add_commands(
+    actions: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    """Add ``order``, ``orders``, ``book`` and ``trades`` to ``gridchain wallet``."""
+    order = actions.add_parser(
+        "order",
+        help="place, amend or cancel an order in a delivery slot's book",
+        description="Orders for energy in a delivery slot (docs/markets.md).",
+    )
+    kinds = order.add_subparsers(dest="order_command", required=True, metavar="ACTION")
+
+    waiting = waiting_arguments()
+    where = book_arguments()
 
     for side in ("buy", "sell"):
         verb = "charge or import" if side == "buy" else "discharge or export"
@@ -195,7 +214,11 @@ def add_commands(
         help="cancel what is still open of one of your orders",
         description="Cancel the open part of an order; its matched part stays a contract.",
     )
-    cancel.add_argument("order_id", metavar="ORDER_ID", help="the order's id (64 hex digits)")
+    cancel.add_argument(
+        "order_id",
+        metavar="ORDER_ID",
+        help="the order's id: 64 hex digits or a unique prefix (the lists show 16)",
+    )
     cancel.set_defaults(handler=cmd_cancel)
 
     amend = kinds.add_parser(
@@ -205,7 +228,11 @@ def add_commands(
         description="Give the open part of an order a new price and quantity. Less at the "
         "same price keeps the order's place; anything else re-enters the book at the tail.",
     )
-    amend.add_argument("order_id", metavar="ORDER_ID", help="the order's id (64 hex digits)")
+    amend.add_argument(
+        "order_id",
+        metavar="ORDER_ID",
+        help="the order's id: 64 hex digits or a unique prefix (the lists show 16)",
+    )
     amend.add_argument("--price", required=True, metavar="PRICE", help="the new limit price")
     amend.add_argument("--quantity", required=True, metavar="ENERGY", help="the new open quantity")
     amend.set_defaults(handler=cmd_amend)
@@ -478,12 +505,15 @@ def cmd_place(args: argparse.Namespace) -> int:
 
 @json_errors
 def cmd_cancel(args: argparse.Namespace) -> int:
-    order_id = _order_id(args.order_id)
+    typed = id_text(args.order_id, "ORDER_ID")
     own, key = open_key(args)
     node_url = resolve_node_url(args.node)
+    order_id = typed
 
     async def run() -> tuple[dict[str, Any], Order | None]:
+        nonlocal order_id
         async with connect(node_url, args.ca) as node:
+            order_id = await _resolve_order(args, node, own, key, typed)
             before = await node.order(order_id)
             if before.owner != own:
                 raise WalletArgumentError(f"order {order_id} belongs to {before.owner}, not {own}")
@@ -503,16 +533,19 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 @json_errors
 def cmd_amend(args: argparse.Namespace) -> int:
-    order_id = _order_id(args.order_id)
+    typed = id_text(args.order_id, "ORDER_ID")
     price = parse_price(args.price)
     quantity = parse_energy(args.quantity)
     if price == 0 or quantity == 0:
         raise WalletArgumentError("--price and --quantity must be positive")
     own, key = open_key(args)
     node_url = resolve_node_url(args.node)
+    order_id = typed
 
     async def run() -> tuple[dict[str, Any], Order | None]:
+        nonlocal order_id
         async with connect(node_url, args.ca) as node:
+            order_id = await _resolve_order(args, node, own, key, typed)
             before = await node.order(order_id)
             if before.owner != own:
                 raise WalletArgumentError(f"order {order_id} belongs to {before.owner}, not {own}")
@@ -688,7 +721,9 @@ def cmd_trades(args: argparse.Namespace) -> int:
 
 
 def _receipt_rows(receipts: list[Receipt], address: str | None) -> list[list[str]]:
-    rows = [["trade", "slot", "side", "kWh", "delivered", "price/kWh", "paid", "fine", "status"]]
+    rows = [
+        ["trade", "slot", "side", "kWh", "delivered", "price/kWh", "paid", "fine", "status", "why"]
+    ]
     for r in receipts:
         side = "-" if address is None else "bought" if r.buyer == address else "sold"
         rows.append(
@@ -702,6 +737,7 @@ def _receipt_rows(receipts: list[Receipt], address: str | None) -> list[list[str
                 format_credits(r.paid_mc),
                 format_credits(r.fine_paid_mc),
                 r.status,
+                r.shortfall_reason or "-",
             ]
         )
     return rows

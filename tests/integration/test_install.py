@@ -88,3 +88,8 @@ def test_installing_adds_exactly_the_gridchain_import_name(tmp_path: Path) -> No
         assert (installed / name / "__init__.py").is_file(), name
         assert not (installed / name).is_symlink(), name
     assert list((installed / "meterbridge" / "profiles").glob("*.toml"))
+    # The operator page's static files, which the node reads when its API starts (ADR 0038).
+    from gridchain.node.operator_page import FILES
+
+    for relative in FILES.values():
+        assert (installed / "node" / "ui_static" / relative).is_file(), relative

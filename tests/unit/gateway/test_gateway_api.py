@@ -377,3 +377,24 @@ async def test_a_lost_link_is_a_503_the_client_may_retry(edge: Edge) -> None:
     edge.chain.broken = False
     async with edge.client() as client:  # forgotten by the dedup cache: the retry passes
         assert await client.submit_tx(tx) == tx.hash().hex()
+
+
+async def test_the_gateway_serves_the_operator_page_and_relays_its_reads(edge: Edge) -> None:
+    """The same files as a validator's, and the page's public aggregates relayed unchanged."""
+    from gridchain.api.routes import UI_ROUTES
+    from gridchain.node.operator_page import CSP
+
+    async with edge.client() as client:
+        session = client._open_session()
+        for route in UI_ROUTES:
+            async with session.get(edge.url + route.path) as resp:
+                assert resp.status == 200, route.path
+                assert resp.headers["Content-Security-Policy"] == CSP
+                served = await resp.read()
+            async with edge.live.session.get(edge.live.url + route.path) as direct:
+                assert served == await direct.read()
+        stats = await client.slot_stats(first=0, count=3)
+        load = await client.load_stats(limit=5)
+    _, direct_stats = await edge.live.get("/v1/stats/slots?from=0&count=3")
+    assert stats.model_dump(mode="json") == direct_stats
+    assert load.intervals == []
