@@ -23,6 +23,7 @@ BENCHMARKS = {
     "soak": "RSS and open files of 4 PBFT validators under half-saturation load, and their slope",
     "gateway": "honest commit latency through a gateway, unloaded and under five kinds of flood",
     "links": "frames/s and handshakes/s of one peer link on loopback (the network stack alone)",
+    "footprint": "RSS and idle CPU of a validator, a bridge and a gateway on an aged ledger",
 }
 
 
