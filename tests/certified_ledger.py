@@ -25,6 +25,8 @@ from gridchain.node.sealing import validator_opener
 from gridchain.node.state_nodes import bind_genesis, ledger_state
 from gridchain.node.store import Store
 from gridchain.protocol.block import CommittedBlock
+from gridchain.protocol.crypto import SigningKey, sha256
+from gridchain.protocol.tx import RegisterParticipant, sign_tx
 from tests.helpers import certify
 
 
@@ -36,10 +38,15 @@ def build_certified_ledger(
     *,
     signers: int,
     step_ms: int = 1,
+    registrations: int = 0,
+    registrations_per_block: int = 500,
 ) -> bytes:
     """Write ``blocks`` empty certified blocks into a new ledger at ``data_dir``, timestamps
     ``step_ms`` apart from the genesis time, certified by the first ``signers`` validators;
-    ``genesis_doc`` is the genesis file's bytes.  Returns the state root of the last block."""
+    ``genesis_doc`` is the genesis file's bytes.  The first blocks also register
+    ``registrations`` new participants (signed by the governance key,
+    ``registrations_per_block`` a block), so the live state is community-sized (an entry
+    each) rather than a test genesis's handful.  Returns the last block's state root."""
     genesis = bundle.genesis
     proposer = bundle.validators[0].key
     app = Application(genesis, validator_opener(genesis, proposer.public_key, None))
@@ -52,7 +59,7 @@ def build_certified_ledger(
             app,
             state,
             lambda: driver.next_context(genesis.genesis_time_ms),
-            max_txs=10,
+            max_txs=max(10, 2 * registrations_per_block),
             max_bytes=1 << 20,
         )
         driver = ChainDriver(
@@ -65,9 +72,17 @@ def build_certified_ledger(
             proposer=proposer.public_key,
         )
         keys = [v.key for v in bundle.validators[:signers]]
+        governance = bundle.governance.key
+        nonce = 0
         root = b""
         for height in range(1, blocks + 1):
             timestamp = genesis.genesis_time_ms + step_ms * height
+            for _ in range(min(registrations_per_block, registrations - nonce)):
+                member = SigningKey(sha256(b"member" + nonce.to_bytes(8, "big")))
+                body = RegisterParticipant(member.public_key, f"member-{nonce}")
+                tx = sign_tx(governance, genesis.chain_id, nonce, body)
+                mempool.add(tx, len(tx.encode()))
+                nonce += 1
             made = driver.build_on(driver.head.block_hash, height, 0, timestamp, allow_empty=True)
             assert made is not None, f"no block built at height {height}"
             block, _ = made
