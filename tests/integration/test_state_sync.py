@@ -76,6 +76,7 @@ def _at(record: dict[str, Any]) -> float:
     return datetime.fromisoformat(str(record["timestamp"]).replace("Z", "+00:00")).timestamp()
 
 
+@pytest.mark.timeout(900)  # building the chain takes minutes on a loaded machine
 def test_a_validator_joins_a_long_chain_from_a_certified_snapshot_and_votes(
     tmp_path: Path,
 ) -> None:
