@@ -24,6 +24,7 @@ BENCHMARKS = {
     "gateway": "honest commit latency through a gateway, unloaded and under five kinds of flood",
     "links": "frames/s and handshakes/s of one peer link on loopback (the network stack alone)",
     "agent": "agent forecast error vs persistence, and its plan's cost vs the rule-based base case",
+    "footprint": "RSS and idle CPU of a validator, a bridge and a gateway on an aged ledger",
 }
 
 

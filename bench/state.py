@@ -196,18 +196,23 @@ class Community:
 NO_LIMIT_MC_PER_KWH = 2**64 - 1
 
 
-def community(households: int) -> Community:
+def community(households: int, *, gateways: int = 0, engine: str = "solo") -> Community:
+    """The community's genesis and households; ``gateways`` genesis gateways too, ``engine``
+    for its one validator (bench footprint runs a gateway, which links to a validator's peer
+    network: a solo validator has none, a PBFT one of one validator has).  The blocks are
+    certified by that validator's commit vote, which both engines' commit rules accept."""
     counter = iter(range(10**7))
     bundle = build_genesis(
         chain_name="gridchain-bench-state",
         genesis_time_ms=GENESIS_TIME_MS,
         validators=1,
         participants=households,
-        engine="solo",
+        engine=engine,
         new_key=lambda: SigningKey(sha256(f"bench-state-{next(counter)}".encode())),
         balance_mc=10**13,
         extra_params={"slot_length_ms": SLOT_MS, "max_block_txs": 5000},
         with_meters=True,
+        gateways=gateways,
     )
     # The governance account is the real-time pool's counterparty: fund it.
     doc = bundle.genesis.model_dump(mode="json")
@@ -218,6 +223,7 @@ def community(households: int) -> Community:
         bundle.participants,
         bundle.governance,
         bundle.bridges,
+        gateways=bundle.gateways,
     )
     members = []
     for peer, bridge, entry in zip(

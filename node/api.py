@@ -235,6 +235,11 @@ async def get_block(request: web.Request) -> web.Response:
         raise NotFoundError("height 0 is the genesis state, not a block")
     found = query.block(height)
     if found is None:
+        if height < (base := query.history_from):
+            raise NotFoundError(
+                f"no block at height {height}: this node started from a state snapshot at "
+                f"height {base} and stores no block before it (ADR 0039)"
+            )
         raise NotFoundError(f"no block at height {height} (head is {query.head_height})")
     return reply(found)
 

@@ -134,6 +134,16 @@ class MempoolSection(_Section):
     reannounce_after_ms: Annotated[int, Field(ge=100, le=600_000)] = 3_000
 
 
+class StateSyncSection(_Section):
+    """State sync (ADR 0039): a validator whose peers are ``min_gap_blocks`` or more ahead at
+    start installs a certified snapshot of the live state instead of replaying every block.
+    It waits up to ``wait_for_peers_s`` for its peers to announce their heights."""
+
+    enabled: bool = True
+    min_gap_blocks: Annotated[int, Field(ge=1, le=10**9)] = 1_000
+    wait_for_peers_s: Annotated[float, Field(ge=0, le=600)] = 5.0
+
+
 class LogSection(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -180,6 +190,7 @@ class NodeConfig(BaseSettings):
     api: ApiSection = ApiSection()
     p2p: P2PSection = P2PSection()
     mempool: MempoolSection = MempoolSection()
+    state_sync: StateSyncSection = StateSyncSection()
     log: LogSection = LogSection()
     faults: FaultsSection = FaultsSection()
 

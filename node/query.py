@@ -78,6 +78,11 @@ class NodeQuery:
     def head_height(self) -> int:
         return self._node.head.height
 
+    @property
+    def history_from(self) -> int:
+        """The first height whose block this node stores: above 0 after a state sync."""
+        return self._node.store.sync_base()
+
     def now_ms(self) -> int:
         return self._node.clock()
 

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from gridchain.consensus.certificates import check_certificate
 from gridchain.consensus.engine import (
     Broadcast,
     ChainHead,
@@ -51,6 +52,13 @@ from gridchain.node.metrics import NodeMetrics
 from gridchain.node.reannounce import Reannouncer
 from gridchain.node.sealing import validator_opener
 from gridchain.node.state_nodes import bind_genesis, ledger_state
+from gridchain.node.state_sync import (
+    SnapshotPeers,
+    SnapshotServer,
+    StateSyncingError,
+    VerifiedSnapshot,
+    sync_from_peers,
+)
 from gridchain.node.store import Store
 from gridchain.protocol.block import CommittedBlock, decode_committed
 from gridchain.protocol.crypto import SigningKey
@@ -192,29 +200,16 @@ class Node:
         self.metrics = NodeMetrics()
         self.store = Store(config.node.data_dir)
         self.metrics.ledger_memory.set_function(self.store.memory_bytes)
+        self._genesis_doc = genesis_doc
         try:
-            state, head = self._recover(genesis_doc)
-            engine = make_engine(self.genesis, self.key)
+            self._load()
         except BaseException:
             self.store.close()
             raise
-        self.mempool = Mempool(
-            self.app,
-            state,
-            lambda: self.driver.next_context(self.clock()),
-            max_txs=config.mempool.max_txs,
-            max_bytes=config.mempool.max_bytes,
-        )
-        self.driver = ChainDriver(
-            genesis=self.genesis,
-            app=self.app,
-            engine=engine,
-            state=state,
-            head=head,
-            mempool=self.mempool,
-            proposer=self.key.public_key,
-        )
-        self.metrics.height.set(head.height)
+        self.snapshots = SnapshotServer(self.store)
+        self._state_source: SnapshotPeers | None = None
+        #: Set while a state snapshot is fetched and installed: peer input is refused meanwhile.
+        self._syncing_state = False
         self._timer: asyncio.TimerHandle | None = None
         self._subscribers: set[Subscription] = set()
         self._stopped = False
@@ -254,6 +249,30 @@ class Node:
 
     # --- start-up and recovery ----------------------------------------------------------
 
+    def _load(self) -> None:
+        """Recover the committed state from the store and build the mempool and driver on it
+        (at start, and again after a state snapshot was installed)."""
+        state, head = self._recover(self._genesis_doc)
+        engine = make_engine(self.genesis, self.key)
+        config = self.config
+        self.mempool = Mempool(
+            self.app,
+            state,
+            lambda: self.driver.next_context(self.clock()),
+            max_txs=config.mempool.max_txs,
+            max_bytes=config.mempool.max_bytes,
+        )
+        self.driver = ChainDriver(
+            genesis=self.genesis,
+            app=self.app,
+            engine=engine,
+            state=state,
+            head=head,
+            mempool=self.mempool,
+            proposer=self.key.public_key,
+        )
+        self.metrics.height.set(head.height)
+
     def _recover(self, genesis_doc: bytes) -> tuple[MerkleState, ChainHead]:
         """Load the committed state and check it against the head block's state root."""
         genesis_state = self.app.genesis_state()
@@ -287,15 +306,69 @@ class Node:
             self.log.warning(
                 "clock skewed for fault testing", clock_offset_ms=self.config.faults.clock_offset_ms
             )
-        records = self.store.consensus_records()
         if self.network is not None:
             await self.network.start()
+            if self._state_source is not None and self.config.state_sync.enabled:
+                await self._sync_state(self._state_source)
             self._arm_reannounce()
+        records = self.store.consensus_records()
         self._perform(self.driver.start(records, self.clock()))
 
-    def attach_network(self, network: PeerLink) -> None:
-        """Give the node its peer links (before start); solo validators have none."""
+    def attach_network(
+        self, network: PeerLink, *, state_source: SnapshotPeers | None = None
+    ) -> None:
+        """Give the node its peer links (before start); solo validators have none.
+        ``state_source`` (the same network) lets it start from a state snapshot (ADR 0039)."""
         self.network = network
+        self._state_source = state_source
+
+    async def _sync_state(self, source: SnapshotPeers) -> None:
+        """Install a certified state snapshot if the peers are far ahead (node/state_sync.py)."""
+        settings = self.config.state_sync
+        self._syncing_state = True
+        started = time.perf_counter()
+        try:
+            snapshot = await sync_from_peers(
+                source,
+                self.head.height,
+                settings.min_gap_blocks,
+                self._check_snapshot_block,
+                lambda: self._peer_heights(source, settings.wait_for_peers_s),
+            )
+            if snapshot is not None:
+                self._install(snapshot, time.perf_counter() - started)
+        finally:
+            self._syncing_state = False
+
+    async def _peer_heights(self, source: SnapshotPeers, wait_s: float) -> dict[bytes, int]:
+        """The peers' heights once one announced a height or ``wait_s`` passed."""
+        step_s = 0.05
+        for _ in range(int(wait_s / step_s)):
+            if heights := source.peer_heights():
+                return heights
+            await asyncio.sleep(step_s)
+        return source.peer_heights()
+
+    def _check_snapshot_block(self, committed: CommittedBlock) -> None:
+        """The snapshot's block proves its commit under the engine's rule, as a fetched block
+        must (node/driver.py); raises CertificateError or a SignatureError."""
+        block = committed.block
+        check_certificate(
+            committed.certificate, block, self.engine.commit_rule(block), self.chain_id
+        )
+
+    def _install(self, snapshot: VerifiedSnapshot, seconds: float) -> None:
+        self.store.install_snapshot(
+            snapshot.committed, snapshot.entries.items(), snapshot.tree.items()
+        )
+        self._load()
+        self.log.info(
+            "state snapshot installed",
+            height=snapshot.height,
+            entries=len(snapshot.entries),
+            state_root=snapshot.committed.block.header.state_root.hex(),
+            seconds=round(seconds, 3),
+        )
 
     async def stop(self) -> None:
         if self._stopped:
@@ -311,6 +384,7 @@ class Node:
             self._sync_task.cancel()
         if self.network is not None:
             await self.network.stop()
+        self.snapshots.close()
         self.store.close()
         self.log.info("node stopped", height=self.head.height)
 
@@ -338,7 +412,7 @@ class Node:
 
     def on_consensus(self, sender: bytes, payload: bytes) -> None:
         """A consensus message from an authenticated validator; bad input raises (scored)."""
-        if self._stopped:
+        if self._stopped or self._syncing_state:
             return
         self._perform(self.driver.on_consensus(sender, payload, self.clock()))
 
@@ -346,6 +420,8 @@ class Node:
         """A gossiped transaction.  Garbage or a forged signature raises a misbehaviour error
         (the peer is scored); one that merely does not apply here (already pending, nonce
         used) raises a plain refusal, so the network neither forwards it nor scores the peer."""
+        if self._syncing_state:
+            raise StateSyncingError("installing a state snapshot")
         tx = decode_tx(tx_bytes)
         self.mempool.add(tx, len(tx_bytes))
         self.metrics.txs_received.inc()
@@ -356,6 +432,8 @@ class Node:
         exactly as POST /v1/txs admits one (typed refusal raised, counted by code); the
         network gossips it to the validators once admitted."""
         try:
+            if self._syncing_state:
+                raise StateSyncingError("installing a state snapshot")
             tx = decode_tx(tx_bytes)
             self.mempool.add(tx, len(tx_bytes))
         except GridchainError as exc:
@@ -377,7 +455,7 @@ class Node:
         return out
 
     def on_peer_height(self, sender: bytes, height: int) -> None:
-        if not self._stopped:
+        if not self._stopped and not self._syncing_state:
             self._perform(self.driver.on_peer_height(height))
 
     def _update_mempool_metrics(self) -> None:
@@ -441,6 +519,7 @@ class Node:
             txs=len(block.txs),
             dropped=batch.dropped,
             ms=round(elapsed * 1000, 2),
+            fetched=batch.fetched,
         )
         for subscription in list(self._subscribers):
             if subscription.queue.full():

@@ -53,13 +53,14 @@ def attach_network(node: Node) -> None:
         handler=node,
         local_height=lambda: node.head.height,
         observer=_MetricsObserver(node),
+        snapshots=node.snapshots,
         tuning=NetworkTuning(
             handshake_timeout_s=config.p2p.handshake_timeout_s,
             max_pending_handshakes=config.p2p.max_pending_handshakes,
             max_pending_per_source=config.p2p.max_pending_per_source,
         ),
     )
-    node.attach_network(network)
+    node.attach_network(network, state_source=network)
 
 
 async def serve(config: NodeConfig, *, ready: asyncio.Event | None = None) -> None:

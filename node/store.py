@@ -9,7 +9,7 @@ and the head always names a block whose state is fully present.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import plyvel
@@ -112,6 +112,16 @@ class Store:
         raw = self._db.get(k.HEAD_HEIGHT)
         return 0 if raw is None else k.from_u64(raw)
 
+    def sync_base(self) -> int:
+        """The height of the state snapshot this ledger started from (0: it replayed from
+        genesis); blocks below it are not stored (ADR 0039)."""
+        raw = self._db.get(k.SYNC_BASE)
+        return 0 if raw is None else k.from_u64(raw)
+
+    def pin_state(self) -> StateSnapshot:
+        """The committed head and live state as they are now, unchanged by later commits."""
+        return StateSnapshot(self._db.snapshot())
+
     def get_block(self, height: int) -> CommittedBlock | None:
         raw = self._db.get(k.block_key(height))
         return None if raw is None else decode_committed(raw)
@@ -169,6 +179,42 @@ class Store:
             for key, value in records.items():
                 batch.put(k.consensus_key(key), value)
 
+    def install_snapshot(
+        self,
+        committed: CommittedBlock,
+        entries: Iterable[tuple[bytes, bytes]],
+        tree: Iterable[tuple[bytes, bytes]],
+    ) -> None:
+        """Replace the live state and its tree by a verified snapshot at ``committed``'s height
+        and make that block the head, in one synced batch (node/state_sync.py checked the
+        entries against the block's state root and the block's certificate).
+
+        Blocks, indexes, archive and consensus records already stored stay: a long-offline
+        validator keeps its old history and its vote records; nothing between its old head
+        and the snapshot is stored.
+        """
+        block = committed.block
+        height = block.height
+        if height <= self.head_height():
+            raise StoreError(
+                f"snapshot at height {height} is not above the head {self.head_height()}"
+            )
+        with self._db.write_batch(sync=True, transaction=True) as batch:
+            for key in self._db.iterator(prefix=k.STATE, include_value=False):
+                batch.delete(key)
+            for key in self._db.iterator(prefix=k.TREE, include_value=False):
+                batch.delete(key)
+            for key, value in entries:
+                batch.put(k.state_key(key), value)
+            for position, record in tree:
+                batch.put(k.tree_key(position), record)
+            batch.put(k.block_key(height), committed.encode())
+            batch.put(k.block_hash_key(block.hash()), k.u64(height))
+            for index, tx in enumerate(block.txs):
+                batch.put(k.tx_key(tx.hash()), k.tx_location(height, index))
+            batch.put(k.SYNC_BASE, k.u64(height))
+            batch.put(k.HEAD_HEIGHT, k.u64(height))
+
     def commit_block(
         self,
         committed: CommittedBlock,
@@ -202,3 +248,41 @@ class Store:
                 else:
                     batch.put(k.tree_key(position), record)
             batch.put(k.HEAD_HEIGHT, k.u64(height))
+
+
+class StateSnapshot:
+    """A LevelDB snapshot of the ledger: its head and live state as of :meth:`Store.pin_state`,
+    read in key order while blocks keep committing (state sync serves one; ADR 0039)."""
+
+    def __init__(self, snapshot: plyvel.Snapshot) -> None:
+        self._snapshot = snapshot
+        raw = snapshot.get(k.HEAD_HEIGHT)
+        self.height = 0 if raw is None else k.from_u64(raw)
+
+    def entries_after(
+        self, after: bytes, budget: int, max_entries: int
+    ) -> tuple[list[tuple[bytes, bytes]], bool]:
+        """State entries with keys after ``after`` (b"": from the first), in key order, at most
+        ``max_entries`` and ``budget`` bytes of keys and values (at least one entry); and
+        whether they reach the end of the state."""
+        prefix_len = len(k.STATE)
+        start = k.state_key(after) if after else k.STATE
+        out: list[tuple[bytes, bytes]] = []
+        used = 0
+        for key, value in self._snapshot.iterator(
+            start=start, stop=_after_prefix(k.STATE), include_start=not after
+        ):
+            size = len(key) - prefix_len + len(value)
+            if out and (used + size > budget or len(out) >= max_entries):
+                return out, False
+            out.append((key[prefix_len:], value))
+            used += size
+        return out, True
+
+    def close(self) -> None:
+        self._snapshot.close()
+
+
+def _after_prefix(prefix: bytes) -> bytes:
+    """The first key after every key that starts with ``prefix`` (its last byte + 1)."""
+    return prefix[:-1] + bytes([prefix[-1] + 1])

@@ -3,7 +3,7 @@
 One-byte-plus-colon prefixes keep the namespaces apart; heights are 8-byte big-endian so that
 LevelDB's byte order is height order and a range scan walks blocks in sequence.
 
-    M:<name>              metadata (head height, chain id, genesis document)
+    M:<name>              metadata (head height, chain id, genesis document, sync base)
     B:<height>            CommittedBlock (block + certificate), canonical bytes
     H:<block hash>        height of that block
     T:<tx hash>           height (8 bytes) + index in block (4 bytes)
@@ -32,6 +32,9 @@ HEAD_HEIGHT = META + b"head_height"
 CHAIN_ID = META + b"chain_id"
 GENESIS_DOC = META + b"genesis"
 SCHEMA_VERSION = META + b"schema_version"
+#: Height of the state snapshot the ledger was last started from (state sync, ADR 0039): no
+#: block below it is stored, and the archive (A:) holds only what was pruned after it.
+SYNC_BASE = META + b"sync_base"
 #: 2: the state root is the sparse Merkle tree of ADR 0027 and its nodes are stored (N:).
 CURRENT_SCHEMA_VERSION = b"2"
 

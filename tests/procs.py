@@ -154,6 +154,7 @@ def make_chain(
     genesis_changes: Callable[[GenesisBundle], dict[str, Any]] | None = None,
     sealed: bool = False,
     gateways: int = 0,
+    genesis_age_ms: int = 1000,
     **params: Any,
 ) -> Chain:
     """A fresh chain in ``directory``; ``params`` are further genesis ChainParams fields
@@ -161,10 +162,12 @@ def make_chain(
 
     ``genesis_changes`` returns top-level genesis fields to set from the generated keys (e.g.
     ``meters`` owned by the participants); the document is validated again.  ``sealed`` gives
-    every validator an encryption key (sealed transactions, docs/sealed.md)."""
+    every validator an encryption key (sealed transactions, docs/sealed.md).  The genesis time
+    is ``genesis_age_ms`` before now (a chain built ahead of time needs room for its blocks'
+    timestamps)."""
     bundle = build_genesis(
         chain_name="gridchain-it",
-        genesis_time_ms=time.time_ns() // 1_000_000 - 1000,
+        genesis_time_ms=time.time_ns() // 1_000_000 - genesis_age_ms,
         validators=validators,
         participants=3,
         engine=engine,

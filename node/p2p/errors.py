@@ -95,6 +95,12 @@ class FrameTooLargeError(P2PError):
     code = "frame_too_large"
 
 
+class StateFetchError(P2PError):
+    """A state snapshot chunk could not be fetched from a peer (not linked, no answer)."""
+
+    code = "state_fetch_failed"
+
+
 class TxRefusedError(P2PError):
     """A validator refused a transaction a gateway forwarded; ``reason`` is its error code
     (``replayed_nonce``, ``mempool_full``, ...), the one its HTTP API would have answered."""

@@ -49,6 +49,12 @@ MIN_FRAME_BYTES: Final = 2 * MAX_TX_BYTES
 MAX_BLOCKS_PER_REQUEST: Final = 256
 #: Bytes of a Blocks frame that are not block bytes (tag, version, id, array headers).
 BLOCKS_FRAME_OVERHEAD: Final = 64 + 5 * MAX_BLOCKS_PER_REQUEST
+#: Most state entries one StateChunk carries (the responder also keeps it within a frame).
+MAX_STATE_ENTRIES_PER_CHUNK: Final = 4096
+#: Longest state key a GetState may name as its resume point.
+MAX_STATE_KEY_BYTES: Final = 1024
+#: Bytes of a StateChunk frame that are not key or value bytes (headers, 10 per entry).
+STATE_CHUNK_OVERHEAD: Final = 64 + 10 * MAX_STATE_ENTRIES_PER_CHUNK
 
 _LENGTH = struct.Struct(">I")
 LENGTH_PREFIX_BYTES: Final = _LENGTH.size
@@ -58,6 +64,8 @@ Reason = Annotated[str, Size(0, 256)]
 TxBytes = Annotated[bytes, Size(1, MAX_TX_BYTES)]
 Payload = Annotated[bytes, Size(1, MAX_BLOCK_BYTES)]
 BlockBytes = Annotated[bytes, Size(1, MAX_BLOCK_BYTES)]
+StateKey = Annotated[bytes, Size(1, MAX_STATE_KEY_BYTES)]
+StateValue = Annotated[bytes, Size(0, MAX_BLOCK_BYTES)]
 
 
 @register(0x50)
@@ -179,6 +187,32 @@ class NewBlock(Record):
     block: BlockBytes
 
 
+@register(0x5C)
+@dataclass(frozen=True, slots=True)
+class GetState(Record):
+    """Ask for the live state entries after ``after`` (b"" for the first) of the snapshot at
+    ``height``; height 0 asks the responder to pin a snapshot at its head (ADR 0039)."""
+
+    request_id: U64
+    height: U64
+    after: Annotated[bytes, Size(0, MAX_STATE_KEY_BYTES)]
+
+
+@register(0x5D)
+@dataclass(frozen=True, slots=True)
+class StateChunk(Record):
+    """Consecutive live state entries (``keys[i]`` = ``values[i]``, keys ascending) of the
+    snapshot at ``height``; ``last`` when none follow.  ``height`` 0: the responder holds no
+    such snapshot (it expired, or it serves none): start again.  Nothing here is trusted: the
+    asker checks the whole set against the state root of a certified block at ``height``."""
+
+    request_id: U64
+    height: U64
+    keys: Annotated[tuple[StateKey, ...], Size(0, MAX_STATE_ENTRIES_PER_CHUNK)]
+    values: Annotated[tuple[StateValue, ...], Size(0, MAX_STATE_ENTRIES_PER_CHUNK)]
+    last: bool
+
+
 @register(0x5F)
 @dataclass(frozen=True, slots=True)
 class HandshakeTranscript(Record):
@@ -213,6 +247,8 @@ Frame = (
     | SubmitTx
     | TxVerdict
     | NewBlock
+    | GetState
+    | StateChunk
 )
 FRAME_TYPES: Final[tuple[type[Record], ...]] = (
     Hello,
@@ -227,6 +263,8 @@ FRAME_TYPES: Final[tuple[type[Record], ...]] = (
     SubmitTx,
     TxVerdict,
     NewBlock,
+    GetState,
+    StateChunk,
 )
 
 

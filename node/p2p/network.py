@@ -50,6 +50,7 @@ from gridchain.node.p2p.errors import (
     NoValidatorLinkError,
     PeerRefusedError,
     ProtocolViolationError,
+    StateFetchError,
     UnknownPeerError,
 )
 from gridchain.node.p2p.frames import (
@@ -57,16 +58,19 @@ from gridchain.node.p2p.frames import (
     LENGTH_PREFIX_BYTES,
     MAX_BLOCKS_PER_REQUEST,
     MIN_FRAME_BYTES,
+    STATE_CHUNK_OVERHEAD,
     Blocks,
     ConsensusFrame,
     Frame,
     GetBlocks,
+    GetState,
     Hello,
     HelloAuth,
     NewBlock,
     Ping,
     PlaintextHello,
     Refuse,
+    StateChunk,
     SubmitTx,
     TxGossip,
     TxVerdict,
@@ -138,6 +142,16 @@ class FollowerHandler(Protocol):
         bytes that cannot be one (the validator is scored)."""
 
     def on_peer_height(self, sender: bytes, height: int) -> None: ...
+
+
+class SnapshotService(Protocol):
+    """What serves state snapshots to joining validators (node.state_sync, ADR 0039)."""
+
+    def state_chunk(
+        self, height: int, after: bytes, budget: int
+    ) -> tuple[int, list[tuple[bytes, bytes]], bool]:
+        """(snapshot height, entries after ``after`` in key order within ``budget`` bytes,
+        whether they are the last); height 0 when no snapshot at ``height`` is held."""
 
 
 class NetworkObserver(Protocol):
@@ -236,6 +250,8 @@ class PeerLink:
     pending: dict[int, asyncio.Future[tuple[bytes, ...]]] = field(default_factory=dict)
     #: SubmitTx requests of a gateway waiting for the validator's TxVerdict.
     verdicts: dict[int, asyncio.Future[TxVerdict]] = field(default_factory=dict)
+    #: GetState requests in flight (state sync, ADR 0039).
+    chunks: dict[int, asyncio.Future[StateChunk]] = field(default_factory=dict)
     _queue: deque[bytes] = field(default_factory=deque)
     _queued_bytes: int = 0
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
@@ -346,12 +362,17 @@ class PeerLink:
             self.close(f"write failed: {exc}")
 
     def fail_pending(self) -> None:
-        futures: list[asyncio.Future[Any]] = [*self.pending.values(), *self.verdicts.values()]
+        futures: list[asyncio.Future[Any]] = [
+            *self.pending.values(),
+            *self.verdicts.values(),
+            *self.chunks.values(),
+        ]
         for fut in futures:
             if not fut.done():
                 fut.set_exception(LinkClosedError(self.close_reason or "link closed"))
         self.pending.clear()
         self.verdicts.clear()
+        self.chunks.clear()
 
 
 @dataclass(eq=False)
@@ -406,6 +427,7 @@ class PeerNetwork:
         local_height: Callable[[], int] | None = None,
         tuning: NetworkTuning | None = None,
         observer: NetworkObserver | None = None,
+        snapshots: SnapshotService | None = None,
     ) -> None:
         if not MIN_FRAME_BYTES <= max_frame_bytes < 2**32:
             raise ConfigError(
@@ -427,6 +449,7 @@ class PeerNetwork:
         self._listen_port = listen_port
         self._handler_or_none = handler
         self._follower = follower
+        self._snapshots = snapshots
         self._max_frame_bytes = max_frame_bytes
         self._local_height = local_height or (lambda: 0)
         self._tuning = tuning or NetworkTuning()
@@ -634,6 +657,39 @@ class PeerNetwork:
             if blocks:
                 return list(blocks)
         return []
+
+    def peer_heights(self) -> dict[bytes, int]:
+        """The linked validators' announced heights (those that announced one)."""
+        return {
+            key: s.height
+            for key, s in self._states.items()
+            if not s.is_gateway and s.link is not None and s.link.usable and s.height is not None
+        }
+
+    async def fetch_state(self, peer: bytes, height: int, after: bytes) -> StateChunk:
+        """One chunk of ``peer``'s state snapshot at ``height`` (0: pin one at its head) after
+        the key ``after``.  StateFetchError when the peer is not linked, times out or the link
+        closes.  The entries are *not* checked here: node.state_sync checks the whole set
+        against a certified state root."""
+        state = self._states.get(peer)
+        link = None if state is None else state.link
+        if state is None or state.is_gateway or link is None or not link.usable:
+            raise StateFetchError("the peer is not linked")
+        request_id = next(self._request_ids)
+        fut: asyncio.Future[StateChunk] = asyncio.get_running_loop().create_future()
+        link.chunks[request_id] = fut
+        try:
+            if not link.send(GetState(request_id, height, after)):
+                raise StateFetchError("the link refused the request")
+            async with asyncio.timeout(self._tuning.fetch_timeout_s):
+                return await fut
+        except TimeoutError:
+            state.last_error = "fetch_timeout"
+            raise StateFetchError("the peer did not answer in time") from None
+        except LinkClosedError:
+            raise StateFetchError("the link closed") from None
+        finally:
+            link.chunks.pop(request_id, None)
 
     def connected_peers(self) -> list[bytes]:
         """The validators this node has a usable link with (gateways are not peers)."""
@@ -1103,6 +1159,12 @@ class PeerNetwork:
             self._on_ping(state, frame.height)
         elif isinstance(frame, GetBlocks):
             self._on_get_blocks(link, frame)
+        elif isinstance(frame, GetState):
+            self._on_get_state(state, link, frame)
+        elif isinstance(frame, StateChunk):
+            chunk = link.chunks.pop(frame.request_id, None)
+            if chunk is not None and not chunk.done():
+                chunk.set_result(frame)
         elif isinstance(frame, SubmitTx):
             self._on_submit(state, link, frame)
         elif isinstance(frame, TxVerdict):
@@ -1210,6 +1272,21 @@ class PeerNetwork:
             budget -= len(raw)
             out.append(raw)
         link.send(Blocks(frame.request_id, tuple(out)))
+
+    def _on_get_state(self, state: _PeerState, link: PeerLink, frame: GetState) -> None:
+        """Serve a chunk of a state snapshot to a validator (a gateway gets nothing)."""
+        if self._snapshots is None or self._is_gateway or state.is_gateway:
+            link.send(StateChunk(frame.request_id, 0, (), (), True))
+            return
+        budget = min(self._max_frame_bytes, link.peer_max_frame_bytes) - STATE_CHUNK_OVERHEAD
+        try:
+            height, entries, last = self._snapshots.state_chunk(frame.height, frame.after, budget)
+        except Exception:  # noqa: BLE001 - serving is best effort; the asker tries another peer
+            self._log.exception("serving state failed", height=frame.height)
+            height, entries, last = 0, [], True
+        keys = tuple(key for key, _ in entries)
+        values = tuple(value for _, value in entries)
+        link.send(StateChunk(frame.request_id, height, keys, values, last))
 
     # --- scoring ---------------------------------------------------------------------------
 

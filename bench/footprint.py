@@ -1,0 +1,269 @@
+"""What a community's processes cost at rest once the chain is old: RSS and idle CPU.
+
+A peer device runs a validator, a meter bridge and perhaps a gateway for years, so what they
+hold and burn when nothing much happens matters as much as throughput.  This benchmark plays
+``--days`` of a ``--households`` community (``gridchain bench state``'s year: readings every
+slot, orders, settlement, C&D requests, pruning) into a validator's ledger through the real
+application and LevelDB store, then starts, as real processes on loopback:
+
+* that validator (solo, the community's one) on the aged ledger,
+* the community's gateway (``gridchain gateway run``) linked to it,
+* the meter simulator and the first household's bridge (``gridchain meterbridge run``), which
+  reads its meters every few seconds and sends what the chain does not have yet,
+
+lets them settle, then samples each process's RSS (``VmRSS``) and CPU time (``/proc/PID/stat``)
+over ``--idle-s`` seconds.  Idle CPU is CPU seconds over wall seconds, as a percentage of one
+core.  It also reports what a joining validator would fetch to start from this ledger's state
+(state sync, ADR 0039): the snapshot's entries and bytes, and the time to serve and verify it
+in one process.  Benchmarks measure; tests never assert these figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gridchain.bench import cluster
+from gridchain.bench.conditions import conditions
+from gridchain.bench.soak import read_rss_kib
+from gridchain.bench.state import SLOTS_PER_DAY, Ledger, community, play
+from gridchain.consensus.certificates import check_certificate, genesis_commit_rule
+from gridchain.genesis.cli import write_bundle
+from gridchain.node.p2p.frames import STATE_CHUNK_OVERHEAD, StateChunk
+from gridchain.node.state_sync import SnapshotServer, fetch_snapshot
+from gridchain.node.store import Store
+from gridchain.node.testnet import down, up
+from gridchain.node.testnet_gateways import setup_gateways
+from gridchain.protocol.block import CommittedBlock
+from gridchain.protocol.keystore import TESTNET_SCRYPT_N
+
+#: The frame bound a validator's peer links use by default (node.p2p.PeerNetwork).
+FRAME_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Proc:
+    name: str
+    pid: int
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure_idle(procs: list[Proc], seconds: float) -> dict[str, dict[str, float]]:
+    """RSS at the end and CPU % of one core over ``seconds`` for each process."""
+    before = {p.name: cpu_seconds(p.pid) for p in procs}
+    began = time.monotonic()
+    time.sleep(seconds)
+    wall = time.monotonic() - began
+    out = {}
+    for p in procs:
+        used = cpu_seconds(p.pid) - before[p.name]
+        out[p.name] = {
+            "rss_mib": round(read_rss_kib(p.pid) / 1024, 1),
+            "cpu_percent": round(100 * used / wall, 2),
+            "cpu_s": round(used, 2),
+        }
+    return out
+
+
+class _LocalPeer:
+    """The joiner's view of one peer serving ``server`` (no sockets: the transfer's cost is
+    measured apart from the network's)."""
+
+    def __init__(self, server: SnapshotServer, store: Store) -> None:
+        self._server = server
+        self._store = store
+        self.chunks = 0
+
+    def peer_heights(self) -> dict[bytes, int]:
+        return {b"peer": self._store.head_height()}
+
+    async def fetch_state(self, peer: bytes, height: int, after: bytes) -> StateChunk:
+        self.chunks += 1
+        served, entries, last = self._server.state_chunk(
+            height, after, FRAME_BYTES - STATE_CHUNK_OVERHEAD
+        )
+        keys = tuple(k for k, _ in entries)
+        return StateChunk(self.chunks, served, keys, tuple(v for _, v in entries), last)
+
+    async def fetch_blocks(self, from_height: int, count: int) -> list[bytes]:
+        raw = self._store.get_block_raw(from_height)
+        return [] if raw is None else [raw]
+
+
+def measure_snapshot(store: Store, genesis: Any) -> dict[str, Any]:
+    """Serve and verify a snapshot of ``store``'s state in this process (ADR 0039)."""
+    server = SnapshotServer(store)
+    peer = _LocalPeer(server, store)
+
+    def check(committed: CommittedBlock) -> None:
+        rule = genesis_commit_rule(genesis, committed.block)
+        check_certificate(committed.certificate, committed.block, rule, genesis.chain_id)
+
+    began = time.perf_counter()
+    snapshot = asyncio.run(fetch_snapshot(peer, b"peer", check))
+    seconds = time.perf_counter() - began
+    server.close()
+    return {
+        "height": snapshot.height,
+        "entries": len(snapshot.entries),
+        "bytes": sum(len(k) + len(v) for k, v in snapshot.entries.items()),
+        "chunks": peer.chunks,
+        "serve_and_verify_s": round(seconds, 2),
+    }
+
+
+def _spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "gridchain", *argv],
+            stdout=out,
+            stderr=out,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+def _first_bridge(directory: Path) -> tuple[list[str], list[str], Path]:
+    """argv of the simulator (the first household only) and of that household's bridge."""
+    genesis = json.loads((directory / "genesis.json").read_text())
+    first = genesis["participants"][0]
+    config = directory / "bridges" / first["name"] / "config.toml"
+    port = int(tomllib.loads(config.read_text(encoding="utf-8"))["buses"][0]["port"])
+    simulate = [
+        "meterbridge",
+        "simulate",
+        "--tcp",
+        f"127.0.0.1:{port}",
+        "--household",
+        ",".join(first.get("devices", [])) or "Load",
+        "--registers",
+        str(directory / "bridges" / "registers.json"),
+    ]
+    return simulate, ["meterbridge", "run", "--config", str(config)], config.parent
+
+
+def run(
+    households: int, days: int, idle_s: float, settle_s: float, directory: Path
+) -> dict[str, Any]:
+    people = community(households, gateways=1, engine="pbft")
+    bundle = people.bundle
+    write_bundle(
+        bundle,
+        directory,
+        password="bench",  # noqa: S106 - throwaway keystores in a temporary directory
+        scrypt_n=TESTNET_SCRYPT_N,
+        base_api_port=cluster._base_port(1),
+        base_p2p_port=cluster._base_port(1),
+        meter_sim_port=cluster._base_port(1),
+        base_agent_port=cluster._base_port(1),
+    )
+    setup_gateways(directory, base_port=cluster._base_port(1))
+    data = directory / "nodes" / bundle.validators[0].name / "data"
+    ledger = Ledger.open(bundle.genesis, data)
+    began = time.perf_counter()
+    try:
+        for _ in play(bundle, people, ledger, days):
+            pass
+        entries, blocks = len(ledger.state), ledger.height
+    finally:
+        ledger.store.close()
+    played_s = time.perf_counter() - began
+    store = Store(data)
+    try:
+        snapshot = measure_snapshot(store, bundle.genesis)
+    finally:
+        store.close()
+    report: dict[str, Any] = {
+        "households": households,
+        "days": days,
+        "blocks": blocks,
+        "live_state_entries": entries,
+        "play_s": round(played_s, 1),
+        "state_snapshot": snapshot,
+        "idle_s": idle_s,
+    }
+    procs = up(directory)
+    extra: list[subprocess.Popen[bytes]] = []
+    try:
+        simulate, bridge, bridge_dir = _first_bridge(directory)
+        extra.append(_spawn(simulate, bridge_dir / "simulator.log"))
+        time.sleep(2.0)  # the simulator binds its port before the bridge dials it
+        extra.append(_spawn(bridge, bridge_dir / "bridge.log"))
+        time.sleep(settle_s)
+        watched = [
+            *(Proc("validator" if p.name.startswith("node") else "gateway", p.pid) for p in procs),
+            Proc("bridge", extra[1].pid),
+        ]
+        report["processes"] = measure_idle(watched, idle_s)
+        report["validator_height_after"] = _height_of(directory)
+    finally:
+        for proc in extra:
+            proc.terminate()
+            proc.wait(timeout=15)
+        down(directory)
+    report["conditions"] = conditions()
+    return report
+
+
+def _height_of(directory: Path) -> int | None:
+    """The validator's head after the idle window (blocks the bridge's readings made)."""
+    import urllib.request  # noqa: PLC0415 - only this read
+
+    config = tomllib.loads((directory / "nodes" / "node-1" / "config.toml").read_text())
+    url = f"http://127.0.0.1:{config['api']['port']}/v1/status"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return int(json.loads(resp.read())["height"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def format_report(r: dict[str, Any]) -> list[str]:
+    snap = r["state_snapshot"]
+    lines = [
+        f"community: {r['households']} households, {r['days']} day(s) of block time "
+        f"({r['blocks']:,} blocks, {r['days'] * SLOTS_PER_DAY:,} slots) played in {r['play_s']} s",
+        f"live state at the end: {r['live_state_entries']:,} entries",
+        f"state snapshot a joiner fetches: {snap['entries']:,} entries, "
+        f"{snap['bytes'] / 1e6:.1f} MB in {snap['chunks']} chunks, served and verified in "
+        f"{snap['serve_and_verify_s']} s (one process)",
+        f"idle window: {r['idle_s']} s (bridge reading its meters, validator head "
+        f"{r.get('validator_height_after')})",
+        f"{'process':<10} {'RSS MiB':>8} {'CPU %':>7} {'CPU s':>7}",
+    ]
+    for name, row in r["processes"].items():
+        lines.append(f"{name:<10} {row['rss_mib']:>8} {row['cpu_percent']:>7} {row['cpu_s']:>7}")
+    return lines
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="gridchain bench footprint", description=__doc__)
+    parser.add_argument("--households", type=int, default=200)
+    parser.add_argument("--days", type=int, default=1, help="days of block time to play first")
+    parser.add_argument("--idle-s", type=float, default=60.0, help="length of the idle window")
+    parser.add_argument("--settle-s", type=float, default=15.0, help="wait after start-up")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        report = run(args.households, args.days, args.idle_s, args.settle_s, Path(tmp))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print("\n".join(format_report(report)))
+        print("conditions:", json.dumps(report["conditions"]))
+    return 0
