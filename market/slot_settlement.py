@@ -135,6 +135,12 @@ def pool_receipts(
     return out
 
 
+def get_pool_slot(state: StateReader, slot: int) -> PoolSlot | None:
+    """A settled slot's pool (None: not settled yet, or nobody had a position)."""
+    raw = state.get(pool_slot_key(slot))
+    return None if raw is None else decode(raw, PoolSlot)
+
+
 def pool_slots(state: StateReader, *, from_slot: int = 0) -> list[PoolSlot]:
     """Settled slots' pools from ``from_slot`` on, oldest first."""
     return [

@@ -20,6 +20,7 @@ from gridchain.market.orders import Exchange, OrderRecord, book_levels, contract
 from gridchain.market.scheduling.errors import ScenarioError
 from gridchain.market.scheduling.metrics import pfl_eq_3_11, pfl_eq_4_4, pfl_eq_5_7, pfl_eq_6_4
 from gridchain.market.settlement import receipts
+from gridchain.market.slot_settlement import get_pool_slot
 from gridchain.market.state import StateReader
 from gridchain.node.views import shortfall_reason
 from gridchain.protocol.tx import Market, Side
@@ -103,7 +104,8 @@ def slot_figures(
     reasons = Counter(reason for r in settled if (reason := shortfall_reason(r)) is not None)
     delivered = sum(r.delivered_wh for r in settled)
     taken = sum(r.taken_wh for r in settled)
-    first = settled[0] if settled else None
+    # The slot's pool (ADR 0041) clears every household, with or without a trade.
+    pool = get_pool_slot(state, slot)
     return m.SlotStats(
         slot=slot,
         start_ms=slot * slot_ms,
@@ -117,8 +119,8 @@ def slot_figures(
             shortfall_wh=sum(r.shortfall_wh for r in settled),
             imbalance_wh=delivered - taken,
             fines_mc=sum(r.fine_mc for r in settled),
-            pool_p_sell_mc_per_kwh=None if first is None else first.pool_p_sell_mc_per_kwh,
-            pool_p_buy_mc_per_kwh=None if first is None else first.pool_p_buy_mc_per_kwh,
+            pool_p_sell_mc_per_kwh=None if pool is None else pool.p_sell_mc_per_kwh,
+            pool_p_buy_mc_per_kwh=None if pool is None else pool.p_buy_mc_per_kwh,
             shortfall_reasons=dict(sorted(reasons.items())),
         ),
     )

@@ -24,6 +24,7 @@ from gridchain.market.slot_settlement import (
     pool_slots,
     settled_before,
 )
+from gridchain.node.operator_stats import slot_figures
 from gridchain.protocol.block import ScheduleEntry
 from gridchain.protocol.encoding import decode
 from gridchain.protocol.tx import CDKind, Device
@@ -249,3 +250,16 @@ def test_money_is_conserved_with_and_without_contracts(
         assert abs(r.paid_mc) <= abs(r.amount_mc)
         assert r.paid_mc * r.amount_mc >= 0
         assert (r.net_wh > 0) == (r.amount_mc > 0) or r.amount_mc == 0
+
+
+def test_the_operator_pages_slot_figures_show_the_pool_of_a_slot_without_trades() -> None:
+    ex = make()
+    _readings(ex, pv=600, load=1000, net=0)
+    settle(ex)
+    (pool,) = pool_slots(ex.state)
+    figures = slot_figures(ex.state, ex.state, SLOT, 900_000).settlement
+    assert figures.receipts == 0
+    assert (figures.pool_p_sell_mc_per_kwh, figures.pool_p_buy_mc_per_kwh) == (
+        pool.p_sell_mc_per_kwh,
+        pool.p_buy_mc_per_kwh,
+    )
