@@ -8,12 +8,15 @@ still certified by the old set (the removed validator's signature counts), block
 
 from __future__ import annotations
 
+import pytest
+
 from gridchain.consensus.engine import ChainHead
 from gridchain.consensus.pbft import PbftEngine
-from gridchain.genesis.builder import GenesisBundle
+from gridchain.genesis.builder import GenesisBundle, build_genesis
 from gridchain.market.app import Application, BlockContext
 from gridchain.market.state import MerkleState
 from gridchain.node.driver import ChainDriver
+from gridchain.node.follower import Follower
 from gridchain.protocol.block import (
     Block,
     BlockHeader,
@@ -24,8 +27,9 @@ from gridchain.protocol.block import (
     schedule_root,
     tx_root,
 )
+from gridchain.protocol.errors import SignatureError
 from gridchain.protocol.tx import Transaction, UpdateValidators
-from tests.helpers import signed, small_bundle
+from tests.helpers import GENESIS_TIME_MS, key_factory, signed, small_bundle
 from tests.sim.cluster import SimMempool
 
 T0_OFFSET = 1_000
@@ -129,3 +133,29 @@ def test_each_certificate_is_checked_against_the_set_of_its_height() -> None:
     assert progressed
     assert d.head.height == 3
     assert d.validators_for(100) == bundle.genesis.validator_keys()[:4]
+
+
+def test_a_gateway_follows_the_set_of_each_height() -> None:
+    """The gateway has no state: it replays the chain's UpdateValidators on the same pure
+    schedule and checks each certificate against the set of its height."""
+    bundle = build_genesis(
+        chain_name="gridchain-test",
+        genesis_time_ms=GENESIS_TIME_MS,
+        validators=5,
+        participants=3,
+        engine="pbft",
+        new_key=key_factory("valset-gateway"),
+        gateways=1,
+    )
+    chain = Chain(bundle)
+    gone = bundle.validators[4].key.public_key
+    body = UpdateValidators(remove=(gone,))
+    removal = signed(bundle.governance, bundle.genesis.chain_id, 0, body)
+    b1, b2, b3 = chain.next((removal,)), chain.next(), chain.next()
+    follower = Follower(bundle.genesis, bundle.gateways[0].key, [])
+    follower._accept(chain.certified(b1, (1, 2, 3, 4)))
+    follower._accept(chain.certified(b2, (0, 2, 3, 4)))
+    with pytest.raises(SignatureError):
+        follower._accept(chain.certified(b3, (1, 2, 3, 4)))
+    follower._accept(chain.certified(b3, (0, 2, 3)))
+    assert follower.head.height == 3
