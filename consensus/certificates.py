@@ -9,6 +9,7 @@ it, for the blocks the engine decides and for the blocks fetched from peers whil
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gridchain.consensus.kernel.validators import quorum_size
@@ -55,14 +56,17 @@ def check_certificate(
     certificate.verify(chain_id, rule.signers, rule.quorum)
 
 
-def genesis_commit_rule(genesis: Genesis, block: Block) -> CommitRule:
+def genesis_commit_rule(
+    genesis: Genesis, block: Block, validators: Sequence[bytes] | None = None
+) -> CommitRule:
     """The commit rule of ``genesis``'s engine for ``block``, without running the engine.
 
     For a node that follows the chain without voting (a gateway, ADR 0024): it is the rule
-    each engine's ``commit_rule`` states, from the genesis validator set alone.  PoB's rule
-    names the block's proposer, who must then be a genesis validator.
+    each engine's ``commit_rule`` states, from ``validators``, the set of the block's height
+    (the genesis set when None; ADR 0035).  PoB's rule names the block's proposer, who must
+    then be a validator.
     """
-    keys = genesis.validator_keys()
+    keys = genesis.validator_keys() if validators is None else tuple(validators)
     engine = genesis.consensus.engine
     if engine == "pob":
         proposer = block.header.proposer

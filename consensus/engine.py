@@ -118,11 +118,19 @@ Action = (
 
 @dataclass(frozen=True, slots=True)
 class ChainHead:
-    """What the runtime has committed when the engine starts or after each commit."""
+    """What the runtime has committed when the engine starts or after each commit.
+
+    ``validators`` is the set that certifies the next height (``height + 1``), in its order,
+    told by the driver from the committed state (market/validators.py, ADR 0035): the engine
+    votes and counts votes for that height with it, and when it differs from the set it had,
+    it switches.  Empty means "the set the engine was built with" (tests that drive an engine
+    by hand, chains whose set never changes).
+    """
 
     height: int
     block_hash: bytes
     timestamp_ms: int
+    validators: tuple[bytes, ...] = ()
 
 
 class Engine(Protocol):
@@ -165,7 +173,10 @@ class Engine(Protocol):
 
     def commit_rule(self, block: Block) -> CommitRule:
         """Who may sign ``block``'s certificate, how many distinct signatures it needs and for
-        which vote step, in the validator set valid at ``block``'s height.
+        which vote step, in the validator set valid at ``block``'s height: the set of the
+        engine's next height, which the driver told it in the last ChainHead (the driver asks
+        only about the block after its head, and checks that the signers the rule admits are
+        in the chain's set for that height).
 
         The chain driver checks every certificate (the engine's own decisions and fetched
         blocks) against this with :func:`consensus.certificates.check_certificate`: 2f+1

@@ -58,6 +58,7 @@ from gridchain.market.pruning import prune_due
 from gridchain.market.sealed_outcomes import SealedOutcome, SealedStatus, put_outcome
 from gridchain.market.slot_settlement import settle_due
 from gridchain.market.state import MerkleState, Overlay, StateReader
+from gridchain.market.validators import apply_validator_update
 from gridchain.protocol.address import address_of, format_address, parse_address
 from gridchain.protocol.block import ScheduleEntry
 from gridchain.protocol.crypto import verify
@@ -77,6 +78,7 @@ from gridchain.protocol.tx import (
     Transaction,
     Transfer,
     TxBody,
+    UpdateValidators,
 )
 from gridchain.protocol.tx_signatures import TxSignatureCache, TxVerifier
 
@@ -250,6 +252,10 @@ class Application:
         elif isinstance(body, RegisterMeter):
             self._require_governance(is_governance, "RegisterMeter")
             register_meter(view, body, ctx.height)
+            put_account(view, sender, _bump(get_account(view, sender)))
+        elif isinstance(body, UpdateValidators):
+            self._require_governance(is_governance, "UpdateValidators")
+            apply_validator_update(view, self.genesis, body, ctx.height)
             put_account(view, sender, _bump(get_account(view, sender)))
         elif isinstance(body, MeterReadings):
             apply_readings(

@@ -54,6 +54,7 @@ from gridchain.market.errors import BlockRejectedError
 from gridchain.market.orders import MarketEvent, OrderEvent
 from gridchain.market.pending import PendingChain
 from gridchain.market.state import MerkleState, StateReader
+from gridchain.market.validators import validators_at
 from gridchain.protocol.block import (
     MAX_BLOCK_BYTES,
     Block,
@@ -281,12 +282,11 @@ class ChainDriver:
         self.app = app
         self.engine = engine
         self.state = state
-        self.head = head
+        self.head = self._with_set(head)
         self.mempool = mempool
         self.proposer = proposer
         self.cache: ExecutionCache = NoCache() if cache is None else cache
         self.audit = audit
-        self.validators = frozenset(genesis.validator_keys())
         self.pending = PendingChain(head.block_hash, head.height)
         self.executions: dict[bytes, Execution] = {}
         self.halted: str | None = None
@@ -385,6 +385,16 @@ class ChainDriver:
         if self._due_cache is None or self._due_cache[0] != key:
             self._due_cache = (key, self.app.schedule_due(self.state, now_ms))
         return self._due_cache[1]
+
+    def validators_for(self, height: int) -> tuple[bytes, ...]:
+        """The set that certifies ``height`` (known for up to two heights past the head)."""
+        return validators_at(self.state, self.genesis, height)
+
+    def _with_set(self, head: ChainHead) -> ChainHead:
+        """``head`` carrying the set of the next height, which the engine votes with."""
+        return ChainHead(
+            head.height, head.block_hash, head.timestamp_ms, self.validators_for(head.height + 1)
+        )
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -581,7 +591,7 @@ class ChainDriver:
             raise BlockRejectedError("block timestamp does not advance")
         if header.timestamp_ms > now_ms + MAX_FUTURE_DRIFT_MS and header.height > 0:
             raise BlockRejectedError("block timestamp is too far in the future")
-        if header.proposer not in self.validators:
+        if header.proposer not in self.validators_for(header.height):
             raise BlockRejectedError("block proposer is not a validator")
         block_hash = block.hash()
         cached = self.executions.get(block_hash)
@@ -647,7 +657,13 @@ class ChainDriver:
         """
         evidence = {"height": str(block.height), "block": block.hash().hex()}
         try:
-            check_certificate(certificate, block, self.engine.commit_rule(block), self.chain_id)
+            rule = self.engine.commit_rule(block)
+            if not rule.signers <= frozenset(self.validators_for(block.height)):
+                raise EngineContradictionError(
+                    f"the engine counts signers outside the set of height {block.height}",
+                    evidence=evidence,
+                )
+            check_certificate(certificate, block, rule, self.chain_id)
             if fetched and block.header.prev_hash != self.head.block_hash:
                 raise BlockRejectedError("fetched block does not extend the committed head")
         except GridchainError as exc:
@@ -678,7 +694,7 @@ class ChainDriver:
         if self.audit is not None:
             self.audit(block, execution, self.state)
         tree_writes = self.state.apply(execution.writes)
-        self.head = head_of(block)
+        self.head = self._with_set(head_of(block))
         self.pending.committed(self.head.block_hash, self.head.height)
         self.executions = {h: e for h, e in self.executions.items() if h in self.pending}
         dropped = self.mempool.update_after_commit(

@@ -32,6 +32,7 @@ import structlog
 
 from gridchain.consensus.certificates import check_certificate, genesis_commit_rule
 from gridchain.genesis.schema import Genesis, parse_genesis
+from gridchain.market.validators import ValidatorEpoch, schedule_change, set_at
 from gridchain.node.config import ConfigError
 from gridchain.node.follower_config import GatewayLinkSection
 from gridchain.node.p2p import (
@@ -50,7 +51,12 @@ from gridchain.protocol.block import (
 )
 from gridchain.protocol.crypto import SigningKey
 from gridchain.protocol.errors import GridchainError, ValidationError
-from gridchain.protocol.tx import RegisterMeter, RegisterParticipant, Transaction
+from gridchain.protocol.tx import (
+    RegisterMeter,
+    RegisterParticipant,
+    Transaction,
+    UpdateValidators,
+)
 
 _log = structlog.get_logger("gridchain.follower")
 
@@ -114,6 +120,8 @@ class Follower:
         self._sync_task: asyncio.Task[None] | None = None
         self._best_peer_height = 0
         self._validators = genesis.validator_keys()
+        #: the validator set's epochs, replayed from the UpdateValidators of followed blocks
+        self._epochs: tuple[ValidatorEpoch, ...] = (ValidatorEpoch(0, self._validators),)
         self.network = PeerNetwork(
             key=key,
             chain_id=self.chain_id,
@@ -275,7 +283,7 @@ class Follower:
             raise ValidationError("tx_root does not match the block's transactions")
         if schedule_root(block.schedule) != header.schedule_root:
             raise ValidationError("schedule_root does not match the block's schedule")
-        rule = genesis_commit_rule(self.genesis, block)
+        rule = genesis_commit_rule(self.genesis, block, set_at(self._epochs, header.height))
         check_certificate(committed.certificate, block, rule, self.chain_id)
 
     def _accept(self, committed: CommittedBlock) -> None:
@@ -288,6 +296,10 @@ class Follower:
                 self._senders.add(body.public_key)
             elif isinstance(body, RegisterMeter):
                 self._senders.add(body.bridge_key)
+            elif isinstance(body, UpdateValidators):
+                # Only a change that applied is in a block: replay it on the schedule.
+                self._epochs = schedule_change(self._epochs, self.genesis, body, block.height)
+                self.network.set_validators({k for e in self._epochs[-2:] for k in e.keys})
         self._head = FollowedHead(block.height, block.hash(), block.header.timestamp_ms)
         self._blocks[block.height] = committed
         while len(self._blocks) > self._keep_blocks:

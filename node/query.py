@@ -29,6 +29,7 @@ from gridchain.market.pool import sdr_prices
 from gridchain.market.sealed_outcomes import SealedStatus, outcomes_of
 from gridchain.market.settlement import receipts
 from gridchain.market.slot_settlement import pool_receipts, pool_slots
+from gridchain.market.validators import validators_at
 from gridchain.node.archive import ServedState
 from gridchain.node.operator_stats import book_offers, load_figures, slot_figures
 from gridchain.node.runtime import CommitEvent, Node
@@ -159,20 +160,26 @@ class NodeQuery:
         return m.ParticipantList(participants=out)
 
     def validators(self) -> m.ValidatorList:
-        own = self._node.status()["validator"]
-        return m.ValidatorList(
-            validators=[
+        """The set that certifies the next height, from the chain state (ADR 0035): genesis's
+        validators by their genesis names, one admitted later by a name from its key."""
+        node = self._node
+        own = node.status()["validator"]
+        named = {v.public_key_bytes: v for v in node.genesis.validators}
+        keys = validators_at(node.state, node.genesis, node.head.height + 1)
+        out = []
+        for key in keys:
+            known = named.get(key)
+            out.append(
                 m.Validator(
-                    name=v.name,
-                    address=format_address(address_of(v.public_key_bytes)),
-                    public_key=v.public_key_bytes.hex(),
-                    power=v.power,
-                    this_node=v.public_key_bytes.hex() == own,
-                    encryption_key=v.encryption_key,
+                    name=known.name if known is not None else f"validator-{key.hex()[:8]}",
+                    address=format_address(address_of(key)),
+                    public_key=key.hex(),
+                    power=known.power if known is not None else 1,
+                    this_node=key.hex() == own,
+                    encryption_key=known.encryption_key if known is not None else None,
                 )
-                for v in self._node.genesis.validators
-            ]
-        )
+            )
+        return m.ValidatorList(validators=out)
 
     # --- markets -------------------------------------------------------------------------
 

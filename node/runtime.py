@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
 import structlog
@@ -105,6 +105,8 @@ class PeerLink(Protocol):
 
     def announce_block(self, committed: bytes) -> None: ...
 
+    def set_validators(self, keys: Collection[bytes]) -> None: ...
+
     @property
     def has_gateway_links(self) -> bool: ...
 
@@ -139,8 +141,12 @@ def make_engine(genesis: Genesis, key: SigningKey) -> Engine:
         if key.public_key not in genesis.validator_keys():
             raise ConfigError("node.private_key is not the key of the genesis validator")
         return SoloEngine(key, genesis.chain_id, genesis.params.block_interval_ms)
-    if key.public_key not in genesis.validator_keys():
+    if key.public_key not in genesis.validator_keys() and engine == "pob":
         raise ConfigError("node.private_key is not the key of any genesis validator")
+    # PBFT and ePoB: a key outside the genesis set follows the chain without signing until a
+    # governance UpdateValidators admits it (ADR 0035); the engine votes from that height.
+    if key.public_key in genesis.gateway_keys():
+        raise ConfigError("node.private_key is a gateway's key, not a validator's")
     if engine == "pbft":
         from gridchain.consensus.pbft import PbftEngine  # noqa: PLC0415 - only validators running PBFT
 
@@ -214,6 +220,7 @@ class Node:
         self._subscribers: set[Subscription] = set()
         self._stopped = False
         self.network: PeerLink | None = None
+        self._linked_validators: set[bytes] = set()
         self._sync_task: asyncio.Task[None] | None = None
         self._schedule_timer: asyncio.TimerHandle | None = None
         self._commit_started: float | None = None
@@ -307,6 +314,7 @@ class Node:
                 "clock skewed for fault testing", clock_offset_ms=self.config.faults.clock_offset_ms
             )
         if self.network is not None:
+            self._link_validators()
             await self.network.start()
             if self._state_source is not None and self.config.state_sync.enabled:
                 await self._sync_state(self._state_source)
@@ -369,6 +377,18 @@ class Node:
             state_root=snapshot.committed.block.header.state_root.hex(),
             seconds=round(seconds, 3),
         )
+
+    def _link_validators(self) -> None:
+        """Tell the network which keys are validators: the sets of the head and the next two
+        heights, so a validator admitted on chain links (and catches up) before its first vote
+        counts, and one removed is demoted one block after its last height (ADR 0035)."""
+        if self.network is None:
+            return
+        height = self.driver.head.height
+        keys = {k for h in range(height, height + 3) for k in self.driver.validators_for(h)}
+        if keys != self._linked_validators:
+            self._linked_validators = keys
+            self.network.set_validators(keys)
 
     async def stop(self) -> None:
         if self._stopped:
@@ -512,6 +532,7 @@ class Node:
         self._update_mempool_metrics()
         if self.network is not None and self.network.has_gateway_links:
             self.network.announce_block(batch.committed.encode())
+        self._link_validators()
         self.log.info(
             "block committed",
             height=block.height,

@@ -53,6 +53,7 @@ from gridchain.protocol.tx import (
     Transaction,
     TxBody,
     TxPayload,
+    UpdateValidators,
     sign_tx,
 )
 
@@ -103,7 +104,13 @@ class SealedUnopenedError(SealedRefusedError):
 #: Bodies that are never sealed: the registry of participants and meters and the money supply
 #: are public, and a follower that only reads envelopes must be able to tell who is
 #: registered (ADR 0026).
-PUBLIC_ONLY: tuple[type[Record], ...] = (RegisterParticipant, RegisterMeter, Mint, Burn)
+PUBLIC_ONLY: tuple[type[Record], ...] = (
+    RegisterParticipant,
+    RegisterMeter,
+    Mint,
+    Burn,
+    UpdateValidators,
+)
 
 
 def key_set_hash(encryption_keys: Sequence[bytes]) -> bytes:

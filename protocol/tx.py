@@ -7,6 +7,7 @@ encoding; Ed25519 signatures are deterministic, so one payload has one hash.
 Body type tags 0x10-0x1f are reserved for transaction kinds (0x20-0x2f are blocks and
 consensus records); see docs/spec/encoding.md.  0x14 is held for RegisterMeter.  0x1a is
 :class:`SealedTx`, a body encrypted to the validator set (protocol/sealed.py, docs/sealed.md).
+0x1f is :class:`UpdateValidators`, the top of the range, so new kinds keep growing from 0x1b.
 """
 
 from __future__ import annotations
@@ -242,6 +243,21 @@ class SealedTx(Record):
     ciphertext: Annotated[bytes, Size(16, MAX_SEALED_CIPHERTEXT)]
 
 
+@register(0x1F)
+@dataclass(frozen=True, slots=True)
+class UpdateValidators(Record):
+    """Change the validator set (governance only): keys to ``add`` and keys to ``remove``.
+
+    A key is a validator's Ed25519 public key, which is at once its consensus key (it signs
+    votes), its link key (it authenticates its peer links, ADR 0024) and its address (derived
+    from it): everything the other validators need to count its votes and accept its link.
+    A change committed at height H is in force from H + 2 (market/validators.py, ADR 0035).
+    """
+
+    add: Annotated[tuple[Bytes32, ...], Size(0, 64)] = ()
+    remove: Annotated[tuple[Bytes32, ...], Size(0, 64)] = ()
+
+
 TxBody = (
     Transfer
     | RegisterParticipant
@@ -254,6 +270,7 @@ TxBody = (
     | MeterReadings
     | CDRequest
     | SealedTx
+    | UpdateValidators
 )
 TX_BODY_TYPES: tuple[type[Record], ...] = (
     Transfer,
@@ -267,6 +284,7 @@ TX_BODY_TYPES: tuple[type[Record], ...] = (
     MeterReadings,
     CDRequest,
     SealedTx,
+    UpdateValidators,
 )
 
 

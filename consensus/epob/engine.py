@@ -168,18 +168,10 @@ class EpobEngine:
         quorum: Quorum = "bft",
         verifier: Verifier = verify,
     ) -> None:
-        self._vals = ValidatorSet(validators, quorum, error=EpobConfigError)
-        if key.public_key not in self._vals:
-            raise EpobConfigError("this node's key is not one of the validators")
         if round_ms < 1 or block_interval_ms < 0:
             raise EpobConfigError("round_ms must be positive, block_interval_ms not negative")
-        #: the validators in genesis order
-        self._keys = self._vals.keys
-        self.n = self._vals.n
-        self.q = self._vals.q
-        #: the fewest validators that must include one that is not faulty
-        self.skip = self.n - self.q + 1
         self.quorum: Quorum = quorum
+        self._use_set(ValidatorSet(validators, quorum, error=EpobConfigError))
         self._key = key
         self._me = key.public_key
         self._chain_id = chain_id
@@ -205,6 +197,31 @@ class EpobEngine:
         self._start_at: int | None = None
         self._alarm = Alarm()
         self._reset_height()
+
+    def _use_set(self, vals: ValidatorSet) -> None:
+        self._vals = vals
+        #: the validators in the set's order
+        self._keys = vals.keys
+        self.n = vals.n
+        self.q = vals.q
+        #: the fewest validators that must include one that is not faulty
+        self.skip = self.n - self.q + 1
+
+    @property
+    def _member(self) -> bool:
+        """This validator is in the set of the height in flight: it proposes and votes.
+        Outside it (admitted for a later height, or removed) it follows without signing."""
+        return self._me in self._vals
+
+    def _adopt_set(self, head: ChainHead) -> None:
+        """Switch to the set the driver names for ``head.height + 1`` (ADR 0035); claims and
+        a hint were checked against the old set and are dropped."""
+        if not head.validators or head.validators == self._keys:
+            return
+        self._use_set(ValidatorSet(head.validators, self.quorum, error=EpobConfigError))
+        self._claims = HeadClaims()
+        if self._hint is not None and self._hint.vote.height > head.height:
+            self._hint = None
 
     # --- per-height state -----------------------------------------------------------------
 
@@ -253,6 +270,7 @@ class EpobEngine:
         records = restore(persisted)
         self._guard = records.guard()
         self._head = head
+        self._adopt_set(head)
         self._reset_height()
         self._earliest_start = now_ms + self._interval
         cert = records.last_commit
@@ -362,6 +380,7 @@ class EpobEngine:
         if self._hint is not None and self._hint.vote.height <= head.height:
             self._hint = None
         self._head = head
+        self._adopt_set(head)
         self._reset_height()
         self._claims.forget_up_to(head.height)
         for key in [k for k in self._reported if k[2] <= head.height]:
@@ -480,6 +499,8 @@ class EpobEngine:
         last = self._guard.last("proposal")
         if last is not None and (last.height, last.round) >= (self._h, round_):
             return []  # proposed in this round before a restart: a new block would be refused
+        if not self._member:
+            return []  # outside the set: it proposes nothing
         self._awaiting = round_
         return [
             RequestProposal(
@@ -506,7 +527,7 @@ class EpobEngine:
     def _propose(self, block: Block, polka: Certificate | None, now_ms: int) -> list[Action]:
         round_ = self._round
         block_hash = self._hash(block)
-        if not self._guard.permits("proposal", self._h, round_, block_hash):
+        if not self._member or not self._guard.permits("proposal", self._h, round_, block_hash):
             self._my_proposal[round_] = None
             return []
         self._guard.record("proposal", self._h, round_, block_hash)
@@ -784,7 +805,7 @@ class EpobEngine:
 
     def _step_prevote(self, now_ms: int) -> list[Action] | None:
         r = self._round
-        if not self._active or self._committing or r in self._my_prevote:
+        if not self._member or not self._active or self._committing or r in self._my_prevote:
             return None
         if not self._window_over():
             return None
@@ -804,7 +825,7 @@ class EpobEngine:
 
     def _step_precommit(self, now_ms: int) -> list[Action] | None:
         r = self._round
-        if not self._active or self._committing or r in self._my_precommit:
+        if not self._member or not self._active or self._committing or r in self._my_precommit:
             return None
         if not self._window_over():
             return None

@@ -132,8 +132,6 @@ class PbftEngine:
         verifier: Verifier = verify,
     ) -> None:
         self._vals = ValidatorSet(validators, error=PbftConfigError)
-        if key.public_key not in self._vals:
-            raise PbftConfigError("this node's key is not one of the validators")
         if block_interval_ms < 1 or view_timeout_ms < 1:
             raise PbftConfigError("block_interval_ms and view_timeout_ms must be positive")
         if checkpoint_interval < 1:
@@ -213,6 +211,27 @@ class PbftEngine:
         """The height being decided."""
         return self._head.height + 1
 
+    @property
+    def _member(self) -> bool:
+        """This replica is in the set of the height in flight: it votes.  Outside it (a
+        validator admitted for a later height, or one removed) it follows without signing."""
+        return self._me in self._vals
+
+    def _adopt_set(self, head: ChainHead) -> None:
+        """Switch to the set the driver names for ``head.height + 1`` (ADR 0035).
+
+        What was counted for later heights was counted with the old set (its members, its
+        quorum): it is dropped, and the members re-send what matters (they retransmit).
+        """
+        if not head.validators or head.validators == self._vals.keys:
+            return
+        self._vals = ValidatorSet(head.validators, error=PbftConfigError)
+        self._logs = {h: log for h, log in self._logs.items() if h <= head.height}
+        self._checkpoints = {h: c for h, c in self._checkpoints.items() if h <= head.height}
+        if self._hint is not None and self._hint.vote.height > head.height:
+            self._hint = None
+        self._claims = HeadClaims()
+
     def _timeout(self) -> int:
         return self._timeout_base << min(self._vc_count, MAX_BACKOFF_EXPONENT)
 
@@ -232,6 +251,7 @@ class PbftEngine:
         records = restore(persisted)
         self._guard = records.guard()
         self._head = head
+        self._adopt_set(head)
         self._stable = head.height - head.height % self._cp_interval
         h = head.height + 1
         view = 0
@@ -365,8 +385,9 @@ class PbftEngine:
             # take it up to wherever the others go; a view it asked for alone could only wait.
             self._view = self._active_view
         self._claims.forget_up_to(head.height)
+        self._adopt_set(head)
         actions: list[Action] = []
-        if head.height % self._cp_interval == 0 and head.height > self._stable:
+        if head.height % self._cp_interval == 0 and head.height > self._stable and self._member:
             checkpoint = make_checkpoint(self._key, self._chain_id, head.height, head.block_hash)
             self._my_checkpoint = checkpoint
             actions.append(Broadcast(checkpoint))
@@ -774,8 +795,10 @@ class PbftEngine:
         if best > self._head.height:
             self._sync_requested = max(self._sync_requested, best)
             actions.append(SyncTo(best))
-        if self._pending_work or self._changing or self._outstanding():
+        if self._member and (self._pending_work or self._changing or self._outstanding()):
             actions.extend(self._start_view_change(self._view + 1, now_ms))
+        elif not self._member:
+            self._arm_view_timer(now_ms)  # keep looking for a higher head to fetch
         return actions
 
     def _retransmit(self, now_ms: int) -> list[Action]:
@@ -823,6 +846,8 @@ class PbftEngine:
         ]
 
     def _send_view_change(self, now_ms: int) -> list[Action]:
+        if not self._member:
+            return []  # a replica outside the set signs nothing
         vc = make_view_change(
             self._key,
             self._chain_id,
@@ -964,7 +989,7 @@ class PbftEngine:
 
     def _step_join(self, now_ms: int) -> list[Action] | None:
         log = self._logs.get(self._h)
-        if log is None:
+        if log is None or not self._member:
             return None
         targets = sorted(
             (t for t in log.highest_targets().values() if t > self._view), reverse=True
@@ -1058,8 +1083,9 @@ class PbftEngine:
         block_hash = self._accepted.get(view)
         if not block_hash or not self._validated.get(block_hash):
             return None
-        if self._vals.primary(view) == self._me:
-            self._prepare_sent[view] = None  # the pre-prepare was this replica's prepare
+        if self._vals.primary(view) == self._me or not self._member:
+            # the pre-prepare was this replica's prepare, or it is not a member: no prepare
+            self._prepare_sent[view] = None
             return []
         log = self._log_at(self._h)
         if log is None or not self._guard.permits(VoteStep.PREPARE, self._h, view, block_hash):
@@ -1088,7 +1114,7 @@ class PbftEngine:
         )
         if prepared is None:
             return None
-        if not self._guard.permits(VoteStep.COMMIT, self._h, view, block_hash):
+        if not self._member or not self._guard.permits(VoteStep.COMMIT, self._h, view, block_hash):
             self._commit_sent[view] = None
             return []
         self._guard.record(VoteStep.COMMIT, self._h, view, block_hash)

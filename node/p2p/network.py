@@ -34,7 +34,7 @@ import ipaddress
 import itertools
 import random
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -459,7 +459,11 @@ class PeerNetwork:
         for i, peer in enumerate(peers):
             if peer.public_key == self._own:
                 continue  # a shared peer list may name this node itself
-            if peer.public_key not in self._validators:
+            if peer.public_key not in self._validators and (
+                self._is_gateway or peer.public_key in self._gateways
+            ):
+                # A validator may list a key the chain admits later (ADR 0035): it dials it,
+                # and the link is refused until that key is a validator on chain.
                 raise ConfigError(
                     f"p2p.peers[{i}] ({peer.name}): public_key is not a genesis validator"
                 )
@@ -573,6 +577,19 @@ class PeerNetwork:
         ]
 
     # --- the runtime's API -------------------------------------------------------------------
+
+    def set_validators(self, keys: Collection[bytes]) -> None:
+        """The keys the chain counts as validators now or soon (ADR 0035): link with them as
+        validators; a link to a key that left (and is no gateway) is closed and refused."""
+        validators = frozenset(k for k in keys if k != self._own)
+        if validators == self._validators:
+            return
+        self._validators = validators
+        for state in self._states.values():
+            if state.key in validators or state.is_gateway:
+                continue
+            for link in list(state.links):
+                link.close("no longer a validator")
 
     def broadcast_consensus(self, payload: bytes) -> None:
         """Send an engine message to every connected peer (best effort: engines retransmit)."""

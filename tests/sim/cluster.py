@@ -90,6 +90,7 @@ from gridchain.genesis.builder import GenesisBundle
 from gridchain.market.accounts import get_account
 from gridchain.market.app import Application, BlockBuild, BlockContext, Execution
 from gridchain.market.state import MerkleState, StateReader
+from gridchain.market.validators import validators_at
 from gridchain.node.driver import (
     ArmBoundary,
     ChainDriver,
@@ -115,8 +116,15 @@ from gridchain.protocol.crypto import Domain, SigningKey, sha256
 from gridchain.protocol.encoding import Record
 from gridchain.protocol.errors import DecodeError, GridchainError
 from gridchain.protocol.sealed import ValidatorOpener, seal_tx
-from gridchain.protocol.tx import CDRequest, Transaction, Transfer, TxBody, sign_tx
-from tests.helpers import GENESIS_TIME_MS, det_key, sealing_bundle
+from gridchain.protocol.tx import (
+    CDRequest,
+    Transaction,
+    Transfer,
+    TxBody,
+    UpdateValidators,
+    sign_tx,
+)
+from tests.helpers import GENESIS_TIME_MS, det_key, sealing_bundle, small_bundle
 
 BLOCK_INTERVAL_MS = 100
 VIEW_TIMEOUT_MS = 500
@@ -195,6 +203,9 @@ class Scenario:
     byzantine: tuple[str, ...] = ()
     #: a key outside the validator set that sends well-formed, signed messages
     outsider: bool = False
+    #: governance admits a validator started from genesis outside the set, then removes one
+    #: of the genesis validators (ADR 0035); the chain does not seal (see market/validators.py)
+    set_changes: bool = False
     chaos_ms: tuple[int, int] = (1_000, 3_000)
 
 
@@ -242,6 +253,16 @@ SCENARIOS: dict[str, Scenario] = {
             crashes=1,
             byzantine=("forge-catchup",),
         ),
+        # The validator set changes under load: a fifth validator joins, then one leaves.
+        Scenario("set-changes", drop=0.05, duplicate=0.05, set_changes=True),
+        Scenario("set-changes-crashes", drop=0.05, crashes=1, set_changes=True),
+        Scenario(
+            "set-changes-byzantine",
+            drop=0.05,
+            partitions=True,
+            byzantine=("equivocate",),
+            set_changes=True,
+        ),
     )
 }
 SCENARIO_NAMES: tuple[str, ...] = tuple(SCENARIOS)
@@ -276,6 +297,19 @@ def fixture(n: int) -> Fixture:
         block_interval_ms=BLOCK_INTERVAL_MS,
     )
     return build_fixture(bundle, sealed_every=SEALED_EVERY)
+
+
+@cache
+def plain_fixture(n: int) -> Fixture:
+    """The fixture without sealing: a chain that seals adds no validator (ADR 0035)."""
+    bundle = small_bundle(
+        validators=n,
+        participants=PARTICIPANTS,
+        engine="pbft",
+        seed=f"sim-{n}",
+        block_interval_ms=BLOCK_INTERVAL_MS,
+    )
+    return build_fixture(bundle)
 
 
 def build_fixture(
@@ -492,12 +526,16 @@ class SimMempool:
         senders = sorted({sender for sender, _ in self.txs})
         nonces = {sender: self.nonce(sender) for sender in senders}
         out: list[Transaction] = []
-        if self.cd_first:
-            for sender in senders:
-                tx = self.txs.get((sender, nonces[sender]))
-                if tx is not None and isinstance(tx.body, CDRequest) and len(out) < limit:
-                    out.append(tx)
-                    nonces[sender] += 1
+        # Governance's set changes first: the clients' backlog (reaped by sender order) would
+        # otherwise starve a sender that sorts last, as a FIFO pool would not.
+        first: tuple[type[TxBody], ...] = (
+            (UpdateValidators, CDRequest) if self.cd_first else (UpdateValidators,)
+        )
+        for sender in senders:
+            tx = self.txs.get((sender, nonces[sender]))
+            if tx is not None and isinstance(tx.body, first) and len(out) < limit:
+                out.append(tx)
+                nonces[sender] += 1
         for sender in senders:
             nonce = nonces[sender]
             while (sender, nonce) in self.txs and len(out) < limit:
@@ -821,7 +859,7 @@ class Cluster:
         self.scenario = scenario
         self.seed = seed
         self.rng = random.Random(f"{scenario.name}/{seed}")
-        self.fixture = fixture(scenario.n)
+        self.fixture = plain_fixture(scenario.n) if scenario.set_changes else fixture(scenario.n)
         self.n = scenario.n
         self.f = (self.n - 1) // 3
         self.quorum = self.n - self.f
@@ -836,9 +874,22 @@ class Cluster:
             raise ValueError(f"{scenario.name}: more Byzantine validators than f = {self.f}")
         chosen = self.rng.sample(range(self.n), len(byzantine))
         roles: dict[int, str] = dict(zip(chosen, byzantine, strict=True))
-        self.nodes = [
-            self.node_class(self, i, k, roles.get(i)) for i, k in enumerate(self.fixture.keys)
-        ]
+        #: a validator started from genesis outside the set, admitted by governance later
+        self.joiner = det_key(f"joiner/{seed}") if scenario.set_changes else None
+        keys = (*self.fixture.keys, *(() if self.joiner is None else (self.joiner,)))
+        self.nodes = [self.node_class(self, i, k, roles.get(i)) for i, k in enumerate(keys)]
+        #: every node, the joiner included (``n`` is the genesis set's size)
+        self.size = len(self.nodes)
+        #: the validator set's epochs (first height, keys), modelled here from the committed
+        #: UpdateValidators independently of market/validators.py, which is checked against it
+        self.epochs: list[tuple[int, tuple[bytes, ...]]] = [(0, self.fixture.validators)]
+        #: governance's set changes submitted so far (wallets resubmit them like transfers)
+        self.set_txs: list[Transaction] = []
+        self.joined_at: int | None = None
+        self.removed_at: int | None = None
+        self.removed: bytes | None = None
+        #: the joiner signed a certificate that an honest node committed
+        self.joiner_signed = False
         self.by_key = {node.public_key: node for node in self.nodes}
         self.outsider = det_key(f"outsider/{seed}") if scenario.outsider else None
         self.canonical: dict[int, bytes] = {}
@@ -956,8 +1007,12 @@ class Cluster:
             self.schedule(self.now + delay, Event("deliver", target.index, sender_key, payload))
 
     def audit_outgoing(self, node: SimNode, message: Record) -> None:
-        """An honest vote leaves only when the record guarding it is persisted, and never twice."""
+        """An honest vote leaves only when the record guarding it is persisted, and never twice,
+        and only from a member of the set of its height."""
+        if isinstance(message, ViewChange) and message.signer == node.public_key:
+            self.audit_member(node, message.height)
         for step, vote in signed_votes(node.public_key, message):
+            self.audit_member(node, vote.height)
             key = (node.public_key, int(step), vote.height, vote.round)
             earlier = self.signed.setdefault(key, vote.block_hash)
             if earlier != vote.block_hash:
@@ -973,6 +1028,73 @@ class Cluster:
             if record is None or (record.height, record.view) < (message.height, message.new_view):
                 self.fail(f"{node.name()} sent a view change before persisting its view")
 
+    def audit_member(self, node: SimNode, height: int) -> None:
+        """An honest node signs for a height only as a member of that height's set."""
+        if node.public_key not in self.set_at(height):
+            self.fail(f"{node.name()} signed for h{height} outside that height's validator set")
+
+    # --- the validator set ----------------------------------------------------------------
+
+    def set_at(self, height: int) -> tuple[bytes, ...]:
+        """The modelled set of ``height``."""
+        keys = self.epochs[0][1]
+        for first, epoch_keys in self.epochs:
+            if first <= height:
+                keys = epoch_keys
+        return keys
+
+    def quorum_of(self, n: int) -> int:
+        """The certificate quorum of a set of n validators (PBFT: n - f)."""
+        return n - (n - 1) // 3
+
+    def model_changes(self, block: Block) -> None:
+        """The first honest commit of a height: each UpdateValidators in it takes effect two
+        blocks later (the rule of ADR 0035, written here on its own)."""
+        for tx in block.txs:
+            body = tx.body
+            if not isinstance(body, UpdateValidators):
+                continue
+            first = block.height + 2
+            last_first, last = self.epochs[-1]
+            keys = tuple(k for k in last if k not in body.remove) + tuple(body.add)
+            if last_first == first:
+                self.epochs[-1] = (first, keys)
+            else:
+                self.epochs.append((first, keys))
+            if self.joiner is not None and self.joiner.public_key in body.add:
+                self.joined_at = first
+            if body.remove:
+                self.removed, self.removed_at = body.remove[0], first
+            self.record(None, "set-change", f"from h{first}: {len(keys)} validators")
+
+    def audit_set(self, node: SimNode) -> None:
+        """The node's chain state names the modelled sets for the next two heights."""
+        head = node.head.height
+        genesis = self.fixture.bundle.genesis
+        for height in (head + 1, head + 2):
+            if validators_at(node.state, genesis, height) != self.set_at(height):
+                self.fail(f"{node.name()}'s state names another set for h{height} than the model")
+
+    def govern(self, change: str) -> None:
+        """Governance submits a set change: admit the joiner, or remove a genesis validator."""
+        assert self.joiner is not None
+        fx = self.fixture
+        if change == "add":
+            body = UpdateValidators(add=(self.joiner.public_key,))
+        else:
+            body = UpdateValidators(remove=(self.rng.choice(fx.validators),))
+        tx = sign_tx(fx.bundle.governance.key, fx.chain_id, len(self.set_txs), body)
+        self.set_txs.append(tx)
+        self.record(None, "govern", change)
+        for node in self.nodes:
+            delay = self.rng.randint(*self.scenario.delay_ms)
+            self.schedule(self.now + delay, Event("tx", node.index, detail=tx))
+
+    def set_changes_done(self) -> bool:
+        """The joiner signed a committed certificate and the removal took effect."""
+        top = max(self.canonical, default=0)
+        return self.joiner_signed and self.removed_at is not None and top >= self.removed_at
+
     # --- callbacks from nodes ---------------------------------------------------------------
 
     def on_refusal(self, block: Block, exc: GridchainError) -> None:
@@ -982,7 +1104,11 @@ class Cluster:
         if not node.honest:
             return
         block_hash = block.hash()
+        if block.height not in self.canonical:
+            self.model_changes(block)
         known = self.canonical.setdefault(block.height, block_hash)
+        if self.scenario.set_changes:
+            self.audit_set(node)
         if known != block_hash:
             self.fail(
                 f"agreement violated at height {block.height}: {node.name()} committed "
@@ -1083,10 +1209,17 @@ class Cluster:
             cert.verify(self.fixture.chain_id, signers, quorum)
         except GridchainError as exc:
             self.fail(f"{node.name()} committed h{block.height} with a bad certificate: {exc}")
+        if self.joiner is not None and any(
+            sig.validator == self.joiner.public_key for sig in cert.signatures
+        ):
+            self.joiner_signed = True
 
     def expected_signers(self, block: Block) -> tuple[tuple[bytes, ...], int]:
-        """Who must have signed a committed block's certificate, and how many of them."""
-        return self.fixture.validators, self.quorum
+        """Who may sign a committed block's certificate (the set of its height: a removed
+        validator's signature never counts again, a joiner's only from its first height), and
+        how many of them must."""
+        signers = self.set_at(block.height)
+        return signers, self.quorum_of(len(signers))
 
     def sync_source(self, node: SimNode) -> SimNode | None:
         sources = [
@@ -1118,27 +1251,33 @@ class Cluster:
         if s.crashes:
             t = self.now + rng.randint(100, 500)
             while t < self.heal_at:
-                self.schedule(t, Event("crash", rng.randrange(self.n)))
+                self.schedule(t, Event("crash", rng.randrange(self.size)))
                 t += rng.randint(150, 800)
         if s.crash_all:
             t = self.now + rng.randint(span // 4, span // 2)
             for node in self.nodes:
                 self.schedule(t, Event("crash", node.index, detail="all"))
                 self.schedule(t + rng.randint(50, 400), Event("restart", node.index))
+        if s.set_changes:
+            added = self.now + rng.randint(100, span // 2)
+            self.schedule(added, Event("govern", detail="add"))
+            self.schedule(added + rng.randint(200, 2_000), Event("govern", detail="remove"))
         self.schedule(self.heal_at, Event("faults-end"))
 
     def partition(self) -> None:
-        ids = list(range(self.n))
+        ids = list(range(self.size))
         self.rng.shuffle(ids)
-        cut = self.rng.randint(1, self.n - 1)
-        groups = [0] * self.n
+        cut = self.rng.randint(1, self.size - 1)
+        groups = [0] * self.size
         for i in ids[cut:]:
             groups[i] = 1
         self.groups = groups
         self.record(
             None,
             "partition",
-            " | ".join(",".join(f"n{i}" for i in range(self.n) if groups[i] == g) for g in (0, 1)),
+            " | ".join(
+                ",".join(f"n{i}" for i in range(self.size) if groups[i] == g) for g in (0, 1)
+            ),
         )
 
     def crash(self, index: int, *, everyone: bool) -> None:
@@ -1187,7 +1326,7 @@ class Cluster:
         """Wallets retry what has not committed (crashed nodes lost their mempools)."""
         committed = max((n for n in self.nodes if n.honest), key=lambda n: n.head.height)
         seen: dict[bytes, int] = {}
-        for tx in self.fixture.txs[: self.next_tx]:
+        for tx in (*self.fixture.txs[: self.next_tx], *self.set_txs):
             sender = tx.sender
             if sender not in seen:
                 seen[sender] = committed.app_nonce(sender)
@@ -1348,6 +1487,8 @@ class Cluster:
             self.restart(event.node)
         elif kind == "faults-end":
             self.end_faults()
+        elif kind == "govern":
+            self.govern(event.detail)
 
     def check_invariants(self) -> None:
         """After every event: honest heads agree with what the others committed there."""
@@ -1360,6 +1501,8 @@ class Cluster:
     def live(self) -> bool:
         if self.liveness_base is None:
             return False
+        if self.scenario.set_changes and not self.set_changes_done():
+            return False
         goal = self.liveness_base + LIVENESS_BLOCKS
         return all(n.head.height >= goal for n in self.nodes if n.honest and n.is_alive())
 
@@ -1370,9 +1513,15 @@ class Cluster:
             for n in self.nodes
             if n.honest and n.is_alive() and n.head.height < goal
         ]
+        changes = ""
+        if self.scenario.set_changes:
+            changes = (
+                f"; joiner from h{self.joined_at} signed: {self.joiner_signed}, "
+                f"removal from h{self.removed_at}"
+            )
         self.fail(
             f"liveness: {LIVENESS_BOUND_MS} ms after the faults stopped, honest nodes had not "
-            f"all reached h{goal}: {', '.join(lagging)}"
+            f"all reached h{goal}: {', '.join(lagging)}{changes}"
         )
 
     def position(self, node: SimNode) -> str:

@@ -219,6 +219,16 @@ EPOB_SCENARIOS: dict[str, EpobScenario] = {
             crashes=1,
             byzantine=("forge-catchup",),
         ),
+        # The validator set changes under load (a fifth validator joins, then one leaves),
+        # with a crash at a time and an equivocating validator (which may be the one removed).
+        EpobScenario(
+            "set-changes",
+            drop=0.05,
+            duplicate=0.05,
+            crashes=1,
+            byzantine=("equivocate",),
+            set_changes=True,
+        ),
     )
 }
 EPOB_SCENARIO_NAMES: tuple[str, ...] = tuple(EPOB_SCENARIOS)
@@ -533,11 +543,16 @@ class EpobCluster(Cluster):
 
     # --- audits ---------------------------------------------------------------------------
 
+    def quorum_of(self, n: int) -> int:
+        return quorum_size(n, self.epob_scenario.quorum)
+
     def audit_outgoing(self, node: SimNode, message: Record) -> None:
-        """An honest signature leaves only when its guard record is persisted, and never twice."""
+        """An honest signature leaves only when its guard record is persisted, and never twice,
+        and only from a member of the set of its height."""
         assert isinstance(node, EpobNode)
         guard = node.epob_guard
         for step, height, round_, block_hash in signed_epob_votes(node.public_key, message):
+            self.audit_member(node, height)
             key = (node.public_key, step, height, round_)
             if step == VoteStep.PREPARE and key not in self.signed:
                 self.audit_choice(node, height, round_, block_hash)

@@ -7,13 +7,14 @@ a failure names the rule, and the byte vectors let another implementation check 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import msgpack
 import pytest
 
 from gridchain.node.config import ConfigError
 from gridchain.node.p2p import FrameTooLargeError, PeerAddress, PeerNetwork
-from gridchain.node.p2p.errors import LinkClosedError
+from gridchain.node.p2p.errors import LinkClosedError, UnknownPeerError
 from gridchain.node.p2p.frames import (
     HANDSHAKE_MAX_FRAME_BYTES,
     MAX_BLOCKS_PER_REQUEST,
@@ -38,7 +39,7 @@ from gridchain.node.p2p.frames import (
 )
 from gridchain.node.p2p.handshake import transcript_bytes
 from gridchain.node.p2p.lru import SeenSet
-from gridchain.protocol.crypto import sha256
+from gridchain.protocol.crypto import SigningKey, sha256
 from gridchain.protocol.errors import (
     FieldValueError,
     MalformedError,
@@ -242,9 +243,14 @@ class _NullHandler:
         pass
 
 
-def _network(peers: list[PeerAddress], max_frame_bytes: int = MIN_FRAME_BYTES) -> PeerNetwork:
+def _network(
+    peers: list[PeerAddress],
+    max_frame_bytes: int = MIN_FRAME_BYTES,
+    gateways: Sequence[SigningKey] = (),
+) -> PeerNetwork:
     me, other = det_key("frames/me"), det_key("frames/other")
     return PeerNetwork(
+        gateways=[g.public_key for g in gateways],
         key=me,
         chain_id=sha256(b"chain"),
         validators=[me.public_key, other.public_key],
@@ -272,10 +278,31 @@ def test_the_frame_limit_must_fit_a_transaction() -> None:
         _network([], max_frame_bytes=MIN_FRAME_BYTES - 1)
 
 
-def test_a_configured_peer_must_be_a_validator() -> None:
+def test_a_configured_peer_may_be_a_validator_to_be_but_never_a_gateway() -> None:
+    """Since ADR 0035 a validator may list a key the chain admits later (it dials it; the
+    link is refused until the key is a validator on chain); a gateway's key is no peer."""
     stranger = det_key("frames/stranger")
+    net = _network([PeerAddress("s", stranger.public_key, "127.0.0.1", 1)])
+    assert [p["public_key"] for p in net.peer_info()] == [stranger.public_key.hex()]
+    gateway = det_key("frames/gateway")
     with pytest.raises(ConfigError, match=r"p2p\.peers\[0\]"):
-        _network([PeerAddress("s", stranger.public_key, "127.0.0.1", 1)])
+        _network([PeerAddress("g", gateway.public_key, "127.0.0.1", 1)], gateways=[gateway])
+
+
+async def test_links_follow_the_validator_set_the_runtime_names() -> None:
+    """A key admitted on chain is accepted as a validator link; one removed is refused."""
+    stranger = det_key("frames/stranger")
+    other = det_key("frames/other").public_key
+    net = _network([])
+    with pytest.raises(UnknownPeerError):
+        net._admit(stranger.public_key)
+    net.set_validators([det_key("frames/me").public_key, other, stranger.public_key])
+    net._admit(stranger.public_key)
+    net.set_validators([other, det_key("frames/me").public_key])
+    with pytest.raises(UnknownPeerError):
+        net._admit(stranger.public_key)
+    net._admit(other)
+
     me = det_key("frames/me")
     # Naming this node itself in a shared peer list is harmless and skipped.
     assert _network([PeerAddress("me", me.public_key, "127.0.0.1", 1)]).peer_info() == []

@@ -11,6 +11,7 @@ with a fake peer link that serves what the test chose.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,9 @@ class ServingLink:
 
     def peer_info(self) -> list[dict[str, Any]]:
         return []
+
+    def set_validators(self, keys: Collection[bytes]) -> None:
+        return None
 
     def announce_block(self, committed: bytes) -> None:
         return None

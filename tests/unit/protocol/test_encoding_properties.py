@@ -75,6 +75,7 @@ from gridchain.protocol.tx import (
     Transaction,
     Transfer,
     TxPayload,
+    UpdateValidators,
     decode_tx,
     sign_tx,
 )
@@ -158,6 +159,11 @@ sealed_txs = st.builds(
     ).map(tuple),
     ciphertext=st.binary(min_size=16, max_size=200),
 )
+update_validators = st.builds(
+    UpdateValidators,
+    add=st.lists(b32, max_size=3).map(tuple),
+    remove=st.lists(b32, max_size=3).map(tuple),
+)
 bodies = st.one_of(
     transfers,
     registrations,
@@ -170,6 +176,7 @@ bodies = st.one_of(
     meter_readings,
     cd_requests,
     sealed_txs,
+    update_validators,
 )
 payloads = st.builds(TxPayload, sender=b32, nonce=u64, body=bodies)
 transactions = st.builds(Transaction, sender=b32, nonce=u64, body=bodies, signature=b64)
@@ -212,6 +219,7 @@ STRATEGIES: dict[type[Record], st.SearchStrategy[Record]] = {
     MeterReadings: meter_readings,
     CDRequest: cd_requests,
     SealedTx: sealed_txs,
+    UpdateValidators: update_validators,
     ReadingRecord: reading_records,
     SignedReading: signed_readings,
     TxPayload: payloads,
@@ -267,6 +275,7 @@ SAMPLES: dict[type[Record], Record] = {
     MeterReadings: MeterReadings((SAMPLE_READING,)),
     CDRequest: CDRequest(1, 0, 1_700_000_000_000, 1_700_003_600_000, 7_000, 7_000, 250_000, "ev-a"),
     SealedTx: SealedTx(b"\x77" * 32, (b"\x78" * WRAPPED_KEY_BYTES,), b"\x79" * 40),
+    UpdateValidators: UpdateValidators((KEY.public_key,), (b"\x7a" * 32,)),
     ReadingRecord: SAMPLE_READING.record,
     SignedReading: SAMPLE_READING,
     TxPayload: SAMPLE_TX.payload,
@@ -374,6 +383,7 @@ def test_type_tags_and_versions_are_pinned() -> None:
         "MeterReadings": (0x18, 1),
         "CDRequest": (0x19, 1),
         "SealedTx": (0x1A, 1),
+        "UpdateValidators": (0x1F, 1),
         "ReadingRecord": (0x68, 1),
         "SignedReading": (0x69, 1),
         "BlockHeader": (0x20, 1),
@@ -424,6 +434,7 @@ def test_field_layouts_are_pinned() -> None:
             "meter_id",
         ],
         "SealedTx": ["key_set", "wrapped_keys", "ciphertext"],
+        "UpdateValidators": ["add", "remove"],
         "ReadingRecord": [
             "meter_id",
             "interval_start_ms",

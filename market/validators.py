@@ -1,0 +1,212 @@
+"""The validator set as chain state: who signs for each height, and how governance changes it.
+
+Why chain state: a community's peer devices come and go (a house joins, a device dies), and a
+set fixed in genesis.json could only change by stopping every validator.  Following CometBFT's
+validator updates, a governance :class:`~protocol.tx.UpdateValidators` committed at height H
+is in force from height H + 2 (:data:`ACTIVATION_DELAY`): when block H + 1 is proposed, every
+validator already knows the set that must certify it (it is fixed by the state after H), and
+the set of H + 2 is known one block before anyone votes on it, so a joining validator can link
+and catch up before its first vote counts.  The engines are handed the set of each height by
+the chain driver (node/driver.py); they never read this module.
+
+The schedule is stored only once the set first changes: until then the set is genesis's, so a
+chain that never changes its set keeps the genesis state (and state root) it always had.  Every
+epoch is kept (a few a year), so the set of any past height can be told from the state.
+
+Refused, each with a typed error and no write: an empty change, a key named twice or added
+while in the set, a key removed that is not in it, a key that has another role (a gateway or
+the governance key), a resulting set smaller than the engine's least fault-tolerant set, and a
+change of more than a third of the set in force just before the new one (two consecutive sets
+then share more than two thirds of the smaller one; ADR 0035).  Solo (one validator by
+definition) and PoB (finality by depth over forks whose heights run ahead of the committed
+state; not done yet) take no change, and a chain that seals transactions adds none (its
+seal set is the genesis validators' encryption keys; an added validator could not open them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated
+
+from gridchain.genesis.schema import Genesis
+from gridchain.market.errors import ApplicationError
+from gridchain.market.keys import require_registrable_key
+from gridchain.market.state import Overlay, StateReader
+from gridchain.protocol.encoding import U64, Bytes32, Record, Size, decode, register
+from gridchain.protocol.tx import UpdateValidators
+
+#: Blocks between the block that commits a change and the first height it applies to.
+ACTIVATION_DELAY = 2
+VALIDATOR_SCHEDULE_KEY = b"meta:validators"
+#: The most validators a set may hold (a certificate carries at most 1024 signatures).
+MAX_VALIDATORS = 1024
+
+
+class ValidatorChangeError(ApplicationError):
+    """An UpdateValidators that the chain refuses (each case has its own subclass)."""
+
+    code = "validator_change"
+
+
+class EmptyValidatorChangeError(ValidatorChangeError):
+    code = "empty_validator_change"
+
+
+class DuplicateValidatorError(ValidatorChangeError):
+    """A key named twice in one change, or added while it is already a validator."""
+
+    code = "duplicate_validator"
+
+
+class UnknownValidatorError(ValidatorChangeError):
+    """A key removed that is not in the validator set."""
+
+    code = "unknown_validator"
+
+
+class ValidatorRoleConflictError(ValidatorChangeError):
+    """A key added that already has another role (a gateway, the governance key)."""
+
+    code = "validator_role_conflict"
+
+
+class ValidatorSetTooSmallError(ValidatorChangeError):
+    """The resulting set could not tolerate a single faulty validator under the engine's rule."""
+
+    code = "validator_set_too_small"
+
+
+class ValidatorChangeTooLargeError(ValidatorChangeError):
+    """More than a third of the set would change at once."""
+
+    code = "validator_change_too_large"
+
+
+class ValidatorChangeUnsupportedError(ValidatorChangeError):
+    """The chain's engine takes no validator-set change (solo; PoB for now)."""
+
+    code = "validator_change_unsupported"
+
+
+@register(0x4E)
+@dataclass(frozen=True, slots=True)
+class ValidatorEpoch(Record):
+    """The set in force from ``from_height`` until the next epoch, in its order (which decides
+    PBFT's primaries and ePoB's leaders)."""
+
+    from_height: U64
+    keys: Annotated[tuple[Bytes32, ...], Size(1, MAX_VALIDATORS)]
+
+
+@register(0x4F)
+@dataclass(frozen=True, slots=True)
+class ValidatorSchedule(Record):
+    """Every epoch of the chain, by increasing ``from_height`` (the first one from 0)."""
+
+    epochs: Annotated[tuple[ValidatorEpoch, ...], Size(1, 65535)]
+
+
+def validator_schedule(state: StateReader, genesis: Genesis) -> tuple[ValidatorEpoch, ...]:
+    raw = state.get(VALIDATOR_SCHEDULE_KEY)
+    if raw is None:
+        return (ValidatorEpoch(0, genesis.validator_keys()),)
+    return decode(raw, ValidatorSchedule).epochs
+
+
+def validators_at(state: StateReader, genesis: Genesis, height: int) -> tuple[bytes, ...]:
+    """The set that certifies ``height``: known from the state after ``height - 2``."""
+    return set_at(validator_schedule(state, genesis), height)
+
+
+def min_validators(genesis: Genesis) -> int | None:
+    """The smallest set the engine tolerates one faulty validator with (None: no change).
+
+    PBFT and ePoB's BFT quorum need n >= 3f + 1 with f >= 1, so 4; ePoB's majority quorum
+    (crashes only) needs n // 2 + 1 <= n - 1, so 3.
+    """
+    consensus = genesis.consensus
+    if consensus.engine == "pbft":
+        return 4
+    if consensus.engine == "epob":
+        return 4 if consensus.epob_quorum == "bft" else 3
+    return None
+
+
+def apply_validator_update(
+    view: Overlay, genesis: Genesis, body: UpdateValidators, height: int
+) -> tuple[bytes, ...]:
+    """Schedule ``body`` (committed at ``height``) for ``height + ACTIVATION_DELAY``.
+
+    Returns the scheduled set; raises a ValidatorChangeError (or the key check's refusal) and
+    writes nothing when the change is refused.
+    """
+    epochs = schedule_change(validator_schedule(view, genesis), genesis, body, height)
+    view.put(VALIDATOR_SCHEDULE_KEY, ValidatorSchedule(epochs).encode())
+    return epochs[-1].keys
+
+
+def schedule_change(
+    epochs: Sequence[ValidatorEpoch], genesis: Genesis, body: UpdateValidators, height: int
+) -> tuple[ValidatorEpoch, ...]:
+    """The schedule after ``body``, committed at ``height``: a pure function, so a gateway
+    that follows blocks without their state (node/follower.py) tracks the set the same way.
+
+    Several changes in one block add up into one epoch, each checked against the set the
+    ones before it left.
+    """
+    least = min_validators(genesis)
+    if least is None:
+        raise ValidatorChangeUnsupportedError(
+            f"the {genesis.consensus.engine} engine takes no validator-set change"
+        )
+    if body.add and genesis.encryption_keys():
+        # Sealed transactions are wrapped to the genesis validators' encryption keys: a
+        # validator added later could not open them, so it could not execute the blocks.
+        raise ValidatorChangeUnsupportedError(
+            "a chain that seals transactions adds no validator (its seal set is genesis's)"
+        )
+    if not body.add and not body.remove:
+        raise EmptyValidatorChangeError("an UpdateValidators adds or removes at least one key")
+    named = [*body.add, *body.remove]
+    if len(set(named)) != len(named):
+        raise DuplicateValidatorError("a key is named twice in one change")
+    for key in body.add:
+        require_registrable_key(key, what="UpdateValidators.add")
+    taken = {*genesis.gateway_keys(), bytes.fromhex(genesis.governance_public_key)}
+    if any(key in taken for key in body.add):
+        raise ValidatorRoleConflictError("a gateway or the governance key cannot be a validator")
+    target = height + ACTIVATION_DELAY
+    before = set_at(epochs, target - 1)  # in force just before the change
+    current = set_at(epochs, target)  # with the changes scheduled for target so far
+    for key in body.add:
+        if key in current:
+            raise DuplicateValidatorError(f"{key.hex()} is already a validator")
+    for key in body.remove:
+        if key not in current:
+            raise UnknownValidatorError(f"{key.hex()} is not a validator")
+    removed = set(body.remove)
+    result = tuple(k for k in current if k not in removed) + tuple(body.add)
+    if len(result) < least:
+        raise ValidatorSetTooSmallError(
+            f"{len(result)} validators left; the {genesis.consensus.engine} engine needs {least}"
+        )
+    if len(result) > MAX_VALIDATORS:
+        raise ValidatorChangeTooLargeError(f"at most {MAX_VALIDATORS} validators")
+    changed = len(set(before).symmetric_difference(result))
+    if 3 * changed > len(before):
+        raise ValidatorChangeTooLargeError(
+            f"{changed} of {len(before)} validators would change at once; at most a third may"
+        )
+    kept = tuple(e for e in epochs if e.from_height < target)
+    return (*kept, ValidatorEpoch(target, result))
+
+
+def set_at(epochs: Sequence[ValidatorEpoch], height: int) -> tuple[bytes, ...]:
+    """The set of ``height`` in a schedule."""
+    keys = epochs[0].keys
+    for epoch in epochs:
+        if epoch.from_height > height:
+            break
+        keys = epoch.keys
+    return keys
