@@ -49,8 +49,9 @@ from gridchain.protocol.block import (
     tx_root,
 )
 from gridchain.protocol.crypto import SigningKey
-from gridchain.protocol.errors import GridchainError, ValidationError
-from gridchain.protocol.tx import RegisterMeter, RegisterParticipant, Transaction
+from gridchain.protocol.errors import DecodeError, GridchainError, ValidationError
+from gridchain.protocol.governance import ReplaceBridgeKey, decode_proposed
+from gridchain.protocol.tx import Propose, RegisterMeter, RegisterParticipant, Transaction
 
 _log = structlog.get_logger("gridchain.follower")
 
@@ -78,6 +79,19 @@ class BlockFeed:
     def __init__(self, max_blocks: int) -> None:
         self.queue: asyncio.Queue[CommittedBlock] = asyncio.Queue(maxsize=max_blocks)
         self.overflowed = asyncio.Event()
+
+
+def proposed_record(body: Propose) -> object:
+    """The record a council proposal carries (None if it does not decode).
+
+    A gateway cannot tell from blocks alone when a proposal reaches its threshold (that is
+    chain state), so it lets a key through from its proposal on: the gateway only filters
+    floods; the validators still refuse a key the council did not admit (ADR 0034).
+    """
+    try:
+        return decode_proposed(body.record)
+    except DecodeError:
+        return None
 
 
 class Follower:
@@ -108,6 +122,8 @@ class Follower:
         self._senders: set[bytes] = {p.public_key_bytes for p in genesis.participants}
         self._senders.add(bytes.fromhex(genesis.governance_public_key))
         self._senders.update(bytes.fromhex(m.bridge_public_key) for m in genesis.meters)
+        self._council = frozenset(genesis.council_keys())
+        self._senders.update(self._council)
         self._feeds: set[BlockFeed] = set()
         #: Set (and replaced) each time the head advances; wait_for_height waits on it.
         self._advanced = asyncio.Event()
@@ -283,10 +299,12 @@ class Follower:
         block = committed.block
         for tx in block.txs:
             self._nonces[tx.sender] = tx.nonce + 1
-            body = tx.body
+            body: object = tx.body
+            if isinstance(body, Propose) and tx.sender in self._council:
+                body = proposed_record(body)
             if isinstance(body, RegisterParticipant):
                 self._senders.add(body.public_key)
-            elif isinstance(body, RegisterMeter):
+            elif isinstance(body, RegisterMeter | ReplaceBridgeKey):
                 self._senders.add(body.bridge_key)
         self._head = FollowedHead(block.height, block.hash(), block.header.timestamp_ms)
         self._blocks[block.height] = committed
