@@ -132,7 +132,8 @@ class NodeQuery:
             spendable_mc=pending.balance_mc - pending.locked_mc,
             nonce=account.nonce,
             pending_nonce=pending.nonce,
-            registered=participant is not None or address == node.app.governance_address,
+            registered=participant is not None
+            or (address == node.app.governance_address and node.app.governance_signs),
             name=None if participant is None else participant.name,
         )
 
