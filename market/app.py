@@ -52,7 +52,8 @@ from gridchain.market.errors import (
     SupplyOverflowError,
     UnknownRecipientError,
 )
-from gridchain.market.governance import Council, approve, expire_due, propose
+from gridchain.market.governance import Council, approve, propose
+from gridchain.market.governance import expire_due as expire_proposals
 from gridchain.market.governance_actions import remove_participant, replace_bridge_key
 from gridchain.market.keys import require_registrable_key
 from gridchain.market.meters import apply_readings, register_meter
@@ -476,7 +477,7 @@ class Application:
         council proposals that expired (market/governance.py), then move
         what is closed for good out of the live state (market/pruning.py)."""
         events = self.exchange.expire_due(view, ctx.timestamp_ms)
-        expire_due(view, ctx.height)
+        expire_proposals(view, ctx.height)
         settle_due(self.genesis, view, ctx.height, ctx.timestamp_ms)
         settle_cd_due(self.genesis, view, ctx.height, ctx.timestamp_ms)
         prune_due(self.genesis, view, ctx.timestamp_ms)
