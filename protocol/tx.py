@@ -7,7 +7,7 @@ encoding; Ed25519 signatures are deterministic, so one payload has one hash.
 Body type tags 0x10-0x1f are reserved for transaction kinds (0x20-0x2f are blocks and
 consensus records); see docs/spec/encoding.md.  0x14 is held for RegisterMeter.  0x1a is
 :class:`SealedTx`, a body encrypted to the validator set (protocol/sealed.py, docs/sealed.md).
-0x1e and 0x1f are the council's :class:`Approve` and :class:`Propose` (docs/governance.md).
+0x1b and 0x1c are the council's :class:`Propose` and :class:`Approve` (docs/governance.md).
 """
 
 from __future__ import annotations
@@ -247,7 +247,7 @@ class SealedTx(Record):
 MAX_PROPOSED_RECORD_BYTES = 4096
 
 
-@register(0x1F)
+@register(0x1B)
 @dataclass(frozen=True, slots=True)
 class Propose(Record):
     """A council member proposes a governance record; proposing counts as its approval.
@@ -264,7 +264,7 @@ class Propose(Record):
     expires_at_height: U64
 
 
-@register(0x1E)
+@register(0x1C)
 @dataclass(frozen=True, slots=True)
 class Approve(Record):
     """Another council member approves an open proposal; the k-th approval applies it."""
