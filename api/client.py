@@ -375,6 +375,17 @@ class NodeClient:
     async def participants(self, *, limit: int = LIST_MAX) -> m.ParticipantList:
         return await self.get(m.ParticipantList, with_query("/v1/participants", {"limit": limit}))
 
+    async def proposals(
+        self, *, status: str | None = None, limit: int = LIST_MAX
+    ) -> m.ProposalList:
+        """The chain's council proposals (``status``: open, applied, expired or failed)."""
+        params = {"limit": limit, "status": status}
+        return await self.get(m.ProposalList, with_query("/v1/proposals", params))
+
+    async def proposal(self, proposal_id: str) -> m.Proposal | None:
+        """One council proposal, or None when the chain has none with that id."""
+        return await self._get_or_none(m.Proposal, f"/v1/proposals/{proposal_id.lower()}")
+
     async def validators(self) -> m.ValidatorList:
         return await self.get(m.ValidatorList, "/v1/validators")
 

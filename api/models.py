@@ -248,6 +248,29 @@ class ParticipantList(Model):
     participants: list[Participant]
 
 
+class Proposal(Model):
+    """A council proposal and what became of it (docs/governance.md)."""
+
+    id: Hex32 = Field(description="the hash of the Propose transaction")
+    kind: str = Field(description="the governance record's kind, e.g. RegisterParticipant")
+    record: dict[str, Any] = Field(description="the governance record's fields")
+    record_hex: HexBytes = Field(description="the record's canonical bytes")
+    proposer: Hex32
+    approvals: list[Hex32] = Field(description="approving members' keys, in order")
+    threshold: UInt = Field(description="approvals needed to apply it")
+    expires_at_height: UInt
+    proposed_height: UInt
+    status: str = Field(description="open, applied, expired or failed")
+    closed_height: UInt = Field(description="the block that closed it (0 while open)")
+    error: str = Field(description="the record's error code when it failed to apply")
+
+
+class ProposalList(Model):
+    threshold: UInt
+    council: list[Hex32] = Field(description="the council members' public keys")
+    proposals: list[Proposal]
+
+
 class Validator(Model):
     name: str
     address: Address

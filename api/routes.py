@@ -177,6 +177,30 @@ ROUTES: tuple[Route, ...] = (
         params=(limit(),),
     ),
     Route(
+        "list_proposals",
+        "GET",
+        "/v1/proposals",
+        "Council proposals, by id, with their approvals and outcome",
+        m.ProposalList,
+        params=(
+            limit(),
+            query(
+                "status",
+                {"type": "string", "enum": ["open", "applied", "expired", "failed"]},
+                "only proposals of this status",
+            ),
+        ),
+    ),
+    Route(
+        "get_proposal",
+        "GET",
+        "/v1/proposals/{id}",
+        "One council proposal",
+        m.Proposal,
+        params=(path("id", HASH, "the proposal's id (its Propose transaction's hash)"),),
+        errors=(400, 404),
+    ),
+    Route(
         "list_validators",
         "GET",
         "/v1/validators",

@@ -54,6 +54,9 @@ class GenesisBundle:
     encryption: tuple[X25519PrivateKey, ...] = ()
     #: The gateways named in genesis (``gateway-1`` ...), with their link keys.
     gateways: tuple[NamedKey, ...] = ()
+    #: The governance council (``council-1`` ...), when built with ``council`` > 0; empty,
+    #: the council is the governance key alone (k = n = 1).
+    council: tuple[NamedKey, ...] = ()
 
 
 def household_meter_ids(participant: str, devices: tuple[str, ...]) -> list[tuple[int, str]]:
@@ -85,6 +88,8 @@ def build_genesis(
     consensus_params: dict[str, Any] | None = None,
     new_encryption_key: Callable[[], X25519PrivateKey] | None = None,
     gateways: int = 0,
+    council: int = 0,
+    threshold: int = 0,
 ) -> GenesisBundle:
     """Generate keys and a validated genesis; a wrong value raises GenesisError naming it.
 
@@ -94,6 +99,9 @@ def build_genesis(
     ``new_encryption_key`` gives every validator an X25519 key for sealed transactions
     (docs/sealed.md); without it the chain has no encryption keys and seals nothing.
     ``gateways`` names that many gateways with fresh keys in ``genesis.gateways``.
+    ``council`` > 0 names a council of that many fresh keys approving by ``threshold`` (k of
+    n); the governance key then signs nothing directly (docs/governance.md).  Its keys are
+    drawn after every other key, so a bundle built without one keeps its keys.
     """
     vals = tuple(NamedKey(f"node-{i + 1}", new_key()) for i in range(validators))
     encryption: tuple[X25519PrivateKey, ...] = ()
@@ -149,6 +157,20 @@ def build_genesis(
                     }
                 )
         doc["meters"] = meters
+    members = tuple(NamedKey(f"council-{i + 1}", new_key()) for i in range(council))
+    if members:
+        doc["council"] = [
+            {"name": c.name, "public_key": c.key.public_key.hex(), "address": c.address}
+            for c in members
+        ]
+        doc["council_threshold"] = threshold
     return GenesisBundle(
-        parse_genesis(doc), vals, peers, governance, bridges, encryption, gateways=gates
+        parse_genesis(doc),
+        vals,
+        peers,
+        governance,
+        bridges,
+        encryption,
+        gateways=gates,
+        council=members,
     )

@@ -6,6 +6,10 @@ Layout of ``--out DIR``::
     DIR/nodes/<name>/config.toml        a validator's config with its private key (mode 0600)
     DIR/wallets/<participant>.json      encrypted keystores (GRIDCHAIN_PASSWORD or a prompt)
     DIR/wallets/governance.json         the governance key, needed to admit participants
+                                        (without ``--council``: the council of one)
+    DIR/wallets/council-<i>.json        with ``--council N --threshold K``: each council
+                                        member's keystore (``gridchain gov``); the governance
+                                        key then signs nothing and is not written
     DIR/bridges/<participant>/config.toml   with ``--with-meters``: that participant's meter
                                         bridge config with its bridge key (mode 0600)
     DIR/gateways/<name>/config.toml     with ``--gateways N``: a gateway's [gateway] table, its
@@ -28,6 +32,7 @@ from gridchain.genesis.builder import (
     PEER_DEVICES,
     SLAVES_PER_HOUSEHOLD,
     GenesisBundle,
+    NamedKey,
     build_genesis,
     household_meter_ids,
 )
@@ -235,7 +240,7 @@ def write_bundle(
             bundle, i, host=host, base_p2p_port=base_p2p_port, peer_host=peer_host
         )
         write_private(out / "gateways" / gateway.name / "config.toml", text)
-    for named in (*bundle.participants, bundle.governance):
+    for named in (*bundle.participants, *_governing(bundle)):
         keystore = seal(named.key, password, name=named.name, n=scrypt_n)
         write_private(out / "wallets" / f"{named.name}.json", json.dumps(keystore, indent=2))
     for i, participant in enumerate(bundle.participants[: len(bundle.bridges)]):
@@ -255,7 +260,13 @@ def write_bundle(
         write_private(out / "bridges" / participant.name / "config.toml", text)
 
 
-def _password(args: argparse.Namespace) -> str:
+def _governing(bundle: GenesisBundle) -> tuple[NamedKey, ...]:
+    """The keys that govern: the council's, or the governance key when it is the council."""
+    return bundle.council or (bundle.governance,)
+
+
+def read_new_password(args: argparse.Namespace) -> str:
+    """The password that encrypts new keystores: GRIDCHAIN_PASSWORD, or asked twice."""
     from_env = os.environ.get("GRIDCHAIN_PASSWORD")
     if from_env is not None:
         return from_env
@@ -271,6 +282,10 @@ def _password(args: argparse.Namespace) -> str:
 
 
 def _init(args: argparse.Namespace) -> int:
+    if args.threshold is not None and not args.council:
+        raise GridchainError("--threshold needs --council N")
+    if args.council and args.threshold is None:
+        args.threshold = args.council // 2 + 1
     bundle = build_genesis(
         chain_name=args.chain_name,
         genesis_time_ms=time.time_ns() // 1_000_000,
@@ -283,12 +298,14 @@ def _init(args: argparse.Namespace) -> int:
         block_interval_ms=args.block_interval_ms,
         with_meters=args.with_meters,
         gateways=args.gateways,
+        council=args.council,
+        threshold=args.threshold if args.council else 0,
     )
     out = Path(args.out)
     write_bundle(
         bundle,
         out,
-        password=_password(args),
+        password=read_new_password(args),
         scrypt_n=TESTNET_SCRYPT_N if args.fast_kdf else DEFAULT_SCRYPT_N,
         host=args.host,
         base_api_port=args.base_api_port,
@@ -306,8 +323,12 @@ def _init(args: argparse.Namespace) -> int:
         ],
         "wallets": [
             {"name": p.name, "address": p.address, "file": str(out / "wallets" / f"{p.name}.json")}
-            for p in (*bundle.participants, bundle.governance)
+            for p in (*bundle.participants, *_governing(bundle))
         ],
+        "council": {
+            "threshold": bundle.genesis.threshold,
+            "members": [k.hex() for k in bundle.genesis.council_keys()],
+        },
         "gateways": [
             {"name": g.name, "config": str(out / "gateways" / g.name / "config.toml")}
             for g in bundle.gateways
@@ -324,6 +345,8 @@ def _init(args: argparse.Namespace) -> int:
             print(f"wallet     {w['name']:<12} {w['address']}  {w['file']}")
         for g in summary["gateways"]:
             print(f"gateway    {g['name']:<12} {g['config']}")
+        council = summary["council"]
+        print(f"council    {len(council['members'])} members, threshold {council['threshold']}")
     return 0
 
 
@@ -340,6 +363,21 @@ def register(sub: Any, name: str, help_text: str) -> None:
         type=int,
         default=0,
         help="name N gateways in genesis (keys in DIR/gateways/<name>/config.toml)",
+    )
+    init.add_argument(
+        "--council",
+        type=int,
+        default=0,
+        metavar="N",
+        help="a governance council of N keys (DIR/wallets/council-<i>.json); default: the "
+        "single governance key",
+    )
+    init.add_argument(
+        "--threshold",
+        type=int,
+        default=None,
+        metavar="K",
+        help="council approvals that apply a proposal (default: a majority of --council)",
     )
     init.add_argument("--slot-seconds", type=int, default=None)
     init.add_argument("--block-interval-ms", type=int, default=None)

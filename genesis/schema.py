@@ -333,10 +333,25 @@ class ConsensusParams(_Strict):
     epob_quorum: EpobQuorum = "bft"
 
 
+class CouncilMember(KeyedEntity):
+    """A key that may propose and approve governance records (docs/governance.md)."""
+
+
+#: The largest council: its approvals are listed in every proposal's state record.
+MAX_COUNCIL = 64
+
+
 class Genesis(_Strict):
     chain_name: Name
     genesis_time_ms: NonNegative
+    #: The chain's governance authority: council-approved records apply as if it signed them,
+    #: and it holds the governance account.  It signs directly only when it is the whole
+    #: council (no ``council`` in the document: the k = n = 1 case, ADR 0034).
     governance_public_key: str
+    #: The governance council and how many of its members must approve a proposal.  Absent
+    #: (empty, 0): the council is ``governance_public_key`` alone with threshold 1.
+    council: Annotated[tuple[CouncilMember, ...], Field(max_length=MAX_COUNCIL)] = ()
+    council_threshold: Annotated[int, Field(ge=0, le=MAX_COUNCIL)] = 0
     consensus: ConsensusParams = ConsensusParams()
     params: ChainParams = ChainParams()
     validators: tuple[Validator, ...]
@@ -369,6 +384,7 @@ class Genesis(_Strict):
                 raise ValueError("validators: every validator has an encryption_key, or none")
             if len(set(encryption)) != len(encryption):
                 raise ValueError("validators: encryption keys must be unique")
+        self._check_council()
         gateway_names = [g.name for g in self.gateways]
         if len(set(gateway_names)) != len(gateway_names):
             raise ValueError("gateways: names must be unique")
@@ -400,18 +416,57 @@ class Genesis(_Strict):
             raise ValueError("balances: the total supply must stay below 2**63 mc")
         return self
 
+    def _check_council(self) -> None:
+        if not self.council:
+            if self.council_threshold != 0:
+                raise ValueError("council_threshold: set only together with a council")
+            return
+        if not 1 <= self.council_threshold <= len(self.council):
+            raise ValueError(
+                f"council_threshold: must be between 1 and the council's size {len(self.council)}"
+            )
+        names = [m.name for m in self.council]
+        keys = [m.public_key for m in self.council]
+        if len(set(names)) != len(names):
+            raise ValueError("council: names must be unique")
+        if len(set(keys)) != len(keys):
+            raise ValueError("council: public keys must be unique")
+        if self.governance_public_key in keys:
+            raise ValueError(
+                "council: the governance key is the authority council records apply under, "
+                "not a member"
+            )
+
     @property
     def governance_address(self) -> str:
         return format_address(address_of(bytes.fromhex(self.governance_public_key)))
 
+    def council_keys(self) -> tuple[bytes, ...]:
+        """The council's keys; an older genesis without a council has the governance key."""
+        if not self.council:
+            return (bytes.fromhex(self.governance_public_key),)
+        return tuple(m.public_key_bytes for m in self.council)
+
+    @property
+    def threshold(self) -> int:
+        """How many council approvals apply a proposal (1 without a council)."""
+        return self.council_threshold if self.council else 1
+
+    @property
+    def governance_signs_directly(self) -> bool:
+        """Whether a governance record signed by the governance key applies without a
+        proposal: only when that key is the whole council (a genesis without ``council``)."""
+        return not self.council
+
     def canonical_json(self) -> bytes:
         """Sorted keys, no spaces, UTF-8: the bytes the chain id is taken over.
 
-        An empty ``meters`` or ``gateways`` list and a validator's absent ``encryption_key`` are
-        left out, so documents written before those existed keep their chain id.
+        An empty ``meters``, ``gateways`` or ``council`` list, a zero ``council_threshold`` and
+        a validator's absent ``encryption_key`` are left out, so documents written before those
+        existed keep their chain id.
         """
         doc = self.model_dump(mode="json")
-        for optional in ("meters", "gateways"):
+        for optional in ("meters", "gateways", "council", "council_threshold"):
             if not doc[optional]:
                 del doc[optional]
         for validator in doc["validators"]:

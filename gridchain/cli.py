@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "testnet": ("gridchain.node.testnet_cli", "run a local testnet of validator processes"),
     "wallet": ("gridchain.wallet.cli", "keys, balances and transactions"),
+    "gov": ("gridchain.wallet.gov", "the governance council: propose, approve, list"),
     "meterbridge": (
         "gridchain.meterbridge.cli",
         "read Modbus meters and send signed readings; simulate",

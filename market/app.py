@@ -43,6 +43,7 @@ from gridchain.market.errors import (
     NonceGapError,
     NotAParticipantError,
     NotGovernanceError,
+    NotGovernanceKindError,
     NotRegisteredError,
     ReplayedNonceError,
     SealedDisabledError,
@@ -51,6 +52,9 @@ from gridchain.market.errors import (
     SupplyOverflowError,
     UnknownRecipientError,
 )
+from gridchain.market.governance import Council, approve, propose
+from gridchain.market.governance import expire_due as expire_proposals
+from gridchain.market.governance_actions import remove_participant, replace_bridge_key
 from gridchain.market.keys import require_registrable_key
 from gridchain.market.meters import apply_readings, register_meter
 from gridchain.market.orders import Exchange, MarketEvent, OrderContext
@@ -62,16 +66,20 @@ from gridchain.market.validators import apply_validator_update
 from gridchain.protocol.address import address_of, format_address, parse_address
 from gridchain.protocol.block import ScheduleEntry
 from gridchain.protocol.crypto import verify
+from gridchain.protocol.encoding import Record
 from gridchain.protocol.errors import GridchainError
+from gridchain.protocol.governance import GOVERNANCE_KINDS, RemoveParticipant, ReplaceBridgeKey
 from gridchain.protocol.sealed import Opener, SealContext, open_tx, sealed_to
 from gridchain.protocol.tx import (
     AmendOrder,
+    Approve,
     Burn,
     CancelOrder,
     CDRequest,
     MeterReadings,
     Mint,
     PlaceOrder,
+    Propose,
     RegisterMeter,
     RegisterParticipant,
     SealedTx,
@@ -138,6 +146,10 @@ class Application:
         self.opener = opener
         self.governance_key = bytes.fromhex(genesis.governance_public_key)
         self.governance_address = address_of(self.governance_key)
+        #: The governance key signs governance records itself only when it is the whole
+        #: council (a genesis without ``council``); otherwise they pass through proposals.
+        self.governance_signs = genesis.governance_signs_directly
+        self.council = Council.of(genesis.council_keys(), genesis.threshold)
         self.exchange = Exchange(genesis.params)
         self.interval_clock = IntervalClock.of(genesis)
 
@@ -206,11 +218,14 @@ class Application:
         the market events of the transaction.
         """
         sender = address_of(tx.sender)
-        is_governance = tx.sender == self.governance_key
+        is_governance = self.governance_signs and tx.sender == self.governance_key
         # A bridge key need not be a participant: it signs readings for its meters only, and
-        # apply_readings refuses a reading of any meter not registered to that very key.
+        # apply_readings refuses a reading of any meter not registered to that very key.  A
+        # council member need not be one either: it proposes and approves only.
         is_readings = isinstance(tx.body, MeterReadings)
-        if not is_governance and not is_readings and get_participant(view, sender) is None:
+        is_council = isinstance(tx.body, Propose | Approve) and tx.sender in self.council.keys
+        exempt = is_governance or is_readings or is_council
+        if not exempt and get_participant(view, sender) is None:
             raise NotRegisteredError(f"{format_address(sender)} is not a registered participant")
         account = get_account(view, sender)
         if tx.nonce < account.nonce:
@@ -233,29 +248,16 @@ class Application:
     ) -> list[MarketEvent]:
         """Apply one body whose envelope (signature, sender, nonce) was checked."""
         sender = address_of(sender_key)
-        is_governance = sender_key == self.governance_key
+        is_governance = self.governance_signs and sender_key == self.governance_key
         account = get_account(view, sender)
         if isinstance(body, Transfer):
             self._transfer(view, sender, account, body)
-        elif isinstance(body, RegisterParticipant):
-            self._require_governance(is_governance, "RegisterParticipant")
-            self._register(view, body, ctx)
+        elif isinstance(body, GOVERNANCE_KINDS):
+            self._require_governance(is_governance, type(body).__name__)
+            self._apply_governance(view, body, ctx)
             put_account(view, sender, _bump(get_account(view, sender)))
-        elif isinstance(body, Mint):
-            self._require_governance(is_governance, "Mint")
-            self._mint(view, body)
-            put_account(view, sender, _bump(get_account(view, sender)))
-        elif isinstance(body, Burn):
-            self._require_governance(is_governance, "Burn")
-            self._burn(view, body)
-            put_account(view, sender, _bump(get_account(view, sender)))
-        elif isinstance(body, RegisterMeter):
-            self._require_governance(is_governance, "RegisterMeter")
-            register_meter(view, body, ctx.height)
-            put_account(view, sender, _bump(get_account(view, sender)))
-        elif isinstance(body, UpdateValidators):
-            self._require_governance(is_governance, "UpdateValidators")
-            apply_validator_update(view, self.genesis, body, ctx.height)
+        elif isinstance(body, Propose | Approve):
+            self._council(view, sender_key, tx_hash, body, ctx)
             put_account(view, sender, _bump(get_account(view, sender)))
         elif isinstance(body, MeterReadings):
             apply_readings(
@@ -347,10 +349,68 @@ class Application:
         inner.merge_into_parent()
         return events
 
-    @staticmethod
-    def _require_governance(is_governance: bool, kind: str) -> None:
-        if not is_governance:
+    def _require_governance(self, is_governance: bool, kind: str) -> None:
+        if is_governance:
+            return
+        if self.governance_signs:
             raise NotGovernanceError(f"{kind} must be signed by the governance key")
+        raise NotGovernanceError(
+            f"{kind} needs {self.council.threshold} council approvals: propose it "
+            "(gridchain gov propose)"
+        )
+
+    def _apply_governance(self, view: Overlay, record: Record, ctx: BlockContext) -> None:
+        """Apply one governance record with governance authority: the one code path of a
+        record the governance key signed and of a council proposal at its k-th approval."""
+        if isinstance(record, RegisterParticipant):
+            self._register(view, record, ctx)
+        elif isinstance(record, Mint):
+            self._mint(view, record)
+        elif isinstance(record, Burn):
+            self._burn(view, record)
+        elif isinstance(record, RegisterMeter):
+            register_meter(view, record, ctx.height)
+        elif isinstance(record, RemoveParticipant):
+            remove_participant(view, record)
+        elif isinstance(record, ReplaceBridgeKey):
+            replace_bridge_key(view, record)
+        elif isinstance(record, UpdateValidators):
+            apply_validator_update(view, self.genesis, record, ctx.height)
+        else:
+            raise NotGovernanceKindError(f"{type(record).__name__} is not a governance record")
+
+    def _council(
+        self,
+        view: Overlay,
+        member: bytes,
+        tx_hash: bytes,
+        body: Propose | Approve,
+        ctx: BlockContext,
+    ) -> None:
+        """A council member's proposal or approval (market/governance.py)."""
+
+        def apply_record(trial: Overlay, record: Record) -> None:
+            self._apply_governance(trial, record, ctx)
+
+        if isinstance(body, Propose):
+            propose(
+                view,
+                self.council,
+                proposer=member,
+                proposal_id=tx_hash,
+                body=body,
+                height=ctx.height,
+                apply_record=apply_record,
+            )
+        else:
+            approve(
+                view,
+                self.council,
+                approver=member,
+                body=body,
+                height=ctx.height,
+                apply_record=apply_record,
+            )
 
     def _transfer(self, view: Overlay, sender: bytes, account: Account, body: Transfer) -> None:
         if body.amount_mc == 0:
@@ -417,9 +477,11 @@ class Application:
     def begin_block(self, view: Overlay, ctx: BlockContext) -> list[MarketEvent]:
         """What a block does before its transactions: expire orders whose time has come, settle
         every slot whose grace period for readings is over (market/settlement.py) and every
-        decided C&D interval whose grace period is over (market/cd_settlement.py), then move
+        decided C&D interval whose grace period is over (market/cd_settlement.py), close the
+        council proposals that expired (market/governance.py), then move
         what is closed for good out of the live state (market/pruning.py)."""
         events = self.exchange.expire_due(view, ctx.timestamp_ms)
+        expire_proposals(view, ctx.height)
         settle_due(self.genesis, view, ctx.height, ctx.timestamp_ms)
         settle_cd_due(self.genesis, view, ctx.height, ctx.timestamp_ms)
         prune_due(self.genesis, view, ctx.timestamp_ms)

@@ -323,3 +323,76 @@ class SealedUnavailableError(ApplicationError):
 
     code = "sealed_unavailable"
     http_status = 503
+
+
+# --- council governance (market/governance.py, docs/governance.md) ---------------------------
+
+
+class NotCouncilMemberError(ApplicationError):
+    """Only a key named in genesis ``council`` proposes or approves."""
+
+    code = "not_council_member"
+    http_status = 403
+
+
+class UnknownProposalError(ApplicationError):
+    code = "unknown_proposal"
+    http_status = 404
+
+
+class DoubleApprovalError(ApplicationError):
+    """A council member approves a proposal it already approved (proposing is approving)."""
+
+    code = "already_approved"
+    http_status = 409
+
+
+class ProposalExpiredError(ApplicationError):
+    """The proposal's ``expires_at_height`` is behind this block: it can no longer apply."""
+
+    code = "proposal_expired"
+    http_status = 409
+
+
+class ProposalClosedError(ApplicationError):
+    """The proposal was already applied, or applying it failed: it is closed for good."""
+
+    code = "proposal_closed"
+    http_status = 409
+
+
+class ProposalExpiryError(ApplicationError):
+    """``expires_at_height`` is behind the block, or further ahead than a proposal may live."""
+
+    code = "invalid_proposal_expiry"
+
+
+class NotGovernanceKindError(ApplicationError):
+    """The proposal carries a record that is not governance's to apply (an order, a transfer...)."""
+
+    code = "not_governance_kind"
+
+
+class BadProposedRecordError(ApplicationError):
+    """The proposal's bytes are not one canonical record."""
+
+    code = "bad_proposed_record"
+
+
+class UnknownParticipantError(ApplicationError):
+    code = "unknown_participant"
+    http_status = 404
+
+
+class ParticipantBusyError(ApplicationError):
+    """A participant with money locked in open buy orders is not removed: cancel them first."""
+
+    code = "participant_has_open_orders"
+    http_status = 409
+
+
+class SameBridgeKeyError(ApplicationError):
+    """The meter is already read by that bridge key."""
+
+    code = "same_bridge_key"
+    http_status = 409

@@ -36,6 +36,7 @@ from gridchain.api.routes import (
     STATS_SLOTS_MAX,
 )
 from gridchain.market.cd_requests import CDStatus
+from gridchain.market.governance import ProposalStatus
 from gridchain.market.orders import OrderStatus
 from gridchain.node import operator_page
 from gridchain.node.api_input import (
@@ -268,6 +269,19 @@ async def get_account(request: web.Request) -> web.Response:
 
 async def list_participants(request: web.Request) -> web.Response:
     return reply(_query(request).participants(_limit(request)))
+
+
+async def list_proposals(request: web.Request) -> web.Response:
+    status = _status_of(request, {s.label: s for s in ProposalStatus})
+    return reply(_query(request).proposals(_limit(request), status))
+
+
+async def get_proposal(request: web.Request) -> web.Response:
+    proposal_id = parse_hash(request.match_info["id"])
+    found = _query(request).proposal(proposal_id)
+    if found is None:
+        raise NotFoundError(f"no proposal {proposal_id.hex()} (its id is the Propose tx's hash)")
+    return reply(found)
 
 
 async def list_validators(request: web.Request) -> web.Response:
@@ -594,6 +608,8 @@ HANDLERS: dict[str, Handler] = {
     "get_account": get_account,
     "list_participants": list_participants,
     "list_validators": list_validators,
+    "list_proposals": list_proposals,
+    "get_proposal": get_proposal,
     "get_markets": get_markets,
     "get_book": get_book,
     "list_offers": list_offers,

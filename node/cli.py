@@ -1,4 +1,4 @@
-"""``gridchain node run --config FILE``.
+"""``gridchain node run --config FILE`` and ``gridchain node init`` (genesis/peer_init.py).
 
 With ``GRIDCHAIN_PROFILE_DIR`` set, the validator runs under cProfile and writes
 ``<dir>/<node name>-<pid>.prof`` when it stops (SIGTERM), so ``bench consensus`` can be
@@ -39,3 +39,6 @@ def register(sub: Any, name: str, help_text: str) -> None:
     run = node_sub.add_parser("run", help="run a validator until SIGTERM")
     run.add_argument("--config", required=True, help="the node's config.toml")
     run.set_defaults(handler=_run)
+    from gridchain.genesis.peer_init import add_init_parser  # noqa: PLC0415 - keep start fast
+
+    add_init_parser(node_sub)

@@ -50,8 +50,11 @@ from gridchain.protocol.block import (
     tx_root,
 )
 from gridchain.protocol.crypto import SigningKey
-from gridchain.protocol.errors import GridchainError, ValidationError
+from gridchain.protocol.errors import DecodeError, GridchainError, ValidationError
+from gridchain.protocol.governance import ReplaceBridgeKey, decode_proposed
 from gridchain.protocol.tx import (
+    Approve,
+    Propose,
     RegisterMeter,
     RegisterParticipant,
     Transaction,
@@ -86,6 +89,19 @@ class BlockFeed:
         self.overflowed = asyncio.Event()
 
 
+def proposed_record(body: Propose) -> object:
+    """The record a council proposal carries (None if it does not decode).
+
+    A gateway cannot tell from blocks alone when a proposal reaches its threshold (that is
+    chain state), so it lets a key through from its proposal on: the gateway only filters
+    floods; the validators still refuse a key the council did not admit (ADR 0034).
+    """
+    try:
+        return decode_proposed(body.record)
+    except DecodeError:
+        return None
+
+
 class Follower:
     """Certified blocks, senders and nonces of one chain, learnt over gateway links.
 
@@ -114,6 +130,10 @@ class Follower:
         self._senders: set[bytes] = {p.public_key_bytes for p in genesis.participants}
         self._senders.add(bytes.fromhex(genesis.governance_public_key))
         self._senders.update(bytes.fromhex(m.bridge_public_key) for m in genesis.meters)
+        self._council = frozenset(genesis.council_keys())
+        #: Council proposals of a set change not yet at their threshold: id -> (change, who).
+        self._proposed_changes: dict[bytes, tuple[UpdateValidators, set[bytes]]] = {}
+        self._senders.update(self._council)
         self._feeds: set[BlockFeed] = set()
         #: Set (and replaced) each time the head advances; wait_for_height waits on it.
         self._advanced = asyncio.Event()
@@ -286,20 +306,52 @@ class Follower:
         rule = genesis_commit_rule(self.genesis, block, set_at(self._epochs, header.height))
         check_certificate(committed.certificate, block, rule, self.chain_id)
 
+    def _approve_change(self, proposal_id: bytes, member: bytes, height: int) -> None:
+        """Count a council approval of a proposed set change; apply it at the threshold.
+
+        An approval is in a block only if the chain accepted it (a member once, before the
+        proposal's expiry), so counting the approvals of committed blocks is counting what the
+        chain counted; a change the chain then refused is refused by the same pure rule here.
+        """
+        found = self._proposed_changes.get(proposal_id)
+        if found is None:
+            return  # a proposal of another kind: nothing to follow
+        change, approvers = found
+        approvers.add(member)
+        if len(approvers) >= self.genesis.threshold:
+            del self._proposed_changes[proposal_id]
+            self._schedule_change(change, height)
+
+    def _schedule_change(self, change: UpdateValidators, height: int) -> None:
+        try:
+            self._epochs = schedule_change(self._epochs, self.genesis, change, height)
+        except GridchainError:
+            return  # the chain refused it as well (its proposal failed): the set stays
+        self.network.set_validators({k for e in self._epochs[-2:] for k in e.keys})
+
     def _accept(self, committed: CommittedBlock) -> None:
         self._verify(committed)
         block = committed.block
         for tx in block.txs:
             self._nonces[tx.sender] = tx.nonce + 1
-            body = tx.body
+            body: object = tx.body
+            if isinstance(body, Approve) and tx.sender in self._council:
+                self._approve_change(body.proposal_id, tx.sender, block.height)
+                continue
+            if isinstance(body, Propose) and tx.sender in self._council:
+                body = proposed_record(body)
+                if isinstance(body, UpdateValidators):
+                    # A set change applies at its k-th approval, not at its proposal.
+                    self._proposed_changes[tx.hash()] = (body, set())
+                    self._approve_change(tx.hash(), tx.sender, block.height)
+                    continue
             if isinstance(body, RegisterParticipant):
                 self._senders.add(body.public_key)
-            elif isinstance(body, RegisterMeter):
+            elif isinstance(body, RegisterMeter | ReplaceBridgeKey):
                 self._senders.add(body.bridge_key)
             elif isinstance(body, UpdateValidators):
-                # Only a change that applied is in a block: replay it on the schedule.
-                self._epochs = schedule_change(self._epochs, self.genesis, body, block.height)
-                self.network.set_validators({k for e in self._epochs[-2:] for k in e.keys})
+                # Signed by the governance key itself (k = 1): it applied in this block.
+                self._schedule_change(body, block.height)
         self._head = FollowedHead(block.height, block.hash(), block.header.timestamp_ms)
         self._blocks[block.height] = committed
         while len(self._blocks) > self._keep_blocks:

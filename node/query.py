@@ -23,6 +23,7 @@ from gridchain.market.cd_requests import (
 )
 from gridchain.market.cd_schedule import Decision, get_decision, latest_decisions
 from gridchain.market.cd_settlement import cd_receipts
+from gridchain.market.governance import ProposalStatus, get_proposal, iter_proposals
 from gridchain.market.meters import get_meter, iter_meters, meters_of, readings_from
 from gridchain.market.orders import OrderStatus, book_levels, contracts, get_order, orders_of
 from gridchain.market.pool import sdr_prices
@@ -44,6 +45,7 @@ from gridchain.node.views import (
     order_view,
     pool_receipt_view,
     pool_slot_view,
+    proposal_view,
     reading_view,
     receipt_view,
     tx_view,
@@ -140,7 +142,8 @@ class NodeQuery:
             spendable_mc=pending.balance_mc - pending.locked_mc,
             nonce=account.nonce,
             pending_nonce=pending.nonce,
-            registered=participant is not None or address == node.app.governance_address,
+            registered=participant is not None
+            or (address == node.app.governance_address and node.app.governance_signs),
             name=None if participant is None else participant.name,
         )
 
@@ -158,6 +161,26 @@ class NodeQuery:
             if len(out) >= limit:
                 break
         return m.ParticipantList(participants=out)
+
+    def proposals(self, limit: int, status: ProposalStatus | None = None) -> m.ProposalList:
+        """Council proposals by id (optionally of one status), with the council itself."""
+        app = self._node.app
+        out = []
+        for record in iter_proposals(self._node.state):
+            if status is not None and record.status != status:
+                continue
+            out.append(proposal_view(record, app.council.threshold))
+            if len(out) >= limit:
+                break
+        return m.ProposalList(
+            threshold=app.council.threshold,
+            council=[k.hex() for k in app.genesis.council_keys()],
+            proposals=out,
+        )
+
+    def proposal(self, proposal_id: bytes) -> m.Proposal | None:
+        record = get_proposal(self._node.state, proposal_id)
+        return None if record is None else proposal_view(record, self._node.app.council.threshold)
 
     def validators(self) -> m.ValidatorList:
         """The set that certifies the next height, from the chain state (ADR 0035): genesis's

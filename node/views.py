@@ -10,6 +10,7 @@ from gridchain.api import models as m
 from gridchain.market.cd_requests import CDRecord, CDStatus, IntervalClock
 from gridchain.market.cd_schedule import Decision
 from gridchain.market.cd_settlement import CDReceipt
+from gridchain.market.governance import ProposalRecord, ProposalStatus
 from gridchain.market.meters import METER_TYPE_LABELS, MeterRecord, StoredReading
 from gridchain.market.orders import (
     Contract,
@@ -25,8 +26,27 @@ from gridchain.market.slot_settlement import PoolReceipt, PoolSlot
 from gridchain.protocol.address import address_of, format_address
 from gridchain.protocol.block import Block, Certificate, CommittedBlock
 from gridchain.protocol.encoding import to_jsonable
+from gridchain.protocol.governance import decode_proposed
 from gridchain.protocol.meter import MeterType, ReadingStatus
 from gridchain.protocol.tx import CDKind, Device, Market, Side, Transaction
+
+
+def proposal_view(record: ProposalRecord, threshold: int) -> m.Proposal:
+    inner = decode_proposed(record.record)
+    return m.Proposal(
+        id=record.proposal_id.hex(),
+        kind=type(inner).__name__,
+        record=to_jsonable(inner, format_address),
+        record_hex=record.record.hex(),
+        proposer=record.proposer.hex(),
+        approvals=[k.hex() for k in record.approvals],
+        threshold=threshold,
+        expires_at_height=record.expires_at_height,
+        proposed_height=record.proposed_height,
+        status=ProposalStatus(record.status).label,
+        closed_height=record.closed_height,
+        error=record.error,
+    )
 
 
 def tx_view(tx: Transaction) -> m.TxView:

@@ -8,6 +8,7 @@ Body type tags 0x10-0x1f are reserved for transaction kinds (0x20-0x2f are block
 consensus records); see docs/spec/encoding.md.  0x14 is held for RegisterMeter.  0x1a is
 :class:`SealedTx`, a body encrypted to the validator set (protocol/sealed.py, docs/sealed.md).
 0x1f is :class:`UpdateValidators`, the top of the range, so new kinds keep growing from 0x1b.
+0x1b and 0x1c are the council's :class:`Propose` and :class:`Approve` (docs/governance.md).
 """
 
 from __future__ import annotations
@@ -258,6 +259,35 @@ class UpdateValidators(Record):
     remove: Annotated[tuple[Bytes32, ...], Size(0, 64)] = ()
 
 
+#: The largest encoded governance record a proposal carries.
+MAX_PROPOSED_RECORD_BYTES = 4096
+
+
+@register(0x1B)
+@dataclass(frozen=True, slots=True)
+class Propose(Record):
+    """A council member proposes a governance record; proposing counts as its approval.
+
+    ``record`` is the canonical encoding of the governance record to apply (any kind in
+    protocol.governance.GOVERNANCE_KINDS: RegisterParticipant, RegisterMeter, Mint, ...).  It
+    is carried as bytes, not as a typed field, so that a governance kind added later is
+    proposable without a new proposal format; the application decodes and checks it.  The
+    proposal's id is the hash of the transaction; it can be approved up to and including
+    block ``expires_at_height``.
+    """
+
+    record: Annotated[bytes, Size(1, MAX_PROPOSED_RECORD_BYTES)]
+    expires_at_height: U64
+
+
+@register(0x1C)
+@dataclass(frozen=True, slots=True)
+class Approve(Record):
+    """Another council member approves an open proposal; the k-th approval applies it."""
+
+    proposal_id: Bytes32
+
+
 TxBody = (
     Transfer
     | RegisterParticipant
@@ -271,6 +301,8 @@ TxBody = (
     | CDRequest
     | SealedTx
     | UpdateValidators
+    | Propose
+    | Approve
 )
 TX_BODY_TYPES: tuple[type[Record], ...] = (
     Transfer,
@@ -285,6 +317,8 @@ TX_BODY_TYPES: tuple[type[Record], ...] = (
     CDRequest,
     SealedTx,
     UpdateValidators,
+    Propose,
+    Approve,
 )
 
 

@@ -155,6 +155,8 @@ def make_chain(
     sealed: bool = False,
     gateways: int = 0,
     genesis_age_ms: int = 1000,
+    council: int = 0,
+    threshold: int = 0,
     **params: Any,
 ) -> Chain:
     """A fresh chain in ``directory``; ``params`` are further genesis ChainParams fields
@@ -162,9 +164,10 @@ def make_chain(
 
     ``genesis_changes`` returns top-level genesis fields to set from the generated keys (e.g.
     ``meters`` owned by the participants); the document is validated again.  ``sealed`` gives
-    every validator an encryption key (sealed transactions, docs/sealed.md).  The genesis time
-    is ``genesis_age_ms`` before now (a chain built ahead of time needs room for its blocks'
-    timestamps)."""
+    every validator an encryption key (sealed transactions, docs/sealed.md).  ``council`` > 0
+    names a governance council approving by ``threshold`` (wallets/council-<i>.json).  The
+    genesis time is ``genesis_age_ms`` before now (a chain built ahead of time needs room for
+    its blocks' timestamps)."""
     bundle = build_genesis(
         chain_name="gridchain-it",
         genesis_time_ms=time.time_ns() // 1_000_000 - genesis_age_ms,
@@ -176,6 +179,8 @@ def make_chain(
         extra_params=params,
         new_encryption_key=X25519PrivateKey.generate if sealed else None,
         gateways=gateways,
+        council=council,
+        threshold=threshold,
     )
     if genesis_changes is not None:
         doc = bundle.genesis.model_dump(mode="json")

@@ -27,8 +27,9 @@ import pytest
 from gridchain.node.follower import Follower
 from gridchain.node.follower_config import load_gateway_section
 from gridchain.node.p2p import NetworkTuning, TxRefusedError
+from gridchain.protocol.address import address_of, format_address
 from gridchain.protocol.crypto import SigningKey
-from gridchain.protocol.tx import RegisterParticipant, Transaction, Transfer, sign_tx
+from gridchain.protocol.tx import Propose, RegisterParticipant, Transaction, Transfer, sign_tx
 from tests.procs import Chain, NodeProcess, http_get, make_chain, node_for, submit
 
 pytestmark = [
@@ -179,6 +180,26 @@ async def test_nonces_and_registrations_are_derived_from_certified_blocks(
         seen.append(feed.queue.get_nowait().block.height)
     assert record["height"] in seen
     assert seen == sorted(seen)
+
+
+async def test_a_key_a_council_proposal_admits_is_let_through(net: Net, follower: Follower) -> None:
+    """The genesis governance key is this chain's council of one: its proposal applies at
+    once, and the follower, which sees blocks but not the state, learns the key from it."""
+    chain = net.chain
+    newcomer = SigningKey.generate()
+    governance = chain.bundle.governance.key
+    assert follower.is_registered(governance.public_key)
+    propose = sign_tx(
+        governance,
+        chain.chain_id,
+        follower.next_nonce(governance.public_key),
+        Propose(RegisterParticipant(newcomer.public_key, "by-proposal").encode(), 10_000),
+    )
+    await committed(net, follower, await follower.submit(propose))
+    assert follower.is_registered(newcomer.public_key)
+    address = format_address(address_of(newcomer.public_key))
+    _, account = http_get(f"{chain.api_url(0)}/v1/accounts/{address}")
+    assert account["registered"] is True
 
 
 async def test_a_refusal_comes_back_typed_and_changes_nothing(net: Net, follower: Follower) -> None:

@@ -28,7 +28,7 @@ from gridchain.protocol.block import (
     tx_root,
 )
 from gridchain.protocol.errors import SignatureError
-from gridchain.protocol.tx import Transaction, UpdateValidators
+from gridchain.protocol.tx import Approve, Propose, Transaction, UpdateValidators
 from tests.helpers import GENESIS_TIME_MS, key_factory, signed, small_bundle
 from tests.sim.cluster import SimMempool
 
@@ -159,3 +159,36 @@ def test_a_gateway_follows_the_set_of_each_height() -> None:
         follower._accept(chain.certified(b3, (1, 2, 3, 4)))
     follower._accept(chain.certified(b3, (0, 2, 3)))
     assert follower.head.height == 3
+
+
+def test_a_gateway_applies_a_council_set_change_at_its_threshold_approval() -> None:
+    """With a 2-of-3 council the change is proposed in block 1 and approved in block 3, so the
+    chain applies it at 3 and the set changes from 5; a gateway that applied it at the
+    proposal would refuse block 3's and block 4's certificates (which the removed validator
+    still signs) and accept a block 5 certificate it must refuse."""
+    bundle = build_genesis(
+        chain_name="gridchain-test",
+        genesis_time_ms=GENESIS_TIME_MS,
+        validators=5,
+        participants=3,
+        engine="pbft",
+        new_key=key_factory("valset-council"),
+        gateways=1,
+        council=3,
+        threshold=2,
+    )
+    chain = Chain(bundle)
+    gone = bundle.validators[4].key.public_key
+    change = UpdateValidators(remove=(gone,)).encode()
+    first, second = bundle.council[0], bundle.council[1]
+    proposal = signed(first, bundle.genesis.chain_id, 0, Propose(change, 100))
+    approval = signed(second, bundle.genesis.chain_id, 0, Approve(proposal.hash()))
+    blocks = [chain.next((proposal,)), chain.next(), chain.next((approval,))]
+    blocks += [chain.next(), chain.next()]
+    follower = Follower(bundle.genesis, bundle.gateways[0].key, [])
+    for block in blocks[:4]:  # heights 1-4: the old set, the removed validator counts
+        follower._accept(chain.certified(block, (1, 2, 3, 4)))
+    with pytest.raises(SignatureError):
+        follower._accept(chain.certified(blocks[4], (1, 2, 3, 4)))
+    follower._accept(chain.certified(blocks[4], (0, 1, 2)))
+    assert follower.head.height == 5

@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import gridchain.protocol.block
+import gridchain.protocol.governance
 import gridchain.protocol.meter
 import gridchain.protocol.tx
 from gridchain.protocol.block import (
@@ -53,6 +54,7 @@ from gridchain.protocol.errors import (
     UnknownTypeError,
     UnsupportedVersionError,
 )
+from gridchain.protocol.governance import RemoveParticipant, ReplaceBridgeKey
 from gridchain.protocol.meter import (
     GENESIS_READING_HASH,
     ReadingRecord,
@@ -63,12 +65,14 @@ from gridchain.protocol.tx import (
     MAX_TX_BYTES,
     WRAPPED_KEY_BYTES,
     AmendOrder,
+    Approve,
     Burn,
     CancelOrder,
     CDRequest,
     MeterReadings,
     Mint,
     PlaceOrder,
+    Propose,
     RegisterMeter,
     RegisterParticipant,
     SealedTx,
@@ -164,6 +168,10 @@ update_validators = st.builds(
     add=st.lists(b32, max_size=3).map(tuple),
     remove=st.lists(b32, max_size=3).map(tuple),
 )
+proposals = st.builds(Propose, record=st.binary(min_size=1, max_size=200), expires_at_height=u64)
+approvals = st.builds(Approve, proposal_id=b32)
+removals = st.builds(RemoveParticipant, address=b20)
+rekeys = st.builds(ReplaceBridgeKey, meter_id=text(1, 64), bridge_key=b32)
 bodies = st.one_of(
     transfers,
     registrations,
@@ -177,6 +185,8 @@ bodies = st.one_of(
     cd_requests,
     sealed_txs,
     update_validators,
+    proposals,
+    approvals,
 )
 payloads = st.builds(TxPayload, sender=b32, nonce=u64, body=bodies)
 transactions = st.builds(Transaction, sender=b32, nonce=u64, body=bodies, signature=b64)
@@ -220,6 +230,10 @@ STRATEGIES: dict[type[Record], st.SearchStrategy[Record]] = {
     CDRequest: cd_requests,
     SealedTx: sealed_txs,
     UpdateValidators: update_validators,
+    Propose: proposals,
+    Approve: approvals,
+    RemoveParticipant: removals,
+    ReplaceBridgeKey: rekeys,
     ReadingRecord: reading_records,
     SignedReading: signed_readings,
     TxPayload: payloads,
@@ -276,6 +290,10 @@ SAMPLES: dict[type[Record], Record] = {
     CDRequest: CDRequest(1, 0, 1_700_000_000_000, 1_700_003_600_000, 7_000, 7_000, 250_000, "ev-a"),
     SealedTx: SealedTx(b"\x77" * 32, (b"\x78" * WRAPPED_KEY_BYTES,), b"\x79" * 40),
     UpdateValidators: UpdateValidators((KEY.public_key,), (b"\x7a" * 32,)),
+    Propose: Propose(Mint(b"\x33" * 20, 1000).encode(), 120),
+    Approve: Approve(b"\x7a" * 32),
+    RemoveParticipant: RemoveParticipant(b"\x33" * 20),
+    ReplaceBridgeKey: ReplaceBridgeKey("pv-a", KEY.public_key),
     ReadingRecord: SAMPLE_READING.record,
     SignedReading: SAMPLE_READING,
     TxPayload: SAMPLE_TX.payload,
@@ -362,6 +380,7 @@ def test_every_record_type_has_a_strategy() -> None:
         _records_defined_in(gridchain.protocol.tx)
         | _records_defined_in(gridchain.protocol.block)
         | _records_defined_in(gridchain.protocol.meter)
+        | _records_defined_in(gridchain.protocol.governance)
     )
     assert defined == set(STRATEGIES)
     assert set(SAMPLES) == set(STRATEGIES)
@@ -384,6 +403,10 @@ def test_type_tags_and_versions_are_pinned() -> None:
         "CDRequest": (0x19, 1),
         "SealedTx": (0x1A, 1),
         "UpdateValidators": (0x1F, 1),
+        "Propose": (0x1B, 1),
+        "Approve": (0x1C, 1),
+        "RemoveParticipant": (0x80, 1),
+        "ReplaceBridgeKey": (0x81, 1),
         "ReadingRecord": (0x68, 1),
         "SignedReading": (0x69, 1),
         "BlockHeader": (0x20, 1),
@@ -435,6 +458,10 @@ def test_field_layouts_are_pinned() -> None:
         ],
         "SealedTx": ["key_set", "wrapped_keys", "ciphertext"],
         "UpdateValidators": ["add", "remove"],
+        "Propose": ["record", "expires_at_height"],
+        "Approve": ["proposal_id"],
+        "RemoveParticipant": ["address"],
+        "ReplaceBridgeKey": ["meter_id", "bridge_key"],
         "ReadingRecord": [
             "meter_id",
             "interval_start_ms",

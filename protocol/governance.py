@@ -1,0 +1,70 @@
+"""Governance records: what a council proposal may carry (docs/governance.md, ADR 0034).
+
+A council :class:`~gridchain.protocol.tx.Propose` carries one of :data:`GOVERNANCE_KINDS`,
+encoded.  The older kinds (RegisterParticipant, Mint, Burn, RegisterMeter) are transaction
+bodies too, because a chain whose council is the single genesis governance key may still sign
+them directly; the kinds below exist only inside proposals (tags 0x80-0x87), so that the
+transaction-kind range 0x10-0x1f is not spent on records nobody sends on their own.
+
+A governance kind added later (say, a validator-set change) becomes proposable by joining
+:data:`GOVERNANCE_KINDS`: the proposal machinery decodes, checks and applies any member the
+same way the application applies a directly signed governance record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gridchain.protocol.encoding import Bytes20, Bytes32, Record, decode_one_of, register
+from gridchain.protocol.meter import MeterId
+from gridchain.protocol.tx import (
+    MAX_PROPOSED_RECORD_BYTES,
+    TX_BODY_TYPES,
+    Burn,
+    Mint,
+    RegisterMeter,
+    RegisterParticipant,
+    UpdateValidators,
+)
+
+
+@register(0x80)
+@dataclass(frozen=True, slots=True)
+class RemoveParticipant(Record):
+    """Take a participant off the chain: its key can no longer send transactions.
+
+    Its account, its past contracts and receipts stay (settlement still owes and pays them);
+    the application refuses the removal while it has money locked in open buy orders.
+    """
+
+    address: Bytes20
+
+
+@register(0x81)
+@dataclass(frozen=True, slots=True)
+class ReplaceBridgeKey(Record):
+    """A meter's bridge was replaced (new device, lost key): readings are now signed by
+    ``bridge_key``; the new bridge starts a new reading chain from sequence 0."""
+
+    meter_id: MeterId
+    bridge_key: Bytes32
+
+
+#: Every record a council may propose, i.e. every record only governance may apply.
+GOVERNANCE_KINDS: tuple[type[Record], ...] = (
+    RegisterParticipant,
+    Mint,
+    Burn,
+    RegisterMeter,
+    RemoveParticipant,
+    ReplaceBridgeKey,
+    UpdateValidators,
+)
+
+
+def decode_proposed(data: bytes) -> Record:
+    """The record a proposal carries: any governance kind or transaction kind (the caller
+    refuses a non-governance kind by name); raises a DecodeError for anything else."""
+    return decode_one_of(
+        data, (*GOVERNANCE_KINDS, *TX_BODY_TYPES), max_bytes=MAX_PROPOSED_RECORD_BYTES
+    )
