@@ -103,6 +103,9 @@ class Execution:
     #: Entries the block pruned from the live state, with their last values (the node's
     #: archive index; not committed by the state root, ADR 0027).
     archived: dict[bytes, bytes] = field(default_factory=dict)
+    #: Whether the block changed the state before its transactions (expiry, settlement,
+    #: pruning, a schedule): the mempool's pending state cannot have foreseen that.
+    wrote_before_txs: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -448,6 +451,7 @@ class Application:
             entries=schedule,
             claimed_benefit=benefit,
         )
+        wrote_before_txs = bool(view.writes)
         for tx in txs:
             events.extend(self.apply_tx(tx, view, ctx))
         return Execution(
@@ -456,6 +460,7 @@ class Application:
             events=tuple(events),
             decision=decision,
             archived=dict(view.archived),
+            wrote_before_txs=wrote_before_txs,
         )
 
     def build_block(
@@ -483,6 +488,7 @@ class Application:
             entries=schedule,
             claimed_benefit=None,
         )
+        wrote_before_txs = bool(view.writes)
         kept: list[Transaction] = []
         left_out: list[tuple[Transaction, ApplicationError]] = []
         for tx in txs:
@@ -501,6 +507,7 @@ class Application:
             events=tuple(events),
             decision=decision,
             archived=dict(view.archived),
+            wrote_before_txs=wrote_before_txs,
         )
         return BlockBuild(tuple(kept), tuple(left_out), execution, schedule, benefit)
 

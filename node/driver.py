@@ -251,9 +251,13 @@ class NoCache:
 CommitAudit = Callable[[Block, Execution, StateReader], None]
 
 
-def needs_recheck(events: tuple[MarketEvent, ...]) -> bool:
-    """Whether a block did something at its time that the mempool's simulation could not."""
-    return any(isinstance(e, OrderEvent) and e.kind in ("expired", "rejected") for e in events)
+def needs_recheck(execution: Execution) -> bool:
+    """Whether a block did something at its time that the mempool's simulation could not:
+    expired or rejected orders, or any write before its transactions (settlement, pruning,
+    a schedule)."""
+    return execution.wrote_before_txs or any(
+        isinstance(e, OrderEvent) and e.kind in ("expired", "rejected") for e in execution.events
+    )
 
 
 def head_of(block: Block) -> ChainHead:
@@ -682,7 +686,7 @@ class ChainDriver:
         self.pending.committed(self.head.block_hash, self.head.height)
         self.executions = {h: e for h, e in self.executions.items() if h in self.pending}
         dropped = self.mempool.update_after_commit(
-            list(block.txs), recheck=needs_recheck(execution.events)
+            list(block.txs), recheck=needs_recheck(execution)
         )
         event = CommitEvent(
             block.height,

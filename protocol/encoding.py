@@ -83,6 +83,11 @@ class Record:
 
     TYPE_TAG: ClassVar[int]
     VERSION: ClassVar[int] = 1
+    #: Whether decoded instances are remembered by their canonical bytes wherever they are
+    #: decoded, nested or not (see :func:`_record_from_wire`): set for transactions, which a
+    #: validator meets alone (admission, gossip) and again inside proposals and blocks.
+    #: Such a class must not use ``__slots__`` (the wire form is kept on the instance).
+    DECODE_ONCE: ClassVar[bool] = False
 
     def encode(self) -> bytes:
         return encode(self)
@@ -346,6 +351,12 @@ def _record_from_wire(value: Any, path: str, allowed: dict[int, type[Record]] | 
         raise UnsupportedVersionError(
             f"{path}: {cls.__name__} version {version} (supported: {cls.VERSION})"
         )
+    if cls.DECODE_ONCE:
+        return _decode_once(value, path, cls)
+    return _build(value, path, cls)
+
+
+def _build(value: list[Any], path: str, cls: type[Record]) -> Record:
     fields = _fields(cls)
     if len(value) - 2 != len(fields):
         raise FieldCountError(
@@ -356,6 +367,39 @@ def _record_from_wire(value: Any, path: str, allowed: dict[int, type[Record]] | 
         for (name, codec), raw in zip(fields, value[2:], strict=True)
     }
     return cls(**kwargs)
+
+
+#: Decoded :attr:`Record.DECODE_ONCE` records by class and canonical bytes: a transaction
+#: decoded at admission or from gossip is the very object a proposal or block decoded later
+#: carries (with its hash, encoding and signature check already done), instead of a second
+#: decode.  Records are immutable and decoding is a pure function of the bytes, so a hit is
+#: what decoding would return.  Bounded: above a full mempool and several blocks.
+_DECODED_ONCE: OrderedDict[tuple[type[Record], bytes], Record] = OrderedDict()
+_DECODED_ONCE_ENTRIES = 16384
+_DECODED_ONCE_MAX_BYTES = 4096
+
+
+def _decode_once(value: list[Any], path: str, cls: type[Record]) -> Record:
+    """Decode a DECODE_ONCE record from its wire array, or return the one already decoded.
+
+    The key is the canonical encoding of ``value`` (``packb`` of the array), so a hit is
+    exactly the record ``value`` means, whatever bytes around it carried it: the enclosing
+    decode's canonical check still compares the whole input with its re-encoding.
+    """
+    data = cast(bytes, msgpack.packb(value, use_bin_type=True))
+    key = (cls, data)
+    hit = _DECODED_ONCE.get(key)
+    if hit is not None:
+        _DECODED_ONCE.move_to_end(key)
+        return hit
+    obj = _build(value, path, cls)
+    # to_wire(from_wire(v)) == v for every codec, so ``value`` is obj's wire form.
+    vars(obj)[_WIRE_CACHE_ATTR] = value
+    if len(data) <= _DECODED_ONCE_MAX_BYTES:
+        _DECODED_ONCE[key] = obj
+        if len(_DECODED_ONCE) > _DECODED_ONCE_ENTRIES:
+            _DECODED_ONCE.popitem(last=False)
+    return obj
 
 
 # --- public API -----------------------------------------------------------------------------
@@ -376,7 +420,16 @@ _DECODE_CACHE_MAX_BYTES = 2048
 
 def decode(data: bytes, expected: type[R], *, max_bytes: int = MAX_ENCODED_BYTES) -> R:
     """Decode canonical bytes into an instance of ``expected`` or raise a DecodeError."""
-    cacheable = type(data) is bytes and len(data) <= min(max_bytes, _DECODE_CACHE_MAX_BYTES)
+    if expected.DECODE_ONCE and type(data) is bytes:
+        known = _DECODED_ONCE.get((expected, data))  # keys are canonical encodings
+        if known is not None:
+            _DECODED_ONCE.move_to_end((expected, data))
+            return cast(R, known)
+    cacheable = (
+        not expected.DECODE_ONCE
+        and type(data) is bytes
+        and len(data) <= min(max_bytes, _DECODE_CACHE_MAX_BYTES)
+    )
     if cacheable:
         hit = _DECODE_CACHE.get((expected, data))
         if hit is not None:
