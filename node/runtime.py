@@ -52,6 +52,7 @@ from gridchain.node.reannounce import Reannouncer
 from gridchain.node.sealing import validator_opener
 from gridchain.node.state_nodes import bind_genesis, ledger_state
 from gridchain.node.store import Store
+from gridchain.node.verify_pool import VerifyPool
 from gridchain.protocol.block import CommittedBlock, decode_committed
 from gridchain.protocol.crypto import SigningKey
 from gridchain.protocol.errors import DecodeError, GridchainError
@@ -189,6 +190,12 @@ class Node:
         self.key = config.signing_key
         opener = validator_opener(self.genesis, self.key.public_key, config.encryption_key)
         self.app = Application(self.genesis, opener)
+        #: worker processes for the signatures of large unseen blocks (ADR 0040), if configured
+        self.verify_pool = (
+            VerifyPool(config.mempool.verify_workers) if config.mempool.verify_workers else None
+        )
+        if self.verify_pool is not None:
+            self.app.signatures.use_batch(self.verify_pool, config.mempool.verify_batch_min)
         self.metrics = NodeMetrics()
         self.store = Store(config.node.data_dir)
         self.metrics.ledger_memory.set_function(self.store.memory_bytes)
@@ -312,6 +319,8 @@ class Node:
         if self.network is not None:
             await self.network.stop()
         self.store.close()
+        if self.verify_pool is not None:
+            self.verify_pool.close()
         self.log.info("node stopped", height=self.head.height)
 
     # --- transactions ---------------------------------------------------------------------

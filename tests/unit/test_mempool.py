@@ -333,3 +333,99 @@ def test_a_block_that_is_not_the_pool_prefix_triggers_a_full_recheck(
         get_account(pool.pending_state, addr(b)).balance_mc
         == get_account(state, addr(b)).balance_mc + 10
     )
+
+
+# --- commuting transfers after a block in another order (ADR 0040) --------------------------
+
+
+def _count_applies(app: Application, monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    applied: list[bytes] = []
+    real = app.apply_tx
+
+    def counting(tx: Transaction, *args: object, **kwargs: object) -> object:
+        applied.append(tx.hash())
+        return real(tx, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(app, "apply_tx", counting)
+    return applied
+
+
+def test_transfers_committed_in_another_order_keep_the_pending_state_exact_unapplied(
+    app: Application,
+    bundle: GenesisBundle,
+    state: MerkleState,
+    chain_id: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A follower's pool of transfers, a block of some of them in the proposer's order: the
+    pending state equals a full recheck without applying anything again."""
+    a, b, c = _peers(bundle)
+    pool = _pool(app, state)
+    txs = [
+        transfer(a, chain_id, 0, c, 100),
+        transfer(b, chain_id, 0, c, 40),
+        transfer(c, chain_id, 0, a, 30),
+        transfer(a, chain_id, 1, b, 7),
+        transfer(b, chain_id, 1, a, 3),
+    ]
+    for tx in txs:
+        _add(pool, tx)
+    block = [txs[1], txs[4], txs[0]]  # not the pool's prefix: b's two, then a's first
+    _commit(app, state, block, 1)
+    applied = _count_applies(app, monkeypatch)
+
+    assert pool.update_after_commit(block) == []
+
+    assert applied == []
+    remaining = [txs[2], txs[3]]
+    assert pool.reap(10, 1 << 30) == remaining
+    for key, value in _recheck_view(app, state, remaining).items():
+        assert pool.pending_state.get(key) == value
+    with pytest.raises(ReplayedNonceError):
+        _add(pool, transfer(a, chain_id, 1, c, 8))
+    _add(pool, transfer(a, chain_id, 2, c, 1))
+
+
+def test_a_pool_holding_a_transaction_that_does_not_commute_is_rechecked(
+    app: Application,
+    bundle: GenesisBundle,
+    state: MerkleState,
+    chain_id: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    a, b, _ = _peers(bundle)
+    pool = _pool(app, state)
+    first = transfer(a, chain_id, 0, b, 10)
+    second = transfer(b, chain_id, 0, a, 20)
+    cut = burn(bundle.governance, chain_id, 0, a, 5)  # a burn reads and changes the supply
+    for tx in (first, second, cut):
+        _add(pool, tx)
+    _commit(app, state, [second], 1)
+    applied = _count_applies(app, monkeypatch)
+
+    assert pool.update_after_commit([second]) == []
+
+    assert applied == [first.hash(), cut.hash()]
+
+
+def test_a_block_with_a_transaction_the_pool_never_held_is_rechecked(
+    app: Application,
+    bundle: GenesisBundle,
+    state: MerkleState,
+    chain_id: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    a, b, c = _peers(bundle)
+    pool = _pool(app, state)
+    mine = transfer(a, chain_id, 0, b, 10)
+    follow_up = transfer(b, chain_id, 0, a, 1)
+    _add(pool, mine)
+    _add(pool, follow_up)
+    elsewhere = transfer(a, chain_id, 0, c, 999_000)  # a's nonce 0, spent otherwise
+    _commit(app, state, [elsewhere], 1)
+    applied = _count_applies(app, monkeypatch)
+
+    dropped = pool.update_after_commit([elsewhere])
+
+    assert dropped == [(mine.hash(), "nonce_replayed")]
+    assert applied == [mine.hash(), follow_up.hash()]
