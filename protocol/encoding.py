@@ -31,6 +31,7 @@ from typing import Annotated, Any, ClassVar, TypeVar, cast
 import msgpack
 
 from gridchain.protocol.errors import (
+    DecodeError,
     FieldCountError,
     FieldTypeError,
     FieldValueError,
@@ -104,6 +105,10 @@ def register(tag: int, version: int = 1) -> Callable[[type[R]], type[R]]:
     def apply(cls: type[R]) -> type[R]:
         if not dataclasses.is_dataclass(cast(Any, cls)):
             raise TypeError(f"{cls.__name__} must be a dataclass")
+        if "__post_init__" in vars(cls):
+            # decoding checks the canonical form on the wire values (_decode_any): a record
+            # that changed its values on construction would encode other bytes than it came in
+            raise TypeError(f"{cls.__name__}: a record must not have __post_init__")
         if tag in _REGISTRY:
             other = _REGISTRY[tag].__name__
             raise TypeError(f"type tag {tag:#x} used by {other} and {cls.__name__}")
@@ -229,7 +234,11 @@ class _TupleCodec(_Codec):
             raise FieldValueError(
                 f"{path}: {len(value)} items outside [{self.size.lo}, {self.size.hi}]"
             )
-        return tuple(self.item.from_wire(v, f"{path}[{i}]") for i, v in enumerate(value))
+        item = self.item
+        try:  # paths are formatted only for the error message (see _build)
+            return tuple([item.from_wire(v, path) for v in value])
+        except DecodeError:
+            return tuple(item.from_wire(v, f"{path}[{i}]") for i, v in enumerate(value))
 
 
 class _OptionalCodec(_Codec):
@@ -248,11 +257,14 @@ class _RecordCodec(_Codec):
 
     def __init__(self, classes: Sequence[type[Record]]) -> None:
         self.classes = tuple(classes)
+        self._by_tag: dict[int, type[Record]] | None = None
 
     def _allowed(self) -> dict[int, type[Record]]:
         # Tags are assigned by @register after the annotations are compiled, so look them up
-        # lazily.
-        return {c.TYPE_TAG: c for c in self.classes}
+        # on first use (every class is registered by then) and keep them.
+        if self._by_tag is None:
+            self._by_tag = {c.TYPE_TAG: c for c in self.classes}
+        return self._by_tag
 
     def to_wire(self, value: Any) -> Any:
         if type(value) not in self.classes:
@@ -327,7 +339,7 @@ def _record_to_wire(value: Record) -> list[Any]:
             return cached
     cls = type(value)
     out: list[Any] = [cls.TYPE_TAG, cls.VERSION]
-    for name, codec in _fields(cls):
+    for name, codec in _FIELD_CACHE.get(cls) or _fields(cls):
         try:
             out.append(codec.to_wire(getattr(value, name)))
         except FieldValueError as exc:
@@ -357,16 +369,23 @@ def _record_from_wire(value: Any, path: str, allowed: dict[int, type[Record]] | 
 
 
 def _build(value: list[Any], path: str, cls: type[Record]) -> Record:
-    fields = _fields(cls)
+    fields = _FIELD_CACHE.get(cls) or _fields(cls)
     if len(value) - 2 != len(fields):
         raise FieldCountError(
             f"{path}: {cls.__name__} has {len(fields)} fields, got {len(value) - 2}"
         )
-    kwargs = {
-        name: codec.from_wire(raw, f"{path}.{name}")
-        for (name, codec), raw in zip(fields, value[2:], strict=True)
-    }
-    return cls(**kwargs)
+    try:
+        # The path is only for an error message: the first pass does not format one per field.
+        args = [
+            codec.from_wire(raw, path) for (_, codec), raw in zip(fields, value[2:], strict=True)
+        ]
+    except DecodeError:
+        # Again with each field's path, which raises the same error naming where it is.
+        args = [
+            codec.from_wire(raw, f"{path}.{name}")
+            for (name, codec), raw in zip(fields, value[2:], strict=True)
+        ]
+    return cls(*args)
 
 
 #: Decoded :attr:`Record.DECODE_ONCE` records by class and canonical bytes: a transaction
@@ -467,7 +486,10 @@ def _decode_any(data: bytes, expected: tuple[type[Record], ...], *, max_bytes: i
     allowed = {cls.TYPE_TAG: cls for cls in expected}
     root = expected[0].__name__ if len(expected) == 1 else "record"
     value = _record_from_wire(raw, root, allowed)
-    if encode(value) != data:
+    # Every codec maps wire values back exactly (to_wire(from_wire(v)) == v, types included)
+    # and a record changes nothing on construction (register refuses __post_init__), so
+    # re-packing the decoded wire values *is* the canonical encoding of ``value``, at C speed.
+    if msgpack.packb(raw, use_bin_type=True) != data:
         raise NonCanonicalError(f"{type(value).__name__}: bytes are not the canonical encoding")
     return value
 
