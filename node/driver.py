@@ -54,6 +54,7 @@ from gridchain.market.errors import BlockRejectedError
 from gridchain.market.orders import MarketEvent, OrderEvent
 from gridchain.market.pending import PendingChain
 from gridchain.market.state import MerkleState, StateReader
+from gridchain.market.tx_effects import TxEffect
 from gridchain.protocol.block import (
     MAX_BLOCK_BYTES,
     Block,
@@ -279,6 +280,7 @@ class ChainDriver:
         proposer: bytes,
         cache: ExecutionCache | None = None,
         audit: CommitAudit | None = None,
+        known_effects: Callable[[Transaction], TxEffect | None] | None = None,
     ) -> None:
         self.genesis = genesis
         self.chain_id = genesis.chain_id
@@ -290,6 +292,9 @@ class ChainDriver:
         self.proposer = proposer
         self.cache: ExecutionCache = NoCache() if cache is None else cache
         self.audit = audit
+        #: a pending transaction's remembered effect (node.mempool.Mempool.effect_of): a
+        #: block built here takes its writes instead of applying it again (ADR 0040)
+        self.known_effects = known_effects
         self.validators = frozenset(genesis.validator_keys())
         self.pending = PendingChain(head.block_hash, head.height)
         self.executions: dict[bytes, Execution] = {}
@@ -517,7 +522,13 @@ class ChainDriver:
             prev_hash,
             ctx,
             candidates,
-            lambda: self.app.build_block(self.state, candidates, ctx, parent_writes=parent_writes),
+            lambda: self.app.build_block(
+                self.state,
+                candidates,
+                ctx,
+                parent_writes=parent_writes,
+                known=self.known_effects,
+            ),
         )
         if built.left_out:
             for tx, exc in built.left_out:

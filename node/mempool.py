@@ -15,12 +15,13 @@ The pool is bounded by count and bytes and says why it refuses a transaction wit
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gridchain.market.app import Application, BlockContext
 from gridchain.market.commuting import commutes
 from gridchain.market.errors import ApplicationError
 from gridchain.market.state import MerkleState, Overlay
+from gridchain.market.tx_effects import RecordingOverlay, TxEffect
 from gridchain.protocol.errors import GridchainError
 from gridchain.protocol.tx import Transaction
 
@@ -45,6 +46,9 @@ class PendingTx:
     tx_hash: bytes
     size: int
     commutes: bool
+    #: what it read and wrote when last applied here (commuting transactions only): the
+    #: proposer's block build takes the writes while those values hold (market/tx_effects.py)
+    effect: TxEffect | None = None
 
 
 class Mempool:
@@ -99,13 +103,20 @@ class Mempool:
             raise MempoolFullError(
                 f"mempool is full ({len(self._txs)} txs, {self._bytes} bytes); retry later"
             )
-        trial = self._app.check_tx(tx, self._pending, self._context())
+        commuting = commutes(tx)
+        overlay = RecordingOverlay if commuting else Overlay
+        trial = self._app.check_tx(tx, self._pending, self._context(), overlay)
+        entry = PendingTx(tx, tx_hash, size, commuting, _effect(trial))  # before the merge
         trial.merge_into_parent()
-        entry = PendingTx(tx, tx_hash, size, commutes(tx))
         self._txs[tx_hash] = entry
         self._bytes += size
         self._ordered += not entry.commutes
         return tx_hash
+
+    def effect_of(self, tx: Transaction) -> TxEffect | None:
+        """The remembered effect of a pending transaction (None: apply it)."""
+        entry = self._txs.get(tx.hash())
+        return None if entry is None else entry.effect
 
     def reap(self, max_txs: int, max_bytes: int) -> list[Transaction]:
         """Transactions for the next block, in arrival order (which keeps nonces in order)."""
@@ -164,12 +175,18 @@ class Mempool:
         dropped: list[tuple[bytes, str]] = []
         ctx = self._context()
         for tx_hash, entry in list(self._txs.items()):
-            trial = Overlay(self._pending)
+            trial = RecordingOverlay(self._pending) if entry.commutes else Overlay(self._pending)
             try:
                 self._app.apply_tx(entry.tx, trial, ctx)
             except ApplicationError as exc:
                 self._drop(tx_hash)
                 dropped.append((tx_hash, exc.code))
                 continue
+            if entry.commutes:
+                self._txs[tx_hash] = replace(entry, effect=_effect(trial))
             trial.merge_into_parent()
         return dropped
+
+
+def _effect(trial: Overlay) -> TxEffect | None:
+    return trial.effect() if isinstance(trial, RecordingOverlay) else None

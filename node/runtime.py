@@ -220,6 +220,7 @@ class Node:
             head=head,
             mempool=self.mempool,
             proposer=self.key.public_key,
+            known_effects=self.mempool.effect_of,
         )
         self.metrics.height.set(head.height)
         self._timer: asyncio.TimerHandle | None = None

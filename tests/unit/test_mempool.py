@@ -10,6 +10,8 @@ invalid, saying why, so clients learn their transaction will never be included.
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gridchain.genesis.builder import GenesisBundle, NamedKey
 from gridchain.market.accounts import get_account
@@ -429,3 +431,75 @@ def test_a_block_with_a_transaction_the_pool_never_held_is_rechecked(
 
     assert dropped == [(mine.hash(), "nonce_replayed")]
     assert applied == [mine.hash(), follow_up.hash()]
+
+
+# --- remembered effects in the proposer's block build (ADR 0040) -----------------------------
+
+_PEOPLE = st.integers(min_value=0, max_value=2)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    pool_txs=st.lists(
+        st.tuples(_PEOPLE, _PEOPLE, st.integers(min_value=1, max_value=600_000)), max_size=12
+    ),
+    block_pick=st.lists(st.integers(min_value=0, max_value=11), max_size=6, unique=True),
+    later=st.lists(
+        st.tuples(_PEOPLE, _PEOPLE, st.integers(min_value=1, max_value=600_000)), max_size=4
+    ),
+)
+def test_a_build_with_remembered_effects_equals_applying_everything(
+    bundle: GenesisBundle,
+    chain_id: bytes,
+    pool_txs: list[tuple[int, int, int]],
+    block_pick: list[int],
+    later: list[tuple[int, int, int]],
+) -> None:
+    """Whatever the pool went through (admissions that failed, a commit of some of its
+    transfers in another order, which leaves their effects recorded on an older pending
+    state), building from it with the remembered effects gives the build without them."""
+    app = Application(bundle.genesis)
+    state = app.genesis_state()
+    people = list(bundle.participants)
+    pool = _pool(app, state)
+    nonces = [0, 0, 0]
+
+    def offer(sender: int, to: int, amount: int) -> None:
+        tx = transfer(people[sender], chain_id, nonces[sender], people[to], amount)
+        try:
+            _add(pool, tx)
+        except ApplicationError:
+            return
+        nonces[sender] += 1
+
+    for sender, to, amount in pool_txs:
+        offer(sender, to, amount)
+    pending = pool.reap(100, 1 << 30)
+    # A block of some pending transfers in another order that keeps each sender's nonces.
+    chosen = sorted({i for i in block_pick if i < len(pending)}, reverse=True)
+    block: list[Transaction] = []
+    for i in chosen:
+        tx = pending[i]
+        if any(p.sender == tx.sender and p.nonce < tx.nonce for p in pending if p not in block):
+            continue
+        block.append(tx)
+    block.sort(key=lambda tx: (tx.sender, tx.nonce))
+    if block:
+        _commit(app, state, block, 1)
+        pool.update_after_commit(block)
+    for sender, to, amount in later:
+        offer(sender, to, amount)
+
+    candidates = pool.reap(100, 1 << 30)
+    ctx = block_context(2)
+    plain = app.build_block(state, candidates, ctx)
+    reused = app.build_block(state, candidates, ctx, known=pool.effect_of)
+
+    assert reused.txs == plain.txs
+    assert [(tx, exc.code) for tx, exc in reused.left_out] == [
+        (tx, exc.code) for tx, exc in plain.left_out
+    ]
+    assert reused.execution.writes == plain.execution.writes
+    assert reused.execution.state_root == plain.execution.state_root
