@@ -429,10 +429,11 @@ def encode(value: Record) -> bytes:
     return cast(bytes, msgpack.packb(_record_to_wire(value), use_bin_type=True))
 
 
-#: Decoded small records by exact bytes.  Records are immutable and decoding is a pure
-#: function of the bytes, so a hit returns what decoding would; it saves the repeated work of
-#: reading the same account or transaction several times per block.
-_DECODE_CACHE: OrderedDict[tuple[type[Record], bytes], Record] = OrderedDict()
+#: Decoded small records by the types asked for and the exact bytes.  Records are immutable
+#: and decoding is a pure function of the bytes, so a hit returns what decoding would; it saves
+#: the repeated work of reading the same account several times per block, and of the same
+#: gossip frame arriving from several peers.
+_DECODE_CACHE: OrderedDict[tuple[tuple[type[Record], ...], bytes], Record] = OrderedDict()
 _DECODE_CACHE_ENTRIES = 16384
 _DECODE_CACHE_MAX_BYTES = 2048
 
@@ -444,29 +445,31 @@ def decode(data: bytes, expected: type[R], *, max_bytes: int = MAX_ENCODED_BYTES
         if known is not None:
             _DECODED_ONCE.move_to_end((expected, data))
             return cast(R, known)
-    cacheable = (
-        not expected.DECODE_ONCE
-        and type(data) is bytes
-        and len(data) <= min(max_bytes, _DECODE_CACHE_MAX_BYTES)
-    )
-    if cacheable:
-        hit = _DECODE_CACHE.get((expected, data))
-        if hit is not None:
-            _DECODE_CACHE.move_to_end((expected, data))
-            return cast(R, hit)
-    obj = _decode_any(data, (expected,), max_bytes=max_bytes)
-    if cacheable:
-        _DECODE_CACHE[(expected, data)] = obj
-        if len(_DECODE_CACHE) > _DECODE_CACHE_ENTRIES:
-            _DECODE_CACHE.popitem(last=False)
-    return cast(R, obj)
+        # remembered by _decode_once, not twice
+        return cast(R, _decode_any(data, (expected,), max_bytes=max_bytes))
+    return cast(R, _decode_cached(data, (expected,), max_bytes))
 
 
 def decode_one_of(
     data: bytes, expected: Sequence[type[Record]], *, max_bytes: int = MAX_ENCODED_BYTES
 ) -> Record:
     """Decode bytes that may be any of several record types (told apart by tag)."""
-    return _decode_any(data, tuple(expected), max_bytes=max_bytes)
+    return _decode_cached(data, tuple(expected), max_bytes)
+
+
+def _decode_cached(data: bytes, expected: tuple[type[Record], ...], max_bytes: int) -> Record:
+    if type(data) is not bytes or len(data) > min(max_bytes, _DECODE_CACHE_MAX_BYTES):
+        return _decode_any(data, expected, max_bytes=max_bytes)
+    key = (expected, data)
+    hit = _DECODE_CACHE.get(key)
+    if hit is not None:
+        _DECODE_CACHE.move_to_end(key)
+        return hit
+    obj = _decode_any(data, expected, max_bytes=max_bytes)
+    _DECODE_CACHE[key] = obj
+    if len(_DECODE_CACHE) > _DECODE_CACHE_ENTRIES:
+        _DECODE_CACHE.popitem(last=False)
+    return obj
 
 
 def _decode_any(data: bytes, expected: tuple[type[Record], ...], *, max_bytes: int) -> Record:
