@@ -17,7 +17,7 @@ another time), :meth:`Application.build_block` leaves it out instead of failing 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from gridchain.genesis.schema import Genesis
@@ -62,6 +62,7 @@ from gridchain.market.pruning import prune_due
 from gridchain.market.sealed_outcomes import SealedOutcome, SealedStatus, put_outcome
 from gridchain.market.slot_settlement import settle_due
 from gridchain.market.state import MerkleState, Overlay, StateReader
+from gridchain.market.tx_effects import TxEffect
 from gridchain.market.validators import apply_validator_update
 from gridchain.protocol.address import address_of, format_address, parse_address
 from gridchain.protocol.block import ScheduleEntry
@@ -113,6 +114,9 @@ class Execution:
     #: Entries the block pruned from the live state, with their last values (the node's
     #: archive index; not committed by the state root, ADR 0027).
     archived: dict[bytes, bytes] = field(default_factory=dict)
+    #: Whether the block changed the state before its transactions (expiry, settlement,
+    #: pruning, a schedule): the mempool's pending state cannot have foreseen that.
+    wrote_before_txs: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,14 +200,21 @@ class Application:
 
     # --- transactions -------------------------------------------------------------------
 
-    def check_tx(self, tx: Transaction, state: StateReader, ctx: BlockContext) -> Overlay:
+    def check_tx(
+        self,
+        tx: Transaction,
+        state: StateReader,
+        ctx: BlockContext,
+        overlay: Callable[[StateReader], Overlay] = Overlay,
+    ) -> Overlay:
         """Verify the signature and try the transaction; return its writes on an overlay.
 
         The caller decides whether to keep them (the mempool does, to check the next
-        transaction against the pending state) or drop them.
+        transaction against the pending state) or drop them; ``overlay`` makes the view (the
+        mempool's records what the transaction read, market/tx_effects.py).
         """
         self.signatures.require(tx)
-        view = Overlay(state)
+        view = overlay(state)
         self.apply_tx(tx, view, ctx, admission=True)
         return view
 
@@ -516,6 +527,7 @@ class Application:
             entries=schedule,
             claimed_benefit=benefit,
         )
+        wrote_before_txs = bool(view.writes)
         for tx in txs:
             events.extend(self.apply_tx(tx, view, ctx))
         return Execution(
@@ -524,6 +536,7 @@ class Application:
             events=tuple(events),
             decision=decision,
             archived=dict(view.archived),
+            wrote_before_txs=wrote_before_txs,
         )
 
     def build_block(
@@ -533,11 +546,14 @@ class Application:
         ctx: BlockContext,
         *,
         parent_writes: Mapping[bytes, bytes | None] | None = None,
+        known: Callable[[Transaction], TxEffect | None] | None = None,
     ) -> BlockBuild:
         """Execute a proposal's candidates in order, leaving out each one that does not apply.
 
         The result executes exactly like :meth:`execute_block` on the kept transactions: a
-        left-out transaction wrote nothing (it ran on its own nested overlay).
+        left-out transaction wrote nothing (it ran on its own nested overlay).  ``known``
+        gives a candidate's remembered effect (the mempool's, market/tx_effects.py): when the
+        values it read still hold, its writes are taken instead of applying it again.
         """
         view = Overlay(_parent_view(state, parent_writes))
         events = self.begin_block(view, ctx)
@@ -551,9 +567,15 @@ class Application:
             entries=schedule,
             claimed_benefit=None,
         )
+        wrote_before_txs = bool(view.writes)
         kept: list[Transaction] = []
         left_out: list[tuple[Transaction, ApplicationError]] = []
         for tx in txs:
+            effect = None if known is None else known(tx)
+            if effect is not None and effect.holds_on(view):
+                effect.apply_to(view)  # what applying it would write (no events: a transfer)
+                kept.append(tx)
+                continue
             trial = Overlay(view)
             try:
                 tx_events = self.apply_tx(tx, trial, ctx)
@@ -569,6 +591,7 @@ class Application:
             events=tuple(events),
             decision=decision,
             archived=dict(view.archived),
+            wrote_before_txs=wrote_before_txs,
         )
         return BlockBuild(tuple(kept), tuple(left_out), execution, schedule, benefit)
 

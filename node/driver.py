@@ -54,6 +54,7 @@ from gridchain.market.errors import BlockRejectedError
 from gridchain.market.orders import MarketEvent, OrderEvent
 from gridchain.market.pending import PendingChain
 from gridchain.market.state import MerkleState, StateReader
+from gridchain.market.tx_effects import TxEffect
 from gridchain.market.validators import validators_at
 from gridchain.protocol.block import (
     MAX_BLOCK_BYTES,
@@ -252,9 +253,13 @@ class NoCache:
 CommitAudit = Callable[[Block, Execution, StateReader], None]
 
 
-def needs_recheck(events: tuple[MarketEvent, ...]) -> bool:
-    """Whether a block did something at its time that the mempool's simulation could not."""
-    return any(isinstance(e, OrderEvent) and e.kind in ("expired", "rejected") for e in events)
+def needs_recheck(execution: Execution) -> bool:
+    """Whether a block did something at its time that the mempool's simulation could not:
+    expired or rejected orders, or any write before its transactions (settlement, pruning,
+    a schedule)."""
+    return execution.wrote_before_txs or any(
+        isinstance(e, OrderEvent) and e.kind in ("expired", "rejected") for e in execution.events
+    )
 
 
 def head_of(block: Block) -> ChainHead:
@@ -276,6 +281,7 @@ class ChainDriver:
         proposer: bytes,
         cache: ExecutionCache | None = None,
         audit: CommitAudit | None = None,
+        known_effects: Callable[[Transaction], TxEffect | None] | None = None,
     ) -> None:
         self.genesis = genesis
         self.chain_id = genesis.chain_id
@@ -287,6 +293,9 @@ class ChainDriver:
         self.proposer = proposer
         self.cache: ExecutionCache = NoCache() if cache is None else cache
         self.audit = audit
+        #: a pending transaction's remembered effect (node.mempool.Mempool.effect_of): a
+        #: block built here takes its writes instead of applying it again (ADR 0040)
+        self.known_effects = known_effects
         self.pending = PendingChain(head.block_hash, head.height)
         self.executions: dict[bytes, Execution] = {}
         self.halted: str | None = None
@@ -523,7 +532,13 @@ class ChainDriver:
             prev_hash,
             ctx,
             candidates,
-            lambda: self.app.build_block(self.state, candidates, ctx, parent_writes=parent_writes),
+            lambda: self.app.build_block(
+                self.state,
+                candidates,
+                ctx,
+                parent_writes=parent_writes,
+                known=self.known_effects,
+            ),
         )
         if built.left_out:
             for tx, exc in built.left_out:
@@ -698,7 +713,7 @@ class ChainDriver:
         self.pending.committed(self.head.block_hash, self.head.height)
         self.executions = {h: e for h, e in self.executions.items() if h in self.pending}
         dropped = self.mempool.update_after_commit(
-            list(block.txs), recheck=needs_recheck(execution.events)
+            list(block.txs), recheck=needs_recheck(execution)
         )
         event = CommitEvent(
             block.height,

@@ -5,7 +5,9 @@ on the committed state.  A new transaction is checked against that pending state
 can queue several transfers whose nonces follow each other and cannot overspend across them,
 and a block built from the pool in arrival order always executes.  After each commit the pool
 drops what was included and re-applies the rest on the new state (CometBFT calls this
-"recheck"), discarding what no longer applies.
+"recheck"), discarding what no longer applies, unless the pending state is provably still
+exact: the block was the oldest pending transactions, or every pending transaction commutes
+(market/commuting.py) and the block held only pending ones (ADR 0040).
 
 The pool is bounded by count and bytes and says why it refuses a transaction with a typed error.
 """
@@ -13,11 +15,13 @@ The pool is bounded by count and bytes and says why it refuses a transaction wit
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gridchain.market.app import Application, BlockContext
+from gridchain.market.commuting import commutes
 from gridchain.market.errors import ApplicationError
 from gridchain.market.state import MerkleState, Overlay
+from gridchain.market.tx_effects import RecordingOverlay, TxEffect
 from gridchain.protocol.errors import GridchainError
 from gridchain.protocol.tx import Transaction
 
@@ -41,6 +45,10 @@ class PendingTx:
     tx: Transaction
     tx_hash: bytes
     size: int
+    commutes: bool
+    #: what it read and wrote when last applied here (commuting transactions only): the
+    #: proposer's block build takes the writes while those values hold (market/tx_effects.py)
+    effect: TxEffect | None = None
 
 
 class Mempool:
@@ -61,6 +69,8 @@ class Mempool:
         self._txs: dict[bytes, PendingTx] = {}  # insertion order = arrival order
         self._bytes = 0
         self._pending = Overlay(state)
+        #: pending transactions that do not commute (market/commuting.py)
+        self._ordered = 0
 
     def __len__(self) -> int:
         return len(self._txs)
@@ -93,11 +103,20 @@ class Mempool:
             raise MempoolFullError(
                 f"mempool is full ({len(self._txs)} txs, {self._bytes} bytes); retry later"
             )
-        trial = self._app.check_tx(tx, self._pending, self._context())
+        commuting = commutes(tx)
+        overlay = RecordingOverlay if commuting else Overlay
+        trial = self._app.check_tx(tx, self._pending, self._context(), overlay)
+        entry = PendingTx(tx, tx_hash, size, commuting, _effect(trial))  # before the merge
         trial.merge_into_parent()
-        self._txs[tx_hash] = PendingTx(tx, tx_hash, size)
+        self._txs[tx_hash] = entry
         self._bytes += size
+        self._ordered += not entry.commutes
         return tx_hash
+
+    def effect_of(self, tx: Transaction) -> TxEffect | None:
+        """The remembered effect of a pending transaction (None: apply it)."""
+        entry = self._txs.get(tx.hash())
+        return None if entry is None else entry.effect
 
     def reap(self, max_txs: int, max_bytes: int) -> list[Transaction]:
         """Transactions for the next block, in arrival order (which keeps nonces in order)."""
@@ -115,23 +134,23 @@ class Mempool:
     ) -> list[tuple[bytes, str]]:
         """Drop committed transactions and recheck the rest; return (hash, reason) of drops.
 
-        When the block is exactly the oldest pending transactions in pool order (the usual case:
-        the proposer reaps the pool in order and gossip keeps that order), the pending overlay is
-        still right: its base is the committed state, which now holds those transactions'
-        writes, and the rest were applied after them.  Only otherwise, or when the caller says
-        the block did something the pool could not foresee (``recheck``: orders expired at
-        the block's time, or recorded as rejected because their gate closed before the block),
-        is the pool re-applied.
+        The pending overlay's base is the committed state, which now holds the block's writes.
+        The overlay is still exact, and nothing is re-applied, when the block is exactly the
+        oldest pending transactions in pool order (the proposer's own block), or when every
+        committed transaction was pending and every pending one commutes (market/commuting.py:
+        a follower's pool of transfers in another order than the block).  Otherwise, or when
+        the caller says the block did something the pool could not foresee (``recheck``:
+        orders expired at the block's time or recorded as rejected, settlement, pruning or a
+        schedule before the transactions), the pool is re-applied.
         """
         is_prefix = len(committed) <= len(self._txs) and all(
             tx.hash() == pending_hash
             for tx, pending_hash in zip(committed, self._txs, strict=False)
         )
+        commuting = self._ordered == 0 and all(tx.hash() in self._txs for tx in committed)
         for tx in committed:
-            entry = self._txs.pop(tx.hash(), None)
-            if entry is not None:
-                self._bytes -= entry.size
-        if is_prefix and not recheck:
+            self._drop(tx.hash())
+        if (is_prefix or commuting) and not recheck:
             if not self._txs:
                 self._pending = Overlay(self._state)
             return []
@@ -141,23 +160,33 @@ class Mempool:
         """Drop transactions a proposal had to leave out, and recheck the rest (whose nonces
         or balances may have depended on them); return (hash, reason) of further drops."""
         for tx_hash in tx_hashes:
-            entry = self._txs.pop(tx_hash, None)
-            if entry is not None:
-                self._bytes -= entry.size
+            self._drop(tx_hash)
         return self._reapply()
+
+    def _drop(self, tx_hash: bytes) -> PendingTx | None:
+        entry = self._txs.pop(tx_hash, None)
+        if entry is not None:
+            self._bytes -= entry.size
+            self._ordered -= not entry.commutes
+        return entry
 
     def _reapply(self) -> list[tuple[bytes, str]]:
         self._pending = Overlay(self._state)
         dropped: list[tuple[bytes, str]] = []
         ctx = self._context()
         for tx_hash, entry in list(self._txs.items()):
-            trial = Overlay(self._pending)
+            trial = RecordingOverlay(self._pending) if entry.commutes else Overlay(self._pending)
             try:
                 self._app.apply_tx(entry.tx, trial, ctx)
             except ApplicationError as exc:
-                del self._txs[tx_hash]
-                self._bytes -= entry.size
+                self._drop(tx_hash)
                 dropped.append((tx_hash, exc.code))
                 continue
+            if entry.commutes:
+                self._txs[tx_hash] = replace(entry, effect=_effect(trial))
             trial.merge_into_parent()
         return dropped
+
+
+def _effect(trial: Overlay) -> TxEffect | None:
+    return trial.effect() if isinstance(trial, RecordingOverlay) else None

@@ -60,6 +60,7 @@ from gridchain.node.state_sync import (
     sync_from_peers,
 )
 from gridchain.node.store import Store
+from gridchain.node.verify_pool import VerifyPool
 from gridchain.protocol.block import CommittedBlock, decode_committed
 from gridchain.protocol.crypto import SigningKey
 from gridchain.protocol.errors import DecodeError, GridchainError
@@ -203,6 +204,12 @@ class Node:
         self.key = config.signing_key
         opener = validator_opener(self.genesis, self.key.public_key, config.encryption_key)
         self.app = Application(self.genesis, opener)
+        #: worker processes for the signatures of large unseen blocks (ADR 0040), if configured
+        self.verify_pool = (
+            VerifyPool(config.mempool.verify_workers) if config.mempool.verify_workers else None
+        )
+        if self.verify_pool is not None:
+            self.app.signatures.use_batch(self.verify_pool, config.mempool.verify_batch_min)
         self.metrics = NodeMetrics()
         self.store = Store(config.node.data_dir)
         self.metrics.ledger_memory.set_function(self.store.memory_bytes)
@@ -277,6 +284,7 @@ class Node:
             head=head,
             mempool=self.mempool,
             proposer=self.key.public_key,
+            known_effects=self.mempool.effect_of,
         )
         self.metrics.height.set(head.height)
 
@@ -406,6 +414,8 @@ class Node:
             await self.network.stop()
         self.snapshots.close()
         self.store.close()
+        if self.verify_pool is not None:
+            self.verify_pool.close()
         self.log.info("node stopped", height=self.head.height)
 
     # --- transactions ---------------------------------------------------------------------

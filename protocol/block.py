@@ -169,13 +169,14 @@ def check_block_structure(
     hashes = [tx.hash() for tx in block.txs]
     if len(set(hashes)) != len(block.txs):
         raise ValidationError("block contains a transaction twice")
-    for tx, tx_hash in zip(block.txs, hashes, strict=True):
-        if tx_hash in already_verified:
-            continue
-        if signatures is None:
-            tx.verify_signature(chain_id)
-        else:
-            signatures.require(tx)
+    unchecked = [
+        tx for tx, tx_hash in zip(block.txs, hashes, strict=True) if tx_hash not in already_verified
+    ]
+    if signatures is not None:
+        signatures.require_all(unchecked)
+        return
+    for tx in unchecked:
+        tx.verify_signature(chain_id)
 
 
 def decode_committed(data: bytes) -> CommittedBlock:

@@ -31,6 +31,7 @@ from typing import Annotated, Any, ClassVar, TypeVar, cast
 import msgpack
 
 from gridchain.protocol.errors import (
+    DecodeError,
     FieldCountError,
     FieldTypeError,
     FieldValueError,
@@ -83,6 +84,11 @@ class Record:
 
     TYPE_TAG: ClassVar[int]
     VERSION: ClassVar[int] = 1
+    #: Whether decoded instances are remembered by their canonical bytes wherever they are
+    #: decoded, nested or not (see :func:`_record_from_wire`): set for transactions, which a
+    #: validator meets alone (admission, gossip) and again inside proposals and blocks.
+    #: Such a class must not use ``__slots__`` (the wire form is kept on the instance).
+    DECODE_ONCE: ClassVar[bool] = False
 
     def encode(self) -> bytes:
         return encode(self)
@@ -99,6 +105,10 @@ def register(tag: int, version: int = 1) -> Callable[[type[R]], type[R]]:
     def apply(cls: type[R]) -> type[R]:
         if not dataclasses.is_dataclass(cast(Any, cls)):
             raise TypeError(f"{cls.__name__} must be a dataclass")
+        if "__post_init__" in vars(cls):
+            # decoding checks the canonical form on the wire values (_decode_any): a record
+            # that changed its values on construction would encode other bytes than it came in
+            raise TypeError(f"{cls.__name__}: a record must not have __post_init__")
         if tag in _REGISTRY:
             other = _REGISTRY[tag].__name__
             raise TypeError(f"type tag {tag:#x} used by {other} and {cls.__name__}")
@@ -224,7 +234,11 @@ class _TupleCodec(_Codec):
             raise FieldValueError(
                 f"{path}: {len(value)} items outside [{self.size.lo}, {self.size.hi}]"
             )
-        return tuple(self.item.from_wire(v, f"{path}[{i}]") for i, v in enumerate(value))
+        item = self.item
+        try:  # paths are formatted only for the error message (see _build)
+            return tuple([item.from_wire(v, path) for v in value])
+        except DecodeError:
+            return tuple(item.from_wire(v, f"{path}[{i}]") for i, v in enumerate(value))
 
 
 class _OptionalCodec(_Codec):
@@ -243,11 +257,14 @@ class _RecordCodec(_Codec):
 
     def __init__(self, classes: Sequence[type[Record]]) -> None:
         self.classes = tuple(classes)
+        self._by_tag: dict[int, type[Record]] | None = None
 
     def _allowed(self) -> dict[int, type[Record]]:
         # Tags are assigned by @register after the annotations are compiled, so look them up
-        # lazily.
-        return {c.TYPE_TAG: c for c in self.classes}
+        # on first use (every class is registered by then) and keep them.
+        if self._by_tag is None:
+            self._by_tag = {c.TYPE_TAG: c for c in self.classes}
+        return self._by_tag
 
     def to_wire(self, value: Any) -> Any:
         if type(value) not in self.classes:
@@ -322,7 +339,7 @@ def _record_to_wire(value: Record) -> list[Any]:
             return cached
     cls = type(value)
     out: list[Any] = [cls.TYPE_TAG, cls.VERSION]
-    for name, codec in _fields(cls):
+    for name, codec in _FIELD_CACHE.get(cls) or _fields(cls):
         try:
             out.append(codec.to_wire(getattr(value, name)))
         except FieldValueError as exc:
@@ -346,16 +363,62 @@ def _record_from_wire(value: Any, path: str, allowed: dict[int, type[Record]] | 
         raise UnsupportedVersionError(
             f"{path}: {cls.__name__} version {version} (supported: {cls.VERSION})"
         )
-    fields = _fields(cls)
+    if cls.DECODE_ONCE:
+        return _decode_once(value, path, cls)
+    return _build(value, path, cls)
+
+
+def _build(value: list[Any], path: str, cls: type[Record]) -> Record:
+    fields = _FIELD_CACHE.get(cls) or _fields(cls)
     if len(value) - 2 != len(fields):
         raise FieldCountError(
             f"{path}: {cls.__name__} has {len(fields)} fields, got {len(value) - 2}"
         )
-    kwargs = {
-        name: codec.from_wire(raw, f"{path}.{name}")
-        for (name, codec), raw in zip(fields, value[2:], strict=True)
-    }
-    return cls(**kwargs)
+    try:
+        # The path is only for an error message: the first pass does not format one per field.
+        args = [
+            codec.from_wire(raw, path) for (_, codec), raw in zip(fields, value[2:], strict=True)
+        ]
+    except DecodeError:
+        # Again with each field's path, which raises the same error naming where it is.
+        args = [
+            codec.from_wire(raw, f"{path}.{name}")
+            for (name, codec), raw in zip(fields, value[2:], strict=True)
+        ]
+    return cls(*args)
+
+
+#: Decoded :attr:`Record.DECODE_ONCE` records by class and canonical bytes: a transaction
+#: decoded at admission or from gossip is the very object a proposal or block decoded later
+#: carries (with its hash, encoding and signature check already done), instead of a second
+#: decode.  Records are immutable and decoding is a pure function of the bytes, so a hit is
+#: what decoding would return.  Bounded: above a full mempool and several blocks.
+_DECODED_ONCE: OrderedDict[tuple[type[Record], bytes], Record] = OrderedDict()
+_DECODED_ONCE_ENTRIES = 16384
+_DECODED_ONCE_MAX_BYTES = 4096
+
+
+def _decode_once(value: list[Any], path: str, cls: type[Record]) -> Record:
+    """Decode a DECODE_ONCE record from its wire array, or return the one already decoded.
+
+    The key is the canonical encoding of ``value`` (``packb`` of the array), so a hit is
+    exactly the record ``value`` means, whatever bytes around it carried it: the enclosing
+    decode's canonical check still compares the whole input with its re-encoding.
+    """
+    data = cast(bytes, msgpack.packb(value, use_bin_type=True))
+    key = (cls, data)
+    hit = _DECODED_ONCE.get(key)
+    if hit is not None:
+        _DECODED_ONCE.move_to_end(key)
+        return hit
+    obj = _build(value, path, cls)
+    # to_wire(from_wire(v)) == v for every codec, so ``value`` is obj's wire form.
+    vars(obj)[_WIRE_CACHE_ATTR] = value
+    if len(data) <= _DECODED_ONCE_MAX_BYTES:
+        _DECODED_ONCE[key] = obj
+        if len(_DECODED_ONCE) > _DECODED_ONCE_ENTRIES:
+            _DECODED_ONCE.popitem(last=False)
+    return obj
 
 
 # --- public API -----------------------------------------------------------------------------
@@ -366,35 +429,47 @@ def encode(value: Record) -> bytes:
     return cast(bytes, msgpack.packb(_record_to_wire(value), use_bin_type=True))
 
 
-#: Decoded small records by exact bytes.  Records are immutable and decoding is a pure
-#: function of the bytes, so a hit returns what decoding would; it saves the repeated work of
-#: reading the same account or transaction several times per block.
-_DECODE_CACHE: OrderedDict[tuple[type[Record], bytes], Record] = OrderedDict()
+#: Decoded small records by the types asked for and the exact bytes.  Records are immutable
+#: and decoding is a pure function of the bytes, so a hit returns what decoding would; it saves
+#: the repeated work of reading the same account several times per block, and of the same
+#: gossip frame arriving from several peers.
+_DECODE_CACHE: OrderedDict[tuple[tuple[type[Record], ...], bytes], Record] = OrderedDict()
 _DECODE_CACHE_ENTRIES = 16384
 _DECODE_CACHE_MAX_BYTES = 2048
 
 
 def decode(data: bytes, expected: type[R], *, max_bytes: int = MAX_ENCODED_BYTES) -> R:
     """Decode canonical bytes into an instance of ``expected`` or raise a DecodeError."""
-    cacheable = type(data) is bytes and len(data) <= min(max_bytes, _DECODE_CACHE_MAX_BYTES)
-    if cacheable:
-        hit = _DECODE_CACHE.get((expected, data))
-        if hit is not None:
-            _DECODE_CACHE.move_to_end((expected, data))
-            return cast(R, hit)
-    obj = _decode_any(data, (expected,), max_bytes=max_bytes)
-    if cacheable:
-        _DECODE_CACHE[(expected, data)] = obj
-        if len(_DECODE_CACHE) > _DECODE_CACHE_ENTRIES:
-            _DECODE_CACHE.popitem(last=False)
-    return cast(R, obj)
+    if expected.DECODE_ONCE and type(data) is bytes:
+        known = _DECODED_ONCE.get((expected, data))  # keys are canonical encodings
+        if known is not None:
+            _DECODED_ONCE.move_to_end((expected, data))
+            return cast(R, known)
+        # remembered by _decode_once, not twice
+        return cast(R, _decode_any(data, (expected,), max_bytes=max_bytes))
+    return cast(R, _decode_cached(data, (expected,), max_bytes))
 
 
 def decode_one_of(
     data: bytes, expected: Sequence[type[Record]], *, max_bytes: int = MAX_ENCODED_BYTES
 ) -> Record:
     """Decode bytes that may be any of several record types (told apart by tag)."""
-    return _decode_any(data, tuple(expected), max_bytes=max_bytes)
+    return _decode_cached(data, tuple(expected), max_bytes)
+
+
+def _decode_cached(data: bytes, expected: tuple[type[Record], ...], max_bytes: int) -> Record:
+    if type(data) is not bytes or len(data) > min(max_bytes, _DECODE_CACHE_MAX_BYTES):
+        return _decode_any(data, expected, max_bytes=max_bytes)
+    key = (expected, data)
+    hit = _DECODE_CACHE.get(key)
+    if hit is not None:
+        _DECODE_CACHE.move_to_end(key)
+        return hit
+    obj = _decode_any(data, expected, max_bytes=max_bytes)
+    _DECODE_CACHE[key] = obj
+    if len(_DECODE_CACHE) > _DECODE_CACHE_ENTRIES:
+        _DECODE_CACHE.popitem(last=False)
+    return obj
 
 
 def _decode_any(data: bytes, expected: tuple[type[Record], ...], *, max_bytes: int) -> Record:
@@ -414,7 +489,10 @@ def _decode_any(data: bytes, expected: tuple[type[Record], ...], *, max_bytes: i
     allowed = {cls.TYPE_TAG: cls for cls in expected}
     root = expected[0].__name__ if len(expected) == 1 else "record"
     value = _record_from_wire(raw, root, allowed)
-    if encode(value) != data:
+    # Every codec maps wire values back exactly (to_wire(from_wire(v)) == v, types included)
+    # and a record changes nothing on construction (register refuses __post_init__), so
+    # re-packing the decoded wire values *is* the canonical encoding of ``value``, at C speed.
+    if msgpack.packb(raw, use_bin_type=True) != data:
         raise NonCanonicalError(f"{type(value).__name__}: bytes are not the canonical encoding")
     return value
 

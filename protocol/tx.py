@@ -340,7 +340,11 @@ class Transaction(Record):
     Not slotted, so that its canonical bytes and hash are computed once per object: a
     validator needs them at admission, in gossip, in the block's tx root, in the tx index and
     at commit.  The cached values are not dataclass fields, so equality and encoding ignore them.
+    ``DECODE_ONCE``: the transaction a validator decoded at admission or from gossip is the
+    object a proposal or block carrying the same bytes decodes to (protocol/encoding.py).
     """
+
+    DECODE_ONCE = True
 
     sender: Bytes32
     nonce: U64

@@ -10,6 +10,8 @@ invalid, saying why, so clients learn their transaction will never be included.
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gridchain.genesis.builder import GenesisBundle, NamedKey
 from gridchain.market.accounts import get_account
@@ -333,3 +335,171 @@ def test_a_block_that_is_not_the_pool_prefix_triggers_a_full_recheck(
         get_account(pool.pending_state, addr(b)).balance_mc
         == get_account(state, addr(b)).balance_mc + 10
     )
+
+
+# --- commuting transfers after a block in another order (ADR 0040) --------------------------
+
+
+def _count_applies(app: Application, monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    applied: list[bytes] = []
+    real = app.apply_tx
+
+    def counting(tx: Transaction, *args: object, **kwargs: object) -> object:
+        applied.append(tx.hash())
+        return real(tx, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(app, "apply_tx", counting)
+    return applied
+
+
+def test_transfers_committed_in_another_order_keep_the_pending_state_exact_unapplied(
+    app: Application,
+    bundle: GenesisBundle,
+    state: MerkleState,
+    chain_id: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A follower's pool of transfers, a block of some of them in the proposer's order: the
+    pending state equals a full recheck without applying anything again."""
+    a, b, c = _peers(bundle)
+    pool = _pool(app, state)
+    txs = [
+        transfer(a, chain_id, 0, c, 100),
+        transfer(b, chain_id, 0, c, 40),
+        transfer(c, chain_id, 0, a, 30),
+        transfer(a, chain_id, 1, b, 7),
+        transfer(b, chain_id, 1, a, 3),
+    ]
+    for tx in txs:
+        _add(pool, tx)
+    block = [txs[1], txs[4], txs[0]]  # not the pool's prefix: b's two, then a's first
+    _commit(app, state, block, 1)
+    applied = _count_applies(app, monkeypatch)
+
+    assert pool.update_after_commit(block) == []
+
+    assert applied == []
+    remaining = [txs[2], txs[3]]
+    assert pool.reap(10, 1 << 30) == remaining
+    for key, value in _recheck_view(app, state, remaining).items():
+        assert pool.pending_state.get(key) == value
+    with pytest.raises(ReplayedNonceError):
+        _add(pool, transfer(a, chain_id, 1, c, 8))
+    _add(pool, transfer(a, chain_id, 2, c, 1))
+
+
+def test_a_pool_holding_a_transaction_that_does_not_commute_is_rechecked(
+    app: Application,
+    bundle: GenesisBundle,
+    state: MerkleState,
+    chain_id: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    a, b, _ = _peers(bundle)
+    pool = _pool(app, state)
+    first = transfer(a, chain_id, 0, b, 10)
+    second = transfer(b, chain_id, 0, a, 20)
+    cut = burn(bundle.governance, chain_id, 0, a, 5)  # a burn reads and changes the supply
+    for tx in (first, second, cut):
+        _add(pool, tx)
+    _commit(app, state, [second], 1)
+    applied = _count_applies(app, monkeypatch)
+
+    assert pool.update_after_commit([second]) == []
+
+    assert applied == [first.hash(), cut.hash()]
+
+
+def test_a_block_with_a_transaction_the_pool_never_held_is_rechecked(
+    app: Application,
+    bundle: GenesisBundle,
+    state: MerkleState,
+    chain_id: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    a, b, c = _peers(bundle)
+    pool = _pool(app, state)
+    mine = transfer(a, chain_id, 0, b, 10)
+    follow_up = transfer(b, chain_id, 0, a, 1)
+    _add(pool, mine)
+    _add(pool, follow_up)
+    elsewhere = transfer(a, chain_id, 0, c, 999_000)  # a's nonce 0, spent otherwise
+    _commit(app, state, [elsewhere], 1)
+    applied = _count_applies(app, monkeypatch)
+
+    dropped = pool.update_after_commit([elsewhere])
+
+    assert dropped == [(mine.hash(), "nonce_replayed")]
+    assert applied == [mine.hash(), follow_up.hash()]
+
+
+# --- remembered effects in the proposer's block build (ADR 0040) -----------------------------
+
+_PEOPLE = st.integers(min_value=0, max_value=2)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    pool_txs=st.lists(
+        st.tuples(_PEOPLE, _PEOPLE, st.integers(min_value=1, max_value=600_000)), max_size=12
+    ),
+    block_pick=st.lists(st.integers(min_value=0, max_value=11), max_size=6, unique=True),
+    later=st.lists(
+        st.tuples(_PEOPLE, _PEOPLE, st.integers(min_value=1, max_value=600_000)), max_size=4
+    ),
+)
+def test_a_build_with_remembered_effects_equals_applying_everything(
+    bundle: GenesisBundle,
+    chain_id: bytes,
+    pool_txs: list[tuple[int, int, int]],
+    block_pick: list[int],
+    later: list[tuple[int, int, int]],
+) -> None:
+    """Whatever the pool went through (admissions that failed, a commit of some of its
+    transfers in another order, which leaves their effects recorded on an older pending
+    state), building from it with the remembered effects gives the build without them."""
+    app = Application(bundle.genesis)
+    state = app.genesis_state()
+    people = list(bundle.participants)
+    pool = _pool(app, state)
+    nonces = [0, 0, 0]
+
+    def offer(sender: int, to: int, amount: int) -> None:
+        tx = transfer(people[sender], chain_id, nonces[sender], people[to], amount)
+        try:
+            _add(pool, tx)
+        except ApplicationError:
+            return
+        nonces[sender] += 1
+
+    for sender, to, amount in pool_txs:
+        offer(sender, to, amount)
+    pending = pool.reap(100, 1 << 30)
+    # A block of some pending transfers in another order that keeps each sender's nonces.
+    chosen = sorted({i for i in block_pick if i < len(pending)}, reverse=True)
+    block: list[Transaction] = []
+    for i in chosen:
+        tx = pending[i]
+        if any(p.sender == tx.sender and p.nonce < tx.nonce for p in pending if p not in block):
+            continue
+        block.append(tx)
+    block.sort(key=lambda tx: (tx.sender, tx.nonce))
+    if block:
+        _commit(app, state, block, 1)
+        pool.update_after_commit(block)
+    for sender, to, amount in later:
+        offer(sender, to, amount)
+
+    candidates = pool.reap(100, 1 << 30)
+    ctx = block_context(2)
+    plain = app.build_block(state, candidates, ctx)
+    reused = app.build_block(state, candidates, ctx, known=pool.effect_of)
+
+    assert reused.txs == plain.txs
+    assert [(tx, exc.code) for tx, exc in reused.left_out] == [
+        (tx, exc.code) for tx, exc in plain.left_out
+    ]
+    assert reused.execution.writes == plain.execution.writes
+    assert reused.execution.state_root == plain.execution.state_root
