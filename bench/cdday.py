@@ -62,7 +62,7 @@ from gridchain.bench.consensus import (
 )
 from gridchain.genesis.builder import GenesisBundle
 from gridchain.genesis.schema import ConsensusParams, parse_genesis
-from gridchain.market.cd_schedule import base_load_at
+from gridchain.market.base_load import base_load_at
 from gridchain.market.scheduling.base import Scheduler, net_load
 from gridchain.market.scheduling.heuristics import Uncontrolled
 from gridchain.market.scheduling.metrics import pfl_eq_6_4

@@ -24,8 +24,8 @@ from gridchain.bench.cdday import (
     submit_time_ms,
 )
 from gridchain.bench.cluster import bench_bundle
+from gridchain.market.base_load import base_load_at
 from gridchain.market.cd_requests import IntervalClock
-from gridchain.market.cd_schedule import base_load_at
 from gridchain.market.scheduling.metrics import pfl_eq_6_4
 from gridchain.market.scheduling.model import CDRequest, Kind
 from gridchain.market.scheduling.verify import unit_cap

@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 from gridchain.genesis.builder import GenesisBundle, NamedKey
 from gridchain.market.accounts import get_account
 from gridchain.market.app import Application, BlockContext, Execution
+from gridchain.market.base_load import base_load_at
 from gridchain.market.cd_requests import CDStatus, IntervalClock, get_head, get_request
-from gridchain.market.cd_schedule import BENEFIT_SCALE, base_load_at, get_decision
+from gridchain.market.cd_schedule import BENEFIT_SCALE, get_decision
 from gridchain.market.errors import (
     BenefitMismatchError,
     CDCapacityError,
