@@ -432,6 +432,8 @@ class NodeQuery:
                     load_w=view.load_w,
                     benefit=view.benefit,
                     entries=view.entries,
+                    capacity_w=view.capacity_w,
+                    over_capacity=view.over_capacity,
                 )
             )
         return out
