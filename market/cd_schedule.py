@@ -281,9 +281,9 @@ def apply_decision(
         moved = abs(entry.rate_w)
         updated = replace(record, delivered_units=record.delivered_units + moved)
         if updated.residual_units == 0:
-            close_request(view, rid, updated, CDStatus.COMPLETE)
+            close_request(view, rid, updated, CDStatus.COMPLETE, due.interval)
         elif due.interval + 1 >= record.end_interval:
-            close_request(view, rid, updated, CDStatus.ENDED)
+            close_request(view, rid, updated, CDStatus.ENDED, due.interval)
         else:
             put_request(view, rid, updated)
     head = get_head(view)
@@ -309,4 +309,4 @@ def _close_ended(view: Overlay, due: DueInterval) -> None:
     ``due`` found them in the same scan of the open set as the live ones."""
     for rid, rec in due.ended:
         status = CDStatus.COMPLETE if rec.residual_units == 0 else CDStatus.ENDED
-        close_request(view, rid, rec, status)
+        close_request(view, rid, rec, status, due.interval)
