@@ -22,10 +22,11 @@ is refused: :func:`market.cd_schedule.apply_decision`):
   A median of days, not a mean, so that one unusual day (a holiday, a meter outage the
   register caught up on) does not move tomorrow's plan.
 
-A cursor (``meta:cdload``: the next interval to measure) makes each interval measured once.  A
-block measures at most the ``LOOKBACK`` latest due intervals (an interval whose readings came
-later than that is a gap), and writes only when it kept a total, so a chain whose load meters
-send nothing keeps its state as it was.
+A cursor (``meta:cdload``: one past the newest measured interval) makes each interval measured
+once.  A block measures at most the ``LOOKBACK`` latest due intervals from the cursor on (an
+interval whose readings came later than that, or that stayed unmeasured while a later one was
+measured, is a gap), and writes only when it kept a total, so a chain whose load meters send
+nothing keeps its state as it was.
 """
 
 from __future__ import annotations
@@ -137,7 +138,7 @@ def record_metered_load_due(genesis: Genesis, view: Overlay, timestamp_ms: int) 
     if not load_meters:
         return
     kept = genesis.params.base_load_history_days * intervals_per_day(genesis)
-    measured = False
+    newest = None
     for interval in range(cursor, last + 1):
         watts = _measure(clock, view, load_meters, interval)
         if watts is None:
@@ -145,11 +146,12 @@ def record_metered_load_due(genesis: Genesis, view: Overlay, timestamp_ms: int) 
         view.put(load_key(interval), watts.to_bytes(8, "big"))
         if interval >= kept:
             view.delete(load_key(interval - kept))
-        measured = True
-    if measured:
+        newest = interval
+    if newest is not None:
         # Only a block that measured something writes (a chain whose load meters send nothing
-        # keeps its state as it was); the intervals it passed over unmeasured are gaps.
-        view.put(LOAD_CURSOR_KEY, (last + 1).to_bytes(8, "big"))
+        # keeps its state as it was).  Unmeasured intervals before the newest measured one are
+        # gaps; those after it are tried again by the next blocks, within the lookback.
+        view.put(LOAD_CURSOR_KEY, (newest + 1).to_bytes(8, "big"))
 
 
 def _measure(
