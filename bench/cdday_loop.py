@@ -435,6 +435,9 @@ def _report(  # noqa: PLR0917 - one call site, in run_loop
         rows[scheduler.name] = [float(v) for v in net_load(truth, rates)]
     rows["base load only"] = [float(v) for v in true_base]
     pfl = {name: pfl_eq_6_4(load) for name, load in rows.items()}
+    # What the metered load adds to the scheduled one is the forecast's error (the EVs drew
+    # what was scheduled): its own eq. 6.4 is the part of the metered PFL no schedule planned.
+    error = [a - b for a, b in zip(metered, scheduled, strict=True)]
     peak = {name: max(load) / 1000 for name, load in rows.items()}
     requested = sum(r.energy_wh for r in requests)
     interval_h = scenario.interval_min / 60
@@ -482,6 +485,8 @@ def _report(  # noqa: PLR0917 - one call site, in run_loop
         "pfl_kw2": pfl,
         "peak_kw": peak,
         "metered_vs_scheduled": pfl["metered"] / pfl["scheduled"] - 1,
+        "forecast_error_pfl_kw2": pfl_eq_6_4(error),
+        "load_kw": {name: [round(v / 1000, 3) for v in load] for name, load in rows.items()},
         "metered_vs_uncontrolled": 1 - pfl["metered"] / pfl["uncontrolled"],
         "forecast_mean_abs_error": float(np.mean(forecast_error)) if forecast_error else None,
         "energy": {
@@ -519,7 +524,10 @@ def format_report(report: dict[str, Any]) -> list[str]:
     )
     err = report["forecast_mean_abs_error"]
     if err is not None:
-        lines.append(f"base-load forecast vs true household load: mean |error| {100 * err:.1f}%")
+        lines.append(
+            f"base-load forecast vs true household load: mean |error| {100 * err:.1f}%; "
+            f"eq. 6.4 of (metered - scheduled) {report['forecast_error_pfl_kw2']:.1f} kW^2"
+        )
     lines.append(
         f"energy: requested {en['requested_wh'] / 1000:.1f} kWh, EV meters measured "
         f"{en['ev_metered_wh'] / 1000:.1f} kWh, chain records delivered "
