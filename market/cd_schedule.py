@@ -27,7 +27,8 @@ base load when j - 1 was not decided): the reciprocal of eq. 6.4's term for that
 block that decides nothing has benefit 0.  The base load is the forecast every validator
 computes from the community's metered load (:mod:`market.base_load`, ADR 0036), the genesis
 profile while that history is short; a block planned on another base load claims another
-benefit and is refused (``benefit_mismatch``).
+benefit (``benefit_mismatch``) or writes another decision (so another state root), and is
+refused.
 """
 
 from __future__ import annotations
