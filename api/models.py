@@ -693,13 +693,17 @@ class CDList(Model):
 
 
 class ScheduleEntry(Model):
-    """One setpoint; owner, kind and device come from the request's record (null if gone)."""
+    """One setpoint; owner, kind, device and meter come from the request's record (null if
+    gone)."""
 
     request_id: Hex32
     owner: Address | None
     kind: str | None
     device: str | None
     rate_w: SInt
+    #: The registered meter that measures the device (a charger's controller picks its
+    #: setpoints by it).
+    meter_id: str | None = None
 
 
 class Decision(Model):
@@ -714,6 +718,10 @@ class Decision(Model):
     load_w: SInt
     benefit: str = Field(pattern=r"^-?[0-9]+$")
     entries: list[ScheduleEntry]
+    #: The transformer capacity the decision was held to (null: none in genesis), and whether
+    #: even the least load the requests allowed was over it (ADR 0036).
+    capacity_w: UInt | None = None
+    over_capacity: bool = False
 
 
 class Schedule(Model):
@@ -758,6 +766,8 @@ class ScheduleEvent(Model):
     load_w: SInt
     benefit: str
     entries: list[ScheduleEntry]
+    capacity_w: UInt | None = None
+    over_capacity: bool = False
 
 
 #: One websocket message of ``GET /v1/events``: a block, then its trades and order changes,

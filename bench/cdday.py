@@ -51,6 +51,7 @@ import numpy as np
 
 from gridchain.api import models as m
 from gridchain.api.client import NodeClient, NodeError, NodeRefusedError
+from gridchain.bench import cdday_loop
 from gridchain.bench.cluster import bench_bundle, running_cluster
 from gridchain.bench.conditions import conditions
 from gridchain.bench.consensus import (
@@ -62,7 +63,7 @@ from gridchain.bench.consensus import (
 )
 from gridchain.genesis.builder import GenesisBundle
 from gridchain.genesis.schema import ConsensusParams, parse_genesis
-from gridchain.market.cd_schedule import base_load_at
+from gridchain.market.base_load import base_load_at
 from gridchain.market.scheduling.base import Scheduler, net_load
 from gridchain.market.scheduling.heuristics import Uncontrolled
 from gridchain.market.scheduling.metrics import pfl_eq_6_4
@@ -562,6 +563,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--startup-s", type=float, default=20.0, help="time allowed to start nodes")
     p.add_argument("--grace-s", type=float, default=3.0, help="wait after the day ends")
+    p.add_argument(
+        "--loop",
+        action="store_true",
+        help="close the loop in process: chargers follow the decisions, meters measure, "
+        "readings go on chain (bench/cdday_loop.py); ignores the cluster options",
+    )
+    p.add_argument("--warmup-days", type=int, default=3, help="--loop: metered days before")
+    p.add_argument(
+        "--noise-permille", type=int, default=10, help="--loop: household load noise/interval"
+    )
+    p.add_argument(
+        "--day-permille", type=int, default=30, help="--loop: household load change per day"
+    )
+    p.add_argument("--capacity-kw", type=float, default=None, help="--loop: transformer, kW")
     p.add_argument("--json", action="store_true")
     return p
 
@@ -737,6 +752,13 @@ def main(argv: list[str]) -> int:
     ):
         print("--interval-minutes must divide a day", file=sys.stderr)
         return 2
+    if args.loop:
+        loop_report = cdday_loop.run_loop(args)
+        if args.json:
+            print(json.dumps(loop_report, indent=2))
+        else:
+            print("\n".join(cdday_loop.format_report(loop_report)))
+        return 0
     report = run(args)
     if args.json:
         print(json.dumps(report, indent=2))

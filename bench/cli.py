@@ -18,7 +18,7 @@ BENCHMARKS = {
     "meters": "readings/s one meter bridge sustains, and RS-485 bus use at 9600 baud",
     "schedule": "EV charge/discharge scheduling: PFL, solve time and competitive ratios",
     "market": "order matching: engine orders/s in memory, on the state, through a testnet",
-    "cdday": "community PFL (eq. 6.4) a chain achieves over an accelerated day vs offline",
+    "cdday": "community PFL (eq. 6.4) a chain achieves over a day vs offline (--loop: metered)",
     "state": "ms per block over a simulated community year (real app + LevelDB), and replay",
     "soak": "RSS and open files of 4 PBFT validators under half-saturation load, and their slope",
     "gateway": "honest commit latency through a gateway, unloaded and under five kinds of flood",

@@ -281,6 +281,21 @@ class ChainParams(_Strict):
     #: setpoint's by the larger of these two before ``penalty_mc_per_kwh`` applies to the rest.
     cd_tolerance_permille: Annotated[int, Field(ge=0, le=1000)] = 100
     cd_tolerance_wh: Annotated[int, Field(ge=0, le=10**9)] = 10
+    #: Planning on metered load (ADR 0036): the base load of an interval is the median of the
+    #: community's metered load (its Loadmeter meters) in the same interval of the previous
+    #: ``base_load_history_days`` days, once at least ``base_load_min_days`` of them were
+    #: measured; before that it is the genesis profile above.
+    base_load_history_days: Annotated[int, Field(ge=1, le=28)] = 7
+    base_load_min_days: Annotated[int, Field(ge=1, le=28)] = 3
+    #: The community transformer's capacity in W (ADR 0036): base load + C&D rates stay at or
+    #: under it where the requests allow, and a decision that cannot says so.  None: no limit.
+    transformer_capacity_w: Annotated[int, Field(ge=1, le=10**12)] | None = None
+
+    @model_validator(mode="after")
+    def _base_load_days(self) -> ChainParams:
+        if self.base_load_min_days > self.base_load_history_days:
+            raise ValueError("base_load_min_days must not exceed base_load_history_days")
+        return self
 
     @model_validator(mode="after")
     def _market_times(self) -> ChainParams:
@@ -315,6 +330,14 @@ class ChainParams(_Strict):
             raise ValueError("tariffs must cover 0-24 h in order without gaps (end before 24)")
         return v
 
+
+#: Chain parameters added after chains were running (ADR 0036): left out of the chain id's
+#: bytes at their default, so a document written before them keeps its chain id.
+_LATER_PARAMS: dict[str, object] = {
+    "base_load_history_days": 7,
+    "base_load_min_days": 3,
+    "transformer_capacity_w": None,
+}
 
 #: ePoB's vote threshold: 2f+1 of 3f+1 (safe against Byzantine validators) or the source's more
 #: than half (floor(n/2)+1: safe against crashes only; docs/consensus.md says why).
@@ -472,6 +495,9 @@ class Genesis(_Strict):
         for validator in doc["validators"]:
             if validator["encryption_key"] is None:
                 del validator["encryption_key"]
+        for name, default in _LATER_PARAMS.items():
+            if doc["params"][name] == default:
+                del doc["params"][name]
         return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
             "utf-8"
         )

@@ -31,6 +31,7 @@ from gridchain.market.accounts import (
     put_participant,
     put_supply,
 )
+from gridchain.market.base_load import record_metered_load_due
 from gridchain.market.cd_planner import plan
 from gridchain.market.cd_requests import IntervalClock, admit_request
 from gridchain.market.cd_schedule import Decision, apply_decision, due_interval
@@ -488,13 +489,15 @@ class Application:
     def begin_block(self, view: Overlay, ctx: BlockContext) -> list[MarketEvent]:
         """What a block does before its transactions: expire orders whose time has come, settle
         every slot whose grace period for readings is over (market/settlement.py) and every
-        decided C&D interval whose grace period is over (market/cd_settlement.py), close the
-        council proposals that expired (market/governance.py), then move
+        decided C&D interval whose grace period is over (market/cd_settlement.py), measure the
+        community's load of every such interval for the base-load forecast (market/base_load.py),
+        close the council proposals that expired (market/governance.py), then move
         what is closed for good out of the live state (market/pruning.py)."""
         events = self.exchange.expire_due(view, ctx.timestamp_ms)
         expire_proposals(view, ctx.height)
         settle_due(self.genesis, view, ctx.height, ctx.timestamp_ms)
         settle_cd_due(self.genesis, view, ctx.height, ctx.timestamp_ms)
+        record_metered_load_due(self.genesis, view, ctx.timestamp_ms)
         prune_due(self.genesis, view, ctx.timestamp_ms)
         return events
 
@@ -558,7 +561,7 @@ class Application:
         view = Overlay(_parent_view(state, parent_writes))
         events = self.begin_block(view, ctx)
         due = due_interval(self.genesis, view, ctx.timestamp_ms)
-        schedule = () if due is None else plan(self.genesis, due)
+        schedule = () if due is None else plan(self.genesis, due, view)
         decision, benefit = apply_decision(
             self.genesis,
             view,

@@ -11,8 +11,11 @@ ceil(60 * Wh / minutes) of them, a discharge request offers floor(60 * Wh / minu
 
 State layout (values are canonical records, tags 0x6a-0x6c):
 
-* ``cdr:`` + request id -> :class:`CDRecord` (kept after it closes, for receipts and the API);
+* ``cdr:`` + request id -> :class:`CDRecord` (kept after it closes until its receipts are
+  settled and an hour old, then archived with them: market/pruning.py);
 * ``cdo:`` + request id -> b"": the open requests, which every decision scans;
+* ``cdx:`` + interval + request id -> b"": the closed requests by the interval whose decision
+  closed them, which pruning scans (market/pruning.py);
 * ``cd:head`` -> :class:`ScheduleHead`: the next interval to decide, the load the last
   decision planned and the number of open requests (bounded by genesis).
 """
@@ -43,6 +46,7 @@ from gridchain.protocol.tx import CDKind, CDRequest, Device
 
 CD_RECORD_PREFIX = b"cdr:"
 CD_OPEN_PREFIX = b"cdo:"
+CD_CLOSED_PREFIX = b"cdx:"
 SCHEDULE_HEAD_KEY = b"cd:head"
 #: A charger or inverter of more than 10 MW is not a household device: refuse it as a typo.
 MAX_RATE_W = 10_000_000
@@ -183,9 +187,17 @@ def all_requests(state: StateReader) -> Iterator[tuple[bytes, CDRecord]]:
         yield key[len(CD_RECORD_PREFIX) :], decode(raw, CDRecord)
 
 
-def close_request(view: Overlay, request_id: bytes, record: CDRecord, status: CDStatus) -> None:
+def closed_key(interval: int, request_id: bytes) -> bytes:
+    return CD_CLOSED_PREFIX + interval.to_bytes(8, "big") + request_id
+
+
+def close_request(
+    view: Overlay, request_id: bytes, record: CDRecord, status: CDStatus, interval: int
+) -> None:
+    """Close a request in the decision of ``interval`` (it has no setpoint after it)."""
     put_request(view, request_id, replace(record, status=int(status)))
     view.delete(CD_OPEN_PREFIX + request_id)
+    view.put(closed_key(interval, request_id), b"")
     head = get_head(view)
     put_head(view, replace(head, open_requests=head.open_requests - 1))
 

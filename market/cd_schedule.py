@@ -14,23 +14,31 @@ left, and a charge request gets at least what it must take now to still finish b
 departure at full rate in the later intervals its limit allows (never more than its maximum
 rate, so the rule can always be met even after intervals without a block).
 
+Grid limit (ADR 0036): with a transformer capacity in genesis, the interval's load (base load +
+the rates) must stay at or under it whenever the requests' least load (every charge at its
+least rate, every discharge at its most) does; when even that is over the capacity, the
+schedule must be exactly that least load and its decision says ``over_capacity`` (checked
+after the entries' own rules; :class:`GridLimitError`).
+
 The benefit (DESIGN 7) of a block that decides j is ``BENEFIT_SCALE // (1 + (L_j - L_prev)^2)``
 with L_j = base load of j plus the scheduled rates and L_prev the load planned for j - 1 (its
 base load when j - 1 was not decided): the reciprocal of eq. 6.4's term for that step, as
 :func:`market.scheduling.verify.benefit` computes it, on a scale that fits the header's I64.  A
-block that decides nothing has benefit 0.  The base load is the embedded apartment profile
-scaled by genesis, computed here in integers (interpolated at the interval's centre like
-:func:`market.scheduling.loadprofiles.base_load_w`).
+block that decides nothing has benefit 0.  The base load is the forecast every validator
+computes from the community's metered load (:mod:`market.base_load`, ADR 0036), the genesis
+profile while that history is short; a block planned on another base load claims another
+benefit (``benefit_mismatch``) or writes another decision (so another state root), and is
+refused.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from functools import lru_cache
 from typing import Annotated
 
 from gridchain.genesis.schema import Genesis
+from gridchain.market.base_load import forecast_base_load
 from gridchain.market.cd_pricing import CDPrices
 from gridchain.market.cd_requests import (
     CDRecord,
@@ -43,11 +51,10 @@ from gridchain.market.cd_requests import (
     put_head,
     put_request,
 )
-from gridchain.market.errors import BenefitMismatchError, ScheduleRejectedError
-from gridchain.market.scheduling.loadprofiles import DayType, hourly_profile_w
+from gridchain.market.errors import BenefitMismatchError, GridLimitError, ScheduleRejectedError
 from gridchain.market.state import Overlay, StateReader
 from gridchain.protocol.block import MAX_BLOCK_TXS, ScheduleEntry
-from gridchain.protocol.encoding import I64, U64, Record, Size, decode, register
+from gridchain.protocol.encoding import I64, U8, U64, Record, Size, decode, register
 
 #: The header's benefit is an I64, so the chain's scale is 10**18 rather than the library's
 #: 10**30: a perfectly flat step scores 10**18, a 1 kW step 10**12, a 1 MW step 10**6.
@@ -68,6 +75,10 @@ class Decision(Record):
     load_w: I64
     benefit: U64
     entries: Annotated[tuple[ScheduleEntry, ...], Size(0, MAX_BLOCK_TXS)]
+    #: The transformer capacity it was held to (0: none in genesis) and whether even the least
+    #: load the requests allowed was over it (ADR 0036).
+    capacity_w: U64 = 0
+    over_capacity: U8 = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +92,24 @@ class DueInterval:
     ended: tuple[tuple[bytes, CDRecord], ...] = ()
     #: (least, most) magnitude in W each live request may get (:func:`rate_bounds`), same order
     bounds: tuple[tuple[int, int], ...] = ()
+    #: the base load forecast for the interval (:func:`market.base_load.forecast_base_load`)
+    base_load_w: int = 0
+    #: the transformer capacity in W (None: no grid limit)
+    capacity_w: int | None = None
+
+    def least_load_w(self) -> int:
+        """The lowest load the requests allow: charges at their least, discharges at their
+        most."""
+        signed = (
+            low if record.is_charge else -high
+            for (_, record), (low, high) in zip(self.live, self.bounds, strict=True)
+        )
+        return self.base_load_w + sum(signed)
+
+    @property
+    def over_capacity(self) -> bool:
+        """Even the least load is over the transformer capacity."""
+        return self.capacity_w is not None and self.least_load_w() > self.capacity_w
 
 
 def decision_key(interval: int) -> bytes:
@@ -105,34 +134,6 @@ def latest_decisions(state: StateReader, count: int) -> list[Decision]:
     return out
 
 
-# --- base load ----------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=16)
-def _profile(month: int) -> tuple[tuple[int, ...], int]:
-    hourly = hourly_profile_w(month, DayType.WEEKDAY)
-    # The scale divides by the annual mean of the weekday table over all months and hours.
-    annual_sum = sum(sum(hourly_profile_w(m, DayType.WEEKDAY)) for m in range(1, 13))
-    return hourly, annual_sum
-
-
-def base_load_at(genesis: Genesis, interval: int) -> int:
-    """The community's base load (W) in ``interval``: integer, identical on every validator."""
-    p = genesis.params
-    hourly, annual_sum = _profile(p.base_load_month)
-    minutes = p.schedule_interval_minutes
-    start_minute = genesis.genesis_time_ms // 60_000
-    # Interval centre in half-minutes of the day; hour h's mean sits at h + 0.5 h.
-    centre = (2 * start_minute + minutes * (2 * interval + 1)) % 2880
-    x = (centre - 60) % 2880
-    h0, frac = divmod(x, 120)
-    mixed = hourly[h0] * (120 - frac) + hourly[(h0 + 1) % 24] * frac
-    # value = mixed / 120 * households * mean / (annual_sum / 288), rounded half up.
-    num = mixed * p.base_load_households * p.base_load_household_mean_w * 288
-    den = 120 * annual_sum
-    return (2 * num + den) // (2 * den)
-
-
 # --- what is due, and its check ------------------------------------------------------------
 
 
@@ -146,7 +147,7 @@ def due_interval(genesis: Genesis, state: StateReader, timestamp_ms: int) -> Due
     if head.next_interval == j and j > 0:
         previous = head.last_load_w
     else:
-        previous = base_load_at(genesis, j - 1) if j > 0 else base_load_at(genesis, 0)
+        previous = forecast_base_load(genesis, state, max(j - 1, 0))
     live: list[tuple[bytes, CDRecord]] = []
     ended: list[tuple[bytes, CDRecord]] = []
     for rid, rec in open_requests(state):
@@ -156,7 +157,9 @@ def due_interval(genesis: Genesis, state: StateReader, timestamp_ms: int) -> Due
             ended.append((rid, rec))
     prices = CDPrices(clock, genesis.params.tariffs)
     bounds = tuple(rate_bounds(rec, j, prices) for _, rec in live)
-    return DueInterval(j, previous, tuple(live), tuple(ended), bounds)
+    base = forecast_base_load(genesis, state, j)
+    capacity = genesis.params.transformer_capacity_w
+    return DueInterval(j, previous, tuple(live), tuple(ended), bounds, base, capacity)
 
 
 def rate_bounds(record: CDRecord, interval: int, prices: CDPrices) -> tuple[int, int]:
@@ -217,6 +220,27 @@ def check_entries(due: DueInterval, entries: Sequence[ScheduleEntry]) -> None:
                 f"request {rid.hex()[:16]}: {magnitude} W leaves it unable to finish by "
                 f"departure; at least {low} W is due now"
             )
+    check_grid_limit(due, entries)
+
+
+def check_grid_limit(due: DueInterval, entries: Sequence[ScheduleEntry]) -> None:
+    """Raise :class:`GridLimitError` unless the entries keep the load under the transformer
+    capacity, or (when the requests allow no load under it) are at the least load."""
+    if due.capacity_w is None:
+        return
+    load = due.base_load_w + sum(e.rate_w for e in entries)
+    least = due.least_load_w()
+    if least > due.capacity_w:
+        if load != least:
+            raise GridLimitError(
+                f"interval {due.interval}: even the least load {least} W is over the capacity "
+                f"{due.capacity_w} W, so the schedule must be at it, not at {load} W"
+            )
+    elif load > due.capacity_w:
+        raise GridLimitError(
+            f"interval {due.interval}: load {load} W (base {due.base_load_w} W) is over the "
+            f"transformer capacity {due.capacity_w} W; the requests allow {least} W"
+        )
 
 
 def apply_decision(
@@ -247,7 +271,7 @@ def apply_decision(
             )
         return None, 0
     check_entries(due, entries)
-    base = base_load_at(genesis, due.interval)
+    base = due.base_load_w
     load, benefit = schedule_benefit(base, [e.rate_w for e in entries], due.previous_load_w)
     if claimed_benefit is not None and claimed_benefit != benefit:
         raise BenefitMismatchError(
@@ -258,14 +282,23 @@ def apply_decision(
         moved = abs(entry.rate_w)
         updated = replace(record, delivered_units=record.delivered_units + moved)
         if updated.residual_units == 0:
-            close_request(view, rid, updated, CDStatus.COMPLETE)
+            close_request(view, rid, updated, CDStatus.COMPLETE, due.interval)
         elif due.interval + 1 >= record.end_interval:
-            close_request(view, rid, updated, CDStatus.ENDED)
+            close_request(view, rid, updated, CDStatus.ENDED, due.interval)
         else:
             put_request(view, rid, updated)
     head = get_head(view)
     put_head(view, ScheduleHead(due.interval + 1, load, head.open_requests))
-    decision = Decision(due.interval, height, base, load, benefit, tuple(entries))
+    decision = Decision(
+        due.interval,
+        height,
+        base,
+        load,
+        benefit,
+        tuple(entries),
+        capacity_w=due.capacity_w or 0,
+        over_capacity=int(due.over_capacity),
+    )
     view.put(decision_key(due.interval), decision.encode())
     if due.interval >= KEPT_DECISIONS:
         view.delete(decision_key(due.interval - KEPT_DECISIONS))
@@ -277,4 +310,4 @@ def _close_ended(view: Overlay, due: DueInterval) -> None:
     ``due`` found them in the same scan of the open set as the live ones."""
     for rid, rec in due.ended:
         status = CDStatus.COMPLETE if rec.residual_units == 0 else CDStatus.ENDED
-        close_request(view, rid, rec, status)
+        close_request(view, rid, rec, status, due.interval)

@@ -256,6 +256,14 @@ class ScheduleRejectedError(BlockRejectedError):
     code = "schedule_invalid"
 
 
+class GridLimitError(ScheduleRejectedError):
+    """A block's schedule puts base load + C&D rates over the transformer capacity although
+    the requests allowed less, or (when nothing could keep under it) not at the least load
+    they allow (ADR 0036)."""
+
+    code = "grid_limit_exceeded"
+
+
 class BenefitMismatchError(BlockRejectedError):
     """A block's header claims another benefit than the one recomputed from its schedule."""
 

@@ -11,7 +11,12 @@ first), a block moves out of the live state
 * its households' pool receipts (``plr:``, the party index ``plrp:``) and its pool summary
   (``pls:``; market/slot_settlement.py),
 * every meter's readings (``mrd:``, ``mseq:``) that no settlement can use any more: those
-  before the last reading that ends at or before the first slot still kept.
+  before the last reading that ends at or before the first slot still kept;
+* each closed C&D request (``cdr:``, found through its ``cdx:`` entry) with its receipts
+  (``cdrc:``), once the interval whose decision closed it is settled (its end +
+  ``settlement_grace_ms``: every earlier decision naming it is settled too) and ``RETAIN_MS``
+  more has passed.  Checked every block (one scan step when nothing is due), by interval, not
+  by slot.
 
 Each is *archived* (:meth:`~gridchain.market.state.Overlay.archive`): deleted from the state and
 handed, with its last value, to the node's archive index, which the API reads behind the live
@@ -27,6 +32,8 @@ Deterministic: a function of the state and the block time only.
 from __future__ import annotations
 
 from gridchain.genesis.schema import Genesis
+from gridchain.market.cd_requests import CD_CLOSED_PREFIX, IntervalClock, request_key
+from gridchain.market.cd_settlement import CD_RECEIPT_PREFIX
 from gridchain.market.meters import (
     _MAX_U64,
     READING_PREFIX,
@@ -75,7 +82,9 @@ def prunable_before(genesis: Genesis, timestamp_ms: int) -> int:
 
 
 def prune_due(genesis: Genesis, view: Overlay, timestamp_ms: int) -> None:
-    """Archive what the slots before :func:`prunable_before` left behind (module text)."""
+    """Archive what the slots before :func:`prunable_before` left behind, and the C&D requests
+    settled long enough ago (module text)."""
+    _prune_cd_requests(genesis, view, timestamp_ms)
     limit = prunable_before(genesis, timestamp_ms)
     # Never past the settlement cursor: a slot still to settle needs its readings.
     limit = min(limit, settled_before(genesis, view))
@@ -175,3 +184,22 @@ def _prune_readings(view: Overlay, cutoff_ms: int) -> None:
         for key, sequence in due:
             view.archive(key)
             view.archive(reading_seq_key(meter.meter_id, sequence))
+
+
+def _prune_cd_requests(genesis: Genesis, view: Overlay, timestamp_ms: int) -> None:
+    """Archive each closed C&D request whose closing interval was settled ``RETAIN_MS`` ago,
+    with its receipts; its ``cdx:`` entry is only an index and is deleted."""
+    clock = IntervalClock.of(genesis)
+    grace = genesis.params.settlement_grace_ms
+    due = []
+    for key, _ in view.scan(CD_CLOSED_PREFIX):
+        interval = _slot_of(key, CD_CLOSED_PREFIX)
+        if clock.start_ms(interval + 1) + grace + RETAIN_MS > timestamp_ms:
+            break
+        due.append((key, key[len(CD_CLOSED_PREFIX) + 8 :]))
+    for key, request_id in due:
+        receipts = [k for k, _ in view.scan(CD_RECEIPT_PREFIX + request_id)]
+        for receipt in receipts:
+            view.archive(receipt)
+        view.archive(request_key(request_id))
+        view.delete(key)

@@ -93,9 +93,9 @@ class AgentApiConfig(_Strict):
 class ChargerConfig(_Strict):
     """An EV charger that connects to the bridge's OCPP central system (ADR 0028).
 
-    Its setpoints are the chain's rates for ``owner``'s EV requests; ``meter_id`` names the
-    registered meter that measures it (for the operator and for settlement once a request
-    names its meter; the controller does not read it).
+    Its setpoints are the chain's rates for ``owner``'s EV requests that name ``meter_id``, the
+    registered meter that measures it (so each of an owner's chargers follows its own
+    vehicle); without ``meter_id`` it follows the sum of all of ``owner``'s EV rates.
     """
 
     charge_point_id: str = Field(min_length=1, max_length=48, pattern=r"^[A-Za-z0-9._:-]+$")

@@ -141,7 +141,11 @@ class DeviceController:
         plan = None
         if not failsafe:
             plan = charger_plan(
-                self.state.decisions, charger.owner, self.now_ms(), charger.safe_limit_w
+                self.state.decisions,
+                charger.owner,
+                self.now_ms(),
+                charger.safe_limit_w,
+                charger.meter_id,
             )
             for interval in plan.discharge_intervals:
                 if (charger_id, interval) in self._discharge_reported:

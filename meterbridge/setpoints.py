@@ -3,9 +3,11 @@
 Pure: decisions (as the node's API gives them) and a time in, the charger's limits or the
 inverter's setpoint out; the controller (:mod:`meterbridge.devices`) does the I/O.
 
-A decision names each live request's owner and device, not the physical device (a request
-does not yet name its meter or charger, issue 14 item 3), so a house's charger follows the sum
-of its owner's EV rates and an inverter the sum of its owner's battery rates.  An interval
+A decision names each live request's owner, device and the meter that measures it (issue 14
+item 3).  A charger configured with its meter follows the EV rates of the requests that name
+that meter, so two chargers of one owner each get their own vehicle's rate; one configured
+without a meter follows the sum of its owner's EV rates, as before requests named meters.  An
+inverter follows the sum of its owner's battery rates.  An interval
 the chain decided without a rate for the device, or did not decide at all, gets the device's
 safe value: the chain said nothing about it.
 """
@@ -24,6 +26,8 @@ class _Entry(Protocol):
     def device(self) -> str | None: ...
     @property
     def rate_w(self) -> int: ...
+    @property
+    def meter_id(self) -> str | None: ...
 
 
 class DecisionLike(Protocol):
@@ -62,9 +66,16 @@ class ChargerPlan:
         return not self.periods
 
 
-def owner_rate(decision: DecisionLike, owner: str, device: str) -> int | None:
-    """The sum of ``owner``'s rates for ``device`` in the decision (None: it has none)."""
-    rates = [e.rate_w for e in decision.entries if e.owner == owner and e.device == device]
+def owner_rate(
+    decision: DecisionLike, owner: str, device: str, meter_id: str | None = None
+) -> int | None:
+    """The sum of ``owner``'s rates for ``device`` in the decision, only of the requests that
+    name ``meter_id`` when it is given (None: it has none)."""
+    rates = [
+        e.rate_w
+        for e in decision.entries
+        if e.owner == owner and e.device == device and (meter_id is None or e.meter_id == meter_id)
+    ]
     return sum(rates) if rates else None
 
 
@@ -74,21 +85,25 @@ def _current_and_later(decisions: Iterable[DecisionLike], now_ms: int) -> list[D
 
 
 def charger_plan(
-    decisions: Iterable[DecisionLike], owner: str, now_ms: int, safe_limit_w: int
+    decisions: Iterable[DecisionLike],
+    owner: str,
+    now_ms: int,
+    safe_limit_w: int,
+    meter_id: str | None = None,
 ) -> ChargerPlan:
     """The charger's limits for the decided intervals that have not ended.
 
     A charge rate is the limit; a discharge rate becomes 0 W (the charger must not charge, and
     it cannot be told to discharge) and is reported in ``discharge_intervals``.  A gap between
     decided intervals is filled with the safe limit, so the periods are contiguous as one
-    OCPP schedule needs.
+    OCPP schedule needs.  With ``meter_id`` only the requests naming that meter count.
     """
     periods: list[Period] = []
     discharge: list[int] = []
     for decision in _current_and_later(decisions, now_ms):
         if periods and periods[-1].end_ms < decision.start_ms:
             periods.append(Period(periods[-1].end_ms, decision.start_ms, safe_limit_w, False))
-        rate = owner_rate(decision, owner, "EV")
+        rate = owner_rate(decision, owner, "EV", meter_id)
         if rate is None:
             periods.append(Period(decision.start_ms, decision.end_ms, safe_limit_w, False))
             continue

@@ -417,7 +417,7 @@ class NodeQuery:
 
     def decisions(self, decisions: list[Decision]) -> list[m.Decision]:
         """Decisions with each setpoint's owner, kind and device from its request's record."""
-        state = self._node.state
+        state = self._served  # a decision's requests may be archived (market/pruning.py)
         records: dict[bytes, CDRecord] = {}
         for decision in decisions:
             for entry in decision.entries:
@@ -453,14 +453,14 @@ class NodeQuery:
         )
 
     def cd_request(self, request_id: bytes) -> m.CDRequest | None:
-        record = get_request(self._node.state, request_id)
+        record = get_request(self._served, request_id)
         if record is None:
             return None
         return cd_view(request_id, record, self._node.app.interval_clock)
 
     def cd_receipts(self, request_id: bytes) -> m.CDReceipts | None:
         """A request's settlement receipts in interval order (None: no such request)."""
-        state = self._node.state
+        state = self._served
         if get_request(state, request_id) is None:
             return None
         return m.CDReceipts(
@@ -470,9 +470,9 @@ class NodeQuery:
 
     def cd_requests(self, owner: bytes | None, status: CDStatus | None, limit: int) -> m.CDList:
         """Requests newest first (by submission height, then id), of one owner and status."""
+        # The open index avoids a scan of every request ever made (the archive holds none open).
         state = self._node.state
-        # The open index avoids a scan of every request ever made.
-        candidates = open_requests(state) if status is CDStatus.OPEN else all_requests(state)
+        candidates = open_requests(state) if status is CDStatus.OPEN else all_requests(self._served)
         matches = [
             (rid, rec)
             for rid, rec in candidates
@@ -514,6 +514,8 @@ class NodeQuery:
                     load_w=view.load_w,
                     benefit=view.benefit,
                     entries=view.entries,
+                    capacity_w=view.capacity_w,
+                    over_capacity=view.over_capacity,
                 )
             )
         return out

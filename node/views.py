@@ -367,6 +367,7 @@ def schedule_entry_view(request_id: bytes, rate_w: int, record: CDRecord | None)
             "kind": None if record is None else CDKind(record.kind).label,
             "device": None if record is None else Device(record.device).label,
             "rate_w": rate_w,
+            "meter_id": None if record is None else record.meter_id,
         }
     )
 
@@ -386,6 +387,8 @@ def decision_view(
             "base_load_w": decision.base_load_w,
             "load_w": decision.load_w,
             "benefit": str(decision.benefit),
+            "capacity_w": decision.capacity_w or None,
+            "over_capacity": bool(decision.over_capacity),
             "entries": [
                 schedule_entry_view(e.request_id, e.rate_w, records.get(e.request_id))
                 for e in decision.entries

@@ -192,6 +192,29 @@ def test_the_charger_plan_fills_gaps_and_skips_ended_intervals() -> None:
     assert inverter_setpoint(decisions, OWNER, 450, -100) == (-100, False)
 
 
+def test_a_charger_with_a_meter_follows_only_the_requests_naming_it() -> None:
+    """Why: one owner with two chargers must not have both follow the sum of both vehicles'
+    rates (each would be allowed the other's power too); a request names its meter."""
+    both = decision(4, 400, 500, [(OWNER, "EV", 4_000), (OWNER, "EV", 1_500)])
+    named = both.model_copy(
+        update={
+            "entries": [
+                both.entries[0].model_copy(update={"meter_id": "ev-garage"}),
+                both.entries[1].model_copy(update={"meter_id": "ev-street"}),
+            ]
+        }
+    )
+    garage = charger_plan([named], OWNER, now_ms=410, safe_limit_w=700, meter_id="ev-garage")
+    street = charger_plan([named], OWNER, now_ms=410, safe_limit_w=700, meter_id="ev-street")
+    other = charger_plan([named], OWNER, now_ms=410, safe_limit_w=700, meter_id="ev-shed")
+    assert [(p.limit_w, p.scheduled) for p in garage.periods] == [(4_000, True)]
+    assert [(p.limit_w, p.scheduled) for p in street.periods] == [(1_500, True)]
+    assert [(p.limit_w, p.scheduled) for p in other.periods] == [(700, False)]
+    # Without a configured meter the charger follows the owner's sum, as before.
+    legacy = charger_plan([named], OWNER, now_ms=410, safe_limit_w=700)
+    assert [(p.limit_w, p.scheduled) for p in legacy.periods] == [(5_500, True)]
+
+
 def test_the_simulated_charger_stacks_profiles_like_ocpp() -> None:
     model = ChargerModel(charger_max_w=7_400, ev=SimEV(40_000, 0.5, 11_000))
     assert model.limit_w(0) == 7_400  # no profile: the charger's own maximum

@@ -84,7 +84,8 @@ from gridchain.consensus.kernel.messages import Decision
 from gridchain.consensus.kernel.validators import Quorum
 from gridchain.genesis.schema import ChainScheduler
 from gridchain.market.app import BlockContext, Execution
-from gridchain.market.cd_schedule import BENEFIT_SCALE, base_load_at, due_interval
+from gridchain.market.base_load import base_load_at
+from gridchain.market.cd_schedule import BENEFIT_SCALE, due_interval
 from gridchain.market.errors import BenefitMismatchError
 from gridchain.market.state import MerkleState, StateReader
 from gridchain.protocol.block import (

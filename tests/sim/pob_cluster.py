@@ -70,11 +70,11 @@ from gridchain.consensus.pob.messages import (
 )
 from gridchain.genesis.schema import Genesis
 from gridchain.market.app import BlockContext, Execution
+from gridchain.market.base_load import base_load_at
 from gridchain.market.cd_requests import IntervalClock
 from gridchain.market.cd_schedule import (
     BENEFIT_SCALE,
     DueInterval,
-    base_load_at,
     due_interval,
     schedule_benefit,
 )

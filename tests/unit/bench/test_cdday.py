@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from gridchain.bench import cdday, cdday_loop
 from gridchain.bench.cdday import (
     DAY_MINUTES,
     LIMIT_PRICE_MC_PER_KWH,
@@ -24,8 +25,8 @@ from gridchain.bench.cdday import (
     submit_time_ms,
 )
 from gridchain.bench.cluster import bench_bundle
+from gridchain.market.base_load import base_load_at
 from gridchain.market.cd_requests import IntervalClock
-from gridchain.market.cd_schedule import base_load_at
 from gridchain.market.scheduling.metrics import pfl_eq_6_4
 from gridchain.market.scheduling.model import CDRequest, Kind
 from gridchain.market.scheduling.verify import unit_cap
@@ -170,3 +171,25 @@ def test_decision_leads_measure_from_the_start_of_the_interval() -> None:
     }
     assert decision_leads(plan, seen) == {"n": 3, "p50_ms": 400, "min_ms": -50, "late": 1}
     assert decision_leads(plan, {})["n"] == 0
+
+
+def test_the_closed_loop_day_meters_what_the_chain_scheduled() -> None:
+    """Why (issue 14): the PFL a bench reports must be what the community's meters would see.
+    The loop runs the real Application, the bridge's charger plan and OCPP profile, the
+    simulated chargers and EVs and the meters' readings; three EVs after one metered day."""
+    args = cdday._parser().parse_args(
+        ["--loop", "--evs", "3", "--warmup-days", "1", "--noise-permille", "0"]
+    )
+    report = cdday_loop.run_loop(args)
+    chain, energy = report["chain"], report["energy"]
+    assert chain["roots_agreed"] == chain["blocks"]  # every block re-executed to the same root
+    assert chain["decided_intervals"] > 0
+    # The EVs drew what the chain scheduled and the meters measured it: every request is
+    # complete, and the EV meters saw the energy asked for (the battery takes no more).
+    assert energy["complete"] == energy["requests"] == 3
+    assert abs(energy["ev_metered_wh"] - energy["requested_wh"]) <= energy["requests"]
+    assert energy["chain_delivered_wh"] >= energy["requested_wh"]
+    pfl = report["pfl_kw2"]
+    assert pfl["metered"] < pfl["uncontrolled"]
+    lines = cdday_loop.format_report(report)
+    assert any(line.startswith("metered vs scheduled") for line in lines)

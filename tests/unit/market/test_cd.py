@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 from gridchain.genesis.builder import GenesisBundle, NamedKey
 from gridchain.market.accounts import get_account
 from gridchain.market.app import Application, BlockContext, Execution
+from gridchain.market.base_load import base_load_at
 from gridchain.market.cd_requests import CDStatus, IntervalClock, get_head, get_request
-from gridchain.market.cd_schedule import BENEFIT_SCALE, base_load_at, get_decision
+from gridchain.market.cd_schedule import BENEFIT_SCALE, get_decision
 from gridchain.market.errors import (
     BenefitMismatchError,
     CDCapacityError,
@@ -31,7 +32,7 @@ from gridchain.market.errors import (
     ScheduleRejectedError,
 )
 from gridchain.market.scheduling.loadprofiles import DayType, base_load_w
-from gridchain.market.state import MerkleState
+from gridchain.market.state import MerkleState, Overlay
 from gridchain.protocol.block import ScheduleEntry
 from gridchain.protocol.tx import CDKind, CDRequest, Device, Transaction
 from tests.helpers import (
@@ -55,6 +56,18 @@ class Chain:
     last_ms: int = GENESIS_TIME_MS
     nonces: dict[bytes, int] = field(default_factory=dict)
     blocks: list[tuple[int, tuple[ScheduleEntry, ...], int]] = field(default_factory=list)
+    #: what pruning moved out of the live state (a node's archive index)
+    archive: dict[bytes, bytes] = field(default_factory=dict)
+
+    @property
+    def served(self) -> Overlay:
+        """The live state with the archive behind it: every record the chain ever held, as
+        a node's API reads it (node/archive.py)."""
+        view = Overlay(self.state)
+        for key, value in self.archive.items():
+            if self.state.get(key) is None:
+                view.put(key, value)
+        return view
 
     @property
     def clock(self) -> IntervalClock:
@@ -98,6 +111,7 @@ class Chain:
         )
         assert checked.state_root == built.execution.state_root
         self.state.apply(checked.writes)
+        self.archive.update(checked.archived)
         self.height += 1
         self.last_ms = at_ms
         self.blocks.append((at_ms, built.schedule, built.benefit))
@@ -156,7 +170,7 @@ def test_a_request_opens_on_the_whole_intervals_of_its_window(chain: Chain) -> N
         max_rate_w=7_000,
     )
     chain.build(chain.at(0), [tx])
-    record = get_request(chain.state, tx.hash())
+    record = get_request(chain.served, tx.hash())
     assert record is not None
     assert (record.first_interval, record.end_interval) == (3, 9)
     assert record.cap_units == 7_000 * 60 // 10  # W-intervals of 10 minutes
@@ -177,7 +191,7 @@ def test_a_request_arriving_now_starts_at_the_next_interval(chain: Chain) -> Non
         max_rate_w=15_000,
     )
     chain.build(now, [tx])
-    record = get_request(chain.state, tx.hash())
+    record = get_request(chain.served, tx.hash())
     assert record is not None
     assert record.first_interval == 5
 
@@ -330,7 +344,7 @@ def test_a_schedule_must_list_every_live_request_in_id_order(chain: Chain) -> No
 def test_rates_must_respect_sign_maximum_and_deadline(chain: Chain) -> None:
     txs = _fleet(chain)
     chain.build(chain.at(0), txs)
-    records = {tx.hash(): get_request(chain.state, tx.hash()) for tx in txs}
+    records = {tx.hash(): get_request(chain.served, tx.hash()) for tx in txs}
 
     def set_rate(index: int, rate: int) -> Any:
         def mutate(s: list[ScheduleEntry]) -> list[ScheduleEntry]:
@@ -392,7 +406,7 @@ def test_every_charge_request_gets_its_energy_by_departure(scheduler: str) -> No
     for interval in range(0, 20):
         c.build(c.at(interval, 10))
     for tx in txs:
-        record = get_request(c.state, tx.hash())
+        record = get_request(c.served, tx.hash())
         assert record is not None
         assert record.status != CDStatus.OPEN
         if record.is_charge:
@@ -446,7 +460,7 @@ def test_intervals_without_a_block_close_requests_that_ended_then() -> None:
     c.build(c.at(0), txs)
     c.build(c.at(40))  # a long stall: every window has ended
     for tx in txs:
-        record = get_request(c.state, tx.hash())
+        record = get_request(c.served, tx.hash())
         assert record is not None
         assert record.status == CDStatus.ENDED
     assert get_head(c.state).open_requests == 0
@@ -495,6 +509,6 @@ def test_every_proposed_schedule_is_accepted_by_every_validator(
         if not skip:
             c.build(c.at(interval, 20))  # build() asserts the validator accepts it
     for tx in txs:
-        record = get_request(c.state, tx.hash())
+        record = get_request(c.served, tx.hash())
         assert record is not None
         assert record.delivered_units <= record.cap_units

@@ -12,9 +12,9 @@ import pytest
 from gridchain.genesis.schema import parse_genesis
 from gridchain.market.accounts import get_account, get_supply
 from gridchain.market.app import Application, BlockContext
+from gridchain.market.base_load import base_load_at
 from gridchain.market.cd_requests import get_request
 from gridchain.market.cd_schedule import (
-    base_load_at,
     due_interval,
     get_decision,
     schedule_benefit,

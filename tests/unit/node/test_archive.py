@@ -17,6 +17,8 @@ from typing import Any
 
 from gridchain.consensus.engine import RequestProposal
 from gridchain.genesis.builder import GenesisBundle
+from gridchain.market.cd_requests import CD_CLOSED_PREFIX, CDStatus, get_request
+from gridchain.market.cd_settlement import CD_RECEIPT_PREFIX, cd_receipts
 from gridchain.market.meters import READING_PREFIX, StoredReading
 from gridchain.market.orders import get_order
 from gridchain.market.pruning import RETAIN_MS
@@ -28,7 +30,16 @@ from gridchain.node.runtime import Node
 from gridchain.protocol.block import CommittedBlock
 from gridchain.protocol.crypto import SigningKey
 from gridchain.protocol.encoding import decode
-from gridchain.protocol.tx import Device, MeterReadings, PlaceOrder, Side, Transaction, sign_tx
+from gridchain.protocol.tx import (
+    CDKind,
+    CDRequest,
+    Device,
+    MeterReadings,
+    PlaceOrder,
+    Side,
+    Transaction,
+    sign_tx,
+)
 from tests.helpers import addr, certify
 from tests.procs import Chain, make_chain
 from tests.unit.market.metering import MeterChain, meter_entry
@@ -158,5 +169,103 @@ def test_a_pruned_slot_answers_the_same_through_the_api(tmp_path: Path) -> None:
         node = Node(load_config(chain.config_path()), clock=lambda: clock[0])
         assert node.state.root() == root
         assert _answers(node, orders, parties) == before
+    finally:
+        node.store.close()
+
+
+# --- C&D requests and receipts ---------------------------------------------------------------
+
+CD_INTERVAL_MS = 60_000
+CD_GRACE_MS = 1_000
+
+
+def _ev_meter(bundle: GenesisBundle) -> dict[str, Any]:
+    return {"meters": [meter_entry("ev-a", bundle.participants[0].address, "EV", BRIDGE)]}
+
+
+def _cd_answers(node: Node, request_id: bytes, owner: bytes) -> dict[str, Any]:
+    """Every route's answer about a C&D request, its receipts and its decisions."""
+    q = NodeQuery(node)
+    found = q.cd_request(request_id)
+    receipts = q.cd_receipts(request_id)
+    assert found is not None
+    assert receipts is not None
+    schedule = q.schedule(None, 100)
+    assert schedule is not None
+    decisions = schedule.model_dump(mode="json")
+    del decisions["current_interval"]  # the clock's, not the chain's
+    return {
+        "request": found.model_dump(mode="json"),
+        "receipts": receipts.model_dump(mode="json"),
+        "of owner": q.cd_requests(owner, None, 100).model_dump(mode="json"),
+        "all": q.cd_requests(None, None, 100).model_dump(mode="json"),
+        "schedule": decisions,
+    }
+
+
+def test_a_settled_cd_request_answers_the_same_after_pruning(tmp_path: Path) -> None:
+    """Why (issue 14 leftover): a closed C&D request (``cdr:``) and its receipts (``cdrc:``)
+    stayed live for ever, so the state grew with every charge; they now leave for the archive
+    an hour after their last interval settled, and the API answers as before."""
+    chain = make_chain(
+        tmp_path / "chain",
+        schedule_interval_ms=CD_INTERVAL_MS,
+        schedule_interval_minutes=1,
+        settlement_grace_ms=CD_GRACE_MS,
+        genesis_changes=_ev_meter,
+    )
+    genesis = chain.bundle.genesis
+    owner = chain.bundle.participants[0]
+    g = genesis.genesis_time_ms
+    clock = [g + 1000]
+    node = Node(load_config(chain.config_path()), clock=lambda: clock[0])
+    try:
+        # Connected in intervals 2 and 3: 60 Wh at up to 3 kW over 1-minute intervals.
+        request = sign_tx(
+            owner.key,
+            genesis.chain_id,
+            0,
+            CDRequest(
+                int(CDKind.CHARGE),
+                int(Device.EV),
+                g + 2 * CD_INTERVAL_MS,
+                g + 4 * CD_INTERVAL_MS,
+                60,
+                3_600,
+                10**9,
+                "ev-a",
+            ),
+        )
+        _commit(node, chain, clock, [request], g + 1000)
+        ev = MeterChain("ev-a", BRIDGE, genesis.chain_id)
+        for j, readings in (
+            (1, []),
+            (2, [ev.reading(g + CD_INTERVAL_MS, g + 2 * CD_INTERVAL_MS, 0, 0)]),
+            (3, [ev.reading(g + 2 * CD_INTERVAL_MS, g + 3 * CD_INTERVAL_MS, 30, 0)]),
+            (4, [ev.reading(g + 3 * CD_INTERVAL_MS, g + 4 * CD_INTERVAL_MS, 60, 0)]),
+        ):
+            # The first block of interval j decides j + 1 and carries the meter's last reading.
+            body = MeterReadings(tuple(readings))
+            txs = [sign_tx(BRIDGE, genesis.chain_id, j - 2, body)] if readings else []
+            _commit(node, chain, clock, txs, g + j * CD_INTERVAL_MS + 10)
+        record = get_request(node.state, request.hash())
+        assert record is not None
+        assert record.status != int(CDStatus.OPEN)
+        _commit(node, chain, clock, [], g + 4 * CD_INTERVAL_MS + CD_GRACE_MS + 10)  # settles
+        assert cd_receipts(node.state, request.hash())  # settled: receipts in the live state
+        before = _cd_answers(node, request.hash(), addr(owner))
+        assert [r["metered_wh"] for r in before["receipts"]["receipts"]] == [30, 30]
+
+        # An hour after its last interval settled, the request and its receipts leave.
+        later = g + 4 * CD_INTERVAL_MS + CD_GRACE_MS + RETAIN_MS
+        _commit(node, chain, clock, [], later)
+        assert get_request(node.state, request.hash()) is None
+        assert not list(node.state.scan(CD_RECEIPT_PREFIX))
+        assert not list(node.state.scan(CD_CLOSED_PREFIX))
+        assert _cd_answers(node, request.hash(), addr(owner)) == before
+
+        node.store.close()
+        node = Node(load_config(chain.config_path()), clock=lambda: clock[0])
+        assert _cd_answers(node, request.hash(), addr(owner)) == before
     finally:
         node.store.close()

@@ -127,7 +127,10 @@ async def test_requests_are_served_scheduled_and_completed(live: LiveNode) -> No
             "load_w",
             "benefit",
             "entries",
+            "capacity_w",
+            "over_capacity",
         }
+        assert (d["capacity_w"], d["over_capacity"]) == (None, False)  # no limit in genesis
         assert d["start_ms"] == genesis_ms + d["interval"] * INTERVAL_MS
         assert d["end_ms"] == d["start_ms"] + INTERVAL_MS
         assert isinstance(d["benefit"], str)
@@ -138,9 +141,10 @@ async def test_requests_are_served_scheduled_and_completed(live: LiveNode) -> No
         assert (block["header"]["timestamp_ms"] - genesis_ms) // INTERVAL_MS == d["interval"] - 1
         assert int(d["benefit"]) == block["header"]["benefit"]
         for e in d["entries"]:
-            assert set(e) == {"request_id", "owner", "kind", "device", "rate_w"}
+            assert set(e) == {"request_id", "owner", "kind", "device", "rate_w", "meter_id"}
             if e["request_id"] == charge.hash().hex():
                 assert (e["kind"], e["device"]) == ("charge", "EV")
+                assert e["meter_id"] == record["meter_id"]  # a charger picks its rate by it
                 assert e["owner"] == format_address(live.chain.address(0))
                 assert 0 <= e["rate_w"] <= 3000
                 charged += e["rate_w"]
@@ -207,6 +211,8 @@ async def test_websocket_sends_the_setpoints_after_their_block(live: LiveNode) -
         "load_w",
         "benefit",
         "entries",
+        "capacity_w",
+        "over_capacity",
     }
     assert isinstance(msg["benefit"], str)
     assert msg["entries"] == [
@@ -216,6 +222,7 @@ async def test_websocket_sends_the_setpoints_after_their_block(live: LiveNode) -
             "kind": "charge",
             "device": "EV",
             "rate_w": msg["entries"][0]["rate_w"],
+            "meter_id": "peer-a-ev",
         }
     ]
     assert msg["load_w"] == msg["base_load_w"] + msg["entries"][0]["rate_w"]
