@@ -7,7 +7,7 @@ skips these tests with that reason; under ``CI=true`` a missing browser is a fai
 tests can never silently stop running where they matter.
 
 The fixtures here are meant for every page's tests (the operator page now, the household page
-later): ``browser`` (one per test session and worker), ``browser_page`` (a fresh context and
+later): ``browser`` (one per test module), ``browser_page`` (a fresh context and
 page that records console errors and uncaught exceptions) and ``artifacts`` (where screenshots
 go: ``$GRIDCHAIN_TEST_ARTIFACTS`` or ``test-artifacts/browser`` in the checkout, git-ignored).
 """
@@ -43,8 +43,11 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """One browser per test module.  Not per session: Playwright's sync API keeps an event loop
+    running in this thread while it is open, and every asyncio test the same worker ran after
+    the browser tests failed with "cannot be called from a running event loop"."""
     if not CHROMIUM.exists():
         _unavailable(f"no chromium at {CHROMIUM} (apt-get install chromium)")
     try:
