@@ -8,10 +8,26 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO, cast
 
 import structlog
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
+
+
+class _CurrentStderr:
+    """Whatever ``sys.stderr`` is at each write.
+
+    structlog keeps the file it was configured with; a process that swaps its stderr later (a
+    test runner capturing output, a benchmark run in-process) would leave the logger writing to
+    a closed file and every later log line would raise "I/O operation on closed file".
+    """
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 def configure_logging(node_name: str, level: str = "info") -> structlog.stdlib.BoundLogger:
@@ -25,7 +41,7 @@ def configure_logging(node_name: str, level: str = "info") -> structlog.stdlib.B
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.ERROR)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=cast("TextIO", _CurrentStderr())),
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(node=node_name)
