@@ -49,24 +49,29 @@ class Net:
         return str(next(p["address"] for p in genesis["participants"] if p["name"] == peer))
 
 
-@pytest.fixture
-def net(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Net]:
-    monkeypatch.setenv("GRIDCHAIN_PASSWORD", PASSWORD)
-    directory = tmp_path / "testnet"
+def new_testnet(directory: Path, *, validators: int, participants: int, consensus: str) -> None:
+    """A testnet directory with one gateway, its ports free and its slots short."""
     ensure_genesis(
         directory,
-        validators=4,
-        participants=3,
-        consensus="pbft",
+        validators=validators,
+        participants=participants,
+        consensus=consensus,
         block_interval_ms=200,
         slot_seconds=SLOT_S,
         gate_closure_s=SLOT_S,
         settlement_grace_s=GRACE_S,
-        base_api_port=free_port_block(4),
-        base_p2p_port=free_port_block(4),
+        base_api_port=free_port_block(validators),
+        base_p2p_port=free_port_block(validators),
         gateways=1,
         base_gateway_port=free_port_block(1),
     )
+
+
+@pytest.fixture
+def net(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Net]:
+    monkeypatch.setenv("GRIDCHAIN_PASSWORD", PASSWORD)
+    directory = tmp_path / "testnet"
+    new_testnet(directory, validators=4, participants=3, consensus="pbft")
     try:
         up(directory)
         gateways = load_gateway_state(directory)
@@ -223,20 +228,7 @@ def test_a_solo_testnet_with_a_gateway_takes_transfers_through_it(
     transfer through the gateway commits."""
     monkeypatch.setenv("GRIDCHAIN_PASSWORD", PASSWORD)
     directory = tmp_path / "solo"
-    ensure_genesis(
-        directory,
-        validators=1,
-        participants=2,
-        consensus="solo",
-        block_interval_ms=200,
-        slot_seconds=SLOT_S,
-        gate_closure_s=SLOT_S,
-        settlement_grace_s=GRACE_S,
-        base_api_port=free_port_block(1),
-        base_p2p_port=free_port_block(1),
-        gateways=1,
-        base_gateway_port=free_port_block(1),
-    )
+    new_testnet(directory, validators=1, participants=2, consensus="solo")
     try:
         up(directory)
         (gateway,) = load_gateway_state(directory)
