@@ -275,6 +275,32 @@ def die_with_parent() -> None:
     libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
+class GridchainChild:
+    """A ``python -m gridchain ...`` child process (a meter simulator, a bridge) with its output
+    in a log file; it dies with the test process and stops with SIGTERM, then SIGKILL."""
+
+    def __init__(self, args: list[str], log: Path) -> None:
+        self.log = log
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "gridchain", *args],
+                stdout=out,
+                stderr=out,
+                stdin=subprocess.DEVNULL,
+                cwd=REPO,
+                preexec_fn=die_with_parent,  # noqa: PLW1509
+            )
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
 def node_for(chain: Chain, index: int = 0) -> NodeProcess:
     config = chain.config_path(index)
     return NodeProcess(config, chain.api_url(index), config.parent / "node.log")

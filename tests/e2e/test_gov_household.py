@@ -32,7 +32,7 @@ from tests.procs import (
     PASSWORD,
     REPO,
     Chain,
-    die_with_parent,
+    GridchainChild,
     free_port_block,
     http_get,
     make_chain,
@@ -65,31 +65,6 @@ def ok_json(*argv: str) -> dict[str, Any]:
     assert done.returncode == 0, f"{argv}: {done.stdout}{done.stderr}"
     found: dict[str, Any] = json.loads(done.stdout)
     return found
-
-
-class Child:
-    """A ``python -m gridchain ...`` process with its output in a log file."""
-
-    def __init__(self, args: list[str], log: Path) -> None:
-        self.log = log
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gridchain", *args],
-                stdout=out,
-                stderr=out,
-                stdin=subprocess.DEVNULL,
-                cwd=REPO,
-                preexec_fn=die_with_parent,  # noqa: PLW1509
-            )
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 @pytest.fixture
@@ -208,10 +183,10 @@ def test_a_household_admitted_by_the_council_meters_trades_and_settles(
         meter=meter_id,
     )
     sim_args = ["--tcp", f"127.0.0.1:{sim_port}", "--household", "PV", "--clock", "daylight"]
-    children = [Child(["meterbridge", "simulate", *sim_args], tmp_path / "sim.log")]
+    children = [GridchainChild(["meterbridge", "simulate", *sim_args], tmp_path / "sim.log")]
     try:
         children.append(
-            Child(["meterbridge", "run", "--config", str(config)], tmp_path / "bridge.log")
+            GridchainChild(["meterbridge", "run", "--config", str(config)], tmp_path / "bridge.log")
         )
 
         def readings_accepted() -> bool:

@@ -13,8 +13,6 @@ over Modbus from the meter, and from the bridge's log.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -31,10 +29,9 @@ from gridchain.meterbridge.profiles import load_profile
 from gridchain.protocol.crypto import SigningKey
 from gridchain.protocol.tx import CDKind, CDRequest, Device, sign_tx
 from tests.procs import (
-    REPO,
     Chain,
+    GridchainChild,
     NodeProcess,
-    die_with_parent,
     free_test_port,
     http_get,
     make_chain,
@@ -70,31 +67,6 @@ class Loop:
     nodes: list[NodeProcess]
     bridge_log: Path
     sim_port: int
-
-
-class Process:
-    """A ``python -m gridchain ...`` child with its output in a log file."""
-
-    def __init__(self, args: list[str], log: Path) -> None:
-        self.log = log
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gridchain", *args],
-                stdout=out,
-                stderr=out,
-                stdin=subprocess.DEVNULL,
-                cwd=REPO,
-                preexec_fn=die_with_parent,  # noqa: PLW1509
-            )
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def device_meters(bundle: GenesisBundle) -> dict[str, Any]:
@@ -193,7 +165,7 @@ def loop(tmp_path: Path) -> Iterator[Loop]:
         settlement_grace_ms=SETTLEMENT_GRACE_MS,
     )
     nodes = [node_for(chain, i) for i in range(N)]
-    children: list[Process] = []
+    children: list[GridchainChild] = []
     try:
         for node in nodes:
             node.start(wait=False)
@@ -202,7 +174,7 @@ def loop(tmp_path: Path) -> Iterator[Loop]:
         sim_port, csms_port = free_test_port(), free_test_port()
         owners = (chain.bundle.participants[0].address, chain.bundle.participants[1].address)
         children.append(
-            Process(
+            GridchainChild(
                 [
                     "meterbridge",
                     "simulate",
@@ -225,7 +197,7 @@ def loop(tmp_path: Path) -> Iterator[Loop]:
         config = tmp_path / "bridge.toml"
         bridge_config(config, chain.api_url(0), sim_port, csms_port, owners)
         bridge_log = tmp_path / "bridge.log"
-        children.append(Process(["meterbridge", "run", "--config", str(config)], bridge_log))
+        children.append(GridchainChild(["meterbridge", "run", "--config", str(config)], bridge_log))
         logs = [tmp_path / "simulator.log", bridge_log]
         wait_for(
             "the charger connected and took its safe profile",
