@@ -143,8 +143,12 @@ async def test_no_plaintext_of_a_transaction_crosses_a_link(
         "hex of the transaction": raw.hex().encode(),
         "hex of the sender key": tx.sender.hex().encode(),
         "JSON of the submission": json.dumps({"tx": raw.hex()}).encode(),
-        "a JSON fragment": b'{"',
+        "a JSON fragment": b'{"tx": "',
     }
+    # Ciphertext is uniformly random: a needle of n bytes turns up by chance in a capture of
+    # N bytes with probability about N / 256**n: a 2-byte needle turns up in a capture of tens of
+    # kilobytes in a large share of runs (CI hit it). Eight bytes make it about 10**-14 per run.
+    assert all(len(needle) >= 8 for needle in secrets_of_the_tx.values())
     # node-1 and node-2 both dial: the link the lower key dialed is kept (the other one is
     # retired after its handshake), so the two taps together hold that one link.
     links = {
