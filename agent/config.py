@@ -112,6 +112,9 @@ class BatteryConfig(_Strict):
     max_charge_kw: float = Field(default=3.3, ge=0)
     max_discharge_kw: float = Field(default=3.3, ge=0)
     efficiency: float = Field(default=0.97, gt=0, le=1)
+    #: The battery's registered meter: the household page's charge form needs it (a C&D
+    #: request names the meter settlement reads the energy from).
+    meter: str | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> BatteryConfig:

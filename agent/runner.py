@@ -54,7 +54,7 @@ from gridchain.api.client import NodeClient, NodeUnreachableError
 from gridchain.api.models import Markets
 from gridchain.protocol.crypto import SigningKey
 from gridchain.protocol.errors import GridchainError
-from gridchain.protocol.tx import CD_KIND_BY_LABEL, DEVICE_BY_LABEL, CDRequest
+from gridchain.protocol.tx import CD_KIND_BY_LABEL, DEVICE_BY_LABEL, CDKind, CDRequest, Device
 
 log = logging.getLogger("gridchain.agent")
 
@@ -366,7 +366,7 @@ class Agent:
         markets: Markets | None = None,
     ) -> Action:
         """Check, sign, submit and log one order; a refused check sends and logs nothing."""
-        market = self.config.plan.market
+        market = request.market or self.config.plan.market
         if markets is None:
             markets = await self.node.markets()
         check_order(
@@ -423,6 +423,10 @@ class Agent:
             limit_price_mc_per_kwh=ev.limit_price_mc_per_kwh,
             meter_id=ev.meter,
         )
+        await self.send_cd(body, origin="plan", plan_version=plan.version)
+
+    async def send_cd(self, body: CDRequest, *, origin: str, plan_version: int | None) -> Action:
+        """Sign, submit and log one C&D request (the plan's or the user's)."""
         tx_hash: str | None = None
         status: ActionStatus = "committed"
         error: str | None = None
@@ -431,24 +435,24 @@ class Agent:
             await self.signer.committed(tx_hash)
         except GridchainError as exc:
             status, error = ("refused" if tx_hash is None else "failed"), exc.message
-        self.record(
-            Action(
-                id=len(self.actions) + 1,
-                time_ms=self.now_ms(),
-                origin="plan",
-                kind="cd_request",
-                plan_version=plan.version,
-                market=None,
-                slot=None,
-                side="charge",
-                device="EV",
-                quantity_wh=body.energy_wh,
-                price_mc_per_kwh=body.limit_price_mc_per_kwh,
-                tx_hash=tx_hash,
-                status=status,
-                error=error,
-            )
+        action = Action(
+            id=len(self.actions) + 1,
+            time_ms=self.now_ms(),
+            origin="plan" if origin == "plan" else "user",
+            kind="cd_request",
+            plan_version=plan_version,
+            market=None,
+            slot=None,
+            side=CDKind(body.kind).label,
+            device=Device(body.device).label,
+            quantity_wh=body.energy_wh,
+            price_mc_per_kwh=body.limit_price_mc_per_kwh,
+            tx_hash=tx_hash,
+            status=status,
+            error=error,
         )
+        self.record(action)
+        return action
 
     def record(self, action: Action) -> None:
         self.actions.append(action)
