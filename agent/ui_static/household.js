@@ -6,7 +6,7 @@
 
 const POLL_MS = 2000;   // the agent's reads are cheap; a new block shows within this
 const PLAN_MS = 10000;  // the forecast and plan change once per agent cycle
-const BOOK_SLOTS = 8;   // open slots offered in the book's slot list
+const BOOK_SLOTS = 96;  // at most this many open slots in the book's slot list
 
 const state = {
   health: null,
@@ -68,7 +68,7 @@ const MARKET_NAMES = { day_ahead: "day-ahead", intraday: "intraday" };
 
 function utc(ms) {
   if (ms === null || ms === undefined) return "–";
-  return new Date(ms).toISOString().replace("T", " ").replace(/:\d\d\.\d+Z$/, "");
+  return new Date(ms).toISOString().replace("T", " ").replace(/\.\d+Z$/, "");
 }
 
 function setK(key, text, raw) {
@@ -273,8 +273,11 @@ function showSlots(h) {
   const first = h.markets.first_open_slot[market];
   const select = $("#book-slot");
   const keep = Number(select.value);
+  // every slot open for orders: from the first open one to the order horizon's last
+  const mk = h.markets;
+  const last = Math.min(Math.floor((mk.now_ms + mk.order_horizon_ms) / mk.slot_length_ms), first + BOOK_SLOTS - 1);
   const wanted = [];
-  for (let s = first; s < first + BOOK_SLOTS; s += 1) wanted.push(s);
+  for (let s = first; s <= last; s += 1) wanted.push(s);
   const current = Array.from(select.options).map((o) => Number(o.value));
   if (current.join() !== wanted.join()) {
     select.replaceChildren(...wanted.map((s) => {
@@ -492,6 +495,10 @@ async function refresh() {
       throw Object.assign(err, { who: "agent" });
     }
     badge(state.health.status, "agent " + state.health.status);
+    // who this is comes from the agent itself, so it shows even when the node does not answer
+    $("#household-name").textContent = state.health.name;
+    $("#address").textContent = short(state.health.address, 20);
+    $("#address").title = state.health.address;
     let h;
     try {
       h = await call("/v1/household");
