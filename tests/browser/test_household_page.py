@@ -12,7 +12,7 @@ orders, the receipt and why it fell short), follow a new trade without a reload,
 that the operator page's book then shows, refuse bad input with a clear message and change
 nothing, work on a phone's screen, and say clearly when the node does not answer.
 Screenshots go to the artifacts folder (tests/browser/conftest.py); docs/img/household-page.png
-is one of them.
+is ``household-page-after-a-take`` and docs/img/household-page-phone.png ``household-page-phone``.
 """
 
 from __future__ import annotations
