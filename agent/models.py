@@ -87,6 +87,15 @@ class ForecastQuality(Model):
     persistence: ErrorMeasures
 
 
+class IntradayCorrection(Model):
+    """Today's forecast against today's readings so far (agent/intraday.py)."""
+
+    intervals: UInt = Field(description="measured intervals of today compared")
+    nrmse: float = Field(description="the error of today's forecast over them")
+    factor: float = Field(description="measured / forecast energy over them")
+    applied: bool = Field(description="the rest of today was scaled by factor")
+
+
 class ForecastData(Model):
     made_ms: UInt
     interval_ms: PositiveInt
@@ -94,6 +103,9 @@ class ForecastData(Model):
     intervals: list[Interval]
     pv_quality: ForecastQuality | None
     load_quality: ForecastQuality | None
+    #: null until enough of today was measured
+    pv_intraday: IntradayCorrection | None = None
+    load_intraday: IntradayCorrection | None = None
 
 
 class PlanSlot(Model):

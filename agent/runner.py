@@ -24,11 +24,12 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from gridchain.agent import forecast as fc
+from gridchain.agent import intraday
 from gridchain.agent.acting import Signer, check_order, order_body
 from gridchain.agent.bridge_history import BridgeUnavailableError, household_meters
 from gridchain.agent.config import AgentConfig
@@ -44,6 +45,7 @@ from gridchain.agent.models import (
     ForecastQuality,
     HistoricalData,
     Interval,
+    IntradayCorrection,
     OrderRequest,
     PlanBody,
     PlanSlot,
@@ -76,6 +78,23 @@ class History:
     pv: Days
     load: Days
     interval_ms: int
+    #: today's readings so far, by interval of the day (kW): the intraday correction's input
+    pv_today: dict[int, float] = field(default_factory=dict)
+    load_today: dict[int, float] = field(default_factory=dict)
+
+
+def _today(series: dict[int, float], interval_ms: int, now_ms: int) -> dict[int, float]:
+    per_day = DAY_MS // interval_ms
+    first = now_ms // DAY_MS * per_day
+    return {k - first: v for k, v in series.items() if first <= k < first + per_day}
+
+
+def _intraday(c: intraday.Correction | None) -> IntradayCorrection | None:
+    if c is None:
+        return None
+    return IntradayCorrection(
+        intervals=c.intervals, nrmse=c.nrmse, factor=c.factor, applied=c.applied
+    )
 
 
 def _quality(evaluation: fc.Evaluation) -> ForecastQuality:
@@ -144,6 +163,8 @@ class Agent:
             pv=whole_days(pv, self.interval_ms, days=cfg.days, before_ms=now),
             load=whole_days(load, self.interval_ms, days=cfg.days, before_ms=now),
             interval_ms=self.interval_ms,
+            pv_today=_today(pv, self.interval_ms, now),
+            load_today=_today(load, self.interval_ms, now),
         )
         self.history = history
         return history
@@ -158,6 +179,21 @@ class Agent:
         pv_days = fc.forecast_days(history.pv.values, first_day, count, weekly=False)
         load_days = fc.forecast_days(history.load.values, first_day, count, weekly=True)
         forecast_first = first_day + len(history.pv.values)
+        # forecast day 0 is today: correct the rest of it on today's readings so far
+        now = self.now_ms()
+        now_index = (now % DAY_MS) // history.interval_ms
+        plan_cfg = self.config.plan
+        corrections: list[intraday.Correction | None] = []
+        for series, measured in ((pv_days, history.pv_today), (load_days, history.load_today)):
+            corrected, correction = intraday.correct_today(
+                series[0], measured, now_index,
+                threshold=plan_cfg.replan_error, min_intervals=plan_cfg.replan_min_intervals,
+            )  # fmt: skip
+            if forecast_first == now // DAY_MS:
+                series[0] = corrected
+                corrections.append(correction)
+            else:
+                corrections.append(None)
         pv = slot_values(pv_days, forecast_first, history.interval_ms, slot_starts)
         load = slot_values(load_days, forecast_first, history.interval_ms, slot_starts)
         quality: list[ForecastQuality | None] = []
@@ -183,6 +219,8 @@ class Agent:
             intervals=intervals,
             pv_quality=quality[0],
             load_quality=quality[1],
+            pv_intraday=_intraday(corrections[0]),
+            load_intraday=_intraday(corrections[1]),
         )
         return pv, load
 

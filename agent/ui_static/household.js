@@ -325,6 +325,15 @@ async function showBook() {
   }
 }
 
+// what today's readings so far did to the forecast (agent/intraday.py)
+function intradayNote(what, c) {
+  if (!c) return "";
+  return c.applied
+    ? " Re-planned on today's readings: " + what + " ×" + c.factor.toFixed(2) + " for the rest of the day (nRMSE " +
+      c.nrmse.toFixed(2) + " over " + c.intervals + " intervals)."
+    : " Today's " + what + " so far is as forecast (nRMSE " + c.nrmse.toFixed(2) + ").";
+}
+
 async function showPlan() {
   let plan;
   let forecast;
@@ -345,7 +354,8 @@ async function showPlan() {
     " slots; the rule-based base case costs " + credits(plan.base_case_cost_mc) + " (" +
     (saved >= 0 ? "saves " : "costs ") + credits(Math.abs(saved)) + ")." +
     (forecast.pv_quality ? " PV forecast nRMSE " + forecast.pv_quality.regression.nrmse.toFixed(3) +
-      " (persistence " + forecast.pv_quality.persistence.nrmse.toFixed(3) + ")." : "");
+      " (persistence " + forecast.pv_quality.persistence.nrmse.toFixed(3) + ")." : "") +
+    intradayNote("PV", forecast.pv_intraday) + intradayNote("load", forecast.load_intraday);
   const list = $("#violations");
   list.replaceChildren(...plan.violations.map((v) => {
     const li = document.createElement("li");
