@@ -183,17 +183,14 @@ class Agent:
         now = self.now_ms()
         now_index = (now % DAY_MS) // history.interval_ms
         plan_cfg = self.config.plan
-        corrections: list[intraday.Correction | None] = []
-        for series, measured in ((pv_days, history.pv_today), (load_days, history.load_today)):
-            corrected, correction = intraday.correct_today(
-                series[0], measured, now_index,
-                threshold=plan_cfg.replan_error, min_intervals=plan_cfg.replan_min_intervals,
-            )  # fmt: skip
-            if forecast_first == now // DAY_MS:
-                series[0] = corrected
-                corrections.append(correction)
-            else:
-                corrections.append(None)
+        corrections: list[intraday.Correction | None] = [None, None]
+        if forecast_first == now // DAY_MS:
+            measured = (history.pv_today, history.load_today)
+            for i, series in enumerate((pv_days, load_days)):
+                series[0], corrections[i] = intraday.correct_today(
+                    series[0], measured[i], now_index,
+                    threshold=plan_cfg.replan_error, min_intervals=plan_cfg.replan_min_intervals,
+                )  # fmt: skip
         pv = slot_values(pv_days, forecast_first, history.interval_ms, slot_starts)
         load = slot_values(load_days, forecast_first, history.interval_ms, slot_starts)
         quality: list[ForecastQuality | None] = []
