@@ -127,9 +127,13 @@ function result(id, ok, text) {
 
 function failure(err) {
   if (err.status === 0) return "The agent did not answer: " + err.message + ". Nothing was sent.";
+  if (err.status === 502 && err.body && err.body.status === "refused") {
+    // the agent signed it; the node refused it, so nothing is ordered
+    return "The node refused it: " + (err.body.error || "no reason given") + ". Nothing was ordered.";
+  }
   if (err.status === 502 && err.body && err.body.status) {
-    // the agent signed and sent it; the node refused it or did not commit it
-    return "Sent, but the node did not commit it: " + (err.body.error || "no reason given") + ".";
+    // the node accepted it and did not commit it in time: it may still commit
+    return "Sent, but not committed yet: " + (err.body.error || "no reason given") + ". See \"What the agent did\".";
   }
   if (err.status >= 500) return "The node did not answer (" + err.code + "): " + err.message + ". Nothing was sent.";
   return "Refused (" + err.code + "): " + err.message + ". Nothing was sent.";
