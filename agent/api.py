@@ -10,33 +10,47 @@
                                           trades on chain
 ``GET /v1/plans``                         the plan versions kept
 ``POST /v1/orders``                       a manual order, within the user's limits
+``GET /v1/household``                     the account on chain: balance, open orders, trades,
+                                          receipts with their tariffs, earnings, C&D requests
+``GET /v1/offers?market=&slot=``          a book's individual offers, and which are the
+                                          household's own
+``POST /v1/take``                         take one offer at its price, within the limits
+``POST /v1/charge``                       a C&D request for the EV or battery
+``GET /``                                 the household page (ADR 0042) and its files
 ========================================  ==================================================
 
 Every error is ``{"error": {"code", "message"}}`` with the typed error's status: a malformed
 body or query is 400 ``bad_request``, an order beyond a user limit 422 ``over_user_limit``, an
-order for a closed slot 409 ``slot_closed``; a refused request signs, sends and logs nothing.
+order for a closed slot 409 ``slot_closed`` (an offer gone, one's own or not the first met, a
+C&D request without a meter or past its deadline: 409 too); a refused request signs, sends and
+logs nothing.  A node that does not answer is 502 ``node_unreachable``: the agent is fine.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from gridchain.agent import household as hh
+from gridchain.agent import page
 from gridchain.agent.errors import AgentInputError, PlanNotFoundError
 from gridchain.agent.models import (
+    Action,
+    ChargeRequest,
     ErrorBody,
     ErrorResponse,
     Health,
     OrderRequest,
     PlanVersions,
+    TakeRequest,
     TransactionData,
 )
 from gridchain.agent.runner import Agent
-from gridchain.api.client import NodeError
+from gridchain.api.client import NodeError, NodeUnreachableError
 from gridchain.protocol.errors import GridchainError
 
 AGENT_KEY: web.AppKey[Agent] = web.AppKey("agent", Agent)
@@ -44,6 +58,7 @@ AGENT_KEY: web.AppKey[Agent] = web.AppKey("agent", Agent)
 MAX_BODY_BYTES = 4096
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+BodyT = TypeVar("BodyT", bound=BaseModel)
 
 
 def _json(model: BaseModel, status: int = 200) -> web.Response:
@@ -65,6 +80,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         status = exc.http_status
         if isinstance(exc, NodeError):
             status = 502  # the agent is fine; the node it needs did not do it
+            if isinstance(exc, NodeUnreachableError):
+                request.app[AGENT_KEY].node_reachable = False
         return _error(status, exc.code, exc.message)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -151,8 +168,8 @@ async def transactions(request: web.Request) -> web.Response:
     return _json(TransactionData(actions=list(agent.actions), orders=orders, trades=trades))
 
 
-async def place_order(request: web.Request) -> web.Response:
-    agent = request.app[AGENT_KEY]
+async def _body(request: web.Request, model: type[BodyT]) -> BodyT:
+    """The request's JSON body as ``model``, parsed strictly (400 on anything else)."""
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise AgentInputError(f"the body is larger than {MAX_BODY_BYTES} bytes")
     raw = await request.content.read(MAX_BODY_BYTES + 1)
@@ -163,13 +180,45 @@ async def place_order(request: web.Request) -> web.Response:
     except (ValueError, UnicodeDecodeError):
         raise AgentInputError("the body is not JSON") from None
     try:
-        order = OrderRequest.model_validate(doc, strict=True)
+        return model.model_validate(doc, strict=True)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
         raise AgentInputError(f"{where}: {first['msg']}") from None
-    action = await agent.place(order, origin="user", plan_version=None)
+
+
+def _sent(action: Action) -> web.Response:
     return _json(action, 201 if action.status == "committed" else 502)
+
+
+async def place_order(request: web.Request) -> web.Response:
+    agent = request.app[AGENT_KEY]
+    order = await _body(request, OrderRequest)
+    return _sent(await agent.place(order, origin="user", plan_version=None))
+
+
+async def household(request: web.Request) -> web.Response:
+    return _json(await hh.household(request.app[AGENT_KEY]))
+
+
+async def offers(request: web.Request) -> web.Response:
+    market = request.query.get("market")
+    if market not in ("day_ahead", "intraday"):
+        raise AgentInputError(f"market must be day_ahead or intraday, got {market!r}")
+    slot = _int_query(request, "slot")
+    if slot is None:
+        raise AgentInputError("slot is required")
+    return _json(await hh.book_offers(request.app[AGENT_KEY], market, slot))
+
+
+async def take_offer(request: web.Request) -> web.Response:
+    take = await _body(request, TakeRequest)
+    return _sent(await hh.take(request.app[AGENT_KEY], take))
+
+
+async def request_charge(request: web.Request) -> web.Response:
+    charge = await _body(request, ChargeRequest)
+    return _sent(await hh.request_charge(request.app[AGENT_KEY], charge))
 
 
 def make_app(agent: Agent) -> web.Application:
@@ -182,4 +231,9 @@ def make_app(agent: Agent) -> web.Application:
     app.router.add_get("/fetchTransactionData", transactions)
     app.router.add_get("/v1/plans", plan_versions)
     app.router.add_post("/v1/orders", place_order)
+    app.router.add_get("/v1/household", household)
+    app.router.add_get("/v1/offers", offers)
+    app.router.add_post("/v1/take", take_offer)
+    app.router.add_post("/v1/charge", request_charge)
+    page.install(app)
     return app

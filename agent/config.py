@@ -91,6 +91,11 @@ class PlanConfig(_Strict):
     #: Smallest order the agent places (Wh); below it a slot's surplus or deficit is left to
     #: the pool.
     min_order_wh: int = Field(default=1, ge=1)
+    #: Re-plan on today's readings (agent/intraday.py): when today's forecast so far is off by
+    #: more than this nRMSE over at least ``replan_min_intervals`` measured intervals, the rest
+    #: of today is scaled by the measured / forecast ratio before planning.
+    replan_error: float = Field(default=0.3, ge=0)
+    replan_min_intervals: int = Field(default=4, ge=1)
 
 
 class Limits(_Strict):
@@ -112,6 +117,9 @@ class BatteryConfig(_Strict):
     max_charge_kw: float = Field(default=3.3, ge=0)
     max_discharge_kw: float = Field(default=3.3, ge=0)
     efficiency: float = Field(default=0.97, gt=0, le=1)
+    #: The battery's registered meter: the household page's charge form needs it (a C&D
+    #: request names the meter settlement reads the energy from).
+    meter: str | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> BatteryConfig:

@@ -41,3 +41,38 @@ class SlotClosedError(GridchainError):
 class PlanNotFoundError(GridchainError):
     code = "not_found"
     http_status = 404
+
+
+class OfferGoneError(GridchainError):
+    """The offer to take is no longer in the book (matched, cancelled or never there)."""
+
+    code = "offer_gone"
+    http_status = 409
+
+
+class OwnOfferError(GridchainError):
+    """The offer is the household's own order: taking it would be a self-trade."""
+
+    code = "own_offer"
+    http_status = 409
+
+
+class OfferNotFirstError(GridchainError):
+    """An order at the offer's price would meet other offers first (the message names them)."""
+
+    code = "offer_not_first"
+    http_status = 409
+
+
+class NoDeviceMeterError(GridchainError):
+    """A C&D request for a device the configuration names no meter for."""
+
+    code = "no_device_meter"
+    http_status = 409
+
+
+class DeadlinePassedError(GridchainError):
+    """A C&D request whose departure time has already passed."""
+
+    code = "deadline_passed"
+    http_status = 409

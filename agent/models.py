@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
+from gridchain.api import models as m
+
 UInt = Annotated[StrictInt, Field(ge=0)]
 PositiveInt = Annotated[StrictInt, Field(gt=0)]
 
@@ -85,6 +87,15 @@ class ForecastQuality(Model):
     persistence: ErrorMeasures
 
 
+class IntradayCorrection(Model):
+    """Today's forecast against today's readings so far (agent/intraday.py)."""
+
+    intervals: UInt = Field(description="measured intervals of today compared")
+    nrmse: float = Field(description="the error of today's forecast over them")
+    factor: float = Field(description="measured / forecast energy over them")
+    applied: bool = Field(description="the rest of today was scaled by factor")
+
+
 class ForecastData(Model):
     made_ms: UInt
     interval_ms: PositiveInt
@@ -92,6 +103,9 @@ class ForecastData(Model):
     intervals: list[Interval]
     pv_quality: ForecastQuality | None
     load_quality: ForecastQuality | None
+    #: null until enough of today was measured
+    pv_intraday: IntradayCorrection | None = None
+    load_intraday: IntradayCorrection | None = None
 
 
 class PlanSlot(Model):
@@ -173,3 +187,84 @@ class OrderRequest(Model):
     quantity_wh: PositiveInt
     price_mc_per_kwh: PositiveInt
     device: Literal["PV", "Battery", "EV", "Load"] | None = None
+    #: The book: the plan's market (``plan.market``) when unset.
+    market: Literal["day_ahead", "intraday"] | None = None
+
+
+Market = Literal["day_ahead", "intraday"]
+
+
+class TakeRequest(Model):
+    """Take one resting offer at its price (the household page's "take" button)."""
+
+    market: Market
+    slot: UInt
+    offer_id: Annotated[str, Field(pattern="^[0-9a-f]{64}$")]
+    device: Literal["PV", "Battery", "EV", "Load"] | None = None
+
+
+class ChargeRequest(Model):
+    """Ask the chain's C&D scheduler to charge (or discharge) the EV or the battery by a time."""
+
+    device: Literal["EV", "Battery"]
+    kind: Literal["charge", "discharge"] = "charge"
+    energy_wh: PositiveInt
+    max_rate_w: PositiveInt
+    #: When the device must have its energy (UTC ms); it is connected from now until then.
+    departure_ms: UInt
+    #: The most paid per kWh charged (least taken per kWh discharged); the user's limit if unset.
+    limit_price_mc_per_kwh: UInt | None = None
+
+
+class ReceiptView(Model):
+    """A settlement receipt as the household sees it: its side and the tariffs it is set against."""
+
+    role: Literal["seller", "buyer"]
+    receipt: m.Receipt
+    #: the chain's feed-in (seller) and retail (buyer) tariffs of the receipt's slot
+    feed_in_mc_per_kwh: UInt | None
+    retail_mc_per_kwh: UInt | None
+    #: seller: paid - fine paid - feed-in value of what was delivered; buyer: retail value of
+    #: what was delivered - paid + fine received.  Positive: better than the grid's tariff.
+    vs_tariff_mc: int | None
+
+
+class Earnings(Model):
+    """What trading on the chain made against the grid's tariffs, over the receipts shown."""
+
+    receipts: UInt
+    sold_wh: UInt
+    sold_paid_mc: UInt
+    sold_at_feed_in_mc: UInt
+    bought_wh: UInt
+    bought_paid_mc: UInt
+    bought_at_retail_mc: UInt
+    fines_paid_mc: UInt
+    fines_received_mc: UInt
+    #: (sold_paid - fines_paid - sold_at_feed_in) + (bought_at_retail - bought_paid +
+    #: fines_received): positive when the market paid better than feed-in and retail
+    vs_tariffs_mc: int
+
+
+class Household(Model):
+    """Everything the household page shows from the chain, read by the agent for its account."""
+
+    name: str
+    address: str
+    node_url: str
+    markets: m.Markets
+    account: m.Account
+    open_orders: list[m.Order]
+    trades: list[m.Trade]
+    receipts: list[ReceiptView]
+    earnings: Earnings
+    cd_requests: list[m.CDRequest]
+    #: the agent's latest actions, newest first (the whole log: GET /fetchTransactionData)
+    actions: list[Action]
+
+
+class HouseholdOffers(Model):
+    """A book's individual offers and which of them are the household's own."""
+
+    offers: m.Offers
+    own: list[str]

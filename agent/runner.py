@@ -24,11 +24,12 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from gridchain.agent import forecast as fc
+from gridchain.agent import intraday
 from gridchain.agent.acting import Signer, check_order, order_body
 from gridchain.agent.bridge_history import BridgeUnavailableError, household_meters
 from gridchain.agent.config import AgentConfig
@@ -44,6 +45,7 @@ from gridchain.agent.models import (
     ForecastQuality,
     HistoricalData,
     Interval,
+    IntradayCorrection,
     OrderRequest,
     PlanBody,
     PlanSlot,
@@ -54,7 +56,7 @@ from gridchain.api.client import NodeClient, NodeUnreachableError
 from gridchain.api.models import Markets
 from gridchain.protocol.crypto import SigningKey
 from gridchain.protocol.errors import GridchainError
-from gridchain.protocol.tx import CD_KIND_BY_LABEL, DEVICE_BY_LABEL, CDRequest
+from gridchain.protocol.tx import CD_KIND_BY_LABEL, DEVICE_BY_LABEL, CDKind, CDRequest, Device
 
 log = logging.getLogger("gridchain.agent")
 
@@ -76,6 +78,23 @@ class History:
     pv: Days
     load: Days
     interval_ms: int
+    #: today's readings so far, by interval of the day (kW): the intraday correction's input
+    pv_today: dict[int, float] = field(default_factory=dict)
+    load_today: dict[int, float] = field(default_factory=dict)
+
+
+def _today(series: dict[int, float], interval_ms: int, now_ms: int) -> dict[int, float]:
+    per_day = DAY_MS // interval_ms
+    first = now_ms // DAY_MS * per_day
+    return {k - first: v for k, v in series.items() if first <= k < first + per_day}
+
+
+def _intraday(c: intraday.Correction | None) -> IntradayCorrection | None:
+    if c is None:
+        return None
+    return IntradayCorrection(
+        intervals=c.intervals, nrmse=c.nrmse, factor=c.factor, applied=c.applied
+    )
 
 
 def _quality(evaluation: fc.Evaluation) -> ForecastQuality:
@@ -144,6 +163,8 @@ class Agent:
             pv=whole_days(pv, self.interval_ms, days=cfg.days, before_ms=now),
             load=whole_days(load, self.interval_ms, days=cfg.days, before_ms=now),
             interval_ms=self.interval_ms,
+            pv_today=_today(pv, self.interval_ms, now),
+            load_today=_today(load, self.interval_ms, now),
         )
         self.history = history
         return history
@@ -158,6 +179,18 @@ class Agent:
         pv_days = fc.forecast_days(history.pv.values, first_day, count, weekly=False)
         load_days = fc.forecast_days(history.load.values, first_day, count, weekly=True)
         forecast_first = first_day + len(history.pv.values)
+        # forecast day 0 is today: correct the rest of it on today's readings so far
+        now = self.now_ms()
+        now_index = (now % DAY_MS) // history.interval_ms
+        plan_cfg = self.config.plan
+        corrections: list[intraday.Correction | None] = [None, None]
+        if forecast_first == now // DAY_MS:
+            measured = (history.pv_today, history.load_today)
+            for i, series in enumerate((pv_days, load_days)):
+                series[0], corrections[i] = intraday.correct_today(
+                    series[0], measured[i], now_index,
+                    threshold=plan_cfg.replan_error, min_intervals=plan_cfg.replan_min_intervals,
+                )  # fmt: skip
         pv = slot_values(pv_days, forecast_first, history.interval_ms, slot_starts)
         load = slot_values(load_days, forecast_first, history.interval_ms, slot_starts)
         quality: list[ForecastQuality | None] = []
@@ -183,6 +216,8 @@ class Agent:
             intervals=intervals,
             pv_quality=quality[0],
             load_quality=quality[1],
+            pv_intraday=_intraday(corrections[0]),
+            load_intraday=_intraday(corrections[1]),
         )
         return pv, load
 
@@ -366,7 +401,7 @@ class Agent:
         markets: Markets | None = None,
     ) -> Action:
         """Check, sign, submit and log one order; a refused check sends and logs nothing."""
-        market = self.config.plan.market
+        market = request.market or self.config.plan.market
         if markets is None:
             markets = await self.node.markets()
         check_order(
@@ -423,6 +458,10 @@ class Agent:
             limit_price_mc_per_kwh=ev.limit_price_mc_per_kwh,
             meter_id=ev.meter,
         )
+        await self.send_cd(body, origin="plan", plan_version=plan.version)
+
+    async def send_cd(self, body: CDRequest, *, origin: str, plan_version: int | None) -> Action:
+        """Sign, submit and log one C&D request (the plan's or the user's)."""
         tx_hash: str | None = None
         status: ActionStatus = "committed"
         error: str | None = None
@@ -431,24 +470,24 @@ class Agent:
             await self.signer.committed(tx_hash)
         except GridchainError as exc:
             status, error = ("refused" if tx_hash is None else "failed"), exc.message
-        self.record(
-            Action(
-                id=len(self.actions) + 1,
-                time_ms=self.now_ms(),
-                origin="plan",
-                kind="cd_request",
-                plan_version=plan.version,
-                market=None,
-                slot=None,
-                side="charge",
-                device="EV",
-                quantity_wh=body.energy_wh,
-                price_mc_per_kwh=body.limit_price_mc_per_kwh,
-                tx_hash=tx_hash,
-                status=status,
-                error=error,
-            )
+        action = Action(
+            id=len(self.actions) + 1,
+            time_ms=self.now_ms(),
+            origin="plan" if origin == "plan" else "user",
+            kind="cd_request",
+            plan_version=plan_version,
+            market=None,
+            slot=None,
+            side=CDKind(body.kind).label,
+            device=Device(body.device).label,
+            quantity_wh=body.energy_wh,
+            price_mc_per_kwh=body.limit_price_mc_per_kwh,
+            tx_hash=tx_hash,
+            status=status,
+            error=error,
         )
+        self.record(action)
+        return action
 
     def record(self, action: Action) -> None:
         self.actions.append(action)
