@@ -36,6 +36,7 @@ from gridchain.market.cd_planner import plan
 from gridchain.market.cd_requests import IntervalClock, admit_request
 from gridchain.market.cd_schedule import Decision, apply_decision, due_interval
 from gridchain.market.cd_settlement import settle_cd_due
+from gridchain.market.chain_params import apply_param_change, params_at
 from gridchain.market.errors import (
     AlreadyRegisteredError,
     ApplicationError,
@@ -70,7 +71,13 @@ from gridchain.protocol.block import ScheduleEntry
 from gridchain.protocol.crypto import verify
 from gridchain.protocol.encoding import Record
 from gridchain.protocol.errors import GridchainError
-from gridchain.protocol.governance import GOVERNANCE_KINDS, RemoveParticipant, ReplaceBridgeKey
+from gridchain.protocol.governance import (
+    GOVERNANCE_KINDS,
+    RemoveParticipant,
+    ReplaceBridgeKey,
+    SetParameter,
+    SetTariffs,
+)
 from gridchain.protocol.sealed import Opener, SealContext, open_tx, sealed_to
 from gridchain.protocol.tx import (
     AmendOrder,
@@ -156,6 +163,7 @@ class Application:
         self.governance_signs = genesis.governance_signs_directly
         self.council = Council.of(genesis.council_keys(), genesis.threshold)
         self.exchange = Exchange(genesis.params)
+        self._changed_exchange: Exchange | None = None
         self.interval_clock = IntervalClock.of(genesis)
 
     def schedule_due(self, state: StateReader, timestamp_ms: int) -> bool:
@@ -166,6 +174,16 @@ class Application:
         """
         due = due_interval(self.genesis, state, timestamp_ms)
         return due is not None and bool(due.live)
+
+    def exchange_at(self, state: StateReader, height: int) -> Exchange:
+        """The order life cycle under the parameters of block ``height`` (gate closure may
+        change from a height, market/chain_params.py); the last one built is kept."""
+        params = params_at(state, self.genesis, height)
+        if params is self.genesis.params:
+            return self.exchange
+        if self._changed_exchange is None or self._changed_exchange.params != params:
+            self._changed_exchange = Exchange(params)
+        return self._changed_exchange
 
     # --- genesis ------------------------------------------------------------------------
 
@@ -284,7 +302,7 @@ class Application:
         elif isinstance(body, CDRequest):
             admit_request(
                 view,
-                self.genesis.params,
+                params_at(view, self.genesis, ctx.height),
                 self.interval_clock,
                 owner=sender,
                 request_id=tx_hash,
@@ -351,12 +369,13 @@ class Application:
         # Matching writes as it goes; a nested overlay keeps a refusal from leaving anything.
         inner = Overlay(view)
         octx = OrderContext(ctx.height, ctx.timestamp_ms, admission)
+        exchange = self.exchange_at(view, ctx.height)
         if isinstance(body, PlaceOrder):
-            events = self.exchange.place(inner, sender, tx_hash, body, octx)
+            events = exchange.place(inner, sender, tx_hash, body, octx)
         elif isinstance(body, CancelOrder):
-            events = self.exchange.cancel(inner, sender, body, octx)
+            events = exchange.cancel(inner, sender, body, octx)
         else:
-            events = self.exchange.amend(inner, sender, body, octx)
+            events = exchange.amend(inner, sender, body, octx)
         put_account(inner, sender, _bump(get_account(inner, sender)))
         inner.merge_into_parent()
         return events
@@ -388,6 +407,8 @@ class Application:
             replace_bridge_key(view, record)
         elif isinstance(record, UpdateValidators):
             apply_validator_update(view, self.genesis, record, ctx.height)
+        elif isinstance(record, SetParameter | SetTariffs):
+            apply_param_change(view, self.genesis, record, ctx.height)
         else:
             raise NotGovernanceKindError(f"{type(record).__name__} is not a governance record")
 
@@ -560,7 +581,7 @@ class Application:
         """
         view = Overlay(_parent_view(state, parent_writes))
         events = self.begin_block(view, ctx)
-        due = due_interval(self.genesis, view, ctx.timestamp_ms)
+        due = due_interval(self.genesis, view, ctx.timestamp_ms, ctx.height)
         schedule = () if due is None else plan(self.genesis, due, view)
         decision, benefit = apply_decision(
             self.genesis,

@@ -11,6 +11,7 @@ is ``None`` and the handler turns it into a 404.
 from __future__ import annotations
 
 from gridchain.api import models as m
+from gridchain.genesis.schema import ChainParams
 from gridchain.market.accounts import get_account, get_participant, iter_participants
 from gridchain.market.book import BUY, SELL
 from gridchain.market.cd_requests import (
@@ -23,9 +24,17 @@ from gridchain.market.cd_requests import (
 )
 from gridchain.market.cd_schedule import Decision, get_decision, latest_decisions
 from gridchain.market.cd_settlement import cd_receipts
+from gridchain.market.chain_params import params_at
 from gridchain.market.governance import ProposalStatus, get_proposal, iter_proposals
 from gridchain.market.meters import get_meter, iter_meters, meters_of, readings_from
-from gridchain.market.orders import OrderStatus, book_levels, contracts, get_order, orders_of
+from gridchain.market.orders import (
+    Exchange,
+    OrderStatus,
+    book_levels,
+    contracts,
+    get_order,
+    orders_of,
+)
 from gridchain.market.pool import sdr_prices
 from gridchain.market.sealed_outcomes import SealedStatus, outcomes_of
 from gridchain.market.settlement import receipts
@@ -33,6 +42,7 @@ from gridchain.market.slot_settlement import pool_receipts, pool_slots
 from gridchain.market.validators import validators_at
 from gridchain.node.archive import ServedState
 from gridchain.node.operator_stats import book_offers, load_figures, slot_figures
+from gridchain.node.params_view import chain_parameters
 from gridchain.node.runtime import CommitEvent, Node
 from gridchain.node.views import (
     cd_receipt_view,
@@ -182,6 +192,19 @@ class NodeQuery:
         record = get_proposal(self._node.state, proposal_id)
         return None if record is None else proposal_view(record, self._node.app.council.threshold)
 
+    def chain_parameters(self) -> m.ChainParameters:
+        node = self._node
+        return chain_parameters(node.state, node.genesis, node.head.height)
+
+    def _next_params(self) -> ChainParams:
+        """The parameters of the block after the head (what an order sent now faces)."""
+        node = self._node
+        return params_at(node.state, node.genesis, node.head.height + 1)
+
+    def _next_exchange(self) -> Exchange:
+        node = self._node
+        return node.app.exchange_at(node.state, node.head.height + 1)
+
     def validators(self) -> m.ValidatorList:
         """The set that certifies the next height, from the chain state (ADR 0035): genesis's
         validators by their genesis names, one admitted later by a name from its key."""
@@ -207,7 +230,7 @@ class NodeQuery:
     # --- markets -------------------------------------------------------------------------
 
     def markets(self) -> m.Markets:
-        params = self._node.genesis.params
+        params = self._next_params()
         now = self.now_ms()
         first_open = {
             mk.label: (now + params.gate_closure_lead_ms(mk == Market.DAY_AHEAD))
@@ -235,7 +258,7 @@ class NodeQuery:
 
     def book(self, market: Market, slot: int) -> m.Book:
         node = self._node
-        exchange = node.app.exchange
+        exchange = self._next_exchange()
         bids = book_levels(node.state, market, slot, BUY)
         asks = book_levels(node.state, market, slot, SELL)
         gate = exchange.gate_closure_ms(market, slot)
@@ -258,7 +281,7 @@ class NodeQuery:
     def offers(self, market: Market, slot: int, limit: int) -> m.Offers:
         """A book's individual resting orders, each side in matching order (no owners)."""
         node = self._node
-        exchange = node.app.exchange
+        exchange = self._next_exchange()
         asks, bids = book_offers(node.state, exchange, market, slot, limit)
         return m.Offers(
             market=market.label,
@@ -320,11 +343,12 @@ class NodeQuery:
     def pool_prices(self, first: int, count: int, quote: tuple[int, int] | None) -> m.PoolPrices:
         genesis = self._node.genesis
         exchange = self._node.app.exchange
+        params = self._next_params()
         intervals = []
         for slot in range(first, first + count):
             start = exchange.slot_start_ms(slot)
             hour = start // HOUR_MS % 24
-            tariff = genesis.tariff_at_hour(hour)
+            tariff = params.tariff_at_hour(hour)
             r_buy, r_sell = tariff.retail_mc_per_kwh, tariff.feed_in_mc_per_kwh
             curve = []
             for permille in CURVE_PERMILLE:
