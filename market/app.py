@@ -37,6 +37,7 @@ from gridchain.market.cd_requests import IntervalClock, admit_request
 from gridchain.market.cd_schedule import Decision, apply_decision, due_interval
 from gridchain.market.cd_settlement import settle_cd_due
 from gridchain.market.chain_params import apply_param_change, params_at
+from gridchain.market.council import apply_council_update, council_in_office
 from gridchain.market.errors import (
     AlreadyRegisteredError,
     ApplicationError,
@@ -77,6 +78,7 @@ from gridchain.protocol.governance import (
     ReplaceBridgeKey,
     SetParameter,
     SetTariffs,
+    UpdateCouncil,
 )
 from gridchain.protocol.sealed import Opener, SealContext, open_tx, sealed_to
 from gridchain.protocol.tx import (
@@ -175,6 +177,15 @@ class Application:
         due = due_interval(self.genesis, state, timestamp_ms)
         return due is not None and bool(due.live)
 
+    def council_in(self, state: StateReader) -> Council:
+        """The council in office on ``state`` (genesis's until it replaced itself)."""
+        return council_in_office(state, self.council)
+
+    def _governance_signs(self, council: Council, sender_key: bytes) -> bool:
+        """Whether ``sender_key`` signs governance records itself: the governance key, while
+        it is the whole council (a genesis without ``council`` that never replaced it)."""
+        return sender_key == self.governance_key and council.keys == {self.governance_key}
+
     def exchange_at(self, state: StateReader, height: int) -> Exchange:
         """The order life cycle under the parameters of block ``height`` (gate closure may
         change from a height, market/chain_params.py); the last one built is kept."""
@@ -248,12 +259,13 @@ class Application:
         the market events of the transaction.
         """
         sender = address_of(tx.sender)
-        is_governance = self.governance_signs and tx.sender == self.governance_key
+        council = self.council_in(view)
+        is_governance = self._governance_signs(council, tx.sender)
         # A bridge key need not be a participant: it signs readings for its meters only, and
         # apply_readings refuses a reading of any meter not registered to that very key.  A
         # council member need not be one either: it proposes and approves only.
         is_readings = isinstance(tx.body, MeterReadings)
-        is_council = isinstance(tx.body, Propose | Approve) and tx.sender in self.council.keys
+        is_council = isinstance(tx.body, Propose | Approve) and tx.sender in council.keys
         exempt = is_governance or is_readings or is_council
         if not exempt and get_participant(view, sender) is None:
             raise NotRegisteredError(f"{format_address(sender)} is not a registered participant")
@@ -278,12 +290,13 @@ class Application:
     ) -> list[MarketEvent]:
         """Apply one body whose envelope (signature, sender, nonce) was checked."""
         sender = address_of(sender_key)
-        is_governance = self.governance_signs and sender_key == self.governance_key
+        council = self.council_in(view)
+        is_governance = self._governance_signs(council, sender_key)
         account = get_account(view, sender)
         if isinstance(body, Transfer):
             self._transfer(view, sender, account, body)
         elif isinstance(body, GOVERNANCE_KINDS):
-            self._require_governance(is_governance, type(body).__name__)
+            self._require_governance(is_governance, council, type(body).__name__)
             self._apply_governance(view, body, ctx)
             put_account(view, sender, _bump(get_account(view, sender)))
         elif isinstance(body, Propose | Approve):
@@ -380,13 +393,13 @@ class Application:
         inner.merge_into_parent()
         return events
 
-    def _require_governance(self, is_governance: bool, kind: str) -> None:
+    def _require_governance(self, is_governance: bool, council: Council, kind: str) -> None:
         if is_governance:
             return
-        if self.governance_signs:
+        if council.keys == {self.governance_key}:
             raise NotGovernanceError(f"{kind} must be signed by the governance key")
         raise NotGovernanceError(
-            f"{kind} needs {self.council.threshold} council approvals: propose it "
+            f"{kind} needs {council.threshold} council approvals: propose it "
             "(gridchain gov propose)"
         )
 
@@ -409,6 +422,8 @@ class Application:
             apply_validator_update(view, self.genesis, record, ctx.height)
         elif isinstance(record, SetParameter | SetTariffs):
             apply_param_change(view, self.genesis, record, ctx.height)
+        elif isinstance(record, UpdateCouncil):
+            apply_council_update(view, record, self.governance_key, ctx.height)
         else:
             raise NotGovernanceKindError(f"{type(record).__name__} is not a governance record")
 
@@ -428,7 +443,7 @@ class Application:
         if isinstance(body, Propose):
             propose(
                 view,
-                self.council,
+                self.council_in(view),
                 proposer=member,
                 proposal_id=tx_hash,
                 body=body,
@@ -438,7 +453,7 @@ class Application:
         else:
             approve(
                 view,
-                self.council,
+                self.council_in(view),
                 approver=member,
                 body=body,
                 height=ctx.height,

@@ -32,6 +32,7 @@ import structlog
 
 from gridchain.consensus.certificates import check_certificate, genesis_commit_rule
 from gridchain.genesis.schema import Genesis, parse_genesis
+from gridchain.market.council import council_after
 from gridchain.market.validators import ValidatorEpoch, schedule_change, set_at
 from gridchain.node.config import ConfigError
 from gridchain.node.follower_config import GatewayLinkSection
@@ -51,7 +52,7 @@ from gridchain.protocol.block import (
 )
 from gridchain.protocol.crypto import SigningKey
 from gridchain.protocol.errors import DecodeError, GridchainError, ValidationError
-from gridchain.protocol.governance import ReplaceBridgeKey, decode_proposed
+from gridchain.protocol.governance import ReplaceBridgeKey, UpdateCouncil, decode_proposed
 from gridchain.protocol.tx import (
     Approve,
     Propose,
@@ -131,8 +132,12 @@ class Follower:
         self._senders.add(bytes.fromhex(genesis.governance_public_key))
         self._senders.update(bytes.fromhex(m.bridge_public_key) for m in genesis.meters)
         self._council = frozenset(genesis.council_keys())
-        #: Council proposals of a set change not yet at their threshold: id -> (change, who).
-        self._proposed_changes: dict[bytes, tuple[UpdateValidators, set[bytes]]] = {}
+        self._threshold = genesis.threshold
+        #: Council proposals of a set or council change not yet at their threshold:
+        #: id -> (change, who approved).
+        self._proposed_changes: dict[
+            bytes, tuple[UpdateValidators | UpdateCouncil, set[bytes]]
+        ] = {}
         self._senders.update(self._council)
         self._feeds: set[BlockFeed] = set()
         #: Set (and replaced) each time the head advances; wait_for_height waits on it.
@@ -318,9 +323,22 @@ class Follower:
             return  # a proposal of another kind: nothing to follow
         change, approvers = found
         approvers.add(member)
-        if len(approvers) >= self.genesis.threshold:
+        # the chain counts only the approvals of members in office (market/council.py)
+        if len(approvers & self._council) >= self._threshold:
             del self._proposed_changes[proposal_id]
-            self._schedule_change(change, height)
+            if isinstance(change, UpdateCouncil):
+                self._change_council(change)
+            else:
+                self._schedule_change(change, height)
+
+    def _change_council(self, change: UpdateCouncil) -> None:
+        """The council replaced itself: count its members' approvals from now on."""
+        try:
+            council = council_after(change, bytes.fromhex(self.genesis.governance_public_key))
+        except GridchainError:
+            return  # the chain refused it as well (its proposal failed)
+        self._council, self._threshold = council.keys, council.threshold
+        self._senders.update(council.keys)
 
     def _schedule_change(self, change: UpdateValidators, height: int) -> None:
         try:
@@ -340,8 +358,9 @@ class Follower:
                 continue
             if isinstance(body, Propose) and tx.sender in self._council:
                 body = proposed_record(body)
-                if isinstance(body, UpdateValidators):
-                    # A set change applies at its k-th approval, not at its proposal.
+                if isinstance(body, UpdateValidators | UpdateCouncil):
+                    # A set or council change applies at its k-th approval, not at its
+                    # proposal.
                     self._proposed_changes[tx.hash()] = (body, set())
                     self._approve_change(tx.hash(), tx.sender, block.height)
                     continue

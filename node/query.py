@@ -25,6 +25,7 @@ from gridchain.market.cd_requests import (
 from gridchain.market.cd_schedule import Decision, get_decision, latest_decisions
 from gridchain.market.cd_settlement import cd_receipts
 from gridchain.market.chain_params import params_at
+from gridchain.market.council import council_record
 from gridchain.market.governance import ProposalStatus, get_proposal, iter_proposals
 from gridchain.market.meters import get_meter, iter_meters, meters_of, readings_from
 from gridchain.market.orders import (
@@ -153,7 +154,10 @@ class NodeQuery:
             nonce=account.nonce,
             pending_nonce=pending.nonce,
             registered=participant is not None
-            or (address == node.app.governance_address and node.app.governance_signs),
+            or (
+                address == node.app.governance_address
+                and node.app.council_in(node.state).keys == {node.app.governance_key}
+            ),
             name=None if participant is None else participant.name,
         )
 
@@ -174,23 +178,29 @@ class NodeQuery:
 
     def proposals(self, limit: int, status: ProposalStatus | None = None) -> m.ProposalList:
         """Council proposals by id (optionally of one status), with the council itself."""
-        app = self._node.app
+        members, threshold = self._council()
         out = []
         for record in iter_proposals(self._node.state):
             if status is not None and record.status != status:
                 continue
-            out.append(proposal_view(record, app.council.threshold))
+            out.append(proposal_view(record, threshold))
             if len(out) >= limit:
                 break
         return m.ProposalList(
-            threshold=app.council.threshold,
-            council=[k.hex() for k in app.genesis.council_keys()],
-            proposals=out,
+            threshold=threshold, council=[k.hex() for k in members], proposals=out
         )
 
     def proposal(self, proposal_id: bytes) -> m.Proposal | None:
         record = get_proposal(self._node.state, proposal_id)
-        return None if record is None else proposal_view(record, self._node.app.council.threshold)
+        return None if record is None else proposal_view(record, self._council()[1])
+
+    def _council(self) -> tuple[tuple[bytes, ...], int]:
+        """The council in office (members in order) and its threshold (market/council.py)."""
+        node = self._node
+        record = council_record(node.state)
+        if record is None:
+            return node.genesis.council_keys(), node.genesis.threshold
+        return record.members, record.threshold
 
     def chain_parameters(self) -> m.ChainParameters:
         node = self._node

@@ -37,6 +37,9 @@ from gridchain.protocol.tx import (
     UpdateValidators,
 )
 
+#: The most members a council has (genesis.schema.MAX_COUNCIL).
+MAX_COUNCIL_MEMBERS = 64
+
 
 @register(0x80)
 @dataclass(frozen=True, slots=True)
@@ -96,6 +99,20 @@ class SetTariffs(Record):
     effective_height: U64
 
 
+@register(0x85)
+@dataclass(frozen=True, slots=True)
+class UpdateCouncil(Record):
+    """The council becomes ``members`` (in this order) approving by ``threshold``.
+
+    It replaces the whole council in the block that applies it: from the next transaction
+    on, only the new members propose and approve, and an open proposal counts only the
+    approvals of members in office (ADR 0043).
+    """
+
+    members: Annotated[tuple[Bytes32, ...], Size(0, MAX_COUNCIL_MEMBERS)]
+    threshold: U8
+
+
 #: Every record a council may propose, i.e. every record only governance may apply.
 GOVERNANCE_KINDS: tuple[type[Record], ...] = (
     RegisterParticipant,
@@ -107,6 +124,7 @@ GOVERNANCE_KINDS: tuple[type[Record], ...] = (
     UpdateValidators,
     SetParameter,
     SetTariffs,
+    UpdateCouncil,
 )
 
 

@@ -33,6 +33,7 @@ from gridchain.protocol.governance import (
     SetParameter,
     SetTariffs,
     TariffBand,
+    UpdateCouncil,
 )
 from gridchain.protocol.meter import MeterType
 from gridchain.protocol.tx import (
@@ -185,6 +186,25 @@ def register(
     tariffs.add_argument("--effective-height", required=True, type=_non_negative, metavar="H")
     tariffs.set_defaults(handler=cmd_propose, build=_tariffs)
 
+    council = kinds.add_parser(
+        "council",
+        parents=parents,
+        help="replace the council: its members and threshold",
+        description="The council becomes the --member keys (in order) approving by "
+        "--threshold, in the block that applies the proposal; from then on only the new "
+        "members propose and approve, and open proposals count only their approvals.",
+    )
+    council.add_argument(
+        "--member",
+        required=True,
+        action="append",
+        dest="members",
+        metavar="KEY",
+        help="a member's Ed25519 public key, 64 hex digits (repeat for each member)",
+    )
+    council.add_argument("--threshold", required=True, type=_non_negative, metavar="K")
+    council.set_defaults(handler=cmd_propose, build=_council)
+
     approve = actions.add_parser(
         "approve", parents=[common, sending], help="approve an open proposal by its id"
     )
@@ -327,6 +347,16 @@ def _tariffs(args: argparse.Namespace) -> Record:
     return SetTariffs(tuple(bands), args.effective_height)
 
 
+def _council(args: argparse.Namespace) -> Record:
+    members = tuple(parse_public_key(k, "--member") for k in args.members)
+    if len(members) > 64:
+        raise WalletArgumentError("a council has at most 64 members")
+    if not 1 <= args.threshold <= 255:
+        raise WalletArgumentError("--threshold is 1 to 255")
+    # duplicates and a threshold above the members are the chain's to refuse, with its code
+    return UpdateCouncil(members, args.threshold)
+
+
 def _proposal_id(text: str) -> str:
     try:
         raw = bytes.fromhex(text.strip())
@@ -448,6 +478,8 @@ def _summary(record: dict[str, Any]) -> str:
         return str(record["address"])
     if kind == "SetParameter":
         return f"{record['name']} = {record['value']} from height {record['effective_height']}"
+    if kind == "UpdateCouncil":
+        return f"{len(record['members'])} members, threshold {record['threshold']}"
     if kind == "SetTariffs":
         return f"{len(record['tariffs'])} bands from height {record['effective_height']}"
     return ""

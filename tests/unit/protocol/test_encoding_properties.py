@@ -60,6 +60,7 @@ from gridchain.protocol.governance import (
     SetParameter,
     SetTariffs,
     TariffBand,
+    UpdateCouncil,
 )
 from gridchain.protocol.meter import (
     GENESIS_READING_HASH,
@@ -182,6 +183,9 @@ set_parameters = st.builds(SetParameter, name=text(1, 64), value=u64, effective_
 tariff_bands = st.builds(
     TariffBand, start_hour=u8, end_hour=u8, retail_mc_per_kwh=u64, feed_in_mc_per_kwh=u64
 )
+update_council = st.builds(
+    UpdateCouncil, members=st.lists(b32, max_size=5).map(tuple), threshold=u8
+)
 set_tariffs = st.builds(
     SetTariffs,
     tariffs=st.lists(tariff_bands, min_size=1, max_size=24).map(tuple),
@@ -252,6 +256,7 @@ STRATEGIES: dict[type[Record], st.SearchStrategy[Record]] = {
     SetParameter: set_parameters,
     TariffBand: tariff_bands,
     SetTariffs: set_tariffs,
+    UpdateCouncil: update_council,
     ReadingRecord: reading_records,
     SignedReading: signed_readings,
     TxPayload: payloads,
@@ -315,6 +320,7 @@ SAMPLES: dict[type[Record], Record] = {
     SetParameter: SetParameter("penalty_mc_per_kwh", 150_000, 1000),
     TariffBand: TariffBand(0, 24, 200_000, 50_000),
     SetTariffs: SetTariffs((TariffBand(0, 24, 200_000, 50_000),), 1000),
+    UpdateCouncil: UpdateCouncil((KEY.public_key,), 1),
     ReadingRecord: SAMPLE_READING.record,
     SignedReading: SAMPLE_READING,
     TxPayload: SAMPLE_TX.payload,
@@ -431,6 +437,7 @@ def test_type_tags_and_versions_are_pinned() -> None:
         "SetParameter": (0x82, 1),
         "TariffBand": (0x83, 1),
         "SetTariffs": (0x84, 1),
+        "UpdateCouncil": (0x85, 1),
         "ReadingRecord": (0x68, 1),
         "SignedReading": (0x69, 1),
         "BlockHeader": (0x20, 1),
@@ -489,6 +496,7 @@ def test_field_layouts_are_pinned() -> None:
         "SetParameter": ["name", "value", "effective_height"],
         "TariffBand": ["start_hour", "end_hour", "retail_mc_per_kwh", "feed_in_mc_per_kwh"],
         "SetTariffs": ["tariffs", "effective_height"],
+        "UpdateCouncil": ["members", "threshold"],
         "ReadingRecord": [
             "meter_id",
             "interval_start_ms",
