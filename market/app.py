@@ -55,6 +55,7 @@ from gridchain.market.errors import (
     SupplyOverflowError,
     UnknownRecipientError,
 )
+from gridchain.market.gateways import apply_gateway_update, gateways_in_force
 from gridchain.market.governance import Council, approve, propose
 from gridchain.market.governance import expire_due as expire_proposals
 from gridchain.market.governance_actions import remove_participant, replace_bridge_key
@@ -66,7 +67,7 @@ from gridchain.market.sealed_outcomes import SealedOutcome, SealedStatus, put_ou
 from gridchain.market.slot_settlement import settle_due
 from gridchain.market.state import MerkleState, Overlay, StateReader
 from gridchain.market.tx_effects import TxEffect
-from gridchain.market.validators import apply_validator_update
+from gridchain.market.validators import ValidatorRoleConflictError, apply_validator_update
 from gridchain.protocol.address import address_of, format_address, parse_address
 from gridchain.protocol.block import ScheduleEntry
 from gridchain.protocol.crypto import verify
@@ -79,6 +80,7 @@ from gridchain.protocol.governance import (
     SetParameter,
     SetTariffs,
     UpdateCouncil,
+    UpdateGateways,
 )
 from gridchain.protocol.sealed import Opener, SealContext, open_tx, sealed_to
 from gridchain.protocol.tx import (
@@ -419,11 +421,15 @@ class Application:
         elif isinstance(record, ReplaceBridgeKey):
             replace_bridge_key(view, record)
         elif isinstance(record, UpdateValidators):
+            if set(record.add) & set(gateways_in_force(view, self.genesis)):
+                raise ValidatorRoleConflictError("a gateway cannot be a validator")
             apply_validator_update(view, self.genesis, record, ctx.height)
         elif isinstance(record, SetParameter | SetTariffs):
             apply_param_change(view, self.genesis, record, ctx.height)
         elif isinstance(record, UpdateCouncil):
             apply_council_update(view, record, self.governance_key, ctx.height)
+        elif isinstance(record, UpdateGateways):
+            apply_gateway_update(view, self.genesis, record, self.council_in(view).keys)
         else:
             raise NotGovernanceKindError(f"{type(record).__name__} is not a governance record")
 

@@ -1,6 +1,7 @@
 """Follow the chain over the peer links without taking part: the network side of a gateway.
 
-A :class:`Follower` holds a genesis gateway key (genesis.gateways, ADR 0024).  It dials the
+A :class:`Follower` holds a gateway key (genesis.gateways, ADR 0024, or one the council
+admitted, ADR 0043).  It dials the
 validators of its config over the same authenticated links validators use, receives every
 block they commit (``NewBlock``: block + commit certificate), fetches the ranges it missed, and
 accepts a block only when its certificate proves it under the genesis validator set
@@ -119,8 +120,10 @@ class Follower:
         tuning: NetworkTuning | None = None,
         keep_blocks: int = DEFAULT_KEEP_BLOCKS,
     ) -> None:
-        if key.public_key not in genesis.gateway_keys():
-            raise ConfigError("the follower's key is not a gateway key named in genesis")
+        # A key the council admits later (UpdateGateways, ADR 0043) is a gateway too: it
+        # dials, and the validators refuse its links until the chain admits it.
+        if key.public_key in genesis.validator_keys():
+            raise ConfigError("the follower's key is a validator's, not a gateway's")
         self.genesis = genesis
         self.chain_id = genesis.chain_id
         self.key = key
@@ -151,7 +154,7 @@ class Follower:
             key=key,
             chain_id=self.chain_id,
             validators=self._validators,
-            gateways=genesis.gateway_keys(),
+            gateways=(*genesis.gateway_keys(), key.public_key),
             listen_host=None,
             listen_port=0,
             peers=validators,

@@ -39,6 +39,8 @@ from gridchain.protocol.tx import (
 
 #: The most members a council has (genesis.schema.MAX_COUNCIL).
 MAX_COUNCIL_MEMBERS = 64
+#: The most keys one UpdateGateways adds or removes.
+MAX_GATEWAY_CHANGE = 64
 
 
 @register(0x80)
@@ -113,6 +115,16 @@ class UpdateCouncil(Record):
     threshold: U8
 
 
+@register(0x86)
+@dataclass(frozen=True, slots=True)
+class UpdateGateways(Record):
+    """Admit gateway keys (ADR 0025) and remove others, in the block that applies it:
+    validators accept links from an added gateway and close a removed one's (ADR 0043)."""
+
+    add: Annotated[tuple[Bytes32, ...], Size(0, MAX_GATEWAY_CHANGE)]
+    remove: Annotated[tuple[Bytes32, ...], Size(0, MAX_GATEWAY_CHANGE)]
+
+
 #: Every record a council may propose, i.e. every record only governance may apply.
 GOVERNANCE_KINDS: tuple[type[Record], ...] = (
     RegisterParticipant,
@@ -125,6 +137,7 @@ GOVERNANCE_KINDS: tuple[type[Record], ...] = (
     SetParameter,
     SetTariffs,
     UpdateCouncil,
+    UpdateGateways,
 )
 
 

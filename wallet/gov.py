@@ -34,6 +34,7 @@ from gridchain.protocol.governance import (
     SetTariffs,
     TariffBand,
     UpdateCouncil,
+    UpdateGateways,
 )
 from gridchain.protocol.meter import MeterType
 from gridchain.protocol.tx import (
@@ -205,6 +206,17 @@ def register(
     council.add_argument("--threshold", required=True, type=_non_negative, metavar="K")
     council.set_defaults(handler=cmd_propose, build=_council)
 
+    gateways = kinds.add_parser(
+        "gateways",
+        parents=parents,
+        help="admit or remove gateways (ADR 0025)",
+        description="Validators accept links from an added gateway key and close a removed "
+        "one's, from the block that applies the proposal.",
+    )
+    gateways.add_argument("--add", action="append", default=[], metavar="KEY", help="hex key")
+    gateways.add_argument("--remove", action="append", default=[], metavar="KEY", help="hex key")
+    gateways.set_defaults(handler=cmd_propose, build=_gateways)
+
     approve = actions.add_parser(
         "approve", parents=[common, sending], help="approve an open proposal by its id"
     )
@@ -357,6 +369,16 @@ def _council(args: argparse.Namespace) -> Record:
     return UpdateCouncil(members, args.threshold)
 
 
+def _gateways(args: argparse.Namespace) -> Record:
+    add = tuple(parse_public_key(k, "--add") for k in args.add)
+    remove = tuple(parse_public_key(k, "--remove") for k in args.remove)
+    if not add and not remove:
+        raise WalletArgumentError("give at least one --add or --remove")
+    if max(len(add), len(remove)) > 64:
+        raise WalletArgumentError("at most 64 --add and 64 --remove")
+    return UpdateGateways(add, remove)
+
+
 def _proposal_id(text: str) -> str:
     try:
         raw = bytes.fromhex(text.strip())
@@ -478,6 +500,8 @@ def _summary(record: dict[str, Any]) -> str:
         return str(record["address"])
     if kind == "SetParameter":
         return f"{record['name']} = {record['value']} from height {record['effective_height']}"
+    if kind == "UpdateGateways":
+        return f"+{len(record['add'])} -{len(record['remove'])} gateways"
     if kind == "UpdateCouncil":
         return f"{len(record['members'])} members, threshold {record['threshold']}"
     if kind == "SetTariffs":

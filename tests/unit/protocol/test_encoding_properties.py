@@ -61,6 +61,7 @@ from gridchain.protocol.governance import (
     SetTariffs,
     TariffBand,
     UpdateCouncil,
+    UpdateGateways,
 )
 from gridchain.protocol.meter import (
     GENESIS_READING_HASH,
@@ -186,6 +187,11 @@ tariff_bands = st.builds(
 update_council = st.builds(
     UpdateCouncil, members=st.lists(b32, max_size=5).map(tuple), threshold=u8
 )
+update_gateways = st.builds(
+    UpdateGateways,
+    add=st.lists(b32, max_size=3).map(tuple),
+    remove=st.lists(b32, max_size=3).map(tuple),
+)
 set_tariffs = st.builds(
     SetTariffs,
     tariffs=st.lists(tariff_bands, min_size=1, max_size=24).map(tuple),
@@ -257,6 +263,7 @@ STRATEGIES: dict[type[Record], st.SearchStrategy[Record]] = {
     TariffBand: tariff_bands,
     SetTariffs: set_tariffs,
     UpdateCouncil: update_council,
+    UpdateGateways: update_gateways,
     ReadingRecord: reading_records,
     SignedReading: signed_readings,
     TxPayload: payloads,
@@ -321,6 +328,7 @@ SAMPLES: dict[type[Record], Record] = {
     TariffBand: TariffBand(0, 24, 200_000, 50_000),
     SetTariffs: SetTariffs((TariffBand(0, 24, 200_000, 50_000),), 1000),
     UpdateCouncil: UpdateCouncil((KEY.public_key,), 1),
+    UpdateGateways: UpdateGateways((KEY.public_key,), ()),
     ReadingRecord: SAMPLE_READING.record,
     SignedReading: SAMPLE_READING,
     TxPayload: SAMPLE_TX.payload,
@@ -438,6 +446,7 @@ def test_type_tags_and_versions_are_pinned() -> None:
         "TariffBand": (0x83, 1),
         "SetTariffs": (0x84, 1),
         "UpdateCouncil": (0x85, 1),
+        "UpdateGateways": (0x86, 1),
         "ReadingRecord": (0x68, 1),
         "SignedReading": (0x69, 1),
         "BlockHeader": (0x20, 1),
@@ -497,6 +506,7 @@ def test_field_layouts_are_pinned() -> None:
         "TariffBand": ["start_hour", "end_hour", "retail_mc_per_kwh", "feed_in_mc_per_kwh"],
         "SetTariffs": ["tariffs", "effective_height"],
         "UpdateCouncil": ["members", "threshold"],
+        "UpdateGateways": ["add", "remove"],
         "ReadingRecord": [
             "meter_id",
             "interval_start_ms",

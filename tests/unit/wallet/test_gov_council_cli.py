@@ -8,6 +8,8 @@ office.  The node is a solo validator in this process with a council of three ap
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from gridchain.protocol.crypto import SigningKey
@@ -83,6 +85,33 @@ async def test_a_wrong_council_fails_with_the_chains_code(
     ],
 )
 async def test_bad_council_arguments_are_refused_before_any_traffic(
+    live: LiveNode, cli: CliRunner, argv: list[str]
+) -> None:
+    error = await refused(cli, "propose", *argv, *member(live, 1))
+    assert error["code"] == "bad_argument"
+    _, body = await live.get("/v1/proposals")
+    assert body["proposals"] == []
+
+
+async def test_gateways_on_a_solo_chain_without_gateways_fail_with_the_chains_code(
+    live: LiveNode, cli: CliRunner
+) -> None:
+    """The e2e (tests/e2e/test_gov_gateways.py) admits and removes one on PBFT; a solo
+    validator without genesis gateways runs no peer network to link one with."""
+    proposal = await passed(cli, live, "gateways", "--add", NEW.public_key.hex())
+    assert (proposal["kind"], proposal["status"], proposal["error"]) == (
+        "UpdateGateways",
+        "failed",
+        "gateway_change_unsupported",
+    )
+    run = await cli(["gov", "show", proposal["id"], "--node", live.url])
+    assert re.search(r"^action +UpdateGateways \+1 -0 gateways$", printed(run.out), re.MULTILINE)
+
+
+@pytest.mark.parametrize(
+    "argv", [["gateways"], ["gateways", "--add", "zz"], ["gateways", "--remove", "00" * 31]]
+)
+async def test_bad_gateway_arguments_are_refused_before_any_traffic(
     live: LiveNode, cli: CliRunner, argv: list[str]
 ) -> None:
     error = await refused(cli, "propose", *argv, *member(live, 1))
