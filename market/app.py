@@ -162,8 +162,9 @@ class Application:
         self.opener = opener
         self.governance_key = bytes.fromhex(genesis.governance_public_key)
         self.governance_address = address_of(self.governance_key)
-        #: The governance key signs governance records itself only when it is the whole
-        #: council (a genesis without ``council``); otherwise they pass through proposals.
+        #: Genesis's answer to whether the governance key signs governance records itself
+        #: (a genesis without ``council``); on chain the council in office decides, since it
+        #: may replace itself (:meth:`council_in`, ADR 0043).
         self.governance_signs = genesis.governance_signs_directly
         self.council = Council.of(genesis.council_keys(), genesis.threshold)
         self.exchange = Exchange(genesis.params)
