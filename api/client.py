@@ -386,6 +386,9 @@ class NodeClient:
         """One council proposal, or None when the chain has none with that id."""
         return await self._get_or_none(m.Proposal, f"/v1/proposals/{proposal_id.lower()}")
 
+    async def params(self) -> m.ChainParameters:
+        return await self.get(m.ChainParameters, "/v1/params")
+
     async def validators(self) -> m.ValidatorList:
         return await self.get(m.ValidatorList, "/v1/validators")
 

@@ -287,6 +287,47 @@ class ValidatorList(Model):
     validators: list[Validator]
 
 
+# --- chain parameters (ADR 0043) ----------------------------------------------------------
+
+
+class TariffBand(Model):
+    start_hour: UInt
+    end_hour: UInt
+    retail_mc_per_kwh: UInt
+    feed_in_mc_per_kwh: UInt
+
+
+class ParamValues(Model):
+    """The parameters that govern settlement and the books, as one block applies them."""
+
+    slot_length_ms: UInt
+    gate_closure_ms: UInt
+    day_ahead_gate_closure_ms: UInt | None
+    penalty_mc_per_kwh: UInt
+    settlement_grace_ms: UInt
+    cd_tolerance_permille: UInt
+    cd_tolerance_wh: UInt
+    tariffs: list[TariffBand]
+
+
+class ParamChange(Model):
+    """A council change: ``name`` is a parameter (``value``) or "tariffs" (``tariffs``)."""
+
+    name: str
+    effective_height: UInt
+    value: UInt | None = None
+    tariffs: list[TariffBand] | None = None
+    in_force: bool = Field(description="whether the head's block applied it already")
+
+
+class ChainParameters(Model):
+    height: UInt = Field(description="the head: ``in_force`` are the parameters of its block")
+    in_force: ParamValues
+    next_block: ParamValues = Field(description="the parameters of the block after the head")
+    changeable: list[str] = Field(description="what SetParameter may name (and SetTariffs)")
+    changes: list[ParamChange] = Field(description="every change applied, by effective height")
+
+
 # --- markets -------------------------------------------------------------------------------
 
 

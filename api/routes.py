@@ -201,6 +201,14 @@ ROUTES: tuple[Route, ...] = (
         errors=(400, 404),
     ),
     Route(
+        "get_params",
+        "GET",
+        "/v1/params",
+        "The chain parameters in force at the head and every council change (ADR 0043)",
+        m.ChainParameters,
+        errors=(),
+    ),
+    Route(
         "list_validators",
         "GET",
         "/v1/validators",

@@ -310,6 +310,13 @@ class ChainParams(_Strict):
             raise ValueError("order_horizon_ms must be longer than the gate closure")
         return self
 
+    def tariff_at_hour(self, hour: int) -> Tariff:
+        """The tariff band of ``hour`` (UTC); validation makes the bands cover the day."""
+        for t in self.tariffs:
+            if t.start_hour <= hour < t.end_hour:
+                return t
+        raise GenesisError(f"no tariff for hour {hour}")
+
     def gate_closure_lead_ms(self, day_ahead: bool) -> int:
         """How long before a slot starts its book closes."""
         if day_ahead and self.day_ahead_gate_closure_ms is not None:
@@ -518,10 +525,9 @@ class Genesis(_Strict):
         return tuple(g.public_key_bytes for g in self.gateways)
 
     def tariff_at_hour(self, hour: int) -> Tariff:
-        for t in self.params.tariffs:
-            if t.start_hour <= hour < t.end_hour:
-                return t
-        raise GenesisError(f"no tariff for hour {hour}")
+        """The genesis tariff of ``hour``; the one in force at a height is
+        market.chain_params.params_at(...).tariff_at_hour(hour)."""
+        return self.params.tariff_at_hour(hour)
 
 
 def describe_validation_error(exc: ValidationError) -> str:

@@ -36,6 +36,8 @@ from gridchain.market.cd_planner import plan
 from gridchain.market.cd_requests import IntervalClock, admit_request
 from gridchain.market.cd_schedule import Decision, apply_decision, due_interval
 from gridchain.market.cd_settlement import settle_cd_due
+from gridchain.market.chain_params import apply_param_change, params_at
+from gridchain.market.council import apply_council_update, council_in_office
 from gridchain.market.errors import (
     AlreadyRegisteredError,
     ApplicationError,
@@ -53,6 +55,7 @@ from gridchain.market.errors import (
     SupplyOverflowError,
     UnknownRecipientError,
 )
+from gridchain.market.gateways import apply_gateway_update, gateways_in_force
 from gridchain.market.governance import Council, approve, propose
 from gridchain.market.governance import expire_due as expire_proposals
 from gridchain.market.governance_actions import remove_participant, replace_bridge_key
@@ -64,13 +67,21 @@ from gridchain.market.sealed_outcomes import SealedOutcome, SealedStatus, put_ou
 from gridchain.market.slot_settlement import settle_due
 from gridchain.market.state import MerkleState, Overlay, StateReader
 from gridchain.market.tx_effects import TxEffect
-from gridchain.market.validators import apply_validator_update
+from gridchain.market.validators import ValidatorRoleConflictError, apply_validator_update
 from gridchain.protocol.address import address_of, format_address, parse_address
 from gridchain.protocol.block import ScheduleEntry
 from gridchain.protocol.crypto import verify
 from gridchain.protocol.encoding import Record
 from gridchain.protocol.errors import GridchainError
-from gridchain.protocol.governance import GOVERNANCE_KINDS, RemoveParticipant, ReplaceBridgeKey
+from gridchain.protocol.governance import (
+    GOVERNANCE_KINDS,
+    RemoveParticipant,
+    ReplaceBridgeKey,
+    SetParameter,
+    SetTariffs,
+    UpdateCouncil,
+    UpdateGateways,
+)
 from gridchain.protocol.sealed import Opener, SealContext, open_tx, sealed_to
 from gridchain.protocol.tx import (
     AmendOrder,
@@ -151,11 +162,13 @@ class Application:
         self.opener = opener
         self.governance_key = bytes.fromhex(genesis.governance_public_key)
         self.governance_address = address_of(self.governance_key)
-        #: The governance key signs governance records itself only when it is the whole
-        #: council (a genesis without ``council``); otherwise they pass through proposals.
+        #: Genesis's answer to whether the governance key signs governance records itself
+        #: (a genesis without ``council``); on chain the council in office decides, since it
+        #: may replace itself (:meth:`council_in`, ADR 0043).
         self.governance_signs = genesis.governance_signs_directly
         self.council = Council.of(genesis.council_keys(), genesis.threshold)
         self.exchange = Exchange(genesis.params)
+        self._changed_exchange: Exchange | None = None
         self.interval_clock = IntervalClock.of(genesis)
 
     def schedule_due(self, state: StateReader, timestamp_ms: int) -> bool:
@@ -166,6 +179,25 @@ class Application:
         """
         due = due_interval(self.genesis, state, timestamp_ms)
         return due is not None and bool(due.live)
+
+    def council_in(self, state: StateReader) -> Council:
+        """The council in office on ``state`` (genesis's until it replaced itself)."""
+        return council_in_office(state, self.council)
+
+    def _governance_signs(self, council: Council, sender_key: bytes) -> bool:
+        """Whether ``sender_key`` signs governance records itself: the governance key, while
+        it is the whole council (a genesis without ``council`` that never replaced it)."""
+        return sender_key == self.governance_key and council.keys == {self.governance_key}
+
+    def exchange_at(self, state: StateReader, height: int) -> Exchange:
+        """The order life cycle under the parameters of block ``height`` (gate closure may
+        change from a height, market/chain_params.py); the last one built is kept."""
+        params = params_at(state, self.genesis, height)
+        if params is self.genesis.params:
+            return self.exchange
+        if self._changed_exchange is None or self._changed_exchange.params != params:
+            self._changed_exchange = Exchange(params)
+        return self._changed_exchange
 
     # --- genesis ------------------------------------------------------------------------
 
@@ -230,12 +262,13 @@ class Application:
         the market events of the transaction.
         """
         sender = address_of(tx.sender)
-        is_governance = self.governance_signs and tx.sender == self.governance_key
+        council = self.council_in(view)
+        is_governance = self._governance_signs(council, tx.sender)
         # A bridge key need not be a participant: it signs readings for its meters only, and
         # apply_readings refuses a reading of any meter not registered to that very key.  A
         # council member need not be one either: it proposes and approves only.
         is_readings = isinstance(tx.body, MeterReadings)
-        is_council = isinstance(tx.body, Propose | Approve) and tx.sender in self.council.keys
+        is_council = isinstance(tx.body, Propose | Approve) and tx.sender in council.keys
         exempt = is_governance or is_readings or is_council
         if not exempt and get_participant(view, sender) is None:
             raise NotRegisteredError(f"{format_address(sender)} is not a registered participant")
@@ -260,12 +293,13 @@ class Application:
     ) -> list[MarketEvent]:
         """Apply one body whose envelope (signature, sender, nonce) was checked."""
         sender = address_of(sender_key)
-        is_governance = self.governance_signs and sender_key == self.governance_key
+        council = self.council_in(view)
+        is_governance = self._governance_signs(council, sender_key)
         account = get_account(view, sender)
         if isinstance(body, Transfer):
             self._transfer(view, sender, account, body)
         elif isinstance(body, GOVERNANCE_KINDS):
-            self._require_governance(is_governance, type(body).__name__)
+            self._require_governance(is_governance, council, type(body).__name__)
             self._apply_governance(view, body, ctx)
             put_account(view, sender, _bump(get_account(view, sender)))
         elif isinstance(body, Propose | Approve):
@@ -284,7 +318,7 @@ class Application:
         elif isinstance(body, CDRequest):
             admit_request(
                 view,
-                self.genesis.params,
+                params_at(view, self.genesis, ctx.height),
                 self.interval_clock,
                 owner=sender,
                 request_id=tx_hash,
@@ -351,23 +385,24 @@ class Application:
         # Matching writes as it goes; a nested overlay keeps a refusal from leaving anything.
         inner = Overlay(view)
         octx = OrderContext(ctx.height, ctx.timestamp_ms, admission)
+        exchange = self.exchange_at(view, ctx.height)
         if isinstance(body, PlaceOrder):
-            events = self.exchange.place(inner, sender, tx_hash, body, octx)
+            events = exchange.place(inner, sender, tx_hash, body, octx)
         elif isinstance(body, CancelOrder):
-            events = self.exchange.cancel(inner, sender, body, octx)
+            events = exchange.cancel(inner, sender, body, octx)
         else:
-            events = self.exchange.amend(inner, sender, body, octx)
+            events = exchange.amend(inner, sender, body, octx)
         put_account(inner, sender, _bump(get_account(inner, sender)))
         inner.merge_into_parent()
         return events
 
-    def _require_governance(self, is_governance: bool, kind: str) -> None:
+    def _require_governance(self, is_governance: bool, council: Council, kind: str) -> None:
         if is_governance:
             return
-        if self.governance_signs:
+        if council.keys == {self.governance_key}:
             raise NotGovernanceError(f"{kind} must be signed by the governance key")
         raise NotGovernanceError(
-            f"{kind} needs {self.council.threshold} council approvals: propose it "
+            f"{kind} needs {council.threshold} council approvals: propose it "
             "(gridchain gov propose)"
         )
 
@@ -387,7 +422,15 @@ class Application:
         elif isinstance(record, ReplaceBridgeKey):
             replace_bridge_key(view, record)
         elif isinstance(record, UpdateValidators):
+            if set(record.add) & set(gateways_in_force(view, self.genesis)):
+                raise ValidatorRoleConflictError("a gateway cannot be a validator")
             apply_validator_update(view, self.genesis, record, ctx.height)
+        elif isinstance(record, SetParameter | SetTariffs):
+            apply_param_change(view, self.genesis, record, ctx.height)
+        elif isinstance(record, UpdateCouncil):
+            apply_council_update(view, record, self.governance_key, ctx.height)
+        elif isinstance(record, UpdateGateways):
+            apply_gateway_update(view, self.genesis, record, self.council_in(view).keys)
         else:
             raise NotGovernanceKindError(f"{type(record).__name__} is not a governance record")
 
@@ -407,7 +450,7 @@ class Application:
         if isinstance(body, Propose):
             propose(
                 view,
-                self.council,
+                self.council_in(view),
                 proposer=member,
                 proposal_id=tx_hash,
                 body=body,
@@ -417,7 +460,7 @@ class Application:
         else:
             approve(
                 view,
-                self.council,
+                self.council_in(view),
                 approver=member,
                 body=body,
                 height=ctx.height,
@@ -560,7 +603,7 @@ class Application:
         """
         view = Overlay(_parent_view(state, parent_writes))
         events = self.begin_block(view, ctx)
-        due = due_interval(self.genesis, view, ctx.timestamp_ms)
+        due = due_interval(self.genesis, view, ctx.timestamp_ms, ctx.height)
         schedule = () if due is None else plan(self.genesis, due, view)
         decision, benefit = apply_decision(
             self.genesis,

@@ -51,6 +51,7 @@ from gridchain.market.cd_requests import (
     put_head,
     put_request,
 )
+from gridchain.market.chain_params import LATEST, params_at
 from gridchain.market.errors import BenefitMismatchError, GridLimitError, ScheduleRejectedError
 from gridchain.market.state import Overlay, StateReader
 from gridchain.protocol.block import MAX_BLOCK_TXS, ScheduleEntry
@@ -137,8 +138,14 @@ def latest_decisions(state: StateReader, count: int) -> list[Decision]:
 # --- what is due, and its check ------------------------------------------------------------
 
 
-def due_interval(genesis: Genesis, state: StateReader, timestamp_ms: int) -> DueInterval | None:
-    """The interval a block at ``timestamp_ms`` decides on this state, or None."""
+def due_interval(
+    genesis: Genesis, state: StateReader, timestamp_ms: int, height: int | None = None
+) -> DueInterval | None:
+    """The interval a block at ``timestamp_ms`` decides on this state, or None.
+
+    The rate bounds use the tariffs of block ``height`` (market/chain_params.py); None takes
+    the last ones scheduled, for a caller that asks only whether an interval is due.
+    """
     clock = IntervalClock.of(genesis)
     head = get_head(state)
     j = clock.interval_at(timestamp_ms) + 1
@@ -155,7 +162,8 @@ def due_interval(genesis: Genesis, state: StateReader, timestamp_ms: int) -> Due
             live.append((rid, rec))
         elif rec.end_interval <= j:
             ended.append((rid, rec))
-    prices = CDPrices(clock, genesis.params.tariffs)
+    params = params_at(state, genesis, LATEST if height is None else height)
+    prices = CDPrices(clock, params.tariffs)
     bounds = tuple(rate_bounds(rec, j, prices) for _, rec in live)
     base = forecast_base_load(genesis, state, j)
     capacity = genesis.params.transformer_capacity_w
@@ -258,7 +266,7 @@ def apply_decision(
     recomputed value.  Raises without writing anything the caller keeps on a refusal (the
     caller's overlay is dropped with the block).
     """
-    due = due_interval(genesis, view, timestamp_ms)
+    due = due_interval(genesis, view, timestamp_ms, height)
     if due is not None and not due.live:
         _close_ended(view, due)
         due = None  # nothing to decide: no state written for intervals without vehicles

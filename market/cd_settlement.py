@@ -30,11 +30,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from gridchain.genesis.schema import Genesis
+from gridchain.genesis.schema import ChainParams, Genesis
 from gridchain.market.accounts import Account, get_account, put_account
 from gridchain.market.cd_pricing import CDPrices
 from gridchain.market.cd_requests import IntervalClock, get_request
 from gridchain.market.cd_schedule import DECISION_PREFIX, Decision, decision_key
+from gridchain.market.chain_params import params_at
 from gridchain.market.orders import payment_for
 from gridchain.market.settlement import meters_metering, move_capped
 from gridchain.market.state import Overlay, StateReader
@@ -92,8 +93,8 @@ class CDTerms:
     penalty_mc_per_kwh: int
 
     @classmethod
-    def of(cls, genesis: Genesis) -> CDTerms:
-        p = genesis.params
+    def of(cls, p: ChainParams) -> CDTerms:
+        """The terms of the parameters in force (market/chain_params.py)."""
         return cls(
             p.schedule_interval_ms, p.cd_tolerance_permille, p.cd_tolerance_wh, p.penalty_mc_per_kwh
         )
@@ -192,10 +193,11 @@ def _settle_decision(
     height: int,
     timestamp_ms: int,
 ) -> list[CDReceipt]:
-    terms = CDTerms.of(genesis)
+    params = params_at(view, genesis, height)
+    terms = CDTerms.of(params)
     j = decision.interval
     start, end = clock.start_ms(j), clock.start_ms(j + 1)
-    price = CDPrices(clock, genesis.params.tariffs).price_at(j)
+    price = CDPrices(clock, params.tariffs).price_at(j)
     pool_account = address_of(bytes.fromhex(genesis.governance_public_key))
     before: dict[bytes, Account] = {pool_account: get_account(view, pool_account)}
     accounts = dict(before)

@@ -230,7 +230,8 @@ def _settle(
 ) -> ProposalRecord:
     """Write the proposal; at k approvals apply its record (or record why it failed)."""
     open_key = _open_key(proposal.expires_at_height, proposal.proposal_id)
-    if len(proposal.approvals) < council.threshold:
+    # Only members in office count: the council may have changed since an approval (ADR 0043).
+    if sum(1 for key in proposal.approvals if key in council.keys) < council.threshold:
         view.put(open_key, b"")
         view.put(proposal_key(proposal.proposal_id), proposal.encode())
         return proposal

@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 
 from gridchain.genesis.schema import Genesis
 from gridchain.market.accounts import get_account, put_account
+from gridchain.market.chain_params import params_at
 from gridchain.market.orders import ContractStatus, contract_key, contracts, get_order
 from gridchain.market.pool_households import HouseholdPosition, household_positions
 from gridchain.market.settlement import (
@@ -208,7 +209,8 @@ def _settle_slot(
     if not items and not any(h.net_wh for h in households.values()):
         return []
     accounts = {p: get_account(view, p) for p in sorted(parties | households.keys())}
-    tariff = genesis.tariff_at_hour(start // HOUR_MS % 24)
+    in_force = params_at(view, genesis, height)
+    tariff = in_force.tariff_at_hour(start // HOUR_MS % 24)
     result = settle_slot(
         items,
         metering,
@@ -216,7 +218,7 @@ def _settle_slot(
         pool_account=pool_account,
         r_buy=tariff.retail_mc_per_kwh,
         r_sell=tariff.feed_in_mc_per_kwh,
-        penalty_mc_per_kwh=params.penalty_mc_per_kwh,
+        penalty_mc_per_kwh=in_force.penalty_mc_per_kwh,
         height=height,
         timestamp_ms=timestamp_ms,
         households={p: h.net_wh for p, h in households.items()},

@@ -284,6 +284,10 @@ async def get_proposal(request: web.Request) -> web.Response:
     return reply(found)
 
 
+async def get_params(request: web.Request) -> web.Response:
+    return reply(_query(request).chain_parameters())
+
+
 async def list_validators(request: web.Request) -> web.Response:
     return reply(_query(request).validators())
 
@@ -607,6 +611,7 @@ HANDLERS: dict[str, Handler] = {
     "get_block": get_block,
     "get_account": get_account,
     "list_participants": list_participants,
+    "get_params": get_params,
     "list_validators": list_validators,
     "list_proposals": list_proposals,
     "get_proposal": get_proposal,

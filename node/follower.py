@@ -1,6 +1,7 @@
 """Follow the chain over the peer links without taking part: the network side of a gateway.
 
-A :class:`Follower` holds a genesis gateway key (genesis.gateways, ADR 0024).  It dials the
+A :class:`Follower` holds a gateway key (genesis.gateways, ADR 0024, or one the council
+admitted, ADR 0043).  It dials the
 validators of its config over the same authenticated links validators use, receives every
 block they commit (``NewBlock``: block + commit certificate), fetches the ranges it missed, and
 accepts a block only when its certificate proves it under the genesis validator set
@@ -32,6 +33,7 @@ import structlog
 
 from gridchain.consensus.certificates import check_certificate, genesis_commit_rule
 from gridchain.genesis.schema import Genesis, parse_genesis
+from gridchain.market.council import council_after
 from gridchain.market.validators import ValidatorEpoch, schedule_change, set_at
 from gridchain.node.config import ConfigError
 from gridchain.node.follower_config import GatewayLinkSection
@@ -51,7 +53,7 @@ from gridchain.protocol.block import (
 )
 from gridchain.protocol.crypto import SigningKey
 from gridchain.protocol.errors import DecodeError, GridchainError, ValidationError
-from gridchain.protocol.governance import ReplaceBridgeKey, decode_proposed
+from gridchain.protocol.governance import ReplaceBridgeKey, UpdateCouncil, decode_proposed
 from gridchain.protocol.tx import (
     Approve,
     Propose,
@@ -118,8 +120,10 @@ class Follower:
         tuning: NetworkTuning | None = None,
         keep_blocks: int = DEFAULT_KEEP_BLOCKS,
     ) -> None:
-        if key.public_key not in genesis.gateway_keys():
-            raise ConfigError("the follower's key is not a gateway key named in genesis")
+        # A key the council admits later (UpdateGateways, ADR 0043) is a gateway too: it
+        # dials, and the validators refuse its links until the chain admits it.
+        if key.public_key in genesis.validator_keys():
+            raise ConfigError("the follower's key is a validator's, not a gateway's")
         self.genesis = genesis
         self.chain_id = genesis.chain_id
         self.key = key
@@ -131,8 +135,12 @@ class Follower:
         self._senders.add(bytes.fromhex(genesis.governance_public_key))
         self._senders.update(bytes.fromhex(m.bridge_public_key) for m in genesis.meters)
         self._council = frozenset(genesis.council_keys())
-        #: Council proposals of a set change not yet at their threshold: id -> (change, who).
-        self._proposed_changes: dict[bytes, tuple[UpdateValidators, set[bytes]]] = {}
+        self._threshold = genesis.threshold
+        #: Council proposals of a set or council change not yet at their threshold:
+        #: id -> (change, who approved).
+        self._proposed_changes: dict[
+            bytes, tuple[UpdateValidators | UpdateCouncil, set[bytes]]
+        ] = {}
         self._senders.update(self._council)
         self._feeds: set[BlockFeed] = set()
         #: Set (and replaced) each time the head advances; wait_for_height waits on it.
@@ -146,7 +154,7 @@ class Follower:
             key=key,
             chain_id=self.chain_id,
             validators=self._validators,
-            gateways=genesis.gateway_keys(),
+            gateways=(*genesis.gateway_keys(), key.public_key),
             listen_host=None,
             listen_port=0,
             peers=validators,
@@ -318,9 +326,22 @@ class Follower:
             return  # a proposal of another kind: nothing to follow
         change, approvers = found
         approvers.add(member)
-        if len(approvers) >= self.genesis.threshold:
+        # the chain counts only the approvals of members in office (market/council.py)
+        if len(approvers & self._council) >= self._threshold:
             del self._proposed_changes[proposal_id]
-            self._schedule_change(change, height)
+            if isinstance(change, UpdateCouncil):
+                self._change_council(change)
+            else:
+                self._schedule_change(change, height)
+
+    def _change_council(self, change: UpdateCouncil) -> None:
+        """The council replaced itself: count its members' approvals from now on."""
+        try:
+            council = council_after(change, bytes.fromhex(self.genesis.governance_public_key))
+        except GridchainError:
+            return  # the chain refused it as well (its proposal failed)
+        self._council, self._threshold = council.keys, council.threshold
+        self._senders.update(council.keys)
 
     def _schedule_change(self, change: UpdateValidators, height: int) -> None:
         try:
@@ -340,8 +361,9 @@ class Follower:
                 continue
             if isinstance(body, Propose) and tx.sender in self._council:
                 body = proposed_record(body)
-                if isinstance(body, UpdateValidators):
-                    # A set change applies at its k-th approval, not at its proposal.
+                if isinstance(body, UpdateValidators | UpdateCouncil):
+                    # A set or council change applies at its k-th approval, not at its
+                    # proposal.
                     self._proposed_changes[tx.hash()] = (body, set())
                     self._approve_change(tx.hash(), tx.sender, block.height)
                     continue

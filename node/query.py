@@ -11,6 +11,7 @@ is ``None`` and the handler turns it into a 404.
 from __future__ import annotations
 
 from gridchain.api import models as m
+from gridchain.genesis.schema import ChainParams
 from gridchain.market.accounts import get_account, get_participant, iter_participants
 from gridchain.market.book import BUY, SELL
 from gridchain.market.cd_requests import (
@@ -23,9 +24,18 @@ from gridchain.market.cd_requests import (
 )
 from gridchain.market.cd_schedule import Decision, get_decision, latest_decisions
 from gridchain.market.cd_settlement import cd_receipts
+from gridchain.market.chain_params import params_at
+from gridchain.market.council import council_record
 from gridchain.market.governance import ProposalStatus, get_proposal, iter_proposals
 from gridchain.market.meters import get_meter, iter_meters, meters_of, readings_from
-from gridchain.market.orders import OrderStatus, book_levels, contracts, get_order, orders_of
+from gridchain.market.orders import (
+    Exchange,
+    OrderStatus,
+    book_levels,
+    contracts,
+    get_order,
+    orders_of,
+)
 from gridchain.market.pool import sdr_prices
 from gridchain.market.sealed_outcomes import SealedStatus, outcomes_of
 from gridchain.market.settlement import receipts
@@ -33,6 +43,7 @@ from gridchain.market.slot_settlement import pool_receipts, pool_slots
 from gridchain.market.validators import validators_at
 from gridchain.node.archive import ServedState
 from gridchain.node.operator_stats import book_offers, load_figures, slot_figures
+from gridchain.node.params_view import chain_parameters
 from gridchain.node.runtime import CommitEvent, Node
 from gridchain.node.views import (
     cd_receipt_view,
@@ -143,7 +154,10 @@ class NodeQuery:
             nonce=account.nonce,
             pending_nonce=pending.nonce,
             registered=participant is not None
-            or (address == node.app.governance_address and node.app.governance_signs),
+            or (
+                address == node.app.governance_address
+                and node.app.council_in(node.state).keys == {node.app.governance_key}
+            ),
             name=None if participant is None else participant.name,
         )
 
@@ -164,23 +178,42 @@ class NodeQuery:
 
     def proposals(self, limit: int, status: ProposalStatus | None = None) -> m.ProposalList:
         """Council proposals by id (optionally of one status), with the council itself."""
-        app = self._node.app
+        members, threshold = self._council()
         out = []
         for record in iter_proposals(self._node.state):
             if status is not None and record.status != status:
                 continue
-            out.append(proposal_view(record, app.council.threshold))
+            out.append(proposal_view(record, threshold))
             if len(out) >= limit:
                 break
         return m.ProposalList(
-            threshold=app.council.threshold,
-            council=[k.hex() for k in app.genesis.council_keys()],
-            proposals=out,
+            threshold=threshold, council=[k.hex() for k in members], proposals=out
         )
 
     def proposal(self, proposal_id: bytes) -> m.Proposal | None:
         record = get_proposal(self._node.state, proposal_id)
-        return None if record is None else proposal_view(record, self._node.app.council.threshold)
+        return None if record is None else proposal_view(record, self._council()[1])
+
+    def _council(self) -> tuple[tuple[bytes, ...], int]:
+        """The council in office (members in order) and its threshold (market/council.py)."""
+        node = self._node
+        record = council_record(node.state)
+        if record is None:
+            return node.genesis.council_keys(), node.genesis.threshold
+        return record.members, record.threshold
+
+    def chain_parameters(self) -> m.ChainParameters:
+        node = self._node
+        return chain_parameters(node.state, node.genesis, node.head.height)
+
+    def _next_params(self) -> ChainParams:
+        """The parameters of the block after the head (what an order sent now faces)."""
+        node = self._node
+        return params_at(node.state, node.genesis, node.head.height + 1)
+
+    def _next_exchange(self) -> Exchange:
+        node = self._node
+        return node.app.exchange_at(node.state, node.head.height + 1)
 
     def validators(self) -> m.ValidatorList:
         """The set that certifies the next height, from the chain state (ADR 0035): genesis's
@@ -207,7 +240,7 @@ class NodeQuery:
     # --- markets -------------------------------------------------------------------------
 
     def markets(self) -> m.Markets:
-        params = self._node.genesis.params
+        params = self._next_params()
         now = self.now_ms()
         first_open = {
             mk.label: (now + params.gate_closure_lead_ms(mk == Market.DAY_AHEAD))
@@ -235,7 +268,7 @@ class NodeQuery:
 
     def book(self, market: Market, slot: int) -> m.Book:
         node = self._node
-        exchange = node.app.exchange
+        exchange = self._next_exchange()
         bids = book_levels(node.state, market, slot, BUY)
         asks = book_levels(node.state, market, slot, SELL)
         gate = exchange.gate_closure_ms(market, slot)
@@ -258,7 +291,7 @@ class NodeQuery:
     def offers(self, market: Market, slot: int, limit: int) -> m.Offers:
         """A book's individual resting orders, each side in matching order (no owners)."""
         node = self._node
-        exchange = node.app.exchange
+        exchange = self._next_exchange()
         asks, bids = book_offers(node.state, exchange, market, slot, limit)
         return m.Offers(
             market=market.label,
@@ -320,11 +353,12 @@ class NodeQuery:
     def pool_prices(self, first: int, count: int, quote: tuple[int, int] | None) -> m.PoolPrices:
         genesis = self._node.genesis
         exchange = self._node.app.exchange
+        params = self._next_params()
         intervals = []
         for slot in range(first, first + count):
             start = exchange.slot_start_ms(slot)
             hour = start // HOUR_MS % 24
-            tariff = genesis.tariff_at_hour(hour)
+            tariff = params.tariff_at_hour(hour)
             r_buy, r_sell = tariff.retail_mc_per_kwh, tariff.feed_in_mc_per_kwh
             curve = []
             for permille in CURVE_PERMILLE:

@@ -31,6 +31,7 @@ from gridchain.consensus.engine import (
 from gridchain.consensus.solo import SoloEngine
 from gridchain.genesis.schema import Genesis, parse_genesis
 from gridchain.market.app import Application
+from gridchain.market.gateways import gateways_in_force
 from gridchain.market.pending import PendingChain
 from gridchain.market.state import MerkleState
 from gridchain.node.config import ConfigError, NodeConfig, check_faults_allowed
@@ -107,6 +108,8 @@ class PeerLink(Protocol):
     def announce_block(self, committed: bytes) -> None: ...
 
     def set_validators(self, keys: Collection[bytes]) -> None: ...
+
+    def set_gateways(self, keys: Collection[bytes]) -> None: ...
 
     @property
     def has_gateway_links(self) -> bool: ...
@@ -228,6 +231,7 @@ class Node:
         self._stopped = False
         self.network: PeerLink | None = None
         self._linked_validators: set[bytes] = set()
+        self._linked_gateways: tuple[bytes, ...] = self.genesis.gateway_keys()
         self._sync_task: asyncio.Task[None] | None = None
         self._schedule_timer: asyncio.TimerHandle | None = None
         self._commit_started: float | None = None
@@ -397,6 +401,11 @@ class Node:
         if keys != self._linked_validators:
             self._linked_validators = keys
             self.network.set_validators(keys)
+        gateways = gateways_in_force(self.driver.state, self.genesis)
+        if gateways != self._linked_gateways:
+            # the chain's gateway set (ADR 0043): genesis's until the council changes it
+            self._linked_gateways = gateways
+            self.network.set_gateways(gateways)
 
     async def stop(self) -> None:
         if self._stopped:

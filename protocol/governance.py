@@ -14,8 +14,18 @@ same way the application applies a directly signed governance record.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
-from gridchain.protocol.encoding import Bytes20, Bytes32, Record, decode_one_of, register
+from gridchain.protocol.encoding import (
+    U8,
+    U64,
+    Bytes20,
+    Bytes32,
+    Record,
+    Size,
+    decode_one_of,
+    register,
+)
 from gridchain.protocol.meter import MeterId
 from gridchain.protocol.tx import (
     MAX_PROPOSED_RECORD_BYTES,
@@ -26,6 +36,11 @@ from gridchain.protocol.tx import (
     RegisterParticipant,
     UpdateValidators,
 )
+
+#: The most members a council has (genesis.schema.MAX_COUNCIL).
+MAX_COUNCIL_MEMBERS = 64
+#: The most keys one UpdateGateways adds or removes.
+MAX_GATEWAY_CHANGE = 64
 
 
 @register(0x80)
@@ -50,6 +65,66 @@ class ReplaceBridgeKey(Record):
     bridge_key: Bytes32
 
 
+@register(0x82)
+@dataclass(frozen=True, slots=True)
+class SetParameter(Record):
+    """From block ``effective_height`` on, the chain parameter ``name`` (a field of
+    genesis ``params`` that market/chain_params.py lists as changeable) is ``value``.
+
+    The height must lie in the future when the council applies the record (ADR 0043), so
+    every validator applies the new value from the same block.
+    """
+
+    name: Annotated[str, Size(1, 64)]
+    value: U64
+    effective_height: U64
+
+
+@register(0x83)
+@dataclass(frozen=True, slots=True)
+class TariffBand(Record):
+    """The grid's prices for the hours [start_hour, end_hour) of every day (UTC), mc/kWh."""
+
+    start_hour: U8
+    end_hour: U8
+    retail_mc_per_kwh: U64
+    feed_in_mc_per_kwh: U64
+
+
+@register(0x84)
+@dataclass(frozen=True, slots=True)
+class SetTariffs(Record):
+    """From block ``effective_height`` on, the time-of-use tariffs are ``tariffs`` (bands
+    that cover 0-24 h in order, as genesis ``params.tariffs`` must)."""
+
+    tariffs: Annotated[tuple[TariffBand, ...], Size(1, 24)]
+    effective_height: U64
+
+
+@register(0x85)
+@dataclass(frozen=True, slots=True)
+class UpdateCouncil(Record):
+    """The council becomes ``members`` (in this order) approving by ``threshold``.
+
+    It replaces the whole council in the block that applies it: from the next transaction
+    on, only the new members propose and approve, and an open proposal counts only the
+    approvals of members in office (ADR 0043).
+    """
+
+    members: Annotated[tuple[Bytes32, ...], Size(0, MAX_COUNCIL_MEMBERS)]
+    threshold: U8
+
+
+@register(0x86)
+@dataclass(frozen=True, slots=True)
+class UpdateGateways(Record):
+    """Admit gateway keys (ADR 0025) and remove others, in the block that applies it:
+    validators accept links from an added gateway and close a removed one's (ADR 0043)."""
+
+    add: Annotated[tuple[Bytes32, ...], Size(0, MAX_GATEWAY_CHANGE)]
+    remove: Annotated[tuple[Bytes32, ...], Size(0, MAX_GATEWAY_CHANGE)]
+
+
 #: Every record a council may propose, i.e. every record only governance may apply.
 GOVERNANCE_KINDS: tuple[type[Record], ...] = (
     RegisterParticipant,
@@ -59,6 +134,10 @@ GOVERNANCE_KINDS: tuple[type[Record], ...] = (
     RemoveParticipant,
     ReplaceBridgeKey,
     UpdateValidators,
+    SetParameter,
+    SetTariffs,
+    UpdateCouncil,
+    UpdateGateways,
 )
 
 

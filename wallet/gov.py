@@ -22,12 +22,20 @@ from pathlib import Path
 from typing import Any
 
 from gridchain.api.client import NodeClient, resolve_node_url
-from gridchain.api.models import Proposal
+from gridchain.api.models import ChainParameters, Proposal
 from gridchain.protocol.address import parse_address
 from gridchain.protocol.crypto import SigningKey, check_public_key
 from gridchain.protocol.encoding import Record
 from gridchain.protocol.errors import BadKeyError, GridchainError
-from gridchain.protocol.governance import RemoveParticipant, ReplaceBridgeKey
+from gridchain.protocol.governance import (
+    RemoveParticipant,
+    ReplaceBridgeKey,
+    SetParameter,
+    SetTariffs,
+    TariffBand,
+    UpdateCouncil,
+    UpdateGateways,
+)
 from gridchain.protocol.meter import MeterType
 from gridchain.protocol.tx import (
     Approve,
@@ -148,6 +156,67 @@ def register(
     burn.add_argument("--amount", required=True, help="credits, e.g. 12.5")
     burn.set_defaults(handler=cmd_propose, build=_burn)
 
+    param = kinds.add_parser(
+        "param",
+        parents=parents,
+        help="change a chain parameter from a future height",
+        description="The parameter takes VALUE from block --effective-height on, on every "
+        "validator (at least 2 blocks after the block that applies the proposal). "
+        "`gridchain gov params` lists the changeable ones; slot_length_ms is not.",
+    )
+    param.add_argument("--name", required=True, help="e.g. penalty_mc_per_kwh, gate_closure_ms")
+    param.add_argument("--value", required=True, type=_non_negative, help="an integer")
+    param.add_argument("--effective-height", required=True, type=_non_negative, metavar="H")
+    param.set_defaults(handler=cmd_propose, build=_param)
+
+    tariffs = kinds.add_parser(
+        "tariffs",
+        parents=parents,
+        help="change the time-of-use tariffs from a future height",
+        description="Give one --band START-END:RETAIL:FEED_IN per band (hours UTC, mc/kWh), "
+        "in order, covering 0-24 h.",
+    )
+    tariffs.add_argument(
+        "--band",
+        required=True,
+        action="append",
+        dest="bands",
+        metavar="START-END:RETAIL:FEED_IN",
+        help="e.g. 0-7:180000:60000 (repeat for each band)",
+    )
+    tariffs.add_argument("--effective-height", required=True, type=_non_negative, metavar="H")
+    tariffs.set_defaults(handler=cmd_propose, build=_tariffs)
+
+    council = kinds.add_parser(
+        "council",
+        parents=parents,
+        help="replace the council: its members and threshold",
+        description="The council becomes the --member keys (in order) approving by "
+        "--threshold, in the block that applies the proposal; from then on only the new "
+        "members propose and approve, and open proposals count only their approvals.",
+    )
+    council.add_argument(
+        "--member",
+        required=True,
+        action="append",
+        dest="members",
+        metavar="KEY",
+        help="a member's Ed25519 public key, 64 hex digits (repeat for each member)",
+    )
+    council.add_argument("--threshold", required=True, type=_non_negative, metavar="K")
+    council.set_defaults(handler=cmd_propose, build=_council)
+
+    gateways = kinds.add_parser(
+        "gateways",
+        parents=parents,
+        help="admit or remove gateways (ADR 0025)",
+        description="Validators accept links from an added gateway key and close a removed "
+        "one's, from the block that applies the proposal.",
+    )
+    gateways.add_argument("--add", action="append", default=[], metavar="KEY", help="hex key")
+    gateways.add_argument("--remove", action="append", default=[], metavar="KEY", help="hex key")
+    gateways.set_defaults(handler=cmd_propose, build=_gateways)
+
     approve = actions.add_parser(
         "approve", parents=[common, sending], help="approve an open proposal by its id"
     )
@@ -158,6 +227,11 @@ def register(
     listing.add_argument("--status", choices=["open", "applied", "expired", "failed"], default=None)
     listing.add_argument("--limit", type=int, default=100)
     listing.set_defaults(handler=cmd_list)
+
+    params = actions.add_parser(
+        "params", parents=[common], help="the chain parameters in force and the changes"
+    )
+    params.set_defaults(handler=cmd_params)
 
     show = actions.add_parser("show", parents=[common], help="one proposal in full")
     show.add_argument("id", help="the proposal id (64 hex digits)")
@@ -245,6 +319,64 @@ def _mint(args: argparse.Namespace) -> Record:
 
 def _burn(args: argparse.Namespace) -> Record:
     return Burn(parse_address(parse_address_arg(args.account, "--account")), _amount(args.amount))
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= value < 2**64:
+        raise argparse.ArgumentTypeError(f"{value} is not 0 to 2**64 - 1")
+    return value
+
+
+def _param(args: argparse.Namespace) -> Record:
+    name: str = args.name
+    if not 1 <= len(name) <= MAX_NAME_CHARS:
+        raise WalletArgumentError(f"--name is 1 to {MAX_NAME_CHARS} characters")
+    return SetParameter(name, args.value, args.effective_height)
+
+
+def _tariffs(args: argparse.Namespace) -> Record:
+    bands = []
+    for text in args.bands:
+        try:
+            hours, retail, feed_in = text.split(":")
+            start, end = hours.split("-")
+            band = TariffBand(int(start), int(end), int(retail), int(feed_in))
+        except ValueError:
+            raise WalletArgumentError(
+                f"--band {text!r}: expected START-END:RETAIL:FEED_IN, e.g. 0-7:180000:60000"
+            ) from None
+        if not 0 <= band.start_hour < band.end_hour <= 24:
+            raise WalletArgumentError(f"--band {text!r}: hours are 0 <= START < END <= 24")
+        if min(band.retail_mc_per_kwh, band.feed_in_mc_per_kwh) < 0:
+            raise WalletArgumentError(f"--band {text!r}: prices are not negative")
+        bands.append(band)
+    if len(bands) > 24:
+        raise WalletArgumentError("at most 24 --band")
+    return SetTariffs(tuple(bands), args.effective_height)
+
+
+def _council(args: argparse.Namespace) -> Record:
+    members = tuple(parse_public_key(k, "--member") for k in args.members)
+    if len(members) > 64:
+        raise WalletArgumentError("a council has at most 64 members")
+    if not 1 <= args.threshold <= 255:
+        raise WalletArgumentError("--threshold is 1 to 255")
+    # duplicates and a threshold above the members are the chain's to refuse, with its code
+    return UpdateCouncil(members, args.threshold)
+
+
+def _gateways(args: argparse.Namespace) -> Record:
+    add = tuple(parse_public_key(k, "--add") for k in args.add)
+    remove = tuple(parse_public_key(k, "--remove") for k in args.remove)
+    if not add and not remove:
+        raise WalletArgumentError("give at least one --add or --remove")
+    if max(len(add), len(remove)) > 64:
+        raise WalletArgumentError("at most 64 --add and 64 --remove")
+    return UpdateGateways(add, remove)
 
 
 def _proposal_id(text: str) -> str:
@@ -366,6 +498,14 @@ def _summary(record: dict[str, Any]) -> str:
         return f"{format_credits(record['amount_mc'])} from {record['account']}"
     if kind == "RemoveParticipant":
         return str(record["address"])
+    if kind == "SetParameter":
+        return f"{record['name']} = {record['value']} from height {record['effective_height']}"
+    if kind == "UpdateGateways":
+        return f"+{len(record['add'])} -{len(record['remove'])} gateways"
+    if kind == "UpdateCouncil":
+        return f"{len(record['members'])} members, threshold {record['threshold']}"
+    if kind == "SetTariffs":
+        return f"{len(record['tariffs'])} bands from height {record['effective_height']}"
     return ""
 
 
@@ -407,6 +547,43 @@ def cmd_list(args: argparse.Namespace) -> int:
     table = format_table(rows) if len(rows) > 1 else "no proposals"
     emit(args, data, f"{table}\n\n{council}")
     return 0
+
+
+@json_errors
+def cmd_params(args: argparse.Namespace) -> int:
+    node_url = resolve_node_url(args.node)
+
+    async def fetch() -> tuple[str, ChainParameters]:
+        async with connect(node_url, args.ca) as node:
+            return node.url, await node.params()
+
+    url, found = asyncio.run(fetch())
+    data = found.model_dump(mode="json")
+    data["node"] = url
+    emit(args, data, _params_table(found))
+    return 0
+
+
+def _params_table(found: ChainParameters) -> str:
+    values = found.in_force.model_dump(mode="json")
+    rows = [["PARAMETER", f"AT HEIGHT {found.height}", "CHANGEABLE"]]
+    for name, value in values.items():
+        if name != "tariffs":
+            rows.append([name, str(value), "yes" if name in found.changeable else "no"])
+    for band in found.in_force.tariffs:
+        rows.append(
+            [
+                f"tariff {band.start_hour:02d}-{band.end_hour:02d} h",
+                f"retail {band.retail_mc_per_kwh} feed-in {band.feed_in_mc_per_kwh}",
+                "yes",
+            ]
+        )
+    changes = [["FROM HEIGHT", "CHANGE", "IN FORCE"]]
+    for c in found.changes:
+        what = f"{c.name} = {c.value}" if c.tariffs is None else f"tariffs: {len(c.tariffs)} bands"
+        changes.append([str(c.effective_height), what, "yes" if c.in_force else "no"])
+    tail = format_table(changes) if len(changes) > 1 else "no council changes"
+    return f"{format_table(rows)}\n\n{tail}"
 
 
 @json_errors

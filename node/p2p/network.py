@@ -591,6 +591,21 @@ class PeerNetwork:
             for link in list(state.links):
                 link.close("no longer a validator")
 
+    def set_gateways(self, keys: Collection[bytes]) -> None:
+        """The gateways the chain admits now (ADR 0043): a link from an added key is a
+        gateway link; a removed gateway's links are closed and refused (``unknown_peer``)."""
+        gateways = frozenset(k for k in keys if k != self._own)
+        if gateways == self._gateways:
+            return
+        self._gateways = gateways
+        for state in self._states.values():
+            if state.key in self._validators:
+                continue
+            state.is_gateway = state.key in gateways
+            if not state.is_gateway:
+                for link in list(state.links):
+                    link.close("no longer a gateway")
+
     def broadcast_consensus(self, payload: bytes) -> None:
         """Send an engine message to every connected peer (best effort: engines retransmit)."""
         data = self._consensus_frame(payload)

@@ -54,7 +54,15 @@ from gridchain.protocol.errors import (
     UnknownTypeError,
     UnsupportedVersionError,
 )
-from gridchain.protocol.governance import RemoveParticipant, ReplaceBridgeKey
+from gridchain.protocol.governance import (
+    RemoveParticipant,
+    ReplaceBridgeKey,
+    SetParameter,
+    SetTariffs,
+    TariffBand,
+    UpdateCouncil,
+    UpdateGateways,
+)
 from gridchain.protocol.meter import (
     GENESIS_READING_HASH,
     ReadingRecord,
@@ -172,6 +180,23 @@ proposals = st.builds(Propose, record=st.binary(min_size=1, max_size=200), expir
 approvals = st.builds(Approve, proposal_id=b32)
 removals = st.builds(RemoveParticipant, address=b20)
 rekeys = st.builds(ReplaceBridgeKey, meter_id=text(1, 64), bridge_key=b32)
+set_parameters = st.builds(SetParameter, name=text(1, 64), value=u64, effective_height=u64)
+tariff_bands = st.builds(
+    TariffBand, start_hour=u8, end_hour=u8, retail_mc_per_kwh=u64, feed_in_mc_per_kwh=u64
+)
+update_council = st.builds(
+    UpdateCouncil, members=st.lists(b32, max_size=5).map(tuple), threshold=u8
+)
+update_gateways = st.builds(
+    UpdateGateways,
+    add=st.lists(b32, max_size=3).map(tuple),
+    remove=st.lists(b32, max_size=3).map(tuple),
+)
+set_tariffs = st.builds(
+    SetTariffs,
+    tariffs=st.lists(tariff_bands, min_size=1, max_size=24).map(tuple),
+    effective_height=u64,
+)
 bodies = st.one_of(
     transfers,
     registrations,
@@ -234,6 +259,11 @@ STRATEGIES: dict[type[Record], st.SearchStrategy[Record]] = {
     Approve: approvals,
     RemoveParticipant: removals,
     ReplaceBridgeKey: rekeys,
+    SetParameter: set_parameters,
+    TariffBand: tariff_bands,
+    SetTariffs: set_tariffs,
+    UpdateCouncil: update_council,
+    UpdateGateways: update_gateways,
     ReadingRecord: reading_records,
     SignedReading: signed_readings,
     TxPayload: payloads,
@@ -294,6 +324,11 @@ SAMPLES: dict[type[Record], Record] = {
     Approve: Approve(b"\x7a" * 32),
     RemoveParticipant: RemoveParticipant(b"\x33" * 20),
     ReplaceBridgeKey: ReplaceBridgeKey("pv-a", KEY.public_key),
+    SetParameter: SetParameter("penalty_mc_per_kwh", 150_000, 1000),
+    TariffBand: TariffBand(0, 24, 200_000, 50_000),
+    SetTariffs: SetTariffs((TariffBand(0, 24, 200_000, 50_000),), 1000),
+    UpdateCouncil: UpdateCouncil((KEY.public_key,), 1),
+    UpdateGateways: UpdateGateways((KEY.public_key,), ()),
     ReadingRecord: SAMPLE_READING.record,
     SignedReading: SAMPLE_READING,
     TxPayload: SAMPLE_TX.payload,
@@ -407,6 +442,11 @@ def test_type_tags_and_versions_are_pinned() -> None:
         "Approve": (0x1C, 1),
         "RemoveParticipant": (0x80, 1),
         "ReplaceBridgeKey": (0x81, 1),
+        "SetParameter": (0x82, 1),
+        "TariffBand": (0x83, 1),
+        "SetTariffs": (0x84, 1),
+        "UpdateCouncil": (0x85, 1),
+        "UpdateGateways": (0x86, 1),
         "ReadingRecord": (0x68, 1),
         "SignedReading": (0x69, 1),
         "BlockHeader": (0x20, 1),
@@ -462,6 +502,11 @@ def test_field_layouts_are_pinned() -> None:
         "Approve": ["proposal_id"],
         "RemoveParticipant": ["address"],
         "ReplaceBridgeKey": ["meter_id", "bridge_key"],
+        "SetParameter": ["name", "value", "effective_height"],
+        "TariffBand": ["start_hour", "end_hour", "retail_mc_per_kwh", "feed_in_mc_per_kwh"],
+        "SetTariffs": ["tariffs", "effective_height"],
+        "UpdateCouncil": ["members", "threshold"],
+        "UpdateGateways": ["add", "remove"],
         "ReadingRecord": [
             "meter_id",
             "interval_start_ms",
