@@ -117,7 +117,7 @@ from gridchain.consensus.kernel.alarm import Alarm
 from gridchain.consensus.kernel.guard import DoubleSignError, read_record
 from gridchain.consensus.kernel.validators import ConsensusConfigError, quorum_size
 from gridchain.consensus.kernel.verify import SignatureCache, Verifier
-from gridchain.consensus.pob.budget import round_budget
+from gridchain.consensus.pob.budget import MIN_BLOCK_TXS, round_budget
 from gridchain.consensus.pob.messages import (
     NO_BLOCK,
     Announce,
@@ -213,6 +213,10 @@ class PobEngine:
         self._depth = max(MIN_FINALITY_DEPTH, finality_depth)
         #: what a block may carry (a proposer's limit and a validator's check, ADR 0045)
         self._budget = round_budget(round_ms)
+        #: how many transactions this validator's candidates take (at most the budget): halved
+        #: after a round that lasted longer than round_ms and a slot, raised by an eighth of
+        #: the budget after one that did not (see _adapt_fill)
+        self._fill = self._budget.max_txs
         self._check = SignatureCache(chain_id, verifier).check
         self._head = ChainHead(0, b"\x00" * 32, 0)
         self._tree = BlockTree(self._q, self._head.block_hash, 0, 0, None)
@@ -443,6 +447,8 @@ class PobEngine:
             # Rounds that overlap (ADR 0045): announces whose candidate was built during the
             # round before.
             "candidates_ahead": self._candidates_ahead,
+            # and how many transactions its candidates take now (at most the round's budget)
+            "fill_txs": self._fill,
         }
 
     # --- rounds ---------------------------------------------------------------------------
@@ -538,7 +544,23 @@ class PobEngine:
         if r > self._top_rounds.get(signer, -1):
             self._top_rounds[signer] = r
 
+    def _adapt_fill(self, r: int, now_ms: int) -> None:
+        """Fill candidates to what the rounds actually carry (ADR 0045).  The budget is what a
+        validator with a core of its own carries; a loaded one (or many validators sharing a
+        machine, as in the benchmarks) takes longer, and ADR 0033 then lets its rounds grow.
+        So a round that lasted longer than round_ms and a slot halves this validator's fill,
+        and a round on time raises it again by an eighth of the budget: a proposer's choice,
+        below the budget that validity checks.  Jumps (catch-up) change nothing."""
+        if self._round < 0 or r != self._round + 1:
+            return
+        budget = self._budget.max_txs
+        if now_ms - self._round_start_ms > self._round_ms + self._slot_ms:
+            self._fill = max(min(MIN_BLOCK_TXS, budget), self._fill // 2)
+        else:
+            self._fill = min(budget, self._fill + max(1, budget // 8))
+
     def _start_round(self, r: int, now_ms: int) -> list[Action]:
+        self._adapt_fill(r, now_ms)
         start = self._round_start(r)
         # On time (within a slot of the clock's start), the round keeps the clock's timing;
         # entered late or early (a catch-up, a clock ahead), its slots count from now.
@@ -584,7 +606,7 @@ class PobEngine:
             prev,
             self._tree.timestamp_of(prev) + 1,
             allow_empty=self._carries_content(prev),
-            max_txs=self._budget.max_txs,
+            max_txs=self._fill,
             max_bytes=self._budget.max_bytes,
         )
 

@@ -741,6 +741,7 @@ def test_status_and_commit_rule() -> None:
         "round_jumps": 0,
         "rounds_waited": 0,
         "candidates_ahead": 0,
+        "fill_txs": round_budget(ROUND).max_txs,
     }
     b = block(3, 1, 0, GENESIS_HASH)
     assert e.commit_rule(b) == CommitRule(frozenset({VALS[3]}), 1, VoteStep.COMMIT)
@@ -862,3 +863,22 @@ def test_a_candidate_built_ahead_on_another_block_is_not_announced() -> None:
     (request,) = of(actions, RequestProposal)
     assert (request.round, request.prev_hash) == (1, heavy.hash())
     assert e.status()["candidates_ahead"] == 0
+
+
+def test_candidates_fill_less_after_a_round_that_ran_long_and_grow_back() -> None:
+    """A round that lasted longer than round_ms and a slot (a loaded validator: ADR 0033 let
+    it grow) halves what this validator's candidates take; rounds on time raise it again by
+    an eighth of the budget, never above it."""
+    limit = round_budget(ROUND).max_txs
+    e = engine()
+    started(e)
+    e.on_proposal(None, at(0, 2))
+    e.on_tick(at(1))  # f + 1 others have not announced: round 0 waits
+    others_announce(e, 0, at(3, 10))
+    (request,) = of(e.on_tick(at(3, 10 + ROUND - WINDOW)), RequestProposal)
+    assert (request.round, request.max_txs) == (1, limit // 2)
+    e.on_proposal(None, at(3, 10 + ROUND - WINDOW))
+    others_announce(e, 1, at(4, 1))
+    (request,) = of(e.on_tick(at(4, 10 + ROUND - WINDOW)), RequestProposal)
+    assert (request.round, request.max_txs) == (2, limit // 2 + limit // 8)
+    assert e.status()["fill_txs"] == limit // 2 + limit // 8
