@@ -214,9 +214,13 @@ class PobEngine:
         #: what a block may carry (a proposer's limit and a validator's check, ADR 0045)
         self._budget = round_budget(round_ms)
         #: how many transactions this validator's candidates take (at most the budget): halved
-        #: after a round that lasted longer than round_ms and a slot, raised by an eighth of
-        #: the budget after one that did not (see _adapt_fill)
+        #: after a round that lasted longer than round_ms and a slot (down to _min_fill),
+        #: raised by an eighth of the budget after one that did not (see _adapt_fill)
         self._fill = self._budget.max_txs
+        #: never below a quarter of the budget: rounds also run long for reasons a smaller
+        #: block does not cure (signature checks at admission, a partition), and a fill that
+        #: kept halving would then cap throughput far below what the rounds carry
+        self._min_fill = max(min(MIN_BLOCK_TXS, self._fill), self._fill // 4)
         self._check = SignatureCache(chain_id, verifier).check
         self._head = ChainHead(0, b"\x00" * 32, 0)
         self._tree = BlockTree(self._q, self._head.block_hash, 0, 0, None)
@@ -555,7 +559,7 @@ class PobEngine:
             return
         budget = self._budget.max_txs
         if now_ms - self._round_start_ms > self._round_ms + self._slot_ms:
-            self._fill = max(min(MIN_BLOCK_TXS, budget), self._fill // 2)
+            self._fill = max(self._min_fill, self._fill // 2)
         else:
             self._fill = min(budget, self._fill + max(1, budget // 8))
 

@@ -882,3 +882,17 @@ def test_candidates_fill_less_after_a_round_that_ran_long_and_grow_back() -> Non
     (request,) = of(e.on_tick(at(4, 10 + ROUND - WINDOW)), RequestProposal)
     assert (request.round, request.max_txs) == (2, limit // 2 + limit // 8)
     assert e.status()["fill_txs"] == limit // 2 + limit // 8
+
+
+def test_the_fill_never_drops_below_a_quarter_of_the_budget() -> None:
+    limit = round_budget(ROUND).max_txs
+    e = engine()
+    started(e)
+    entered = at(0, 1)
+    for r in range(4):  # every round lasts three round_ms: its f + 1 others come late
+        e.on_proposal(None, entered + 1)
+        others_announce(e, r, entered + 3 * ROUND)
+        entered += 3 * ROUND + ROUND - WINDOW
+        (request,) = of(e.on_tick(entered), RequestProposal)
+        assert request.round == r + 1
+    assert request.max_txs == limit // 4
