@@ -214,10 +214,13 @@ class PobEngine:
         #: what a block may carry (a proposer's limit and a validator's check, ADR 0045)
         self._budget = round_budget(round_ms)
         #: how many transactions this validator's candidates take (at most the budget): halved
-        #: when a round starts without the last round's block to vote for although blocks
-        #: were announced in it, raised by an eighth of the budget when it has one
-        #: (see _adapt_fill)
+        #: after a round that lasted longer than round_ms and a slot (down to _min_fill),
+        #: raised by an eighth of the budget after one that did not (see _adapt_fill)
         self._fill = self._budget.max_txs
+        #: never below a quarter of the budget: rounds also run long for reasons a smaller
+        #: block does not cure (signature checks at admission, a partition), and a fill that
+        #: kept halving would then cap throughput far below what the rounds carry
+        self._min_fill = max(min(MIN_BLOCK_TXS, self._fill), self._fill // 4)
         self._check = SignatureCache(chain_id, verifier).check
         self._head = ChainHead(0, b"\x00" * 32, 0)
         self._tree = BlockTree(self._q, self._head.block_hash, 0, 0, None)
@@ -545,26 +548,23 @@ class PobEngine:
         if r > self._top_rounds.get(signer, -1):
             self._top_rounds[signer] = r
 
-    def _adapt_fill(self, r: int, previous: int, voted: bool) -> None:
+    def _adapt_fill(self, r: int, now_ms: int) -> None:
         """Fill candidates to what the rounds actually carry (ADR 0045).  The budget is what a
-        validator with a core of its own validates in time; a loaded one (or many validators
-        sharing a machine, as in the benchmarks) may not have the last round's block
-        validated when the next round starts, and then cannot vote for it, so nothing is
-        notarized and nothing becomes final.  So a round that starts without a block to vote
-        for, although blocks were announced in the round before, halves this validator's
-        fill (down to MIN_BLOCK_TXS), and one that starts with a vote raises it by an eighth
-        of the budget: a proposer's choice below the budget that validity checks.  An idle
-        round (no block announced) and a jump (catch-up) change nothing."""
-        if previous < 0 or r != previous + 1:
+        validator with a core of its own carries; a loaded one (or many validators sharing a
+        machine, as in the benchmarks) takes longer, and ADR 0033 then lets its rounds grow.
+        So a round that lasted longer than round_ms and a slot halves this validator's fill,
+        and a round on time raises it again by an eighth of the budget: a proposer's choice,
+        below the budget that validity checks.  Jumps (catch-up) change nothing."""
+        if self._round < 0 or r != self._round + 1:
             return
         budget = self._budget.max_txs
-        if voted:
+        if now_ms - self._round_start_ms > self._round_ms + self._slot_ms:
+            self._fill = max(self._min_fill, self._fill // 2)
+        else:
             self._fill = min(budget, self._fill + max(1, budget // 8))
-        elif any(a.has_block for a in self._announces.get(previous, {}).values()):
-            self._fill = max(min(MIN_BLOCK_TXS, budget), self._fill // 2)
 
     def _start_round(self, r: int, now_ms: int) -> list[Action]:
-        previous = self._round
+        self._adapt_fill(r, now_ms)
         start = self._round_start(r)
         # On time (within a slot of the clock's start), the round keeps the clock's timing;
         # entered late or early (a catch-up, a clock ahead), its slots count from now.
@@ -583,7 +583,6 @@ class PobEngine:
         self._ahead_wanted = False
         self._prune(r)
         target = self._vote_target(r)
-        self._adapt_fill(r, previous, target is not None)
         prev = target.block_hash if target is not None else self._fallback_tip(r)
         height = self._tree.height_of(prev) + 1
         self._tip_height = height - 1
