@@ -57,6 +57,11 @@ class RequestProposal:
     #: Build a block even with nothing to carry: pob needs blocks on top of a pending block
     #: with content before that content can become final.
     allow_empty: bool = False
+    #: At most this many transactions of at most ``max_bytes`` encoded bytes (pob sizes its
+    #: blocks to the round, ADR 0045); None: the chain's ``max_block_txs`` and the runtime's
+    #: byte limit.
+    max_txs: int | None = None
+    max_bytes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ is the engine contradicting itself and halts too.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -192,7 +192,12 @@ class MempoolPort(Protocol):
 
     def __contains__(self, tx_hash: object) -> bool: ...
 
-    def reap(self, max_txs: int, max_bytes: int) -> list[Transaction]: ...
+    def reap(
+        self, max_txs: int, max_bytes: int, exclude: Collection[bytes] = ()
+    ) -> list[Transaction]:
+        """The next block's transactions; those whose hash is in ``exclude`` (already in a
+        pending ancestor of the block) are skipped and do not count against the limits."""
+        ...
 
     def evict(self, tx_hashes: list[bytes]) -> list[tuple[bytes, str]]: ...
 
@@ -497,7 +502,13 @@ class ChainDriver:
         (and neither genesis nor the engine asks for empty blocks) or no such parent."""
         timestamp = max(now_ms, req.min_timestamp_ms)
         made = self.build_on(
-            req.prev_hash, req.height, req.round, timestamp, allow_empty=req.allow_empty
+            req.prev_hash,
+            req.height,
+            req.round,
+            timestamp,
+            allow_empty=req.allow_empty,
+            max_txs=req.max_txs,
+            max_bytes=req.max_bytes,
         )
         if made is None:
             return None
@@ -506,15 +517,25 @@ class ChainDriver:
         return block
 
     def build_on(
-        self, prev_hash: bytes, height: int, round_: int, timestamp: int, *, allow_empty: bool
+        self,
+        prev_hash: bytes,
+        height: int,
+        round_: int,
+        timestamp: int,
+        *,
+        allow_empty: bool,
+        max_txs: int | None = None,
+        max_bytes: int | None = None,
     ) -> tuple[Block, Execution] | None:
-        """Build a block from the mempool on ``prev_hash`` (not remembered)."""
+        """Build a block from the mempool on ``prev_hash`` (not remembered): up to the
+        engine's budget (``max_txs``, ``max_bytes``) or else the chain's ``max_block_txs``,
+        of transactions that are not already in a pending ancestor."""
         on_head = prev_hash == self.head.block_hash
         if on_head:
             if height != self.head.height + 1:
                 return None
             parent_writes: dict[bytes, bytes | None] | None = None
-            excluded: set[bytes] = set()
+            excluded: Collection[bytes] = ()
         else:
             parent = self.pending.get(prev_hash)
             if parent is None or height != parent.height + 1:
@@ -522,11 +543,11 @@ class ChainDriver:
             parent_writes = self.pending.writes_after(prev_hash)
             excluded = self.pending.included_txs(prev_hash)
         params = self.genesis.params
-        candidates = [
-            tx
-            for tx in self.mempool.reap(params.max_block_txs, MAX_BLOCK_BYTES // 2)
-            if tx.hash() not in excluded
-        ]
+        candidates = self.mempool.reap(
+            params.max_block_txs if max_txs is None else max_txs,
+            MAX_BLOCK_BYTES // 2 if max_bytes is None else min(max_bytes, MAX_BLOCK_BYTES // 2),
+            excluded,
+        )
         ctx = BlockContext(height, timestamp, self.proposer)
         built = self.cache.build(
             prev_hash,

@@ -14,7 +14,7 @@ The pool is bounded by count and bytes and says why it refuses a transaction wit
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 
 from gridchain.market.app import Application, BlockContext
@@ -118,11 +118,19 @@ class Mempool:
         entry = self._txs.get(tx.hash())
         return None if entry is None else entry.effect
 
-    def reap(self, max_txs: int, max_bytes: int) -> list[Transaction]:
-        """Transactions for the next block, in arrival order (which keeps nonces in order)."""
+    def reap(
+        self, max_txs: int, max_bytes: int, exclude: Collection[bytes] = ()
+    ) -> list[Transaction]:
+        """Transactions for the next block, in arrival order (which keeps nonces in order).
+
+        ``exclude``: hashes already in the pending blocks the new one builds on (PoB); they are
+        skipped without counting, or a block on a pending parent would get the parent's
+        transactions back and carry nothing new (ADR 0045)."""
         out: list[Transaction] = []
         total = 0
-        for entry in self._txs.values():
+        for tx_hash, entry in self._txs.items():
+            if exclude and tx_hash in exclude:
+                continue
             if len(out) >= max_txs or total + entry.size > max_bytes:
                 break
             out.append(entry.tx)

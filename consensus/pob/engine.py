@@ -117,6 +117,7 @@ from gridchain.consensus.kernel.alarm import Alarm
 from gridchain.consensus.kernel.guard import DoubleSignError, read_record
 from gridchain.consensus.kernel.validators import ConsensusConfigError, quorum_size
 from gridchain.consensus.kernel.verify import SignatureCache, Verifier
+from gridchain.consensus.pob.budget import MIN_BLOCK_TXS, round_budget
 from gridchain.consensus.pob.messages import (
     NO_BLOCK,
     Announce,
@@ -162,6 +163,13 @@ class _Awaiting:
     height: int
     #: the block voted for (prev_hash itself) when the announce is a vote
     vote: TreeBlock | None
+    #: a candidate built ahead, for the next round (ADR 0045): kept, not announced
+    ahead: bool = False
+
+    @property
+    def place(self) -> tuple[int, bytes, int]:
+        """Where the candidate goes: (round, parent, height)."""
+        return (self.round, self.prev_hash, self.height)
 
 
 class PobEngine:
@@ -203,6 +211,16 @@ class PobEngine:
         self._window_ms = round_ms // 3
         self._slot_ms = max(1, round_ms // 6)
         self._depth = max(MIN_FINALITY_DEPTH, finality_depth)
+        #: what a block may carry (a proposer's limit and a validator's check, ADR 0045)
+        self._budget = round_budget(round_ms)
+        #: how many transactions this validator's candidates take (at most the budget): halved
+        #: after a round that lasted longer than round_ms and a slot (down to _min_fill),
+        #: raised by an eighth of the budget after one that did not (see _adapt_fill)
+        self._fill = self._budget.max_txs
+        #: never below a quarter of the budget: rounds also run long for reasons a smaller
+        #: block does not cure (signature checks at admission, a partition), and a fill that
+        #: kept halving would then cap throughput far below what the rounds carry
+        self._min_fill = max(min(MIN_BLOCK_TXS, self._fill), self._fill // 4)
         self._check = SignatureCache(chain_id, verifier).check
         self._head = ChainHead(0, b"\x00" * 32, 0)
         self._tree = BlockTree(self._q, self._head.block_hash, 0, 0, None)
@@ -229,6 +247,15 @@ class PobEngine:
         self._my_block: BlockMessage | None = None
         self._my_prev = b""
         self._block_done = True
+        #: Rounds that overlap (ADR 0045): once a block of the current round is in the tree,
+        #: from ``_ahead_due`` on (``_ahead_wanted`` after it) the candidate of the next round
+        #: is built on the block this validator would vote for, and announced at once when the
+        #: next round starts on that block (``_prebuilt``: its (round, parent, height) and it).
+        self._ahead_due: int | None = None
+        self._ahead_wanted = False
+        self._ahead_round = -1
+        self._prebuilt: tuple[tuple[int, bytes, int], Block] | None = None
+        self._candidates_ahead = 0
         #: round -> signer -> its first announce of that round
         self._announces: dict[int, dict[bytes, Announce]] = {}
         #: (proposer, round) -> block messages seen (at most two: the second is evidence)
@@ -293,8 +320,23 @@ class PobEngine:
 
     def on_proposal(self, block: Block | None, now_ms: int) -> list[Action]:
         awaiting, self._awaiting = self._awaiting, None
+        if awaiting is not None and awaiting.ahead:
+            if awaiting.round == self._round + 1 and self._fits(block, awaiting):
+                assert block is not None
+                self._prebuilt = (awaiting.place, block)
+            return self._finish([])
         if awaiting is None or awaiting.round != self._round:
             return self._finish([])  # the round ended before the runtime answered
+        return self._finish(self._announce(awaiting, block, now_ms))
+
+    def _fits(self, block: Block | None, awaiting: _Awaiting) -> bool:
+        """Whether the runtime's answer is a candidate of this validator for ``awaiting``
+        within the round's budget."""
+        return block is not None and self._is_own(block, awaiting) and self._budget.admits(block)
+
+    def _announce(self, awaiting: _Awaiting, block: Block | None, now_ms: int) -> list[Action]:
+        """Sign and send this round's announce for ``block`` (None: no candidate), after
+        the guard (and the lock, when the announce raises it) is persisted."""
         r = awaiting.round
         if r <= self._guard_round:
             raise DoubleSignError(
@@ -302,7 +344,7 @@ class PobEngine:
                 f"{self._guard_round}",
                 evidence={"round": str(r), "signed_round": str(self._guard_round)},
             )
-        candidate = block if block is not None and self._is_own(block, awaiting) else None
+        candidate = block if self._fits(block, awaiting) else None
         actions: list[Action] = []
         vote = awaiting.vote
         if vote is not None and vote.height - 1 > self._lock_height:
@@ -338,11 +380,12 @@ class PobEngine:
             self._blocks_by[(self._me, r)] = [message]
             if self._tree.knows(awaiting.prev_hash):
                 self._tree.add(message, block_hash)  # the runtime built it: it holds it
+                self._note_round_block(r)
             self._my_block = message
             self._my_prev = awaiting.prev_hash
             self._block_done = False
         actions.extend(self._progress(now_ms))
-        return self._finish(actions)
+        return actions
 
     def on_block_validated(
         self, block_hash: bytes, valid: bool, now_ms: int, reason: str = ""
@@ -367,6 +410,7 @@ class PobEngine:
             return self._finish(actions)  # its branch was pruned meanwhile
         if block_hash not in self._tree:
             self._tree.add(message, block_hash)
+            self._note_round_block(block.header.round)
         actions.extend(self._adopt_orphans(block_hash))
         actions.extend(self._progress(now_ms))
         return self._finish(actions)
@@ -404,6 +448,11 @@ class PobEngine:
             # still waited for f + 1 others' announces.
             "round_jumps": self._round_jumps,
             "rounds_waited": self._rounds_waited,
+            # Rounds that overlap (ADR 0045): announces whose candidate was built during the
+            # round before.
+            "candidates_ahead": self._candidates_ahead,
+            # and how many transactions its candidates take now (at most the round's budget)
+            "fill_txs": self._fill,
         }
 
     # --- rounds ---------------------------------------------------------------------------
@@ -499,7 +548,23 @@ class PobEngine:
         if r > self._top_rounds.get(signer, -1):
             self._top_rounds[signer] = r
 
+    def _adapt_fill(self, r: int, now_ms: int) -> None:
+        """Fill candidates to what the rounds actually carry (ADR 0045).  The budget is what a
+        validator with a core of its own carries; a loaded one (or many validators sharing a
+        machine, as in the benchmarks) takes longer, and ADR 0033 then lets its rounds grow.
+        So a round that lasted longer than round_ms and a slot halves this validator's fill,
+        and a round on time raises it again by an eighth of the budget: a proposer's choice,
+        below the budget that validity checks.  Jumps (catch-up) change nothing."""
+        if self._round < 0 or r != self._round + 1:
+            return
+        budget = self._budget.max_txs
+        if now_ms - self._round_start_ms > self._round_ms + self._slot_ms:
+            self._fill = max(self._min_fill, self._fill // 2)
+        else:
+            self._fill = min(budget, self._fill + max(1, budget // 8))
+
     def _start_round(self, r: int, now_ms: int) -> list[Action]:
+        self._adapt_fill(r, now_ms)
         start = self._round_start(r)
         # On time (within a slot of the clock's start), the round keeps the clock's timing;
         # entered late or early (a catch-up, a clock ahead), its slots count from now.
@@ -513,25 +578,77 @@ class PobEngine:
         self._awaiting = None
         self._my_block = None
         self._block_done = True
+        prebuilt, self._prebuilt = self._prebuilt, None
+        self._ahead_due = None
+        self._ahead_wanted = False
         self._prune(r)
         target = self._vote_target(r)
         prev = target.block_hash if target is not None else self._fallback_tip(r)
         height = self._tree.height_of(prev) + 1
         self._tip_height = height - 1
         actions = self._retry_orphans()
+        if any(node.round == r for node in self._tree.blocks.values()):
+            self._note_round_block(r)  # a block of this round came before the round did
         if r <= self._guard_round:
             return actions  # announced in this round before a restart: never again
-        self._awaiting = _Awaiting(r, prev, height, target)
-        actions.append(
-            RequestProposal(
-                height,
-                r,
-                prev,
-                self._tree.timestamp_of(prev) + 1,
-                allow_empty=self._carries_content(prev),
-            )
-        )
+        awaiting = _Awaiting(r, prev, height, target)
+        if prebuilt is not None and prebuilt[0] == awaiting.place:
+            # Built during the last round on the block this round votes for: announce now.
+            self._candidates_ahead += 1
+            actions.extend(self._announce(awaiting, prebuilt[1], now_ms))
+            return actions
+        self._awaiting = awaiting
+        actions.append(self._proposal_request(awaiting))
         return actions
+
+    def _proposal_request(self, awaiting: _Awaiting) -> RequestProposal:
+        """Ask the runtime for a candidate on ``awaiting.prev_hash``, within the budget."""
+        prev = awaiting.prev_hash
+        return RequestProposal(
+            awaiting.height,
+            awaiting.round,
+            prev,
+            self._tree.timestamp_of(prev) + 1,
+            allow_empty=self._carries_content(prev),
+            max_txs=self._fill,
+            max_bytes=self._budget.max_bytes,
+        )
+
+    def _note_round_block(self, r: int) -> None:
+        """A block of round ``r`` entered the tree: if ``r`` is the current round, the next
+        round's candidate is due to be built ahead (:meth:`_build_ahead`) half a round in,
+        after the winner's and the first fallback's slots, so it builds on the block this
+        validator will most likely vote for and misses as little of the mempool as it can."""
+        if r != self._round or self._ahead_round > r or self._ahead_due is not None:
+            return
+        if self._ahead_wanted:
+            return
+        self._ahead_due = self._round_start_ms + self._window_ms + self._slot_ms
+
+    def _build_ahead(self, now_ms: int) -> list[Action]:
+        """Rounds that overlap (ADR 0045): build the next round's candidate now, on the block
+        this validator would vote for in it, so that the next round announces at its start
+        instead of building first (a candidate sized to the round takes a while to execute,
+        and every validator builds one).  Nothing is signed: the announce still leaves only
+        in its round, after its guard."""
+        if self._ahead_due is not None and now_ms >= self._ahead_due:
+            self._ahead_due = None
+            self._ahead_wanted = True
+        nxt = self._round + 1
+        if (
+            not self._ahead_wanted
+            or self._awaiting is not None
+            or not self._block_done
+            or nxt <= self._guard_round
+        ):
+            return []
+        target = self._vote_target(nxt)
+        if target is None:
+            return []  # no votable block yet (its parent's votes may still come)
+        self._ahead_wanted = False
+        self._ahead_round = nxt
+        self._awaiting = _Awaiting(nxt, target.block_hash, target.height + 1, target, ahead=True)
+        return [self._proposal_request(self._awaiting)]
 
     def _carries_content(self, prev: bytes) -> bool:
         """Whether a pending block up to ``prev`` has transactions or a schedule: then the
@@ -622,6 +739,8 @@ class PobEngine:
         actions = self._commit_final()
         if self._my_block is not None and not self._block_done:
             actions.extend(self._maybe_send_block(now_ms))
+        if self._ahead_due is not None or self._ahead_wanted:
+            actions.extend(self._build_ahead(now_ms))
         return actions
 
     def _commit_final(self) -> list[Action]:
@@ -647,6 +766,8 @@ class PobEngine:
             slot = self._send_slot()
             if slot is not None:
                 wake = min(wake, slot)
+            if self._ahead_due is not None:
+                wake = min(wake, self._ahead_due)
         return self._alarm.arm(actions, (wake,))
 
     def _prune(self, r: int) -> None:
@@ -765,6 +886,9 @@ class PobEngine:
             or block_hash in self._orphans
             or block_hash in self._invalid
         ):
+            return []
+        if not self._budget.admits(block):
+            self._remember_invalid(block_hash)  # more than a round can carry (ADR 0045)
             return []
         if not self._check(message.signature, message.vote()):
             return []

@@ -47,7 +47,7 @@ from __future__ import annotations
 import heapq
 import random
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
@@ -494,9 +494,13 @@ class SimMempool:
     test is consensus and the block path, which this pool feeds the same kind of input.
     """
 
-    def __init__(self, state: StateReader, *, cd_first: bool = False) -> None:
+    def __init__(
+        self, state: StateReader, *, cd_first: bool = False, limit: int = MAX_BLOCK_TXS
+    ) -> None:
         self.state = state
         self.cd_first = cd_first
+        #: the most transactions one block takes from this pool (a loaded scenario raises it)
+        self.limit = limit
         self.txs: dict[tuple[bytes, int], Transaction] = {}
         self.nonces: dict[bytes, int] = {}
 
@@ -521,8 +525,10 @@ class SimMempool:
     def __contains__(self, tx_hash: object) -> bool:
         return False
 
-    def reap(self, max_txs: int, max_bytes: int) -> list[Transaction]:
-        limit = min(max_txs, MAX_BLOCK_TXS)
+    def reap(
+        self, max_txs: int, max_bytes: int, exclude: Collection[bytes] = ()
+    ) -> list[Transaction]:
+        limit = min(max_txs, self.limit)
         senders = sorted({sender for sender, _ in self.txs})
         nonces = {sender: self.nonce(sender) for sender in senders}
         out: list[Transaction] = []
@@ -531,15 +537,22 @@ class SimMempool:
         first: tuple[type[TxBody], ...] = (
             (UpdateValidators, CDRequest) if self.cd_first else (UpdateValidators,)
         )
+        # Transactions in the pending ancestors (``exclude``) are skipped, not counted: the
+        # sender's next nonces follow them on that branch.
         for sender in senders:
-            tx = self.txs.get((sender, nonces[sender]))
+            while (tx := self.txs.get((sender, nonces[sender]))) is not None and (
+                tx.hash() in exclude
+            ):
+                nonces[sender] += 1
             if tx is not None and isinstance(tx.body, first) and len(out) < limit:
                 out.append(tx)
                 nonces[sender] += 1
         for sender in senders:
             nonce = nonces[sender]
             while (sender, nonce) in self.txs and len(out) < limit:
-                out.append(self.txs[(sender, nonce)])
+                tx = self.txs[(sender, nonce)]
+                if tx.hash() not in exclude:
+                    out.append(tx)
                 nonce += 1
         return out
 

@@ -49,6 +49,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import itertools
 import sys
 from collections.abc import Callable
 from functools import cache
@@ -95,6 +96,7 @@ from tests.sim.cluster import (
     BLOCK_INTERVAL_MS,
     LIVENESS_BLOCKS,
     LIVENESS_BOUND_MS,
+    MAX_BLOCK_TXS,
     PARTICIPANTS,
     Cluster,
     Event,
@@ -102,6 +104,7 @@ from tests.sim.cluster import (
     Outcome,
     Scenario,
     SimFailure,
+    SimMempool,
     SimNode,
     build_fixture,
     cached_verify,
@@ -153,7 +156,16 @@ SCENARIO_CLOCK_SKEWS_MS: dict[str, tuple[int, ...]] = {
     "skewed-partitions": (300, -300),
     "skewed-crashes": (300, -300),
     "skewed-n7-crashes": (-300, 300, 150),
+    "loaded-skewed": (300, -300),
 }
+#: Scenarios with a loaded mempool (ADR 0045): the clients submit LOADED_BURST transactions
+#: at a time (about 150 tx/s offered) and a block takes up to LOADED_BLOCK_TXS of them (about
+#: 100 tx/s at 240 ms rounds), so the pool holds a backlog, every round's candidate is full,
+#: and the next round's candidate is built (on a pending, full block) while the last round's
+#: block is still on its way to finality.
+LOADED_SCENARIOS = ("loaded-overlap", "loaded-skewed")
+LOADED_BURST = 5
+LOADED_BLOCK_TXS = 24
 
 
 @cache
@@ -258,6 +270,8 @@ POB_SCENARIOS: dict[str, Scenario] = {
         Scenario("skewed-partitions", chaos_ms=(1_000, 3_000), drop=0.05, partitions=True),
         Scenario("skewed-crashes", chaos_ms=CHAOS_MS, drop=0.05, crashes=1),
         Scenario("skewed-n7-crashes", chaos_ms=CHAOS_MS, n=7, drop=0.05, crashes=2),
+        Scenario("loaded-overlap", chaos_ms=CHAOS_MS, drop=0.05, delay_ms=(1, 40)),
+        Scenario("loaded-skewed", chaos_ms=CHAOS_MS, drop=0.05, crashes=1),
         Scenario(
             "n7-inflate",
             chaos_ms=CHAOS_MS,
@@ -300,7 +314,13 @@ class TamperingDriver(ChainDriver):
         node = self.node
         timestamp = max(now_ms, req.min_timestamp_ms)
         made = self.build_on(
-            req.prev_hash, req.height, req.round, timestamp, allow_empty=req.allow_empty
+            req.prev_hash,
+            req.height,
+            req.round,
+            timestamp,
+            allow_empty=req.allow_empty,
+            max_txs=req.max_txs,
+            max_bytes=req.max_bytes,
         )
         if made is None:
             return None
@@ -339,6 +359,10 @@ class PobSimNode(SimNode):
         self.decisions = 0
         #: the blocks this node built, by hash (the last few)
         self.built: dict[bytes, Block] = {}
+
+    def make_mempool(self) -> SimMempool:
+        loaded = self.cluster.scenario.name in LOADED_SCENARIOS
+        return SimMempool(self.state, limit=LOADED_BLOCK_TXS if loaded else MAX_BLOCK_TXS)
 
     def make_engine(self) -> PobEngine:
         fx = self.cluster.fixture
@@ -649,6 +673,36 @@ class PobCluster(Cluster):
     def outcome(self) -> Outcome:
         self.check_schedules()
         return super().outcome()
+
+    # --- the clients -----------------------------------------------------------------------
+
+    def submit_next_tx(self) -> None:
+        """As the base's clients, but LOADED_BURST transactions at a time in the loaded
+        scenarios (one next "client" event either way)."""
+        if self.scenario.name not in LOADED_SCENARIOS:
+            super().submit_next_tx()
+            return
+        txs = self.fixture.txs
+        for tx in txs[self.next_tx : self.next_tx + LOADED_BURST]:
+            for node in self.nodes:
+                delay = self.rng.randint(*self.scenario.delay_ms)
+                self.schedule(self.now + delay, Event("tx", node.index, detail=tx))
+        self.next_tx = min(len(txs), self.next_tx + LOADED_BURST)
+        if self.next_tx < len(txs):
+            self.schedule(self.now + self.rng.randint(5, 60), Event("client"))
+
+    def full_blocks_on_full_parents(self) -> int:
+        """Blocks of the longest honest chain that carry a full LOADED_BLOCK_TXS whose
+        parent, of the round before, carries a full block too: candidates built on a pending
+        parent that took new transactions, not the parent's again."""
+        node = max((n for n in self.nodes if n.honest), key=lambda n: n.head.height)
+        blocks = [committed.block for committed in node.chain]
+        return sum(
+            1
+            for parent, child in itertools.pairwise(blocks)
+            if len(child.txs) == len(parent.txs) == LOADED_BLOCK_TXS
+            and child.header.round == parent.header.round + 1
+        )
 
     # --- the outsider ----------------------------------------------------------------------
 

@@ -208,6 +208,29 @@ def test_reap_returns_arrival_order_within_the_limits(
     assert len(pool) == 4  # reaping removes nothing
 
 
+def test_reap_skips_what_the_pending_parent_holds_without_counting_it(
+    app: Application, bundle: GenesisBundle, state: MerkleState, chain_id: bytes
+) -> None:
+    """A PoB block on a pending parent: the parent's transactions are still in the pool (they
+    leave at commit), so they are skipped, and the limits count only what the new block takes
+    (ADR 0045; counting them gave the child of a full block nothing new)."""
+    a, b, c = _peers(bundle)
+    txs = [
+        transfer(b, chain_id, 0, a, 1),
+        transfer(a, chain_id, 0, c, 2),
+        transfer(b, chain_id, 1, c, 3),
+        transfer(c, chain_id, 0, b, 4),
+    ]
+    pool = _pool(app, state)
+    for tx in txs:
+        pool.add(tx, 100)
+    parent = {tx.hash() for tx in txs[:2]}
+    assert pool.reap(2, 10_000, parent) == txs[2:]
+    assert pool.reap(10, 100, parent) == txs[2:3]
+    assert pool.reap(10, 10_000, {tx.hash() for tx in txs}) == []
+    assert len(pool) == 4
+
+
 # --- recheck after a commit ------------------------------------------------------------------
 
 

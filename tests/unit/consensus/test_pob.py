@@ -39,6 +39,7 @@ from gridchain.consensus.pob import (
     decode_message,
     tie_key,
 )
+from gridchain.consensus.pob.budget import MIN_BLOCK_TXS, BlockBudget, round_budget
 from gridchain.consensus.pob.messages import (
     NO_BLOCK,
     Announce,
@@ -53,6 +54,8 @@ from gridchain.consensus.pob.messages import (
 )
 from gridchain.protocol.address import address_of
 from gridchain.protocol.block import (
+    MAX_BLOCK_BYTES,
+    MAX_BLOCK_TXS,
     Block,
     BlockHeader,
     VoteSignature,
@@ -177,7 +180,18 @@ def notarize(e: PobEngine, b: Block, now: int, voters: Sequence[int] = (1, 2, 3)
 def test_a_round_starts_with_a_request_on_the_head() -> None:
     e = engine()
     actions = e.start(HEAD0, {}, at(0, 1))
-    assert actions == [RequestProposal(1, 0, GENESIS_HASH, HEAD0.timestamp_ms + 1), SetTimer(at(1))]
+    budget = round_budget(ROUND)
+    assert actions == [
+        RequestProposal(
+            1,
+            0,
+            GENESIS_HASH,
+            HEAD0.timestamp_ms + 1,
+            max_txs=budget.max_txs,
+            max_bytes=budget.max_bytes,
+        ),
+        SetTimer(at(1)),
+    ]
 
 
 def test_the_announce_leaves_after_its_guard_and_signs_the_candidate() -> None:
@@ -726,6 +740,8 @@ def test_status_and_commit_rule() -> None:
         "tip_height": 0,
         "round_jumps": 0,
         "rounds_waited": 0,
+        "candidates_ahead": 0,
+        "fill_txs": round_budget(ROUND).max_txs,
     }
     b = block(3, 1, 0, GENESIS_HASH)
     assert e.commit_rule(b) == CommitRule(frozenset({VALS[3]}), 1, VoteStep.COMMIT)
@@ -762,3 +778,121 @@ def test_content_on_a_pending_branch_asks_for_blocks_even_when_empty() -> None:
     (request,) = of(e2.on_tick(at(1)), RequestProposal)
     assert request.prev_hash == full.hash()
     assert request.allow_empty  # a transaction waits on this branch for its finality
+
+
+# --- blocks sized to the round, rounds that overlap (ADR 0045) -------------------------------
+
+
+def test_the_budget_grows_with_the_round_within_the_protocols_limits() -> None:
+    """A third of a round's worth of execution (6,000 tx/s) and link (4 MB/s)."""
+    assert round_budget(1000) == BlockBudget(1998, 1_332_000)
+    assert round_budget(600) == BlockBudget(1200, 800_000)
+    assert round_budget(6).max_txs == MIN_BLOCK_TXS
+    huge = round_budget(3_600_000)
+    assert (huge.max_txs, huge.max_bytes) == (MAX_BLOCK_TXS, MAX_BLOCK_BYTES // 2)
+
+
+def _with_txs(b: Block, count: int, signer: int = 3) -> Block:
+    txs = tuple(
+        sign_tx(KEYS[signer], CID, n, Transfer(address_of(VALS[2]), 1)) for n in range(count)
+    )
+    return Block(dataclasses.replace(b.header, tx_root=tx_root(txs)), txs, ())
+
+
+def test_a_block_over_the_rounds_budget_is_refused_before_it_is_executed() -> None:
+    limit = round_budget(ROUND).max_txs
+    e = engine()
+    started(e)
+    over = _with_txs(block(0, 1, 0, GENESIS_HASH), limit + 1)
+    (sent,) = [a.message for a in of(e.on_proposal(over, at(0, 2)), Broadcast)]
+    assert isinstance(sent, Announce)
+    assert sent.block_hash == NO_BLOCK  # the runtime's candidate over the budget is none
+    big = _with_txs(block(1, 1, 0, GENESIS_HASH), limit + 1)
+    fits = _with_txs(block(2, 1, 0, GENESIS_HASH), limit)
+    assert of(e.on_message(VALS[1], message(big), at(0, WINDOW)), ValidateBlock) == []
+    assert of(e.on_message(VALS[1], message(big), at(0, WINDOW)), ValidateBlock) == []
+    (check,) = of(e.on_message(VALS[2], message(fits), at(0, WINDOW)), ValidateBlock)
+    assert check.block == fits
+    assert BlockBudget(limit, 10).admits(fits) is False  # bytes count as well
+
+
+def test_the_next_rounds_candidate_is_built_ahead_and_announced_at_its_start() -> None:
+    """Half a round in (after the winner's and the first fallback's slots), the candidate of
+    the next round is built on the block this validator will vote for; nothing is signed
+    then, and the next round announces it at its start without asking the runtime again."""
+    e = engine()
+    started(e)
+    e.on_proposal(None, at(0, 2))
+    others_announce(e, 0, at(0, 5))
+    a = block(1, 1, 0, GENESIS_HASH)
+    early = deliver_valid(e, a, at(0, WINDOW))
+    assert of(early, RequestProposal) == []
+    assert SetTimer(at(0, WINDOW + SLOT)) in early
+    (ahead,) = of(e.on_tick(at(0, WINDOW + SLOT)), RequestProposal)
+    assert (ahead.round, ahead.prev_hash, ahead.height) == (1, a.hash(), 2)
+    assert ahead.max_txs == round_budget(ROUND).max_txs
+    mine = block(0, 2, 1, a.hash(), benefit=4, ts=at(0, WINDOW + SLOT + 1))
+    built = e.on_proposal(mine, at(0, WINDOW + SLOT + 1))
+    assert of(built, Broadcast) == []
+    assert of(built, Persist) == []
+    actions = e.on_tick(at(1))
+    assert of(actions, RequestProposal) == []
+    (sent,) = [x.message for x in of(actions, Broadcast)]
+    assert isinstance(sent, Announce)
+    assert (sent.round, sent.prev_hash, sent.block_hash) == (1, a.hash(), mine.hash())
+    assert e.status()["candidates_ahead"] == 1
+
+
+def test_a_candidate_built_ahead_on_another_block_is_not_announced() -> None:
+    """The vote of the next round goes to a better block that came after the candidate was
+    built ahead: the round asks the runtime for a candidate on that block instead."""
+    e = engine()
+    started(e)
+    e.on_proposal(None, at(0, 2))
+    light = block(1, 1, 0, GENESIS_HASH, benefit=1)
+    heavy = block(2, 1, 0, GENESIS_HASH, benefit=9)
+    e.on_message(VALS[1], announce(1, 0, GENESIS_HASH, light), at(0, 5))
+    e.on_message(VALS[2], announce(2, 0, GENESIS_HASH, heavy), at(0, 5))
+    deliver_valid(e, light, at(0, WINDOW))
+    (ahead,) = of(e.on_tick(at(0, WINDOW + SLOT)), RequestProposal)
+    assert ahead.prev_hash == light.hash()
+    e.on_proposal(block(0, 2, 1, light.hash(), ts=at(0, WINDOW + SLOT + 1)), at(0, WINDOW + SLOT))
+    deliver_valid(e, heavy, at(0, WINDOW + 2 * SLOT))
+    actions = e.on_tick(at(1))
+    assert of(actions, Broadcast) == []
+    (request,) = of(actions, RequestProposal)
+    assert (request.round, request.prev_hash) == (1, heavy.hash())
+    assert e.status()["candidates_ahead"] == 0
+
+
+def test_candidates_fill_less_after_a_round_that_ran_long_and_grow_back() -> None:
+    """A round that lasted longer than round_ms and a slot (a loaded validator: ADR 0033 let
+    it grow) halves what this validator's candidates take; rounds on time raise it again by
+    an eighth of the budget, never above it."""
+    limit = round_budget(ROUND).max_txs
+    e = engine()
+    started(e)
+    e.on_proposal(None, at(0, 2))
+    e.on_tick(at(1))  # f + 1 others have not announced: round 0 waits
+    others_announce(e, 0, at(3, 10))
+    (request,) = of(e.on_tick(at(3, 10 + ROUND - WINDOW)), RequestProposal)
+    assert (request.round, request.max_txs) == (1, limit // 2)
+    e.on_proposal(None, at(3, 10 + ROUND - WINDOW))
+    others_announce(e, 1, at(4, 1))
+    (request,) = of(e.on_tick(at(4, 10 + ROUND - WINDOW)), RequestProposal)
+    assert (request.round, request.max_txs) == (2, limit // 2 + limit // 8)
+    assert e.status()["fill_txs"] == limit // 2 + limit // 8
+
+
+def test_the_fill_never_drops_below_a_quarter_of_the_budget() -> None:
+    limit = round_budget(ROUND).max_txs
+    e = engine()
+    started(e)
+    entered = at(0, 1)
+    for r in range(4):  # every round lasts three round_ms: its f + 1 others come late
+        e.on_proposal(None, entered + 1)
+        others_announce(e, r, entered + 3 * ROUND)
+        entered += 3 * ROUND + ROUND - WINDOW
+        (request,) = of(e.on_tick(entered), RequestProposal)
+        assert request.round == r + 1
+    assert request.max_txs == limit // 4
