@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gridchain.consensus.kernel.validators import quorum_size
+from gridchain.consensus.kernel.verify import Verifier
 from gridchain.genesis.schema import Genesis
 from gridchain.protocol.block import Block, Certificate, VoteStep
 from gridchain.protocol.errors import SignatureError
@@ -39,10 +40,15 @@ class CommitRule:
 
 
 def check_certificate(
-    certificate: Certificate, block: Block, rule: CommitRule, chain_id: bytes
+    certificate: Certificate,
+    block: Block,
+    rule: CommitRule,
+    chain_id: bytes,
+    verifier: Verifier | None = None,
 ) -> None:
     """Raise :class:`CertificateError` (or the signature check's SignatureError) unless
-    ``certificate`` proves ``block`` committed under ``rule``; the cheap checks go first."""
+    ``certificate`` proves ``block`` committed under ``rule``; the cheap checks go first.
+    ``verifier`` replaces protocol.crypto.verify (see Certificate.verify)."""
     vote = certificate.vote
     if vote.block_hash != block.hash():
         raise CertificateError("certificate is for another block")
@@ -53,7 +59,7 @@ def check_certificate(
             f"certificate is made of {_step_name(vote.step)} votes, "
             f"{rule.step.name.lower()} votes needed"
         )
-    certificate.verify(chain_id, rule.signers, rule.quorum)
+    certificate.verify(chain_id, rule.signers, rule.quorum, verifier)
 
 
 def genesis_commit_rule(

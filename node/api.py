@@ -210,13 +210,19 @@ async def post_tx(request: web.Request) -> web.Response:
         raise UnavailableError(f"node halted: {node.halted}")
     raws, batch = await _read_txs(request)
     if not batch:
-        return reply(m.TxAccepted(hash=_admit(node, raws[0]), status="pending"), 202)
+        try:
+            return reply(m.TxAccepted(hash=_admit(node, raws[0]), status="pending"), 202)
+        finally:
+            node.flush_gossip()
     results: list[m.TxAccepted | m.Error] = []
     for raw in raws:
         try:
             results.append(m.TxAccepted(hash=_admit(node, raw), status="pending"))
         except GridchainError as exc:
             results.append(m.Error(error=m.ErrorBody(code=exc.code, message=exc.message)))
+    # The batch travels as one gossip frame, queued before the client hears it was admitted
+    # (a client may send the sender's next nonce to another validator at once).
+    node.flush_gossip()
     return reply(m.BatchResults(results=results))
 
 

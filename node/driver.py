@@ -47,6 +47,7 @@ from gridchain.consensus.engine import (
     SyncTo,
     ValidateBlock,
 )
+from gridchain.consensus.kernel.verify import Verifier
 from gridchain.genesis.schema import Genesis
 from gridchain.market.app import Application, BlockBuild, BlockContext, Execution
 from gridchain.market.cd_schedule import Decision
@@ -287,6 +288,7 @@ class ChainDriver:
         cache: ExecutionCache | None = None,
         audit: CommitAudit | None = None,
         known_effects: Callable[[Transaction], TxEffect | None] | None = None,
+        verifier: Verifier | None = None,
     ) -> None:
         self.genesis = genesis
         self.chain_id = genesis.chain_id
@@ -301,6 +303,9 @@ class ChainDriver:
         #: a pending transaction's remembered effect (node.mempool.Mempool.effect_of): a
         #: block built here takes its writes instead of applying it again (ADR 0040)
         self.known_effects = known_effects
+        #: the signature check of commit certificates (None: protocol.crypto.verify); the
+        #: runtime passes the one its engine checks votes with, which remembers them (ADR 0047)
+        self.verifier = verifier
         self.pending = PendingChain(head.block_hash, head.height)
         self.executions: dict[bytes, Execution] = {}
         self.halted: str | None = None
@@ -338,6 +343,10 @@ class ChainDriver:
     def on_mempool_changed(self, now_ms: int) -> list[Effect]:
         """A transaction was admitted (or the pool otherwise changed): tell the engine whether
         there is work to propose."""
+        if self._pending_notified and self.halted is None and len(self.mempool) > 0:
+            # The engine already knows there is work, and a non-empty pool means there still
+            # is: nothing to tell it (the common case, once per admitted transaction).
+            return []
         return self._input("mempool", lambda: self._mempool_changed(now_ms))
 
     def on_boundary(self, now_ms: int) -> list[Effect]:
@@ -699,7 +708,7 @@ class ChainDriver:
                     f"the engine counts signers outside the set of height {block.height}",
                     evidence=evidence,
                 )
-            check_certificate(certificate, block, rule, self.chain_id)
+            check_certificate(certificate, block, rule, self.chain_id, self.verifier)
             if fetched and block.header.prev_hash != self.head.block_hash:
                 raise BlockRejectedError("fetched block does not extend the committed head")
         except GridchainError as exc:

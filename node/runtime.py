@@ -28,6 +28,7 @@ from gridchain.consensus.engine import (
     Send,
     SetTimer,
 )
+from gridchain.consensus.kernel.verify import RememberedVerify, Verifier
 from gridchain.consensus.solo import SoloEngine
 from gridchain.genesis.schema import Genesis, parse_genesis
 from gridchain.market.app import Application
@@ -63,7 +64,7 @@ from gridchain.node.state_sync import (
 from gridchain.node.store import Store
 from gridchain.node.verify_pool import VerifyPool
 from gridchain.protocol.block import CommittedBlock, decode_committed
-from gridchain.protocol.crypto import SigningKey
+from gridchain.protocol.crypto import SigningKey, verify
 from gridchain.protocol.errors import DecodeError, GridchainError
 from gridchain.protocol.tx import Transaction, decode_tx
 
@@ -98,6 +99,8 @@ class PeerLink(Protocol):
     def send_consensus(self, to: bytes, payload: bytes) -> None: ...
 
     def gossip_tx(self, tx_bytes: bytes) -> None: ...
+
+    def flush_gossip(self) -> None: ...
 
     def reannounce_tx(self, tx_bytes: bytes) -> None: ...
 
@@ -139,7 +142,9 @@ def skewed_clock(offset_ms: int) -> Callable[[], int]:
     return lambda: now_ms() + offset_ms
 
 
-def make_engine(genesis: Genesis, key: SigningKey) -> Engine:
+def make_engine(genesis: Genesis, key: SigningKey, verifier: Verifier = verify) -> Engine:
+    """The genesis engine for ``key``; PBFT checks its votes with ``verifier`` when given (the
+    runtime shares it with its chain driver, ADR 0047)."""
     engine = genesis.consensus.engine
     if engine == "solo":
         if key.public_key not in genesis.validator_keys():
@@ -160,6 +165,8 @@ def make_engine(genesis: Genesis, key: SigningKey) -> Engine:
             genesis.validator_keys(),
             block_interval_ms=genesis.params.block_interval_ms,
             view_timeout_ms=genesis.consensus.view_timeout_ms,
+            max_block_txs=genesis.params.max_block_txs,
+            verifier=verifier,
         )
     params = genesis.consensus
     if engine == "pob":
@@ -271,7 +278,8 @@ class Node:
         """Recover the committed state from the store and build the mempool and driver on it
         (at start, and again after a state snapshot was installed)."""
         state, head = self._recover(self._genesis_doc)
-        engine = make_engine(self.genesis, self.key)
+        verifier = RememberedVerify()
+        engine = make_engine(self.genesis, self.key, verifier)
         config = self.config
         self.mempool = Mempool(
             self.app,
@@ -289,6 +297,7 @@ class Node:
             mempool=self.mempool,
             proposer=self.key.public_key,
             known_effects=self.mempool.effect_of,
+            verifier=verifier,
         )
         self.metrics.height.set(head.height)
 
@@ -441,6 +450,13 @@ class Node:
             self.network.gossip_tx(raw)
         self._mempool_changed()
         return tx_hash
+
+    def flush_gossip(self) -> None:
+        """Queue the transactions :meth:`submit` gossiped so far on the links now, as one
+        batch (the network would at the end of this turn of the event loop): the API calls
+        it before it answers a client (ADR 0047)."""
+        if self.network is not None:
+            self.network.flush_gossip()
 
     def _mempool_changed(self) -> None:
         self._update_mempool_metrics()

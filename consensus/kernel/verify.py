@@ -28,6 +28,38 @@ SIGNATURE_CACHE_LIMIT: Final = 8192
 HASH_CACHE_LIMIT: Final = 1024
 
 
+class RememberedVerify:
+    """protocol.crypto.verify, remembering the exact inputs that verified (ADR 0047).
+
+    Verification is a pure function, so a remembered success is the answer.  One per
+    validator, shared by its engine and its chain driver: the driver checks the commit
+    certificate of every block before writing it, and those are votes the engine already
+    checked one by one as they arrived, so that check costs no second Ed25519 verification
+    (q of them per block: 11 at 16 validators).  Only successes are kept; a full memory is
+    emptied (forgetting costs only a second check).
+    """
+
+    __slots__ = ("_known", "_limit", "_verifier")
+
+    def __init__(self, verifier: Verifier = verify, limit: int = SIGNATURE_CACHE_LIMIT) -> None:
+        self._verifier = verifier
+        self._limit = limit
+        self._known: dict[tuple[bytes, bytes, Domain, bytes, bytes], None] = {}
+
+    def __call__(
+        self, public_key: bytes, signature: bytes, domain: Domain, chain_id: bytes, payload: bytes
+    ) -> bool:
+        key = (public_key, signature, domain, chain_id, payload)
+        if key in self._known:
+            return True
+        if not self._verifier(public_key, signature, domain, chain_id, payload):
+            return False
+        if len(self._known) >= self._limit:
+            self._known.clear()
+        self._known[key] = None
+        return True
+
+
 class SignatureCache:
     """Checks Domain.VOTE signatures over records for one chain, remembering the good ones."""
 

@@ -5,7 +5,9 @@ height is the whole PBFT log for that sequence number and a commit certificate f
 
 * The primary of the view (``validators[view % n]``) asks the runtime for a block
   (``RequestProposal``) at most every ``block_interval_ms`` after the head was committed and
-  broadcasts a signed ``PrePrepare``; its signature is its prepare vote.
+  broadcasts a signed ``PrePrepare``; its signature is its prepare vote.  After a decided
+  block that carried ``max_block_txs`` transactions it asks at once: a full block says more
+  are waiting, and the interval only exists to gather a block's worth (ADR 0047).
 * A replica accepts a pre-prepare that extends its head, asks the runtime to execute it
   (``ValidateBlock``) and only then broadcasts a ``Prepare``.  With q matching prepares it is
   *prepared*: it persists the prepared certificate with the block (its lock) and broadcasts a
@@ -130,6 +132,7 @@ class PbftEngine:
         checkpoint_interval: int = 10,
         watermark_window: int = 20,
         verifier: Verifier = verify,
+        max_block_txs: int | None = None,
     ) -> None:
         self._vals = ValidatorSet(validators, error=PbftConfigError)
         if block_interval_ms < 1 or view_timeout_ms < 1:
@@ -143,6 +146,8 @@ class PbftEngine:
         self._me = key.public_key
         self._chain_id = chain_id
         self._interval = block_interval_ms
+        #: a decided block this full is followed by the next proposal without the interval
+        self._full_block_txs = max_block_txs
         self._timeout_base = view_timeout_ms
         self._retransmit_ms = max(1, view_timeout_ms // 2)
         self._cp_interval = checkpoint_interval
@@ -198,11 +203,12 @@ class PbftEngine:
         self._view_deadline: int | None = None
         self._retransmit_at: int | None = None
 
-    def _begin_instance(self, now_ms: int) -> None:
+    def _begin_instance(self, now_ms: int, *, backlog: bool = False) -> None:
+        """Start the next height; ``backlog`` (the last block was full) proposes at once."""
         self._reset_instance()
         self._active_view = self._view
         if self._vals.primary(self._view) == self._me:
-            self._propose_at = now_ms + self._interval
+            self._propose_at = now_ms if backlog else now_ms + self._interval
         if self._pending_work:
             self._arm_view_timer(now_ms, extra=self._interval)
 
@@ -368,8 +374,10 @@ class PbftEngine:
             return self._finish([])
         view_hint: int | None = None
         decided = self._decided
+        backlog = False
         if decided is not None and decided.vote.height == head.height:
             view_hint = decided.vote.round
+            backlog = self._was_full(decided.vote.block_hash)
         elif self._hint is not None and self._hint.vote.height == head.height:
             view_hint = self._hint.vote.round
             self._last_cert = self._hint
@@ -392,7 +400,7 @@ class PbftEngine:
             self._my_checkpoint = checkpoint
             actions.append(Broadcast(checkpoint))
             actions.extend(self._on_checkpoint(checkpoint, trusted=True))
-        self._begin_instance(now_ms)
+        self._begin_instance(now_ms, backlog=backlog)
         actions.extend(self._progress(now_ms))
         return self._finish(actions)
 
@@ -477,6 +485,13 @@ class PbftEngine:
             and header.proposer in self._vals
             and header.round <= self._view
         )
+
+    def _was_full(self, block_hash: bytes) -> bool:
+        """The decided block at the height in flight carried ``max_block_txs`` transactions."""
+        if self._full_block_txs is None:
+            return False
+        block = self._find_block(block_hash)
+        return block is not None and len(block.txs) >= self._full_block_txs
 
     def _find_block(self, block_hash: bytes) -> Block | None:
         log = self._logs.get(self._h)

@@ -38,7 +38,8 @@ from gridchain.protocol.tx import MAX_TX_BYTES
 
 #: Version of the frame set and handshake; a peer with another version is refused.  Version 1
 #: was the plaintext protocol of ADR 0008: there is no plaintext mode any more (ADR 0024).
-PROTOCOL_VERSION: Final = 2
+#: Version 3 (ADR 0047): TxGossip carries a batch of transactions and says whether to relay.
+PROTOCOL_VERSION: Final = 3
 #: The last version whose links were plaintext; a Hello of it is refused as a downgrade.
 PLAINTEXT_VERSION: Final = 1
 #: Bound on every frame before the peer is authenticated (Hello, HelloAuth, Refuse, Ping).
@@ -49,6 +50,13 @@ MIN_FRAME_BYTES: Final = 2 * MAX_TX_BYTES
 MAX_BLOCKS_PER_REQUEST: Final = 256
 #: Bytes of a Blocks frame that are not block bytes (tag, version, id, array headers).
 BLOCKS_FRAME_OVERHEAD: Final = 64 + 5 * MAX_BLOCKS_PER_REQUEST
+#: Most transactions one TxGossip carries (the sender also keeps it within
+#: :data:`MIN_FRAME_BYTES`, which every peer accepts).
+MAX_GOSSIP_TXS: Final = 4096
+#: Bytes of a TxGossip frame that are not transaction bytes: tag, array headers, the flag,
+#: and up to 5 bytes of header per transaction (:func:`gossip_batches` counts those).
+GOSSIP_FRAME_OVERHEAD: Final = 64
+GOSSIP_TX_OVERHEAD: Final = 5
 #: Most state entries one StateChunk carries (the responder also keeps it within a frame).
 MAX_STATE_ENTRIES_PER_CHUNK: Final = 4096
 #: Longest state key a GetState may name as its resume point.
@@ -131,7 +139,15 @@ class Ping(Record):
 @register(0x54)
 @dataclass(frozen=True, slots=True)
 class TxGossip(Record):
-    tx: TxBytes
+    """Transactions the sender admitted or relays, in its pool order (ADR 0047).
+
+    ``relay`` says the sender has no link to some validator, so a receiver passes what it
+    admits on to its own peers; in a full mesh it is False and every transaction crosses one
+    hop (each validator hears it from the validator that admitted it, not from every peer).
+    """
+
+    txs: Annotated[tuple[TxBytes, ...], Size(1, MAX_GOSSIP_TXS)]
+    relay: bool
 
 
 @register(0x55)
@@ -272,6 +288,25 @@ def encode_frame(frame: Frame) -> bytes:
     """Length prefix + canonical record bytes."""
     body = frame.encode()
     return _LENGTH.pack(len(body)) + body
+
+
+def gossip_batches(txs: list[bytes]) -> list[list[bytes]]:
+    """``txs`` cut into consecutive runs that each fit one TxGossip of at most
+    :data:`MIN_FRAME_BYTES` (any peer accepts that) and :data:`MAX_GOSSIP_TXS` transactions."""
+    budget = MIN_FRAME_BYTES - GOSSIP_FRAME_OVERHEAD
+    out: list[list[bytes]] = []
+    run: list[bytes] = []
+    size = 0
+    for tx in txs:
+        cost = len(tx) + GOSSIP_TX_OVERHEAD
+        if run and (size + cost > budget or len(run) >= MAX_GOSSIP_TXS):
+            out.append(run)
+            run, size = [], 0
+        run.append(tx)
+        size += cost
+    if run:
+        out.append(run)
+    return out
 
 
 def decode_frame(body: bytes) -> Frame:

@@ -3,7 +3,8 @@
 One :class:`PeerNetwork` per node.  It listens for and dials the other genesis validators,
 authenticates and encrypts each TCP connection (node.p2p.handshake, ADR 0024; scoring and the
 rest as in ADR 0008), keeps exactly one link per peer, and moves four kinds of traffic: engine
-messages (opaque bytes, point to point or to all), transactions (flooded with de-duplication),
+messages (opaque bytes, point to point or to all), transactions (gossiped in batches with
+de-duplication, one hop in a full mesh: ADR 0047),
 block ranges (request/response) and head heights (periodic pings).  Everything it receives
 goes to a :class:`NetworkHandler` with the *authenticated* public key of the sender, so the
 runtime never has to trust a claim inside a payload about who sent it.
@@ -75,6 +76,7 @@ from gridchain.node.p2p.frames import (
     TxGossip,
     TxVerdict,
     encode_frame,
+    gossip_batches,
 )
 from gridchain.node.p2p.handshake import Authenticated, handshake, linger_close
 from gridchain.node.p2p.lru import RepeatFilter, SeenSet
@@ -470,6 +472,11 @@ class PeerNetwork:
             state = self._state(peer.public_key)
             state.name, state.address = peer.name, peer
         self._seen_txs = SeenSet(self._tuning.seen_tx_capacity)
+        #: Transactions to gossip at the end of this turn of the event loop, by the peer not
+        #: to send them to (the one they came from; None for this node's own): one TxGossip
+        #: per batch instead of one frame per transaction (ADR 0047).
+        self._outbox: dict[bytes | None, list[bytes]] = {}
+        self._flush_armed = False
         self._request_ids = itertools.count(1)
         self._link_seq = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -609,6 +616,7 @@ class PeerNetwork:
     def broadcast_consensus(self, payload: bytes) -> None:
         """Send an engine message to every connected peer (best effort: engines retransmit)."""
         data = self._consensus_frame(payload)
+        self._flush_txs()  # transactions queued before it go first (a proposal carries them)
         for link in self._validator_links():
             link.send_raw(data)
 
@@ -619,6 +627,7 @@ class PeerNetwork:
         if state is None or state.is_gateway or state.link is None or not state.link.usable:
             self._log.debug("consensus message dropped: peer not connected", peer=_short(to))
             return
+        self._flush_txs()
         state.link.send_raw(data)
 
     def gossip_tx(self, tx_bytes: bytes) -> None:
@@ -627,7 +636,13 @@ class PeerNetwork:
             raise FrameTooLargeError(f"a transaction is 1 to {MAX_TX_BYTES} bytes")
         if not self._seen_txs.add(sha256(tx_bytes)):
             return
-        self._flood_tx(tx_bytes, exclude=None)
+        self._queue_tx(tx_bytes, exclude=None)
+
+    def flush_gossip(self) -> None:
+        """Queue what :meth:`gossip_tx` and :meth:`reannounce_tx` gathered on the links now
+        instead of at the end of this turn of the event loop (before a client or gateway is
+        told a transaction was admitted, so its next nonce does not overtake it)."""
+        self._flush_txs()
 
     def reannounce_tx(self, tx_bytes: bytes) -> None:
         """Flood a transaction that is still pending here again (node/reannounce.py says when).
@@ -638,7 +653,7 @@ class PeerNetwork:
         """
         if not 1 <= len(tx_bytes) <= MAX_TX_BYTES:
             raise FrameTooLargeError(f"a transaction is 1 to {MAX_TX_BYTES} bytes")
-        self._flood_tx(tx_bytes, exclude=None)
+        self._queue_tx(tx_bytes, exclude=None)
 
     async def fetch_blocks(self, from_height: int, count: int) -> list[bytes]:
         """Raw CommittedBlock bytes for ``from_height`` onwards, from the first peer that has any.
@@ -848,11 +863,38 @@ class PeerNetwork:
             )
         return data
 
-    def _flood_tx(self, tx_bytes: bytes, exclude: bytes | None) -> None:
-        data = encode_frame(TxGossip(tx_bytes))
-        for link in self._validator_links():
-            if link.peer != exclude:
-                link.send_raw(data)
+    def _queue_tx(self, tx_bytes: bytes, exclude: bytes | None) -> None:
+        """Gossip ``tx_bytes`` to every validator link but ``exclude``'s at the end of this
+        turn of the event loop, batched with whatever else is queued by then (an API batch, a
+        received batch passed on, a round of re-announcements)."""
+        self._outbox.setdefault(exclude, []).append(tx_bytes)
+        if not self._flush_armed:
+            self._flush_armed = True
+            asyncio.get_running_loop().call_soon(self._flush_txs)
+
+    def _flush_txs(self) -> None:
+        """Send what :meth:`_queue_tx` queued: each batch encoded once, sealed per link.
+
+        ``relay`` is set when this node lacks a link to some validator: then a receiver passes
+        the transactions on, as every receiver did before ADR 0047; in a full mesh each
+        validator already heard them from here, and a copy from every other peer would only
+        be decoded, hashed and dropped (n - 1 frames per transaction and validator at n
+        validators).  A link that was down meanwhile is covered by re-announcement (ADR 0029).
+        """
+        self._flush_armed = False
+        if not self._outbox:
+            return
+        outbox, self._outbox = self._outbox, {}
+        links = self._validator_links()
+        relay = not self._validators <= {link.peer for link in links}
+        for exclude, txs in outbox.items():
+            targets = [link for link in links if link.peer != exclude]
+            if not targets:
+                continue
+            for batch in gossip_batches(txs):
+                data = encode_frame(TxGossip(tuple(batch), relay))
+                for link in targets:
+                    link.send_raw(data)
 
     @staticmethod
     def _check_blocks(blocks: tuple[bytes, ...], from_height: int, count: int) -> None:
@@ -1186,7 +1228,8 @@ class PeerNetwork:
             if state.seen_consensus.admit(sha256(frame.payload), now):
                 self._call(state, self._handler.on_consensus, state.key, frame.payload)
         elif isinstance(frame, TxGossip):
-            self._on_tx(state, frame.tx)
+            for tx in frame.txs:
+                self._on_tx(state, tx, relay=frame.relay)
         elif isinstance(frame, Ping):
             self._on_ping(state, frame.height)
         elif isinstance(frame, GetBlocks):
@@ -1237,7 +1280,7 @@ class PeerNetwork:
             return False
         return True
 
-    def _on_tx(self, state: _PeerState, tx: bytes) -> None:
+    def _on_tx(self, state: _PeerState, tx: bytes, *, relay: bool) -> None:
         tx_hash = sha256(tx)
         if tx_hash in self._seen_txs:
             return
@@ -1256,7 +1299,8 @@ class PeerNetwork:
             self._log.exception("network handler failed", peer=_short(state.key))
             return
         self._seen_txs.add(tx_hash)
-        self._flood_tx(tx, exclude=state.key)
+        if relay:  # the sender could not reach every validator (ADR 0047)
+            self._queue_tx(tx, exclude=state.key)
 
     def _on_submit(self, state: _PeerState, link: PeerLink, frame: SubmitTx) -> None:
         """A gateway's client transaction: admit it, answer, and gossip it if admitted.
@@ -1276,7 +1320,8 @@ class PeerNetwork:
             self._log.exception("network handler failed", peer=_short(state.key))
             code, message = "internal", "the validator failed to admit the transaction"
         if not code and self._seen_txs.add(sha256(frame.tx)):
-            self._flood_tx(frame.tx, exclude=None)
+            self._queue_tx(frame.tx, exclude=None)
+            self._flush_txs()  # on the validator links before the gateway hears the verdict
         link.send(TxVerdict(frame.request_id, code[:64], message[:256]))
 
     def _on_ping(self, state: _PeerState, height: int) -> None:

@@ -202,7 +202,7 @@ def build() -> dict[str, list[bytes]]:
         frames.HelloAuth(b"\x09" * 64),
         frames.Refuse("chain_mismatch", "another genesis"),
         frames.Ping(12),
-        frames.TxGossip(txs[0]),
+        frames.TxGossip(tuple(txs[:3]), relay=False),
         frames.GetBlocks(1, 1, 4),
         frames.Blocks(1, tuple(committed[:1])),
         *(frames.ConsensusFrame(m) for m in pbft_messages[:4]),

@@ -111,7 +111,8 @@ async def _read_frames(data: bytes) -> None:
         # what the node does with a frame's content: transactions and blocks are decoded,
         # consensus payloads go to the engine's decoder
         if isinstance(frame, frames.TxGossip):
-            decode_tx(frame.tx)
+            for tx in frame.txs:
+                decode_tx(tx)
         elif isinstance(frame, frames.Blocks):
             for raw in frame.blocks:
                 decode_committed(raw)

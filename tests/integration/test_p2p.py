@@ -36,6 +36,7 @@ from gridchain.node.p2p.frames import (
     Hello,
     HelloAuth,
     Refuse,
+    TxGossip,
     encode_frame,
     read_frame,
 )
@@ -392,6 +393,7 @@ async def test_tx_gossip_crosses_a_line_exactly_once_per_node() -> None:
     a, b, c, d = nodes = build_nodes(LINE)
     async with running(*nodes):
         await wait_until(lambda: b.connected_to(a, c) and c.connected_to(b, d), "line")
+        at_c = spy_tx_frames(c)
         tx = b"tx/" + secrets.token_bytes(16)
         a.net.gossip_tx(tx)
         await wait_until(lambda: d.handler.tx_count(tx) == 1, "tx at the far end")
@@ -401,6 +403,8 @@ async def test_tx_gossip_crosses_a_line_exactly_once_per_node() -> None:
         assert b.handler.txs == [(a.pk, tx)]
         assert c.handler.txs == [(b.pk, tx)]
         assert d.handler.txs == [(c.pk, tx)]
+        # b has no link to d, so it asks c to pass it on (ADR 0047)
+        assert [(sender, f.txs, f.relay) for sender, f in at_c] == [(b.pk, (tx,), True)]
         assert a.connected_to(b)
         assert not a.connected_to(c)
 
@@ -412,6 +416,51 @@ async def test_tx_gossip_crosses_a_line_exactly_once_per_node() -> None:
         await markers_delivered([b], [c])
         assert c.handler.tx_count(bad) == 0
         assert b.info(a)["score"] == FAST.score_max
+
+
+def spy_tx_frames(node: Node) -> list[tuple[bytes, TxGossip]]:
+    """Every TxGossip frame ``node`` receives from now on, with its sender, before handling."""
+    frames: list[tuple[bytes, TxGossip]] = []
+    dispatch = node.net._dispatch
+
+    def spy(state: Any, link: Any, frame: Frame) -> None:
+        if isinstance(frame, TxGossip):
+            frames.append((state.key, frame))
+        dispatch(state, link, frame)
+
+    node.net._dispatch = spy  # type: ignore[method-assign]
+    return frames
+
+
+async def test_tx_gossip_crosses_one_hop_in_a_full_mesh(mesh: list[Node]) -> None:
+    """ADR 0047: a sender with a link to every validator says so (relay=False) and nobody
+    passes the transaction on; before, every validator flooded it to all its peers, so each
+    received it from every peer (n - 1 frames per transaction and validator)."""
+    frames = {n.pk: spy_tx_frames(n) for n in mesh[1:]}
+    tx = b"tx/" + secrets.token_bytes(16)
+    mesh[0].net.gossip_tx(tx)
+    await wait_until(lambda: all(n.handler.tx_count(tx) for n in mesh[1:]), "tx everywhere")
+    await markers_delivered(mesh, mesh)
+    for n in mesh[1:]:
+        assert [(sender, f.txs, f.relay) for sender, f in frames[n.pk]] == [
+            (mesh[0].pk, (tx,), False)
+        ]
+
+
+async def test_txs_gossiped_in_one_turn_travel_in_one_frame(mesh: list[Node]) -> None:
+    """An API batch admitted in one turn of the event loop is one TxGossip per link, in the
+    order it was admitted (a sender's nonces stay in order)."""
+    frames = {n.pk: spy_tx_frames(n) for n in mesh[1:]}
+    txs = [f"tx/{i}/".encode() + secrets.token_bytes(8) for i in range(50)]
+    for tx in txs:
+        mesh[0].net.gossip_tx(tx)
+    await wait_until(
+        lambda: all(n.handler.tx_count(txs[-1]) for n in mesh[1:]), "the batch everywhere"
+    )
+    await markers_delivered(mesh, mesh)
+    for n in mesh[1:]:
+        assert [f.txs for _, f in frames[n.pk]] == [tuple(txs)]
+        assert [t for _, t in n.handler.txs] == txs
 
 
 # --- who may connect --------------------------------------------------------------------------

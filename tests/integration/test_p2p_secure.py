@@ -25,6 +25,7 @@ from gridchain.node.p2p.frames import (
     HANDSHAKE_MAX_FRAME_BYTES,
     MIN_FRAME_BYTES,
     PLAINTEXT_VERSION,
+    PROTOCOL_VERSION,
     Hello,
     Ping,
     PlaintextHello,
@@ -163,7 +164,12 @@ async def test_a_small_order_ephemeral_key_is_refused() -> None:
     async with running(a):
         reader, writer = await asyncio.open_connection("127.0.0.1", a.port)
         weak = Hello(
-            2, CHAIN, KEYS[1].public_key, secrets.token_bytes(32), MIN_FRAME_BYTES, bytes(32)
+            PROTOCOL_VERSION,
+            CHAIN,
+            KEYS[1].public_key,
+            secrets.token_bytes(32),
+            MIN_FRAME_BYTES,
+            bytes(32),
         )
         writer.write(encode_frame(weak))
         await read_frame(reader, HANDSHAKE_MAX_FRAME_BYTES)

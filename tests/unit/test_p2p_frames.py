@@ -18,6 +18,7 @@ from gridchain.node.p2p.errors import LinkClosedError, UnknownPeerError
 from gridchain.node.p2p.frames import (
     HANDSHAKE_MAX_FRAME_BYTES,
     MAX_BLOCKS_PER_REQUEST,
+    MAX_GOSSIP_TXS,
     MIN_FRAME_BYTES,
     Blocks,
     ConsensusFrame,
@@ -35,6 +36,7 @@ from gridchain.node.p2p.frames import (
     TxVerdict,
     decode_frame,
     encode_frame,
+    gossip_batches,
     read_frame,
 )
 from gridchain.node.p2p.handshake import transcript_bytes
@@ -59,7 +61,7 @@ ALL_FRAMES: list[Frame] = [
     HelloAuth(bytes(64)),
     Refuse("unknown_peer", "not a validator"),
     Ping(123_456),
-    TxGossip(b"\x01" * 100),
+    TxGossip((b"\x01" * 100, b"\x02" * 80), relay=True),
     ConsensusFrame(b"engine-message"),
     GetBlocks(7, 10, MAX_BLOCKS_PER_REQUEST),
     Blocks(7, (b"a", b"bc")),
@@ -159,8 +161,10 @@ def test_trailing_bytes_are_refused() -> None:
 @pytest.mark.parametrize(
     "wire",
     [
-        [0x54, 1, b""],  # empty transaction
-        [0x54, 1, b"\x00" * (MAX_TX_BYTES + 1)],  # oversize transaction
+        [0x54, 1, [b""], False],  # empty transaction
+        [0x54, 1, [b"\x01", b"\x00" * (MAX_TX_BYTES + 1)], False],  # oversize transaction
+        [0x54, 1, [], True],  # no transaction
+        [0x54, 1, [b"\x01"] * (MAX_GOSSIP_TXS + 1), True],  # too many transactions
         [0x56, 1, 1, 1, 0],  # zero blocks asked
         [0x56, 1, 1, 1, MAX_BLOCKS_PER_REQUEST + 1],  # too many blocks asked
         [0x5B, 1, 2, b"\x00" * 31, K1, K2, MIN_FRAME_BYTES, K1],  # short chain id
@@ -174,6 +178,21 @@ def test_trailing_bytes_are_refused() -> None:
 def test_field_bounds_are_enforced(wire: list[object]) -> None:
     with pytest.raises(FieldValueError):
         decode_frame(msgpack.packb(wire, use_bin_type=True))
+
+
+def test_gossip_batches_keep_the_order_and_fit_any_peers_frame_limit() -> None:
+    """Every batch is a TxGossip a peer with the smallest allowed limit accepts, at most
+    MAX_GOSSIP_TXS long, and the batches concatenate to the input in its order."""
+    big = [bytes([i % 256]) * (MAX_TX_BYTES // 3) for i in range(20)]
+    small = [i.to_bytes(4, "big") for i in range(MAX_GOSSIP_TXS + 10)]
+    for txs in (big, small, [*small[:5], *big[:7], *small[5:9]]):
+        batches = gossip_batches(txs)
+        assert [tx for batch in batches for tx in batch] == txs
+        for batch in batches:
+            assert 1 <= len(batch) <= MAX_GOSSIP_TXS
+            assert len(TxGossip(tuple(batch), relay=True).encode()) <= MIN_FRAME_BYTES
+    assert len(gossip_batches(small)) == 2
+    assert gossip_batches([]) == []
 
 
 def test_encoder_refuses_what_the_decoder_would() -> None:

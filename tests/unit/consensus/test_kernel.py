@@ -30,6 +30,7 @@ from gridchain.consensus.kernel.validators import (
 )
 from gridchain.consensus.kernel.verify import (
     BlockHashes,
+    RememberedVerify,
     SignatureCache,
     certificate_signed,
 )
@@ -42,6 +43,7 @@ from gridchain.protocol.errors import (
     FieldValueError,
     GridchainError,
     InvariantViolation,
+    SignatureError,
 )
 from tests.helpers import det_key, make_block
 
@@ -269,6 +271,38 @@ def test_a_certificate_needs_q_distinct_members_that_all_verify() -> None:
     assert not certificate_signed(padded, v, v.q, check)
     forged = Certificate(vote, (*certificate(vote, [0, 1]).signatures, signed(2, commit_vote(9))))
     assert not certificate_signed(forged, v, v.q, check)
+
+
+def test_a_certificate_of_votes_the_engine_checked_costs_no_second_verification() -> None:
+    """ADR 0047: the runtime gives its engine and its chain driver one RememberedVerify, so
+    the driver's check of the commit certificate before a block is written finds the votes
+    the engine verified as they arrived; before, it verified the q signatures again."""
+    calls: list[bytes] = []
+
+    def counting(key: bytes, sig: bytes, domain: Domain, chain_id: bytes, data: bytes) -> bool:
+        calls.append(sig)
+        return verify(key, sig, domain, chain_id, data)
+
+    remembered = RememberedVerify(counting)
+    engine_check = SignatureCache(CID, remembered).check
+    vote = commit_vote()
+    cert = certificate(vote, [0, 1, 2])
+    for sig in cert.signatures:  # the engine, one vote at a time
+        assert engine_check(sig, vote)
+    assert len(calls) == 3
+    cert.verify(CID, vals().keys, vals().q, remembered)  # the driver, before the write
+    assert len(calls) == 3
+    # Only successes are remembered: a forged signature is checked, and refused, every time.
+    forged = Certificate(vote, (*cert.signatures[:2], signed(2, commit_vote(9))))
+    for _ in range(2):
+        with pytest.raises(SignatureError):
+            forged.verify(CID, vals().keys, vals().q, remembered)
+    assert len(calls) == 5
+    # The same signature bytes over other bytes are another input: checked, and refused.
+    other = Certificate(commit_vote(block_hash=B), cert.signatures)
+    with pytest.raises(SignatureError):
+        other.verify(CID, vals().keys, vals().q, remembered)
+    assert len(calls) == 6
 
 
 # --- one Decision --------------------------------------------------------------------------------

@@ -65,7 +65,7 @@ from gridchain.protocol.block import Block, Certificate, Vote, VoteSignature, Vo
 from gridchain.protocol.crypto import SigningKey, sha256
 from gridchain.protocol.encoding import Record
 from gridchain.protocol.errors import DecodeError, FieldValueError
-from tests.helpers import det_key, make_block, small_bundle
+from tests.helpers import det_key, make_block, small_bundle, transfer
 
 INTERVAL = 100
 TIMEOUT = 1_000
@@ -219,6 +219,51 @@ def test_nothing_to_propose_asks_again_one_interval_later(chain: GenesisBundle) 
     later = T0 + 5 * INTERVAL
     assert eng.on_proposal(None, later) == [SetTimer(later + INTERVAL)]
     assert isinstance(without_timers(eng.on_tick(later + INTERVAL))[0], RequestProposal)
+
+
+@pytest.mark.parametrize(("txs", "next_request_after"), [(2, 0), (1, INTERVAL)])
+def test_after_a_full_block_the_primary_asks_for_the_next_at_once(
+    chain: GenesisBundle, txs: int, next_request_after: int
+) -> None:
+    """ADR 0047: a decided block of max_block_txs transactions says more are waiting, so the
+    primary does not wait block_interval_ms to gather the next one; after a block with room
+    left it waits as before."""
+    head = genesis_head(chain)
+    sender = det_key("pbft-unit/sender")
+    payload = [transfer(sender, cid(chain), n, keys(chain)[1], 1) for n in range(txs)]
+    block = make_block(
+        cid(chain),
+        1,
+        head.block_hash,
+        payload,
+        proposer=keys(chain)[0].public_key,
+        timestamp_ms=head.timestamp_ms + 1,
+        state_root=sha256(b"state"),
+    )
+    eng = PbftEngine(
+        keys(chain)[0],
+        cid(chain),
+        validators(chain),
+        block_interval_ms=INTERVAL,
+        view_timeout_ms=TIMEOUT,
+        max_block_txs=2,
+    )
+    eng.start(head, {}, T0)
+    eng.on_tick(T0 + INTERVAL)
+    eng.on_proposal(block, T0 + INTERVAL)
+    h = block.hash()
+    for i in (1, 2):
+        deliver(eng, prepare_from(chain, i, 1, 0, h))
+    decided = [a for i in (1, 2) for a in deliver(eng, commit_from(chain, i, 1, 0, h))]
+    assert [a.block for a in decided if isinstance(a, CommitBlock)] == [block]
+    now = T0 + 3 * INTERVAL
+    eng.on_block_committed(head_of(block), now)
+    due = now + next_request_after
+    if next_request_after:
+        assert without_timers(eng.on_tick(due - 1)) == []
+    assert without_timers(eng.on_tick(due)) == [
+        RequestProposal(2, 0, h, block.header.timestamp_ms + 1)
+    ]
 
 
 def test_a_replica_validates_prepares_commits_and_decides_in_order(chain: GenesisBundle) -> None:

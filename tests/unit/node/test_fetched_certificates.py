@@ -55,6 +55,9 @@ class ServingLink:
     def gossip_tx(self, tx_bytes: bytes) -> None:
         return None
 
+    def flush_gossip(self) -> None:
+        return None
+
     def reannounce_tx(self, tx_bytes: bytes) -> None:
         return None
 
