@@ -33,6 +33,7 @@ from gridchain.genesis.schema import Genesis, parse_genesis
 from gridchain.market.app import Application
 from gridchain.market.pending import PendingChain
 from gridchain.market.state import MerkleState
+from gridchain.market.validators import removed_from, validator_schedule
 from gridchain.node.config import ConfigError, NodeConfig, check_faults_allowed
 from gridchain.node.driver import (
     ArmBoundary,
@@ -108,6 +109,8 @@ class PeerLink(Protocol):
 
     def set_validators(self, keys: Collection[bytes]) -> None: ...
 
+    def stop_dialing(self) -> None: ...
+
     @property
     def has_gateway_links(self) -> bool: ...
 
@@ -136,16 +139,20 @@ def skewed_clock(offset_ms: int) -> Callable[[], int]:
     return lambda: now_ms() + offset_ms
 
 
-def make_engine(genesis: Genesis, key: SigningKey) -> Engine:
+def make_engine(
+    genesis: Genesis,
+    key: SigningKey,
+    validators_on: Callable[[bytes, int], tuple[bytes, ...]] | None = None,
+) -> Engine:
+    """The genesis engine for ``key``; ``validators_on`` is the driver's set of a height on a
+    branch, which PoB reads for its pending heights (ADR 0044)."""
     engine = genesis.consensus.engine
     if engine == "solo":
         if key.public_key not in genesis.validator_keys():
             raise ConfigError("node.private_key is not the key of the genesis validator")
         return SoloEngine(key, genesis.chain_id, genesis.params.block_interval_ms)
-    if key.public_key not in genesis.validator_keys() and engine == "pob":
-        raise ConfigError("node.private_key is not the key of any genesis validator")
-    # PBFT and ePoB: a key outside the genesis set follows the chain without signing until a
-    # governance UpdateValidators admits it (ADR 0035); the engine votes from that height.
+    # PBFT, PoB and ePoB: a key outside the genesis set follows the chain without signing until
+    # a governance UpdateValidators admits it (ADR 0035, 0044); it votes from that height.
     if key.public_key in genesis.gateway_keys():
         raise ConfigError("node.private_key is a gateway's key, not a validator's")
     if engine == "pbft":
@@ -169,6 +176,7 @@ def make_engine(genesis: Genesis, key: SigningKey) -> Engine:
             round_ms=params.round_ms,
             genesis_time_ms=genesis.genesis_time_ms,
             finality_depth=params.finality_depth,
+            validators_on=validators_on,
         )
     if engine == "epob":
         from gridchain.consensus.epob import EpobEngine  # noqa: PLC0415 - only validators running ePoB
@@ -228,6 +236,8 @@ class Node:
         self._stopped = False
         self.network: PeerLink | None = None
         self._linked_validators: set[bytes] = set()
+        #: the first height of the set that removed this validator (None: not removed)
+        self._removed_at: int | None = None
         self._sync_task: asyncio.Task[None] | None = None
         self._schedule_timer: asyncio.TimerHandle | None = None
         self._commit_started: float | None = None
@@ -267,7 +277,7 @@ class Node:
         """Recover the committed state from the store and build the mempool and driver on it
         (at start, and again after a state snapshot was installed)."""
         state, head = self._recover(self._genesis_doc)
-        engine = make_engine(self.genesis, self.key)
+        engine = make_engine(self.genesis, self.key, self._validators_on)
         config = self.config
         self.mempool = Mempool(
             self.app,
@@ -287,6 +297,11 @@ class Node:
             known_effects=self.mempool.effect_of,
         )
         self.metrics.height.set(head.height)
+
+    def _validators_on(self, parent: bytes, height: int) -> tuple[bytes, ...]:
+        """The driver's set of a height on a branch, for the engine (late-bound: the driver is
+        built after the engine, and again after a state snapshot)."""
+        return self.driver.validators_on(parent, height)
 
     def _recover(self, genesis_doc: bytes) -> tuple[MerkleState, ChainHead]:
         """Load the committed state and check it against the head block's state root."""
@@ -397,6 +412,26 @@ class Node:
         if keys != self._linked_validators:
             self._linked_validators = keys
             self.network.set_validators(keys)
+        self._note_removal()
+
+    def _note_removal(self) -> None:
+        """A validator removed from the set stops dialing the others once the change is
+        committed (they refuse its links from its removal height on, ADR 0044): it says so
+        once, then serves its chain up to there without linking again."""
+        if self._removed_at is not None or self.network is None:
+            return
+        epochs = validator_schedule(self.driver.state, self.genesis)
+        removed_at = removed_from(epochs, self.key.public_key)
+        if removed_at is None:
+            return
+        self._removed_at = removed_at
+        self.log.warning(
+            "removed from the validator set",
+            removed_at=removed_at,
+            last_height=removed_at - 1,
+            height=self.driver.head.height,
+        )
+        self.network.stop_dialing()
 
     async def stop(self) -> None:
         if self._stopped:

@@ -70,6 +70,9 @@ class ServingLink:
     def set_validators(self, keys: Collection[bytes]) -> None:
         return None
 
+    def stop_dialing(self) -> None:
+        return None
+
     def announce_block(self, committed: bytes) -> None:
         return None
 
