@@ -1,4 +1,4 @@
-"""Validator-set changes on a running PBFT testnet, with real processes (ADR 0035).
+"""Validator-set changes on a running PBFT or PoB testnet, with real processes (ADR 0035, 0044).
 
 Four validators run under a steady load of transfers.  Governance admits a fifth validator,
 started as its own process from its own key folder (same genesis, not in the genesis set): it
@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from gridchain.genesis.builder import GenesisBundle
 from gridchain.protocol.crypto import SigningKey
 from gridchain.protocol.tx import Transaction, UpdateValidators, sign_tx
 from tests.procs import (
@@ -112,9 +113,25 @@ class Load:
             self.stop.wait(0.02)
 
 
-@pytest.fixture
-def testnet(tmp_path: Path) -> Iterator[tuple[Chain, list[NodeProcess]]]:
-    chain = make_chain(tmp_path / "net", validators=4, engine="pbft", block_interval_ms=100)
+def pob_rounds(_bundle: GenesisBundle) -> dict[str, Any]:
+    """Rounds of 400 ms (as the C&D e2e and the fault manifests run PoB)."""
+    return {"consensus": {"engine": "pob", "round_ms": 400, "finality_depth": 3}}
+
+
+@pytest.fixture(params=["pbft", "pob"])
+def testnet(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[Chain, list[NodeProcess]]]:
+    """Four validators of PBFT, or of PoB (ADR 0044), whose certificate is the proposer's
+    signature: there "signs" means "made a committed block"."""
+    engine = request.param
+    chain = make_chain(
+        tmp_path / "net",
+        validators=4,
+        engine=engine,
+        block_interval_ms=100,
+        genesis_changes=pob_rounds if engine == "pob" else None,
+    )
     with running_cluster(chain) as nodes:
         yield chain, nodes
 
