@@ -18,14 +18,15 @@ while in the set, a key removed that is not in it, a key that has another role (
 the governance key), a resulting set smaller than the engine's least fault-tolerant set, and a
 change of more than a third of the set in force just before the new one (two consecutive sets
 then share more than two thirds of the smaller one; ADR 0035).  Solo (one validator by
-definition) and PoB (finality by depth over forks whose heights run ahead of the committed
-state; not done yet) take no change, and a chain that seals transactions adds none (its
-seal set is the genesis validators' encryption keys; an added validator could not open them).
+definition) takes no change, and a chain that seals transactions adds none (its seal set is
+the genesis validators' encryption keys; an added validator could not open them).  PoB takes
+changes by the same rule; the set of a pending height is read from the state its own branch
+leaves (:func:`validators_after`, ADR 0044).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -84,7 +85,8 @@ class ValidatorChangeTooLargeError(ValidatorChangeError):
 
 
 class ValidatorChangeUnsupportedError(ValidatorChangeError):
-    """The chain's engine takes no validator-set change (solo; PoB for now)."""
+    """The chain's engine takes no validator-set change (solo), or the chain seals
+    transactions and the change adds a validator."""
 
     code = "validator_change_unsupported"
 
@@ -119,14 +121,30 @@ def validators_at(state: StateReader, genesis: Genesis, height: int) -> tuple[by
     return set_at(validator_schedule(state, genesis), height)
 
 
+def validators_after(
+    state: StateReader,
+    genesis: Genesis,
+    writes: Sequence[Mapping[bytes, bytes | None]],
+    height: int,
+) -> tuple[bytes, ...]:
+    """The set of ``height`` in the state that ``writes`` (pending blocks' writes, newest
+    first) leave on top of the committed ``state``: PoB's pending branches each follow the
+    changes of their own blocks (ADR 0044)."""
+    for block_writes in writes:
+        raw = block_writes.get(VALIDATOR_SCHEDULE_KEY)
+        if raw is not None:
+            return set_at(decode(raw, ValidatorSchedule).epochs, height)
+    return validators_at(state, genesis, height)
+
+
 def min_validators(genesis: Genesis) -> int | None:
     """The smallest set the engine tolerates one faulty validator with (None: no change).
 
-    PBFT and ePoB's BFT quorum need n >= 3f + 1 with f >= 1, so 4; ePoB's majority quorum
-    (crashes only) needs n // 2 + 1 <= n - 1, so 3.
+    PBFT, PoB and ePoB's BFT quorum need n >= 3f + 1 with f >= 1, so 4; ePoB's majority
+    quorum (crashes only) needs n // 2 + 1 <= n - 1, so 3.
     """
     consensus = genesis.consensus
-    if consensus.engine == "pbft":
+    if consensus.engine in ("pbft", "pob"):
         return 4
     if consensus.engine == "epob":
         return 4 if consensus.epob_quorum == "bft" else 3
@@ -210,3 +228,14 @@ def set_at(epochs: Sequence[ValidatorEpoch], height: int) -> tuple[bytes, ...]:
             break
         keys = epoch.keys
     return keys
+
+
+def removed_from(epochs: Sequence[ValidatorEpoch], key: bytes) -> int | None:
+    """The first height of the set that removed ``key`` for good (None: ``key`` is in the
+    schedule's last set, or was never a validator, like a joiner not admitted yet)."""
+    if key in epochs[-1].keys:
+        return None
+    for earlier, later in zip(reversed(epochs[:-1]), reversed(epochs), strict=False):
+        if key in earlier.keys:
+            return later.from_height
+    return None

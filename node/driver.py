@@ -56,7 +56,7 @@ from gridchain.market.orders import MarketEvent, OrderEvent
 from gridchain.market.pending import PendingChain
 from gridchain.market.state import MerkleState, StateReader
 from gridchain.market.tx_effects import TxEffect
-from gridchain.market.validators import validators_at
+from gridchain.market.validators import validators_after, validators_at
 from gridchain.protocol.block import (
     MAX_BLOCK_BYTES,
     Block,
@@ -413,6 +413,18 @@ class ChainDriver:
         """The set that certifies ``height`` (known for up to two heights past the head)."""
         return validators_at(self.state, self.genesis, height)
 
+    def validators_on(self, parent_hash: bytes, height: int) -> tuple[bytes, ...]:
+        """The set that certifies ``height`` on the branch ending at ``parent_hash``: the
+        committed head's, or a pending block's (pob), whose own branch may have changed the
+        set (ADR 0044).  A parent this driver does not hold reads the committed state."""
+        pending = self.pending
+        writes = []
+        for ancestor in pending.ancestors(parent_hash):
+            block = pending.get(ancestor)
+            assert block is not None
+            writes.append(block.writes)
+        return validators_after(self.state, self.genesis, writes, height)
+
     def _with_set(self, head: ChainHead) -> ChainHead:
         """``head`` carrying the set of the next height, which the engine votes with."""
         return ChainHead(
@@ -636,7 +648,7 @@ class ChainDriver:
             raise BlockRejectedError("block timestamp does not advance")
         if header.timestamp_ms > now_ms + MAX_FUTURE_DRIFT_MS and header.height > 0:
             raise BlockRejectedError("block timestamp is too far in the future")
-        if header.proposer not in self.validators_for(header.height):
+        if header.proposer not in self.validators_on(header.prev_hash, header.height):
             raise BlockRejectedError("block proposer is not a validator")
         block_hash = block.hash()
         cached = self.executions.get(block_hash)

@@ -35,6 +35,7 @@ from gridchain.market.app import Application
 from gridchain.market.gateways import gateways_in_force
 from gridchain.market.pending import PendingChain
 from gridchain.market.state import MerkleState
+from gridchain.market.validators import removed_from, validator_schedule
 from gridchain.node.config import ConfigError, NodeConfig, check_faults_allowed
 from gridchain.node.driver import (
     ArmBoundary,
@@ -113,6 +114,7 @@ class PeerLink(Protocol):
     def set_validators(self, keys: Collection[bytes]) -> None: ...
 
     def set_gateways(self, keys: Collection[bytes]) -> None: ...
+    def stop_dialing(self) -> None: ...
 
     @property
     def has_gateway_links(self) -> bool: ...
@@ -142,18 +144,22 @@ def skewed_clock(offset_ms: int) -> Callable[[], int]:
     return lambda: now_ms() + offset_ms
 
 
-def make_engine(genesis: Genesis, key: SigningKey, verifier: Verifier = verify) -> Engine:
+def make_engine(
+    genesis: Genesis,
+    key: SigningKey,
+    verifier: Verifier = verify,
+    validators_on: Callable[[bytes, int], tuple[bytes, ...]] | None = None,
+) -> Engine:
     """The genesis engine for ``key``; PBFT checks its votes with ``verifier`` when given (the
-    runtime shares it with its chain driver, ADR 0047)."""
+    runtime shares it with its chain driver, ADR 0047); ``validators_on`` is the driver's set
+    of a height on a branch, which PoB reads for its pending heights (ADR 0044)."""
     engine = genesis.consensus.engine
     if engine == "solo":
         if key.public_key not in genesis.validator_keys():
             raise ConfigError("node.private_key is not the key of the genesis validator")
         return SoloEngine(key, genesis.chain_id, genesis.params.block_interval_ms)
-    if key.public_key not in genesis.validator_keys() and engine == "pob":
-        raise ConfigError("node.private_key is not the key of any genesis validator")
-    # PBFT and ePoB: a key outside the genesis set follows the chain without signing until a
-    # governance UpdateValidators admits it (ADR 0035); the engine votes from that height.
+    # PBFT, PoB and ePoB: a key outside the genesis set follows the chain without signing until
+    # a governance UpdateValidators admits it (ADR 0035, 0044); it votes from that height.
     if key.public_key in genesis.gateway_keys():
         raise ConfigError("node.private_key is a gateway's key, not a validator's")
     if engine == "pbft":
@@ -179,6 +185,7 @@ def make_engine(genesis: Genesis, key: SigningKey, verifier: Verifier = verify) 
             round_ms=params.round_ms,
             genesis_time_ms=genesis.genesis_time_ms,
             finality_depth=params.finality_depth,
+            validators_on=validators_on,
         )
     if engine == "epob":
         from gridchain.consensus.epob import EpobEngine  # noqa: PLC0415 - only validators running ePoB
@@ -239,6 +246,8 @@ class Node:
         self.network: PeerLink | None = None
         self._linked_validators: set[bytes] = set()
         self._linked_gateways: tuple[bytes, ...] = self.genesis.gateway_keys()
+        #: the first height of the set that removed this validator (None: not removed)
+        self._removed_at: int | None = None
         self._sync_task: asyncio.Task[None] | None = None
         self._schedule_timer: asyncio.TimerHandle | None = None
         self._commit_started: float | None = None
@@ -279,7 +288,7 @@ class Node:
         (at start, and again after a state snapshot was installed)."""
         state, head = self._recover(self._genesis_doc)
         verifier = RememberedVerify()
-        engine = make_engine(self.genesis, self.key, verifier)
+        engine = make_engine(self.genesis, self.key, verifier, self._validators_on)
         config = self.config
         self.mempool = Mempool(
             self.app,
@@ -300,6 +309,11 @@ class Node:
             verifier=verifier,
         )
         self.metrics.height.set(head.height)
+
+    def _validators_on(self, parent: bytes, height: int) -> tuple[bytes, ...]:
+        """The driver's set of a height on a branch, for the engine (late-bound: the driver is
+        built after the engine, and again after a state snapshot)."""
+        return self.driver.validators_on(parent, height)
 
     def _recover(self, genesis_doc: bytes) -> tuple[MerkleState, ChainHead]:
         """Load the committed state and check it against the head block's state root."""
@@ -415,6 +429,26 @@ class Node:
             # the chain's gateway set (ADR 0043): genesis's until the council changes it
             self._linked_gateways = gateways
             self.network.set_gateways(gateways)
+        self._note_removal()
+
+    def _note_removal(self) -> None:
+        """A validator removed from the set stops dialing the others once the change is
+        committed (they refuse its links from its removal height on, ADR 0044): it says so
+        once, then serves its chain up to there without linking again."""
+        if self._removed_at is not None or self.network is None:
+            return
+        epochs = validator_schedule(self.driver.state, self.genesis)
+        removed_at = removed_from(epochs, self.key.public_key)
+        if removed_at is None:
+            return
+        self._removed_at = removed_at
+        self.log.warning(
+            "removed from the validator set",
+            removed_at=removed_at,
+            last_height=removed_at - 1,
+            height=self.driver.head.height,
+        )
+        self.network.stop_dialing()
 
     async def stop(self) -> None:
         if self._stopped:

@@ -90,13 +90,20 @@ Restart safety
     that ask for the block (``BlockRequest``), so that even a cluster that restarted as a
     whole can vote again.
 
+Validator-set changes (ADR 0044)
+    A change committed at height H is in force from H + 2, as for PBFT and ePoB; the set of a
+    pending height comes from its own branch (``validators_on``, the driver's).  A round that
+    builds height h on block P signs, ranks candidates and paces with the set of h on P's
+    branch, and the votes for a block B count from the set of the height after B on B's
+    branch.  A key outside that set follows without signing.
+
 Nothing here reads a clock, draws randomness or iterates over a set: time comes in as
 ``now_ms`` and every choice is made by sorting on deterministic keys.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -148,6 +155,11 @@ MAX_FALLBACK_RANK: Final = 3
 ORPHAN_LIMIT: Final = 256
 INVALID_LIMIT: Final = 1024
 
+#: ``(parent_hash, height) -> the set that certifies height on the branch ending at
+#: parent_hash`` (the chain driver's ``validators_on``): the set of a pending height is read
+#: from the state its own branch leaves (ADR 0044)
+BranchValidators = Callable[[bytes, int], Sequence[bytes]]
+
 
 class PobConfigError(ConsensusConfigError):
     code = "pob_config"
@@ -187,12 +199,14 @@ class PobEngine:
         genesis_time_ms: int,
         finality_depth: int,
         verifier: Verifier = verify,
+        validators_on: BranchValidators | None = None,
     ) -> None:
+        """``validators`` is the genesis set; ``validators_on`` tells the set of each height on
+        each branch (without it, ``validators`` is the set of every height).  ``key`` may be
+        outside the set: this validator then follows without signing (ADR 0035, 0044)."""
         vals = tuple(validators)
         if not vals or len(set(vals)) != len(vals):
             raise PobConfigError("the validators must be distinct and at least one")
-        if key.public_key not in vals:
-            raise PobConfigError("this node's key is not one of the validators")
         if round_ms < 6:
             raise PobConfigError("round_ms must be at least 6")
         if finality_depth < 1:
@@ -201,11 +215,14 @@ class PobEngine:
         self._me = key.public_key
         self._chain_id = chain_id
         self._vals = vals
+        self._validators_on = validators_on
+        #: every key of a set this validator used lately: messages of others are dropped
         self._members = frozenset(vals)
         self._q = quorum_size(len(vals), "bft")
-        #: f + 1 other validators (all others in a cluster of fewer than four): at least one
-        #: of them is honest, so their rounds are rounds an honest validator is in
-        self._f1 = min(len(vals) - self._q + 1, len(vals) - 1)
+        self._f1 = 0
+        #: the set of the current round (the set of the height it builds, on its branch)
+        self._round_set = frozenset(vals)
+        self._use_round_set(vals)
         self._round_ms = round_ms
         self._genesis_ms = genesis_time_ms
         self._window_ms = round_ms // 3
@@ -272,6 +289,30 @@ class PobEngine:
         self._sync_requested = (0, -1)
         self._alarm = Alarm()
         self._slot_memo: tuple[tuple[int, int, int], int | None] = ((-1, 0, 0), None)
+
+    # --- the validator set (ADR 0044) --------------------------------------------------------
+
+    def _set_on(self, parent: bytes, height: int) -> tuple[bytes, ...]:
+        """The set that certifies ``height`` on the branch ending at ``parent``."""
+        if self._validators_on is None:
+            return self._vals
+        return tuple(self._validators_on(parent, height))
+
+    def _use_round_set(self, keys: Sequence[bytes]) -> None:
+        """Pace rounds, rank announces and sign with the set of the height the round builds."""
+        self._round_set = frozenset(keys)
+        self._members = self._members | self._round_set
+        n = len(keys)
+        #: f + 1 other validators (all others in a cluster of fewer than four): at least one
+        #: of them is honest, so their rounds are rounds an honest validator is in
+        self._f1 = min(n - quorum_size(n, "bft") + 1, n - 1)
+
+    def _voters_of(self, block: Block, block_hash: bytes) -> frozenset[bytes]:
+        """Who may vote for ``block``: the set of the round that votes for it, the set of the
+        height after it on its own branch."""
+        keys = frozenset(self._set_on(block_hash, block.height + 1))
+        self._members = self._members | keys
+        return keys
 
     # --- Engine interface -----------------------------------------------------------------
 
@@ -379,7 +420,8 @@ class PobEngine:
             message = make_block_message(self._key, self._chain_id, candidate)
             self._blocks_by[(self._me, r)] = [message]
             if self._tree.knows(awaiting.prev_hash):
-                self._tree.add(message, block_hash)  # the runtime built it: it holds it
+                # the runtime built it: it holds it
+                self._tree.add(message, block_hash, self._voters_of(candidate, block_hash))
                 self._note_round_block(r)
             self._my_block = message
             self._my_prev = awaiting.prev_hash
@@ -409,7 +451,7 @@ class PobEngine:
         if block.height <= self._head.height or not self._tree.knows(block.header.prev_hash):
             return self._finish(actions)  # its branch was pruned meanwhile
         if block_hash not in self._tree:
-            self._tree.add(message, block_hash)
+            self._tree.add(message, block_hash, self._voters_of(block, block_hash))
             self._note_round_block(block.header.round)
         actions.extend(self._adopt_orphans(block_hash))
         actions.extend(self._progress(now_ms))
@@ -417,6 +459,11 @@ class PobEngine:
 
     def on_block_committed(self, head: ChainHead, now_ms: int) -> list[Action]:
         self._head = head
+        # Forget keys of sets no block above the head uses (a removed validator's).
+        self._members = self._round_set.union(
+            *(voters for voters, _ in self._tree.voters.values()),
+            self._set_on(head.block_hash, head.height + 1),
+        )
         if self._tree.knows(head.block_hash):
             self._tree.reroot(head.block_hash, head.height, head.timestamp_ms)
         else:
@@ -508,7 +555,11 @@ class PobEngine:
         round's again)."""
         if self._quorum_ms is not None or self._round < 0:
             return
-        there = sum(1 for top in self._top_rounds.values() if top >= self._round)
+        there = sum(
+            1
+            for signer, top in self._top_rounds.items()
+            if top >= self._round and signer in self._round_set
+        )
         if there >= self._f1:
             self._quorum_ms = now_ms
 
@@ -530,9 +581,10 @@ class PobEngine:
         led by Byzantine validators alone, and a validator whose clock is behind (or that
         was cut off, paused or restarted) joins the others' round at once instead of
         announcing after their announce window."""
-        if self._f1 < 1 or len(self._top_rounds) < self._f1:
+        tops = [top for signer, top in self._top_rounds.items() if signer in self._round_set]
+        if self._f1 < 1 or len(tops) < self._f1:
             return []
-        target = sorted(self._top_rounds.values(), reverse=True)[self._f1 - 1]
+        target = sorted(tops, reverse=True)[self._f1 - 1]
         if target <= self._round:
             return []
         self._round_jumps += 1
@@ -586,11 +638,14 @@ class PobEngine:
         prev = target.block_hash if target is not None else self._fallback_tip(r)
         height = self._tree.height_of(prev) + 1
         self._tip_height = height - 1
+        self._use_round_set(self._set_on(prev, height))
         actions = self._retry_orphans()
         if any(node.round == r for node in self._tree.blocks.values()):
             self._note_round_block(r)  # a block of this round came before the round did
         if r <= self._guard_round:
             return actions  # announced in this round before a restart: never again
+        if self._me not in self._round_set:
+            return actions  # not in the set of that height: follow without signing
         awaiting = _Awaiting(r, prev, height, target)
         if prebuilt is not None and prebuilt[0] == awaiting.place:
             # Built during the last round on the block this round votes for: announce now.
@@ -645,6 +700,8 @@ class PobEngine:
         target = self._vote_target(nxt)
         if target is None:
             return []  # no votable block yet (its parent's votes may still come)
+        if self._me not in self._set_on(target.block_hash, target.height + 1):
+            return []  # not in the set of that height: that round follows without signing
         self._ahead_wanted = False
         self._ahead_round = nxt
         self._awaiting = _Awaiting(nxt, target.block_hash, target.height + 1, target, ahead=True)
@@ -697,6 +754,7 @@ class PobEngine:
             for a in self._announces.get(r, {}).values()
             if a.prev_hash == prev_hash
             and a.has_block
+            and a.signer in self._round_set
             and (a.signer == self._me or a.signer not in self._offenders)
         ]
         announces.sort(key=lambda a: (-a.benefit, tie_key(a.prev_hash, a.signer)))

@@ -13,6 +13,7 @@ from collections.abc import Container
 from dataclasses import dataclass
 from typing import Final
 
+from gridchain.consensus.kernel.validators import quorum_size
 from gridchain.consensus.pob.messages import Announce, BlockMessage
 from gridchain.protocol.crypto import sha256
 
@@ -60,6 +61,10 @@ class BlockTree:
         self.blocks: dict[bytes, TreeBlock] = {}
         #: (announce round, named parent) -> voter -> its announce, first announce per voter
         self.votes: dict[tuple[int, bytes], dict[bytes, Announce]] = {}
+        #: block -> who may vote for it and how many must (the set of the height after it on
+        #: its own branch, ADR 0044); a block without an entry counts every vote against
+        #: ``quorum``
+        self.voters: dict[bytes, tuple[frozenset[bytes], int]] = {}
         #: set when a block or vote is added (finality may have moved); the engine clears it
         self.changed = False
 
@@ -92,8 +97,11 @@ class BlockTree:
     def weight_of(self, block_hash: bytes) -> int:
         return 0 if block_hash == self.root_hash else self.blocks[block_hash].weight
 
-    def add(self, message: BlockMessage, block_hash: bytes) -> TreeBlock:
-        """Add a validated block whose parent is in the tree (KeyError otherwise)."""
+    def add(
+        self, message: BlockMessage, block_hash: bytes, voters: frozenset[bytes] | None = None
+    ) -> TreeBlock:
+        """Add a validated block whose parent is in the tree (KeyError otherwise); only the
+        votes of ``voters`` count for it, when given."""
         h = message.block.header
         if not self.knows(h.prev_hash):
             raise KeyError(f"parent {h.prev_hash.hex()} is not in the tree")
@@ -109,6 +117,8 @@ class BlockTree:
             self.weight_of(h.prev_hash) + h.benefit,
         )
         self.blocks[block_hash] = node
+        if voters is not None:
+            self.voters[block_hash] = (voters, quorum_size(len(voters), "bft"))
         self.changed = True
         return node
 
@@ -136,6 +146,7 @@ class BlockTree:
             if node.parent == root_hash or node.parent in keep:
                 keep[block_hash] = node
         self.blocks = keep
+        self.voters = {h: v for h, v in self.voters.items() if h in keep}
         self.changed = True
 
     # --- votes ----------------------------------------------------------------------------
@@ -160,7 +171,12 @@ class BlockTree:
         node = self.blocks.get(block_hash)
         if node is None:
             return False
-        return len(self.votes.get((node.round + 1, block_hash), ())) >= self.quorum
+        votes = self.votes.get((node.round + 1, block_hash), {})
+        counted = self.voters.get(block_hash)
+        if counted is None:
+            return len(votes) >= self.quorum
+        members, quorum = counted
+        return len(votes) >= quorum and sum(1 for v in votes if v in members) >= quorum
 
     def max_notarized(self) -> tuple[int, bytes]:
         """The height and hash of the highest notarized block (the root if none is higher)."""

@@ -491,6 +491,10 @@ class PeerNetwork:
         self._pending: collections.Counter[str] = collections.Counter()
         self._stranger_pending = 0
         self._connected_count = 0
+        #: set when the validator set changes (the dial loops of peers outside it wait on it)
+        self._set_changed = asyncio.Event()
+        #: this node was removed from the validator set: it dials nobody (stop_dialing)
+        self._dialing_stopped = False
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -597,6 +601,27 @@ class PeerNetwork:
                 continue
             for link in list(state.links):
                 link.close("no longer a validator")
+        self._wake_dialers()
+
+    def stop_dialing(self) -> None:
+        """This node is no longer a validator (ADR 0044): dial nobody from now on.  The links
+        it has stay until their peers close them (its last heights may still need its vote);
+        the validators refuse a new one anyway."""
+        if not self._dialing_stopped:
+            self._dialing_stopped = True
+            self._log.info("p2p dialing stopped", peers=len(self._states))
+            self._wake_dialers()
+
+    def _wake_dialers(self) -> None:
+        self._set_changed.set()
+        self._set_changed = asyncio.Event()
+
+    def _dials(self, state: _PeerState) -> bool:
+        """Whether this node dials a configured peer now: only one the chain counts as a
+        validator (a key removed from the set, or admitted only later, is refused by both
+        ends: dialing it would only fill both logs), and not at all once this node was
+        removed from the set itself (ADR 0044)."""
+        return not self._dialing_stopped and state.key in self._validators
 
     def set_gateways(self, keys: Collection[bytes]) -> None:
         """The gateways the chain admits now (ADR 0043): a link from an added key is a
@@ -1036,6 +1061,11 @@ class PeerNetwork:
         backoff = tuning.backoff_initial_s
         while self._running:
             link = state.link
+            if not self._dials(state) and (link is None or not link.usable):
+                # Not a validator now (or this node was removed): wait for the set to change.
+                await self._set_changed.wait()
+                backoff = tuning.backoff_initial_s
+                continue
             if link is not None and link.usable:
                 # Connected (maybe by the peer dialing us): wait for that link to end, then
                 # pause briefly so a duplicate-link swap settles before we dial again.

@@ -1,22 +1,26 @@
-"""Validator-set changes on a running PBFT testnet, with real processes (ADR 0035).
+"""Validator-set changes on a running PBFT or PoB testnet, with real processes (ADR 0035, 0044).
 
 Four validators run under a steady load of transfers.  Governance admits a fifth validator,
 started as its own process from its own key folder (same genesis, not in the genesis set): it
 catches up from certified blocks and its signature appears in certificates from its activation
 height (the commit height + 2).  Then governance removes one of the genesis validators: its
 signature never appears in a certificate from its removal height on.  Throughout, the chain
-does not halt, and every validator of the final set has the same blocks.
+does not halt, and every validator of the final set has the same blocks.  The removed validator
+says once that it was removed and stops dialing, and the others stop dialing it (ADR 0044).
 """
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gridchain.genesis.builder import GenesisBundle
 from gridchain.protocol.crypto import SigningKey
 from gridchain.protocol.tx import Transaction, UpdateValidators, sign_tx
 from tests.procs import (
@@ -109,9 +113,25 @@ class Load:
             self.stop.wait(0.02)
 
 
-@pytest.fixture
-def testnet(tmp_path: Path) -> Iterator[tuple[Chain, list[NodeProcess]]]:
-    chain = make_chain(tmp_path / "net", validators=4, engine="pbft", block_interval_ms=100)
+def pob_rounds(_bundle: GenesisBundle) -> dict[str, Any]:
+    """Rounds of 400 ms (as the C&D e2e and the fault manifests run PoB)."""
+    return {"consensus": {"engine": "pob", "round_ms": 400, "finality_depth": 3}}
+
+
+@pytest.fixture(params=["pbft", "pob"])
+def testnet(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[Chain, list[NodeProcess]]]:
+    """Four validators of PBFT, or of PoB (ADR 0044), whose certificate is the proposer's
+    signature: there "signs" means "made a committed block"."""
+    engine = request.param
+    chain = make_chain(
+        tmp_path / "net",
+        validators=4,
+        engine=engine,
+        block_interval_ms=100,
+        genesis_changes=pob_rounds if engine == "pob" else None,
+    )
     with running_cluster(chain) as nodes:
         yield chain, nodes
 
@@ -191,6 +211,50 @@ def check_the_set_changes(
         code, status = http_get(f"{node.api_url}/v1/status")
         assert code == 200
         assert status["halted"] is None
+    check_no_more_dials(chain, nodes, joiner, removed)
+
+
+#: Longer than two of the longest redial pauses (NetworkTuning.backoff_max_s, 5 s): a node
+#: that still dials a peer that refuses it logs a refusal within it.
+QUIET_WINDOW_S = 12.0
+
+
+def log_lines(node: NodeProcess) -> list[dict[str, Any]]:
+    lines = []
+    for raw in node.log.read_text(errors="replace").splitlines():
+        try:
+            lines.append(json.loads(raw))
+        except ValueError:
+            continue
+    return lines
+
+
+def dial_refusals(node: NodeProcess, peer: str | None = None) -> int:
+    """The dials of ``node`` that the other end refused (or that it refused itself), to
+    ``peer`` only when given."""
+    return sum(
+        1
+        for line in log_lines(node)
+        if line.get("event") == "outbound link refused" and peer in (None, line.get("peer"))
+    )
+
+
+def check_no_more_dials(
+    chain: Chain, nodes: list[NodeProcess], joiner: NodeProcess, removed: int
+) -> None:
+    """The removed validator said once that it was removed, at the change's height + 2, and
+    over a window longer than two redial pauses neither it nor anyone else dials again."""
+    leaving, name = nodes[3], chain.bundle.validators[3].name
+    others = [*nodes[:3], joiner]
+    before = (dial_refusals(leaving), [dial_refusals(n, name) for n in others])
+    start = head(nodes[0])
+    time.sleep(QUIET_WINDOW_S)
+    assert head(nodes[0]) > start  # the chain went on meanwhile
+    after = (dial_refusals(leaving), [dial_refusals(n, name) for n in others])
+    assert after == before, f"dials refused before {before}, after the quiet window {after}"
+    notices = [e for e in log_lines(leaving) if e.get("event") == "removed from the validator set"]
+    assert len(notices) == 1, notices
+    assert notices[0]["removed_at"] == removed + 2
 
 
 def block_hash(node: NodeProcess, height: int) -> str:

@@ -279,6 +279,19 @@ POB_SCENARIOS: dict[str, Scenario] = {
             drop=0.05,
             byzantine=("inflate-announce", "invalid"),
         ),
+        # The validator set changes under load (ADR 0044): a fifth validator started outside
+        # the set is admitted, then a random genesis validator is removed (cluster.py's
+        # govern), with loss, with a crash at a time, or with an equivocating validator
+        # (which may be the one removed).
+        Scenario("set-changes", chaos_ms=CHAOS_MS, drop=0.05, duplicate=0.05, set_changes=True),
+        Scenario("set-changes-crashes", chaos_ms=CHAOS_MS, drop=0.05, crashes=1, set_changes=True),
+        Scenario(
+            "set-changes-byzantine",
+            chaos_ms=CHAOS_MS,
+            drop=0.05,
+            byzantine=("equivocate",),
+            set_changes=True,
+        ),
     )
 }
 POB_SCENARIO_NAMES: tuple[str, ...] = tuple(POB_SCENARIOS)
@@ -374,7 +387,14 @@ class PobSimNode(SimNode):
             genesis_time_ms=fx.bundle.genesis.genesis_time_ms,
             finality_depth=FINALITY_DEPTH,
             verifier=cached_verify,
+            validators_on=self.validators_on,
         )
+
+    def validators_on(self, parent: bytes, height: int) -> tuple[bytes, ...]:
+        """The driver's set of a height on a branch (late-bound: the driver is built with
+        the engine)."""
+        assert self.driver is not None
+        return self.driver.validators_on(parent, height)
 
     def driver_class(self) -> Callable[..., ChainDriver]:
         if self.behaviour is None:
@@ -557,10 +577,16 @@ class PobCluster(Cluster):
             misbehave(self, sender, targets, message)
 
     def audit(self, node: PobSimNode, message: Record) -> None:
-        """An honest signature leaves only after its guard record, and never twice a round."""
+        """An honest signature leaves only after its guard record, and never twice a round;
+        an honest announce only from a member of the set of the height it builds, on the
+        branch it builds on (ADR 0044)."""
         raw = node.persisted.get(GUARD_KEY)
         guard = None if raw is None else decode_guard(raw)
         if isinstance(message, Announce) and message.signer == node.public_key:
+            if node.driver is not None and node.public_key not in node.driver.validators_on(
+                message.prev_hash, message.height
+            ):
+                self.fail(f"{node.name()} announced for h{message.height} outside its set")
             claim = message.claim().encode()
             earlier = self.announced.setdefault((node.public_key, message.round), claim)
             if earlier != claim:
@@ -587,8 +613,10 @@ class PobCluster(Cluster):
     # --- benefits and schedules ---------------------------------------------------------------
 
     def expected_signers(self, block: Block) -> tuple[tuple[bytes, ...], int]:
-        """PoB's certificate is its proposer's signature (ADR 0013)."""
-        return (block.header.proposer,), 1
+        """PoB's certificate is its proposer's signature (ADR 0013), by a member of the
+        modelled set of its height (ADR 0044: a removed validator never makes a committed
+        block again, a joiner only from its activation)."""
+        return self.set_at(block.height), 1
 
     def on_commit(self, node: SimNode, block: Block) -> None:
         super().on_commit(node, block)

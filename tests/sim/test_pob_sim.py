@@ -203,3 +203,23 @@ def test_the_simulator_catches_a_second_announce_in_a_round() -> None:
 def test_replay_prints_the_outcome(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--seed", "5", "--scenario", "lossy"]) == 0
     assert "seed 5 scenario lossy: ok" in capsys.readouterr().out
+
+
+def test_set_changes_admit_a_joiner_and_remove_a_validator() -> None:
+    """ADR 0044: PoB takes UpdateValidators at H + 2 (it refused them before).  A fifth
+    validator started outside the set makes committed blocks only from its activation, the
+    removed one never again from its removal height, and every invariant holds meanwhile
+    (the runs are also in the 1,000-seed rotation)."""
+    for name in ("set-changes", "set-changes-crashes", "set-changes-byzantine"):
+        for seed in range(3):
+            cluster = PobCluster(POB_SCENARIOS[name], seed)
+            cluster.run()
+            assert cluster.joiner is not None
+            assert cluster.joined_at is not None, name
+            assert cluster.removed_at is not None, name
+            node = max((n for n in cluster.nodes if n.honest), key=lambda n: n.head.height)
+            proposers = [(cb.block.height, cb.block.header.proposer) for cb in node.chain]
+            joiner = cluster.joiner.public_key
+            assert all(h >= cluster.joined_at for h, p in proposers if p == joiner), name
+            assert any(p == joiner for _, p in proposers), name
+            assert all(h < cluster.removed_at for h, p in proposers if p == cluster.removed), name

@@ -721,8 +721,6 @@ def test_messages_roundtrip_and_shapes_are_checked() -> None:
 
 def test_config_is_checked() -> None:
     with pytest.raises(PobConfigError):
-        engine(validators=VALS[1:])
-    with pytest.raises(PobConfigError):
         engine(validators=(VALS[0], VALS[0]))
     with pytest.raises(PobConfigError):
         PobEngine(KEYS[0], CID, VALS, round_ms=5, genesis_time_ms=G, finality_depth=3)
@@ -896,3 +894,80 @@ def test_the_fill_never_drops_below_a_quarter_of_the_budget() -> None:
         (request,) = of(e.on_tick(entered), RequestProposal)
         assert request.round == r + 1
     assert request.max_txs == limit // 4
+
+
+# --- validator-set changes (ADR 0044) ---------------------------------------------------------
+
+JOINER = det_key("pob-unit/joiner")
+
+
+def test_a_key_outside_the_set_follows_without_signing() -> None:
+    """Validator 0 is not in the set (a joiner not admitted yet, or removed): it asks for no
+    proposal and signs nothing, yet the blocks the others make final are final for it too.
+    (Before ADR 0035/0044 such a key was a configuration error.)"""
+    e = engine(validators=(*VALS[1:], JOINER.public_key))
+    actions = e.start(HEAD0, {}, at(4, 1))
+    assert of(actions, RequestProposal) == []
+    assert of(actions, Broadcast) == []
+    chain = run_of_three(e)
+    for b in chain[:2]:
+        notarize(e, b, at(4, 2))
+    commits = []
+    for i in (1, 2, 3):
+        commits += of(
+            e.on_message(VALS[i], announce(i, 3, chain[2].hash(), height=4), at(4, 3)),
+            CommitBlock,
+        )
+    assert [c.block for c in commits] == chain[:2]
+
+
+def test_votes_count_only_from_the_set_of_the_height_after_the_block() -> None:
+    """A block's votes are the announces of the round that builds on it, so they count from
+    the set of the height after it on its own branch: a removed validator's vote no longer
+    counts, a joiner's does."""
+    newcomer = (VALS[0], VALS[1], VALS[2], JOINER.public_key)
+    tree = BlockTree(3, GENESIS_HASH, 0, 0, None)
+    old = block(1, 1, 0, GENESIS_HASH)
+    new = block(1, 1, 0, GENESIS_HASH, benefit=1)
+    tree.add(message(old), old.hash(), frozenset(VALS))
+    tree.add(message(new), new.hash(), frozenset(newcomer))
+    for i in (1, 2, 3):
+        tree.add_vote(announce(i, 1, old.hash(), height=2))
+        tree.add_vote(announce(i, 1, new.hash(), height=2))
+    assert tree.notarized(old.hash())
+    assert not tree.notarized(new.hash())  # validator 3 left: two votes of the set count
+    tree.add_vote(announce(0, 1, new.hash(), height=2, key=JOINER))
+    assert tree.notarized(new.hash())
+
+
+def test_a_validator_signs_only_in_rounds_whose_height_has_it_in_the_set() -> None:
+    """The set of a round is the set of the height it builds, on the branch it builds on
+    (the driver's ``validators_on``): validator 3, removed from height 2 on, announces for
+    height 1 and stops after."""
+    asked: list[tuple[bytes, int]] = []
+
+    def validators_on(parent: bytes, height: int) -> tuple[bytes, ...]:
+        asked.append((parent, height))
+        return VALS if height < 2 else (*VALS[:3], JOINER.public_key)
+
+    e = PobEngine(
+        KEYS[3],
+        CID,
+        VALS,
+        round_ms=ROUND,
+        genesis_time_ms=G,
+        finality_depth=3,
+        validators_on=validators_on,
+    )
+    (request,) = of(e.start(HEAD0, {}, at(0, 1)), RequestProposal)
+    assert (request.prev_hash, request.height) == (GENESIS_HASH, 1)
+    assert (GENESIS_HASH, 1) in asked
+    e.on_proposal(None, at(0, 2))
+    a = block(1, 1, 0, GENESIS_HASH)
+    e.on_message(VALS[1], announce(1, 0, GENESIS_HASH, a), at(0, 5))
+    others_announce(e, 0, at(0, 5), (2,))
+    deliver_valid(e, a, at(0, WINDOW))
+    assert (a.hash(), 2) in asked  # who may vote for a
+    actions = e.on_tick(at(1))
+    assert of(actions, RequestProposal) == []  # round 1 builds height 2: not in its set
+    assert e.status()["round"] == 1

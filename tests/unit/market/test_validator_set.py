@@ -26,8 +26,10 @@ from gridchain.market.validators import (
     ValidatorEpoch,
     ValidatorRoleConflictError,
     ValidatorSetTooSmallError,
+    removed_from,
     schedule_change,
     validator_schedule,
+    validators_after,
     validators_at,
 )
 from gridchain.protocol.tx import UpdateValidators
@@ -195,12 +197,46 @@ def test_a_gateway_or_the_governance_key_is_never_a_validator() -> None:
             apply(bundle, state, UpdateValidators(add=(key,)), 3)
 
 
-@pytest.mark.parametrize("engine", ["solo", "pob"])
-def test_solo_and_pob_take_no_change(engine: str) -> None:
-    bundle = small_bundle(validators=1 if engine == "solo" else 4, engine=engine)
+def test_solo_takes_no_change() -> None:
+    bundle = small_bundle(validators=1, engine="solo")
     state = Application(bundle.genesis).genesis_state()
     with pytest.raises(ValidatorChangeUnsupportedError):
         apply(bundle, state, UpdateValidators(add=(NEW[0],)), 3)
+
+
+def test_pob_takes_changes_by_the_same_rule_down_to_four() -> None:
+    """PoB used to refuse every change (ADR 0035); it takes them at H + 2 now (ADR 0044)."""
+    bundle = small_bundle(validators=4, engine="pob")
+    state = Application(bundle.genesis).genesis_state()
+    view = apply(bundle, state, UpdateValidators(add=(NEW[0],)), 3)
+    assert validators_at(view, bundle.genesis, 4) == keys_of(bundle)
+    assert validators_at(view, bundle.genesis, 5) == (*keys_of(bundle), NEW[0])
+    with pytest.raises(ValidatorSetTooSmallError):
+        apply(bundle, state, UpdateValidators(remove=(keys_of(bundle)[0],)), 3)
+
+
+def test_a_pending_branch_reads_the_set_its_own_writes_leave() -> None:
+    """PoB's pending blocks (ADR 0044): the newest pending write of the schedule wins, and a
+    branch without one reads the committed state."""
+    bundle = pbft(5)
+    genesis_set = keys_of(bundle)
+    state = Application(bundle.genesis).genesis_state()
+    first = apply(bundle, state, UpdateValidators(remove=(genesis_set[4],)), 4).writes
+    assert validators_after(state, bundle.genesis, [], 6) == genesis_set
+    assert validators_after(state, bundle.genesis, [{}, first], 6) == genesis_set[:4]
+    assert validators_after(state, bundle.genesis, [first], 5) == genesis_set
+
+
+def test_removed_from_names_the_height_that_left_a_key_out_for_good() -> None:
+    bundle = pbft(5)
+    genesis_set = keys_of(bundle)
+    epochs = (ValidatorEpoch(0, genesis_set),)
+    assert removed_from(epochs, genesis_set[2]) is None
+    assert removed_from(epochs, NEW[0]) is None  # never a validator: a joiner waiting
+    gone = schedule_change(epochs, bundle.genesis, UpdateValidators(remove=(genesis_set[2],)), 7)
+    assert removed_from(gone, genesis_set[2]) == 9
+    back = schedule_change(gone, bundle.genesis, UpdateValidators(add=(genesis_set[2],)), 12)
+    assert removed_from(back, genesis_set[2]) is None
 
 
 def test_a_sealing_chain_adds_no_validator_but_may_remove_one() -> None:

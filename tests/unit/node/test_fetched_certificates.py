@@ -76,6 +76,9 @@ class ServingLink:
     def set_gateways(self, keys: Collection[bytes]) -> None:
         return None
 
+    def stop_dialing(self) -> None:
+        return None
+
     def announce_block(self, committed: bytes) -> None:
         return None
 
