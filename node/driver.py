@@ -294,7 +294,8 @@ class ChainDriver:
         self.cache: ExecutionCache = NoCache() if cache is None else cache
         self.audit = audit
         #: a pending transaction's remembered effect (node.mempool.Mempool.effect_of): a
-        #: block built here takes its writes instead of applying it again (ADR 0040)
+        #: block built (ADR 0040) or executed (ADR 0046) here takes its writes instead of
+        #: applying it again
         self.known_effects = known_effects
         self.pending = PendingChain(head.block_hash, head.height)
         self.executions: dict[bytes, Execution] = {}
@@ -636,6 +637,7 @@ class ChainDriver:
             schedule=block.schedule,
             benefit=header.benefit,
             parent_writes=parent_writes,
+            known=self.known_effects,
         )
         if execution.state_root != header.state_root:
             raise BlockRejectedError("block state root differs from the executed state")
