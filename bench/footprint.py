@@ -158,10 +158,11 @@ def _first_bridge(directory: Path) -> tuple[list[str], list[str], Path]:
 
 
 def recent_genesis_ms(days: int, now_ms: int) -> int:
-    """A genesis time (a whole slot) such that the last block of ``days`` played from it is 5 to
-    20 minutes before ``now_ms``: the validator then starts on a ledger whose last block is recent, as a
-    live chain's is.  With a genesis years back, every block after the restart settled and
-    pruned a backlog of empty slots (a few per block) and the "idle" window measured that."""
+    """A genesis time (a whole slot) such that the last block of ``days`` played from it is 5
+    to 20 minutes before ``now_ms``: the validator then starts on a ledger whose last block is
+    recent, as a live chain's is.  With a genesis years back, every block after the restart
+    settled and pruned a backlog of empty slots (a few per block) and the "idle" window
+    measured that."""
     return (now_ms - days * DAY_MS - SLOT_MS) // SLOT_MS * SLOT_MS
 
 
