@@ -196,15 +196,25 @@ class Community:
 NO_LIMIT_MC_PER_KWH = 2**64 - 1
 
 
-def community(households: int, *, gateways: int = 0, engine: str = "solo") -> Community:
+def community(
+    households: int,
+    *,
+    gateways: int = 0,
+    engine: str = "solo",
+    genesis_time_ms: int = GENESIS_TIME_MS,
+) -> Community:
     """The community's genesis and households; ``gateways`` genesis gateways too, ``engine``
     for its one validator (bench footprint runs a gateway, which links to a validator's peer
     network: a solo validator has none, a PBFT one of one validator has).  The blocks are
-    certified by that validator's commit vote, which both engines' commit rules accept."""
+    certified by that validator's commit vote, which both engines' commit rules accept.
+    ``genesis_time_ms`` (a whole number of slots) lets bench footprint end the played days
+    just before the present, as a live chain's last block is."""
+    if genesis_time_ms % SLOT_MS:
+        raise ValueError("the genesis time must be a whole number of slots")
     counter = iter(range(10**7))
     bundle = build_genesis(
         chain_name="gridchain-bench-state",
-        genesis_time_ms=GENESIS_TIME_MS,
+        genesis_time_ms=genesis_time_ms,
         validators=1,
         participants=households,
         engine=engine,
@@ -294,10 +304,11 @@ def play(
     compare between days (the wall time also counts the waits for a core)."""
     chain_id = people.chain_id
     validator = bundle.validators[0].key
-    first_slot = GENESIS_TIME_MS // SLOT_MS + 1
+    genesis_ms = bundle.genesis.genesis_time_ms
+    first_slot = genesis_ms // SLOT_MS + 1
     for slot in range(first_slot, first_slot + days * SLOTS_PER_DAY):
         start = slot * SLOT_MS
-        day = (start - GENESIS_TIME_MS) // DAY_MS
+        day = (start - genesis_ms) // DAY_MS
         batches = [
             (READINGS_AT_MS, people.readings(slot)),
             (ORDERS_AT_MS, people.orders(slot)),

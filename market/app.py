@@ -553,6 +553,7 @@ class Application:
         schedule: Sequence[ScheduleEntry] = (),
         benefit: int = 0,
         parent_writes: Mapping[bytes, bytes | None] | None = None,
+        known: Callable[[Transaction], TxEffect | None] | None = None,
     ) -> Execution:
         """Apply a block (signatures already verified); raise if anything in it fails.
 
@@ -560,7 +561,9 @@ class Application:
         transactions, and ``benefit`` (the header's claim) must equal the recomputed one.
         ``parent_writes`` are the writes of uncommitted ancestors (pob builds on blocks that
         are not final yet), applied over ``state`` first; the execution's ``writes`` are this
-        block's own and its ``state_root`` is that of the whole stack.
+        block's own and its ``state_root`` is that of the whole stack.  ``known`` is as for
+        :meth:`build_block`: a follower's pool applied the transaction already, and where what
+        it read still holds its writes are taken (market/tx_effects.py, ADR 0046).
         """
         parent = _parent_view(state, parent_writes)
         view = Overlay(parent)
@@ -575,6 +578,10 @@ class Application:
         )
         wrote_before_txs = bool(view.writes)
         for tx in txs:
+            effect = None if known is None else known(tx)
+            if effect is not None and effect.holds_on(view):
+                effect.apply_to(view)  # what applying it would write (no events: a transfer)
+                continue
             events.extend(self.apply_tx(tx, view, ctx))
         return Execution(
             writes=dict(view.writes),

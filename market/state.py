@@ -183,6 +183,10 @@ class Overlay(StateReader):
         self.archived: dict[bytes, bytes] = {}
         self._sorted: SortedList | None = None
         self._floor: dict[bytes, bytes | None] = {}
+        #: the lengths of the prefixes in ``_floor``: a put looks up its own key's prefixes of
+        #: those lengths instead of testing every floor (a block scans thousands of prefixes,
+        #: one per meter, party or slot, and puts hundreds of thousands of keys: ADR 0046)
+        self._floor_lengths: set[int] = set()
 
     def get(self, key: bytes) -> bytes | None:
         if key in self.writes:
@@ -194,9 +198,20 @@ class Overlay(StateReader):
             self._sorted.add(key)
         self.writes[key] = value
         if self._floor:
-            for prefix, floor in self._floor.items():
-                if (floor is None or key < floor) and key.startswith(prefix):
-                    self._floor[prefix] = key
+            floors = self._floor
+            size = len(key)
+            for length in self._floor_lengths:
+                if length > size:
+                    continue
+                prefix = key[:length]
+                if prefix in floors:
+                    floor = floors[prefix]
+                    if floor is None or key < floor:
+                        floors[prefix] = key
+
+    def _set_floor(self, prefix: bytes, floor: bytes | None) -> None:
+        self._floor[prefix] = floor
+        self._floor_lengths.add(len(prefix))
 
     def delete(self, key: bytes) -> None:
         if self._sorted is not None and key not in self.writes:
@@ -218,6 +233,7 @@ class Overlay(StateReader):
         if self._sorted is None or len(self._sorted) != len(self.writes):
             self._sorted = SortedList(self.writes)
             self._floor = {}
+            self._floor_lengths = set()
         return self._sorted
 
     def scan_from(
@@ -240,7 +256,7 @@ class Overlay(StateReader):
             if mine is None or (theirs is not None and theirs[0] < mine):
                 assert theirs is not None
                 if tracking:
-                    self._floor[prefix] = theirs[0]
+                    self._set_floor(prefix, theirs[0])
                     tracking = False
                 yield theirs
                 theirs = next(base, None)
@@ -250,12 +266,12 @@ class Overlay(StateReader):
             value = writes[mine]
             if value is not None:
                 if tracking:
-                    self._floor[prefix] = mine
+                    self._set_floor(prefix, mine)
                     tracking = False
                 yield mine, value
             mine = next(own, None)
         if tracking:
-            self._floor[prefix] = None
+            self._set_floor(prefix, None)
 
     def merge_into_parent(self) -> None:
         """Fold this overlay's writes into its base, which must be an Overlay."""
@@ -272,3 +288,4 @@ class Overlay(StateReader):
         self.archived = {}
         self._sorted = None
         self._floor = {}
+        self._floor_lengths = set()

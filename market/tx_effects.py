@@ -8,6 +8,15 @@ take the remembered writes instead of applying it again (Block-STM calls this va
 Only transactions that read no context are remembered: those that commute
 (market/commuting.py), plain transfers.  A value that differs, or a scan (a range read this
 record cannot check), means applying it again, which is always correct.
+
+A transfer's credit to its recipient is remembered as a credit, not as the value it wrote: a
+follower executes the block in the proposer's order, not its pool's, and when several senders
+pay one account (the common case: a shop, the pool) the recipient's balance read at admission
+never holds in block order.  What a transfer writes to its recipient is "the balance it finds
+plus the amount" (market/app.py ``_transfer``), whatever that balance is, so the credit is
+checked against nothing and applied to the value the block has then; every other read (the
+sender's account, both registrations) must still hold.  With this a follower applies each
+transfer once, at admission (ADR 0046).
 """
 
 from __future__ import annotations
@@ -15,7 +24,28 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from gridchain.market.accounts import Account, account_key
 from gridchain.market.state import Overlay, StateReader
+from gridchain.protocol.address import address_of
+from gridchain.protocol.encoding import decode
+from gridchain.protocol.tx import Transaction, Transfer
+
+
+@dataclass(frozen=True, slots=True)
+class Credit:
+    """A transfer's credit: ``amount_mc`` added to the balance of the account at ``key``."""
+
+    key: bytes
+    amount_mc: int
+
+
+def credit_of(tx: Transaction) -> Credit | None:
+    """The recipient credit of a plain transfer to another account (None otherwise: a
+    self-transfer's recipient read is its own debit, which must hold like any read)."""
+    body = tx.body
+    if type(body) is not Transfer or body.to == address_of(tx.sender):
+        return None
+    return Credit(account_key(body.to), body.amount_mc)
 
 
 class RecordingOverlay(Overlay):
@@ -41,12 +71,19 @@ class RecordingOverlay(Overlay):
         self.scanned = True
         return super().scan_from(prefix, start, inclusive=inclusive)
 
-    def effect(self) -> TxEffect | None:
+    def effect(self, credit: Credit | None = None) -> TxEffect | None:
         """What was read and written, or None if it cannot be checked later (a scan, an
-        archived entry); ask before merging the overlay into its parent (which empties it)."""
+        archived entry); ask before merging the overlay into its parent (which empties it).
+        ``credit`` (:func:`credit_of` the transaction applied) is kept as a credit."""
         if self.scanned or self.archived:
             return None
-        return TxEffect(dict(self.reads), dict(self.writes))
+        reads, writes = dict(self.reads), dict(self.writes)
+        if credit is not None:
+            if credit.key not in writes:  # pragma: no cover - a transfer writes its recipient
+                return None
+            reads.pop(credit.key, None)
+            del writes[credit.key]
+        return TxEffect(reads, writes, credit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +92,9 @@ class TxEffect:
 
     reads: dict[bytes, bytes | None]
     writes: dict[bytes, bytes | None]
+    #: a transfer's credit to its recipient, applied to the balance found (neither in
+    #: ``reads`` nor in ``writes``)
+    credit: Credit | None = None
 
     def holds_on(self, view: StateReader) -> bool:
         """Whether every key read still has the value read (so the writes are the same)."""
@@ -66,3 +106,10 @@ class TxEffect:
                 view.delete(key)
             else:
                 view.put(key, value)
+        if self.credit is not None:
+            raw = view.get(self.credit.key)
+            found = Account() if raw is None else decode(raw, Account)
+            credited = Account(
+                found.balance_mc + self.credit.amount_mc, found.nonce, found.locked_mc
+            )
+            view.put(self.credit.key, credited.encode())

@@ -301,7 +301,8 @@ class ChainDriver:
         self.cache: ExecutionCache = NoCache() if cache is None else cache
         self.audit = audit
         #: a pending transaction's remembered effect (node.mempool.Mempool.effect_of): a
-        #: block built here takes its writes instead of applying it again (ADR 0040)
+        #: block built (ADR 0040) or executed (ADR 0046) here takes its writes instead of
+        #: applying it again
         self.known_effects = known_effects
         #: the signature check of commit certificates (None: protocol.crypto.verify); the
         #: runtime passes the one its engine checks votes with, which remembers them (ADR 0047)
@@ -678,6 +679,7 @@ class ChainDriver:
             schedule=block.schedule,
             benefit=header.benefit,
             parent_writes=parent_writes,
+            known=self.known_effects,
         )
         if execution.state_root != header.state_root:
             raise BlockRejectedError("block state root differs from the executed state")

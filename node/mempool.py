@@ -21,7 +21,7 @@ from gridchain.market.app import Application, BlockContext
 from gridchain.market.commuting import commutes
 from gridchain.market.errors import ApplicationError
 from gridchain.market.state import MerkleState, Overlay
-from gridchain.market.tx_effects import RecordingOverlay, TxEffect
+from gridchain.market.tx_effects import RecordingOverlay, TxEffect, credit_of
 from gridchain.protocol.errors import GridchainError
 from gridchain.protocol.tx import Transaction
 
@@ -46,8 +46,8 @@ class PendingTx:
     tx_hash: bytes
     size: int
     commutes: bool
-    #: what it read and wrote when last applied here (commuting transactions only): the
-    #: proposer's block build takes the writes while those values hold (market/tx_effects.py)
+    #: what it read and wrote when last applied here (commuting transactions only): a block
+    #: built or executed here takes the writes while those values hold (market/tx_effects.py)
     effect: TxEffect | None = None
 
 
@@ -106,7 +106,7 @@ class Mempool:
         commuting = commutes(tx)
         overlay = RecordingOverlay if commuting else Overlay
         trial = self._app.check_tx(tx, self._pending, self._context(), overlay)
-        entry = PendingTx(tx, tx_hash, size, commuting, _effect(trial))  # before the merge
+        entry = PendingTx(tx, tx_hash, size, commuting, _effect(trial, tx))  # before the merge
         trial.merge_into_parent()
         self._txs[tx_hash] = entry
         self._bytes += size
@@ -191,10 +191,10 @@ class Mempool:
                 dropped.append((tx_hash, exc.code))
                 continue
             if entry.commutes:
-                self._txs[tx_hash] = replace(entry, effect=_effect(trial))
+                self._txs[tx_hash] = replace(entry, effect=_effect(trial, entry.tx))
             trial.merge_into_parent()
         return dropped
 
 
-def _effect(trial: Overlay) -> TxEffect | None:
-    return trial.effect() if isinstance(trial, RecordingOverlay) else None
+def _effect(trial: Overlay, tx: Transaction) -> TxEffect | None:
+    return trial.effect(credit_of(tx)) if isinstance(trial, RecordingOverlay) else None

@@ -50,6 +50,7 @@ from gridchain.node.driver import (
     UnknownParentError,
     head_of,
 )
+from gridchain.node.heap_trim import QuietTrim, libc_trim
 from gridchain.node.mempool import Mempool
 from gridchain.node.metrics import NodeMetrics
 from gridchain.node.reannounce import Reannouncer
@@ -258,6 +259,8 @@ class Node:
             max_per_round=REANNOUNCE_MAX_PER_ROUND,
         )
         self._reannounce_timer: asyncio.TimerHandle | None = None
+        #: returns the heap's free pages to the kernel once commits pause (ADR 0046)
+        self._heap_trim = QuietTrim(libc_trim())
 
     # --- what the API and the tools read (the driver holds it) ---------------------------
 
@@ -356,6 +359,7 @@ class Node:
             self._arm_reannounce()
         records = self.store.consensus_records()
         self._perform(self.driver.start(records, self.clock()))
+        self._heap_trim.touch()  # loading the ledger's state freed its temporaries
 
     def attach_network(
         self, network: PeerLink, *, state_source: SnapshotPeers | None = None
@@ -460,6 +464,7 @@ class Node:
             self._schedule_timer.cancel()
         if self._reannounce_timer is not None:
             self._reannounce_timer.cancel()
+        self._heap_trim.cancel()
         if self._sync_task is not None:
             self._sync_task.cancel()
         if self.network is not None:
@@ -593,6 +598,7 @@ class Node:
             batch.committed, batch.writes, batch.tree_writes, archived=batch.archived
         )
         self.tree_nodes.written(batch.tree_writes)
+        self._heap_trim.touch()
         elapsed = time.perf_counter() - started
         self.metrics.commit_seconds.observe(elapsed)
         self.metrics.blocks.inc()

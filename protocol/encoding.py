@@ -392,10 +392,16 @@ def _build(value: list[Any], path: str, cls: type[Record]) -> Record:
 #: decoded at admission or from gossip is the very object a proposal or block decoded later
 #: carries (with its hash, encoding and signature check already done), instead of a second
 #: decode.  Records are immutable and decoding is a pure function of the bytes, so a hit is
-#: what decoding would return.  Bounded: above a full mempool and several blocks.
+#: what decoding would return.  Bounded by count (above a full mempool of small transfers and
+#: several blocks) and by the encoded bytes it keeps (ADR 0046): a decoded transaction with
+#: its wire arrays and key holds about 8 times its encoding (measured on `bench state`'s
+#: readings and orders of 250-540 bytes), so 16,384 of them held about 60 MiB; 2 MiB of
+#: encodings is about 16 MiB, and still over 10,000 plain transfers.
 _DECODED_ONCE: OrderedDict[tuple[type[Record], bytes], Record] = OrderedDict()
 _DECODED_ONCE_ENTRIES = 16384
+_DECODED_ONCE_BUDGET_BYTES = 2 * 1024 * 1024
 _DECODED_ONCE_MAX_BYTES = 4096
+_decoded_once_bytes = 0
 
 
 def _decode_once(value: list[Any], path: str, cls: type[Record]) -> Record:
@@ -415,9 +421,15 @@ def _decode_once(value: list[Any], path: str, cls: type[Record]) -> Record:
     # to_wire(from_wire(v)) == v for every codec, so ``value`` is obj's wire form.
     vars(obj)[_WIRE_CACHE_ATTR] = value
     if len(data) <= _DECODED_ONCE_MAX_BYTES:
+        global _decoded_once_bytes  # noqa: PLW0603 - the memory's size, kept with it
         _DECODED_ONCE[key] = obj
-        if len(_DECODED_ONCE) > _DECODED_ONCE_ENTRIES:
-            _DECODED_ONCE.popitem(last=False)
+        _decoded_once_bytes += len(data)
+        while _DECODED_ONCE and (
+            len(_DECODED_ONCE) > _DECODED_ONCE_ENTRIES
+            or _decoded_once_bytes > _DECODED_ONCE_BUDGET_BYTES
+        ):
+            (_, old), _ = _DECODED_ONCE.popitem(last=False)
+            _decoded_once_bytes -= len(old)
     return obj
 
 
@@ -432,10 +444,13 @@ def encode(value: Record) -> bytes:
 #: Decoded small records by the types asked for and the exact bytes.  Records are immutable
 #: and decoding is a pure function of the bytes, so a hit returns what decoding would; it saves
 #: the repeated work of reading the same account several times per block, and of the same
-#: gossip frame arriving from several peers.
+#: gossip frame arriving from several peers.  Bounded by count and by the bytes it keeps, as
+#: the decode-once memory above (ADR 0046).
 _DECODE_CACHE: OrderedDict[tuple[tuple[type[Record], ...], bytes], Record] = OrderedDict()
 _DECODE_CACHE_ENTRIES = 16384
+_DECODE_CACHE_BUDGET_BYTES = 2 * 1024 * 1024
 _DECODE_CACHE_MAX_BYTES = 2048
+_decode_cache_bytes = 0
 
 
 def decode(data: bytes, expected: type[R], *, max_bytes: int = MAX_ENCODED_BYTES) -> R:
@@ -457,6 +472,14 @@ def decode_one_of(
     return _decode_cached(data, tuple(expected), max_bytes)
 
 
+def forget_decoded() -> None:
+    """Empty both memories of decoded records (a test that plays a second process)."""
+    global _decoded_once_bytes, _decode_cache_bytes  # noqa: PLW0603
+    _DECODED_ONCE.clear()
+    _DECODE_CACHE.clear()
+    _decoded_once_bytes = _decode_cache_bytes = 0
+
+
 def _decode_cached(data: bytes, expected: tuple[type[Record], ...], max_bytes: int) -> Record:
     if type(data) is not bytes or len(data) > min(max_bytes, _DECODE_CACHE_MAX_BYTES):
         return _decode_any(data, expected, max_bytes=max_bytes)
@@ -466,9 +489,15 @@ def _decode_cached(data: bytes, expected: tuple[type[Record], ...], max_bytes: i
         _DECODE_CACHE.move_to_end(key)
         return hit
     obj = _decode_any(data, expected, max_bytes=max_bytes)
+    global _decode_cache_bytes  # noqa: PLW0603 - the memory's size, kept with it
     _DECODE_CACHE[key] = obj
-    if len(_DECODE_CACHE) > _DECODE_CACHE_ENTRIES:
-        _DECODE_CACHE.popitem(last=False)
+    _decode_cache_bytes += len(data)
+    while _DECODE_CACHE and (
+        len(_DECODE_CACHE) > _DECODE_CACHE_ENTRIES
+        or _decode_cache_bytes > _DECODE_CACHE_BUDGET_BYTES
+    ):
+        (_, old), _ = _DECODE_CACHE.popitem(last=False)
+        _decode_cache_bytes -= len(old)
     return obj
 
 

@@ -27,11 +27,13 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import clarabel  # type: ignore[import-untyped]
 import numpy as np
 import numpy.typing as npt
-import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 from gridchain.market.scheduling.errors import InfeasibleProblemError, SolverError
 from gridchain.market.scheduling.model import CDRequest, Kind
@@ -162,6 +164,10 @@ def build_qp(
         vals.append(np.ones(horizon))
         rhs.append(np.full(horizon, load_limit_w / 1000.0))
         n_rows += horizon
+    # scipy (about 22 MiB resident) is imported by the first plan that needs it, not by every
+    # process that imports the application: most blocks plan nothing (ADR 0046).
+    import scipy.sparse as sp  # noqa: PLC0415
+
     a_matrix = sp.csc_matrix(
         (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_rows, nz)
     )
@@ -220,6 +226,8 @@ def solve_qp(
     max_iter: int = 200,
 ) -> QPSolution:
     """Solve with Clarabel; raise :class:`SolverError` unless it reports a solved problem."""
+    import clarabel  # type: ignore[import-untyped]  # noqa: PLC0415 - as scipy above
+
     settings = clarabel.DefaultSettings()
     settings.verbose = False
     settings.max_iter = max_iter

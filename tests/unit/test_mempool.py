@@ -9,6 +9,8 @@ invalid, saying why, so clients learn their transaction will never be included.
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -526,3 +528,65 @@ def test_a_build_with_remembered_effects_equals_applying_everything(
     ]
     assert reused.execution.writes == plain.execution.writes
     assert reused.execution.state_root == plain.execution.state_root
+
+
+# --- remembered effects in a follower's block execution (ADR 0046) ---------------------------
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    pool_txs=st.lists(
+        st.tuples(_PEOPLE, _PEOPLE, st.integers(min_value=1, max_value=600_000)), max_size=12
+    ),
+    order=st.randoms(use_true_random=False),
+    keep=st.integers(min_value=0, max_value=12),
+)
+def test_executing_a_block_with_remembered_effects_equals_applying_everything(
+    bundle: GenesisBundle,
+    chain_id: bytes,
+    pool_txs: list[tuple[int, int, int]],
+    order: random.Random,
+    keep: int,
+) -> None:
+    """A follower's pool admitted transfers in its own order (self-transfers, several payers
+    of one account, some refused); the proposer's block holds some of them in another order
+    that keeps each sender's nonces.  Executing it with the pool's remembered effects gives
+    the writes and root of executing it without them, or the same refusal."""
+    app = Application(bundle.genesis)
+    state = app.genesis_state()
+    people = list(bundle.participants)
+    pool = _pool(app, state)
+    nonces = [0, 0, 0]
+    for sender, to, amount in pool_txs:
+        tx = transfer(people[sender], chain_id, nonces[sender], people[to], amount)
+        try:
+            _add(pool, tx)
+        except ApplicationError:
+            continue
+        nonces[sender] += 1
+    pending = pool.reap(100, 1 << 30)
+    # Another order: shuffle, then put each sender's transactions back in nonce order.
+    picked = order.sample(pending, min(keep, len(pending)))
+    picked = [
+        tx
+        for tx in picked
+        if all(p in picked for p in pending if p.sender == tx.sender and p.nonce < tx.nonce)
+    ]
+    slots = [tx.sender for tx in picked]
+    by_sender = {
+        s: sorted((tx for tx in picked if tx.sender == s), key=lambda t: t.nonce)
+        for s in set(slots)
+    }
+    block = [by_sender[s].pop(0) for s in slots]
+    ctx = block_context(1)
+
+    def execute(known: bool) -> tuple[dict[bytes, bytes | None], bytes] | str:
+        try:
+            done = app.execute_block(state, block, ctx, known=pool.effect_of if known else None)
+        except ApplicationError as exc:
+            return exc.code
+        return done.writes, done.state_root
+
+    assert execute(True) == execute(False)

@@ -1131,3 +1131,23 @@ def test_mutated_encodings_are_refused_or_canonical(value: Record, data: st.Data
         else:
             raw.insert(pos, data.draw(st.integers(0, 255)))
     _decode_or_decode_error(bytes(raw))
+
+
+def test_the_decode_memories_keep_at_most_their_byte_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ADR 0046: bounded by the bytes they keep as well as by count, and the kept size is
+    what they hold."""
+    from gridchain.protocol import encoding
+    from gridchain.protocol.block import Vote
+
+    encoding.forget_decoded()
+    monkeypatch.setattr(encoding, "_DECODE_CACHE_BUDGET_BYTES", 200)
+    raws = [Vote(height, 0, bytes(32), 2).encode() for height in range(1000, 1100)]
+    for raw in raws:
+        encoding.decode(raw, Vote)
+    kept = sum(len(data) for _, data in encoding._DECODE_CACHE)
+    assert 0 < kept <= 200
+    assert kept == encoding._decode_cache_bytes
+    assert list(encoding._DECODE_CACHE)[-1][1] == raws[-1]  # the newest stays
+    encoding.forget_decoded()
