@@ -3,12 +3,12 @@
 As the operator page (ADR 0038): an HTML page, one plain script and one style sheet from
 agent/ui_static/, no build step, no second server, read once when the app is built (a missing
 file fails the start, not a request) and served from memory by a table of fixed paths, so no
-request can reach another file.  The chart library is the operator page's vendored uPlot
-(node/ui_static/vendor/uplot, with its LICENSE and VERSION): one copy in the project, read as
-data, not imported.
+request can reach another file. The display helpers (node/ui_static/pagekit.js) and the chart
+library, the operator page's vendored uPlot (node/ui_static/vendor/uplot, with its LICENSE and
+VERSION), are the operator page's files: one copy in the project, read as data, not imported.
 
-The page talks only to the agent on the same origin; the Content-Security-Policy allows
-nothing else, so an injected script could reach neither the node nor another site.
+The page talks only to the agent on the same origin; the Content-Security-Policy allows nothing
+else, so an injected script could reach neither the node nor another site.
 """
 
 from __future__ import annotations
@@ -19,13 +19,15 @@ from pathlib import Path
 from aiohttp import web
 
 STATIC_DIR = Path(__file__).resolve().parent / "ui_static"
-#: The operator page's vendored chart library (one copy for both pages).
-UPLOT_DIR = Path(__file__).resolve().parent.parent / "node" / "ui_static" / "vendor" / "uplot"
+#: The operator page's files: its helpers and vendored chart library (one copy for both pages).
+NODE_STATIC_DIR = Path(__file__).resolve().parent.parent / "node" / "ui_static"
+UPLOT_DIR = NODE_STATIC_DIR / "vendor" / "uplot"
 
 #: URL path -> (file, content type).
 FILES: dict[str, tuple[Path, str]] = {
     "/": (STATIC_DIR / "index.html", "text/html"),
     "/household.js": (STATIC_DIR / "household.js", "text/javascript"),
+    "/pagekit.js": (NODE_STATIC_DIR / "pagekit.js", "text/javascript"),
     "/household.css": (STATIC_DIR / "household.css", "text/css"),
     "/uplot.min.js": (UPLOT_DIR / "uPlot.iife.min.js", "text/javascript"),
     "/uplot.min.css": (UPLOT_DIR / "uPlot.min.css", "text/css"),

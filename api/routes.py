@@ -462,6 +462,7 @@ ROUTES: tuple[Route, ...] = (
         for name, url, content_type, summary in (
             ("ui_page", "/ui/", "text/html", "The operator page (read-only; docs/ui.md)"),
             ("ui_script", "/ui/operator.js", "text/javascript", "The operator page's script"),
+            ("ui_kit_script", "/ui/pagekit.js", "text/javascript", "What both web pages share"),
             ("ui_style", "/ui/operator.css", "text/css", "The operator page's style"),
             ("ui_chart_script", "/ui/uplot.min.js", "text/javascript", "uPlot, vendored (MIT)"),
             ("ui_chart_style", "/ui/uplot.min.css", "text/css", "uPlot's style, vendored"),

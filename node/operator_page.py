@@ -1,11 +1,12 @@
 """The operator page at ``/ui/`` (ADR 0038): static files served by the API's own app.
 
 Every node and every gateway serves the same files from node/ui_static/: an HTML page, its
-script and style, and the vendored chart library (uPlot, MIT, with its LICENSE).  There is no
-build step and no second server.  Each file is a route of the contract's table
-(gridchain.api.routes.UI_ROUTES, so /openapi.json lists it), read once when the app is built
-and served from memory, so a request can never reach another file.  The page reads only the
-public API on the same origin and stays live over /v1/events.
+script and style, the helpers it shares with the household page (pagekit.js), and the vendored
+chart library (uPlot, MIT, with its LICENSE). There is no build step and no second server. Each
+file is a route of the contract's table (gridchain.api.routes.UI_ROUTES, so /openapi.json lists
+it), read once when the app is built and served from memory, so a request can never reach
+another file. The page reads only the public API on the same origin and stays live over
+/v1/events.
 
 The answers carry a Content-Security-Policy that allows scripts, styles and connections to the
 same origin only: the page needs nothing else, and an injected script could reach nothing.
@@ -25,6 +26,7 @@ STATIC_DIR = Path(__file__).resolve().parent / "ui_static"
 FILES: dict[str, str] = {
     "ui_page": "index.html",
     "ui_script": "operator.js",
+    "ui_kit_script": "pagekit.js",
     "ui_style": "operator.css",
     "ui_chart_script": "vendor/uplot/uPlot.iife.min.js",
     "ui_chart_style": "vendor/uplot/uPlot.min.css",

@@ -314,6 +314,7 @@ async def test_offers_mark_the_households_own(served: Served) -> None:
     [
         ("/", "text/html"),
         ("/household.js", "text/javascript"),
+        ("/pagekit.js", "text/javascript"),
         ("/household.css", "text/css"),
         ("/uplot.min.js", "text/javascript"),
         ("/uplot-LICENSE.txt", "text/plain"),
