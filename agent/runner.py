@@ -56,7 +56,14 @@ from gridchain.api.client import NodeClient, NodeUnreachableError
 from gridchain.api.models import Markets
 from gridchain.protocol.crypto import SigningKey
 from gridchain.protocol.errors import GridchainError
-from gridchain.protocol.tx import CD_KIND_BY_LABEL, DEVICE_BY_LABEL, CDKind, CDRequest, Device
+from gridchain.protocol.tx import (
+    CD_KIND_BY_LABEL,
+    DEVICE_BY_LABEL,
+    CDKind,
+    CDRequest,
+    Device,
+    TxBody,
+)
 
 log = logging.getLogger("gridchain.agent")
 
@@ -411,16 +418,9 @@ class Agent:
         body = order_body(request, market)
         key = (request.slot, request.side)
         self.placed_wh[key] = self.placed_wh.get(key, 0) + request.quantity_wh
-        tx_hash: str | None = None
-        status: ActionStatus = "committed"
-        error: str | None = None
-        try:
-            tx_hash = await self.signer.submit(self.address, body)
-            await self.signer.committed(tx_hash)
-        except GridchainError as exc:
-            status, error = ("refused" if tx_hash is None else "failed"), exc.message
-            if tx_hash is None:  # the node refused it: nothing is ordered
-                self.placed_wh[key] -= request.quantity_wh
+        tx_hash, status, error = await self.sign_and_commit(body)
+        if status == "refused":  # the node refused it: nothing is ordered
+            self.placed_wh[key] -= request.quantity_wh
         action = Action(
             id=len(self.actions) + 1,
             time_ms=self.now_ms(),
@@ -462,14 +462,7 @@ class Agent:
 
     async def send_cd(self, body: CDRequest, *, origin: str, plan_version: int | None) -> Action:
         """Sign, submit and log one C&D request (the plan's or the user's)."""
-        tx_hash: str | None = None
-        status: ActionStatus = "committed"
-        error: str | None = None
-        try:
-            tx_hash = await self.signer.submit(self.address, body)
-            await self.signer.committed(tx_hash)
-        except GridchainError as exc:
-            status, error = ("refused" if tx_hash is None else "failed"), exc.message
+        tx_hash, status, error = await self.sign_and_commit(body)
         action = Action(
             id=len(self.actions) + 1,
             time_ms=self.now_ms(),
@@ -488,6 +481,18 @@ class Agent:
         )
         self.record(action)
         return action
+
+    async def sign_and_commit(self, body: TxBody) -> tuple[str | None, ActionStatus, str | None]:
+        """Sign ``body`` with the household key, submit it and wait for its commit: the hash
+        (None when the node refused it), ``committed``, ``refused`` (nothing happened) or
+        ``failed`` (sent, but not seen committed), and the error's message."""
+        tx_hash: str | None = None
+        try:
+            tx_hash = await self.signer.submit(self.address, body)
+            await self.signer.committed(tx_hash)
+        except GridchainError as exc:
+            return tx_hash, ("refused" if tx_hash is None else "failed"), exc.message
+        return tx_hash, "committed", None
 
     def record(self, action: Action) -> None:
         self.actions.append(action)
