@@ -573,13 +573,12 @@ class Node:
 
         The writes of a run of effects with no message between them (the engine's records and
         at most one block) go into ONE synced LevelDB batch (ADR 0051): a validator's commit
-        record, the block it certifies and, on the primary, its pre-prepare vote for the next
-        height cost one sync instead of three.  A ``Broadcast`` or ``Send`` writes what is
-        pending first, so a vote never leaves before the record that forbids signing another;
-        a second block writes the first one first.  Timers, logs and fetch requests act only
-        after this call returns (or touch nothing durable), so they do not wait for the write.
-        A crash can only leave the states the one-by-one writes could: LevelDB applies a batch
-        whole or not at all.
+        record and the block it certifies cost one sync instead of two.  A ``Broadcast`` or
+        ``Send`` writes what is pending first, so a vote never leaves before the record that
+        forbids signing another; a second block writes the first one first.  Timers, logs and
+        fetch requests act only after this call returns (or touch nothing durable), so they do
+        not wait for the write.  A crash can only leave the states the one-by-one writes could:
+        LevelDB applies a batch whole or not at all.
         """
         writes = _PendingWrites()
         for effect in effects:
