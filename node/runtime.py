@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
@@ -131,6 +132,14 @@ class Subscription:
     def __init__(self, max_events: int) -> None:
         self.queue: asyncio.Queue[CommitEvent] = asyncio.Queue(maxsize=max_events)
         self.overflowed = asyncio.Event()
+
+
+@dataclass
+class _PendingWrites:
+    """What :meth:`Node._perform` has gathered for its next synced batch (ADR 0051)."""
+
+    records: dict[bytes, bytes] = field(default_factory=dict)
+    commit: CommitBatch | None = None
 
 
 def now_ms() -> int:
@@ -559,20 +568,36 @@ class Node:
     # --- performing the driver's effects ---------------------------------------------------
 
     def _perform(self, effects: list[Effect]) -> None:
-        """Perform effects in order: a persisted record is synced before anything after it."""
+        """Perform effects in order: a record or a block is durable before anything after it
+        that leaves this process (a message to a peer, a commit published to clients).
+
+        The writes of a run of effects with no message between them (the engine's records and
+        at most one block) go into ONE synced LevelDB batch (ADR 0051): a validator's commit
+        record and the block it certifies cost one sync instead of two.  A ``Broadcast`` or
+        ``Send`` writes what is pending first, so a vote never leaves before the record that
+        forbids signing another; a second block writes the first one first.  Timers, logs and
+        fetch requests act only after this call returns (or touch nothing durable), so they do
+        not wait for the write.  A crash can only leave the states the one-by-one writes could:
+        LevelDB applies a batch whole or not at all.
+        """
+        writes = _PendingWrites()
         for effect in effects:
             if self._stopped:
-                return
+                break
             if isinstance(effect, Persist):
-                self.store.persist_consensus({effect.key: effect.value})
+                writes.records[effect.key] = effect.value
+            elif isinstance(effect, CommitBatch):
+                if writes.commit is not None:
+                    self._write(writes)
+                writes.commit = effect
             elif isinstance(effect, Broadcast):
+                self._write(writes)
                 if self.network is not None:
                     self.network.broadcast_consensus(effect.message.encode())
             elif isinstance(effect, Send):
+                self._write(writes)
                 if self.network is not None:
                     self.network.send_consensus(effect.to, effect.message.encode())
-            elif isinstance(effect, CommitBatch):
-                self._write_commit(effect)
             elif isinstance(effect, SetTimer):
                 self._arm_timer(effect.at_ms)
             elif isinstance(effect, ArmBoundary):
@@ -590,12 +615,27 @@ class Node:
                 self.log.error("node halted", reason=effect.reason, **evidence)
             elif isinstance(effect, Note):
                 getattr(self.log, effect.level)(effect.event, **dict(effect.fields))
+        if not self._stopped:
+            self._write(writes)
 
-    def _write_commit(self, batch: CommitBatch) -> None:
+    def _write(self, writes: _PendingWrites) -> None:
+        """One synced batch of what :meth:`_perform` gathered, then the block's publication."""
+        commit, records = writes.commit, writes.records
+        writes.commit, writes.records = None, {}
+        if commit is not None:
+            self._write_commit(commit, records)
+        elif records:
+            self.store.persist_consensus(records)
+
+    def _write_commit(self, batch: CommitBatch, records: Mapping[bytes, bytes]) -> None:
         started = time.perf_counter()
         block = batch.committed.block
         self.store.commit_block(
-            batch.committed, batch.writes, batch.tree_writes, archived=batch.archived
+            batch.committed,
+            batch.writes,
+            batch.tree_writes,
+            archived=batch.archived,
+            consensus=records,
         )
         self.tree_nodes.written(batch.tree_writes)
         self._heap_trim.touch()

@@ -14,6 +14,7 @@ from aiohttp import web
 from gridchain.logs import configure_logging
 from gridchain.node.api import GUARD_KEY, build_app
 from gridchain.node.config import NodeConfig, load_config
+from gridchain.node.gc_settle import settle_heap
 from gridchain.node.http_guard import GuardedSite
 from gridchain.node.p2p import NetworkTuning, PeerAddress, PeerNetwork
 from gridchain.node.runtime import Node
@@ -99,6 +100,7 @@ async def serve(config: NodeConfig, *, ready: asyncio.Event | None = None) -> No
                 configured=config.api.max_connections,
                 used=guard.max_connections,
             )
+        log.info("start-up heap frozen", objects=settle_heap())
         if ready is not None:
             ready.set()
         await stop.wait()

@@ -222,10 +222,14 @@ class Store:
         tree_writes: Mapping[bytes, bytes | None],
         *,
         archived: Mapping[bytes, bytes],
+        consensus: Mapping[bytes, bytes] | None = None,
     ) -> None:
         """Write the block, its indexes, its state writes, the state tree's node writes
         (``MerkleState.apply``'s answer) and the entries it pruned into the archive
-        (``Execution.archived``) in one synced batch."""
+        (``Execution.archived``) in one synced batch.
+
+        ``consensus``: engine records (as :meth:`persist_consensus` writes them) that go into
+        the same batch, so a height costs one sync instead of one per record (ADR 0051)."""
         block = committed.block
         height = block.height
         if height != self.head_height() + 1:
@@ -247,6 +251,8 @@ class Store:
                     batch.delete(k.tree_key(position))
                 else:
                     batch.put(k.tree_key(position), record)
+            for key, value in (consensus or {}).items():
+                batch.put(k.consensus_key(key), value)
             batch.put(k.HEAD_HEIGHT, k.u64(height))
 
 
