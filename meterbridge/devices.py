@@ -32,6 +32,7 @@ import structlog
 
 from gridchain.api import models as m
 from gridchain.api.client import NodeClient, NodeError, with_query
+from gridchain.meterbridge.charger_meters import ChargerMeters
 from gridchain.meterbridge.config import DevicesConfig, InverterConfig
 from gridchain.meterbridge.csms import CentralSystem, ChargerOfflineError, ProfileRefusedError
 from gridchain.meterbridge.metrics import BridgeMetrics
@@ -82,6 +83,7 @@ class DeviceController:
         self.now_ms = now_ms
         self.state = ControllerState()
         self.csms = CentralSystem(config, metrics, now_ms=now_ms, on_connect=self._on_connect)
+        self.charger_meters = ChargerMeters(config.chargers)
         self.inverters: dict[str, InverterState] = {}
         for inverter in config.inverters:
             profile = load_profile(inverter.profile, profile_dirs)
@@ -111,6 +113,7 @@ class DeviceController:
             return False
         self.state.decisions = schedule.decisions
         self.state.last_answer = time.monotonic()
+        await self.charger_meters.refresh(self.node, timeout_s=max(0.5, self.config.poll_s))
         return True
 
     def failsafe_due(self) -> bool:
@@ -145,7 +148,7 @@ class DeviceController:
                 charger.owner,
                 self.now_ms(),
                 charger.safe_limit_w,
-                charger.meter_id,
+                self.charger_meters.follow(charger_id).meter_id,
             )
             for interval in plan.discharge_intervals:
                 if (charger_id, interval) in self._discharge_reported:
@@ -208,7 +211,10 @@ class DeviceController:
         """The devices' state for ``/agent/health``."""
         chargers = {}
         for charger_id, status in self.csms.status.items():
+            followed = self.charger_meters.follow(charger_id)
             chargers[charger_id] = {
+                "meter_id": followed.meter_id,
+                "meter_source": followed.source,
                 "connected": status.connected,
                 "boots": status.boots,
                 "connections": status.connections,
