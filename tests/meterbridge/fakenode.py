@@ -58,6 +58,9 @@ class FakeNode:
         self.schedule_requests = 0
         #: What GET /v1/devices/{id} answers (absent: 404 not_found, linked to no meter).
         self.device_links: dict[str, m.DeviceLink] = {}
+        #: True: GET /v1/devices/{id} answers 503 (an outage of the lookup alone).
+        self.device_links_down = False
+        self.device_requests = 0
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -267,6 +270,11 @@ class FakeNode:
         return web.json_response(text=view.model_dump_json())
 
     async def _device(self, request: web.Request) -> web.Response:
+        self.device_requests += 1
+        if self.device_links_down:
+            return web.json_response(
+                {"error": {"code": "unavailable", "message": "test outage"}}, status=503
+            )
         link = self.device_links.get(request.match_info["id"])
         if link is None:
             return web.json_response(
