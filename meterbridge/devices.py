@@ -3,9 +3,10 @@
 Runs inside the meter bridge process (the bridge owns the Modbus buses, and an inverter on the
 meters' RS-485 line can only be reached by the process that holds the line).  Every ``poll_s``
 and at every interval boundary it asks the node for the latest schedule decisions
-(``GET /v1/schedule``), works out each device's value (:mod:`meterbridge.setpoints`) and
-applies it: chargers through the OCPP central system (:mod:`meterbridge.csms`), inverters by
-writing their setpoint register over Modbus.
+(``GET /v1/schedule``) and which meter each charger follows (``GET /v1/devices/{id}``,
+:mod:`meterbridge.charger_meters`), works out each device's value
+(:mod:`meterbridge.setpoints`) and applies it: chargers through the OCPP central system
+(:mod:`meterbridge.csms`), inverters by writing their setpoint register over Modbus.
 
 **Fail-safe.** If the node has not answered for ``failsafe_after_s``, every charger's schedule
 profile is cleared (its safe profile, installed on connect, governs) and every inverter is set
