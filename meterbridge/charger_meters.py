@@ -20,7 +20,7 @@ Rules, each logged once per (charger, what) so a standing disagreement does not 
   (``charger_link_ignored``) and the charger behaves as if unlinked;
 * an unlinked charger without ``meter_id`` follows the sum of its owner's EV rates, as before;
 * a node that does not answer the lookup changes nothing: the last known link stays (the
-  controller's fail-safe already covers a silent node).
+  controller's fail-safe already covers a silent node); logged when it starts failing.
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ class ChargerMeters:
         self.links: dict[str, m.DeviceLink | None] = {}
         self._reported: set[tuple[str, str, str]] = set()
         self._followed: dict[str, FollowedMeter] = {}
+        #: Chargers whose last lookup failed (logged when it starts failing, not at every poll).
+        self._failing: set[str] = set()
 
     async def refresh(self, node: NodeClient, timeout_s: float) -> None:
         """Ask the node for every charger's link; keep the last one when it does not answer."""
@@ -61,8 +63,13 @@ class ChargerMeters:
             try:
                 link = await node.device_link(charger_id, timeout_s=timeout_s, retries=0)
             except NodeError as exc:
-                log.warning("charger_link_unavailable", charger=charger_id, error=exc.message)
+                if charger_id not in self._failing:
+                    self._failing.add(charger_id)
+                    log.warning("charger_link_unavailable", charger=charger_id, error=exc.message)
                 continue
+            if charger_id in self._failing:
+                self._failing.discard(charger_id)
+                log.info("charger_link_available", charger=charger_id)
             self.links[charger_id] = link
 
     def follow(self, charger_id: str) -> FollowedMeter:

@@ -129,7 +129,15 @@ async def test_a_lookup_the_node_refuses_keeps_the_last_link() -> None:
             "the link is known",
             lambda: loop.controller.charger_meters.links.get("cp1") is not None,
         )
-        loop.node.device_links_down = True
-        requests = loop.node.device_requests
-        await wait_until("asked again", lambda: loop.node.device_requests >= requests + 3)
-        assert loop.controller.charger_meters.follow("cp1") == FollowedMeter("ev-garage", "chain")
+        with structlog.testing.capture_logs() as logs:
+            loop.node.device_links_down = True
+            requests = loop.node.device_requests
+            await wait_until("asked again", lambda: loop.node.device_requests >= requests + 3)
+            assert loop.controller.charger_meters.follow("cp1") == FollowedMeter(
+                "ev-garage", "chain"
+            )
+            loop.node.device_links_down = False
+            requests = loop.node.device_requests
+            await wait_until("answered again", lambda: loop.node.device_requests >= requests + 2)
+        failing = [e["event"] for e in logs if e["event"].startswith("charger_link_")]
+        assert failing == ["charger_link_unavailable", "charger_link_available"]

@@ -36,6 +36,7 @@ from gridchain.protocol.errors import GridchainError
 from gridchain.protocol.governance import (
     GOVERNANCE_KINDS,
     LinkDevice,
+    RemoveParticipant,
     ReplaceBridgeKey,
     decode_proposed,
 )
@@ -166,6 +167,19 @@ def test_a_link_survives_a_bridge_replacement() -> None:
     passed(chain, LinkDevice(EV_A, CHARGER))
     new_bridge = det_key("device-links/new-bridge").public_key
     assert passed(chain, ReplaceBridgeKey(EV_A, new_bridge)) == (ProposalStatus.APPLIED, "")
+    assert link_of_device(chain.view, CHARGER) == DeviceLink(EV_A, CHARGER, 1)
+
+
+def test_a_link_survives_its_owners_removal() -> None:
+    """RemoveParticipant keeps the owner's meters (the chain deletes no meter): their links
+    stay with them, as the receipts and readings do."""
+    chain = linked_chain()
+    passed(chain, LinkDevice(EV_A, CHARGER))
+    owner = addr(chain.bundle.participants[0])
+    a, b, _ = chain.bundle.council
+    assert chain.approve(b, chain.propose(a, RemoveParticipant(owner))).status == (
+        ProposalStatus.APPLIED
+    )
     assert link_of_device(chain.view, CHARGER) == DeviceLink(EV_A, CHARGER, 1)
 
 
