@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from gridchain.api import models as m
+from gridchain.protocol.governance import DEVICE_ID_PATTERN, MAX_DEVICE_ID_CHARS
 
 #: Most items one list request returns, and the default.
 MAX_LIST = 1000
@@ -66,7 +67,11 @@ HASH = {"type": "string", "pattern": r"^[0-9a-fA-F]{64}$", "minLength": 64, "max
 ADDRESS = {"type": "string", "pattern": r"^gc1[0-9a-f]{48}$", "minLength": 51, "maxLength": 51}
 MARKET = {"type": "string", "enum": ["day_ahead", "intraday", "0", "1"]}
 METER_ID = {"type": "string", "minLength": 1, "maxLength": 64}
-DEVICE_ID = {"type": "string", "pattern": r"^[A-Za-z0-9._:-]{1,48}$", "maxLength": 48}
+DEVICE_ID = {
+    "type": "string",
+    "pattern": f"^{DEVICE_ID_PATTERN.pattern}$",
+    "maxLength": MAX_DEVICE_ID_CHARS,
+}
 
 
 def path(name: str, schema: dict[str, Any], description: str) -> Param:
