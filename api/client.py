@@ -448,6 +448,14 @@ class NodeClient:
         """The meter's chain head, or None when it is not registered (404 not_found)."""
         return await self._get_or_none(m.Meter, f"/v1/meters/{meter_id}")
 
+    async def device_link(
+        self, device_id: str, *, timeout_s: float | None = None, retries: int | None = None
+    ) -> m.DeviceLink | None:
+        """The meter the council linked the device to, or None when it is linked to none."""
+        return await self._get_or_none(
+            m.DeviceLink, f"/v1/devices/{device_id}", timeout_s=timeout_s, retries=retries
+        )
+
     async def readings(
         self, meter_id: str, *, from_seq: int = 0, limit: int = LIST_MAX
     ) -> list[m.Reading]:

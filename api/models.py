@@ -506,10 +506,25 @@ class Meter(Model):
     last_interval_end_ms: UInt | None
     last_import_wh: UInt | None
     last_export_wh: UInt | None
+    device_id: str | None = Field(
+        description="the device the council linked this meter to (a charger's OCPP charge "
+        "point id, an inverter's id; ADR 0048), null when unlinked"
+    )
+    device_linked_height: UInt | None = Field(description="the block that linked it")
 
 
 class MeterList(Model):
     meters: list[Meter]
+
+
+class DeviceLink(Model):
+    """Which meter measures a device, as the council linked them (ADR 0048)."""
+
+    device_id: str
+    meter_id: str
+    meter_type: str = Field(description="EV (the device is a charger) or Battery (an inverter)")
+    owner: Address
+    linked_height: UInt
 
 
 class Reading(Model):

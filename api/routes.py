@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from gridchain.api import models as m
+from gridchain.protocol.governance import DEVICE_ID_PATTERN, MAX_DEVICE_ID_CHARS
 
 #: Most items one list request returns, and the default.
 MAX_LIST = 1000
@@ -66,6 +67,11 @@ HASH = {"type": "string", "pattern": r"^[0-9a-fA-F]{64}$", "minLength": 64, "max
 ADDRESS = {"type": "string", "pattern": r"^gc1[0-9a-f]{48}$", "minLength": 51, "maxLength": 51}
 MARKET = {"type": "string", "enum": ["day_ahead", "intraday", "0", "1"]}
 METER_ID = {"type": "string", "minLength": 1, "maxLength": 64}
+DEVICE_ID = {
+    "type": "string",
+    "pattern": f"^{DEVICE_ID_PATTERN.pattern}$",
+    "maxLength": MAX_DEVICE_ID_CHARS,
+}
 
 
 def path(name: str, schema: dict[str, Any], description: str) -> Param:
@@ -317,6 +323,15 @@ ROUTES: tuple[Route, ...] = (
         "A meter and the head of its reading chain",
         m.Meter,
         params=(path("id", METER_ID, "the meter id"),),
+        errors=(400, 404),
+    ),
+    Route(
+        "get_device",
+        "GET",
+        "/v1/devices/{id}",
+        "The meter the council linked a device to (ADR 0048); 404 when it is linked to none",
+        m.DeviceLink,
+        params=(path("id", DEVICE_ID, "the device id (a charger's OCPP charge point id)"),),
         errors=(400, 404),
     ),
     Route(

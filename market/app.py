@@ -38,6 +38,7 @@ from gridchain.market.cd_schedule import Decision, apply_decision, due_interval
 from gridchain.market.cd_settlement import settle_cd_due
 from gridchain.market.chain_params import apply_param_change, params_at
 from gridchain.market.council import apply_council_update, council_in_office
+from gridchain.market.device_links import apply_link
 from gridchain.market.errors import (
     AlreadyRegisteredError,
     ApplicationError,
@@ -75,6 +76,7 @@ from gridchain.protocol.encoding import Record
 from gridchain.protocol.errors import GridchainError
 from gridchain.protocol.governance import (
     GOVERNANCE_KINDS,
+    LinkDevice,
     RemoveParticipant,
     ReplaceBridgeKey,
     SetParameter,
@@ -431,6 +433,8 @@ class Application:
             apply_council_update(view, record, self.governance_key, ctx.height)
         elif isinstance(record, UpdateGateways):
             apply_gateway_update(view, self.genesis, record, self.council_in(view).keys)
+        elif isinstance(record, LinkDevice):
+            apply_link(view, record, ctx.height)
         else:
             raise NotGovernanceKindError(f"{type(record).__name__} is not a governance record")
 

@@ -95,7 +95,9 @@ class ChargerConfig(_Strict):
 
     Its setpoints are the chain's rates for ``owner``'s EV requests that name ``meter_id``, the
     registered meter that measures it (so each of an owner's chargers follows its own
-    vehicle); without ``meter_id`` it follows the sum of all of ``owner``'s EV rates.
+    vehicle); without ``meter_id`` it follows the meter the council linked its charge point id
+    to on chain (meterbridge/charger_meters.py, ADR 0048), and while there is none the sum of
+    all of ``owner``'s EV rates.
     """
 
     charge_point_id: str = Field(min_length=1, max_length=48, pattern=r"^[A-Za-z0-9._:-]+$")

@@ -3,9 +3,10 @@
 Runs inside the meter bridge process (the bridge owns the Modbus buses, and an inverter on the
 meters' RS-485 line can only be reached by the process that holds the line).  Every ``poll_s``
 and at every interval boundary it asks the node for the latest schedule decisions
-(``GET /v1/schedule``), works out each device's value (:mod:`meterbridge.setpoints`) and
-applies it: chargers through the OCPP central system (:mod:`meterbridge.csms`), inverters by
-writing their setpoint register over Modbus.
+(``GET /v1/schedule``) and which meter each charger follows (``GET /v1/devices/{id}``,
+:mod:`meterbridge.charger_meters`), works out each device's value
+(:mod:`meterbridge.setpoints`) and applies it: chargers through the OCPP central system
+(:mod:`meterbridge.csms`), inverters by writing their setpoint register over Modbus.
 
 **Fail-safe.** If the node has not answered for ``failsafe_after_s``, every charger's schedule
 profile is cleared (its safe profile, installed on connect, governs) and every inverter is set
@@ -32,6 +33,7 @@ import structlog
 
 from gridchain.api import models as m
 from gridchain.api.client import NodeClient, NodeError, with_query
+from gridchain.meterbridge.charger_meters import ChargerMeters
 from gridchain.meterbridge.config import DevicesConfig, InverterConfig
 from gridchain.meterbridge.csms import CentralSystem, ChargerOfflineError, ProfileRefusedError
 from gridchain.meterbridge.metrics import BridgeMetrics
@@ -82,6 +84,7 @@ class DeviceController:
         self.now_ms = now_ms
         self.state = ControllerState()
         self.csms = CentralSystem(config, metrics, now_ms=now_ms, on_connect=self._on_connect)
+        self.charger_meters = ChargerMeters(config.chargers)
         self.inverters: dict[str, InverterState] = {}
         for inverter in config.inverters:
             profile = load_profile(inverter.profile, profile_dirs)
@@ -111,6 +114,7 @@ class DeviceController:
             return False
         self.state.decisions = schedule.decisions
         self.state.last_answer = time.monotonic()
+        await self.charger_meters.refresh(self.node, timeout_s=max(0.5, self.config.poll_s))
         return True
 
     def failsafe_due(self) -> bool:
@@ -145,7 +149,7 @@ class DeviceController:
                 charger.owner,
                 self.now_ms(),
                 charger.safe_limit_w,
-                charger.meter_id,
+                self.charger_meters.follow(charger_id).meter_id,
             )
             for interval in plan.discharge_intervals:
                 if (charger_id, interval) in self._discharge_reported:
@@ -208,7 +212,10 @@ class DeviceController:
         """The devices' state for ``/agent/health``."""
         chargers = {}
         for charger_id, status in self.csms.status.items():
+            followed = self.charger_meters.follow(charger_id)
             chargers[charger_id] = {
+                "meter_id": followed.meter_id,
+                "meter_source": followed.source,
                 "connected": status.connected,
                 "boots": status.boots,
                 "connections": status.connections,

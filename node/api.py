@@ -41,6 +41,7 @@ from gridchain.market.orders import OrderStatus
 from gridchain.node import operator_page
 from gridchain.node.api_input import (
     RequestError,
+    parse_device_id,
     parse_hash,
     parse_height,
     parse_hex,
@@ -397,6 +398,15 @@ async def get_meter(request: web.Request) -> web.Response:
     return reply(found)
 
 
+async def get_device(request: web.Request) -> web.Response:
+    """The meter a device is linked to on chain (a bridge's charger finds its meter here)."""
+    device_id = parse_device_id(request.match_info["id"])
+    found = _query(request).device_link(device_id)
+    if found is None:
+        raise NotFoundError(f"no meter is linked to device {device_id!r}")
+    return reply(found)
+
+
 async def list_meter_readings(request: web.Request) -> web.Response:
     """A meter's accepted readings in sequence order, from ``from_seq`` (default 0)."""
     query = _query(request)
@@ -630,6 +640,7 @@ HANDLERS: dict[str, Handler] = {
     "get_pool_prices": get_pool_prices,
     "list_meters": list_meters,
     "get_meter": get_meter,
+    "get_device": get_device,
     "list_meter_readings": list_meter_readings,
     "list_settlements": list_settlements,
     "list_pool_slots": list_pool_slots,

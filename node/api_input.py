@@ -23,6 +23,7 @@ from aiohttp import web
 
 from gridchain.api.routes import MAX_BATCH_TXS
 from gridchain.protocol.errors import GridchainError
+from gridchain.protocol.governance import DEVICE_ID_PATTERN, MAX_DEVICE_ID_CHARS
 from gridchain.protocol.tx import MARKET_BY_LABEL, Market
 
 U64_MAX = 2**64 - 1
@@ -96,6 +97,15 @@ def parse_meter_id(text: str) -> str:
         size = 0
     if not 1 <= size <= MAX_METER_ID_BYTES:
         raise RequestError(f"a meter id is 1 to {MAX_METER_ID_BYTES} bytes of UTF-8")
+    return text
+
+
+def parse_device_id(text: str) -> str:
+    """A device id as LinkDevice admits it (1-48 of A-Z a-z 0-9 . _ : -)."""
+    if DEVICE_ID_PATTERN.fullmatch(text) is None:
+        raise RequestError(
+            f"a device id is 1 to {MAX_DEVICE_ID_CHARS} characters of A-Z a-z 0-9 . _ : -"
+        )
     return text
 
 

@@ -26,6 +26,7 @@ from gridchain.market.cd_schedule import Decision, get_decision, latest_decision
 from gridchain.market.cd_settlement import cd_receipts
 from gridchain.market.chain_params import params_at
 from gridchain.market.council import council_record
+from gridchain.market.device_links import link_of_device, link_of_meter
 from gridchain.market.governance import ProposalStatus, get_proposal, iter_proposals
 from gridchain.market.meters import get_meter, iter_meters, meters_of, readings_from
 from gridchain.market.orders import (
@@ -51,6 +52,7 @@ from gridchain.node.views import (
     committed_view,
     contract_view,
     decision_view,
+    device_link_view,
     market_event_view,
     meter_view,
     order_view,
@@ -397,18 +399,26 @@ class NodeQuery:
     # --- meters and settlement -----------------------------------------------------------
 
     def meter(self, meter_id: str) -> m.Meter | None:
-        meter = get_meter(self._node.state, meter_id)
-        return None if meter is None else meter_view(meter)
+        state = self._node.state
+        meter = get_meter(state, meter_id)
+        return None if meter is None else meter_view(meter, link_of_meter(state, meter_id))
 
     def meters(self, owner: bytes | None, limit: int) -> m.MeterList:
         state = self._node.state
         found = iter_meters(state) if owner is None else iter(meters_of(state, owner))
         out = []
         for meter in found:
-            out.append(meter_view(meter))
+            out.append(meter_view(meter, link_of_meter(state, meter.meter_id)))
             if len(out) >= limit:
                 break
         return m.MeterList(meters=out)
+
+    def device_link(self, device_id: str) -> m.DeviceLink | None:
+        """The meter the council linked ``device_id`` to (None: linked to none)."""
+        state = self._node.state
+        link = link_of_device(state, device_id)
+        meter = None if link is None else get_meter(state, link.meter_id)
+        return None if link is None or meter is None else device_link_view(link, meter)
 
     def readings(self, meter_id: str, from_seq: int, limit: int) -> m.ReadingList:
         found = readings_from(self._served, meter_id, from_seq, limit)

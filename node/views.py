@@ -10,6 +10,7 @@ from gridchain.api import models as m
 from gridchain.market.cd_requests import CDRecord, CDStatus, IntervalClock
 from gridchain.market.cd_schedule import Decision
 from gridchain.market.cd_settlement import CDReceipt
+from gridchain.market.device_links import DeviceLink
 from gridchain.market.governance import ProposalRecord, ProposalStatus
 from gridchain.market.meters import METER_TYPE_LABELS, MeterRecord, StoredReading
 from gridchain.market.orders import (
@@ -152,7 +153,7 @@ def market_event_view(event: MarketEvent, height: int) -> m.TradeEvent | m.Order
     )
 
 
-def meter_view(meter: MeterRecord) -> m.Meter:
+def meter_view(meter: MeterRecord, link: DeviceLink | None = None) -> m.Meter:
     """A meter and the head of its reading chain: where its bridge resumes after a restart.
 
     ``last_sequence``, ``last_hash`` and ``last_interval_end_ms`` are null until the first
@@ -173,7 +174,19 @@ def meter_view(meter: MeterRecord) -> m.Meter:
             "last_interval_end_ms": meter.last_interval_end_ms if has_readings else None,
             "last_import_wh": meter.last_import_wh if has_readings else None,
             "last_export_wh": meter.last_export_wh if has_readings else None,
+            "device_id": None if link is None else link.device_id,
+            "device_linked_height": None if link is None else link.linked_height,
         }
+    )
+
+
+def device_link_view(link: DeviceLink, meter: MeterRecord) -> m.DeviceLink:
+    return m.DeviceLink(
+        device_id=link.device_id,
+        meter_id=link.meter_id,
+        meter_type=METER_TYPE_LABELS[MeterType(meter.meter_type)],
+        owner=format_address(meter.owner),
+        linked_height=link.linked_height,
     )
 
 

@@ -13,6 +13,7 @@ same way the application applies a directly signed governance record.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -125,6 +126,29 @@ class UpdateGateways(Record):
     remove: Annotated[tuple[Bytes32, ...], Size(0, MAX_GATEWAY_CHANGE)]
 
 
+#: The longest device id: OCPP's charge point identity is a CiString48 (ADR 0048).
+MAX_DEVICE_ID_CHARS = 48
+#: A device id: the meter bridge's charge point id pattern (meterbridge/config.py), which is
+#: also what OCPP-J puts in the websocket URL path without escaping.
+DEVICE_ID_PATTERN = re.compile(rf"[A-Za-z0-9._:-]{{1,{MAX_DEVICE_ID_CHARS}}}")
+
+
+@register(0x87)
+@dataclass(frozen=True, slots=True)
+class LinkDevice(Record):
+    """Record on chain which device the registered meter ``meter_id`` measures (ADR 0048).
+
+    ``device_id`` is the charger's OCPP charge point id (or the battery inverter's id): the
+    meter bridge's central system finds a charger's meter by it.  An empty ``device_id``
+    removes the meter's link; to link a meter to another device, unlink it first.  The wire
+    bounds only the length: market/device_links.py refuses anything but 1-48 characters of
+    ``A-Z a-z 0-9 . _ : -`` with a typed error.
+    """
+
+    meter_id: MeterId
+    device_id: Annotated[str, Size(0, MAX_DEVICE_ID_CHARS)]
+
+
 #: Every record a council may propose, i.e. every record only governance may apply.
 GOVERNANCE_KINDS: tuple[type[Record], ...] = (
     RegisterParticipant,
@@ -138,6 +162,7 @@ GOVERNANCE_KINDS: tuple[type[Record], ...] = (
     SetTariffs,
     UpdateCouncil,
     UpdateGateways,
+    LinkDevice,
 )
 
 

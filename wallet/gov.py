@@ -28,6 +28,9 @@ from gridchain.protocol.crypto import SigningKey, check_public_key
 from gridchain.protocol.encoding import Record
 from gridchain.protocol.errors import BadKeyError, GridchainError
 from gridchain.protocol.governance import (
+    DEVICE_ID_PATTERN,
+    MAX_DEVICE_ID_CHARS,
+    LinkDevice,
     RemoveParticipant,
     ReplaceBridgeKey,
     SetParameter,
@@ -217,6 +220,29 @@ def register(
     gateways.add_argument("--remove", action="append", default=[], metavar="KEY", help="hex key")
     gateways.set_defaults(handler=cmd_propose, build=_gateways)
 
+    link = kinds.add_parser(
+        "link",
+        parents=parents,
+        help="link a device (charger, inverter) to the meter that measures it",
+        description="Record on chain that --meter (an EV or Battery meter) measures the "
+        "device --device (a charger's OCPP charge point id, an inverter's id). A charger "
+        "whose bridge config names no meter then follows that meter's C&D requests "
+        "(ADR 0048). To link the meter to another device, unlink it first.",
+    )
+    link.add_argument("--meter", required=True, help="the registered meter's id")
+    link.add_argument(
+        "--device",
+        required=True,
+        help=f"the device id: 1-{MAX_DEVICE_ID_CHARS} characters of A-Z a-z 0-9 . _ : -",
+    )
+    link.set_defaults(handler=cmd_propose, build=_link)
+
+    unlink = kinds.add_parser(
+        "unlink", parents=parents, help="remove the link of a meter to its device"
+    )
+    unlink.add_argument("--meter", required=True, help="the linked meter's id")
+    unlink.set_defaults(handler=cmd_propose, build=_unlink)
+
     approve = actions.add_parser(
         "approve", parents=[common, sending], help="approve an open proposal by its id"
     )
@@ -311,6 +337,25 @@ def _meter(args: argparse.Namespace) -> Record:
 
 def _rekey(args: argparse.Namespace) -> Record:
     return ReplaceBridgeKey(args.meter_id, parse_public_key(args.bridge_key, "--bridge-key"))
+
+
+def _meter_arg(text: str) -> str:
+    if not 1 <= len(text) <= MAX_NAME_CHARS:
+        raise WalletArgumentError(f"--meter is 1 to {MAX_NAME_CHARS} characters")
+    return text
+
+
+def _link(args: argparse.Namespace) -> Record:
+    device: str = args.device
+    if DEVICE_ID_PATTERN.fullmatch(device) is None:
+        raise WalletArgumentError(
+            f"--device is 1 to {MAX_DEVICE_ID_CHARS} characters of A-Z a-z 0-9 . _ : -"
+        )
+    return LinkDevice(_meter_arg(args.meter), device)
+
+
+def _unlink(args: argparse.Namespace) -> Record:
+    return LinkDevice(_meter_arg(args.meter), "")
 
 
 def _mint(args: argparse.Namespace) -> Record:
@@ -506,6 +551,10 @@ def _summary(record: dict[str, Any]) -> str:
         return f"{len(record['members'])} members, threshold {record['threshold']}"
     if kind == "SetTariffs":
         return f"{len(record['tariffs'])} bands from height {record['effective_height']}"
+    if kind == "LinkDevice":
+        if not record["device_id"]:
+            return f"unlink {record['meter_id']}"
+        return f"{record['meter_id']} -> {record['device_id']}"
     return ""
 
 

@@ -72,6 +72,8 @@ def test_meters_readings_and_settlement_over_the_api(tmp_path: Path) -> None:
             "last_interval_end_ms": None,
             "last_import_wh": None,
             "last_export_wh": None,
+            "device_id": None,  # linked to no device (ADR 0048)
+            "device_linked_height": None,
         }
         status, missing = http_get(url + "/v1/meters/nope")
         assert (status, missing["error"]["code"]) == (404, "not_found")

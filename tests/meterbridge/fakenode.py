@@ -56,6 +56,11 @@ class FakeNode:
         #: What GET /v1/schedule answers (newest first), set by device tests; None: a 503.
         self.decisions: list[m.Decision] | None = []
         self.schedule_requests = 0
+        #: What GET /v1/devices/{id} answers (absent: 404 not_found, linked to no meter).
+        self.device_links: dict[str, m.DeviceLink] = {}
+        #: True: GET /v1/devices/{id} answers 503 (an outage of the lookup alone).
+        self.device_links_down = False
+        self.device_requests = 0
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -75,6 +80,7 @@ class FakeNode:
         app.router.add_get("/v1/meters/{id}", self._meter)
         app.router.add_get("/v1/meters/{id}/readings", self._readings)
         app.router.add_get("/v1/schedule", self._schedule)
+        app.router.add_get("/v1/devices/{id}", self._device)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", port).start()
@@ -258,8 +264,23 @@ class FakeNode:
             last_interval_end_ms=meter.last_interval_end_ms,
             last_import_wh=meter.readings[-1].record.import_wh if has else None,
             last_export_wh=meter.readings[-1].record.export_wh if has else None,
+            device_id=None,
+            device_linked_height=None,
         )
         return web.json_response(text=view.model_dump_json())
+
+    async def _device(self, request: web.Request) -> web.Response:
+        self.device_requests += 1
+        if self.device_links_down:
+            return web.json_response(
+                {"error": {"code": "unavailable", "message": "test outage"}}, status=503
+            )
+        link = self.device_links.get(request.match_info["id"])
+        if link is None:
+            return web.json_response(
+                {"error": {"code": "not_found", "message": "no meter is linked"}}, status=404
+            )
+        return web.json_response(text=link.model_dump_json())
 
     async def _schedule(self, request: web.Request) -> web.Response:
         self.schedule_requests += 1

@@ -55,6 +55,7 @@ from gridchain.protocol.errors import (
     UnsupportedVersionError,
 )
 from gridchain.protocol.governance import (
+    LinkDevice,
     RemoveParticipant,
     ReplaceBridgeKey,
     SetParameter,
@@ -192,6 +193,7 @@ update_gateways = st.builds(
     add=st.lists(b32, max_size=3).map(tuple),
     remove=st.lists(b32, max_size=3).map(tuple),
 )
+link_devices = st.builds(LinkDevice, meter_id=text(1, 64), device_id=text(0, 48))
 set_tariffs = st.builds(
     SetTariffs,
     tariffs=st.lists(tariff_bands, min_size=1, max_size=24).map(tuple),
@@ -264,6 +266,7 @@ STRATEGIES: dict[type[Record], st.SearchStrategy[Record]] = {
     SetTariffs: set_tariffs,
     UpdateCouncil: update_council,
     UpdateGateways: update_gateways,
+    LinkDevice: link_devices,
     ReadingRecord: reading_records,
     SignedReading: signed_readings,
     TxPayload: payloads,
@@ -329,6 +332,7 @@ SAMPLES: dict[type[Record], Record] = {
     SetTariffs: SetTariffs((TariffBand(0, 24, 200_000, 50_000),), 1000),
     UpdateCouncil: UpdateCouncil((KEY.public_key,), 1),
     UpdateGateways: UpdateGateways((KEY.public_key,), ()),
+    LinkDevice: LinkDevice("ev-a", "CP-7"),
     ReadingRecord: SAMPLE_READING.record,
     SignedReading: SAMPLE_READING,
     TxPayload: SAMPLE_TX.payload,
@@ -447,6 +451,7 @@ def test_type_tags_and_versions_are_pinned() -> None:
         "SetTariffs": (0x84, 1),
         "UpdateCouncil": (0x85, 1),
         "UpdateGateways": (0x86, 1),
+        "LinkDevice": (0x87, 1),
         "ReadingRecord": (0x68, 1),
         "SignedReading": (0x69, 1),
         "BlockHeader": (0x20, 1),
@@ -507,6 +512,7 @@ def test_field_layouts_are_pinned() -> None:
         "SetTariffs": ["tariffs", "effective_height"],
         "UpdateCouncil": ["members", "threshold"],
         "UpdateGateways": ["add", "remove"],
+        "LinkDevice": ["meter_id", "device_id"],
         "ReadingRecord": [
             "meter_id",
             "interval_start_ms",
