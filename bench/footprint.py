@@ -198,9 +198,13 @@ def build_ledger(bundle: GenesisBundle, people: Community, days: int, data: Path
     that validator would have committed them.  What was built, for the report."""
     ledger = Ledger.open(bundle.genesis, data)
     began = time.perf_counter()
+    done = 0
     try:
-        for _ in play(bundle, people, ledger, days):
-            pass
+        for day, _, _ in play(bundle, people, ledger, days):
+            if day > done:  # a long build says how far it is (stderr: --json stays clean)
+                done = day
+                elapsed = time.perf_counter() - began
+                print(f"played day {day} of {days} in {elapsed:.0f} s", file=sys.stderr)
         entries, blocks = len(ledger.state), ledger.height
     finally:
         ledger.store.close()
