@@ -35,9 +35,10 @@ import sys
 import tempfile
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from gridchain.api.client import NodeClient, NodeError
@@ -273,26 +274,34 @@ def run(
         "idle_s": idle_s,
     }
     extra: list[subprocess.Popen[bytes]] = []
-    try:
-        procs = up(directory)
-        simulate, bridge, bridge_dir = _first_bridge(directory)
-        extra.append(_spawn(simulate, bridge_dir / "simulator.log"))
-        time.sleep(2.0)  # the simulator binds its port before the bridge dials it
-        extra.append(_spawn(bridge, bridge_dir / "bridge.log"))
-        report["caught_up_s"] = wait_caught_up(directory, built["blocks"], catch_up_s)
-        report["warmed_blocks"] = warm_validator(directory, built["blocks"], warm_blocks)
-        time.sleep(settle_s)
-        watched = [
-            *(Proc("validator" if p.name.startswith("node") else "gateway", p.pid) for p in procs),
-            Proc("bridge", extra[1].pid),
-        ]
-        report["processes"] = measure_idle(watched, idle_s)
-        report["validator_height_after"] = _height_of(directory)
-    finally:
+
+    def stop_children() -> None:
         with _signals_held():
             for proc in extra:
                 _stop_child(proc)
             down(directory)
+
+    with _stopping_on_signal(stop_children):
+        try:
+            procs = up(directory)
+            simulate, bridge, bridge_dir = _first_bridge(directory)
+            extra.append(_spawn(simulate, bridge_dir / "simulator.log"))
+            time.sleep(2.0)  # the simulator binds its port before the bridge dials it
+            extra.append(_spawn(bridge, bridge_dir / "bridge.log"))
+            report["caught_up_s"] = wait_caught_up(directory, built["blocks"], catch_up_s)
+            report["warmed_blocks"] = warm_validator(directory, built["blocks"], warm_blocks)
+            time.sleep(settle_s)
+            watched = [
+                *(
+                    Proc("validator" if p.name.startswith("node") else "gateway", p.pid)
+                    for p in procs
+                ),
+                Proc("bridge", extra[1].pid),
+            ]
+            report["processes"] = measure_idle(watched, idle_s)
+            report["validator_height_after"] = _height_of(directory)
+        finally:
+            stop_children()
     report["conditions"] = conditions()
     return report
 
@@ -300,6 +309,27 @@ def run(
 #: Ports from the base: validator API, its peer port, the meter simulator, the gateway, the
 #: first household's agent port (in the bridge's config; no agent runs).
 PORTS_USED = 5
+
+
+@contextlib.contextmanager
+def _stopping_on_signal(stop: Callable[[], None]) -> Iterator[None]:
+    """SIGTERM or SIGINT runs ``stop`` at once, in the handler, then unwinds (SystemExit).
+
+    Unwinding alone is not enough: a signal that lands inside an event loop (the waits for the
+    gateway, the warm-up reads) unwinds through that loop's shutdown, which can wait on what
+    the interrupted loop no longer drives; the children must not depend on it.  ``stop`` must
+    be safe to call again (the ``finally`` calls it too)."""
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop()
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager
