@@ -11,39 +11,59 @@ application and LevelDB store, then starts, as real processes on loopback:
 * the meter simulator and the first household's bridge (``gridchain meterbridge run``), which
   reads its meters every few seconds and sends what the chain does not have yet,
 
-lets them settle, then samples each process's RSS (``VmRSS``) and CPU time (``/proc/PID/stat``)
+waits until the gateway has followed the whole chain from genesis (as one that joins an old
+chain does), reads the last day's blocks through the validator's API (so its decode memories
+are those of a validator that serves its recent days), lets them settle, then samples each
+process's RSS (``VmRSS``) and CPU time (``/proc/PID/stat``)
 over ``--idle-s`` seconds.  Idle CPU is CPU seconds over wall seconds, as a percentage of one
 core.  It also reports what a joining validator would fetch to start from this ledger's state
 (state sync, ADR 0039): the snapshot's entries and bytes, and the time to serve and verify it
-in one process.  Benchmarks measure; tests never assert these figures.
+in one process.  Every child is stopped when the bench ends, also on SIGTERM or SIGINT.
+Benchmarks measure; tests never assert these figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 import tomllib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
+from gridchain.api.client import NodeClient, NodeError
 from gridchain.bench import cluster
 from gridchain.bench.conditions import conditions
 from gridchain.bench.soak import read_rss_kib
-from gridchain.bench.state import DAY_MS, SLOT_MS, SLOTS_PER_DAY, Ledger, community, play
+from gridchain.bench.state import (
+    DAY_MS,
+    SLOT_MS,
+    SLOTS_PER_DAY,
+    Community,
+    Ledger,
+    _du,
+    community,
+    play,
+)
 from gridchain.consensus.certificates import check_certificate, genesis_commit_rule
+from gridchain.genesis.builder import GenesisBundle
 from gridchain.genesis.cli import write_bundle
+from gridchain.node.faults.cluster import _die_with_parent
 from gridchain.node.p2p.frames import STATE_CHUNK_OVERHEAD, StateChunk
 from gridchain.node.state_sync import SnapshotServer, fetch_snapshot
 from gridchain.node.store import Store
-from gridchain.node.testnet import down, up
-from gridchain.node.testnet_gateways import setup_gateways
+from gridchain.node.testnet import ask, down, up
+from gridchain.node.testnet_gateways import ca_file, gateway_endpoints, setup_gateways
 from gridchain.protocol.block import CommittedBlock
 from gridchain.protocol.keystore import TESTNET_SCRYPT_N
 
@@ -128,6 +148,7 @@ def measure_snapshot(store: Store, genesis: Any) -> dict[str, Any]:
 
 
 def _spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """A ``gridchain`` child in its own session that gets SIGTERM if the bench dies."""
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "gridchain", *argv],
@@ -135,6 +156,7 @@ def _spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
             stderr=out,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - prctl only, before exec
         )
 
 
@@ -166,33 +188,79 @@ def recent_genesis_ms(days: int, now_ms: int) -> int:
     return (now_ms - days * DAY_MS - SLOT_MS) // SLOT_MS * SLOT_MS
 
 
+def _free_base(count: int) -> int:
+    """The first of ``count`` free ports in a row (the benchmark's own range, bench.cluster)."""
+    return cluster._base_port(count)
+
+
+def build_ledger(bundle: GenesisBundle, people: Community, days: int, data: Path) -> dict[str, Any]:
+    """Play ``days`` of the community into the validator's data dir ``data`` in this process:
+    bench state's generator (``play``) through the real Application and the LevelDB Store, as
+    that validator would have committed them.  What was built, for the report."""
+    ledger = Ledger.open(bundle.genesis, data)
+    began = time.perf_counter()
+    done = 0
+    try:
+        for day, _, _ in play(bundle, people, ledger, days):
+            if day > done:  # a long build says how far it is (stderr: --json stays clean)
+                done = day
+                elapsed = time.perf_counter() - began
+                print(f"played day {day} of {days} in {elapsed:.0f} s", file=sys.stderr)
+        entries, blocks = len(ledger.state), ledger.height
+    finally:
+        ledger.store.close()
+    return {
+        "blocks": blocks,
+        "live_state_entries": entries,
+        "play_s": round(time.perf_counter() - began, 1),
+        "ledger_bytes": _du(data),
+        "built": BUILT_HOW,
+    }
+
+
+#: How the aged ledger is made (printed with the figures).
+BUILT_HOW = (
+    "in this process, by bench state's generator through the real Application and LevelDB "
+    "Store into the validator's data dir; then the validator, gateway and bridge start on it "
+    "as real processes"
+)
+
+
 def run(
-    households: int, days: int, idle_s: float, settle_s: float, directory: Path
+    households: int,
+    days: int,
+    idle_s: float,
+    settle_s: float,
+    directory: Path,
+    *,
+    base_port: int | None = None,
+    warm_blocks: int = SLOTS_PER_DAY * 3,
+    catch_up_s: float = 1800.0,
 ) -> dict[str, Any]:
+    """Build the aged ledger, start the processes on it, measure them at rest.
+
+    Every child is stopped on the way out, whatever ends the run (an error, SIGINT, or
+    SIGTERM, which the bench CLI turns into SystemExit): the launcher records each validator
+    and gateway in the directory before waiting for it (``node.testnet.up``), so
+    ``node.testnet.down`` finds one that was still starting; the bench's own children are
+    listed as soon as they exist and die with the bench if it is killed outright."""
     genesis_ms = recent_genesis_ms(days, int(time.time() * 1000))
     people = community(households, gateways=1, engine="pbft", genesis_time_ms=genesis_ms)
     bundle = people.bundle
+    base = _free_base(PORTS_USED) if base_port is None else base_port
     write_bundle(
         bundle,
         directory,
         password="bench",  # noqa: S106 - throwaway keystores in a temporary directory
         scrypt_n=TESTNET_SCRYPT_N,
-        base_api_port=cluster._base_port(1),
-        base_p2p_port=cluster._base_port(1),
-        meter_sim_port=cluster._base_port(1),
-        base_agent_port=cluster._base_port(1),
+        base_api_port=base,
+        base_p2p_port=base + 1,
+        meter_sim_port=base + 2,
+        base_agent_port=base + 4,
     )
-    setup_gateways(directory, base_port=cluster._base_port(1))
+    setup_gateways(directory, base_port=base + 3)
     data = directory / "nodes" / bundle.validators[0].name / "data"
-    ledger = Ledger.open(bundle.genesis, data)
-    began = time.perf_counter()
-    try:
-        for _ in play(bundle, people, ledger, days):
-            pass
-        entries, blocks = len(ledger.state), ledger.height
-    finally:
-        ledger.store.close()
-    played_s = time.perf_counter() - began
+    built = build_ledger(bundle, people, days, data)
     store = Store(data)
     try:
         snapshot = measure_snapshot(store, bundle.genesis)
@@ -201,33 +269,125 @@ def run(
     report: dict[str, Any] = {
         "households": households,
         "days": days,
-        "blocks": blocks,
-        "live_state_entries": entries,
-        "play_s": round(played_s, 1),
+        **built,
         "state_snapshot": snapshot,
         "idle_s": idle_s,
     }
-    procs = up(directory)
     extra: list[subprocess.Popen[bytes]] = []
-    try:
-        simulate, bridge, bridge_dir = _first_bridge(directory)
-        extra.append(_spawn(simulate, bridge_dir / "simulator.log"))
-        time.sleep(2.0)  # the simulator binds its port before the bridge dials it
-        extra.append(_spawn(bridge, bridge_dir / "bridge.log"))
-        time.sleep(settle_s)
-        watched = [
-            *(Proc("validator" if p.name.startswith("node") else "gateway", p.pid) for p in procs),
-            Proc("bridge", extra[1].pid),
-        ]
-        report["processes"] = measure_idle(watched, idle_s)
-        report["validator_height_after"] = _height_of(directory)
-    finally:
-        for proc in extra:
-            proc.terminate()
-            proc.wait(timeout=15)
-        down(directory)
+
+    def stop_children() -> None:
+        with _signals_held():
+            for proc in extra:
+                _stop_child(proc)
+            down(directory)
+
+    with _stopping_on_signal(stop_children):
+        try:
+            procs = up(directory)
+            simulate, bridge, bridge_dir = _first_bridge(directory)
+            extra.append(_spawn(simulate, bridge_dir / "simulator.log"))
+            time.sleep(2.0)  # the simulator binds its port before the bridge dials it
+            extra.append(_spawn(bridge, bridge_dir / "bridge.log"))
+            report["caught_up_s"] = wait_caught_up(directory, built["blocks"], catch_up_s)
+            report["warmed_blocks"] = warm_validator(directory, built["blocks"], warm_blocks)
+            time.sleep(settle_s)
+            watched = [
+                *(
+                    Proc("validator" if p.name.startswith("node") else "gateway", p.pid)
+                    for p in procs
+                ),
+                Proc("bridge", extra[1].pid),
+            ]
+            report["processes"] = measure_idle(watched, idle_s)
+            report["validator_height_after"] = _height_of(directory)
+        finally:
+            stop_children()
     report["conditions"] = conditions()
     return report
+
+
+#: Ports from the base: validator API, its peer port, the meter simulator, the gateway, the
+#: first household's agent port (in the bridge's config; no agent runs).
+PORTS_USED = 5
+
+
+@contextlib.contextmanager
+def _stopping_on_signal(stop: Callable[[], None]) -> Iterator[None]:
+    """SIGTERM or SIGINT runs ``stop`` at once, in the handler, then unwinds (SystemExit).
+
+    Unwinding alone is not enough: a signal that lands inside an event loop (the waits for the
+    gateway, the warm-up reads) unwinds through that loop's shutdown, which can wait on what
+    the interrupted loop no longer drives; the children must not depend on it.  ``stop`` must
+    be safe to call again (the ``finally`` calls it too)."""
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop()
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGTERM and SIGINT wait until the block ends: a second signal (``timeout`` then Ctrl-C)
+    must not cut the stopping of the children short."""
+    held = {signal.SIGTERM, signal.SIGINT}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _stop_child(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it does not stop within 15 s (as ``node.testnet.stop``)."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def wait_caught_up(directory: Path, height: int, timeout_s: float) -> float:
+    """Seconds until the gateway's followed head reached ``height`` (the built ledger's last
+    block; it follows from genesis over its links, as a gateway that joins an old chain
+    does)."""
+    url = gateway_endpoints(directory)[0].url
+    ca = ca_file(directory)
+    began = time.monotonic()
+    while time.monotonic() - began < timeout_s:
+        try:
+            if ask(url, NodeClient.health, ca=ca).height >= height:
+                return round(time.monotonic() - began, 1)
+        except NodeError:
+            pass
+        time.sleep(1.0)
+    raise RuntimeError(f"the gateway did not follow to block {height} within {timeout_s:.0f} s")
+
+
+def warm_validator(directory: Path, height: int, count: int) -> int:
+    """Read the last ``count`` blocks through the validator's API, as explorers, agents and
+    operator pages read a live chain's recent days: its decode memories hold what a running
+    validator's hold, not a fresh start's.  The number of blocks read."""
+    config = directory / "nodes" / "node-1" / "config.toml"
+    url = f"http://127.0.0.1:{tomllib.loads(config.read_text())['api']['port']}"
+    first = max(1, height - count + 1)
+
+    async def read_all() -> int:
+        async with NodeClient(url, request_timeout_s=10.0, retries=1) as client:
+            for h in range(first, height + 1):
+                await client.block(h)
+        return height - first + 1
+
+    return asyncio.run(read_all())
 
 
 def _height_of(directory: Path) -> int | None:
@@ -248,10 +408,14 @@ def format_report(r: dict[str, Any]) -> list[str]:
     lines = [
         f"community: {r['households']} households, {r['days']} day(s) of block time "
         f"({r['blocks']:,} blocks, {r['days'] * SLOTS_PER_DAY:,} slots) played in {r['play_s']} s",
-        f"live state at the end: {r['live_state_entries']:,} entries",
+        f"how: {r['built']}",
+        f"at the end: {r['live_state_entries']:,} live state entries, ledger (LevelDB: blocks, "
+        f"state, tree, archive) {r['ledger_bytes'] / 1e6:.1f} MB",
         f"state snapshot a joiner fetches: {snap['entries']:,} entries, "
         f"{snap['bytes'] / 1e6:.1f} MB in {snap['chunks']} chunks, served and verified in "
         f"{snap['serve_and_verify_s']} s (one process)",
+        f"gateway followed from genesis to block {r['blocks']:,} in {r.get('caught_up_s')} s; "
+        f"the validator served its last {r.get('warmed_blocks')} blocks over its API",
         f"idle window: {r['idle_s']} s (bridge reading its meters, validator head "
         f"{r.get('validator_height_after')})",
         f"{'process':<10} {'RSS MiB':>8} {'CPU %':>7} {'CPU s':>7}",
@@ -266,11 +430,32 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--households", type=int, default=200)
     parser.add_argument("--days", type=int, default=1, help="days of block time to play first")
     parser.add_argument("--idle-s", type=float, default=60.0, help="length of the idle window")
-    parser.add_argument("--settle-s", type=float, default=15.0, help="wait after start-up")
+    parser.add_argument(
+        "--settle-s", type=float, default=15.0, help="wait after catching up and warming"
+    )
+    parser.add_argument(
+        "--warm-blocks",
+        type=int,
+        default=SLOTS_PER_DAY * 3,
+        help="the last blocks read through the validator's API before the window (one day)",
+    )
+    parser.add_argument(
+        "--base-port", type=int, help=f"first of {PORTS_USED} ports in a row (default: free)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if args.days < 1 or args.households < 1:
+        parser.error("--days and --households must be at least 1")
     with tempfile.TemporaryDirectory() as tmp:
-        report = run(args.households, args.days, args.idle_s, args.settle_s, Path(tmp))
+        report = run(
+            args.households,
+            args.days,
+            args.idle_s,
+            args.settle_s,
+            Path(tmp),
+            base_port=args.base_port,
+            warm_blocks=args.warm_blocks,
+        )
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -5,8 +5,8 @@
 refusal is the filter's typed error (``Retry-After`` on a 429).  Every read of the contract's
 route table is relayed to a validator (gridchain.gateway.relay), ``/v1/events`` is the relayed
 feed, and ``/health``, ``/metrics`` and ``/openapi.json`` are the gateway's own.  The error
-envelope is the node's (gridchain.node.api.error_middleware), so a client cannot tell a gateway
-from a validator by the shape of an answer, only by the refusals only a gateway gives.
+envelope is the node's (gridchain.node.api_reply.error_middleware), so a client cannot tell a
+gateway from a validator by the shape of an answer, only by the refusals only a gateway gives.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from gridchain.gateway.openapi import gateway_openapi_document
 from gridchain.gateway.relay import EventFeed, ReadRelay, RelayUnavailableError
 from gridchain.gateway.verdicts import refusal_of
 from gridchain.node import operator_page
-from gridchain.node.api import UnavailableError, error_middleware, error_response, reply
 from gridchain.node.api_input import parse_submission, read_body
+from gridchain.node.api_reply import UnavailableError, error_middleware, error_response, reply
 from gridchain.node.http_guard import ConnectionGuard
 from gridchain.protocol.errors import GridchainError
 

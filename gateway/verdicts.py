@@ -11,9 +11,16 @@ from __future__ import annotations
 
 import functools
 
+# The modules that declare the codes a validator answers with, and nothing of the validator
+# itself (its runtime, the application, numpy): tests/unit/gateway/test_verdict_statuses.py
+# checks that this gives every code the status the validator's own process gives it.
 from gridchain.market import errors as _market_errors  # noqa: F401 - registers the codes
-from gridchain.node import mempool as _mempool  # noqa: F401 - registers the codes
+from gridchain.market.scheduling import errors as _scheduling  # noqa: F401 - registers the codes
+from gridchain.node import api_reply as _api_reply  # noqa: F401 - registers the codes
+from gridchain.node import mempool_errors as _mempool  # noqa: F401 - registers the codes
+from gridchain.node import state_sync as _state_sync  # noqa: F401 - registers the codes
 from gridchain.protocol import sealed as _sealed  # noqa: F401 - registers the codes
+from gridchain.protocol import sealed_read as _sealed_read  # noqa: F401 - registers the codes
 from gridchain.protocol.errors import GridchainError
 
 UNKNOWN_CODE_STATUS = 422

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import TypeVar
 
 import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
-from pydantic import BaseModel
 
 from gridchain.api import models as m
 from gridchain.api.openapi import openapi_document
@@ -52,6 +51,16 @@ from gridchain.node.api_input import (
     parse_uint,
     read_body,
 )
+from gridchain.node.api_reply import (
+    GatewaysOnlyError,
+    Handler,
+    NotFoundError,
+    SealedReadsOnlyError,
+    UnavailableError,
+    error_middleware,
+    error_response,
+    reply,
+)
 from gridchain.node.http_guard import ConnectionGuard, connection_budget
 from gridchain.node.query import NodeQuery
 from gridchain.node.runtime import Node, Subscription
@@ -69,64 +78,7 @@ log = structlog.get_logger("gridchain.api")
 WS_CLOSE_GRACE_S = 10.0
 
 
-class NotFoundError(GridchainError):
-    code = "not_found"
-    http_status = 404
-
-
-class UnavailableError(GridchainError):
-    code = "unavailable"
-    http_status = 503
-
-
-class GatewaysOnlyError(GridchainError):
-    """This validator takes client transactions only from the genesis gateways' links
-    (``api.client_txs = "gateways"``, ADR 0024): submit through a gateway."""
-
-    code = "gateways_only"
-    http_status = 403
-
-
-_HTTP_CODES = {
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "oversize",
-    415: "unsupported_media_type",
-}
-
-
-def reply(model: BaseModel, status: int = 200) -> web.Response:
-    """A model as the JSON body of a response (the contract's own serialisation)."""
-    return web.json_response(text=model.model_dump_json(), status=status)
-
-
-def error_response(status: int, code: str, message: str) -> web.Response:
-    return reply(m.Error(error=m.ErrorBody(code=code, message=message)), status)
-
-
 S = TypeVar("S")
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except GridchainError as exc:
-        return error_response(exc.http_status, exc.code, exc.message)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        code = _HTTP_CODES.get(exc.status, "http_error")
-        response = error_response(exc.status, code, exc.reason or code)
-        if isinstance(exc, web.HTTPMethodNotAllowed):  # RFC 9110 15.5.6: a 405 names them
-            response.headers["Allow"] = ", ".join(sorted(exc.allowed_methods))
-        return response
-    except asyncio.CancelledError:
-        raise
-    except Exception:  # the last line of defence: never leak a trace
-        log.exception("unhandled error", path=request.path)
-        return error_response(500, "internal", "internal error")
 
 
 def _node(request: web.Request) -> Node:
@@ -484,13 +436,6 @@ async def list_cd_requests(request: web.Request) -> web.Response:
 
 
 # --- operations --------------------------------------------------------------------------
-
-
-class SealedReadsOnlyError(GridchainError):
-    """An open route of private data on a node that serves it only through sealed reads."""
-
-    code = "sealed_reads_only"
-    http_status = 403
 
 
 def _sealed_only(handler: Handler) -> Handler:

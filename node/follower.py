@@ -66,8 +66,13 @@ from gridchain.protocol.tx import (
 _log = structlog.get_logger("gridchain.follower")
 
 #: Certified blocks kept in memory for readers (older ones are dropped; the derived senders
-#: and nonces cover the whole chain).
+#: and nonces cover the whole chain), at most this many...
 DEFAULT_KEEP_BLOCKS = 4096
+#: ...and at most this many bytes of their encodings.  They are kept encoded and decoded when
+#: read: a decoded block of meter readings holds about eight times its encoding, so 4,096
+#: decoded blocks of a 200-household community were hundreds of MiB and grew with the chain
+#: until the count bound; the gateway itself reads none of them (its reads are relayed).
+DEFAULT_KEEP_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +124,7 @@ class Follower:
         *,
         tuning: NetworkTuning | None = None,
         keep_blocks: int = DEFAULT_KEEP_BLOCKS,
+        keep_bytes: int = DEFAULT_KEEP_BYTES,
     ) -> None:
         # A key the council admits later (UpdateGateways, ADR 0043) is a gateway too: it
         # dials, and the validators refuse its links until the chain admits it.
@@ -128,8 +134,11 @@ class Follower:
         self.chain_id = genesis.chain_id
         self.key = key
         self._keep_blocks = keep_blocks
+        self._keep_bytes = keep_bytes
         self._head = FollowedHead(0, self.chain_id, genesis.genesis_time_ms)
-        self._blocks: OrderedDict[int, CommittedBlock] = OrderedDict()
+        #: height -> the certified block's encoding (the newest first out of the bounds last)
+        self._blocks: OrderedDict[int, bytes] = OrderedDict()
+        self._kept_bytes = 0
         self._nonces: dict[bytes, int] = {}
         self._senders: set[bytes] = {p.public_key_bytes for p in genesis.participants}
         self._senders.add(bytes.fromhex(genesis.governance_public_key))
@@ -198,11 +207,17 @@ class Follower:
         return self._head
 
     def block(self, height: int) -> CommittedBlock | None:
-        """A certified block still held in memory (the last ``keep_blocks``)."""
-        return self._blocks.get(height)
+        """A certified block still held in memory (the last ``keep_blocks``, at most
+        ``keep_bytes`` of encodings), decoded again for the reader."""
+        raw = self._blocks.get(height)
+        return None if raw is None else decode_committed(raw)
 
     def blocks(self, first: int, limit: int) -> list[CommittedBlock]:
-        return [b for h in range(first, first + limit) if (b := self._blocks.get(h)) is not None]
+        return [b for h in range(first, first + limit) if (b := self.block(h)) is not None]
+
+    def kept(self) -> tuple[int, int]:
+        """(blocks, bytes of their encodings) held for readers now."""
+        return len(self._blocks), self._kept_bytes
 
     def is_registered(self, public_key: bytes) -> bool:
         """Whether a transaction signed by this key can apply at all: a participant, the
@@ -288,7 +303,7 @@ class Follower:
             self._best_peer_height = max(self._best_peer_height, height)
             self._start_sync()
             return
-        self._accept(block)
+        self._accept(block, committed)
 
     def on_peer_height(self, sender: bytes, height: int) -> None:
         if height > self._head.height:
@@ -350,7 +365,9 @@ class Follower:
             return  # the chain refused it as well (its proposal failed): the set stays
         self.network.set_validators({k for e in self._epochs[-2:] for k in e.keys})
 
-    def _accept(self, committed: CommittedBlock) -> None:
+    def _accept(self, committed: CommittedBlock, raw: bytes | None = None) -> None:
+        """Take ``committed`` (decoded from ``raw``, its encoding) as the next block of the
+        followed chain."""
         self._verify(committed)
         block = committed.block
         for tx in block.txs:
@@ -375,9 +392,7 @@ class Follower:
                 # Signed by the governance key itself (k = 1): it applied in this block.
                 self._schedule_change(body, block.height)
         self._head = FollowedHead(block.height, block.hash(), block.header.timestamp_ms)
-        self._blocks[block.height] = committed
-        while len(self._blocks) > self._keep_blocks:
-            self._blocks.popitem(last=False)
+        self._keep(block.height, committed.encode() if raw is None else raw)
         for feed in list(self._feeds):
             if feed.queue.full():
                 self._feeds.discard(feed)
@@ -386,6 +401,16 @@ class Follower:
                 feed.queue.put_nowait(committed)
         advanced, self._advanced = self._advanced, asyncio.Event()
         advanced.set()
+
+    def _keep(self, height: int, raw: bytes) -> None:
+        """Hold ``raw`` for readers; drop the oldest past either bound (the newest stays)."""
+        self._blocks[height] = raw
+        self._kept_bytes += len(raw)
+        while len(self._blocks) > 1 and (
+            len(self._blocks) > self._keep_blocks or self._kept_bytes > self._keep_bytes
+        ):
+            _, dropped = self._blocks.popitem(last=False)
+            self._kept_bytes -= len(dropped)
 
     def _start_sync(self) -> None:
         if self._sync_task is None or self._sync_task.done():
@@ -411,7 +436,7 @@ class Follower:
                     if committed.block.height <= self._head.height:
                         accepted += 1  # pushed to us (NewBlock) while the range was on its way
                         continue
-                    self._accept(committed)
+                    self._accept(committed, raw)
                 except GridchainError as exc:
                     self._log.warning("fetched block refused", height=start, reason=exc.message)
                     break

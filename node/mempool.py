@@ -22,22 +22,10 @@ from gridchain.market.commuting import commutes
 from gridchain.market.errors import ApplicationError
 from gridchain.market.state import MerkleState, Overlay
 from gridchain.market.tx_effects import RecordingOverlay, TxEffect, credit_of
-from gridchain.protocol.errors import GridchainError
+from gridchain.node.mempool_errors import DuplicateTxError, MempoolError, MempoolFullError
 from gridchain.protocol.tx import Transaction
 
-
-class MempoolError(GridchainError):
-    code = "mempool_refused"
-
-
-class MempoolFullError(MempoolError):
-    code = "mempool_full"
-    http_status = 503
-
-
-class DuplicateTxError(MempoolError):
-    code = "duplicate_tx"
-    http_status = 409
+__all__ = ["DuplicateTxError", "Mempool", "MempoolError", "MempoolFullError", "PendingTx"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,8 @@ from pydantic import BaseModel
 
 from gridchain.api import models as m
 from gridchain.api.routes import MAX_LIST
+from gridchain.node.api_reply import ReadsBusyError
 from gridchain.node.query import NodeQuery
-from gridchain.protocol.errors import GridchainError
 from gridchain.protocol.sealed_read import (
     NotOwnerReadError,
     ReadKind,
@@ -32,11 +32,6 @@ from gridchain.protocol.sealed_read import (
 
 #: Live request ids a node remembers at most (about 100 bytes each).
 DEFAULT_REPLAY_CAPACITY = 100_000
-
-
-class ReadsBusyError(GridchainError):
-    code = "reads_busy"
-    http_status = 503
 
 
 class NoSuchMeterError(ReadRefusedError):

@@ -13,8 +13,9 @@ import pytest
 
 from gridchain.genesis.cli import write_bundle
 from gridchain.genesis.schema import GenesisError, parse_genesis
+from gridchain.node.api_reply import ReadsBusyError
 from gridchain.node.config import ConfigError, load_config
-from gridchain.node.sealed_reads import ReadsBusyError, ReplayCache
+from gridchain.node.sealed_reads import ReplayCache
 from gridchain.node.sealing import validator_opener
 from gridchain.protocol.address import address_of
 from gridchain.protocol.errors import SignatureError
