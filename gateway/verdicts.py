@@ -14,6 +14,7 @@ import functools
 # The modules that declare the codes a validator answers with, and nothing of the validator
 # itself (its runtime, the application, numpy): tests/unit/gateway/test_verdict_statuses.py
 # checks that this gives every code the status the validator's own process gives it.
+from gridchain.market import device_links as _device_links  # noqa: F401 - registers the codes
 from gridchain.market import errors as _market_errors  # noqa: F401 - registers the codes
 from gridchain.market.scheduling import errors as _scheduling  # noqa: F401 - registers the codes
 from gridchain.node import api_reply as _api_reply  # noqa: F401 - registers the codes
