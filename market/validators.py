@@ -21,7 +21,10 @@ then share more than two thirds of the smaller one; ADR 0035).  Solo (one valida
 definition) takes no change, and a chain that seals transactions adds none (its seal set is
 the genesis validators' encryption keys; an added validator could not open them).  PoB takes
 changes by the same rule; the set of a pending height is read from the state its own branch
-leaves (:func:`validators_after`, ADR 0044).
+leaves (:func:`validators_after`, ADR 0044).  PoB also refuses a change after which a quorum
+of the set before and one of the set after need not share an honest validator
+(:func:`honest_overlap`, ADR 0049): its votes for two neighbouring heights are counted against
+those heights' sets, and Streamlet's safety argument needs such quorums to meet.
 """
 
 from __future__ import annotations
@@ -82,6 +85,13 @@ class ValidatorChangeTooLargeError(ValidatorChangeError):
     """More than a third of the set would change at once."""
 
     code = "validator_change_too_large"
+
+
+class ValidatorQuorumOverlapError(ValidatorChangeError):
+    """A PoB change after which a quorum of the set before it and a quorum of the set after it
+    need not share an honest validator (:func:`honest_overlap`, ADR 0049)."""
+
+    code = "validator_quorum_overlap"
 
 
 class ValidatorChangeUnsupportedError(ValidatorChangeError):
@@ -151,6 +161,30 @@ def min_validators(genesis: Genesis) -> int | None:
     return None
 
 
+def tolerated_faults(n: int) -> int:
+    """f of a set of ``n`` under the BFT quorum q = n - f, f = (n - 1) // 3: the rule of
+    ``consensus.kernel.validators.quorum_size(n, "bft")``, which the layers keep out of reach
+    of market/ (a unit test checks that the two agree for every size)."""
+    return (n - 1) // 3
+
+
+def honest_overlap(before: Sequence[bytes], after: Sequence[bytes]) -> int:
+    """The fewest honest validators that a BFT quorum of ``before`` and one of ``after``
+    always share, with at most f Byzantine validators in each set (ADR 0049).
+
+    Both quorums lie in their own set, so they can only meet among the k kept keys: a quorum
+    of ``before`` leaves out at most f_b of them and one of ``after`` at most f_a, so they
+    share at least k - f_b - f_a kept validators, and exactly that many when each leaves out
+    different kept ones.  Up to min(f_b, f_a) of those may be Byzantine (they are in both
+    sets).  So at least k - f_b - f_a - min(f_b, f_a) honest ones, and no more in the worst
+    case: the bound is exact.  PoB needs it to be at least one (:func:`schedule_change`).
+    """
+    kept = len(set(before) & set(after))
+    f_before = tolerated_faults(len(before))
+    f_after = tolerated_faults(len(after))
+    return max(0, kept - f_before - f_after - min(f_before, f_after))
+
+
 def apply_validator_update(
     view: Overlay, genesis: Genesis, body: UpdateValidators, height: int
 ) -> tuple[bytes, ...]:
@@ -215,6 +249,15 @@ def schedule_change(
     if 3 * changed > len(before):
         raise ValidatorChangeTooLargeError(
             f"{changed} of {len(before)} validators would change at once; at most a third may"
+        )
+    if genesis.consensus.engine == "pob" and honest_overlap(before, result) < 1:
+        # PoB counts the votes of two heights, on two branches, against the sets of those
+        # heights (ADR 0044); Streamlet's argument needs their quorums to share an honest
+        # validator, which a third of the set at once does not give (ADR 0049).
+        raise ValidatorQuorumOverlapError(
+            f"{len(before)} -> {len(result)} validators keeping "
+            f"{len(set(before) & set(result))}: a quorum of each set need not share an honest "
+            "validator; change fewer keys at once"
         )
     kept = tuple(e for e in epochs if e.from_height < target)
     return (*kept, ValidatorEpoch(target, result))
