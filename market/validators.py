@@ -43,6 +43,11 @@ from gridchain.protocol.tx import UpdateValidators
 #: Blocks between the block that commits a change and the first height it applies to.
 ACTIVATION_DELAY = 2
 VALIDATOR_SCHEDULE_KEY = b"meta:validators"
+#: PoB's change that is committed but not in force yet (ADR 0049)
+PENDING_CHANGE_KEY = b"meta:validators:pending"
+#: PoB: consecutive-round blocks from the change's own block on that bring it into force
+#: (Streamlet's final run; a chain whose ``finality_depth`` is larger asks for that many)
+MIN_ACTIVATION_RUN = 3
 #: The most validators a set may hold (a certificate carries at most 1024 signatures).
 MAX_VALIDATORS = 1024
 
@@ -94,6 +99,12 @@ class ValidatorQuorumOverlapError(ValidatorChangeError):
     code = "validator_quorum_overlap"
 
 
+class ValidatorChangePendingError(ValidatorChangeError):
+    """PoB: another change is committed and not in force yet; one at a time (ADR 0049)."""
+
+    code = "validator_change_pending"
+
+
 class ValidatorChangeUnsupportedError(ValidatorChangeError):
     """The chain's engine takes no validator-set change (solo), or the chain seals
     transactions and the change adds a validator."""
@@ -117,6 +128,21 @@ class ValidatorSchedule(Record):
     """Every epoch of the chain, by increasing ``from_height`` (the first one from 0)."""
 
     epochs: Annotated[tuple[ValidatorEpoch, ...], Size(1, 65535)]
+
+
+@register(0x4D)
+@dataclass(frozen=True, slots=True)
+class PendingValidatorChange(Record):
+    """PoB: a change committed at ``carried_at`` and not in force yet, with the set it leaves
+    (``keys``) and the run of blocks of consecutive rounds that ends at the branch's newest
+    block (``run`` blocks, the newest of round ``last_round``), counted from the change's own
+    block on.  When the run reaches the finality run, the blocks it holds are final as soon as
+    a block above them is notarized, and the set changes two heights later (ADR 0049)."""
+
+    carried_at: U64
+    keys: Annotated[tuple[Bytes32, ...], Size(1, MAX_VALIDATORS)]
+    last_round: U64
+    run: U64
 
 
 def validator_schedule(state: StateReader, genesis: Genesis) -> tuple[ValidatorEpoch, ...]:
@@ -185,17 +211,103 @@ def honest_overlap(before: Sequence[bytes], after: Sequence[bytes]) -> int:
     return max(0, kept - f_before - f_after - min(f_before, f_after))
 
 
-def apply_validator_update(
-    view: Overlay, genesis: Genesis, body: UpdateValidators, height: int
-) -> tuple[bytes, ...]:
-    """Schedule ``body`` (committed at ``height``) for ``height + ACTIVATION_DELAY``.
+def pending_change(state: StateReader) -> PendingValidatorChange | None:
+    raw = state.get(PENDING_CHANGE_KEY)
+    return None if raw is None else decode(raw, PendingValidatorChange)
 
-    Returns the scheduled set; raises a ValidatorChangeError (or the key check's refusal) and
+
+def apply_validator_update(
+    view: Overlay, genesis: Genesis, body: UpdateValidators, height: int, round_: int = 0
+) -> tuple[bytes, ...]:
+    """Schedule ``body`` (committed at ``height``, in ``round_`` on PoB) for ``height +
+    ACTIVATION_DELAY``, or on PoB hold it pending until a final run brings it in (ADR 0049).
+
+    Returns the set it leaves; raises a ValidatorChangeError (or the key check's refusal) and
     writes nothing when the change is refused.
     """
-    epochs = schedule_change(validator_schedule(view, genesis), genesis, body, height)
+    epochs = validator_schedule(view, genesis)
+    if genesis.consensus.engine == "pob":
+        pending = pob_pending_change(
+            epochs, pending_change(view), genesis, body, height=height, round_=round_
+        )
+        view.put(PENDING_CHANGE_KEY, pending.encode())
+        return pending.keys
+    epochs = schedule_change(epochs, genesis, body, height)
     view.put(VALIDATOR_SCHEDULE_KEY, ValidatorSchedule(epochs).encode())
     return epochs[-1].keys
+
+
+def pob_pending_change(
+    epochs: Sequence[ValidatorEpoch],
+    pending: PendingValidatorChange | None,
+    genesis: Genesis,
+    body: UpdateValidators,
+    *,
+    height: int,
+    round_: int,
+) -> PendingValidatorChange:
+    """PoB's change ``body`` committed at ``height`` in ``round_``, pending (a pure function
+    the state path and a follower share).  Refused while another change is pending: two
+    changes that are not final could add up on one branch while a conflicting branch has
+    neither.  It is measured against the newest set of the schedule, which is in force
+    before it (it comes into force four heights after its block at the earliest)."""
+    if pending is not None:
+        raise ValidatorChangePendingError(
+            f"the change committed at height {pending.carried_at} is not in force yet; "
+            "one PoB change at a time"
+        )
+    target = max(height + ACTIVATION_DELAY, epochs[-1].from_height + 1)
+    keys = schedule_change(epochs, genesis, body, target - ACTIVATION_DELAY)[-1].keys
+    return PendingValidatorChange(height, keys, round_, 1)
+
+
+def activation_run(genesis: Genesis) -> int:
+    """How many consecutive-round blocks bring a pending PoB change into force: the engine's
+    finality run (consensus/pob/tree.py, ``max(finality_depth, 3)``)."""
+    return max(MIN_ACTIVATION_RUN, genesis.consensus.finality_depth)
+
+
+def advance_pending(
+    epochs: tuple[ValidatorEpoch, ...],
+    pending: PendingValidatorChange,
+    genesis: Genesis,
+    height: int,
+    round_: int,
+) -> tuple[tuple[ValidatorEpoch, ...], PendingValidatorChange | None]:
+    """Count block ``height`` of ``round_`` (above the change's block) into the pending
+    change's run: the next schedule and what stays pending (None once in force).
+
+    A block whose round follows the newest one's extends the run, any other starts a new one
+    at itself.  When the run is ``activation_run`` long, its blocks are Streamlet's final run
+    as soon as anything above them is notarized, and the change's block is at or below them:
+    the change comes into force at ``height + ACTIVATION_DELAY`` (the set of ``height + 1``
+    is fixed already).  Every voter set above it is then one that a notarized block proves
+    final, the same on every branch that can be notarized (ADR 0049).
+    """
+    run = pending.run + 1 if round_ == pending.last_round + 1 else 1
+    if run < activation_run(genesis):
+        return epochs, PendingValidatorChange(pending.carried_at, pending.keys, round_, run)
+    first = height + ACTIVATION_DELAY
+    kept = tuple(e for e in epochs if e.from_height < first)
+    return (*kept, ValidatorEpoch(first, pending.keys)), None
+
+
+def advance_validator_change(view: Overlay, genesis: Genesis, height: int, round_: int) -> None:
+    """Before a PoB block's transactions: count it into the pending change's run, and bring
+    the change into force when the run is final (:func:`advance_pending`)."""
+    if genesis.consensus.engine != "pob":
+        return
+    pending = pending_change(view)
+    if pending is None or height <= pending.carried_at:
+        return
+    epochs, still = advance_pending(
+        validator_schedule(view, genesis), pending, genesis, height, round_
+    )
+    if still is None:
+        view.put(VALIDATOR_SCHEDULE_KEY, ValidatorSchedule(epochs).encode())
+        view.delete(PENDING_CHANGE_KEY)
+    else:
+        view.put(PENDING_CHANGE_KEY, still.encode())
 
 
 def schedule_change(

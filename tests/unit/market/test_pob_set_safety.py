@@ -18,19 +18,26 @@ from itertools import combinations
 import pytest
 
 from gridchain.consensus.kernel.validators import quorum_size
-from gridchain.genesis.builder import GenesisBundle
-from gridchain.market.app import Application
+from gridchain.genesis.builder import GenesisBundle, build_genesis
+from gridchain.market.app import Application, BlockContext
 from gridchain.market.state import Overlay
 from gridchain.market.validators import (
+    PENDING_CHANGE_KEY,
     VALIDATOR_SCHEDULE_KEY,
+    ValidatorChangePendingError,
     ValidatorChangeTooLargeError,
+    ValidatorEpoch,
     ValidatorQuorumOverlapError,
+    advance_pending,
     honest_overlap,
+    pending_change,
+    pob_pending_change,
     tolerated_faults,
+    validator_schedule,
     validators_at,
 )
 from gridchain.protocol.tx import UpdateValidators
-from tests.helpers import block_context, det_key, signed, small_bundle
+from tests.helpers import GENESIS_TIME_MS, det_key, key_factory, signed, small_bundle
 
 NEW = tuple(det_key(f"pob safety new {i}").public_key for i in range(4))
 
@@ -95,11 +102,25 @@ def pob(validators: int) -> GenesisBundle:
     return small_bundle(validators=validators, engine="pob")
 
 
-def apply_change(bundle: GenesisBundle, body: UpdateValidators, view: Overlay) -> None:
+def apply_change(
+    bundle: GenesisBundle,
+    body: UpdateValidators,
+    view: Overlay,
+    *,
+    height: int = 3,
+    round_: int = 0,
+    nonce: int = 0,
+) -> None:
     app = Application(bundle.genesis)
-    tx = signed(bundle.governance, bundle.genesis.chain_id, 0, body)
+    tx = signed(bundle.governance, bundle.genesis.chain_id, nonce, body)
     app.signatures.require(tx)
-    app.apply_tx(tx, view, block_context(3))
+    app.apply_tx(tx, view, BlockContext(height, GENESIS_TIME_MS + 1000 * height, b"", round_))
+
+
+def begin(bundle: GenesisBundle, view: Overlay, height: int, round_: int) -> None:
+    """What a block of ``height`` and ``round_`` does before its transactions."""
+    app = Application(bundle.genesis)
+    app.begin_block(view, BlockContext(height, GENESIS_TIME_MS + 1000 * height, b"", round_))
 
 
 @pytest.mark.parametrize(
@@ -139,7 +160,9 @@ def test_pob_takes_a_change_whose_quorums_keep_an_honest_validator(
     keys = bundle.genesis.validator_keys()
     view = Overlay(Application(bundle.genesis).genesis_state())
     apply_change(bundle, UpdateValidators(add=NEW[:added], remove=keys[:removed]), view)
-    assert validators_at(view, bundle.genesis, 5) == keys[removed:] + NEW[:added]
+    pending = pending_change(view)
+    assert pending is not None
+    assert pending.keys == keys[removed:] + NEW[:added]
 
 
 def test_the_third_rule_still_comes_first() -> None:
@@ -158,3 +181,95 @@ def test_the_third_rule_still_comes_first() -> None:
             UpdateValidators(add=NEW[:1], remove=keys[:1]),
             Overlay(Application(bundle.genesis).genesis_state()),
         )
+
+
+def test_a_pob_change_comes_into_force_two_heights_after_a_final_run() -> None:
+    """Carried by block 3 of round 5: blocks 4 and 5 of rounds 6 and 7 make the run 3, 4, 5,
+    final once anything above it is notarized, so block 5 schedules the set for height 7;
+    until then every height keeps the old set (the change's block alone proves nothing)."""
+    bundle = pob(4)
+    keys = bundle.genesis.validator_keys()
+    view = Overlay(Application(bundle.genesis).genesis_state())
+    apply_change(bundle, UpdateValidators(add=NEW[:1]), view, height=3, round_=5)
+    assert VALIDATOR_SCHEDULE_KEY not in view.writes
+    begin(bundle, view, 4, 6)
+    assert validators_at(view, bundle.genesis, 100) == keys
+    begin(bundle, view, 5, 7)
+    assert validators_at(view, bundle.genesis, 6) == keys
+    assert validators_at(view, bundle.genesis, 7) == (*keys, NEW[0])
+    assert pending_change(view) is None
+    assert view.writes[PENDING_CHANGE_KEY] is None
+
+
+def test_a_round_without_a_block_starts_the_run_again() -> None:
+    """Rounds 5, 7, 8, 9: the run 5-7 breaks, 7, 8, 9 completes at block 6 (height 8 on)."""
+    bundle = pob(4)
+    keys = bundle.genesis.validator_keys()
+    view = Overlay(Application(bundle.genesis).genesis_state())
+    apply_change(bundle, UpdateValidators(add=NEW[:1]), view, height=3, round_=5)
+    for height, round_ in ((4, 7), (5, 8)):
+        begin(bundle, view, height, round_)
+        assert pending_change(view) is not None
+    begin(bundle, view, 6, 9)
+    assert validators_at(view, bundle.genesis, 7) == keys
+    assert validators_at(view, bundle.genesis, 8) == (*keys, NEW[0])
+
+
+def test_a_deeper_finality_asks_for_a_longer_run() -> None:
+    bundle = build_genesis(
+        chain_name="gridchain-test",
+        genesis_time_ms=GENESIS_TIME_MS,
+        validators=4,
+        participants=3,
+        engine="pob",
+        new_key=key_factory("pob safety"),
+        consensus_params={"finality_depth": 4},
+    )
+    view = Overlay(Application(bundle.genesis).genesis_state())
+    apply_change(bundle, UpdateValidators(add=NEW[:1]), view, height=3, round_=5)
+    begin(bundle, view, 4, 6)
+    begin(bundle, view, 5, 7)
+    assert pending_change(view) is not None
+    begin(bundle, view, 6, 8)
+    assert pending_change(view) is None
+    assert validators_at(view, bundle.genesis, 8)[-1] == NEW[0]
+
+
+def test_one_pob_change_at_a_time_measured_against_the_set_before_it() -> None:
+    """A second change while one is pending is refused and writes nothing; once the first is
+    in force, the next is measured against the set it left (5 -> 4 is fine, 4 -> 3 would not
+    be)."""
+    bundle = pob(4)
+    keys = bundle.genesis.validator_keys()
+    view = Overlay(Application(bundle.genesis).genesis_state())
+    apply_change(bundle, UpdateValidators(add=NEW[:1]), view, height=3, round_=5)
+    second = Overlay(view)
+    with pytest.raises(ValidatorChangePendingError) as refused:
+        apply_change(bundle, UpdateValidators(remove=keys[:1]), second, height=4, nonce=1)
+    assert refused.value.code == "validator_change_pending"
+    assert not second.writes
+    for height, round_ in ((4, 6), (5, 7)):
+        begin(bundle, view, height, round_)
+    # in the same block that brought the first one in (its set from 7 on)
+    apply_change(bundle, UpdateValidators(remove=keys[:1]), view, height=5, round_=7, nonce=1)
+    pending = pending_change(view)
+    assert pending is not None
+    assert pending.keys == (*keys[1:], NEW[0])
+    assert validators_at(view, bundle.genesis, 100) == (*keys, NEW[0])
+
+
+def test_a_follower_replays_the_same_schedule_from_headers() -> None:
+    """node/follower.py has no state: the pure functions it calls give the state's schedule."""
+    bundle = pob(4)
+    genesis = bundle.genesis
+    view = Overlay(Application(genesis).genesis_state())
+    body = UpdateValidators(add=NEW[:1])
+    apply_change(bundle, body, view, height=3, round_=5)
+    epochs: tuple[ValidatorEpoch, ...] = (ValidatorEpoch(0, genesis.validator_keys()),)
+    pending = pob_pending_change(epochs, None, genesis, body, height=3, round_=5)
+    for height, round_ in ((4, 7), (5, 8), (6, 9)):
+        begin(bundle, view, height, round_)
+        assert pending is not None
+        epochs, pending = advance_pending(epochs, pending, genesis, height, round_)
+        assert pending == pending_change(view)
+    assert epochs == validator_schedule(view, genesis)
