@@ -24,6 +24,7 @@ from gridchain.market.state import Overlay
 from gridchain.market.validators import (
     PENDING_CHANGE_KEY,
     VALIDATOR_SCHEDULE_KEY,
+    PendingValidatorChange,
     ValidatorChangePendingError,
     ValidatorChangeTooLargeError,
     ValidatorEpoch,
@@ -266,7 +267,9 @@ def test_a_follower_replays_the_same_schedule_from_headers() -> None:
     body = UpdateValidators(add=NEW[:1])
     apply_change(bundle, body, view, height=3, round_=5)
     epochs: tuple[ValidatorEpoch, ...] = (ValidatorEpoch(0, genesis.validator_keys()),)
-    pending = pob_pending_change(epochs, None, genesis, body, height=3, round_=5)
+    pending: PendingValidatorChange | None = pob_pending_change(
+        epochs, None, genesis, body, height=3, round_=5
+    )
     for height, round_ in ((4, 7), (5, 8), (6, 9)):
         begin(bundle, view, height, round_)
         assert pending is not None
