@@ -20,11 +20,14 @@ change of more than a third of the set in force just before the new one (two con
 then share more than two thirds of the smaller one; ADR 0035).  Solo (one validator by
 definition) takes no change, and a chain that seals transactions adds none (its seal set is
 the genesis validators' encryption keys; an added validator could not open them).  PoB takes
-changes by the same rule; the set of a pending height is read from the state its own branch
-leaves (:func:`validators_after`, ADR 0044).  PoB also refuses a change after which a quorum
-of the set before and one of the set after need not share an honest validator
-(:func:`honest_overlap`, ADR 0049): its votes for two neighbouring heights are counted against
-those heights' sets, and Streamlet's safety argument needs such quorums to meet.
+changes with the same refusals; the set of a pending height is read from the state its own
+branch leaves (:func:`validators_after`, ADR 0044).  On PoB a change is not in force at H + 2
+but pending until a run of blocks of consecutive rounds after it is final as seen from the
+branch, one change at a time (:func:`advance_pending`, ADR 0049).  PoB also refuses a
+change after which a quorum of the set before and one of the set after need not share an
+honest validator (:func:`honest_overlap`, ADR 0049): its votes for two neighbouring heights are
+counted against those heights' sets, and Streamlet's safety argument needs such quorums to
+meet.
 """
 
 from __future__ import annotations
