@@ -68,7 +68,11 @@ from gridchain.market.sealed_outcomes import SealedOutcome, SealedStatus, put_ou
 from gridchain.market.slot_settlement import settle_due
 from gridchain.market.state import MerkleState, Overlay, StateReader
 from gridchain.market.tx_effects import TxEffect
-from gridchain.market.validators import ValidatorRoleConflictError, apply_validator_update
+from gridchain.market.validators import (
+    ValidatorRoleConflictError,
+    advance_validator_change,
+    apply_validator_update,
+)
 from gridchain.protocol.address import address_of, format_address, parse_address
 from gridchain.protocol.block import ScheduleEntry
 from gridchain.protocol.crypto import verify
@@ -113,6 +117,9 @@ class BlockContext:
     height: int
     timestamp_ms: int
     proposer: bytes
+    #: the header's round (PoB; 0 for the other engines): a pending PoB set change comes into
+    #: force after a run of blocks of consecutive rounds (ADR 0049)
+    round: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,7 +433,7 @@ class Application:
         elif isinstance(record, UpdateValidators):
             if set(record.add) & set(gateways_in_force(view, self.genesis)):
                 raise ValidatorRoleConflictError("a gateway cannot be a validator")
-            apply_validator_update(view, self.genesis, record, ctx.height)
+            apply_validator_update(view, self.genesis, record, ctx.height, ctx.round)
         elif isinstance(record, SetParameter | SetTariffs):
             apply_param_change(view, self.genesis, record, ctx.height)
         elif isinstance(record, UpdateCouncil):
@@ -539,13 +546,15 @@ class Application:
         decided C&D interval whose grace period is over (market/cd_settlement.py), measure the
         community's load of every such interval for the base-load forecast (market/base_load.py),
         close the council proposals that expired (market/governance.py), then move
-        what is closed for good out of the live state (market/pruning.py)."""
+        what is closed for good out of the live state (market/pruning.py); on PoB, count the
+        block into the run that brings a pending validator-set change into force (ADR 0049)."""
         events = self.exchange.expire_due(view, ctx.timestamp_ms)
         expire_proposals(view, ctx.height)
         settle_due(self.genesis, view, ctx.height, ctx.timestamp_ms)
         settle_cd_due(self.genesis, view, ctx.height, ctx.timestamp_ms)
         record_metered_load_due(self.genesis, view, ctx.timestamp_ms)
         prune_due(self.genesis, view, ctx.timestamp_ms)
+        advance_validator_change(view, self.genesis, ctx.height, ctx.round)
         return events
 
     def execute_block(

@@ -20,8 +20,14 @@ change of more than a third of the set in force just before the new one (two con
 then share more than two thirds of the smaller one; ADR 0035).  Solo (one validator by
 definition) takes no change, and a chain that seals transactions adds none (its seal set is
 the genesis validators' encryption keys; an added validator could not open them).  PoB takes
-changes by the same rule; the set of a pending height is read from the state its own branch
-leaves (:func:`validators_after`, ADR 0044).
+changes with the same refusals; the set of a pending height is read from the state its own
+branch leaves (:func:`validators_after`, ADR 0044).  On PoB a change is not in force at H + 2
+but pending until a run of blocks of consecutive rounds after it is final as seen from the
+branch, one change at a time (:func:`advance_pending`, ADR 0049).  PoB also refuses a
+change after which a quorum of the set before and one of the set after need not share an
+honest validator (:func:`honest_overlap`, ADR 0049): its votes for two neighbouring heights are
+counted against those heights' sets, and Streamlet's safety argument needs such quorums to
+meet.
 """
 
 from __future__ import annotations
@@ -40,6 +46,11 @@ from gridchain.protocol.tx import UpdateValidators
 #: Blocks between the block that commits a change and the first height it applies to.
 ACTIVATION_DELAY = 2
 VALIDATOR_SCHEDULE_KEY = b"meta:validators"
+#: PoB's change that is committed but not in force yet (ADR 0049)
+PENDING_CHANGE_KEY = b"meta:validators:pending"
+#: PoB: consecutive-round blocks from the change's own block on that bring it into force
+#: (Streamlet's final run; a chain whose ``finality_depth`` is larger asks for that many)
+MIN_ACTIVATION_RUN = 3
 #: The most validators a set may hold (a certificate carries at most 1024 signatures).
 MAX_VALIDATORS = 1024
 
@@ -84,6 +95,19 @@ class ValidatorChangeTooLargeError(ValidatorChangeError):
     code = "validator_change_too_large"
 
 
+class ValidatorQuorumOverlapError(ValidatorChangeError):
+    """A PoB change after which a quorum of the set before it and a quorum of the set after it
+    need not share an honest validator (:func:`honest_overlap`, ADR 0049)."""
+
+    code = "validator_quorum_overlap"
+
+
+class ValidatorChangePendingError(ValidatorChangeError):
+    """PoB: another change is committed and not in force yet; one at a time (ADR 0049)."""
+
+    code = "validator_change_pending"
+
+
 class ValidatorChangeUnsupportedError(ValidatorChangeError):
     """The chain's engine takes no validator-set change (solo), or the chain seals
     transactions and the change adds a validator."""
@@ -107,6 +131,21 @@ class ValidatorSchedule(Record):
     """Every epoch of the chain, by increasing ``from_height`` (the first one from 0)."""
 
     epochs: Annotated[tuple[ValidatorEpoch, ...], Size(1, 65535)]
+
+
+@register(0x4D)
+@dataclass(frozen=True, slots=True)
+class PendingValidatorChange(Record):
+    """PoB: a change committed at ``carried_at`` and not in force yet, with the set it leaves
+    (``keys``) and the run of blocks of consecutive rounds that ends at the branch's newest
+    block (``run`` blocks, the newest of round ``last_round``), counted from the change's own
+    block on.  When the run reaches the finality run, the blocks it holds are final as soon as
+    a block above them is notarized, and the set changes two heights later (ADR 0049)."""
+
+    carried_at: U64
+    keys: Annotated[tuple[Bytes32, ...], Size(1, MAX_VALIDATORS)]
+    last_round: U64
+    run: U64
 
 
 def validator_schedule(state: StateReader, genesis: Genesis) -> tuple[ValidatorEpoch, ...]:
@@ -151,17 +190,127 @@ def min_validators(genesis: Genesis) -> int | None:
     return None
 
 
-def apply_validator_update(
-    view: Overlay, genesis: Genesis, body: UpdateValidators, height: int
-) -> tuple[bytes, ...]:
-    """Schedule ``body`` (committed at ``height``) for ``height + ACTIVATION_DELAY``.
+def tolerated_faults(n: int) -> int:
+    """f of a set of ``n`` under the BFT quorum q = n - f, f = (n - 1) // 3: the rule of
+    ``consensus.kernel.validators.quorum_size(n, "bft")``, which the layers keep out of reach
+    of market/ (a unit test checks that the two agree for every size)."""
+    return (n - 1) // 3
 
-    Returns the scheduled set; raises a ValidatorChangeError (or the key check's refusal) and
+
+def honest_overlap(before: Sequence[bytes], after: Sequence[bytes]) -> int:
+    """The fewest honest validators that a BFT quorum of ``before`` and one of ``after``
+    always share, with at most f Byzantine validators in each set (ADR 0049).
+
+    Both quorums lie in their own set, so they can only meet among the k kept keys: a quorum
+    of ``before`` leaves out at most f_b of them and one of ``after`` at most f_a, so they
+    share at least k - f_b - f_a kept validators, and exactly that many when each leaves out
+    different kept ones.  Up to min(f_b, f_a) of those may be Byzantine (they are in both
+    sets).  So at least k - f_b - f_a - min(f_b, f_a) honest ones, and no more in the worst
+    case: the bound is exact.  PoB needs it to be at least one (:func:`schedule_change`).
+    """
+    kept = len(set(before) & set(after))
+    f_before = tolerated_faults(len(before))
+    f_after = tolerated_faults(len(after))
+    return max(0, kept - f_before - f_after - min(f_before, f_after))
+
+
+def pending_change(state: StateReader) -> PendingValidatorChange | None:
+    raw = state.get(PENDING_CHANGE_KEY)
+    return None if raw is None else decode(raw, PendingValidatorChange)
+
+
+def apply_validator_update(
+    view: Overlay, genesis: Genesis, body: UpdateValidators, height: int, round_: int = 0
+) -> tuple[bytes, ...]:
+    """Schedule ``body`` (committed at ``height``, in ``round_`` on PoB) for ``height +
+    ACTIVATION_DELAY``, or on PoB hold it pending until a final run brings it in (ADR 0049).
+
+    Returns the set it leaves; raises a ValidatorChangeError (or the key check's refusal) and
     writes nothing when the change is refused.
     """
-    epochs = schedule_change(validator_schedule(view, genesis), genesis, body, height)
+    epochs = validator_schedule(view, genesis)
+    if genesis.consensus.engine == "pob":
+        pending = pob_pending_change(
+            epochs, pending_change(view), genesis, body, height=height, round_=round_
+        )
+        view.put(PENDING_CHANGE_KEY, pending.encode())
+        return pending.keys
+    epochs = schedule_change(epochs, genesis, body, height)
     view.put(VALIDATOR_SCHEDULE_KEY, ValidatorSchedule(epochs).encode())
     return epochs[-1].keys
+
+
+def pob_pending_change(
+    epochs: Sequence[ValidatorEpoch],
+    pending: PendingValidatorChange | None,
+    genesis: Genesis,
+    body: UpdateValidators,
+    *,
+    height: int,
+    round_: int,
+) -> PendingValidatorChange:
+    """PoB's change ``body`` committed at ``height`` in ``round_``, pending (a pure function
+    the state path and a follower share).  Refused while another change is pending: two
+    changes that are not final could add up on one branch while a conflicting branch has
+    neither.  It is measured against the newest set of the schedule, which is in force
+    before it (it comes into force four heights after its block at the earliest)."""
+    if pending is not None:
+        raise ValidatorChangePendingError(
+            f"the change committed at height {pending.carried_at} is not in force yet; "
+            "one PoB change at a time"
+        )
+    target = max(height + ACTIVATION_DELAY, epochs[-1].from_height + 1)
+    keys = schedule_change(epochs, genesis, body, target - ACTIVATION_DELAY)[-1].keys
+    return PendingValidatorChange(height, keys, round_, 1)
+
+
+def activation_run(genesis: Genesis) -> int:
+    """How many consecutive-round blocks bring a pending PoB change into force: the engine's
+    finality run (consensus/pob/tree.py, ``max(finality_depth, 3)``)."""
+    return max(MIN_ACTIVATION_RUN, genesis.consensus.finality_depth)
+
+
+def advance_pending(
+    epochs: tuple[ValidatorEpoch, ...],
+    pending: PendingValidatorChange,
+    genesis: Genesis,
+    height: int,
+    round_: int,
+) -> tuple[tuple[ValidatorEpoch, ...], PendingValidatorChange | None]:
+    """Count block ``height`` of ``round_`` (above the change's block) into the pending
+    change's run: the next schedule and what stays pending (None once in force).
+
+    A block whose round follows the newest one's extends the run, any other starts a new one
+    at itself.  When the run is ``activation_run`` long, its blocks are Streamlet's final run
+    as soon as anything above them is notarized, and the change's block is at or below them:
+    the change comes into force at ``height + ACTIVATION_DELAY`` (the set of ``height + 1``
+    is fixed already).  Every voter set above it is then one that a notarized block proves
+    final, the same on every branch that can be notarized (ADR 0049).
+    """
+    run = pending.run + 1 if round_ == pending.last_round + 1 else 1
+    if run < activation_run(genesis):
+        return epochs, PendingValidatorChange(pending.carried_at, pending.keys, round_, run)
+    first = height + ACTIVATION_DELAY
+    kept = tuple(e for e in epochs if e.from_height < first)
+    return (*kept, ValidatorEpoch(first, pending.keys)), None
+
+
+def advance_validator_change(view: Overlay, genesis: Genesis, height: int, round_: int) -> None:
+    """Before a PoB block's transactions: count it into the pending change's run, and bring
+    the change into force when the run is final (:func:`advance_pending`)."""
+    if genesis.consensus.engine != "pob":
+        return
+    pending = pending_change(view)
+    if pending is None or height <= pending.carried_at:
+        return
+    epochs, still = advance_pending(
+        validator_schedule(view, genesis), pending, genesis, height, round_
+    )
+    if still is None:
+        view.put(VALIDATOR_SCHEDULE_KEY, ValidatorSchedule(epochs).encode())
+        view.delete(PENDING_CHANGE_KEY)
+    else:
+        view.put(PENDING_CHANGE_KEY, still.encode())
 
 
 def schedule_change(
@@ -215,6 +364,15 @@ def schedule_change(
     if 3 * changed > len(before):
         raise ValidatorChangeTooLargeError(
             f"{changed} of {len(before)} validators would change at once; at most a third may"
+        )
+    if genesis.consensus.engine == "pob" and honest_overlap(before, result) < 1:
+        # PoB counts the votes of two heights, on two branches, against the sets of those
+        # heights (ADR 0044); Streamlet's argument needs their quorums to share an honest
+        # validator, which a third of the set at once does not give (ADR 0049).
+        raise ValidatorQuorumOverlapError(
+            f"{len(before)} -> {len(result)} validators keeping "
+            f"{len(set(before) & set(result))}: a quorum of each set need not share an honest "
+            "validator; change fewer keys at once"
         )
     kept = tuple(e for e in epochs if e.from_height < target)
     return (*kept, ValidatorEpoch(target, result))

@@ -570,7 +570,7 @@ class ChainDriver:
             MAX_BLOCK_BYTES // 2 if max_bytes is None else min(max_bytes, MAX_BLOCK_BYTES // 2),
             excluded,
         )
-        ctx = BlockContext(height, timestamp, self.proposer)
+        ctx = BlockContext(height, timestamp, self.proposer, round_)
         built = self.cache.build(
             prev_hash,
             ctx,
@@ -671,7 +671,7 @@ class ChainDriver:
     def _execute(self, block: Block, parent_writes: dict[bytes, bytes | None] | None) -> Execution:
         header = block.header
         check_block_structure(block, self.chain_id, self.mempool, self.app.signatures)
-        ctx = BlockContext(header.height, header.timestamp_ms, header.proposer)
+        ctx = BlockContext(header.height, header.timestamp_ms, header.proposer, header.round)
         execution = self.app.execute_block(
             self.state,
             block.txs,

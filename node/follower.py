@@ -34,7 +34,14 @@ import structlog
 from gridchain.consensus.certificates import check_certificate, genesis_commit_rule
 from gridchain.genesis.schema import Genesis, parse_genesis
 from gridchain.market.council import council_after
-from gridchain.market.validators import ValidatorEpoch, schedule_change, set_at
+from gridchain.market.validators import (
+    PendingValidatorChange,
+    ValidatorEpoch,
+    advance_pending,
+    pob_pending_change,
+    schedule_change,
+    set_at,
+)
 from gridchain.node.config import ConfigError
 from gridchain.node.follower_config import GatewayLinkSection
 from gridchain.node.p2p import (
@@ -46,6 +53,7 @@ from gridchain.node.p2p import (
 from gridchain.node.p2p.errors import TxRefusedError
 from gridchain.node.p2p.frames import MAX_BLOCKS_PER_REQUEST
 from gridchain.protocol.block import (
+    BlockHeader,
     CommittedBlock,
     decode_committed,
     schedule_root,
@@ -159,6 +167,8 @@ class Follower:
         self._validators = genesis.validator_keys()
         #: the validator set's epochs, replayed from the UpdateValidators of followed blocks
         self._epochs: tuple[ValidatorEpoch, ...] = (ValidatorEpoch(0, self._validators),)
+        #: PoB: the change committed and not in force yet, with its run (ADR 0049)
+        self._pending: PendingValidatorChange | None = None
         self.network = PeerNetwork(
             key=key,
             chain_id=self.chain_id,
@@ -329,7 +339,7 @@ class Follower:
         rule = genesis_commit_rule(self.genesis, block, set_at(self._epochs, header.height))
         check_certificate(committed.certificate, block, rule, self.chain_id)
 
-    def _approve_change(self, proposal_id: bytes, member: bytes, height: int) -> None:
+    def _approve_change(self, proposal_id: bytes, member: bytes, header: BlockHeader) -> None:
         """Count a council approval of a proposed set change; apply it at the threshold.
 
         An approval is in a block only if the chain accepted it (a member once, before the
@@ -347,7 +357,7 @@ class Follower:
             if isinstance(change, UpdateCouncil):
                 self._change_council(change)
             else:
-                self._schedule_change(change, height)
+                self._schedule_change(change, header.height, header.round)
 
     def _change_council(self, change: UpdateCouncil) -> None:
         """The council replaced itself: count its members' approvals from now on."""
@@ -358,8 +368,13 @@ class Follower:
         self._council, self._threshold = council.keys, council.threshold
         self._senders.update(council.keys)
 
-    def _schedule_change(self, change: UpdateValidators, height: int) -> None:
+    def _schedule_change(self, change: UpdateValidators, height: int, round_: int) -> None:
         try:
+            if self.genesis.consensus.engine == "pob":
+                self._pending = pob_pending_change(
+                    self._epochs, self._pending, self.genesis, change, height=height, round_=round_
+                )
+                return
             self._epochs = schedule_change(self._epochs, self.genesis, change, height)
         except GridchainError:
             return  # the chain refused it as well (its proposal failed): the set stays
@@ -370,11 +385,17 @@ class Follower:
         followed chain."""
         self._verify(committed)
         block = committed.block
+        if self._pending is not None and block.height > self._pending.carried_at:
+            # the same count as the chain's, before the block's transactions (ADR 0049)
+            self._epochs, self._pending = advance_pending(
+                self._epochs, self._pending, self.genesis, block.height, block.header.round
+            )
+            self.network.set_validators({k for e in self._epochs[-2:] for k in e.keys})
         for tx in block.txs:
             self._nonces[tx.sender] = tx.nonce + 1
             body: object = tx.body
             if isinstance(body, Approve) and tx.sender in self._council:
-                self._approve_change(body.proposal_id, tx.sender, block.height)
+                self._approve_change(body.proposal_id, tx.sender, block.header)
                 continue
             if isinstance(body, Propose) and tx.sender in self._council:
                 body = proposed_record(body)
@@ -382,7 +403,7 @@ class Follower:
                     # A set or council change applies at its k-th approval, not at its
                     # proposal.
                     self._proposed_changes[tx.hash()] = (body, set())
-                    self._approve_change(tx.hash(), tx.sender, block.height)
+                    self._approve_change(tx.hash(), tx.sender, block.header)
                     continue
             if isinstance(body, RegisterParticipant):
                 self._senders.add(body.public_key)
@@ -390,7 +411,7 @@ class Follower:
                 self._senders.add(body.bridge_key)
             elif isinstance(body, UpdateValidators):
                 # Signed by the governance key itself (k = 1): it applied in this block.
-                self._schedule_change(body, block.height)
+                self._schedule_change(body, block.height, block.header.round)
         self._head = FollowedHead(block.height, block.hash(), block.header.timestamp_ms)
         self._keep(block.height, committed.encode() if raw is None else raw)
         for feed in list(self._feeds):

@@ -90,9 +90,12 @@ Restart safety
     that ask for the block (``BlockRequest``), so that even a cluster that restarted as a
     whole can vote again.
 
-Validator-set changes (ADR 0044)
-    A change committed at height H is in force from H + 2, as for PBFT and ePoB; the set of a
-    pending height comes from its own branch (``validators_on``, the driver's).  A round that
+Validator-set changes (ADR 0044, 0049)
+    A change is in force two heights above the block that completes a final run after it (a
+    run of consecutive-round blocks from the change's own block on, the chain's record of it:
+    market/validators.py), so every set a notarized block is counted with is one that block
+    proves final; the set of a pending height comes from its own branch (``validators_on``,
+    the driver's).  A round that
     builds height h on block P signs, ranks candidates and paces with the set of h on P's
     branch, and the votes for a block B count from the set of the height after B on B's
     branch.  A key outside that set follows without signing.

@@ -90,7 +90,7 @@ from gridchain.protocol.block import (
 )
 from gridchain.protocol.crypto import SigningKey, sha256
 from gridchain.protocol.encoding import Record
-from gridchain.protocol.tx import CDKind, CDRequest, Device
+from gridchain.protocol.tx import CDKind, CDRequest, Device, UpdateValidators
 from tests.helpers import GENESIS_TIME_MS, cd_meter_id, small_bundle, with_cd_meters
 from tests.sim.cluster import (
     BLOCK_INTERVAL_MS,
@@ -486,6 +486,10 @@ class PobCluster(Cluster):
         self.scheduled_commits = 0
         self.contests = 0
         self.contests_lost_by_honest = 0
+        #: the committed set change not in force yet (ADR 0049), modelled here on its own:
+        #: (the keys it leaves, the round of the newest committed block, the run of blocks of
+        #: consecutive rounds ending there, counted from the change's block on)
+        self.pending_change: tuple[tuple[bytes, ...], int, int] | None = None
 
     @property
     def fixture(self) -> Fixture:
@@ -611,6 +615,41 @@ class PobCluster(Cluster):
                 self.fail(f"{node.name()} sent a block its guard record does not cover")
 
     # --- benefits and schedules ---------------------------------------------------------------
+
+    def model_changes(self, block: Block) -> None:
+        """PoB's rule (ADR 0049), written here on its own: a committed change waits until the
+        committed chain holds three blocks of consecutive rounds from its own block on (a
+        final run as soon as a block above is notarized); the block that completes the run
+        puts the set in force two heights above it.  One change at a time: the chain refuses
+        another while one waits (the wallets resubmit it, as cluster.py's govern)."""
+        h = block.header
+        if self.pending_change is not None:
+            keys, last_round, run = self.pending_change
+            run = run + 1 if h.round == last_round + 1 else 1
+            self.pending_change = (keys, h.round, run)
+            if run == FINALITY_DEPTH:
+                self.pending_change = None
+                self.enter_set(block.height + 2, keys)
+        for tx in block.txs:
+            body = tx.body
+            if isinstance(body, UpdateValidators):
+                if self.pending_change is not None:
+                    self.fail(f"h{block.height} committed a second change while one waits")
+                last = self.epochs[-1][1]
+                keys = tuple(k for k in last if k not in body.remove) + tuple(body.add)
+                self.pending_change = (keys, h.round, 1)
+                self.record(None, "set-change", f"h{block.height} carries {len(keys)} validators")
+
+    def enter_set(self, first: int, keys: tuple[bytes, ...]) -> None:
+        before = self.epochs[-1][1]
+        self.epochs.append((first, keys))
+        joiner = None if self.joiner is None else self.joiner.public_key
+        if joiner is not None and joiner in keys and joiner not in before:
+            self.joined_at = first
+        removed = [k for k in before if k not in keys]
+        if removed:
+            self.removed, self.removed_at = removed[0], first
+        self.record(None, "set-change", f"from h{first}: {len(keys)} validators")
 
     def expected_signers(self, block: Block) -> tuple[tuple[bytes, ...], int]:
         """PoB's certificate is its proposer's signature (ADR 0013), by a member of the

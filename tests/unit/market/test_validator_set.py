@@ -26,6 +26,7 @@ from gridchain.market.validators import (
     ValidatorEpoch,
     ValidatorRoleConflictError,
     ValidatorSetTooSmallError,
+    pending_change,
     removed_from,
     schedule_change,
     validator_schedule,
@@ -205,12 +206,16 @@ def test_solo_takes_no_change() -> None:
 
 
 def test_pob_takes_changes_by_the_same_rule_down_to_four() -> None:
-    """PoB used to refuse every change (ADR 0035); it takes them at H + 2 now (ADR 0044)."""
+    """PoB used to refuse every change (ADR 0035); it takes them (ADR 0044), in force once a
+    final run follows them rather than at H + 2 (ADR 0049, tests/unit/market/
+    test_pob_set_safety.py)."""
     bundle = small_bundle(validators=4, engine="pob")
     state = Application(bundle.genesis).genesis_state()
     view = apply(bundle, state, UpdateValidators(add=(NEW[0],)), 3)
-    assert validators_at(view, bundle.genesis, 4) == keys_of(bundle)
-    assert validators_at(view, bundle.genesis, 5) == (*keys_of(bundle), NEW[0])
+    assert validators_at(view, bundle.genesis, 5) == keys_of(bundle)
+    pending = pending_change(view)
+    assert pending is not None
+    assert pending.keys == (*keys_of(bundle), NEW[0])
     with pytest.raises(ValidatorSetTooSmallError):
         apply(bundle, state, UpdateValidators(remove=(keys_of(bundle)[0],)), 3)
 
