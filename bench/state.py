@@ -14,9 +14,10 @@ one synced batch per block, as a validator writes them).  Every 15-minute slot h
    is over, the C&D decision of the interval), built by the proposer path.
 
 What is printed: ms per block (execution + commit) averaged over the first, middle and last
-day, and last/first; the live state entries and the ledger's size on disk at the end; and the
-time to replay the chain: every stored block executed again from genesis on a fresh ledger (a
-validator rebuilding from its blocks), its root checked against each header.  Benchmarks
+day, and last/first; the live state entries and the ledger's size on disk at the end (its two
+LevelDBs, ADR 0050: the live state and the history); and the time to replay the chain: every
+stored block executed again from genesis on a fresh ledger (a validator rebuilding from its
+blocks), its root checked against each header.  Benchmarks
 measure; tests never assert timings.
 """
 
@@ -383,9 +384,11 @@ def run(households: int, days: int, directory: Path, do_replay: bool) -> dict[st
         wall = time.perf_counter() - began
         entries = len(ledger.state)
         blocks = ledger.height
+        history_path = ledger.store.history_path
     finally:
         ledger.store.close()
     db_bytes = _du(directory / "ledger")
+    history_bytes = _du(history_path)
     report: dict[str, Any] = {
         "households": households,
         "days": days,
@@ -394,6 +397,8 @@ def run(households: int, days: int, directory: Path, do_replay: bool) -> dict[st
         "cpu_ms_per_block": _days(cpu_per_day, days),
         "live_state_entries": entries,
         "ledger_bytes": db_bytes,
+        "live_bytes": db_bytes - history_bytes,
+        "history_bytes": history_bytes,
         "seconds": round(wall, 1),
         "times_real_time": round(days * DAY_MS / 1000 / wall, 1),
         "conditions": conditions(),
@@ -420,7 +425,8 @@ def format_report(r: dict[str, Any]) -> list[str]:
             f"last day {ms['last_day']} (last/first {ms['last_over_first']})"
         )
     lines += [
-        f"live state entries {r['live_state_entries']}, ledger {r['ledger_bytes'] / 1e6:.1f} MB",
+        f"live state entries {r['live_state_entries']}, ledger {r['ledger_bytes'] / 1e6:.1f} MB "
+        f"(live state {r['live_bytes'] / 1e6:.1f} MB, history {r['history_bytes'] / 1e6:.1f} MB)",
     ]
     if "replay" in r:
         lines.append(f"replay: {r['replay']['blocks']} blocks in {r['replay']['seconds']} s")

@@ -14,6 +14,12 @@ LevelDB's byte order is height order and a range scan walks blocks in sequence.
                           2-byte depth + path prefix -> b"L"/b"I" record (ADR 0027)
     W:<engine key>        consensus write-ahead records (votes sent, view, last signed)
     P:<peer public key>   peer book entry
+
+Since schema 3 the ledger is two LevelDBs (ADR 0050): the *live* one at the data directory
+holds M:, S:, N:, W: and P: (bounded by the live state), the *history* one in its
+``history/`` subdirectory holds B:, H:, T: and A: (which only grow) and its own M:history_head
+and M:history_undo (node/store.py writes the history first and rolls a block back from it on
+start when the live write did not follow).
 """
 
 from __future__ import annotations
@@ -36,7 +42,9 @@ SCHEMA_VERSION = META + b"schema_version"
 #: block below it is stored, and the archive (A:) holds only what was pruned after it.
 SYNC_BASE = META + b"sync_base"
 #: 2: the state root is the sparse Merkle tree of ADR 0027 and its nodes are stored (N:).
-CURRENT_SCHEMA_VERSION = b"2"
+#: 3: blocks, indexes and the archive in a second LevelDB (ADR 0050); a 2 is migrated on open.
+CURRENT_SCHEMA_VERSION = b"3"
+SINGLE_DB_SCHEMA_VERSION = b"2"
 
 
 def u64(n: int) -> bytes:
@@ -85,3 +93,28 @@ def consensus_key(key: bytes) -> bytes:
 
 def peer_key(public_key: bytes) -> bytes:
     return PEER + public_key
+
+
+# --- the history LevelDB (schema 3, ADR 0050) -------------------------------------------------
+
+HISTORY_DIR = "history"
+#: Prefixes that live in the history LevelDB: they grow with the chain's age.
+HISTORY_PREFIXES = (BLOCK, BLOCK_BY_HASH, TX_INDEX, ARCHIVE)
+#: The height of the last block written to the history (the live head, or one above it after
+#: a crash between the two writes).
+HISTORY_HEAD = META + b"history_head"
+#: height + the archive keys that block wrote: what a roll-back of that block deletes.
+HISTORY_UNDO = META + b"history_undo"
+
+
+def encode_undo(height: int, keys: list[bytes]) -> bytes:
+    return u64(height) + b"".join(len(key).to_bytes(4, "big") + key for key in keys)
+
+
+def decode_undo(raw: bytes) -> tuple[int, list[bytes]]:
+    keys, at = [], 8
+    while at < len(raw):
+        size = int.from_bytes(raw[at : at + 4], "big")
+        keys.append(raw[at + 4 : at + 4 + size])
+        at += 4 + size
+    return from_u64(raw[:8]), keys

@@ -2,8 +2,10 @@
 
 Why: the store is the only thing that survives a crash.  A data directory must never mix two
 chains; a block, its indexes, its state writes and the new head must land together or not at
-all (one synced batch), so a commit that is refused writes nothing; and everything, including
-the consensus engine's signing records, must be there again after a restart.
+all (one synced batch of the live state, after the history's: tests/unit/node/
+test_store_history.py has the crash between the two), so a commit that is refused writes
+nothing; and everything, including the consensus engine's signing records, must be there again
+after a restart.
 """
 
 from __future__ import annotations
@@ -202,7 +204,7 @@ class _BatchSpy:
         return getattr(self._db, name)
 
 
-def test_a_commit_is_one_synced_batch(
+def test_a_commit_writes_the_live_state_in_one_synced_batch(
     store: Store, app: Application, bundle: GenesisBundle, state: MerkleState, chain_id: bytes
 ) -> None:
     a, b, _ = bundle.participants

@@ -59,7 +59,9 @@ def test_the_report_has_every_figure(tmp_path: Path) -> None:
     days = {"first_day", "middle_day", "last_day", "last_over_first"}
     assert set(report["ms_per_block"]) == set(report["cpu_ms_per_block"]) == days
     assert report["live_state_entries"] > 0
-    assert report["ledger_bytes"] > 0
+    assert report["ledger_bytes"] == report["live_bytes"] + report["history_bytes"]
+    assert report["live_bytes"] > 0
+    assert report["history_bytes"] > 0
     assert report["replay"]["blocks"] == report["blocks"] == 3 * SLOTS_PER_DAY
     lines = format_report(report)
     assert any("replay" in line for line in lines)
