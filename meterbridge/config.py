@@ -96,7 +96,7 @@ class ChargerConfig(_Strict):
     Its setpoints are the chain's rates for ``owner``'s EV requests that name ``meter_id``, the
     registered meter that measures it (so each of an owner's chargers follows its own
     vehicle); without ``meter_id`` it follows the meter the council linked its charge point id
-    to on chain (meterbridge/charger_meters.py, ADR 0048), and while there is none the sum of
+    to on chain (meterbridge/device_meters.py, ADR 0048), and while there is none the sum of
     all of ``owner``'s EV rates.
     """
 
@@ -113,7 +113,16 @@ class ChargerConfig(_Strict):
 
 
 class InverterConfig(_Strict):
-    """A battery inverter on a Modbus bus whose profile has a ``[setpoint]`` register."""
+    """A battery inverter on a Modbus bus whose profile has a ``[setpoint]`` register.
+
+    Its setpoint is the chain's rate for ``owner``'s Battery requests that name ``meter_id``,
+    the registered meter that measures it (so each of an owner's batteries follows its own
+    requests); without ``meter_id`` it follows the Battery meter of ``owner`` the council
+    linked its ``name`` to on chain (meterbridge/device_meters.py, ADR 0048), and while there
+    is none the sum of all of ``owner``'s Battery rates.  ``name`` is its device id on chain:
+    a name that is not one (1-48 characters of ``A-Z a-z 0-9 . _ : -``,
+    protocol.governance.DEVICE_ID_PATTERN) is never looked up, which the bridge logs once.
+    """
 
     name: str = Field(min_length=1, max_length=64)
     owner: str = Field(pattern=r"^gc1[0-9a-f]{48}$")
@@ -122,6 +131,7 @@ class InverterConfig(_Strict):
     profile: str
     #: What the inverter is set to when the chain cannot tell it anything, W (import positive).
     safe_setpoint_w: int = 0
+    meter_id: str | None = None
 
 
 class DevicesConfig(_Strict):

@@ -3,8 +3,8 @@
 Runs inside the meter bridge process (the bridge owns the Modbus buses, and an inverter on the
 meters' RS-485 line can only be reached by the process that holds the line).  Every ``poll_s``
 and at every interval boundary it asks the node for the latest schedule decisions
-(``GET /v1/schedule``) and which meter each charger follows (``GET /v1/devices/{id}``,
-:mod:`meterbridge.charger_meters`), works out each device's value
+(``GET /v1/schedule``) and which meter each charger and inverter follows
+(``GET /v1/devices/{id}``, :mod:`meterbridge.device_meters`), works out each device's value
 (:mod:`meterbridge.setpoints`) and applies it: chargers through the OCPP central system
 (:mod:`meterbridge.csms`), inverters by writing their setpoint register over Modbus.
 
@@ -33,9 +33,9 @@ import structlog
 
 from gridchain.api import models as m
 from gridchain.api.client import NodeClient, NodeError, with_query
-from gridchain.meterbridge.charger_meters import ChargerMeters
 from gridchain.meterbridge.config import DevicesConfig, InverterConfig
 from gridchain.meterbridge.csms import CentralSystem, ChargerOfflineError, ProfileRefusedError
+from gridchain.meterbridge.device_meters import DeviceMeters
 from gridchain.meterbridge.metrics import BridgeMetrics
 from gridchain.meterbridge.modbus import BusClient, SetpointWriteError
 from gridchain.meterbridge.profiles import ProfileError, SetpointSpec, load_profile
@@ -84,7 +84,8 @@ class DeviceController:
         self.now_ms = now_ms
         self.state = ControllerState()
         self.csms = CentralSystem(config, metrics, now_ms=now_ms, on_connect=self._on_connect)
-        self.charger_meters = ChargerMeters(config.chargers)
+        self.charger_meters = DeviceMeters.of_chargers(config.chargers)
+        self.inverter_meters = DeviceMeters.of_inverters(config.inverters)
         self.inverters: dict[str, InverterState] = {}
         for inverter in config.inverters:
             profile = load_profile(inverter.profile, profile_dirs)
@@ -114,7 +115,9 @@ class DeviceController:
             return False
         self.state.decisions = schedule.decisions
         self.state.last_answer = time.monotonic()
-        await self.charger_meters.refresh(self.node, timeout_s=max(0.5, self.config.poll_s))
+        timeout_s = max(0.5, self.config.poll_s)
+        await self.charger_meters.refresh(self.node, timeout_s=timeout_s)
+        await self.inverter_meters.refresh(self.node, timeout_s=timeout_s)
         return True
 
     def failsafe_due(self) -> bool:
@@ -180,7 +183,11 @@ class DeviceController:
             watts, decided = cfg.safe_setpoint_w, False
         else:
             watts, decided = inverter_setpoint(
-                self.state.decisions, cfg.owner, self.now_ms(), cfg.safe_setpoint_w
+                self.state.decisions,
+                cfg.owner,
+                self.now_ms(),
+                cfg.safe_setpoint_w,
+                self.inverter_meters.follow(cfg.name).meter_id,
             )
         revert_s = math.ceil(self.config.failsafe_after_s)
         # rewrite before the device's revert timer runs out, even when nothing changed
@@ -228,10 +235,15 @@ class DeviceController:
                 else [list(p) for p in status.installed],
                 "refusals": status.refusals,
             }
-        inverters = {
-            name: {"setpoint_w": inv.written_w, "last_error": inv.last_error}
-            for name, inv in self.inverters.items()
-        }
+        inverters: dict[str, dict[str, Any]] = {}
+        for name, inv in self.inverters.items():
+            followed = self.inverter_meters.follow(name)
+            inverters[name] = {
+                "meter_id": followed.meter_id,
+                "meter_source": followed.source,
+                "setpoint_w": inv.written_w,
+                "last_error": inv.last_error,
+            }
         return {"failsafe": self.state.failsafe, "chargers": chargers, "inverters": inverters}
 
     # --- the loop ---------------------------------------------------------------------

@@ -7,7 +7,8 @@ A decision names each live request's owner, device and the meter that measures i
 item 3).  A charger configured with its meter follows the EV rates of the requests that name
 that meter, so two chargers of one owner each get their own vehicle's rate; one configured
 without a meter follows the sum of its owner's EV rates, as before requests named meters.  An
-inverter follows the sum of its owner's battery rates.  An interval
+inverter does the same with Battery rates.  Which meter a device follows (its config's, the
+chain's link, or none) is :mod:`meterbridge.device_meters`'s answer.  An interval
 the chain decided without a rate for the device, or did not decide at all, gets the device's
 safe value: the chain said nothing about it.
 """
@@ -114,16 +115,21 @@ def charger_plan(
 
 
 def inverter_setpoint(
-    decisions: Iterable[DecisionLike], owner: str, now_ms: int, safe_setpoint_w: int
+    decisions: Iterable[DecisionLike],
+    owner: str,
+    now_ms: int,
+    safe_setpoint_w: int,
+    meter_id: str | None = None,
 ) -> tuple[int, bool]:
     """The inverter's setpoint now (W, import positive) and whether the chain decided it.
 
     Modbus setpoints take effect when written, so only the interval containing ``now_ms``
-    matters; discharge is a negative setpoint, which the register expresses.
+    matters; discharge is a negative setpoint, which the register expresses.  With
+    ``meter_id`` only the requests naming that meter count.
     """
     for decision in decisions:
         if decision.start_ms <= now_ms < decision.end_ms:
-            rate = owner_rate(decision, owner, "Battery")
+            rate = owner_rate(decision, owner, "Battery", meter_id)
             if rate is not None:
                 return rate, True
     return safe_setpoint_w, False

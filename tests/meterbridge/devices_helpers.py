@@ -21,8 +21,12 @@ def decision(
     start_ms: int,
     end_ms: int,
     rates: list[tuple[str, str, int]],
+    meter_ids: list[str | None] | None = None,
 ) -> m.Decision:
-    """A committed decision with one entry per (owner, device, rate_w)."""
+    """A committed decision with one entry per (owner, device, rate_w), naming the meter of
+    the same place in ``meter_ids`` (none: no entry names a meter)."""
+    meters = meter_ids if meter_ids is not None else [None] * len(rates)
+    assert len(meters) == len(rates)
     return m.Decision(
         interval=interval,
         start_ms=start_ms,
@@ -38,8 +42,9 @@ def decision(
                 kind="charge" if rate >= 0 else "discharge",
                 device=device,
                 rate_w=rate,
+                meter_id=meter_id,
             )
-            for i, (owner, device, rate) in enumerate(rates)
+            for i, ((owner, device, rate), meter_id) in enumerate(zip(rates, meters, strict=True))
         ],
     )
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import structlog
 
 from gridchain.api import models as m
-from gridchain.meterbridge.charger_meters import ChargerMeters, FollowedMeter
 from gridchain.meterbridge.config import ChargerConfig
 from gridchain.meterbridge.csms import SCHEDULE_PROFILE_ID
+from gridchain.meterbridge.device_meters import DeviceMeters, FollowedMeter
 from gridchain.meterbridge.sim_charger import InstalledProfile
 from tests.meterbridge.devices_helpers import OTHER, OWNER, decision, now_ms, wait_until
 from tests.meterbridge.test_ocpp import INTERVAL_MS, SAFE_W, charge_point, controller_loop
@@ -99,7 +99,7 @@ async def test_a_configured_meter_wins_over_the_chain() -> None:
 
 
 def test_a_link_to_another_owners_meter_or_a_battery_meter_is_not_followed() -> None:
-    meters = ChargerMeters([charger()])
+    meters = DeviceMeters.of_chargers([charger()])
     with structlog.testing.capture_logs() as logs:
         for found in (link("ev-x", owner=OTHER), link("bat-a", meter_type="Battery")):
             meters.links["cp1"] = found
@@ -114,7 +114,7 @@ def test_a_link_to_another_owners_meter_or_a_battery_meter_is_not_followed() -> 
 
 
 def test_a_node_that_never_answered_leaves_the_charger_on_its_config() -> None:
-    meters = ChargerMeters(
+    meters = DeviceMeters.of_chargers(
         [charger(), charger("ev-garage").model_copy(update={"charge_point_id": "cp2"})]
     )
     assert meters.follow("cp1") == FollowedMeter(None, "owner")

@@ -152,7 +152,13 @@ def test_devices_are_optional_and_validated(tmp_path: Path) -> None:
     assert devices.chargers[0].safe_limit_w == 1380
     assert devices.chargers[0].connector_id == 1
     assert devices.inverters[0].slave_id == 1  # the inverter may be a registered meter too
+    assert devices.inverters[0].meter_id is None  # it follows the chain's link, else its owner
     assert devices.poll_s == 2.0
+    path = write_devices(tmp_path)
+    path.write_text(path.read_text() + 'meter_id = "bat-1"\n', encoding="utf-8")
+    linked = load_config(path).devices
+    assert linked is not None
+    assert linked.inverters[0].meter_id == "bat-1"
 
 
 @pytest.mark.parametrize(

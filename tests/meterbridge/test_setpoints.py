@@ -8,6 +8,7 @@ from importlib import resources
 
 import pytest
 
+from gridchain.api import models as m
 from gridchain.api.client import NodeClient
 from gridchain.meterbridge.config import DevicesConfig, InverterConfig, TcpBus
 from gridchain.meterbridge.devices import DeviceController
@@ -122,28 +123,47 @@ def test_the_simulated_inverter_reverts_when_nobody_writes() -> None:
     assert model.power_w == -5_000
 
 
-async def test_the_controller_sets_the_battery_and_falls_back_to_its_safe_setpoint() -> None:
-    meter, model = inverter_meter()
+async def test_the_controller_sets_each_battery_and_falls_back_to_its_safe_setpoint() -> None:
+    """Why: one owner's two batteries must each follow the requests naming their own meter (one
+    by its config's ``meter_id``, one by the chain's link of its name), not both the sum."""
+    garage, garage_model = inverter_meter(9)
+    shed, shed_model = inverter_meter(10)
     node = FakeNode()
     await node.start(free_test_port())
+    node.device_links["inv-shed"] = m.DeviceLink(
+        device_id="inv-shed",
+        meter_id="bat-shed",
+        meter_type="Battery",
+        owner=OWNER,
+        linked_height=3,
+    )
     start = now_ms() - 1_000
     node.decisions = [
-        decision(1, start, start + 60_000, [(OWNER, "Battery", -2_000), (OTHER, "Battery", 700)])
+        decision(
+            1,
+            start,
+            start + 60_000,
+            [(OWNER, "Battery", -2_000), (OWNER, "Battery", 1_500), (OTHER, "Battery", 700)],
+            ["bat-garage", "bat-shed", "bat-other"],
+        )
     ]
-    async with running_simulator([meter], start_ms=now_ms()) as (_, port):
+
+    def inverter(name: str, slave_id: int, meter_id: str | None) -> InverterConfig:
+        return InverterConfig(
+            name=name,
+            owner=OWNER,
+            bus="b",
+            slave_id=slave_id,
+            profile=INVERTER,
+            safe_setpoint_w=500,
+            meter_id=meter_id,
+        )
+
+    async with running_simulator([garage, shed], start_ms=now_ms()) as (_, port):
         config = DevicesConfig(
             poll_s=0.2,
             failsafe_after_s=1.0,
-            inverters=[
-                InverterConfig(
-                    name="inv",
-                    owner=OWNER,
-                    bus="b",
-                    slave_id=9,
-                    profile=INVERTER,
-                    safe_setpoint_w=500,
-                )
-            ],
+            inverters=[inverter("inv", 9, "bat-garage"), inverter("inv-shed", 10, None)],
         )
         client = bus(port)
         stop = asyncio.Event()
@@ -152,19 +172,35 @@ async def test_the_controller_sets_the_battery_and_falls_back_to_its_safe_setpoi
             task = asyncio.ensure_future(controller.run(stop))
             try:
                 await wait_until(
-                    "discharging at the chain's rate", lambda: model.setpoint_w == -2_000
+                    "each at its own meter's rate",
+                    lambda: (garage_model.setpoint_w, shed_model.setpoint_w) == (-2_000, 1_500),
                 )
-                assert model.revert_s == 1  # the device reverts by itself after failsafe_after_s
+                assert garage_model.revert_s == 1  # it reverts by itself after failsafe_after_s
+                health = controller.health()["inverters"]
+                assert [(h["meter_id"], h["meter_source"]) for h in health.values()] == [
+                    ("bat-garage", "config"),
+                    ("bat-shed", "chain"),
+                ]
                 node.decisions = None
-                await wait_until("at the safe setpoint", lambda: model.setpoint_w == 500)
-                node.decisions = [decision(1, start, start + 60_000, [(OWNER, "Battery", 1_200)])]
-                await wait_until("following the chain again", lambda: model.setpoint_w == 1_200)
-                assert (
-                    client.metrics.value(
-                        "meterbridge_setpoint_writes_total", {"inverter": "inv", "outcome": "error"}
-                    )
-                    == 0
+                await wait_until(
+                    "at the safe setpoint",
+                    lambda: (garage_model.setpoint_w, shed_model.setpoint_w) == (500, 500),
                 )
+                node.decisions = [
+                    decision(1, start, start + 60_000, [(OWNER, "Battery", 1_200)], ["bat-shed"])
+                ]
+                await wait_until(
+                    "following the chain again",
+                    lambda: (garage_model.setpoint_w, shed_model.setpoint_w) == (500, 1_200),
+                )
+                for name in ("inv", "inv-shed"):
+                    assert (
+                        client.metrics.value(
+                            "meterbridge_setpoint_writes_total",
+                            {"inverter": name, "outcome": "error"},
+                        )
+                        == 0
+                    )
             finally:
                 stop.set()
                 await task
@@ -190,6 +226,16 @@ def test_the_charger_plan_fills_gaps_and_skips_ended_intervals() -> None:
     assert charger_plan(decisions, OWNER, now_ms=600, safe_limit_w=700).empty
     assert inverter_setpoint(decisions, OWNER, 350, 0) == (2_000, True)
     assert inverter_setpoint(decisions, OWNER, 450, -100) == (-100, False)
+
+
+def test_an_inverter_with_a_meter_follows_only_the_requests_naming_it() -> None:
+    both = decision(
+        4, 400, 500, [(OWNER, "Battery", -3_000), (OWNER, "Battery", 1_000)], ["bat-a", "bat-b"]
+    )
+    assert inverter_setpoint([both], OWNER, 410, 50, "bat-a") == (-3_000, True)
+    assert inverter_setpoint([both], OWNER, 410, 50, "bat-b") == (1_000, True)
+    assert inverter_setpoint([both], OWNER, 410, 50, "bat-c") == (50, False)
+    assert inverter_setpoint([both], OWNER, 410, 50) == (-2_000, True)  # the owner's sum
 
 
 def test_a_charger_with_a_meter_follows_only_the_requests_naming_it() -> None:
