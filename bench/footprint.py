@@ -15,11 +15,15 @@ waits until the gateway has followed the whole chain from genesis (as one that j
 chain does), reads the last day's blocks through the validator's API (so its decode memories
 are those of a validator that serves its recent days), lets them settle, then samples each
 process's RSS (``VmRSS``) and CPU time (``/proc/PID/stat``)
-over ``--idle-s`` seconds.  Idle CPU is CPU seconds over wall seconds, as a percentage of one
-core.  It also reports what a joining validator would fetch to start from this ledger's state
-(state sync, ADR 0039): the snapshot's entries and bytes, and the time to serve and verify it
-in one process.  Every child is stopped when the bench ends, also on SIGTERM or SIGINT.
-Benchmarks measure; tests never assert these figures.
+over ``--idle-s`` seconds.  RSS is split as the kernel counts it: anonymous memory (the
+process's own heap), file-backed pages (shared libraries, and LevelDB's table files, which
+LevelDB maps into memory on 64-bit systems), and of those the pages of mapped ``.ldb`` tables
+alone: clean pages of the ledger's files, which grow with the ledger the process reads and
+which the kernel drops under memory pressure.  Idle CPU is CPU seconds over wall seconds, as
+a percentage of one core.  It also reports what a joining validator would fetch to start from
+this ledger's state (state sync, ADR 0039): the snapshot's entries and bytes, and the time to
+serve and verify it in one process.  Every child is stopped when the bench ends, also on
+SIGTERM or SIGINT.  Benchmarks measure; tests never assert these figures.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from typing import Any
 from gridchain.api.client import NodeClient, NodeError
 from gridchain.bench import cluster
 from gridchain.bench.conditions import conditions
-from gridchain.bench.soak import read_rss_kib
+from gridchain.bench.soak import read_memory_kib
 from gridchain.bench.state import (
     DAY_MS,
     SLOT_MS,
@@ -83,8 +87,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def mapped_table_kib(pid: int) -> int:
+    """Resident KiB of ``pid``'s mappings of LevelDB table files (``*.ldb`` in
+    /proc/PID/smaps): LevelDB reads its tables through mmap, so pages of the ledger it
+    touched count in VmRSS as file-backed memory."""
+    total, in_table = 0, False
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split(maxsplit=5)
+        if head and "-" in head[0] and len(head) >= 5 and not head[0].endswith(":"):
+            in_table = len(head) >= 6 and head[-1].endswith(".ldb")
+        elif in_table and head and head[0] == "Rss:":
+            total += int(head[1])
+    return total
+
+
 def measure_idle(procs: list[Proc], seconds: float) -> dict[str, dict[str, float]]:
-    """RSS at the end and CPU % of one core over ``seconds`` for each process."""
+    """RSS at the end (with its anonymous, file-backed and mapped-ledger parts) and CPU % of
+    one core over ``seconds`` for each process."""
     before = {p.name: cpu_seconds(p.pid) for p in procs}
     began = time.monotonic()
     time.sleep(seconds)
@@ -92,8 +111,12 @@ def measure_idle(procs: list[Proc], seconds: float) -> dict[str, dict[str, float
     out = {}
     for p in procs:
         used = cpu_seconds(p.pid) - before[p.name]
+        memory = read_memory_kib(p.pid)
         out[p.name] = {
-            "rss_mib": round(read_rss_kib(p.pid) / 1024, 1),
+            "rss_mib": round(memory["rss_kib"] / 1024, 1),
+            "rss_anon_mib": round(memory.get("rss_anon_kib", 0) / 1024, 1),
+            "rss_file_mib": round(memory.get("rss_file_kib", 0) / 1024, 1),
+            "ledger_mapped_mib": round(mapped_table_kib(p.pid) / 1024, 1),
             "cpu_percent": round(100 * used / wall, 2),
             "cpu_s": round(used, 2),
         }
@@ -418,10 +441,14 @@ def format_report(r: dict[str, Any]) -> list[str]:
         f"the validator served its last {r.get('warmed_blocks')} blocks over its API",
         f"idle window: {r['idle_s']} s (bridge reading its meters, validator head "
         f"{r.get('validator_height_after')})",
-        f"{'process':<10} {'RSS MiB':>8} {'CPU %':>7} {'CPU s':>7}",
+        f"{'process':<10} {'RSS MiB':>8} {'anon':>7} {'file':>7} {'of it ledger':>13} "
+        f"{'CPU %':>7} {'CPU s':>7}",
     ]
     for name, row in r["processes"].items():
-        lines.append(f"{name:<10} {row['rss_mib']:>8} {row['cpu_percent']:>7} {row['cpu_s']:>7}")
+        lines.append(
+            f"{name:<10} {row['rss_mib']:>8} {row['rss_anon_mib']:>7} {row['rss_file_mib']:>7} "
+            f"{row['ledger_mapped_mib']:>13} {row['cpu_percent']:>7} {row['cpu_s']:>7}"
+        )
     return lines
 
 

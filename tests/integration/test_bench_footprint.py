@@ -35,4 +35,8 @@ def test_footprint_reports_rss_and_idle_cpu_of_each_process_and_the_snapshot(
     for row in report["processes"].values():
         assert row["rss_mib"] > 0
         assert row["cpu_percent"] >= 0
+        # the kernel's split of VmRSS (RssShmem, the rest, is none here); each rounded to 0.1
+        assert row["rss_anon_mib"] > 0
+        assert abs(row["rss_anon_mib"] + row["rss_file_mib"] - row["rss_mib"]) <= 0.2
+        assert 0 <= row["ledger_mapped_mib"] <= row["rss_file_mib"]
     assert set(report["conditions"]) >= {"machine", "cpus", "python"}
