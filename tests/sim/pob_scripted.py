@@ -40,13 +40,19 @@ from typing import Any
 from unittest import mock
 
 import gridchain.market.validators as validator_rules
-from gridchain.consensus.pob.messages import NO_BLOCK, Announce, BlockMessage, make_announce
-from gridchain.market.validators import validators_at
-from gridchain.node.driver import Effect, Note
+from gridchain.consensus.pob.messages import (
+    NO_BLOCK,
+    Announce,
+    BlockMessage,
+    make_announce,
+    make_block_message,
+)
+from gridchain.market.validators import pending_change, validators_at
+from gridchain.node.driver import ChainDriver, Effect, Note
 from gridchain.protocol.block import Block, CommittedBlock
 from gridchain.protocol.encoding import Record
 from gridchain.protocol.errors import GridchainError
-from gridchain.protocol.tx import UpdateValidators, sign_tx
+from gridchain.protocol.tx import Transaction, UpdateValidators, sign_tx
 from tests.helpers import small_bundle
 from tests.sim.cluster import (
     BLOCK_INTERVAL_MS,
@@ -60,13 +66,15 @@ from tests.sim.cluster import (
     SimNode,
     build_fixture,
 )
-from tests.sim.pob_cluster import PobCluster, PobSimNode
+from tests.sim.pob_cluster import PobCluster, PobSimNode, parent_state
 
 #: A Byzantine validator's announce for a group: a vote with the group, or no vote.
 VOTE = "vote"
 ABSTAIN = "abstain"
 #: Rounds played after the split (enough for either side to finalize, with room to spare).
 ROUNDS_AFTER_SPLIT = 8
+#: How long before a round starts a held message arrives (after the round before's blocks).
+RELEASE_LEAD_MS = 20
 
 
 @cache
@@ -136,29 +144,52 @@ def bypassed(rule: str | None) -> Iterator[None]:
 
 
 @dataclass(frozen=True)
+class Change:
+    """A governance change: its label, the names it adds and removes, and its nonce (two
+    changes with one nonce are siblings: a chain can take only one of them)."""
+
+    label: str
+    add: tuple[str, ...] = ()
+    remove: tuple[str, ...] = ()
+    nonce: int | None = None
+
+
+#: (cluster, round relative to the script's round 0 or None before it, absolute round)
+Act = Callable[["ScriptedCluster", int | None, int], None]
+#: (cluster, sender, receiver, message, relative round) -> delivered now (True), lost
+#: (False), or held until just before relative round k starts (k)
+Link = Callable[["ScriptedCluster", str, str, Record, int], bool | int]
+
+
+@dataclass(frozen=True)
 class Attack:
     """One scripted attack: the cluster, the changes governance submits, and the adversary.
 
     ``honest`` names the honest genesis validators in key order, ``byzantine`` the Byzantine
     ones (at most f), ``joiner`` a validator started outside the set (or None).  ``changes``
-    are (label, names added, names removed), submitted in order with consecutive nonces.
-    ``groups`` splits the honest validators (joiner included) from the split round on;
-    ``split_after`` is how many rounds after the first round with a block the split starts.
-    ``link(cluster, sender, receiver, round)`` says whether an honest message sent in ``round``
-    (relative to the split: 0 is the split round) from one group to another is delivered;
-    ``byzantine_mode(round, group)`` what the Byzantine validators announce to that group
-    (VOTE, ABSTAIN or None for nothing).
+    are submitted at once, each with its own nonce or the next one, to every validator
+    (``changes_to_all``) or to the Byzantine ones only; ``transfers`` says whether the clients
+    also send transfers (so that honest validators build blocks of their own).  The script's
+    round 0 is ``split_after`` rounds after the first round with a block, or (None) the first
+    round after start.  ``link`` decides the delivery of each honest message from round 0 on
+    (``drop_requests``: a directed message, a block request or its answer, is lost), ``act``
+    is what the Byzantine validators do a quarter into each round; ``groups`` names the sides.
     """
 
     name: str
     honest: tuple[str, ...]
     byzantine: tuple[str, ...]
     joiner: str | None
-    changes: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...]
+    changes: tuple[Change, ...]
     groups: Mapping[str, tuple[str, ...]]
-    split_after: int
-    link: Callable[[ScriptedCluster, str, str, Record, int], bool]
-    byzantine_mode: Callable[[int, str], str | None]
+    link: Link
+    act: Act
+    split_after: int | None = None
+    changes_to_all: bool = True
+    transfers: bool = True
+    drop_requests: bool = False
+    #: rounds played from round 0 on
+    rounds: int = ROUNDS_AFTER_SPLIT
 
 
 @dataclass
@@ -175,6 +206,11 @@ class AttackOutcome:
     refusals: dict[str, list[str]] = field(default_factory=dict)
     #: change label -> the heights of the committed blocks that carry it, per validator
     carried: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: block label -> the set its branch names for the height two above it, as the drivers
+    #: of the validators that hold it read it (the script's own blocks), by name
+    sets: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: block label -> the set the change pending on its branch would leave (none pending: absent)
+    pending: dict[str, tuple[str, ...]] = field(default_factory=dict)
     trace: str = ""
 
     @property
@@ -186,6 +222,14 @@ class AttackOutcome:
         codes = self.refusals.get(label, [])
         return codes[0] if codes and not self.carried.get(label) else None
 
+    def set_of(self, label: str) -> str:
+        """The set read above block ``label``, as names, and the one its pending change would
+        leave."""
+        names = self.sets.get(label)
+        text = "?" if names is None else "{" + ", ".join(names) + "}"
+        waiting = self.pending.get(label)
+        return text if waiting is None else f"{text} (pending: {{{', '.join(waiting)}}})"
+
     def heights(self) -> dict[str, int]:
         return {name: max(c, default=0) for name, c in sorted(self.commits.items())}
 
@@ -195,7 +239,7 @@ class AttackOutcome:
 
 class ScriptedNode(PobSimNode):
     """An honest validator as the simulator runs it; a Byzantine one never boots (the script
-    signs its announces)."""
+    signs and builds for it)."""
 
     cluster: ScriptedCluster
 
@@ -212,8 +256,8 @@ class ScriptedNode(PobSimNode):
 
 class ScriptedCluster(PobCluster):
     """The PoB simulator with the attack's network and Byzantine validators instead of a seed's
-    faults, stopped a fixed number of rounds after the split; a conflict is the outcome, not a
-    failure."""
+    faults, stopped a fixed number of rounds after the script's round 0; a conflict is the
+    outcome, not a failure."""
 
     node_class = ScriptedNode
     nodes: list[ScriptedNode]  # type: ignore[assignment]
@@ -242,18 +286,27 @@ class ScriptedCluster(PobCluster):
         self.group_of = {name: g for g, names in attack.groups.items() for name in names}
         self.genesis = self.fixture.bundle.genesis
         self.change_txs: dict[bytes, str] = {}
-        for label, added, removed in attack.changes:
+        self.change_tx: dict[str, Transaction] = {}
+        for change in attack.changes:
             body = UpdateValidators(
-                add=tuple(self.named[a].public_key for a in added),
-                remove=tuple(self.named[r].public_key for r in removed),
+                add=tuple(self.named[a].public_key for a in change.add),
+                remove=tuple(self.named[r].public_key for r in change.remove),
             )
-            tx = sign_tx(self.fixture.bundle.governance.key, self.chain_id, len(self.set_txs), body)
-            self.set_txs.append(tx)
-            self.change_txs[tx.hash()] = label
+            nonce = len(self.change_txs) if change.nonce is None else change.nonce
+            tx = sign_tx(self.fixture.bundle.governance.key, self.chain_id, nonce, body)
+            self.change_txs[tx.hash()] = change.label
+            self.change_tx[change.label] = tx
+        if attack.changes_to_all:
+            self.set_txs.extend(self.change_tx.values())  # the wallets resubmit them
         self.first_block_round: int | None = None
+        self.start_round: int | None = None
+        #: every block on the wire, and the script's own by label
         self.blocks_seen: dict[bytes, Block] = {}
+        self.labelled: dict[str, Block] = {}
         #: (round, honest name) -> its announce
         self.announces: dict[tuple[int, str], Announce] = {}
+        #: the Byzantine validators' drivers, for building only (never started)
+        self.builders: dict[str, ChainDriver] = {}
         self.result = AttackOutcome(attack.name, rule)
 
     @property
@@ -273,41 +326,61 @@ class ScriptedCluster(PobCluster):
     def round_at(self, now_ms: int) -> int:
         return (now_ms - self.genesis.genesis_time_ms) // self.round_ms
 
+    def round_start(self, r: int) -> int:
+        return self.genesis.genesis_time_ms + r * self.round_ms
+
     @property
-    def split_round(self) -> int | None:
+    def origin(self) -> int | None:
+        """The absolute round of the script's round 0 (None: not known yet)."""
+        if self.attack.split_after is None:
+            return self.start_round
         if self.first_block_round is None:
             return None
         return self.first_block_round + self.attack.split_after
 
-    def relative_round(self) -> int | None:
-        """The current round counted from the split (0: the split round), None before the
-        first block."""
-        split = self.split_round
-        return None if split is None else self.round_at(self.now) - split
+    def relative(self, r: int) -> int | None:
+        origin = self.origin
+        return None if origin is None else r - origin
+
+    def release_at(self, relative: int) -> int:
+        """When a message held until relative round k arrives: late in the round before it,
+        after the round's blocks, so the validators hold it when round k starts."""
+        assert self.origin is not None
+        return max(self.now + 1, self.round_start(self.origin + relative) - RELEASE_LEAD_MS)
 
     # --- the run ----------------------------------------------------------------------------
 
     def plan_faults(self) -> None:
         """No seeded faults: the clients submit the set changes at once, and the Byzantine
         validators act a quarter into every round."""
-        for tx in self.set_txs:
-            for node in self.nodes:
+        targets = self.nodes if self.attack.changes_to_all else []
+        for tx in self.change_tx.values():
+            for node in targets:
                 self.schedule(self.now + 1, Event("tx", node.index, detail=tx))
         first = self.round_at(self.now) + 1
+        self.start_round = first
         for r in range(first, first + 200):
-            at = self.genesis.genesis_time_ms + r * self.round_ms + self.round_ms // 4
-            self.schedule(at, Event("script", detail=r))
+            self.schedule(self.round_start(r) + self.round_ms // 4, Event("script", detail=r))
+
+    def submit_next_tx(self) -> None:
+        if self.attack.transfers:
+            super().submit_next_tx()
+
+    def resubmit(self) -> None:
+        if self.attack.transfers or self.attack.changes_to_all:
+            super().resubmit()
 
     def dispatch(self, event: Event) -> None:
         if event.kind == "script":
-            self.byzantine_round(int(event.detail))
+            r = int(event.detail)
+            self.attack.act(self, self.relative(r), r)
         else:
             super().dispatch(event)
 
     def live(self) -> bool:
-        """Done (not "live": the script ends) once the rounds after the split are played."""
-        split = self.split_round
-        return split is not None and self.round_at(self.now) >= split + ROUNDS_AFTER_SPLIT
+        """Done (not "live": the script ends) once the rounds after round 0 are played."""
+        origin = self.origin
+        return origin is not None and self.round_at(self.now) >= origin + self.attack.rounds
 
     def outcome(self) -> Outcome:
         return Cluster.outcome(self)  # no schedules to recompute: the fixture decides none
@@ -315,6 +388,7 @@ class ScriptedCluster(PobCluster):
     def play(self) -> AttackOutcome:
         with bypassed(self.rule):
             self.run()
+            self.read_sets()
         self.result.trace = self.render_trace()
         return self.result
 
@@ -332,7 +406,19 @@ class ScriptedCluster(PobCluster):
                 self.record(None, "script", f"first block in round {block.header.round}")
         elif isinstance(message, Announce) and message.signer == sender.public_key:
             self.announces.setdefault((message.round, name), message)
+        relative = self.relative(self.round_at(self.now))
+        if to is not None and self.attack.drop_requests and relative is not None:
+            self.audit(sender, message)  # type: ignore[arg-type]
+            self.record(sender, "lost", message)
+            return
         super().transmit(sender, to, message)
+
+    def catch_up_sources(self, node: SimNode) -> list[SimNode]:
+        """A fetch is a request and its answer: lost with the other requests."""
+        relative = self.relative(self.round_at(self.now))
+        if self.attack.drop_requests and relative is not None and relative >= 0:
+            return []
+        return super().catch_up_sources(node)
 
     def post(
         self,
@@ -344,57 +430,107 @@ class ScriptedCluster(PobCluster):
     ) -> None:
         sender = self.role[sender_key]
         receiver = self.role[target.public_key]
-        relative = self.relative_round()
-        scripted = relative is not None and relative >= 0
-        if scripted and {sender, receiver} <= self.group_of.keys():
-            assert relative is not None
-            if not self.attack.link(self, sender, receiver, message, relative):
+        relative = self.relative(self.round_at(self.now))
+        at = self.now + 1
+        honest = self.by_key[sender_key].honest and target.honest
+        if relative is not None and relative >= 0 and honest:
+            verdict = self.attack.link(self, sender, receiver, message, relative)
+            if verdict is False:
                 self.record(target, "lost", message)
                 return
+            if verdict is not True:
+                at = self.release_at(int(verdict))
+        self.deliver(target, sender_key, message, at, payload)
+
+    def deliver(
+        self, target: SimNode, sender_key: bytes, message: Record, at: int, payload: bytes | None
+    ) -> None:
         data = message.encode() if payload is None else payload
-        self.schedule(self.now + 1, Event("deliver", target.index, sender_key, data))
+        self.schedule(at, Event("deliver", target.index, sender_key, data))
 
     # --- the Byzantine validators ---------------------------------------------------------------
 
-    def byzantine_round(self, r: int) -> None:
-        """Each Byzantine validator announces to each group what the attack says."""
-        split = self.split_round
-        groups: Mapping[str, tuple[str, ...]]
-        if split is None or r < split:
-            every = tuple(n for names in self.attack.groups.values() for n in names)
-            groups, relative = {"all": every}, None
-        else:
-            groups, relative = self.attack.groups, r - split
-        for group, members in groups.items():
-            mode = VOTE if relative is None else self.attack.byzantine_mode(relative, group)
-            if mode is None:
-                continue
-            source = next(
-                (self.announces[(r, m)] for m in members if (r, m) in self.announces), None
-            )
-            if source is None:
-                continue
-            prev, height = source.prev_hash, source.height
-            if mode == ABSTAIN:
-                parent = self.blocks_seen.get(prev)
-                if parent is None:
-                    continue
-                prev, height = parent.header.prev_hash, height - 1
-            for z in self.attack.byzantine:
-                node = self.named[z]
-                announce = make_announce(
-                    node.key,
-                    self.chain_id,
-                    height=height,
-                    round_=r,
-                    prev_hash=prev,
-                    block_hash=NO_BLOCK,
-                    benefit=0,
-                    final_height=0,
-                )
-                self.record(node, "byzantine", f"to {group} ({mode})")
-                for member in members:
-                    self.post(node.index, node.public_key, self.named[member], announce)
+    def byzantine_send(self, z: str, message: Record, to: Mapping[str, int | None]) -> None:
+        """Send a Byzantine validator's message to the named validators: now (None) or held
+        until just before relative round k (k)."""
+        node = self.named[z]
+        for name, hold in to.items():
+            at = self.now + 1 if hold is None else self.release_at(hold)
+            self.deliver(self.named[name], node.public_key, message, at, None)
+
+    def block_of(self, label: str | None) -> tuple[bytes, int]:
+        """The hash and height of a block the script names (None: the genesis head)."""
+        if label is None:
+            return self.fixture.chain_id, 0
+        block = self.labelled[label]
+        return block.hash(), block.height
+
+    def propose(
+        self,
+        z: str,
+        label: str,
+        parent: str | None,
+        r: int,
+        *,
+        to: Mapping[str, int | None],
+        changes: Sequence[str] = (),
+    ) -> Block:
+        """A Byzantine validator builds a real block of round ``r`` on ``parent`` with its own
+        driver (the block path every validator runs), carrying the named changes, and sends
+        it."""
+        node = self.named[z]
+        builder = self.builders.get(z)
+        if builder is None:
+            builder = self.builders[z] = node.make_driver()
+        prev, height = self.block_of(parent)
+        node.mempool.clear()
+        for change in changes:
+            # with the changes of lower nonces (the pool offers consecutive nonces; those in
+            # the block's pending ancestors are skipped)
+            tx = self.change_tx[change]
+            for other in self.change_tx.values():
+                if other.nonce < tx.nonce:
+                    node.mempool.add(other)
+            node.mempool.add(tx)
+        made = builder.build_on(prev, height + 1, r, self.now, allow_empty=True)
+        # build_on is called outside the driver's input loop here: what it would have
+        # emitted (a note per transaction left out, with the refusal's code) is in its buffer
+        for effect in builder._out:
+            if isinstance(effect, Note) and effect.event == "transaction left out":
+                self.note_left_out(str(effect.fields["tx"]), str(effect.fields["reason"]))
+        builder._out = []
+        if made is None:
+            raise SimFailure(f"{z} could not build {label} on {parent}")
+        block, execution = made
+        builder.remember(block, execution)
+        self.labelled[label] = block
+        self.blocks_seen[block.hash()] = block
+        self.record(node, "script", f"{z} proposes {label}: {self.describe_pob(block)}")
+        self.byzantine_send(z, make_block_message(node.key, self.chain_id, block), to)
+        return block
+
+    def vote(self, z: str, r: int, parent: str | None, to: Mapping[str, int | None]) -> None:
+        """A Byzantine validator announces in round ``r`` on ``parent`` without a block (a
+        vote for it when it is a block of round r - 1)."""
+        prev, height = self.block_of(parent)
+        self.announce(z, r, prev, height + 1, to)
+
+    def announce(
+        self, z: str, r: int, prev: bytes, height: int, to: Mapping[str, int | None]
+    ) -> None:
+        node = self.named[z]
+        announce = make_announce(
+            node.key,
+            self.chain_id,
+            height=height,
+            round_=r,
+            prev_hash=prev,
+            block_hash=NO_BLOCK,
+            benefit=0,
+            final_height=0,
+        )
+        self.record(node, "byzantine", announce)
+        self.byzantine_send(z, announce, to)
 
     # --- outcomes ---------------------------------------------------------------------------
 
@@ -404,6 +540,32 @@ class ScriptedCluster(PobCluster):
             codes = self.result.refusals.setdefault(label, [])
             if reason not in codes:
                 codes.append(reason)
+
+    def read_sets(self) -> None:
+        """For each block the script built, the size of the set of the height two above it
+        on its branch (the furthest its state fixes), as an honest driver that holds it reads
+        it: pending, from its branch; committed, from the validator's state (every validator
+        reads the same: it is a function of the branch)."""
+        for label, block in self.labelled.items():
+            height = block.height + 2
+            for node in self.nodes:
+                driver = node.driver
+                if not node.honest or driver is None:
+                    continue
+                if block.hash() in driver.pending:
+                    keys = driver.validators_on(block.hash(), height)
+                    view = parent_state(node.state, driver.pending.writes_after(block.hash()))
+                    waiting = pending_change(view)
+                    if waiting is not None:
+                        self.result.pending[label] = tuple(
+                            sorted(self.role[k] for k in waiting.keys)
+                        )
+                elif any(c.block.hash() == block.hash() for c in node.chain):
+                    keys = validators_at(node.state, self.genesis, height)
+                else:
+                    continue
+                self.result.sets[label] = tuple(sorted(self.role[k] for k in keys))
+                break
 
     def on_commit(self, node: SimNode, block: Block) -> None:
         name = self.role[node.public_key]
@@ -447,3 +609,107 @@ class ScriptedCluster(PobCluster):
             f"scripted attack {self.attack.name} failed: {reason}\n"
             f"last {len(self.trace)} events:\n{self.render_trace()}"
         )
+
+
+# --- the adversary's building blocks -----------------------------------------------------------
+
+
+def branch_of(cluster: ScriptedCluster, block_hash: bytes, roots: Sequence[str]) -> str | None:
+    """Which of the script's branches (named by their first blocks) a block is on, or None
+    below all of them (or unknown)."""
+    first = {cluster.labelled[k].hash(): k for k in roots if k in cluster.labelled}
+    current: bytes | None = block_hash
+    while current is not None:
+        root = first.get(current)
+        if root is not None:
+            return root
+        block = cluster.blocks_seen.get(current)
+        current = None if block is None else block.header.prev_hash
+    return None
+
+
+def branch_link(sides: Callable[[str, int], tuple[str, ...]], roots: Sequence[str]) -> Link:
+    """The network of an attack on branches: a message about a block of one branch (a block
+    message, or an announce on it) reaches only ``sides(branch, relative round)``; one about
+    the blocks below all branches reaches everyone."""
+
+    def link(cluster: ScriptedCluster, sender: str, receiver: str, message: Record, r: int) -> bool:
+        if isinstance(message, BlockMessage):
+            branch = branch_of(cluster, message.block.hash(), roots)
+        elif isinstance(message, Announce):
+            branch = branch_of(cluster, message.prev_hash, roots)
+        else:
+            branch = None
+        return branch is None or receiver in sides(branch, r)
+
+    return link
+
+
+#: (round -> (label, parent, changes it carries, who gets it)); a Byzantine proposer's script
+Proposals = Mapping[int, tuple[str, str | None, tuple[str, ...], tuple[str, ...]]]
+#: (round -> (the block voted for, who gets the vote: None now, k before round k))
+Votes = Mapping[int, tuple[str, Mapping[str, int | None]]]
+
+
+def scripted(
+    proposer: str, proposals: Proposals, votes: Votes, echo_from: int, then: Act | None
+) -> Act:
+    """Byzantine validators that follow a script: ``proposer`` builds and sends the blocks of
+    ``proposals``, every Byzantine validator sends the votes of ``votes``, and from round
+    ``echo_from`` on they act as ``then`` (an echo of each side)."""
+
+    def act(cluster: ScriptedCluster, relative: int | None, r: int) -> None:
+        if relative is None or relative < 0:
+            return
+        proposal = proposals.get(relative)
+        if proposal is not None:
+            label, parent, changes, to = proposal
+            cluster.propose(proposer, label, parent, r, to=dict.fromkeys(to), changes=changes)
+        vote = votes.get(relative)
+        if vote is not None:
+            block, receivers = vote
+            for z in cluster.attack.byzantine:
+                cluster.vote(z, r, block, receivers)
+        if relative >= echo_from and then is not None:
+            then(cluster, relative, r)
+
+    return act
+
+
+# --- a Byzantine strategy -----------------------------------------------------------------------
+
+
+def echo(modes: Callable[[int, str], str | None]) -> Act:
+    """Byzantine validators that copy each group's votes: in every round, to each group (all
+    honest validators before round 0), an announce on the block the group's first honest
+    member announced on (a vote with it when that announce is one: VOTE), or on that block's
+    parent (no vote, it only keeps the group's rounds going: ABSTAIN), as ``modes(relative
+    round, group)`` says (None: nothing)."""
+
+    def act(cluster: ScriptedCluster, relative: int | None, r: int) -> None:
+        attack = cluster.attack
+        groups: Mapping[str, tuple[str, ...]]
+        if relative is None or relative < 0:
+            groups = {"all": tuple(n for names in attack.groups.values() for n in names)}
+        else:
+            groups = attack.groups
+        for group, members in groups.items():
+            mode = VOTE if group == "all" else modes(int(relative or 0), group)
+            if mode is None:
+                continue
+            source = next(
+                (cluster.announces[(r, m)] for m in members if (r, m) in cluster.announces),
+                None,
+            )
+            if source is None:
+                continue
+            prev, height = source.prev_hash, source.height
+            if mode == ABSTAIN:
+                parent = cluster.blocks_seen.get(prev)
+                if parent is None:
+                    continue
+                prev, height = parent.header.prev_hash, height - 1
+            for z in attack.byzantine:
+                cluster.announce(z, r, prev, height, dict.fromkeys(members))
+
+    return act

@@ -36,7 +36,15 @@ import argparse
 import sys
 
 from gridchain.protocol.encoding import Record
-from tests.sim.pob_scripted import ABSTAIN, VOTE, Attack, AttackOutcome, ScriptedCluster
+from tests.sim.pob_scripted import (
+    ABSTAIN,
+    VOTE,
+    Attack,
+    AttackOutcome,
+    Change,
+    ScriptedCluster,
+    echo,
+)
 
 SWAP = "swap x -> y"
 
@@ -57,11 +65,11 @@ SET_FORK = Attack(
     honest=("h1", "h2", "h3", "h4", "x"),
     byzantine=("z1", "z2"),
     joiner="y",
-    changes=((SWAP, ("y",), ("x",)),),
+    changes=(Change(SWAP, add=("y",), remove=("x",)),),
     groups={"X": ("h1", "h2", "y"), "Y": ("h3", "h4", "x")},
-    split_after=3,
     link=link,
-    byzantine_mode=byzantine_mode,
+    act=echo(byzantine_mode),
+    split_after=3,
 )
 
 
