@@ -3,31 +3,38 @@
 The seeded PoB simulator (tests/sim/pob_cluster.py) draws its faults from a seed; the attacks
 here need one exact schedule, so they are scripts on the same machinery: every honest validator
 is a :class:`~tests.sim.pob_cluster.PobSimNode` (the node's :class:`node.driver.ChainDriver`
-around the real :class:`~consensus.pob.PobEngine`, on the real application and state, with
-the simulator's mempool, disk and clock), builds its own blocks from the clients' transfers,
-and reads the set of every height on every branch from its driver (``validators_on``, the
-pending-change path of ``market.validators``).  The set changes are governance transactions
-(``UpdateValidators`` signed by the governance key, as the simulator's ``govern``) that the
-clients submit to every validator and resubmit until they commit; nothing in the script
-computes a set.
+around the real :class:`~consensus.pob.PobEngine`, on the real application and state, with the
+simulator's mempool, disk and clock), builds its own blocks (from the clients' transfers, or
+empty ones above a pending block that carries something, as the driver does so that it can
+become final), and reads the set of every height on every branch from its driver
+(``validators_on``, the pending-change path of ``market.validators``).  The set changes are
+governance transactions (``UpdateValidators`` signed by the governance key, as the simulator's
+``govern``); nothing in the scripts computes a set.
 
-What the script controls, as an adversary may:
+What a script controls, as an adversary may:
 
-* **the network**: every message an honest validator sends passes :meth:`ScriptedCluster.post`,
-  where the attack decides whether it is delivered (1 ms later, the simulator's delay) or lost
-  (a delay past the end of the run, which asynchrony allows);
-* **the Byzantine validators** (at most f): they run no engine.  Each round, a quarter in (after
-  the honest announces of the round arrived), each of them signs an announce per group of
-  honest validators: a copy of the announce of the group's first honest member (a *vote* for
-  the same block when that announce is one) or an announce on the grandparent of that block
-  (no vote: it only keeps the group's rounds going).  They may so vote on two branches in
-  one round, to two groups that never hear of each other; they never propose.
+* **the network**: from the script's round 0 on, every message between honest validators passes
+  :meth:`ScriptedCluster.post`, where the attack (``Attack.link``) delivers it (1 ms later, the
+  simulator's delay), holds it until just before a later round, or loses it (a delay past the
+  end of the run): asynchrony allows all three.  An attack may also lose every request for a
+  missing block, its answer and the catch-up fetches (``drop_requests``);
+* **the clients**: which validators get the set changes (all, or the Byzantine ones only) and
+  whether transfers flow;
+* **the Byzantine validators** (at most f): they run no engine.  A quarter into each round
+  (after the honest announces of the round arrived) they sign what the attack says: announces
+  to chosen validators, now or held (:meth:`ScriptedCluster.vote`, or :func:`echo`: a copy of a
+  group's vote), and blocks that one of them builds on a chosen parent with its own driver,
+  carrying chosen changes (:meth:`ScriptedCluster.propose`: a real block, valid on its branch,
+  refusals noted as an honest proposer's are).  They may sign for two branches in one round.
 
-The outcome: every honest validator's commits, the first height at which two of them committed
-different blocks, and the refusals the shipped code gave the set changes (the drivers' "left
-out" notes).  A *forced* run bypasses one rule for its duration, in the script only (the shipped
-code has no flag): :func:`bypassed` replaces one function of ``market.validators`` while the run
-lasts, and says which and why in its docstring.
+The outcome (:class:`AttackOutcome`): every honest validator's commits, the first height at which
+two of them committed different blocks, the refusals the shipped code gave the changes (the
+drivers' "left out" notes), and for each block the script built the set its branch names two
+heights above it and the change pending there, as the honest drivers read them.  A *forced* run
+bypasses one rule for its duration, in the script only (the shipped code has no flag):
+:func:`bypassed` replaces one function of ``market.validators`` while the run lasts, and says
+which and why in its docstring.  The scripts: tests/sim/pob_set_fork.py (rule 1),
+tests/sim/pob_stacked_fork.py (rules 2 and 3), tests/sim/pob_sibling_fork.py (rule 3).
 """
 
 from __future__ import annotations
@@ -71,7 +78,8 @@ from tests.sim.pob_cluster import PobCluster, PobSimNode, parent_state
 #: A Byzantine validator's announce for a group: a vote with the group, or no vote.
 VOTE = "vote"
 ABSTAIN = "abstain"
-#: Rounds played after the split (enough for either side to finalize, with room to spare).
+#: Rounds played from the script's round 0 on, unless the attack says (enough for either
+#: side to finalize, with room to spare).
 ROUNDS_AFTER_SPLIT = 8
 #: How long before a round starts a held message arrives (after the round before's blocks).
 RELEASE_LEAD_MS = 20
@@ -172,7 +180,8 @@ class Attack:
     also send transfers (so that honest validators build blocks of their own).  The script's
     round 0 is ``split_after`` rounds after the first round with a block, or (None) the first
     round after start.  ``link`` decides the delivery of each honest message from round 0 on
-    (``drop_requests``: a directed message, a block request or its answer, is lost), ``act``
+    (``drop_requests``: every directed message, a block request or its answer, and every
+    catch-up fetch is lost), ``act``
     is what the Byzantine validators do a quarter into each round; ``groups`` names the sides.
     """
 
@@ -407,8 +416,9 @@ class ScriptedCluster(PobCluster):
         elif isinstance(message, Announce) and message.signer == sender.public_key:
             self.announces.setdefault((message.round, name), message)
         relative = self.relative(self.round_at(self.now))
-        if to is not None and self.attack.drop_requests and relative is not None:
-            self.audit(sender, message)  # type: ignore[arg-type]
+        if to is not None and self.attack.drop_requests and relative is not None and relative >= 0:
+            assert isinstance(sender, PobSimNode)
+            self.audit(sender, message)  # audited all the same: it was signed and sent
             self.record(sender, "lost", message)
             return
         super().transmit(sender, to, message)
