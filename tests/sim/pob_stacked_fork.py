@@ -19,7 +19,8 @@ builds every other block (real blocks, with its own driver).  Rounds (0 is the f
    proposes Y3 on Y2.
 5. Y's side votes Y3.  z1 proposes X4 on X3.
 6. h1, h2, y and x vote X4; z's votes never reach x.  z1 proposes Y4 on Y3, and Y5, Y6, ... in
-   the next rounds; X's side builds its own blocks above X4 (h1, h2 and y from round 7 on).
+   the next rounds; X's side builds its own blocks above X4 (x's among them in round 6: only
+   h1, h2 and y hear of X's branch from round 7 on).
 7. on: z1 and z2 vote with each side.
 
 Each message of one branch reaches only that branch's side; requests are lost.  If a change came
