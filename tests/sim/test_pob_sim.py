@@ -24,7 +24,6 @@ from tests.sim.pob_cluster import (
     pob_scenario_for_seed,
     run_pob_seed,
 )
-from tests.sim.pob_set_fork import run_set_fork
 from tests.sim.seeds import CHUNKS, SEEDS, all_seeds, chunk_seeds
 
 
@@ -224,22 +223,3 @@ def test_set_changes_admit_a_joiner_and_remove_a_validator() -> None:
             assert all(h >= cluster.joined_at for h, p in proposers if p == joiner), name
             assert any(p == joiner for _, p in proposers), name
             assert all(h < cluster.removed_at for h, p in proposers if p == cluster.removed), name
-
-
-def test_a_fork_below_a_large_set_change_finalizes_nothing_that_conflicts() -> None:
-    """ADR 0049: a scripted adversary (two Byzantine validators of seven voting on both sides
-    of a fork, messages held back) against a one-key swap of a 7-validator set.  On the code
-    before ADR 0049 the chain accepted the swap and two honest validators finalized different
-    blocks at height 2; now governance refuses it and the same script forks nothing."""
-    outcome = run_set_fork()
-    assert outcome.safe, outcome.trace
-    assert outcome.refused == "validator_quorum_overlap"
-    assert all(max(c, default=0) >= 2 for c in outcome.commits.values()), outcome.commits
-
-
-def test_the_scripted_fork_still_forks_the_engines_when_the_swap_is_forced() -> None:
-    """The script stays an attack on the engines (so the test above is not safe for want of
-    one): with the swap forced into the schedule, as the chain used to accept it, two honest
-    validators commit different blocks at height 2."""
-    outcome = run_set_fork(forced=True)
-    assert outcome.conflict == 2, outcome.trace
