@@ -401,6 +401,11 @@ class PbftEngine:
             actions.append(Broadcast(checkpoint))
             actions.extend(self._on_checkpoint(checkpoint, trusted=True))
         self._begin_instance(now_ms, backlog=backlog)
+        if self._propose_at is not None and now_ms >= self._propose_at:
+            # A full block: ask for the next one in this same batch of actions, not at a timer
+            # in a later turn of the event loop, so the pre-prepare's vote record joins the
+            # committed block's synced write (ADR 0053); on_tick would take the same step.
+            actions.extend(self._maybe_propose(now_ms))
         actions.extend(self._progress(now_ms))
         return self._finish(actions)
 

@@ -226,8 +226,8 @@ def test_after_a_full_block_the_primary_asks_for_the_next_at_once(
     chain: GenesisBundle, txs: int, next_request_after: int
 ) -> None:
     """ADR 0047: a decided block of max_block_txs transactions says more are waiting, so the
-    primary does not wait block_interval_ms to gather the next one; after a block with room
-    left it waits as before."""
+    primary does not wait block_interval_ms to gather the next one (ADR 0053: it asks in the
+    commit's own actions); after a block with room left it waits as before."""
     head = genesis_head(chain)
     sender = det_key("pbft-unit/sender")
     payload = [transfer(sender, cid(chain), n, keys(chain)[1], 1) for n in range(txs)]
@@ -257,13 +257,17 @@ def test_after_a_full_block_the_primary_asks_for_the_next_at_once(
     decided = [a for i in (1, 2) for a in deliver(eng, commit_from(chain, i, 1, 0, h))]
     assert [a.block for a in decided if isinstance(a, CommitBlock)] == [block]
     now = T0 + 3 * INTERVAL
-    eng.on_block_committed(head_of(block), now)
+    committed = without_timers(eng.on_block_committed(head_of(block), now))
+    request = RequestProposal(2, 0, h, block.header.timestamp_ms + 1)
+    if not next_request_after:
+        # ADR 0053: in the commit's own actions, so its vote record joins the block's write
+        assert committed == [request]
+        assert without_timers(eng.on_tick(now)) == []  # asked once, not again at the tick
+        return
+    assert committed == []
     due = now + next_request_after
-    if next_request_after:
-        assert without_timers(eng.on_tick(due - 1)) == []
-    assert without_timers(eng.on_tick(due)) == [
-        RequestProposal(2, 0, h, block.header.timestamp_ms + 1)
-    ]
+    assert without_timers(eng.on_tick(due - 1)) == []
+    assert without_timers(eng.on_tick(due)) == [request]
 
 
 def test_a_replica_validates_prepares_commits_and_decides_in_order(chain: GenesisBundle) -> None:
