@@ -16,6 +16,9 @@ import asyncio
 import ctypes
 import ctypes.util
 from collections.abc import Callable
+from pathlib import Path
+
+from gridchain.node.ledger_pages import TablePages, libc_madvise
 
 #: Seconds without a commit before the heap is trimmed.
 TRIM_AFTER_QUIET_S = 2.0
@@ -34,6 +37,23 @@ def libc_trim() -> Callable[[], object] | None:
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
     return lambda: trim(0)
+
+
+def trim_at_rest(*ledger_dirs: Path) -> Callable[[], object] | None:
+    """What a quiet node gives back (ADR 0054): the heap's free pages (``malloc_trim``) and
+    the resident pages of the ledger's mapped table files in ``ledger_dirs``
+    (node/ledger_pages.py); None where the C library offers neither."""
+    trim = libc_trim()
+    tables = TablePages(ledger_dirs, libc_madvise())
+    if not tables.enabled:
+        return trim
+
+    def both() -> None:
+        if trim is not None:
+            trim()
+        tables.release()
+
+    return both
 
 
 class QuietTrim:
