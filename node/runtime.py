@@ -546,8 +546,15 @@ class Node:
         self.metrics.txs_received.inc()
         self._mempool_changed()
 
+    def note_reads(self) -> None:
+        """Ledger reads or allocations outside a commit just happened (an API request, a peer
+        catching up): the heap and the mapped table pages they used are given back once the
+        node is quiet, as after commits (ADR 0054)."""
+        self._heap_trim.touch()
+
     def get_blocks(self, from_height: int, count: int) -> list[bytes]:
         """Serve certified blocks to a peer that is catching up."""
+        self.note_reads()
         out: list[bytes] = []
         for height in range(
             max(1, from_height), min(self.head.height, from_height + count - 1) + 1
