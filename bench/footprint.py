@@ -18,8 +18,9 @@ process's RSS (``VmRSS``) and CPU time (``/proc/PID/stat``)
 over ``--idle-s`` seconds.  RSS is split as the kernel counts it: anonymous memory (the
 process's own heap), file-backed pages (shared libraries, and LevelDB's table files, which
 LevelDB maps into memory on 64-bit systems), and of those the pages of mapped ``.ldb`` tables
-alone: clean pages of the ledger's files, which grow with the ledger the process reads and
-which the kernel drops under memory pressure.  Idle CPU is CPU seconds over wall seconds, as
+alone: clean pages of the ledger's files, which the kernel drops under memory pressure and a
+validator pages out once its commits pause (ADR 0054; before that they grew with the ledger
+the process read).  Idle CPU is CPU seconds over wall seconds, as
 a percentage of one core.  It also reports what a joining validator would fetch to start from
 this ledger's state (state sync, ADR 0039): the snapshot's entries and bytes, and the time to
 serve and verify it in one process.  Every child is stopped when the bench ends, also on

@@ -23,7 +23,6 @@ from gridchain.market.cd_requests import CDRecord
 from gridchain.market.cd_schedule import DueInterval
 from gridchain.market.scheduling.errors import SchedulingError
 from gridchain.market.scheduling.model import CDRequest, Kind, Scenario
-from gridchain.market.scheduling.optimal import Online
 from gridchain.market.state import StateReader
 from gridchain.protocol.block import ScheduleEntry
 
@@ -105,6 +104,10 @@ def _online(
         base_load_w=base,
         requests=requests,
     )
+    # The solver's numpy, scipy and clarabel (about 30 MiB resident) are loaded by the first
+    # plan that needs them, not by every validator's start (ADR 0054).
+    from gridchain.market.scheduling.optimal import Online  # noqa: PLC0415
+
     scheduler = Online(speedup=speedup)
     residual = [record.residual_units for _, record in due.live]
     return scheduler.first_interval(scenario, residual, due.previous_load_w)

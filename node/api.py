@@ -618,8 +618,17 @@ def build_app(node: Node) -> web.Application:
         on_refused=lambda reason: metrics.http_refused.labels(reason=reason).inc(),
     )
     metrics.http_connections.set_function(lambda: guard.open)
+
+    @web.middleware
+    async def rest_after(request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Every request may read the ledger: trim once requests pause (ADR 0054)."""
+        try:
+            return await handler(request)
+        finally:
+            node.note_reads()
+
     app = web.Application(
-        middlewares=[guard.middleware, error_middleware],
+        middlewares=[guard.middleware, rest_after, error_middleware],
         client_max_size=settings.max_body_bytes,
     )
     app[GUARD_KEY] = guard

@@ -18,7 +18,6 @@ from gridchain.market.cd_requests import IntervalClock
 from gridchain.market.cd_schedule import Decision
 from gridchain.market.orders import Exchange, OrderRecord, book_levels, contracts, resting_orders
 from gridchain.market.scheduling.errors import ScenarioError
-from gridchain.market.scheduling.metrics import pfl_eq_3_11, pfl_eq_4_4, pfl_eq_5_7, pfl_eq_6_4
 from gridchain.market.settlement import receipts
 from gridchain.market.slot_settlement import get_pool_slot
 from gridchain.market.state import StateReader
@@ -152,6 +151,15 @@ def _pfl(load_w: list[int], interval_minutes: int) -> m.PowerFluctuation | None:
     where it is undefined (a flat load, or a mean at or below zero)."""
     if len(load_w) < 2:
         return None
+    # numpy (about 20 MiB resident) is loaded by the first page that asks, not by the
+    # validator's start (ADR 0054).
+    from gridchain.market.scheduling.metrics import (  # noqa: PLC0415
+        pfl_eq_3_11,
+        pfl_eq_4_4,
+        pfl_eq_5_7,
+        pfl_eq_6_4,
+    )
+
     profile = [float(w) for w in load_w]
     try:
         ratio: float | None = pfl_eq_3_11(profile)

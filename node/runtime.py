@@ -51,7 +51,7 @@ from gridchain.node.driver import (
     UnknownParentError,
     head_of,
 )
-from gridchain.node.heap_trim import QuietTrim, libc_trim
+from gridchain.node.heap_trim import QuietTrim, trim_at_rest
 from gridchain.node.mempool import Mempool
 from gridchain.node.metrics import NodeMetrics
 from gridchain.node.reannounce import Reannouncer
@@ -268,8 +268,9 @@ class Node:
             max_per_round=REANNOUNCE_MAX_PER_ROUND,
         )
         self._reannounce_timer: asyncio.TimerHandle | None = None
-        #: returns the heap's free pages to the kernel once commits pause (ADR 0046)
-        self._heap_trim = QuietTrim(libc_trim())
+        #: returns the heap's free pages and the ledger's mapped table pages to the kernel once
+        #: commits pause (ADR 0046, ADR 0054)
+        self._heap_trim = QuietTrim(trim_at_rest(self.store.path, self.store.history_path))
 
     # --- what the API and the tools read (the driver holds it) ---------------------------
 
@@ -545,8 +546,15 @@ class Node:
         self.metrics.txs_received.inc()
         self._mempool_changed()
 
+    def note_reads(self) -> None:
+        """Ledger reads or allocations outside a commit just happened (an API request, a peer
+        catching up): the heap and the mapped table pages they used are given back once the
+        node is quiet, as after commits (ADR 0054)."""
+        self._heap_trim.touch()
+
     def get_blocks(self, from_height: int, count: int) -> list[bytes]:
         """Serve certified blocks to a peer that is catching up."""
+        self.note_reads()
         out: list[bytes] = []
         for height in range(
             max(1, from_height), min(self.head.height, from_height + count - 1) + 1

@@ -34,7 +34,15 @@ from gridchain.protocol.errors import GridchainError
 #: readable, at the cost of reopening cold ones.  The live LevelDB is small and bounded; the
 #: history gets the rest.
 LEDGER_MAX_OPEN_FILES = 256
+#: (LevelDB raises a value under 74 to 74, i.e. 64 tables: its own floor.)
 LIVE_MAX_OPEN_FILES = 64
+#: Why LevelDB's floor (ADR 0054): an open table stays mapped (LevelDB reads tables through
+#: mmap), and the pages a read touched stay in the validator's RSS until the table is closed or
+#: the node pages them out when quiet (node/ledger_pages.py).  The history is read rarely and
+#: mostly in order (a peer or gateway following from genesis), so a table reopened now and then
+#: costs little, while the bound on what can be mapped at once falls from 182 to 64 tables of
+#: up to 2 MiB.  Within LEDGER_MAX_OPEN_FILES with the live LevelDB's share.
+HISTORY_MAX_OPEN_FILES = 74
 #: The live LevelDB holds hashes (tree nodes) and short records, which Snappy cannot shrink;
 #: without it a compaction only copies (ADR 0050 measured the CPU it costs).
 LIVE_OPTIONS: dict[str, Any] = {
@@ -43,7 +51,7 @@ LIVE_OPTIONS: dict[str, Any] = {
 }
 #: The history is read rarely (API, peers catching up): a small block cache; blocks compress.
 HISTORY_OPTIONS: dict[str, Any] = {
-    "max_open_files": LEDGER_MAX_OPEN_FILES - LIVE_MAX_OPEN_FILES,
+    "max_open_files": HISTORY_MAX_OPEN_FILES,
     "lru_cache_size": 2 << 20,
 }
 #: Keys moved per batch by the migration of a schema-2 (single LevelDB) ledger.

@@ -392,14 +392,18 @@ def _build(value: list[Any], path: str, cls: type[Record]) -> Record:
 #: decoded at admission or from gossip is the very object a proposal or block decoded later
 #: carries (with its hash, encoding and signature check already done), instead of a second
 #: decode.  Records are immutable and decoding is a pure function of the bytes, so a hit is
-#: what decoding would return.  Bounded by count (above a full mempool of small transfers and
-#: several blocks) and by the encoded bytes it keeps (ADR 0046): a decoded transaction with
-#: its wire arrays and key holds about 8 times its encoding (measured on `bench state`'s
-#: readings and orders of 250-540 bytes), so 16,384 of them held about 60 MiB; 2 MiB of
-#: encodings is about 16 MiB, and still over 10,000 plain transfers.
+#: what decoding would return; a miss decodes again (the signature memory, keyed by hash, still
+#: answers).  Bounded by count and by the encoded bytes it keeps (ADR 0046, ADR 0054).
 _DECODED_ONCE: OrderedDict[tuple[type[Record], bytes], Record] = OrderedDict()
 _DECODED_ONCE_ENTRIES = 16384
-_DECODED_ONCE_BUDGET_BYTES = 2 * 1024 * 1024
+#: Why 512 KiB (ADR 0054): a decoded transaction with its wire arrays and key holds about 7-8
+#: times its encoding, and the memory is full in any validator that has run a while (every
+#: admitted, gossiped or read transaction enters it), so the budget is resident for good:
+#: 2 MiB was about 16 MiB of a device's RSS (10 MiB more than this budget, measured).  512 KiB
+#: still holds 4,000 plain transfers of 131 bytes (the throughput bench's 3,000 in flight) or
+#: 1,700 meter readings and orders of 300 bytes: the transactions between their admission and
+#: their block, which is what the memory is for.
+_DECODED_ONCE_BUDGET_BYTES = 512 * 1024
 _DECODED_ONCE_MAX_BYTES = 4096
 _decoded_once_bytes = 0
 
@@ -445,10 +449,14 @@ def encode(value: Record) -> bytes:
 #: and decoding is a pure function of the bytes, so a hit returns what decoding would; it saves
 #: the repeated work of reading the same account several times per block, and of the same
 #: gossip frame arriving from several peers.  Bounded by count and by the bytes it keeps, as
-#: the decode-once memory above (ADR 0046).
+#: the decode-once memory above (ADR 0046, ADR 0054).
 _DECODE_CACHE: OrderedDict[tuple[tuple[type[Record], ...], bytes], Record] = OrderedDict()
-_DECODE_CACHE_ENTRIES = 16384
-_DECODE_CACHE_BUDGET_BYTES = 2 * 1024 * 1024
+#: Why 4,096 and 512 KiB (ADR 0054): every distinct small record a validator reads enters it,
+#: so it fills slowly with the chain's age (2,835 entries, 325 KB after one played day of the
+#: 200-household community) up to its bound, which is then resident for good; at 16,384
+#: entries and 2 MiB that bound was far above what one block reads twice.
+_DECODE_CACHE_ENTRIES = 4096
+_DECODE_CACHE_BUDGET_BYTES = 512 * 1024
 _DECODE_CACHE_MAX_BYTES = 2048
 _decode_cache_bytes = 0
 

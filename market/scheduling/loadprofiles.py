@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import enum
 
-import numpy as np
-
 from gridchain.market.scheduling.errors import ScenarioError
 
 
@@ -100,6 +98,8 @@ def hourly_profile_w(month: int, day_type: DayType) -> tuple[int, ...]:
 
 def annual_mean_w() -> float:
     """Mean of the weekday table over all months and hours: the building's typical demand."""
+    import numpy as np  # noqa: PLC0415 - scenarios only: a validator needs no numpy
+
     return float(np.mean(np.asarray(_WEEKDAY_W, dtype=np.float64)))
 
 
@@ -125,6 +125,8 @@ def base_load_w(
         raise ScenarioError("households and household_mean_w must be positive")
     if interval_min <= 0 or n_intervals <= 0:
         raise ScenarioError("interval_min and n_intervals must be positive")
+    import numpy as np  # noqa: PLC0415 - scenarios only: a validator needs no numpy
+
     hourly = np.asarray(hourly_profile_w(month, day_type), dtype=np.float64)
     scale = households * household_mean_w / annual_mean_w()
     centres_h = (start_minute + interval_min * (np.arange(n_intervals) + 0.5)) / 60.0

@@ -21,6 +21,9 @@ VALIDATOR_MODULES = (
     "gridchain.consensus.epob",
     "gridchain.market.cd_planner",
 )
+#: What a proposer's first C&D plan imports (market/cd_planner.py imports it then, ADR 0054):
+#: part of a validator's run, so it too must bring no research scheduler.
+FIRST_PLAN_MODULES = ("gridchain.market.scheduling.optimal",)
 #: Loaded only by the benchmarks and the scheduling research (the ``bench`` extra).
 NOT_FOR_VALIDATORS = (
     "gridchain.market.scheduling.genetic",
@@ -34,7 +37,7 @@ NOT_FOR_VALIDATORS = (
 def test_a_validator_imports_no_research_scheduler_and_no_plotting() -> None:
     script = (
         "import importlib, json, sys\n"
-        f"for name in {VALIDATOR_MODULES!r}:\n"
+        f"for name in {VALIDATOR_MODULES + FIRST_PLAN_MODULES!r}:\n"
         "    importlib.import_module(name)\n"
         "print(json.dumps(sorted(sys.modules)))\n"
     )

@@ -1157,3 +1157,19 @@ def test_the_decode_memories_keep_at_most_their_byte_budget(
     assert kept == encoding._decode_cache_bytes
     assert list(encoding._DECODE_CACHE)[-1][1] == raws[-1]  # the newest stays
     encoding.forget_decoded()
+
+
+def test_the_small_record_memory_keeps_at_most_its_shipped_count() -> None:
+    """ADR 0054: the small-record memory fills with the chain's age up to its bound; with the
+    shipped constants it evicts the oldest once 4,096 records are kept."""
+    from gridchain.protocol import encoding
+    from gridchain.protocol.block import Vote
+
+    encoding.forget_decoded()
+    raws = [Vote(height, 0, bytes(32), 2).encode() for height in range(5000)]
+    for raw in raws:
+        encoding.decode(raw, Vote)
+    assert len(encoding._DECODE_CACHE) == encoding._DECODE_CACHE_ENTRIES == 4096
+    assert encoding._decode_cache_bytes <= encoding._DECODE_CACHE_BUDGET_BYTES
+    assert next(iter(encoding._DECODE_CACHE))[1] == raws[5000 - 4096]  # the oldest went first
+    encoding.forget_decoded()
