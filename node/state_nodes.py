@@ -26,11 +26,13 @@ from gridchain.node.store import Store
 #: Tree positions at this depth or above are kept in memory once read or written (a position
 #: starts with its depth as two big-endian bytes: market/state_tree.py ``position``).
 CACHED_DEPTH: Final = 12
+#: Positions below this one in byte order are those of depth CACHED_DEPTH or above.
+_BELOW_TOP: Final = (CACHED_DEPTH + 1).to_bytes(2, "big")
 
 
 def is_cached(position: bytes) -> bool:
     """Whether ``position`` is in the top of the tree that :class:`LedgerNodes` keeps."""
-    return position[0] == 0 and position[1] <= CACHED_DEPTH
+    return position < _BELOW_TOP
 
 
 class LedgerNodes:
@@ -51,7 +53,7 @@ class LedgerNodes:
         if position in top:
             return top[position]
         record = self._store.tree_node(position)
-        if is_cached(position):
+        if position < _BELOW_TOP:
             top[position] = record
         return record
 
@@ -59,11 +61,16 @@ class LedgerNodes:
         self._unwritten.update(writes)
         top = self._top
         for position, record in writes.items():
-            if is_cached(position):
+            if position < _BELOW_TOP:
                 top[position] = record
 
     def written(self, writes: Mapping[bytes, bytes | None]) -> None:
         """``writes`` are in LevelDB now: forget them unless a later block rewrote them."""
+        if self._unwritten == writes:
+            # The usual case, one block applied and written: no later block rewrote anything.
+            # (A later equal record would be LevelDB's too: forgetting it reads the same.)
+            self._unwritten = {}
+            return
         for position, record in writes.items():
             if position in self._unwritten and self._unwritten[position] is record:
                 del self._unwritten[position]

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gridchain.market.state import MerkleState
+from gridchain.market.state_tree import position
 from gridchain.node.state_nodes import CACHED_DEPTH, LedgerNodes, is_cached, ledger_state
 from gridchain.node.store import Store
 from gridchain.protocol.block import CommittedBlock
@@ -31,6 +32,19 @@ class _CountingStore(Store):
     def tree_node(self, position: bytes) -> bytes | None:
         self.reads.append(position)
         return super().tree_node(position)
+
+
+def _write(
+    store: Store,
+    height: int,
+    writes: dict[bytes, bytes | None],
+    tree: dict[bytes, bytes | None],
+    root: bytes,
+) -> None:
+    block = make_block(CHAIN, height, b"\x00" * 32, state_root=root)
+    store.commit_block(
+        CommittedBlock(block, certify(block, [KEY], CHAIN)), writes, tree, archived={}
+    )
 
 
 def _commit(
@@ -72,6 +86,7 @@ def test_the_top_of_the_tree_in_memory_stays_the_ledgers_and_the_root_a_fresh_tr
             else:
                 live[key] = value
         assert state.root() == MerkleState(live).root()
+        assert nodes.unwritten == 0
         # Every position the memory answers for is LevelDB's record (None: no node there).
         assert nodes.cached > 0
         for position, record in nodes._top.items():
@@ -104,5 +119,43 @@ def test_an_update_reads_no_top_position_from_leveldb_twice(tmp_path: Path) -> N
         assert not set(again) & set(first)  # ...and no later one reads it again
         assert len(again) == len(set(again))
         assert [p for p in store.reads if not is_cached(p)]  # deeper nodes still come from it
+    finally:
+        store.close()
+
+
+def test_the_top_is_depth_twelve_and_above() -> None:
+    digest = bytes(range(32))
+    assert [is_cached(position(depth, digest)) for depth in range(40)] == [
+        depth <= CACHED_DEPTH for depth in range(40)
+    ]
+
+
+def test_nodes_of_a_later_block_outlive_the_write_of_an_earlier_one(tmp_path: Path) -> None:
+    """Two blocks applied before the first is written (the runtime's commit queue): writing
+    the first forgets only the nodes the second did not rewrite."""
+    store = Store(tmp_path / "ledger")
+    try:
+        store.bind_chain(CHAIN, b"{}", iter(()), iter(()))
+        state, nodes = ledger_state(store)
+        _commit(store, nodes, state, 1, {b"seed-%d" % i: b"s" for i in range(500)})
+        w1: dict[bytes, bytes | None] = {b"seed-%d" % i: b"t" for i in range(0, 500, 2)}
+        w2: dict[bytes, bytes | None] = {b"seed-%d" % i: b"u" for i in range(0, 500, 4)}
+        first = state.apply(w1)
+        second = state.apply(w2)
+        root = state.root()
+        _write(store, 2, w1, first, root)
+        nodes.written(first)
+        assert 0 < nodes.unwritten <= len(second)
+        for pos, record in second.items():
+            assert nodes.get_node(pos) == record
+        live = {
+            b"seed-%d" % i: b"u" if i % 4 == 0 else b"t" if i % 2 == 0 else b"s" for i in range(500)
+        }
+        assert state.root() == MerkleState(live).root()
+        _write(store, 3, w2, second, root)
+        nodes.written(second)
+        assert nodes.unwritten == 0
+        again, _ = ledger_state(store)
+        assert again.root() == root
     finally:
         store.close()
