@@ -89,9 +89,9 @@ def test_the_top_of_the_tree_in_memory_stays_the_ledgers_and_the_root_a_fresh_tr
         assert nodes.unwritten == 0
         # Every position the memory answers for is LevelDB's record (None: no node there).
         assert nodes.cached > 0
-        for position, record in nodes._top.items():
-            assert is_cached(position)
-            assert store.tree_node(position) == record
+        for pos, record in nodes._top.items():
+            assert is_cached(pos)
+            assert store.tree_node(pos) == record
     assert nodes.cached < 2 ** (CACHED_DEPTH + 1)
     # A ledger opened again (no memory yet) has the same tree.
     store.close()
