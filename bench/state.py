@@ -16,9 +16,12 @@ one synced batch per block, as a validator writes them).  Every 15-minute slot h
 What is printed: ms per block (execution + commit) averaged over the first, middle and last
 day, and last/first; the live state entries and the ledger's size on disk at the end (its two
 LevelDBs, ADR 0050: the live state and the history); and the time to replay the chain: every
-stored block executed again from genesis on a fresh ledger (a validator rebuilding from its
-blocks), its root checked against each header.  Benchmarks
-measure; tests never assert timings.
+stored block checked and executed again from genesis on a fresh ledger as a validator that
+re-executes fetched blocks does (certificate, structure, every transaction's signature once,
+execution, its root checked against each header; ``--verify-workers`` checks a block's
+signatures in that many processes, ADR 0040).  Play and replay print their CPU seconds too,
+the figure to compare on a shared machine (ADR 0055).  Benchmarks measure; tests never assert
+timings.
 """
 
 from __future__ import annotations
@@ -34,18 +37,21 @@ from pathlib import Path
 from typing import Any
 
 from gridchain.bench.conditions import conditions
+from gridchain.consensus.certificates import check_certificate, genesis_commit_rule
 from gridchain.genesis.builder import GenesisBundle, build_genesis, household_meter_ids
 from gridchain.genesis.schema import Genesis, parse_genesis
 from gridchain.market.app import Application, BlockBuild, BlockContext, Execution
 from gridchain.market.state import MerkleState
 from gridchain.node.state_nodes import LedgerNodes, bind_genesis, ledger_state
 from gridchain.node.store import Store
+from gridchain.node.verify_pool import VerifyPool
 from gridchain.protocol.block import (
     Block,
     BlockHeader,
     Certificate,
     CommittedBlock,
     Vote,
+    check_block_structure,
     schedule_root,
     tx_root,
 )
@@ -331,16 +337,34 @@ def play(
             yield day, wall, (time.process_time() - began_cpu) * 1000
 
 
-def replay(genesis: Genesis, source: Store, path: Path) -> tuple[int, float]:
-    """Execute every block of ``source`` again on a fresh ledger; (blocks, seconds)."""
+@dataclass(frozen=True)
+class Replayed:
+    blocks: int
+    seconds: float
+    #: this process's CPU time (the verify pool's workers, if any, not counted)
+    cpu_seconds: float
+
+
+def replay(genesis: Genesis, source: Store, path: Path, verify_workers: int = 0) -> Replayed:
+    """Check and execute every block of ``source`` again on a fresh ledger, as a validator
+    that re-executes fetched blocks does (node/driver.py ``_commit``): the certificate under
+    the engine's commit rule, the block's structure and every transaction's signature (once:
+    the application's signature cache; a block's signatures in ``verify_workers`` processes if
+    any, ADR 0040), then the execution, its root against the header's."""
     ledger = Ledger.open(genesis, path)
-    began = time.perf_counter()
+    pool = VerifyPool(verify_workers) if verify_workers else None
+    if pool is not None:
+        ledger.app.signatures.use_batch(pool, 1)
+    began, began_cpu = time.perf_counter(), time.process_time()
     try:
         for height in range(1, source.head_height() + 1):
             committed = source.get_block(height)
             assert committed is not None
             block = committed.block
             header = block.header
+            rule = genesis_commit_rule(genesis, block)
+            check_certificate(committed.certificate, block, rule, genesis.chain_id)
+            check_block_structure(block, genesis.chain_id, signatures=ledger.app.signatures)
             execution = ledger.app.execute_block(
                 ledger.state,
                 block.txs,
@@ -351,9 +375,12 @@ def replay(genesis: Genesis, source: Store, path: Path) -> tuple[int, float]:
             if execution.state_root != header.state_root:
                 raise RuntimeError(f"replay diverged at block {height}")
             ledger.commit(committed, execution)
+        seconds, cpu = time.perf_counter() - began, time.process_time() - began_cpu
     finally:
         ledger.store.close()
-    return source.head_height(), time.perf_counter() - began
+        if pool is not None:
+            pool.close()
+    return Replayed(source.head_height(), seconds, cpu)
 
 
 def _mean(values: list[float]) -> float:
@@ -370,18 +397,20 @@ def _days(per_day: dict[int, list[float]], days: int) -> dict[str, float]:
     }
 
 
-def run(households: int, days: int, directory: Path, do_replay: bool) -> dict[str, Any]:
+def run(
+    households: int, days: int, directory: Path, do_replay: bool, verify_workers: int = 0
+) -> dict[str, Any]:
     people = community(households)
     bundle = people.bundle
     ledger = Ledger.open(bundle.genesis, directory / "ledger")
     per_day: dict[int, list[float]] = {}
     cpu_per_day: dict[int, list[float]] = {}
-    began = time.perf_counter()
+    began, began_cpu = time.perf_counter(), time.process_time()
     try:
         for day, ms, cpu_ms in play(bundle, people, ledger, days):
             per_day.setdefault(day, []).append(ms)
             cpu_per_day.setdefault(day, []).append(cpu_ms)
-        wall = time.perf_counter() - began
+        wall, cpu = time.perf_counter() - began, time.process_time() - began_cpu
         entries = len(ledger.state)
         blocks = ledger.height
         history_path = ledger.store.history_path
@@ -400,23 +429,29 @@ def run(households: int, days: int, directory: Path, do_replay: bool) -> dict[st
         "live_bytes": db_bytes - history_bytes,
         "history_bytes": history_bytes,
         "seconds": round(wall, 1),
+        "cpu_seconds": round(cpu, 1),
         "times_real_time": round(days * DAY_MS / 1000 / wall, 1),
         "conditions": conditions(),
     }
     if do_replay:
         source = Store(directory / "ledger")
         try:
-            count, seconds = replay(bundle.genesis, source, directory / "replay")
+            replayed = replay(bundle.genesis, source, directory / "replay", verify_workers)
         finally:
             source.close()
-        report["replay"] = {"blocks": count, "seconds": round(seconds, 1)}
+        report["replay"] = {
+            "blocks": replayed.blocks,
+            "seconds": round(replayed.seconds, 1),
+            "cpu_seconds": round(replayed.cpu_seconds, 1),
+            "verify_workers": verify_workers,
+        }
     return report
 
 
 def format_report(r: dict[str, Any]) -> list[str]:
     lines = [
         f"{r['households']} households, {r['days']} days, {r['blocks']} blocks "
-        f"in {r['seconds']} s ({r['times_real_time']}x real time)",
+        f"in {r['seconds']} s, {r['cpu_seconds']} s CPU ({r['times_real_time']}x real time)",
     ]
     for name, key in (("ms per block (wall)", "ms_per_block"), ("CPU ms", "cpu_ms_per_block")):
         ms = r[key]
@@ -429,7 +464,12 @@ def format_report(r: dict[str, Any]) -> list[str]:
         f"(live state {r['live_bytes'] / 1e6:.1f} MB, history {r['history_bytes'] / 1e6:.1f} MB)",
     ]
     if "replay" in r:
-        lines.append(f"replay: {r['replay']['blocks']} blocks in {r['replay']['seconds']} s")
+        rep = r["replay"]
+        workers = f", {rep['verify_workers']} verify workers" if rep["verify_workers"] else ""
+        lines.append(
+            f"replay: {rep['blocks']} blocks in {rep['seconds']} s, {rep['cpu_seconds']} s CPU"
+            f"{workers}"
+        )
     return lines
 
 
@@ -439,13 +479,21 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--no-replay", action="store_true", help="skip the replay")
     parser.add_argument("--data-dir", type=Path, help="keep the ledgers here (default: temp)")
+    parser.add_argument(
+        "--verify-workers",
+        type=int,
+        default=0,
+        help="check each replayed block's signatures in this many processes (default: none)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.days < 1 or args.households < 1:
         parser.error("--days and --households must be at least 1")
+    if args.verify_workers < 0:
+        parser.error("--verify-workers must be 0 or more")
     with tempfile.TemporaryDirectory() as tmp:
         directory = args.data_dir or Path(tmp)
-        report = run(args.households, args.days, directory, not args.no_replay)
+        report = run(args.households, args.days, directory, not args.no_replay, args.verify_workers)
     if args.json:
         print(json.dumps(report, indent=2))
     else:

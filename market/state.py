@@ -30,6 +30,8 @@ from gridchain.market.state_tree import NodeStore, NodeWrites, TreeUpdate
 
 #: Tree updates remembered per committed version: ``root_with`` of a proposal and ``apply`` of
 #: the same writes at commit share one computation (pob may try a few candidates per height).
+#: They are found by comparing the writes themselves (a C comparison of two dicts), not their
+#: tree items, which cost two SHA-256 per write to form (ADR 0055).
 _REMEMBERED_UPDATES = 8
 
 
@@ -94,7 +96,7 @@ class MerkleState(StateReader):
     ) -> None:
         self._entries: dict[bytes, bytes] = dict(entries or {})
         self._keys = SortedList(self._entries)
-        self._remembered: dict[tuple[tree.Item, ...], TreeUpdate] = {}
+        self._remembered: list[tuple[dict[bytes, bytes | None], TreeUpdate]] = []
         self.nodes: NodeStore = tree.nodes_of(self._entries) if nodes is None else nodes
 
     def __len__(self) -> int:
@@ -117,13 +119,13 @@ class MerkleState(StateReader):
         return tree.root_of(self.nodes)
 
     def _update(self, writes: Mapping[bytes, bytes | None]) -> TreeUpdate:
-        items = tuple(tree.items_of(writes))
-        known = self._remembered.get(items)
-        if known is None:
-            known = tree.update(self.nodes, items)
-            if len(self._remembered) >= _REMEMBERED_UPDATES:
-                del self._remembered[next(iter(self._remembered))]
-            self._remembered[items] = known
+        for known_writes, known in self._remembered:
+            if known_writes == writes:
+                return known
+        known = tree.update(self.nodes, tree.items_of(writes))
+        if len(self._remembered) >= _REMEMBERED_UPDATES:
+            del self._remembered[0]
+        self._remembered.append((dict(writes), known))
         return known
 
     def root_with(self, writes: Mapping[bytes, bytes | None]) -> bytes:
@@ -146,7 +148,7 @@ class MerkleState(StateReader):
                 if k not in self._entries:
                     self._keys.add(k)
                 self._entries[k] = v
-        self._remembered = {}
+        self._remembered = []
         self.nodes.write_nodes(update.nodes)
         return update.nodes
 

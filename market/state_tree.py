@@ -25,9 +25,10 @@ with :class:`MemoryNodes`.  A record is ``b"L" + key hash + leaf hash`` or ``b"I
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_left
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 EMPTY = bytes(32)
 LEAF = 0x4C  # b"L"
@@ -51,13 +52,20 @@ def inner_of(left: bytes, right: bytes) -> bytes:
     return hashlib.sha256(b"\x01" + left + right).digest()
 
 
+#: Lookup tables of the update's hot path (ADR 0055): a depth's two-byte head, the mask that
+#: keeps the bits of a byte above a position, and the one-byte strings.
+_DEPTH_HEAD: Final = tuple(depth.to_bytes(2, "big") for depth in range(257))
+_HIGH_BITS: Final = tuple((0xFF00 >> bits) & 0xFF for bits in range(8))
+_BYTES: Final = tuple(bytes([value]) for value in range(256))
+
+
 def position(depth: int, digest: bytes) -> bytes:
     """Where the node at ``depth`` on the path of ``digest`` is stored (depth, then the prefix)."""
-    whole, bits = divmod(depth, 8)
-    head = depth.to_bytes(2, "big") + digest[:whole]
+    whole = depth >> 3
+    bits = depth & 7
     if bits == 0:
-        return head
-    return head + bytes([digest[whole] & (0xFF00 >> bits) & 0xFF])
+        return _DEPTH_HEAD[depth] + digest[:whole]
+    return _DEPTH_HEAD[depth] + digest[:whole] + _BYTES[digest[whole] & _HIGH_BITS[bits]]
 
 
 def bit(digest: bytes, depth: int) -> int:
@@ -126,31 +134,54 @@ def items_of(writes: Mapping[bytes, bytes | None]) -> list[Item]:
     return out
 
 
-def _split(items: Sequence[Item], lo: int, hi: int, depth: int) -> int:
-    """First index in ``items[lo:hi]`` whose key hash has bit ``depth`` set (they share the
-    bits above, so the bit is sorted)."""
-    byte, shift = depth >> 3, 7 - (depth & 7)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if (items[mid][0][byte] >> shift) & 1:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
+def _split(digests: Sequence[bytes], lo: int, hi: int, depth: int) -> int:
+    """First index in ``digests[lo:hi]`` (sorted key hashes) whose bit ``depth`` is set (they
+    share the bits above, so the bit is sorted): a C bisection on the smallest hash with the
+    shared prefix and that bit set."""
+    byte, bits = depth >> 3, depth & 7
+    shift = 7 - bits
+    first = digests[lo]
+    if (first[byte] >> shift) & 1:
+        return lo
+    if not (digests[hi - 1][byte] >> shift) & 1:
+        return hi
+    threshold = first[:byte] + _BYTES[(first[byte] & _HIGH_BITS[bits]) | (1 << shift)]
+    return bisect_left(digests, threshold, lo, hi)
+
+
+_sha256 = hashlib.sha256
+#: Per depth, how :func:`position` forms its children's positions: their depth's head, the
+#: whole bytes of the prefix and the mask of the partial byte (0: none).
+_CHILD_AT: Final = tuple(
+    (
+        _DEPTH_HEAD[depth + 1],
+        (depth + 1) >> 3,
+        _HIGH_BITS[(depth + 1) & 7] if (depth + 1) & 7 else 0,
+    )
+    for depth in range(256)
+)
 
 
 class _Updater:
-    """One update of the tree: reads go to the store, writes collect in ``out``."""
+    """One update of the tree: reads go to the store, writes collect in ``out``.
+
+    The hot path of every block (ADR 0055): the key hashes are kept in a list of their own so
+    that splitting a range at a bit is a C bisection, and the store's read is a bound method.
+    """
+
+    __slots__ = ("digests", "items", "out", "read")
 
     def __init__(self, store: NodeStore, items: Sequence[Item]) -> None:
-        self.store = store
         self.items = items
+        self.digests = [digest for digest, _ in items]
+        self.read = store.get_node
         self.out: NodeWrites = {}
 
     def get(self, pos: bytes) -> bytes | None:
-        if pos in self.out:
-            return self.out[pos]
-        return self.store.get_node(pos)
+        out = self.out
+        if pos in out:
+            return out[pos]
+        return self.read(pos)
 
     def put(self, pos: bytes, old: bytes | None, new: bytes | None) -> None:
         if old != new:
@@ -164,39 +195,60 @@ class _Updater:
             return record
         if record is None or record[0] == LEAF:
             return self.build(depth, self._leaves(record, lo, hi))
-        items = self.items
-        mid = _split(items, lo, hi, depth)
+        digests = self.digests
+        out = self.out
+        mid = _split(digests, lo, hi, depth)
         left_hash, right_hash = record[1:33], record[33:65]
-        some = items[lo][0]
+        some = digests[lo]
+        child = depth + 1
+        head, whole, mask = _CHILD_AT[depth]
         # A touched side's position comes from one of its own key hashes; the other side's is
         # needed only when it may have to move up.
-        left_pos = position(depth + 1, some) if lo < mid else b""
-        right_pos = position(depth + 1, items[mid][0]) if mid < hi else b""
+        left_pos = right_pos = b""
         left: bytes | bool | None = False  # False: untouched (read only if needed)
         right: bytes | bool | None = False
         if lo < mid:
-            old = self.get(left_pos)
-            left = self.update(depth + 1, old, lo, mid)
-            self.put(left_pos, old, left)
-            left_hash = _hash_of(left)
+            left_pos = head + some[:whole] + (_BYTES[some[whole] & mask] if mask else b"")
+            old = out[left_pos] if left_pos in out else self.read(left_pos)
+            left = self.update(child, old, lo, mid)
+            if left != old:
+                out[left_pos] = left
+            if left is None:
+                left_hash = EMPTY
+            elif left[0] == LEAF:
+                left_hash = left[33:65]
+            else:
+                left_hash = _sha256(b"\x01" + left[1:65]).digest()
         if mid < hi:
-            old = self.get(right_pos)
-            right = self.update(depth + 1, old, mid, hi)
-            self.put(right_pos, old, right)
-            right_hash = _hash_of(right)
-        if left_hash == EMPTY and right_hash == EMPTY:
-            return None
-        if EMPTY in (left_hash, right_hash):
-            # One child left: if it is a leaf it moves up to this position.
-            other_pos, other = (right_pos, right) if left_hash == EMPTY else (left_pos, left)
-            if other is False:
-                other_pos = position(depth + 1, _with_bit(some, depth, left_hash == EMPTY))
-                other = self.get(other_pos)
-            assert other is None or isinstance(other, bytes)
-            if other is not None and other[0] == LEAF:
-                self.out[other_pos] = None
-                return other
-        return bytes([INNER]) + left_hash + right_hash
+            theirs = digests[mid]
+            right_pos = head + theirs[:whole] + (_BYTES[theirs[whole] & mask] if mask else b"")
+            old = out[right_pos] if right_pos in out else self.read(right_pos)
+            right = self.update(child, old, mid, hi)
+            if right != old:
+                out[right_pos] = right
+            if right is None:
+                right_hash = EMPTY
+            elif right[0] == LEAF:
+                right_hash = right[33:65]
+            else:
+                right_hash = _sha256(b"\x01" + right[1:65]).digest()
+        if left_hash == EMPTY:
+            if right_hash == EMPTY:
+                return None
+            other_pos, other = right_pos, right
+        elif right_hash == EMPTY:
+            other_pos, other = left_pos, left
+        else:
+            return b"I" + left_hash + right_hash
+        # One child left: if it is a leaf it moves up to this position.
+        if other is False:
+            other_pos = position(child, _with_bit(some, depth, left_hash == EMPTY))
+            other = self.get(other_pos)
+        assert other is None or isinstance(other, bytes)
+        if other is not None and other[0] == LEAF:
+            out[other_pos] = None
+            return other
+        return b"I" + left_hash + right_hash
 
     def _leaves(self, record: bytes | None, lo: int, hi: int) -> list[tuple[bytes, bytes]]:
         """The leaves under a position that held ``record`` (a leaf or nothing) after
@@ -204,7 +256,8 @@ class _Updater:
         leaves = [(d, h) for d, h in self.items[lo:hi] if h is not None]
         if record is not None:
             digest = record[1:33]
-            if all(d != digest for d, _ in self.items[lo:hi]):
+            at = bisect_left(self.digests, digest, lo, hi)
+            if at == hi or self.digests[at] != digest:
                 leaves.append((digest, record[33:65]))
                 leaves.sort(key=lambda leaf: leaf[0])
         return leaves
@@ -216,17 +269,42 @@ class _Updater:
             return None
         if len(leaves) == 1:
             digest, leaf = leaves[0]
-            return bytes([LEAF]) + digest + leaf
-        byte, shift = depth >> 3, 7 - (depth & 7)
-        mid = next((i for i, (d, _) in enumerate(leaves) if (d[byte] >> shift) & 1), len(leaves))
-        some = leaves[0][0]
-        hashes = []
-        for side, part in ((0, leaves[:mid]), (1, leaves[mid:])):
-            child = self.build(depth + 1, part)
-            if child is not None:
-                self.out[position(depth + 1, _with_bit(some, depth, side))] = child
-            hashes.append(_hash_of(child))
-        return bytes([INNER]) + hashes[0] + hashes[1]
+            return b"L" + digest + leaf
+        return self._build(depth, [digest for digest, _ in leaves], leaves, 0, len(leaves))
+
+    def _build(
+        self,
+        depth: int,
+        digests: list[bytes],
+        leaves: list[tuple[bytes, bytes]],
+        lo: int,
+        hi: int,
+    ) -> bytes:
+        """:meth:`build` over ``leaves[lo:hi]`` (two or more), ``digests`` their key hashes."""
+        mid = _split(digests, lo, hi, depth)
+        child = depth + 1
+        out = self.out
+        if lo < mid:
+            if mid - lo == 1:
+                left = b"L" + leaves[lo][0] + leaves[lo][1]
+                left_hash = leaves[lo][1]
+            else:
+                left = self._build(child, digests, leaves, lo, mid)
+                left_hash = _sha256(b"\x01" + left[1:65]).digest()
+            out[position(child, digests[lo])] = left
+        else:
+            left_hash = EMPTY
+        if mid < hi:
+            if hi - mid == 1:
+                right = b"L" + leaves[mid][0] + leaves[mid][1]
+                right_hash = leaves[mid][1]
+            else:
+                right = self._build(child, digests, leaves, mid, hi)
+                right_hash = _sha256(b"\x01" + right[1:65]).digest()
+            out[position(child, digests[mid])] = right
+        else:
+            right_hash = EMPTY
+        return b"I" + left_hash + right_hash
 
 
 def update(store: NodeStore, items: Sequence[Item]) -> TreeUpdate:

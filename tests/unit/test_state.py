@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gridchain.market import state_tree
 from gridchain.market.state import MerkleState, Overlay, StateProof
 from gridchain.protocol.crypto import sha256
 
@@ -40,6 +41,38 @@ def _big_state(n: int = 700) -> MerkleState:
 
 
 # --- roots -----------------------------------------------------------------------------------
+
+
+def test_root_with_and_apply_of_equal_writes_update_the_tree_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A proposal's root and its commit share one tree update, found by the writes' contents
+    (the driver passes the execution's own dict, the bench a copy; ADR 0055)."""
+    calls: list[int] = []
+    real = state_tree.update
+
+    def counted(nodes: state_tree.NodeStore, items: list[state_tree.Item]) -> state_tree.TreeUpdate:
+        calls.append(len(items))
+        return real(nodes, items)
+
+    expected = MerkleState({b"b": b"2", b"c": b"3"}).root()
+    state = MerkleState({b"a": b"1", b"b": b"2"})
+    monkeypatch.setattr(state_tree, "update", counted)
+    writes: dict[bytes, bytes | None] = {b"a": None, b"c": b"3"}
+    predicted = state.root_with(writes)
+    state.apply(dict(writes))
+    assert calls == [2]
+    assert state.root() == predicted == expected
+
+
+def test_writes_changed_after_root_with_are_applied_as_they_are_then() -> None:
+    state = MerkleState({b"a": b"1"})
+    writes: dict[bytes, bytes | None] = {b"b": b"2"}
+    first = state.root_with(writes)
+    writes[b"b"] = b"changed"
+    state.apply(writes)
+    assert state.root() != first
+    assert state.root() == MerkleState({b"a": b"1", b"b": b"changed"}).root()
 
 
 @settings(max_examples=80, deadline=None)

@@ -11,6 +11,7 @@ for the tree, issue 17), counted, not timed.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from collections.abc import Mapping
 
@@ -142,3 +143,62 @@ def test_an_empty_tree_and_one_leaf() -> None:
     assert state.root() == EMPTY
     assert isinstance(state.nodes, MemoryNodes)
     assert state.nodes.nodes == {}
+
+
+def _reference_root(entries: Mapping[bytes, bytes]) -> bytes:
+    """The root as ADR 0027 defines it, from the entries alone, by the plainest recursion (no
+    positions, no node store, no bisection): an independent check of the update's hot path,
+    which ADR 0055 rewrote for speed."""
+    leaves = sorted(
+        (tree.key_hash(k), tree.leaf_of(tree.key_hash(k), v)) for k, v in entries.items()
+    )
+
+    def root(depth: int, part: list[tuple[bytes, bytes]]) -> bytes:
+        if not part:
+            return EMPTY
+        if len(part) == 1:
+            return part[0][1]  # a subtree of one leaf is that leaf
+        left = [leaf for leaf in part if not tree.bit(leaf[0], depth)]
+        right = [leaf for leaf in part if tree.bit(leaf[0], depth)]
+        return tree.inner_of(root(depth + 1, left), root(depth + 1, right))
+
+    return root(0, leaves)
+
+
+@settings(max_examples=150, deadline=None)
+@given(initial=st.dictionaries(KEYS, VALUES, max_size=60), batches=BATCHES)
+def test_the_incremental_root_is_the_reference_root_after_every_batch(
+    initial: dict[bytes, bytes], batches: list[dict[bytes, bytes | None]]
+) -> None:
+    state = MerkleState(initial)
+    entries = dict(initial)
+    assert state.root() == _reference_root(entries)
+    for writes in batches:
+        state.apply(writes)
+        _applied(entries, writes)
+        assert state.root() == _reference_root(entries)
+
+
+#: Roots computed by the tree before ADR 0055 rewrote its update (HEAD 2d297c3), for the entries
+#: of :func:`_pinned_entries`, then after deleting every fifth and adding 100 keys.
+PINNED_ROOT = "57815bbbcd6eb48aa07fc92c29a8a9bcd2c4127ad8a5a76d09a5f67ee69734b6"
+PINNED_ROOT_AFTER = "a73a412a638537bbb5f28c91f1b279c9f186b9924270aa8bb7d0a73763679dc8"
+
+
+def _pinned_entries() -> dict[bytes, bytes]:
+    return {
+        hashlib.sha256(b"pin-%d" % i).digest()[: 1 + i % 9]: b"v%d" % (i * 7) for i in range(600)
+    }
+
+
+def test_the_root_of_fixed_entries_is_pinned() -> None:
+    """The state root is consensus: a faster update must give the very same bytes."""
+    entries = _pinned_entries()
+    state = MerkleState(entries)
+    assert state.root().hex() == PINNED_ROOT
+    writes: dict[bytes, bytes | None] = {k: None for k in list(entries)[::5]}
+    writes.update({b"new-%d" % i: b"w" * (i % 4) for i in range(100)})
+    assert state.root_with(writes).hex() == PINNED_ROOT_AFTER
+    state.apply(writes)
+    assert state.root().hex() == PINNED_ROOT_AFTER
+    assert len(state) == 576

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from gridchain.bench.state import (
     ORDER_LEAD_SLOTS,
@@ -24,7 +27,13 @@ from gridchain.bench.state import (
 )
 from gridchain.market.orders import SLOT_INDEX_PREFIX
 from gridchain.market.pruning import RETAIN_MS
+from gridchain.node import store_schema
 from gridchain.node.store import Store
+from gridchain.protocol.block import CommittedBlock
+from gridchain.protocol.crypto import SigningKey
+from gridchain.protocol.errors import GridchainError
+from gridchain.protocol.tx import Transaction
+from tests.helpers import certify
 
 
 def test_the_live_state_is_bounded_and_the_ledger_replays(tmp_path: Path) -> None:
@@ -48,10 +57,49 @@ def test_the_live_state_is_bounded_and_the_ledger_replays(tmp_path: Path) -> Non
 
     source = Store(tmp_path / "ledger")
     try:
-        count, _ = replay(people.bundle.genesis, source, tmp_path / "replay")
+        replayed = replay(people.bundle.genesis, source, tmp_path / "replay")
     finally:
         source.close()
-    assert count == 3 * SLOTS_PER_DAY
+    assert replayed.blocks == 3 * SLOTS_PER_DAY
+
+
+def test_the_replay_checks_signatures_and_certificates_as_a_validator_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The replay is a validator re-executing fetched blocks: every transaction signature is
+    checked once (the application's cache), and a block whose certificate another key signed
+    is refused, not executed."""
+    people = community(2)
+    genesis = people.bundle.genesis
+    ledger = Ledger.open(genesis, tmp_path / "ledger")
+    for _ in itertools.islice(play(people.bundle, people, ledger, 1), 12):
+        pass
+    blocks = [ledger.store.get_block(height) for height in range(1, 13)]
+    txs = sum(len(committed.block.txs) for committed in blocks if committed is not None)
+    ledger.store.close()
+    checked: list[bytes] = []
+    real = Transaction.verify_signature
+
+    def counted(tx: Transaction, *args: Any, **kwargs: Any) -> None:
+        checked.append(tx.hash())
+        real(tx, *args, **kwargs)
+
+    monkeypatch.setattr(Transaction, "verify_signature", counted)
+    source = Store(tmp_path / "ledger")
+    try:
+        assert replay(genesis, source, tmp_path / "replay").blocks == 12
+        assert len(checked) == len(set(checked)) == txs > 0
+        # Block 5 again, certified by a key that is not the validator's.
+        committed = source.get_block(5)
+        assert committed is not None
+        forged = CommittedBlock(
+            committed.block, certify(committed.block, [SigningKey(b"\x09" * 32)], genesis.chain_id)
+        )
+        source._history.put(store_schema.block_key(5), forged.encode())
+        with pytest.raises(GridchainError):
+            replay(genesis, source, tmp_path / "replay-forged")
+    finally:
+        source.close()
 
 
 def test_the_report_has_every_figure(tmp_path: Path) -> None:
@@ -65,3 +113,5 @@ def test_the_report_has_every_figure(tmp_path: Path) -> None:
     assert report["replay"]["blocks"] == report["blocks"] == 3 * SLOTS_PER_DAY
     lines = format_report(report)
     assert any("replay" in line for line in lines)
+    assert report["cpu_seconds"] > 0
+    assert report["replay"]["cpu_seconds"] > 0
