@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
 from collections.abc import Callable
 from pathlib import Path
 
 from gridchain.node.ledger_pages import TablePages, libc_madvise
+from gridchain.node.libc import c_function
 
-#: Seconds without a commit before the heap is trimmed.
+#: Seconds without a commit, an API request or a block served to a peer before the trim.
 TRIM_AFTER_QUIET_S = 2.0
 #: Why a cap (ADR 0054): work that never pauses for ``TRIM_AFTER_QUIET_S`` (an API polled every
 #: second, blocks every second) would postpone the trim for ever; after this long it runs
@@ -30,13 +30,8 @@ TRIM_POSTPONED_AT_MOST_S = 60.0
 
 def libc_trim() -> Callable[[], object] | None:
     """glibc's ``malloc_trim(0)``, or None where the C library has none (musl, macOS)."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    try:
-        libc = ctypes.CDLL(name)
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
+    trim = c_function("malloc_trim")
+    if trim is None:
         return None
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int

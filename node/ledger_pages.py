@@ -21,11 +21,12 @@ never loses data (anonymous memory is only swapped, if there is swap).  On a ker
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Final
+
+from gridchain.node.libc import c_function
 
 #: linux/mman.h: reclaim the given pages (Linux 5.4 and later).
 MADV_PAGEOUT: Final = 21
@@ -55,13 +56,8 @@ def table_ranges(maps: str, directories: Iterable[Path]) -> list[tuple[int, int]
 
 def libc_madvise() -> Madvise | None:
     """The C library's ``madvise`` (errno kept), or None where there is none."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    try:
-        libc = ctypes.CDLL(name, use_errno=True)
-        advise = libc.madvise
-    except (OSError, AttributeError):
+    advise = c_function("madvise")
+    if advise is None:
         return None
     advise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     advise.restype = ctypes.c_int
