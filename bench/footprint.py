@@ -51,14 +51,13 @@ from gridchain.bench import cluster
 from gridchain.bench.conditions import conditions
 from gridchain.bench.soak import read_memory_kib
 from gridchain.bench.state import (
-    DAY_MS,
-    SLOT_MS,
     SLOTS_PER_DAY,
     Community,
     Ledger,
     _du,
     community,
     play,
+    recent_genesis_ms,
 )
 from gridchain.consensus.certificates import check_certificate, genesis_commit_rule
 from gridchain.genesis.builder import GenesisBundle
@@ -201,15 +200,6 @@ def _first_bridge(directory: Path) -> tuple[list[str], list[str], Path]:
         str(directory / "bridges" / "registers.json"),
     ]
     return simulate, ["meterbridge", "run", "--config", str(config)], config.parent
-
-
-def recent_genesis_ms(days: int, now_ms: int) -> int:
-    """A genesis time (a whole slot) such that the last block of ``days`` played from it is 5
-    to 20 minutes before ``now_ms``: the validator then starts on a ledger whose last block is
-    recent, as a live chain's is.  With a genesis years back, every block after the restart
-    settled and pruned a backlog of empty slots (a few per block) and the "idle" window
-    measured that."""
-    return (now_ms - days * DAY_MS - SLOT_MS) // SLOT_MS * SLOT_MS
 
 
 def _free_base(count: int) -> int:

@@ -28,15 +28,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gridchain.bench import state_progress as progress
 from gridchain.bench.conditions import conditions
+from gridchain.bench.state_progress import DayFigures
 from gridchain.consensus.certificates import check_certificate, genesis_commit_rule
 from gridchain.genesis.builder import GenesisBundle, build_genesis, household_meter_ids
 from gridchain.genesis.schema import Genesis, parse_genesis
@@ -77,6 +81,8 @@ GENESIS_TIME_MS = 1_735_689_600_000
 MID_MC_PER_KWH = 150_000
 #: Block offsets inside a slot (readings, orders, a quiet block).
 READINGS_AT_MS, ORDERS_AT_MS, QUIET_AT_MS = 30_000, 300_000, 600_000
+BLOCKS_PER_SLOT = 3
+BLOCKS_PER_DAY = BLOCKS_PER_SLOT * SLOTS_PER_DAY
 ORDER_LEAD_SLOTS = 8
 
 
@@ -199,6 +205,15 @@ class Community:
         return out
 
 
+def recent_genesis_ms(days: int, now_ms: int) -> int:
+    """A genesis time (a whole slot) such that the last block of ``days`` played from it is 5
+    to 20 minutes before ``now_ms``: a validator then starts on a ledger whose last block is
+    recent, as a live chain's is.  With a genesis years back, every block after the restart
+    settled and pruned a backlog of empty slots (a few per block), and bench footprint's
+    "idle" window measured that."""
+    return (now_ms - days * DAY_MS - SLOT_MS) // SLOT_MS * SLOT_MS
+
+
 #: A charge request's limit price that admits every interval's C&D price (ADR 0030).
 NO_LIMIT_MC_PER_KWH = 2**64 - 1
 
@@ -286,11 +301,23 @@ class Ledger:
 
     @classmethod
     def open(cls, genesis: Genesis, path: Path) -> Ledger:
+        """A new ledger at ``path``, or the one there at its committed head (a play or replay
+        going on in a new process), its state checked against the head's state root."""
         app = Application(genesis)
         store = Store(path)
-        bind_genesis(store, genesis.chain_id, genesis.canonical_json(), app.genesis_state())
-        state, nodes = ledger_state(store)
-        return cls(app, store, state, nodes, 0, genesis.chain_id)
+        try:
+            bind_genesis(store, genesis.chain_id, genesis.canonical_json(), app.genesis_state())
+            state, nodes = ledger_state(store)
+            height, prev = store.head_height(), genesis.chain_id
+            if height:
+                head = store.get_block(height)
+                if head is None or state.root() != head.block.header.state_root:
+                    raise RuntimeError(f"the ledger at {path} does not match its head {height}")
+                prev = head.block.hash()
+        except BaseException:
+            store.close()
+            raise
+        return cls(app, store, state, nodes, height, prev)
 
     def commit(self, committed: CommittedBlock, execution: Execution) -> None:
         tree_writes = self.state.apply(execution.writes)
@@ -303,19 +330,35 @@ class Ledger:
 
 
 def play(
-    bundle: GenesisBundle, people: Community, ledger: Ledger, days: int
+    bundle: GenesisBundle,
+    people: Community,
+    ledger: Ledger,
+    days: int,
+    *,
+    first_day: int = 0,
+    on_day_end: Callable[[int], None] | None = None,
 ) -> Iterator[tuple[int, float, float]]:
-    """Build and commit every block of ``days``; yield (day, wall ms, CPU ms of that block).
+    """Build and commit every block of days ``first_day`` to ``days`` - 1; yield (day, wall ms,
+    CPU ms of that block).
 
     The CPU time is this process's: on a machine shared with other work it is the figure to
-    compare between days (the wall time also counts the waits for a core)."""
+    compare between days (the wall time also counts the waits for a core).
+
+    ``people`` must be where the generator was at ``first_day``'s start (bench/state_progress.py
+    keeps it between processes).  Blocks the ledger already holds (a run stopped in mid-day)
+    are generated again, checked against the stored blocks' transaction roots and not
+    committed twice.  ``on_day_end(day)`` runs after each day's last block, before the next
+    day is generated: the generator is then exactly at that day's end."""
     chain_id = people.chain_id
     validator = bundle.validators[0].key
     genesis_ms = bundle.genesis.genesis_time_ms
     first_slot = genesis_ms // SLOT_MS + 1
-    for slot in range(first_slot, first_slot + days * SLOTS_PER_DAY):
+    slots = range(first_slot + first_day * SLOTS_PER_DAY, first_slot + days * SLOTS_PER_DAY)
+    stored_head = ledger.height
+    height = first_day * SLOTS_PER_DAY * BLOCKS_PER_SLOT  # every day has as many blocks
+    for slot in slots:
         start = slot * SLOT_MS
-        day = (start - genesis_ms) // DAY_MS
+        day = (slot - first_slot) // SLOTS_PER_DAY  # the played day, from 0
         batches = [
             (READINGS_AT_MS, people.readings(slot)),
             (ORDERS_AT_MS, people.orders(slot)),
@@ -324,6 +367,10 @@ def play(
         if start % DAY_MS == 6 * 3_600_000:
             batches[1][1].extend(people.cd_requests(start - start % DAY_MS))
         for offset, txs in batches:
+            height += 1
+            if height <= stored_head:
+                _check_stored(ledger.store, height, txs)
+                continue
             began, began_cpu = time.perf_counter(), time.process_time()
             ts = start + offset
             ctx = BlockContext(ledger.height + 1, ts, validator.public_key)
@@ -335,6 +382,17 @@ def play(
             ledger.commit(committed, built.execution)
             wall = (time.perf_counter() - began) * 1000
             yield day, wall, (time.process_time() - began_cpu) * 1000
+        if on_day_end is not None and (slot - first_slot + 1) % SLOTS_PER_DAY == 0:
+            on_day_end(day)
+
+
+def _check_stored(store: Store, height: int, txs: list[Transaction]) -> None:
+    committed = store.get_block(height)
+    if committed is None or committed.block.header.tx_root != tx_root(tuple(txs)):
+        raise RuntimeError(
+            f"the ledger's block {height} is not the one the generator makes again: the "
+            "progress file and the ledger do not belong together"
+        )
 
 
 @dataclass(frozen=True)
@@ -345,19 +403,33 @@ class Replayed:
     cpu_seconds: float
 
 
-def replay(genesis: Genesis, source: Store, path: Path, verify_workers: int = 0) -> Replayed:
+def replay(
+    genesis: Genesis,
+    source: Store,
+    path: Path,
+    verify_workers: int = 0,
+    *,
+    on_progress: Callable[[int, int, float, float], None] | None = None,
+    progress_every: int = 3 * SLOTS_PER_DAY,
+) -> Replayed:
     """Check and execute every block of ``source`` again on a fresh ledger, as a validator
     that re-executes fetched blocks does (node/driver.py ``_commit``): the certificate under
     the engine's commit rule, the block's structure and every transaction's signature (once:
     the application's signature cache; a block's signatures in ``verify_workers`` processes if
-    any, ADR 0040), then the execution, its root against the header's."""
+    any, ADR 0040), then the execution, its root against the header's.
+
+    A ledger already at ``path`` (a replay stopped by its process) goes on from its head.
+    ``on_progress(height, blocks, seconds, cpu seconds)`` runs every ``progress_every`` blocks
+    and at the end, with the blocks replayed and the time spent since this call began; the
+    returned figures count only the blocks this call replayed."""
     ledger = Ledger.open(genesis, path)
+    first = ledger.height + 1
     pool = VerifyPool(verify_workers) if verify_workers else None
     if pool is not None:
         ledger.app.signatures.use_batch(pool, 1)
     began, began_cpu = time.perf_counter(), time.process_time()
     try:
-        for height in range(1, source.head_height() + 1):
+        for height in range(first, source.head_height() + 1):
             committed = source.get_block(height)
             assert committed is not None
             block = committed.block
@@ -375,74 +447,188 @@ def replay(genesis: Genesis, source: Store, path: Path, verify_workers: int = 0)
             if execution.state_root != header.state_root:
                 raise RuntimeError(f"replay diverged at block {height}")
             ledger.commit(committed, execution)
+            if on_progress is not None and height % progress_every == 0:
+                seconds, cpu = time.perf_counter() - began, time.process_time() - began_cpu
+                on_progress(height, height - first + 1, seconds, cpu)
         seconds, cpu = time.perf_counter() - began, time.process_time() - began_cpu
+        if on_progress is not None:
+            on_progress(ledger.height, ledger.height - first + 1, seconds, cpu)
     finally:
         ledger.store.close()
         if pool is not None:
             pool.close()
-    return Replayed(source.head_height(), seconds, cpu)
+    return Replayed(source.head_height() - first + 1, seconds, cpu)
 
 
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def _days(per_day: dict[int, list[float]], days: int) -> dict[str, float]:
-    first, middle, last = per_day[0], per_day[days // 2], per_day[days - 1]
+def _days(log: dict[int, DayFigures], days: int, figure: str) -> dict[str, float]:
+    first, middle, last = (getattr(log[d], figure) for d in (0, days // 2, days - 1))
     return {
-        "first_day": round(_mean(first), 2),
-        "middle_day": round(_mean(middle), 2),
-        "last_day": round(_mean(last), 2),
-        "last_over_first": round(_mean(last) / _mean(first), 3),
+        "first_day": round(first, 2),
+        "middle_day": round(middle, 2),
+        "last_day": round(last, 2),
+        "last_over_first": round(last / first, 3),
     }
 
 
 def run(
-    households: int, days: int, directory: Path, do_replay: bool, verify_workers: int = 0
+    households: int,
+    days: int,
+    directory: Path,
+    do_replay: bool,
+    verify_workers: int = 0,
+    *,
+    resume: bool = False,
+    genesis_time_ms: int = GENESIS_TIME_MS,
 ) -> dict[str, Any]:
-    people = community(households)
+    """Play (and replay) ``days`` into ``directory``; with ``resume``, go on with the play its
+    progress file describes (bench/state_progress.py), which must be of ``households`` and
+    ``genesis_time_ms``."""
+    saved = progress.load(directory)
+    ledger_path = directory / "ledger"
+    if resume:
+        if saved is None:
+            raise progress.ProgressError(f"{directory} holds no play to go on with")
+        if (saved.households, saved.genesis_time_ms) != (households, genesis_time_ms):
+            raise progress.ProgressError(
+                f"the play in {directory} has {saved.households} households from genesis time "
+                f"{saved.genesis_time_ms}, not {households} from {genesis_time_ms}"
+            )
+        if days < saved.played_days:
+            raise progress.ProgressError(
+                f"the play in {directory} has played {saved.played_days} days already"
+            )
+    elif saved is not None or ledger_path.exists():
+        raise progress.ProgressError(
+            f"{directory} holds a play already: go on with it (--resume) or use an empty directory"
+        )
+    people = community(households, genesis_time_ms=genesis_time_ms)
     bundle = people.bundle
-    ledger = Ledger.open(bundle.genesis, directory / "ledger")
-    per_day: dict[int, list[float]] = {}
-    cpu_per_day: dict[int, list[float]] = {}
-    began, began_cpu = time.perf_counter(), time.process_time()
+    this_run = 1 if saved is None else saved.runs + 1
+    first_day = 0 if saved is None else saved.played_days
+    if saved is not None:
+        progress.restore(people, saved.generator)
+    log = {} if saved is None else {f.day: f for f in saved.day_log}
+    totals = [0.0, 0.0] if saved is None else [saved.play_seconds, saved.play_cpu_seconds]
+    replayed = None if saved is None else saved.replay
+
+    def record(played_days: int) -> None:
+        progress.save(
+            directory,
+            progress.Progress(
+                format=progress.PROGRESS_FORMAT,
+                households=households,
+                genesis_time_ms=genesis_time_ms,
+                played_days=played_days,
+                generator=progress.capture(people),
+                day_log=tuple(log[d] for d in sorted(log)),
+                play_seconds=totals[0],
+                play_cpu_seconds=totals[1],
+                runs=this_run,
+                replay=replayed,
+            ),
+        )
+
+    walls: list[float] = []
+    cpus: list[float] = []
+    mark = [time.perf_counter(), time.process_time()]
+
+    def day_end(day: int) -> None:
+        if walls:
+            log[day] = DayFigures(
+                day=day,
+                blocks=len(walls),
+                wall_ms=_mean(walls),
+                cpu_ms=_mean(cpus),
+                load_1m=round(os.getloadavg()[0], 2),
+                run=this_run,
+            )
+        walls.clear()
+        cpus.clear()
+        now = [time.perf_counter(), time.process_time()]
+        totals[0] += now[0] - mark[0]
+        totals[1] += now[1] - mark[1]
+        mark[:] = now
+        record(day + 1)
+        figures = log.get(day)
+        if figures is not None:  # a long play says how far it is (stderr: --json stays clean)
+            print(
+                f"day {day + 1} of {days}: {figures.wall_ms:.1f} ms, {figures.cpu_ms:.1f} CPU ms "
+                f"per block, load {figures.load_1m}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    ledger = Ledger.open(bundle.genesis, ledger_path)
     try:
-        for day, ms, cpu_ms in play(bundle, people, ledger, days):
-            per_day.setdefault(day, []).append(ms)
-            cpu_per_day.setdefault(day, []).append(cpu_ms)
-        wall, cpu = time.perf_counter() - began, time.process_time() - began_cpu
+        if saved is None:
+            record(0)
+        for _, ms, cpu_ms in play(
+            bundle, people, ledger, days, first_day=first_day, on_day_end=day_end
+        ):
+            walls.append(ms)
+            cpus.append(cpu_ms)
         entries = len(ledger.state)
         blocks = ledger.height
         history_path = ledger.store.history_path
     finally:
         ledger.store.close()
-    db_bytes = _du(directory / "ledger")
+    db_bytes = _du(ledger_path)
     history_bytes = _du(history_path)
     report: dict[str, Any] = {
         "households": households,
         "days": days,
         "blocks": blocks,
-        "ms_per_block": _days(per_day, days),
-        "cpu_ms_per_block": _days(cpu_per_day, days),
+        "ms_per_block": _days(log, days, "wall_ms"),
+        "cpu_ms_per_block": _days(log, days, "cpu_ms"),
         "live_state_entries": entries,
         "ledger_bytes": db_bytes,
         "live_bytes": db_bytes - history_bytes,
         "history_bytes": history_bytes,
-        "seconds": round(wall, 1),
-        "cpu_seconds": round(cpu, 1),
-        "times_real_time": round(days * DAY_MS / 1000 / wall, 1),
+        "seconds": round(totals[0], 1),
+        "cpu_seconds": round(totals[1], 1),
+        "times_real_time": round(days * DAY_MS / 1000 / totals[0], 1),
+        "runs": this_run,
+        "partial_days": sorted(d for d, f in log.items() if f.blocks < BLOCKS_PER_DAY),
         "conditions": conditions(),
     }
     if do_replay:
-        source = Store(directory / "ledger")
+        before = replayed or progress.ReplayProgress(
+            height=0, timed_blocks=0, seconds=0.0, cpu_seconds=0.0, runs=0
+        )
+
+        def replay_progress(height: int, count: int, seconds: float, cpu: float) -> None:
+            nonlocal replayed
+            replayed = progress.ReplayProgress(
+                height=height,
+                timed_blocks=before.timed_blocks + count,
+                seconds=before.seconds + seconds,
+                cpu_seconds=before.cpu_seconds + cpu,
+                runs=before.runs + 1,
+            )
+            record(days)
+
+        source = Store(ledger_path)
         try:
-            replayed = replay(bundle.genesis, source, directory / "replay", verify_workers)
+            replay(
+                bundle.genesis,
+                source,
+                directory / "replay",
+                verify_workers,
+                on_progress=replay_progress,
+            )
         finally:
             source.close()
+        assert replayed is not None
         report["replay"] = {
-            "blocks": replayed.blocks,
+            "blocks": replayed.height,
+            "timed_blocks": replayed.timed_blocks,
             "seconds": round(replayed.seconds, 1),
             "cpu_seconds": round(replayed.cpu_seconds, 1),
+            "runs": replayed.runs,
             "verify_workers": verify_workers,
         }
     return report
@@ -466,17 +652,24 @@ def format_report(r: dict[str, Any]) -> list[str]:
     if "replay" in r:
         rep = r["replay"]
         workers = f", {rep['verify_workers']} verify workers" if rep["verify_workers"] else ""
+        timed = "" if rep["timed_blocks"] == rep["blocks"] else f" ({rep['timed_blocks']} timed)"
         lines.append(
-            f"replay: {rep['blocks']} blocks in {rep['seconds']} s, {rep['cpu_seconds']} s CPU"
-            f"{workers}"
+            f"replay: {rep['blocks']} blocks{timed} in {rep['seconds']} s, "
+            f"{rep['cpu_seconds']} s CPU{workers}, {rep['runs']} run(s)"
+        )
+    if r["runs"] > 1:
+        partial = r["partial_days"]
+        lines.append(
+            f"played in {r['runs']} runs (the progress file carried it between processes)"
+            + (f"; days measured in part (a run stopped in them): {partial}" if partial else "")
         )
     return lines
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="gridchain bench state", description=__doc__)
-    parser.add_argument("--households", type=int, default=200)
-    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--households", type=int, help="default 200; with --resume, the play's")
+    parser.add_argument("--days", type=int, default=365, help="days to have played in all")
     parser.add_argument("--no-replay", action="store_true", help="skip the replay")
     parser.add_argument("--data-dir", type=Path, help="keep the ledgers here (default: temp)")
     parser.add_argument(
@@ -485,15 +678,56 @@ def main(argv: list[str]) -> int:
         default=0,
         help="check each replayed block's signatures in this many processes (default: none)",
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on with the play (and replay) in --data-dir where its last process stopped",
+    )
+    parser.add_argument(
+        "--end-now",
+        action="store_true",
+        help="a genesis time such that the played days end just before now (default: 2025-01-01)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    if args.days < 1 or args.households < 1:
+    if args.days < 1 or (args.households is not None and args.households < 1):
         parser.error("--days and --households must be at least 1")
     if args.verify_workers < 0:
         parser.error("--verify-workers must be 0 or more")
+    households = 200 if args.households is None else args.households
+    genesis_ms = (
+        recent_genesis_ms(args.days, time.time_ns() // 1_000_000)
+        if args.end_now
+        else GENESIS_TIME_MS
+    )
+    if args.resume:
+        if args.data_dir is None:
+            parser.error("--resume needs --data-dir")
+        if args.end_now:
+            parser.error("--resume goes on from the play's own genesis time: drop --end-now")
+        try:
+            saved = progress.load(args.data_dir)
+        except progress.ProgressError as exc:
+            parser.error(str(exc))
+        if saved is None:
+            parser.error(f"{args.data_dir} holds no play to go on with")
+        if args.households is not None and args.households != saved.households:
+            parser.error(f"the play in {args.data_dir} has {saved.households} households")
+        households, genesis_ms = saved.households, saved.genesis_time_ms
     with tempfile.TemporaryDirectory() as tmp:
         directory = args.data_dir or Path(tmp)
-        report = run(args.households, args.days, directory, not args.no_replay, args.verify_workers)
+        try:
+            report = run(
+                households,
+                args.days,
+                directory,
+                not args.no_replay,
+                args.verify_workers,
+                resume=args.resume,
+                genesis_time_ms=genesis_ms,
+            )
+        except progress.ProgressError as exc:
+            parser.error(str(exc))
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -6,8 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gridchain.bench.footprint import recent_genesis_ms
-from gridchain.bench.state import DAY_MS, QUIET_AT_MS, SLOT_MS
+from gridchain.bench.state import DAY_MS, QUIET_AT_MS, SLOT_MS, recent_genesis_ms
 
 
 @given(
