@@ -16,6 +16,7 @@ import pytest
 from gridchain.genesis.builder import GenesisBundle
 from gridchain.node.verify_pool import VerifyPool, verify_jobs
 from gridchain.protocol.block import check_block_structure
+from gridchain.protocol.crypto import Domain
 from gridchain.protocol.errors import SignatureError
 from gridchain.protocol.tx import Transaction
 from gridchain.protocol.tx_signatures import SignatureJob, TxSignatureCache
@@ -116,7 +117,7 @@ def test_the_pools_verdicts_equal_the_serial_verifier(pool: VerifyPool) -> None:
         txs[i] = _forged(txs[i])
     other_chain = bytes(32)
     jobs: list[SignatureJob] = [
-        (tx.sender, tx.signature, CID if i % 5 else other_chain, tx.payload.encode())
+        (tx.sender, tx.signature, Domain.TX, CID if i % 5 else other_chain, tx.payload.encode())
         for i, tx in enumerate(txs)
     ]
 
