@@ -88,6 +88,7 @@ from gridchain.protocol.governance import (
     UpdateCouncil,
     UpdateGateways,
 )
+from gridchain.protocol.reading_signatures import ReadingSignatureCache
 from gridchain.protocol.sealed import Opener, SealContext, open_tx, sealed_to
 from gridchain.protocol.tx import (
     AmendOrder,
@@ -166,6 +167,10 @@ class Application:
         #: gateway link, gossip) and block validation; ``verifier`` is protocol.crypto.verify
         #: (a test passes a counting wrapper)
         self.signatures = TxSignatureCache(self.chain_id, verifier)
+        #: every meter-reading signature this validator verified, asked by market/meters.py
+        #: wherever a MeterReadings transaction applies (admission, rechecks, build,
+        #: validation): each reading is checked once per validator (ADR 0056)
+        self.readings = ReadingSignatureCache(self.chain_id, verifier)
         keys = genesis.encryption_keys()
         self.seal = SealContext(self.chain_id, keys) if keys else None
         self.opener = opener
@@ -322,6 +327,7 @@ class Application:
                 chain_id=self.chain_id,
                 height=ctx.height,
                 block_ms=ctx.timestamp_ms,
+                signatures=self.readings,
             )
             put_account(view, sender, _bump(get_account(view, sender)))
         elif isinstance(body, CDRequest):
@@ -590,12 +596,16 @@ class Application:
             claimed_benefit=benefit,
         )
         wrote_before_txs = bool(view.writes)
-        for tx in txs:
-            effect = None if known is None else known(tx)
-            if effect is not None and effect.holds_on(view):
-                effect.apply_to(view)  # what applying it would write (no events: a transfer)
-                continue
-            events.extend(self.apply_tx(tx, view, ctx))
+        self.readings.settle(txs)  # a large unseen block's readings, in the verify pool
+        try:
+            for tx in txs:
+                effect = None if known is None else known(tx)
+                if effect is not None and effect.holds_on(view):
+                    effect.apply_to(view)  # what applying it would write (no events: a transfer)
+                    continue
+                events.extend(self.apply_tx(tx, view, ctx))
+        finally:
+            self.readings.release()
         return Execution(
             writes=dict(view.writes),
             state_root=_root(state, parent_writes, view.writes),
@@ -636,21 +646,25 @@ class Application:
         wrote_before_txs = bool(view.writes)
         kept: list[Transaction] = []
         left_out: list[tuple[Transaction, ApplicationError]] = []
-        for tx in txs:
-            effect = None if known is None else known(tx)
-            if effect is not None and effect.holds_on(view):
-                effect.apply_to(view)  # what applying it would write (no events: a transfer)
+        self.readings.settle(txs)  # candidates not admitted here (a bench's), in the pool
+        try:
+            for tx in txs:
+                effect = None if known is None else known(tx)
+                if effect is not None and effect.holds_on(view):
+                    effect.apply_to(view)  # what applying it would write (no events: a transfer)
+                    kept.append(tx)
+                    continue
+                trial = Overlay(view)
+                try:
+                    tx_events = self.apply_tx(tx, trial, ctx)
+                except ApplicationError as exc:
+                    left_out.append((tx, exc))
+                    continue
+                trial.merge_into_parent()
                 kept.append(tx)
-                continue
-            trial = Overlay(view)
-            try:
-                tx_events = self.apply_tx(tx, trial, ctx)
-            except ApplicationError as exc:
-                left_out.append((tx, exc))
-                continue
-            trial.merge_into_parent()
-            kept.append(tx)
-            events.extend(tx_events)
+                events.extend(tx_events)
+        finally:
+            self.readings.release()
         execution = Execution(
             writes=dict(view.writes),
             state_root=_root(state, parent_writes, view.writes),

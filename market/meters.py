@@ -44,6 +44,7 @@ from gridchain.market.errors import (
 from gridchain.market.keys import require_registrable_key
 from gridchain.market.state import Overlay, StateReader
 from gridchain.protocol.address import format_address
+from gridchain.protocol.crypto import sha256
 from gridchain.protocol.encoding import U8, U64, Bytes20, Bytes32, Record, decode, register
 from gridchain.protocol.errors import SignatureError
 from gridchain.protocol.meter import (
@@ -53,6 +54,7 @@ from gridchain.protocol.meter import (
     ReadingRecord,
     SignedReading,
 )
+from gridchain.protocol.reading_signatures import ReadingSignatureCache
 from gridchain.protocol.tx import MeterReadings, RegisterMeter
 
 METER_PREFIX = b"mtr:"
@@ -240,11 +242,15 @@ def check_reading(
     sender_key: bytes,
     chain_id: bytes,
     block_ms: int,
+    *,
+    signatures: ReadingSignatureCache | None = None,
 ) -> MeterRecord:
     """Check one reading against its meter's head; return the new head (nothing written).
 
     The checks run from the cheapest to the signature, so garbage is refused early; every
-    refusal is a typed error naming the meter and sequence.
+    refusal is a typed error naming the meter and sequence.  ``signatures`` is the validator's
+    memory of verified reading signatures (protocol/reading_signatures.py, ADR 0056): with it a
+    reading's signature is checked once per validator, not each time its transaction applies.
     """
     r = signed.record
     what = f"reading {r.meter_id}#{r.sequence}"
@@ -285,13 +291,17 @@ def check_reading(
             f"last accepted {meter.last_import_wh} / {meter.last_export_wh} Wh"
         )
     try:
-        signed.verify(sender_key, chain_id)
+        if signatures is not None and signatures.chain_id == chain_id:
+            encoded = signatures.require(signed, sender_key)
+        else:
+            encoded = r.encode()
+            signed.verify(sender_key, chain_id, payload=encoded)
     except SignatureError as exc:
         raise ReadingSignatureError(f"{what}: {exc.message}") from None
     return replace(
         meter,
         next_sequence=meter.next_sequence + 1,
-        last_hash=r.hash(),
+        last_hash=sha256(encoded),  # the record's hash
         last_import_wh=r.import_wh,
         last_export_wh=r.export_wh,
         last_interval_end_ms=r.interval_end_ms,
@@ -306,6 +316,7 @@ def apply_readings(
     chain_id: bytes,
     height: int,
     block_ms: int,
+    signatures: ReadingSignatureCache | None = None,
 ) -> int:
     """Check every reading of a batch in order, then store them all; return how many.
 
@@ -319,7 +330,9 @@ def apply_readings(
         meter_id = signed.record.meter_id
         if meter_id not in heads:
             heads[meter_id] = get_meter(view, meter_id)
-        head = check_reading(heads[meter_id], signed, sender_key, chain_id, block_ms)
+        head = check_reading(
+            heads[meter_id], signed, sender_key, chain_id, block_ms, signatures=signatures
+        )
         heads[meter_id] = head
         accepted.append((signed, head.last_hash))
     for signed, record_hash in accepted:

@@ -133,8 +133,9 @@ class MempoolSection(_Section):
     #: as long, up to a minute): a peer that refused it while its pool was full gets it later.
     reannounce_after_ms: Annotated[int, Field(ge=100, le=600_000)] = 3_000
     #: Worker processes that check the signatures of a block with at least
-    #: ``verify_batch_min`` transactions this node has not verified yet (node/verify_pool.py,
-    #: ADR 0040); 0 checks them in the node's own process.
+    #: ``verify_batch_min`` transaction signatures (or meter-reading signatures) this node has
+    #: not verified yet (node/verify_pool.py, ADR 0040, ADR 0056); 0 checks them in the node's
+    #: own process.
     verify_workers: Annotated[int, Field(ge=0, le=64)] = 0
     verify_batch_min: Annotated[int, Field(ge=1, le=100_000)] = 128
 

@@ -231,12 +231,14 @@ class Node:
         self.key = config.signing_key
         opener = validator_opener(self.genesis, self.key.public_key, config.encryption_key)
         self.app = Application(self.genesis, opener)
-        #: worker processes for the signatures of large unseen blocks (ADR 0040), if configured
+        #: worker processes for the signatures of large unseen blocks, their transactions'
+        #: (ADR 0040) and their meter readings' (ADR 0056), if configured
         self.verify_pool = (
             VerifyPool(config.mempool.verify_workers) if config.mempool.verify_workers else None
         )
         if self.verify_pool is not None:
             self.app.signatures.use_batch(self.verify_pool, config.mempool.verify_batch_min)
+            self.app.readings.use_batch(self.verify_pool, config.mempool.verify_batch_min)
         self.metrics = NodeMetrics()
         self.store = Store(config.node.data_dir)
         self.metrics.ledger_memory.set_function(self.store.memory_bytes)

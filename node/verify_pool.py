@@ -1,4 +1,4 @@
-"""Transaction signatures of a large block checked in worker processes (ADR 0040).
+"""Signatures of a large block checked in worker processes (ADR 0040, ADR 0056).
 
 Why: a validator checks each transaction signature once (protocol/tx_signatures.py), mostly
 at admission, spread over time.  A block whose transactions it has not seen (catching up, a
@@ -11,6 +11,10 @@ verdicts are the serial ones; only the time differs.
 It is off by default (``[mempool] verify_workers = 0``): on a host with no more cores than
 validators (the bench's 2 cores for 4 processes) every core is already busy and the pool only
 adds pickling.
+
+A job names its domain (protocol/tx_signatures.py ``SignatureJob``): a block's transaction
+signatures are Domain.TX jobs, its meter readings' Domain.METER_READING jobs
+(protocol/reading_signatures.py); the worker passes the job to protocol.crypto.verify as it is.
 """
 
 from __future__ import annotations
@@ -19,13 +23,15 @@ import multiprocessing
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 
-from gridchain.protocol.crypto import Domain, verify
+from gridchain.protocol.crypto import verify
 from gridchain.protocol.tx_signatures import SignatureJob
 
 
 def verify_jobs(jobs: Sequence[SignatureJob]) -> list[bool]:
     """Each job's verdict with protocol.crypto.verify (runs in a worker, or here)."""
-    return [verify(key, sig, Domain.TX, chain_id, payload) for key, sig, chain_id, payload in jobs]
+    return [
+        verify(key, sig, domain, chain_id, payload) for key, sig, domain, chain_id, payload in jobs
+    ]
 
 
 class VerifyPool:

@@ -11,11 +11,13 @@ replayed, and settlement can trust the energy between two readings.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
-from gridchain.protocol.crypto import Domain, SigningKey, require_valid, sha256
+from gridchain.protocol.crypto import Domain, SigningKey, sha256, verify
 from gridchain.protocol.encoding import I64, U8, U32, U64, Bytes32, Bytes64, Record, Size, register
+from gridchain.protocol.errors import SignatureError
 
 MeterId = Annotated[str, Size(1, 64)]
 #: Hash a meter's first record names as its predecessor.
@@ -65,16 +67,23 @@ class SignedReading(Record):
     record: ReadingRecord
     signature: Bytes64
 
-    def verify(self, bridge_key: bytes, chain_id: bytes) -> None:
-        """Raise SignatureError unless ``bridge_key`` signed this record for this chain."""
-        require_valid(
-            bridge_key,
-            self.signature,
-            Domain.METER_READING,
-            chain_id,
-            self.record.encode(),
-            what=f"reading {self.record.meter_id}#{self.record.sequence}",
-        )
+    def verify(
+        self,
+        bridge_key: bytes,
+        chain_id: bytes,
+        verifier: Callable[[bytes, bytes, Domain, bytes, bytes], bool] = verify,
+        payload: bytes | None = None,
+    ) -> None:
+        """Raise SignatureError unless ``bridge_key`` signed this record for this chain.
+
+        ``verifier`` is protocol.crypto.verify; protocol/reading_signatures.py passes the one
+        it was given, or a verdict it already has; ``payload`` is the record's encoding if the
+        caller made it already.
+        """
+        signed = self.record.encode() if payload is None else payload
+        if not verifier(bridge_key, self.signature, Domain.METER_READING, chain_id, signed):
+            r = self.record
+            raise SignatureError(f"reading {r.meter_id}#{r.sequence}: signature does not verify")
 
 
 def sign_reading(key: SigningKey, chain_id: bytes, record: ReadingRecord) -> SignedReading:

@@ -26,9 +26,10 @@ from typing import Final
 from gridchain.protocol.crypto import Domain, verify
 from gridchain.protocol.tx import Transaction
 
-#: What a batch verifier checks per signature: (public key, signature, chain id, payload),
-#: always in the TX domain.
-SignatureJob = tuple[bytes, bytes, bytes, bytes]
+#: What a batch verifier checks per signature: (public key, signature, domain, chain id,
+#: payload), the arguments of protocol.crypto.verify.  Transactions are Domain.TX jobs, meter
+#: readings Domain.METER_READING jobs (protocol/reading_signatures.py, ADR 0056).
+SignatureJob = tuple[bytes, bytes, Domain, bytes, bytes]
 #: Checks many signatures (in other processes), answering one verdict per job, in order.
 BatchVerifier = Callable[[Sequence[SignatureJob]], list[bool]]
 
@@ -91,7 +92,10 @@ class TxSignatureCache:
             for tx in unknown:
                 self.require(tx)
             return
-        jobs = [(tx.sender, tx.signature, self._chain_id, tx.payload.encode()) for tx in unknown]
+        jobs: list[SignatureJob] = [
+            (tx.sender, tx.signature, Domain.TX, self._chain_id, tx.payload.encode())
+            for tx in unknown
+        ]
         verdicts = self._batch(jobs)
         if len(verdicts) != len(jobs):
             raise RuntimeError(f"batch verifier answered {len(verdicts)} of {len(jobs)} jobs")
