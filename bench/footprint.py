@@ -215,7 +215,8 @@ def build_ledger(bundle: GenesisBundle, people: Community, days: int, data: Path
     began = time.perf_counter()
     done = 0
     try:
-        for day, _, _ in play(bundle, people, ledger, days):
+        for block in play(bundle, people, ledger, days):
+            day = block.day
             if day > done:  # a long build says how far it is (stderr: --json stays clean)
                 done = day
                 elapsed = time.perf_counter() - began
