@@ -33,7 +33,7 @@ import random
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -359,7 +359,7 @@ def play(
     *,
     first_day: int = 0,
     on_day_end: Callable[[int], None] | None = None,
-) -> Iterator[PlayedBlock]:
+) -> Generator[PlayedBlock, None, None]:
     """Build and commit every block of days ``first_day`` to ``days`` - 1; yield each one's
     day, height and costs (wall, process CPU and this thread's CPU ms of its build and
     commit; the generator's work before it is not counted).
@@ -528,16 +528,22 @@ class PlaySession:
         *,
         resume: bool = False,
         genesis_time_ms: int = GENESIS_TIME_MS,
+        gateways: int = 0,
     ) -> None:
         saved = progress.load(directory)
         self.ledger_path = directory / "ledger"
         if resume:
             if saved is None:
                 raise progress.ProgressError(f"{directory} holds no play to go on with")
-            if (saved.households, saved.genesis_time_ms) != (households, genesis_time_ms):
+            if (saved.households, saved.genesis_time_ms, saved.gateways) != (
+                households,
+                genesis_time_ms,
+                gateways,
+            ):
                 raise progress.ProgressError(
-                    f"the play in {directory} has {saved.households} households from genesis "
-                    f"time {saved.genesis_time_ms}, not {households} from {genesis_time_ms}"
+                    f"the play in {directory} has {saved.households} households and "
+                    f"{saved.gateways} gateways from genesis time {saved.genesis_time_ms}, not "
+                    f"{households} and {gateways} from {genesis_time_ms}"
                 )
             if days < saved.played_days:
                 raise progress.ProgressError(
@@ -549,8 +555,8 @@ class PlaySession:
                 "directory"
             )
         self.directory, self.households, self.days = directory, households, days
-        self.genesis_time_ms = genesis_time_ms
-        self.people = community(households, genesis_time_ms=genesis_time_ms)
+        self.genesis_time_ms, self.gateways = genesis_time_ms, gateways
+        self.people = community(households, gateways=gateways, genesis_time_ms=genesis_time_ms)
         self.bundle = self.people.bundle
         self.this_run = 1 if saved is None else saved.runs + 1
         #: whole days played before this process (the progress file's)
@@ -578,6 +584,7 @@ class PlaySession:
                 format=progress.PROGRESS_FORMAT,
                 households=self.households,
                 genesis_time_ms=self.genesis_time_ms,
+                gateways=self.gateways,
                 played_days=played_days,
                 generator=progress.capture(self.people),
                 day_log=tuple(self.log[d] for d in sorted(self.log)),
@@ -641,12 +648,18 @@ def run(
     *,
     resume: bool = False,
     genesis_time_ms: int = GENESIS_TIME_MS,
+    gateways: int = 0,
 ) -> dict[str, Any]:
     """Play (and replay) ``days`` into ``directory``; with ``resume``, go on with the play its
-    progress file describes (bench/state_progress.py), which must be of ``households`` and
-    ``genesis_time_ms``."""
+    progress file describes (bench/state_progress.py), which must be of ``households``,
+    ``genesis_time_ms`` and ``gateways``."""
     session = PlaySession(
-        households, days, directory, resume=resume, genesis_time_ms=genesis_time_ms
+        households,
+        days,
+        directory,
+        resume=resume,
+        genesis_time_ms=genesis_time_ms,
+        gateways=gateways,
     )
     try:
         for _ in session.played():
@@ -770,6 +783,13 @@ def main(argv: list[str]) -> int:
         help="a genesis time such that the played days end just before now (default: 2025-01-01)",
     )
     parser.add_argument(
+        "--gateway",
+        action="store_true",
+        help="name one gateway in the community's genesis, so that bench footprint --played "
+        "can run a gateway on this chain (its solo validator then has peer links; the blocks "
+        "are the same, the chain id is not); with --resume, the play's own genesis",
+    )
+    parser.add_argument(
         "--compare-fresh",
         action="store_true",
         help="with --resume: play --compare-days more days of the play in --data-dir and, "
@@ -793,6 +813,7 @@ def main(argv: list[str]) -> int:
         if args.end_now
         else GENESIS_TIME_MS
     )
+    saved: progress.Progress | None = None
     if args.resume:
         if args.data_dir is None:
             parser.error("--resume needs --data-dir")
@@ -806,7 +827,10 @@ def main(argv: list[str]) -> int:
             parser.error(f"{args.data_dir} holds no play to go on with")
         if args.households is not None and args.households != saved.households:
             parser.error(f"the play in {args.data_dir} has {saved.households} households")
+        if args.gateway:
+            parser.error("--resume goes on with the play's own genesis: drop --gateway")
         households, genesis_ms = saved.households, saved.genesis_time_ms
+    gateways = 1 if args.gateway else 0 if saved is None else saved.gateways
     with tempfile.TemporaryDirectory() as tmp:
         directory = args.data_dir or Path(tmp)
         try:
@@ -818,6 +842,7 @@ def main(argv: list[str]) -> int:
                 args.verify_workers,
                 resume=args.resume,
                 genesis_time_ms=genesis_ms,
+                gateways=gateways,
             )
         except progress.ProgressError as exc:
             parser.error(str(exc))

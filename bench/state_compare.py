@@ -214,10 +214,13 @@ def compare_fresh(directory: Path, days: int, scratch: Path) -> dict[str, Any]:
         directory,
         resume=True,
         genesis_time_ms=saved.genesis_time_ms,
+        gateways=saved.gateways,
     )
     try:
         aged_from = session.ledger.height
-        people = community(saved.households, genesis_time_ms=saved.genesis_time_ms)
+        people = community(
+            saved.households, gateways=saved.gateways, genesis_time_ms=saved.genesis_time_ms
+        )
         fresh_ledger = Ledger.open(people.bundle.genesis, scratch / "ledger")
         try:
             aged = _Side("aged", session.ledger, session.played())

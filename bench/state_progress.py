@@ -92,6 +92,9 @@ class Progress(_Strict):
     format: int
     households: int = Field(ge=1)
     genesis_time_ms: int
+    #: gateways named in the community's genesis (``bench state --gateway``; absent in files
+    #: written before it, which had none)
+    gateways: int = Field(default=0, ge=0)
     #: whole days played, their generation captured in ``generator``
     played_days: int = Field(ge=0)
     generator: GeneratorState
