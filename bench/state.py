@@ -566,6 +566,8 @@ class PlaySession:
         self.log = {} if saved is None else {f.day: f for f in saved.day_log}
         self.totals = [0.0, 0.0] if saved is None else [saved.play_seconds, saved.play_cpu_seconds]
         self.replayed = None if saved is None else saved.replay
+        #: set by the aged-versus-fresh comparison: the days it plays are marked in the log
+        self.compared = False
         self._walls: list[float] = []
         self._cpus: list[float] = []
         self._mark = [time.perf_counter(), time.process_time()]
@@ -604,6 +606,7 @@ class PlaySession:
                 cpu_ms=_mean(self._cpus),
                 load_1m=round(os.getloadavg()[0], 2),
                 run=self.this_run,
+                compared=self.compared,
             )
         self._walls.clear()
         self._cpus.clear()
@@ -687,6 +690,7 @@ def run(
         "times_real_time": round(days * DAY_MS / 1000 / totals[0], 1),
         "runs": session.this_run,
         "partial_days": sorted(d for d, f in log.items() if f.blocks < BLOCKS_PER_DAY),
+        "compared_days": sorted(d for d, f in log.items() if f.compared),
         "conditions": conditions(),
     }
     if do_replay:
@@ -756,6 +760,11 @@ def format_report(r: dict[str, Any]) -> list[str]:
         lines.append(
             f"played in {r['runs']} runs (the progress file carried it between processes)"
             + (f"; days measured in part (a run stopped in them): {partial}" if partial else "")
+        )
+    if r["compared_days"]:
+        lines.append(
+            f"days played beside a fresh ledger (--compare-fresh; their wall and CPU figures "
+            f"include its compactions): {r['compared_days']}"
         )
     return lines
 

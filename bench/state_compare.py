@@ -216,6 +216,7 @@ def compare_fresh(directory: Path, days: int, scratch: Path) -> dict[str, Any]:
         genesis_time_ms=saved.genesis_time_ms,
         gateways=saved.gateways,
     )
+    session.compared = True
     try:
         aged_from = session.ledger.height
         people = community(

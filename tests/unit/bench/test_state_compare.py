@@ -54,14 +54,15 @@ def test_the_aged_side_goes_on_with_the_play_and_the_fresh_side_is_a_fresh_run(
     saved = progress.load(aged)
     assert saved is not None
     assert saved.played_days == 2
-    assert [(f.day, f.blocks, f.run) for f in saved.day_log] == [
-        (0, BLOCKS_PER_DAY, 1),
-        (1, BLOCKS_PER_DAY, 2),
+    assert [(f.day, f.blocks, f.run, f.compared) for f in saved.day_log] == [
+        (0, BLOCKS_PER_DAY, 1, False),
+        (1, BLOCKS_PER_DAY, 2, True),
     ]
-    # a later resumed run goes on from the comparison's day
+    # a later resumed run goes on from the comparison's day, and says which day it measured
     later = run(2, 3, aged, do_replay=False, resume=True)
     assert later["blocks"] == 3 * BLOCKS_PER_DAY
     assert later["runs"] == 3
+    assert later["compared_days"] == [1]
 
     assert report["aged"]["age_days"] == 1.0
     assert report["aged"]["from_height"] == BLOCKS_PER_DAY
@@ -125,3 +126,13 @@ def test_the_command_line_compares_and_refuses_what_it_cannot(
     for kind in BLOCK_KINDS:
         assert f"{kind} " in out
     assert _block_hash(tmp_path / "ledger")[0] == 2 * BLOCKS_PER_DAY
+
+
+def test_a_progress_file_without_the_later_fields_is_written_as_before(tmp_path: Path) -> None:
+    run(2, 1, tmp_path, do_replay=False)
+    raw = (tmp_path / progress.PROGRESS_FILE).read_text()
+    assert '"gateways"' not in raw
+    assert '"compared"' not in raw
+    compare_fresh(tmp_path, 1, tmp_path / "fresh")
+    raw = (tmp_path / progress.PROGRESS_FILE).read_text()
+    assert '"compared":true' in raw
