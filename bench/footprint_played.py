@@ -15,7 +15,8 @@ must leave the play in DIR as usable as it found it.  Three steps:
    leaves them; a later ``bench state --resume`` generates them again, checks them against the
    stored ones and goes on (the path bench state already has for a stopped run).  So the head
    is at most about 5 minutes old (the longest gap of the play's schedule), as a live
-   chain's.  A gap above
+   chain's.  A play whose head is in the future (``--compare-fresh`` plays a day past an
+   ``--end-now`` play's end) is refused until that time has come.  A gap above
    ``max_days`` is refused: it means the play is not finished, not that it is old.
 2. **Clone** (``clone_ledger``): the validator must not write into DIR (its own blocks, the
    bridge's readings, are not the generator's, and a later resume would find blocks it cannot
@@ -111,6 +112,13 @@ def top_up(directory: Path, now_ms: int, *, max_days: int = MAX_TOP_UP_DAYS) -> 
     )
     try:
         height_before = session.ledger.height
+        stored = session.ledger.store.get_block(height_before)
+        if stored is not None and stored.block.header.timestamp_ms > now_ms:
+            raise progress.ProgressError(
+                f"the play in {directory} is ahead of now (its last block is "
+                f"{(stored.block.header.timestamp_ms - now_ms) / 3_600_000:.1f} h in the "
+                "future, e.g. after --compare-fresh): a validator cannot rest on it until then"
+            )
         for _ in session.played():
             pass
         day = session.days

@@ -92,10 +92,12 @@ def test_a_top_up_of_whole_days_saves_them(tmp_path: Path, straight: Path) -> No
     assert saved.played_days == 2
 
 
-def test_a_play_far_behind_now_is_refused_before_playing(tmp_path: Path) -> None:
+def test_a_play_far_behind_now_or_ahead_of_it_is_refused_before_playing(tmp_path: Path) -> None:
     run(2, 1, tmp_path, do_replay=False, genesis_time_ms=GENESIS_MS)
     with pytest.raises(progress.ProgressError, match="finish it first"):
         top_up(tmp_path, GENESIS_MS + 30 * DAY_MS, max_days=7)
+    with pytest.raises(progress.ProgressError, match="ahead of now"):
+        top_up(tmp_path, GENESIS_MS + DAY_MS // 2)
     assert _head(tmp_path / "ledger")[0] == BLOCKS_PER_DAY
 
 
