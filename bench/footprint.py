@@ -503,7 +503,9 @@ def format_report(r: dict[str, Any]) -> list[str]:
     snap = r["state_snapshot"]
     lines = [
         f"community: {r['households']} households, {r['days']} day(s) of block time "
-        f"({r['blocks']:,} blocks, {r['days'] * SLOTS_PER_DAY:,} slots) played in {r['play_s']} s",
+        f"({r['blocks']:,} blocks, {r['days'] * SLOTS_PER_DAY:,} slots) "
+        + ("topped up" if "played" in r else "played")
+        + f" in {r['play_s']} s",
         f"how: {r['built']}",
         *_played_lines(r),
         f"at the end: {r['live_state_entries']:,} live state entries, ledger (LevelDB: blocks, "
@@ -538,8 +540,8 @@ def _played_lines(r: dict[str, Any]) -> list[str]:
     return [
         f"aged ledger: {p['directory']}, {p['days_after']} whole days{partial} "
         f"({p['height_after']:,} blocks; topped up from {p['days_before']} days, block "
-        f"{p['height_before']:,}, in {p['top_up_s']} s); its last played block "
-        f"{p['head_age_s']} s before the clone",
+        f"{p['height_before']:,}, in {p['top_up_s']} s); its last block was "
+        f"{p['head_age_s']} s old when cloned",
         f"clone: {c['linked_files']:,} table files ({c['linked_bytes'] / 1e6:.1f} MB) "
         f"hard-linked, {c['copied_files']} files ({c['copied_bytes'] / 1e6:.1f} MB) copied, in "
         f"{c['seconds']} s",

@@ -83,6 +83,11 @@ def test_the_aged_side_goes_on_with_the_play_and_the_fresh_side_is_a_fresh_run(
             assert set(row["aged"][figure]) == {"median", "mean"}
             assert set(row["aged_over_fresh"][figure]) == {"median", "mean"}
     assert report["own_cost_aged_over_fresh"] is not None
+    assert report["background_cpu_s"] >= 0
+    assert sorted(report["background_share"]) == ["aged", "fresh"]
+    assert sum(report["background_share"].values()) == pytest.approx(1.0, abs=0.002)
+    for side in ("aged", "fresh"):
+        assert report[side]["background_cpu_ms_per_block"] >= 0
     assert "load_avg_1m_before" in report["conditions"]
     assert "mem_available_mib" in report["conditions"]
 
@@ -122,7 +127,7 @@ def test_the_command_line_compares_and_refuses_what_it_cannot(
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "age 1.0 days" in out
-    assert "own cost (thread CPU + own compactions) aged/fresh" in out
+    assert "own cost (main-thread CPU + that share) aged/fresh" in out
     for kind in BLOCK_KINDS:
         assert f"{kind} " in out
     assert _block_hash(tmp_path / "ledger")[0] == 2 * BLOCKS_PER_DAY
