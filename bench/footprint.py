@@ -49,6 +49,11 @@ from typing import Any
 from gridchain.api.client import NodeClient, NodeError
 from gridchain.bench import cluster
 from gridchain.bench.conditions import conditions
+from gridchain.bench.footprint_played import (
+    MAX_TOP_UP_DAYS,
+    clone_ledger,
+    top_up,
+)
 from gridchain.bench.soak import read_memory_kib
 from gridchain.bench.state import (
     SLOTS_PER_DAY,
@@ -59,6 +64,7 @@ from gridchain.bench.state import (
     play,
     recent_genesis_ms,
 )
+from gridchain.bench.state_progress import ProgressError
 from gridchain.consensus.certificates import check_certificate, genesis_commit_rule
 from gridchain.genesis.builder import GenesisBundle
 from gridchain.genesis.cli import write_bundle
@@ -215,7 +221,8 @@ def build_ledger(bundle: GenesisBundle, people: Community, days: int, data: Path
     began = time.perf_counter()
     done = 0
     try:
-        for day, _, _ in play(bundle, people, ledger, days):
+        for block in play(bundle, people, ledger, days):
+            day = block.day
             if day > done:  # a long build says how far it is (stderr: --json stays clean)
                 done = day
                 elapsed = time.perf_counter() - began
@@ -250,31 +257,31 @@ def run(
     base_port: int | None = None,
     warm_blocks: int = SLOTS_PER_DAY * 3,
     catch_up_s: float = 1800.0,
+    played: Path | None = None,
+    max_top_up_days: int = MAX_TOP_UP_DAYS,
 ) -> dict[str, Any]:
-    """Build the aged ledger, start the processes on it, measure them at rest.
+    """Build the aged ledger (or, with ``played``, take bench state's play in that directory:
+    bench/footprint_played.py), start the processes on it, measure them at rest.
 
     Every child is stopped on the way out, whatever ends the run (an error, SIGINT, or
     SIGTERM, which the bench CLI turns into SystemExit): the launcher records each validator
     and gateway in the directory before waiting for it (``node.testnet.up``), so
     ``node.testnet.down`` finds one that was still starting; the bench's own children are
     listed as soon as they exist and die with the bench if it is killed outright."""
-    genesis_ms = recent_genesis_ms(days, int(time.time() * 1000))
-    people = community(households, gateways=1, engine="pbft", genesis_time_ms=genesis_ms)
-    bundle = people.bundle
     base = _free_base(PORTS_USED) if base_port is None else base_port
-    write_bundle(
-        bundle,
-        directory,
-        password="bench",  # noqa: S106 - throwaway keystores in a temporary directory
-        scrypt_n=TESTNET_SCRYPT_N,
-        base_api_port=base,
-        base_p2p_port=base + 1,
-        meter_sim_port=base + 2,
-        base_agent_port=base + 4,
-    )
-    setup_gateways(directory, base_port=base + 3)
-    data = directory / "nodes" / bundle.validators[0].name / "data"
-    built = build_ledger(bundle, people, days, data)
+    if played is None:
+        genesis_ms = recent_genesis_ms(days, int(time.time() * 1000))
+        people = community(households, gateways=1, engine="pbft", genesis_time_ms=genesis_ms)
+        bundle = people.bundle
+        _write_chain(bundle, directory, base)
+        setup_gateways(directory, base_port=base + 3)
+        data = directory / "nodes" / bundle.validators[0].name / "data"
+        built = build_ledger(bundle, people, days, data)
+    else:
+        bundle, built = _take_played(played, directory, base, max_top_up_days)
+        households, days = built["households"], built["days"]
+        data = directory / "nodes" / bundle.validators[0].name / "data"
+    has_gateway = bool(bundle.gateways)
     store = Store(data)
     try:
         snapshot = measure_snapshot(store, bundle.genesis)
@@ -297,27 +304,102 @@ def run(
 
     with _stopping_on_signal(stop_children):
         try:
-            procs = up(directory)
+            procs = [
+                Proc("validator" if p.name.startswith("node") else "gateway", p.pid)
+                for p in up(directory)
+            ]
             simulate, bridge, bridge_dir = _first_bridge(directory)
             extra.append(_spawn(simulate, bridge_dir / "simulator.log"))
             time.sleep(2.0)  # the simulator binds its port before the bridge dials it
             extra.append(_spawn(bridge, bridge_dir / "bridge.log"))
-            report["caught_up_s"] = wait_caught_up(directory, built["blocks"], catch_up_s)
+            if has_gateway:
+                report["caught_up_s"] = wait_caught_up(directory, built["blocks"], catch_up_s)
+            else:
+                report["no_gateway"] = NO_GATEWAY
             report["warmed_blocks"] = warm_validator(directory, built["blocks"], warm_blocks)
             time.sleep(settle_s)
-            watched = [
-                *(
-                    Proc("validator" if p.name.startswith("node") else "gateway", p.pid)
-                    for p in procs
-                ),
-                Proc("bridge", extra[1].pid),
-            ]
+            watched = [*procs, Proc("bridge", extra[-1].pid)]
             report["processes"] = measure_idle(watched, idle_s)
             report["validator_height_after"] = _height_of(directory)
         finally:
             stop_children()
     report["conditions"] = conditions()
     return report
+
+
+def _write_chain(bundle: GenesisBundle, directory: Path, base: int) -> None:
+    write_bundle(
+        bundle,
+        directory,
+        password="bench",  # noqa: S106 - throwaway keystores in a temporary directory
+        scrypt_n=TESTNET_SCRYPT_N,
+        base_api_port=base,
+        base_p2p_port=base + 1,
+        meter_sim_port=base + 2,
+        base_agent_port=base + 4,
+    )
+
+
+#: Why a played chain may have no gateway to measure (printed in its place).
+NO_GATEWAY = (
+    "the play's genesis names no gateway and its one validator is solo: the application "
+    "refuses to admit one later on such a chain (UpdateGateways: gateway_change_unsupported, "
+    "no peer network to link it); a play made with `bench state --gateway` has one"
+)
+
+
+def _take_played(
+    played: Path, directory: Path, base: int, max_top_up_days: int
+) -> tuple[GenesisBundle, dict[str, Any]]:
+    """Top the play in ``played`` up to now, write its chain's configs into ``directory`` and
+    clone its ledger into the validator's data dir (bench/footprint_played.py); what was
+    taken, for the report."""
+    topped = top_up(played, int(time.time() * 1000), max_days=max_top_up_days)
+    bundle = community(
+        topped.households, gateways=topped.gateways, genesis_time_ms=topped.genesis_time_ms
+    ).bundle
+    _write_chain(bundle, directory, base)
+    if bundle.gateways:
+        setup_gateways(directory, base_port=base + 3)
+    data = directory / "nodes" / bundle.validators[0].name / "data"
+    began = time.perf_counter()
+    clone = clone_ledger(played / "ledger", data)
+    clone_s = time.perf_counter() - began
+    return bundle, {
+        "households": topped.households,
+        "days": topped.days_after,
+        "blocks": topped.height_after,
+        "live_state_entries": topped.live_state_entries,
+        "play_s": topped.seconds,
+        "ledger_bytes": _du(data),
+        "built": PLAYED_HOW,
+        "played": {
+            "directory": str(played),
+            "days_before": topped.days_before,
+            "days_after": topped.days_after,
+            "height_before": topped.height_before,
+            "height_after": topped.height_after,
+            "partial_blocks": topped.partial_blocks,
+            "head_age_s": round(time.time() - topped.head_time_ms / 1000, 1),
+            "top_up_s": topped.seconds,
+            "clone": {
+                "linked_files": clone.linked_files,
+                "linked_bytes": clone.linked_bytes,
+                "copied_files": clone.copied_files,
+                "copied_bytes": clone.copied_bytes,
+                "seconds": round(clone_s, 2),
+            },
+        },
+    }
+
+
+#: How a played ledger is taken (printed with the figures).
+PLAYED_HOW = (
+    "bench state's play in --played, topped up to now (a resumed run), its ledger cloned by "
+    "hard links into the validator's data dir (the play's own files untouched); then the "
+    "validator, its gateway if the play's genesis names one, and a bridge start on the clone "
+    "as real processes"
+)
 
 
 #: Ports from the base: validator API, its peer port, the meter simulator, the gateway, the
@@ -421,15 +503,22 @@ def format_report(r: dict[str, Any]) -> list[str]:
     snap = r["state_snapshot"]
     lines = [
         f"community: {r['households']} households, {r['days']} day(s) of block time "
-        f"({r['blocks']:,} blocks, {r['days'] * SLOTS_PER_DAY:,} slots) played in {r['play_s']} s",
+        f"({r['blocks']:,} blocks, {r['days'] * SLOTS_PER_DAY:,} slots) "
+        + ("topped up" if "played" in r else "played")
+        + f" in {r['play_s']} s",
         f"how: {r['built']}",
+        *_played_lines(r),
         f"at the end: {r['live_state_entries']:,} live state entries, ledger (LevelDB: blocks, "
         f"state, tree, archive) {r['ledger_bytes'] / 1e6:.1f} MB",
         f"state snapshot a joiner fetches: {snap['entries']:,} entries, "
         f"{snap['bytes'] / 1e6:.1f} MB in {snap['chunks']} chunks, served and verified in "
         f"{snap['serve_and_verify_s']} s (one process)",
-        f"gateway followed from genesis to block {r['blocks']:,} in {r.get('caught_up_s')} s; "
-        f"the validator served its last {r.get('warmed_blocks')} blocks over its API",
+        (
+            f"gateway followed from genesis to block {r['blocks']:,} in {r['caught_up_s']} s; "
+            if "caught_up_s" in r
+            else ""
+        )
+        + f"the validator served its last {r.get('warmed_blocks')} blocks over its API",
         f"idle window: {r['idle_s']} s (bridge reading its meters, validator head "
         f"{r.get('validator_height_after')})",
         f"{'process':<10} {'RSS MiB':>8} {'anon':>7} {'file':>7} {'of it ledger':>13} "
@@ -441,6 +530,23 @@ def format_report(r: dict[str, Any]) -> list[str]:
             f"{row['ledger_mapped_mib']:>13} {row['cpu_percent']:>7} {row['cpu_s']:>7}"
         )
     return lines
+
+
+def _played_lines(r: dict[str, Any]) -> list[str]:
+    if "played" not in r:
+        return []
+    p, c = r["played"], r["played"]["clone"]
+    partial = f" and {p['partial_blocks']} blocks of day {p['days_after'] + 1}"
+    return [
+        f"aged ledger: {p['directory']}, {p['days_after']} whole days{partial} "
+        f"({p['height_after']:,} blocks; topped up from {p['days_before']} days, block "
+        f"{p['height_before']:,}, in {p['top_up_s']} s); its last block was "
+        f"{p['head_age_s']} s old when cloned",
+        f"clone: {c['linked_files']:,} table files ({c['linked_bytes'] / 1e6:.1f} MB) "
+        f"hard-linked, {c['copied_files']} files ({c['copied_bytes'] / 1e6:.1f} MB) copied, in "
+        f"{c['seconds']} s",
+        *([f"no gateway: {r['no_gateway']}"] if "no_gateway" in r else []),
+    ]
 
 
 def main(argv: list[str]) -> int:
@@ -460,20 +566,50 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--base-port", type=int, help=f"first of {PORTS_USED} ports in a row (default: free)"
     )
+    parser.add_argument(
+        "--played",
+        type=Path,
+        help="measure on the ledger of the bench state play in this directory (made with "
+        "--end-now; topped up to now, then cloned by hard links) instead of playing "
+        "--days of --households here",
+    )
+    parser.add_argument(
+        "--max-top-up-days",
+        type=int,
+        default=MAX_TOP_UP_DAYS,
+        help="with --played: refuse a play that is more days behind now (default %(default)s)",
+    )
+    parser.add_argument(
+        "--catch-up-s",
+        type=float,
+        default=1800.0,
+        help="how long the gateway may take to follow the chain from genesis",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.days < 1 or args.households < 1:
         parser.error("--days and --households must be at least 1")
-    with tempfile.TemporaryDirectory() as tmp:
-        report = run(
-            args.households,
-            args.days,
-            args.idle_s,
-            args.settle_s,
-            Path(tmp),
-            base_port=args.base_port,
-            warm_blocks=args.warm_blocks,
-        )
+    if args.played is not None and not (args.played / "ledger").is_dir():
+        parser.error(f"{args.played} holds no bench state ledger")
+    # A played ledger is cloned by hard links: its working directory is on the same file
+    # system, inside the play's directory (hidden, removed at the end).
+    where = None if args.played is None else args.played
+    with tempfile.TemporaryDirectory(prefix=".footprint-", dir=where) as tmp:
+        try:
+            report = run(
+                args.households,
+                args.days,
+                args.idle_s,
+                args.settle_s,
+                Path(tmp),
+                base_port=args.base_port,
+                warm_blocks=args.warm_blocks,
+                catch_up_s=args.catch_up_s,
+                played=args.played,
+                max_top_up_days=args.max_top_up_days,
+            )
+        except ProgressError as exc:
+            parser.error(str(exc))
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -33,10 +33,10 @@ import random
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from gridchain.bench import state_progress as progress
 from gridchain.bench.conditions import conditions
@@ -329,6 +329,28 @@ class Ledger:
         self.prev = committed.block.hash()
 
 
+class PlayedBlock(NamedTuple):
+    """One committed block of ``play``, with what its build and commit cost."""
+
+    #: the played day, from 0
+    day: int
+    height: int
+    wall_ms: float
+    #: this process's CPU time: every thread's, LevelDB's background compactions included
+    cpu_ms: float
+    #: this thread's CPU time only: the block's own work, not a compaction running meanwhile
+    thread_cpu_ms: float
+
+
+#: A block's kind by its place in the slot (``(height - 1) % BLOCKS_PER_SLOT``).
+BLOCK_KINDS = ("readings", "orders", "quiet")
+
+
+def block_kind(height: int) -> str:
+    """Which of the slot's three blocks ``height`` is (every day has as many blocks)."""
+    return BLOCK_KINDS[(height - 1) % BLOCKS_PER_SLOT]
+
+
 def play(
     bundle: GenesisBundle,
     people: Community,
@@ -337,9 +359,10 @@ def play(
     *,
     first_day: int = 0,
     on_day_end: Callable[[int], None] | None = None,
-) -> Iterator[tuple[int, float, float]]:
-    """Build and commit every block of days ``first_day`` to ``days`` - 1; yield (day, wall ms,
-    CPU ms of that block).
+) -> Generator[PlayedBlock, None, None]:
+    """Build and commit every block of days ``first_day`` to ``days`` - 1; yield each one's
+    day, height and costs (wall, process CPU and this thread's CPU ms of its build and
+    commit; the generator's work before it is not counted).
 
     The CPU time is this process's: on a machine shared with other work it is the figure to
     compare between days (the wall time also counts the waits for a core).
@@ -372,6 +395,7 @@ def play(
                 _check_stored(ledger.store, height, txs)
                 continue
             began, began_cpu = time.perf_counter(), time.process_time()
+            began_thread = time.thread_time()
             ts = start + offset
             ctx = BlockContext(ledger.height + 1, ts, validator.public_key)
             built = ledger.app.build_block(ledger.state, txs, ctx)
@@ -380,10 +404,25 @@ def play(
                 raise RuntimeError(f"a benchmark transaction was left out: {exc.message}")
             committed = _certified(chain_id, validator, ctx, ledger.prev, built)
             ledger.commit(committed, built.execution)
-            wall = (time.perf_counter() - began) * 1000
-            yield day, wall, (time.process_time() - began_cpu) * 1000
+            yield PlayedBlock(
+                day,
+                height,
+                (time.perf_counter() - began) * 1000,
+                (time.process_time() - began_cpu) * 1000,
+                (time.thread_time() - began_thread) * 1000,
+            )
         if on_day_end is not None and (slot - first_slot + 1) % SLOTS_PER_DAY == 0:
             on_day_end(day)
+
+
+def block_times_ms(genesis_time_ms: int, day: int) -> list[int]:
+    """The timestamps of played day ``day``'s blocks, in order (``play``'s schedule)."""
+    first_slot = genesis_time_ms // SLOT_MS + 1 + day * SLOTS_PER_DAY
+    return [
+        slot * SLOT_MS + offset
+        for slot in range(first_slot, first_slot + SLOTS_PER_DAY)
+        for offset in (READINGS_AT_MS, ORDERS_AT_MS, QUIET_AT_MS)
+    ]
 
 
 def _check_stored(store: Store, height: int, txs: list[Transaction]) -> None:
@@ -475,6 +514,135 @@ def _days(log: dict[int, DayFigures], days: int, figure: str) -> dict[str, float
     }
 
 
+class PlaySession:
+    """One process's part of the play in ``directory``: the ledger open at its head, the
+    generator where the progress file left it, each played day's figures and the generator's
+    state saved after the day (bench/state_progress.py).  ``run`` drives it alone; the
+    aged-versus-fresh comparison (bench/state_compare.py) drives it block by block beside a
+    fresh ledger, so the aged ledger's day is saved exactly as a resumed run's."""
+
+    def __init__(
+        self,
+        households: int,
+        days: int,
+        directory: Path,
+        *,
+        resume: bool = False,
+        genesis_time_ms: int = GENESIS_TIME_MS,
+        gateways: int = 0,
+    ) -> None:
+        saved = progress.load(directory)
+        self.ledger_path = directory / "ledger"
+        if resume:
+            if saved is None:
+                raise progress.ProgressError(f"{directory} holds no play to go on with")
+            if (saved.households, saved.genesis_time_ms, saved.gateways) != (
+                households,
+                genesis_time_ms,
+                gateways,
+            ):
+                raise progress.ProgressError(
+                    f"the play in {directory} has {saved.households} households and "
+                    f"{saved.gateways} gateways from genesis time {saved.genesis_time_ms}, not "
+                    f"{households} and {gateways} from {genesis_time_ms}"
+                )
+            if days < saved.played_days:
+                raise progress.ProgressError(
+                    f"the play in {directory} has played {saved.played_days} days already"
+                )
+        elif saved is not None or self.ledger_path.exists():
+            raise progress.ProgressError(
+                f"{directory} holds a play already: go on with it (--resume) or use an empty "
+                "directory"
+            )
+        self.directory, self.households, self.days = directory, households, days
+        self.genesis_time_ms, self.gateways = genesis_time_ms, gateways
+        self.people = community(households, gateways=gateways, genesis_time_ms=genesis_time_ms)
+        self.bundle = self.people.bundle
+        self.this_run = 1 if saved is None else saved.runs + 1
+        #: whole days played before this process (the progress file's)
+        self.first_day = 0 if saved is None else saved.played_days
+        if saved is not None:
+            progress.restore(self.people, saved.generator)
+        self.log = {} if saved is None else {f.day: f for f in saved.day_log}
+        self.totals = [0.0, 0.0] if saved is None else [saved.play_seconds, saved.play_cpu_seconds]
+        self.replayed = None if saved is None else saved.replay
+        #: set by the aged-versus-fresh comparison: the days it plays are marked in the log
+        self.compared = False
+        self._walls: list[float] = []
+        self._cpus: list[float] = []
+        self._mark = [time.perf_counter(), time.process_time()]
+        self.ledger = Ledger.open(self.bundle.genesis, self.ledger_path)
+        if saved is None:
+            try:
+                self.record(0)
+            except BaseException:
+                self.ledger.store.close()
+                raise
+
+    def record(self, played_days: int) -> None:
+        progress.save(
+            self.directory,
+            progress.Progress(
+                format=progress.PROGRESS_FORMAT,
+                households=self.households,
+                genesis_time_ms=self.genesis_time_ms,
+                gateways=self.gateways,
+                played_days=played_days,
+                generator=progress.capture(self.people),
+                day_log=tuple(self.log[d] for d in sorted(self.log)),
+                play_seconds=self.totals[0],
+                play_cpu_seconds=self.totals[1],
+                runs=self.this_run,
+                replay=self.replayed,
+            ),
+        )
+
+    def _day_end(self, day: int) -> None:
+        if self._walls:
+            self.log[day] = DayFigures(
+                day=day,
+                blocks=len(self._walls),
+                wall_ms=_mean(self._walls),
+                cpu_ms=_mean(self._cpus),
+                load_1m=round(os.getloadavg()[0], 2),
+                run=self.this_run,
+                compared=self.compared,
+            )
+        self._walls.clear()
+        self._cpus.clear()
+        now = [time.perf_counter(), time.process_time()]
+        self.totals[0] += now[0] - self._mark[0]
+        self.totals[1] += now[1] - self._mark[1]
+        self._mark[:] = now
+        self.record(day + 1)
+        figures = self.log.get(day)
+        if figures is not None:  # a long play says how far it is (stderr: --json stays clean)
+            print(
+                f"day {day + 1} of {self.days}: {figures.wall_ms:.1f} ms, "
+                f"{figures.cpu_ms:.1f} CPU ms per block, load {figures.load_1m}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def played(self) -> Iterator[PlayedBlock]:
+        """Play up to ``days``, saving the progress after every day; yield each block."""
+        for block in play(
+            self.bundle,
+            self.people,
+            self.ledger,
+            self.days,
+            first_day=self.first_day,
+            on_day_end=self._day_end,
+        ):
+            self._walls.append(block.wall_ms)
+            self._cpus.append(block.cpu_ms)
+            yield block
+
+    def close(self) -> None:
+        self.ledger.store.close()
+
+
 def run(
     households: int,
     days: int,
@@ -484,99 +652,28 @@ def run(
     *,
     resume: bool = False,
     genesis_time_ms: int = GENESIS_TIME_MS,
+    gateways: int = 0,
 ) -> dict[str, Any]:
     """Play (and replay) ``days`` into ``directory``; with ``resume``, go on with the play its
-    progress file describes (bench/state_progress.py), which must be of ``households`` and
-    ``genesis_time_ms``."""
-    saved = progress.load(directory)
-    ledger_path = directory / "ledger"
-    if resume:
-        if saved is None:
-            raise progress.ProgressError(f"{directory} holds no play to go on with")
-        if (saved.households, saved.genesis_time_ms) != (households, genesis_time_ms):
-            raise progress.ProgressError(
-                f"the play in {directory} has {saved.households} households from genesis time "
-                f"{saved.genesis_time_ms}, not {households} from {genesis_time_ms}"
-            )
-        if days < saved.played_days:
-            raise progress.ProgressError(
-                f"the play in {directory} has played {saved.played_days} days already"
-            )
-    elif saved is not None or ledger_path.exists():
-        raise progress.ProgressError(
-            f"{directory} holds a play already: go on with it (--resume) or use an empty directory"
-        )
-    people = community(households, genesis_time_ms=genesis_time_ms)
-    bundle = people.bundle
-    this_run = 1 if saved is None else saved.runs + 1
-    first_day = 0 if saved is None else saved.played_days
-    if saved is not None:
-        progress.restore(people, saved.generator)
-    log = {} if saved is None else {f.day: f for f in saved.day_log}
-    totals = [0.0, 0.0] if saved is None else [saved.play_seconds, saved.play_cpu_seconds]
-    replayed = None if saved is None else saved.replay
-
-    def record(played_days: int) -> None:
-        progress.save(
-            directory,
-            progress.Progress(
-                format=progress.PROGRESS_FORMAT,
-                households=households,
-                genesis_time_ms=genesis_time_ms,
-                played_days=played_days,
-                generator=progress.capture(people),
-                day_log=tuple(log[d] for d in sorted(log)),
-                play_seconds=totals[0],
-                play_cpu_seconds=totals[1],
-                runs=this_run,
-                replay=replayed,
-            ),
-        )
-
-    walls: list[float] = []
-    cpus: list[float] = []
-    mark = [time.perf_counter(), time.process_time()]
-
-    def day_end(day: int) -> None:
-        if walls:
-            log[day] = DayFigures(
-                day=day,
-                blocks=len(walls),
-                wall_ms=_mean(walls),
-                cpu_ms=_mean(cpus),
-                load_1m=round(os.getloadavg()[0], 2),
-                run=this_run,
-            )
-        walls.clear()
-        cpus.clear()
-        now = [time.perf_counter(), time.process_time()]
-        totals[0] += now[0] - mark[0]
-        totals[1] += now[1] - mark[1]
-        mark[:] = now
-        record(day + 1)
-        figures = log.get(day)
-        if figures is not None:  # a long play says how far it is (stderr: --json stays clean)
-            print(
-                f"day {day + 1} of {days}: {figures.wall_ms:.1f} ms, {figures.cpu_ms:.1f} CPU ms "
-                f"per block, load {figures.load_1m}",
-                file=sys.stderr,
-                flush=True,
-            )
-
-    ledger = Ledger.open(bundle.genesis, ledger_path)
+    progress file describes (bench/state_progress.py), which must be of ``households``,
+    ``genesis_time_ms`` and ``gateways``."""
+    session = PlaySession(
+        households,
+        days,
+        directory,
+        resume=resume,
+        genesis_time_ms=genesis_time_ms,
+        gateways=gateways,
+    )
     try:
-        if saved is None:
-            record(0)
-        for _, ms, cpu_ms in play(
-            bundle, people, ledger, days, first_day=first_day, on_day_end=day_end
-        ):
-            walls.append(ms)
-            cpus.append(cpu_ms)
-        entries = len(ledger.state)
-        blocks = ledger.height
-        history_path = ledger.store.history_path
+        for _ in session.played():
+            pass
+        entries = len(session.ledger.state)
+        blocks = session.ledger.height
+        history_path = session.ledger.store.history_path
     finally:
-        ledger.store.close()
+        session.close()
+    log, totals, ledger_path = session.log, session.totals, session.ledger_path
     db_bytes = _du(ledger_path)
     history_bytes = _du(history_path)
     report: dict[str, Any] = {
@@ -592,30 +689,30 @@ def run(
         "seconds": round(totals[0], 1),
         "cpu_seconds": round(totals[1], 1),
         "times_real_time": round(days * DAY_MS / 1000 / totals[0], 1),
-        "runs": this_run,
+        "runs": session.this_run,
         "partial_days": sorted(d for d, f in log.items() if f.blocks < BLOCKS_PER_DAY),
+        "compared_days": sorted(d for d, f in log.items() if f.compared),
         "conditions": conditions(),
     }
     if do_replay:
-        before = replayed or progress.ReplayProgress(
+        before = session.replayed or progress.ReplayProgress(
             height=0, timed_blocks=0, seconds=0.0, cpu_seconds=0.0, runs=0
         )
 
         def replay_progress(height: int, count: int, seconds: float, cpu: float) -> None:
-            nonlocal replayed
-            replayed = progress.ReplayProgress(
+            session.replayed = progress.ReplayProgress(
                 height=height,
                 timed_blocks=before.timed_blocks + count,
                 seconds=before.seconds + seconds,
                 cpu_seconds=before.cpu_seconds + cpu,
                 runs=before.runs + 1,
             )
-            record(days)
+            session.record(days)
 
         source = Store(ledger_path)
         try:
             replay(
-                bundle.genesis,
+                session.bundle.genesis,
                 source,
                 directory / "replay",
                 verify_workers,
@@ -623,6 +720,7 @@ def run(
             )
         finally:
             source.close()
+        replayed = session.replayed
         assert replayed is not None
         report["replay"] = {
             "blocks": replayed.height,
@@ -664,6 +762,11 @@ def format_report(r: dict[str, Any]) -> list[str]:
             f"played in {r['runs']} runs (the progress file carried it between processes)"
             + (f"; days measured in part (a run stopped in them): {partial}" if partial else "")
         )
+    if r["compared_days"]:
+        lines.append(
+            f"days played beside a fresh ledger (--compare-fresh; their wall and CPU figures "
+            f"include its compactions): {r['compared_days']}"
+        )
     return lines
 
 
@@ -689,8 +792,27 @@ def main(argv: list[str]) -> int:
         action="store_true",
         help="a genesis time such that the played days end just before now (default: 2025-01-01)",
     )
+    parser.add_argument(
+        "--gateway",
+        action="store_true",
+        help="name one gateway in the community's genesis, so that bench footprint --played "
+        "can run a gateway on this chain (its solo validator then has peer links; the blocks "
+        "are the same, the chain id is not); with --resume, the play's own genesis",
+    )
+    parser.add_argument(
+        "--compare-fresh",
+        action="store_true",
+        help="with --resume: play --compare-days more days of the play in --data-dir and, "
+        "block by block in turn in this process, the community's first days on a fresh "
+        "ledger; print aged/fresh per block kind (--days and the replay are not used)",
+    )
+    parser.add_argument(
+        "--compare-days", type=int, default=1, help="days each side plays (default 1)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if args.compare_fresh:
+        return _compare_main(parser, args)
     if args.days < 1 or (args.households is not None and args.households < 1):
         parser.error("--days and --households must be at least 1")
     if args.verify_workers < 0:
@@ -701,6 +823,7 @@ def main(argv: list[str]) -> int:
         if args.end_now
         else GENESIS_TIME_MS
     )
+    saved: progress.Progress | None = None
     if args.resume:
         if args.data_dir is None:
             parser.error("--resume needs --data-dir")
@@ -714,7 +837,10 @@ def main(argv: list[str]) -> int:
             parser.error(f"{args.data_dir} holds no play to go on with")
         if args.households is not None and args.households != saved.households:
             parser.error(f"the play in {args.data_dir} has {saved.households} households")
+        if args.gateway:
+            parser.error("--resume goes on with the play's own genesis: drop --gateway")
         households, genesis_ms = saved.households, saved.genesis_time_ms
+    gateways = 1 if args.gateway else 0 if saved is None else saved.gateways
     with tempfile.TemporaryDirectory() as tmp:
         directory = args.data_dir or Path(tmp)
         try:
@@ -726,6 +852,7 @@ def main(argv: list[str]) -> int:
                 args.verify_workers,
                 resume=args.resume,
                 genesis_time_ms=genesis_ms,
+                gateways=gateways,
             )
         except progress.ProgressError as exc:
             parser.error(str(exc))
@@ -733,4 +860,29 @@ def main(argv: list[str]) -> int:
         print(json.dumps(report, indent=2))
     else:
         print("\n".join(format_report(report)))
+    return 0
+
+
+def _compare_main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from gridchain.bench.state_compare import compare_fresh, format_compare  # noqa: PLC0415
+
+    if not args.resume or args.data_dir is None:
+        parser.error("--compare-fresh goes on with a play: it needs --resume and --data-dir")
+    if args.end_now:
+        parser.error("--resume goes on from the play's own genesis time: drop --end-now")
+    if args.compare_days < 1:
+        parser.error("--compare-days must be at least 1")
+    try:
+        saved = progress.load(args.data_dir)
+        given = args.households
+        if given is not None and saved is not None and given != saved.households:
+            parser.error(f"the play in {args.data_dir} has {saved.households} households")
+        with tempfile.TemporaryDirectory(prefix="bench-state-fresh-") as tmp:
+            report = compare_fresh(args.data_dir, args.compare_days, Path(tmp))
+    except progress.ProgressError as exc:
+        parser.error(str(exc))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print("\n".join(format_compare(report)))
     return 0

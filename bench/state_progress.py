@@ -76,6 +76,9 @@ class DayFigures(_Strict):
     load_1m: float
     #: which run of this play measured it (1 for the first process)
     run: int = Field(ge=1)
+    #: measured while a fresh ledger played in turn with it (``--compare-fresh``): its wall and
+    #: process CPU figures then include the other ledger's compactions
+    compared: bool = False
 
 
 class ReplayProgress(_Strict):
@@ -92,6 +95,9 @@ class Progress(_Strict):
     format: int
     households: int = Field(ge=1)
     genesis_time_ms: int
+    #: gateways named in the community's genesis (``bench state --gateway``; absent in files
+    #: written before it, which had none)
+    gateways: int = Field(default=0, ge=0)
     #: whole days played, their generation captured in ``generator``
     played_days: int = Field(ge=0)
     generator: GeneratorState
@@ -173,7 +179,10 @@ def save(directory: Path, progress: Progress) -> None:
     path = directory / PROGRESS_FILE
     tmp = path.with_suffix(".tmp")
     with tmp.open("wb") as f:
-        f.write(progress.model_dump_json().encode())
+        # Fields at their defaults are left out: what this code writes for a play that uses
+        # none of the later fields (gateways, compared days) is what the code before them
+        # wrote, so a play goes on under either (a long play's checkout may be older).
+        f.write(progress.model_dump_json(exclude_defaults=True).encode())
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
