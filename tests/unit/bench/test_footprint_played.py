@@ -21,6 +21,7 @@ from gridchain.bench.footprint_played import clone_ledger, top_up, whole_days_be
 from gridchain.bench.state import (
     BLOCKS_PER_DAY,
     DAY_MS,
+    GENESIS_TIME_MS,
     SLOT_MS,
     Ledger,
     block_times_ms,
@@ -28,29 +29,12 @@ from gridchain.bench.state import (
     play,
     run,
 )
-from gridchain.node.store import Store
 from gridchain.protocol.crypto import sha256
+from tests.unit.bench.played import block_at
 
-#: A whole number of slots; the tests pass their own "now", so no clock is read.
-GENESIS_MS = 1_735_689_600_000
-
-
-def _head(path: Path) -> tuple[int, bytes]:
-    store = Store(path)
-    try:
-        height = store.head_height()
-        committed = store.get_block(height)
-        assert committed is not None
-        return height, committed.block.hash()
-    finally:
-        store.close()
-
-
-@pytest.fixture(scope="module")
-def straight(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("straight")
-    run(2, 2, directory, do_replay=False, genesis_time_ms=GENESIS_MS)
-    return directory
+#: bench state's default genesis, the ``straight`` fixture's (a whole number of slots); the
+#: tests pass their own "now", so no clock is read.
+GENESIS_MS = GENESIS_TIME_MS
 
 
 def test_whole_days_count_from_the_first_slot() -> None:
@@ -78,7 +62,7 @@ def test_a_top_up_plays_to_now_and_a_later_resume_goes_on(tmp_path: Path, straig
     assert saved.played_days == 1  # the day under way is not in the progress file
     report = run(2, 2, tmp_path, do_replay=False, resume=True, genesis_time_ms=GENESIS_MS)
     assert report["partial_days"] == [1]
-    assert _head(tmp_path / "ledger") == _head(straight / "ledger")
+    assert block_at(tmp_path / "ledger") == block_at(straight / "ledger")
 
 
 def test_a_top_up_of_whole_days_saves_them(tmp_path: Path, straight: Path) -> None:
@@ -86,7 +70,7 @@ def test_a_top_up_of_whole_days_saves_them(tmp_path: Path, straight: Path) -> No
     now_ms = GENESIS_MS + SLOT_MS + 2 * DAY_MS  # day 1 over, day 2 not begun
     topped = top_up(tmp_path, now_ms)
     assert (topped.days_after, topped.partial_blocks) == (2, 0)
-    assert _head(tmp_path / "ledger") == _head(straight / "ledger")
+    assert block_at(tmp_path / "ledger") == block_at(straight / "ledger")
     saved = progress.load(tmp_path)
     assert saved is not None
     assert saved.played_days == 2
@@ -98,14 +82,14 @@ def test_a_play_far_behind_now_or_ahead_of_it_is_refused_before_playing(tmp_path
         top_up(tmp_path, GENESIS_MS + 30 * DAY_MS, max_days=7)
     with pytest.raises(progress.ProgressError, match="ahead of now"):
         top_up(tmp_path, GENESIS_MS + DAY_MS // 2)
-    assert _head(tmp_path / "ledger")[0] == BLOCKS_PER_DAY
+    assert block_at(tmp_path / "ledger")[0] == BLOCKS_PER_DAY
 
 
 def test_writes_to_a_clone_never_reach_the_played_ledger(tmp_path: Path, straight: Path) -> None:
     played = tmp_path / "played"
     played.mkdir()
     run(2, 1, played, do_replay=False, genesis_time_ms=GENESIS_MS)
-    before = _head(played / "ledger")
+    before = block_at(played / "ledger")
     clone = clone_ledger(played / "ledger", tmp_path / "clone")
     assert clone.linked_files >= 1
     tables = sorted((played / "ledger").rglob("*.ldb"))
@@ -127,11 +111,11 @@ def test_writes_to_a_clone_never_reach_the_played_ledger(tmp_path: Path, straigh
     finally:
         ledger.store.close()
     assert {t: sha256(t.read_bytes()) for t in tables} == contents
-    assert _head(tmp_path / "clone") == _head(straight / "ledger")
-    assert _head(played / "ledger") == before
+    assert block_at(tmp_path / "clone") == block_at(straight / "ledger")
+    assert block_at(played / "ledger") == before
     report = run(2, 2, played, do_replay=False, resume=True, genesis_time_ms=GENESIS_MS)
     assert report["blocks"] == 2 * BLOCKS_PER_DAY
-    assert _head(played / "ledger") == _head(straight / "ledger")
+    assert block_at(played / "ledger") == block_at(straight / "ledger")
 
 
 def test_a_ledger_open_in_another_process_is_not_cloned(tmp_path: Path) -> None:

@@ -16,26 +16,7 @@ import pytest
 from gridchain.bench import state_progress as progress
 from gridchain.bench.state import BLOCK_KINDS, BLOCKS_PER_DAY, main, run
 from gridchain.bench.state_compare import Compactions, compare_fresh
-from gridchain.node.store import Store
-
-
-def _block_hash(path: Path, height: int | None = None) -> tuple[int, bytes]:
-    store = Store(path)
-    try:
-        height = store.head_height() if height is None else height
-        committed = store.get_block(height)
-        assert committed is not None
-        return height, committed.block.hash()
-    finally:
-        store.close()
-
-
-@pytest.fixture(scope="module")
-def straight(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two days of two households played by one process."""
-    directory = tmp_path_factory.mktemp("straight")
-    run(2, 2, directory, do_replay=False)
-    return directory
+from tests.unit.bench.played import block_at
 
 
 def test_the_aged_side_goes_on_with_the_play_and_the_fresh_side_is_a_fresh_run(
@@ -46,11 +27,9 @@ def test_the_aged_side_goes_on_with_the_play_and_the_fresh_side_is_a_fresh_run(
     run(2, 1, aged, do_replay=False)
     report = compare_fresh(aged, 1, tmp_path / "fresh")
     # the aged side ends where an uninterrupted two-day play does ...
-    assert _block_hash(aged / "ledger") == _block_hash(straight / "ledger")
+    assert block_at(aged / "ledger") == block_at(straight / "ledger")
     # ... and the fresh side is that play's first day, from genesis
-    assert _block_hash(tmp_path / "fresh" / "ledger") == _block_hash(
-        straight / "ledger", BLOCKS_PER_DAY
-    )
+    assert block_at(tmp_path / "fresh" / "ledger") == block_at(straight / "ledger", BLOCKS_PER_DAY)
     saved = progress.load(aged)
     assert saved is not None
     assert saved.played_days == 2
@@ -130,7 +109,7 @@ def test_the_command_line_compares_and_refuses_what_it_cannot(
     assert "own cost (main-thread CPU + that share) aged/fresh" in out
     for kind in BLOCK_KINDS:
         assert f"{kind} " in out
-    assert _block_hash(tmp_path / "ledger")[0] == 2 * BLOCKS_PER_DAY
+    assert block_at(tmp_path / "ledger")[0] == 2 * BLOCKS_PER_DAY
 
 
 def test_a_progress_file_without_the_later_fields_is_written_as_before(tmp_path: Path) -> None:

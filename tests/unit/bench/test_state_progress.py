@@ -25,17 +25,7 @@ from gridchain.bench.state import (
     run,
 )
 from gridchain.node.store import Store
-
-
-def _head(path: Path) -> tuple[int, bytes, bytes]:
-    store = Store(path)
-    try:
-        height = store.head_height()
-        committed = store.get_block(height)
-        assert committed is not None
-        return height, committed.block.hash(), committed.block.header.state_root
-    finally:
-        store.close()
+from tests.unit.bench.played import block_at
 
 
 def _stop_in_day(directory: Path, day: int, blocks: int) -> None:
@@ -56,23 +46,13 @@ def _stop_in_day(directory: Path, day: int, blocks: int) -> None:
         ledger.store.close()
 
 
-@pytest.fixture(scope="module")
-def straight(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
-    """Two days of two households, played by one process."""
-    directory = tmp_path_factory.mktemp("straight")
-    return directory, run(2, 2, directory, do_replay=False)
-
-
-def test_a_play_carried_over_is_the_uninterrupted_play(
-    tmp_path: Path, straight: tuple[Path, dict[str, object]]
-) -> None:
+def test_a_play_carried_over_is_the_uninterrupted_play(tmp_path: Path, straight: Path) -> None:
     run(2, 1, tmp_path, do_replay=False)
     report = run(2, 2, tmp_path, do_replay=False, resume=True)
-    assert _head(tmp_path / "ledger") == _head(straight[0] / "ledger")
+    assert block_at(tmp_path / "ledger") == block_at(straight / "ledger")
     assert report["runs"] == 2
     assert report["partial_days"] == []
     assert report["blocks"] == 2 * BLOCKS_PER_DAY
-    assert report["live_state_entries"] == straight[1]["live_state_entries"]
     saved = progress.load(tmp_path)
     assert saved is not None
     assert [(f.day, f.blocks, f.run) for f in saved.day_log] == [
@@ -82,13 +62,13 @@ def test_a_play_carried_over_is_the_uninterrupted_play(
 
 
 def test_a_run_stopped_in_mid_day_is_caught_up_without_committing_twice(
-    tmp_path: Path, straight: tuple[Path, dict[str, object]]
+    tmp_path: Path, straight: Path
 ) -> None:
     run(2, 1, tmp_path, do_replay=False)
     _stop_in_day(tmp_path, 1, 50)
-    assert _head(tmp_path / "ledger")[0] == BLOCKS_PER_DAY + 50
+    assert block_at(tmp_path / "ledger")[0] == BLOCKS_PER_DAY + 50
     report = run(2, 2, tmp_path, do_replay=True, resume=True)
-    assert _head(tmp_path / "ledger") == _head(straight[0] / "ledger")
+    assert block_at(tmp_path / "ledger") == block_at(straight / "ledger")
     assert report["partial_days"] == [1]
     saved = progress.load(tmp_path)
     assert saved is not None
@@ -113,7 +93,7 @@ def test_a_progress_file_that_is_not_the_ledgers_is_refused(tmp_path: Path) -> N
     progress.save(tmp_path, saved.model_copy(update={"generator": moved}))
     with pytest.raises(RuntimeError, match="do not belong together"):
         run(2, 2, tmp_path, do_replay=False, resume=True)
-    assert _head(tmp_path / "ledger")[0] == BLOCKS_PER_DAY + 5  # nothing committed
+    assert block_at(tmp_path / "ledger")[0] == BLOCKS_PER_DAY + 5  # nothing committed
 
 
 def test_what_cannot_go_on_stops_before_playing(tmp_path: Path) -> None:
@@ -127,12 +107,10 @@ def test_what_cannot_go_on_stops_before_playing(tmp_path: Path) -> None:
     (tmp_path / progress.PROGRESS_FILE).write_text('{"format": 1, "households": "two"}')
     with pytest.raises(progress.ProgressError, match="not a bench state progress file"):
         run(2, 2, tmp_path, do_replay=False, resume=True)
-    assert _head(tmp_path / "ledger")[0] == BLOCKS_PER_DAY
+    assert block_at(tmp_path / "ledger")[0] == BLOCKS_PER_DAY
 
 
-def test_a_stopped_replay_goes_on_from_its_head(
-    tmp_path: Path, straight: tuple[Path, dict[str, object]]
-) -> None:
+def test_a_stopped_replay_goes_on_from_itsblock_at(tmp_path: Path, straight: Path) -> None:
     class StoppedError(Exception):
         pass
 
@@ -141,7 +119,7 @@ def test_a_stopped_replay_goes_on_from_its_head(
         raise StoppedError
 
     people = community(2)
-    source = Store(straight[0] / "ledger")
+    source = Store(straight / "ledger")
     try:
         with pytest.raises(StoppedError):
             replay(people.bundle.genesis, source, tmp_path, on_progress=stop, progress_every=40)
@@ -149,7 +127,7 @@ def test_a_stopped_replay_goes_on_from_its_head(
     finally:
         source.close()
     assert rest.blocks == 2 * BLOCKS_PER_DAY - 40
-    assert _head(tmp_path) == _head(straight[0] / "ledger")
+    assert block_at(tmp_path) == block_at(straight / "ledger")
 
 
 @pytest.mark.parametrize(
@@ -183,4 +161,4 @@ def test_the_command_line_goes_on_with_the_play_in_its_directory(
     out = capsys.readouterr()
     assert "played in 2 runs" in out.out
     assert "day 2 of 2" in out.err
-    assert _head(tmp_path / "ledger")[0] == 2 * BLOCKS_PER_DAY
+    assert block_at(tmp_path / "ledger")[0] == 2 * BLOCKS_PER_DAY
