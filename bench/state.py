@@ -81,7 +81,10 @@ GENESIS_TIME_MS = 1_735_689_600_000
 MID_MC_PER_KWH = 150_000
 #: Block offsets inside a slot (readings, orders, a quiet block).
 READINGS_AT_MS, ORDERS_AT_MS, QUIET_AT_MS = 30_000, 300_000, 600_000
-BLOCKS_PER_SLOT = 3
+#: The slot's blocks in order: ``play`` builds them, ``block_times_ms`` and ``block_kind`` name
+#: them.
+SLOT_BLOCK_OFFSETS_MS = (READINGS_AT_MS, ORDERS_AT_MS, QUIET_AT_MS)
+BLOCKS_PER_SLOT = len(SLOT_BLOCK_OFFSETS_MS)
 BLOCKS_PER_DAY = BLOCKS_PER_SLOT * SLOTS_PER_DAY
 ORDER_LEAD_SLOTS = 8
 
@@ -378,7 +381,7 @@ def play(
     first_slot = genesis_ms // SLOT_MS + 1
     slots = range(first_slot + first_day * SLOTS_PER_DAY, first_slot + days * SLOTS_PER_DAY)
     stored_head = ledger.height
-    height = first_day * SLOTS_PER_DAY * BLOCKS_PER_SLOT  # every day has as many blocks
+    height = first_day * BLOCKS_PER_DAY  # every day has as many blocks
     for slot in slots:
         start = slot * SLOT_MS
         day = (slot - first_slot) // SLOTS_PER_DAY  # the played day, from 0
@@ -421,7 +424,7 @@ def block_times_ms(genesis_time_ms: int, day: int) -> list[int]:
     return [
         slot * SLOT_MS + offset
         for slot in range(first_slot, first_slot + SLOTS_PER_DAY)
-        for offset in (READINGS_AT_MS, ORDERS_AT_MS, QUIET_AT_MS)
+        for offset in SLOT_BLOCK_OFFSETS_MS
     ]
 
 
@@ -449,7 +452,7 @@ def replay(
     verify_workers: int = 0,
     *,
     on_progress: Callable[[int, int, float, float], None] | None = None,
-    progress_every: int = 3 * SLOTS_PER_DAY,
+    progress_every: int = BLOCKS_PER_DAY,
 ) -> Replayed:
     """Check and execute every block of ``source`` again on a fresh ledger, as a validator
     that re-executes fetched blocks does (node/driver.py ``_commit``): the certificate under
@@ -565,13 +568,15 @@ class PlaySession:
         if saved is not None:
             progress.restore(self.people, saved.generator)
         self.log = {} if saved is None else {f.day: f for f in saved.day_log}
-        self.totals = [0.0, 0.0] if saved is None else [saved.play_seconds, saved.play_cpu_seconds]
+        #: the play's wall and CPU seconds over every run, up to the last saved day
+        self.play_seconds = 0.0 if saved is None else saved.play_seconds
+        self.play_cpu_seconds = 0.0 if saved is None else saved.play_cpu_seconds
         self.replayed = None if saved is None else saved.replay
         #: set by the aged-versus-fresh comparison: the days it plays are marked in the log
         self.compared = False
         self._walls: list[float] = []
         self._cpus: list[float] = []
-        self._mark = [time.perf_counter(), time.process_time()]
+        self._mark = (time.perf_counter(), time.process_time())
         self.ledger = Ledger.open(self.bundle.genesis, self.ledger_path)
         if saved is None:
             try:
@@ -591,8 +596,8 @@ class PlaySession:
                 played_days=played_days,
                 generator=progress.capture(self.people),
                 day_log=tuple(self.log[d] for d in sorted(self.log)),
-                play_seconds=self.totals[0],
-                play_cpu_seconds=self.totals[1],
+                play_seconds=self.play_seconds,
+                play_cpu_seconds=self.play_cpu_seconds,
                 runs=self.this_run,
                 replay=self.replayed,
             ),
@@ -611,10 +616,10 @@ class PlaySession:
             )
         self._walls.clear()
         self._cpus.clear()
-        now = [time.perf_counter(), time.process_time()]
-        self.totals[0] += now[0] - self._mark[0]
-        self.totals[1] += now[1] - self._mark[1]
-        self._mark[:] = now
+        now = (time.perf_counter(), time.process_time())
+        self.play_seconds += now[0] - self._mark[0]
+        self.play_cpu_seconds += now[1] - self._mark[1]
+        self._mark = now
         self.record(day + 1)
         figures = self.log.get(day)
         if figures is not None:  # a long play says how far it is (stderr: --json stays clean)
@@ -673,7 +678,7 @@ def run(
         history_path = session.ledger.store.history_path
     finally:
         session.close()
-    log, totals, ledger_path = session.log, session.totals, session.ledger_path
+    log, ledger_path = session.log, session.ledger_path
     db_bytes = _du(ledger_path)
     history_bytes = _du(history_path)
     report: dict[str, Any] = {
@@ -686,9 +691,9 @@ def run(
         "ledger_bytes": db_bytes,
         "live_bytes": db_bytes - history_bytes,
         "history_bytes": history_bytes,
-        "seconds": round(totals[0], 1),
-        "cpu_seconds": round(totals[1], 1),
-        "times_real_time": round(days * DAY_MS / 1000 / totals[0], 1),
+        "seconds": round(session.play_seconds, 1),
+        "cpu_seconds": round(session.play_cpu_seconds, 1),
+        "times_real_time": round(days * DAY_MS / 1000 / session.play_seconds, 1),
         "runs": session.this_run,
         "partial_days": sorted(d for d, f in log.items() if f.blocks < BLOCKS_PER_DAY),
         "compared_days": sorted(d for d, f in log.items() if f.compared),
@@ -825,18 +830,7 @@ def main(argv: list[str]) -> int:
     )
     saved: progress.Progress | None = None
     if args.resume:
-        if args.data_dir is None:
-            parser.error("--resume needs --data-dir")
-        if args.end_now:
-            parser.error("--resume goes on from the play's own genesis time: drop --end-now")
-        try:
-            saved = progress.load(args.data_dir)
-        except progress.ProgressError as exc:
-            parser.error(str(exc))
-        if saved is None:
-            parser.error(f"{args.data_dir} holds no play to go on with")
-        if args.households is not None and args.households != saved.households:
-            parser.error(f"the play in {args.data_dir} has {saved.households} households")
+        saved = _saved_play(parser, args)
         if args.gateway:
             parser.error("--resume goes on with the play's own genesis: drop --gateway")
         households, genesis_ms = saved.households, saved.genesis_time_ms
@@ -863,20 +857,32 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def _saved_play(parser: argparse.ArgumentParser, args: argparse.Namespace) -> progress.Progress:
+    """The play ``--resume`` goes on with, or the command line's error (exits)."""
+    if args.data_dir is None:
+        parser.error("--resume needs --data-dir")
+    if args.end_now:
+        parser.error("--resume goes on from the play's own genesis time: drop --end-now")
+    try:
+        saved = progress.load(args.data_dir)
+    except progress.ProgressError as exc:
+        parser.error(str(exc))
+    if saved is None:
+        parser.error(f"{args.data_dir} holds no play to go on with")
+    if args.households is not None and args.households != saved.households:
+        parser.error(f"the play in {args.data_dir} has {saved.households} households")
+    return saved
+
+
 def _compare_main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from gridchain.bench.state_compare import compare_fresh, format_compare  # noqa: PLC0415
 
     if not args.resume or args.data_dir is None:
         parser.error("--compare-fresh goes on with a play: it needs --resume and --data-dir")
-    if args.end_now:
-        parser.error("--resume goes on from the play's own genesis time: drop --end-now")
     if args.compare_days < 1:
         parser.error("--compare-days must be at least 1")
+    _saved_play(parser, args)
     try:
-        saved = progress.load(args.data_dir)
-        given = args.households
-        if given is not None and saved is not None and given != saved.households:
-            parser.error(f"the play in {args.data_dir} has {saved.households} households")
         with tempfile.TemporaryDirectory(prefix="bench-state-fresh-") as tmp:
             report = compare_fresh(args.data_dir, args.compare_days, Path(tmp))
     except progress.ProgressError as exc:
