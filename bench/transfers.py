@@ -1,12 +1,15 @@
 """Committed transfers per second on one validator with synced writes, and Ed25519 verify rate.
 
-Three figures from one run, each the median of ``--repeat`` trials:
+Five figures from one run, each the median of ``--repeat`` trials:
 
 * ``verify``: Ed25519 signature checks per second of transaction payloads (the floor cost of
   admitting a transaction), measured on pre-signed transactions;
 * ``pipeline``: transfers per second through the validator's commit path in-process: decode,
   verify, mempool admission, block execution and one synced LevelDB batch per block, on a real
   store in a temporary directory; no HTTP;
+* ``admission`` and ``follower``: CPU microseconds per transfer of admitting it with its
+  signature known, and of a backup's path for a proposer's block of transfers its pool holds
+  (bench/tx_path.py says what each covers and why);
 * ``node``: transfers per second committed by a real ``gridchain node run`` process, submitted
   over HTTP by concurrent clients (one per sender, so nonces stay ordered), from the first
   submission until the last one is committed.
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from gridchain.api.client import NodeClient, NodeError
+from gridchain.bench import tx_path
 from gridchain.bench.cluster import bench_bundle, transfer_streams
 from gridchain.bench.conditions import conditions, median
 from gridchain.genesis.builder import GenesisBundle
@@ -65,8 +69,16 @@ def bench_verify(txs: list[Transaction], chain_id: bytes) -> float:
     return len(txs) / (time.perf_counter() - started)
 
 
-def bench_pipeline(bundle: Any, streams: list[list[Transaction]], block_txs: int) -> float:
-    """In-process: admit every tx, then cut blocks of ``block_txs`` and commit each synced."""
+def bench_pipeline(
+    bundle: Any,
+    streams: list[list[Transaction]],
+    block_txs: int,
+    keep: list[bytes] | None = None,
+) -> float:
+    """In-process: admit every tx, then cut blocks of ``block_txs`` and commit each synced.
+
+    ``keep``, if given, receives each committed block's encoding (bench/tx_path.py replays
+    them as a follower)."""
     genesis = bundle.genesis
     app = Application(genesis)
     validator = bundle.validators[0].key
@@ -95,13 +107,13 @@ def bench_pipeline(bundle: Any, streams: list[list[Transaction]], block_txs: int
             vote = Vote(height + 1, 0, block.hash(), 2)
             cert = Certificate(vote, (vote.sign(validator, genesis.chain_id),))
             tree_writes = state.apply(execution.writes)
+            committed = CommittedBlock(block, cert)
             store.commit_block(
-                CommittedBlock(block, cert),
-                execution.writes,
-                tree_writes,
-                archived=execution.archived,
+                committed, execution.writes, tree_writes, archived=execution.archived
             )
             tree_nodes.written(tree_writes)
+            if keep is not None:
+                keep.append(committed.encode())
             height, prev = height + 1, block.hash()
             pool.update_after_commit(txs)
         elapsed = time.perf_counter() - started
@@ -195,6 +207,11 @@ def main(argv: list[str]) -> int:
     chain_id = bundle.genesis.chain_id
     verify = [bench_verify(flat, chain_id) for _ in range(args.repeat)]
     pipeline = [bench_pipeline(bundle, streams, args.block_txs) for _ in range(args.repeat)]
+    raw = [tx.encode() for tx in flat]
+    blocks: list[bytes] = []
+    bench_pipeline(bundle, streams, args.block_txs, keep=blocks)  # a proposer's blocks
+    admission = [tx_path.admission_us(bundle, raw) for _ in range(args.repeat)]
+    follower = [tx_path.follower_us(bundle, raw, blocks) for _ in range(args.repeat)]
     node = (
         []
         if args.skip_node
@@ -206,11 +223,19 @@ def main(argv: list[str]) -> int:
         "ed25519_verify_per_s": round(median(verify)),
         "pipeline_tx_per_s": round(median(pipeline)),
         "pipeline_block_txs": args.block_txs,
+        "admission_cpu_us_per_tx": round(median(admission), 1),
+        "follower_cpu_us_per_tx": round(median(follower), 1),
         "node_http_tx_per_s": round(median(node)) if node else None,
         "node_block_interval_ms": 50,
         "synced_writes": True,
         "conditions": conditions(),
-        "raw": {"verify": verify, "pipeline": pipeline, "node": node},
+        "raw": {
+            "verify": verify,
+            "pipeline": pipeline,
+            "admission": admission,
+            "follower": follower,
+            "node": node,
+        },
     }
     if args.json:
         print(json.dumps(result, indent=2))
@@ -223,6 +248,13 @@ def main(argv: list[str]) -> int:
     print(
         f"  {'commit pipeline, in-process, synced':<44} {result['pipeline_tx_per_s']:>9} tx/s"
         f"  ({args.block_txs} tx blocks)"
+    )
+    print(
+        f"  {'admission, signature known (CPU)':<44} {result['admission_cpu_us_per_tx']:>9} us/tx"
+    )
+    print(
+        f"  {'follower block path, pool effects (CPU)':<44} "
+        f"{result['follower_cpu_us_per_tx']:>9} us/tx  ({args.block_txs} tx blocks)"
     )
     if node:
         print(

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from gridchain.market.state import Overlay, StateReader
-from gridchain.protocol.encoding import U64, Bytes32, Record, decode, register
+from gridchain.protocol.encoding import U64, Bytes32, Record, decode, encode_remembered, register
 from gridchain.protocol.tx import Name
 
 ACCOUNT_PREFIX = b"acct:"
@@ -56,7 +56,10 @@ def get_account(state: StateReader, address: bytes) -> Account:
 
 
 def put_account(state: Overlay, address: bytes, account: Account) -> None:
-    state.put(account_key(address), account.encode())
+    """Write ``account``; its bytes are remembered as decoded, because the next transaction
+    of the sender, or to the recipient, reads it back (protocol/encoding.py
+    ``encode_remembered``)."""
+    state.put(account_key(address), encode_remembered(account))
 
 
 def get_participant(state: StateReader, address: bytes) -> ParticipantRecord | None:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from gridchain.market.accounts import Account, account_key
 from gridchain.market.state import Overlay, StateReader
 from gridchain.protocol.address import address_of
-from gridchain.protocol.encoding import decode
+from gridchain.protocol.encoding import decode, encode_remembered
 from gridchain.protocol.tx import Transaction, Transfer
 
 
@@ -112,4 +112,4 @@ class TxEffect:
             credited = Account(
                 found.balance_mc + self.credit.amount_mc, found.nonce, found.locked_mc
             )
-            view.put(self.credit.key, credited.encode())
+            view.put(self.credit.key, encode_remembered(credited))
