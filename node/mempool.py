@@ -23,6 +23,7 @@ from gridchain.market.errors import ApplicationError
 from gridchain.market.state import MerkleState, Overlay
 from gridchain.market.tx_effects import RecordingOverlay, TxEffect, credit_of
 from gridchain.node.mempool_errors import DuplicateTxError, MempoolError, MempoolFullError
+from gridchain.protocol.encoding import reserve_decoded_once
 from gridchain.protocol.tx import Transaction
 
 __all__ = ["DuplicateTxError", "Mempool", "MempoolError", "MempoolFullError", "PendingTx"]
@@ -99,6 +100,7 @@ class Mempool:
         self._txs[tx_hash] = entry
         self._bytes += size
         self._ordered += not entry.commutes
+        reserve_decoded_once(len(self._txs), self._bytes)
         return tx_hash
 
     def effect_of(self, tx: Transaction) -> TxEffect | None:
@@ -149,6 +151,7 @@ class Mempool:
         if (is_prefix or commuting) and not recheck:
             if not self._txs:
                 self._pending = Overlay(self._state)
+            reserve_decoded_once(len(self._txs), self._bytes)
             return []
         return self._reapply()
 
@@ -167,6 +170,7 @@ class Mempool:
         return entry
 
     def _reapply(self) -> list[tuple[bytes, str]]:
+        """Apply the pool again on the committed state (ends every path that drops)."""
         self._pending = Overlay(self._state)
         dropped: list[tuple[bytes, str]] = []
         ctx = self._context()
@@ -181,6 +185,7 @@ class Mempool:
             if entry.commutes:
                 self._txs[tx_hash] = replace(entry, effect=_effect(trial, entry.tx))
             trial.merge_into_parent()
+        reserve_decoded_once(len(self._txs), self._bytes)
         return dropped
 
 

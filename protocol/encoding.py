@@ -393,7 +393,12 @@ def _build(value: list[Any], path: str, cls: type[Record]) -> Record:
 #: carries (with its hash, encoding and signature check already done), instead of a second
 #: decode.  Records are immutable and decoding is a pure function of the bytes, so a hit is
 #: what decoding would return; a miss decodes again (the signature memory, keyed by hash, still
-#: answers).  Bounded by count and by the encoded bytes it keeps (ADR 0046, ADR 0054).
+#: answers).  Bounded by count and by the encoded bytes it keeps (ADR 0046, ADR 0054), plus
+#: the mempool's pending transactions (:func:`reserve_decoded_once`, ADR 0058).  It forgets
+#: in the order it learnt, not the order it was last used: a block decoded after admission
+#: hits its transactions, which are then committed and never wanted again, while the pending
+#: ones behind them have not been used since admission.  Moving hits to the end made the
+#: pending transactions the first forgotten.
 _DECODED_ONCE: OrderedDict[tuple[type[Record], bytes], Record] = OrderedDict()
 _DECODED_ONCE_ENTRIES = 16384
 #: Why 512 KiB (ADR 0054): a decoded transaction with its wire arrays and key holds about 7-8
@@ -406,6 +411,26 @@ _DECODED_ONCE_ENTRIES = 16384
 _DECODED_ONCE_BUDGET_BYTES = 512 * 1024
 _DECODED_ONCE_MAX_BYTES = 4096
 _decoded_once_bytes = 0
+#: The bounds in force: the ones above plus the mempool's pending transactions
+#: (:func:`reserve_decoded_once`).
+_once_entries_limit = _DECODED_ONCE_ENTRIES
+_once_bytes_limit = _DECODED_ONCE_BUDGET_BYTES
+
+
+def reserve_decoded_once(pending_txs: int, pending_bytes: int) -> None:
+    """Make room in the decode-once memory for a mempool's pending transactions, on top of
+    its own bounds (the mempool calls this as it grows and shrinks).
+
+    Why (ADR 0058): the memory forgets the oldest first, and a validator's oldest pending
+    transactions are exactly the next block's.  With a backlog larger than the memory (about
+    4,000 plain transfers in 512 KiB) every block's transactions were decoded a second time,
+    about 9 us each on every validator.  The pending transactions are held by the pool anyway,
+    so keeping them remembered costs only their keys, and only while they are pending: when
+    the pool drains, the bounds return to their own and the next decode evicts the rest.
+    """
+    global _once_entries_limit, _once_bytes_limit  # noqa: PLW0603 - the memory's bounds
+    _once_entries_limit = _DECODED_ONCE_ENTRIES + pending_txs
+    _once_bytes_limit = _DECODED_ONCE_BUDGET_BYTES + pending_bytes
 
 
 def _decode_once(value: list[Any], path: str, cls: type[Record]) -> Record:
@@ -418,8 +443,7 @@ def _decode_once(value: list[Any], path: str, cls: type[Record]) -> Record:
     data = cast(bytes, msgpack.packb(value, use_bin_type=True))
     key = (cls, data)
     hit = _DECODED_ONCE.get(key)
-    if hit is not None:
-        _DECODED_ONCE.move_to_end(key)
+    if hit is not None:  # first in, first out: not moved (see _DECODED_ONCE)
         return hit
     obj = _build(value, path, cls)
     # to_wire(from_wire(v)) == v for every codec, so ``value`` is obj's wire form.
@@ -429,8 +453,7 @@ def _decode_once(value: list[Any], path: str, cls: type[Record]) -> Record:
         _DECODED_ONCE[key] = obj
         _decoded_once_bytes += len(data)
         while _DECODED_ONCE and (
-            len(_DECODED_ONCE) > _DECODED_ONCE_ENTRIES
-            or _decoded_once_bytes > _DECODED_ONCE_BUDGET_BYTES
+            len(_DECODED_ONCE) > _once_entries_limit or _decoded_once_bytes > _once_bytes_limit
         ):
             (_, old), _ = _DECODED_ONCE.popitem(last=False)
             _decoded_once_bytes -= len(old)
@@ -466,7 +489,6 @@ def decode(data: bytes, expected: type[R], *, max_bytes: int = MAX_ENCODED_BYTES
     if expected.DECODE_ONCE and type(data) is bytes:
         known = _DECODED_ONCE.get((expected, data))  # keys are canonical encodings
         if known is not None:
-            _DECODED_ONCE.move_to_end((expected, data))
             return cast(R, known)
         # remembered by _decode_once, not twice
         return cast(R, _decode_any(data, (expected,), max_bytes=max_bytes))

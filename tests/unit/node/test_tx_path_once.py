@@ -33,7 +33,15 @@ from gridchain.market.state import Overlay
 from gridchain.node.driver import ChainDriver, CommitBatch
 from gridchain.node.mempool import Mempool
 from gridchain.protocol import encoding
-from gridchain.protocol.block import Block, Certificate, Vote, VoteStep
+from gridchain.protocol.block import (
+    Block,
+    BlockHeader,
+    Certificate,
+    Vote,
+    VoteStep,
+    schedule_root,
+    tx_root,
+)
 from gridchain.protocol.encoding import Record, decode
 from gridchain.protocol.tx import Transaction, decode_tx
 from tests.helpers import GENESIS_TIME_MS, small_bundle, transfer
@@ -212,3 +220,48 @@ def test_a_proposer_and_a_follower_decode_and_apply_each_transaction_once(
     # Both pools still hold the waiting transactions with an exact pending state.
     assert proposer.pool.reap(10, 1 << 20) == later
     assert [tx.hash() for tx in follower.pool.reap(10, 1 << 20)] == [tx.hash() for tx in later]
+
+
+def test_a_backlog_larger_than_the_memory_is_still_decoded_once(
+    decodes: Counter[bytes],
+) -> None:
+    """A pool holding more than the decode-once memory's own budget (512 KiB, about 4,000
+    transfers) while new transfers keep arriving: every block that takes the oldest 500 still
+    finds them decoded (ADR 0058), block after block; and once the pool has drained, the
+    memory is back within its own bounds."""
+    backlog, rounds, block = 4_500, 12, 500  # about 131 bytes each: past 512 KiB
+    per_sender, rest = divmod(backlog + rounds * block, len(SENDERS))
+    assert rest == 0  # whole nonce sequences
+    assert (backlog + rounds * block) % block == 0  # whole blocks
+    txs = [transfer(s, CID, n, SINK, 1) for n in range(per_sender) for s in SENDERS]
+    wire = [tx.encode() for tx in txs]
+    assert sum(map(len, wire[:backlog])) > encoding._DECODED_ONCE_BUDGET_BYTES
+    decodes.clear()
+    new_process()
+    validator = Validator(1)
+    validator.pool.max_txs = len(wire)
+    validator.pool.max_bytes = 1 << 30
+    for raw in wire[:backlog]:
+        validator.receive(raw)
+    state = validator.app.genesis_state()
+    arrived = backlog
+    for height in range(1, len(txs) // block + 1):
+        batch = tuple(txs[(height - 1) * block : height * block])  # the oldest, as reaped
+        header = BlockHeader(
+            CID, height, CID, NOW, KEYS[0].public_key, 0, 0,
+            tx_root(batch), schedule_root(()), state.root(),
+        )  # fmt: skip
+        admitted = Counter(decodes)
+        carried = decode(Block(header, batch).encode(), Block)  # what a proposal carries
+        assert decodes == admitted, f"block {height} decoded transactions again"
+        reaped = validator.pool.reap(block, 1 << 30)
+        assert all(a is b for a, b in zip(carried.txs, reaped, strict=True))
+        assert validator.pool.update_after_commit(list(carried.txs)) == []
+        for raw in wire[arrived : arrived + block]:  # meanwhile, the next ones arrive
+            validator.receive(raw)
+        arrived = min(len(wire), arrived + block)
+    assert len(validator.pool) == 0
+    assert decodes == Counter(tx.hash() for tx in txs)  # once each, at admission
+    decode_tx(transfer(SINK, CID, 0, SENDERS[0], 1).encode())  # the next one learnt
+    assert len(encoding._DECODED_ONCE) <= encoding._DECODED_ONCE_ENTRIES
+    assert encoding._decoded_once_bytes <= encoding._DECODED_ONCE_BUDGET_BYTES
