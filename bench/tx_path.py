@@ -28,11 +28,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from gridchain.market.app import Application, BlockContext
+from gridchain.bench.state import Ledger
+from gridchain.market.app import BlockContext
 from gridchain.node.gc_settle import YOUNG_THRESHOLD
 from gridchain.node.mempool import Mempool
-from gridchain.node.state_nodes import bind_genesis, ledger_state
-from gridchain.node.store import Store
 from gridchain.protocol.block import check_block_structure, decode_committed
 from gridchain.protocol.encoding import forget_decoded
 from gridchain.protocol.tx import Transaction, decode_tx
@@ -51,29 +50,27 @@ def _node_gc() -> Iterator[None]:
 
 
 @contextmanager
-def _validator(bundle: Any, raw: list[bytes]) -> Iterator[tuple[Application, Any, Any, Store]]:
-    """A fresh validator's application, state, pool and store at genesis, with every
-    transaction of ``raw`` decoded and its signature checked (as gossip leaves them)."""
-    genesis = bundle.genesis
+def _validator(bundle: Any, raw: list[bytes]) -> Iterator[tuple[Ledger, Mempool]]:
+    """A fresh validator's ledger at genesis (bench state's ``Ledger``, which commits as a
+    validator does) and its pool, with every transaction of ``raw`` decoded and its signature
+    checked (as gossip leaves them)."""
     forget_decoded()
-    app = Application(genesis)
     with tempfile.TemporaryDirectory() as tmp:
-        store = Store(Path(tmp) / "db")
+        ledger = Ledger.open(bundle.genesis, Path(tmp) / "db")
         try:
-            bind_genesis(store, genesis.chain_id, genesis.canonical_json(), app.genesis_state())
-            state, tree_nodes = ledger_state(store)
-            ctx = lambda: BlockContext(1, genesis.genesis_time_ms + 1, b"")  # noqa: E731
-            pool = Mempool(app, state, ctx, max_txs=10**6, max_bytes=1 << 30)
+            genesis_ms = bundle.genesis.genesis_time_ms
+            ctx = lambda: BlockContext(1, genesis_ms + 1, b"")  # noqa: E731
+            pool = Mempool(ledger.app, ledger.state, ctx, max_txs=10**6, max_bytes=1 << 30)
             for data in raw:
-                app.signatures.require(decode_tx(data))
-            yield app, (state, tree_nodes), pool, store
+                ledger.app.signatures.require(decode_tx(data))
+            yield ledger, pool
         finally:
-            store.close()
+            ledger.store.close()
 
 
 def admission_us(bundle: Any, raw: list[bytes]) -> float:
     """CPU microseconds per transaction to admit ``raw`` (signatures known)."""
-    with _validator(bundle, raw) as (_, _, pool, _):
+    with _validator(bundle, raw) as (_, pool):
         txs: list[Transaction] = [decode_tx(data) for data in raw]
         with _node_gc():
             began = time.process_time()
@@ -86,8 +83,9 @@ def admission_us(bundle: Any, raw: list[bytes]) -> float:
 def follower_us(bundle: Any, raw: list[bytes], blocks: list[bytes]) -> float:
     """CPU microseconds per transaction for a backup to take ``blocks`` (a proposer's blocks
     of ``raw``, bench/transfers.py ``bench_pipeline(keep=...)``) after admitting ``raw``."""
-    genesis = bundle.genesis
-    with _validator(bundle, raw) as (app, (state, tree_nodes), pool, store):
+    chain_id = bundle.genesis.chain_id
+    with _validator(bundle, raw) as (ledger, pool):
+        app = ledger.app
         for data in raw:
             pool.add(decode_tx(data), len(data))
         with _node_gc():
@@ -95,20 +93,16 @@ def follower_us(bundle: Any, raw: list[bytes], blocks: list[bytes]) -> float:
             for data in blocks:
                 committed = decode_committed(data)
                 block, header = committed.block, committed.block.header
-                check_block_structure(block, genesis.chain_id, signatures=app.signatures)
+                check_block_structure(block, chain_id, signatures=app.signatures)
                 execution = app.execute_block(
-                    state,
+                    ledger.state,
                     block.txs,
                     BlockContext(header.height, header.timestamp_ms, header.proposer),
                     known=pool.effect_of,
                 )
                 if execution.state_root != header.state_root:
                     raise RuntimeError(f"follower diverged at block {header.height}")
-                tree_writes = state.apply(execution.writes)
-                store.commit_block(
-                    committed, execution.writes, tree_writes, archived=execution.archived
-                )
-                tree_nodes.written(tree_writes)
+                ledger.commit(committed, execution)
                 pool.update_after_commit(list(block.txs))
             spent = time.process_time() - began
         if len(pool):
