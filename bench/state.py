@@ -301,6 +301,8 @@ class Ledger:
     nodes: LedgerNodes
     height: int = 0
     prev: bytes = b""
+    #: the processes checking a replay's signatures (:func:`open_replay`), if any
+    pool: VerifyPool | None = None
 
     @classmethod
     def open(cls, genesis: Genesis, path: Path) -> Ledger:
@@ -445,6 +447,50 @@ class Replayed:
     cpu_seconds: float
 
 
+def open_replay(genesis: Genesis, path: Path, verify_workers: int = 0) -> Ledger:
+    """The replay's ledger at ``path`` (new, or at the head a stopped replay reached), its
+    signature checks handed to ``verify_workers`` processes if any (ADR 0040; close with
+    :func:`close_replay`)."""
+    ledger = Ledger.open(genesis, path)
+    if verify_workers:
+        pool = VerifyPool(verify_workers)
+        ledger.app.signatures.use_batch(pool, 1)
+        ledger.app.readings.use_batch(pool, 1)  # and its meter readings' (ADR 0056)
+        ledger.pool = pool
+    return ledger
+
+
+def close_replay(ledger: Ledger) -> None:
+    ledger.store.close()
+    if ledger.pool is not None:
+        ledger.pool.close()
+
+
+def replay_block(genesis: Genesis, ledger: Ledger, committed: CommittedBlock) -> None:
+    """Check and execute ``committed`` on ``ledger`` and commit it, as a validator that
+    re-executes a fetched block does (node/driver.py ``_commit``): the certificate under the
+    engine's commit rule, the block's structure and every transaction's signature (once: the
+    application's signature cache), then the execution, its root against the header's."""
+    block = committed.block
+    header = block.header
+    height = block.height
+    if height != ledger.height + 1:
+        raise RuntimeError(f"the replay is at block {ledger.height} and was given {height}")
+    rule = genesis_commit_rule(genesis, block)
+    check_certificate(committed.certificate, block, rule, genesis.chain_id)
+    check_block_structure(block, genesis.chain_id, signatures=ledger.app.signatures)
+    execution = ledger.app.execute_block(
+        ledger.state,
+        block.txs,
+        BlockContext(height, header.timestamp_ms, header.proposer),
+        schedule=block.schedule,
+        benefit=header.benefit,
+    )
+    if execution.state_root != header.state_root:
+        raise RuntimeError(f"replay diverged at block {height}")
+    ledger.commit(committed, execution)
+
+
 def replay(
     genesis: Genesis,
     source: Store,
@@ -454,42 +500,21 @@ def replay(
     on_progress: Callable[[int, int, float, float], None] | None = None,
     progress_every: int = BLOCKS_PER_DAY,
 ) -> Replayed:
-    """Check and execute every block of ``source`` again on a fresh ledger, as a validator
-    that re-executes fetched blocks does (node/driver.py ``_commit``): the certificate under
-    the engine's commit rule, the block's structure and every transaction's signature (once:
-    the application's signature cache; a block's signatures in ``verify_workers`` processes if
-    any, ADR 0040), then the execution, its root against the header's.
+    """Check and execute every block of ``source`` again on a fresh ledger (:func:`replay_block`;
+    a block's signatures in ``verify_workers`` processes if any, ADR 0040).
 
     A ledger already at ``path`` (a replay stopped by its process) goes on from its head.
     ``on_progress(height, blocks, seconds, cpu seconds)`` runs every ``progress_every`` blocks
     and at the end, with the blocks replayed and the time spent since this call began; the
     returned figures count only the blocks this call replayed."""
-    ledger = Ledger.open(genesis, path)
+    ledger = open_replay(genesis, path, verify_workers)
     first = ledger.height + 1
-    pool = VerifyPool(verify_workers) if verify_workers else None
-    if pool is not None:
-        ledger.app.signatures.use_batch(pool, 1)
-        ledger.app.readings.use_batch(pool, 1)  # and its meter readings' (ADR 0056)
     began, began_cpu = time.perf_counter(), time.process_time()
     try:
         for height in range(first, source.head_height() + 1):
             committed = source.get_block(height)
             assert committed is not None
-            block = committed.block
-            header = block.header
-            rule = genesis_commit_rule(genesis, block)
-            check_certificate(committed.certificate, block, rule, genesis.chain_id)
-            check_block_structure(block, genesis.chain_id, signatures=ledger.app.signatures)
-            execution = ledger.app.execute_block(
-                ledger.state,
-                block.txs,
-                BlockContext(height, header.timestamp_ms, header.proposer),
-                schedule=block.schedule,
-                benefit=header.benefit,
-            )
-            if execution.state_root != header.state_root:
-                raise RuntimeError(f"replay diverged at block {height}")
-            ledger.commit(committed, execution)
+            replay_block(genesis, ledger, committed)
             if on_progress is not None and height % progress_every == 0:
                 seconds, cpu = time.perf_counter() - began, time.process_time() - began_cpu
                 on_progress(height, height - first + 1, seconds, cpu)
@@ -497,9 +522,7 @@ def replay(
         if on_progress is not None:
             on_progress(ledger.height, ledger.height - first + 1, seconds, cpu)
     finally:
-        ledger.store.close()
-        if pool is not None:
-            pool.close()
+        close_replay(ledger)
     return Replayed(source.head_height() - first + 1, seconds, cpu)
 
 
@@ -598,10 +621,17 @@ class PlaySession:
                 day_log=tuple(self.log[d] for d in sorted(self.log)),
                 play_seconds=self.play_seconds,
                 play_cpu_seconds=self.play_cpu_seconds,
-                runs=self.this_run,
+                runs=self.runs,
                 replay=self.replayed,
             ),
         )
+
+    @property
+    def runs(self) -> int:
+        """Processes that played part of this play: this one only once it has played a block
+        (a process that only reports, or only replays, is not one of the play's runs)."""
+        played = self._walls or any(f.run == self.this_run for f in self.log.values())
+        return self.this_run if played else self.this_run - 1
 
     def _day_end(self, day: int) -> None:
         if self._walls:
@@ -658,10 +688,12 @@ def run(
     resume: bool = False,
     genesis_time_ms: int = GENESIS_TIME_MS,
     gateways: int = 0,
+    replay_beside: bool = False,
 ) -> dict[str, Any]:
     """Play (and replay) ``days`` into ``directory``; with ``resume``, go on with the play its
     progress file describes (bench/state_progress.py), which must be of ``households``,
-    ``genesis_time_ms`` and ``gateways``."""
+    ``genesis_time_ms`` and ``gateways``.  With ``replay_beside`` the replay runs in a second
+    process as the play commits (bench/state_beside.py), else after the play, in this one."""
     session = PlaySession(
         households,
         days,
@@ -670,9 +702,26 @@ def run(
         genesis_time_ms=genesis_time_ms,
         gateways=gateways,
     )
+    before = session.replayed or progress.ReplayProgress(
+        height=0, timed_blocks=0, seconds=0.0, cpu_seconds=0.0, runs=0
+    )
+
+    def replay_progress(height: int, count: int, seconds: float, cpu: float) -> None:
+        session.replayed = progress.ReplayProgress(
+            height=height,
+            timed_blocks=before.timed_blocks + count,
+            seconds=before.seconds + seconds,
+            cpu_seconds=before.cpu_seconds + cpu,
+            runs=before.runs + 1,
+            beside_runs=before.beside_runs + int(replay_beside),
+        )
+
     try:
-        for _ in session.played():
-            pass
+        if do_replay and replay_beside:
+            _play_with_replay_beside(session, directory, verify_workers, replay_progress)
+        else:
+            for _ in session.played():
+                pass
         entries = len(session.ledger.state)
         blocks = session.ledger.height
         history_path = session.ledger.store.history_path
@@ -694,37 +743,29 @@ def run(
         "seconds": round(session.play_seconds, 1),
         "cpu_seconds": round(session.play_cpu_seconds, 1),
         "times_real_time": round(days * DAY_MS / 1000 / session.play_seconds, 1),
-        "runs": session.this_run,
+        "runs": session.runs,
         "partial_days": sorted(d for d, f in log.items() if f.blocks < BLOCKS_PER_DAY),
         "compared_days": sorted(d for d, f in log.items() if f.compared),
         "conditions": conditions(),
     }
     if do_replay:
-        before = session.replayed or progress.ReplayProgress(
-            height=0, timed_blocks=0, seconds=0.0, cpu_seconds=0.0, runs=0
-        )
+        if not replay_beside:
 
-        def replay_progress(height: int, count: int, seconds: float, cpu: float) -> None:
-            session.replayed = progress.ReplayProgress(
-                height=height,
-                timed_blocks=before.timed_blocks + count,
-                seconds=before.seconds + seconds,
-                cpu_seconds=before.cpu_seconds + cpu,
-                runs=before.runs + 1,
-            )
-            session.record(days)
+            def saved_progress(height: int, count: int, seconds: float, cpu: float) -> None:
+                replay_progress(height, count, seconds, cpu)
+                session.record(days)
 
-        source = Store(ledger_path)
-        try:
-            replay(
-                session.bundle.genesis,
-                source,
-                directory / "replay",
-                verify_workers,
-                on_progress=replay_progress,
-            )
-        finally:
-            source.close()
+            source = Store(ledger_path)
+            try:
+                replay(
+                    session.bundle.genesis,
+                    source,
+                    directory / "replay",
+                    verify_workers,
+                    on_progress=saved_progress,
+                )
+            finally:
+                source.close()
         replayed = session.replayed
         assert replayed is not None
         report["replay"] = {
@@ -733,9 +774,38 @@ def run(
             "seconds": round(replayed.seconds, 1),
             "cpu_seconds": round(replayed.cpu_seconds, 1),
             "runs": replayed.runs,
+            "beside_runs": replayed.beside_runs,
             "verify_workers": verify_workers,
         }
     return report
+
+
+def _play_with_replay_beside(
+    session: PlaySession,
+    directory: Path,
+    verify_workers: int,
+    on_progress: Callable[[int, int, float, float], None],
+) -> None:
+    """Play to the session's days with the replay in a second process (bench/state_beside.py),
+    handing it every committed block; return when it has replayed them all, its figures in
+    the progress file."""
+    from gridchain.bench.state_beside import ReplayBeside  # noqa: PLC0415 (it imports this)
+
+    beside = ReplayBeside(
+        session.bundle.genesis,
+        session.ledger.store,
+        directory / "replay",
+        verify_workers,
+        on_progress=on_progress,
+    )
+    try:
+        beside.feed()
+        for _ in session.played():
+            beside.feed()
+        beside.finish()
+    finally:
+        beside.close()
+    session.record(session.days)
 
 
 def format_report(r: dict[str, Any]) -> list[str]:
@@ -757,9 +827,17 @@ def format_report(r: dict[str, Any]) -> list[str]:
         rep = r["replay"]
         workers = f", {rep['verify_workers']} verify workers" if rep["verify_workers"] else ""
         timed = "" if rep["timed_blocks"] == rep["blocks"] else f" ({rep['timed_blocks']} timed)"
+        beside = rep["beside_runs"]
+        how = (
+            ""
+            if not beside
+            else " beside the play (each block's own time in the replaying process)"
+            if beside == rep["runs"]
+            else f" ({beside} of them beside the play, each block's own time)"
+        )
         lines.append(
             f"replay: {rep['blocks']} blocks{timed} in {rep['seconds']} s, "
-            f"{rep['cpu_seconds']} s CPU{workers}, {rep['runs']} run(s)"
+            f"{rep['cpu_seconds']} s CPU{workers}, {rep['runs']} run(s){how}"
         )
     if r["runs"] > 1:
         partial = r["partial_days"]
@@ -780,6 +858,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--households", type=int, help="default 200; with --resume, the play's")
     parser.add_argument("--days", type=int, default=365, help="days to have played in all")
     parser.add_argument("--no-replay", action="store_true", help="skip the replay")
+    parser.add_argument(
+        "--replay-beside",
+        action="store_true",
+        help="replay in a second process as the play commits each block, instead of after the "
+        "play (two cores: the replay then ends about when the play does; its seconds are each "
+        "block's own time)",
+    )
     parser.add_argument("--data-dir", type=Path, help="keep the ledgers here (default: temp)")
     parser.add_argument(
         "--verify-workers",
@@ -822,6 +907,8 @@ def main(argv: list[str]) -> int:
         parser.error("--days and --households must be at least 1")
     if args.verify_workers < 0:
         parser.error("--verify-workers must be 0 or more")
+    if args.replay_beside and args.no_replay:
+        parser.error("--replay-beside and --no-replay exclude each other")
     households = 200 if args.households is None else args.households
     genesis_ms = (
         recent_genesis_ms(args.days, time.time_ns() // 1_000_000)
@@ -847,6 +934,7 @@ def main(argv: list[str]) -> int:
                 resume=args.resume,
                 genesis_time_ms=genesis_ms,
                 gateways=gateways,
+                replay_beside=args.replay_beside,
             )
         except progress.ProgressError as exc:
             parser.error(str(exc))

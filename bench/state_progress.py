@@ -89,6 +89,9 @@ class ReplayProgress(_Strict):
     seconds: float = Field(ge=0)
     cpu_seconds: float = Field(ge=0)
     runs: int = Field(ge=0)
+    #: runs that replayed beside the play (bench/state_beside.py): their seconds are each
+    #: block's own time, not the time from the first block to the last
+    beside_runs: int = Field(default=0, ge=0)
 
 
 class Progress(_Strict):
