@@ -81,4 +81,7 @@ def test_consensus_runs_every_engine_and_size_in_one_table(
         assert "error" not in r, r
         assert r["submitted"] == 64
         assert set(r) >= {"tx_per_s", "latency_p50_ms", "latency_p99_ms", "bound_tx_per_s"}
+        # the bound is the row's own: the mean of the verify rates measured around its run
+        mean = (r["verify_per_s_before"] + r["verify_per_s_after"]) / 2
+        assert r["bound_tx_per_s"] == pytest.approx(report["cores"] * mean / r["validators"], 1e-3)
     assert report["round_ms"] > 0

@@ -60,8 +60,17 @@ def test_the_table_has_a_line_per_cluster_and_names_failures() -> None:
                 "latency_p50_ms": 150.0,
                 "latency_p99_ms": 420.0,
                 "bound_tx_per_s": 4000.0,
+                "verify_per_s_before": 7900,
+                "verify_per_s_after": 8100,
             },
-            {"engine": "pob", "validators": 4, "error": "boom", "bound_tx_per_s": 4000.0},
+            {
+                "engine": "pob",
+                "validators": 4,
+                "error": "boom",
+                "bound_tx_per_s": 4000.0,
+                "verify_per_s_before": 8000,
+                "verify_per_s_after": 8000,
+            },
             {
                 "engine": "epob",
                 "validators": 16,
@@ -71,6 +80,8 @@ def test_the_table_has_a_line_per_cluster_and_names_failures() -> None:
                 "latency_p50_ms": None,
                 "latency_p99_ms": None,
                 "bound_tx_per_s": 250.0,
+                "verify_per_s_before": 2100,
+                "verify_per_s_after": 1900,
             },
         ]
     }
@@ -86,11 +97,16 @@ def test_the_table_has_a_line_per_cluster_and_names_failures() -> None:
         "ms",
         "bound",
         "tx/s",
+        "verify/s",
+        "before,",
+        "after",
     ]
-    assert lines[1].split()[:4] == ["pbft", "4", "400/400", "812"]
+    assert lines[1].split() == [
+        *("pbft", "4", "400/400", "812", "150", "420", "4000", "7900,", "8100"),
+    ]
     assert lines[2].split()[:2] == ["pob", "4"]
     assert lines[3].strip() == "error: boom"
-    assert lines[4].split() == ["epob", "16", "0/400", "0", "-", "-", "250"]
+    assert lines[4].split() == ["epob", "16", "0/400", "0", "-", "-", "250", "2100,", "1900"]
 
 
 def test_empty_blocks_follow_the_option_for_every_engine() -> None:
