@@ -39,6 +39,9 @@ from gridchain.protocol.block import decode_committed
 QUEUE_BLOCKS: Final = 64
 #: How long the replaying process may take to open its ledger and say where it is.
 READY_TIMEOUT_S: Final = 120.0
+#: How often a replaying process with nothing to do checks that the play is still there (a
+#: play killed outright cannot stop it, and it holds its ledger's lock).
+PARENT_CHECK_S: Final = 2.0
 
 #: (height, blocks replayed by this process, their seconds, their CPU seconds)
 ProgressCallback = Callable[[int, int, float, float], None]
@@ -84,9 +87,18 @@ def _replaying(
         reports.put(("error", 0, f"{type(exc).__name__}: {exc}"))
         return
     count, seconds, cpu = 0, 0.0, 0.0
+    parent = multiprocessing.parent_process()
     try:
         reports.put(("ready", ledger.height))
-        while (raw := blocks.get()) is not None:
+        while True:
+            try:
+                raw = blocks.get(timeout=PARENT_CHECK_S)
+            except queue.Empty:
+                if parent is not None and not parent.is_alive():
+                    return  # the play was killed: stop, the ledger holds what was committed
+                continue
+            if raw is None:
+                break
             began, began_cpu = time.perf_counter(), time.process_time()
             replay_block(genesis, ledger, decode_committed(raw))
             seconds += time.perf_counter() - began
