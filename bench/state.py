@@ -712,8 +712,9 @@ def run(
             timed_blocks=before.timed_blocks + count,
             seconds=before.seconds + seconds,
             cpu_seconds=before.cpu_seconds + cpu,
-            runs=before.runs + 1,
-            beside_runs=before.beside_runs + int(replay_beside),
+            # a process that replayed nothing (the replay was at the head) is not a run of it
+            runs=before.runs + int(count > 0),
+            beside_runs=before.beside_runs + int(count > 0 and replay_beside),
         )
 
     try:

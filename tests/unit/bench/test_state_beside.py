@@ -50,9 +50,11 @@ def test_a_replay_that_starts_behind_catches_up_while_the_play_goes_on(
     report = run(2, 2, tmp_path, do_replay=True, resume=True, replay_beside=True)
     assert report["replay"]["blocks"] == report["replay"]["timed_blocks"] == 2 * BLOCKS_PER_DAY
     assert block_at(tmp_path / "replay") == block_at(straight / "ledger")
-    # A process that only reports plays nothing and is not one of the play's runs.
-    again = run(2, 2, tmp_path, do_replay=False, resume=True)
+    # A process that finds the play and the replay at their end plays and replays nothing: it
+    # is a run of neither.
+    again = run(2, 2, tmp_path, do_replay=True, resume=True, replay_beside=True)
     assert again["runs"] == report["runs"] == 2
+    assert again["replay"] == report["replay"]
 
 
 def test_a_replay_ledger_of_another_chain_stops_the_play_before_it_plays(
