@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from gridchain.bench.state import BLOCKS_PER_DAY, run
 from gridchain.bench.state_beside import PARENT_CHECK_S
-from tests.procs import REPO, die_with_parent, wait_until
+from tests.procs import GridchainChild, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -64,36 +62,21 @@ def _replayed_height(directory: Path) -> int:
 
 
 def test_a_killed_play_leaves_no_replaying_process_and_goes_on(tmp_path: Path) -> None:
-    argv = [
-        sys.executable,
-        "-m",
-        "gridchain",
-        "bench",
-        "state",
-        "--households=2",
-        "--days=60",
-        "--replay-beside",
-        f"--data-dir={tmp_path}",
-    ]
-    log = (tmp_path.parent / f"{tmp_path.name}-bench.log").open("wb")
-    play = subprocess.Popen(
-        argv,
-        stdout=log,
-        stderr=log,
-        stdin=subprocess.DEVNULL,
-        cwd=REPO,
-        preexec_fn=die_with_parent,  # noqa: PLW1509
+    play = GridchainChild(
+        [
+            *("bench", "state", "--households=2", "--days=60", "--replay-beside"),
+            f"--data-dir={tmp_path}",
+        ],
+        tmp_path.parent / f"{tmp_path.name}-bench.log",
     )
     try:
         wait_until(lambda: _replayed_height(tmp_path) >= BLOCKS_PER_DAY, 120, "a replayed day")
-        replaying = [pid for pid in _children(play.pid) if _replaying(pid)]
+        replaying = [pid for pid in _children(play.proc.pid) if _replaying(pid)]
         assert len(replaying) == 1
-        play.send_signal(signal.SIGKILL)
-        play.wait(timeout=10)
+        play.proc.send_signal(signal.SIGKILL)
+        play.proc.wait(timeout=10)
     finally:
-        if play.poll() is None:
-            play.kill()
-            play.wait()
+        play.stop()
     # Its replaying process sees the play gone and stops (gone, or a zombie of whoever
     # adopted it), releasing its ledger.
     wait_until(lambda: not _running(replaying[0]), 5 * PARENT_CHECK_S + 10, "the replay to stop")
