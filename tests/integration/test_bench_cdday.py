@@ -71,6 +71,7 @@ def test_consensus_runs_every_engine_and_size_in_one_table(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     argv = ["--json", "--engines=solo,pbft", "--validators=4", "--txs=64", "--senders=4"]
+    argv.append("--repeat=2")
     assert consensus.main(argv) == 0
     report = json.loads(capsys.readouterr().out)
     assert [(r["engine"], r["validators"]) for r in report["clusters"]] == [
@@ -84,4 +85,7 @@ def test_consensus_runs_every_engine_and_size_in_one_table(
         # the bound is the row's own: the mean of the verify rates measured around its run
         mean = (r["verify_per_s_before"] + r["verify_per_s_after"]) / 2
         assert r["bound_tx_per_s"] == pytest.approx(report["cores"] * mean / r["validators"], 1e-3)
+        # two runs each, the row being one of them
+        assert len(r["runs"]) == 2
+        assert r["tx_per_s"] in [run["tx_per_s"] for run in r["runs"]]
     assert report["round_ms"] > 0
