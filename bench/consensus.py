@@ -223,6 +223,17 @@ def _row(engine: str, n: int, args: argparse.Namespace, per_sender: int) -> dict
     return {**base, **result}
 
 
+#: What ``median_run`` keeps of every run of a repeated cluster.
+_RUN_FIGURES = (
+    "tx_per_s",
+    "latency_p99_ms",
+    "bound_tx_per_s",
+    "of_bound",
+    "verify_per_s_before",
+    "verify_per_s_after",
+)
+
+
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """One row for a pair's repeated runs: the run whose fraction of its own bound is the
     median (the lower of the two middle ones for an even count), with every run's tx/s and
@@ -241,9 +252,7 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     chosen = ordered[(len(ordered) - 1) // 2]
     return {
         **chosen,
-        "runs": [
-            {key: run[key] for key in ("tx_per_s", "bound_tx_per_s", "of_bound")} for run in runs
-        ],
+        "runs": [{key: run[key] for key in _RUN_FIGURES} for run in runs],
     }
 
 
