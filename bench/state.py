@@ -477,8 +477,11 @@ def replay_block(genesis: Genesis, ledger: Ledger, committed: CommittedBlock) ->
     if height != ledger.height + 1:
         raise RuntimeError(f"the replay is at block {ledger.height} and was given {height}")
     rule = genesis_commit_rule(genesis, block)
-    check_certificate(committed.certificate, block, rule, genesis.chain_id)
-    check_block_structure(block, genesis.chain_id, signatures=ledger.app.signatures)
+    # the application's chain id, computed once (Genesis.chain_id hashes the whole document:
+    # about 3 ms for 200 households' meters, twice a block)
+    chain_id = ledger.app.chain_id
+    check_certificate(committed.certificate, block, rule, chain_id)
+    check_block_structure(block, chain_id, signatures=ledger.app.signatures)
     execution = ledger.app.execute_block(
         ledger.state,
         block.txs,
