@@ -94,3 +94,13 @@ def test_the_command_line_refuses_a_replay_beside_without_a_replay(
     with pytest.raises(SystemExit):
         main(["--days", "1", "--no-replay", "--replay-beside"])
     assert "exclude each other" in capsys.readouterr().err
+
+
+def test_the_report_says_which_replay_runs_were_beside_the_play(tmp_path: Path) -> None:
+    played = tmp_path / "play"
+    run(2, 1, played, do_replay=True)
+    report = run(2, 2, played, do_replay=True, resume=True, replay_beside=True)
+    assert (report["replay"]["runs"], report["replay"]["beside_runs"]) == (2, 1)
+    assert report["replay"]["blocks"] == 2 * BLOCKS_PER_DAY
+    line = next(line for line in format_report(report) if line.startswith("replay:"))
+    assert line.endswith("2 run(s) (1 of them beside the play, each block's own time)")
