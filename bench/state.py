@@ -656,9 +656,11 @@ class PlaySession:
         self.record(day + 1)
         figures = self.log.get(day)
         if figures is not None:  # a long play says how far it is (stderr: --json stays clean)
+            # with the replay beside the play: how far it is too
+            beside = "" if self.replayed is None else f"; replayed to block {self.replayed.height}"
             print(
                 f"day {day + 1} of {self.days}: {figures.wall_ms:.1f} ms, "
-                f"{figures.cpu_ms:.1f} CPU ms per block, load {figures.load_1m}",
+                f"{figures.cpu_ms:.1f} CPU ms per block, load {figures.load_1m}{beside}",
                 file=sys.stderr,
                 flush=True,
             )

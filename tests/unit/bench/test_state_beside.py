@@ -96,10 +96,17 @@ def test_the_command_line_refuses_a_replay_beside_without_a_replay(
     assert "exclude each other" in capsys.readouterr().err
 
 
-def test_the_report_says_which_replay_runs_were_beside_the_play(tmp_path: Path) -> None:
+def test_the_report_says_which_replay_runs_were_beside_the_play(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     played = tmp_path / "play"
     run(2, 1, played, do_replay=True)
+    capsys.readouterr()
     report = run(2, 2, played, do_replay=True, resume=True, replay_beside=True)
+    # the day's line says how far the replay is (at least the first process's day)
+    day_line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert day_line.startswith("day 2 of 2:")
+    assert int(day_line.rsplit("replayed to block ", 1)[1]) >= BLOCKS_PER_DAY
     assert (report["replay"]["runs"], report["replay"]["beside_runs"]) == (2, 1)
     assert report["replay"]["blocks"] == 2 * BLOCKS_PER_DAY
     line = next(line for line in format_report(report) if line.startswith("replay:"))
