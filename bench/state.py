@@ -453,7 +453,11 @@ def open_replay(genesis: Genesis, path: Path, verify_workers: int = 0) -> Ledger
     :func:`close_replay`)."""
     ledger = Ledger.open(genesis, path)
     if verify_workers:
-        pool = VerifyPool(verify_workers)
+        try:
+            pool = VerifyPool(verify_workers)
+        except BaseException:
+            ledger.store.close()
+            raise
         ledger.app.signatures.use_batch(pool, 1)
         ledger.app.readings.use_batch(pool, 1)  # and its meter readings' (ADR 0056)
         ledger.pool = pool
@@ -461,9 +465,11 @@ def open_replay(genesis: Genesis, path: Path, verify_workers: int = 0) -> Ledger
 
 
 def close_replay(ledger: Ledger) -> None:
-    ledger.store.close()
-    if ledger.pool is not None:
-        ledger.pool.close()
+    try:
+        ledger.store.close()
+    finally:
+        if ledger.pool is not None:
+            ledger.pool.close()
 
 
 def replay_block(genesis: Genesis, ledger: Ledger, committed: CommittedBlock) -> None:
