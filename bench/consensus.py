@@ -10,9 +10,10 @@ latency); throughput is all transfers over the time from the first POST to the l
 Printed beside them: the per-core Ed25519 verify rate, and the bound it implies when every
 validator checks every signature once: ``cores x verify rate / validators``.  The rate is
 measured right before and right after each cluster's run (the median of three passes over 500
-signatures each time) and the row's bound uses their mean: on a shared machine the rate moves
-by a fifth within minutes, and a bound measured before every row would be minutes old for the
-later ones.  Both rates are printed with the row, and its fraction of the bound.
+signatures each time) and the row's bound uses their mean: on a shared machine the rate can
+nearly double or halve within minutes (4,000-7,900/s on 2026-12-06), and a bound measured
+before every row would be minutes old for the later ones.  Both rates are printed with the
+row, and its fraction of the bound.
 ``--repeat N`` runs each cluster N times, each run with its own bound, and prints the run whose
 fraction of its bound is the median, every run's tx/s and bound listed under it.
 
