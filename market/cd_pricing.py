@@ -44,5 +44,18 @@ class CDPrices:
         return price <= limit_mc_per_kwh if is_charge else price >= limit_mc_per_kwh
 
     def usable(self, is_charge: bool, limit_mc_per_kwh: int, first: int, end: int) -> int:
-        """How many intervals of [first, end) the limit allows."""
-        return sum(1 for j in range(first, end) if self.allows(is_charge, limit_mc_per_kwh, j))
+        """How many intervals of [first, end) the limit allows.
+
+        The price changes only where an hour starts, so the window is counted an hour's run of
+        intervals at a time: a live request's bounds ask this of the rest of its window in every
+        interval, which interval by interval would be quadratic in the window's length.
+        """
+        count = 0
+        j = first
+        while j < end:
+            hour_end_ms = (self.clock.start_ms(j) // HOUR_MS + 1) * HOUR_MS
+            run_end = min(end, self.clock.first_starting_at(hour_end_ms))
+            if self.allows(is_charge, limit_mc_per_kwh, j):
+                count += run_end - j
+            j = run_end
+        return count
