@@ -503,6 +503,10 @@ class SimMempool:
         self.limit = limit
         self.txs: dict[tuple[bytes, int], Transaction] = {}
         self.nonces: dict[bytes, int] = {}
+        #: transactions held per sender, and ``len(self)`` until the pool or a nonce changes:
+        #: the driver asks for the length after every admitted transaction
+        self._held: dict[bytes, int] = {}
+        self._ready: int | None = None
 
     def nonce(self, sender: bytes) -> int:
         """The sender's next nonce in the committed state (cached until the next commit)."""
@@ -512,15 +516,37 @@ class SimMempool:
         return nonce
 
     def add(self, tx: Transaction) -> None:
-        if tx.nonce >= self.nonce(tx.sender):
-            self.txs.setdefault((tx.sender, tx.nonce), tx)
+        key = (tx.sender, tx.nonce)
+        if tx.nonce >= self.nonce(tx.sender) and key not in self.txs:
+            self.txs[key] = tx
+            self._held[tx.sender] = self._held.get(tx.sender, 0) + 1
+            self._ready = None
+
+    def _drop(self, key: tuple[bytes, int]) -> None:
+        del self.txs[key]
+        left = self._held[key[0]] - 1
+        if left:
+            self._held[key[0]] = left
+        else:
+            del self._held[key[0]]
+        self._ready = None
 
     def clear(self) -> None:
         self.txs.clear()
         self.nonces.clear()
+        self._held.clear()
+        self._ready = None
 
     def __len__(self) -> int:
-        return sum(1 for sender, _ in self.txs if (sender, self.nonce(sender)) in self.txs)
+        """The transactions of every sender whose next nonce is held (so ``> 0`` says a block
+        could take one)."""
+        if self._ready is None:
+            self._ready = sum(
+                held
+                for sender, held in self._held.items()
+                if (sender, self.nonce(sender)) in self.txs
+            )
+        return self._ready
 
     def __contains__(self, tx_hash: object) -> bool:
         return False
@@ -559,15 +585,16 @@ class SimMempool:
     def evict(self, tx_hashes: list[bytes]) -> list[tuple[bytes, str]]:
         gone = set(tx_hashes)
         for key in [k for k, tx in self.txs.items() if tx.hash() in gone]:
-            del self.txs[key]
+            self._drop(key)
         return []
 
     def update_after_commit(
         self, committed: list[Transaction], *, recheck: bool = False
     ) -> list[tuple[bytes, str]]:
         self.nonces.clear()
+        self._ready = None
         for key in [k for k in self.txs if k[1] < self.nonce(k[0])]:
-            del self.txs[key]
+            self._drop(key)
         return []
 
 
