@@ -16,6 +16,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -300,11 +301,62 @@ async def meter_power(bus: BusClient) -> int | None:
 
 
 def covering(plan: list[tuple[int, int, int, int]], t_ms: int) -> int | None:
-    """The request's rate at ``t_ms`` if ``t_ms`` is well inside one of its intervals."""
+    """The request's rate at ``t_ms`` if ``t_ms`` is well inside one of the spans in which the
+    device had its interval's rate (``plan``'s starts moved by :func:`in_effect`)."""
     for _, start, end, rate in plan:
         if start + EDGE_AFTER_START_MS <= t_ms <= end - EDGE_BEFORE_END_MS:
             return rate
     return None
+
+
+def _event_ms(event: dict[str, Any]) -> int:
+    stamp = datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00"))
+    return round(stamp.timestamp() * 1000)
+
+
+def in_effect(
+    plan: list[tuple[int, int, int, int]], delivered_ms: dict[tuple[int, int, int], int]
+) -> list[tuple[int, int, int, int]]:
+    """``plan`` with each interval starting when its rate took effect on the device: at the
+    interval's start, or later if the bridge delivered it later (``delivered_ms``, from its
+    log).  A decision can reach the bridge after its interval began (the first interval of a
+    request committed inside it, or a block late under load); until then the device keeps the
+    value it had, which is what its meter reads."""
+    out = []
+    for interval, start, end, rate in plan:
+        delivered = delivered_ms.get((start, end, rate))
+        assert delivered is not None, ("never delivered", interval, start, end, rate)
+        out.append((interval, max(start, delivered), end, rate))
+    return out
+
+
+def charger_deliveries(log: Path) -> dict[tuple[int, int, int], int]:
+    """When each (start, end, rate) period first reached the charger in an accepted profile."""
+    first: dict[tuple[int, int, int], int] = {}
+    for e in events(log):
+        if e.get("event") == "charger_schedule_installed":
+            for start, end, rate in e["periods"]:
+                first.setdefault((start, end, rate), _event_ms(e))
+    return first
+
+
+def inverter_deliveries(
+    log: Path, inverter: str, plan: list[tuple[int, int, int, int]]
+) -> dict[tuple[int, int, int], int]:
+    """When the inverter got each planned interval's rate: the setpoint written last before the
+    interval's judged end, if it is that rate (the bridge logs a write only when the value
+    changes, so an interval with its predecessor's rate took effect when that one did)."""
+    writes = [
+        (_event_ms(e), e["setpoint_w"])
+        for e in events(log)
+        if e.get("event") == "setpoint_written" and e.get("inverter") == inverter
+    ]
+    out: dict[tuple[int, int, int], int] = {}
+    for _, start, end, rate in plan:
+        before = [(t, w) for t, w in writes if t <= end - EDGE_BEFORE_END_MS]
+        if before and before[-1][1] == rate:
+            out[(start, end, rate)] = before[-1][0]
+    return out
 
 
 def test_charge_request_to_profile_to_power_to_meter_to_chain(loop: Loop) -> None:
@@ -349,7 +401,8 @@ def test_charge_request_to_profile_to_power_to_meter_to_chain(loop: Loop) -> Non
 
     # the meter saw the charger draw each interval's rate, and the safe limit once the
     # schedule ran out
-    inside = [(r, covering(plan, r["interval_end_ms"])) for r in on_chain]
+    effective = in_effect(plan, charger_deliveries(loop.bridge_log))
+    inside = [(r, covering(effective, r["interval_end_ms"])) for r in on_chain]
     scheduled = [(r, rate) for r, rate in inside if rate is not None]
     assert len(scheduled) >= 3
     for reading, rate in scheduled:
@@ -419,7 +472,10 @@ def test_charge_request_to_profile_to_power_to_meter_to_chain(loop: Loop) -> Non
     battery_plan = battery_plans[0]
     assert len(battery_plan) >= 3, battery_plan
     battery = [r for r in readings(chain.api_url(0), BATTERY) if r["status"] == "ok"]
-    maybe = [(r, covering(battery_plan, r["interval_end_ms"])) for r in battery]
+    battery_effective = in_effect(
+        battery_plan, inverter_deliveries(loop.bridge_log, BATTERY, battery_plan)
+    )
+    maybe = [(r, covering(battery_effective, r["interval_end_ms"])) for r in battery]
     at_rate = [(r, rate) for r, rate in maybe if rate is not None]
     assert len(at_rate) >= 3
     for reading, rate in at_rate:

@@ -66,6 +66,12 @@ def start_bridge(config: Path, log: Path) -> subprocess.Popen[bytes]:
     )
 
 
+async def _exited(process: subprocess.Popen[bytes]) -> None:
+    """Wait for ``process`` to exit without blocking the event loop: the fake node runs on it,
+    and a bridge stopping with a batch in flight waits for the node's answer."""
+    await asyncio.to_thread(process.wait, 10)
+
+
 async def wait_until(what: str, check: Callable[[], bool], node: FakeNode | None = None) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + DEADLINE_S
@@ -97,7 +103,7 @@ async def test_kill_9_and_node_outage_leave_every_interval_on_chain_once(
         await wait_until("3 committed", lambda: len(node.meters["h1-net"].readings) >= 3, node)
         await wait_until("a batch in flight", lambda: bool(node.mempool))
         bridge.send_signal(signal.SIGKILL)
-        bridge.wait(timeout=10)
+        await _exited(bridge)
         node.drop_mempool()  # the node restarts too, losing the batch in flight
         await node.stop()
 
@@ -113,7 +119,7 @@ async def test_kill_9_and_node_outage_leave_every_interval_on_chain_once(
         )
     finally:
         bridge.terminate()
-        bridge.wait(timeout=10)
+        await _exited(bridge)
         await node.stop()
     assert node.rejections == []
     for meter in node.meters.values():
