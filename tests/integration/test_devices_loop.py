@@ -390,18 +390,13 @@ def test_charge_request_to_profile_to_power_to_meter_to_chain(loop: Loop) -> Non
     on_chain = [r for r in chains[0] if r["status"] == "ok"]
 
     # every decision reached the charger as (part of) an accepted OCPP profile
-    installed = {
-        tuple(period)
-        for e in events(loop.bridge_log)
-        if e.get("event") == "charger_schedule_installed"
-        for period in e["periods"]
-    }
+    installed = charger_deliveries(loop.bridge_log)
     for _, start, end, rate in plan:
         assert (start, end, rate) in installed, (start, end, rate)
 
     # the meter saw the charger draw each interval's rate, and the safe limit once the
     # schedule ran out
-    effective = in_effect(plan, charger_deliveries(loop.bridge_log))
+    effective = in_effect(plan, installed)
     inside = [(r, covering(effective, r["interval_end_ms"])) for r in on_chain]
     scheduled = [(r, rate) for r, rate in inside if rate is not None]
     assert len(scheduled) >= 3
