@@ -19,6 +19,7 @@ from pathlib import Path
 
 from gridchain.meterbridge.simulator import MeterSimulator
 from gridchain.protocol.crypto import SigningKey
+from tests.meterbridge.conftest import SIM_SPEED
 from tests.meterbridge.fakenode import FakeNode
 from tests.meterbridge.test_bridge import assert_chain
 from tests.procs import free_test_port as free_port
@@ -33,6 +34,7 @@ name = "kill9"
 node_url = "{node_url}"
 data_dir = "data"
 interval_s = 0.5
+meter_time_scale = {SIM_SPEED}
 key_seed_hex = "{key.seed.hex()}"
 
 [[buses]]
