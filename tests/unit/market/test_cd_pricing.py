@@ -10,16 +10,12 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gridchain.genesis.schema import Tariff
+from gridchain.genesis.schema import ChainParams
 from gridchain.market.cd_pricing import HOUR_MS, CDPrices
 from gridchain.market.cd_requests import IntervalClock
 
-TARIFFS = (
-    Tariff(start_hour=0, end_hour=7, retail_mc_per_kwh=180_000, feed_in_mc_per_kwh=60_000),
-    Tariff(start_hour=7, end_hour=17, retail_mc_per_kwh=250_000, feed_in_mc_per_kwh=60_000),
-    Tariff(start_hour=17, end_hour=21, retail_mc_per_kwh=350_000, feed_in_mc_per_kwh=60_000),
-    Tariff(start_hour=21, end_hour=24, retail_mc_per_kwh=250_000, feed_in_mc_per_kwh=60_000),
-)
+#: the genesis defaults: 180,000 mc/kWh 0-7 h, 250,000 7-17 h, 350,000 17-21 h, 250,000 21-24 h
+TARIFFS = ChainParams().tariffs
 
 
 def _one_by_one(prices: CDPrices, is_charge: bool, limit: int, first: int, end: int) -> int:
